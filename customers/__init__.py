@@ -1,0 +1,1 @@
+"""Customers of a company: their records, phone numbers and list imports."""

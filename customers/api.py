@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response, UploadFile
+
+from customers import service
+from customers.schemas import (
+    CustomerCreate,
+    CustomerPage,
+    CustomerRead,
+    CustomerUpdate,
+    ImportReport,
+    ImportRow,
+)
+from huifang.deps import SessionDep, TenantDep
+from huifang.errors import TooLarge
+from huifang.pagination import PageParams, page_params
+from huifang.settings import get_settings
+
+router = APIRouter(prefix="/customers", tags=["customers"])
+
+
+@router.post("", response_model=CustomerRead, status_code=201)
+def create_customer(body: CustomerCreate, session: SessionDep, tenant: TenantDep) -> CustomerRead:
+    """Create a customer. The phone comes back in E.164; numbers that cannot get SMS are 422."""
+    customer = service.create_customer(session=session, tenant=tenant, **body.model_dump())
+    return CustomerRead.model_validate(customer)
+
+
+@router.get("", response_model=CustomerPage)
+def list_customers(
+    session: SessionDep,
+    tenant: TenantDep,
+    page: Annotated[PageParams, Depends(page_params)],
+    q: Annotated[str | None, Query(description="Part of the name or the phone number.")] = None,
+    tag: str | None = None,
+    region: str | None = None,
+    city: str | None = None,
+) -> CustomerPage:
+    items, total = service.list_customers(
+        session=session, tenant_id=tenant.id, page=page, q=q, tag=tag, region=region, city=city,
+    )
+    return CustomerPage(
+        items=[CustomerRead.model_validate(c) for c in items], total=total,
+        limit=page.limit, offset=page.offset,
+    )
+
+
+@router.post("/import", response_model=ImportReport)
+async def import_customers(
+    file: UploadFile, session: SessionDep, tenant: TenantDep,
+) -> ImportReport:
+    """Import a CSV or XLSX list, matched on phone: one report line per data row."""
+    limit = get_settings().import_max_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"The file is over {limit // (1024 * 1024)} MB; split it and retry.")
+    outcomes = service.import_file(
+        session=session, tenant=tenant, data=data, max_rows=get_settings().import_max_rows,
+    )
+    rows = [ImportRow(row=o.line, status=o.status, customer_id=o.customer_id, phone=o.phone,
+                      reason=o.reason) for o in outcomes]
+    return ImportReport(**service.count_outcomes(outcomes), rows=rows)
+
+
+@router.get("/{customer_id}", response_model=CustomerRead)
+def read_customer(customer_id: int, session: SessionDep, tenant: TenantDep) -> CustomerRead:
+    return CustomerRead.model_validate(
+        service.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
+    )
+
+
+@router.patch("/{customer_id}", response_model=CustomerRead)
+def update_customer(
+    customer_id: int, body: CustomerUpdate, session: SessionDep, tenant: TenantDep,
+) -> CustomerRead:
+    customer = service.update_customer(
+        session=session, tenant=tenant, customer_id=customer_id,
+        changes=body.model_dump(exclude_unset=True),
+    )
+    return CustomerRead.model_validate(customer)
+
+
+@router.delete("/{customer_id}", status_code=204)
+def delete_customer(customer_id: int, session: SessionDep, tenant: TenantDep) -> Response:
+    """Delete a customer and their visits."""
+    service.delete_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
+    return Response(status_code=204)

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Tag = str
+
+
+class CustomerCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100, examples=["王女士"])
+    phone: str = Field(
+        min_length=1, max_length=40, examples=["138 0013 8000"],
+        description="Any common spelling: spaces, dashes, +86/0086/86, full-width digits.",
+    )
+    region: str | None = Field(default=None, max_length=50, examples=["上海"])
+    city: str | None = Field(default=None, max_length=50, examples=["浦东新区"])
+    timezone: str | None = Field(
+        default=None, examples=["Asia/Shanghai"],
+        description="Defaults to the phone's country when it has one zone, else the company's.",
+    )
+    tags: list[Tag] = Field(default_factory=list, max_length=50, examples=[["老客户", "有宠物"]])
+    notes: str | None = Field(default=None, max_length=2000)
+
+
+class CustomerUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    phone: str | None = Field(default=None, min_length=1, max_length=40)
+    region: str | None = Field(default=None, max_length=50)
+    city: str | None = Field(default=None, max_length=50)
+    timezone: str | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=50)
+    notes: str | None = Field(default=None, max_length=2000)
+
+
+class CustomerRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    phone: str = Field(description="E.164")
+    region: str | None
+    city: str | None
+    timezone: str
+    tags: list[str]
+    notes: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class CustomerPage(BaseModel):
+    items: list[CustomerRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class ImportRow(BaseModel):
+    row: int = Field(description="Line in the file, counting the header as line 1.")
+    status: Literal["imported", "updated", "unchanged", "rejected"]
+    customer_id: int | None = None
+    phone: str | None = Field(default=None, description="E.164 when the number was accepted.")
+    reason: str | None = None
+
+
+class ImportReport(BaseModel):
+    imported: int
+    updated: int
+    unchanged: int
+    rejected: int
+    rows: list[ImportRow]

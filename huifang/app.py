@@ -1,0 +1,85 @@
+"""The HTTP application: composes each domain's router, errors, logging and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import huifang
+from customers.api import router as customers_router
+from huifang import ops
+from huifang.db import Database
+from huifang.errors import HuifangError
+from huifang.logs import RequestIdMiddleware
+from huifang.metrics import MetricsMiddleware
+from tenancy.api import router as tenancy_router
+from visits.api import staff_router, visit_router
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "request"
+
+
+def _validation_sentence(exc: RequestValidationError) -> str:
+    sentences = []
+    for error in exc.errors()[:5]:
+        message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+        sentences.append(f"{_field(tuple(error.get('loc', ())))}: {message}")
+    return "; ".join(sentences) + "."
+
+
+def create_app(*, database: Database | None = None, lifespan: Any = None) -> FastAPI:
+    """The FastAPI app. ``database`` overrides the one from settings (tests)."""
+
+    @asynccontextmanager
+    async def default_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    app = FastAPI(
+        title="Huifang",
+        version=huifang.__version__,
+        description="Follow-up messaging for home-service companies.",
+        lifespan=lifespan or default_lifespan,
+    )
+    app.state.database = database
+
+    @app.exception_handler(HuifangError)
+    async def huifang_error(_: Request, exc: HuifangError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # A sentence for people, and the structured list for programs.
+        return JSONResponse(
+            {"detail": _validation_sentence(exc),
+             "errors": [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+                        for e in exc.errors()]},
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "There is nothing at this address; see /docs for the API."
+        if exc.status_code == 405 and detail == "Method Not Allowed":
+            detail = "This address does not take that method; see /docs for the API."
+        return JSONResponse({"detail": detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    v1 = APIRouter(prefix="/v1")
+    for router in (tenancy_router, customers_router, staff_router, visit_router):
+        v1.include_router(router)
+    app.include_router(v1)
+    app.include_router(ops.router)
+
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,250 @@
+"""The ``huifang`` command: serve, work, schedule, migrate, and the office's everyday tasks."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from huifang.db import get_database
+from huifang.errors import HuifangError
+from huifang.settings import get_settings
+
+app = typer.Typer(help="Huifang (回访): follow-up messaging for home-service companies.",
+                  no_args_is_help=True, add_completion=False)
+tenant_app = typer.Typer(help="Companies and their API keys.", no_args_is_help=True)
+customers_app = typer.Typer(help="Customer lists.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(customers_app, name="customers")
+
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _migrate() -> None:
+    from huifang.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date (Alembic upgrade to head)."""
+    _migrate()
+    console.print(f"database is up to date: {_safe_url()}")
+
+
+def _safe_url() -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(get_settings().database_url).render_as_string(hide_password=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the API; in embedded mode also the worker and the scheduler, in this process."""
+    import uvicorn
+
+    settings = get_settings()
+    if settings.embedded:
+        _migrate()  # one process owns the SQLite file: migrate on start
+    mode = "embedded (SQLite, in-process worker)" if settings.embedded else "distributed"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    console.print(f"Huifang is starting in {mode} mode.")
+    console.print(f"Open http://{shown}:{port}/docs for the API, "
+                  f"http://{shown}:{port}/healthz for health.")
+    uvicorn.run("huifang.asgi:app", host=host, port=port, log_config=None,
+                proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+
+
+def _require_redis(what: str) -> None:
+    if get_settings().embedded:
+        raise _fail(
+            f"`huifang {what}` is for distributed mode: set HUIFANG_REDIS_URL "
+            "(e.g. redis://localhost:6379/0). In embedded mode `huifang serve` runs it for you."
+        )
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option("-Q", "--queues",
+                                        help="Comma-separated: default, media, messaging.")]
+    = "default,media,messaging",
+    concurrency: Annotated[int, typer.Option("-c", "--concurrency")] = 2,
+    loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "INFO",
+) -> None:
+    """Run a Celery worker on Redis (distributed mode)."""
+    from huifang.worker import QUEUES, celery_app, load_tasks
+
+    _require_redis("worker")
+    unknown = set(queues.split(",")) - set(QUEUES)
+    if unknown:
+        raise _fail(f"unknown queue {', '.join(sorted(unknown))}; choose from {', '.join(QUEUES)}")
+    load_tasks()
+    celery_app.worker_main([
+        "worker", "-Q", queues, "-c", str(concurrency), "-l", loglevel,
+        "--without-gossip", "--without-mingle",
+    ])
+
+
+@app.command()
+def beat(loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "INFO") -> None:
+    """Run the scheduler that sends the periodic ticks (distributed mode; run exactly one)."""
+    from huifang.worker import celery_app, load_tasks
+
+    _require_redis("beat")
+    load_tasks()
+    celery_app.start(["beat", "-l", loglevel, "--scheduler", "celery.beat:Scheduler"])
+
+
+@tenant_app.command("create")
+def tenant_create(
+    name: Annotated[str, typer.Option(help="Company name, e.g. 洁家家政.")],
+    signature: Annotated[str, typer.Option(help="SMS signature, e.g. 【洁家家政】.")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone.")] = "Asia/Shanghai",
+    region: Annotated[str, typer.Option(help="Phone region for numbers without +code.")] = "CN",
+) -> None:
+    """Create a company and print its first API key (shown only once)."""
+    from tenancy import service as tenancy
+
+    try:
+        with get_database().session() as session:
+            tenant = tenancy.create_tenant(session=session, name=name, signature=signature,
+                                           timezone=timezone, phone_region=region)
+            _, key = tenancy.create_api_key(session=session, tenant=tenant, name="first")
+            tenant_id, shown = tenant.id, tenant.sms_signature
+    except HuifangError as exc:
+        raise _fail(exc.detail) from None
+    err.print(f"created company {tenant_id} {name} {shown}; its API key (shown only now):")
+    print(key)
+
+
+@tenant_app.command("list")
+def tenant_list() -> None:
+    """List the companies."""
+    from sqlalchemy import select
+
+    from tenancy.models import Tenant
+
+    table = Table("id", "name", "signature", "time zone", "region")
+    with get_database().session() as session:
+        for t in session.scalars(select(Tenant).order_by(Tenant.id)):
+            table.add_row(str(t.id), t.name, t.sms_signature, t.timezone, t.phone_region)
+    console.print(table)
+
+
+@tenant_app.command("new-key")
+def tenant_new_key(
+    tenant: Annotated[str | None, typer.Option(help="Company id or name.")] = None,
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "cli",
+) -> None:
+    """Create another API key for a company and print it."""
+    from tenancy import service as tenancy
+
+    try:
+        with get_database().session() as session:
+            row = tenancy.find_tenant(session=session, ref=tenant)
+            _, key = tenancy.create_api_key(session=session, tenant=row, name=name)
+    except HuifangError as exc:
+        raise _fail(exc.detail) from None
+    print(key)
+
+
+@customers_app.command("import")
+def customers_import(
+    file: Annotated[Path, typer.Argument(
+        help="A .csv or .xlsx list with 姓名/name and 手机号/phone columns.",
+        exists=True, dir_okay=False, readable=True)],
+    tenant: Annotated[str | None, typer.Option(help="Company id or name.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the per-row report to this CSV.")]
+    = None,
+) -> None:
+    """Import customers, matched on phone; prints a report and shows progress."""
+    from customers import service as customers
+    from customers.importer import read_customer_file
+    from tenancy import service as tenancy
+
+    settings = get_settings()
+    if file.stat().st_size > settings.import_max_bytes:
+        raise _fail(f"{file} is over {settings.import_max_bytes // (1024 * 1024)} MB; split it.")
+    data = file.read_bytes()
+    try:
+        with get_database().session() as session:
+            owner = tenancy.find_tenant(session=session, ref=tenant)
+            rows = read_customer_file(data, max_rows=settings.import_max_rows)
+            with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=err, transient=False) as bar:
+                job = bar.add_task("rows", total=len(rows))
+                outcomes = customers.upsert_rows(
+                    session=session, tenant=owner, rows=rows,
+                    progress=lambda n: bar.advance(job, n),
+                )
+    except HuifangError as exc:
+        raise _fail(exc.detail) from None
+
+    counts = customers.count_outcomes(outcomes)
+    console.print(", ".join(f"{n} {status}" for status, n in counts.items()))
+    rejected = [o for o in outcomes if o.status == "rejected"]
+    if rejected:
+        table = Table("line", "reason", title="rejected rows")
+        for o in rejected[:20]:
+            table.add_row(str(o.line), o.reason or "")
+        console.print(table)
+        if len(rejected) > 20:
+            console.print(f"… and {len(rejected) - 20} more; use --report FILE to see them all.")
+    if report:
+        with report.open("w", newline="", encoding="utf-8-sig") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["line", "status", "customer_id", "phone", "reason"])
+            for o in outcomes:
+                writer.writerow([o.line, o.status, o.customer_id or "", o.phone or "",
+                                 o.reason or ""])
+        console.print(f"report written to {report}")
+    if rejected and not (counts["imported"] or counts["updated"] or counts["unchanged"]):
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo() -> None:
+    """Seed a demo company with staff, customers and visits; print its API key and links."""
+    from huifang import demo as demo_data
+
+    _migrate()
+    with get_database().session() as session:
+        result = demo_data.seed(session=session)
+        tenant_name = result.tenant.name
+    url = get_settings().public_url
+    console.print(f"demo company: {tenant_name} — {result.customers} customers, "
+                  f"{result.staff} staff, {result.visits} visits")
+    console.print(f"API key: {result.api_key}")
+    console.print(f"open {url}/docs and click Authorize, then paste the key;")
+    console.print(f"or try: curl -H 'Authorization: Bearer {result.api_key}' {url}/v1/customers")
+
+
+def main() -> None:
+    from huifang.logs import configure_logging
+
+    configure_logging(fmt=get_settings().log_format, level=get_settings().log_level)
+    try:
+        app()
+    except HuifangError as exc:
+        err.print(f"[red]error:[/red] {exc.detail}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Demo data: a company with staff, customers and visits, built through the services."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from customers import service as customers
+from customers.importer import ImportedRow
+from huifang.db import utcnow
+from tenancy import service as tenancy
+from tenancy.models import Tenant
+from visits import service as visits
+from visits.models import Staff, Visit
+
+DEMO_NAME = "洁家家政（演示）"
+DEMO_SIGNATURE = "洁家家政"
+
+_STAFF = [
+    ("李秀兰", ["家政服务员（高级）", "保洁员职业技能证书"], 8),
+    ("王建国", ["家用电器清洗工（中级）"], 5),
+    ("张美玲", ["养老护理员（四级）", "母婴护理师"], 11),
+]
+_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
+_PLACES = [("上海", "浦东新区"), ("上海", "徐汇区"), ("浙江", "杭州"), ("江苏", "苏州"),
+           ("江苏", "南京")]
+_TAGS = [["老客户"], ["有宠物"], ["老客户", "有老人"], [], ["新客户"]]
+_VISITS = [
+    ("ac_cleaning", ["客厅", "主卧"], 0),
+    ("deep_cleaning", ["厨房", "卫生间", "客厅"], 0),
+    ("range_hood_cleaning", ["厨房"], 1),
+    ("sofa_care", ["客厅"], 0),
+    ("elder_care", ["主卧"], 2),
+]
+
+
+@dataclass
+class DemoResult:
+    tenant: Tenant
+    api_key: str
+    customers: int
+    staff: int
+    visits: int
+
+
+def seed(*, session: Session) -> DemoResult:
+    """Create (or refresh) the demo company and return a new API key for it."""
+    tenant = session.scalars(select(Tenant).where(Tenant.name == DEMO_NAME)).first()
+    if tenant is None:
+        tenant = tenancy.create_tenant(session=session, name=DEMO_NAME, signature=DEMO_SIGNATURE)
+    _, key = tenancy.create_api_key(session=session, tenant=tenant, name="demo")
+
+    rows = [
+        ImportedRow(
+            line=i + 2,
+            name=f"{_SURNAMES[i]}{'女士' if i % 2 else '先生'}",
+            # 138 0013 8000–8019: valid China Mobile numbers reserved for examples.
+            phone=f"1380013{8000 + i}",
+            region=_PLACES[i % len(_PLACES)][0],
+            city=_PLACES[i % len(_PLACES)][1],
+            tags=list(_TAGS[i % len(_TAGS)]),
+        )
+        for i in range(20)
+    ]
+    outcomes = customers.upsert_rows(session=session, tenant=tenant, rows=rows)
+    customer_ids = [o.customer_id for o in outcomes if o.customer_id is not None]
+
+    staff = list(session.scalars(select(Staff).where(Staff.tenant_id == tenant.id)))
+    if not staff:
+        staff = [
+            visits.create_staff(session=session, tenant=tenant, name=name,
+                                certificates=certs, years_experience=years)
+            for name, certs, years in _STAFF
+        ]
+    existing_visits = session.scalars(select(Visit.id).where(Visit.tenant_id == tenant.id)).all()
+    if not existing_visits:
+        today = utcnow().replace(minute=0, second=0, microsecond=0)
+        for i, (service_type, areas, staff_index) in enumerate(_VISITS):
+            finished = today - dt.timedelta(days=3 * i + 1)
+            visits.create_visit(
+                session=session, tenant=tenant, customer_id=customer_ids[i],
+                staff_id=staff[staff_index].id, service_type=service_type, areas=areas,
+                scheduled_at=finished - dt.timedelta(hours=3), finished_at=finished,
+                amount_cents=(200 + 80 * i) * 100,
+            )
+    count = len(session.scalars(select(Visit.id).where(Visit.tenant_id == tenant.id)).all())
+    return DemoResult(tenant=tenant, api_key=key, customers=len(customer_ids),
+                      staff=len(staff), visits=count)

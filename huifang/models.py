@@ -1,0 +1,11 @@
+"""Every domain's models, imported so that ``Base.metadata`` (and Alembic) sees all tables."""
+
+from customers.models import Customer, CustomerTag
+from huifang.db import Base
+from huifang.ops import WorkerHeartbeat
+from tenancy.models import ApiKey, Tenant
+from visits.models import Staff, Visit
+
+__all__ = [
+    "ApiKey", "Base", "Customer", "CustomerTag", "Staff", "Tenant", "Visit", "WorkerHeartbeat",
+]

@@ -1,0 +1,90 @@
+"""One settings class, read from the environment with the prefix ``HUIFANG_``."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that ship in examples and must never protect a real deployment.
+PLACEHOLDER_SECRETS = frozenset({"", "changethis", "change-me", "secret", "development-only"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUIFANG_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    # Signs report, booking and verification tokens; refused as a placeholder outside development.
+    secret_key: str = "development-only"  # noqa: S105  (refused outside development)
+
+    database_url: str = "sqlite:///./var/huifang.db"
+    # No Redis URL means embedded mode: tasks and the scheduler run inside `huifang serve`.
+    redis_url: str | None = None
+    media_root: Path = Path("./var/media")
+    public_url: str = "http://localhost:8000"
+
+    sms_provider: Literal["console", "twilio", "aliyun"] = "console"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+
+    default_timezone: str = "Asia/Shanghai"
+    default_phone_region: str = "CN"
+
+    log_format: Literal["console", "json"] = "console"
+    log_level: str = "INFO"
+
+    # Largest customer list accepted in one import, in bytes and in rows.
+    import_max_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    import_max_rows: int = Field(default=100_000, gt=0)
+
+    @property
+    def embedded(self) -> bool:
+        """True when there is no Redis: one process runs API, worker and scheduler."""
+        return not self.redis_url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"{value!r} is not an IANA time zone such as Asia/Shanghai") from exc
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.environment == "development" or self.environment == "test":
+            return self
+        problems = []
+        if self.secret_key in PLACEHOLDER_SECRETS or len(self.secret_key) < 32:
+            problems.append("HUIFANG_SECRET_KEY must be a random value of at least 32 characters")
+        if self.sms_provider == "twilio":
+            if not self.twilio_account_sid:
+                problems.append("HUIFANG_TWILIO_ACCOUNT_SID is required with the twilio provider")
+            if (self.twilio_auth_token or "") in PLACEHOLDER_SECRETS:
+                problems.append("HUIFANG_TWILIO_AUTH_TOKEN is missing or a placeholder")
+        if problems:
+            raise ValueError(
+                f"refusing to start in {self.environment}: " + "; ".join(problems)
+            )
+        return self
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

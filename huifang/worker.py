@@ -1,0 +1,195 @@
+"""The work queue: one Celery app, one task wrapper, and the embedded in-process worker.
+
+Distributed mode: tasks travel through Redis to ``huifang worker -Q …`` processes and
+``huifang beat`` sends the periodic ticks. Embedded mode (no ``HUIFANG_REDIS_URL``): the
+same Celery app uses kombu's in-memory transport and ``huifang serve`` runs a Celery
+worker and the beat scheduler in threads of its own process. Either way the task code is
+the same; durable state lives in SQL, so nothing is lost if the queue is.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, ParamSpec, TypeVar
+
+import structlog
+from celery import Celery, Task
+from celery.beat import EmbeddedService
+from celery.worker import WorkController
+from kombu import Queue
+from sqlalchemy.orm import Session
+
+from huifang.db import get_database, on_commit
+from huifang.logs import current_request_id
+from huifang.metrics import TASK_DURATION, TASKS
+from huifang.settings import Settings, get_settings
+
+QUEUES = ("default", "media", "messaging")
+log = structlog.get_logger(__name__)
+
+celery_app = Celery("huifang")
+
+
+def configure(settings: Settings) -> None:
+    """Point the Celery app at Redis, or at the in-process transport in embedded mode."""
+    celery_app.conf.update(
+        broker_url=settings.redis_url or "memory://",
+        broker_connection_retry_on_startup=True,
+        # Schedules live in SQL; Redis visibility only has to outlast a running task.
+        broker_transport_options={"visibility_timeout": 3600},
+        task_ignore_result=True,
+        result_backend=None,
+        task_serializer="json",
+        accept_content=["json"],
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="default",
+        # A task is acknowledged when it finished, and given back if its worker died:
+        # tasks must therefore tolerate a second delivery.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=300,
+        task_time_limit=360,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        enable_utc=True,
+        timezone="UTC",
+        beat_schedule=BEAT_SCHEDULE,
+        task_routes=(_route,),
+    )
+
+
+# Task name -> queue, filled by the @task decorator; Celery asks _route for each send.
+_QUEUE_OF: dict[str, str] = {}
+
+
+def _route(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any
+           ) -> dict[str, str] | None:
+    queue = _QUEUE_OF.get(name)
+    return {"queue": queue} if queue else None
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def task(*, queue: str = "default", **options: Any) -> Callable[[Callable[..., R]], Task]:
+    """Turn ``fn(*, session, **ids)`` into a Celery task that owns its database session.
+
+    The wrapper opens a session, commits when ``fn`` returns, rolls back when it raises
+    and always closes it. Arguments are keyword-only ids, never ORM objects.
+    """
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}")
+
+    def decorate(fn: Callable[..., R]) -> Task:
+        name = f"{fn.__module__}.{fn.__name__}"
+        _QUEUE_OF[name] = queue
+
+        @celery_app.task(name=name, bind=True, **options)
+        @functools.wraps(fn)
+        def run(self: Task, **kwargs: Any) -> R:
+            request_id = (self.request.headers or {}).get("request_id") if self.request else None
+            structlog.contextvars.bind_contextvars(
+                task=name, task_id=self.request.id, request_id=request_id
+            )
+            started = time.perf_counter()
+            outcome = "failed"
+            try:
+                with get_database().session() as session:
+                    result = fn(session=session, **kwargs)
+                outcome = "ok"
+                return result
+            finally:
+                TASKS.labels(name, outcome).inc()
+                TASK_DURATION.labels(name).observe(time.perf_counter() - started)
+                structlog.contextvars.unbind_contextvars("task", "task_id", "request_id")
+
+        return run
+
+    return decorate
+
+
+def send(task_: Task, **kwargs: Any) -> None:
+    """Enqueue now (the caller holds no transaction that the task depends on)."""
+    task_.apply_async(kwargs=kwargs, headers={"request_id": current_request_id()})
+
+
+def enqueue(session: Session, task_: Task, **kwargs: Any) -> None:
+    """Enqueue once ``session`` commits, so the task never looks for a row not yet written."""
+    on_commit(session, functools.partial(send, task_, **kwargs))
+
+
+class EmbeddedWorker:
+    """A Celery worker and beat scheduler running in threads of this process (embedded mode)."""
+
+    def __init__(self, *, concurrency: int = 2, beat: bool = True) -> None:
+        self.concurrency = concurrency
+        self.with_beat = beat
+        self._worker: WorkController | None = None
+        self._beat: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        ready = threading.Event()
+
+        class Controller(WorkController):
+            def on_consumer_ready(self, consumer: Any) -> None:
+                ready.set()
+
+        self._worker = Controller(
+            app=celery_app, pool="threads", concurrency=self.concurrency, queues=list(QUEUES),
+            hostname="embedded@huifang", without_heartbeat=True, without_mingle=True,
+            without_gossip=True, loglevel="INFO",
+        )
+        self._thread = threading.Thread(target=self._worker.start, name="huifang-worker",
+                                        daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout=30):
+            raise RuntimeError("the embedded worker did not start within 30 s")
+        if self.with_beat:
+            # The in-memory scheduler: ticks are stateless, the database holds what is due.
+            self._beat = EmbeddedService(celery_app, thread=True,
+                                         scheduler_cls="celery.beat:Scheduler")
+            self._beat.start()
+        log.info("embedded worker started", queues=list(QUEUES), beat=self.with_beat)
+
+    def stop(self) -> None:
+        if self._beat is not None:
+            self._beat.stop()
+        if self._worker is not None:
+            self._worker.stop(in_sighandler=False)
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        log.info("embedded worker stopped")
+
+    def __enter__(self) -> EmbeddedWorker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# Periodic ticks. Each is cheap and idempotent; work due months ahead is rows in SQL,
+# never a Celery ETA (DESIGN.md, invariant 5).
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    f"heartbeat-{queue}": {
+        "task": "huifang.ops.heartbeat",
+        "schedule": timedelta(seconds=30),
+        "kwargs": {"queue": queue},
+        "options": {"queue": queue, "expires": 25},
+    }
+    for queue in QUEUES
+}
+
+configure(get_settings())
+
+
+def load_tasks() -> None:
+    """Import every module that defines tasks, so workers know them by name."""
+    import huifang.ops  # noqa: F401

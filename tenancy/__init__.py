@@ -1,0 +1,1 @@
+"""Tenants (the home-service companies using Huifang) and their API keys."""

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from huifang.deps import SessionDep, TenantDep
+from tenancy import service
+from tenancy.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, TenantRead
+
+router = APIRouter(tags=["tenant"])
+
+
+@router.get("/tenant", response_model=TenantRead)
+def read_tenant(tenant: TenantDep) -> TenantRead:
+    """The company this API key belongs to."""
+    return TenantRead.model_validate(tenant)
+
+
+@router.get("/api-keys", response_model=list[ApiKeyRead])
+def list_keys(session: SessionDep, tenant: TenantDep) -> list[ApiKeyRead]:
+    return [
+        ApiKeyRead.model_validate(k)
+        for k in service.list_api_keys(session=session, tenant_id=tenant.id)
+    ]
+
+
+@router.post("/api-keys", response_model=ApiKeyCreated, status_code=201)
+def create_key(body: ApiKeyCreate, session: SessionDep, tenant: TenantDep) -> ApiKeyCreated:
+    """A new key. The answer is the only place the key is ever shown."""
+    row, key = service.create_api_key(session=session, tenant=tenant, name=body.name)
+    return ApiKeyCreated(**ApiKeyRead.model_validate(row).model_dump(), key=key)
+
+
+@router.delete("/api-keys/{key_id}", response_model=ApiKeyRead)
+def revoke_key(key_id: int, session: SessionDep, tenant: TenantDep) -> ApiKeyRead:
+    """Revoke a key; requests made with it are refused from now on."""
+    return ApiKeyRead.model_validate(
+        service.revoke_api_key(session=session, tenant_id=tenant.id, key_id=key_id)
+    )

@@ -1,0 +1,47 @@
+"""A tenant is one company; every business row in every other domain points at one."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from huifang.db import Base, BigId, TimestampMixin
+
+
+class Tenant(TimestampMixin, Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # The text between 【】 that Chinese carriers require at the front of every SMS.
+    signature: Mapped[str] = mapped_column(String(16))
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    # ISO 3166 region used to read phone numbers written without a country code.
+    phone_region: Mapped[str] = mapped_column(String(2), default="CN")
+
+    api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant")
+
+    @property
+    def sms_signature(self) -> str:
+        return f"【{self.signature}】"
+
+
+class ApiKey(Base):
+    """A bearer key. Only its SHA-256 is stored; the key itself is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # First characters of the key, so a person can tell keys apart in a list.
+    prefix: Mapped[str] = mapped_column(String(16))
+    # Keys carry 256 random bits, so a fast hash is enough and allows lookup by hash.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    tenant: Mapped[Tenant] = relationship(back_populates="api_keys")

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TenantCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100, examples=["洁家家政"])
+    signature: str = Field(
+        min_length=1, max_length=20, examples=["【洁家家政】"],
+        description="SMS signature, with or without the 【】 brackets; "
+        "2–16 characters inside them.",
+    )
+    timezone: str = Field(default="Asia/Shanghai", examples=["Asia/Shanghai"])
+    phone_region: str = Field(default="CN", min_length=2, max_length=2, examples=["CN"])
+
+
+class TenantRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    signature: str
+    sms_signature: str
+    timezone: str
+    phone_region: str
+    created_at: dt.datetime
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(default="api", min_length=1, max_length=100)
+
+
+class ApiKeyRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    prefix: str
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+class ApiKeyCreated(ApiKeyRead):
+    key: str = Field(description="The key itself. It is shown only in this answer; store it now.")

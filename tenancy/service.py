@@ -1,0 +1,136 @@
+"""Tenants and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from huifang.db import utcnow
+from huifang.errors import Invalid, NotFound
+from tenancy.models import ApiKey, Tenant
+
+KEY_PREFIX = "hf_"
+_SIGNATURE_BRACKETS = re.compile(r"^[【\[]?(?P<inner>[^【】\[\]]*)[】\]]?$")
+
+
+def normalize_signature(raw: str) -> str:
+    """The signature's inner text, from '【洁家家政】', '[洁家家政]' or '洁家家政'."""
+    match = _SIGNATURE_BRACKETS.match(raw.strip())
+    inner = match.group("inner").strip() if match else ""
+    if not match or not 2 <= len(inner) <= 16:
+        raise Invalid(
+            f"The SMS signature {raw!r} must be 2–16 characters, written like 【洁家家政】, "
+            "with no other 【】 inside it."
+        )
+    return inner
+
+
+def check_timezone(name: str) -> str:
+    """``name`` when it is an IANA time zone, otherwise a 422 that says what is expected."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Invalid(
+            f"{name!r} is not a time zone we know; use an IANA name such as Asia/Shanghai."
+        ) from None
+    return name
+
+
+def create_tenant(
+    *, session: Session, name: str, signature: str, timezone: str = "Asia/Shanghai",
+    phone_region: str = "CN",
+) -> Tenant:
+    """Create a company."""
+    region = phone_region.upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise Invalid(f"{phone_region!r} is not a phone region; use a code such as CN or US.")
+    tenant = Tenant(
+        name=name.strip(),
+        signature=normalize_signature(signature),
+        timezone=check_timezone(timezone),
+        phone_region=region,
+    )
+    session.add(tenant)
+    session.flush()
+    return tenant
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(*, session: Session, tenant: Tenant, name: str = "api") -> tuple[ApiKey, str]:
+    """A new key for ``tenant``: the row, and the key itself, which is never stored."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(
+        tenant_id=tenant.id, name=name, prefix=key[:10], key_hash=hash_key(key),
+        created_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def authenticate(*, session: Session, key: str) -> Tenant | None:
+    """The tenant owning an unrevoked ``key``, or None."""
+    if not key.startswith(KEY_PREFIX):
+        return None
+    row = session.scalars(
+        select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+    ).one_or_none()
+    if row is None:
+        return None
+    now = utcnow()
+    # Touch at most once a minute: authentication must not turn every read into a write.
+    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+        session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
+    return session.get(Tenant, row.tenant_id)
+
+
+def list_api_keys(*, session: Session, tenant_id: int) -> list[ApiKey]:
+    """Every key of the tenant, newest first, revoked ones included."""
+    return list(
+        session.scalars(
+            select(ApiKey).where(ApiKey.tenant_id == tenant_id).order_by(ApiKey.id.desc())
+        )
+    )
+
+
+def get_api_key(*, session: Session, tenant_id: int, key_id: int) -> ApiKey:
+    row = session.get(ApiKey, key_id)
+    if row is None or row.tenant_id != tenant_id:
+        raise NotFound(f"There is no API key {key_id} in this company.")
+    return row
+
+
+def revoke_api_key(*, session: Session, tenant_id: int, key_id: int) -> ApiKey:
+    """Revoke a key; it stops working at once. Revoking twice is harmless."""
+    row = get_api_key(session=session, tenant_id=tenant_id, key_id=key_id)
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.flush()
+    return row
+
+
+def find_tenant(*, session: Session, ref: str | int | None) -> Tenant:
+    """A tenant by id or exact name; the only tenant when ``ref`` is None and there is one."""
+    if ref is None:
+        tenants = list(session.scalars(select(Tenant).order_by(Tenant.id).limit(2)))
+        if len(tenants) == 1:
+            return tenants[0]
+        if not tenants:
+            raise NotFound("There is no company yet; create one with `huifang tenant create`.")
+        raise Invalid("There are several companies; say which one with --tenant ID or NAME.")
+    if isinstance(ref, int) or str(ref).isdigit():
+        tenant = session.get(Tenant, int(ref))
+    else:
+        tenant = session.scalars(select(Tenant).where(Tenant.name == ref)).first()
+    if tenant is None:
+        raise NotFound(f"There is no company {ref!r}.")
+    return tenant

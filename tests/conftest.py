@@ -1,0 +1,198 @@
+"""Shared fixtures: every database test runs on SQLite and on PostgreSQL.
+
+Each test runs inside a transaction that is rolled back (services flush, the request
+dependency "commits" a savepoint). Tests that need really committed rows (a worker in
+another process, the CLI) use ``committed_db`` and clean up after themselves.
+
+PostgreSQL and Redis tests skip with a reason when the servers are not running, and
+fail instead when HUIFANG_REQUIRE_SERVICES=1 (as in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+os.environ.setdefault("HUIFANG_ENVIRONMENT", "test")
+os.environ.pop("HUIFANG_REDIS_URL", None)  # tests choose their mode explicitly
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+import huifang.db
+from huifang import deps
+from huifang.app import create_app
+from huifang.db import Database, set_database
+from huifang.migrate import upgrade
+from tenancy import service as tenancy
+from tenancy.models import Tenant
+
+REQUIRE_SERVICES = os.environ.get("HUIFANG_REQUIRE_SERVICES") == "1"
+POSTGRES_URL = os.environ.get(
+    "HUIFANG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("HUIFANG_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def service_unavailable(what: str, why: object) -> None:
+    """Skip, or fail when the run promised the services are there."""
+    message = f"{what} is not available ({why}); start it or unset HUIFANG_REQUIRE_SERVICES"
+    if REQUIRE_SERVICES:
+        pytest.fail(message)
+    pytest.skip(f"{what} is not running here ({why}); this test needs a real server")
+
+
+def _postgres_database(tmp_name: str) -> tuple[str, object]:
+    """Create an empty database for this run and return its URL and a cleanup."""
+    admin_url = make_url(POSTGRES_URL)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{tmp_name}"'))
+            connection.execute(text(f'CREATE DATABASE "{tmp_name}"'))
+    except Exception as exc:
+        admin.dispose()
+        service_unavailable("PostgreSQL", exc.__class__.__name__)
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": tmp_name})
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{tmp_name}"'))
+        admin.dispose()
+
+    return admin_url.set(database=tmp_name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[Database]:
+    """A migrated PostgreSQL database of this run's own (for distributed-mode tests)."""
+    url, cleanup = _postgres_database(f"huifang_test_{os.getpid()}")
+    upgrade(url)  # the schema comes from the migrations, as in production
+    db = Database(url)
+    yield db
+    db.dispose()
+    cleanup()  # type: ignore[operator]
+
+
+@pytest.fixture(scope="session")
+def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """A migrated SQLite file, as in the embedded mode."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'huifang.db'}"
+    upgrade(url)
+    db = Database(url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Database:
+    """Each kind of database in turn: tests using it run once on each."""
+    name = {"sqlite": "sqlite_database", "postgresql": "postgres_database"}[request.param]
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def backend(database: Database) -> str:
+    return database.engine.dialect.name
+
+
+@pytest.fixture
+def session(database: Database) -> Iterator[Session]:
+    """A session whose every change is rolled back after the test."""
+    connection = database.engine.connect()
+    outer = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint",
+                      expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def committed_db(database: Database) -> Iterator[Database]:
+    """The test database, for tests whose rows must really be committed; also made global."""
+    set_database(database)
+    try:
+        yield database
+    finally:
+        # Forget it without disposing: the engine is shared by the rest of the run.
+        huifang.db._database = None
+
+
+@pytest.fixture
+def app(database: Database, session: Session):  # type: ignore[no-untyped-def]
+    application = create_app(database=database)
+
+    def test_session() -> Iterator[Session]:
+        # What the test set up so far leaves this savepoint, so a request that fails and
+        # rolls back loses only its own work, as it would with a session of its own.
+        session.commit()
+        try:
+            yield session
+            session.commit()  # releases the test's savepoint; the outer transaction stays
+        except BaseException:
+            session.rollback()
+            raise
+
+    application.dependency_overrides[deps.get_session] = test_session
+    return application
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@dataclass
+class Account:
+    tenant: Tenant
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+def make_account(session: Session, name: str | None = None, **kwargs: str) -> Account:
+    tenant = tenancy.create_tenant(
+        session=session, name=name or f"测试家政 {uuid.uuid4().hex[:6]}",
+        signature=kwargs.pop("signature", "测试家政"), **kwargs,
+    )
+    _, key = tenancy.create_api_key(session=session, tenant=tenant)
+    session.flush()
+    return Account(tenant, key)
+
+
+@pytest.fixture
+def account(session: Session) -> Account:
+    return make_account(session)
+
+
+@pytest.fixture
+def other_account(session: Session) -> Account:
+    return make_account(session, signature="另一家政")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A Redis database of its own, emptied before the test."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        service_unavailable("Redis", exc.__class__.__name__)
+    finally:
+        client.close()
+    return REDIS_URL

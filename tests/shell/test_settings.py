@@ -1,0 +1,52 @@
+"""Settings: read from HUIFANG_*, placeholders refused outside development."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from huifang.settings import Settings
+
+STRONG = "k" * 40
+
+
+def test_defaults_are_the_embedded_mode(monkeypatch):
+    for name in ("HUIFANG_DATABASE_URL", "HUIFANG_REDIS_URL", "HUIFANG_ENVIRONMENT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None)
+    assert settings.embedded
+    assert settings.database_url.startswith("sqlite:///./var/")
+    assert settings.sms_provider == "console"
+
+
+def test_environment_variables_are_read(monkeypatch):
+    monkeypatch.setenv("HUIFANG_REDIS_URL", "redis://localhost:6379/0")
+    monkeypatch.setenv("HUIFANG_PUBLIC_URL", "https://hf.example.cn/")
+    settings = Settings(_env_file=None)
+    assert not settings.embedded
+    assert settings.public_url == "https://hf.example.cn"
+
+
+@pytest.mark.parametrize("secret", ["changethis", "development-only", "", "short"])
+def test_production_refuses_placeholder_secrets(secret):
+    with pytest.raises(ValidationError, match="HUIFANG_SECRET_KEY"):
+        Settings(_env_file=None, environment="production", secret_key=secret)
+
+
+def test_production_with_real_secrets_starts():
+    assert Settings(_env_file=None, environment="production", secret_key=STRONG).secret_key
+
+
+def test_production_twilio_needs_credentials():
+    with pytest.raises(ValidationError, match="TWILIO_AUTH_TOKEN"):
+        Settings(_env_file=None, environment="production", secret_key=STRONG,
+                 sms_provider="twilio", twilio_account_sid="AC123", twilio_auth_token="changethis")
+
+
+def test_development_accepts_the_placeholder():
+    assert Settings(_env_file=None, environment="development").secret_key == "development-only"
+
+
+def test_unknown_default_timezone_is_refused():
+    with pytest.raises(ValidationError, match="IANA"):
+        Settings(_env_file=None, default_timezone="Beijing")

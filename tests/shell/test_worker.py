@@ -1,0 +1,137 @@
+"""The work queue: configuration, the task wrapper, enqueue-after-commit, both modes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from sqlalchemy import delete, select
+
+from huifang import ops, worker
+from huifang.db import Database, on_commit, set_database
+from huifang.ops import WorkerHeartbeat
+
+
+def test_celery_is_configured_for_at_least_once_delivery():
+    conf = worker.celery_app.conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert 0 < conf.task_soft_time_limit < conf.task_time_limit
+    assert {q.name for q in conf.task_queues} == {"default", "media", "messaging"}
+    assert conf.broker_url == "memory://"  # no HUIFANG_REDIS_URL: embedded mode
+
+
+def test_every_periodic_tick_names_a_registered_task():
+    worker.load_tasks()
+    assert worker.BEAT_SCHEDULE
+    for name, entry in worker.BEAT_SCHEDULE.items():
+        assert entry["task"] in worker.celery_app.tasks, name
+        assert entry["options"]["queue"] in worker.QUEUES
+
+
+def test_on_commit_runs_after_commit_and_never_after_rollback(database):
+    calls: list[str] = []
+    with database.sessionmaker() as session:
+        on_commit(session, lambda: calls.append("first"))
+        assert calls == []
+        session.rollback()
+        session.commit()
+        assert calls == []  # the rolled-back transaction's callback is gone
+        on_commit(session, lambda: calls.append("second"))
+        session.commit()
+    assert calls == ["second"]
+
+
+@worker.task(queue="default")
+def _write_then_fail(*, session, queue: str) -> None:
+    """A test task: writes a heartbeat, then fails, so the wrapper must roll it back."""
+    session.add(WorkerHeartbeat(queue=queue, hostname="should-vanish",
+                                seen_at=ops.utcnow()))
+    session.flush()
+    raise RuntimeError("boom")
+
+
+def _wait_for(predicate, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _beat_of(database: Database, queue: str) -> WorkerHeartbeat | None:
+    with database.sessionmaker() as session:
+        return session.get(WorkerHeartbeat, queue)
+
+
+@pytest.fixture
+def embedded(sqlite_database):
+    set_database(sqlite_database)
+    with sqlite_database.session() as session:
+        session.execute(delete(WorkerHeartbeat))
+    with worker.EmbeddedWorker(beat=False) as running:
+        yield running
+    import huifang.db
+
+    huifang.db._database = None
+
+
+def test_embedded_worker_consumes_tasks_in_process(embedded, sqlite_database):
+    with sqlite_database.session() as session:
+        worker.enqueue(session, ops.heartbeat, queue="media")
+        assert _beat_of(sqlite_database, "media") is None  # not before the commit
+    assert _wait_for(lambda: _beat_of(sqlite_database, "media") is not None)
+
+    worker.send(_write_then_fail, queue="failing")
+    worker.send(ops.heartbeat, queue="after-failure")  # the worker survives a failing task
+    assert _wait_for(lambda: _beat_of(sqlite_database, "after-failure") is not None)
+    assert _beat_of(sqlite_database, "failing") is None  # the wrapper rolled it back
+
+
+@pytest.mark.services
+def test_a_real_celery_worker_on_redis_runs_tasks_end_to_end(postgres_database, redis_url,
+                                                             tmp_path: Path):
+    env = {**os.environ, "HUIFANG_REDIS_URL": redis_url,
+           "HUIFANG_DATABASE_URL": postgres_database.url, "HUIFANG_ENVIRONMENT": "test"}
+    log = tmp_path / "worker.log"
+    with postgres_database.session() as session:
+        session.execute(delete(WorkerHeartbeat))
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "huifang.cli", "worker", "-Q", "default,media,messaging",
+             "-c", "1"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    # A client of its own, as the API process would be: the test's app is in embedded mode.
+    client = Celery(broker=redis_url)
+    try:
+        for queue in worker.QUEUES:
+            client.send_task("huifang.ops.heartbeat", kwargs={"queue": queue}, queue=queue)
+        arrived = _wait_for(
+            lambda: all(_beat_of(postgres_database, q) for q in worker.QUEUES), timeout=60)
+        output = log.read_text(errors="replace")
+        assert arrived, f"the worker did not run the tasks; its log:\n{output[-3000:]}"
+        assert output.count("succeeded") >= 3
+        with postgres_database.sessionmaker() as session:
+            queues = set(session.scalars(select(WorkerHeartbeat.queue)))
+        assert queues == set(worker.QUEUES)
+    finally:
+        client.close()
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_worker_and_beat_refuse_to_start_without_redis():
+    result = subprocess.run([sys.executable, "-m", "huifang.cli", "worker"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "HUIFANG_REDIS_URL": ""})
+    assert result.returncode == 1
+    assert "HUIFANG_REDIS_URL" in result.stderr

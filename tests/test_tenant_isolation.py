@@ -1,0 +1,115 @@
+"""Invariant 7: a key of company A reads, changes and deletes nothing of company B.
+
+The walk covers every ``/v1`` route the app has: a route with an id in its path must
+answer 404 for B's object (not 403, not data); a collection route must not list B's rows
+and must refuse B's ids in filters and bodies. A new route that this file does not know
+how to walk fails the test, so coverage cannot silently fall behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+
+from customers import service as customers
+from visits import service as visits
+
+# Collection routes (no id in the path) and how to check them.
+COLLECTION_ROUTES = {
+    ("GET", "/v1/tenant"), ("GET", "/v1/api-keys"), ("POST", "/v1/api-keys"),
+    ("GET", "/v1/customers"), ("POST", "/v1/customers"), ("POST", "/v1/customers/import"),
+    ("GET", "/v1/staff"), ("POST", "/v1/staff"),
+    ("GET", "/v1/visits"), ("POST", "/v1/visits"),
+}
+PATCH_BODIES = {"customer_id": {"name": "改名"}, "staff_id": {"name": "改名"},
+                "visit_id": {"notes": "改了"}}
+
+
+@pytest.fixture
+def b_objects(session, other_account):
+    tenant = other_account.tenant
+    customer = customers.create_customer(session=session, tenant=tenant, name="B的客户",
+                                         phone="13800138000")
+    staff = visits.create_staff(session=session, tenant=tenant, name="B的员工")
+    visit = visits.create_visit(
+        session=session, tenant=tenant, customer_id=customer.id, staff_id=staff.id,
+        service_type="ac_cleaning", areas=["客厅"], finished_at=dt.datetime.now(dt.UTC),
+    )
+    key_id = other_account.tenant.api_keys[0].id
+    return {"customer_id": customer.id, "staff_id": staff.id, "visit_id": visit.id,
+            "key_id": key_id}
+
+
+def _v1_routes(app):
+    """Every (method, path) of /v1, read from the OpenAPI document the app serves."""
+    for path, operations in app.openapi()["paths"].items():
+        if path.startswith("/v1"):
+            for method in sorted(operations):
+                yield method.upper(), path
+
+
+def test_every_route_with_an_id_answers_404_for_another_company(
+    app, client, account, other_account, b_objects
+):
+    walked = 0
+    collections = set()
+    for method, template in _v1_routes(app):
+        params = re.findall(r"{(\w+)}", template)
+        if not params:
+            collections.add((method, template))
+            assert (method, template) in COLLECTION_ROUTES, (
+                f"{method} {template} is new: teach the isolation walk how to check it"
+            )
+            continue
+        unknown = set(params) - set(b_objects)
+        assert not unknown, f"{method} {template}: no tenant-B object for {unknown}"
+        path = template.format(**b_objects)
+        body = PATCH_BODIES.get(params[-1], {}) if method in ("PATCH", "PUT", "POST") else None
+        response = client.request(method, path, headers=account.headers, json=body)
+        assert response.status_code == 404, f"{method} {path} -> {response.status_code}"
+        assert "B的" not in response.text
+        walked += 1
+    assert walked >= 10  # the walk found the id routes
+    assert collections == COLLECTION_ROUTES  # and the list of collection routes is current
+
+    # Nothing of B's changed or disappeared through A's key.
+    for path, name in ((f"/v1/customers/{b_objects['customer_id']}", "B的客户"),
+                       (f"/v1/staff/{b_objects['staff_id']}", "B的员工")):
+        assert client.get(path, headers=other_account.headers).json()["name"] == name
+    assert client.get(f"/v1/visits/{b_objects['visit_id']}",
+                      headers=other_account.headers).status_code == 200
+    key_list = client.get("/v1/api-keys", headers=other_account.headers).json()
+    assert all(k["revoked_at"] is None for k in key_list)
+
+
+def test_collections_show_only_ones_own_rows(client, account, other_account, b_objects):
+    for path in ("/v1/customers", "/v1/staff", "/v1/visits"):
+        page = client.get(path, headers=account.headers).json()
+        assert page["total"] == 0 and page["items"] == [], path
+    keys = client.get("/v1/api-keys", headers=account.headers).json()
+    assert b_objects["key_id"] not in {k["id"] for k in keys}
+    assert client.get("/v1/tenant", headers=account.headers).json()["id"] == account.tenant.id
+    filtered = client.get(f"/v1/visits?customer_id={b_objects['customer_id']}",
+                          headers=account.headers).json()
+    assert filtered["total"] == 0
+
+
+def test_bodies_cannot_point_at_another_companys_objects(client, account, b_objects):
+    own = client.post("/v1/customers", headers=account.headers,
+                      json={"name": "A的客户", "phone": "13900012345"}).json()
+    cases = [
+        ("POST", "/v1/visits", {"customer_id": b_objects["customer_id"],
+                                "service_type": "ac_cleaning"}),
+        ("POST", "/v1/visits", {"customer_id": own["id"], "staff_id": b_objects["staff_id"],
+                                "service_type": "ac_cleaning"}),
+    ]
+    for method, path, body in cases:
+        response = client.request(method, path, headers=account.headers, json=body)
+        assert response.status_code == 404, (path, body, response.text)
+    visit = client.post("/v1/visits", headers=account.headers,
+                        json={"customer_id": own["id"], "service_type": "ac_cleaning"}).json()
+    moved = client.patch(f"/v1/visits/{visit['id']}", headers=account.headers,
+                         json={"staff_id": b_objects["staff_id"]})
+    assert moved.status_code == 404

@@ -1,0 +1,1 @@
+"""Staff members and the visits they make to customers' homes."""
