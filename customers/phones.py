@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as phone_timezones
 
 from huifang.errors import Invalid
+
+# What Excel shows for a long number in a General cell: 1.38001E+10.
+_SCIENTIFIC = re.compile(r"^\d(\.\d+)?[eE]\+?\d+$")
 
 # Types a text message can reach. FIXED_LINE_OR_MOBILE is how NANP numbers (US, Canada)
 # are classified: their numbering does not tell mobiles from landlines.
@@ -34,6 +39,12 @@ def normalize_phone(raw: str, *, region: str) -> str:
     text = (raw or "").strip()
     if not text:
         raise Invalid("The phone number is empty; enter a mobile number such as 138 0013 8000.")
+    if _SCIENTIFIC.match(text):
+        raise Invalid(
+            f"{raw!r} is a number Excel shortened to scientific notation, and its last digits "
+            "are lost; format the phone column as Text in Excel, type the numbers again "
+            "and re-import."
+        )
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:

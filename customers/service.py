@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import phonenumbers
-from sqlalchemy import ColumnElement, Select, insert, or_, select
+from sqlalchemy import ColumnElement, Select, Table, insert, or_, select
 from sqlalchemy.orm import Session
 
 from customers.importer import ImportedRow, read_customer_file
 from customers.models import Customer, CustomerTag
 from customers.phones import normalize_phone, timezone_for
-from huifang.db import utcnow
+from huifang.db import Base, utcnow
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.pagination import PageParams, paginate
 from tenancy import service as tenancy
@@ -263,6 +263,10 @@ def upsert_rows(
     return outcomes
 
 
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
 def _insert_new(
     session: Session, tenant_id: int, created: Sequence[tuple[ImportedRow, str, str]],
 ) -> dict[str, int]:
@@ -272,20 +276,22 @@ def _insert_new(
     new id back (RETURNING) before it can write the tags, and that made a 10,000-row
     import spend most of its time in the ORM and in building huge INSERT statements.
     """
-    session.execute(insert(Customer.__table__), [
+    session.execute(insert(_table(Customer)), [
         {"tenant_id": tenant_id, "name": row.name.strip(), "phone": e164, "region": row.region,
          "city": row.city, "timezone": zone, "notes": row.notes}
         for row, e164, zone in created
     ])
-    ids: dict[str, int] = dict(session.execute(
-        select(Customer.phone, Customer.id).where(
-            Customer.tenant_id == tenant_id, Customer.phone.in_([e for _, e, _ in created]),
+    ids: dict[str, int] = {
+        phone: customer_id for phone, customer_id in session.execute(
+            select(Customer.phone, Customer.id).where(
+                Customer.tenant_id == tenant_id, Customer.phone.in_([e for _, e, _ in created]),
+            )
         )
-    ).tuples().all())
+    }
     tags = [{"tenant_id": tenant_id, "customer_id": ids[e164], "tag": tag}
             for row, e164, _ in created for tag in row.tags]
     if tags:
-        session.execute(insert(CustomerTag.__table__), tags)
+        session.execute(insert(_table(CustomerTag)), tags)
     return ids
 
 

@@ -68,7 +68,7 @@ def serve(
     console.print(f"Open http://{shown}:{port}/docs for the API, "
                   f"http://{shown}:{port}/healthz for health.")
     uvicorn.run("huifang.asgi:app", host=host, port=port, log_config=None,
-                proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+                proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips)
 
 
 def _require_redis(what: str) -> None:

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     media_root: Path = Path("./var/media")
     public_url: str = "http://localhost:8000"
+    # Proxies whose X-Forwarded-For/-Proto are believed (comma-separated, or * behind a
+    # trusted network); webhook signatures are checked against the scheme they report.
+    forwarded_allow_ips: str = "127.0.0.1"
 
     sms_provider: Literal["console", "twilio", "aliyun"] = "console"
     twilio_account_sid: str | None = None

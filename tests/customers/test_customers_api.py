@@ -23,6 +23,7 @@ PHONES_REFUSED = [
     ("12345", "not a valid phone number"),
     ("13800138", "not a valid phone number"),
     ("phone", "not a phone number"),
+    ("1.38001E+10", "scientific notation"),  # a phone column Excel formatted as General
     ("", "at least 1 character"),
 ]
 

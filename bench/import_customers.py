@@ -1,0 +1,182 @@
+"""Benchmark: importing a 10,000-row customer list, against a raw insert of the same rows.
+
+    .venv/bin/python bench/import_customers.py [--rows 10000] [--database URL] [--profile]
+
+Without --database it uses a fresh SQLite file in a temporary directory. With a PostgreSQL
+URL it creates (and drops afterwards) a scratch database ``huifang_bench_import`` on that
+server, e.g. ``--database postgresql+psycopg://postgres@127.0.0.1:5432/postgres``.
+
+What is timed, each committed:
+  import    ``customers.service.import_file`` on the CSV bytes: parse, validate, normalise
+            phones, upsert customers and their tags;
+  re-import the same file again (every row ``unchanged``);
+  floor     a SQLAlchemy Core ``insert(Customer.__table__)`` executemany of the same rows,
+            already normalised, into a fresh company.
+The last line is the figure: import time, rows/s, the floor, and the ratio import / floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import csv
+import io
+import pstats
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy.engine import make_url
+
+from customers.importer import read_customer_file
+from customers.models import Customer, CustomerTag
+from customers.phones import normalize_phone
+from customers.service import count_outcomes, import_file
+from huifang.db import Database
+from huifang.migrate import upgrade
+from tenancy import service as tenancy
+from tenancy.models import Tenant
+
+SCRATCH_DATABASE = "huifang_bench_import"
+HEADER = ["姓名", "手机号", "地区", "城市", "标签", "备注"]
+PLACES = [("上海", "浦东新区"), ("浙江", "杭州"), ("广东", "深圳"), ("北京", "朝阳区")]
+
+
+@contextmanager
+def scratch_database(url: str | None) -> Iterator[str]:
+    """The URL of an empty database that is gone afterwards."""
+    if url is None:
+        with tempfile.TemporaryDirectory(prefix="huifang-bench-") as directory:
+            yield f"sqlite:///{Path(directory) / 'bench.db'}"
+        return
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise SystemExit("--database takes a PostgreSQL server URL; leave it out for SQLite")
+    admin = create_engine(parsed, isolation_level="AUTOCOMMIT")
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": SCRATCH_DATABASE})
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH_DATABASE}"'))
+
+    drop()
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{SCRATCH_DATABASE}"'))
+    try:
+        yield parsed.set(database=SCRATCH_DATABASE).render_as_string(hide_password=False)
+    finally:
+        drop()
+        admin.dispose()
+
+
+def customer_list(rows: int) -> bytes:
+    """A CSV as Excel saves it (UTF-8 with BOM, CRLF), every number a valid mobile."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(HEADER)
+    for i in range(rows):
+        region, city = PLACES[i % len(PLACES)]
+        writer.writerow([
+            f"客户{i}", f"139 {i // 10_000:04d} {i % 10_000:04d}", region, city,
+            "老客户、有宠物" if i % 3 == 0 else "", "周末上午方便" if i % 5 == 0 else "",
+        ])
+    return out.getvalue().encode("utf-8-sig")
+
+
+def new_tenant(database: Database, name: str) -> int:
+    with database.session() as session:
+        return tenancy.create_tenant(session=session, name=name, signature="测试家政").id
+
+
+def timed(work: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = work()
+    return time.perf_counter() - started, result
+
+
+def run(url: str, rows: int, profile: bool) -> None:
+    upgrade(url)
+    database = Database(url)
+    try:
+        data = customer_list(rows)
+        # Every generated number must be a valid mobile, or the comparison is unfair.
+        parsed = read_customer_file(data, max_rows=rows)
+        assert len(parsed) == rows
+
+        tenant_id = new_tenant(database, "导入基准")
+
+        def import_once() -> dict[str, int]:
+            with database.session() as session:
+                tenant = session.get(Tenant, tenant_id)
+                assert tenant is not None
+                outcomes = import_file(session=session, tenant=tenant, data=data,
+                                       max_rows=rows)
+            return count_outcomes(outcomes)
+
+        profiler = cProfile.Profile() if profile else None
+        if profiler:
+            profiler.enable()
+        import_s, counts = timed(import_once)
+        if profiler:
+            profiler.disable()
+        assert counts == {"imported": rows, "updated": 0, "unchanged": 0, "rejected": 0}, counts
+        again_s, counts = timed(import_once)
+        assert counts == {"imported": 0, "updated": 0, "unchanged": rows, "rejected": 0}, counts
+
+        floor_tenant = new_tenant(database, "导入基准 floor")
+        # The same rows, already normalised: the floor does no parsing and no validation.
+        values = [
+            {"tenant_id": floor_tenant, "name": r.name, "phone": normalize_phone(r.phone,
+             region="CN"), "region": r.region, "city": r.city, "timezone": "Asia/Shanghai",
+             "notes": r.notes}
+            for r in parsed
+        ]
+
+        def raw_insert() -> None:
+            with database.engine.begin() as connection:
+                connection.execute(insert(Customer.__table__), values)
+
+        floor_s, _ = timed(raw_insert)
+
+        with database.session() as session:
+            stored = session.scalar(select(func.count()).select_from(Customer)
+                                    .where(Customer.tenant_id == tenant_id))
+            tags = session.scalar(select(func.count()).select_from(CustomerTag)
+                                  .where(CustomerTag.tenant_id == tenant_id))
+        assert stored == rows, stored
+
+        if profiler:
+            stats = pstats.Stats(profiler).strip_dirs().sort_stats("cumulative")
+            stats.print_stats(30)
+            stats.sort_stats("tottime").print_stats(20)
+
+        backend = database.engine.dialect.name
+        print(f"backend: {backend}; file: {len(data) / 1024:.0f} KiB CSV, {rows} customers, "
+              f"{tags} tag rows (the floor inserts customers only)")
+        print(f"re-import of the same file ({rows} unchanged): {again_s:.2f} s "
+              f"({rows / again_s:.0f} rows/s)")
+        print(f"import {rows} rows: {import_s:.2f} s ({rows / import_s:.0f} rows/s); "
+              f"floor raw insert: {floor_s:.2f} s; ratio {import_s / floor_s:.1f}x")
+    finally:
+        database.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--database", help="PostgreSQL server URL; default a temp SQLite file")
+    parser.add_argument("--profile", action="store_true", help="cProfile the first import")
+    args = parser.parse_args()
+    if not 1 <= args.rows <= 99_999_999:
+        parser.error("--rows must be between 1 and 99,999,999")
+    with scratch_database(args.database) as url:
+        run(url, args.rows, args.profile)
+
+
+if __name__ == "__main__":
+    main()

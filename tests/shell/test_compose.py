@@ -1,0 +1,306 @@
+"""The distributed-mode deployment files (docker-compose.yml, Dockerfile) agree with the code.
+
+There is no Docker engine where the tests run, so the files are parsed and checked against
+what the program really offers: the CLI's commands and options, the worker queues and the
+settings fields.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+
+from huifang.cli import app
+from huifang.settings import Settings
+from huifang.worker import QUEUES
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+
+APP_SERVICES = {"api", "worker-media", "worker-messaging", "beat", "migrate"}
+INFRA_SERVICES = {"postgres", "redis"}
+WAITING_SERVICES = APP_SERVICES - {"migrate"}  # start after the schema is migrated
+LONG_RUNNING = (APP_SERVICES | INFRA_SERVICES) - {"migrate"}
+
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
+INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+SINGLE_DOLLAR = re.compile(r"(?<!\$)\$(?!\$)")
+
+
+@cache
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict), "docker-compose.yml is not a mapping"
+    return data
+
+
+def services() -> dict[str, dict[str, Any]]:
+    return compose()["services"]
+
+
+def command(service: str) -> list[str]:
+    value = services()[service].get("command")
+    assert value, f"{service} has no command"
+    return shlex.split(value) if isinstance(value, str) else [str(word) for word in value]
+
+
+def environment(service: str) -> dict[str, str]:
+    value = services()[service].get("environment") or {}
+    if isinstance(value, list):
+        value = dict(item.split("=", 1) if "=" in item else (item, "") for item in value)
+    return {str(key): "" if val is None else str(val) for key, val in value.items()}
+
+
+def depends_on(service: str) -> dict[str, str]:
+    value = services()[service].get("depends_on") or {}
+    if isinstance(value, list):  # the short form means "started", no condition
+        return dict.fromkeys(value, "service_started")
+    return {name: (spec or {}).get("condition", "service_started")
+            for name, spec in value.items()}
+
+
+def healthcheck_test(service: str) -> str:
+    test = (services()[service].get("healthcheck") or {}).get("test")
+    assert test, f"{service} has no healthcheck test"
+    return " ".join(test) if isinstance(test, list) else test
+
+
+def cli_commands() -> dict[str, Any]:
+    """The registered `huifang` commands (click commands; recent Typer vendors its own click)."""
+    group = typer.main.get_command(app)
+    commands = getattr(group, "commands", None)
+    assert commands, "the huifang CLI has no subcommands"
+    return dict(commands)
+
+
+def parse_cli(service: str) -> tuple[str, dict[str, Any]]:
+    """The service's command parsed by the real CLI: its name and its options."""
+    name, *args = command(service)
+    commands = cli_commands()
+    assert name in commands, f"{service}: `huifang {name}` is not a command ({sorted(commands)})"
+    try:
+        context = commands[name].make_context(name, list(args))
+    except Exception as exc:  # click's UsageError (Typer's vendored one in recent versions)
+        raise AssertionError(f"{service}: `huifang {' '.join(command(service))}`: {exc}") from exc
+    return name, context.params
+
+
+def resolve(value: str, env: dict[str, str]) -> str:
+    """Compose's interpolation, enough for these files: a missing `:?` variable is an error."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        if name in env and (env[name] or not (op or "").startswith(":")):
+            return env[name]
+        if op and op.endswith("?"):
+            raise LookupError(f"{name}: {arg}")
+        return arg if op else ""
+
+    return INTERPOLATION.sub(substitute, value).replace("$$", "$")
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if pending and line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        pending += line
+        keyword, _, rest = pending.partition(" ")
+        instructions.append((keyword.upper(), rest.strip()))
+        pending = ""
+    assert not pending, "Dockerfile ends with a continuation line"
+    return instructions
+
+
+def final_stage() -> list[tuple[str, str]]:
+    instructions = dockerfile_instructions()
+    last_from = max(i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM")
+    return instructions[last_from:]
+
+
+def test_compose_has_exactly_the_distributed_mode_services() -> None:
+    assert set(services()) == APP_SERVICES | INFRA_SERVICES
+    assert "version" not in compose()  # obsolete in the Compose specification
+
+
+def test_long_running_services_have_healthchecks_and_restart() -> None:
+    for name in LONG_RUNNING:
+        service = services()[name]
+        check = service.get("healthcheck") or {}
+        assert not check.get("disable"), f"{name}: healthcheck disabled"
+        assert check.get("test"), f"{name}: healthcheck has no test"
+        assert re.fullmatch(r"(\d+(ms|s|m|h))+", str(check.get("interval", ""))), (
+            f"{name}: healthcheck needs an interval such as 30s"
+        )
+        assert service.get("restart") == "unless-stopped", f"{name}: restart policy"
+    assert str(services()["migrate"].get("restart")) == "no", "migrate runs once"
+
+
+def test_api_healthcheck_hits_healthz() -> None:
+    test = healthcheck_test("api")
+    assert re.search(r"https?://(127\.0\.0\.1|localhost):8000/healthz\b", test), test
+    assert "urllib" in test  # slim images have no curl or wget
+
+
+def test_healthchecks_escape_dollars() -> None:
+    # Compose interpolates `$X` from the host's environment; the container's own variables
+    # (celery@$$HOSTNAME) must be written `$$`.
+    for name in LONG_RUNNING:
+        test = healthcheck_test(name)
+        assert not SINGLE_DOLLAR.search(test), f"{name}: unescaped $ in healthcheck: {test}"
+
+
+def test_worker_healthcheck_pings_its_own_node() -> None:
+    for name in ("worker-media", "worker-messaging"):
+        test = healthcheck_test(name)
+        assert "huifang.worker:celery_app" in test, test
+        assert re.search(r"inspect ping .*-d celery@\$\$HOSTNAME", test), test
+
+
+def test_app_service_commands_are_huifang_cli_commands() -> None:
+    for name in APP_SERVICES:
+        parse_cli(name)  # raises on an unknown command or option
+    assert parse_cli("migrate")[0] == "migrate"
+    name, params = parse_cli("api")
+    assert name == "serve"
+    assert params["host"] == "0.0.0.0"  # reachable from outside the container
+    assert f"{params['port']}:{params['port']}" in services()["api"]["ports"]
+
+
+def test_workers_serve_every_queue_and_only_known_ones() -> None:
+    served: set[str] = set()
+    for name in ("worker-media", "worker-messaging"):
+        command_name, params = parse_cli(name)
+        assert command_name == "worker", name
+        queues = set(params["queues"].split(","))
+        assert queues <= set(QUEUES), f"{name}: unknown queues {queues - set(QUEUES)}"
+        served |= queues
+    assert served == set(QUEUES), f"nobody consumes {set(QUEUES) - served}"
+    assert parse_cli("worker-media")[1]["queues"] == "media"
+
+
+def test_exactly_one_beat() -> None:
+    beats = [name for name in APP_SERVICES if parse_cli(name)[0] == "beat"]
+    assert beats == ["beat"]
+    assert services()["beat"].get("deploy", {}).get("replicas", 1) == 1
+
+
+def test_app_services_wait_for_their_dependencies() -> None:
+    for name in WAITING_SERVICES:
+        assert depends_on(name) == {
+            "postgres": "service_healthy",
+            "redis": "service_healthy",
+            "migrate": "service_completed_successfully",
+        }, name
+    assert depends_on("migrate").get("postgres") == "service_healthy"
+
+
+def test_app_environment_points_at_postgres_and_redis() -> None:
+    for name in APP_SERVICES:
+        env = environment(name)
+        assert env.get("HUIFANG_ENVIRONMENT") == "production", name
+        assert env.get("HUIFANG_DATABASE_URL", "").startswith("postgresql+psycopg://"), name
+        assert "@postgres:5432/" in env["HUIFANG_DATABASE_URL"], name
+        assert env.get("HUIFANG_REDIS_URL", "").startswith("redis://redis:6379/"), name
+
+
+def test_every_huifang_variable_is_a_setting() -> None:
+    names: set[str] = set()
+    for name in APP_SERVICES:
+        names |= {key for key in environment(name) if key.startswith("HUIFANG_")}
+    text = COMPOSE.read_text(encoding="utf-8")
+    names |= {m["name"] for m in INTERPOLATION.finditer(text) if m["name"].startswith("HUIFANG_")}
+    for keyword, args in dockerfile_instructions():
+        if keyword == "ENV":
+            names |= set(re.findall(r"\b(HUIFANG_\w+)=", args))
+    assert {"HUIFANG_DATABASE_URL", "HUIFANG_MEDIA_ROOT"} <= names  # the scan found them
+    unknown = {n for n in names if n.removeprefix("HUIFANG_").lower() not in Settings.model_fields}
+    assert not unknown, f"not fields of huifang.settings.Settings: {sorted(unknown)}"
+
+
+def test_compose_environment_is_accepted_by_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With the secrets supplied, each service's environment is read by Settings as in the
+    # container: production validates (no placeholder refused, every value in its Literal).
+    host = {"POSTGRES_PASSWORD": "pw", "HUIFANG_SECRET_KEY": "k" * 40}
+    for name in APP_SERVICES:
+        with monkeypatch.context() as patch:
+            for key in [k for k in os.environ if k.startswith("HUIFANG_")]:
+                patch.delenv(key)
+            for key, value in environment(name).items():
+                patch.setenv(key, resolve(value, host))
+            settings = Settings(_env_file=None)
+        assert settings.environment == "production", name
+        assert not settings.embedded, f"{name} would run in embedded mode"
+        assert not settings.is_sqlite, name
+
+
+def test_secrets_are_required_references() -> None:
+    # `${NAME:?message}`: compose stops when the secret is missing instead of using "".
+    required = r"\$\{%s:\?[^}]+\}"
+    for name in APP_SERVICES:
+        env = environment(name)
+        assert re.fullmatch(required % "HUIFANG_SECRET_KEY", env["HUIFANG_SECRET_KEY"]), name
+        url = env["HUIFANG_DATABASE_URL"]
+        password = re.match(r"postgresql\+psycopg://[^:]+:(.*)@postgres:", url)
+        assert password, url
+        assert re.fullmatch(required % "POSTGRES_PASSWORD", password[1]), name
+        with pytest.raises(LookupError):  # a missing secret stops compose
+            resolve(env["HUIFANG_SECRET_KEY"], {})
+    postgres_password = environment("postgres")["POSTGRES_PASSWORD"]
+    assert re.fullmatch(required % "POSTGRES_PASSWORD", postgres_password)
+
+
+def test_media_volume_is_shared_and_matches_the_image() -> None:
+    assert "media" in compose()["volumes"]
+    for name in APP_SERVICES:
+        assert "media:/data/media" in services()[name].get("volumes", []), name
+    env = " ".join(args for keyword, args in final_stage() if keyword == "ENV")
+    assert "HUIFANG_MEDIA_ROOT=/data/media" in env
+
+
+def test_dockerfile_installs_cjk_fonts() -> None:
+    assert final_stage()[0][1].split()[0] == "python:3.11-slim-bookworm"
+    runs = [args for keyword, args in final_stage() if keyword == "RUN"]
+    installs = [args for args in runs if "apt-get install" in args]
+    assert any(re.search(r"\bfonts-noto-cjk\b", args) for args in installs), installs
+    assert all("--no-install-recommends" in args for args in installs)
+    assert any("rm -rf /var/lib/apt/lists" in args for args in installs)
+
+
+def test_dockerfile_runs_as_a_non_root_user() -> None:
+    users = [args.split(":")[0] for keyword, args in final_stage() if keyword == "USER"]
+    assert users, "the final stage sets no USER, so it runs as root"
+    assert users[-1] not in ("root", "0")
+
+
+def test_dockerfile_has_a_healthcheck_on_healthz() -> None:
+    checks = [args for keyword, args in final_stage() if keyword == "HEALTHCHECK"]
+    assert len(checks) == 1 and "CMD" in checks[0], checks
+    assert "/healthz" in checks[0]
+
+
+def test_dockerfile_entrypoint_runs_huifang() -> None:
+    entrypoints = [args for keyword, args in final_stage() if keyword == "ENTRYPOINT"]
+    assert entrypoints, "no ENTRYPOINT"
+    words = json.loads(entrypoints[-1])  # exec form, so signals reach the process
+    assert words[-1] == "huifang", words
+    cmd = [args for keyword, args in final_stage() if keyword == "CMD"]
+    assert json.loads(cmd[-1])[0] in cli_commands()
