@@ -18,6 +18,8 @@ from huifang.db import Database
 from huifang.errors import HuifangError
 from huifang.logs import RequestIdMiddleware
 from huifang.metrics import MetricsMiddleware
+from media.api import public_router as media_public_router
+from media.api import router as media_router
 from tenancy.api import router as tenancy_router
 from visits.api import staff_router, visit_router
 
@@ -75,9 +77,10 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
                             headers=getattr(exc, "headers", None))
 
     v1 = APIRouter(prefix="/v1")
-    for router in (tenancy_router, customers_router, staff_router, visit_router):
+    for router in (tenancy_router, customers_router, staff_router, visit_router, media_router):
         v1.include_router(router)
     app.include_router(v1)
+    app.include_router(media_public_router)
     app.include_router(ops.router)
 
     app.add_middleware(MetricsMiddleware)

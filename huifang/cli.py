@@ -71,6 +71,17 @@ def serve(
                 proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips)
 
 
+def _require_cjk_font() -> None:
+    """The media worker writes Chinese watermarks: without a CJK font it must not start."""
+    from media.fonts import FontMissing, ensure_cjk_font
+
+    try:
+        font = ensure_cjk_font()
+    except FontMissing as exc:
+        raise _fail(str(exc)) from None
+    err.print(f"watermark font: {font.path} (from {font.source})")
+
+
 def _require_redis(what: str) -> None:
     if get_settings().embedded:
         raise _fail(
@@ -94,6 +105,8 @@ def worker(
     unknown = set(queues.split(",")) - set(QUEUES)
     if unknown:
         raise _fail(f"unknown queue {', '.join(sorted(unknown))}; choose from {', '.join(QUEUES)}")
+    if "media" in queues.split(","):
+        _require_cjk_font()
     load_tasks()
     celery_app.worker_main([
         "worker", "-Q", queues, "-c", str(concurrency), "-l", loglevel,
@@ -231,6 +244,11 @@ def demo() -> None:
     console.print(f"demo company: {tenant_name} — {result.customers} customers, "
                   f"{result.staff} staff, {result.visits} visits")
     console.print(f"API key: {result.api_key}")
+    if result.photos:
+        from media.service import format_code
+
+        console.print("sample photos, watermarked — check one at "
+                      f"{url}/v/{format_code(result.photos[-1].verification_code)}")
     console.print(f"open {url}/docs and click Authorize, then paste the key;")
     console.print(f"or try: curl -H 'Authorization: Bearer {result.api_key}' {url}/v1/customers")
 

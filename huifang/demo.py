@@ -11,6 +11,10 @@ from sqlalchemy.orm import Session
 from customers import service as customers
 from customers.importer import ImportedRow
 from huifang.db import utcnow
+from media import samples
+from media import service as media
+from media.models import Media
+from media.upload import stage_bytes
 from tenancy import service as tenancy
 from tenancy.models import Tenant
 from visits import service as visits
@@ -44,6 +48,7 @@ class DemoResult:
     customers: int
     staff: int
     visits: int
+    photos: list[Media]
 
 
 def seed(*, session: Session) -> DemoResult:
@@ -87,5 +92,23 @@ def seed(*, session: Session) -> DemoResult:
                 amount_cents=(200 + 80 * i) * 100,
             )
     count = len(session.scalars(select(Visit.id).where(Visit.tenant_id == tenant.id)).all())
+    first_visit = session.scalars(
+        select(Visit).where(Visit.tenant_id == tenant.id).order_by(Visit.id)).first()
+    assert first_visit is not None
+    photos = _sample_photos(session=session, tenant=tenant, visit=first_visit)
     return DemoResult(tenant=tenant, api_key=key, customers=len(customer_ids),
-                      staff=len(staff), visits=count)
+                      staff=len(staff), visits=count, photos=photos)
+
+
+def _sample_photos(*, session: Session, tenant: Tenant, visit: Visit) -> list[Media]:
+    """Before and after photos of the first visit, processed as the media queue would."""
+    made = []
+    for seed, (phase, area) in enumerate((("before", "客厅"), ("after", "客厅"),
+                                          ("before", "主卧"), ("after", "主卧"))):
+        data = samples.room_photo(clean=phase == "after", seed=seed)
+        staged = stage_bytes(data, fields={"phase": phase, "area": area},
+                             filename=f"demo-{phase}-{seed}.jpg")
+        photo, _ = media.accept_upload(session=session, tenant=tenant, visit_id=visit.id,
+                                       staged=staged)
+        made.append(media.process_media(session=session, media_id=photo.id) or photo)
+    return made

@@ -3,9 +3,11 @@
 from customers.models import Customer, CustomerTag
 from huifang.db import Base
 from huifang.ops import WorkerHeartbeat
+from media.models import Media, Rendition, WatermarkTemplate
 from tenancy.models import ApiKey, Tenant
 from visits.models import Staff, Visit
 
 __all__ = [
-    "ApiKey", "Base", "Customer", "CustomerTag", "Staff", "Tenant", "Visit", "WorkerHeartbeat",
+    "ApiKey", "Base", "Customer", "CustomerTag", "Media", "Rendition", "Staff", "Tenant", "Visit",
+    "WatermarkTemplate", "WorkerHeartbeat",
 ]

@@ -25,6 +25,13 @@ class Settings(BaseSettings):
     # No Redis URL means embedded mode: tasks and the scheduler run inside `huifang serve`.
     redis_url: str | None = None
     media_root: Path = Path("./var/media")
+    # A CJK font file for watermarks; otherwise fontconfig, then the font wheel (media.fonts).
+    font_path: Path | None = None
+    # Upload caps, counted while the body streams in.
+    photo_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    clip_max_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    # The MMS rendition of a photo is fitted under this many bytes (provider profiles may lower it).
+    mms_photo_budget: int = Field(default=300_000, ge=20_000)
     public_url: str = "http://localhost:8000"
     # Proxies whose X-Forwarded-For/-Proto are believed (comma-separated, or * behind a
     # trusted network); webhook signatures are checked against the scheme they report.

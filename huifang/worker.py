@@ -186,6 +186,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     }
     for queue in QUEUES
 }
+BEAT_SCHEDULE["requeue-stuck-media"] = {
+    "task": "media.tasks.requeue_stuck_media",
+    "schedule": timedelta(minutes=1),
+    "options": {"queue": "default", "expires": 55},
+}
 
 configure(get_settings())
 
@@ -193,3 +198,4 @@ configure(get_settings())
 def load_tasks() -> None:
     """Import every module that defines tasks, so workers know them by name."""
     import huifang.ops  # noqa: F401
+    import media.tasks  # noqa: F401

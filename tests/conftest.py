@@ -11,11 +11,14 @@ fail instead when HUIFANG_REQUIRE_SERVICES=1 (as in CI).
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 os.environ.setdefault("HUIFANG_ENVIRONMENT", "test")
+# Uploads and renditions of the run go to a directory of their own, never ./var.
+os.environ["HUIFANG_MEDIA_ROOT"] = tempfile.mkdtemp(prefix="huifang-test-media-")
 os.environ.pop("HUIFANG_REDIS_URL", None)  # tests choose their mode explicitly
 
 import pytest

@@ -14,6 +14,7 @@ import re
 import pytest
 
 from customers import service as customers
+from media.models import Media
 from visits import service as visits
 
 # Collection routes (no id in the path) and how to check them.
@@ -22,6 +23,7 @@ COLLECTION_ROUTES = {
     ("GET", "/v1/customers"), ("POST", "/v1/customers"), ("POST", "/v1/customers/import"),
     ("GET", "/v1/staff"), ("POST", "/v1/staff"),
     ("GET", "/v1/visits"), ("POST", "/v1/visits"),
+    ("GET", "/v1/watermark"), ("PUT", "/v1/watermark"),
 }
 PATCH_BODIES = {"customer_id": {"name": "改名"}, "staff_id": {"name": "改名"},
                 "visit_id": {"notes": "改了"}}
@@ -38,8 +40,15 @@ def b_objects(session, other_account):
         service_type="ac_cleaning", areas=["客厅"], finished_at=dt.datetime.now(dt.UTC),
     )
     key_id = other_account.tenant.api_keys[0].id
+    media = Media(
+        tenant_id=tenant.id, visit_id=visit.id, kind="photo", phase="before", area="客厅",
+        status="ready", original_path="originals/0/B的原图.jpg", sha256="b" * 64, bytes=1,
+        mime="image/jpeg", received_at=dt.datetime.now(dt.UTC), verification_code="B0000000B0",
+    )
+    session.add(media)
+    session.flush()
     return {"customer_id": customer.id, "staff_id": staff.id, "visit_id": visit.id,
-            "key_id": key_id}
+            "key_id": key_id, "media_id": media.id}
 
 
 def _v1_routes(app):
@@ -88,6 +97,9 @@ def test_collections_show_only_ones_own_rows(client, account, other_account, b_o
     for path in ("/v1/customers", "/v1/staff", "/v1/visits"):
         page = client.get(path, headers=account.headers).json()
         assert page["total"] == 0 and page["items"] == [], path
+    client.put("/v1/watermark", headers=account.headers, json={"position": "top-right"})
+    assert client.get("/v1/watermark", headers=other_account.headers).json()["position"] == (
+        "bottom-left")
     keys = client.get("/v1/api-keys", headers=account.headers).json()
     assert b_objects["key_id"] not in {k["id"] for k in keys}
     assert client.get("/v1/tenant", headers=account.headers).json()["id"] == account.tenant.id

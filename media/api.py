@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from huifang.deps import SessionDep, TenantDep
+from huifang.errors import NotFound
+from huifang.settings import get_settings
+from huifang.templating import render
+from huifang.worker import enqueue
+from media import service, tasks
+from media.models import PROCESSING
+from media.schemas import (
+    MediaRead,
+    PairRead,
+    RenditionRead,
+    WatermarkTemplateRead,
+    WatermarkTemplateUpdate,
+)
+from media.upload import read_upload
+from visits import service as visits
+
+router = APIRouter(tags=["media"])
+public_router = APIRouter(tags=["public pages"])
+
+_UPLOAD_FORM: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file", "phase"],
+        "properties": {
+            "file": {"type": "string", "format": "binary",
+                     "description": "JPEG, PNG, WebP, HEIC/HEIF or AVIF photo (25 MB), "
+                                    "or MP4, MOV or WebM clip (200 MB)."},
+            "phase": {"type": "string", "enum": ["before", "during", "after", "staff_report"]},
+            "area": {"type": "string", "description": "Room or place, e.g. 客厅, 厨房."},
+            "note": {"type": "string"},
+        }}}}},
+}
+
+
+@router.post("/visits/{visit_id}/media", response_model=MediaRead, status_code=202,
+             openapi_extra=_UPLOAD_FORM, responses={
+                 200: {"description": "The same file was already uploaded to this visit."},
+                 201: {"description": "A clip, stored."},
+                 413: {"description": "Too large."},
+                 415: {"description": "Not a photo or clip we take."},
+                 422: {"description": "Damaged, or a missing field."}})
+async def upload_media(visit_id: int, request: Request, response: Response, session: SessionDep,
+                       tenant: TenantDep) -> MediaRead:
+    """Upload a photo or clip of a visit. Photos answer 202 and are processed on the media queue."""
+    await run_in_threadpool(visits.get_visit, session=session, tenant_id=tenant.id,
+                            visit_id=visit_id)  # a wrong visit is refused before the body is read
+    settings = get_settings()
+    staged = await read_upload(
+        content_type=request.headers.get("content-type", ""),
+        content_length=request.headers.get("content-length"), body=request.stream(),
+        photo_max=settings.photo_max_bytes, clip_max=settings.clip_max_bytes,
+    )
+    media, created = await run_in_threadpool(
+        service.accept_upload, session=session, tenant=tenant, visit_id=visit_id, staged=staged)
+    if created and media.status == PROCESSING:
+        enqueue(session, tasks.process_media, media_id=media.id)
+    response.status_code = 200 if not created else 202 if media.status == PROCESSING else 201
+    return MediaRead.of(media)
+
+
+@router.get("/visits/{visit_id}/media", response_model=list[MediaRead])
+def list_media(visit_id: int, session: SessionDep, tenant: TenantDep) -> list[MediaRead]:
+    return [MediaRead.of(m) for m in
+            service.list_visit_media(session=session, tenant_id=tenant.id, visit_id=visit_id)]
+
+
+@router.get("/visits/{visit_id}/before-after", response_model=list[PairRead])
+def list_pairs(visit_id: int, session: SessionDep, tenant: TenantDep) -> list[PairRead]:
+    """Per area, the latest before and after photos and their composite (服务前 / 服务后)."""
+    visits.get_visit(session=session, tenant_id=tenant.id, visit_id=visit_id)
+    result = []
+    for area, before, after in service.pairs(session=session, visit_id=visit_id):
+        made = next((r for r in after.renditions if r.kind == service.COMPOSITE), None)
+        result.append(PairRead(area=area, before_media_id=before.id, after_media_id=after.id,
+                               composite=RenditionRead.of(made) if made else None))
+    return result
+
+
+@router.get("/media/{media_id}", response_model=MediaRead)
+def read_media(media_id: int, session: SessionDep, tenant: TenantDep) -> MediaRead:
+    """Status, renditions with URLs and byte sizes, SHA-256 and the verification code."""
+    return MediaRead.of(service.get_media(session=session, tenant_id=tenant.id, media_id=media_id))
+
+
+@router.get("/media/{media_id}/original", response_class=FileResponse)
+def download_original(media_id: int, session: SessionDep, tenant: TenantDep) -> FileResponse:
+    """The original file as uploaded, for the company only (never public)."""
+    media = service.get_media(session=session, tenant_id=tenant.id, media_id=media_id)
+    return FileResponse(service.original_file(media), media_type=media.mime,
+                        filename=f"media-{media.id}{service.original_file(media).suffix}",
+                        headers={"Cache-Control": "private, no-store"})
+
+
+@router.get("/watermark", response_model=WatermarkTemplateRead)
+def read_watermark(session: SessionDep, tenant: TenantDep) -> WatermarkTemplateRead:
+    template = service.template_for(session=session, tenant_id=tenant.id)
+    return WatermarkTemplateRead(position=template.position,
+                                 scale=template.scale, show_capture_time=template.show_capture_time)
+
+
+@router.put("/watermark", response_model=WatermarkTemplateRead)
+def update_watermark(body: WatermarkTemplateUpdate, session: SessionDep,
+                     tenant: TenantDep) -> WatermarkTemplateRead:
+    """Where the watermark sits and how large; what it says always comes from our records."""
+    template = service.update_template(session=session, tenant_id=tenant.id,
+                                       changes=body.model_dump(exclude_unset=True))
+    return WatermarkTemplateRead(position=template.position,
+                                 scale=template.scale, show_capture_time=template.show_capture_time)
+
+
+@public_router.get("/m/{name}", response_class=FileResponse, include_in_schema=False)
+def public_rendition(name: str, session: SessionDep) -> FileResponse:
+    """A rendition by its unguessable token (report pages, MMS). Originals are never here."""
+    rendition = service.rendition_by_token(session=session, token=name.removesuffix(".jpg"))
+    if rendition is None:
+        raise NotFound("This image link is not valid.")
+    from media import storage
+
+    return FileResponse(storage.resolve(rendition.path), media_type=rendition.content_type,
+                        headers={"Cache-Control": "public, max-age=31536000, immutable",
+                                 "X-Content-Type-Options": "nosniff"})
+
+
+@public_router.get("/v/{code}", response_class=HTMLResponse)
+def verify_page(code: str, session: SessionDep) -> HTMLResponse:
+    """The facts behind a watermark, so a customer can check a photo was not edited."""
+    media = service.by_code(session=session, code=code)
+    if media is None:
+        html = render("media", "verify_missing.html", code=code[:40])
+        return HTMLResponse(html, status_code=404)
+    return HTMLResponse(render("media", "verify.html", **service.verification_facts(
+        session=session, media=media)))

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from huifang.settings import get_settings
+from media.models import Media, Rendition
+
+
+class RenditionRead(BaseModel):
+    kind: str = Field(description="display (2048 px), mms (under the MMS byte budget), thumb "
+                                  "(400 px) or before_after (the area's composite).")
+    url: str
+    bytes: int
+    width: int
+    height: int
+    content_type: str
+
+    @classmethod
+    def of(cls, rendition: Rendition) -> RenditionRead:
+        return cls(kind=rendition.kind, url=rendition_url(rendition), bytes=rendition.bytes,
+                   width=rendition.width, height=rendition.height,
+                   content_type=rendition.content_type)
+
+
+class MediaRead(BaseModel):
+    id: int
+    visit_id: int
+    kind: Literal["photo", "clip"]
+    phase: str
+    phase_label: str
+    area: str | None
+    note: str | None
+    status: Literal["processing", "ready", "failed", "stored"]
+    failure_reason: str | None
+    sha256: str = Field(description="SHA-256 of the original file as received.")
+    bytes: int
+    mime: str
+    width: int | None
+    height: int | None
+    captured_at: dt.datetime | None
+    received_at: dt.datetime
+    verification_code: str
+    verification_url: str
+    renditions: list[RenditionRead]
+
+    @classmethod
+    def of(cls, media: Media) -> MediaRead:
+        from media.service import format_code
+
+        code = format_code(media.verification_code)
+        return cls(
+            id=media.id, visit_id=media.visit_id, kind=media.kind,
+            phase=media.phase, phase_label=media.phase_label, area=media.area, note=media.note,
+            status=media.status, failure_reason=media.failure_reason,
+            sha256=media.sha256, bytes=media.bytes, mime=media.mime, width=media.width,
+            height=media.height, captured_at=media.captured_at, received_at=media.received_at,
+            verification_code=code, verification_url=f"{get_settings().public_url}/v/{code}",
+            renditions=[RenditionRead.of(r) for r in media.renditions],
+        )
+
+
+class PairRead(BaseModel):
+    area: str | None
+    before_media_id: int
+    after_media_id: int
+    composite: RenditionRead | None
+
+
+class WatermarkTemplateRead(BaseModel):
+    position: Literal["bottom-left", "bottom-right", "top-left", "top-right"]
+    scale: float
+    show_capture_time: bool
+
+
+class WatermarkTemplateUpdate(BaseModel):
+    position: Literal["bottom-left", "bottom-right", "top-left", "top-right"] | None = None
+    scale: float | None = Field(default=None, ge=0.5, le=2.5)
+    show_capture_time: bool | None = None
+
+
+def rendition_url(rendition: Rendition) -> str:
+    return f"{get_settings().public_url}/m/{rendition.token}.jpg"

@@ -1,0 +1,341 @@
+"""Visit media: accept uploads, process photos into watermarked renditions, pair before/after."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import structlog
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from huifang.db import utcnow
+from huifang.errors import HuifangError, Invalid, NotFound
+from huifang.settings import get_settings
+from media import composite, imaging, renditions, storage, watermark
+from media.models import (
+    FAILED,
+    PHASE_LABELS,
+    PHASES,
+    PROCESSING,
+    READY,
+    STORED,
+    Media,
+    Rendition,
+    WatermarkTemplate,
+)
+from media.upload import StagedUpload
+from tenancy.models import Tenant
+from visits import service as visits
+from visits.models import Staff, Visit
+
+log = structlog.get_logger(__name__)
+
+# Crockford's base32: no I, L, O or U, so a code read aloud or retyped survives.
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CODE_LENGTH = 10  # 50 random bits
+COMPOSITE = "before_after"
+STUCK_AFTER = dt.timedelta(minutes=3)
+
+
+def new_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def format_code(code: str) -> str:
+    """``K7Q2A9XMA3`` → ``K7Q2A-9XMA3``, as printed on the watermark."""
+    return f"{code[:5]}-{code[5:]}"
+
+
+def normalize_code(text: str) -> str:
+    """What a person typed back into a stored code: any case, dashes, O for 0, I/L for 1."""
+    cleaned = text.strip().upper().replace("-", "").replace(" ", "")
+    return cleaned.translate(str.maketrans("OIL", "011"))
+
+
+# --- upload --------------------------------------------------------------------------------
+
+
+def accept_upload(
+    *, session: Session, tenant: Tenant, visit_id: int, staged: StagedUpload,
+    now: dt.datetime | None = None,
+) -> tuple[Media, bool]:
+    """Keep a staged upload as a media of the visit: the media and whether it is new.
+
+    The same file sent twice to a visit gives back the first media. A photo is checked here
+    (header, format, pixel limit, complete data) so a bad file gets its 4xx now; the work
+    of processing it runs later on the media queue.
+    """
+    now = now or utcnow()
+    try:
+        visit = visits.get_visit(session=session, tenant_id=tenant.id, visit_id=visit_id)
+        phase = staged.fields.get("phase", "").strip()
+        if phase not in PHASES:
+            raise Invalid(f"Say which moment this shows: phase must be one of {', '.join(PHASES)}.")
+        area = staged.fields.get("area", "").strip() or None
+        if area and len(area) > visits.MAX_AREA_LENGTH:
+            raise Invalid(f"The area {area[:20]!r} is too long; use a room name such as 客厅.")
+        note = staged.fields.get("note", "").strip() or None
+        existing = session.scalars(
+            select(Media).where(Media.visit_id == visit.id, Media.sha256 == staged.sha256)
+        ).first()
+        if existing is not None:
+            staged.discard()
+            return existing, False
+        if staged.sniffed.kind == "photo":
+            imaging.check_photo(staged.path)
+    except BaseException:
+        staged.discard()
+        raise
+
+    relative = storage.new_relative_path("originals", tenant.id, staged.sniffed.ext, now=now)
+    storage.adopt(staged.path, relative)
+    media = Media(
+        tenant_id=tenant.id, visit_id=visit.id, kind=staged.sniffed.kind, phase=phase,
+        area=area, note=note, status=PROCESSING if staged.sniffed.kind == "photo" else STORED,
+        original_path=relative, original_name=staged.filename, sha256=staged.sha256,
+        bytes=staged.size, mime=staged.sniffed.mime, received_at=now,
+        verification_code=new_code(),
+    )
+    session.add(media)
+    session.flush()
+    return media, True
+
+
+def get_media(*, session: Session, tenant_id: int, media_id: int) -> Media:
+    """The media, or NotFound when it does not exist in this tenant."""
+    media = session.get(Media, media_id)
+    if media is None or media.tenant_id != tenant_id:
+        raise NotFound(f"There is no media {media_id} in this company.")
+    return media
+
+
+def list_visit_media(*, session: Session, tenant_id: int, visit_id: int) -> list[Media]:
+    visits.get_visit(session=session, tenant_id=tenant_id, visit_id=visit_id)
+    return list(session.scalars(
+        select(Media).where(Media.tenant_id == tenant_id, Media.visit_id == visit_id)
+        .order_by(Media.received_at, Media.id)
+    ))
+
+
+def original_file(media: Media) -> Path:
+    return storage.resolve(media.original_path)
+
+
+# --- processing ----------------------------------------------------------------------------
+
+
+def template_for(*, session: Session, tenant_id: int) -> WatermarkTemplate:
+    """The company's watermark layout (the defaults until it sets one)."""
+    template = session.get(WatermarkTemplate, tenant_id)
+    if template is None:
+        template = WatermarkTemplate(tenant_id=tenant_id, position="bottom-left", scale=1.0,
+                                     show_capture_time=True)
+    return template
+
+
+def facts_for(*, session: Session, media: Media, template: WatermarkTemplate,
+              captured_at: dt.datetime | None) -> watermark.WatermarkFacts:
+    """What the watermark says, all of it from our own records: never from the client."""
+    visit = session.get(Visit, media.visit_id)
+    tenant = session.get(Tenant, media.tenant_id)
+    assert visit is not None and tenant is not None
+    staff = session.get(Staff, visit.staff_id) if visit.staff_id else None
+    logo = None
+    if template.logo_path:
+        try:
+            with Image.open(storage.resolve(template.logo_path)) as raw:
+                logo = raw.copy()
+        except (OSError, ValueError):
+            log.warning("watermark logo unreadable", tenant_id=tenant.id)
+    return watermark.WatermarkFacts(
+        company=tenant.name, service=visit.service_label,
+        phase=PHASE_LABELS.get(media.phase, media.phase), received_at=media.received_at,
+        timezone=tenant.timezone, code=format_code(media.verification_code),
+        staff=staff.name if staff else None, area=media.area,
+        captured_at=captured_at if template.show_capture_time else None, logo=logo,
+    )
+
+
+def _store_rendition(session: Session, media: Media, made: renditions.Rendition, *,
+                     kind: str | None = None, now: dt.datetime) -> Rendition:
+    kind = kind or made.kind
+    relative = storage.new_relative_path("renditions", media.tenant_id, ".jpg", now=now)
+    storage.write_bytes(relative, made.data)
+    old = next((r for r in media.renditions if r.kind == kind), None)
+    if old is not None:
+        storage.remove(old.path)
+        media.renditions.remove(old)
+        session.flush()
+    row = Rendition(
+        tenant_id=media.tenant_id, kind=kind, path=relative, bytes=len(made.data),
+        width=made.width, height=made.height, content_type=made.content_type,
+        token=secrets.token_urlsafe(18), created_at=now,
+    )
+    media.renditions.append(row)
+    return row
+
+
+def process_media(*, session: Session, media_id: int) -> Media | None:
+    """Turn a received photo into its watermarked renditions (the media task's body).
+
+    Safe to run twice: a media that is no longer ``processing`` is left alone.
+    """
+    media = session.get(Media, media_id)
+    if media is None or media.status != PROCESSING:
+        return media
+    now = utcnow()
+    try:
+        decoded = imaging.open_photo(original_file(media), max_edge=renditions.DISPLAY_EDGE,
+                                     now=media.received_at)
+    except HuifangError as exc:
+        media.status, media.failure_reason = FAILED, exc.detail
+        return media
+    template = template_for(session=session, tenant_id=media.tenant_id)
+    facts = facts_for(session=session, media=media, template=template,
+                      captured_at=decoded.captured_at)
+    style = watermark.WatermarkStyle(position=template.position,  # type: ignore[arg-type]
+                                     scale=template.scale)
+    marked = watermark.apply(renditions.fit(decoded.image, renditions.DISPLAY_EDGE), facts, style)
+    for made in renditions.standard_set(marked, captured_at=decoded.captured_at,
+                                        budget=get_settings().mms_photo_budget,
+                                        icc_profile=decoded.icc_profile):
+        _store_rendition(session, media, made, now=now)
+    media.width, media.height = decoded.size
+    media.captured_at = decoded.captured_at
+    media.status, media.failure_reason = READY, None
+    session.flush()
+    refresh_pairs(session=session, visit_id=media.visit_id)
+    return media
+
+
+def stuck_media(*, session: Session, now: dt.datetime, limit: int = 100) -> list[int]:
+    """Photos left ``processing`` for a while: their task was lost (a flushed broker, a restart)."""
+    return list(session.scalars(
+        select(Media.id).where(Media.status == PROCESSING, Media.updated_at < now - STUCK_AFTER)
+        .order_by(Media.id).limit(limit)
+    ))
+
+
+def touch(*, session: Session, media_ids: Sequence[int], now: dt.datetime) -> None:
+    for media_id in media_ids:
+        media = session.get(Media, media_id)
+        if media is not None:
+            media.updated_at = now
+
+
+# --- before / after ------------------------------------------------------------------------
+
+
+def _display_image(media: Media) -> Image.Image | None:
+    display = next((r for r in media.renditions if r.kind == "display"), None)
+    if display is None:
+        return None
+    with Image.open(storage.resolve(display.path)) as image:
+        return image.convert("RGB")
+
+
+def pairs(*, session: Session, visit_id: int) -> list[tuple[str | None, Media, Media]]:
+    """Per area, the latest ready before photo and the latest ready after photo."""
+    photos = session.scalars(
+        select(Media).where(Media.visit_id == visit_id, Media.kind == "photo",
+                            Media.status == READY, Media.phase.in_(("before", "after")))
+        .order_by(Media.received_at, Media.id)
+    ).all()
+    latest: dict[tuple[str | None, str], Media] = {}
+    for media in photos:
+        latest[(media.area, media.phase)] = media
+    areas = sorted({area for area, _ in latest}, key=lambda a: (a is None, a or ""))
+    return [(area, latest[(area, "before")], latest[(area, "after")]) for area in areas
+            if (area, "before") in latest and (area, "after") in latest]
+
+
+def refresh_pairs(*, session: Session, visit_id: int) -> list[Rendition]:
+    """Make sure each area's latest after photo carries a composite with its latest before."""
+    made: list[Rendition] = []
+    current_after: set[int] = set()
+    now = utcnow()
+    for _, before, after in pairs(session=session, visit_id=visit_id):
+        current_after.add(after.id)
+        existing = next((r for r in after.renditions if r.kind == COMPOSITE), None)
+        if existing is not None and existing.source_media_id == before.id:
+            made.append(existing)
+            continue
+        before_image, after_image = _display_image(before), _display_image(after)
+        if before_image is None or after_image is None:
+            continue
+        image = composite.before_after(before_image, after_image)
+        row = _store_rendition(
+            session, after, renditions.display(image, captured_at=None), kind=COMPOSITE, now=now)
+        row.source_media_id = before.id
+        made.append(row)
+    # Composites of after photos that are no longer the latest of their area are stale.
+    stale = select(Rendition.id).join(Media, Rendition.media_id == Media.id).where(
+        Media.visit_id == visit_id, Rendition.kind == COMPOSITE,
+        Rendition.media_id.not_in(current_after or {0}),
+    )
+    for rendition in session.scalars(select(Rendition).where(Rendition.id.in_(stale))):
+        storage.remove(rendition.path)
+        session.delete(rendition)
+    session.flush()
+    return made
+
+
+# --- public lookups ------------------------------------------------------------------------
+
+
+def by_code(*, session: Session, code: str) -> Media | None:
+    """The media behind a verification code as typed by a customer, or None."""
+    normalized = normalize_code(code)
+    if len(normalized) != CODE_LENGTH or any(ch not in CODE_ALPHABET for ch in normalized):
+        return None
+    return session.scalars(select(Media).where(Media.verification_code == normalized)).first()
+
+
+def verification_facts(*, session: Session, media: Media) -> dict[str, object]:
+    """What the public verification page shows: the facts the watermark was made from."""
+    visit = session.get(Visit, media.visit_id)
+    tenant = session.get(Tenant, media.tenant_id)
+    assert visit is not None and tenant is not None
+    staff = session.get(Staff, visit.staff_id) if visit.staff_id else None
+    zone = ZoneInfo(tenant.timezone)
+    display = next((r for r in media.renditions if r.kind == "display"), None)
+    return {
+        "company": tenant.name,
+        "service": visit.service_label,
+        "phase": media.phase_label,
+        "area": media.area,
+        "staff": staff.name if staff else None,
+        "received_at": media.received_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+        "captured_at": (media.captured_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+                        if media.captured_at else None),
+        "timezone": tenant.timezone,
+        "sha256": media.sha256,
+        "code": format_code(media.verification_code),
+        "image_url": (f"{get_settings().public_url}/m/{display.token}.jpg" if display else None),
+        "ready": media.status == READY,
+    }
+
+
+def rendition_by_token(*, session: Session, token: str) -> Rendition | None:
+    if not 8 <= len(token) <= 32:
+        return None
+    return session.scalars(select(Rendition).where(Rendition.token == token)).first()
+
+
+def update_template(
+    *, session: Session, tenant_id: int, changes: dict[str, object],
+) -> WatermarkTemplate:
+    template = session.get(WatermarkTemplate, tenant_id)
+    if template is None:
+        template = template_for(session=session, tenant_id=tenant_id)
+        session.add(template)
+    for attr in ("position", "scale", "show_capture_time"):
+        if changes.get(attr) is not None:
+            setattr(template, attr, changes[attr])
+    session.flush()
+    return template
