@@ -1,0 +1,87 @@
+"""Renditions: sizes, byte budgets, and nothing private left in the files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import pytest
+from PIL import Image, ImageFilter
+
+from media import imaging, renditions
+from tests.media.conftest import CORPUS, phone_jpeg
+
+TAKEN = dt.datetime(2026, 11, 20, 2, 15, tzinfo=dt.UTC)
+
+
+def _noisy(size=(4000, 3000)) -> Image.Image:
+    return Image.effect_noise(size, 80).convert("RGB")
+
+
+def test_gps_in_no_gps_out_and_only_a_small_exif(tmp_path):
+    path = tmp_path / "gps.jpg"
+    path.write_bytes(phone_jpeg(gps=True, orientation=6))
+    decoded = imaging.open_photo(path, max_edge=2048)
+    for made in renditions.standard_set(decoded.image, captured_at=decoded.captured_at):
+        image = Image.open(io.BytesIO(made.data))
+        exif = image.getexif()
+        assert not exif.get_ifd(0x8825), made.kind
+        assert exif.get(0x0112) == 1
+        # 10:15 in China, written as the same instant in UTC with its offset.
+        assert exif.get_ifd(0x8769).get(0x9003) == "2026:11:20 02:15:00"
+        assert exif.get_ifd(0x8769).get(0x9011) == "+00:00"
+        assert b"http://ns.adobe.com/xap/1.0/" not in made.data
+        assert b"Photoshop 3.0" not in made.data  # no IPTC
+        assert image.height > image.width
+
+
+def test_display_is_capped_and_never_upscaled():
+    big = renditions.display(Image.new("RGB", (5000, 2500)))
+    assert (big.width, big.height) == (2048, 1024)
+    small = renditions.display(Image.new("RGB", (640, 480)))
+    assert (small.width, small.height) == (640, 480)
+    assert renditions.thumb(Image.new("RGB", (3000, 4000))).height == 400
+
+
+@pytest.mark.parametrize("budget", [300_000, 100_000, 40_000])
+def test_mms_fits_the_budget(budget):
+    made = renditions.mms(_noisy(), budget=budget)
+    assert len(made.data) <= budget
+    assert Image.open(io.BytesIO(made.data)).format == "JPEG"
+
+
+def test_mms_lowers_quality_before_size():
+    smooth = _noisy((2048, 1536)).filter(ImageFilter.GaussianBlur(6))
+    made = renditions.mms(smooth, budget=150_000)
+    assert max(made.width, made.height) == renditions.MMS_EDGE  # size kept, quality found
+    noisy = renditions.mms(_noisy((2048, 1536)), budget=60_000)
+    assert max(noisy.width, noisy.height) < renditions.MMS_EDGE  # only then smaller
+
+
+def test_an_absurd_budget_is_refused():
+    with pytest.raises(ValueError, match="10 KB"):
+        renditions.mms(Image.new("RGB", (100, 100)), budget=5_000)
+
+
+def test_a_small_profile_travels_and_a_large_one_is_converted(tmp_path):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    path = tmp_path / "p3.jpg"
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(path, "JPEG", icc_profile=srgb)
+    decoded = imaging.open_photo(path)
+    assert decoded.icc_profile == srgb
+    made = renditions.display(decoded.image, icc_profile=decoded.icc_profile)
+    assert Image.open(io.BytesIO(made.data)).info.get("icc_profile") == srgb
+    big = srgb + b"\x00" * (imaging.KEEP_ICC_BYTES + 1)  # padded: too big to carry
+    path.write_bytes(b"")
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(path, "JPEG", icc_profile=big)
+    assert imaging.open_photo(path).icc_profile is None
+
+
+@pytest.mark.skipif(not (CORPUS / "heif_xiaomi.heic").exists(), reason="corpus not present")
+def test_a_heic_with_a_192_kb_exif_encodes():
+    decoded = imaging.open_photo(CORPUS / "heif_xiaomi.heic", max_edge=2048)
+    made = renditions.standard_set(decoded.image, captured_at=decoded.captured_at)
+    assert {m.kind for m in made} == {"display", "mms", "thumb"}
+    assert all(len(m.data) < 2_000_000 for m in made)
