@@ -24,6 +24,7 @@ from media.upload import read_upload
 from visits import service as visits
 
 router = APIRouter(tags=["media"])
+LOGO_MAX_BYTES = 2 * 1024 * 1024
 public_router = APIRouter(tags=["public pages"])
 
 _UPLOAD_FORM: dict[str, Any] = {
@@ -101,19 +102,34 @@ def download_original(media_id: int, session: SessionDep, tenant: TenantDep) -> 
 
 @router.get("/watermark", response_model=WatermarkTemplateRead)
 def read_watermark(session: SessionDep, tenant: TenantDep) -> WatermarkTemplateRead:
-    template = service.template_for(session=session, tenant_id=tenant.id)
-    return WatermarkTemplateRead(position=template.position,
-                                 scale=template.scale, show_capture_time=template.show_capture_time)
+    return WatermarkTemplateRead.of(service.template_for(session=session, tenant_id=tenant.id))
 
 
 @router.put("/watermark", response_model=WatermarkTemplateRead)
 def update_watermark(body: WatermarkTemplateUpdate, session: SessionDep,
                      tenant: TenantDep) -> WatermarkTemplateRead:
     """Where the watermark sits and how large; what it says always comes from our records."""
-    template = service.update_template(session=session, tenant_id=tenant.id,
-                                       changes=body.model_dump(exclude_unset=True))
-    return WatermarkTemplateRead(position=template.position,
-                                 scale=template.scale, show_capture_time=template.show_capture_time)
+    return WatermarkTemplateRead.of(service.update_template(
+        session=session, tenant_id=tenant.id, changes=body.model_dump(exclude_unset=True)))
+
+
+@router.put("/watermark/logo", response_model=WatermarkTemplateRead,
+            openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
+                "schema": {"type": "object", "required": ["file"], "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "PNG (transparency kept), JPEG or WebP, 2 MB."},
+                }}}}}})
+async def upload_logo(request: Request, session: SessionDep,
+                      tenant: TenantDep) -> WatermarkTemplateRead:
+    """The company logo printed beside the watermark text."""
+    staged = await read_upload(
+        content_type=request.headers.get("content-type", ""),
+        content_length=request.headers.get("content-length"), body=request.stream(),
+        photo_max=LOGO_MAX_BYTES, clip_max=LOGO_MAX_BYTES,
+    )
+    template = await run_in_threadpool(service.set_logo, session=session, tenant_id=tenant.id,
+                                       staged=staged)
+    return WatermarkTemplateRead.of(template)
 
 
 @public_router.get("/m/{name}", response_class=FileResponse, include_in_schema=False)

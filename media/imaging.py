@@ -329,6 +329,27 @@ def _transpose(frame: Image.Image, orientation: int, source: Image.Image) -> Ima
         return frame  # never fail an upload over orientation
 
 
+LOGO_EDGE = 512
+
+
+def open_logo(path: Path) -> Image.Image:
+    """A company logo as RGBA (its transparency kept), at most 512 px, or a 4xx refusal."""
+    with path.open("rb") as fh:
+        sniffed = sniff(fh.read(64))
+    if sniffed.kind != "photo":
+        raise _refuse_type("a video")
+    image = _open(path)
+    try:
+        image.load()
+        logo = image.convert("RGBA")
+    except DECODER_ERRORS as exc:
+        raise _damaged(exc) from None
+    finally:
+        image.close()
+    logo.thumbnail((LOGO_EDGE, LOGO_EDGE))
+    return logo
+
+
 def check_photo(path: Path) -> Sniffed:
     """Quick checks at upload time: content type, header, pixel limit, and complete data."""
     with path.open("rb") as fh:

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from huifang.settings import get_settings
-from media.models import Media, Rendition
+from media.models import Media, Rendition, WatermarkTemplate
 
 
 class RenditionRead(BaseModel):
@@ -73,6 +73,13 @@ class WatermarkTemplateRead(BaseModel):
     position: Literal["bottom-left", "bottom-right", "top-left", "top-right"]
     scale: float
     show_capture_time: bool
+    has_logo: bool
+
+    @classmethod
+    def of(cls, template: WatermarkTemplate) -> WatermarkTemplateRead:
+        return cls(position=template.position,
+                   scale=template.scale, show_capture_time=template.show_capture_time,
+                   has_logo=bool(template.logo_path))
 
 
 class WatermarkTemplateUpdate(BaseModel):

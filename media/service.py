@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -325,6 +326,26 @@ def rendition_by_token(*, session: Session, token: str) -> Rendition | None:
     if not 8 <= len(token) <= 32:
         return None
     return session.scalars(select(Rendition).where(Rendition.token == token)).first()
+
+
+def set_logo(*, session: Session, tenant_id: int, staged: StagedUpload) -> WatermarkTemplate:
+    """Keep the company logo (PNG with transparency) for its watermarks."""
+    try:
+        logo = imaging.open_logo(staged.path)
+    finally:
+        staged.discard()
+    out = io.BytesIO()
+    logo.save(out, "PNG", optimize=True)
+    template = session.get(WatermarkTemplate, tenant_id)
+    if template is None:
+        template = template_for(session=session, tenant_id=tenant_id)
+        session.add(template)
+    old = template.logo_path
+    template.logo_path = storage.new_relative_path("logos", tenant_id, ".png", now=utcnow())
+    storage.write_bytes(template.logo_path, out.getvalue())
+    session.flush()
+    storage.remove(old)
+    return template
 
 
 def update_template(

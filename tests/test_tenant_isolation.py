@@ -23,7 +23,7 @@ COLLECTION_ROUTES = {
     ("GET", "/v1/customers"), ("POST", "/v1/customers"), ("POST", "/v1/customers/import"),
     ("GET", "/v1/staff"), ("POST", "/v1/staff"),
     ("GET", "/v1/visits"), ("POST", "/v1/visits"),
-    ("GET", "/v1/watermark"), ("PUT", "/v1/watermark"),
+    ("GET", "/v1/watermark"), ("PUT", "/v1/watermark"), ("PUT", "/v1/watermark/logo"),
 }
 PATCH_BODIES = {"customer_id": {"name": "改名"}, "staff_id": {"name": "改名"},
                 "visit_id": {"notes": "改了"}}

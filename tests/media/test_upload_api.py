@@ -212,3 +212,27 @@ def test_corpus_conformance_through_the_api(client, session, account, visit, nam
         assert {r["kind"] for r in media["renditions"]} == {"display", "mms", "thumb"}
     else:
         assert media["status"] in ("ready", "failed")
+
+
+def test_company_logo_appears_on_the_watermark(client, session, account, visit):
+    logo = Image.new("RGBA", (300, 120), (0, 0, 0, 0))
+    logo.paste((230, 20, 20, 255), (20, 20, 280, 100))
+    out = io.BytesIO()
+    logo.save(out, "PNG")
+    stored = client.put("/v1/watermark/logo", headers=account.headers,
+                        files={"file": ("logo.png", out.getvalue(), "image/png")})
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["has_logo"] is True
+    bad = client.put("/v1/watermark/logo", headers=account.headers,
+                     files={"file": ("logo.png", b"<svg></svg>", "image/svg+xml")})
+    assert bad.status_code == 415
+
+    created = upload(client, account, visit.id, phone_jpeg(color=(240, 240, 240)))
+    _process(session, created.json()["id"])
+    media = client.get(f"/v1/media/{created.json()['id']}", headers=account.headers).json()
+    display = next(r for r in media["renditions"] if r["kind"] == "display")
+    image = Image.open(io.BytesIO(_fetch(client, display["url"]))).convert("RGB")
+    # Somewhere in the bottom-left watermark block the logo's red shows.
+    block = image.crop((0, int(image.height * 0.7), int(image.width * 0.5), image.height))
+    reds = [p for p in block.getdata() if p[0] > 180 and p[1] < 90 and p[2] < 90]
+    assert len(reds) > 50

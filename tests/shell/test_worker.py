@@ -15,6 +15,8 @@ from sqlalchemy import delete, select
 from huifang import ops, worker
 from huifang.db import Database, on_commit, set_database
 from huifang.ops import WorkerHeartbeat
+from media.models import Media
+from tenancy.models import Tenant
 
 
 def test_celery_is_configured_for_at_least_once_delivery():
@@ -120,6 +122,22 @@ def test_a_real_celery_worker_on_redis_runs_tasks_end_to_end(postgres_database, 
         with postgres_database.sessionmaker() as session:
             queues = set(session.scalars(select(WorkerHeartbeat.queue)))
         assert queues == set(worker.QUEUES)
+
+        # A photo, received by "the API" (this process), processed by the worker process.
+        tenant_id, media_id = _receive_photo(postgres_database)
+        try:
+            client.send_task("media.tasks.process_media", kwargs={"media_id": media_id},
+                             queue="media")
+
+            def status() -> str:
+                with postgres_database.sessionmaker() as session:
+                    return session.get(Media, media_id).status
+
+            assert _wait_for(lambda: status() != "processing", timeout=60), log.read_text()
+            assert status() == "ready"
+        finally:
+            with postgres_database.session() as session:
+                session.execute(delete(Tenant).where(Tenant.id == tenant_id))
     finally:
         client.close()
         process.terminate()
@@ -127,6 +145,36 @@ def test_a_real_celery_worker_on_redis_runs_tasks_end_to_end(postgres_database, 
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def _receive_photo(database: Database) -> tuple[int, int]:
+    from customers import service as customers
+    from media import service as media
+    from media.upload import stage_bytes
+    from tenancy import service as tenancy
+    from tests.media.conftest import phone_jpeg
+    from visits import service as visits
+
+    with database.session() as session:
+        tenant = tenancy.create_tenant(session=session, name="分布式家政", signature="分布式家政")
+        customer = customers.create_customer(session=session, tenant=tenant, name="王女士",
+                                             phone="13800138000")
+        visit = visits.create_visit(session=session, tenant=tenant, customer_id=customer.id,
+                                    service_type="ac_cleaning")
+        staged = stage_bytes(phone_jpeg(orientation=6), fields={"phase": "after"})
+        photo, _ = media.accept_upload(session=session, tenant=tenant, visit_id=visit.id,
+                                       staged=staged)
+        return tenant.id, photo.id
+
+
+def test_the_media_worker_refuses_to_start_without_a_cjk_font():
+    result = subprocess.run([sys.executable, "-m", "huifang.cli", "worker", "-Q", "media"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "HUIFANG_REDIS_URL": "redis://127.0.0.1:1/0",
+                                 "HUIFANG_FONT_PATH": "/nonexistent/font.ttf"})
+    assert result.returncode == 1
+    assert "HUIFANG_FONT_PATH" in result.stderr
+    assert "boxes" in result.stderr or "font" in result.stderr.lower()
 
 
 def test_worker_and_beat_refuse_to_start_without_redis():
