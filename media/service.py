@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from PIL import Image
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from huifang.db import utcnow
@@ -102,8 +103,18 @@ def accept_upload(
         bytes=staged.size, mime=staged.sniffed.mime, received_at=now,
         verification_code=new_code(),
     )
-    session.add(media)
-    session.flush()
+    try:
+        with session.begin_nested():  # two phones sending the same file at once
+            session.add(media)
+            session.flush()
+    except IntegrityError:
+        storage.remove(relative)
+        existing = session.scalars(
+            select(Media).where(Media.visit_id == visit.id, Media.sha256 == staged.sha256)
+        ).first()
+        if existing is None:
+            raise
+        return existing, False
     return media, True
 
 
@@ -186,16 +197,33 @@ def process_media(*, session: Session, media_id: int) -> Media | None:
 
     Safe to run twice: a media that is no longer ``processing`` is left alone.
     """
-    media = session.get(Media, media_id)
-    if media is None or media.status != PROCESSING:
-        return media
-    now = utcnow()
+    # Claim the row: a second delivery of the task waits (SQLite) or skips (PostgreSQL).
+    media = session.scalars(
+        select(Media).where(Media.id == media_id, Media.status == PROCESSING)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if media is None:
+        return session.get(Media, media_id)
     try:
-        decoded = imaging.open_photo(original_file(media), max_edge=renditions.DISPLAY_EDGE,
-                                     now=media.received_at)
+        with session.begin_nested():
+            _render(session, media)
     except HuifangError as exc:
         media.status, media.failure_reason = FAILED, exc.detail
-        return media
+    except Exception:
+        # A bug or a broken file the checks missed: say so on the media rather than
+        # leaving it "processing", where the stuck-media tick would retry it for ever.
+        log.exception("photo processing failed", media_id=media_id)
+        media.status = FAILED
+        media.failure_reason = ("We could not process this photo; please upload it again, "
+                                "or send another copy if it fails twice.")
+    session.flush()
+    return media
+
+
+def _render(session: Session, media: Media) -> None:
+    now = utcnow()
+    decoded = imaging.open_photo(original_file(media), max_edge=renditions.DISPLAY_EDGE,
+                                 now=media.received_at)
     template = template_for(session=session, tenant_id=media.tenant_id)
     facts = facts_for(session=session, media=media, template=template,
                       captured_at=decoded.captured_at)
@@ -211,7 +239,6 @@ def process_media(*, session: Session, media_id: int) -> Media | None:
     media.status, media.failure_reason = READY, None
     session.flush()
     refresh_pairs(session=session, visit_id=media.visit_id)
-    return media
 
 
 def stuck_media(*, session: Session, now: dt.datetime, limit: int = 100) -> list[int]:

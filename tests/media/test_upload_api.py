@@ -236,3 +236,22 @@ def test_company_logo_appears_on_the_watermark(client, session, account, visit):
     block = image.crop((0, int(image.height * 0.7), int(image.width * 0.5), image.height))
     reds = [p for p in block.getdata() if p[0] > 180 and p[1] < 90 and p[2] < 90]
     assert len(reds) > 50
+
+
+def test_a_photo_that_breaks_processing_ends_failed_with_a_reason(client, session, account, visit,
+                                                                   monkeypatch):
+    created = upload(client, account, visit.id, phone_jpeg()).json()
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(media_service.watermark, "apply", explode)
+    media_service.process_media(session=session, media_id=created["id"])
+    media = client.get(f"/v1/media/{created['id']}", headers=account.headers).json()
+    assert media["status"] == "failed"
+    assert "upload it again" in media["failure_reason"]
+    assert media["renditions"] == []
+    # A second delivery of the task leaves a finished media alone.
+    media_service.process_media(session=session, media_id=created["id"])
+    assert client.get(f"/v1/media/{created['id']}", headers=account.headers).json()[
+        "status"] == "failed"
