@@ -4,15 +4,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, UploadFile
 
+from compliance import service as compliance
+from compliance.schemas import Reachability
 from customers import service
 from customers.schemas import (
     CustomerCreate,
+    CustomerDetail,
     CustomerPage,
     CustomerRead,
     CustomerUpdate,
     ImportReport,
     ImportRow,
 )
+from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.errors import TooLarge
 from huifang.pagination import PageParams, page_params
@@ -66,11 +70,13 @@ def import_customers(
     return ImportReport(**service.count_outcomes(outcomes), rows=rows)
 
 
-@router.get("/{customer_id}", response_model=CustomerRead)
-def read_customer(customer_id: int, session: SessionDep, tenant: TenantDep) -> CustomerRead:
-    return CustomerRead.model_validate(
-        service.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
-    )
+@router.get("/{customer_id}", response_model=CustomerDetail)
+def read_customer(customer_id: int, session: SessionDep, tenant: TenantDep) -> CustomerDetail:
+    """The customer, and whether they can receive marketing and service messages and why not."""
+    customer = service.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
+    reach = compliance.explain(session=session, tenant=tenant, customer=customer, now=utcnow())
+    return CustomerDetail(**CustomerRead.model_validate(customer).model_dump(),
+                          messaging={k: Reachability(**v) for k, v in reach.items()})
 
 
 @router.patch("/{customer_id}", response_model=CustomerRead)

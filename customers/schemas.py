@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from compliance.schemas import Reachability
+
 Tag = str
 
 
@@ -47,6 +49,11 @@ class CustomerRead(BaseModel):
     notes: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+
+
+class CustomerDetail(CustomerRead):
+    messaging: dict[str, Reachability] = Field(
+        description="Whether the customer can receive marketing and service messages, and why not.")
 
 
 class CustomerPage(BaseModel):

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import huifang
+from compliance.api import router as compliance_router
 from customers.api import router as customers_router
 from huifang import ops
 from huifang.db import Database
@@ -77,7 +78,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
                             headers=getattr(exc, "headers", None))
 
     v1 = APIRouter(prefix="/v1")
-    for router in (tenancy_router, customers_router, staff_router, visit_router, media_router):
+    for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
+                   compliance_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)

@@ -1,5 +1,12 @@
 """Every domain's models, imported so that ``Base.metadata`` (and Alembic) sees all tables."""
 
+from compliance.models import (
+    ComplianceDecision,
+    CompliancePolicy,
+    ConsentRecord,
+    MarketingSend,
+    Suppression,
+)
 from customers.models import Customer, CustomerTag
 from huifang.db import Base
 from huifang.ops import WorkerHeartbeat
@@ -8,6 +15,20 @@ from tenancy.models import ApiKey, Tenant
 from visits.models import Staff, Visit
 
 __all__ = [
-    "ApiKey", "Base", "Customer", "CustomerTag", "Media", "Rendition", "Staff", "Tenant", "Visit",
-    "WatermarkTemplate", "WorkerHeartbeat",
+    "ApiKey",
+    "Base",
+    "ComplianceDecision",
+    "CompliancePolicy",
+    "ConsentRecord",
+    "Customer",
+    "CustomerTag",
+    "MarketingSend",
+    "Media",
+    "Rendition",
+    "Staff",
+    "Suppression",
+    "Tenant",
+    "Visit",
+    "WatermarkTemplate",
+    "WorkerHeartbeat",
 ]

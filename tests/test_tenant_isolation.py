@@ -24,9 +24,14 @@ COLLECTION_ROUTES = {
     ("GET", "/v1/staff"), ("POST", "/v1/staff"),
     ("GET", "/v1/visits"), ("POST", "/v1/visits"),
     ("GET", "/v1/watermark"), ("PUT", "/v1/watermark"), ("PUT", "/v1/watermark/logo"),
+    ("GET", "/v1/consents/export"), ("GET", "/v1/compliance/policy"),
+    ("PUT", "/v1/compliance/policy"),
 }
 PATCH_BODIES = {"customer_id": {"name": "改名"}, "staff_id": {"name": "改名"},
                 "visit_id": {"notes": "改了"}}
+# POST bodies that would succeed on one's own object, keyed by the path's last word.
+POST_BODIES = {"consents": {"source": "in_person", "evidence": "x"},
+               "revoke": {"source": "api"}, "opt-out": {"detail": "x"}}
 
 
 @pytest.fixture
@@ -75,7 +80,10 @@ def test_every_route_with_an_id_answers_404_for_another_company(
         unknown = set(params) - set(b_objects)
         assert not unknown, f"{method} {template}: no tenant-B object for {unknown}"
         path = template.format(**b_objects)
-        body = PATCH_BODIES.get(params[-1], {}) if method in ("PATCH", "PUT", "POST") else None
+        body = None
+        if method in ("PATCH", "PUT", "POST"):
+            last = template.rsplit("/", 1)[-1]
+            body = POST_BODIES.get(last) or PATCH_BODIES.get(params[-1], {})
         response = client.request(method, path, headers=account.headers, json=body)
         assert response.status_code == 404, f"{method} {path} -> {response.status_code}"
         assert "B的" not in response.text
@@ -91,6 +99,11 @@ def test_every_route_with_an_id_answers_404_for_another_company(
                       headers=other_account.headers).status_code == 200
     key_list = client.get("/v1/api-keys", headers=other_account.headers).json()
     assert all(k["revoked_at"] is None for k in key_list)
+    b_customer = client.get(f"/v1/customers/{b_objects['customer_id']}",
+                            headers=other_account.headers).json()
+    assert b_customer["messaging"]["service"]["can_receive"] is True  # not opted out by A
+    assert client.get(f"/v1/customers/{b_objects['customer_id']}/consents",
+                      headers=other_account.headers).json() == []
 
 
 def test_collections_show_only_ones_own_rows(client, account, other_account, b_objects):
@@ -100,6 +113,10 @@ def test_collections_show_only_ones_own_rows(client, account, other_account, b_o
     client.put("/v1/watermark", headers=account.headers, json={"position": "top-right"})
     assert client.get("/v1/watermark", headers=other_account.headers).json()["position"] == (
         "bottom-left")
+    client.post(f"/v1/customers/{b_objects['customer_id']}/consents",
+                headers=other_account.headers, json={"source": "in_person", "evidence": "B"})
+    export = client.get("/v1/consents/export", headers=account.headers).text
+    assert "B" not in export.splitlines()[-1] and len(export.splitlines()) == 1
     keys = client.get("/v1/api-keys", headers=account.headers).json()
     assert b_objects["key_id"] not in {k["id"] for k in keys}
     assert client.get("/v1/tenant", headers=account.headers).json()["id"] == account.tenant.id

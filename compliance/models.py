@@ -1,0 +1,119 @@
+"""What the gate decides from: consent, suppressions, a company's policy, and what was sent.
+
+Consent records and suppressions outlive the customer row (evidence must be kept after a
+customer is deleted or revokes), so they carry the phone number as well as the customer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from huifang.db import Base, BigId, TimestampMixin
+
+CONSENT_SOURCES = ("in_person", "web_form", "reply", "import", "api")
+
+# ComplianceDecision.decision
+SEND = "send"
+DEFER = "defer"  # quiet hours: try again at not_before
+SUPPRESS = "suppress"  # this customer must not get this message (opt-out, no consent, cap)
+REFUSE = "refuse"  # the message itself breaks a rule (signature, brackets, length)
+
+# ComplianceDecision.reason
+ALLOWED = "allowed"
+OPTED_OUT = "opted_out"  # the customer asked to stop (回复T退订 / STOP) on this signature
+NO_CONSENT = "no_consent"  # marketing without a recorded, unrevoked consent
+FREQUENCY_CAP = "frequency_cap"  # the company's marketing cap for the rolling window is reached
+QUIET_HOURS = "quiet_hours"  # outside the sending window in the customer's time zone
+MESSAGE_RULES = "message_rules"  # brackets, length or footer rules broken by the text
+
+
+class CompliancePolicy(TimestampMixin, Base):
+    """A company's rules; the defaults apply until it changes them."""
+
+    __tablename__ = "compliance_policies"
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    marketing_cap: Mapped[int] = mapped_column(default=2)
+    cap_window_days: Mapped[int] = mapped_column(default=90)
+    # Sending window in the customer's local time, minutes after midnight: [start, end).
+    window_start_minute: Mapped[int] = mapped_column(default=8 * 60)
+    window_end_minute: Mapped[int] = mapped_column(default=21 * 60)
+    opt_out_footer: Mapped[str] = mapped_column(String(20), default="回复T退订")
+    # Revoked consents are kept at least this long (MIIT draft: at least 5 months).
+    consent_retention_days: Mapped[int] = mapped_column(default=183)
+
+
+class ConsentRecord(Base):
+    """A customer's consent to marketing messages, with its evidence; revoked, never edited."""
+
+    __tablename__ = "consent_records"
+    __table_args__ = (Index("ix_consent_records_tenant_phone", "tenant_id", "phone"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), default=None, index=True)
+    phone: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(16))  # one of CONSENT_SOURCES
+    evidence: Mapped[str] = mapped_column(Text)  # what shows it: form id, signed sheet, reply text
+    granted_at: Mapped[dt.datetime] = mapped_column()
+    recorded_at: Mapped[dt.datetime] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    revoke_source: Mapped[str | None] = mapped_column(String(16), default=None)
+    revoke_evidence: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Suppression(Base):
+    """A number that must get nothing more from this company under this signature."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (
+        Index("ix_suppressions_tenant_phone", "tenant_id", "phone", "signature"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    phone: Mapped[str] = mapped_column(String(20))
+    signature: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))  # reply_opt_out | provider_opt_out | manual
+    detail: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    lifted_at: Mapped[dt.datetime | None] = mapped_column(default=None)  # opt-in restores
+
+
+class MarketingSend(Base):
+    """One marketing message the gate let through: what the frequency cap counts."""
+
+    __tablename__ = "marketing_sends"
+    __table_args__ = (Index("ix_marketing_sends_tenant_phone_at", "tenant_id", "phone",
+                            "allowed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    phone: Mapped[str] = mapped_column(String(20))
+    message_ref: Mapped[str] = mapped_column(String(200), unique=True)
+    allowed_at: Mapped[dt.datetime] = mapped_column()
+
+
+class ComplianceDecision(Base):
+    """The audit log: every decision of the gate, with its reason."""
+
+    __tablename__ = "compliance_decisions"
+    __table_args__ = (Index("ix_compliance_decisions_tenant_at", "tenant_id", "decided_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), default=None, index=True)
+    phone: Mapped[str] = mapped_column(String(20))
+    message_ref: Mapped[str] = mapped_column(String(200), index=True)
+    category: Mapped[str] = mapped_column(String(16))  # marketing | service
+    decision: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    not_before: Mapped[dt.datetime | None] = mapped_column(default=None)
+    decided_at: Mapped[dt.datetime] = mapped_column()

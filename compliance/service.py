@@ -1,0 +1,347 @@
+"""The compliance gate every send passes, and the consent ledger and suppressions behind it.
+
+``gate()`` is the one function a send calls, at send time, inside the transaction that
+claimed the message: checking at scheduling time would miss an opt-out that came since.
+Each decision is written to ``compliance_decisions`` with its reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from compliance.models import (
+    ALLOWED,
+    CONSENT_SOURCES,
+    DEFER,
+    FREQUENCY_CAP,
+    MESSAGE_RULES,
+    NO_CONSENT,
+    OPTED_OUT,
+    QUIET_HOURS,
+    REFUSE,
+    SEND,
+    SUPPRESS,
+    ComplianceDecision,
+    CompliancePolicy,
+    ConsentRecord,
+    MarketingSend,
+    Suppression,
+)
+from customers.models import Customer
+from huifang.errors import Conflict, Invalid
+from tenancy.models import Tenant
+
+Category = Literal["marketing", "service"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the gate decided, and for a send the exact text that goes out."""
+
+    decision: str  # send | defer | suppress | refuse
+    reason: str
+    detail: str
+    text: str | None = None
+    not_before: dt.datetime | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision == SEND
+
+
+# --- policy ---------------------------------------------------------------------------------
+
+
+def policy_for(*, session: Session, tenant_id: int) -> CompliancePolicy:
+    """The company's policy, or the defaults (2 marketing per 90 days, 08:00–21:00, 回复T退订)."""
+    policy = session.get(CompliancePolicy, tenant_id)
+    if policy is None:
+        policy = CompliancePolicy(
+            tenant_id=tenant_id, marketing_cap=2, cap_window_days=90,
+            window_start_minute=8 * 60, window_end_minute=21 * 60, opt_out_footer="回复T退订",
+            consent_retention_days=183)
+    return policy
+
+
+def update_policy(*, session: Session, tenant_id: int, changes: dict[str, object]
+                  ) -> CompliancePolicy:
+    policy = session.get(CompliancePolicy, tenant_id)
+    if policy is None:
+        policy = policy_for(session=session, tenant_id=tenant_id)
+        session.add(policy)
+    for attr, value in changes.items():
+        if value is not None:
+            setattr(policy, attr, value)
+    if policy.window_start_minute >= policy.window_end_minute:
+        raise Invalid("The sending window must start before it ends (e.g. 08:00 to 21:00).")
+    if policy.consent_retention_days < 153:
+        raise Invalid("Keep revoked consents at least 5 months (153 days); the regulator "
+                      "asks for proof of consent that long.")
+    session.flush()
+    return policy
+
+
+# --- consent ledger -------------------------------------------------------------------------
+
+
+def active_consent(*, session: Session, tenant_id: int, phone: str) -> ConsentRecord | None:
+    return session.scalars(
+        select(ConsentRecord).where(ConsentRecord.tenant_id == tenant_id,
+                                    ConsentRecord.phone == phone,
+                                    ConsentRecord.revoked_at.is_(None))
+        .order_by(ConsentRecord.granted_at.desc())
+    ).first()
+
+
+def record_consent(*, session: Session, tenant_id: int, customer: Customer, source: str,
+                   evidence: str, granted_at: dt.datetime, now: dt.datetime) -> ConsentRecord:
+    """Record a customer's consent to marketing messages, with what proves it."""
+    if source not in CONSENT_SOURCES:
+        raise Invalid(f"Say how consent was given: source must be one of "
+                      f"{', '.join(CONSENT_SOURCES)}.")
+    if not evidence.strip():
+        raise Invalid("Consent needs evidence: the form id, a note of the signed sheet, or the "
+                      "reply text, so it can be shown later.")
+    if granted_at > now + dt.timedelta(minutes=5):
+        raise Invalid("Consent cannot be given in the future; check the date and time.")
+    existing = active_consent(session=session, tenant_id=tenant_id, phone=customer.phone)
+    if existing is not None:
+        raise Conflict(f"This customer already consented on {existing.granted_at:%Y-%m-%d} "
+                       f"({existing.source}); revoke it first to record a new one.")
+    record = ConsentRecord(tenant_id=tenant_id, customer_id=customer.id, phone=customer.phone,
+                           source=source, evidence=evidence.strip(), granted_at=granted_at,
+                           recorded_at=now)
+    session.add(record)
+    session.flush()
+    return record
+
+
+def revoke_consent(*, session: Session, tenant_id: int, phone: str, source: str,
+                   evidence: str | None, now: dt.datetime) -> ConsentRecord | None:
+    """Revoke the active consent (kept as evidence); None when there was none."""
+    record = active_consent(session=session, tenant_id=tenant_id, phone=phone)
+    if record is not None:
+        record.revoked_at, record.revoke_source, record.revoke_evidence = now, source, evidence
+        session.flush()
+    return record
+
+
+def consents(*, session: Session, tenant_id: int, phone: str | None = None
+             ) -> list[ConsentRecord]:
+    stmt = select(ConsentRecord).where(ConsentRecord.tenant_id == tenant_id)
+    if phone:
+        stmt = stmt.where(ConsentRecord.phone == phone)
+    return list(session.scalars(stmt.order_by(ConsentRecord.id)))
+
+
+def purge_expired_consents(*, session: Session, now: dt.datetime) -> int:
+    """Delete revoked consents older than each company's retention; returns how many."""
+    purged = 0
+    for record in session.scalars(select(ConsentRecord).where(
+            ConsentRecord.revoked_at.is_not(None))):
+        keep = policy_for(session=session, tenant_id=record.tenant_id).consent_retention_days
+        assert record.revoked_at is not None
+        if record.revoked_at < now - dt.timedelta(days=keep):
+            session.delete(record)
+            purged += 1
+    session.flush()
+    return purged
+
+
+# --- suppressions ---------------------------------------------------------------------------
+
+
+def active_suppression(*, session: Session, tenant: Tenant, phone: str) -> Suppression | None:
+    return session.scalars(
+        select(Suppression).where(Suppression.tenant_id == tenant.id, Suppression.phone == phone,
+                                  Suppression.signature == tenant.signature,
+                                  Suppression.lifted_at.is_(None))
+        .order_by(Suppression.id.desc())
+    ).first()
+
+
+def opt_out(*, session: Session, tenant: Tenant, phone: str, reason: str, detail: str | None,
+            now: dt.datetime) -> tuple[Suppression, bool]:
+    """Stop all messages to ``phone`` under the company's signature; True when it is new.
+
+    Also revokes marketing consent. Opting out twice changes nothing (and the caller sends
+    no second confirmation).
+    """
+    _lock_number(session, tenant.id, phone)
+    existing = active_suppression(session=session, tenant=tenant, phone=phone)
+    if existing is not None:
+        return existing, False
+    suppression = Suppression(tenant_id=tenant.id, phone=phone, signature=tenant.signature,
+                              reason=reason, detail=detail, created_at=now)
+    session.add(suppression)
+    revoke_consent(session=session, tenant_id=tenant.id, phone=phone, source="reply"
+                   if reason == "reply_opt_out" else "api", evidence=detail, now=now)
+    session.flush()
+    return suppression, True
+
+
+def opt_in(*, session: Session, tenant: Tenant, phone: str, now: dt.datetime) -> bool:
+    """Lift the suppression (service messages resume); marketing still needs new consent."""
+    existing = active_suppression(session=session, tenant=tenant, phone=phone)
+    if existing is None:
+        return False
+    existing.lifted_at = now
+    session.flush()
+    return True
+
+
+# --- the gate -------------------------------------------------------------------------------
+
+
+def compose(*, tenant: Tenant, policy: CompliancePolicy, body: str, category: Category) -> str:
+    """The text as sent: 【signature】 first, the opt-out footer on marketing."""
+    text_ = f"【{tenant.signature}】{body.strip()}"
+    footer = policy.opt_out_footer.strip()
+    if category == "marketing" and footer and footer not in body:
+        text_ = f"{text_} {footer}"
+    return text_
+
+
+def _rule_problem(body: str, final: str, max_chars: int) -> str | None:
+    if "【" in body or "】" in body:
+        return ("The text has 【】 of its own; carriers only allow the company signature in "
+                "【】, at the very start. Use other brackets such as 「」.")
+    if len(final) > max_chars:
+        return (f"The message is {len(final)} characters with signature and footer; this "
+                f"provider takes {max_chars}. Shorten the text.")
+    return None
+
+
+def next_window(*, policy: CompliancePolicy, timezone: str, now: dt.datetime
+                ) -> dt.datetime | None:
+    """None when ``now`` is inside the sending window in ``timezone``; else its next start."""
+    zone = ZoneInfo(timezone)
+    local = now.astimezone(zone)
+    minute = local.hour * 60 + local.minute
+    if policy.window_start_minute <= minute < policy.window_end_minute:
+        return None
+    day = local.date() if minute < policy.window_start_minute else (
+        local.date() + dt.timedelta(days=1))
+    hours, minutes = divmod(policy.window_start_minute, 60)
+    # Built from the local wall clock and resolved by zoneinfo, so a day that loses or
+    # gains an hour (daylight saving abroad) still lands on the window's start.
+    start = dt.datetime(day.year, day.month, day.day, hours, minutes, tzinfo=zone)
+    return start.astimezone(dt.UTC)
+
+
+def _lock_number(session: Session, tenant_id: int, phone: str) -> None:
+    """Serialise gate decisions for one number, so two workers cannot both pass the cap."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(phone.encode()) - 2**31  # fits int4
+        session.execute(text("SELECT pg_advisory_xact_lock(:tenant, :key)"),
+                        {"tenant": tenant_id, "key": key})
+    # SQLite: every write transaction already holds the database lock (BEGIN IMMEDIATE).
+
+
+def marketing_sent(*, session: Session, tenant_id: int, phone: str, since: dt.datetime) -> int:
+    return int(session.scalar(
+        select(func.count()).select_from(MarketingSend).where(
+            MarketingSend.tenant_id == tenant_id, MarketingSend.phone == phone,
+            MarketingSend.allowed_at >= since)) or 0)
+
+
+def gate(*, session: Session, tenant: Tenant, customer: Customer, category: Category,
+         body: str, message_ref: str, max_chars: int, now: dt.datetime) -> Verdict:
+    """Decide whether ``body`` may go to ``customer`` now; record the decision.
+
+    Order: opt-out, consent (marketing), message rules, quiet hours (defer, never drop),
+    frequency cap (marketing; counted under a per-number lock, and the send is counted as
+    part of the same decision).
+    """
+    policy = policy_for(session=session, tenant_id=tenant.id)
+    verdict = _decide(session=session, tenant=tenant, customer=customer, category=category,
+                      body=body, message_ref=message_ref, max_chars=max_chars, now=now,
+                      policy=policy)
+    session.add(ComplianceDecision(
+        tenant_id=tenant.id, customer_id=customer.id, phone=customer.phone,
+        message_ref=message_ref, category=category, decision=verdict.decision,
+        reason=verdict.reason, detail=verdict.detail, not_before=verdict.not_before,
+        decided_at=now))
+    session.flush()
+    return verdict
+
+
+def _decide(*, session: Session, tenant: Tenant, customer: Customer, category: Category,
+            body: str, message_ref: str, max_chars: int, now: dt.datetime,
+            policy: CompliancePolicy) -> Verdict:
+    # Taken first, and by opt_out() too: an opt-out that commits while this decision is
+    # being made either lands before it (and is seen) or waits for it to finish.
+    _lock_number(session, tenant.id, customer.phone)
+    suppression = active_suppression(session=session, tenant=tenant, phone=customer.phone)
+    if suppression is not None:
+        return Verdict(SUPPRESS, OPTED_OUT,
+                       f"The customer opted out on {suppression.created_at:%Y-%m-%d} "
+                       f"({suppression.reason}); nothing more may be sent to this number.")
+    if category == "marketing" and active_consent(
+            session=session, tenant_id=tenant.id, phone=customer.phone) is None:
+        return Verdict(SUPPRESS, NO_CONSENT,
+                       "No recorded consent to marketing messages; record it (at a visit, a "
+                       "web form or a reply) before sending offers.")
+    final = compose(tenant=tenant, policy=policy, body=body, category=category)
+    problem = _rule_problem(body, final, max_chars)
+    if problem:
+        return Verdict(REFUSE, MESSAGE_RULES, problem)
+    not_before = next_window(policy=policy, timezone=customer.timezone, now=now)
+    if not_before is not None:
+        local = not_before.astimezone(ZoneInfo(customer.timezone))
+        return Verdict(DEFER, QUIET_HOURS,
+                       f"Quiet hours for the customer ({customer.timezone}); it goes out at "
+                       f"{local:%Y-%m-%d %H:%M} local time.", not_before=not_before)
+    if category == "marketing":
+        since = now - dt.timedelta(days=policy.cap_window_days)
+        already = session.scalar(select(MarketingSend.id).where(
+            MarketingSend.message_ref == message_ref))
+        if already is None:
+            sent = marketing_sent(session=session, tenant_id=tenant.id, phone=customer.phone,
+                                  since=since)
+            if sent >= policy.marketing_cap:
+                return Verdict(SUPPRESS, FREQUENCY_CAP,
+                               f"The customer already got {sent} marketing messages in "
+                               f"{policy.cap_window_days} days, the company's limit.")
+            session.add(MarketingSend(tenant_id=tenant.id, phone=customer.phone,
+                                      message_ref=message_ref, allowed_at=now))
+    return Verdict(SEND, ALLOWED, "Allowed.", text=final)
+
+
+def explain(*, session: Session, tenant: Tenant, customer: Customer, now: dt.datetime
+            ) -> dict[str, dict[str, object]]:
+    """Whether the customer can receive marketing and service messages now, and why not."""
+    policy = policy_for(session=session, tenant_id=tenant.id)
+    suppression = active_suppression(session=session, tenant=tenant, phone=customer.phone)
+    consent = active_consent(session=session, tenant_id=tenant.id, phone=customer.phone)
+    window = next_window(policy=policy, timezone=customer.timezone, now=now)
+    later: list[str] = []
+    if window is not None:
+        local = window.astimezone(ZoneInfo(customer.timezone))
+        later.append(f"It is quiet hours for the customer; messages wait until "
+                     f"{local:%H:%M} local time.")
+    service: list[str] = []
+    marketing: list[str] = []
+    if suppression is not None:
+        why = f"Opted out on {suppression.created_at:%Y-%m-%d} ({suppression.reason})."
+        service.append(why)
+        marketing.append(why)
+    if consent is None:
+        marketing.append("No recorded consent to marketing messages.")
+    else:
+        sent = marketing_sent(session=session, tenant_id=tenant.id, phone=customer.phone,
+                              since=now - dt.timedelta(days=policy.cap_window_days))
+        if sent >= policy.marketing_cap:
+            marketing.append(f"Already {sent} marketing messages in the last "
+                             f"{policy.cap_window_days} days (the limit).")
+    return {
+        "marketing": {"can_receive": not marketing, "reasons": marketing, "later": later},
+        "service": {"can_receive": not service, "reasons": service, "later": later},
+    }
