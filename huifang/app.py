@@ -21,6 +21,8 @@ from huifang.logs import RequestIdMiddleware
 from huifang.metrics import MetricsMiddleware
 from media.api import public_router as media_public_router
 from media.api import router as media_router
+from messaging.api import public_router as messaging_public_router
+from messaging.api import router as messaging_router
 from tenancy.api import router as tenancy_router
 from visits.api import staff_router, visit_router
 
@@ -79,10 +81,11 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
 
     v1 = APIRouter(prefix="/v1")
     for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
-                   compliance_router):
+                   compliance_router, messaging_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)
+    app.include_router(messaging_public_router)
     app.include_router(ops.router)
 
     app.add_middleware(MetricsMiddleware)

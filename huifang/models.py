@@ -11,6 +11,7 @@ from customers.models import Customer, CustomerTag
 from huifang.db import Base
 from huifang.ops import WorkerHeartbeat
 from media.models import Media, Rendition, WatermarkTemplate
+from messaging.models import Message, MessageEvent
 from tenancy.models import ApiKey, Tenant
 from visits.models import Staff, Visit
 
@@ -24,6 +25,8 @@ __all__ = [
     "CustomerTag",
     "MarketingSend",
     "Media",
+    "Message",
+    "MessageEvent",
     "Rendition",
     "Staff",
     "Suppression",

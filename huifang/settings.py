@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
+    # Exactly one of these is the sender: a number in E.164 or a Messaging Service.
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
 
     default_timezone: str = "Asia/Shanghai"
     default_phone_region: str = "CN"
@@ -87,6 +90,9 @@ class Settings(BaseSettings):
                 problems.append("HUIFANG_TWILIO_ACCOUNT_SID is required with the twilio provider")
             if (self.twilio_auth_token or "") in PLACEHOLDER_SECRETS:
                 problems.append("HUIFANG_TWILIO_AUTH_TOKEN is missing or a placeholder")
+            if bool(self.twilio_from_number) == bool(self.twilio_messaging_service_sid):
+                problems.append("set exactly one of HUIFANG_TWILIO_FROM_NUMBER and "
+                                "HUIFANG_TWILIO_MESSAGING_SERVICE_SID")
         if problems:
             raise ValueError(
                 f"refusing to start in {self.environment}: " + "; ".join(problems)

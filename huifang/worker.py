@@ -186,6 +186,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     }
     for queue in QUEUES
 }
+BEAT_SCHEDULE["dispatch-due-messages"] = {
+    "task": "messaging.tasks.dispatch_due",
+    "schedule": timedelta(seconds=10),
+    "options": {"queue": "messaging", "expires": 9},
+}
 BEAT_SCHEDULE["requeue-stuck-media"] = {
     "task": "media.tasks.requeue_stuck_media",
     "schedule": timedelta(minutes=1),
@@ -199,3 +204,4 @@ def load_tasks() -> None:
     """Import every module that defines tasks, so workers know them by name."""
     import huifang.ops  # noqa: F401
     import media.tasks  # noqa: F401
+    import messaging.tasks  # noqa: F401

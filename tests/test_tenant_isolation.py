@@ -15,6 +15,7 @@ import pytest
 
 from customers import service as customers
 from media.models import Media
+from messaging import service as outbox
 from visits import service as visits
 
 # Collection routes (no id in the path) and how to check them.
@@ -25,7 +26,7 @@ COLLECTION_ROUTES = {
     ("GET", "/v1/visits"), ("POST", "/v1/visits"),
     ("GET", "/v1/watermark"), ("PUT", "/v1/watermark"), ("PUT", "/v1/watermark/logo"),
     ("GET", "/v1/consents/export"), ("GET", "/v1/compliance/policy"),
-    ("PUT", "/v1/compliance/policy"),
+    ("PUT", "/v1/compliance/policy"), ("GET", "/v1/messages"),
 }
 PATCH_BODIES = {"customer_id": {"name": "改名"}, "staff_id": {"name": "改名"},
                 "visit_id": {"notes": "改了"}}
@@ -52,8 +53,12 @@ def b_objects(session, other_account):
     )
     session.add(media)
     session.flush()
+    message, _ = outbox.schedule(session=session, tenant=tenant, customer=customer,
+                                 channel="sms", category="service", source_type="visit_report",
+                                 source_id=str(visit.id), body="B的报告",
+                                 due_at=dt.datetime.now(dt.UTC))
     return {"customer_id": customer.id, "staff_id": staff.id, "visit_id": visit.id,
-            "key_id": key_id, "media_id": media.id}
+            "key_id": key_id, "media_id": media.id, "message_id": message.id}
 
 
 def _v1_routes(app):
@@ -117,6 +122,7 @@ def test_collections_show_only_ones_own_rows(client, account, other_account, b_o
                 headers=other_account.headers, json={"source": "in_person", "evidence": "B"})
     export = client.get("/v1/consents/export", headers=account.headers).text
     assert "B" not in export.splitlines()[-1] and len(export.splitlines()) == 1
+    assert client.get("/v1/messages", headers=account.headers).json() == []
     keys = client.get("/v1/api-keys", headers=account.headers).json()
     assert b_objects["key_id"] not in {k["id"] for k in keys}
     assert client.get("/v1/tenant", headers=account.headers).json()["id"] == account.tenant.id

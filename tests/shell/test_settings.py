@@ -40,7 +40,17 @@ def test_production_with_real_secrets_starts():
 def test_production_twilio_needs_credentials():
     with pytest.raises(ValidationError, match="TWILIO_AUTH_TOKEN"):
         Settings(_env_file=None, environment="production", secret_key=STRONG,
-                 sms_provider="twilio", twilio_account_sid="AC123", twilio_auth_token="changethis")
+                 sms_provider="twilio", twilio_account_sid="AC123", twilio_auth_token="changethis",
+                 twilio_from_number="+14155550100")
+
+
+def test_production_twilio_needs_exactly_one_sender():
+    with pytest.raises(ValidationError, match="exactly one"):
+        Settings(_env_file=None, environment="production", secret_key=STRONG,
+                 sms_provider="twilio", twilio_account_sid="AC123", twilio_auth_token="t" * 32)
+    assert Settings(_env_file=None, environment="production", secret_key=STRONG,
+                    sms_provider="twilio", twilio_account_sid="AC123",
+                    twilio_auth_token="t" * 32, twilio_messaging_service_sid="MG1").embedded
 
 
 def test_development_accepts_the_placeholder():

@@ -1,0 +1,110 @@
+"""Messages as rows: created before anything is enqueued, moved only forward.
+
+Lifecycle of ``Message.status``::
+
+    scheduled ─► queued ─► sending ─► sent ─► delivered
+        │          │          │          └──► undelivered
+        │          │          ├──► failed        (the provider refused it for good)
+        │          │          ├──► unknown       (timeout after the request left: never
+        │          │          │                   re-sent automatically; an operator may)
+        │          │          └──► deferred ─► queued …   (quiet hours, or a retry back-off)
+        └──────────┴──────────────► suppressed   (the gate said no: reason names why)
+
+``deferred`` and ``scheduled`` are waiting states: the dispatcher's tick claims rows whose
+``due_at`` has come. Receipts arrive late, twice and out of order: a transition that is
+not in ``TRANSITIONS`` is ignored, so a late ``sent`` never overwrites ``delivered``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from huifang.db import Base, BigId, TimestampMixin
+
+SCHEDULED = "scheduled"
+QUEUED = "queued"
+SENDING = "sending"
+SENT = "sent"
+DELIVERED = "delivered"
+UNDELIVERED = "undelivered"
+FAILED = "failed"
+UNKNOWN = "unknown"
+DEFERRED = "deferred"
+SUPPRESSED = "suppressed"
+
+FINAL = frozenset({DELIVERED, UNDELIVERED, FAILED, SUPPRESSED})
+TRANSITIONS: dict[str, frozenset[str]] = {
+    SCHEDULED: frozenset({QUEUED, SUPPRESSED, FAILED}),
+    DEFERRED: frozenset({QUEUED, SUPPRESSED, FAILED}),
+    QUEUED: frozenset({SENDING, SUPPRESSED, FAILED}),
+    SENDING: frozenset({SENT, FAILED, UNKNOWN, DEFERRED, SUPPRESSED}),
+    SENT: frozenset({DELIVERED, UNDELIVERED, FAILED}),
+    # A receipt may still settle an unknown send; an operator's retry queues it again.
+    UNKNOWN: frozenset({SENT, DELIVERED, UNDELIVERED, FAILED, QUEUED}),
+    DELIVERED: frozenset(),
+    UNDELIVERED: frozenset(),
+    FAILED: frozenset(),
+    SUPPRESSED: frozenset(),
+}
+
+# Message.status_reason for failures (the gate's reasons are compliance.models constants)
+PROVIDER_REFUSED = "provider_refused"  # a permanent provider error; detail has its code
+RETRIES_EXHAUSTED = "retries_exhausted"  # retryable errors went on too long
+TIMEOUT_AFTER_SEND = "timeout_after_send"  # the request may have left: status unknown
+RETRY_BACKOFF = "retry_backoff"  # deferred for minutes after a retryable provider error
+
+JsonList = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Message(TimestampMixin, Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_due", "status", "due_at"),
+        Index("ix_messages_tenant_customer", "tenant_id", "customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(8))  # sms | mms
+    category: Mapped[str] = mapped_column(String(16))  # marketing | service
+    # What caused it: a visit report, a campaign occurrence, an opt-out confirmation, …
+    source_type: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str] = mapped_column(String(64))
+    # (tenant, source, customer, channel): one message per cause, ever. Invariant 1.
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    body: Mapped[str] = mapped_column(Text)  # the content, before signature and footer
+    text: Mapped[str | None] = mapped_column(Text, default=None)  # exactly what was sent
+    media_urls: Mapped[list[str]] = mapped_column(JsonList, default=list)
+    status: Mapped[str] = mapped_column(String(16), default=SCHEDULED)
+    status_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    status_detail: Mapped[str | None] = mapped_column(Text, default=None)
+    due_at: Mapped[dt.datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(default=0)
+    provider: Mapped[str | None] = mapped_column(String(16), default=None)
+    provider_message_id: Mapped[str | None] = mapped_column(String(64), default=None,
+                                                            index=True)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    events: Mapped[list[MessageEvent]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="MessageEvent.id")
+
+
+class MessageEvent(Base):
+    """The status history of a message, one row per change (and per ignored receipt)."""
+
+    __tablename__ = "message_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"),
+                                            index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    detail: Mapped[str | None] = mapped_column(Text, default=None)
+    applied: Mapped[bool] = mapped_column(default=True)  # False: out of order, ignored
+    at: Mapped[dt.datetime] = mapped_column()

@@ -1,0 +1,260 @@
+"""The outbox: schedule messages as rows, claim the due ones, send through the gate.
+
+A send is two transactions, committed by the task that runs them:
+
+1. ``claim_for_send``: ``queued → sending``, a conditional update. A second delivery of
+   the task finds nothing to claim. If the worker dies after this, the row stays
+   ``sending`` and ``sweep`` later marks it ``unknown``: it is never sent twice.
+2. ``deliver``: the compliance gate (which takes the per-number lock that opt-outs also
+   take), the provider call, and the outcome, in one transaction. An opt-out committed
+   before it is seen; one arriving during it waits for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from compliance import service as compliance
+from compliance.models import DEFER, REFUSE, SUPPRESS
+from customers.models import Customer
+from huifang.errors import Conflict, NotFound
+from huifang.settings import get_settings
+from messaging.models import (
+    DEFERRED,
+    FAILED,
+    PROVIDER_REFUSED,
+    QUEUED,
+    RETRIES_EXHAUSTED,
+    RETRY_BACKOFF,
+    SCHEDULED,
+    SENDING,
+    SENT,
+    SUPPRESSED,
+    TIMEOUT_AFTER_SEND,
+    TRANSITIONS,
+    UNKNOWN,
+    Message,
+    MessageEvent,
+)
+from messaging.providers.base import (
+    OutboundMessage,
+    PermanentError,
+    Provider,
+    RecipientOptedOut,
+    RequestMayHaveLeft,
+    RetryableError,
+)
+from tenancy.models import Tenant
+
+MAX_ATTEMPTS = 5
+BACKOFF_MINUTES = (1, 2, 5, 10, 20)  # minutes, never days: retries are not schedules
+STUCK_SENDING = dt.timedelta(minutes=10)
+STUCK_QUEUED = dt.timedelta(minutes=5)
+
+
+def idempotency_key(*, tenant_id: int, source_type: str, source_id: str, customer_id: int,
+                    channel: str) -> str:
+    return f"{tenant_id}:{source_type}:{source_id}:{customer_id}:{channel}"
+
+
+def schedule(*, session: Session, tenant: Tenant, customer: Customer, channel: str,
+             category: str, source_type: str, source_id: str, body: str,
+             due_at: dt.datetime, media_urls: Sequence[str] = ()) -> tuple[Message, bool]:
+    """The message for this cause, created once: the row and whether it is new."""
+    key = idempotency_key(tenant_id=tenant.id, source_type=source_type, source_id=source_id,
+                          customer_id=customer.id, channel=channel)
+    existing = session.scalars(select(Message).where(Message.idempotency_key == key)).first()
+    if existing is not None:
+        return existing, False
+    message = Message(tenant_id=tenant.id, customer_id=customer.id, channel=channel,
+                      category=category, source_type=source_type, source_id=source_id,
+                      idempotency_key=key, body=body, media_urls=list(media_urls),
+                      status=SCHEDULED, due_at=due_at, attempts=0)
+    try:
+        with session.begin_nested():
+            session.add(message)
+            session.flush()
+    except IntegrityError:
+        existing = session.scalars(select(Message).where(Message.idempotency_key == key)).one()
+        return existing, False
+    _event(session, message, SCHEDULED, None, None, applied=True, now=due_at)
+    return message, True
+
+
+def _event(session: Session, message: Message, status: str, reason: str | None,
+           detail: str | None, *, applied: bool, now: dt.datetime) -> None:
+    session.add(MessageEvent(tenant_id=message.tenant_id, message_id=message.id, status=status,
+                             reason=reason, detail=detail, applied=applied, at=now))
+
+
+def transition(*, session: Session, message: Message, status: str, now: dt.datetime,
+               reason: str | None = None, detail: str | None = None) -> bool:
+    """Move forward to ``status`` if the lifecycle allows it; record the attempt either way."""
+    allowed = status in TRANSITIONS[message.status]
+    _event(session, message, status, reason, detail, applied=allowed, now=now)
+    if allowed:
+        message.status, message.status_reason, message.status_detail = status, reason, detail
+    session.flush()
+    return allowed
+
+
+def claim_due(*, session: Session, now: dt.datetime, limit: int = 500) -> list[int]:
+    """Move due ``scheduled``/``deferred`` rows to ``queued``; their ids, for immediate tasks.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so two dispatchers never take the same row.
+    SQLite: a conditional update per row under the database write lock.
+    """
+    due = select(Message.id).where(Message.status.in_((SCHEDULED, DEFERRED)),
+                                   Message.due_at <= now).order_by(Message.due_at).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    claimed = []
+    for message_id in session.scalars(due).all():
+        result = session.execute(
+            update(Message).where(Message.id == message_id,
+                                  Message.status.in_((SCHEDULED, DEFERRED)))
+            .values(status=QUEUED, status_reason=None, updated_at=now)
+            .returning(Message.tenant_id))
+        tenant_id = result.scalar_one_or_none()
+        if tenant_id is not None:
+            session.add(MessageEvent(tenant_id=tenant_id, message_id=message_id, status=QUEUED,
+                                     applied=True, at=now))
+            claimed.append(message_id)
+    session.flush()
+    return claimed
+
+
+def claim_for_send(*, session: Session, message_id: int, now: dt.datetime) -> bool:
+    """``queued → sending``, exactly once per message whatever the task deliveries."""
+    tenant_id = session.execute(
+        update(Message).where(Message.id == message_id, Message.status == QUEUED)
+        .values(status=SENDING, updated_at=now).returning(Message.tenant_id)).scalar_one_or_none()
+    if tenant_id is None:
+        return False
+    session.add(MessageEvent(tenant_id=tenant_id, message_id=message_id, status=SENDING,
+                             applied=True, at=now))
+    session.flush()
+    return True
+
+
+def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.datetime
+            ) -> Message | None:
+    """Gate, render, call the provider and record the outcome for a ``sending`` message."""
+    message = session.get(Message, message_id)
+    if message is None or message.status != SENDING:
+        return message
+    tenant = session.get(Tenant, message.tenant_id)
+    customer = session.get(Customer, message.customer_id)
+    assert tenant is not None and customer is not None
+    verdict = compliance.gate(session=session, tenant=tenant, customer=customer,
+                              category=message.category,  # type: ignore[arg-type]
+                              body=message.body, message_ref=message.idempotency_key,
+                              max_chars=provider.max_body_chars, now=now)
+    if verdict.decision == DEFER:
+        assert verdict.not_before is not None
+        message.due_at = verdict.not_before
+        transition(session=session, message=message, status=DEFERRED, now=now,
+                   reason=verdict.reason, detail=verdict.detail)
+        return message
+    if verdict.decision == SUPPRESS:
+        transition(session=session, message=message, status=SUPPRESSED, now=now,
+                   reason=verdict.reason, detail=verdict.detail)
+        return message
+    if verdict.decision == REFUSE:
+        transition(session=session, message=message, status=FAILED, now=now,
+                   reason=verdict.reason, detail=verdict.detail)
+        return message
+    assert verdict.text is not None
+    message.text = verdict.text
+    message.attempts += 1
+    message.provider = provider.name
+    outbound = OutboundMessage(
+        message_id=message.id, to=customer.phone, body=verdict.text,
+        signature=tenant.signature, media_urls=tuple(message.media_urls),
+        status_callback=f"{get_settings().public_url}/hooks/{provider.name}/status",
+    )
+    try:
+        result = provider.send(outbound)
+    except RecipientOptedOut as exc:
+        compliance.opt_out(session=session, tenant=tenant, phone=customer.phone,
+                           reason="provider_opt_out", detail=exc.detail, now=now)
+        transition(session=session, message=message, status=SUPPRESSED, now=now,
+                   reason="opted_out", detail=exc.detail)
+    except PermanentError as exc:
+        transition(session=session, message=message, status=FAILED, now=now,
+                   reason=PROVIDER_REFUSED, detail=_with_code(exc.detail, exc.code))
+    except RequestMayHaveLeft as exc:
+        transition(session=session, message=message, status=UNKNOWN, now=now,
+                   reason=TIMEOUT_AFTER_SEND, detail=exc.detail)
+    except RetryableError as exc:
+        if message.attempts >= MAX_ATTEMPTS:
+            transition(session=session, message=message, status=FAILED, now=now,
+                       reason=RETRIES_EXHAUSTED, detail=exc.detail)
+        else:
+            wait = dt.timedelta(minutes=BACKOFF_MINUTES[message.attempts - 1])
+            if exc.retry_after:
+                wait = max(wait, dt.timedelta(seconds=exc.retry_after))
+            message.due_at = now + wait
+            transition(session=session, message=message, status=DEFERRED, now=now,
+                       reason=RETRY_BACKOFF, detail=exc.detail)
+    else:
+        message.provider_message_id = result.provider_message_id
+        message.sent_at = now
+        transition(session=session, message=message, status=SENT, now=now)
+    return message
+
+
+def _with_code(detail: str, code: str | None) -> str:
+    return f"{detail} (provider code {code})" if code else detail
+
+
+def sweep(*, session: Session, now: dt.datetime) -> list[int]:
+    """Settle what a lost task or a dead worker left behind; ids of rows to enqueue again.
+
+    ``sending`` for too long: the request may have left, so ``unknown`` (never re-sent).
+    ``queued`` for too long: the task was lost before it claimed the row; safe to re-send.
+    """
+    for message in session.scalars(select(Message).where(
+            Message.status == SENDING, Message.updated_at < now - STUCK_SENDING)):
+        transition(session=session, message=message, status=UNKNOWN, now=now,
+                   reason=TIMEOUT_AFTER_SEND,
+                   detail="The worker stopped while sending; it may or may not have gone out.")
+    stale = list(session.scalars(select(Message.id).where(
+        Message.status == QUEUED, Message.updated_at < now - STUCK_QUEUED)))
+    if stale:
+        session.execute(update(Message).where(Message.id.in_(stale)).values(updated_at=now))
+    return stale
+
+
+def get_message(*, session: Session, tenant_id: int, message_id: int) -> Message:
+    message = session.get(Message, message_id)
+    if message is None or message.tenant_id != tenant_id:
+        raise NotFound(f"There is no message {message_id} in this company.")
+    return message
+
+
+def list_messages(*, session: Session, tenant_id: int, customer_id: int | None = None,
+                  limit: int = 100) -> list[Message]:
+    stmt = select(Message).where(Message.tenant_id == tenant_id)
+    if customer_id is not None:
+        stmt = stmt.where(Message.customer_id == customer_id)
+    return list(session.scalars(stmt.order_by(Message.id.desc()).limit(limit)))
+
+
+def retry(*, session: Session, tenant_id: int, message_id: int, now: dt.datetime) -> Message:
+    """An operator's decision to send an ``unknown`` message again (it may arrive twice)."""
+    message = get_message(session=session, tenant_id=tenant_id, message_id=message_id)
+    if message.status != UNKNOWN:
+        raise Conflict(f"Only a message whose outcome is unknown can be retried; this one is "
+                       f"{message.status}.")
+    transition(session=session, message=message, status=QUEUED, now=now,
+               reason="operator_retry", detail="Retried by an operator.")
+    return message
+
+
+__all__ = ["SENT", "claim_due", "claim_for_send", "deliver", "retry", "schedule", "sweep"]

@@ -1,0 +1,479 @@
+"""The Twilio adapter against a local fake of the Messages endpoint (twilio_fake.py).
+
+Nothing here leaves 127.0.0.1: the fake listens on loopback, refused connections use a bound
+port that never listens, and DNS failures are simulated with httpx.MockTransport.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import time
+import traceback
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from messaging.providers.base import (
+    OutboundMessage,
+    PermanentError,
+    ProviderError,
+    RecipientOptedOut,
+    RequestMayHaveLeft,
+    RetryableError,
+)
+from messaging.providers.twilio import TwilioProvider
+from tests.messaging.twilio_fake import FakeTwilio, closed_port
+
+TO = "+8613800138000"
+BODY = "【洁家家政】王女士您好，今天的空调清洗已完成，服务报告：https://hf.example/r/abc 回复T退订"
+MEDIA = (
+    "https://hf.example/media/1/before.jpg",
+    "https://hf.example/media/1/after.jpg?sig=a%2Fb&v=2",
+    "https://hf.example/media/1/staff_report.jpg",
+)
+CALLBACK = "https://hf.example/hooks/twilio/status?message_id=42"
+FAST = httpx.Timeout(2.0, connect=1.0)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    # httpx honours proxy variables; keep every request on loopback whatever the shell has.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as fake:
+        yield fake
+
+
+@pytest.fixture
+def make_provider(twilio: FakeTwilio) -> Iterator[Callable[..., TwilioProvider]]:
+    made: list[TwilioProvider] = []
+
+    def make(**overrides: object) -> TwilioProvider:
+        options: dict[str, object] = {
+            "account_sid": twilio.account_sid,
+            "auth_token": twilio.auth_token,
+            "api_base": twilio.base_url,
+            "timeout": FAST,
+        }
+        if "messaging_service_sid" not in overrides:
+            options["from_number"] = twilio.from_number
+        options.update(overrides)
+        provider = TwilioProvider(**options)  # type: ignore[arg-type]
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        provider.close()
+
+
+def message(**changes: object) -> OutboundMessage:
+    fields: dict[str, object] = {
+        "message_id": 42,
+        "to": TO,
+        "body": BODY,
+        "signature": "洁家家政",
+        "media_urls": MEDIA,
+        "status_callback": CALLBACK,
+    }
+    fields.update(changes)
+    return OutboundMessage(**fields)  # type: ignore[arg-type]
+
+
+# -- what goes over the wire ---------------------------------------------------------------
+
+
+def test_posts_the_fields_and_auth_twilio_expects(twilio, make_provider):
+    result = make_provider().send(message())
+
+    assert len(twilio.received) == 1
+    request = twilio.received[0]
+    assert request.method == "POST"
+    assert request.path == f"/2010-04-01/Accounts/{twilio.account_sid}/Messages.json"
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert (request.username, request.password) == (twilio.account_sid, twilio.auth_token)
+    assert set(request.form) == {"To", "From", "Body", "MediaUrl", "StatusCallback"}
+    assert request.fields("To") == [TO]
+    assert request.fields("From") == [twilio.from_number]
+    assert request.fields("Body") == [BODY]  # Chinese, 【】 and the full-width comma intact
+    assert request.fields("MediaUrl") == list(MEDIA)  # one field per URL, in order
+    assert request.body.count(b"MediaUrl=") == len(MEDIA)
+    assert request.fields("StatusCallback") == [CALLBACK]
+
+    assert twilio.accepted == [request]
+    assert request.answer is not None
+    assert result.provider_message_id == request.answer["sid"]
+    assert result.provider_message_id.startswith("MM")
+    assert result.status == "queued"
+
+
+def test_messaging_service_replaces_from(twilio, make_provider):
+    provider = make_provider(messaging_service_sid=twilio.messaging_service_sid)
+
+    result = provider.send(message(media_urls=(), status_callback=None))
+
+    request = twilio.accepted[0]
+    assert set(request.form) == {"To", "MessagingServiceSid", "Body"}
+    assert request.field("MessagingServiceSid") == twilio.messaging_service_sid
+    assert request.answer is not None and request.answer["status"] == "accepted"
+    assert result.status == "queued"  # Twilio's "accepted" in the pipeline's words
+    assert result.provider_message_id == request.answer["sid"]
+    assert result.provider_message_id.startswith("SM")
+
+
+def test_media_only_message_sends_no_body(twilio, make_provider):
+    make_provider().send(message(body="", media_urls=MEDIA[:1]))
+
+    assert "Body" not in twilio.accepted[0].form
+    assert twilio.accepted[0].fields("MediaUrl") == [MEDIA[0]]
+
+
+@pytest.mark.parametrize(
+    ("from_number", "service"), [(None, None), ("+15005550006", "MG" + "0" * 32)]
+)
+def test_exactly_one_sender_is_required(from_number, service):
+    with pytest.raises(ValueError, match="exactly one sender"):
+        TwilioProvider(account_sid="AC" + "0" * 32, auth_token="t" * 32,
+                       from_number=from_number, messaging_service_sid=service)
+
+
+def test_the_fake_refuses_what_twilio_refuses(twilio):
+    """The field test above means something only if the fake checks like Twilio does."""
+    auth = (twilio.account_sid, twilio.auth_token)
+    good = {"To": TO, "From": twilio.from_number, "Body": "hi"}
+    with httpx.Client(timeout=FAST) as client:
+        assert client.post(twilio.messages_url, data=good, auth=auth).status_code == 201
+        assert client.post(twilio.messages_url, json=good, auth=auth).status_code == 400
+        assert client.post(twilio.messages_url, data=good).json()["code"] == 20003
+        both = {**good, "MessagingServiceSid": twilio.messaging_service_sid}
+        assert client.post(twilio.messages_url, data=both, auth=auth).status_code == 400
+        long = {**good, "Body": "长" * 1601}
+        assert client.post(twilio.messages_url, data=long, auth=auth).json()["code"] == 21617
+        many = {**good, "MediaUrl": [f"https://x.example/{i}.jpg" for i in range(11)]}
+        assert client.post(twilio.messages_url, data=many, auth=auth).json()["code"] == 21623
+        other = twilio.messages_url.replace(twilio.account_sid, "AC" + "1" * 32)
+        assert client.post(other, data=good, auth=auth).json()["code"] == 20003
+    assert len(twilio.accepted) == 1
+
+
+# -- refusals --------------------------------------------------------------------------------
+
+
+def test_unsubscribed_recipient_is_opted_out(twilio, make_provider):
+    twilio.opted_out.add(TO)
+
+    with pytest.raises(RecipientOptedOut) as caught:
+        make_provider().send(message())
+
+    assert caught.value.code == "21610"
+    assert "unsubscribed" in caught.value.detail
+    assert twilio.accepted == []
+
+
+def test_invalid_number_is_permanent(twilio, make_provider):
+    with pytest.raises(PermanentError) as caught:
+        make_provider().send(message(to="13800138000"))  # no +86: not E.164
+
+    assert type(caught.value) is PermanentError
+    assert caught.value.code == "21211"
+    assert "not a valid phone number" in caught.value.detail
+    assert twilio.received[0].answer_status == 400
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (21211, "not a valid phone number"),
+        (21614, "not a mobile number"),
+        (21612, "cannot deliver"),
+        (21408, "Geo permissions"),
+        (21606, "sending number"),
+        (21608, "trial account"),
+        (21635, "landline"),
+    ],
+)
+def test_number_and_region_problems_are_permanent(twilio, make_provider, code, words):
+    twilio.fail_next(code, message=f"Twilio's own words for {code}")
+
+    with pytest.raises(PermanentError) as caught:
+        make_provider().send(message())
+
+    assert type(caught.value) is PermanentError
+    assert caught.value.code == str(code)
+    assert words in caught.value.detail
+    assert caught.value.detail.endswith(".")
+
+
+def test_unknown_refusal_is_permanent_and_keeps_twilios_words(twilio, make_provider):
+    twilio.fail_next(21999, message="Something new went wrong")
+
+    with pytest.raises(PermanentError) as caught:
+        make_provider().send(message())
+
+    assert type(caught.value) is PermanentError
+    assert caught.value.code == "21999"
+    assert "Something new went wrong" in caught.value.detail
+
+
+def test_wrong_credentials_are_permanent_and_say_so(twilio, make_provider):
+    wrong = "0123456789abcdef0123456789abcdef"
+    provider = make_provider(auth_token=wrong)
+
+    with pytest.raises(PermanentError) as caught:
+        provider.send(message())
+
+    assert type(caught.value) is PermanentError
+    assert caught.value.code == "20003"
+    assert "credentials" in caught.value.detail
+    assert twilio.received[0].answer_status == 401
+    assert wrong not in _everything_said_by(caught.value)
+
+
+def test_too_many_media_is_refused_before_any_request(twilio, make_provider):
+    media = tuple(f"https://hf.example/media/{i}.jpg" for i in range(11))
+
+    with pytest.raises(PermanentError) as caught:
+        make_provider().send(message(media_urls=media))
+
+    assert "at most 10" in caught.value.detail
+    assert twilio.received == []
+
+
+def test_too_long_body_is_refused_before_any_request(twilio, make_provider):
+    with pytest.raises(PermanentError):
+        make_provider().send(message(body="好" * 1601))
+
+    assert twilio.received == []
+
+
+# -- try again later -----------------------------------------------------------------------
+
+
+def test_rate_limit_is_retryable_with_retry_after(twilio, make_provider):
+    twilio.rate_limit_next(retry_after="7")
+
+    with pytest.raises(RetryableError) as caught:
+        make_provider().send(message())
+
+    assert caught.value.retry_after == 7.0
+    assert caught.value.code == "20429"
+    assert twilio.accepted == []
+
+
+def test_retry_after_as_an_http_date(twilio, make_provider):
+    later = email.utils.formatdate(time.time() + 120, usegmt=True)
+    twilio.rate_limit_next(retry_after=later)
+
+    with pytest.raises(RetryableError) as caught:
+        make_provider().send(message())
+
+    assert caught.value.retry_after is not None
+    assert 100 <= caught.value.retry_after <= 121
+
+
+def test_rate_limit_without_retry_after(twilio, make_provider):
+    twilio.rate_limit_next(retry_after=None)
+
+    with pytest.raises(RetryableError) as caught:
+        make_provider().send(message())
+
+    assert caught.value.retry_after is None
+
+
+def test_queue_overflow_is_retryable(twilio, make_provider):
+    twilio.fail_next(21611, message="This 'From' number has exceeded the maximum number of "
+                     "queued messages")
+
+    with pytest.raises(RetryableError) as caught:
+        make_provider().send(message())
+
+    assert caught.value.code == "21611"
+
+
+@pytest.mark.parametrize(("status", "json_body"), [(500, True), (503, True), (502, False)])
+def test_server_errors_are_retryable(twilio, make_provider, status, json_body):
+    twilio.server_error_next(status=status, json_body=json_body)
+
+    with pytest.raises(RetryableError) as caught:
+        make_provider().send(message())
+
+    assert f"HTTP {status}" in caught.value.detail
+
+
+def test_then_the_retry_goes_through(twilio, make_provider):
+    provider = make_provider()
+    twilio.server_error_next()
+    with pytest.raises(RetryableError):
+        provider.send(message())
+
+    result = provider.send(message())
+
+    assert len(twilio.received) == 2
+    assert [r.answer_status for r in twilio.received] == [500, 201]
+    assert result.provider_message_id == twilio.accepted[0].answer["sid"]
+
+
+def test_connection_refused_is_retryable():
+    sock, port = closed_port()
+    try:
+        provider = TwilioProvider(
+            account_sid="AC" + "0" * 32, auth_token="t" * 32,
+            api_base=f"http://127.0.0.1:{port}", from_number="+15005550006", timeout=FAST,
+        )
+        started = time.monotonic()
+        with pytest.raises(RetryableError) as caught:
+            provider.send(message())
+        provider.close()
+    finally:
+        sock.close()
+
+    assert type(caught.value) is RetryableError
+    assert "nothing was sent" in caught.value.detail
+    assert time.monotonic() - started < 1.5
+
+
+# -- may have left -------------------------------------------------------------------------
+
+
+def test_read_timeout_after_sending_may_have_left(twilio, make_provider):
+    twilio.hang_next(seconds=5)
+    provider = make_provider(timeout=httpx.Timeout(0.3, connect=1.0))
+
+    started = time.monotonic()
+    with pytest.raises(RequestMayHaveLeft) as caught:
+        provider.send(message())
+
+    assert time.monotonic() - started < 2
+    assert len(twilio.received) == 1  # seen exactly once: no silent retry
+    assert len(twilio.accepted) == 1  # and in this story it did go out
+    assert "may have been sent" in caught.value.detail
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_dropped_connection_after_sending_may_have_left(twilio, make_provider, reset):
+    twilio.drop_next(reset=reset)
+
+    with pytest.raises(RequestMayHaveLeft):
+        make_provider().send(message())
+
+    assert len(twilio.received) == 1
+
+
+def test_gateway_timeout_may_have_left(twilio, make_provider):
+    twilio.server_error_next(status=504)
+
+    with pytest.raises(RequestMayHaveLeft):
+        make_provider().send(message())
+
+
+def _raising(exc: Exception) -> httpx.Client:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (httpx.ConnectError("[Errno -2] Name or service not known"), RetryableError),
+        (httpx.ConnectTimeout("timed out"), RetryableError),
+        (httpx.PoolTimeout("no free connection"), RetryableError),
+        (httpx.ProxyError("proxy refused the tunnel"), RetryableError),
+        (httpx.UnsupportedProtocol("ftp is not http"), PermanentError),
+        (httpx.ReadTimeout("timed out"), RequestMayHaveLeft),
+        (httpx.WriteTimeout("timed out"), RequestMayHaveLeft),
+        (httpx.ReadError("connection reset"), RequestMayHaveLeft),
+        (httpx.WriteError("broken pipe"), RequestMayHaveLeft),
+        (httpx.RemoteProtocolError("server disconnected"), RequestMayHaveLeft),
+        (RuntimeError("something unforeseen"), RequestMayHaveLeft),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else "",
+)
+def test_transport_failures_are_classified_by_when_they_happen(exc, expected):
+    client = _raising(exc)
+    provider = TwilioProvider(account_sid="AC" + "0" * 32, auth_token="t" * 32,
+                              from_number="+15005550006", client=client)
+
+    with pytest.raises(ProviderError) as caught:
+        provider.send(message())
+
+    assert type(caught.value) is expected
+    client.close()
+
+
+def test_created_but_unreadable_answer_may_have_left():
+    client = httpx.Client(transport=httpx.MockTransport(
+        lambda request: httpx.Response(201, text="<html>proxy says hi</html>")
+    ))
+    provider = TwilioProvider(account_sid="AC" + "0" * 32, auth_token="t" * 32,
+                              from_number="+15005550006", client=client)
+
+    with pytest.raises(RequestMayHaveLeft):
+        provider.send(message())
+    client.close()
+
+
+def test_a_client_given_is_not_closed_by_the_provider(twilio):
+    client = httpx.Client()
+    provider = TwilioProvider(account_sid=twilio.account_sid, auth_token=twilio.auth_token,
+                              api_base=twilio.base_url, from_number=twilio.from_number,
+                              client=client, timeout=FAST)
+    provider.send(message())
+    provider.close()
+
+    assert not client.is_closed
+    client.close()
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+def _everything_said_by(exc: BaseException) -> str:
+    parts = [str(exc), repr(exc), *traceback.format_exception(exc)]
+    if isinstance(exc, ProviderError):
+        parts += [exc.detail, str(exc.code)]
+    return "\n".join(parts)
+
+
+def test_auth_token_never_appears_in_errors(twilio, make_provider):
+    token = twilio.auth_token
+    basic = base64.b64encode(f"{twilio.account_sid}:{token}".encode()).decode()
+    provider = make_provider()
+    hanging = make_provider(timeout=httpx.Timeout(0.3, connect=1.0))
+    scenarios: list[tuple[Callable[[], None], TwilioProvider]] = [
+        (lambda: twilio.opted_out.add(TO), provider),
+        (lambda: twilio.fail_next(21211), provider),
+        # A hostile or buggy upstream echoing the credentials back must still not leak them.
+        (lambda: twilio.fail_next(21999, message=f"bad {token} {basic}"), provider),
+        (lambda: twilio.fail_next(20003, status=401, message=f"token {token}"), provider),
+        (lambda: twilio.rate_limit_next(), provider),
+        (lambda: twilio.server_error_next(), provider),
+        (lambda: twilio.drop_next(), provider),
+        (lambda: twilio.hang_next(seconds=5), hanging),
+    ]
+    errors: list[BaseException] = []
+    for arrange, chosen in scenarios:
+        arrange()
+        with pytest.raises(ProviderError) as caught:
+            chosen.send(message())
+        twilio.opted_out.clear()
+        errors.append(caught.value)
+    with pytest.raises(PermanentError) as too_many:
+        provider.send(message(media_urls=tuple(f"https://x.example/{i}" for i in range(11))))
+    errors.append(too_many.value)
+
+    assert len(errors) == len(scenarios) + 1
+    for error in errors:
+        text = _everything_said_by(error)
+        assert token not in text, error
+        assert basic not in text, error
+    assert token not in repr(provider)
+    assert "***" in str(errors[2])  # the echoed token was scrubbed, not dropped silently
