@@ -52,8 +52,9 @@ def encode_jpeg(image: Image.Image, *, quality: int, captured_at: dt.datetime | 
     out = io.BytesIO()
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     extra = {"icc_profile": icc_profile} if icc_profile else {}
+    # comment=b"": Pillow would otherwise copy the source's JPEG comment into the output.
     rgb.save(out, "JPEG", quality=quality, optimize=optimize, exif=_exif(captured_at),
-             subsampling="4:2:0" if quality < 90 else "4:4:4", **extra)
+             subsampling="4:2:0" if quality < 90 else "4:4:4", comment=b"", **extra)
     return out.getvalue()
 
 

@@ -200,3 +200,20 @@ def test_a_psd_or_tiff_is_refused_even_when_pillow_could_open_it(tmp_path):
     path = _write(tmp_path, _bytes_of(RGB, "TIFF"), "photo.jpg")
     with pytest.raises(UnsupportedType, match="TIFF"):
         imaging.check_photo(path)
+
+
+def test_a_png_with_damaged_image_data_is_refused_not_half_decoded(tmp_path):
+    import struct
+    import zlib
+
+    noise = Image.merge("RGB", [Image.effect_noise((300, 200), 60) for _ in range(3)])
+    data = bytearray(_bytes_of(noise, "PNG"))
+    start = data.find(b"IDAT") - 4
+    length = struct.unpack(">I", data[start:start + 4])[0]
+    middle = start + 8 + length // 2
+    for i in range(40):
+        data[middle + i] ^= 0x5A  # corrupt the compressed pixels, keep the chunk CRC valid
+    crc = zlib.crc32(bytes(data[start + 4:start + 8 + length])) & 0xFFFFFFFF
+    data[start + 8 + length:start + 12 + length] = struct.pack(">I", crc)
+    with pytest.raises(Invalid):
+        imaging.open_photo(_write(tmp_path, bytes(data), "damaged.png"))

@@ -85,3 +85,12 @@ def test_a_heic_with_a_192_kb_exif_encodes():
     made = renditions.standard_set(decoded.image, captured_at=decoded.captured_at)
     assert {m.kind for m in made} == {"display", "mms", "thumb"}
     assert all(len(m.data) < 2_000_000 for m in made)
+
+
+def test_a_jpeg_comment_never_reaches_a_rendition(tmp_path):
+    path = tmp_path / "commented.jpg"
+    Image.new("RGB", (300, 200), (50, 90, 120)).save(path, "JPEG",
+                                                      comment=b"customer 13800138000")
+    decoded = imaging.open_photo(path)
+    for made in renditions.standard_set(decoded.image):
+        assert b"13800138000" not in made.data, made.kind
