@@ -1,0 +1,135 @@
+"""The send pipeline against a bare HTTP loop, in the same run (DESIGN.md, Targets).
+
+    .venv/bin/python bench/send.py [--messages 300] [--database URL]
+
+A loopback HTTP server that speaks Twilio's Messages API (tests/messaging/twilio_fake.py)
+takes the requests. Ours: each message goes through what the send task does — claim
+(queued → sending, committed), the compliance gate, rendering, the Twilio adapter's HTTP
+call, and recording the outcome (committed). The floor: a bare httpx loop posting the
+same form-encoded requests with the same auth to the same server. Prints messages per
+second for both and the ratio (target ≥ 0.8×).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from customers import service as customers
+from customers.importer import ImportedRow
+from huifang.db import Database, utcnow
+from huifang.migrate import upgrade
+from messaging import service as outbox
+from messaging.models import Message
+from messaging.providers.twilio import TwilioProvider
+from tenancy import service as tenancy
+from tests.messaging.twilio_fake import FakeTwilio
+
+SCRATCH = "huifang_bench_send"
+
+
+def scratch_database(url: str | None) -> tuple[str, object]:
+    if not url:
+        directory = tempfile.mkdtemp(prefix="huifang-bench-")
+        return f"sqlite:///{directory}/send.db", lambda: None
+    admin = create_engine(make_url(url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH}"'))
+        connection.execute(text(f'CREATE DATABASE "{SCRATCH}"'))
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH}" (FORCE)'))
+        admin.dispose()
+
+    return make_url(url).set(database=SCRATCH).render_as_string(hide_password=False), drop
+
+
+def prepare(database: Database, count: int) -> list[int]:
+    """A company, ``count`` customers and one due service message each."""
+    with database.session() as session:
+        tenant = tenancy.create_tenant(session=session, name="压测家政", signature="压测家政")
+        rows = [ImportedRow(line=i + 2, name=f"客户{i}", phone=f"139{i:08d}")
+                for i in range(count)]
+        customers.upsert_rows(session=session, tenant=tenant, rows=rows)
+        ids = []
+        now = utcnow()
+        for person in customers.list_customers(
+                session=session, tenant_id=tenant.id,
+                page=customers.PageParams(limit=count, offset=0))[0]:
+            message, _ = outbox.schedule(
+                session=session, tenant=tenant, customer=person, channel="sms",
+                category="service", source_type="visit_report", source_id="bench",
+                body="您好，本次空调清洗的服务报告已生成，请查看：https://hf.example/r/abc123",
+                due_at=now)
+            ids.append(message.id)
+    return ids
+
+
+def pipeline(database: Database, provider: TwilioProvider) -> int:
+    """Dispatch and send every due message as the tasks would; returns how many were sent."""
+    with database.session() as session:
+        ids = outbox.claim_due(session=session, now=utcnow(), limit=100_000)
+    for message_id in ids:
+        with database.session() as session:
+            if not outbox.claim_for_send(session=session, message_id=message_id, now=utcnow()):
+                continue
+            session.commit()
+            outbox.deliver(session=session, message_id=message_id, provider=provider,
+                           now=utcnow())
+    with database.sessionmaker() as session:
+        return session.query(Message).filter(Message.status == "sent").count()
+
+
+def bare_loop(fake: FakeTwilio, count: int) -> None:
+    with httpx.Client(auth=(fake.account_sid, fake.auth_token), timeout=15) as client:
+        for i in range(count):
+            response = client.post(fake.messages_url, data={
+                "To": f"+86139{i:08d}", "From": fake.from_number,
+                "Body": "【压测家政】您好，本次空调清洗的服务报告已生成，请查看：https://hf.example/r/abc123",
+                "StatusCallback": "http://localhost:8000/hooks/twilio/status"})
+            response.raise_for_status()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--database", help="PostgreSQL URL; default a temporary SQLite file")
+    args = parser.parse_args()
+    url, drop = scratch_database(args.database)
+    try:
+        upgrade(url)
+        database = Database(url)
+        ids = prepare(database, args.messages)
+        with FakeTwilio() as fake:
+            provider = TwilioProvider(account_sid=fake.account_sid, auth_token=fake.auth_token,
+                                      api_base=fake.base_url, from_number=fake.from_number)
+            bare_loop(fake, 20)  # warm up the server and the client
+            started = time.perf_counter()
+            bare_loop(fake, len(ids))
+            floor = time.perf_counter() - started
+            started = time.perf_counter()
+            sent = pipeline(database, provider)
+            ours = time.perf_counter() - started
+            provider.close()
+        database.dispose()
+    finally:
+        drop()  # type: ignore[operator]
+    assert sent == len(ids), f"only {sent} of {len(ids)} sent"
+    backend = make_url(url).get_backend_name()
+    print(f"backend: {backend}; {len(ids)} service messages to a loopback Twilio fake")
+    print(f"pipeline: {len(ids) / ours:.0f} msg/s; bare httpx loop: {len(ids) / floor:.0f} "
+          f"msg/s; ratio {floor / ours:.2f}x of the bare loop's throughput")
+
+
+if __name__ == "__main__":
+    main()
