@@ -23,6 +23,7 @@ from media.api import public_router as media_public_router
 from media.api import router as media_router
 from messaging.api import public_router as messaging_public_router
 from messaging.api import router as messaging_router
+from messaging.webhooks import router as messaging_webhooks_router
 from tenancy.api import router as tenancy_router
 from visits.api import staff_router, visit_router
 
@@ -86,6 +87,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(v1)
     app.include_router(media_public_router)
     app.include_router(messaging_public_router)
+    app.include_router(messaging_webhooks_router)
     app.include_router(ops.router)
 
     app.add_middleware(MetricsMiddleware)

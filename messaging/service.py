@@ -176,7 +176,10 @@ def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.da
     outbound = OutboundMessage(
         message_id=message.id, to=customer.phone, body=verdict.text,
         signature=tenant.signature, media_urls=tuple(message.media_urls),
-        status_callback=f"{get_settings().public_url}/hooks/{provider.name}/status",
+        # Our id rides along, so a receipt can settle a send that timed out before the
+        # provider's id reached us.
+        status_callback=(f"{get_settings().public_url}/hooks/{provider.name}/status"
+                         f"?message_id={message.id}"),
     )
     try:
         result = provider.send(outbound)
