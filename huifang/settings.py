@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     # Exactly one of these is the sender: a number in E.164 or a Messaging Service.
     twilio_from_number: str | None = None
     twilio_messaging_service_sid: str | None = None
+    # Aliyun SMS (Dysmsapi SendSms): sends only approved templates.
+    aliyun_access_key_id: str | None = None
+    aliyun_access_key_secret: str | None = None
+    aliyun_template_code: str | None = None  # used when a message names no template
+    aliyun_api_base: str = "https://dysmsapi.aliyuncs.com"
+    aliyun_region_id: str = "cn-hangzhou"
 
     default_timezone: str = "Asia/Shanghai"
     default_phone_region: str = "CN"
@@ -93,6 +99,13 @@ class Settings(BaseSettings):
             if bool(self.twilio_from_number) == bool(self.twilio_messaging_service_sid):
                 problems.append("set exactly one of HUIFANG_TWILIO_FROM_NUMBER and "
                                 "HUIFANG_TWILIO_MESSAGING_SERVICE_SID")
+        if self.sms_provider == "aliyun":
+            if not self.aliyun_access_key_id:
+                problems.append("HUIFANG_ALIYUN_ACCESS_KEY_ID is required with the aliyun provider")
+            if (self.aliyun_access_key_secret or "") in PLACEHOLDER_SECRETS:
+                problems.append("HUIFANG_ALIYUN_ACCESS_KEY_SECRET is missing or a placeholder")
+            if not self.aliyun_template_code:
+                problems.append("HUIFANG_ALIYUN_TEMPLATE_CODE (an approved template) is required")
         if problems:
             raise ValueError(
                 f"refusing to start in {self.environment}: " + "; ".join(problems)

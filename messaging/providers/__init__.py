@@ -24,5 +24,9 @@ def get_provider() -> Provider:
                               api_base=settings.twilio_api_base,
                               from_number=settings.twilio_from_number,
                               messaging_service_sid=settings.twilio_messaging_service_sid)
-    raise RuntimeError(f"The SMS provider {settings.sms_provider!r} is not available yet; "
-                       "use console or twilio.")
+    from messaging.providers.aliyun import AliyunProvider
+
+    return AliyunProvider(access_key_id=settings.aliyun_access_key_id or "",
+                          access_key_secret=settings.aliyun_access_key_secret or "",
+                          template_code=settings.aliyun_template_code,
+                          api_base=settings.aliyun_api_base, region_id=settings.aliyun_region_id)

@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import httpx
 
+from messaging.providers import http
 from messaging.providers.base import (
     OutboundMessage,
     PermanentError,
@@ -174,29 +175,11 @@ class TwilioProvider(Provider):
 
     def send(self, message: OutboundMessage) -> SendResult:
         form = self._form(message)
-        try:
-            response = self._client.post(
-                self._url,
-                data=form,
-                auth=self._auth,
-                timeout=self._timeout,
-                headers={"Accept": "application/json"},
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
-                httpx.ProxyError) as exc:
-            raise RetryableError(
-                "Could not reach Twilio (no connection could be opened, "
-                f"{type(exc).__name__}); nothing was sent and it will be tried again later."
-            ) from None
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL):
-            raise PermanentError(
-                "The Twilio address configured (HUIFANG_TWILIO_API_BASE) is not a valid "
-                f"http(s) address; {_ADMIN}. Nothing was sent."
-            ) from None
-        except httpx.TimeoutException as exc:  # read/write timeout: the request was written
-            raise RequestMayHaveLeft(self._may_have_left(exc)) from None
-        except Exception as exc:  # ReadError, RemoteProtocolError, WriteError, anything else
-            raise RequestMayHaveLeft(self._may_have_left(exc)) from None
+        response = http.post(
+            self._client, self._url, provider="Twilio", setting="HUIFANG_TWILIO_API_BASE",
+            may_have_left=self._may_have_left, data=form, auth=self._auth,
+            timeout=self._timeout, headers={"Accept": "application/json"},
+        )
         return self._result(response)
 
     def _form(self, message: OutboundMessage) -> dict[str, str | list[str]]:

@@ -53,6 +53,16 @@ def test_production_twilio_needs_exactly_one_sender():
                     twilio_auth_token="t" * 32, twilio_messaging_service_sid="MG1").embedded
 
 
+def test_production_aliyun_needs_a_key_a_secret_and_a_template():
+    with pytest.raises(ValidationError, match="ALIYUN_ACCESS_KEY_SECRET"):
+        Settings(_env_file=None, environment="production", secret_key=STRONG,
+                 sms_provider="aliyun", aliyun_access_key_id="LTAI5", aliyun_template_code="SMS_1")
+    with pytest.raises(ValidationError, match="TEMPLATE_CODE"):
+        Settings(_env_file=None, environment="production", secret_key=STRONG,
+                 sms_provider="aliyun", aliyun_access_key_id="LTAI5",
+                 aliyun_access_key_secret="s" * 30)
+
+
 def test_development_accepts_the_placeholder():
     assert Settings(_env_file=None, environment="development").secret_key == "development-only"
 
