@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = "127.0.0.1"
 
     sms_provider: Literal["console", "twilio", "aliyun"] = "console"
+    # Sends per second through the provider, shared by all workers; unset: the provider's
+    # own default (Twilio long code 1/s, Aliyun 50/s, console unlimited).
+    sms_rate_per_second: int | None = Field(default=None, gt=0)
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_api_base: str = "https://api.twilio.com"

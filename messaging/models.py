@@ -56,6 +56,7 @@ PROVIDER_REFUSED = "provider_refused"  # a permanent provider error; detail has 
 RETRIES_EXHAUSTED = "retries_exhausted"  # retryable errors went on too long
 TIMEOUT_AFTER_SEND = "timeout_after_send"  # the request may have left: status unknown
 RETRY_BACKOFF = "retry_backoff"  # deferred for minutes after a retryable provider error
+RATE_LIMITED = "rate_limited"  # the provider's shared send rate had no slot in time
 
 JsonList = JSON().with_variant(JSONB(), "postgresql")
 

@@ -13,7 +13,7 @@ A send is two transactions, committed by the task that runs them:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +29,7 @@ from messaging.models import (
     FAILED,
     PROVIDER_REFUSED,
     QUEUED,
+    RATE_LIMITED,
     RETRIES_EXHAUSTED,
     RETRY_BACKOFF,
     SCHEDULED,
@@ -142,9 +143,13 @@ def claim_for_send(*, session: Session, message_id: int, now: dt.datetime) -> bo
     return True
 
 
-def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.datetime
-            ) -> Message | None:
-    """Gate, render, call the provider and record the outcome for a ``sending`` message."""
+def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.datetime,
+            throttle: Callable[[], bool] | None = None) -> Message | None:
+    """Gate, render, call the provider and record the outcome for a ``sending`` message.
+
+    ``throttle`` waits for a slot under the provider's send rate; when none comes the
+    message is deferred a minute (nothing was sent).
+    """
     message = session.get(Message, message_id)
     if message is None or message.status != SENDING:
         return message
@@ -181,6 +186,11 @@ def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.da
         status_callback=(f"{get_settings().public_url}/hooks/{provider.name}/status"
                          f"?message_id={message.id}"),
     )
+    if throttle is not None and not throttle():
+        message.due_at = now + dt.timedelta(minutes=1)
+        transition(session=session, message=message, status=DEFERRED, now=now,
+                   reason=RATE_LIMITED, detail="The provider's send rate was full; retrying.")
+        return message
     try:
         result = provider.send(outbound)
     except RecipientOptedOut as exc:

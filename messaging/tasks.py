@@ -8,6 +8,7 @@ from huifang.db import utcnow
 from huifang.worker import enqueue, task
 from messaging import service
 from messaging.providers import get_provider
+from messaging.ratelimit import send_rate
 
 
 @task(queue="messaging")
@@ -25,5 +26,7 @@ def send_message(*, session: Session, message_id: int) -> None:
     if not service.claim_for_send(session=session, message_id=message_id, now=utcnow()):
         return  # a second delivery, or no longer queued
     session.commit()  # `sending` is on record before anything leaves
-    service.deliver(session=session, message_id=message_id, provider=get_provider(),
-                    now=utcnow())
+    provider = get_provider()
+    rate = send_rate(provider.name, provider.rate_per_second)
+    service.deliver(session=session, message_id=message_id, provider=provider, now=utcnow(),
+                    throttle=(lambda: rate.wait(provider.name)) if rate else None)

@@ -173,6 +173,7 @@ class AliyunProvider(Provider):
     name = "aliyun"
     supports_mms = False
     max_body_chars = 500  # Aliyun counts signature + content; long SMS up to 500 characters
+    rate_per_second = 50  # well under SendSms's per-account QPS
     max_media = 0
     max_total_bytes = 0
 

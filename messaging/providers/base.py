@@ -70,6 +70,7 @@ class Provider(abc.ABC):
     max_body_chars: int = 500
     max_media: int = 0
     max_total_bytes: int = 0  # message + media together, 0 when there is no MMS
+    rate_per_second: int | None = None  # default send rate (None: unlimited)
 
     @abc.abstractmethod
     def send(self, message: OutboundMessage) -> SendResult:

@@ -126,6 +126,7 @@ class TwilioProvider(Provider):
     max_body_chars = 1600
     max_media = 10
     max_total_bytes = 5 * 1024 * 1024
+    rate_per_second = 1  # a US long code sends one MMS per second
 
     def __init__(
         self,
