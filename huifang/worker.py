@@ -191,6 +191,11 @@ BEAT_SCHEDULE["dispatch-due-messages"] = {
     "schedule": timedelta(seconds=10),
     "options": {"queue": "messaging", "expires": 9},
 }
+BEAT_SCHEDULE["purge-expired-consents"] = {
+    "task": "compliance.tasks.purge_expired_consents",
+    "schedule": timedelta(days=1),
+    "options": {"queue": "default", "expires": 3600},
+}
 BEAT_SCHEDULE["requeue-stuck-media"] = {
     "task": "media.tasks.requeue_stuck_media",
     "schedule": timedelta(minutes=1),
@@ -202,6 +207,7 @@ configure(get_settings())
 
 def load_tasks() -> None:
     """Import every module that defines tasks, so workers know them by name."""
+    import compliance.tasks  # noqa: F401
     import huifang.ops  # noqa: F401
     import media.tasks  # noqa: F401
     import messaging.tasks  # noqa: F401
