@@ -23,7 +23,7 @@ from typing import Literal, cast
 from xml.etree.ElementTree import ParseError
 
 import pillow_heif
-from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from huifang.errors import Invalid, TooLarge, UnsupportedType
 
@@ -165,7 +165,7 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
-def _damaged(exc: BaseException) -> HuifangErrorLike:
+def _damaged(exc: BaseException) -> Invalid | TooLarge | UnsupportedType:
     text = str(exc).lower()
     if "truncat" in text or "broken data stream" in text or isinstance(exc, EOFError):
         return Invalid("The upload was cut off before the end; please upload the photo again.")
@@ -177,8 +177,6 @@ def _damaged(exc: BaseException) -> HuifangErrorLike:
     return Invalid("This photo is damaged and cannot be read; "
                    "please take it again or send another copy.")
 
-
-HuifangErrorLike = Invalid | TooLarge | UnsupportedType
 
 
 def _orientation(image: Image.Image) -> int:
@@ -376,7 +374,3 @@ def check_photo(path: Path) -> Sniffed:
         return sniffed
     open_photo(path, max_edge=256)
     return sniffed
-
-
-__all__ = ["ALLOWED", "MAX_PIXELS", "Decoded", "ImageOps", "Sniffed", "check_photo",
-           "open_photo", "sniff"]

@@ -268,6 +268,3 @@ def retry(*, session: Session, tenant_id: int, message_id: int, now: dt.datetime
     transition(session=session, message=message, status=QUEUED, now=now,
                reason="operator_retry", detail="Retried by an operator.")
     return message
-
-
-__all__ = ["SENT", "claim_due", "claim_for_send", "deliver", "retry", "schedule", "sweep"]

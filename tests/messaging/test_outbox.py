@@ -191,18 +191,33 @@ def test_sweep_settles_rows_a_dead_worker_left(session, account, customer):
     assert again == [lost.id]  # queued but never claimed: safe to send
 
 
+class _RecordingSession:
+    """Just enough of a session for transition(): it records the events it is given."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    def add(self, obj: object) -> None:
+        self.events.append(obj)
+
+    def flush(self) -> None:
+        pass
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.sampled_from(sorted(TRANSITIONS)), max_size=12))
 def test_status_only_moves_forward(steps):
-    message = Message(status="scheduled")
-    history = ["scheduled"]
+    message = Message(id=1, tenant_id=1, status="scheduled")
+    session = _RecordingSession()
     for status in steps:
         before = message.status
-        if status in TRANSITIONS[message.status]:
-            message.status = status
-        history.append(message.status)
+        applied = outbox.transition(session=session, message=message, status=status,
+                                    now=NOON_CN)
+        assert applied == (status in TRANSITIONS[before])
+        assert message.status == (status if applied else before)
         if before in FINAL:
             assert message.status == before  # nothing leaves a final state
+    assert len(session.events) == len(steps)  # ignored updates are recorded too
     # A late or repeated receipt never moves a delivered message back.
     assert "sent" not in TRANSITIONS["delivered"] and "queued" not in TRANSITIONS["sent"]
 
