@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from huifang.deps import SessionDep, TenantDep
 from tenancy import service
-from tenancy.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, TenantRead
+from tenancy.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, TenantRead, TenantUpdate
 
 router = APIRouter(tags=["tenant"])
 
@@ -12,6 +12,13 @@ router = APIRouter(tags=["tenant"])
 @router.get("/tenant", response_model=TenantRead)
 def read_tenant(tenant: TenantDep) -> TenantRead:
     """The company this API key belongs to."""
+    return TenantRead.model_validate(tenant)
+
+
+@router.patch("/tenant", response_model=TenantRead)
+def update_tenant(body: TenantUpdate, session: SessionDep, tenant: TenantDep) -> TenantRead:
+    """Change the company's settings (name, time zone, clip length cap, report validity)."""
+    service.update_tenant(session=session, tenant=tenant, **body.model_dump(exclude_unset=True))
     return TenantRead.model_validate(tenant)
 
 

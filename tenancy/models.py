@@ -20,6 +20,10 @@ class Tenant(TimestampMixin, Base):
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
     # ISO 3166 region used to read phone numbers written without a country code.
     phone_region: Mapped[str] = mapped_column(String(2), default="CN")
+    # Clips longer than this are trimmed at ingest (the media says so).
+    clip_max_seconds: Mapped[int] = mapped_column(default=60, server_default="60")
+    # How long a report's public page and links stay open.
+    report_valid_days: Mapped[int] = mapped_column(default=180, server_default="180")
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant")
 

@@ -25,7 +25,20 @@ class TenantRead(BaseModel):
     sms_signature: str
     timezone: str
     phone_region: str
+    clip_max_seconds: int
+    report_valid_days: int
     created_at: dt.datetime
+
+
+class TenantUpdate(BaseModel):
+    """Company settings; fields left out keep their value."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    timezone: str | None = Field(default=None, examples=["Asia/Shanghai"])
+    clip_max_seconds: int | None = Field(
+        default=None, ge=5, le=600, description="Clips longer than this are trimmed at upload.")
+    report_valid_days: int | None = Field(
+        default=None, ge=1, le=3650, description="How long a report page stays open.")
 
 
 class ApiKeyCreate(BaseModel):

@@ -42,6 +42,22 @@ def check_timezone(name: str) -> str:
     return name
 
 
+def update_tenant(*, session: Session, tenant: Tenant, name: str | None = None,
+                  timezone: str | None = None, clip_max_seconds: int | None = None,
+                  report_valid_days: int | None = None) -> Tenant:
+    """Change a company's settings; ``None`` leaves a setting as it is."""
+    if name is not None:
+        tenant.name = name.strip()
+    if timezone is not None:
+        tenant.timezone = check_timezone(timezone)
+    if clip_max_seconds is not None:
+        tenant.clip_max_seconds = clip_max_seconds
+    if report_valid_days is not None:
+        tenant.report_valid_days = report_valid_days
+    session.flush()
+    return tenant
+
+
 def create_tenant(
     *, session: Session, name: str, signature: str, timezone: str = "Asia/Shanghai",
     phone_region: str = "CN",

@@ -20,7 +20,8 @@ from visits import service as visits
 
 # Collection routes (no id in the path) and how to check them.
 COLLECTION_ROUTES = {
-    ("GET", "/v1/tenant"), ("GET", "/v1/api-keys"), ("POST", "/v1/api-keys"),
+    ("GET", "/v1/tenant"), ("PATCH", "/v1/tenant"), ("GET", "/v1/api-keys"),
+    ("POST", "/v1/api-keys"),
     ("GET", "/v1/customers"), ("POST", "/v1/customers"), ("POST", "/v1/customers/import"),
     ("GET", "/v1/staff"), ("POST", "/v1/staff"),
     ("GET", "/v1/visits"), ("POST", "/v1/visits"),

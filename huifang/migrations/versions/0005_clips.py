@@ -7,8 +7,8 @@ Create Date: 2026-11-23
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -17,8 +17,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('tenants', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('clip_max_seconds', sa.Integer(), server_default='60',
+                                      nullable=False))
+        batch_op.add_column(sa.Column('report_valid_days', sa.Integer(), server_default='180',
+                                      nullable=False))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('tenants', schema=None) as batch_op:
+        batch_op.drop_column('report_valid_days')
+        batch_op.drop_column('clip_max_seconds')
