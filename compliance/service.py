@@ -167,6 +167,11 @@ def active_suppression(*, session: Session, tenant: Tenant, phone: str) -> Suppr
     ).first()
 
 
+# Suppressions that are not the customer's choice (the number cannot take SMS): they stop
+# sending but leave the consent ledger alone, since nobody revoked anything.
+NOT_A_CHOICE = frozenset({"unreachable"})
+
+
 def opt_out(*, session: Session, tenant: Tenant, phone: str, reason: str, detail: str | None,
             now: dt.datetime) -> tuple[Suppression, bool]:
     """Stop all messages to ``phone`` under the company's signature; True when it is new.
@@ -181,8 +186,9 @@ def opt_out(*, session: Session, tenant: Tenant, phone: str, reason: str, detail
     suppression = Suppression(tenant_id=tenant.id, phone=phone, signature=tenant.signature,
                               reason=reason, detail=detail, created_at=now)
     session.add(suppression)
-    revoke_consent(session=session, tenant_id=tenant.id, phone=phone, source="reply"
-                   if reason == "reply_opt_out" else "api", evidence=detail, now=now)
+    if reason not in NOT_A_CHOICE:
+        revoke_consent(session=session, tenant_id=tenant.id, phone=phone, source="reply"
+                       if reason == "reply_opt_out" else "api", evidence=detail, now=now)
     session.flush()
     return suppression, True
 

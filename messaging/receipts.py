@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
+from compliance import service as compliance
+from customers.models import Customer
 from messaging.models import (
     DELIVERED,
     FAILED,
@@ -28,6 +30,7 @@ from messaging.models import (
     MessageEvent,
 )
 from messaging.service import transition
+from tenancy.models import Tenant
 
 # Why a receipt changed the status (Message.status_reason / MessageEvent.reason).
 PROVIDER_UNDELIVERED = "provider_undelivered"  # the carrier could not hand it over
@@ -48,21 +51,40 @@ TWILIO_STATUSES: dict[str, tuple[str | None, str | None]] = {
     "canceled": (FAILED, PROVIDER_CANCELED),
 }
 
+# Aliyun SmsReport says only success or not; err_code carries the carrier's reason.
+ALIYUN_STATUSES: dict[str, tuple[str | None, str | None]] = {
+    "delivered": (DELIVERED, None),
+    "undelivered": (UNDELIVERED, PROVIDER_UNDELIVERED),
+}
+
 PROVIDER_STATUSES: dict[str, dict[str, tuple[str | None, str | None]]] = {
     "twilio": TWILIO_STATUSES,
+    "aliyun": ALIYUN_STATUSES,
 }
+
+CARRIER_QUIET_HOURS = "carrier_quiet_hours"  # the carrier held marketing outside its hours
+# Twilio error codes on an undelivered/failed receipt that say something about the number or
+# the time, not about this one message (Twilio's error dictionary):
+# 21610 / 30004 the recipient has blocked or unsubscribed from this sender → a suppression;
+# 30005 unknown or inactive number, 30006 a landline or a carrier that cannot take SMS →
+#       a suppression that is not the customer's choice (no consent is revoked);
+# 30610 marketing blocked by the carrier outside its hours → recorded with its own reason.
+TWILIO_SUPPRESSING = {"21610": "provider_opt_out", "30004": "provider_opt_out",
+                      "30005": "unreachable", "30006": "unreachable"}
+TWILIO_REASONS = {"30610": CARRIER_QUIET_HOURS}
 
 _EVENT_STATUS_CHARS = 16  # MessageEvent.status is String(16)
 
 
 def _find(session: Session, provider: str, provider_message_id: str,
-          message_id: int | None) -> Message | None:
+          message_id: int | None, tenant_id: int | None) -> Message | None:
     # FOR UPDATE (PostgreSQL; SQLite ignores it and serialises writers itself): two
     # receipts for one message are applied one after the other, never both from `sent`.
     # populate_existing: the status is read fresh even when the row is already loaded.
+    mine = (Message.tenant_id == tenant_id) if tenant_id is not None else true()
     stmt = (select(Message)
             .where(Message.provider == provider,
-                   Message.provider_message_id == provider_message_id)
+                   Message.provider_message_id == provider_message_id, mine)
             .order_by(Message.id).limit(1)
             .with_for_update().execution_options(populate_existing=True))
     message = session.scalars(stmt).first()
@@ -71,7 +93,7 @@ def _find(session: Session, provider: str, provider_message_id: str,
     # A send that timed out never learned the provider's id; the status callback URL
     # names our message, so the first receipt can still settle it and teach us the id.
     message = session.scalars(
-        select(Message).where(Message.id == message_id, Message.provider == provider)
+        select(Message).where(Message.id == message_id, Message.provider == provider, mine)
         .with_for_update().execution_options(populate_existing=True)).first()
     if message is None or message.provider_message_id not in (None, provider_message_id):
         return None
@@ -88,15 +110,17 @@ def _detail(provider: str, status: str, error_code: str | None) -> str:
 
 def apply_receipt(*, session: Session, provider: str, provider_message_id: str, status: str,
                   error_code: str | None, now: dt.datetime,
-                  message_id: int | None = None) -> Message | None:
+                  message_id: int | None = None, tenant_id: int | None = None
+                  ) -> Message | None:
     """Record a delivery receipt and move the message forward if the lifecycle allows it.
 
     Returns the message, or None when no message of ours has that provider id (a receipt
     for something we never sent: nothing to do). ``message_id`` is an optional hint (from
-    the callback URL) for a message whose send timed out before the provider's id came back.
-    Only flushes; the caller owns the transaction.
+    the callback URL) for a message whose send timed out before the provider's id came back;
+    ``tenant_id`` limits the search to one company's messages (receipts posted to that
+    company's own path). Only flushes; the caller owns the transaction.
     """
-    message = _find(session, provider, provider_message_id, message_id)
+    message = _find(session, provider, provider_message_id, message_id, tenant_id)
     if message is None:
         return None
     provider_status = status.strip().lower()
@@ -113,6 +137,10 @@ def apply_receipt(*, session: Session, provider: str, provider_message_id: str, 
         session.flush()
         return message
     was = message.status
+    if provider == "twilio" and error_code and ours in (UNDELIVERED, FAILED):
+        reason = TWILIO_REASONS.get(error_code, reason)
+        if error_code in TWILIO_SUPPRESSING:
+            _suppress(session, message, TWILIO_SUPPRESSING[error_code], detail, now)
     applied = transition(session=session, message=message, status=ours, now=now,
                          reason=reason, detail=detail)
     if applied and was == UNKNOWN and ours != FAILED and message.sent_at is None:
@@ -121,4 +149,11 @@ def apply_receipt(*, session: Session, provider: str, provider_message_id: str, 
     return message
 
 
-__all__ = ["PROVIDER_STATUSES", "TWILIO_STATUSES", "apply_receipt"]
+def _suppress(session: Session, message: Message, reason: str, detail: str,
+              now: dt.datetime) -> None:
+    """Stop later messages to this number: the carrier's word on it, not on one message."""
+    customer = session.get(Customer, message.customer_id)
+    tenant = session.get(Tenant, message.tenant_id)
+    if customer is not None and tenant is not None:
+        compliance.opt_out(session=session, tenant=tenant, phone=customer.phone, reason=reason,
+                           detail=detail, now=now)

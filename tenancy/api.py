@@ -3,23 +3,32 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from huifang.deps import SessionDep, TenantDep
+from huifang.settings import get_settings
 from tenancy import service
+from tenancy.models import Tenant
 from tenancy.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, TenantRead, TenantUpdate
 
 router = APIRouter(tags=["tenant"])
 
 
+def _read(tenant: Tenant) -> TenantRead:
+    base = f"{get_settings().public_url}/hooks/aliyun/{service.hook_key(tenant.id)}"
+    read = TenantRead.model_validate(tenant)
+    read.webhooks = {"aliyun_report": f"{base}/report", "aliyun_reply": f"{base}/reply"}
+    return read
+
+
 @router.get("/tenant", response_model=TenantRead)
 def read_tenant(tenant: TenantDep) -> TenantRead:
-    """The company this API key belongs to."""
-    return TenantRead.model_validate(tenant)
+    """The company this API key belongs to, with its webhook addresses."""
+    return _read(tenant)
 
 
 @router.patch("/tenant", response_model=TenantRead)
 def update_tenant(body: TenantUpdate, session: SessionDep, tenant: TenantDep) -> TenantRead:
     """Change the company's settings (name, time zone, clip length cap, report validity)."""
     service.update_tenant(session=session, tenant=tenant, **body.model_dump(exclude_unset=True))
-    return TenantRead.model_validate(tenant)
+    return _read(tenant)
 
 
 @router.get("/api-keys", response_model=list[ApiKeyRead])

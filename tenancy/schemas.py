@@ -28,6 +28,10 @@ class TenantRead(BaseModel):
     clip_max_seconds: int
     report_valid_days: int
     created_at: dt.datetime
+    webhooks: dict[str, str] = Field(
+        default_factory=dict,
+        description="Addresses to enter in providers' consoles (Aliyun SmsReport and SmsUp "
+        "push). They are secret: anyone holding one can post receipts for this company.")
 
 
 class TenantUpdate(BaseModel):

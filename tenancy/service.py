@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from huifang.db import utcnow
 from huifang.errors import Invalid, NotFound
+from huifang.settings import get_settings
 from tenancy.models import ApiKey, Tenant
 
 KEY_PREFIX = "hf_"
@@ -40,6 +42,28 @@ def check_timezone(name: str) -> str:
             f"{name!r} is not a time zone we know; use an IANA name such as Asia/Shanghai."
         ) from None
     return name
+
+
+def hook_key(tenant_id: int) -> str:
+    """The unguessable part of a company's provider webhook paths (Aliyun pushes).
+
+    ``{id}.{mac}``: the MAC is HMAC-SHA256 of the id under ``HUIFANG_SECRET_KEY``, so it is
+    never stored, cannot be guessed from the id, and changing the secret key changes
+    every company's paths (then re-enter them in the provider's console).
+    """
+    mac = hmac.new(get_settings().secret_key.encode(), f"hooks:{tenant_id}".encode(),
+                   hashlib.sha256).hexdigest()[:32]
+    return f"{tenant_id}.{mac}"
+
+
+def tenant_for_hook_key(*, session: Session, key: str) -> Tenant | None:
+    """The company a webhook path belongs to, or None for a key that is not one of ours."""
+    tenant_id, _, _mac = key.partition(".")
+    if not (tenant_id.isascii() and tenant_id.isdigit() and len(tenant_id) < 19):
+        return None
+    if not hmac.compare_digest(hook_key(int(tenant_id)).encode(), key.encode("utf-8", "replace")):
+        return None
+    return session.get(Tenant, int(tenant_id))
 
 
 def update_tenant(*, session: Session, tenant: Tenant, name: str | None = None,
