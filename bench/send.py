@@ -1,13 +1,14 @@
 """The send pipeline against a bare HTTP loop, in the same run (DESIGN.md, Targets).
 
-    .venv/bin/python bench/send.py [--messages 300] [--database URL]
+    .venv/bin/python bench/send.py [--messages 300] [--database URL] [--concurrency 2]
 
 A loopback HTTP server that speaks Twilio's Messages API (tests/messaging/twilio_fake.py)
 takes the requests. Ours: each message goes through what the send task does — claim
 (queued → sending, committed), the compliance gate, rendering, the Twilio adapter's HTTP
 call, and recording the outcome (committed). The floor: a bare httpx loop posting the
-same form-encoded requests with the same auth to the same server. Prints messages per
-second for both and the ratio (target ≥ 0.8×).
+same form-encoded requests with the same auth to the same server. Both run with the same
+concurrency (default 2, the worker's default): N threads, as N worker processes would.
+Prints messages per second for both and the ratio (target ≥ 0.8×).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -75,35 +77,48 @@ def prepare(database: Database, count: int) -> list[int]:
     return ids
 
 
-def pipeline(database: Database, provider: TwilioProvider) -> int:
+def send_one(database: Database, provider: TwilioProvider, message_id: int) -> None:
+    """What the send task does for one message: two transactions around the claim."""
+    with database.session() as session:
+        if not outbox.claim_for_send(session=session, message_id=message_id, now=utcnow()):
+            return
+    with database.session() as session:
+        outbox.deliver(session=session, message_id=message_id, provider=provider,
+                       now=utcnow())
+
+
+def pipeline(database: Database, provider: TwilioProvider, concurrency: int) -> int:
     """Dispatch and send every due message as the tasks would; returns how many were sent."""
     with database.session() as session:
         ids = outbox.claim_due(session=session, now=utcnow(), limit=100_000)
-    for message_id in ids:
-        with database.session() as session:
-            if not outbox.claim_for_send(session=session, message_id=message_id, now=utcnow()):
-                continue
-            session.commit()
-            outbox.deliver(session=session, message_id=message_id, provider=provider,
-                           now=utcnow())
+    with ThreadPoolExecutor(concurrency) as pool:
+        for done in pool.map(lambda message_id: send_one(database, provider, message_id), ids):
+            assert done is None
     with database.sessionmaker() as session:
         return session.query(Message).filter(Message.status == "sent").count()
 
 
-def bare_loop(fake: FakeTwilio, count: int) -> None:
-    with httpx.Client(auth=(fake.account_sid, fake.auth_token), timeout=15) as client:
-        for i in range(count):
-            response = client.post(fake.messages_url, data={
-                "To": f"+86139{i:08d}", "From": fake.from_number,
-                "Body": "【压测家政】您好，本次空调清洗的服务报告已生成，请查看：https://hf.example/r/abc123",
-                "StatusCallback": "http://localhost:8000/hooks/twilio/status"})
-            response.raise_for_status()
+def bare_loop(fake: FakeTwilio, count: int, concurrency: int = 1) -> None:
+    def post_range(numbers: range) -> None:
+        with httpx.Client(auth=(fake.account_sid, fake.auth_token), timeout=15) as client:
+            for i in numbers:
+                response = client.post(fake.messages_url, data={
+                    "To": f"+86139{i:08d}", "From": fake.from_number,
+                    "Body": "【压测家政】您好，本次空调清洗的服务报告已生成，请查看："
+                            "https://hf.example/r/abc123",
+                    "StatusCallback": "http://localhost:8000/hooks/twilio/status"})
+                response.raise_for_status()
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(post_range, [range(i, count, concurrency) for i in range(concurrency)]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--database", help="PostgreSQL URL; default a temporary SQLite file")
+    parser.add_argument("--concurrency", type=int, default=2,
+                        help="threads for both the pipeline and the bare loop (default 2)")
     args = parser.parse_args()
     url, drop = scratch_database(args.database)
     try:
@@ -115,10 +130,10 @@ def main() -> None:
                                       api_base=fake.base_url, from_number=fake.from_number)
             bare_loop(fake, 20)  # warm up the server and the client
             started = time.perf_counter()
-            bare_loop(fake, len(ids))
+            bare_loop(fake, len(ids), args.concurrency)
             floor = time.perf_counter() - started
             started = time.perf_counter()
-            sent = pipeline(database, provider)
+            sent = pipeline(database, provider, args.concurrency)
             ours = time.perf_counter() - started
             provider.close()
         database.dispose()
@@ -126,7 +141,8 @@ def main() -> None:
         drop()  # type: ignore[operator]
     assert sent == len(ids), f"only {sent} of {len(ids)} sent"
     backend = make_url(url).get_backend_name()
-    print(f"backend: {backend}; {len(ids)} service messages to a loopback Twilio fake")
+    print(f"backend: {backend}; {len(ids)} service messages to a loopback Twilio fake; "
+          f"concurrency {args.concurrency}")
     print(f"pipeline: {len(ids) / ours:.0f} msg/s; bare httpx loop: {len(ids) / floor:.0f} "
           f"msg/s; ratio {floor / ours:.2f}x of the bare loop's throughput")
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from compliance import service as compliance
 from compliance.models import DEFER, REFUSE, SUPPRESS
@@ -107,27 +107,27 @@ def transition(*, session: Session, message: Message, status: str, now: dt.datet
 def claim_due(*, session: Session, now: dt.datetime, limit: int = 500) -> list[int]:
     """Move due ``scheduled``/``deferred`` rows to ``queued``; their ids, for immediate tasks.
 
-    PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so two dispatchers never take the same row.
-    SQLite: a conditional update per row under the database write lock.
+    One set-based update: PostgreSQL picks the rows ``FOR UPDATE SKIP LOCKED``, so two
+    dispatchers never take the same row; SQLite runs it under the database write lock.
+    The status condition is repeated in the update, so a row that moved meanwhile is skipped.
     """
-    due = select(Message.id).where(Message.status.in_((SCHEDULED, DEFERRED)),
+    waiting = (SCHEDULED, DEFERRED)
+    due = select(Message.id).where(Message.status.in_(waiting),
                                    Message.due_at <= now).order_by(Message.due_at).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    claimed = []
-    for message_id in session.scalars(due).all():
-        result = session.execute(
-            update(Message).where(Message.id == message_id,
-                                  Message.status.in_((SCHEDULED, DEFERRED)))
-            .values(status=QUEUED, status_reason=None, updated_at=now)
-            .returning(Message.tenant_id))
-        tenant_id = result.scalar_one_or_none()
-        if tenant_id is not None:
-            session.add(MessageEvent(tenant_id=tenant_id, message_id=message_id, status=QUEUED,
-                                     applied=True, at=now))
-            claimed.append(message_id)
-    session.flush()
-    return claimed
+    ids = list(session.scalars(due))
+    if not ids:
+        return []
+    claimed = session.execute(
+        update(Message).where(Message.id.in_(ids), Message.status.in_(waiting))
+        .values(status=QUEUED, status_reason=None, updated_at=now)
+        .returning(Message.id, Message.tenant_id)).all()
+    if claimed:
+        session.execute(insert(MessageEvent), [
+            {"tenant_id": tenant_id, "message_id": message_id, "status": QUEUED,
+             "applied": True, "at": now} for message_id, tenant_id in claimed])
+    return sorted(message_id for message_id, _ in claimed)
 
 
 def claim_for_send(*, session: Session, message_id: int, now: dt.datetime) -> bool:
@@ -137,9 +137,8 @@ def claim_for_send(*, session: Session, message_id: int, now: dt.datetime) -> bo
         .values(status=SENDING, updated_at=now).returning(Message.tenant_id)).scalar_one_or_none()
     if tenant_id is None:
         return False
-    session.add(MessageEvent(tenant_id=tenant_id, message_id=message_id, status=SENDING,
-                             applied=True, at=now))
-    session.flush()
+    session.execute(insert(MessageEvent), [{"tenant_id": tenant_id, "message_id": message_id,
+                                            "status": SENDING, "applied": True, "at": now}])
     return True
 
 
@@ -150,12 +149,20 @@ def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.da
     ``throttle`` waits for a slot under the provider's send rate; when none comes the
     message is deferred a minute (nothing was sent).
     """
-    message = session.get(Message, message_id)
-    if message is None or message.status != SENDING:
+    # One round trip for the message, its company and its customer, read fresh (the claims
+    # are set-based updates); their collections (history, tags) are not needed to send.
+    row = session.execute(
+        select(Message, Tenant, Customer)
+        .join(Tenant, Tenant.id == Message.tenant_id)
+        .join(Customer, Customer.id == Message.customer_id)
+        .where(Message.id == message_id)
+        .options(lazyload(Message.events), lazyload(Customer.tag_rows))
+        .execution_options(populate_existing=True)).first()
+    if row is None:
+        return None
+    message, tenant, customer = row
+    if message.status != SENDING:
         return message
-    tenant = session.get(Tenant, message.tenant_id)
-    customer = session.get(Customer, message.customer_id)
-    assert tenant is not None and customer is not None
     verdict = compliance.gate(session=session, tenant=tenant, customer=customer,
                               category=message.category,  # type: ignore[arg-type]
                               body=message.body, message_ref=message.idempotency_key,
@@ -233,7 +240,8 @@ def sweep(*, session: Session, now: dt.datetime) -> list[int]:
     ``queued`` for too long: the task was lost before it claimed the row; safe to re-send.
     """
     for message in session.scalars(select(Message).where(
-            Message.status == SENDING, Message.updated_at < now - STUCK_SENDING)):
+            Message.status == SENDING, Message.updated_at < now - STUCK_SENDING)
+            .execution_options(populate_existing=True)):
         transition(session=session, message=message, status=UNKNOWN, now=now,
                    reason=TIMEOUT_AFTER_SEND,
                    detail="The worker stopped while sending; it may or may not have gone out.")
