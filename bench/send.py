@@ -117,6 +117,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--database", help="PostgreSQL URL; default a temporary SQLite file")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="how long the fake provider takes to answer (default 0: loopback "
+                        "only; Twilio's API answers in roughly 100-300 ms)")
     parser.add_argument("--concurrency", type=int, default=2,
                         help="threads for both the pipeline and the bare loop (default 2)")
     args = parser.parse_args()
@@ -125,7 +128,7 @@ def main() -> None:
         upgrade(url)
         database = Database(url)
         ids = prepare(database, args.messages)
-        with FakeTwilio() as fake:
+        with FakeTwilio(latency=args.latency_ms / 1000) as fake:
             provider = TwilioProvider(account_sid=fake.account_sid, auth_token=fake.auth_token,
                                       api_base=fake.base_url, from_number=fake.from_number)
             bare_loop(fake, 20)  # warm up the server and the client
@@ -141,8 +144,8 @@ def main() -> None:
         drop()  # type: ignore[operator]
     assert sent == len(ids), f"only {sent} of {len(ids)} sent"
     backend = make_url(url).get_backend_name()
-    print(f"backend: {backend}; {len(ids)} service messages to a loopback Twilio fake; "
-          f"concurrency {args.concurrency}")
+    print(f"backend: {backend}; {len(ids)} service messages to a loopback Twilio fake "
+          f"answering in {args.latency_ms:g} ms; concurrency {args.concurrency}")
     print(f"pipeline: {len(ids) / ours:.0f} msg/s; bare httpx loop: {len(ids) / floor:.0f} "
           f"msg/s; ratio {floor / ours:.2f}x of the bare loop's throughput")
 

@@ -38,7 +38,12 @@ from customers.models import Customer
 from huifang.errors import Conflict, Invalid
 from tenancy.models import Tenant
 
-Category = Literal["marketing", "service"]
+# marketing: offers and reminders (consent, cap, quiet hours, footer);
+# service: about the customer's own visit (no consent needed, opt-out respected);
+# reply: an immediate answer to the customer's own text — the one confirmation of an
+#   opt-out or opt-in, a HELP answer, a booking acknowledgement. It is the customer who
+#   just wrote, so neither the opt-out they just sent nor quiet hours hold it back.
+Category = Literal["marketing", "service", "reply"]
 
 
 @dataclass(frozen=True)
@@ -286,7 +291,7 @@ def _decide(*, session: Session, tenant: Tenant, customer: Customer, category: C
     # being made either lands before it (and is seen) or waits for it to finish.
     _lock_number(session, tenant.id, customer.phone)
     suppression = active_suppression(session=session, tenant=tenant, phone=customer.phone)
-    if suppression is not None:
+    if suppression is not None and category != "reply":
         return Verdict(SUPPRESS, OPTED_OUT,
                        f"The customer opted out on {suppression.created_at:%Y-%m-%d} "
                        f"({suppression.reason}); nothing more may be sent to this number.")
@@ -299,7 +304,8 @@ def _decide(*, session: Session, tenant: Tenant, customer: Customer, category: C
     problem = _rule_problem(body, final, max_chars)
     if problem:
         return Verdict(REFUSE, MESSAGE_RULES, problem)
-    not_before = next_window(policy=policy, timezone=customer.timezone, now=now)
+    not_before = (None if category == "reply" else
+                  next_window(policy=policy, timezone=customer.timezone, now=now))
     if not_before is not None:
         local = not_before.astimezone(ZoneInfo(customer.timezone))
         return Verdict(DEFER, QUIET_HOURS,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -229,6 +230,41 @@ def customers_import(
         console.print(f"report written to {report}")
     if rejected and not (counts["imported"] or counts["updated"] or counts["unchanged"]):
         raise typer.Exit(1)
+
+
+@app.command()
+def reply(
+    phone: Annotated[str, typer.Argument(help="The customer's number.")],
+    text: Annotated[str, typer.Argument(help="What the customer writes, e.g. T or 1.")],
+    tenant: Annotated[str | None, typer.Option(help="Company id or name.")] = None,
+) -> None:
+    """Simulate a customer's reply (embedded mode): routed, recorded and acted on."""
+    from huifang.db import utcnow
+    from messaging import inbound
+    from tenancy import service as tenancy
+
+    settings = get_settings()
+    if not (settings.embedded or settings.sms_provider == "console"):
+        raise _fail("Replies can only be simulated in embedded mode or with the console "
+                    "provider; real replies come through the provider's webhook.")
+    _migrate()
+    try:
+        with get_database().session() as session:
+            owner = tenancy.find_tenant(session=session, ref=tenant)
+            received = inbound.receive(session=session, provider="console", tenant=owner,
+                                       phone=phone, text=text, now=utcnow(),
+                                       provider_message_id=f"cli-{uuid.uuid4().hex}")
+            lines = [f"routed {r.route} (rule {r.rule or '-'})"
+                     + (", flagged as a complaint" if r.complaint else "")
+                     + ("" if r.customer_id else "; no customer has this number")
+                     for r in received.replies]
+            answers = len(received.send_now)
+    except HuifangError as exc:
+        raise _fail(exc.detail) from None
+    for line in lines:
+        console.print(line)
+    if answers:
+        console.print("an answer is scheduled; the running service sends it within seconds")
 
 
 @app.command()

@@ -1,11 +1,17 @@
-"""Sample visit photos for the demo: a stained room before and the same room after."""
+"""Sample visit media for the demo and the tests: a stained room before and the same room
+after, and short clips made by ffmpeg's own test sources."""
 
 from __future__ import annotations
 
 import io
 import random
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
+
+from media import ffmpeg
 
 
 def room_photo(*, clean: bool, seed: int, size: tuple[int, int] = (1600, 1200)) -> bytes:
@@ -32,3 +38,45 @@ def room_photo(*, clean: bool, seed: int, size: tuple[int, int] = (1600, 1200)) 
     exif.get_ifd(0x8769)[0x9003] = "2026:11:20 10:15:00"
     image.save(out, "JPEG", quality=88, exif=exif)
     return out.getvalue()
+
+
+def room_clip(path: Path, *, seconds: float, size: tuple[int, int] = (1280, 720),
+              rotation: int = 0, seed: int, fps: int = 30, audio: bool = True,
+              metadata: Mapping[str, str] | None = None) -> None:
+    """Write a real H.264 + AAC MP4 clip to ``path``: a moving test pattern and a tone.
+
+    ``size`` is the coded size. ``rotation`` (0, 90, 180 or 270) is the clockwise turn a
+    player must give the picture, stored as a display matrix the way phones store portrait
+    clips, so a 1280×720 clip with rotation 90 is shown 720×1280. ``seed`` changes the tone
+    and a marker's position, so two seeds never make the same file. ``metadata`` adds
+    container tags (``location``, ``creation_time``) as a phone would.
+    """
+    if rotation % 90:
+        raise ValueError("rotation must be a multiple of 90 degrees")
+    rng = random.Random(seed)  # noqa: S311  (varying a test picture, not a secret)
+    width, height = size
+    box = (rng.randrange(max(1, width - width // 8)), rng.randrange(max(1, height - height // 8)))
+    video = (f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds},"
+             f"drawbox=x={box[0]}:y={box[1]}:w={max(2, width // 8)}:h={max(2, height // 8)}"
+             f":color=0x{rng.randrange(0x1000000):06x}:t=fill")
+    args = ["-f", "lavfi", "-i", video]
+    if audio:
+        args += ["-f", "lavfi", "-i",
+                 f"sine=frequency={220 + seed % 660}:sample_rate=48000:duration={seconds}"]
+    tags: list[str] = []
+    for key, value in (metadata or {}).items():
+        tags += ["-metadata", f"{key}={value}"]
+    encode = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+              *(["-c:a", "aac", "-b:a", "96k"] if audio else []), *tags, "-f", "mp4"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not rotation % 360:
+        ffmpeg.run([*args, *encode, str(path)], timeout=120)
+        return
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        upright = Path(scratch) / "coded.mp4"
+        ffmpeg.run([*args, *encode, str(upright)], timeout=120)
+        # -display_rotation is an input option, counter-clockwise: a phone's clockwise turn
+        # of 90 is stored as a matrix of -90 (ffmpeg prints "rotation of -90.00 degrees").
+        ffmpeg.run(["-display_rotation", str(-(rotation % 360)), "-i", str(upright),
+                    "-map", "0", "-c", "copy", "-map_metadata", "0", "-f", "mp4", str(path)],
+                   timeout=60)

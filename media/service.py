@@ -1,31 +1,33 @@
-"""Visit media: accept uploads, process photos into watermarked renditions, pair before/after."""
+"""Visit media: accept uploads, process photos and clips into watermarked renditions, pair
+before/after."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
 import secrets
+import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import structlog
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from huifang.db import utcnow
 from huifang.errors import HuifangError, Invalid, NotFound
 from huifang.settings import get_settings
-from media import composite, imaging, renditions, storage, watermark
+from media import clips, composite, imaging, renditions, storage, watermark
 from media.models import (
     FAILED,
     PHASE_LABELS,
     PHASES,
     PROCESSING,
     READY,
-    STORED,
     Media,
     Rendition,
     WatermarkTemplate,
@@ -42,6 +44,13 @@ CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 10  # 50 random bits
 COMPOSITE = "before_after"
 STUCK_AFTER = dt.timedelta(minutes=3)
+# A clip's ffmpeg run may take up to clips.NORMALIZE_TIMEOUT; only after that is it lost.
+CLIP_STUCK_AFTER = dt.timedelta(minutes=8)
+POSTER_AT = 1.0  # seconds into the clip, or its middle when shorter than two seconds
+# The file extension of each kind of rendition we write.
+EXTENSIONS = {"image/jpeg": ".jpg", "video/mp4": ".mp4"}
+# The container of a clip, from the type sniffed at upload (Media.mime).
+CONTAINERS = {sniffed.mime: sniffed.format for sniffed in imaging.CLIP.values()}
 
 
 def new_code() -> str:
@@ -70,7 +79,9 @@ def accept_upload(
 
     The same file sent twice to a visit gives back the first media. A photo is checked here
     (header, format, pixel limit, complete data) so a bad file gets its 4xx now; the work
-    of processing it runs later on the media queue.
+    of processing it runs later on the media queue. A clip is only sniffed here: reading
+    it means running ffmpeg, which is the media queue's work, so a damaged clip ends
+    ``failed`` with a sentence rather than refused at the door.
     """
     now = now or utcnow()
     try:
@@ -98,7 +109,7 @@ def accept_upload(
     storage.adopt(staged.path, relative)
     media = Media(
         tenant_id=tenant.id, visit_id=visit.id, kind=staged.sniffed.kind, phase=phase,
-        area=area, note=note, status=PROCESSING if staged.sniffed.kind == "photo" else STORED,
+        area=area, note=note, status=PROCESSING,
         original_path=relative, original_name=staged.filename, sha256=staged.sha256,
         bytes=staged.size, mime=staged.sniffed.mime, received_at=now,
         verification_code=new_code(),
@@ -176,7 +187,8 @@ def facts_for(*, session: Session, media: Media, template: WatermarkTemplate,
 def _store_rendition(session: Session, media: Media, made: renditions.Rendition, *,
                      kind: str | None = None, now: dt.datetime) -> Rendition:
     kind = kind or made.kind
-    relative = storage.new_relative_path("renditions", media.tenant_id, ".jpg", now=now)
+    relative = storage.new_relative_path("renditions", media.tenant_id,
+                                         EXTENSIONS[made.content_type], now=now)
     storage.write_bytes(relative, made.data)
     old = next((r for r in media.renditions if r.kind == kind), None)
     if old is not None:
@@ -193,9 +205,10 @@ def _store_rendition(session: Session, media: Media, made: renditions.Rendition,
 
 
 def process_media(*, session: Session, media_id: int) -> Media | None:
-    """Turn a received photo into its watermarked renditions (the media task's body).
+    """Turn a received photo or clip into its watermarked renditions, in this transaction.
 
-    Safe to run twice: a media that is no longer ``processing`` is left alone.
+    Safe to run twice: a media that is no longer ``processing`` is left alone. The media
+    task runs a clip in two transactions instead (``clip_job``, then ``run_clip_job``).
     """
     # Claim the row: a second delivery of the task waits (SQLite) or skips (PostgreSQL).
     media = session.scalars(
@@ -204,6 +217,9 @@ def process_media(*, session: Session, media_id: int) -> Media | None:
     ).first()
     if media is None:
         return session.get(Media, media_id)
+    if media.kind == "clip":
+        job = _clip_job_or_fail(session, media)
+        return run_clip_job(session=session, job=job) if job is not None else media
     try:
         with session.begin_nested():
             _render(session, media)
@@ -241,11 +257,149 @@ def _render(session: Session, media: Media) -> None:
     refresh_pairs(session=session, visit_id=media.visit_id)
 
 
+# --- clips ---------------------------------------------------------------------------------
+
+CLIP_FAILED = ("We could not process this clip; please upload it again, or export it from the "
+               "phone again if it fails twice.")
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    """What processing one clip needs from the database, read before ffmpeg starts.
+
+    Plain values only: the media task commits between reading them and running ffmpeg.
+    """
+
+    media_id: int
+    original: Path
+    container: str  # mp4 | mov | webm, as sniffed at upload
+    max_seconds: float  # the company's clip_max_seconds
+    facts: watermark.WatermarkFacts
+    style: watermark.WatermarkStyle
+
+
+@dataclass(frozen=True)
+class ClipMade:
+    """A clip's renditions, made in a scratch directory and not yet on record."""
+
+    result: clips.ClipResult
+    video: Path
+    poster: Path
+    poster_size: tuple[int, int]
+    thumb: renditions.Rendition
+
+
+def clip_job(*, session: Session, media_id: int) -> ClipJob | None:
+    """The work of a clip waiting for processing; None for a photo or a clip already done.
+
+    Marks the clip as being worked on now, so the stuck-media tick leaves it alone for
+    ``CLIP_STUCK_AFTER`` once the caller commits.
+    """
+    media = session.get(Media, media_id)
+    if media is None or media.kind != "clip" or media.status != PROCESSING:
+        return None
+    return _clip_job_or_fail(session, media)
+
+
+def _clip_job_or_fail(session: Session, media: Media) -> ClipJob | None:
+    try:
+        tenant = session.get(Tenant, media.tenant_id)
+        assert tenant is not None
+        template = template_for(session=session, tenant_id=media.tenant_id)
+        job = ClipJob(
+            media_id=media.id, original=original_file(media),
+            container=CONTAINERS[media.mime], max_seconds=float(tenant.clip_max_seconds),
+            facts=facts_for(session=session, media=media, template=template, captured_at=None),
+            style=watermark.WatermarkStyle(position=template.position,  # type: ignore[arg-type]
+                                           scale=template.scale),
+        )
+    except Exception:
+        # Left "processing", the stuck-media tick would retry a clip that cannot start.
+        log.exception("clip could not be prepared", media_id=media.id)
+        media.status, media.failure_reason = FAILED, CLIP_FAILED
+        session.flush()
+        return None
+    media.updated_at = utcnow()
+    session.flush()
+    return job
+
+
+def make_clip(job: ClipJob, *, workdir: Path) -> ClipMade:
+    """Probe, watermark, normalize and take the poster frame: files only, no database.
+
+    Raises ``huifang.errors`` refusals with a sentence for the staff member.
+    """
+    found = clips.probe(job.original, job.container)
+    mark = watermark.overlay(clips.output_size(found.display_size), job.facts, job.style)
+    video = workdir / "clip.mp4"
+    result = clips.normalize(job.original, job.container, video, max_seconds=job.max_seconds,
+                             overlay=mark, source_probe=found)
+    poster_path = workdir / "poster.jpg"
+    poster = clips.poster(video, poster_path, at=min(POSTER_AT, result.duration / 2))
+    with Image.open(poster_path) as frame:
+        thumb = renditions.thumb(frame.convert("RGB"))
+    return ClipMade(result=result, video=video, poster=poster_path,
+                    poster_size=(poster.width, poster.height), thumb=thumb)
+
+
+def run_clip_job(*, session: Session, job: ClipJob) -> Media | None:
+    """Make the clip's renditions, then record them (or the failure) on the media.
+
+    The session is not used until ffmpeg is done, so the caller may commit before calling
+    and hold no lock meanwhile. A clip another delivery finished first is left as it is.
+    """
+    with tempfile.TemporaryDirectory(dir=storage.staging_dir(), prefix="clip-") as scratch:
+        made: ClipMade | None = None
+        failure: str | None = None
+        try:
+            made = make_clip(job, workdir=Path(scratch))
+        except HuifangError as exc:
+            failure = exc.detail
+        except Exception:
+            log.exception("clip processing failed", media_id=job.media_id)
+            failure = CLIP_FAILED
+        return _record_clip(session, job.media_id, made, failure)
+
+
+def _record_clip(session: Session, media_id: int, made: ClipMade | None,
+                 failure: str | None) -> Media | None:
+    media = session.scalars(
+        select(Media).where(Media.id == media_id, Media.status == PROCESSING).with_for_update()
+    ).first()
+    if media is None:  # finished by another delivery while ffmpeg ran, or deleted
+        return session.get(Media, media_id)
+    if made is None:
+        media.status, media.failure_reason = FAILED, failure or CLIP_FAILED
+        session.flush()
+        return media
+    now = utcnow()
+    result = made.result
+    _store_rendition(session, media, renditions.Rendition(
+        kind="video", data=made.video.read_bytes(), width=result.width, height=result.height,
+        content_type="video/mp4"), now=now)
+    _store_rendition(session, media, renditions.Rendition(
+        kind="poster", data=made.poster.read_bytes(), width=made.poster_size[0],
+        height=made.poster_size[1]), now=now)
+    _store_rendition(session, media, made.thumb, now=now)
+    media.width, media.height = result.width, result.height
+    media.duration_seconds = round(result.duration, 3)
+    media.trimmed_from_seconds = round(result.original_duration, 3) if result.trimmed else None
+    media.status, media.failure_reason = READY, None
+    session.flush()
+    return media
+
+
 def stuck_media(*, session: Session, now: dt.datetime, limit: int = 100) -> list[int]:
-    """Photos left ``processing`` for a while: their task was lost (a flushed broker, a restart)."""
+    """Media left ``processing`` for a while: their task was lost (a flushed broker, a restart).
+
+    A clip is given longer than a photo: its task may still be running ffmpeg.
+    """
     return list(session.scalars(
-        select(Media.id).where(Media.status == PROCESSING, Media.updated_at < now - STUCK_AFTER)
-        .order_by(Media.id).limit(limit)
+        select(Media.id).where(
+            Media.status == PROCESSING,
+            or_(and_(Media.kind != "clip", Media.updated_at < now - STUCK_AFTER),
+                and_(Media.kind == "clip", Media.updated_at < now - CLIP_STUCK_AFTER)),
+        ).order_by(Media.id).limit(limit)
     ))
 
 
@@ -331,7 +485,8 @@ def verification_facts(*, session: Session, media: Media) -> dict[str, object]:
     assert visit is not None and tenant is not None
     staff = session.get(Staff, visit.staff_id) if visit.staff_id else None
     zone = ZoneInfo(tenant.timezone)
-    display = next((r for r in media.renditions if r.kind == "display"), None)
+    # A clip is shown by its poster frame, which carries the same watermark.
+    display = next((r for r in media.renditions if r.kind in ("display", "poster")), None)
     return {
         "company": tenant.name,
         "service": visit.service_label,
@@ -353,6 +508,21 @@ def rendition_by_token(*, session: Session, token: str) -> Rendition | None:
     if not 8 <= len(token) <= 32:
         return None
     return session.scalars(select(Rendition).where(Rendition.token == token)).first()
+
+
+def rendition_for_link(*, session: Session, name: str) -> Rendition | None:
+    """The rendition behind a public link: ``{token}.mp4`` for a video, ``{token}.jpg`` (or the
+    bare token) for an image; a token with the other kind's extension is no link of ours."""
+    token, dot, extension = name.partition(".")
+    rendition = rendition_by_token(session=session, token=token)
+    if rendition is None:
+        return None
+    expected = EXTENSIONS.get(rendition.content_type, ".jpg")
+    if dot and f".{extension}" != expected:
+        return None
+    if not dot and expected != ".jpg":
+        return None
+    return rendition
 
 
 def set_logo(*, session: Session, tenant_id: int, staged: StagedUpload) -> WatermarkTemplate:

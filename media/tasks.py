@@ -2,22 +2,45 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from sqlalchemy.orm import Session
 
 from huifang.db import utcnow
 from huifang.worker import enqueue, task
-from media import service
+from media import recaps, service
 
 
 @task(queue="media")
 def process_media(*, session: Session, media_id: int) -> None:
-    """Decode, watermark and render one uploaded photo."""
-    service.process_media(session=session, media_id=media_id)
+    """Decode, watermark and render one uploaded photo or clip."""
+    job = service.clip_job(session=session, media_id=media_id)
+    if job is None:  # a photo (or a clip already finished): one short transaction
+        service.process_media(session=session, media_id=media_id)
+        return
+    # A clip takes ffmpeg seconds to minutes: commit first, so no lock is held meanwhile
+    # (SQLite's write lock would make every upload of the embedded mode wait on it).
+    session.commit()
+    service.run_clip_job(session=session, job=job)
+
+
+@task(queue="media")
+def render_recap(*, session: Session, report_id: int) -> None:
+    """Make the recap video of a report whose visit has clips (ffmpeg outside any transaction)."""
+    job = recaps.recap_job(session=session, report_id=report_id)
+    session.commit()
+    if job is None:
+        return
+    with tempfile.TemporaryDirectory(prefix="huifang-recap-") as work:
+        made = recaps.make(job, workdir=Path(work))
+        recaps.record(session=session, job=job, made=made)
+        session.commit()  # the files are copied in before the scratch directory goes
 
 
 @task(queue="default")
 def requeue_stuck_media(*, session: Session) -> None:
-    """Periodic: photos whose task was lost (flushed Redis, a restart) are sent again."""
+    """Periodic: media whose task was lost (flushed Redis, a restart) are sent again."""
     now = utcnow()
     ids = service.stuck_media(session=session, now=now)
     service.touch(session=session, media_ids=ids, now=now)

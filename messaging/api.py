@@ -1,20 +1,40 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+import datetime as dt
+import uuid
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from customers import service as customers
 from customers.models import Customer
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
-from huifang.errors import NotFound
+from huifang.errors import Conflict, Invalid, NotFound
 from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.worker import enqueue
-from messaging import service, tasks
-from messaging.models import Message
-from messaging.schemas import MessageRead
+from messaging import booking, inbound, reports, service, tasks
+from messaging.models import Booking, Message, ShortLink
+from messaging.providers import get_provider
+from messaging.schemas import (
+    BookingAnswer,
+    BookingRead,
+    KeywordRuleCreate,
+    KeywordRuleRead,
+    MessageRead,
+    RecoveryFigures,
+    ReplyRead,
+    ReplySimulate,
+    ReplyUpdate,
+)
+from tenancy.models import Tenant
+from visits import service_types
 
 router = APIRouter(tags=["messages"])
 public_router = APIRouter(tags=["console"])
@@ -58,3 +78,179 @@ def console(session: SessionDep) -> HTMLResponse:
                  "status": m.status, "text": m.text, "body": m.body, "media_urls": m.media_urls}
                 for m, phone in rows]
     return HTMLResponse(render("messaging", "console.html", messages=messages))
+
+
+@router.get("/replies", response_model=list[ReplyRead], tags=["replies"])
+def list_replies(session: SessionDep, tenant: TenantDep, state: str | None = None,
+                 customer_id: int | None = None) -> list[ReplyRead]:
+    """Customers' replies, newest first; ``state=open`` is the inbox."""
+    if customer_id is not None:
+        customers.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
+    return [ReplyRead.model_validate(r) for r in inbound.list_replies(
+        session=session, tenant_id=tenant.id, state=state, customer_id=customer_id)]
+
+
+@router.patch("/replies/{reply_id}", response_model=ReplyRead, tags=["replies"])
+def update_reply(reply_id: int, body: ReplyUpdate, session: SessionDep,
+                 tenant: TenantDep) -> ReplyRead:
+    """Work on an inbox item: take it (owner), say the customer heard back, resolve it."""
+    return ReplyRead.model_validate(inbound.update_reply(
+        session=session, tenant_id=tenant.id, reply_id=reply_id, now=utcnow(),
+        **body.model_dump(exclude_unset=True)))
+
+
+@router.get("/service-recovery", response_model=RecoveryFigures, tags=["replies"])
+def service_recovery(session: SessionDep, tenant: TenantDep, days: int = 30
+                     ) -> RecoveryFigures:
+    """Complaints of the last ``days`` days: time to first response and to resolution."""
+    if not 1 <= days <= 366:
+        raise Invalid("days must be between 1 and 366.")
+    until = utcnow()
+    return RecoveryFigures.model_validate(inbound.recovery_figures(
+        session=session, tenant_id=tenant.id, since=until - dt.timedelta(days=days),
+        until=until))
+
+
+@router.post("/replies/simulate", response_model=list[ReplyRead], status_code=201,
+             tags=["replies"])
+def simulate_reply(body: ReplySimulate, session: SessionDep, tenant: TenantDep
+                   ) -> list[ReplyRead]:
+    """Pretend a customer replied (embedded mode or the console provider only)."""
+    settings = get_settings()
+    if not (settings.embedded or settings.sms_provider == "console"):
+        raise Conflict("Replies can only be simulated in embedded mode or with the console "
+                       "provider; real replies come through the provider's webhook.")
+    received = take_reply(session, provider="console", tenant=tenant, phone=body.phone,
+                          text=body.text, provider_message_id=f"sim-{uuid.uuid4().hex}")
+    return [ReplyRead.model_validate(r) for r in received.replies]
+
+
+def take_reply(session: Session, **fields: Any) -> inbound.Received:
+    """Record and act on a reply; answers to it are enqueued once the request commits."""
+    now = utcnow()
+    received = inbound.receive(session=session, now=now, **fields)
+    for message_id in service.queue_now(session=session, message_ids=received.send_now,
+                                        now=now):
+        enqueue(session, tasks.send_message, message_id=message_id)
+    return received
+
+
+@router.get("/keyword-rules", response_model=list[KeywordRuleRead], tags=["replies"])
+def list_keyword_rules(session: SessionDep, tenant: TenantDep) -> list[KeywordRuleRead]:
+    """The company's own reply keywords (checked before the built-in ones)."""
+    return [KeywordRuleRead.model_validate(r)
+            for r in inbound.list_keywords(session=session, tenant_id=tenant.id)]
+
+
+@router.post("/keyword-rules", response_model=KeywordRuleRead, status_code=201,
+             tags=["replies"])
+def add_keyword_rule(body: KeywordRuleCreate, session: SessionDep, tenant: TenantDep
+                     ) -> KeywordRuleRead:
+    return KeywordRuleRead.model_validate(inbound.add_keyword(
+        session=session, tenant_id=tenant.id, route=body.route, kind=body.kind,
+        value=body.value, now=utcnow()))
+
+
+@router.delete("/keyword-rules/{rule_id}", status_code=204, tags=["replies"])
+def delete_keyword_rule(rule_id: int, session: SessionDep, tenant: TenantDep) -> None:
+    inbound.delete_keyword(session=session, tenant_id=tenant.id, rule_id=rule_id)
+
+
+@router.get("/bookings", response_model=list[BookingRead], tags=["bookings"])
+def list_bookings(session: SessionDep, tenant: TenantDep, status: str | None = None
+                  ) -> list[BookingRead]:
+    """Booking requests, newest first (``status=requested`` is what staff must answer)."""
+    return [BookingRead.model_validate(b) for b in booking.list_bookings(
+        session=session, tenant_id=tenant.id, status=status)]
+
+
+@router.patch("/bookings/{booking_id}", response_model=BookingRead, tags=["bookings"])
+def answer_booking(booking_id: int, body: BookingAnswer, session: SessionDep,
+                   tenant: TenantDep) -> BookingRead:
+    """Confirm or decline a request; the customer gets one message saying so."""
+    now = utcnow()
+    row, message_id = booking.answer(session=session, tenant=tenant, booking_id=booking_id,
+                                     status=body.status, now=now)
+    if message_id is not None:
+        for queued in service.queue_now(session=session, message_ids=[message_id], now=now):
+            enqueue(session, tasks.send_message, message_id=queued)
+    return BookingRead.model_validate(row)
+
+
+def _booking_page(session: Session, link: ShortLink, *, state: str = "form",
+                  problem: str | None = None, chosen: Booking | None = None,
+                  status_code: int = 200) -> HTMLResponse:
+    tenant = session.get(Tenant, link.tenant_id)
+    assert tenant is not None
+    zone = ZoneInfo(tenant.timezone)
+    days: dict[str, list[tuple[str, str]]] = {}
+    if state == "form":
+        for start, end in booking.free_slots(session=session, tenant=tenant, now=utcnow()):
+            local, until = start.astimezone(zone), end.astimezone(zone)
+            day = f"{local:%m月%d日} 周{'一二三四五六日'[local.weekday()]}"
+            days.setdefault(day, []).append(
+                (start.isoformat(), f"{local:%H:%M}–{until:%H:%M}"))
+    service_name = service_types.label(link.service_type) if link.service_type else "上门服务"
+    when = booking.when_text(tenant, chosen.slot_start) if chosen and chosen.slot_start else ""
+    html = render("messaging", "booking.html", company=tenant.name, service=service_name,
+                  state=state, problem=problem, days=list(days.items()), when=when)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def _link_or_404(session: Session, token: str) -> ShortLink:
+    link = booking.resolve(session=session, token=token, now=utcnow())
+    if link is None:
+        raise NotFound("This booking link does not exist; check the link in your message.")
+    return link
+
+
+@public_router.get("/b/{token}", response_class=HTMLResponse, include_in_schema=False)
+def booking_page(token: str, session: SessionDep) -> HTMLResponse:
+    """The booking page a message links to: free slots from the company's working hours."""
+    link = _link_or_404(session, token)
+    booking.click(session=session, link=link, now=utcnow())
+    return _booking_page(session, link)
+
+
+@public_router.post("/b/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def booking_submit(token: str, request: Request, session: SessionDep) -> HTMLResponse:
+    """The customer picked a time (a plain form post: no JavaScript needed)."""
+    link = await run_in_threadpool(_link_or_404, session, token)
+    form = await request.form()
+    raw_slot, note = form.get("slot"), form.get("note")
+    try:
+        slot = dt.datetime.fromisoformat(raw_slot) if isinstance(raw_slot, str) else None
+    except ValueError:
+        slot = None
+    if slot is None or slot.tzinfo is None:
+        return await run_in_threadpool(_booking_page, session, link,
+                                       problem="请选择一个上门时间。", status_code=422)
+    try:
+        made = await run_in_threadpool(
+            lambda: booking.book(session=session, link=link, slot_start=slot,
+                                 note=note if isinstance(note, str) else None, now=utcnow()))
+    except Conflict:
+        return await run_in_threadpool(_booking_page, session, link,
+                                       problem="这个时间刚被约走了，请另选一个。",
+                                       status_code=409)
+    except Invalid as exc:
+        return await run_in_threadpool(_booking_page, session, link, problem=exc.detail,
+                                       status_code=422)
+    return await run_in_threadpool(_booking_page, session, link, state="done", chosen=made)
+
+
+@router.post("/visits/{visit_id}/report/send", response_model=MessageRead, status_code=202,
+             tags=["messages"], responses={200: {"description": "Already sent: the same message."}})
+def send_visit_report(visit_id: int, response: Response, session: SessionDep,
+                      tenant: TenantDep) -> MessageRead:
+    """Send the visit's report to its customer: MMS parts when the provider carries MMS,
+    otherwise an SMS with the report link. Building the report first if needed."""
+    now = utcnow()
+    message, new = reports.send_report(session=session, tenant=tenant, visit_id=visit_id,
+                                       provider=get_provider(), now=now)
+    if new:
+        for queued in service.queue_now(session=session, message_ids=[message.id], now=now):
+            enqueue(session, tasks.send_message, message_id=queued)
+    else:
+        response.status_code = 200
+    return MessageRead.model_validate(message)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -109,3 +109,132 @@ class MessageEvent(Base):
     detail: Mapped[str | None] = mapped_column(Text, default=None)
     applied: Mapped[bool] = mapped_column(default=True)  # False: out of order, ignored
     at: Mapped[dt.datetime] = mapped_column()
+
+
+# InboundMessage.route (messaging.keywords decides it)
+OPT_OUT = "opt_out"
+OPT_IN = "opt_in"
+HELP = "help"
+BOOK = "book"
+OTHER = "other"
+ROUTES = (OPT_OUT, OPT_IN, HELP, BOOK, OTHER)
+
+# InboundMessage.state: keyword replies are handled on arrival; the rest wait in the inbox.
+HANDLED = "handled"
+OPEN = "open"
+
+
+class InboundMessage(Base):
+    """A customer's reply, kept with the rule that routed it (issue 6).
+
+    Providers deliver replies more than once; (tenant, provider, provider id) is unique,
+    so a repeated webhook finds the row it made the first time and does nothing again.
+    ``tenant_id`` is empty only for a reply from a number no company knows.
+    """
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "provider", "provider_message_id"),
+        Index("ix_inbound_tenant_received", "tenant_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), default=None)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), default=None, index=True)
+    phone: Mapped[str] = mapped_column(String(20))
+    body: Mapped[str] = mapped_column(Text)
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_message_id: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[dt.datetime] = mapped_column()
+    # The message this answers: the company's latest one to this number before the reply.
+    in_reply_to_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL"), default=None)
+    route: Mapped[str] = mapped_column(String(16))
+    rule: Mapped[str | None] = mapped_column(String(64), default=None)
+    normalized: Mapped[str] = mapped_column(Text, default="")
+    complaint: Mapped[bool] = mapped_column(default=False)
+    complaint_rule: Mapped[str | None] = mapped_column(String(64), default=None)
+    state: Mapped[str] = mapped_column(String(16), default=OPEN)
+    # Service recovery (complaints): who owns it, when the customer first heard back, and
+    # how it ended. The clock runs from received_at.
+    owner: Mapped[str | None] = mapped_column(String(100), default=None)
+    first_response_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    resolution: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class KeywordRule(Base):
+    """A company's own reply keyword (e.g. "退" → opt_out), checked before the built-in ones."""
+
+    __tablename__ = "keyword_rules"
+    __table_args__ = (UniqueConstraint("tenant_id", "kind", "value"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    route: Mapped[str] = mapped_column(String(16))  # one of ROUTES
+    kind: Mapped[str] = mapped_column(String(16))  # exact | pattern (messaging.keywords)
+    value: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column()
+
+
+class ShortLink(Base):
+    """A link we put in a message (``/b/{token}``): who it was for and why; clicks counted."""
+
+    __tablename__ = "short_links"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    token: Mapped[str] = mapped_column(String(32), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"),
+                                             index=True)
+    # What it was sent for: a visit report, a campaign, … (attribution of bookings).
+    source_type: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str] = mapped_column(String(64))
+    service_type: Mapped[str | None] = mapped_column(String(64), default=None)
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL"), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    clicks: Mapped[int] = mapped_column(default=0)
+    first_clicked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    last_clicked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+# Booking.status
+REQUESTED = "requested"  # the customer asked; staff have not answered yet
+CONFIRMED = "confirmed"
+DECLINED = "declined"  # staff could not take it; the customer is told
+BOOKING_STATES = (REQUESTED, CONFIRMED, DECLINED)
+
+
+class Booking(TimestampMixin, Base):
+    """A customer's request for a visit: from the booking page or a "1" reply.
+
+    Attribution rides along: the link clicked, the message that prompted it, the reply.
+    """
+
+    __tablename__ = "bookings"
+    __table_args__ = (Index("ix_bookings_tenant_slot", "tenant_id", "slot_start"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"),
+                                             index=True)
+    service_type: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Empty for a "1" reply: staff call to agree a time.
+    slot_start: Mapped[dt.datetime | None] = mapped_column(default=None)
+    slot_end: Mapped[dt.datetime | None] = mapped_column(default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    status: Mapped[str] = mapped_column(String(16), default=REQUESTED)
+    channel: Mapped[str] = mapped_column(String(16))  # page | reply
+    link_id: Mapped[int | None] = mapped_column(
+        ForeignKey("short_links.id", ondelete="SET NULL"), default=None)
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL"), default=None)
+    inbound_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound_messages.id", ondelete="SET NULL"), default=None)
+    # What the message was sent for (a visit report, a campaign), for conversion figures.
+    source_type: Mapped[str | None] = mapped_column(String(32), default=None)
+    source_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    answered_at: Mapped[dt.datetime | None] = mapped_column(default=None)

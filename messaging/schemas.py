@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class MessageEventRead(BaseModel):
@@ -36,3 +37,98 @@ class MessageRead(BaseModel):
     provider_message_id: str | None
     sent_at: dt.datetime | None
     events: list[MessageEventRead]
+
+
+class ReplyRead(BaseModel):
+    """A customer's reply with the rule that routed it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    customer_id: int | None
+    phone: str
+    body: str
+    provider: str
+    received_at: dt.datetime
+    in_reply_to_id: int | None
+    route: str
+    rule: str | None
+    complaint: bool
+    complaint_rule: str | None
+    state: str
+    owner: str | None
+    first_response_at: dt.datetime | None
+    resolved_at: dt.datetime | None
+    resolution: str | None
+
+
+class ReplySimulate(BaseModel):
+    """A customer's reply, typed in by hand (embedded mode and the console provider only)."""
+
+    phone: str = Field(min_length=3, max_length=32, examples=["13800138000"])
+    text: str = Field(min_length=1, max_length=1600, examples=["T"])
+
+
+class ReplyUpdate(BaseModel):
+    """Work on an inbox item; fields left out stay as they are."""
+
+    state: Literal["open", "handled"] | None = None
+    owner: str | None = Field(default=None, min_length=1, max_length=100,
+                              description="Who is handling it (a complaint's owner).")
+    responded: bool | None = Field(
+        default=None, description="True once the customer has heard back (starts no clock "
+        "twice: the first time is kept).")
+    resolution: str | None = Field(
+        default=None, min_length=1, max_length=2000,
+        description="How it ended; setting it closes the item.")
+
+
+class RecoveryFigures(BaseModel):
+    """Service recovery over a period: complaints and how fast they were handled."""
+
+    since: dt.datetime
+    until: dt.datetime
+    complaints: int
+    responded: int
+    resolved: int
+    open: int
+    median_minutes_to_first_response: float | None
+    median_minutes_to_resolution: float | None
+    rebooked: int = Field(description="Complaining customers who booked again afterwards.")
+
+
+class KeywordRuleCreate(BaseModel):
+    route: Literal["opt_out", "opt_in", "help", "book", "other"]
+    kind: Literal["exact", "pattern"] = "exact"
+    value: str = Field(min_length=1, max_length=100, examples=["退"])
+
+
+class KeywordRuleRead(KeywordRuleCreate):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    created_at: dt.datetime
+
+
+class BookingRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    customer_id: int
+    service_type: str | None
+    slot_start: dt.datetime | None
+    slot_end: dt.datetime | None
+    note: str | None
+    status: str
+    channel: str
+    link_id: int | None
+    message_id: int | None
+    inbound_id: int | None
+    source_type: str | None
+    source_id: str | None
+    answered_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+class BookingAnswer(BaseModel):
+    status: Literal["confirmed", "declined"]

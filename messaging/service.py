@@ -130,6 +130,21 @@ def claim_due(*, session: Session, now: dt.datetime, limit: int = 500) -> list[i
     return sorted(message_id for message_id, _ in claimed)
 
 
+def queue_now(*, session: Session, message_ids: Sequence[int], now: dt.datetime) -> list[int]:
+    """Queue scheduled messages at once (answers to a reply), rather than at the next tick."""
+    if not message_ids:
+        return []
+    rows = session.execute(
+        update(Message).where(Message.id.in_(message_ids), Message.status == SCHEDULED)
+        .values(status=QUEUED, updated_at=now)
+        .returning(Message.id, Message.tenant_id)).all()
+    if rows:
+        session.execute(insert(MessageEvent), [
+            {"tenant_id": tenant_id, "message_id": message_id, "status": QUEUED,
+             "applied": True, "at": now} for message_id, tenant_id in rows])
+    return [message_id for message_id, _ in rows]
+
+
 def claim_for_send(*, session: Session, message_id: int, now: dt.datetime) -> bool:
     """``queued → sending``, exactly once per message whatever the task deliveries."""
     tenant_id = session.execute(

@@ -15,9 +15,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
+import structlog
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
@@ -25,9 +26,14 @@ from starlette.concurrency import run_in_threadpool
 
 from huifang.db import utcnow
 from huifang.deps import SessionDep
+from huifang.errors import Invalid
 from huifang.settings import get_settings
+from messaging.api import take_reply
 from messaging.receipts import apply_receipt
 from tenancy import service as tenancy
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 router = APIRouter(tags=["webhooks"])
 
@@ -58,22 +64,40 @@ def valid_twilio_signature(auth_token: str, url: str, params: Iterable[tuple[str
     return hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace"))
 
 
+async def committed(session: Session, work: Callable[..., T], /, *args: Any,
+                    **kwargs: Any) -> T:
+    """Run ``work`` and commit, in ONE worker-thread call.
+
+    Webhooks arrive in bursts. On SQLite a transaction holds the database's write lock
+    from its first statement; if the commit ran in a later thread call (the request
+    dependency's teardown), a burst of requests waiting for the lock could hold every
+    worker thread while the request that has the lock waits for a thread to commit in.
+    Committing where the work was done releases the lock without needing another thread;
+    the dependency's own commit then has nothing left to do.
+    """
+    def run() -> T:
+        result = work(*args, **kwargs)
+        session.commit()
+        return result
+
+    return await run_in_threadpool(run)
+
+
 def _forbidden(sentence: str) -> HTTPException:
     return HTTPException(403, sentence)
 
 
-@router.post("/hooks/twilio/status", status_code=204, response_class=Response)
-async def twilio_status(request: Request, session: SessionDep) -> Response:
-    """A Twilio status callback (form-encoded). 204 when taken, duplicates included."""
+async def _twilio_fields(request: Request, what: str) -> dict[str, str]:
+    """The form Twilio posted, once its X-Twilio-Signature is proven; 403 otherwise."""
     settings = get_settings()
     token = settings.twilio_auth_token
     if not token:
-        raise _forbidden("Twilio receipts are refused: HUIFANG_TWILIO_AUTH_TOKEN is not set, "
+        raise _forbidden(f"Twilio {what} are refused: HUIFANG_TWILIO_AUTH_TOKEN is not set, "
                          "so their signature cannot be checked.")
     signature = request.headers.get(SIGNATURE_HEADER)
     if not signature:
         raise _forbidden(f"This request has no {SIGNATURE_HEADER} header; only Twilio may "
-                         "send receipts here.")
+                         f"send {what} here.")
     form = await request.form()
     params = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
     url = settings.public_url + request.url.path
@@ -84,17 +108,50 @@ async def twilio_status(request: Request, session: SessionDep) -> Response:
         raise _forbidden(f"The {SIGNATURE_HEADER} does not match this request; check that "
                          f"HUIFANG_PUBLIC_URL ({settings.public_url}) is the address Twilio "
                          "calls and that HUIFANG_TWILIO_AUTH_TOKEN is the account's token.")
-    fields = dict(params)
+    return dict(params)
+
+
+@router.post("/hooks/twilio/status", status_code=204, response_class=Response)
+async def twilio_status(request: Request, session: SessionDep) -> Response:
+    """A Twilio status callback (form-encoded). 204 when taken, duplicates included."""
+    fields = await _twilio_fields(request, "receipts")
     sid = fields.get("MessageSid") or fields.get("SmsSid")
     status = fields.get("MessageStatus") or fields.get("SmsStatus")
     if not sid or not status:
         raise HTTPException(400, "A Twilio status callback needs MessageSid and MessageStatus.")
     hint = request.query_params.get(MESSAGE_ID_PARAM, "")
-    await run_in_threadpool(
-        apply_receipt, session=session, provider="twilio", provider_message_id=sid,
+    await committed(
+        session, apply_receipt, session=session, provider="twilio", provider_message_id=sid,
         status=status, error_code=fields.get("ErrorCode"), now=utcnow(),
         message_id=int(hint) if hint.isascii() and hint.isdigit() and len(hint) < 19 else None)
     return Response(status_code=204)
+
+
+# An empty TwiML answer: we reply through the outbox (recorded and gated), never inline.
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+@router.post("/hooks/twilio/inbound", response_class=Response)
+async def twilio_inbound(request: Request, session: SessionDep) -> Response:
+    """A customer's text to our Twilio number (form-encoded), answered with empty TwiML.
+
+    An opt-out is committed before this answers (the request's transaction commits before
+    the response leaves); the same MessageSid twice has one effect.
+    """
+    fields = await _twilio_fields(request, "replies")
+    sid = fields.get("MessageSid") or fields.get("SmsSid")
+    sender = fields.get("From")
+    if not sid or not sender:
+        raise HTTPException(400, "A Twilio inbound message needs MessageSid and From.")
+    try:
+        await committed(session, take_reply, session, provider="twilio",
+                                provider_message_id=sid, phone=sender,
+                                text=fields.get("Body", ""))
+    except Invalid as exc:
+        # A sender we cannot read (a short code, an alphanumeric id): nothing to act on,
+        # and Twilio must not retry it.
+        log.info("inbound reply not taken", sid=sid, reason=exc.detail)
+    return Response(EMPTY_TWIML, media_type="text/xml")
 
 
 # What Aliyun expects back within 700 ms; anything else makes it retry at 1, 5 and 10 min.
@@ -116,7 +173,11 @@ async def _aliyun_items(request: Request) -> list[dict[str, Any]]:
     return items
 
 
-def _apply_aliyun_reports(session: Session, tenant_id: int, items: list[dict[str, Any]]) -> None:
+def _apply_aliyun_reports(session: Session, key: str, items: list[dict[str, Any]]) -> bool:
+    tenant = tenancy.tenant_for_hook_key(session=session, key=key)
+    if tenant is None:
+        return False
+    tenant_id = tenant.id
     now = utcnow()
     for item in items:
         biz_id = str(item.get("biz_id") or "").strip()
@@ -132,16 +193,41 @@ def _apply_aliyun_reports(session: Session, tenant_id: int, items: list[dict[str
             now=now, tenant_id=tenant_id,
             message_id=int(out_id) if out_id.isascii() and out_id.isdigit()
             and len(out_id) < 19 else None)
+    return True
+
+
+def _apply_aliyun_replies(session: Session, key: str, items: list[dict[str, Any]]) -> bool:
+    tenant = tenancy.tenant_for_hook_key(session=session, key=key)
+    if tenant is None:
+        return False
+    for item in items:
+        sequence = str(item.get("sequence_id") or "").strip()
+        phone = str(item.get("phone_number") or "").strip()
+        if not sequence or not phone:
+            continue  # not a reply we can identify or answer
+        try:
+            take_reply(session, provider="aliyun", provider_message_id=sequence, phone=phone,
+                        text=str(item.get("content") or ""), tenant=tenant)
+        except Invalid as exc:
+            log.info("aliyun reply not taken", sequence_id=sequence, reason=exc.detail)
+    return True
+
+
+@router.post("/hooks/aliyun/{key}/reply")
+async def aliyun_reply(key: str, request: Request, session: SessionDep) -> JSONResponse:
+    """Aliyun SmsUp push: customers' replies to this company, answered ``{"code":0}``."""
+    items = await _aliyun_items(request)
+    if not await committed(session, _apply_aliyun_replies, session, key, items):
+        raise HTTPException(404, "Not found.")
+    return JSONResponse(ALIYUN_TAKEN)
 
 
 @router.post("/hooks/aliyun/{key}/report")
 async def aliyun_report(key: str, request: Request, session: SessionDep) -> JSONResponse:
     """Aliyun SmsReport push: a JSON array of delivery reports, answered ``{"code":0}``."""
-    tenant = await run_in_threadpool(tenancy.tenant_for_hook_key, session=session, key=key)
-    if tenant is None:
-        raise HTTPException(404, "Not found.")
     items = await _aliyun_items(request)
-    await run_in_threadpool(_apply_aliyun_reports, session, tenant.id, items)
+    if not await committed(session, _apply_aliyun_reports, session, key, items):
+        raise HTTPException(404, "Not found.")
     return JSONResponse(ALIYUN_TAKEN)
 
 

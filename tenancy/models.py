@@ -24,6 +24,12 @@ class Tenant(TimestampMixin, Base):
     clip_max_seconds: Mapped[int] = mapped_column(default=60, server_default="60")
     # How long a report's public page and links stay open.
     report_valid_days: Mapped[int] = mapped_column(default=180, server_default="180")
+    # Working hours, offered as booking slots: ISO weekdays ("123456" = Monday–Saturday),
+    # minutes after local midnight, and the length of one visit slot.
+    work_days: Mapped[str] = mapped_column(String(7), default="123456", server_default="123456")
+    work_start_minute: Mapped[int] = mapped_column(default=8 * 60, server_default="480")
+    work_end_minute: Mapped[int] = mapped_column(default=18 * 60, server_default="1080")
+    slot_minutes: Mapped[int] = mapped_column(default=120, server_default="120")
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant")
 

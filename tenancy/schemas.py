@@ -27,6 +27,10 @@ class TenantRead(BaseModel):
     phone_region: str
     clip_max_seconds: int
     report_valid_days: int
+    work_days: str
+    work_start_minute: int
+    work_end_minute: int
+    slot_minutes: int
     created_at: dt.datetime
     webhooks: dict[str, str] = Field(
         default_factory=dict,
@@ -43,6 +47,15 @@ class TenantUpdate(BaseModel):
         default=None, ge=5, le=600, description="Clips longer than this are trimmed at upload.")
     report_valid_days: int | None = Field(
         default=None, ge=1, le=3650, description="How long a report page stays open.")
+    work_days: str | None = Field(
+        default=None, pattern=r"^[1-7]{1,7}$", examples=["123456"],
+        description="Working days as ISO weekday digits (1 = Monday … 7 = Sunday).")
+    work_start_minute: int | None = Field(
+        default=None, ge=0, le=24 * 60, description="Start of the working day (minutes).")
+    work_end_minute: int | None = Field(
+        default=None, ge=0, le=24 * 60, description="End of the working day (minutes).")
+    slot_minutes: int | None = Field(default=None, ge=30, le=12 * 60,
+                                     description="Length of one bookable visit.")
 
 
 class ApiKeyCreate(BaseModel):

@@ -66,18 +66,21 @@ def tenant_for_hook_key(*, session: Session, key: str) -> Tenant | None:
     return session.get(Tenant, int(tenant_id))
 
 
-def update_tenant(*, session: Session, tenant: Tenant, name: str | None = None,
-                  timezone: str | None = None, clip_max_seconds: int | None = None,
-                  report_valid_days: int | None = None) -> Tenant:
-    """Change a company's settings; ``None`` leaves a setting as it is."""
-    if name is not None:
-        tenant.name = name.strip()
-    if timezone is not None:
-        tenant.timezone = check_timezone(timezone)
-    if clip_max_seconds is not None:
-        tenant.clip_max_seconds = clip_max_seconds
-    if report_valid_days is not None:
-        tenant.report_valid_days = report_valid_days
+def update_tenant(*, session: Session, tenant: Tenant, **changes: object) -> Tenant:
+    """Change a company's settings (``TenantUpdate``'s fields); ``None`` leaves one as it is."""
+    for attr, value in changes.items():
+        if value is None:
+            continue
+        if attr == "timezone":
+            value = check_timezone(str(value))
+        elif attr == "name":
+            value = str(value).strip()
+        elif attr == "work_days":
+            value = "".join(sorted(set(str(value))))
+        setattr(tenant, attr, value)
+    if tenant.work_start_minute + tenant.slot_minutes > tenant.work_end_minute:
+        raise Invalid("The working day must start before it ends and hold at least one visit "
+                      "slot (e.g. 08:00 to 18:00 with 120-minute slots).")
     session.flush()
     return tenant
 

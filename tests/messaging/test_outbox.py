@@ -259,7 +259,7 @@ def test_embedded_worker_dispatches_and_sends(sqlite_database):
     try:
         with worker.EmbeddedWorker(beat=False):
             worker.send(__import__("messaging.tasks").tasks.dispatch_due)
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 with sqlite_database.sessionmaker() as session:
                     status = session.get(Message, message_id).status

@@ -28,6 +28,7 @@ import secrets
 import socket
 import struct
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -95,12 +96,15 @@ class FakeTwilio:
         auth_token: str | None = None,
         from_number: str = "+15005550006",
         opted_out: set[str] | None = None,
+        latency: float = 0.0,
     ) -> None:
         self.account_sid = account_sid or "AC" + secrets.token_hex(16)
         self.auth_token = auth_token or secrets.token_hex(16)
         self.from_number = from_number
         self.messaging_service_sid = "MG" + secrets.token_hex(16)
         self.opted_out: set[str] = set(opted_out or ())
+        # Seconds each answer takes, as a real API's round trip does (benchmarks only).
+        self.latency = latency
         self.received: list[ReceivedRequest] = []
         self.accepted: list[ReceivedRequest] = []
         self._plan: deque[_Misbehaviour] = deque()
@@ -332,6 +336,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.twilio
         with fake._lock:
             fake.received.append(request)
+        if fake.latency:
+            time.sleep(fake.latency)
         step = fake._next_step()
 
         if step is not None and step.kind == "error":

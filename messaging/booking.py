@@ -1,0 +1,243 @@
+"""Short links and bookings: from a tap on ``/b/{token}`` or a "1" reply to a visit on the calendar.
+
+A ``ShortLink`` is made for each (customer, cause) a message is sent for — a visit report,
+a campaign — and its token is the only thing in the URL. Opening it counts a click; the
+page offers free slots from the company's working hours; picking one makes a ``Booking``
+that carries the link, the message and the cause with it, so conversion can be counted
+per report and per campaign. A "1" reply makes a booking without a time: staff call back.
+
+Free slots: the company's working days and hours in its own time zone, cut into visits of
+``slot_minutes``, from the next full hour after now + ``LEAD_TIME`` for ``HORIZON_DAYS``
+days; a slot is free while it holds fewer requested or confirmed bookings than the company
+has active staff (at least one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from customers.models import Customer
+from huifang.errors import Conflict, Invalid, NotFound
+from huifang.settings import get_settings
+from media import report as reports
+from messaging.models import (
+    BOOKING_STATES,
+    CONFIRMED,
+    DECLINED,
+    REQUESTED,
+    Booking,
+    InboundMessage,
+    Message,
+    ShortLink,
+)
+from messaging.service import schedule
+from tenancy.models import Tenant
+from visits import service_types
+from visits.models import Staff, Visit
+
+HORIZON_DAYS = 14
+LEAD_TIME = dt.timedelta(hours=12)  # nobody can be sent out sooner than that
+MAX_NOTE = 500
+
+
+def _token() -> str:
+    return secrets.token_urlsafe(12)  # 96 bits: unguessable, short enough for an SMS
+
+
+def link_for(*, session: Session, tenant: Tenant, customer: Customer, source_type: str,
+             source_id: str, now: dt.datetime, service_type: str | None = None,
+             message_id: int | None = None) -> ShortLink:
+    """The customer's booking link for this cause, made once."""
+    link = session.scalars(select(ShortLink).where(
+        ShortLink.tenant_id == tenant.id, ShortLink.customer_id == customer.id,
+        ShortLink.source_type == source_type, ShortLink.source_id == source_id)).first()
+    if link is None:
+        link = ShortLink(tenant_id=tenant.id, token=_token(), customer_id=customer.id,
+                         source_type=source_type, source_id=source_id,
+                         service_type=service_type, message_id=message_id, created_at=now)
+        session.add(link)
+        session.flush()
+    elif message_id is not None and link.message_id is None:
+        link.message_id = message_id
+    return link
+
+
+def url(link: ShortLink) -> str:
+    return f"{get_settings().public_url}/b/{link.token}"
+
+
+def resolve(*, session: Session, token: str, now: dt.datetime) -> ShortLink | None:
+    """The link behind ``/b/{token}``: a short link, or a visit report's own token.
+
+    A report page's Book button carries the report's token; it stands for the customer's
+    link for that visit report (made on first use), so its bookings count for the report.
+    An expired report's token books nothing.
+    """
+    if not (8 <= len(token) <= 32) or not token.replace("-", "").replace("_", "").isalnum():
+        return None
+    link = session.scalars(select(ShortLink).where(ShortLink.token == token)).first()
+    if link is not None:
+        return link
+    report = reports.by_token(session=session, token=token)
+    if report is None or reports.is_expired(report, now=now):
+        return None
+    visit = session.get(Visit, report.visit_id)
+    tenant = session.get(Tenant, report.tenant_id)
+    customer = session.get(Customer, visit.customer_id) if visit is not None else None
+    if visit is None or tenant is None or customer is None:
+        return None
+    return link_for(session=session, tenant=tenant, customer=customer,
+                    source_type="visit_report", source_id=str(visit.id),
+                    service_type=visit.service_type, now=now)
+
+
+def click(*, session: Session, link: ShortLink, now: dt.datetime) -> None:
+    """Count an opening of the link (every one; the first is kept apart)."""
+    link.clicks += 1
+    link.first_clicked_at = link.first_clicked_at or now
+    link.last_clicked_at = now
+    session.flush()
+
+
+def _capacity(session: Session, tenant_id: int) -> int:
+    staff = session.scalar(select(func.count()).select_from(Staff).where(
+        Staff.tenant_id == tenant_id, Staff.active.is_(True))) or 0
+    return max(1, int(staff))
+
+
+def _slots(tenant: Tenant, now: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    zone = ZoneInfo(tenant.timezone)
+    earliest = now + LEAD_TIME
+    local_today = now.astimezone(zone).date()
+    length = dt.timedelta(minutes=tenant.slot_minutes)
+    slots = []
+    for offset in range(HORIZON_DAYS + 1):
+        day = local_today + dt.timedelta(days=offset)
+        if str(day.isoweekday()) not in tenant.work_days:
+            continue
+        minute = tenant.work_start_minute
+        while minute + tenant.slot_minutes <= tenant.work_end_minute:
+            start = dt.datetime(day.year, day.month, day.day, minute // 60, minute % 60,
+                                tzinfo=zone).astimezone(dt.UTC)
+            if start >= earliest:
+                slots.append((start, start + length))
+            minute += tenant.slot_minutes
+    return slots
+
+
+def free_slots(*, session: Session, tenant: Tenant, now: dt.datetime
+               ) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Bookable visits in the coming two weeks, as aware UTC (start, end) pairs."""
+    slots = _slots(tenant, now)
+    if not slots:
+        return []
+    taken: dict[dt.datetime, int] = {}
+    for start in session.scalars(select(Booking.slot_start).where(
+            Booking.tenant_id == tenant.id, Booking.status.in_((REQUESTED, CONFIRMED)),
+            Booking.slot_start >= slots[0][0], Booking.slot_start <= slots[-1][0])):
+        if start is not None:
+            key = start.astimezone(dt.UTC)
+            taken[key] = taken.get(key, 0) + 1
+    capacity = _capacity(session, tenant.id)
+    return [(start, end) for start, end in slots if taken.get(start, 0) < capacity]
+
+
+def book(*, session: Session, link: ShortLink, slot_start: dt.datetime, note: str | None,
+         now: dt.datetime) -> Booking:
+    """The customer picked a time on the booking page; 409 when it is no longer free."""
+    tenant = session.get(Tenant, link.tenant_id)
+    assert tenant is not None
+    note = (note or "").strip() or None
+    if note is not None and len(note) > MAX_NOTE:
+        raise Invalid(f"Please keep the note under {MAX_NOTE} characters.")
+    # Serialise bookings of one company (SQLite holds its write lock already), so two
+    # customers cannot both take the last place in a slot.
+    session.get(Tenant, tenant.id, with_for_update=True)
+    wanted = slot_start.astimezone(dt.UTC)
+    match = [slot for slot in free_slots(session=session, tenant=tenant, now=now)
+             if slot[0] == wanted]
+    if not match:
+        raise Conflict("That time is no longer free; please pick another one.")
+    start, end = match[0]
+    message = session.get(Message, link.message_id) if link.message_id else None
+    booking = Booking(tenant_id=tenant.id, customer_id=link.customer_id,
+                      service_type=link.service_type, slot_start=start, slot_end=end,
+                      note=note, status=REQUESTED, channel="page", link_id=link.id,
+                      message_id=message.id if message else None,
+                      source_type=link.source_type, source_id=link.source_id)
+    session.add(booking)
+    session.flush()
+    return booking
+
+
+def book_from_reply(*, session: Session, reply: InboundMessage, now: dt.datetime
+                    ) -> Booking | None:
+    """A "1" / 预约 reply: a booking without a time, tied to the message it answered."""
+    if reply.tenant_id is None or reply.customer_id is None:
+        return None
+    replied_to = session.get(Message, reply.in_reply_to_id) if reply.in_reply_to_id else None
+    booking = Booking(tenant_id=reply.tenant_id, customer_id=reply.customer_id,
+                      status=REQUESTED, channel="reply", inbound_id=reply.id,
+                      note=reply.body[:MAX_NOTE],
+                      message_id=replied_to.id if replied_to else None,
+                      source_type=replied_to.source_type if replied_to else None,
+                      source_id=replied_to.source_id if replied_to else None)
+    session.add(booking)
+    session.flush()
+    return booking
+
+
+def get_booking(*, session: Session, tenant_id: int, booking_id: int) -> Booking:
+    booking = session.get(Booking, booking_id)
+    if booking is None or booking.tenant_id != tenant_id:
+        raise NotFound("There is no such booking.")
+    return booking
+
+
+def list_bookings(*, session: Session, tenant_id: int, status: str | None = None,
+                  limit: int = 200) -> list[Booking]:
+    query = select(Booking).where(Booking.tenant_id == tenant_id)
+    if status is not None:
+        if status not in BOOKING_STATES:
+            raise Invalid(f"status must be one of {', '.join(BOOKING_STATES)}.")
+        query = query.where(Booking.status == status)
+    return list(session.scalars(query.order_by(Booking.created_at.desc(), Booking.id.desc())
+                                .limit(limit)))
+
+
+def when_text(tenant: Tenant, start: dt.datetime) -> str:
+    local = start.astimezone(ZoneInfo(tenant.timezone))
+    weekday = "一二三四五六日"[local.weekday()]
+    return f"{local:%m月%d日}（周{weekday}）{local:%H:%M}"
+
+
+def answer(*, session: Session, tenant: Tenant, booking_id: int, status: str,
+           now: dt.datetime) -> tuple[Booking, int | None]:
+    """Staff confirm or decline a request; the customer is told once. Returns the message id."""
+    if status not in (CONFIRMED, DECLINED):
+        raise Invalid("Answer a booking with confirmed or declined.")
+    booking = get_booking(session=session, tenant_id=tenant.id, booking_id=booking_id)
+    if booking.status != REQUESTED:
+        if booking.status == status:
+            return booking, None
+        raise Conflict(f"This booking is already {booking.status}.")
+    booking.status, booking.answered_at = status, now
+    customer = session.get(Customer, booking.customer_id)
+    assert customer is not None
+    service = service_types.label(booking.service_type) if booking.service_type else "上门服务"
+    if status == CONFIRMED and booking.slot_start is not None:
+        body = f"您预约的{service}已确认：{when_text(tenant, booking.slot_start)}，届时上门。"
+    elif status == CONFIRMED:
+        body = f"您预约的{service}已收到，我们会尽快致电与您确认上门时间。"
+    else:
+        body = f"抱歉，您预约的{service}时间已满，我们会尽快致电为您另约时间。"
+    message, new = schedule(session=session, tenant=tenant, customer=customer, channel="sms",
+                            category="service", source_type=f"booking_{status}",
+                            source_id=str(booking.id), body=body, due_at=now)
+    session.flush()
+    return booking, message.id if new else None
