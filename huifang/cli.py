@@ -285,6 +285,9 @@ def demo() -> None:
 
         console.print("sample photos, watermarked — check one at "
                       f"{url}/v/{format_code(result.photos[-1].verification_code)}")
+    if result.report_url:
+        console.print(f"the first visit's report (photos, recap video, booking): "
+                      f"{result.report_url}")
     console.print(f"open {url}/docs and click Authorize, then paste the key;")
     console.print(f"or try: curl -H 'Authorization: Bearer {result.api_key}' {url}/v1/customers")
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,7 +13,8 @@ from sqlalchemy.orm import Session
 from customers import service as customers
 from customers.importer import ImportedRow
 from huifang.db import utcnow
-from media import samples
+from media import recaps, samples
+from media import report as reports
 from media import service as media
 from media.models import Media
 from media.upload import stage_bytes
@@ -49,6 +52,7 @@ class DemoResult:
     staff: int
     visits: int
     photos: list[Media]
+    report_url: str | None = None
 
 
 def seed(*, session: Session) -> DemoResult:
@@ -96,8 +100,28 @@ def seed(*, session: Session) -> DemoResult:
         select(Visit).where(Visit.tenant_id == tenant.id).order_by(Visit.id)).first()
     assert first_visit is not None
     photos = _sample_photos(session=session, tenant=tenant, visit=first_visit)
+    report_url = _sample_report(session=session, tenant=tenant, visit=first_visit)
     return DemoResult(tenant=tenant, api_key=key, customers=len(customer_ids),
-                      staff=len(staff), visits=count, photos=photos)
+                      staff=len(staff), visits=count, photos=photos, report_url=report_url)
+
+
+def _sample_report(*, session: Session, tenant: Tenant, visit: Visit) -> str:
+    """A clip and a work-report photo for the first visit, then its report and recap video."""
+    with tempfile.TemporaryDirectory(prefix="huifang-demo-") as work:
+        clip = Path(work) / "during.mp4"
+        samples.room_clip(clip, seconds=4, size=(960, 540), seed=1)
+        for data, phase, name in ((clip.read_bytes(), "during", "demo-during.mp4"),
+                                  (samples.room_photo(clean=True, seed=9, size=(900, 1200)),
+                                   "staff_report", "demo-staff-report.jpg")):
+            staged = stage_bytes(data, fields={"phase": phase, "area": "客厅"}, filename=name)
+            made, _ = media.accept_upload(session=session, tenant=tenant, visit_id=visit.id,
+                                          staged=staged)
+            media.process_media(session=session, media_id=made.id)
+        built, _ = reports.build_report(session=session, tenant=tenant, visit_id=visit.id)
+        job = recaps.recap_job(session=session, report_id=built.id)
+        if job is not None:
+            recaps.record(session=session, job=job, made=recaps.make(job, workdir=Path(work)))
+    return reports.page_url(built)
 
 
 def _sample_photos(*, session: Session, tenant: Tenant, visit: Visit) -> list[Media]:

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from huifang.cli import app
 from huifang.demo import DEMO_NAME
 from huifang.settings import get_settings
+from media.models import Report
 from tenancy.models import Tenant
 
 runner = CliRunner()
@@ -60,6 +61,10 @@ def test_demo_seeds_and_can_run_again(cli_db):
     first = runner.invoke(app, ["demo"])
     assert first.exit_code == 0, first.output
     assert "20 customers, 3 staff, 5 visits" in first.output
+    assert "/r/" in first.output  # the first visit's report, with its recap video
+    with cli_db.sessionmaker() as session:
+        report = session.scalars(select(Report)).one()
+        assert report.recap_bytes and report.recap_duration <= 30
     again = runner.invoke(app, ["demo"])
     assert again.exit_code == 0, again.output
     assert "20 customers, 3 staff, 5 visits" in again.output  # refreshed, not doubled
