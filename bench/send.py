@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from compliance import service as compliance
 from customers import service as customers
 from customers.importer import ImportedRow
 from huifang.db import Database, utcnow
@@ -60,6 +61,10 @@ def prepare(database: Database, count: int) -> list[int]:
     """A company, ``count`` customers and one due service message each."""
     with database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="压测家政", signature="压测家政")
+        # Send at any hour: the bench measures the pipeline, not the customers' quiet hours.
+        compliance.update_policy(session=session, tenant_id=tenant.id,
+                                 changes={"window_start_minute": 0,
+                                          "window_end_minute": 24 * 60})
         rows = [ImportedRow(line=i + 2, name=f"客户{i}", phone=f"139{i:08d}")
                 for i in range(count)]
         customers.upsert_rows(session=session, tenant=tenant, rows=rows)
