@@ -22,14 +22,11 @@ import cProfile
 import csv
 import io
 import pstats
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 
-from sqlalchemy import create_engine, func, insert, select, text
-from sqlalchemy.engine import make_url
+from scratch import scratch_database
+from sqlalchemy import func, insert, select
 
 from customers.importer import read_customer_file
 from customers.models import Customer, CustomerTag
@@ -40,38 +37,8 @@ from huifang.migrate import upgrade
 from tenancy import service as tenancy
 from tenancy.models import Tenant
 
-SCRATCH_DATABASE = "huifang_bench_import"
 HEADER = ["姓名", "手机号", "地区", "城市", "标签", "备注"]
 PLACES = [("上海", "浦东新区"), ("浙江", "杭州"), ("广东", "深圳"), ("北京", "朝阳区")]
-
-
-@contextmanager
-def scratch_database(url: str | None) -> Iterator[str]:
-    """The URL of an empty database that is gone afterwards."""
-    if url is None:
-        with tempfile.TemporaryDirectory(prefix="huifang-bench-") as directory:
-            yield f"sqlite:///{Path(directory) / 'bench.db'}"
-        return
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "postgresql":
-        raise SystemExit("--database takes a PostgreSQL server URL; leave it out for SQLite")
-    admin = create_engine(parsed, isolation_level="AUTOCOMMIT")
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": SCRATCH_DATABASE})
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH_DATABASE}"'))
-
-    drop()
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{SCRATCH_DATABASE}"'))
-    try:
-        yield parsed.set(database=SCRATCH_DATABASE).render_as_string(hide_password=False)
-    finally:
-        drop()
-        admin.dispose()
 
 
 def customer_list(rows: int) -> bytes:
@@ -174,7 +141,7 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.rows <= 99_999_999:
         parser.error("--rows must be between 1 and 99,999,999")
-    with scratch_database(args.database) as url:
+    with scratch_database(args.database, "huifang_bench_import") as url:
         run(url, args.rows, args.profile)
 
 

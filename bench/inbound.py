@@ -23,16 +23,18 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from twilio.request_validator import RequestValidator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scratch import scratch_database
 
 from compliance.models import Suppression
 from customers import service as customers
@@ -41,26 +43,8 @@ from huifang.db import Database, read_only_connection
 from huifang.migrate import upgrade
 from tenancy import service as tenancy
 
-SCRATCH = "huifang_bench_inbound"
 TOKEN = "bench-auth-token-0123456789abcdef"
 PATH = "/hooks/twilio/inbound"
-
-
-def scratch_database(url: str | None) -> tuple[str, object]:
-    if not url:
-        directory = tempfile.mkdtemp(prefix="huifang-bench-")
-        return f"sqlite:///{directory}/inbound.db", lambda: None
-    admin = create_engine(make_url(url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH}" (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{SCRATCH}"'))
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH}" (FORCE)'))
-        admin.dispose()
-
-    return make_url(url).set(database=SCRATCH).render_as_string(hide_password=False), drop
 
 
 def free_port() -> int:
@@ -147,24 +131,21 @@ def main() -> None:
     parser.add_argument("--redis", help="Redis URL (distributed mode); default embedded")
     args = parser.parse_args()
     count = int(args.rate * args.seconds)
-    url, drop = scratch_database(args.database)
-    server = None
-    try:
+    with scratch_database(args.database, "huifang_bench_inbound") as url:
         upgrade(url)
         phones = prepare(url, count + 20)
         port = free_port()
         server = start_server(url, port, args.redis)
-        database = Database(url)
-        # Warm up: connections, the first request's imports.
-        asyncio.run(drive(port, phones[count:], 20, database))
-        latencies, early, elapsed = asyncio.run(drive(port, phones[:count], args.rate,
-                                                      database))
-        database.dispose()
-    finally:
-        if server is not None:
+        try:
+            database = Database(url)
+            # Warm up: connections, the first request's imports.
+            asyncio.run(drive(port, phones[count:], 20, database))
+            latencies, early, elapsed = asyncio.run(drive(port, phones[:count], args.rate,
+                                                          database))
+            database.dispose()
+        finally:
             server.terminate()
             server.wait(timeout=30)
-        drop()  # type: ignore[operator]
     ms = sorted(x * 1000 for x in latencies)
     quantiles = statistics.quantiles(ms, n=100, method="inclusive")
     backend = make_url(url).get_backend_name()

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scratch import scratch_database
 
 from compliance import service as compliance
 from customers import service as customers
@@ -36,25 +37,6 @@ from messaging.models import Message
 from messaging.providers.twilio import TwilioProvider
 from tenancy import service as tenancy
 from tests.messaging.twilio_fake import FakeTwilio
-
-SCRATCH = "huifang_bench_send"
-
-
-def scratch_database(url: str | None) -> tuple[str, object]:
-    if not url:
-        directory = tempfile.mkdtemp(prefix="huifang-bench-")
-        return f"sqlite:///{directory}/send.db", lambda: None
-    admin = create_engine(make_url(url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH}"'))
-        connection.execute(text(f'CREATE DATABASE "{SCRATCH}"'))
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH}" (FORCE)'))
-        admin.dispose()
-
-    return make_url(url).set(database=SCRATCH).render_as_string(hide_password=False), drop
 
 
 def prepare(database: Database, count: int) -> list[int]:
@@ -128,8 +110,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2,
                         help="threads for both the pipeline and the bare loop (default 2)")
     args = parser.parse_args()
-    url, drop = scratch_database(args.database)
-    try:
+    with scratch_database(args.database, "huifang_bench_send") as url:
         upgrade(url)
         database = Database(url)
         ids = prepare(database, args.messages)
@@ -145,8 +126,6 @@ def main() -> None:
             ours = time.perf_counter() - started
             provider.close()
         database.dispose()
-    finally:
-        drop()  # type: ignore[operator]
     assert sent == len(ids), f"only {sent} of {len(ids)} sent"
     backend = make_url(url).get_backend_name()
     print(f"backend: {backend}; {len(ids)} service messages to a loopback Twilio fake "

@@ -198,7 +198,6 @@ def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.da
         return message
     assert verdict.text is not None
     message.text = verdict.text
-    message.attempts += 1
     message.provider = provider.name
     outbound = OutboundMessage(
         message_id=message.id, to=customer.phone, body=verdict.text,
@@ -213,6 +212,7 @@ def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.da
         transition(session=session, message=message, status=DEFERRED, now=now,
                    reason=RATE_LIMITED, detail="The provider's send rate was full; retrying.")
         return message
+    message.attempts += 1  # a provider call: waiting for a rate slot was not an attempt
     try:
         result = provider.send(outbound)
     except RecipientOptedOut as exc:
