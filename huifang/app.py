@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import huifang
+from campaigns.api import router as campaigns_router
 from compliance.api import router as compliance_router
 from customers.api import router as customers_router
 from huifang import ops
@@ -82,7 +83,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
 
     v1 = APIRouter(prefix="/v1")
     for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
-                   compliance_router, messaging_router):
+                   compliance_router, messaging_router, campaigns_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)

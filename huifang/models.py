@@ -1,5 +1,6 @@
 """Every domain's models, imported so that ``Base.metadata`` (and Alembic) sees all tables."""
 
+from campaigns.models import Campaign, CampaignOccurrence, PlumRainOnset
 from compliance.models import (
     ComplianceDecision,
     CompliancePolicy,
@@ -18,6 +19,8 @@ from visits.models import Staff, Visit
 __all__ = [
     "ApiKey",
     "Base",
+    "Campaign",
+    "CampaignOccurrence",
     "ComplianceDecision",
     "CompliancePolicy",
     "ConsentRecord",
@@ -27,6 +30,7 @@ __all__ = [
     "Media",
     "Message",
     "MessageEvent",
+    "PlumRainOnset",
     "Rendition",
     "Staff",
     "Suppression",

@@ -196,6 +196,16 @@ BEAT_SCHEDULE["purge-expired-consents"] = {
     "schedule": timedelta(days=1),
     "options": {"queue": "default", "expires": 3600},
 }
+BEAT_SCHEDULE["materialize-campaign-occurrences"] = {
+    "task": "campaigns.tasks.materialize_occurrences",
+    "schedule": timedelta(minutes=10),
+    "options": {"queue": "default", "expires": 540},
+}
+BEAT_SCHEDULE["hand-off-due-occurrences"] = {
+    "task": "campaigns.tasks.hand_off_due_occurrences",
+    "schedule": timedelta(minutes=1),
+    "options": {"queue": "default", "expires": 55},
+}
 BEAT_SCHEDULE["requeue-stuck-media"] = {
     "task": "media.tasks.requeue_stuck_media",
     "schedule": timedelta(minutes=1),
@@ -207,6 +217,7 @@ configure(get_settings())
 
 def load_tasks() -> None:
     """Import every module that defines tasks, so workers know them by name."""
+    import campaigns.tasks  # noqa: F401
     import compliance.tasks  # noqa: F401
     import huifang.ops  # noqa: F401
     import media.tasks  # noqa: F401

@@ -12,10 +12,14 @@ import datetime as dt
 import re
 
 import pytest
+from sqlalchemy import select
 
+from campaigns import service as campaigns
 from customers import service as customers
 from media.models import Media
+from messaging import inbound
 from messaging import service as outbox
+from messaging.models import Booking
 from visits import service as visits
 
 # Collection routes (no id in the path) and how to check them.
@@ -28,9 +32,20 @@ COLLECTION_ROUTES = {
     ("GET", "/v1/watermark"), ("PUT", "/v1/watermark"), ("PUT", "/v1/watermark/logo"),
     ("GET", "/v1/consents/export"), ("GET", "/v1/compliance/policy"),
     ("PUT", "/v1/compliance/policy"), ("GET", "/v1/messages"),
+    ("GET", "/v1/replies"), ("POST", "/v1/replies/simulate"), ("GET", "/v1/keyword-rules"),
+    ("POST", "/v1/keyword-rules"), ("GET", "/v1/bookings"), ("GET", "/v1/service-recovery"),
+    ("GET", "/v1/care-advice"), ("PUT", "/v1/care-advice/{service_type}"),
+    ("DELETE", "/v1/care-advice/{service_type}"), ("GET", "/v1/report-offers"),
+    ("PUT", "/v1/report-offers/{month}"), ("DELETE", "/v1/report-offers/{month}"),
+    ("GET", "/v1/campaigns"), ("POST", "/v1/campaigns"), ("GET", "/v1/campaign-presets"),
+    ("GET", "/v1/reports/retention"), ("GET", "/v1/plum-rain"), ("PUT", "/v1/plum-rain"),
 }
+# Path words that name something in the caller's own company (a service code, a month),
+# not another object: routes with only these are walked as collections.
+OWN_NAME_PARAMS = {"service_type", "month"}
 PATCH_BODIES = {"customer_id": {"name": "改名"}, "staff_id": {"name": "改名"},
-                "visit_id": {"notes": "改了"}}
+                "visit_id": {"notes": "改了"}, "reply_id": {"state": "handled"},
+                "booking_id": {"status": "confirmed"}, "campaign_id": {"name": "改名"}}
 # POST bodies that would succeed on one's own object, keyed by the path's last word.
 POST_BODIES = {"consents": {"source": "in_person", "evidence": "x"},
                "revoke": {"source": "api"}, "opt-out": {"detail": "x"}}
@@ -58,8 +73,18 @@ def b_objects(session, other_account):
                                  channel="sms", category="service", source_type="visit_report",
                                  source_id=str(visit.id), body="B的报告",
                                  due_at=dt.datetime.now(dt.UTC))
+    reply = inbound.receive(session=session, provider="console", provider_message_id="b-1",
+                            phone=customer.phone, text="1", tenant=tenant,
+                            now=dt.datetime.now(dt.UTC)).replies[0]
+    rule = inbound.add_keyword(session=session, tenant_id=tenant.id, route="opt_out",
+                               kind="exact", value="B的退", now=dt.datetime.now(dt.UTC))
+    request = session.scalars(select(Booking).where(Booking.tenant_id == tenant.id)).one()
+    campaign = campaigns.create_campaign(session=session, tenant=tenant, name="B的活动",
+                                         preset="ac_filter_quarterly")
     return {"customer_id": customer.id, "staff_id": staff.id, "visit_id": visit.id,
-            "key_id": key_id, "media_id": media.id, "message_id": message.id}
+            "key_id": key_id, "media_id": media.id, "message_id": message.id,
+            "reply_id": reply.id, "rule_id": rule.id, "booking_id": request.id,
+            "campaign_id": campaign.id}
 
 
 def _v1_routes(app):
@@ -76,7 +101,7 @@ def test_every_route_with_an_id_answers_404_for_another_company(
     walked = 0
     collections = set()
     for method, template in _v1_routes(app):
-        params = re.findall(r"{(\w+)}", template)
+        params = [p for p in re.findall(r"{(\w+)}", template) if p not in OWN_NAME_PARAMS]
         if not params:
             collections.add((method, template))
             assert (method, template) in COLLECTION_ROUTES, (
@@ -116,6 +141,8 @@ def test_collections_show_only_ones_own_rows(client, account, other_account, b_o
     for path in ("/v1/customers", "/v1/staff", "/v1/visits"):
         page = client.get(path, headers=account.headers).json()
         assert page["total"] == 0 and page["items"] == [], path
+    for path in ("/v1/replies", "/v1/bookings", "/v1/keyword-rules"):
+        assert client.get(path, headers=account.headers).json() == [], path
     client.put("/v1/watermark", headers=account.headers, json={"position": "top-right"})
     assert client.get("/v1/watermark", headers=other_account.headers).json()["position"] == (
         "bottom-left")

@@ -1,0 +1,242 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MmsVariant(BaseModel):
+    """The MMS version of the message; sent when the provider carries MMS and a picture is set."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str | None = Field(default=None, max_length=40, examples=["空调滤网该清洗了"])
+    body: str = Field(min_length=1, max_length=4000)
+    image_media_id: int | None = Field(
+        default=None, description="A photo uploaded to a visit; its MMS rendition is sent.")
+    image_url: str | None = Field(default=None, max_length=500,
+                                  description="Or an https:// picture the provider fetches.")
+
+
+class CampaignCreate(BaseModel):
+    """A campaign from scratch (rule and template) or from a preset (the rest overrides it)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    preset: str | None = Field(default=None, max_length=64, examples=["ac_filter_quarterly"])
+    rule: dict[str, Any] | None = Field(
+        default=None, examples=[{"kind": "cadence", "service_type": "ac_cleaning",
+                                 "every_days": 90, "catch_up_days": 14}])
+    audience: dict[str, Any] | None = Field(
+        default=None, examples=[{"regions": ["上海"], "service_types": ["ac_cleaning"]}])
+    template: str | None = Field(default=None, max_length=4000)
+    mms: MmsVariant | None = None
+    service_type: str | None = Field(default=None, max_length=64)
+
+
+class CampaignUpdate(BaseModel):
+    """Fields left out stay as they are; a new rule, audience or text makes a new version."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    rule: dict[str, Any] | None = None
+    audience: dict[str, Any] | None = None
+    template: str | None = Field(default=None, max_length=4000)
+    mms: MmsVariant | None = None
+    service_type: str | None = Field(default=None, max_length=64)
+
+
+class CampaignRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    preset: str | None
+    rule: dict[str, Any]
+    rule_text: str = Field(description="The rule in one line.")
+    audience: dict[str, Any]
+    service_type: str | None
+    template: str
+    mms: dict[str, Any] | None
+    category: str
+    status: str
+    version: int
+    activated_at: dt.datetime | None
+    paused_at: dt.datetime | None
+    materialized_at: dt.datetime | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class CampaignPage(BaseModel):
+    items: list[CampaignRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class PresetMms(BaseModel):
+    subject: str
+    body: str
+    image_hint: str
+
+
+class PresetRead(BaseModel):
+    name: str
+    title: str
+    description: str
+    rule: dict[str, Any]
+    rule_text: str
+    service_types: list[str]
+    regions: list[str] = Field(description="Where it makes sense; a suggestion for the audience.")
+    audience: str
+    category: str
+    sms_body: str
+    mms: PresetMms
+
+
+class PreviewRequest(BaseModel):
+    customer_ids: list[int] = Field(
+        default_factory=list, max_length=10,
+        description="Customers to preview; by default a few the campaign reaches.")
+
+
+class SampleCustomerRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    phone: str
+    region: str | None
+    reachable: bool
+    why_not: str | None
+
+
+class AudienceCounts(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    matched: int = Field(description="Customers the filters and the rule select.")
+    opted_out: int = Field(description="Of those, opted out: nothing may be sent.")
+    without_consent: int = Field(description="Not opted out, but no marketing consent.")
+    reachable: int = Field(description="Who will be scheduled.")
+    sample: list[SampleCustomerRead]
+
+
+class LintFindingRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    part: str = Field(description="sms (the template) or mms (the MMS variant)")
+    code: str
+    severity: str
+    message: str
+    hint: str
+
+
+class RenderedRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    body: str = Field(description="The template filled in for the customer.")
+    text: str = Field(description="What the customer receives: signature, body, footer.")
+    chars: int
+
+
+class MessagePreviewRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    customer_id: int
+    name: str
+    sms: RenderedRead | None
+    mms: RenderedRead | None
+    problem: str | None
+
+
+class OccurrenceRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    local_date: dt.date
+    due_at: dt.datetime
+    basis: str
+    late_by_days: int
+    caught_up: bool
+    skipped: int
+    reason: str | None
+
+
+class ScheduleRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    customer_id: int
+    name: str
+    timezone: str
+    occurrences: list[OccurrenceRead]
+
+
+class CampaignPreviewRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    audience: AudienceCounts
+    lint: list[LintFindingRead]
+    can_activate: bool
+    messages: list[MessagePreviewRead]
+    schedules: list[ScheduleRead]
+
+
+class LintRefusal(BaseModel):
+    """422 from activation: the sentence, and every finding with what to do about it."""
+
+    detail: str
+    findings: list[LintFindingRead]
+
+
+class CampaignResultsRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    campaign_id: int
+    name: str
+    status: str
+    version: int
+    occurrences: dict[str, int]
+    cancelled: dict[str, int]
+    scheduled: int
+    waiting: int
+    sent: int
+    delivered: int
+    failed: int
+    deferred: int
+    unknown: int
+    suppressed: dict[str, int]
+    customers_sent: int
+    clicked: int
+    clicks: int
+    booked: int
+    customers_booked: int
+    conversion: float | None = Field(description="Customers who booked per customer sent to, %.")
+
+
+class RetentionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    since: dt.date
+    until: dt.date
+    lookback_days: int
+    active_at_start: int
+    lost: int
+    retained: int
+    retention_rate: float | None
+    served: int
+    repeat_customers: int
+    repeat_purchase_rate: float | None
+    new_customers: int
+    second_service: int
+    second_service_conversion: float | None
+
+
+class PlumRainTable(BaseModel):
+    """入梅 dates by region and year, e.g. {"上海": {"2026": "2026-06-15"}}."""
+
+    table: dict[str, dict[int, dt.date]]
+
+
+class PlumRainRead(PlumRainTable):
+    fallback: str = Field(description="Where the table has no date: the almanac rule.")
+    traditional: dict[int, dt.date] = Field(description="The almanac rule's dates, this year "
+                                                        "and next.")
