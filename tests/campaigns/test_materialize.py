@@ -8,7 +8,7 @@ import random
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from campaigns import rules
 from campaigns import service as campaigns
@@ -472,3 +472,21 @@ def test_the_mms_variant_goes_when_the_provider_carries_mms(session, shop) -> No
     assert (message.channel, message.media_urls) == ("sms", [])
     name = session.get(Customer, message.customer_id).name
     assert message.body.startswith(f"{name}您好，预约：http") and "/b/" in message.body
+
+
+def test_chunk_statements_are_never_prepared_so_each_chunk_is_planned_with_its_bounds(
+        session, shop, backend) -> None:
+    """At a million customers a prepared chunk statement got a generic plan at chunk 12 that
+    ignored the bounds and did not finish (BENCHMARKS.md, Fan-out)."""
+    if backend != "postgresql":
+        pytest.skip("server-side prepared statements and generic plans are PostgreSQL's")
+    for days in range(60, 72):
+        shop.customer(visits_=(("ac_cleaning", NOW_MARCH - dt.timedelta(days=days)),))
+    campaign = shop.campaign(AC_90, activated_at=NOW_MARCH)
+    raw = session.connection().connection.dbapi_connection
+    threshold = raw.prepare_threshold
+    made = campaigns.materialize(session=session, now=NOW_MARCH, chunk=1)  # a chunk each
+    assert made == {campaign.id: 12}
+    prepared = session.scalars(text("SELECT statement FROM pg_prepared_statements")).all()
+    assert not [s for s in prepared if "INSERT INTO campaign_occurrences" in s]
+    assert raw.prepare_threshold == threshold  # the connection is given back as it was
