@@ -25,12 +25,14 @@ from campaigns.schemas import (
     PlumRainTable,
     PresetRead,
     PreviewRequest,
+    ReportConversionRead,
     RetentionRead,
 )
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.pagination import PageParams, page_params
 from huifang.worker import enqueue
+from messaging import attribution
 
 router = APIRouter(tags=["campaigns"])
 _LINT: dict[int | str, dict[str, Any]] = {422: {
@@ -206,6 +208,39 @@ def retention_report(
     if _wants_csv(request, format):
         return _csv(found.rows(), f"retention-{since}-{until}.csv")
     return RetentionRead.model_validate(found)
+
+
+def _conversion_csv(found: attribution.ReportConversion, timezone: str) -> Response:
+    """The totals as metric/value lines (as the other figures), a blank line, then the
+    table of reports: both read at a glance in a spreadsheet."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["metric", "value"])
+    writer.writerows(found.totals())
+    writer.writerow([])
+    writer.writerows(found.table(timezone))
+    filename = f"report-conversion-{found.since}-{found.until}.csv"
+    # The BOM makes Excel read the Chinese names as UTF-8.
+    return Response("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@router.get("/reports/conversion", response_model=ReportConversionRead, responses=_CSV)
+def report_conversion(
+    request: Request, session: SessionDep, tenant: TenantDep,
+    since: Annotated[dt.date | None, Query(description=(
+        "First day (company's local date); by default 89 days before until."))] = None,
+    until: Annotated[dt.date | None, Query(description=(
+        "Last day, included; by default today."))] = None,
+    format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
+) -> ReportConversionRead | Response:
+    """Visit reports sent in the period: each with its clicks and first booking, and the
+    totals (sent, clicked, booked, conversion = reports booked per report sent)."""
+    found = attribution.report_conversion(session=session, tenant=tenant, now=utcnow(),
+                                          since=since, until=until)
+    if _wants_csv(request, format):
+        return _conversion_csv(found, tenant.timezone)
+    return ReportConversionRead.model_validate(found)
 
 
 def _plum(table: dict[str, dict[int, dt.date]]) -> PlumRainRead:

@@ -230,6 +230,40 @@ class RetentionRead(BaseModel):
     second_service_conversion: float | None
 
 
+class ReportConversionRowRead(BaseModel):
+    """One report sent in the period; the booking is its first, ``bookings`` counts all."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    report_id: int | None
+    visit_id: int
+    customer_id: int
+    service_type: str
+    staff_id: int | None
+    staff_name: str | None
+    sent_at: dt.datetime
+    clicks: int
+    first_clicked_at: dt.datetime | None
+    bookings: int
+    booking_id: int | None
+    booking_status: str | None
+    booked_at: dt.datetime | None
+
+
+class ReportConversionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    since: dt.date
+    until: dt.date
+    sent: int = Field(description="Reports first sent in the period.")
+    clicked: int = Field(description="Reports whose booking link was opened at least once.")
+    clicks: int
+    bookings: int = Field(description="Bookings made from these reports (link or reply).")
+    booked: int = Field(description="Reports with at least one booking.")
+    conversion: float | None = Field(description="Reports booked per report sent, %.")
+    reports: list[ReportConversionRowRead]
+
+
 class PlumRainTable(BaseModel):
     """入梅 dates by region and year, e.g. {"上海": {"2026": "2026-06-15"}}."""
 

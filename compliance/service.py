@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import zlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from compliance.models import (
@@ -129,13 +129,17 @@ def record_consent(*, session: Session, tenant_id: int, customer: Customer, sour
 
 
 def revoke_consent(*, session: Session, tenant_id: int, phone: str, source: str,
-                   evidence: str | None, now: dt.datetime) -> ConsentRecord | None:
-    """Revoke the active consent (kept as evidence); None when there was none."""
-    record = active_consent(session=session, tenant_id=tenant_id, phone=phone)
-    if record is not None:
-        record.revoked_at, record.revoke_source, record.revoke_evidence = now, source, evidence
-        session.flush()
-    return record
+                   evidence: str | None, now: dt.datetime) -> bool:
+    """Revoke the active consent (kept as evidence); False when there was none.
+
+    One statement: ``record_consent`` allows one active consent per number.
+    """
+    revoked = session.execute(
+        update(ConsentRecord).where(ConsentRecord.tenant_id == tenant_id,
+                                    ConsentRecord.phone == phone,
+                                    ConsentRecord.revoked_at.is_(None))
+        .values(revoked_at=now, revoke_source=source, revoke_evidence=evidence))
+    return bool(getattr(revoked, "rowcount", 0))
 
 
 def consents(*, session: Session, tenant_id: int, phone: str | None = None
@@ -177,25 +181,45 @@ def active_suppression(*, session: Session, tenant: Tenant, phone: str) -> Suppr
 NOT_A_CHOICE = frozenset({"unreachable"})
 
 
-def opt_out(*, session: Session, tenant: Tenant, phone: str, reason: str, detail: str | None,
-            now: dt.datetime) -> tuple[Suppression, bool]:
-    """Stop all messages to ``phone`` under the company's signature; True when it is new.
+class Sender(Protocol):
+    """What an opt-out needs of a company: whose it is and the signature it sends under."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def signature(self) -> str: ...
+
+
+def opt_out(*, session: Session, tenant: Sender, phone: str, reason: str, detail: str | None,
+            now: dt.datetime) -> tuple[int, bool]:
+    """Stop all messages to ``phone`` under the company's signature: the suppression's id,
+    and True when it is new.
 
     Also revokes marketing consent. Opting out twice changes nothing (and the caller sends
-    no second confirmation).
+    no second confirmation). Set-based (an opt-out webhook answers within milliseconds):
+    the per-number lock, then one ``INSERT … SELECT … WHERE NOT EXISTS``.
     """
     _lock_number(session, tenant.id, phone)
-    existing = active_suppression(session=session, tenant=tenant, phone=phone)
-    if existing is not None:
+    active = select(Suppression.id).where(
+        Suppression.tenant_id == tenant.id, Suppression.phone == phone,
+        Suppression.signature == tenant.signature, Suppression.lifted_at.is_(None))
+    values = {"tenant_id": tenant.id, "phone": phone, "signature": tenant.signature,
+              "reason": reason, "detail": detail, "created_at": now}
+    columns = Suppression.__table__.c
+    row = select(*(literal(value, columns[name].type) for name, value in values.items())
+                 ).where(~active.exists())
+    created = session.execute(
+        insert(Suppression).from_select(list(values), row)
+        .returning(Suppression.id)).scalar_one_or_none()
+    if created is None:
+        existing = session.scalars(active.order_by(Suppression.id.desc())).first()
+        assert existing is not None  # under the number's lock, nothing lifted it meanwhile
         return existing, False
-    suppression = Suppression(tenant_id=tenant.id, phone=phone, signature=tenant.signature,
-                              reason=reason, detail=detail, created_at=now)
-    session.add(suppression)
     if reason not in NOT_A_CHOICE:
         revoke_consent(session=session, tenant_id=tenant.id, phone=phone, source="reply"
                        if reason == "reply_opt_out" else "api", evidence=detail, now=now)
-    session.flush()
-    return suppression, True
+    return created, True
 
 
 def opt_in(*, session: Session, tenant: Tenant, phone: str, now: dt.datetime) -> bool:

@@ -257,7 +257,7 @@ def reply(
             lines = [f"routed {r.route} (rule {r.rule or '-'})"
                      + (", flagged as a complaint" if r.complaint else "")
                      + ("" if r.customer_id else "; no customer has this number")
-                     for r in received.replies]
+                     for r in inbound.replies(session=session, received=received)]
             answers = len(received.send_now)
     except HuifangError as exc:
         raise _fail(exc.detail) from None
@@ -288,6 +288,11 @@ def demo() -> None:
     if result.report_url:
         console.print(f"the first visit's report (photos, recap video, booking): "
                       f"{result.report_url}")
+    if result.campaign:
+        found = result.campaign
+        first = f", first on {found.first_date.isoformat()}" if found.first_date else ""
+        console.print(f"Campaign: {found.name} (id {found.id}): {found.scheduled} occurrences "
+                      f"scheduled{first}; results at {url}/v1/campaigns/{found.id}/results")
     console.print(f"open {url}/docs and click Authorize, then paste the key;")
     console.print(f"or try: curl -H 'Authorization: Bearer {result.api_key}' {url}/v1/customers")
 

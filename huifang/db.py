@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -166,6 +168,14 @@ def set_database(database: Database | None) -> None:
         if _database is not None and _database is not database:
             _database.dispose()
         _database = database
+
+
+def insert_or_skip(session: Session, model: Any) -> Any:
+    """An INSERT for ``model`` in the session's dialect, so it can say ``ON CONFLICT DO
+    NOTHING`` (PostgreSQL and SQLite spell it the same)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql_insert(model)
+    return sqlite_insert(model)
 
 
 def read_only_connection(engine: Engine) -> Any:

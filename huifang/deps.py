@@ -2,24 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from huifang.db import get_database
+from huifang.db import Database, get_database
 from tenancy import service as tenancy
 from tenancy.models import Tenant
 
 
+def database_for(request: Request) -> Database:
+    """The app's database (tests give each app its own), else the process-wide one."""
+    return getattr(request.app.state, "database", None) or get_database()
+
+
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request; committed before the response is sent, rolled back on error."""
-    database = getattr(request.app.state, "database", None) or get_database()
-    with database.session() as session:
+    with database_for(request).session() as session:
         yield session
 
+
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
+
+
+async def get_unit_of_work(request: Request) -> UnitOfWork:
+    """How to open the request's transaction where the work runs (webhooks).
+
+    ``async``, so that FastAPI resolves it without a worker-thread hop; the route opens,
+    works and commits in one thread call (``messaging.webhooks.committed``).
+    """
+    return database_for(request).session
+
+
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]
 
 # scope="function": the commit happens before the answer leaves, so a failed commit is
 # reported to the caller instead of being lost after a 201 went out.

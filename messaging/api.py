@@ -122,15 +122,15 @@ def simulate_reply(body: ReplySimulate, session: SessionDep, tenant: TenantDep
                        "provider; real replies come through the provider's webhook.")
     received = take_reply(session, provider="console", tenant=tenant, phone=body.phone,
                           text=body.text, provider_message_id=f"sim-{uuid.uuid4().hex}")
-    return [ReplyRead.model_validate(r) for r in received.replies]
+    return [ReplyRead.model_validate(r)
+            for r in inbound.replies(session=session, received=received)]
 
 
 def take_reply(session: Session, **fields: Any) -> inbound.Received:
     """Record and act on a reply; answers to it are enqueued once the request commits."""
     now = utcnow()
-    received = inbound.receive(session=session, now=now, **fields)
-    for message_id in service.queue_now(session=session, message_ids=received.send_now,
-                                        now=now):
+    received = inbound.receive(session=session, now=now, queue=True, **fields)
+    for message_id in received.send_now:
         enqueue(session, tasks.send_message, message_id=message_id)
     return received
 

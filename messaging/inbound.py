@@ -29,14 +29,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from compliance import service as compliance
 from customers.models import Customer
 from customers.phones import normalize_phone
-from huifang.db import as_utc
+from huifang.db import as_utc, insert_or_skip
 from huifang.errors import Conflict, Invalid, NotFound
 from messaging import booking, keywords
 from messaging.models import (
@@ -51,7 +51,7 @@ from messaging.models import (
     KeywordRule,
     Message,
 )
-from messaging.service import schedule
+from messaging.service import reply_message
 from tenancy.models import Tenant
 
 MAX_TEXT = 1600  # longer than any SMS a phone can send (Twilio concatenates up to 1,600)
@@ -59,19 +59,30 @@ MAX_TEXT = 1600  # longer than any SMS a phone can send (Twilio concatenates up 
 
 @dataclass
 class Received:
-    """What a reply did: the rows recorded (one per company) and messages to send now."""
+    """What a reply did: the replies recorded (ids, one per company) and messages to send now."""
 
-    replies: list[InboundMessage] = field(default_factory=list)
+    reply_ids: list[int] = field(default_factory=list)
     send_now: list[int] = field(default_factory=list)
     duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class _Company:
+    """A company the reply is for, with its customer at the number and the last message sent."""
+
+    id: int
+    name: str
+    signature: str
+    customer_id: int | None
+    last_message_id: int | None
+    last_sent_at: dt.datetime | None
 
 
 def _english(routing: keywords.Routing) -> bool:
     return routing.normalized.isascii() and any(c.isalpha() for c in routing.normalized)
 
 
-def _answer(tenant: Tenant, route: str, english: bool) -> str | None:
-    name = tenant.name
+def _answer(name: str, route: str, english: bool) -> str | None:
     if route == OPT_OUT:
         return (f"You will get no more texts from {name}. Reply START to resubscribe."
                 if english else "您已退订，将不再收到我们的短信。如需恢复，请回复“订阅”。")
@@ -87,161 +98,199 @@ def _answer(tenant: Tenant, route: str, english: bool) -> str | None:
     return None
 
 
-def _customer(session: Session, tenant_id: int, phone: str) -> Customer | None:
-    return session.scalars(select(Customer).where(
-        Customer.tenant_id == tenant_id, Customer.phone == phone).order_by(Customer.id)).first()
+def _companies(session: Session, phone: str, tenant_id: int | None) -> list[_Company]:
+    """The companies a reply from ``phone`` is for, the one that last wrote to it first.
 
-
-def _last_sent(session: Session, tenant_id: int, customer_id: int) -> Message | None:
-    return session.scalars(select(Message).where(
-        Message.tenant_id == tenant_id, Message.customer_id == customer_id,
-        Message.sent_at.is_not(None)).order_by(Message.sent_at.desc(), Message.id.desc())
-    ).first()
+    One query: each company with its first customer at the number and that customer's
+    last sent message. With ``tenant_id`` (a per-company webhook path) only that company,
+    with or without a customer at the number.
+    """
+    sent = (select(Message.id, Message.sent_at)
+            .where(Message.tenant_id == Customer.tenant_id, Message.customer_id == Customer.id,
+                   Message.sent_at.is_not(None))
+            .order_by(Message.sent_at.desc(), Message.id.desc()).limit(1))
+    last_id = sent.with_only_columns(Message.id).scalar_subquery()
+    last_at = sent.with_only_columns(Message.sent_at).scalar_subquery()
+    query = select(Tenant.id, Tenant.name, Tenant.signature, Customer.id, last_id, last_at)
+    if tenant_id is None:
+        query = query.join(Customer, Customer.tenant_id == Tenant.id).where(
+            Customer.phone == phone)
+    else:
+        query = query.outerjoin(Customer, and_(Customer.tenant_id == Tenant.id,
+                                               Customer.phone == phone)).where(
+            Tenant.id == tenant_id)
+    found: dict[int, _Company] = {}
+    latest: dict[int, dt.datetime] = {}
+    for row in session.execute(query.order_by(Tenant.id, Customer.id)):
+        found.setdefault(row[0], _Company(*row))
+        at: dt.datetime | None = row[5]
+        if at is not None:
+            latest[row[0]] = max(latest.get(row[0], at), at)
+    newest = max(latest, key=lambda t: latest[t]) if latest else None
+    return sorted(found.values(), key=lambda company: company.id != newest)
 
 
 def companies_for(*, session: Session, phone: str) -> list[Tenant]:
     """Companies with a customer at ``phone``, the one that last wrote to it first."""
-    rows = session.execute(
-        select(Tenant, Customer.id).join(Customer, Customer.tenant_id == Tenant.id)
-        .where(Customer.phone == phone).order_by(Tenant.id)).all()
-    if not rows:
-        return []
-    latest = session.scalars(
-        select(Message.tenant_id).where(Message.customer_id.in_([c for _, c in rows]),
-                                        Message.sent_at.is_not(None))
-        .order_by(Message.sent_at.desc(), Message.id.desc())).first()
-    tenants = list(dict.fromkeys(tenant for tenant, _ in rows))
-    tenants.sort(key=lambda t: t.id != latest)
-    return tenants
+    return [tenant for company in _companies(session, phone, None)
+            if (tenant := session.get(Tenant, company.id)) is not None]
 
 
 def _existing(session: Session, tenant_id: int | None, provider: str,
-              provider_message_id: str) -> InboundMessage | None:
-    return session.scalars(select(InboundMessage).where(
+              provider_message_id: str) -> int | None:
+    return session.scalars(select(InboundMessage.id).where(
         InboundMessage.tenant_id == tenant_id if tenant_id is not None
         else InboundMessage.tenant_id.is_(None),
         InboundMessage.provider == provider,
         InboundMessage.provider_message_id == provider_message_id)).first()
 
 
-def _confirm(session: Session, tenant: Tenant, customer: Customer, route: str, cause: str,
-             english: bool, now: dt.datetime) -> int | None:
-    body = _answer(tenant, route, english)
-    if body is None:
+def _confirm(session: Session, company: _Company, route: str, cause: str, english: bool,
+             now: dt.datetime, queue: bool) -> int | None:
+    body = _answer(company.name, route, english)
+    if body is None or company.customer_id is None:
         return None
-    message, new = schedule(session=session, tenant=tenant, customer=customer, channel="sms",
-                            category="reply", source_type=f"{route}_reply", source_id=cause,
-                            body=body, due_at=now)
-    return message.id if new else None
+    return reply_message(session=session, tenant_id=company.id,
+                         customer_id=company.customer_id, source_type=f"{route}_reply",
+                         source_id=cause, body=body, now=now, queue=queue)
 
 
-def _record(session: Session, tenant: Tenant | None, *, provider: str,
+def _record(session: Session, company: _Company | None, *, provider: str,
             provider_message_id: str, phone: str, text: str, routing: keywords.Routing,
-            now: dt.datetime) -> tuple[InboundMessage, Customer | None, bool]:
-    tenant_id = tenant.id if tenant is not None else None
-    existing = _existing(session, tenant_id, provider, provider_message_id)
-    if existing is not None:
-        return existing, None, False
-    customer = _customer(session, tenant.id, phone) if tenant is not None else None
-    replied_to = (_last_sent(session, tenant.id, customer.id)
-                  if tenant is not None and customer is not None else None)
-    reply = InboundMessage(
-        tenant_id=tenant_id, customer_id=customer.id if customer else None, phone=phone,
-        body=text, provider=provider, provider_message_id=provider_message_id,
-        received_at=now, in_reply_to_id=replied_to.id if replied_to else None,
-        route=routing.route, rule=routing.rule, normalized=routing.normalized[:500],
-        complaint=routing.complaint, complaint_rule=routing.complaint_rule,
-        state=OPEN if routing.route in (BOOK, keywords.OTHER) else HANDLED)
-    try:
-        with session.begin_nested():
-            session.add(reply)
-            session.flush()
-    except IntegrityError:  # the same webhook, twice at once: the other one records it
+            now: dt.datetime) -> tuple[int, bool]:
+    """The reply's row, written once: its id, and False when a delivery already wrote it.
+
+    ``INSERT … ON CONFLICT DO NOTHING`` on (company, provider, provider id): a repeated
+    delivery, even one racing this one, finds the row there and changes nothing.
+    """
+    tenant_id = company.id if company is not None else None
+    if tenant_id is None:  # NULLs never conflict: look first (only numbers no company has)
+        existing = _existing(session, None, provider, provider_message_id)
+        if existing is not None:
+            return existing, False
+    values = {
+        "tenant_id": tenant_id, "customer_id": company.customer_id if company else None,
+        "phone": phone, "body": text, "provider": provider,
+        "provider_message_id": provider_message_id, "received_at": now,
+        "in_reply_to_id": company.last_message_id if company else None,
+        "route": routing.route, "rule": routing.rule, "normalized": routing.normalized[:500],
+        "complaint": routing.complaint, "complaint_rule": routing.complaint_rule,
+        "state": OPEN if routing.route in (BOOK, keywords.OTHER) else HANDLED}
+    created = session.execute(
+        insert_or_skip(session, InboundMessage).values(**values)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "provider", "provider_message_id"])
+        .returning(InboundMessage.id)).scalar_one_or_none()
+    if created is None:
         again = _existing(session, tenant_id, provider, provider_message_id)
         assert again is not None
-        return again, None, False
-    return reply, customer, True
+        return again, False
+    return created, True
 
 
-def _act(session: Session, tenant: Tenant, reply: InboundMessage, customer: Customer | None,
-         routing: keywords.Routing, now: dt.datetime) -> int | None:
+def _act(session: Session, company: _Company, reply_id: int, phone: str, text: str,
+         routing: keywords.Routing, now: dt.datetime, queue: bool) -> int | None:
     english = _english(routing)
     route = routing.route
     if route == OPT_OUT:
-        suppression, new = compliance.opt_out(
-            session=session, tenant=tenant, phone=reply.phone, reason="reply_opt_out",
-            detail=f"Replied {reply.body[:100]!r}", now=now)
-        if new and customer is not None:
-            return _confirm(session, tenant, customer, OPT_OUT, f"suppression-{suppression.id}",
-                            english, now)
+        suppression_id, new = compliance.opt_out(
+            session=session, tenant=company, phone=phone, reason="reply_opt_out",
+            detail=f"Replied {text[:100]!r}", now=now)
+        if new:
+            return _confirm(session, company, OPT_OUT, f"suppression-{suppression_id}",
+                            english, now, queue)
         return None
     if route == OPT_IN:
-        lifted = compliance.opt_in(session=session, tenant=tenant, phone=reply.phone, now=now)
+        tenant_row = session.get(Tenant, company.id)
+        assert tenant_row is not None
+        lifted = compliance.opt_in(session=session, tenant=tenant_row, phone=phone, now=now)
+        customer = (session.get(Customer, company.customer_id)
+                    if company.customer_id is not None else None)
         if customer is not None:
             compliance.record_consent(
-                session=session, tenant_id=tenant.id, customer=customer, source="reply",
-                evidence=f"Replied {reply.body[:100]!r} (reply {reply.id})", granted_at=now,
+                session=session, tenant_id=company.id, customer=customer, source="reply",
+                evidence=f"Replied {text[:100]!r} (reply {reply_id})", granted_at=now,
                 now=now)
             if lifted:
-                return _confirm(session, tenant, customer, OPT_IN, f"reply-{reply.id}",
-                                english, now)
+                return _confirm(session, company, OPT_IN, f"reply-{reply_id}", english, now,
+                                queue)
         return None
     if route == BOOK:
+        reply = session.get(InboundMessage, reply_id)
+        assert reply is not None
         booking.book_from_reply(session=session, reply=reply, now=now)
-    if route in (HELP, BOOK) and customer is not None:
-        return _confirm(session, tenant, customer, route, f"reply-{reply.id}", english, now)
+    if route in (HELP, BOOK):
+        return _confirm(session, company, route, f"reply-{reply_id}", english, now, queue)
     return None
 
 
 def receive(*, session: Session, provider: str, provider_message_id: str, phone: str,
             text: str, now: dt.datetime, tenant: Tenant | None = None,
-            region: str = "CN") -> Received:
+            region: str = "CN", queue: bool = False) -> Received:
     """Record and act on one reply; a repeated delivery of the same reply does nothing.
 
     ``tenant`` is given when the provider says whose reply it is (a per-company path);
     otherwise the companies are found from the number. ``region`` reads a number written
-    without its country code (Aliyun sends 11-digit mainland numbers).
+    without its country code (Aliyun sends 11-digit mainland numbers). With ``queue`` the
+    answers are created ``queued`` (the caller enqueues ``send_now`` once this commits);
+    otherwise ``scheduled``, due now, for the dispatcher's next tick.
+
+    The hot path (a STOP) is a handful of set-based statements: the companies, their
+    keyword rules, the reply (``INSERT … ON CONFLICT DO NOTHING``), the number's lock, the
+    suppression (``INSERT … WHERE NOT EXISTS``), the consent's revocation and the one
+    confirmation with its history.
     """
     if not provider_message_id.strip():
         raise Invalid("A reply needs the provider's message id, so a repeat is not counted "
                       "twice.")
     number = normalize_phone(phone, region=tenant.phone_region if tenant else region)
     text = text[:MAX_TEXT]
-    tenants: list[Tenant | None]
-    if tenant is not None:
-        tenants = [tenant]
-    else:
-        found = companies_for(session=session, phone=number)
-        tenants = list(found) if found else [None]
+    found = _companies(session, number, tenant.id if tenant is not None else None)
+    companies: list[_Company | None] = list(found) if found else [None]
+    rules = _rules_for(session, [c.id for c in found])
     result = Received()
-    for index, company in enumerate(tenants):
-        extra = keywords_for(session=session, tenant_id=company.id) if company else ()
-        routing = keywords.route(text, extra=extra)
+    for index, company in enumerate(companies):
+        routing = keywords.route(text, extra=rules.get(company.id, ()) if company else ())
         # Only an opt-out reaches every company with the number; anything else is for
         # the company that last wrote to it.
         if index > 0 and routing.route != OPT_OUT:
             break
-        reply, customer, new = _record(session, company, provider=provider,
-                                       provider_message_id=provider_message_id, phone=number,
-                                       text=text, routing=routing, now=now)
-        result.replies.append(reply)
+        reply_id, new = _record(session, company, provider=provider,
+                                provider_message_id=provider_message_id, phone=number,
+                                text=text, routing=routing, now=now)
+        result.reply_ids.append(reply_id)
         if not new:
             result.duplicate = True
             continue
         if company is not None:
-            queued = _act(session, company, reply, customer, routing, now)
+            queued = _act(session, company, reply_id, number, text, routing, now, queue)
             if queued is not None:
                 result.send_now.append(queued)
-    session.flush()
     return result
+
+
+def replies(*, session: Session, received: Received) -> list[InboundMessage]:
+    """The rows a reply recorded (for the simulator and the CLI, which show them)."""
+    rows = {row.id: row for row in session.scalars(
+        select(InboundMessage).where(InboundMessage.id.in_(received.reply_ids)))}
+    return [rows[i] for i in received.reply_ids]
+
+
+def _rules_for(session: Session, tenant_ids: list[int]) -> dict[int, tuple[keywords.Rule, ...]]:
+    """The companies' own keyword rules (checked before the built-in ones), in one query."""
+    rules: dict[int, list[keywords.Rule]] = {}
+    if tenant_ids:
+        for row in session.execute(select(
+                KeywordRule.id, KeywordRule.tenant_id, KeywordRule.route, KeywordRule.kind,
+                KeywordRule.value).where(KeywordRule.tenant_id.in_(tenant_ids))
+                .order_by(KeywordRule.id)):
+            rules.setdefault(row.tenant_id, []).append(keywords.Rule(
+                name=f"tenant:{row.id}", route=row.route, kind=row.kind, value=row.value))
+    return {tenant_id: tuple(found) for tenant_id, found in rules.items()}
 
 
 def keywords_for(*, session: Session, tenant_id: int) -> tuple[keywords.Rule, ...]:
     """The company's own keyword rules (checked before the built-in ones)."""
-    return tuple(keywords.Rule(name=f"tenant:{row.id}", route=row.route, kind=row.kind,
-                               value=row.value)
-                 for row in session.scalars(select(KeywordRule).where(
-                     KeywordRule.tenant_id == tenant_id).order_by(KeywordRule.id)))
+    return _rules_for(session, [tenant_id]).get(tenant_id, ())
 
 
 # --- the inbox and the company's keywords ---------------------------------------------------

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, lazyload
 from compliance import service as compliance
 from compliance.models import DEFER, REFUSE, SUPPRESS
 from customers.models import Customer
+from huifang.db import insert_or_skip
 from huifang.errors import Conflict, NotFound
 from huifang.settings import get_settings
 from messaging.models import (
@@ -85,6 +86,34 @@ def schedule(*, session: Session, tenant: Tenant, customer: Customer, channel: s
         return existing, False
     _event(session, message, SCHEDULED, None, None, applied=True, now=due_at)
     return message, True
+
+
+def reply_message(*, session: Session, tenant_id: int, customer_id: int, source_type: str,
+                  source_id: str, body: str, now: dt.datetime, queue: bool) -> int | None:
+    """An answer to a customer's reply (category ``reply``), created once per cause: its
+    id when new, None when it already existed.
+
+    Set-based, for the webhook's hot path: ``INSERT … ON CONFLICT DO NOTHING`` on the
+    idempotency key, then its history in one statement. With ``queue`` it is created
+    ``queued`` (the caller enqueues it once the transaction commits), else ``scheduled``.
+    """
+    key = idempotency_key(tenant_id=tenant_id, source_type=source_type, source_id=source_id,
+                          customer_id=customer_id, channel="sms")
+    message_id = session.execute(
+        insert_or_skip(session, Message).values(
+            tenant_id=tenant_id, customer_id=customer_id, channel="sms", category="reply",
+            source_type=source_type, source_id=source_id, idempotency_key=key, body=body,
+            media_urls=[], status=QUEUED if queue else SCHEDULED, due_at=now, attempts=0,
+            created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(Message.id)).scalar_one_or_none()
+    if message_id is None:
+        return None
+    session.execute(insert(MessageEvent).values([
+        {"tenant_id": tenant_id, "message_id": message_id, "status": status, "reason": None,
+         "detail": None, "applied": True, "at": now}
+        for status in ((SCHEDULED, QUEUED) if queue else (SCHEDULED,))]))
+    return int(message_id)
 
 
 def _event(session: Session, message: Message, status: str, reason: str | None,

@@ -10,6 +10,7 @@ fail instead when HUIFANG_REQUIRE_SERVICES=1 (as in CI).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
@@ -137,7 +138,8 @@ def committed_db(database: Database) -> Iterator[Database]:
 def app(database: Database, session: Session):  # type: ignore[no-untyped-def]
     application = create_app(database=database)
 
-    def test_session() -> Iterator[Session]:
+    @contextlib.contextmanager
+    def test_unit() -> Iterator[Session]:
         # What the test set up so far leaves this savepoint, so a request that fails and
         # rolls back loses only its own work, as it would with a session of its own.
         session.commit()
@@ -148,7 +150,12 @@ def app(database: Database, session: Session):  # type: ignore[no-untyped-def]
             session.rollback()
             raise
 
+    def test_session() -> Iterator[Session]:
+        with test_unit() as unit:
+            yield unit
+
     application.dependency_overrides[deps.get_session] = test_session
+    application.dependency_overrides[deps.get_unit_of_work] = lambda: test_unit
     return application
 
 

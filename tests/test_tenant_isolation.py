@@ -38,7 +38,8 @@ COLLECTION_ROUTES = {
     ("DELETE", "/v1/care-advice/{service_type}"), ("GET", "/v1/report-offers"),
     ("PUT", "/v1/report-offers/{month}"), ("DELETE", "/v1/report-offers/{month}"),
     ("GET", "/v1/campaigns"), ("POST", "/v1/campaigns"), ("GET", "/v1/campaign-presets"),
-    ("GET", "/v1/reports/retention"), ("GET", "/v1/plum-rain"), ("PUT", "/v1/plum-rain"),
+    ("GET", "/v1/reports/retention"), ("GET", "/v1/reports/conversion"), ("GET", "/v1/plum-rain"),
+    ("PUT", "/v1/plum-rain"),
 }
 # Path words that name something in the caller's own company (a service code, a month),
 # not another object: routes with only these are walked as collections.
@@ -73,9 +74,10 @@ def b_objects(session, other_account):
                                  channel="sms", category="service", source_type="visit_report",
                                  source_id=str(visit.id), body="B的报告",
                                  due_at=dt.datetime.now(dt.UTC))
-    reply = inbound.receive(session=session, provider="console", provider_message_id="b-1",
-                            phone=customer.phone, text="1", tenant=tenant,
-                            now=dt.datetime.now(dt.UTC)).replies[0]
+    received = inbound.receive(session=session, provider="console", provider_message_id="b-1",
+                               phone=customer.phone, text="1", tenant=tenant,
+                               now=dt.datetime.now(dt.UTC))
+    reply = inbound.replies(session=session, received=received)[0]
     rule = inbound.add_keyword(session=session, tenant_id=tenant.id, route="opt_out",
                                kind="exact", value="B的退", now=dt.datetime.now(dt.UTC))
     request = session.scalars(select(Booking).where(Booking.tenant_id == tenant.id)).one()
