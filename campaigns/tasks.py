@@ -34,7 +34,8 @@ def hand_off_due_occurrences(*, session: Session) -> None:
     mms = get_provider().supports_mms
     started = time.monotonic()
     while time.monotonic() - started < HAND_OFF_BUDGET_SECONDS:
-        batch = service.hand_off_due(session=session, now=utcnow(), mms=mms)
+        batch = service.hand_off_due(session=session, now=utcnow(), mms=mms,
+                                     limit=service.HAND_OFF_BATCH)
         session.commit()  # each batch on record; a crash later loses none of it
         if batch.claimed < service.HAND_OFF_BATCH:
             return

@@ -1,4 +1,5 @@
-"""Demo data: a company with staff, customers and visits, built through the services."""
+"""Demo data: a company with staff, customers, visits and a seasonal campaign, built through
+the services."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from campaigns import service as campaigns
+from campaigns.models import ARCHIVED, PENDING, Campaign, CampaignOccurrence
+from compliance import service as compliance
 from customers import service as customers
 from customers.importer import ImportedRow
+from customers.models import Customer
 from huifang.db import utcnow
 from media import recaps, samples
 from media import report as reports
@@ -42,6 +47,23 @@ _VISITS = [
     ("sofa_care", ["客厅"], 0),
     ("elder_care", ["主卧"], 2),
 ]
+# 20 days before Spring Festival, for every customer whatever services they had: each demo
+# customer with consent gets an occurrence.
+DEMO_PRESET = "spring_festival_deep_clean"
+# The last customers of the list never agreed to marketing messages, so the campaign's
+# preview shows whom it leaves out and why.
+WITHOUT_CONSENT = 2
+# The periodic tick materializes a month ahead; a yearly date can be up to ~13 months away,
+# and the demo should show the campaign's occurrences as soon as it is seeded.
+_CAMPAIGN_HORIZON = dt.timedelta(days=400)
+
+
+@dataclass
+class DemoCampaign:
+    id: int
+    name: str
+    scheduled: int  # pending occurrences: materialized, not yet handed to the outbox
+    first_date: dt.date | None  # the earliest of them, in the customer's local date
 
 
 @dataclass
@@ -53,6 +75,7 @@ class DemoResult:
     visits: int
     photos: list[Media]
     report_url: str | None = None
+    campaign: DemoCampaign | None = None
 
 
 def seed(*, session: Session) -> DemoResult:
@@ -101,8 +124,46 @@ def seed(*, session: Session) -> DemoResult:
     assert first_visit is not None
     photos = _sample_photos(session=session, tenant=tenant, visit=first_visit)
     report_url = _sample_report(session=session, tenant=tenant, visit=first_visit)
+    now = utcnow()
+    _record_consents(session=session, tenant=tenant,
+                     customer_ids=customer_ids[:-WITHOUT_CONSENT], now=now)
+    campaign = _seasonal_campaign(session=session, tenant=tenant, now=now)
     return DemoResult(tenant=tenant, api_key=key, customers=len(customer_ids),
-                      staff=len(staff), visits=count, photos=photos, report_url=report_url)
+                      staff=len(staff), visits=count, photos=photos, report_url=report_url,
+                      campaign=campaign)
+
+
+def _record_consents(*, session: Session, tenant: Tenant, customer_ids: list[int],
+                     now: dt.datetime) -> None:
+    """Marketing consent for these customers, unless one is on record already: a consent
+    revoked (or an opt-out) while trying the demo stays as it is when it runs again."""
+    recorded = {r.phone for r in compliance.consents(session=session, tenant_id=tenant.id)}
+    for person in session.scalars(select(Customer).where(Customer.id.in_(customer_ids))
+                                  .order_by(Customer.id)):
+        if person.phone not in recorded:
+            compliance.record_consent(session=session, tenant_id=tenant.id, customer=person,
+                                      source="import", evidence="演示数据", granted_at=now,
+                                      now=now)
+
+
+def _seasonal_campaign(*, session: Session, tenant: Tenant, now: dt.datetime) -> DemoCampaign:
+    """The Spring Festival campaign, started from its preset as ``/v1/campaigns`` does
+    (create, activate after a clean lint, materialize); found again when the demo runs
+    again, and active again if it was paused meanwhile."""
+    campaign = session.scalars(select(Campaign).where(
+        Campaign.tenant_id == tenant.id, Campaign.preset == DEMO_PRESET,
+        Campaign.status != ARCHIVED).order_by(Campaign.id)).first()
+    if campaign is None:
+        campaign = campaigns.create_campaign(session=session, tenant=tenant, preset=DEMO_PRESET)
+    campaigns.activate(session=session, tenant=tenant, campaign_id=campaign.id, now=now)
+    campaigns.materialize(session=session, now=now, horizon=_CAMPAIGN_HORIZON,
+                          campaign_id=campaign.id)
+    scheduled, first = session.execute(
+        select(func.count(), func.min(CampaignOccurrence.local_date)).where(
+            CampaignOccurrence.campaign_id == campaign.id,
+            CampaignOccurrence.status == PENDING)).one()
+    return DemoCampaign(id=campaign.id, name=campaign.name, scheduled=int(scheduled),
+                        first_date=first)
 
 
 def _sample_report(*, session: Session, tenant: Tenant, visit: Visit) -> str:

@@ -8,14 +8,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from sqlalchemy import delete, select
 from typer.testing import CliRunner
 
+from campaigns import rules
+from campaigns.models import PENDING, Campaign, CampaignOccurrence
+from campaigns.presets import PRESETS
+from compliance.models import ConsentRecord
+from customers.models import Customer
 from huifang.cli import app
-from huifang.demo import DEMO_NAME
+from huifang.db import Database, utcnow
+from huifang.demo import DEMO_NAME, DEMO_PRESET
 from huifang.settings import get_settings
 from media.models import Report
 from tenancy.models import Tenant
@@ -70,6 +77,36 @@ def test_demo_seeds_and_can_run_again(cli_db):
     assert "20 customers, 3 staff, 5 visits" in again.output  # refreshed, not doubled
     with cli_db.sessionmaker() as session:
         assert len(session.scalars(select(Tenant).where(Tenant.name == DEMO_NAME)).all()) == 1
+    _check_demo_campaign(cli_db, first.output, again.output)
+
+
+def _check_demo_campaign(db: Database, *outputs: str) -> None:
+    """One active Spring Festival campaign after both runs, its occurrences for the customers
+    with marketing consent only (all but two), on the date the rule names; printed alike."""
+    with db.sessionmaker() as session:
+        tenant = session.scalars(select(Tenant).where(Tenant.name == DEMO_NAME)).one()
+        (campaign,) = session.scalars(select(Campaign).where(Campaign.tenant_id == tenant.id))
+        assert (campaign.preset, campaign.status) == (DEMO_PRESET, "active")
+        people = {c.id: c.phone for c in session.scalars(
+            select(Customer).where(Customer.tenant_id == tenant.id))}
+        consenting = set(session.scalars(select(ConsentRecord.customer_id).where(
+            ConsentRecord.tenant_id == tenant.id, ConsentRecord.revoked_at.is_(None))))
+        occurrences = session.scalars(select(CampaignOccurrence).where(
+            CampaignOccurrence.campaign_id == campaign.id)).all()
+    assert len(people) == 20 and len(consenting) == 18 and consenting <= set(people)
+    assert {people[c] for c in set(people) - consenting} == {"+8613800138018",
+                                                             "+8613800138019"}
+    assert sorted(o.customer_id for o in occurrences) == sorted(consenting)  # once each
+    assert {o.status for o in occurrences} == {PENDING}
+    expected = rules.next_occurrence(PRESETS[DEMO_PRESET].rule, customer=rules.CustomerFacts(),
+                                     after=utcnow(), tz=ZoneInfo("Asia/Shanghai"))
+    assert expected is not None
+    assert {(o.local_date, o.due_at) for o in occurrences} == {(expected.local_date,
+                                                                expected.due_at)}
+    line = (f"Campaign: {campaign.name} (id {campaign.id}): 18 occurrences scheduled, first on "
+            f"{expected.local_date.isoformat()}; results at ")
+    for output in outputs:
+        assert line in output and f"/v1/campaigns/{campaign.id}/results" in output
 
 
 def _free_port() -> int:
