@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import zlib
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, literal, select, text, update
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from compliance.models import (
@@ -128,17 +128,23 @@ def record_consent(*, session: Session, tenant_id: int, customer: Customer, sour
     return record
 
 
+_REVOKE_CONSENT = (
+    update(ConsentRecord)
+    .where(ConsentRecord.tenant_id == bindparam("b_tenant_id"),
+           ConsentRecord.phone == bindparam("b_phone"), ConsentRecord.revoked_at.is_(None))
+    .values(revoked_at=bindparam("b_revoked_at"), revoke_source=bindparam("b_source"),
+            revoke_evidence=bindparam("b_evidence")))
+
+
 def revoke_consent(*, session: Session, tenant_id: int, phone: str, source: str,
                    evidence: str | None, now: dt.datetime) -> bool:
     """Revoke the active consent (kept as evidence); False when there was none.
 
     One statement: ``record_consent`` allows one active consent per number.
     """
-    revoked = session.execute(
-        update(ConsentRecord).where(ConsentRecord.tenant_id == tenant_id,
-                                    ConsentRecord.phone == phone,
-                                    ConsentRecord.revoked_at.is_(None))
-        .values(revoked_at=now, revoke_source=source, revoke_evidence=evidence))
+    revoked = session.execute(_REVOKE_CONSENT, {
+        "b_tenant_id": tenant_id, "b_phone": phone, "b_revoked_at": now, "b_source": source,
+        "b_evidence": evidence})
     return bool(getattr(revoked, "rowcount", 0))
 
 
@@ -191,6 +197,26 @@ class Sender(Protocol):
     def signature(self) -> str: ...
 
 
+def _suppression_statements() -> tuple[Any, Any]:
+    """Built once: the active suppression of a number, and ``INSERT … SELECT … WHERE NOT
+    EXISTS`` (it)."""
+    columns = Suppression.__table__.c
+    active = (select(Suppression.id).where(
+        Suppression.tenant_id == bindparam("b_tenant_id", type_=columns.tenant_id.type),
+        Suppression.phone == bindparam("b_phone", type_=columns.phone.type),
+        Suppression.signature == bindparam("b_signature", type_=columns.signature.type),
+        Suppression.lifted_at.is_(None)).order_by(Suppression.id.desc()))
+    names = ("tenant_id", "phone", "signature", "reason", "detail", "created_at")
+    row = select(*(bindparam(f"b_{name}", type_=columns[name].type) for name in names)).where(
+        ~active.exists())
+    insert_ = (insert(cast(Table, Suppression.__table__)).from_select(list(names), row)
+               .returning(columns.id))
+    return active, insert_
+
+
+_ACTIVE_SUPPRESSION, _INSERT_SUPPRESSION = _suppression_statements()
+
+
 def opt_out(*, session: Session, tenant: Sender, phone: str, reason: str, detail: str | None,
             now: dt.datetime) -> tuple[int, bool]:
     """Stop all messages to ``phone`` under the company's signature: the suppression's id,
@@ -201,19 +227,12 @@ def opt_out(*, session: Session, tenant: Sender, phone: str, reason: str, detail
     the per-number lock, then one ``INSERT … SELECT … WHERE NOT EXISTS``.
     """
     _lock_number(session, tenant.id, phone)
-    active = select(Suppression.id).where(
-        Suppression.tenant_id == tenant.id, Suppression.phone == phone,
-        Suppression.signature == tenant.signature, Suppression.lifted_at.is_(None))
-    values = {"tenant_id": tenant.id, "phone": phone, "signature": tenant.signature,
-              "reason": reason, "detail": detail, "created_at": now}
-    columns = Suppression.__table__.c
-    row = select(*(literal(value, columns[name].type) for name, value in values.items())
-                 ).where(~active.exists())
-    created = session.execute(
-        insert(Suppression).from_select(list(values), row)
-        .returning(Suppression.id)).scalar_one_or_none()
+    key = {"b_tenant_id": tenant.id, "b_phone": phone, "b_signature": tenant.signature}
+    created = session.execute(_INSERT_SUPPRESSION, {
+        **key, "b_reason": reason, "b_detail": detail, "b_created_at": now}
+    ).scalar_one_or_none()
     if created is None:
-        existing = session.scalars(active.order_by(Suppression.id.desc())).first()
+        existing = session.scalars(_ACTIVE_SUPPRESSION, key).first()
         assert existing is not None  # under the number's lock, nothing lifted it meanwhile
         return existing, False
     if reason not in NOT_A_CHOICE:

@@ -170,12 +170,14 @@ def set_database(database: Database | None) -> None:
         _database = database
 
 
-def insert_or_skip(session: Session, model: Any) -> Any:
-    """An INSERT for ``model`` in the session's dialect, so it can say ``ON CONFLICT DO
-    NOTHING`` (PostgreSQL and SQLite spell it the same)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql_insert(model)
-    return sqlite_insert(model)
+def insert_or_skip(dialect: str, table: Any) -> Any:
+    """An INSERT into ``table`` in ``dialect`` (a session's ``get_bind().dialect.name``),
+    so it can say ``ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite spell it the same)."""
+    return postgresql_insert(table) if dialect == "postgresql" else sqlite_insert(table)
+
+
+def dialect_of(session: Session) -> str:
+    return session.get_bind().dialect.name
 
 
 def read_only_connection(engine: Engine) -> Any:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Annotated
 
@@ -20,7 +21,30 @@ def database_for(request: Request) -> Database:
     return getattr(request.app.state, "database", None) or get_database()
 
 
-def get_session(request: Request) -> Iterator[Session]:
+# SQLite has one writer, and every transaction here takes its lock at BEGIN (IMMEDIATE).
+# A sync route's session is opened, used and committed in three worker-thread calls. If all
+# 40 threads of the pool were waiting for the lock, the request holding it could not get a
+# thread to commit in, and every one of them would fail after the busy timeout ("database
+# is locked"). So on SQLite, requests that hold a session queue for one of fewer slots than
+# there are threads, and they queue in the event loop, not in a thread.
+SQLITE_SESSION_SLOTS = 16
+
+
+async def _session_slot(request: Request) -> AsyncIterator[None]:
+    if database_for(request).engine.dialect.name != "sqlite":
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    held = getattr(request.app.state, "sqlite_slots", None)
+    if held is None or held[0] is not loop:  # a semaphore serves one event loop
+        held = (loop, asyncio.Semaphore(SQLITE_SESSION_SLOTS))
+        request.app.state.sqlite_slots = held
+    async with held[1]:
+        yield
+
+
+def get_session(request: Request, _: Annotated[None, Depends(_session_slot, scope="function")]
+                ) -> Iterator[Session]:
     """One session per request; committed before the response is sent, rolled back on error."""
     with database_for(request).session() as session:
         yield session

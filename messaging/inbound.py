@@ -27,16 +27,18 @@ that sender for that recipient whoever it sends for.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import BigInteger, Select, String, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from compliance import service as compliance
 from customers.models import Customer
 from customers.phones import normalize_phone
-from huifang.db import as_utc, insert_or_skip
+from huifang.db import as_utc, dialect_of, insert_or_skip
 from huifang.errors import Conflict, Invalid, NotFound
 from messaging import booking, keywords
 from messaging.models import (
@@ -98,13 +100,9 @@ def _answer(name: str, route: str, english: bool) -> str | None:
     return None
 
 
-def _companies(session: Session, phone: str, tenant_id: int | None) -> list[_Company]:
-    """The companies a reply from ``phone`` is for, the one that last wrote to it first.
-
-    One query: each company with its first customer at the number and that customer's
-    last sent message. With ``tenant_id`` (a per-company webhook path) only that company,
-    with or without a customer at the number.
-    """
+@functools.cache
+def _companies_query(by_tenant: bool) -> Select[Any]:
+    """Built once (statement construction costs more than the query here)."""
     sent = (select(Message.id, Message.sent_at)
             .where(Message.tenant_id == Customer.tenant_id, Message.customer_id == Customer.id,
                    Message.sent_at.is_not(None))
@@ -112,16 +110,28 @@ def _companies(session: Session, phone: str, tenant_id: int | None) -> list[_Com
     last_id = sent.with_only_columns(Message.id).scalar_subquery()
     last_at = sent.with_only_columns(Message.sent_at).scalar_subquery()
     query = select(Tenant.id, Tenant.name, Tenant.signature, Customer.id, last_id, last_at)
-    if tenant_id is None:
-        query = query.join(Customer, Customer.tenant_id == Tenant.id).where(
-            Customer.phone == phone)
-    else:
+    phone = bindparam("phone", type_=String())
+    if by_tenant:
         query = query.outerjoin(Customer, and_(Customer.tenant_id == Tenant.id,
                                                Customer.phone == phone)).where(
-            Tenant.id == tenant_id)
+            Tenant.id == bindparam("tenant_id", type_=BigInteger()))
+    else:
+        query = query.join(Customer, Customer.tenant_id == Tenant.id).where(
+            Customer.phone == phone)
+    return query.order_by(Tenant.id, Customer.id)
+
+
+def _companies(session: Session, phone: str, tenant_id: int | None) -> list[_Company]:
+    """The companies a reply from ``phone`` is for, the one that last wrote to it first.
+
+    One query: each company with its first customer at the number and that customer's
+    last sent message. With ``tenant_id`` (a per-company webhook path) only that company,
+    with or without a customer at the number.
+    """
     found: dict[int, _Company] = {}
     latest: dict[int, dt.datetime] = {}
-    for row in session.execute(query.order_by(Tenant.id, Customer.id)):
+    for row in session.execute(_companies_query(tenant_id is not None),
+                               {"phone": phone, "tenant_id": tenant_id}):
         found.setdefault(row[0], _Company(*row))
         at: dt.datetime | None = row[5]
         if at is not None:
@@ -155,6 +165,15 @@ def _confirm(session: Session, company: _Company, route: str, cause: str, englis
                          source_id=cause, body=body, now=now, queue=queue)
 
 
+@functools.cache
+def _insert_reply(dialect: str) -> Any:
+    table = InboundMessage.__table__
+    return (insert_or_skip(dialect, table)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "provider",
+                                                    "provider_message_id"])
+            .returning(table.c.id))
+
+
 def _record(session: Session, company: _Company | None, *, provider: str,
             provider_message_id: str, phone: str, text: str, routing: keywords.Routing,
             now: dt.datetime) -> tuple[int, bool]:
@@ -176,10 +195,7 @@ def _record(session: Session, company: _Company | None, *, provider: str,
         "route": routing.route, "rule": routing.rule, "normalized": routing.normalized[:500],
         "complaint": routing.complaint, "complaint_rule": routing.complaint_rule,
         "state": OPEN if routing.route in (BOOK, keywords.OTHER) else HANDLED}
-    created = session.execute(
-        insert_or_skip(session, InboundMessage).values(**values)
-        .on_conflict_do_nothing(index_elements=["tenant_id", "provider", "provider_message_id"])
-        .returning(InboundMessage.id)).scalar_one_or_none()
+    created = session.execute(_insert_reply(dialect_of(session)), values).scalar_one_or_none()
     if created is None:
         again = _existing(session, tenant_id, provider, provider_message_id)
         assert again is not None
@@ -275,14 +291,17 @@ def replies(*, session: Session, received: Received) -> list[InboundMessage]:
     return [rows[i] for i in received.reply_ids]
 
 
+_RULES = (select(KeywordRule.id, KeywordRule.tenant_id, KeywordRule.route, KeywordRule.kind,
+                 KeywordRule.value)
+          .where(KeywordRule.tenant_id.in_(bindparam("tenant_ids", expanding=True)))
+          .order_by(KeywordRule.id))
+
+
 def _rules_for(session: Session, tenant_ids: list[int]) -> dict[int, tuple[keywords.Rule, ...]]:
     """The companies' own keyword rules (checked before the built-in ones), in one query."""
     rules: dict[int, list[keywords.Rule]] = {}
     if tenant_ids:
-        for row in session.execute(select(
-                KeywordRule.id, KeywordRule.tenant_id, KeywordRule.route, KeywordRule.kind,
-                KeywordRule.value).where(KeywordRule.tenant_id.in_(tenant_ids))
-                .order_by(KeywordRule.id)):
+        for row in session.execute(_RULES, {"tenant_ids": tenant_ids}):
             rules.setdefault(row.tenant_id, []).append(keywords.Rule(
                 name=f"tenant:{row.id}", route=row.route, kind=row.kind, value=row.value))
     return {tenant_id: tuple(found) for tenant_id, found in rules.items()}

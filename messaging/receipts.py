@@ -92,10 +92,14 @@ def _find(session: Session, provider: str, provider_message_id: str,
         return message
     # A send that timed out never learned the provider's id; the status callback URL
     # names our message, so the first receipt can still settle it and teach us the id.
+    # By id alone: while the send is being recorded its row is locked and its committed
+    # version has no provider yet, so a condition on the provider would skip it instead of
+    # waiting for the commit; the provider is checked once the row is ours.
     message = session.scalars(
-        select(Message).where(Message.id == message_id, Message.provider == provider, mine)
+        select(Message).where(Message.id == message_id, mine)
         .with_for_update().execution_options(populate_existing=True)).first()
-    if message is None or message.provider_message_id not in (None, provider_message_id):
+    if (message is None or message.provider != provider
+            or message.provider_message_id not in (None, provider_message_id)):
         return None
     message.provider_message_id = provider_message_id
     return message

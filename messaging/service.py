@@ -13,16 +13,18 @@ A send is two transactions, committed by the task that runs them:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload
 
 from compliance import service as compliance
 from compliance.models import DEFER, REFUSE, SUPPRESS
 from customers.models import Customer
-from huifang.db import insert_or_skip
+from huifang.db import dialect_of, insert_or_skip
 from huifang.errors import Conflict, NotFound
 from huifang.settings import get_settings
 from messaging.models import (
@@ -99,21 +101,29 @@ def reply_message(*, session: Session, tenant_id: int, customer_id: int, source_
     """
     key = idempotency_key(tenant_id=tenant_id, source_type=source_type, source_id=source_id,
                           customer_id=customer_id, channel="sms")
-    message_id = session.execute(
-        insert_or_skip(session, Message).values(
-            tenant_id=tenant_id, customer_id=customer_id, channel="sms", category="reply",
-            source_type=source_type, source_id=source_id, idempotency_key=key, body=body,
-            media_urls=[], status=QUEUED if queue else SCHEDULED, due_at=now, attempts=0,
-            created_at=now, updated_at=now)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(Message.id)).scalar_one_or_none()
+    message_id = session.execute(_insert_reply_message(dialect_of(session)), {
+        "tenant_id": tenant_id, "customer_id": customer_id, "channel": "sms",
+        "category": "reply", "source_type": source_type, "source_id": source_id,
+        "idempotency_key": key, "body": body, "media_urls": [],
+        "status": QUEUED if queue else SCHEDULED, "due_at": now, "attempts": 0,
+        "created_at": now, "updated_at": now}).scalar_one_or_none()
     if message_id is None:
         return None
-    session.execute(insert(MessageEvent).values([
+    session.execute(_INSERT_EVENT, [
         {"tenant_id": tenant_id, "message_id": message_id, "status": status, "reason": None,
          "detail": None, "applied": True, "at": now}
-        for status in ((SCHEDULED, QUEUED) if queue else (SCHEDULED,))]))
+        for status in ((SCHEDULED, QUEUED) if queue else (SCHEDULED,))])
     return int(message_id)
+
+
+@functools.cache
+def _insert_reply_message(dialect: str) -> Any:
+    table = Message.__table__
+    return (insert_or_skip(dialect, table)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(table.c.id))
+
+
+_INSERT_EVENT = insert(cast(Table, MessageEvent.__table__))
 
 
 def _event(session: Session, message: Message, status: str, reason: str | None,
@@ -195,12 +205,17 @@ def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.da
     """
     # One round trip for the message, its company and its customer, read fresh (the claims
     # are set-based updates); their collections (history, tags) are not needed to send.
+    # The message row is locked until the outcome commits: a receipt that arrives while the
+    # provider call is still being recorded (a fast provider's "delivered") waits for the
+    # commit and applies to ``sent``, instead of finding ``sending`` and being ignored.
+    # (SQLite: this transaction holds the database's write lock anyway.)
     row = session.execute(
         select(Message, Tenant, Customer)
         .join(Tenant, Tenant.id == Message.tenant_id)
         .join(Customer, Customer.id == Message.customer_id)
         .where(Message.id == message_id)
         .options(lazyload(Message.events), lazyload(Customer.tag_rows))
+        .with_for_update(of=Message)
         .execution_options(populate_existing=True)).first()
     if row is None:
         return None
