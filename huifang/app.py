@@ -81,6 +81,9 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
         return JSONResponse({"detail": detail}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
+    # Webhooks first: routes are matched in order, and providers post in bursts (the opt-out
+    # webhook must answer within milliseconds; the /v1 routes are walked after it).
+    app.include_router(messaging_webhooks_router)
     v1 = APIRouter(prefix="/v1")
     for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
                    compliance_router, messaging_router, campaigns_router):
@@ -88,7 +91,6 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(v1)
     app.include_router(media_public_router)
     app.include_router(messaging_public_router)
-    app.include_router(messaging_webhooks_router)
     app.include_router(ops.router)
 
     app.add_middleware(MetricsMiddleware)

@@ -29,9 +29,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, Select, String, and_, bindparam, select
+from sqlalchemy import BigInteger, Select, String, Table, and_, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -103,22 +103,27 @@ def _answer(name: str, route: str, english: bool) -> str | None:
 @functools.cache
 def _companies_query(by_tenant: bool) -> Select[Any]:
     """Built once (statement construction costs more than the query here)."""
-    sent = (select(Message.id, Message.sent_at)
-            .where(Message.tenant_id == Customer.tenant_id, Message.customer_id == Customer.id,
-                   Message.sent_at.is_not(None))
-            .order_by(Message.sent_at.desc(), Message.id.desc()).limit(1))
-    last_id = sent.with_only_columns(Message.id).scalar_subquery()
-    last_at = sent.with_only_columns(Message.sent_at).scalar_subquery()
-    query = select(Tenant.id, Tenant.name, Tenant.signature, Customer.id, last_id, last_at)
+    # Core columns (the tables', not the mapped classes'): no ORM work per execution.
+    tenants, customers_, messages = (cast(Table, model.__table__).c
+                                     for model in (Tenant, Customer, Message))
+    sent = (select(messages.id, messages.sent_at)
+            .where(messages.tenant_id == customers_.tenant_id,
+                   messages.customer_id == customers_.id, messages.sent_at.is_not(None))
+            .order_by(messages.sent_at.desc(), messages.id.desc()).limit(1))
+    last_id = sent.with_only_columns(messages.id).scalar_subquery()
+    last_at = sent.with_only_columns(messages.sent_at).scalar_subquery()
+    query = select(tenants.id, tenants.name, tenants.signature, customers_.id, last_id, last_at)
     phone = bindparam("phone", type_=String())
     if by_tenant:
-        query = query.outerjoin(Customer, and_(Customer.tenant_id == Tenant.id,
-                                               Customer.phone == phone)).where(
-            Tenant.id == bindparam("tenant_id", type_=BigInteger()))
+        query = query.select_from(cast(Table, Tenant.__table__).outerjoin(
+            cast(Table, Customer.__table__),
+            and_(customers_.tenant_id == tenants.id, customers_.phone == phone))).where(
+            tenants.id == bindparam("tenant_id", type_=BigInteger()))
     else:
-        query = query.join(Customer, Customer.tenant_id == Tenant.id).where(
-            Customer.phone == phone)
-    return query.order_by(Tenant.id, Customer.id)
+        query = query.select_from(cast(Table, Tenant.__table__).join(
+            cast(Table, Customer.__table__), customers_.tenant_id == tenants.id)).where(
+            customers_.phone == phone)
+    return query.order_by(tenants.id, customers_.id)
 
 
 def _companies(session: Session, phone: str, tenant_id: int | None) -> list[_Company]:
@@ -291,10 +296,11 @@ def replies(*, session: Session, received: Received) -> list[InboundMessage]:
     return [rows[i] for i in received.reply_ids]
 
 
-_RULES = (select(KeywordRule.id, KeywordRule.tenant_id, KeywordRule.route, KeywordRule.kind,
-                 KeywordRule.value)
-          .where(KeywordRule.tenant_id.in_(bindparam("tenant_ids", expanding=True)))
-          .order_by(KeywordRule.id))
+_KEYWORDS = cast(Table, KeywordRule.__table__).c
+_RULES = (select(_KEYWORDS.id, _KEYWORDS.tenant_id, _KEYWORDS.route, _KEYWORDS.kind,
+                 _KEYWORDS.value)
+          .where(_KEYWORDS.tenant_id.in_(bindparam("tenant_ids", expanding=True)))
+          .order_by(_KEYWORDS.id))
 
 
 def _rules_for(session: Session, tenant_ids: list[int]) -> dict[int, tuple[keywords.Rule, ...]]:
