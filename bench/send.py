@@ -14,10 +14,13 @@ Prints messages per second for both and the ratio (target ≥ 0.8×).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -35,6 +38,7 @@ from huifang.migrate import upgrade
 from messaging import service as outbox
 from messaging.models import Message
 from messaging.providers.twilio import TwilioProvider
+from messaging.tasks import TASK_MESSAGES
 from tenancy import service as tenancy
 from tests.messaging.twilio_fake import FakeTwilio
 
@@ -64,40 +68,62 @@ def prepare(database: Database, count: int) -> list[int]:
     return ids
 
 
-def send_one(database: Database, provider: TwilioProvider, message_id: int) -> None:
-    """What the send task does for one message: two transactions around the claim."""
-    with database.session() as session:
-        if not outbox.claim_for_send(session=session, message_id=message_id, now=utcnow()):
-            return
-    with database.session() as session:
-        outbox.deliver(session=session, message_id=message_id, provider=provider,
-                       now=utcnow())
+# Each worker process's own database, provider and plain HTTP client (ProcessPoolExecutor
+# initializer), as each Celery worker process has its own.
+_worker: dict[str, Any] = {}
 
 
-def pipeline(database: Database, provider: TwilioProvider, concurrency: int) -> int:
-    """Dispatch and send every due message as the tasks would; returns how many were sent."""
+def _start_worker(url: str, fake: dict[str, str]) -> None:
+    _worker["database"] = database = Database(url)
+    with database.engine.connect() as connection:
+        connection.exec_driver_sql("SELECT 1")  # connected before the clock starts
+    _worker["provider"] = TwilioProvider(
+        account_sid=fake["account_sid"], auth_token=fake["auth_token"],
+        api_base=fake["base_url"], from_number=fake["from_number"])
+    _worker["client"] = httpx.Client(auth=(fake["account_sid"], fake["auth_token"]),
+                                     timeout=15)
+    _worker["fake"] = fake
+
+
+def _ready(_: int) -> int:
+    return os.getpid()
+
+
+def _send_task(chunk: list[int]) -> None:
+    """One send task's body (``messaging.tasks.send_messages``) with the bench provider."""
+    with _worker["database"].session() as session:
+        outbox.send_in_batches(session=session, message_ids=chunk, provider=_worker["provider"])
+
+
+def _post_range(numbers: range) -> None:
+    """The floor: the same requests, posted by a plain httpx loop."""
+    fake, client = _worker["fake"], _worker["client"]
+    for i in numbers:
+        response = client.post(fake["messages_url"], data={
+            "To": f"+86139{i:08d}", "From": fake["from_number"],
+            "Body": "【压测家政】您好，本次空调清洗的服务报告已生成，请查看："
+                    "https://hf.example/r/abc123",
+            "StatusCallback": "http://localhost:8000/hooks/twilio/status"})
+        response.raise_for_status()
+
+
+def pipeline(database: Database, pool: ProcessPoolExecutor) -> int:
+    """Dispatch and send every due message as the tasks do; returns how many were sent.
+
+    The dispatcher's claim, then its send tasks (``TASK_MESSAGES`` each) on the pool's
+    worker processes, as that many Celery worker processes would take them.
+    """
     with database.session() as session:
         ids = outbox.claim_due(session=session, now=utcnow(), limit=100_000)
-    with ThreadPoolExecutor(concurrency) as pool:
-        for done in pool.map(lambda message_id: send_one(database, provider, message_id), ids):
-            assert done is None
+    chunks = [ids[i:i + TASK_MESSAGES] for i in range(0, len(ids), TASK_MESSAGES)]
+    for done in pool.map(_send_task, chunks):
+        assert done is None
     with database.sessionmaker() as session:
         return session.query(Message).filter(Message.status == "sent").count()
 
 
-def bare_loop(fake: FakeTwilio, count: int, concurrency: int = 1) -> None:
-    def post_range(numbers: range) -> None:
-        with httpx.Client(auth=(fake.account_sid, fake.auth_token), timeout=15) as client:
-            for i in numbers:
-                response = client.post(fake.messages_url, data={
-                    "To": f"+86139{i:08d}", "From": fake.from_number,
-                    "Body": "【压测家政】您好，本次空调清洗的服务报告已生成，请查看："
-                            "https://hf.example/r/abc123",
-                    "StatusCallback": "http://localhost:8000/hooks/twilio/status"})
-                response.raise_for_status()
-
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(post_range, [range(i, count, concurrency) for i in range(concurrency)]))
+def bare_loop(pool: ProcessPoolExecutor, count: int, concurrency: int) -> None:
+    list(pool.map(_post_range, [range(i, count, concurrency) for i in range(concurrency)]))
 
 
 def main() -> None:
@@ -108,23 +134,29 @@ def main() -> None:
                         help="how long the fake provider takes to answer (default 0: loopback "
                         "only; Twilio's API answers in roughly 100-300 ms)")
     parser.add_argument("--concurrency", type=int, default=2,
-                        help="threads for both the pipeline and the bare loop (default 2)")
+                        help="worker processes for both the pipeline and the bare loop "
+                        "(default 2, the worker's default)")
     args = parser.parse_args()
     with scratch_database(args.database, "huifang_bench_send") as url:
         upgrade(url)
         database = Database(url)
         ids = prepare(database, args.messages)
+        database.dispose()  # the workers connect on their own
         with FakeTwilio(latency=args.latency_ms / 1000) as fake:
-            provider = TwilioProvider(account_sid=fake.account_sid, auth_token=fake.auth_token,
-                                      api_base=fake.base_url, from_number=fake.from_number)
-            bare_loop(fake, 20)  # warm up the server and the client
-            started = time.perf_counter()
-            bare_loop(fake, len(ids), args.concurrency)
-            floor = time.perf_counter() - started
-            started = time.perf_counter()
-            sent = pipeline(database, provider, args.concurrency)
-            ours = time.perf_counter() - started
-            provider.close()
+            params = {"account_sid": fake.account_sid, "auth_token": fake.auth_token,
+                      "base_url": fake.base_url, "from_number": fake.from_number,
+                      "messages_url": fake.messages_url}
+            with ProcessPoolExecutor(args.concurrency, mp_context=get_context("spawn"),
+                                     initializer=_start_worker,
+                                     initargs=(url, params)) as pool:
+                list(pool.map(_ready, range(args.concurrency * 4)))  # every worker up
+                bare_loop(pool, 20 * args.concurrency, args.concurrency)  # warm up
+                started = time.perf_counter()
+                bare_loop(pool, len(ids), args.concurrency)
+                floor = time.perf_counter() - started
+                started = time.perf_counter()
+                sent = pipeline(database, pool)
+                ours = time.perf_counter() - started
         database.dispose()
     assert sent == len(ids), f"only {sent} of {len(ids)} sent"
     backend = make_url(url).get_backend_name()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 from zoneinfo import ZoneInfo
@@ -296,12 +297,15 @@ def next_window(*, policy: CompliancePolicy, timezone: str, now: dt.datetime
     return start.astimezone(dt.UTC)
 
 
+def _number_key(phone: str) -> int:
+    return zlib.crc32(phone.encode()) - 2**31  # fits int4
+
+
 def _lock_number(session: Session, tenant_id: int, phone: str) -> None:
     """Serialise gate decisions for one number, so two workers cannot both pass the cap."""
     if session.get_bind().dialect.name == "postgresql":
-        key = zlib.crc32(phone.encode()) - 2**31  # fits int4
         session.execute(text("SELECT pg_advisory_xact_lock(:tenant, :key)"),
-                        {"tenant": tenant_id, "key": key})
+                        {"tenant": tenant_id, "key": _number_key(phone)})
     # SQLite: every write transaction already holds the database lock (BEGIN IMMEDIATE).
 
 
@@ -312,6 +316,18 @@ def marketing_sent(*, session: Session, tenant_id: int, phone: str, since: dt.da
             MarketingSend.allowed_at >= since)) or 0)
 
 
+@dataclass(frozen=True)
+class Ask:
+    """One message for the gate: to whom, what, and the provider's length limit."""
+
+    tenant: Tenant
+    customer: Customer
+    category: Category
+    body: str
+    message_ref: str
+    max_chars: int
+
+
 def gate(*, session: Session, tenant: Tenant, customer: Customer, category: Category,
          body: str, message_ref: str, max_chars: int, now: dt.datetime) -> Verdict:
     """Decide whether ``body`` may go to ``customer`` now; record the decision.
@@ -320,37 +336,129 @@ def gate(*, session: Session, tenant: Tenant, customer: Customer, category: Cate
     frequency cap (marketing; counted under a per-number lock, and the send is counted as
     part of the same decision).
     """
-    policy = policy_for(session=session, tenant_id=tenant.id)
-    verdict = _decide(session=session, tenant=tenant, customer=customer, category=category,
-                      body=body, message_ref=message_ref, max_chars=max_chars, now=now,
-                      policy=policy)
-    session.add(ComplianceDecision(
-        tenant_id=tenant.id, customer_id=customer.id, phone=customer.phone,
-        message_ref=message_ref, category=category, decision=verdict.decision,
-        reason=verdict.reason, detail=verdict.detail, not_before=verdict.not_before,
-        decided_at=now))
-    session.flush()
-    return verdict
+    return gate_many(session=session, asks=[Ask(tenant, customer, category, body, message_ref,
+                                                 max_chars)], now=now)[0]
 
 
-def _decide(*, session: Session, tenant: Tenant, customer: Customer, category: Category,
-            body: str, message_ref: str, max_chars: int, now: dt.datetime,
-            policy: CompliancePolicy) -> Verdict:
-    # Taken first, and by opt_out() too: an opt-out that commits while this decision is
-    # being made either lands before it (and is seen) or waits for it to finish.
-    _lock_number(session, tenant.id, customer.phone)
-    suppression = active_suppression(session=session, tenant=tenant, phone=customer.phone)
+def gate_many(*, session: Session, asks: Sequence[Ask], now: dt.datetime) -> list[Verdict]:
+    """``gate`` for a batch of messages, in a few set-based statements whatever its size.
+
+    The numbers are locked first, all of them, in one order (so two batches never wait for
+    each other in a circle); then the suppressions, consents and marketing counts of every
+    number are read at once, each message is decided as ``gate`` decides one — a marketing
+    message allowed earlier in the batch counts against the cap of the next one to the
+    same number — and the decisions are written together.
+    """
+    if not asks:
+        return []
+    policies = {tenant_id: policy_for(session=session, tenant_id=tenant_id)
+                for tenant_id in sorted({ask.tenant.id for ask in asks})}
+    numbers = sorted({(ask.tenant.id, ask.customer.phone) for ask in asks})
+    _lock_numbers(session, numbers)
+    suppressions = _active_suppressions(session, numbers)
+    marketing = sorted({(ask.tenant.id, ask.customer.phone) for ask in asks
+                        if ask.category == "marketing"})
+    consented = _consented(session, marketing)
+    refs = [ask.message_ref for ask in asks if ask.category == "marketing"]
+    counted = set(session.scalars(select(MarketingSend.message_ref).where(
+        MarketingSend.message_ref.in_(refs)))) if refs else set()
+    sent = _marketing_counts(session, marketing, policies, now)
+    verdicts: list[Verdict] = []
+    allowed: list[dict[str, object]] = []
+    for ask in asks:
+        number = (ask.tenant.id, ask.customer.phone)
+        verdict = _decide(ask=ask, policy=policies[ask.tenant.id], now=now,
+                          suppression=suppressions.get((*number, ask.tenant.signature)),
+                          consented=number in consented, sent=sent.get(number, 0),
+                          counted=ask.message_ref in counted)
+        if verdict.allowed and ask.category == "marketing" and ask.message_ref not in counted:
+            counted.add(ask.message_ref)
+            sent[number] = sent.get(number, 0) + 1
+            allowed.append({"tenant_id": ask.tenant.id, "phone": ask.customer.phone,
+                            "message_ref": ask.message_ref, "allowed_at": now})
+        verdicts.append(verdict)
+    session.execute(insert(cast(Table, ComplianceDecision.__table__)), [
+        {"tenant_id": ask.tenant.id, "customer_id": ask.customer.id,
+         "phone": ask.customer.phone, "message_ref": ask.message_ref,
+         "category": ask.category, "decision": verdict.decision, "reason": verdict.reason,
+         "detail": verdict.detail, "not_before": verdict.not_before, "decided_at": now}
+        for ask, verdict in zip(asks, verdicts, strict=True)])
+    if allowed:
+        session.execute(insert(cast(Table, MarketingSend.__table__)), allowed)
+    return verdicts
+
+
+def _lock_numbers(session: Session, numbers: Sequence[tuple[int, str]]) -> None:
+    """``_lock_number`` for each (company, phone), in the order given (sorted by callers)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite: the transaction already holds the database's write lock
+    if len(numbers) == 1:
+        _lock_number(session, *numbers[0])
+        return
+    # The ordered subquery is kept apart (OFFSET 0), so the locks are taken in its order.
+    session.execute(text(
+        "SELECT count(pg_advisory_xact_lock(t, k)) FROM (SELECT t, k FROM "
+        "unnest(CAST(:tenants AS int[]), CAST(:keys AS int[])) AS n(t, k) "
+        "ORDER BY t, k OFFSET 0) AS ordered"),
+        {"tenants": [tenant_id for tenant_id, _ in numbers],
+         "keys": [_number_key(phone) for _, phone in numbers]})
+
+
+def _active_suppressions(session: Session, numbers: Sequence[tuple[int, str]]
+                         ) -> dict[tuple[int, str, str], Suppression]:
+    """The newest active suppression of each (company, phone, signature) asked about."""
+    found: dict[tuple[int, str, str], Suppression] = {}
+    wanted = set(numbers)
+    for row in session.scalars(select(Suppression).where(
+            Suppression.tenant_id.in_({tenant_id for tenant_id, _ in numbers}),
+            Suppression.phone.in_({phone for _, phone in numbers}),
+            Suppression.lifted_at.is_(None)).order_by(Suppression.id.desc())):
+        if (row.tenant_id, row.phone) in wanted:
+            found.setdefault((row.tenant_id, row.phone, row.signature), row)
+    return found
+
+
+def _consented(session: Session, numbers: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
+    if not numbers:
+        return set()
+    rows = session.execute(select(ConsentRecord.tenant_id, ConsentRecord.phone).where(
+        ConsentRecord.tenant_id.in_({tenant_id for tenant_id, _ in numbers}),
+        ConsentRecord.phone.in_({phone for _, phone in numbers}),
+        ConsentRecord.revoked_at.is_(None)))
+    return {(tenant_id, phone) for tenant_id, phone in rows} & set(numbers)
+
+
+def _marketing_counts(session: Session, numbers: Sequence[tuple[int, str]],
+                      policies: dict[int, CompliancePolicy], now: dt.datetime
+                      ) -> dict[tuple[int, str], int]:
+    """Marketing messages each number got within its company's cap window."""
+    counts: dict[tuple[int, str], int] = {}
+    for tenant_id in sorted({tenant_id for tenant_id, _ in numbers}):
+        since = now - dt.timedelta(days=policies[tenant_id].cap_window_days)
+        phones = [phone for owner, phone in numbers if owner == tenant_id]
+        for phone, count in session.execute(
+                select(MarketingSend.phone, func.count()).where(
+                    MarketingSend.tenant_id == tenant_id, MarketingSend.phone.in_(phones),
+                    MarketingSend.allowed_at >= since).group_by(MarketingSend.phone)):
+            counts[(tenant_id, phone)] = int(count)
+    return counts
+
+
+def _decide(*, ask: Ask, policy: CompliancePolicy, now: dt.datetime,
+            suppression: Suppression | None, consented: bool, sent: int, counted: bool
+            ) -> Verdict:
+    """One message's verdict from what the batch read (the numbers are locked)."""
+    tenant, customer, category = ask.tenant, ask.customer, ask.category
     if suppression is not None and category != "reply":
         return Verdict(SUPPRESS, OPTED_OUT,
                        f"The customer opted out on {suppression.created_at:%Y-%m-%d} "
                        f"({suppression.reason}); nothing more may be sent to this number.")
-    if category == "marketing" and active_consent(
-            session=session, tenant_id=tenant.id, phone=customer.phone) is None:
+    if category == "marketing" and not consented:
         return Verdict(SUPPRESS, NO_CONSENT,
                        "No recorded consent to marketing messages; record it (at a visit, a "
                        "web form or a reply) before sending offers.")
-    final = compose(tenant=tenant, policy=policy, body=body, category=category)
-    problem = _rule_problem(body, final, max_chars)
+    final = compose(tenant=tenant, policy=policy, body=ask.body, category=category)
+    problem = _rule_problem(ask.body, final, ask.max_chars)
     if problem:
         return Verdict(REFUSE, MESSAGE_RULES, problem)
     not_before = (None if category == "reply" else
@@ -360,19 +468,10 @@ def _decide(*, session: Session, tenant: Tenant, customer: Customer, category: C
         return Verdict(DEFER, QUIET_HOURS,
                        f"Quiet hours for the customer ({customer.timezone}); it goes out at "
                        f"{local:%Y-%m-%d %H:%M} local time.", not_before=not_before)
-    if category == "marketing":
-        since = now - dt.timedelta(days=policy.cap_window_days)
-        already = session.scalar(select(MarketingSend.id).where(
-            MarketingSend.message_ref == message_ref))
-        if already is None:
-            sent = marketing_sent(session=session, tenant_id=tenant.id, phone=customer.phone,
-                                  since=since)
-            if sent >= policy.marketing_cap:
-                return Verdict(SUPPRESS, FREQUENCY_CAP,
-                               f"The customer already got {sent} marketing messages in "
-                               f"{policy.cap_window_days} days, the company's limit.")
-            session.add(MarketingSend(tenant_id=tenant.id, phone=customer.phone,
-                                      message_ref=message_ref, allowed_at=now))
+    if category == "marketing" and not counted and sent >= policy.marketing_cap:
+        return Verdict(SUPPRESS, FREQUENCY_CAP,
+                       f"The customer already got {sent} marketing messages in "
+                       f"{policy.cap_window_days} days, the company's limit.")
     return Verdict(SEND, ALLOWED, "Allowed.", text=final)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session, lazyload
 from compliance import service as compliance
 from compliance.models import DEFER, REFUSE, SUPPRESS
 from customers.models import Customer
-from huifang.db import dialect_of, insert_or_skip
+from huifang.db import dialect_of, insert_or_skip, utcnow
 from huifang.errors import Conflict, NotFound
 from huifang.settings import get_settings
 from messaging.models import (
@@ -133,14 +134,36 @@ def _event(session: Session, message: Message, status: str, reason: str | None,
 
 
 def transition(*, session: Session, message: Message, status: str, now: dt.datetime,
-               reason: str | None = None, detail: str | None = None) -> bool:
-    """Move forward to ``status`` if the lifecycle allows it; record the attempt either way."""
+               reason: str | None = None, detail: str | None = None, flush: bool = True
+               ) -> bool:
+    """Move forward to ``status`` if the lifecycle allows it; record the attempt either way.
+
+    ``flush=False`` leaves the writes to the session's next flush (a batch of sends writes
+    its outcomes together).
+    """
     allowed = status in TRANSITIONS[message.status]
-    _event(session, message, status, reason, detail, applied=allowed, now=now)
+    if flush:
+        _event(session, message, status, reason, detail, applied=allowed, now=now)
+    else:  # written with the batch's other events, in one statement (``_write_events``)
+        session.info.setdefault(_PENDING_EVENTS, []).append({
+            "tenant_id": message.tenant_id, "message_id": message.id, "status": status,
+            "reason": reason, "detail": detail, "applied": allowed, "at": now})
     if allowed:
         message.status, message.status_reason, message.status_detail = status, reason, detail
-    session.flush()
+    if flush:
+        session.flush()
     return allowed
+
+
+_PENDING_EVENTS = "huifang.pending_events"
+
+
+def _write_events(session: Session) -> None:
+    """Flush the session, then insert the history rows ``transition(flush=False)`` kept."""
+    session.flush()
+    pending = session.info.pop(_PENDING_EVENTS, None)
+    if pending:
+        session.execute(_INSERT_EVENT, pending)
 
 
 def claim_due(*, session: Session, now: dt.datetime, limit: int = 500) -> list[int]:
@@ -186,14 +209,28 @@ def queue_now(*, session: Session, message_ids: Sequence[int], now: dt.datetime)
 
 def claim_for_send(*, session: Session, message_id: int, now: dt.datetime) -> bool:
     """``queued → sending``, exactly once per message whatever the task deliveries."""
-    tenant_id = session.execute(
-        update(Message).where(Message.id == message_id, Message.status == QUEUED)
-        .values(status=SENDING, updated_at=now).returning(Message.tenant_id)).scalar_one_or_none()
-    if tenant_id is None:
-        return False
-    session.execute(insert(MessageEvent), [{"tenant_id": tenant_id, "message_id": message_id,
-                                            "status": SENDING, "applied": True, "at": now}])
-    return True
+    return bool(claim_many_for_send(session=session, message_ids=[message_id], now=now))
+
+
+def claim_many_for_send(*, session: Session, message_ids: Sequence[int], now: dt.datetime
+                        ) -> list[int]:
+    """``queued → sending`` for those of ``message_ids`` still queued; their ids, in order.
+
+    One conditional update: a message claimed by another task (a repeated delivery) is
+    skipped, so each message is claimed exactly once.
+    """
+    if not message_ids:
+        return []
+    claimed = session.execute(
+        update(Message).where(Message.id.in_(message_ids), Message.status == QUEUED)
+        .values(status=SENDING, updated_at=now)
+        .returning(Message.id, Message.tenant_id)).all()
+    if claimed:
+        session.execute(_INSERT_EVENT, [
+            {"tenant_id": tenant_id, "message_id": message_id, "status": SENDING,
+             "reason": None, "detail": None, "applied": True, "at": now}
+            for message_id, tenant_id in claimed])
+    return sorted(message_id for message_id, _ in claimed)
 
 
 def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.datetime,
@@ -203,43 +240,104 @@ def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.da
     ``throttle`` waits for a slot under the provider's send rate; when none comes the
     message is deferred a minute (nothing was sent).
     """
-    # One round trip for the message, its company and its customer, read fresh (the claims
-    # are set-based updates); their collections (history, tags) are not needed to send.
-    # The message row is locked until the outcome commits: a receipt that arrives while the
-    # provider call is still being recorded (a fast provider's "delivered") waits for the
-    # commit and applies to ``sent``, instead of finding ``sending`` and being ignored.
+    return deliver_many(session=session, message_ids=[message_id], provider=provider,
+                        now=now, throttle=throttle).get(message_id)
+
+
+def deliver_many(*, session: Session, message_ids: Sequence[int], provider: Provider,
+                 now: dt.datetime, throttle: Callable[[], bool] | None = None
+                 ) -> dict[int, Message]:
+    """``deliver`` for a batch of ``sending`` messages, in one transaction.
+
+    One query loads the messages with their companies and customers, the gate decides for
+    all of them at once (``compliance.gate_many``: the numbers stay locked until this
+    commits, so an opt-out waits for the batch), the provider is called for each message
+    it allows, in turn, and the outcomes are written together at the end. The caller keeps
+    batches short in time (``batch_size``), since an opt-out for one of their numbers waits
+    for the whole batch. Returns the messages found, by id.
+    """
+    # One round trip for the messages, their companies and their customers, read fresh (the
+    # claims are set-based updates); their collections (history, tags) are not needed.
+    # The message rows stay locked until the outcomes commit: a receipt that arrives while
+    # a send is still being recorded (a fast provider's "delivered") waits for the commit
+    # and applies to ``sent``, instead of finding ``sending`` and being ignored.
     # (SQLite: this transaction holds the database's write lock anyway.)
-    row = session.execute(
+    rows = session.execute(
         select(Message, Tenant, Customer)
         .join(Tenant, Tenant.id == Message.tenant_id)
         .join(Customer, Customer.id == Message.customer_id)
-        .where(Message.id == message_id)
+        .where(Message.id.in_(sorted(set(message_ids))))
+        .order_by(Message.id)
         .options(lazyload(Message.events), lazyload(Customer.tag_rows))
         .with_for_update(of=Message)
-        .execution_options(populate_existing=True)).first()
-    if row is None:
-        return None
-    message, tenant, customer = row
-    if message.status != SENDING:
-        return message
-    verdict = compliance.gate(session=session, tenant=tenant, customer=customer,
-                              category=message.category,  # type: ignore[arg-type]
-                              body=message.body, message_ref=message.idempotency_key,
-                              max_chars=provider.max_body_chars, now=now)
+        .execution_options(populate_existing=True)).all()
+    found = {message.id: message for message, _, _ in rows}
+    sending = [(message, tenant, customer) for message, tenant, customer in rows
+               if message.status == SENDING]
+    verdicts = compliance.gate_many(session=session, asks=[
+        compliance.Ask(tenant, customer, message.category,  # type: ignore[arg-type]
+                       message.body, message.idempotency_key, provider.max_body_chars)
+        for message, tenant, customer in sending], now=now)
+    for (message, tenant, customer), verdict in zip(sending, verdicts, strict=True):
+        _send(session, message, tenant, customer, verdict, provider, now, throttle)
+    _write_events(session)
+    return found
+
+
+def send_in_batches(*, session: Session, message_ids: Sequence[int], provider: Provider,
+                    throttle: Callable[[], bool] | None = None) -> None:
+    """What a send task does: claim a batch (committed), gate, send and record it
+    (committed), then the next, each batch ``batch_size(provider)`` messages."""
+    waiting = list(message_ids)
+    while waiting:
+        size = batch_size(provider)
+        batch, waiting = waiting[:size], waiting[size:]
+        claimed = claim_many_for_send(session=session, message_ids=batch, now=utcnow())
+        session.commit()  # `sending` is on record before anything leaves
+        if claimed:
+            deliver_many(session=session, message_ids=claimed, provider=provider,
+                         now=utcnow(), throttle=throttle)
+            session.commit()
+
+
+# How long a batch of sends may hold its numbers' locks (an opt-out for one of them waits
+# that long at most), and the most messages in one batch.
+BATCH_SECONDS = 0.25
+MAX_BATCH = 50
+_latency: dict[str, float] = {}  # seconds per provider call, moving average, per process
+
+
+def batch_size(provider: Provider) -> int:
+    """How many messages one batch may take, from the time a send to this provider has been
+    taking (its answer and any wait for a rate slot): one when that is 250 ms or more, up to
+    ``MAX_BATCH`` against a fast provider, where the database, not the provider, would
+    otherwise set the pace."""
+    seconds = _latency.get(provider.name)
+    if seconds is None:
+        return 1  # nothing measured yet: one at a time until the provider's pace is known
+    return max(1, min(MAX_BATCH, int(BATCH_SECONDS / max(seconds, 1e-4))))
+
+
+def _measured(provider: Provider, seconds: float) -> None:
+    previous = _latency.get(provider.name)
+    _latency[provider.name] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
+
+
+def _send(session: Session, message: Message, tenant: Tenant, customer: Customer,
+          verdict: compliance.Verdict, provider: Provider, now: dt.datetime,
+          throttle: Callable[[], bool] | None) -> None:
+    """Act on the gate's verdict for one message: record it, or call the provider."""
     if verdict.decision == DEFER:
         assert verdict.not_before is not None
         message.due_at = verdict.not_before
         transition(session=session, message=message, status=DEFERRED, now=now,
-                   reason=verdict.reason, detail=verdict.detail)
-        return message
-    if verdict.decision == SUPPRESS:
-        transition(session=session, message=message, status=SUPPRESSED, now=now,
-                   reason=verdict.reason, detail=verdict.detail)
-        return message
-    if verdict.decision == REFUSE:
-        transition(session=session, message=message, status=FAILED, now=now,
-                   reason=verdict.reason, detail=verdict.detail)
-        return message
+                   reason=verdict.reason, detail=verdict.detail, flush=False)
+        return
+    if verdict.decision in (SUPPRESS, REFUSE):
+        transition(session=session, message=message,
+                   status=SUPPRESSED if verdict.decision == SUPPRESS else FAILED, now=now,
+                   reason=verdict.reason, detail=verdict.detail, flush=False)
+        return
     assert verdict.text is not None
     message.text = verdict.text
     message.provider = provider.name
@@ -251,11 +349,16 @@ def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.da
         status_callback=(f"{get_settings().public_url}/hooks/{provider.name}/status"
                          f"?message_id={message.id}"),
     )
+    # The time a send takes here — the wait for a rate slot included — sizes the next
+    # batches: a slow or rate-limited provider is sent to one message at a time.
+    started = time.perf_counter()
     if throttle is not None and not throttle():
+        _measured(provider, time.perf_counter() - started)
         message.due_at = now + dt.timedelta(minutes=1)
         transition(session=session, message=message, status=DEFERRED, now=now,
-                   reason=RATE_LIMITED, detail="The provider's send rate was full; retrying.")
-        return message
+                   reason=RATE_LIMITED, detail="The provider's send rate was full; retrying.",
+                   flush=False)
+        return
     message.attempts += 1  # a provider call: waiting for a rate slot was not an attempt
     try:
         result = provider.send(outbound)
@@ -263,29 +366,31 @@ def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.da
         compliance.opt_out(session=session, tenant=tenant, phone=customer.phone,
                            reason="provider_opt_out", detail=exc.detail, now=now)
         transition(session=session, message=message, status=SUPPRESSED, now=now,
-                   reason="opted_out", detail=exc.detail)
+                   reason="opted_out", detail=exc.detail, flush=False)
     except PermanentError as exc:
         transition(session=session, message=message, status=FAILED, now=now,
-                   reason=PROVIDER_REFUSED, detail=_with_code(exc.detail, exc.code))
+                   reason=PROVIDER_REFUSED, detail=_with_code(exc.detail, exc.code),
+                   flush=False)
     except RequestMayHaveLeft as exc:
         transition(session=session, message=message, status=UNKNOWN, now=now,
-                   reason=TIMEOUT_AFTER_SEND, detail=exc.detail)
+                   reason=TIMEOUT_AFTER_SEND, detail=exc.detail, flush=False)
     except RetryableError as exc:
         if message.attempts >= MAX_ATTEMPTS:
             transition(session=session, message=message, status=FAILED, now=now,
-                       reason=RETRIES_EXHAUSTED, detail=exc.detail)
+                       reason=RETRIES_EXHAUSTED, detail=exc.detail, flush=False)
         else:
             wait = dt.timedelta(minutes=BACKOFF_MINUTES[message.attempts - 1])
             if exc.retry_after:
                 wait = max(wait, dt.timedelta(seconds=exc.retry_after))
             message.due_at = now + wait
             transition(session=session, message=message, status=DEFERRED, now=now,
-                       reason=RETRY_BACKOFF, detail=exc.detail)
+                       reason=RETRY_BACKOFF, detail=exc.detail, flush=False)
     else:
         message.provider_message_id = result.provider_message_id
         message.sent_at = now
-        transition(session=session, message=message, status=SENT, now=now)
-    return message
+        transition(session=session, message=message, status=SENT, now=now, flush=False)
+    finally:
+        _measured(provider, time.perf_counter() - started)
 
 
 def _with_code(detail: str, code: str | None) -> str:

@@ -10,7 +10,7 @@ import datetime as dt
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from twilio.request_validator import RequestValidator
 from typer.testing import CliRunner
 
@@ -23,6 +23,7 @@ from messaging import service as outbox
 from messaging.models import InboundMessage, Message
 from messaging.providers.base import Provider, SendResult
 from tenancy import service as tenancy
+from tenancy.models import Tenant
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC_URL = "https://hf.example.cn"
@@ -272,13 +273,17 @@ def test_cli_reply_routes_and_reports(committed_db, monkeypatch):
         customers.create_customer(session=session, tenant=tenant, name="李先生",
                                   phone="13700137000")
         tenant_id = tenant.id
-    result = CliRunner().invoke(cli.app, ["reply", "13700137000", "Ｔ。",
-                                          "--tenant", str(tenant_id)])
-    assert result.exit_code == 0, result.output
-    assert "routed opt_out" in result.output and "answer is scheduled" in result.output
-    with committed_db.session() as session:
-        rows = inbound.list_replies(session=session, tenant_id=tenant_id)
-        assert [r.route for r in rows] == ["opt_out"]
+    try:
+        result = CliRunner().invoke(cli.app, ["reply", "13700137000", "Ｔ。",
+                                              "--tenant", str(tenant_id)])
+        assert result.exit_code == 0, result.output
+        assert "routed opt_out" in result.output and "answer is scheduled" in result.output
+        with committed_db.session() as session:
+            rows = inbound.list_replies(session=session, tenant_id=tenant_id)
+            assert [r.route for r in rows] == ["opt_out"]
+    finally:  # committed rows: gone, so that no other test counts them
+        with committed_db.session() as session:
+            session.execute(delete(Tenant).where(Tenant.id == tenant_id))
 
 
 def test_a_complaint_is_owned_answered_and_resolved_with_its_clock(client, session, account,

@@ -8,8 +8,9 @@ rows stay ``queued``. Beat keeps ticking; ``sweep`` must find those rows and que
 again, so every message goes out, each exactly once.
 
 ``sweep`` waits ``STUCK_QUEUED`` (five minutes) before it calls a queued row lost. The worker
-here runs with five seconds instead, so that the test takes seconds, not minutes; nothing
-else differs from production. With the real value every lost message goes out five to six
+here runs with five seconds instead, so that the test takes seconds, not minutes, and puts
+one message in each send task (production: up to 50), so that the flush has tasks to take
+away; nothing else differs from production. With the real value every lost message goes out five to six
 minutes late (the threshold, plus up to one tick).
 """
 
@@ -46,8 +47,11 @@ FLUSH_AFTER = 6  # accepted by Twilio when the flush comes: most tasks are still
 TWILIO_DELAY = 0.1  # seconds per request: the run lasts long enough to be interrupted
 STUCK_QUEUED_SECONDS = 5
 SHORTER_SWEEP = (
-    "import datetime, messaging.service\n"
+    "import datetime, messaging.service, messaging.tasks\n"
     f"messaging.service.STUCK_QUEUED = datetime.timedelta(seconds={STUCK_QUEUED_SECONDS})\n"
+    # One message per send task (production: up to 50), so that most of the run's tasks
+    # are still waiting in Redis when it is flushed.
+    "messaging.tasks.TASK_MESSAGES = 1\n"
 )
 
 

@@ -1,0 +1,219 @@
+"""Sending in batches: one transaction gates, sends and records many messages, each decided
+exactly as ``gate`` decides one, and batches sized to the provider's pace.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from compliance import service as compliance
+from compliance.models import (
+    ALLOWED,
+    FREQUENCY_CAP,
+    NO_CONSENT,
+    OPTED_OUT,
+    QUIET_HOURS,
+    ComplianceDecision,
+    MarketingSend,
+)
+from customers import service as customers
+from customers.models import Customer
+from huifang.db import Database
+from messaging import service as outbox
+from messaging.models import (
+    DEFERRED,
+    FAILED,
+    PROVIDER_REFUSED,
+    QUEUED,
+    SENDING,
+    SENT,
+    SUPPRESSED,
+    Message,
+    MessageEvent,
+)
+from messaging.providers.base import OutboundMessage, PermanentError, Provider, SendResult
+from tenancy import service as tenancy
+from tenancy.models import Tenant
+from tests.conftest import Account
+
+NOW = dt.datetime(2026, 4, 20, 3, 0, tzinfo=dt.UTC)  # 11:00 in Shanghai, 23:00 in New York
+REFUSED_NUMBER = "+8613800138005"
+
+
+class Recording(Provider):
+    """Accepts everything but one number, which it refuses for good; remembers each call."""
+
+    name = "recording"
+
+    def __init__(self, *, seconds: float = 0.0) -> None:
+        self.calls: list[str] = []
+        self.seconds = seconds
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        time.sleep(self.seconds)
+        self.calls.append(message.to)
+        if message.to == REFUSED_NUMBER:
+            raise PermanentError("The number is not a valid mobile number.", code="21614")
+        return SendResult(provider_message_id=f"rec-{message.message_id}")
+
+
+def _customer(session: Session, account: Account, n: int, *, zone: str = "Asia/Shanghai",
+              consent: bool = False) -> Customer:
+    person = customers.create_customer(session=session, tenant=account.tenant,
+                                       name=f"客户{n}", phone=f"1380013800{n}", timezone=zone)
+    if consent:
+        compliance.record_consent(session=session, tenant_id=account.tenant.id,
+                                  customer=person, source="in_person", evidence="签字确认",
+                                  granted_at=NOW - dt.timedelta(days=30), now=NOW)
+    return person
+
+
+def _due(session: Session, account: Account, person: Customer, category: str, cause: str
+         ) -> int:
+    message, _ = outbox.schedule(session=session, tenant=account.tenant, customer=person,
+                                 channel="sms", category=category, source_type="test",
+                                 source_id=cause, body="您好，换季空调清洗九折，回复1预约",
+                                 due_at=NOW)
+    return message.id
+
+
+def test_one_batch_decides_each_message_as_the_gate_would(session: Session,
+                                                          account: Account) -> None:
+    opted_out = _customer(session, account, 1)
+    compliance.opt_out(session=session, tenant=account.tenant, phone=opted_out.phone,
+                       reason="reply_opt_out", detail="回复T", now=NOW - dt.timedelta(days=1))
+    no_consent = _customer(session, account, 2)
+    abroad = _customer(session, account, 3, zone="America/New_York")
+    capped = _customer(session, account, 4, consent=True)
+    # One marketing message already this quarter: the cap (2 per 90 days) has room for one.
+    session.add(MarketingSend(tenant_id=account.tenant.id, phone=capped.phone,
+                              message_ref="earlier", allowed_at=NOW - dt.timedelta(days=10)))
+    refused = _customer(session, account, 5)
+    fine = _customer(session, account, 6)
+    ids = {
+        "opted_out": _due(session, account, opted_out, "service", "a"),
+        "no_consent": _due(session, account, no_consent, "marketing", "b"),
+        "abroad": _due(session, account, abroad, "service", "c"),
+        "capped_1": _due(session, account, capped, "marketing", "d1"),
+        "capped_2": _due(session, account, capped, "marketing", "d2"),
+        "capped_3": _due(session, account, capped, "marketing", "d3"),
+        "refused": _due(session, account, refused, "service", "e"),
+        "fine": _due(session, account, fine, "service", "f"),
+    }
+    assert set(outbox.claim_due(session=session, now=NOW)) == set(ids.values())
+    claimed = outbox.claim_many_for_send(session=session, message_ids=list(ids.values()),
+                                         now=NOW)
+    assert claimed == sorted(ids.values())
+    assert outbox.claim_many_for_send(session=session, message_ids=claimed, now=NOW) == []
+
+    provider = Recording()
+    found = outbox.deliver_many(session=session, message_ids=claimed, provider=provider,
+                                now=NOW)
+
+    status = {name: (found[i].status, found[i].status_reason) for name, i in ids.items()}
+    assert status == {
+        "opted_out": (SUPPRESSED, OPTED_OUT),
+        "no_consent": (SUPPRESSED, NO_CONSENT),
+        "abroad": (DEFERRED, QUIET_HOURS),
+        "capped_1": (SENT, None),
+        "capped_2": (SUPPRESSED, FREQUENCY_CAP),  # the first one in this batch counted
+        "capped_3": (SUPPRESSED, FREQUENCY_CAP),
+        "refused": (FAILED, PROVIDER_REFUSED),
+        "fine": (SENT, None),
+    }
+    assert provider.calls == [capped.phone, REFUSED_NUMBER, fine.phone]
+    assert found[ids["abroad"]].due_at == dt.datetime(2026, 4, 20, 12, 0, tzinfo=dt.UTC)
+    assert found[ids["capped_1"]].text == "【测试家政】您好，换季空调清洗九折，回复1预约 回复T退订"
+    session.expire_all()
+    decisions = dict(session.execute(
+        select(ComplianceDecision.message_ref, ComplianceDecision.reason).where(
+            ComplianceDecision.tenant_id == account.tenant.id)).all())
+    assert len(decisions) == len(ids)
+    assert list(decisions.values()).count(ALLOWED) == 3
+    assert session.scalar(select(func.count()).select_from(MarketingSend).where(
+        MarketingSend.phone == capped.phone)) == 2
+    for name, message_id in ids.items():
+        history = [e.status for e in session.scalars(select(MessageEvent).where(
+            MessageEvent.message_id == message_id).order_by(MessageEvent.id))]
+        assert history[-2:] == [SENDING, found[message_id].status], name
+
+
+def test_a_message_no_longer_sending_is_left_alone(session: Session, account: Account) -> None:
+    person = _customer(session, account, 7)
+    message_id = _due(session, account, person, "service", "g")
+    outbox.claim_due(session=session, now=NOW)
+    provider = Recording()
+    found = outbox.deliver_many(session=session, message_ids=[message_id], provider=provider,
+                                now=NOW)  # still queued: nobody claimed it for sending
+    assert provider.calls == []
+    assert found[message_id].status == "queued"
+    assert session.get(Message, message_id) is found[message_id]
+
+
+def test_batches_are_sized_to_the_providers_pace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox, "_latency", {})
+    provider = Recording()
+    assert outbox.batch_size(provider) == 1  # nothing measured yet
+    outbox._measured(provider, 0.002)  # a loopback provider: 2 ms a message
+    assert outbox.batch_size(provider) == outbox.MAX_BATCH
+    for _ in range(20):
+        outbox._measured(provider, 0.3)  # Twilio slowing down, or a rate limit
+    assert outbox.batch_size(provider) == 1
+    outbox._latency[provider.name] = 0.1
+    assert outbox.batch_size(provider) == 2  # 250 ms of sends at 100 ms each
+
+
+@pytest.fixture
+def committed_tenant(committed_db: Database) -> Iterator[int]:
+    """A company whose rows are really committed (each batch commits); gone afterwards."""
+    with committed_db.session() as session:
+        tenant_id = tenancy.create_tenant(session=session, name="批量家政",
+                                          signature="批量家政").id
+    yield tenant_id
+    with committed_db.session() as session:
+        session.execute(delete(Tenant).where(Tenant.id == tenant_id))
+
+
+def test_send_in_batches_grows_batches_for_a_fast_provider_and_not_a_slow_one(
+        committed_db: Database, committed_tenant: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes: list[int] = []
+    real = outbox.deliver_many
+
+    def spy(**kwargs):  # type: ignore[no-untyped-def]
+        sizes.append(len(kwargs["message_ids"]))
+        return real(**kwargs)
+
+    monkeypatch.setattr(outbox, "deliver_many", spy)
+    monkeypatch.setattr(outbox, "utcnow", lambda: NOW)
+    for seconds, count, expected in ((0.0, 12, [1, 11]), (0.3, 3, [1, 1, 1])):
+        monkeypatch.setattr(outbox, "_latency", {})
+        sizes.clear()
+        with committed_db.session() as session:
+            tenant = session.get(Tenant, committed_tenant)
+            assert tenant is not None
+            people = [customers.create_customer(session=session, tenant=tenant,
+                                                name=f"客户{i}",
+                                                phone=f"139{int(seconds * 10)}013{i:04d}",
+                                                timezone="Asia/Shanghai")
+                      for i in range(count)]
+            ids = [outbox.schedule(session=session, tenant=tenant, customer=person,
+                                   channel="sms", category="service", source_type="test",
+                                   source_id="batch", body="您好，服务报告已生成",
+                                   due_at=NOW)[0].id for person in people]
+            session.execute(update(Message).where(Message.id.in_(ids))
+                            .values(status=QUEUED))  # as the dispatcher's claim leaves them
+        provider = Recording(seconds=seconds)
+        with committed_db.session() as session:
+            outbox.send_in_batches(session=session, message_ids=ids, provider=provider)
+        assert sizes == expected, seconds
+        with committed_db.session() as session:
+            assert set(session.scalars(select(Message.status).where(
+                Message.id.in_(ids)))) == {SENT}
+        assert len(provider.calls) == count
