@@ -31,9 +31,9 @@ def send_messages(*, session: Session, message_ids: list[int]) -> None:
 
     A batch is as many messages as the provider takes in about a quarter of a second
     (``service.batch_size``): one at a time against a provider (or a rate limit) that takes
-    250 ms or more per message, up to 50 against a fast one. A worker killed mid-batch leaves that batch ``sending``
-    (settled as ``unknown`` by the sweep, never re-sent) and the rest ``queued`` (sent by
-    the sweep).
+    250 ms or more per message, up to 50 against a fast one. A worker killed mid-batch
+    leaves that batch ``sending`` (settled as ``unknown`` by the sweep, never re-sent) and
+    the rest ``queued`` (sent by the sweep).
     """
     _send(session, message_ids)
 

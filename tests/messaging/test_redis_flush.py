@@ -10,8 +10,8 @@ again, so every message goes out, each exactly once.
 ``sweep`` waits ``STUCK_QUEUED`` (five minutes) before it calls a queued row lost. The worker
 here runs with five seconds instead, so that the test takes seconds, not minutes, and puts
 one message in each send task (production: up to 50), so that the flush has tasks to take
-away; nothing else differs from production. With the real value every lost message goes out five to six
-minutes late (the threshold, plus up to one tick).
+away; nothing else differs from production. With the real value every lost message goes
+out five to six minutes late (the threshold, plus up to one tick).
 """
 
 from __future__ import annotations
