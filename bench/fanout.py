@@ -32,14 +32,14 @@ import datetime as dt
 import resource
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scratch import scratch_database
 
 from campaigns import service as campaigns
 from huifang.db import Database
@@ -73,28 +73,6 @@ SELECT count(*), coalesce(sum(hashtext(concat_ws('|', customer_id, local_date, d
        basis_at, campaign_version, status, caught_up, late_by_days))::bigint), 0)
 FROM campaign_occurrences WHERE campaign_id = :campaign
 """
-
-
-@contextmanager
-def scratch_database(url: str) -> Iterator[str]:
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "postgresql":
-        raise SystemExit("--database takes a PostgreSQL server URL (the target is defined "
-                         "on PostgreSQL)")
-    admin = create_engine(parsed, isolation_level="AUTOCOMMIT")
-
-    def drop() -> None:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{SCRATCH}" (FORCE)'))
-
-    drop()
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{SCRATCH}"'))
-    try:
-        yield parsed.set(database=SCRATCH).render_as_string(hide_password=False)
-    finally:
-        drop()
-        admin.dispose()
 
 
 def generate(database: Database, count: int, now: dt.datetime) -> tuple[int, int]:
@@ -169,7 +147,7 @@ def main() -> None:
     if not 1 <= args.customers <= 50_000_000:
         parser.error("--customers must be between 1 and 50,000,000")
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    with scratch_database(args.database) as url:
+    with scratch_database(args.database, SCRATCH) as url:
         upgrade(url)
         database = Database(url)
         try:

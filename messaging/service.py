@@ -181,30 +181,30 @@ def claim_due(*, session: Session, now: dt.datetime, limit: int = 500) -> list[i
     ids = list(session.scalars(due))
     if not ids:
         return []
-    claimed = session.execute(
-        update(Message).where(Message.id.in_(ids), Message.status.in_(waiting))
-        .values(status=QUEUED, status_reason=None, updated_at=now)
+    return _move(session, ids, waiting, QUEUED, now, status_reason=None)
+
+
+def _move(session: Session, message_ids: Sequence[int], from_: Sequence[str], to: str,
+          now: dt.datetime, **values: object) -> list[int]:
+    """Move those of ``message_ids`` still in a ``from_`` status to ``to``, with their
+    history, in two statements; the ids moved, in order. The status condition in the
+    update is what makes a claim happen once: a row that moved meanwhile is skipped."""
+    if not message_ids:
+        return []
+    moved = session.execute(
+        update(Message).where(Message.id.in_(message_ids), Message.status.in_(from_))
+        .values(status=to, updated_at=now, **values)
         .returning(Message.id, Message.tenant_id)).all()
-    if claimed:
-        session.execute(insert(MessageEvent), [
-            {"tenant_id": tenant_id, "message_id": message_id, "status": QUEUED,
-             "applied": True, "at": now} for message_id, tenant_id in claimed])
-    return sorted(message_id for message_id, _ in claimed)
+    if moved:
+        session.execute(_INSERT_EVENT, [
+            {"tenant_id": tenant_id, "message_id": message_id, "status": to, "reason": None,
+             "detail": None, "applied": True, "at": now} for message_id, tenant_id in moved])
+    return sorted(message_id for message_id, _ in moved)
 
 
 def queue_now(*, session: Session, message_ids: Sequence[int], now: dt.datetime) -> list[int]:
     """Queue scheduled messages at once (answers to a reply), rather than at the next tick."""
-    if not message_ids:
-        return []
-    rows = session.execute(
-        update(Message).where(Message.id.in_(message_ids), Message.status == SCHEDULED)
-        .values(status=QUEUED, updated_at=now)
-        .returning(Message.id, Message.tenant_id)).all()
-    if rows:
-        session.execute(insert(MessageEvent), [
-            {"tenant_id": tenant_id, "message_id": message_id, "status": QUEUED,
-             "applied": True, "at": now} for message_id, tenant_id in rows])
-    return [message_id for message_id, _ in rows]
+    return _move(session, message_ids, (SCHEDULED,), QUEUED, now)
 
 
 def claim_for_send(*, session: Session, message_id: int, now: dt.datetime) -> bool:
@@ -219,18 +219,7 @@ def claim_many_for_send(*, session: Session, message_ids: Sequence[int], now: dt
     One conditional update: a message claimed by another task (a repeated delivery) is
     skipped, so each message is claimed exactly once.
     """
-    if not message_ids:
-        return []
-    claimed = session.execute(
-        update(Message).where(Message.id.in_(message_ids), Message.status == QUEUED)
-        .values(status=SENDING, updated_at=now)
-        .returning(Message.id, Message.tenant_id)).all()
-    if claimed:
-        session.execute(_INSERT_EVENT, [
-            {"tenant_id": tenant_id, "message_id": message_id, "status": SENDING,
-             "reason": None, "detail": None, "applied": True, "at": now}
-            for message_id, tenant_id in claimed])
-    return sorted(message_id for message_id, _ in claimed)
+    return _move(session, message_ids, (QUEUED,), SENDING, now)
 
 
 def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.datetime,
