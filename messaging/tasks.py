@@ -38,7 +38,10 @@ def send_messages(*, session: Session, message_ids: list[int]) -> None:
     _send(session, message_ids)
 
 
-@task(queue="messaging")
+# On the default queue, not behind a campaign's batches on the messaging queue: one message
+# someone is waiting for now (an answer to the customer's own text, a booking confirmation,
+# a report staff just sent, an operator's retry). The messaging workers take both queues.
+@task(queue="default")
 def send_message(*, session: Session, message_id: int) -> None:
     """Claim, then gate, render, call the provider and record (two transactions)."""
     _send(session, [message_id])
