@@ -15,8 +15,9 @@ does what the route asks:
 
 Confirmations are ordinary outbox messages of category ``reply`` (the gate lets them
 through the opt-out the customer just sent, and outside quiet hours: the customer is the
-one who wrote). They are scheduled due now and returned, so a webhook can queue them at
-once (``messaging.service.queue_now``); otherwise the dispatcher's tick sends them.
+one who wrote). They are created due now and their ids returned: ``queued`` for a webhook,
+which enqueues them once its transaction commits (``messaging.api.take_reply``), otherwise
+``scheduled``, for the dispatcher's next tick (the CLI's simulated replies).
 
 Which company a reply is for: Aliyun pushes to each company's own path. Twilio numbers
 may be shared by several companies, so a reply goes to the company that last wrote to the
