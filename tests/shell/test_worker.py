@@ -78,6 +78,10 @@ def embedded(sqlite_database):
     set_database(sqlite_database)
     with sqlite_database.session() as session:
         session.execute(delete(WorkerHeartbeat))
+    # The in-memory broker lives as long as the test process: earlier tests' requests left
+    # tasks in it (sends, photo processing) that no worker took. Taken in order before this
+    # test's own, they would only measure how long a backlog takes to drain.
+    worker.celery_app.control.purge()
     with worker.EmbeddedWorker(beat=False) as running:
         yield running
     import huifang.db
