@@ -101,6 +101,16 @@ def test_embedded_worker_consumes_tasks_in_process(embedded, sqlite_database):
     assert _beat_of(sqlite_database, "failing") is None  # the wrapper rolled it back
 
 
+def test_the_embedded_worker_takes_a_burst_without_waiting_on_its_poll(embedded,
+                                                                        sqlite_database):
+    # Twenty photos uploaded together are twenty tasks. The in-process transport used to
+    # poll once a second, two tasks a poll: ten seconds before the last one even started.
+    queues = [f"burst-{i}" for i in range(20)]
+    for queue in queues:
+        worker.send(ops.heartbeat, queue=queue)
+    assert _wait_for(lambda: all(_beat_of(sqlite_database, q) for q in queues), timeout=5)
+
+
 @pytest.mark.services
 def test_a_real_celery_worker_on_redis_runs_tasks_end_to_end(postgres_database, redis_url,
                                                              tmp_path: Path):
