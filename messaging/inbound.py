@@ -146,12 +146,6 @@ def _companies(session: Session, phone: str, tenant_id: int | None) -> list[_Com
     return sorted(found.values(), key=lambda company: company.id != newest)
 
 
-def companies_for(*, session: Session, phone: str) -> list[Tenant]:
-    """Companies with a customer at ``phone``, the one that last wrote to it first."""
-    return [tenant for company in _companies(session, phone, None)
-            if (tenant := session.get(Tenant, company.id)) is not None]
-
-
 def _existing(session: Session, tenant_id: int | None, provider: str,
               provider_message_id: str) -> int | None:
     return session.scalars(select(InboundMessage.id).where(
@@ -312,11 +306,6 @@ def _rules_for(session: Session, tenant_ids: list[int]) -> dict[int, tuple[keywo
             rules.setdefault(row.tenant_id, []).append(keywords.Rule(
                 name=f"tenant:{row.id}", route=row.route, kind=row.kind, value=row.value))
     return {tenant_id: tuple(found) for tenant_id, found in rules.items()}
-
-
-def keywords_for(*, session: Session, tenant_id: int) -> tuple[keywords.Rule, ...]:
-    """The company's own keyword rules (checked before the built-in ones)."""
-    return _rules_for(session, [tenant_id]).get(tenant_id, ())
 
 
 # --- the inbox and the company's keywords ---------------------------------------------------
