@@ -130,8 +130,7 @@ def take_reply(session: Session, **fields: Any) -> inbound.Received:
     """Record and act on a reply; answers to it are enqueued once the request commits."""
     now = utcnow()
     received = inbound.receive(session=session, now=now, queue=True, **fields)
-    for message_id in received.send_now:
-        enqueue(session, tasks.send_message, message_id=message_id)
+    tasks.answers.add_on_commit(session, received.send_now)
     return received
 
 

@@ -79,6 +79,7 @@ class _Company:
     customer_id: int | None
     last_message_id: int | None
     last_sent_at: dt.datetime | None
+    has_keywords: bool  # its own keyword rules (most companies have none: no query for them)
 
 
 def _english(routing: keywords.Routing) -> bool:
@@ -113,7 +114,10 @@ def _companies_query(by_tenant: bool) -> Select[Any]:
             .order_by(messages.sent_at.desc(), messages.id.desc()).limit(1))
     last_id = sent.with_only_columns(messages.id).scalar_subquery()
     last_at = sent.with_only_columns(messages.sent_at).scalar_subquery()
-    query = select(tenants.id, tenants.name, tenants.signature, customers_.id, last_id, last_at)
+    rules = cast(Table, KeywordRule.__table__).c
+    has_keywords = select(rules.id).where(rules.tenant_id == tenants.id).exists()
+    query = select(tenants.id, tenants.name, tenants.signature, customers_.id, last_id, last_at,
+                   has_keywords)
     phone = bindparam("phone", type_=String())
     if by_tenant:
         query = query.select_from(cast(Table, Tenant.__table__).outerjoin(
@@ -130,8 +134,8 @@ def _companies_query(by_tenant: bool) -> Select[Any]:
 def _companies(session: Session, phone: str, tenant_id: int | None) -> list[_Company]:
     """The companies a reply from ``phone`` is for, the one that last wrote to it first.
 
-    One query: each company with its first customer at the number and that customer's
-    last sent message. With ``tenant_id`` (a per-company webhook path) only that company,
+    One query: each company with its first customer at the number, that customer's last
+    sent message, and whether the company has keyword rules of its own. With ``tenant_id`` (a per-company webhook path) only that company,
     with or without a customer at the number.
     """
     found: dict[int, _Company] = {}
@@ -262,7 +266,7 @@ def receive(*, session: Session, provider: str, provider_message_id: str, phone:
     text = text[:MAX_TEXT]
     found = _companies(session, number, tenant.id if tenant is not None else None)
     companies: list[_Company | None] = list(found) if found else [None]
-    rules = _rules_for(session, [c.id for c in found])
+    rules = _rules_for(session, [c.id for c in found if c.has_keywords])
     result = Received()
     for index, company in enumerate(companies):
         routing = keywords.route(text, extra=rules.get(company.id, ()) if company else ())

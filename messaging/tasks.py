@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from huifang.db import utcnow
-from huifang.worker import enqueue, task
+from huifang.worker import Coalescer, enqueue, task
 from messaging import service
 from messaging.providers import get_provider
 from messaging.ratelimit import send_rate
@@ -45,6 +45,17 @@ def send_messages(*, session: Session, message_ids: list[int]) -> None:
 def send_message(*, session: Session, message_id: int) -> None:
     """Claim, then gate, render, call the provider and record (two transactions)."""
     _send(session, [message_id])
+
+
+@task(queue="default")
+def send_answers(*, session: Session, message_ids: list[int]) -> None:
+    """``send_message`` for the answers to replies that arrived together (``answers``)."""
+    _send(session, message_ids)
+
+
+# Answers to customers' replies (opt-out and opt-in confirmations, help, booking
+# acknowledgements): published by the webhooks, coalesced over 50 ms.
+answers = Coalescer(send_answers, argument="message_ids", window=0.05, limit=TASK_MESSAGES)
 
 
 def _send(session: Session, message_ids: list[int]) -> None:

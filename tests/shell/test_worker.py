@@ -111,6 +111,62 @@ def test_the_embedded_worker_takes_a_burst_without_waiting_on_its_poll(embedded,
     assert _wait_for(lambda: all(_beat_of(sqlite_database, q) for q in queues), timeout=5)
 
 
+@worker.task(queue="default")
+def _note_ids(*, session, ids: list[int]) -> None:
+    """A test task: one heartbeat row per run, named after the ids that run was given."""
+    session.add(WorkerHeartbeat(queue="ids-" + ",".join(map(str, ids)), hostname="coalesced",
+                                seen_at=ops.utcnow()))
+
+
+def _runs(database: Database) -> list[str]:
+    with database.sessionmaker() as session:
+        return sorted(session.scalars(select(WorkerHeartbeat.queue).where(
+            WorkerHeartbeat.hostname == "coalesced")))
+
+
+def test_ids_handed_in_within_a_window_are_published_as_one_task(embedded, sqlite_database):
+    coalescer = worker.Coalescer(_note_ids, argument="ids", window=0.3, limit=3)
+    with sqlite_database.session() as session:
+        coalescer.add_on_commit(session, [1, 2])
+        coalescer.add_on_commit(session, [3])
+        coalescer.add_on_commit(session, [])
+    with sqlite_database.sessionmaker() as session:
+        coalescer.add_on_commit(session, [99])
+        session.rollback()  # never committed: never published
+    coalescer.add([4])  # over the limit of three: a second task
+    assert _wait_for(lambda: len(_runs(sqlite_database)) == 2, timeout=5)
+    assert _runs(sqlite_database) == ["ids-1,2,3", "ids-4"]
+    coalescer.add([5])  # a new window, a new task
+    assert _wait_for(lambda: "ids-5" in _runs(sqlite_database), timeout=5)
+    assert len(_runs(sqlite_database)) == 3
+
+
+def test_a_broker_failure_loses_no_later_ids(embedded, sqlite_database, monkeypatch):
+    coalescer = worker.Coalescer(_note_ids, argument="ids", window=0.05, limit=10)
+    real_send = worker.send
+    failures: list[dict] = []
+
+    def broker_down_once(task_, **kwargs):
+        if not failures:
+            failures.append(kwargs)
+            raise ConnectionError("broker unreachable")
+        real_send(task_, **kwargs)
+
+    monkeypatch.setattr(worker, "send", broker_down_once)
+    coalescer.add([7])
+    assert _wait_for(lambda: bool(failures), timeout=5)
+    assert failures == [{"ids": [7]}]  # logged; the row stays queued for the sweep
+    coalescer.add([8])  # the flushing thread survived the failure
+    assert _wait_for(lambda: _runs(sqlite_database) == ["ids-8"], timeout=5)
+
+
+def test_flush_publishes_what_is_pending_at_once(embedded, sqlite_database):
+    coalescer = worker.Coalescer(_note_ids, argument="ids", window=60, limit=10)
+    coalescer.add([11, 12])
+    coalescer.flush()  # what the process does on its way out, without waiting the window
+    assert _wait_for(lambda: _runs(sqlite_database) == ["ids-11,12"], timeout=5)
+
+
 @pytest.mark.services
 def test_a_real_celery_worker_on_redis_runs_tasks_end_to_end(postgres_database, redis_url,
                                                              tmp_path: Path):
