@@ -169,11 +169,9 @@ class Committed:
             await connection.close()
 
 
-async def drive(port: int, phones: list[str], rate: float, url: str
-                ) -> tuple[list[float], int, float]:
+async def drive(connections: Connections, committed: Committed, port: int,
+                phones: list[str], rate: float) -> tuple[list[float], int, float]:
     requests = [signed_request(port, phone) for phone in phones]
-    connections = Connections(port)
-    committed = Committed(url)
     latencies: list[float] = []
     early = 0
     failed: list[int] = []
@@ -196,11 +194,27 @@ async def drive(port: int, phones: list[str], rate: float, url: str
                            for i, (phone, request) in enumerate(zip(phones, requests,
                                                                     strict=True))))
     elapsed = time.perf_counter() - started
-    connections.close()
-    await committed.close()
     if failed:
         raise SystemExit(f"{len(failed)} webhooks were not answered 200: {failed[:5]}")
     return latencies, early, elapsed
+
+
+async def warm_then_measure(server: subprocess.Popen[bytes], port: int, url: str,
+                            warm: list[str], measured: list[str], rate: float
+                            ) -> tuple[list[float], list[float], int, float, float]:
+    """The warm-up, then the measured run, on the same client connections (so that the
+    measured run starts warm on both sides); also the server's CPU during the measured run."""
+    connections = Connections(port)
+    committed = Committed(url)
+    try:
+        cold, early_cold, _ = await drive(connections, committed, port, warm, rate)
+        cpu = server_cpu_seconds(server)
+        latencies, early, elapsed = await drive(connections, committed, port, measured, rate)
+        cpu = server_cpu_seconds(server) - cpu
+    finally:
+        connections.close()
+        await committed.close()
+    return cold, latencies, early_cold + early, elapsed, cpu
 
 
 def server_cpu_seconds(server: subprocess.Popen[bytes]) -> float:
@@ -238,11 +252,8 @@ def main() -> None:
         server = start_server(url, port, args.redis, args.workers if args.redis else 1)
         try:
             # Warm up at the same rate: the pools, threads and prepared statements.
-            cold, _, _ = asyncio.run(drive(port, phones[count:], args.rate, url))
-            cpu = server_cpu_seconds(server)
-            latencies, early, elapsed = asyncio.run(drive(port, phones[:count], args.rate,
-                                                          url))
-            cpu = server_cpu_seconds(server) - cpu
+            cold, latencies, early, elapsed, cpu = asyncio.run(warm_then_measure(
+                server, port, url, phones[count:], phones[:count], args.rate))
         finally:
             server.terminate()
             server.wait(timeout=30)
