@@ -1,6 +1,7 @@
 """The ASGI app for uvicorn: ``uvicorn huifang.asgi:app``.
 
-In embedded mode the lifespan also runs the Celery worker and scheduler in threads.
+In embedded mode the lifespan also runs the Celery worker and scheduler in threads; in
+distributed mode it opens the PostgreSQL connection pool before the first request.
 """
 
 from __future__ import annotations
@@ -8,13 +9,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI
+from sqlalchemy.exc import OperationalError
+from starlette.concurrency import run_in_threadpool
 
 from huifang.app import create_app
+from huifang.db import get_database
 from huifang.logs import configure_logging
 from huifang.settings import get_settings
 from huifang.worker import EmbeddedWorker, load_tasks
 from media.fonts import ensure_cjk_font
+
+log = structlog.get_logger(__name__)
 
 
 @asynccontextmanager
@@ -24,6 +31,11 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     if settings.embedded:
         # This process is the media worker too: refuse to start rather than draw boxes.
         ensure_cjk_font()
+    else:
+        try:
+            await run_in_threadpool(get_database().open_pool)
+        except OperationalError as exc:  # /healthz says so; requests retry their connection
+            log.warning("could not open the database pool at start", error=str(exc))
     worker = EmbeddedWorker() if settings.embedded else None
     if worker:
         worker.start()

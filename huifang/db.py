@@ -150,6 +150,21 @@ class Database:
         finally:
             session.close()
 
+    def open_pool(self) -> int:
+        """Open the pool's connections now (PostgreSQL): a burst of webhooks right after a
+        start then finds them open, instead of each waiting for a new server backend. The
+        number opened (SQLite: none; it has no server to wait for)."""
+        if self.engine.dialect.name == "sqlite":
+            return 0
+        connections = []
+        try:
+            for _ in range(POOL_SIZE):
+                connections.append(self.engine.connect())
+        finally:
+            for connection in connections:
+                connection.close()  # back into the pool, which keeps POOL_SIZE of them
+        return len(connections)
+
     def dispose(self) -> None:
         self.engine.dispose()
 
