@@ -135,8 +135,9 @@ def _companies(session: Session, phone: str, tenant_id: int | None) -> list[_Com
     """The companies a reply from ``phone`` is for, the one that last wrote to it first.
 
     One query: each company with its first customer at the number, that customer's last
-    sent message, and whether the company has keyword rules of its own. With ``tenant_id`` (a per-company webhook path) only that company,
-    with or without a customer at the number.
+    sent message, and whether the company has keyword rules of its own. With ``tenant_id``
+    (a per-company webhook path) only that company, with or without a customer at the
+    number.
     """
     found: dict[int, _Company] = {}
     latest: dict[int, dt.datetime] = {}
