@@ -12,7 +12,7 @@ answer" needs the suppression on record before the webhook says OK.
 
 The first second runs at the same rate and is not counted (it is printed on its own line):
 it starts from cold, with the server's connection pools, threads and prepared statements
-still to make, and stalls for up to a few hundred milliseconds while they fill.
+still to make, and some answers wait up to ~200 ms (PostgreSQL, 200/s) while they fill.
 
 Prints p50/p90/p99/max latency, the achieved rate, and how many answers came before
 their commit (must be 0).
