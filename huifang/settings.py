@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # Sends per second through the provider, shared by all workers; unset: the provider's
     # own default (Twilio long code 1/s, Aliyun 50/s, console unlimited).
     sms_rate_per_second: int | None = Field(default=None, gt=0)
+    # Provider calls one worker process makes at once (a batch's messages, in parallel).
+    send_concurrency: int = Field(default=4, ge=1, le=32)
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_api_base: str = "https://api.twilio.com"

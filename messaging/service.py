@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, update
@@ -50,9 +53,11 @@ from messaging.providers.base import (
     OutboundMessage,
     PermanentError,
     Provider,
+    ProviderError,
     RecipientOptedOut,
     RequestMayHaveLeft,
     RetryableError,
+    SendResult,
 )
 from tenancy.models import Tenant
 
@@ -241,7 +246,8 @@ def deliver_many(*, session: Session, message_ids: Sequence[int], provider: Prov
     One query loads the messages with their companies and customers, the gate decides for
     all of them at once (``compliance.gate_many``: the numbers stay locked until this
     commits, so an opt-out waits for the batch), the provider is called for each message
-    it allows, in turn, and the outcomes are written together at the end. The caller keeps
+    it allows, ``send_concurrency`` calls at a time on threads that touch no database, and
+    the outcomes are written together at the end, in this thread. The caller keeps
     batches short in time (``batch_size``), since an opt-out for one of their numbers waits
     for the whole batch. Returns the messages found, by id.
     """
@@ -267,8 +273,14 @@ def deliver_many(*, session: Session, message_ids: Sequence[int], provider: Prov
         compliance.Ask(tenant, customer, message.category,  # type: ignore[arg-type]
                        message.body, message.idempotency_key, provider.max_body_chars)
         for message, tenant, customer in sending], now=now)
+    allowed = []
     for (message, tenant, customer), verdict in zip(sending, verdicts, strict=True):
-        _send(session, message, tenant, customer, verdict, provider, now, throttle)
+        outbound = _outbound(session, message, tenant, customer, verdict, provider, now)
+        if outbound is not None:
+            allowed.append((message, tenant, customer, outbound))
+    calls = _call_all(provider, [outbound for *_, outbound in allowed], throttle)
+    for (message, tenant, customer, _), call in zip(allowed, calls, strict=True):
+        _record(session, message, tenant, customer, call, now)
     _write_events(session)
     return found
 
@@ -298,13 +310,16 @@ _latency: dict[str, float] = {}  # seconds per provider call, moving average, pe
 
 def batch_size(provider: Provider) -> int:
     """How many messages one batch may take, from the time a send to this provider has been
-    taking (its answer and any wait for a rate slot): one when that is 250 ms or more, up to
+    taking (its answer and any wait for a rate slot) and how many calls go out at once
+    (``send_concurrency``): one round of calls when a call takes 250 ms or more, up to
     ``MAX_BATCH`` against a fast provider, where the database, not the provider, would
     otherwise set the pace."""
     seconds = _latency.get(provider.name)
     if seconds is None:
         return 1  # nothing measured yet: one at a time until the provider's pace is known
-    return max(1, min(MAX_BATCH, int(BATCH_SECONDS / max(seconds, 1e-4))))
+    at_once = get_settings().send_concurrency
+    rounds = max(1, int(BATCH_SECONDS / max(seconds, 1e-4)))
+    return min(MAX_BATCH, at_once * rounds)
 
 
 def _measured(provider: Provider, seconds: float) -> None:
@@ -312,25 +327,26 @@ def _measured(provider: Provider, seconds: float) -> None:
     _latency[provider.name] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
 
 
-def _send(session: Session, message: Message, tenant: Tenant, customer: Customer,
-          verdict: compliance.Verdict, provider: Provider, now: dt.datetime,
-          throttle: Callable[[], bool] | None) -> None:
-    """Act on the gate's verdict for one message: record it, or call the provider."""
+def _outbound(session: Session, message: Message, tenant: Tenant, customer: Customer,
+              verdict: compliance.Verdict, provider: Provider, now: dt.datetime
+              ) -> OutboundMessage | None:
+    """Act on the gate's verdict for one message: record a deferral or a refusal (None),
+    or the request the provider is to get."""
     if verdict.decision == DEFER:
         assert verdict.not_before is not None
         message.due_at = verdict.not_before
         transition(session=session, message=message, status=DEFERRED, now=now,
                    reason=verdict.reason, detail=verdict.detail, flush=False)
-        return
+        return None
     if verdict.decision in (SUPPRESS, REFUSE):
         transition(session=session, message=message,
                    status=SUPPRESSED if verdict.decision == SUPPRESS else FAILED, now=now,
                    reason=verdict.reason, detail=verdict.detail, flush=False)
-        return
+        return None
     assert verdict.text is not None
     message.text = verdict.text
     message.provider = provider.name
-    outbound = OutboundMessage(
+    return OutboundMessage(
         message_id=message.id, to=customer.phone, body=verdict.text,
         signature=tenant.signature, media_urls=tuple(message.media_urls),
         # Our id rides along, so a receipt can settle a send that timed out before the
@@ -338,32 +354,77 @@ def _send(session: Session, message: Message, tenant: Tenant, customer: Customer
         status_callback=(f"{get_settings().public_url}/hooks/{provider.name}/status"
                          f"?message_id={message.id}"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What one provider call came to: a result, the provider's error, or no rate slot."""
+
+    result: SendResult | None = None
+    error: ProviderError | None = None
+    throttled: bool = False
+
+
+def _call(provider: Provider, outbound: OutboundMessage,
+          throttle: Callable[[], bool] | None) -> _Call:
+    """Wait for a rate slot, then call the provider. Touches no database: it runs on the
+    batch's call threads."""
     # The time a send takes here — the wait for a rate slot included — sizes the next
-    # batches: a slow or rate-limited provider is sent to one message at a time.
+    # batches: a slow or rate-limited provider is sent to a few messages at a time.
     started = time.perf_counter()
-    if throttle is not None and not throttle():
+    try:
+        if throttle is not None and not throttle():
+            return _Call(throttled=True)
+        return _Call(result=provider.send(outbound))
+    except ProviderError as exc:
+        return _Call(error=exc)
+    finally:
         _measured(provider, time.perf_counter() - started)
+
+
+def _call_all(provider: Provider, requests: Sequence[OutboundMessage],
+              throttle: Callable[[], bool] | None) -> list[_Call]:
+    """The batch's provider calls, ``send_concurrency`` at a time; outcomes in order."""
+    at_once = get_settings().send_concurrency
+    if len(requests) <= 1 or at_once <= 1:
+        return [_call(provider, outbound, throttle) for outbound in requests]
+    return list(_callers(at_once).map(lambda outbound: _call(provider, outbound, throttle),
+                                      requests))
+
+
+@functools.cache
+def _callers(at_once: int) -> ThreadPoolExecutor:
+    """This process's threads for provider calls (a forked worker makes its own)."""
+    return ThreadPoolExecutor(at_once, thread_name_prefix="provider-call")
+
+
+os.register_at_fork(after_in_child=_callers.cache_clear)
+
+
+def _record(session: Session, message: Message, tenant: Tenant, customer: Customer,
+            call: _Call, now: dt.datetime) -> None:
+    """Write what the provider call came to (in the batch's transaction)."""
+    if call.throttled:
         message.due_at = now + dt.timedelta(minutes=1)
         transition(session=session, message=message, status=DEFERRED, now=now,
                    reason=RATE_LIMITED, detail="The provider's send rate was full; retrying.",
                    flush=False)
         return
     message.attempts += 1  # a provider call: waiting for a rate slot was not an attempt
-    try:
-        result = provider.send(outbound)
-    except RecipientOptedOut as exc:
+    exc = call.error
+    if isinstance(exc, RecipientOptedOut):
         compliance.opt_out(session=session, tenant=tenant, phone=customer.phone,
                            reason="provider_opt_out", detail=exc.detail, now=now)
         transition(session=session, message=message, status=SUPPRESSED, now=now,
                    reason="opted_out", detail=exc.detail, flush=False)
-    except PermanentError as exc:
+    elif isinstance(exc, PermanentError):
         transition(session=session, message=message, status=FAILED, now=now,
                    reason=PROVIDER_REFUSED, detail=_with_code(exc.detail, exc.code),
                    flush=False)
-    except RequestMayHaveLeft as exc:
+    elif isinstance(exc, RequestMayHaveLeft):
         transition(session=session, message=message, status=UNKNOWN, now=now,
                    reason=TIMEOUT_AFTER_SEND, detail=exc.detail, flush=False)
-    except RetryableError as exc:
+    elif isinstance(exc, RetryableError):
         if message.attempts >= MAX_ATTEMPTS:
             transition(session=session, message=message, status=FAILED, now=now,
                        reason=RETRIES_EXHAUSTED, detail=exc.detail, flush=False)
@@ -375,11 +436,10 @@ def _send(session: Session, message: Message, tenant: Tenant, customer: Customer
             transition(session=session, message=message, status=DEFERRED, now=now,
                        reason=RETRY_BACKOFF, detail=exc.detail, flush=False)
     else:
-        message.provider_message_id = result.provider_message_id
+        assert exc is None and call.result is not None, exc
+        message.provider_message_id = call.result.provider_message_id
         message.sent_at = now
         transition(session=session, message=message, status=SENT, now=now, flush=False)
-    finally:
-        _measured(provider, time.perf_counter() - started)
 
 
 def _with_code(detail: str, code: str | None) -> str:

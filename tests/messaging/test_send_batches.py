@@ -5,6 +5,7 @@ exactly as ``gate`` decides one, and batches sized to the provider's pace.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Iterator
 
@@ -25,6 +26,7 @@ from compliance.models import (
 from customers import service as customers
 from customers.models import Customer
 from huifang.db import Database
+from huifang.settings import get_settings
 from messaging import service as outbox
 from messaging.models import (
     DEFERRED,
@@ -127,7 +129,8 @@ def test_one_batch_decides_each_message_as_the_gate_would(session: Session,
         "refused": (FAILED, PROVIDER_REFUSED),
         "fine": (SENT, None),
     }
-    assert provider.calls == [capped.phone, REFUSED_NUMBER, fine.phone]
+    # The calls go out together (``send_concurrency``), so in no particular order.
+    assert sorted(provider.calls) == sorted([capped.phone, REFUSED_NUMBER, fine.phone])
     assert found[ids["abroad"]].due_at == dt.datetime(2026, 4, 20, 12, 0, tzinfo=dt.UTC)
     assert found[ids["capped_1"]].text == "【测试家政】您好，换季空调清洗九折，回复1预约 回复T退订"
     session.expire_all()
@@ -144,6 +147,69 @@ def test_one_batch_decides_each_message_as_the_gate_would(session: Session,
         assert history[-2:] == [SENDING, found[message_id].status], name
 
 
+class Overlapping(Recording):
+    """Answers only once ``together`` calls are in flight at the same time (a barrier), and
+    remembers the most that ever were."""
+
+    name = "overlapping"
+
+    def __init__(self, together: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(together, timeout=5)
+        self.lock = threading.Lock()
+        self.in_flight = self.most = 0
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        with self.lock:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        try:
+            self.barrier.wait()  # BrokenBarrierError (a test failure) if calls don't overlap
+            return super().send(message)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_a_batch_makes_its_provider_calls_send_concurrency_at_a_time(
+        session: Session, account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(get_settings(), "send_concurrency", 3)
+    people = [_customer(session, account, n) for n in range(6)]  # n == 5: the refused number
+    ids = [_due(session, account, person, "service", f"c{n}") for n, person in enumerate(people)]
+    outbox.claim_due(session=session, now=NOW)
+    claimed = outbox.claim_many_for_send(session=session, message_ids=ids, now=NOW)
+    provider = Overlapping(together=3)
+
+    found = outbox.deliver_many(session=session, message_ids=claimed, provider=provider,
+                                now=NOW)
+
+    assert provider.most == 3  # two rounds of three, never more at once
+    assert sorted(provider.calls) == sorted(person.phone for person in people)
+    # Each outcome is recorded on its own message, whatever order the answers came in.
+    assert {i: found[i].status for i in ids} == {
+        **{i: SENT for i in ids[:5]}, ids[5]: FAILED}
+    assert {found[i].provider_message_id for i in ids[:5]} == {f"rec-{i}" for i in ids[:5]}
+    assert found[ids[5]].provider_message_id is None
+    assert all(found[i].attempts == 1 for i in ids)
+
+
+def test_one_call_at_a_time_when_send_concurrency_is_1(
+        session: Session, account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(get_settings(), "send_concurrency", 1)
+    people = [_customer(session, account, n) for n in (6, 7, 8)]
+    ids = [_due(session, account, person, "service", f"s{n}") for n, person in enumerate(people)]
+    outbox.claim_due(session=session, now=NOW)
+    claimed = outbox.claim_many_for_send(session=session, message_ids=ids, now=NOW)
+    provider = Overlapping(together=1)
+
+    found = outbox.deliver_many(session=session, message_ids=claimed, provider=provider,
+                                now=NOW)
+
+    assert provider.most == 1
+    assert provider.calls == [person.phone for person in people]  # in the batch's order
+    assert {found[i].status for i in ids} == {SENT}
+
+
 def test_a_message_no_longer_sending_is_left_alone(session: Session, account: Account) -> None:
     person = _customer(session, account, 7)
     message_id = _due(session, account, person, "service", "g")
@@ -158,15 +224,18 @@ def test_a_message_no_longer_sending_is_left_alone(session: Session, account: Ac
 
 def test_batches_are_sized_to_the_providers_pace(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(outbox, "_latency", {})
+    monkeypatch.setattr(get_settings(), "send_concurrency", 4)
     provider = Recording()
     assert outbox.batch_size(provider) == 1  # nothing measured yet
     outbox._measured(provider, 0.002)  # a loopback provider: 2 ms a message
     assert outbox.batch_size(provider) == outbox.MAX_BATCH
     for _ in range(20):
         outbox._measured(provider, 0.3)  # Twilio slowing down, or a rate limit
-    assert outbox.batch_size(provider) == 1
+    assert outbox.batch_size(provider) == 4  # one round of calls, four at once
     outbox._latency[provider.name] = 0.1
-    assert outbox.batch_size(provider) == 2  # 250 ms of sends at 100 ms each
+    assert outbox.batch_size(provider) == 8  # 250 ms of sends: two rounds of 100 ms
+    monkeypatch.setattr(get_settings(), "send_concurrency", 1)
+    assert outbox.batch_size(provider) == 2  # one call at a time: two of 100 ms
 
 
 @pytest.fixture
@@ -192,7 +261,8 @@ def test_send_in_batches_grows_batches_for_a_fast_provider_and_not_a_slow_one(
 
     monkeypatch.setattr(outbox, "deliver_many", spy)
     monkeypatch.setattr(outbox, "utcnow", lambda: NOW)
-    for seconds, count, expected in ((0.0, 12, [1, 11]), (0.3, 3, [1, 1, 1])):
+    monkeypatch.setattr(get_settings(), "send_concurrency", 2)
+    for seconds, count, expected in ((0.0, 12, [1, 11]), (0.3, 5, [1, 2, 2])):
         monkeypatch.setattr(outbox, "_latency", {})
         sizes.clear()
         with committed_db.session() as session:
