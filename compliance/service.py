@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from compliance.models import (
@@ -314,6 +314,15 @@ def marketing_sent(*, session: Session, tenant_id: int, phone: str, since: dt.da
         select(func.count()).select_from(MarketingSend).where(
             MarketingSend.tenant_id == tenant_id, MarketingSend.phone == phone,
             MarketingSend.allowed_at >= since)) or 0)
+
+
+def uncount_marketing(*, session: Session, message_refs: Sequence[str]) -> None:
+    """Take marketing messages that never reached the customer (the provider refused them,
+    or every retry failed) out of the frequency cap. Called in the transaction whose gate
+    counted them, so the numbers are still locked."""
+    if message_refs:
+        session.execute(delete(MarketingSend).where(
+            MarketingSend.message_ref.in_(message_refs)))
 
 
 @dataclass(frozen=True)

@@ -281,6 +281,11 @@ def deliver_many(*, session: Session, message_ids: Sequence[int], provider: Prov
     calls = _call_all(provider, [outbound for *_, outbound in allowed], throttle)
     for (message, tenant, customer, _), call in zip(allowed, calls, strict=True):
         _record(session, message, tenant, customer, call, now)
+    # A marketing message the provider refused (or that ran out of retries) never reached
+    # the customer: it does not count against their frequency cap.
+    compliance.uncount_marketing(session=session, message_refs=[
+        message.idempotency_key for message, *_ in allowed
+        if message.category == "marketing" and message.status in (FAILED, SUPPRESSED)])
     _write_events(session)
     return found
 

@@ -367,6 +367,7 @@ class SendPipeline(RuleBasedStateMachine):
         self.tasks: list[int] = []  # task deliveries waiting in the broker
         self.enqueued: list[int] = []  # every task ever sent (the broker may deliver again)
         self.in_flight: list[tuple[int, dt.datetime]] = []  # claimed, not yet delivered
+        self.last_claim: dict[int, dt.datetime] = {}  # each message's latest claim
         self.retries: Counter[int] = Counter()  # operator retries per message
         self.may_be_unknown: set[int] = set()
         self.suppressed_at: dict[str, int] = {}  # phone → step its suppression was seen
@@ -408,12 +409,10 @@ class SendPipeline(RuleBasedStateMachine):
         self.tasks += ours
         self.enqueued += ours
         # A message retried by an operator may be claimed again while an earlier worker still
-        # holds its old, swept claim: only the latest claim says whether the row is stuck.
-        latest: dict[int, dt.datetime] = {}
-        for message_id, claimed in self.in_flight:
-            latest[message_id] = max(claimed, latest.get(message_id, claimed))
-        stale = {message_id for message_id, claimed in latest.items()
-                 if self.now - claimed > outbox.STUCK_SENDING}
+        # holds its old, swept claim: only the latest claim says whether the row is stuck,
+        # even when the worker that made it has died since.
+        stale = {message_id for message_id, _ in self.in_flight
+                 if self.now - self.last_claim[message_id] > outbox.STUCK_SENDING}
         self.may_be_unknown |= stale
         if stale:
             with self.database.session() as session:
@@ -427,6 +426,7 @@ class SendPipeline(RuleBasedStateMachine):
                                             now=self.now)
         if claimed:
             self.in_flight.append((message_id, self.now))
+            self.last_claim[message_id] = self.now
         return claimed
 
     def _deliver(self, message_id: int, outcome: str) -> None:
@@ -610,7 +610,9 @@ class SendPipeline(RuleBasedStateMachine):
             assert _in_window(call.at, tracked.zone), (
                 f"message {call.message_id} sent at {call.at} in quiet hours ({tracked.zone})")
             gone[call.message_id] += call.may_have_gone
-            if tracked.category == "marketing":
+            # The cap is on what may have reached the customer: a refused or failed call
+            # takes no place (``compliance.uncount_marketing``).
+            if tracked.category == "marketing" and call.may_have_gone:
                 marketing.setdefault(call.to, set()).add(call.message_id)
         for message_id, count in gone.items():
             assert count <= 1 + self.retries[message_id], (

@@ -198,6 +198,35 @@ def test_a_batch_makes_its_provider_calls_send_concurrency_at_a_time(
     assert all(found[i].attempts == 1 for i in ids)
 
 
+def test_a_marketing_message_the_provider_refused_does_not_count_against_the_cap(
+        session: Session, account: Account) -> None:
+    person = _customer(session, account, 5, consent=True)  # the number Recording refuses
+    refused = _due(session, account, person, "marketing", "r1")
+    outbox.claim_due(session=session, now=NOW)
+    outbox.claim_many_for_send(session=session, message_ids=[refused], now=NOW)
+    found = outbox.deliver_many(session=session, message_ids=[refused], provider=Recording(),
+                                now=NOW)
+    assert (found[refused].status, found[refused].status_reason) == (FAILED, PROVIDER_REFUSED)
+    assert session.scalar(select(func.count()).select_from(MarketingSend).where(
+        MarketingSend.phone == person.phone)) == 0
+
+    # The number works again (say the customer moved it to another carrier): the two
+    # marketing messages of this quarter both go out; the refused one took no place.
+    class Accepting(Recording):
+        def send(self, message: OutboundMessage) -> SendResult:
+            self.calls.append(message.to)
+            return SendResult(provider_message_id=f"ok-{message.message_id}")
+
+    later = [_due(session, account, person, "marketing", cause) for cause in ("r2", "r3")]
+    outbox.claim_due(session=session, now=NOW)
+    outbox.claim_many_for_send(session=session, message_ids=later, now=NOW)
+    provider = Accepting()
+    found = outbox.deliver_many(session=session, message_ids=later, provider=provider, now=NOW)
+    assert [found[i].status for i in later] == [SENT, SENT]
+    assert session.scalar(select(func.count()).select_from(MarketingSend).where(
+        MarketingSend.phone == person.phone)) == 2
+
+
 def test_a_message_no_longer_sending_is_left_alone(session: Session, account: Account) -> None:
     person = _customer(session, account, 7)
     message_id = _due(session, account, person, "service", "g")
