@@ -19,28 +19,27 @@ characters. It answers Aliyun-shaped JSON, and can be told to misbehave for the 
 request(s): ``fail_next`` (any Code), ``server_error_next``, ``hang_next``, ``drop_next``.
 
 ``received`` holds every request that was read in full (whatever the answer); ``accepted`` holds
-those that sent a message, including the ones whose answer was then lost.
+those that sent a message, including the ones whose answer was then lost. The server, the
+misbehaviour queue and that record are fake_http.py's, shared with the Twilio fake; this module
+is Aliyun's wire format only.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import json
 import re
 import secrets
-import socket
-import struct
-import threading
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from typing import Any
-from urllib.parse import parse_qs, quote_plus, urlsplit
+from urllib.parse import parse_qs, quote_plus
+
+from tests.messaging import fake_http
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
@@ -64,15 +63,11 @@ def expected_signature(secret: str, method: str, params: dict[str, str]) -> str:
 
 
 @dataclass
-class ReceivedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
+class ReceivedRequest(fake_http.ReceivedRequest):
+    """A request to the fake Aliyun, with its parameters and whether its signature held."""
+
     params: dict[str, list[str]] = field(default_factory=dict)  # query and form together
     signature_ok: bool = False
-    answer_status: int | None = None  # None when the answer was withheld (hang, drop)
-    answer: dict[str, Any] | None = None  # the JSON sent back, or that would have been
 
     def param(self, name: str) -> str | None:
         values = self.params.get(name)
@@ -80,16 +75,6 @@ class ReceivedRequest:
 
     def template_param(self) -> dict[str, Any]:
         return dict(json.loads(self.param("TemplateParam") or "{}"))
-
-
-@dataclass
-class _Misbehaviour:
-    kind: str  # error | hang | drop
-    status: int = 200
-    payload: dict[str, Any] | None = None
-    seconds: float = 0.0
-    deliver: bool = True  # hang/drop: send the message first (the ambiguous case)
-    reset: bool = False  # drop: RST instead of a clean close
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
@@ -101,8 +86,11 @@ def error_body(code: str, message: str) -> dict[str, Any]:
     return body
 
 
-class FakeAliyun:
+class FakeAliyun(fake_http.LocalFake[ReceivedRequest]):
     """A threaded HTTP server on 127.0.0.1 with a random port; use it as a context manager."""
+
+    request_type = ReceivedRequest
+    server_version = "FakeAliyun/1.0"
 
     def __init__(
         self,
@@ -112,6 +100,7 @@ class FakeAliyun:
         sign_names: set[str] | None = None,
         templates: dict[str, set[str]] | None = None,
     ) -> None:
+        super().__init__()
         self.access_key_id = access_key_id or "LTAI" + secrets.token_hex(10)
         self.access_key_secret = access_key_secret or secrets.token_urlsafe(22)
         self.sign_name = "洁家家政"
@@ -121,52 +110,9 @@ class FakeAliyun:
         self.templates: dict[str, set[str]] = dict(
             templates or {self.template_code: {"content"}, "SMS_460000002": {"name", "link"}}
         )
-        self.received: list[ReceivedRequest] = []
-        self.accepted: list[ReceivedRequest] = []
         self.nonces: set[str] = set()
-        self._plan: deque[_Misbehaviour] = deque()
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle -------------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "start the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> FakeAliyun:
-        fake = self
-
-        class Handler(_Handler):
-            aliyun = fake
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # releases hanging handlers
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeAliyun:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    # -- misbehaviour for the next request(s) ---------------------------------------------
+    # -- misbehaviour for the next request(s): Aliyun's errors -----------------------------
 
     def fail_next(self, code: str, *, message: str | None = None, status: int | None = None,
                   times: int = 1) -> None:
@@ -174,29 +120,33 @@ class FakeAliyun:
         if status is None:
             status = 200 if code.startswith(("isv.", "isp.")) else 400
         payload = error_body(code, message or f"Aliyun error {code}")
-        self._queue(_Misbehaviour("error", status, payload), times)
+        self._answer_next(status, payload, times=times)
 
-    def server_error_next(self, *, status: int = 500, json_body: bool = True,
-                          times: int = 1) -> None:
-        payload = error_body("InternalError", "The request processing has failed due to some "
-                             "unknown error, exception or failure.")
-        self._queue(_Misbehaviour("error", status, payload if json_body else None), times)
+    def server_error_payload(self, status: int) -> dict[str, Any]:
+        return error_body("InternalError", "The request processing has failed due to some "
+                          "unknown error, exception or failure.")
 
-    def hang_next(self, *, seconds: float = 5.0, deliver: bool = True, times: int = 1) -> None:
-        """Read the request (sending the message when ``deliver``), then say nothing."""
-        self._queue(_Misbehaviour("hang", seconds=seconds, deliver=deliver), times)
+    # -- Aliyun's wire format ----------------------------------------------------------------
 
-    def drop_next(self, *, deliver: bool = True, reset: bool = False, times: int = 1) -> None:
-        """Read the request (sending the message when ``deliver``), then close the socket."""
-        self._queue(_Misbehaviour("drop", deliver=deliver, reset=reset), times)
+    def parse(self, request: ReceivedRequest, query: str, http_headers: Message) -> None:
+        """The parameters: those of the query string, then those of a form body."""
+        params = parse_qs(query, keep_blank_values=True)
+        if request.headers.get("content-type", "").startswith(fake_http.FORM):
+            form = parse_qs(request.body.decode("utf-8"), keep_blank_values=True)
+            for name, values in form.items():
+                params.setdefault(name, []).extend(values)
+        request.params = params
 
-    def _queue(self, step: _Misbehaviour, times: int) -> None:
-        with self._lock:
-            self._plan.extend([step] * times)
+    def accepts(self, status: int, payload: dict[str, Any]) -> bool:
+        return payload.get("Code") == "OK"
 
-    def _next_step(self) -> _Misbehaviour | None:
-        with self._lock:
-            return self._plan.popleft() if self._plan else None
+    def encode(self, payload: dict[str, Any] | None) -> tuple[str, bytes]:
+        if payload is None:
+            return "text/html", b"<html><body>502 Bad Gateway</body></html>"
+        return "application/json;charset=utf-8", json.dumps(payload, ensure_ascii=False).encode()
+
+    def answer_headers(self) -> dict[str, str]:
+        return {"x-acs-request-id": str(uuid.uuid4()).upper()}
 
     # -- Aliyun's rules ----------------------------------------------------------------------
 
@@ -281,81 +231,3 @@ class FakeAliyun:
         biz_id = f"{secrets.randbelow(10**18):018d}^0"
         return 200, {"RequestId": str(uuid.uuid4()).upper(), "Message": "OK", "BizId": biz_id,
                      "Code": "OK"}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    aliyun: FakeAliyun
-    protocol_version = "HTTP/1.1"  # keep-alive, like the real API
-    timeout = 10  # idle keep-alive connections give up eventually
-    server_version = "FakeAliyun/1.0"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # quiet: pytest shows failures, not access logs
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        url = urlsplit(self.path)
-        request = ReceivedRequest(
-            method=self.command,
-            path=url.path,
-            headers={name.lower(): value for name, value in self.headers.items()},
-            body=raw,
-        )
-        params = parse_qs(url.query, keep_blank_values=True)
-        if request.headers.get("content-type", "").startswith(
-            "application/x-www-form-urlencoded"
-        ):
-            for name, values in parse_qs(raw.decode("utf-8"), keep_blank_values=True).items():
-                params.setdefault(name, []).extend(values)
-        request.params = params
-        fake = self.aliyun
-        with fake._lock:
-            fake.received.append(request)
-        step = fake._next_step()
-
-        if step is not None and step.kind == "error":
-            request.answer_status, request.answer = step.status, step.payload
-            self._answer(step.status, step.payload)
-            return
-        status, payload = fake.handle(request)
-        request.answer = payload
-        if payload.get("Code") == "OK" and (step is None or step.deliver):
-            with fake._lock:
-                fake.accepted.append(request)
-        if step is None:
-            request.answer_status = status
-            self._answer(status, payload)
-        elif step.kind == "hang":
-            fake._stopping.wait(step.seconds)
-            self._drop(reset=False)
-        else:
-            self._drop(reset=step.reset)
-
-    def _answer(self, status: int, payload: dict[str, Any] | None) -> None:
-        data = (json.dumps(payload, ensure_ascii=False).encode() if payload is not None
-                else b"<html><body>502 Bad Gateway</body></html>")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json;charset=utf-8" if payload is not None
-                         else "text/html")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-acs-request-id", str(uuid.uuid4()).upper())
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _drop(self, *, reset: bool) -> None:
-        self.close_connection = True
-        if reset:  # close with SO_LINGER 0 sends an RST: "connection reset by peer"
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
-            self.connection.close()
-        else:
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import time
-import traceback
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -26,14 +24,28 @@ from messaging.providers.aliyun import (
     strip_signature,
 )
 from messaging.providers.base import (
-    OutboundMessage,
     PermanentError,
     ProviderError,
     RequestMayHaveLeft,
     RetryableError,
 )
 from tests.messaging.aliyun_fake import FakeAliyun, expected_signature
-from tests.messaging.twilio_fake import closed_port
+from tests.messaging.provider_support import (
+    FAST,
+    IMPATIENT,
+    LOST_ANSWERS,
+    SERVER_ERRORS,
+    TRANSPORT_FAILURES,
+    closing_all,
+    errors_from,
+    everything_said_by,
+    message_maker,
+    mock_client,
+    raising_client,
+    refusing_base_url,
+    timed_failure,
+    without_proxies,
+)
 
 TO = "+8613800138000"
 SIGN = "洁家家政"
@@ -41,15 +53,12 @@ CONTENT = (
     "王女士您好，今天的空调清洗已完成，服务报告：https://hf.example/r/abc?x=1&y=a b*~ 回复T退订"
 )
 BODY = f"【{SIGN}】{CONTENT}"
-FAST = httpx.Timeout(2.0, connect=1.0)
+message = message_maker(message_id=42, to=TO, body=BODY, signature=SIGN)
 
 
 @pytest.fixture(autouse=True)
 def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    # httpx honours proxy variables; keep every request on loopback whatever the shell has.
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                 "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    without_proxies(monkeypatch)
 
 
 @pytest.fixture
@@ -60,9 +69,7 @@ def aliyun() -> Iterator[FakeAliyun]:
 
 @pytest.fixture
 def make_provider(aliyun: FakeAliyun) -> Iterator[Callable[..., AliyunProvider]]:
-    made: list[AliyunProvider] = []
-
-    def make(**overrides: object) -> AliyunProvider:
+    def build(**overrides: object) -> AliyunProvider:
         options: dict[str, object] = {
             "access_key_id": aliyun.access_key_id,
             "access_key_secret": aliyun.access_key_secret,
@@ -71,19 +78,9 @@ def make_provider(aliyun: FakeAliyun) -> Iterator[Callable[..., AliyunProvider]]
             "timeout": FAST,
         }
         options.update(overrides)
-        provider = AliyunProvider(**options)  # type: ignore[arg-type]
-        made.append(provider)
-        return provider
+        return AliyunProvider(**options)  # type: ignore[arg-type]
 
-    yield make
-    for provider in made:
-        provider.close()
-
-
-def message(**overrides: object) -> OutboundMessage:
-    fields: dict[str, object] = {"message_id": 42, "to": TO, "body": BODY, "signature": SIGN}
-    fields.update(overrides)
-    return OutboundMessage(**fields)  # type: ignore[arg-type]
+    yield from closing_all(build)
 
 
 # -- the signing rules ---------------------------------------------------------------------
@@ -242,22 +239,24 @@ def test_the_fake_refuses_what_aliyun_refuses(aliyun, make_provider):
 
 
 @pytest.mark.parametrize(
-    ("code", "words"),
+    ("code", "aliyun_says", "words"),
     [
-        ("isv.MOBILE_NUMBER_ILLEGAL", "not a valid mobile number"),
-        ("isv.SMS_SIGNATURE_ILLEGAL", "signature"),
-        ("isv.SMS_TEMPLATE_ILLEGAL", "HUIFANG_ALIYUN_TEMPLATE_CODE"),
-        ("isv.TEMPLATE_MISSING_PARAMETERS", "template"),
-        ("isv.AMOUNT_NOT_ENOUGH", "top up"),
-        ("isv.PARAM_NOT_SUPPORT_URL", "link"),
-        ("SignatureDoesNotMatch", "credentials"),
-        ("InvalidAccessKeyId.NotFound", "credentials"),
-        ("isp.RAM_PERMISSION_DENY", "credentials"),
-        ("InvalidTimeStamp.Expired", "clock"),
+        ("isv.MOBILE_NUMBER_ILLEGAL", None, "not a valid mobile number"),
+        ("isv.SMS_SIGNATURE_ILLEGAL", None, "signature"),
+        ("isv.SMS_TEMPLATE_ILLEGAL", None, "HUIFANG_ALIYUN_TEMPLATE_CODE"),
+        ("isv.TEMPLATE_MISSING_PARAMETERS", None, "template"),
+        ("isv.AMOUNT_NOT_ENOUGH", None, "top up"),
+        ("isv.PARAM_NOT_SUPPORT_URL", None, "link"),
+        ("SignatureDoesNotMatch", None, "credentials"),
+        ("InvalidAccessKeyId.NotFound", None, "credentials"),
+        ("isp.RAM_PERMISSION_DENY", None, "credentials"),
+        ("InvalidTimeStamp.Expired", None, "clock"),
+        # A code we have no sentence for: permanent, in Aliyun's own words.
+        ("isv.SOMETHING_NEW", "新的错误", "新的错误"),
     ],
 )
-def test_refusals_are_permanent(aliyun, make_provider, code, words):
-    aliyun.fail_next(code, message=f"Aliyun's own words for {code}")
+def test_refusals_are_permanent(aliyun, make_provider, code, aliyun_says, words):
+    aliyun.fail_next(code, message=aliyun_says or f"Aliyun's own words for {code}")
 
     with pytest.raises(PermanentError) as caught:
         make_provider().send(message())
@@ -267,17 +266,6 @@ def test_refusals_are_permanent(aliyun, make_provider, code, words):
     assert words in caught.value.detail
     assert caught.value.detail.endswith(".")
     assert aliyun.accepted == []
-
-
-def test_unknown_refusal_is_permanent_and_keeps_aliyuns_words(aliyun, make_provider):
-    aliyun.fail_next("isv.SOMETHING_NEW", message="新的错误")
-
-    with pytest.raises(PermanentError) as caught:
-        make_provider().send(message())
-
-    assert type(caught.value) is PermanentError
-    assert caught.value.code == "isv.SOMETHING_NEW"
-    assert "新的错误" in caught.value.detail
 
 
 def test_unapproved_signature_refused_by_the_fake(aliyun, make_provider):
@@ -313,7 +301,7 @@ def test_wrong_secret_is_permanent_and_says_credentials(aliyun, make_provider):
     assert "credentials" in caught.value.detail
     assert aliyun.received[0].answer_status == 400
     assert not aliyun.received[0].signature_ok
-    assert wrong not in _everything_said_by(caught.value)
+    assert wrong not in everything_said_by(caught.value)
 
 
 def test_unknown_access_key_is_permanent(aliyun, make_provider):
@@ -385,7 +373,7 @@ def test_busy_and_system_errors_are_retryable(aliyun, make_provider, code, statu
     assert caught.value.code == code
 
 
-@pytest.mark.parametrize(("status", "json_body"), [(500, True), (503, True), (502, False)])
+@pytest.mark.parametrize(("status", "json_body"), SERVER_ERRORS)
 def test_server_errors_are_retryable(aliyun, make_provider, status, json_body):
     aliyun.server_error_next(status=status, json_body=json_body)
 
@@ -407,61 +395,30 @@ def test_then_the_retry_goes_through(aliyun, make_provider):
     assert result.provider_message_id == aliyun.accepted[0].answer["BizId"]
 
 
-def test_connection_refused_is_retryable():
-    sock, port = closed_port()
-    try:
-        provider = AliyunProvider(access_key_id="LTAIx", access_key_secret="s" * 30,
-                                  template_code="SMS_1", api_base=f"http://127.0.0.1:{port}",
-                                  timeout=FAST)
-        started = time.monotonic()
-        with pytest.raises(RetryableError) as caught:
-            provider.send(message())
-        provider.close()
-    finally:
-        sock.close()
+def test_connection_refused_is_retryable(make_provider):
+    with refusing_base_url() as api_base:
+        error, seconds = timed_failure(make_provider(api_base=api_base), message(), RetryableError)
 
-    assert type(caught.value) is RetryableError
-    assert "nothing was sent" in caught.value.detail
-    assert time.monotonic() - started < 1.5
+    assert type(error) is RetryableError
+    assert "nothing was sent" in error.detail
+    assert seconds < 1.5
 
 
 # -- may have left -------------------------------------------------------------------------
 
 
-def test_read_timeout_after_sending_may_have_left(aliyun, make_provider):
-    aliyun.hang_next(seconds=5)
-    provider = make_provider(timeout=httpx.Timeout(0.3, connect=1.0))
+@pytest.mark.parametrize(("lose_answer", "sent"), LOST_ANSWERS)
+def test_a_lost_answer_after_sending_may_have_left(aliyun, make_provider, lose_answer, sent):
+    lose_answer(aliyun)
+    provider = make_provider(timeout=IMPATIENT)
 
-    started = time.monotonic()
-    with pytest.raises(RequestMayHaveLeft) as caught:
-        provider.send(message())
+    error, seconds = timed_failure(provider, message(), RequestMayHaveLeft)
 
-    assert time.monotonic() - started < 2
+    assert seconds < 2
     assert len(aliyun.received) == 1  # seen exactly once: no silent retry
-    assert len(aliyun.accepted) == 1  # and in this story it did go out
-    assert "may have been sent" in caught.value.detail
-    assert "42" in caught.value.detail  # the OutId to look for
-
-
-@pytest.mark.parametrize("reset", [False, True])
-def test_dropped_connection_after_sending_may_have_left(aliyun, make_provider, reset):
-    aliyun.drop_next(reset=reset)
-
-    with pytest.raises(RequestMayHaveLeft):
-        make_provider().send(message())
-
-    assert len(aliyun.received) == 1
-
-
-def test_gateway_timeout_may_have_left(aliyun, make_provider):
-    aliyun.server_error_next(status=504)
-
-    with pytest.raises(RequestMayHaveLeft):
-        make_provider().send(message())
-
-
-def _mock(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.Client:
-    return httpx.Client(transport=httpx.MockTransport(handler))
+    assert len(aliyun.accepted) == sent  # a hang or a drop: in this story it did go out
+    assert "may have been sent" in error.detail
+    assert "42" in error.detail  # the OutId to look for
 
 
 def _provider(client: httpx.Client) -> AliyunProvider:
@@ -469,27 +426,9 @@ def _provider(client: httpx.Client) -> AliyunProvider:
                           template_code="SMS_1", client=client)
 
 
-@pytest.mark.parametrize(
-    ("exc", "expected"),
-    [
-        (httpx.ConnectError("[Errno -2] Name or service not known"), RetryableError),
-        (httpx.ConnectTimeout("timed out"), RetryableError),
-        (httpx.PoolTimeout("no free connection"), RetryableError),
-        (httpx.ProxyError("proxy refused the tunnel"), RetryableError),
-        (httpx.UnsupportedProtocol("ftp is not http"), PermanentError),
-        (httpx.ReadTimeout("timed out"), RequestMayHaveLeft),
-        (httpx.WriteTimeout("timed out"), RequestMayHaveLeft),
-        (httpx.ReadError("connection reset"), RequestMayHaveLeft),
-        (httpx.RemoteProtocolError("server disconnected"), RequestMayHaveLeft),
-        (RuntimeError("something unforeseen"), RequestMayHaveLeft),
-    ],
-    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else "",
-)
+@pytest.mark.parametrize(("exc", "expected"), TRANSPORT_FAILURES)
 def test_transport_failures_are_classified_by_when_they_happen(exc, expected):
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise exc
-
-    client = _mock(handler)
+    client = raising_client(exc)
     with pytest.raises(ProviderError) as caught:
         _provider(client).send(message())
 
@@ -499,19 +438,16 @@ def test_transport_failures_are_classified_by_when_they_happen(exc, expected):
 
 @pytest.mark.parametrize("answer", ["<html>proxy says hi</html>", '{"Code":"OK"}'])
 def test_ok_but_unreadable_answer_may_have_left(answer):
-    client = _mock(lambda request: httpx.Response(200, text=answer))
+    client = mock_client(lambda request: httpx.Response(200, text=answer))
 
     with pytest.raises(RequestMayHaveLeft):
         _provider(client).send(message())
     client.close()
 
 
-def test_a_client_given_is_not_closed_by_the_provider(aliyun):
+def test_a_client_given_is_not_closed_by_the_provider(make_provider):
     client = httpx.Client()
-    provider = AliyunProvider(access_key_id=aliyun.access_key_id,
-                              access_key_secret=aliyun.access_key_secret,
-                              api_base=aliyun.base_url, template_code=aliyun.template_code,
-                              client=client, timeout=FAST)
+    provider = make_provider(client=client)
     provider.send(message())
     provider.close()
 
@@ -529,17 +465,10 @@ def test_credentials_are_required():
 # -- secrets ---------------------------------------------------------------------------------
 
 
-def _everything_said_by(exc: BaseException) -> str:
-    parts = [str(exc), repr(exc), *traceback.format_exception(exc)]
-    if isinstance(exc, ProviderError):
-        parts += [exc.detail, str(exc.code)]
-    return "\n".join(parts)
-
-
 def test_secret_never_appears_in_errors(aliyun, make_provider):
     secret = aliyun.access_key_secret
     provider = make_provider()
-    hanging = make_provider(timeout=httpx.Timeout(0.3, connect=1.0))
+    hanging = make_provider(timeout=IMPATIENT)
     scenarios: list[tuple[Callable[[], None], AliyunProvider]] = [
         (lambda: aliyun.fail_next("isv.MOBILE_NUMBER_ILLEGAL"), provider),
         # A hostile or buggy upstream echoing the secret back must still not leak it.
@@ -550,15 +479,10 @@ def test_secret_never_appears_in_errors(aliyun, make_provider):
         (lambda: aliyun.drop_next(), provider),
         (lambda: aliyun.hang_next(seconds=5), hanging),
     ]
-    errors: list[BaseException] = []
-    for arrange, chosen in scenarios:
-        arrange()
-        with pytest.raises(ProviderError) as caught:
-            chosen.send(message())
-        errors.append(caught.value)
+    errors = errors_from(scenarios, message())
 
     for error in errors:
-        assert secret not in _everything_said_by(error), error
+        assert secret not in everything_said_by(error), error
     assert secret not in repr(provider)
     assert "***" in str(errors[1])  # the echoed secret was scrubbed, not dropped silently
     assert json.dumps(secret) not in "".join(str(e) for e in errors)

@@ -13,27 +13,25 @@ next request(s): ``fail_next``, ``rate_limit_next``, ``server_error_next``, ``ha
 ``drop_next``.
 
 ``received`` holds every request that was read in full (whatever the answer); ``accepted``
-holds those that created a message, including the ones whose answer was then lost.
+holds those that created a message, including the ones whose answer was then lost. The server,
+the misbehaviour queue and that record are fake_http.py's, shared with the Aliyun fake; this
+module is Twilio's wire format only.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import email.utils
 import json
 import re
 import secrets
-import socket
-import struct
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.messaging import fake_http
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
@@ -46,16 +44,12 @@ GSM7 = set(
 
 
 @dataclass
-class ReceivedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
+class ReceivedRequest(fake_http.ReceivedRequest):
+    """A request to the fake Twilio, with its form fields and basic-auth credentials."""
+
     form: dict[str, list[str]] = field(default_factory=dict)
     username: str | None = None
     password: str | None = None
-    answer_status: int | None = None  # None when the answer was withheld (hang, drop)
-    answer: dict[str, Any] | None = None  # the JSON sent back, or that would have been
 
     def field(self, name: str) -> str | None:
         values = self.form.get(name)
@@ -63,17 +57,6 @@ class ReceivedRequest:
 
     def fields(self, name: str) -> list[str]:
         return list(self.form.get(name, []))
-
-
-@dataclass
-class _Misbehaviour:
-    kind: str  # error | hang | drop
-    status: int = 400
-    payload: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-    deliver: bool = True  # hang/drop: create the message first (the ambiguous case)
-    reset: bool = False  # drop: RST instead of a clean close
 
 
 def error_body(code: int, message: str, status: int) -> dict[str, Any]:
@@ -86,8 +69,14 @@ def error_body(code: int, message: str, status: int) -> dict[str, Any]:
     }
 
 
-class FakeTwilio:
+class FakeTwilio(fake_http.LocalFake[ReceivedRequest]):
     """A threaded HTTP server on 127.0.0.1 with a random port; use it as a context manager."""
+
+    request_type = ReceivedRequest
+    server_version = "FakeTwilio/1.0"
+    # Headers and body go out in separate writes; without this, Nagle and delayed ACKs
+    # add 40 ms to every request on loopback.
+    disable_nagle = True
 
     def __init__(
         self,
@@ -98,62 +87,18 @@ class FakeTwilio:
         opted_out: set[str] | None = None,
         latency: float = 0.0,
     ) -> None:
+        super().__init__(latency=latency)
         self.account_sid = account_sid or "AC" + secrets.token_hex(16)
         self.auth_token = auth_token or secrets.token_hex(16)
         self.from_number = from_number
         self.messaging_service_sid = "MG" + secrets.token_hex(16)
         self.opted_out: set[str] = set(opted_out or ())
-        # Seconds each answer takes, as a real API's round trip does (benchmarks only).
-        self.latency = latency
-        self.received: list[ReceivedRequest] = []
-        self.accepted: list[ReceivedRequest] = []
-        self._plan: deque[_Misbehaviour] = deque()
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "start the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     @property
     def messages_url(self) -> str:
         return f"{self.base_url}/2010-04-01/Accounts/{self.account_sid}/Messages.json"
 
-    def start(self) -> FakeTwilio:
-        fake = self
-
-        class Handler(_Handler):
-            twilio = fake
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()  # releases hanging handlers
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeTwilio:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    # -- misbehaviour for the next request(s) ---------------------------------------------
+    # -- misbehaviour for the next request(s): Twilio's errors -----------------------------
 
     def fail_next(
         self,
@@ -166,35 +111,36 @@ class FakeTwilio:
     ) -> None:
         """Answer the next request(s) with a Twilio error body."""
         payload = error_body(code, message or f"Twilio error {code}", status)
-        self._queue(_Misbehaviour("error", status, payload, dict(headers or {})), times)
+        self._answer_next(status, payload, headers=headers, times=times)
 
     def rate_limit_next(self, *, retry_after: str | None = "3", times: int = 1) -> None:
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
         payload = error_body(
             20429, "Too Many Requests. Please retry according to the Retry-After header.", 429
         )
-        self._queue(_Misbehaviour("error", 429, payload, headers), times)
+        self._answer_next(429, payload, headers=headers, times=times)
 
-    def server_error_next(self, *, status: int = 500, json_body: bool = True,
-                          times: int = 1) -> None:
-        payload = error_body(20500, "An internal server error has occurred", status)
-        self._queue(_Misbehaviour("error", status, payload if json_body else None), times)
+    def server_error_payload(self, status: int) -> dict[str, Any]:
+        return error_body(20500, "An internal server error has occurred", status)
 
-    def hang_next(self, *, seconds: float = 5.0, deliver: bool = True, times: int = 1) -> None:
-        """Read the request (creating the message when ``deliver``), then say nothing."""
-        self._queue(_Misbehaviour("hang", seconds=seconds, deliver=deliver), times)
+    # -- Twilio's wire format ----------------------------------------------------------------
 
-    def drop_next(self, *, deliver: bool = True, reset: bool = False, times: int = 1) -> None:
-        """Read the request (creating the message when ``deliver``), then close the socket."""
-        self._queue(_Misbehaviour("drop", deliver=deliver, reset=reset), times)
+    def parse(self, request: ReceivedRequest, query: str, http_headers: Message) -> None:
+        """Basic-auth credentials, and the form when the body is one (Twilio reads no other)."""
+        request.username, request.password = _basic_auth(http_headers.get("Authorization"))
+        if request.headers.get("content-type", "").startswith(fake_http.FORM):
+            request.form = parse_qs(request.body.decode("utf-8"), keep_blank_values=True)
 
-    def _queue(self, step: _Misbehaviour, times: int) -> None:
-        with self._lock:
-            self._plan.extend([step] * times)
+    def accepts(self, status: int, payload: dict[str, Any]) -> bool:
+        return status == 201
 
-    def _next_step(self) -> _Misbehaviour | None:
-        with self._lock:
-            return self._plan.popleft() if self._plan else None
+    def encode(self, payload: dict[str, Any] | None) -> tuple[str, bytes]:
+        if payload is None:
+            return "text/plain", b"Internal Error"
+        return "application/json", json.dumps(payload).encode()
+
+    def answer_headers(self) -> dict[str, str]:
+        return {"Twilio-Request-Id": "RQ" + secrets.token_hex(16)}
 
     # -- Twilio's rules ------------------------------------------------------------------------
 
@@ -302,88 +248,6 @@ def _segments(body: str) -> int:
     return 1 if units <= 70 else -(-units // 67)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    twilio: FakeTwilio
-    protocol_version = "HTTP/1.1"  # keep-alive, like the real API
-    # Headers and body go out in separate writes; without this, Nagle and delayed ACKs
-    # add 40 ms to every request on loopback.
-    disable_nagle_algorithm = True
-    timeout = 10  # idle keep-alive connections give up eventually
-    server_version = "FakeTwilio/1.0"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return  # quiet: pytest shows failures, not access logs
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        request = ReceivedRequest(
-            method=self.command,
-            path=urlsplit(self.path).path,
-            headers={name.lower(): value for name, value in self.headers.items()},
-            body=raw,
-        )
-        request.username, request.password = _basic_auth(self.headers.get("Authorization"))
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("application/x-www-form-urlencoded"):
-            request.form = parse_qs(raw.decode("utf-8"), keep_blank_values=True)
-        fake = self.twilio
-        with fake._lock:
-            fake.received.append(request)
-        if fake.latency:
-            time.sleep(fake.latency)
-        step = fake._next_step()
-
-        if step is not None and step.kind == "error":
-            request.answer_status, request.answer = step.status, step.payload
-            self._answer(step.status, step.payload, step.headers)
-            return
-        status, payload = fake.handle(request)
-        request.answer = payload
-        if status == 201 and (step is None or step.deliver):
-            with fake._lock:
-                fake.accepted.append(request)
-        if step is None:
-            request.answer_status = status
-            self._answer(status, payload, {})
-        elif step.kind == "hang":
-            fake._stopping.wait(step.seconds)
-            self._drop(reset=False)
-        else:
-            self._drop(reset=step.reset)
-
-    def _answer(self, status: int, payload: dict[str, Any] | None,
-                headers: dict[str, str]) -> None:
-        data = json.dumps(payload).encode() if payload is not None else b"Internal Error"
-        self.send_response(status)
-        self.send_header(
-            "Content-Type", "application/json" if payload is not None else "text/plain"
-        )
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Twilio-Request-Id", "RQ" + secrets.token_hex(16))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _drop(self, *, reset: bool) -> None:
-        self.close_connection = True
-        if reset:  # close with SO_LINGER 0 sends an RST: "connection reset by peer"
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
-            self.connection.close()
-        else:
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-
-
 def _basic_auth(header: str | None) -> tuple[str | None, str | None]:
     if not header or not header.lower().startswith("basic "):
         return None, None
@@ -393,13 +257,3 @@ def _basic_auth(header: str | None) -> tuple[str | None, str | None]:
         return None, None
     username, _, password = decoded.partition(":")
     return username, password
-
-
-def closed_port() -> tuple[socket.socket, int]:
-    """A port on 127.0.0.1 that refuses connections: bound, never listening.
-
-    Keep the socket open while it is used (nobody else can take the port), close it after.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    return sock, sock.getsockname()[1]
