@@ -6,9 +6,10 @@ A loopback HTTP server that speaks Twilio's Messages API (tests/messaging/twilio
 takes the requests. Ours: each message goes through what the send task does — claim
 (queued → sending, committed), the compliance gate, rendering, the Twilio adapter's HTTP
 call, and recording the outcome (committed). The floor: a bare httpx loop posting the
-same form-encoded requests with the same auth to the same server. Both run with the same
-concurrency (default 2, the worker's default): N threads, as N worker processes would.
-Prints messages per second for both and the ratio (target ≥ 0.8×).
+same form-encoded requests with the same auth to the same server. Both run on the same
+number of processes (default 2, the worker's default), with as many requests in flight in
+each: the send task's ``HUIFANG_SEND_CONCURRENCY`` calls at once, the bare loop's as many
+threads. Prints messages per second for both and the ratio (target ≥ 0.8×).
 """
 
 from __future__ import annotations
