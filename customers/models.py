@@ -22,6 +22,8 @@ class Customer(TimestampMixin, Base):
     # IANA zone used for quiet hours and local send times.
     timezone: Mapped[str] = mapped_column(String(64))
     notes: Mapped[str | None] = mapped_column(Text, default=None)
+    # The language of automatic messages (confirmations, answers); None: the company's.
+    language: Mapped[str | None] = mapped_column(String(8), default=None)
 
     tag_rows: Mapped[list[CustomerTag]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="CustomerTag.tag",

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from compliance.schemas import Reachability
+from tenancy.languages import Language
 
 Tag = str
 
@@ -24,6 +25,8 @@ class CustomerCreate(BaseModel):
     )
     tags: list[Tag] = Field(default_factory=list, max_length=50, examples=[["老客户", "有宠物"]])
     notes: str | None = Field(default=None, max_length=2000)
+    language: Language | None = Field(
+        default=None, description="Language of automatic messages; unset: the company's.")
 
 
 class CustomerUpdate(BaseModel):
@@ -34,6 +37,7 @@ class CustomerUpdate(BaseModel):
     timezone: str | None = None
     tags: list[Tag] | None = Field(default=None, max_length=50)
     notes: str | None = Field(default=None, max_length=2000)
+    language: Language | None = None
 
 
 class CustomerRead(BaseModel):
@@ -47,6 +51,7 @@ class CustomerRead(BaseModel):
     timezone: str
     tags: list[str]
     notes: str | None
+    language: Language | None
     created_at: dt.datetime
     updated_at: dt.datetime
 

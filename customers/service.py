@@ -70,7 +70,7 @@ def _phone_taken(session: Session, tenant_id: int, phone: str, exclude: int | No
 def create_customer(
     *, session: Session, tenant: Tenant, name: str, phone: str, region: str | None = None,
     city: str | None = None, timezone: str | None = None, tags: Sequence[str] = (),
-    notes: str | None = None,
+    notes: str | None = None, language: str | None = None,
 ) -> Customer:
     """Create a customer; the phone is normalised to E.164 and must be unique in the company."""
     e164 = normalize_phone(phone, region=tenant.phone_region)
@@ -78,6 +78,7 @@ def create_customer(
     customer = Customer(
         tenant_id=tenant.id, name=name.strip(), phone=e164, region=region, city=city,
         timezone=_resolve_timezone(tenant, e164, timezone), notes=notes,
+        language=tenancy.check_language(language) if language is not None else None,
     )
     _set_tags(customer, tags)
     session.add(customer)
@@ -143,6 +144,9 @@ def update_customer(
         customer.timezone = tenancy.check_timezone(str(changes["timezone"]))
     if changes.get("name") is not None:
         customer.name = str(changes["name"]).strip()
+    if "language" in changes:
+        language = changes["language"]
+        customer.language = None if language is None else tenancy.check_language(str(language))
     for attr in ("region", "city", "notes"):
         if attr in changes:
             setattr(customer, attr, changes[attr])

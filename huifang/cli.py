@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -297,10 +298,25 @@ def demo() -> None:
     console.print(f"or try: curl -H 'Authorization: Bearer {result.api_key}' {url}/v1/customers")
 
 
+def settings_problem(exc: ValidationError) -> str:
+    """One sentence per wrong setting, named as it is set (``HUIFANG_…``)."""
+    sentences = []
+    for error in exc.errors():
+        message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
+        names = [str(part) for part in error.get("loc", ())]
+        sentences.append(f"HUIFANG_{names[0].upper()}: {message}" if names else message)
+    return "the settings are not usable: " + "; ".join(sentences) + "."
+
+
 def main() -> None:
     from huifang.logs import configure_logging
 
-    configure_logging(fmt=get_settings().log_format, level=get_settings().log_level)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        err.print(f"[red]error:[/red] {settings_problem(exc)}", highlight=False)
+        sys.exit(2)
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
     try:
         app()
     except HuifangError as exc:

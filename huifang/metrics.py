@@ -16,6 +16,14 @@ HTTP_DURATION = Histogram(
 )
 TASKS = Counter("huifang_tasks_total", "Tasks run, by outcome.", ["task", "outcome"])
 TASK_DURATION = Histogram("huifang_task_duration_seconds", "Time a task ran.", ["task"])
+# One campaign or company that a periodic loop could not do, skipped so the others are done.
+PERIODIC_FAILURES = Counter(
+    "huifang_periodic_failures_total",
+    "Items (a campaign, a company) a periodic task failed on and skipped.", ["task"])
+# One item of a provider's push that could not be taken; the rest of the push is kept.
+WEBHOOK_ITEM_FAILURES = Counter(
+    "huifang_webhook_item_failures_total",
+    "Items of a provider push that failed and were left for the provider's retry.", ["hook"])
 
 
 def _route_template(scope: Scope) -> str:

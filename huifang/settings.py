@@ -90,6 +90,15 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @model_validator(mode="after")
+    def _one_twilio_sender(self) -> Settings:
+        # In every environment: with both set, every send would fail instead of the start.
+        if self.twilio_from_number and self.twilio_messaging_service_sid:
+            raise ValueError(
+                "set only one Twilio sender: HUIFANG_TWILIO_FROM_NUMBER or "
+                "HUIFANG_TWILIO_MESSAGING_SERVICE_SID, not both")
+        return self
+
+    @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
         if self.environment == "development" or self.environment == "test":
             return self

@@ -55,6 +55,7 @@ from messaging.models import (
     Message,
 )
 from messaging.service import reply_message
+from tenancy.languages import language_for
 from tenancy.models import Tenant
 
 MAX_TEXT = 1600  # longer than any SMS a phone can send (Twilio concatenates up to 1,600)
@@ -80,10 +81,13 @@ class _Company:
     last_message_id: int | None
     last_sent_at: dt.datetime | None
     has_keywords: bool  # its own keyword rules (most companies have none: no query for them)
+    company_language: str
+    customer_language: str | None
 
-
-def _english(routing: keywords.Routing) -> bool:
-    return routing.normalized.isascii() and any(c.isalpha() for c in routing.normalized)
+    @property
+    def english(self) -> bool:
+        """Answers follow the customer's language (else the company's), never the keyword's."""
+        return language_for(self.customer_language, self.company_language) == "en"
 
 
 def _answer(name: str, route: str, english: bool) -> str | None:
@@ -117,7 +121,7 @@ def _companies_query(by_tenant: bool) -> Select[Any]:
     rules = cast(Table, KeywordRule.__table__).c
     has_keywords = select(rules.id).where(rules.tenant_id == tenants.id).exists()
     query = select(tenants.id, tenants.name, tenants.signature, customers_.id, last_id, last_at,
-                   has_keywords)
+                   has_keywords, tenants.language, customers_.language)
     phone = bindparam("phone", type_=String())
     if by_tenant:
         query = query.select_from(cast(Table, Tenant.__table__).outerjoin(
@@ -160,9 +164,9 @@ def _existing(session: Session, tenant_id: int | None, provider: str,
         InboundMessage.provider_message_id == provider_message_id)).first()
 
 
-def _confirm(session: Session, company: _Company, route: str, cause: str, english: bool,
+def _confirm(session: Session, company: _Company, route: str, cause: str,
              now: dt.datetime, queue: bool) -> int | None:
-    body = _answer(company.name, route, english)
+    body = _answer(company.name, route, company.english)
     if body is None or company.customer_id is None:
         return None
     return reply_message(session=session, tenant_id=company.id,
@@ -210,7 +214,6 @@ def _record(session: Session, company: _Company | None, *, provider: str,
 
 def _act(session: Session, company: _Company, reply_id: int, phone: str, text: str,
          routing: keywords.Routing, now: dt.datetime, queue: bool) -> int | None:
-    english = _english(routing)
     route = routing.route
     if route == OPT_OUT:
         suppression_id, new = compliance.opt_out(
@@ -218,7 +221,7 @@ def _act(session: Session, company: _Company, reply_id: int, phone: str, text: s
             detail=f"Replied {text[:100]!r}", now=now)
         if new:
             return _confirm(session, company, OPT_OUT, f"suppression-{suppression_id}",
-                            english, now, queue)
+                            now, queue)
         return None
     if route == OPT_IN:
         tenant_row = session.get(Tenant, company.id)
@@ -227,20 +230,23 @@ def _act(session: Session, company: _Company, reply_id: int, phone: str, text: s
         customer = (session.get(Customer, company.customer_id)
                     if company.customer_id is not None else None)
         if customer is not None:
-            compliance.record_consent(
-                session=session, tenant_id=company.id, customer=customer, source="reply",
-                evidence=f"Replied {text[:100]!r} (reply {reply_id})", granted_at=now,
-                now=now)
+            # Consent already on record: the reply is kept, and the ledger keeps the consent
+            # it has (its evidence is the original one).
+            if compliance.active_consent(session=session, tenant_id=company.id,
+                                         phone=customer.phone) is None:
+                compliance.record_consent(
+                    session=session, tenant_id=company.id, customer=customer, source="reply",
+                    evidence=f"Replied {text[:100]!r} (reply {reply_id})", granted_at=now,
+                    now=now)
             if lifted:
-                return _confirm(session, company, OPT_IN, f"reply-{reply_id}", english, now,
-                                queue)
+                return _confirm(session, company, OPT_IN, f"reply-{reply_id}", now, queue)
         return None
     if route == BOOK:
         reply = session.get(InboundMessage, reply_id)
         assert reply is not None
         booking.book_from_reply(session=session, reply=reply, now=now)
     if route in (HELP, BOOK):
-        return _confirm(session, company, route, f"reply-{reply_id}", english, now, queue)
+        return _confirm(session, company, route, f"reply-{reply_id}", now, queue)
     return None
 
 

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from huifang.db import utcnow
 from huifang.deps import UnitOfWork, UnitOfWorkDep
 from huifang.errors import Invalid
+from huifang.metrics import WEBHOOK_ITEM_FAILURES
 from huifang.settings import get_settings
 from messaging.api import take_reply
 from messaging.receipts import apply_receipt
@@ -172,16 +173,49 @@ async def _aliyun_items(request: Request) -> list[dict[str, Any]]:
     return items
 
 
-def _apply_aliyun_reports(session: Session, key: str, items: list[dict[str, Any]]) -> bool:
+class _Push:
+    """What became of an Aliyun push: the company's path was unknown, or how many items
+    failed (those are left for Aliyun's retry; the others are on record)."""
+
+    def __init__(self, found: bool) -> None:
+        self.found = found
+        self.failed = 0
+
+
+def _each_on_its_own(session: Session, hook: str, items: list[dict[str, Any]],
+                     take: Callable[[dict[str, Any]], None]) -> _Push:
+    """Take every item of a push in a savepoint of its own.
+
+    One item that cannot be taken never rolls back another: an opt-out in the same push
+    is committed whatever happens to its neighbours. A refusal (``Invalid``: a number that
+    is not one) is final and logged; anything else is counted and makes the push answer
+    "retry", and the retry finds the items taken the first time already on record.
+    """
+    push = _Push(found=True)
+    for index, item in enumerate(items):
+        try:
+            with session.begin_nested():
+                take(item)
+        except Invalid as exc:
+            log.info("aliyun push item not taken", hook=hook, item=index, reason=exc.detail)
+        except Exception:
+            push.failed += 1
+            WEBHOOK_ITEM_FAILURES.labels(hook).inc()
+            log.exception("aliyun push item failed", hook=hook, item=index)
+    return push
+
+
+def _apply_aliyun_reports(session: Session, key: str, items: list[dict[str, Any]]) -> _Push:
     tenant = tenancy.tenant_for_hook_key(session=session, key=key)
     if tenant is None:
-        return False
+        return _Push(found=False)
     tenant_id = tenant.id
     now = utcnow()
-    for item in items:
+
+    def take(item: dict[str, Any]) -> None:
         biz_id = str(item.get("biz_id") or "").strip()
         if not biz_id:
-            continue  # nothing to find it by; Aliyun always sends biz_id for our sends
+            return  # nothing to find it by; Aliyun always sends biz_id for our sends
         success = item.get("success")
         delivered = success is True or str(success).lower() == "true"
         out_id = str(item.get("out_id") or "")
@@ -192,42 +226,49 @@ def _apply_aliyun_reports(session: Session, key: str, items: list[dict[str, Any]
             now=now, tenant_id=tenant_id,
             message_id=int(out_id) if out_id.isascii() and out_id.isdigit()
             and len(out_id) < 19 else None)
-    return True
+
+    return _each_on_its_own(session, "aliyun_report", items, take)
 
 
-def _apply_aliyun_replies(session: Session, key: str, items: list[dict[str, Any]]) -> bool:
+def _apply_aliyun_replies(session: Session, key: str, items: list[dict[str, Any]]) -> _Push:
     tenant = tenancy.tenant_for_hook_key(session=session, key=key)
     if tenant is None:
-        return False
-    for item in items:
+        return _Push(found=False)
+
+    def take(item: dict[str, Any]) -> None:
         sequence = str(item.get("sequence_id") or "").strip()
         phone = str(item.get("phone_number") or "").strip()
         if not sequence or not phone:
-            continue  # not a reply we can identify or answer
-        try:
-            take_reply(session, provider="aliyun", provider_message_id=sequence, phone=phone,
-                        text=str(item.get("content") or ""), tenant=tenant)
-        except Invalid as exc:
-            log.info("aliyun reply not taken", sequence_id=sequence, reason=exc.detail)
-    return True
+            return  # not a reply we can identify or answer
+        take_reply(session, provider="aliyun", provider_message_id=sequence, phone=phone,
+                   text=str(item.get("content") or ""), tenant=tenant)
+
+    return _each_on_its_own(session, "aliyun_reply", items, take)
+
+
+def _aliyun_answer(push: _Push) -> JSONResponse:
+    if not push.found:
+        raise HTTPException(404, "Not found.")
+    if push.failed:
+        # Not {"code": 0}: Aliyun pushes the batch again, and what was taken stays taken.
+        return JSONResponse({"code": 1, "msg": f"{push.failed} 条未能处理，请重试"})
+    return JSONResponse(ALIYUN_TAKEN)
 
 
 @router.post("/hooks/aliyun/{key}/reply")
 async def aliyun_reply(key: str, request: Request, unit: UnitOfWorkDep) -> JSONResponse:
     """Aliyun SmsUp push: customers' replies to this company, answered ``{"code":0}``."""
     items = await _aliyun_items(request)
-    if not await committed(unit, lambda session: _apply_aliyun_replies(session, key, items)):
-        raise HTTPException(404, "Not found.")
-    return JSONResponse(ALIYUN_TAKEN)
+    return _aliyun_answer(
+        await committed(unit, lambda session: _apply_aliyun_replies(session, key, items)))
 
 
 @router.post("/hooks/aliyun/{key}/report")
 async def aliyun_report(key: str, request: Request, unit: UnitOfWorkDep) -> JSONResponse:
     """Aliyun SmsReport push: a JSON array of delivery reports, answered ``{"code":0}``."""
     items = await _aliyun_items(request)
-    if not await committed(unit, lambda session: _apply_aliyun_reports(session, key, items)):
-        raise HTTPException(404, "Not found.")
-    return JSONResponse(ALIYUN_TAKEN)
+    return _aliyun_answer(
+        await committed(unit, lambda session: _apply_aliyun_reports(session, key, items)))
 
 
 __all__ = ["router", "twilio_signature", "valid_twilio_signature"]

@@ -30,6 +30,8 @@ class Tenant(TimestampMixin, Base):
     work_start_minute: Mapped[int] = mapped_column(default=8 * 60, server_default="480")
     work_end_minute: Mapped[int] = mapped_column(default=18 * 60, server_default="1080")
     slot_minutes: Mapped[int] = mapped_column(default=120, server_default="120")
+    # The language of automatic messages to customers who have none of their own.
+    language: Mapped[str] = mapped_column(String(8), default="zh", server_default="zh")
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant")
 

@@ -4,6 +4,8 @@ import datetime as dt
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tenancy.languages import Language
+
 
 class TenantCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100, examples=["洁家家政"])
@@ -31,6 +33,7 @@ class TenantRead(BaseModel):
     work_start_minute: int
     work_end_minute: int
     slot_minutes: int
+    language: Language
     created_at: dt.datetime
     webhooks: dict[str, str] = Field(
         default_factory=dict,
@@ -56,6 +59,9 @@ class TenantUpdate(BaseModel):
         default=None, ge=0, le=24 * 60, description="End of the working day (minutes).")
     slot_minutes: int | None = Field(default=None, ge=30, le=12 * 60,
                                      description="Length of one bookable visit.")
+    language: Language | None = Field(
+        default=None, description="Language of automatic messages to customers who have "
+        "none of their own: zh (Chinese, the default) or en.")
 
 
 class ApiKeyCreate(BaseModel):

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from huifang.db import utcnow
 from huifang.errors import Invalid, NotFound
 from huifang.settings import get_settings
+from tenancy.languages import LANGUAGES
 from tenancy.models import ApiKey, Tenant
 
 KEY_PREFIX = "hf_"
@@ -73,6 +74,8 @@ def update_tenant(*, session: Session, tenant: Tenant, **changes: object) -> Ten
             continue
         if attr == "timezone":
             value = check_timezone(str(value))
+        elif attr == "language":
+            value = check_language(str(value))
         elif attr == "name":
             value = str(value).strip()
         elif attr == "work_days":
@@ -177,3 +180,11 @@ def find_tenant(*, session: Session, ref: str | int | None) -> Tenant:
     if tenant is None:
         raise NotFound(f"There is no company {ref!r}.")
     return tenant
+
+
+def check_language(language: str) -> str:
+    """``language`` when automatic messages can be written in it; otherwise a 422."""
+    if language not in LANGUAGES:
+        raise Invalid(f"{language!r} is not a language we write messages in; use one of "
+                      f"{', '.join(LANGUAGES)}.")
+    return language

@@ -117,7 +117,8 @@ def test_stop_is_committed_before_the_answer_and_confirmed_once(hooks, session, 
     assert len(_answers(session, customer)) == 1
     # The confirmation goes out although the number is now suppressed; marketing does not.
     sent = _send_all(session)
-    assert len(sent.sent) == 1 and "START" in sent.sent[0]
+    # In the customer's language (the company's: Chinese), whatever the keyword's alphabet.
+    assert len(sent.sent) == 1 and "订阅" in sent.sent[0]
 
 
 def test_the_same_signed_request_twice_has_one_effect(hooks, session, account, customer):
@@ -308,3 +309,104 @@ def test_a_complaint_is_owned_answered_and_resolved_with_its_clock(client, sessi
                 json={"phone": "13800138000", "text": "1"})  # books again afterwards
     assert client.get("/v1/service-recovery", headers=account.headers).json()["rebooked"] == 1
     assert client.get("/v1/service-recovery?days=0", headers=account.headers).status_code == 422
+
+
+# --- opt-ins from customers who already consented; pushes decided item by item ------------
+
+@pytest.mark.parametrize("word", ["START", "UNSTOP", "订阅", "重新订阅", "恢复订阅"])
+def test_an_opt_in_from_a_consenting_customer_is_kept_as_a_reply(client, hooks, session,
+                                                                  account, customer, word):
+    given = client.post(f"/v1/customers/{customer.id}/consents", headers=account.headers,
+                        json={"source": "in_person", "evidence": "signed"})
+    assert given.status_code == 201, given.text
+    answer = _post(hooks, _form(word, f"SM-in-{word}"))
+    assert answer.status_code == 200, answer.text
+    listed = client.get("/v1/replies", headers=account.headers).json()
+    assert [(r["body"], r["route"]) for r in listed] == [(word, "opt_in")]
+    # The ledger keeps the consent it had, with its original evidence; nothing to confirm.
+    consent = compliance.active_consent(session=session, tenant_id=account.tenant.id,
+                                        phone=customer.phone)
+    assert consent is not None and (consent.source, consent.evidence) == ("in_person", "signed")
+    assert _answers(session, customer) == []
+
+
+def test_one_aliyun_push_keeps_every_opt_out_whatever_its_neighbours_do(
+        hooks, session, account, monkeypatch):
+    consenting = customers.create_customer(session=session, tenant=account.tenant, name="甲",
+                                           phone="13910000033")
+    compliance.record_consent(session=session, tenant_id=account.tenant.id,
+                              customer=consenting, source="in_person", evidence="signed",
+                              granted_at=NOON_CN, now=NOON_CN)
+    leaving = customers.create_customer(session=session, tenant=account.tenant, name="乙",
+                                        phone="13910000044")
+    path = f"/hooks/aliyun/{tenancy.hook_key(account.tenant.id)}/reply"
+
+    def item(phone, content, sequence):
+        return {**_smsup(content, sequence), "phone_number": phone}
+
+    push = [item("13910000033", "START", 301), item("13910000044", "T", 302)]
+    answer = hooks.post(path, json=push)
+    assert answer.status_code == 200 and answer.json()["code"] == 0, answer.text
+    assert compliance.active_suppression(session=session, tenant=account.tenant,
+                                         phone=leaving.phone) is not None
+    assert [r.route for r in _replies(session)] == ["opt_in", "opt_out"]
+
+    # An item that fails for a reason of ours: its neighbours' opt-outs are still committed,
+    # and the push asks Aliyun to retry, which takes the failed item once it works.
+    real_receive = inbound.receive
+
+    def broken_for_one(**fields):
+        if fields["provider_message_id"] == "401":
+            raise RuntimeError("a bug")
+        return real_receive(**fields)
+
+    monkeypatch.setattr(inbound, "receive", broken_for_one)
+    third = customers.create_customer(session=session, tenant=account.tenant, name="丙",
+                                      phone="13910000055")
+    push = [item("13910000055", "帮我约下周", 401), item("13910000066", "hi", 402),
+            item("13910000055", "TD", 403)]
+    customers.create_customer(session=session, tenant=account.tenant, name="丁",
+                              phone="13910000066")
+    answer = hooks.post(path, json=push)
+    assert answer.status_code == 200 and answer.json()["code"] != 0
+    assert compliance.active_suppression(session=session, tenant=account.tenant,
+                                         phone=third.phone) is not None
+    assert sorted(r.provider_message_id for r in _replies(session)) == ["301", "302", "402",
+                                                                        "403"]
+    monkeypatch.setattr(inbound, "receive", real_receive)
+    answer = hooks.post(path, json=push)  # Aliyun's retry of the same batch
+    assert answer.json() == {"code": 0, "msg": "成功"}
+    assert sorted(r.provider_message_id for r in _replies(session)) == ["301", "302", "401",
+                                                                        "402", "403"]
+
+
+# --- the language of answers -------------------------------------------------------------------
+
+@pytest.mark.parametrize("word", ["T", "TD", "STOP", "退订", "ｔｄ"])
+def test_answers_are_in_the_customers_language_not_the_keywords(hooks, session, account,
+                                                                 customer, word):
+    _post(hooks, _form(word, f"SM-lang-{word}"))
+    [confirmation] = _answers(session, customer)
+    assert confirmation.body.startswith("您已退订"), confirmation.body
+
+
+def test_a_customer_who_reads_english_gets_english_and_the_company_default_applies(
+        client, hooks, session, account, customer):
+    changed = client.patch(f"/v1/customers/{customer.id}", headers=account.headers,
+                           json={"language": "en"})
+    assert changed.status_code == 200 and changed.json()["language"] == "en"
+    _post(hooks, _form("退订", "SM-en-1"))
+    [confirmation] = _answers(session, customer)
+    assert confirmation.body.startswith("You will get no more texts"), confirmation.body
+
+    other = customers.create_customer(session=session, tenant=account.tenant, name="Ann",
+                                      phone="13800138001")
+    assert client.patch("/v1/tenant", headers=account.headers,
+                        json={"language": "en"}).json()["language"] == "en"
+    _post(hooks, _form("T", "SM-en-2", sender="+8613800138001"))
+    [english] = _answers(session, other)
+    assert english.body.startswith("You will get no more texts"), english.body
+
+    refused = client.patch(f"/v1/customers/{customer.id}", headers=account.headers,
+                           json={"language": "fr"})
+    assert refused.status_code == 422 and "language" in refused.json()["detail"]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
@@ -70,3 +74,24 @@ def test_development_accepts_the_placeholder():
 def test_unknown_default_timezone_is_refused():
     with pytest.raises(ValidationError, match="IANA"):
         Settings(_env_file=None, default_timezone="Beijing")
+
+
+@pytest.mark.parametrize("environment", ["development", "test", "production"])
+def test_two_twilio_senders_are_refused_in_every_environment(environment):
+    with pytest.raises(ValidationError, match="only one Twilio sender"):
+        Settings(_env_file=None, environment=environment, secret_key=STRONG,
+                 sms_provider="twilio", twilio_account_sid="AC123", twilio_auth_token="t" * 32,
+                 twilio_from_number="+14155550100", twilio_messaging_service_sid="MG1")
+
+
+def test_the_cli_refuses_to_start_with_one_sentence_not_a_traceback(tmp_path):
+    env = {**os.environ, "HUIFANG_ENVIRONMENT": "development",
+           "HUIFANG_DATABASE_URL": f"sqlite:///{tmp_path / 'hf.db'}",
+           "HUIFANG_SMS_PROVIDER": "twilio", "HUIFANG_TWILIO_FROM_NUMBER": "+14155550100",
+           "HUIFANG_TWILIO_MESSAGING_SERVICE_SID": "MG1"}
+    done = subprocess.run([sys.executable, "-m", "huifang.cli", "serve", "--port", "1"],
+                          env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr + done.stdout
+    [line] = [text for text in done.stderr.splitlines() if text.strip()]
+    assert "only one Twilio sender" in line and "HUIFANG_TWILIO_FROM_NUMBER" in line
