@@ -104,7 +104,8 @@ from compliance import service as compliance
 from compliance.models import Suppression
 from customers import service as customers
 from customers.models import Customer
-from huifang.db import UTCDateTime
+from huifang import dates
+from huifang.db import UTCDateTime, utcnow
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.pagination import PageParams, paginate
 from huifang.settings import get_settings
@@ -527,6 +528,13 @@ def _zone(name: str) -> ZoneInfo | None:
         return None
 
 
+def _served() -> tuple[ColumnElement[bool], ...]:
+    """Finished visits whose date a person could have meant: a stored typo such as
+    9999-12-31 (entered before dates were checked) names no date and overflows none."""
+    return (Visit.finished_at.is_not(None), Visit.finished_at >= dates.EARLIEST,
+            Visit.finished_at <= dates.latest(utcnow()))
+
+
 def customer_facts(*, session: Session, tenant_id: int, customers: Sequence[Customer]
                    ) -> dict[int, rules.CustomerFacts]:
     """What the rules need about each customer: last service of each type and first
@@ -537,7 +545,7 @@ def customer_facts(*, session: Session, tenant_id: int, customers: Sequence[Cust
     for customer_id, code, finished in session.execute(
             select(Visit.customer_id, Visit.service_type, Visit.finished_at).where(
                 Visit.tenant_id == tenant_id, Visit.customer_id.in_(list(by_id)),
-                Visit.finished_at.is_not(None))):
+                *_served())):
         zone = _zone(by_id[customer_id].timezone) or ZoneInfo("UTC")
         day = cast(dt.datetime, finished).astimezone(zone).date()
         if day > last[customer_id].get(code, _FOREVER):
@@ -580,7 +588,7 @@ def _last_visits(session: Session, tenant_id: int, customer_ids: Sequence[int],
         func.row_number().over(partition_by=Visit.customer_id, order_by=(
             preferred, Visit.finished_at.desc(), Visit.id.desc())).label("rank"),
     ).where(Visit.tenant_id == tenant_id, Visit.customer_id.in_(list(customer_ids)),
-            Visit.finished_at.is_not(None)).subquery("ranked")
+            *_served()).subquery("ranked")
     found: dict[int, _LastVisit] = {}
     for row in session.execute(
             select(ranked.c.customer_id, ranked.c.service_type, ranked.c.finished_at,
@@ -641,8 +649,7 @@ def _applies(rule: rules.Rule, tenant_id: int) -> list[ColumnElement[bool]]:
     """What a customer needs for the rule to name a date: the service a cadence follows,
     any service for an anniversary."""
     visit = select(Visit.id).where(Visit.tenant_id == tenant_id,
-                                   Visit.customer_id == Customer.id,
-                                   Visit.finished_at.is_not(None))
+                                   Visit.customer_id == Customer.id, *_served())
     if isinstance(rule, rules.Cadence):
         return [exists(visit.where(Visit.service_type == rule.service_type))]
     if isinstance(rule, rules.Anniversary):
@@ -951,7 +958,7 @@ def _cadence(run: _Run, low: int, high: int, zones: FromClause, days: FromClause
                                 # the chunk's range on the index (tenant_id, customer_id)
                                 Visit.customer_id.between(low, high)))
               .where(*run.audience(low, high), Visit.service_type == rule.service_type,
-                     Visit.finished_at.is_not(None))
+                     *_served())
               .group_by(Customer.id, Customer.timezone).subquery("served"))
     fired = run.fired(low, high)
     fired_on = sql.local_date(fired.c.fired_at, served.c.tz)
@@ -1060,8 +1067,7 @@ def _yearly(run: _Run, low: int, high: int, cands: FromClause) -> Any:
                        .label("first_on"))
                 .join(Visit, and_(Visit.customer_id == Customer.id,
                                   Visit.tenant_id == run.tenant.id,
-                                  Visit.customer_id.between(low, high),
-                                  Visit.finished_at.is_not(None)))
+                                  Visit.customer_id.between(low, high), *_served()))
                 .where(*run.audience(low, high))
                 .group_by(Customer.id, Customer.timezone).subquery("base"))
         first_on = base.c.first_on
@@ -1182,10 +1188,17 @@ def _materialize_one(session: Session, sql: _Sql, campaign: Campaign, tenant: Te
 # --- hand-off -----------------------------------------------------------------------------
 
 
+# A campaign whose hand-off failed waits this long before its occurrences are tried again,
+# so they never fill every batch ahead of other companies' occurrences.
+HAND_OFF_RETRY = dt.timedelta(minutes=10)
+
+
 @dataclass(frozen=True)
 class HandOff:
     claimed: int  # due occurrences taken in this batch
     message_ids: list[int]  # messages scheduled for them (the rest were cancelled)
+    # Campaigns whose hand-off failed, with the error: their occurrences wait HAND_OFF_RETRY.
+    failed: dict[int, str] = field(default_factory=dict)
 
 
 def hand_off_due(*, session: Session, now: dt.datetime, limit: int = HAND_OFF_BATCH,
@@ -1211,20 +1224,35 @@ def hand_off_due(*, session: Session, now: dt.datetime, limit: int = HAND_OFF_BA
         by_campaign.setdefault(campaign_id, []).append(occurrence_id)
         claimed += 1
     made: list[int] = []
+    failed: dict[int, str] = {}
     for campaign_id, ids in by_campaign.items():
-        # A shared lock: a pause waits for this hand-off, or this one sees the pause.
-        locked = select(Campaign).where(Campaign.id == campaign_id)
-        if postgres:
-            locked = locked.with_for_update(read=True)
-        campaign = session.execute(locked.execution_options(populate_existing=True)).scalar_one()
-        if campaign.status != ACTIVE:
-            continue
-        tenant = session.get(Tenant, campaign.tenant_id)
-        assert tenant is not None
-        _cancel_opted_out(session, tenant, ids, now)
-        _cancel_booked_early(session, campaign, ids, now)
-        made += _schedule(session, tenant, campaign, ids, now, mms)
-    return HandOff(claimed=claimed, message_ids=made)
+        try:
+            with session.begin_nested():
+                made += _hand_off_campaign(session, campaign_id, ids, now, mms, postgres)
+        except Exception as error:  # one campaign's fault must not stall every company's
+            failed[campaign_id] = f"{type(error).__name__}: {error}"[:300]
+            session.execute(update(CampaignOccurrence).where(
+                CampaignOccurrence.id.in_(ids), CampaignOccurrence.status == PENDING)
+                .values(due_at=now + HAND_OFF_RETRY, updated_at=now,
+                        detail=f"The hand-off failed ({type(error).__name__}); it is tried "
+                               "again in ten minutes."))
+    return HandOff(claimed=claimed, message_ids=made, failed=failed)
+
+
+def _hand_off_campaign(session: Session, campaign_id: int, ids: Sequence[int],
+                       now: dt.datetime, mms: bool, postgres: bool) -> list[int]:
+    # A shared lock: a pause waits for this hand-off, or this one sees the pause.
+    locked = select(Campaign).where(Campaign.id == campaign_id)
+    if postgres:
+        locked = locked.with_for_update(read=True)
+    campaign = session.execute(locked.execution_options(populate_existing=True)).scalar_one()
+    if campaign.status != ACTIVE:
+        return []
+    tenant = session.get(Tenant, campaign.tenant_id)
+    assert tenant is not None
+    _cancel_opted_out(session, tenant, ids, now)
+    _cancel_booked_early(session, campaign, ids, now)
+    return _schedule(session, tenant, campaign, ids, now, mms)
 
 
 def _cancel_opted_out(session: Session, tenant: Tenant, ids: Sequence[int],

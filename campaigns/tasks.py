@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import time
 
+import structlog
 from sqlalchemy.orm import Session
 
 from campaigns import service
 from huifang.db import utcnow
-from huifang.worker import task
+from huifang.metrics import PERIODIC_FAILURES
+from huifang.worker import each_on_its_own, task
 from messaging.providers import get_provider
+
+log = structlog.get_logger(__name__)
 
 HAND_OFF_BUDGET_SECONDS = 45  # under the tick's minute; the next tick takes the rest
 
 
 @task(queue="default")
 def materialize_occurrences(*, session: Session) -> None:
-    """Periodic: every active campaign's next occurrences within the horizon."""
-    for campaign_id in service.active_campaign_ids(session=session):
-        service.materialize(session=session, now=utcnow(), campaign_id=campaign_id)
-        session.commit()  # a campaign per transaction: short locks, and progress is kept
+    """Periodic: every active campaign's next occurrences within the horizon.
+
+    A campaign per transaction: short locks, progress kept, and one campaign that fails
+    is logged and skipped while every other company's are done.
+    """
+    each_on_its_own(session, "materialize_occurrences",
+                    service.active_campaign_ids(session=session),
+                    lambda campaign_id: service.materialize(
+                        session=session, now=utcnow(), campaign_id=campaign_id),
+                    what="campaign_id")
 
 
 @task(queue="default")
@@ -37,5 +47,9 @@ def hand_off_due_occurrences(*, session: Session) -> None:
         batch = service.hand_off_due(session=session, now=utcnow(), mms=mms,
                                      limit=service.HAND_OFF_BATCH)
         session.commit()  # each batch on record; a crash later loses none of it
+        for campaign_id, error in batch.failed.items():
+            PERIODIC_FAILURES.labels("hand_off_due_occurrences").inc()
+            log.error("hand-off failed for a campaign; its occurrences wait",
+                      campaign_id=campaign_id, error=error)
         if batch.claimed < service.HAND_OFF_BATCH:
             return

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from compliance.models import (
@@ -36,6 +37,7 @@ from compliance.models import (
     Suppression,
 )
 from customers.models import Customer
+from huifang.dates import check_plausible
 from huifang.errors import Conflict, Invalid
 from tenancy.models import Tenant
 
@@ -117,6 +119,7 @@ def record_consent(*, session: Session, tenant_id: int, customer: Customer, sour
                       "reply text, so it can be shown later.")
     if granted_at > now + dt.timedelta(minutes=5):
         raise Invalid("Consent cannot be given in the future; check the date and time.")
+    check_plausible(granted_at, what="The date consent was given", now=now)
     existing = active_consent(session=session, tenant_id=tenant_id, phone=customer.phone)
     if existing is not None:
         raise Conflict(f"This customer already consented on {existing.granted_at:%Y-%m-%d} "
@@ -163,16 +166,24 @@ def consents(*, session: Session, tenant_id: int, phone: str | None = None
     return list(session.scalars(stmt.order_by(ConsentRecord.id)))
 
 
-def purge_expired_consents(*, session: Session, now: dt.datetime) -> int:
-    """Delete revoked consents older than each company's retention; returns how many."""
+def companies_with_revoked_consents(*, session: Session) -> list[int]:
+    """The companies whose ledger holds revoked consents (the purge's work list)."""
+    return list(session.scalars(select(ConsentRecord.tenant_id).where(
+        ConsentRecord.revoked_at.is_not(None)).distinct().order_by(ConsentRecord.tenant_id)))
+
+
+def purge_expired_consents(*, session: Session, now: dt.datetime,
+                           tenant_id: int | None = None) -> int:
+    """Delete revoked consents older than the company's retention (every company's when
+    ``tenant_id`` is None); returns how many."""
     purged = 0
-    for record in session.scalars(select(ConsentRecord).where(
-            ConsentRecord.revoked_at.is_not(None))):
-        keep = policy_for(session=session, tenant_id=record.tenant_id).consent_retention_days
-        assert record.revoked_at is not None
-        if record.revoked_at < now - dt.timedelta(days=keep):
-            session.delete(record)
-            purged += 1
+    tenants = ([tenant_id] if tenant_id is not None
+               else companies_with_revoked_consents(session=session))
+    for company in tenants:
+        keep = policy_for(session=session, tenant_id=company).consent_retention_days
+        purged += cast(CursorResult[Any], session.execute(delete(ConsentRecord).where(
+            ConsentRecord.tenant_id == company, ConsentRecord.revoked_at.is_not(None),
+            ConsentRecord.revoked_at < now - dt.timedelta(days=keep)))).rowcount
     session.flush()
     return purged
 

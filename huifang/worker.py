@@ -14,7 +14,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from huifang.db import get_database, on_commit
 from huifang.logs import current_request_id
-from huifang.metrics import TASK_DURATION, TASKS
+from huifang.metrics import PERIODIC_FAILURES, TASK_DURATION, TASKS
 from huifang.settings import Settings, get_settings
 
 QUEUES = ("default", "media", "messaging")
@@ -130,6 +130,28 @@ def send(task_: Task, **kwargs: Any) -> None:
 def enqueue(session: Session, task_: Task, **kwargs: Any) -> None:
     """Enqueue once ``session`` commits, so the task never looks for a row not yet written."""
     on_commit(session, functools.partial(send, task_, **kwargs))
+
+
+def each_on_its_own(session: Session, task_name: str, ids: Iterable[int],
+                    work: Callable[[int], object], *, what: str) -> list[int]:
+    """Run a periodic task's ``work`` for each campaign or company, committing each.
+
+    One that fails is rolled back, logged with its id and counted in ``/metrics``
+    (``huifang_periodic_failures_total``), and the loop goes on: a bad row of one company
+    never stalls the others. Returns the ids that failed.
+    """
+    failed: list[int] = []
+    for item_id in ids:
+        try:
+            work(item_id)
+            session.commit()
+        except Exception:
+            session.rollback()
+            failed.append(item_id)
+            PERIODIC_FAILURES.labels(task_name).inc()
+            log.exception("periodic work failed; going on with the next", task=task_name,
+                          **{what: item_id})
+    return failed
 
 
 class Coalescer:

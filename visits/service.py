@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from customers import service as customers
 from customers.phones import normalize_phone
+from huifang.dates import check_plausible
 from huifang.db import as_utc, on_commit, utcnow
 from huifang.errors import Invalid, NotFound, UnsupportedType
 from huifang.pagination import PageParams, paginate
@@ -143,6 +144,9 @@ def delete_staff(*, session: Session, tenant_id: int, staff_id: int) -> None:
 
 
 def _check_times(scheduled_at: dt.datetime | None, finished_at: dt.datetime | None) -> None:
+    now = utcnow()
+    check_plausible(as_utc(scheduled_at), what="The visit's scheduled time", now=now)
+    check_plausible(as_utc(finished_at), what="The visit's finish time", now=now)
     if scheduled_at and finished_at and finished_at < scheduled_at - dt.timedelta(days=1):
         raise Invalid("The visit cannot finish a day or more before it was scheduled to start.")
 

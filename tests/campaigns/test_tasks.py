@@ -17,7 +17,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select
+from prometheus_client import REGISTRY
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from campaigns import service, tasks
@@ -29,6 +30,7 @@ from messaging.models import Message
 from tenancy import service as tenancy
 from tenancy.models import Tenant
 from visits import service as visits
+from visits.models import Visit
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 4, 20, 3, tzinfo=UTC)  # 11:00 in Shanghai
@@ -166,33 +168,70 @@ def test_the_materialize_tick_covers_every_active_campaign_and_no_other(shop: Sh
     assert len(shop.occurrences()) == 2 * len(people)
 
 
-def test_the_materialize_tick_commits_each_campaign_before_the_next(
+def _failures(task_name: str) -> float:
+    return REGISTRY.get_sample_value("huifang_periodic_failures_total",
+                                     {"task": task_name}) or 0.0
+
+
+def test_the_materialize_tick_commits_each_campaign_and_goes_on_past_one_that_fails(
         shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     people = shop.customers([FIRST_SERVED + dt.timedelta(days=k) for k in range(3)])
-    first, second = shop.campaign(AC_90), shop.campaign(AC_90)
+    first, second, third = shop.campaign(AC_90), shop.campaign(AC_90), shop.campaign(AC_90)
     materialize = service.materialize
     calls: list[int] = []
 
-    def dies_on_the_second(**kwargs: Any) -> dict[int, int]:
+    def fails_on_the_second(**kwargs: Any) -> dict[int, int]:
         calls.append(kwargs["campaign_id"])
         made = materialize(**kwargs)
-        if len(calls) == 2:
-            raise RuntimeError("the worker was lost")
+        if kwargs["campaign_id"] == second:
+            raise RuntimeError("a campaign the materializer cannot do")
         return made
 
-    monkeypatch.setattr(service, "materialize", dies_on_the_second)
-    with pytest.raises(RuntimeError, match="worker was lost"):
-        tasks.materialize_occurrences()
-    assert calls == [first, second]
+    monkeypatch.setattr(service, "materialize", fails_on_the_second)
+    before = _failures("materialize_occurrences")
+    tasks.materialize_occurrences()  # does not raise: the others are done
+    assert [c for c in calls if c in (first, second, third)] == [first, second, third]
     # The first campaign's rows were committed before the second began; the second's
-    # were rolled back with the failed task.
+    # were rolled back alone, and the third was done after it.
     assert sorted(o.customer_id for o in shop.occurrences(first)) == people
     assert shop.occurrences(second) == []
+    assert sorted(o.customer_id for o in shop.occurrences(third)) == people
+    assert _failures("materialize_occurrences") == before + 1
 
     monkeypatch.setattr(service, "materialize", materialize)
-    tasks.materialize_occurrences()  # the next tick picks up where it stopped
+    tasks.materialize_occurrences()  # the next tick does the one that failed
     assert sorted(o.customer_id for o in shop.occurrences(second)) == people
     assert len(shop.occurrences(first)) == len(people)
+
+
+def test_a_far_future_visit_stalls_neither_its_company_nor_the_others(
+        shop: Shop, committed_db: Database) -> None:
+    """A visit typed as 9999-12-31 before dates were checked: its customer names no date,
+    the company's campaign still runs, and so does the next company's."""
+    people = shop.customers([FIRST_SERVED, FIRST_SERVED + dt.timedelta(days=1)])
+    with committed_db.session() as session:
+        session.execute(update(Visit).where(Visit.customer_id == people[0]).values(
+            finished_at=dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)))
+    stalled = shop.campaign(AC_90)
+    with committed_db.session() as session:
+        other = tenancy.create_tenant(session=session, name="另一家", signature="另一家")
+        other_id = other.id
+    try:
+        neighbour = Shop(committed_db, other_id)
+        theirs = neighbour.customers([FIRST_SERVED])
+        later = neighbour.campaign(AC_90)
+        tasks.materialize_occurrences()
+        assert [o.customer_id for o in shop.occurrences(stalled)] == [people[1]]
+        assert [o.customer_id for o in neighbour.occurrences(later)] == theirs
+        with committed_db.session() as session:
+            tenant = session.get(Tenant, shop.tenant_id)
+            assert tenant is not None
+            shown = service.preview(session=session, tenant=tenant, campaign_id=stalled,
+                                    now=NOW)
+            assert shown.audience.matched == 1 and shown.can_activate
+    finally:
+        with committed_db.session() as session:
+            session.execute(delete(Tenant).where(Tenant.id == other_id))
 
 
 # --- hand_off_due_occurrences -------------------------------------------------------------
@@ -320,3 +359,48 @@ def test_the_time_budget_stops_starting_batches_and_the_next_tick_takes_the_rest
     assert claimed[3:] == [1]
     assert [o.customer_id for o in shop.occurrences(campaign)
             if o.status == HANDED_OFF] == people
+
+
+def test_a_campaign_whose_hand_off_fails_waits_and_the_others_go(
+        shop: Shop, committed_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    served = [FIRST_SERVED + dt.timedelta(days=k) for k in range(3)]
+    mine = shop.customers(served)
+    broken = shop.campaign(AC_90)
+    with committed_db.session() as session:
+        other_id = tenancy.create_tenant(session=session, name="隔壁家政",
+                                         signature="隔壁家政").id
+    try:
+        neighbour = Shop(committed_db, other_id)
+        theirs = neighbour.customers(served)
+        working = neighbour.campaign(AC_90)
+        with committed_db.session() as session:
+            for campaign in (broken, working):
+                service.materialize(session=session, now=EARLIER, campaign_id=campaign)
+        schedule = service._schedule
+
+        def fails_for_one(session, tenant, campaign, *args):  # type: ignore[no-untyped-def]
+            if campaign.id == broken:
+                raise RuntimeError("a template the renderer chokes on")
+            return schedule(session, tenant, campaign, *args)
+
+        monkeypatch.setattr(service, "_schedule", fails_for_one)
+        before = _failures("hand_off_due_occurrences")
+        tasks.hand_off_due_occurrences()
+
+        assert sorted(m.customer_id for m in neighbour.messages()) == theirs
+        assert shop.messages() == []
+        waiting = shop.occurrences(broken)
+        assert [(o.status, o.due_at) for o in waiting] == [
+            (PENDING, NOW + service.HAND_OFF_RETRY)] * 3
+        assert "tried again" in (waiting[0].detail or "")
+        assert _failures("hand_off_due_occurrences") == before + 1
+
+        monkeypatch.setattr(service, "_schedule", schedule)
+        tasks.hand_off_due_occurrences()  # not yet: they wait ten minutes
+        assert shop.messages() == []
+        monkeypatch.setattr(tasks, "utcnow", lambda: NOW + service.HAND_OFF_RETRY)
+        tasks.hand_off_due_occurrences()
+        assert sorted(m.customer_id for m in shop.messages()) == mine
+    finally:
+        with committed_db.session() as session:
+            session.execute(delete(Tenant).where(Tenant.id == other_id))

@@ -125,3 +125,29 @@ def test_deleting_a_customer_deletes_their_visits_and_staff_deletion_keeps_visit
     assert client.delete(f"/v1/customers/{customer['id']}",
                          headers=account.headers).status_code == 204
     assert client.get(f"/v1/visits/{visit['id']}", headers=account.headers).status_code == 404
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("finished_at", "9999-12-31T23:59:59Z"), ("scheduled_at", "9999-12-31T23:59:59Z"),
+    ("finished_at", "1999-12-31T23:00:00Z"), ("finished_at", "2046-01-01T00:00:00+08:00"),
+])
+def test_dates_people_enter_are_kept_to_a_sane_range(client, account, customer, field, value):
+    made = client.post("/v1/visits", headers=account.headers, json={
+        "customer_id": customer["id"], "service_type": "ac_cleaning", field: value})
+    assert made.status_code == 422, made.text
+    assert "out of range" in made.json()["detail"] and "2000-01-01" in made.json()["detail"]
+    visit = client.post("/v1/visits", headers=account.headers, json={
+        "customer_id": customer["id"], "service_type": "ac_cleaning",
+        "finished_at": "2026-11-10T09:00:00Z"}).json()
+    changed = client.patch(f"/v1/visits/{visit['id']}", headers=account.headers,
+                           json={field: value})
+    assert changed.status_code == 422 and "out of range" in changed.json()["detail"]
+    kept = client.get(f"/v1/visits/{visit['id']}", headers=account.headers).json()
+    assert kept["finished_at"].startswith("2026-11-10")
+
+
+def test_a_consent_dated_before_2000_is_refused(client, account, customer):
+    given = client.post(f"/v1/customers/{customer['id']}/consents", headers=account.headers,
+                        json={"source": "in_person", "evidence": "signed",
+                              "granted_at": "0001-01-01T00:00:00Z"})
+    assert given.status_code == 422 and "out of range" in given.json()["detail"]
