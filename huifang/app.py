@@ -15,7 +15,7 @@ import huifang
 from campaigns.api import router as campaigns_router
 from compliance.api import router as compliance_router
 from customers.api import router as customers_router
-from huifang import ops
+from huifang import ops, throttle
 from huifang.db import Database
 from huifang.errors import HuifangError
 from huifang.logs import RequestIdMiddleware
@@ -60,6 +60,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     @app.exception_handler(HuifangError)
     async def huifang_error(_: Request, exc: HuifangError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    app.add_exception_handler(throttle.TooManyRequests, throttle.too_many_page)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

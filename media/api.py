@@ -12,6 +12,7 @@ from huifang.deps import SessionDep, TenantDep
 from huifang.errors import NotFound
 from huifang.settings import get_settings
 from huifang.templating import render
+from huifang.throttle import PublicLimit
 from huifang.worker import enqueue
 from media import mms, recaps, service, tasks
 from media import report as reports
@@ -157,7 +158,7 @@ def public_rendition(name: str, session: SessionDep) -> FileResponse:
                                  "X-Content-Type-Options": "nosniff"})
 
 
-@public_router.get("/v/{code}", response_class=HTMLResponse)
+@public_router.get("/v/{code}", response_class=HTMLResponse, dependencies=[PublicLimit])
 def verify_page(code: str, session: SessionDep) -> HTMLResponse:
     """The facts behind a watermark, so a customer can check a photo was not edited."""
     media = service.by_code(session=session, code=code)
@@ -259,7 +260,8 @@ def reset_report_offer(month: Month, session: SessionDep, tenant: TenantDep) -> 
         session=session, tenant_id=tenant.id, month=month), from_attributes=True)
 
 
-@public_router.get("/r/{token}", response_class=HTMLResponse, tags=["public pages"])
+@public_router.get("/r/{token}", response_class=HTMLResponse, tags=["public pages"],
+                   dependencies=[PublicLimit])
 def report_page(token: str, session: SessionDep) -> HTMLResponse:
     """The visit report a customer opens from the message: 410 once it has expired."""
     report = reports.by_token(session=session, token=token)

@@ -41,7 +41,7 @@ log = structlog.get_logger(__name__)
 
 # Crockford's base32: no I, L, O or U, so a code read aloud or retyped survives.
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-CODE_LENGTH = 10  # 50 random bits
+CODE_LENGTH = 10  # 50 bits: short since people type it off a watermark; /v/ is rate-limited
 COMPOSITE = "before_after"
 STUCK_AFTER = dt.timedelta(minutes=3)
 # A clip's ffmpeg run may take up to clips.NORMALIZE_TIMEOUT; only after that is it lost.

@@ -6,6 +6,11 @@ page offers free slots from the company's working hours; picking one makes a ``B
 that carries the link, the message and the cause with it, so conversion can be counted
 per report and per campaign. A "1" reply makes a booking without a time: staff call back.
 
+A link holds one open booking at a time (requested or confirmed, its time ahead): opening
+the link again shows it, and the customer moves it to another free slot or cancels it; a
+second booking through the link is refused, in the database too (``Booking.open_link_id``).
+Clicks count each visitor (client address and user agent, hashed) once an hour.
+
 Free slots: the company's working days and hours in its own time zone, cut into visits of
 ``slot_minutes``, from the next full hour after now + ``LEAD_TIME`` for ``HORIZON_DAYS``
 days; a slot is free while it holds fewer requested or confirmed bookings than the company
@@ -15,23 +20,30 @@ has active staff (at least one).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import secrets
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from customers.models import Customer
+from huifang.db import dialect_of, insert_or_skip
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.settings import get_settings
 from media import report as reports
 from messaging.models import (
     BOOKING_STATES,
+    CANCELLED,
     CONFIRMED,
     DECLINED,
+    OPEN_BOOKING_STATES,
     REQUESTED,
     Booking,
     InboundMessage,
+    LinkVisitor,
     Message,
     ShortLink,
 )
@@ -43,6 +55,26 @@ from visits.models import Staff, Visit
 HORIZON_DAYS = 14
 LEAD_TIME = dt.timedelta(hours=12)  # nobody can be sent out sooner than that
 MAX_NOTE = 500
+CLICK_EVERY = dt.timedelta(hours=1)  # a visitor's openings within it are one click
+
+
+class SlotTaken(Conflict):
+    """The time picked is full (someone took its last place since the page was shown)."""
+
+    def __init__(self) -> None:
+        super().__init__("That time is no longer free; please pick another one.")
+
+
+class NoOpenBooking(Conflict):
+    """There is nothing to change or cancel: never booked, cancelled, declined or past."""
+
+
+class AlreadyBooked(Conflict):
+    """The link holds an open booking already: change or cancel that one instead."""
+
+    def __init__(self) -> None:
+        super().__init__("You already have a booking through this link; change its time or "
+                         "cancel it instead of booking again.")
 
 
 def _token() -> str:
@@ -96,12 +128,34 @@ def resolve(*, session: Session, token: str, now: dt.datetime) -> ShortLink | No
                     service_type=visit.service_type, now=now)
 
 
-def click(*, session: Session, link: ShortLink, now: dt.datetime) -> None:
-    """Count an opening of the link (every one; the first is kept apart)."""
-    link.clicks += 1
-    link.first_clicked_at = link.first_clicked_at or now
-    link.last_clicked_at = now
-    session.flush()
+def visitor_of(*, address: str, user_agent: str) -> str:
+    """Who opened a link, as far as a click count needs: keyed by the secret, so the stored
+    value gives back neither the address nor the device (no cookie to ask consent for)."""
+    key = get_settings().secret_key.encode()
+    digest = hmac.new(key, f"{address}\n{user_agent}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
+def click(*, session: Session, link: ShortLink, visitor: str, now: dt.datetime) -> bool:
+    """Count an opening of the link, once per visitor an hour; True when it counted.
+
+    One ``INSERT … ON CONFLICT DO UPDATE … WHERE`` decides, so two openings at once by one
+    visitor count once.
+    """
+    table = LinkVisitor.__table__
+    statement = insert_or_skip(dialect_of(session), table).values(
+        link_id=link.id, visitor=visitor, tenant_id=link.tenant_id, counted_at=now)
+    statement = statement.on_conflict_do_update(
+        index_elements=["link_id", "visitor"], set_={"counted_at": now},
+        where=table.c.counted_at <= now - CLICK_EVERY).returning(table.c.link_id)
+    if session.execute(statement).first() is None:
+        return False
+    session.execute(update(ShortLink).where(ShortLink.id == link.id).values(
+        clicks=ShortLink.clicks + 1,
+        first_clicked_at=func.coalesce(ShortLink.first_clicked_at, now),
+        last_clicked_at=now).execution_options(synchronize_session=False))
+    session.expire(link, ["clicks", "first_clicked_at", "last_clicked_at"])
+    return True
 
 
 def _capacity(session: Session, tenant_id: int) -> int:
@@ -147,32 +201,94 @@ def free_slots(*, session: Session, tenant: Tenant, now: dt.datetime
     return [(start, end) for start, end in slots if taken.get(start, 0) < capacity]
 
 
+def _is_open(booking: Booking, now: dt.datetime) -> bool:
+    return (booking.status in OPEN_BOOKING_STATES and booking.slot_start is not None
+            and booking.slot_start > now)
+
+
+def open_booking(*, session: Session, link: ShortLink, now: dt.datetime) -> Booking | None:
+    """The link's booking still to come (requested or confirmed, its time ahead), if any."""
+    held = session.scalars(select(Booking).where(Booking.open_link_id == link.id)).first()
+    return held if held is not None and _is_open(held, now) else None
+
+
+def _locked_tenant(session: Session, link: ShortLink) -> Tenant:
+    # Serialise bookings of one company (SQLite holds its write lock already), so two
+    # customers cannot both take the last place in a slot, nor one link book twice.
+    tenant = session.get(Tenant, link.tenant_id, with_for_update=True)
+    assert tenant is not None
+    return tenant
+
+
+def _free_slot(session: Session, tenant: Tenant, slot_start: dt.datetime,
+               now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    wanted = slot_start.astimezone(dt.UTC)
+    for slot in free_slots(session=session, tenant=tenant, now=now):
+        if slot[0] == wanted:
+            return slot
+    raise SlotTaken()
+
+
 def book(*, session: Session, link: ShortLink, slot_start: dt.datetime, note: str | None,
          now: dt.datetime) -> Booking:
-    """The customer picked a time on the booking page; 409 when it is no longer free."""
-    tenant = session.get(Tenant, link.tenant_id)
-    assert tenant is not None
+    """The customer picked a time on the booking page; 409 when it is no longer free, and
+    ``AlreadyBooked`` when the link holds an open booking (the same time again answers it:
+    a form sent twice books once)."""
     note = (note or "").strip() or None
     if note is not None and len(note) > MAX_NOTE:
         raise Invalid(f"Please keep the note under {MAX_NOTE} characters.")
-    # Serialise bookings of one company (SQLite holds its write lock already), so two
-    # customers cannot both take the last place in a slot.
-    session.get(Tenant, tenant.id, with_for_update=True)
-    wanted = slot_start.astimezone(dt.UTC)
-    match = [slot for slot in free_slots(session=session, tenant=tenant, now=now)
-             if slot[0] == wanted]
-    if not match:
-        raise Conflict("That time is no longer free; please pick another one.")
-    start, end = match[0]
+    tenant = _locked_tenant(session, link)
+    held = session.scalars(select(Booking).where(Booking.open_link_id == link.id)).first()
+    if held is not None and _is_open(held, now):
+        if held.slot_start == slot_start.astimezone(dt.UTC):
+            return held
+        raise AlreadyBooked()
+    if held is not None:  # its time has passed: the link is free for the next visit
+        held.open_link_id = None
+        session.flush()
+    start, end = _free_slot(session, tenant, slot_start, now)
     message = session.get(Message, link.message_id) if link.message_id else None
     booking = Booking(tenant_id=tenant.id, customer_id=link.customer_id,
                       service_type=link.service_type, slot_start=start, slot_end=end,
                       note=note, status=REQUESTED, channel="page", link_id=link.id,
-                      message_id=message.id if message else None,
+                      open_link_id=link.id, message_id=message.id if message else None,
                       source_type=link.source_type, source_id=link.source_id)
-    session.add(booking)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(booking)
+    except IntegrityError:  # another transaction booked through the link meanwhile
+        if open_booking(session=session, link=link, now=now) is None:
+            raise
+        raise AlreadyBooked() from None
     return booking
+
+
+def reschedule(*, session: Session, link: ShortLink, slot_start: dt.datetime,
+               now: dt.datetime) -> Booking:
+    """Move the link's open booking to another free time; staff confirm the new time."""
+    tenant = _locked_tenant(session, link)
+    held = open_booking(session=session, link=link, now=now)
+    if held is None:
+        raise NoOpenBooking("There is no booking to change through this link any more; "
+                            "pick a time to book.")
+    if held.slot_start == slot_start.astimezone(dt.UTC):
+        return held
+    held.slot_start, held.slot_end = _free_slot(session, tenant, slot_start, now)
+    if held.status == CONFIRMED:
+        held.status, held.answered_at = REQUESTED, None
+    session.flush()
+    return held
+
+
+def cancel(*, session: Session, link: ShortLink, now: dt.datetime) -> Booking:
+    """Call off the link's open booking: its place is free again, and the link can book."""
+    _locked_tenant(session, link)
+    held = open_booking(session=session, link=link, now=now)
+    if held is None:
+        raise NoOpenBooking("There is no booking to cancel through this link.")
+    held.status, held.open_link_id = CANCELLED, None
+    session.flush()
+    return held
 
 
 def book_from_reply(*, session: Session, reply: InboundMessage, now: dt.datetime
@@ -227,6 +343,8 @@ def answer(*, session: Session, tenant: Tenant, booking_id: int, status: str,
             return booking, None
         raise Conflict(f"This booking is already {booking.status}.")
     booking.status, booking.answered_at = status, now
+    if status == DECLINED:
+        booking.open_link_id = None  # the customer may pick another time through the link
     customer = session.get(Customer, booking.customer_id)
     assert customer is not None
     service = service_types.label(booking.service_type) if booking.service_type else "上门服务"
@@ -236,8 +354,10 @@ def answer(*, session: Session, tenant: Tenant, booking_id: int, status: str,
         body = f"您预约的{service}已收到，我们会尽快致电与您确认上门时间。"
     else:
         body = f"抱歉，您预约的{service}时间已满，我们会尽快致电为您另约时间。"
+    # One message per booking and time: a booking moved and confirmed again is told again.
+    when = f"@{int(booking.slot_start.timestamp())}" if booking.slot_start else ""
     message, new = schedule(session=session, tenant=tenant, customer=customer, channel="sms",
                             category="service", source_type=f"booking_{status}",
-                            source_id=str(booking.id), body=body, due_at=now)
+                            source_id=f"{booking.id}{when}", body=body, due_at=now)
     session.flush()
     return booking, message.id if new else None

@@ -201,17 +201,43 @@ class ShortLink(Base):
     last_clicked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
-# Booking.status
+class LinkVisitor(Base):
+    """When a visitor's opening of a link last counted as a click (one per visitor an hour).
+
+    ``visitor`` is a keyed hash of the client address and user agent
+    (``messaging.booking.visitor_of``): enough to tell visitors apart, no address kept.
+    """
+
+    __tablename__ = "link_visitors"
+
+    link_id: Mapped[int] = mapped_column(ForeignKey("short_links.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    visitor: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    counted_at: Mapped[dt.datetime] = mapped_column()
+
+
+# Booking.status::
+#
+#     requested ─► confirmed ─► cancelled
+#         │  ▲         │
+#         │  └─────────┘  (the customer moved the time: staff confirm the new one)
+#         ├──► declined
+#         └──► cancelled
 REQUESTED = "requested"  # the customer asked; staff have not answered yet
 CONFIRMED = "confirmed"
 DECLINED = "declined"  # staff could not take it; the customer is told
-BOOKING_STATES = (REQUESTED, CONFIRMED, DECLINED)
+CANCELLED = "cancelled"  # the customer called it off on the booking page
+BOOKING_STATES = (REQUESTED, CONFIRMED, DECLINED, CANCELLED)
+OPEN_BOOKING_STATES = (REQUESTED, CONFIRMED)
 
 
 class Booking(TimestampMixin, Base):
     """A customer's request for a visit: from the booking page or a "1" reply.
 
     Attribution rides along: the link clicked, the message that prompted it, the reply.
+    A link holds at most one open booking (``open_link_id`` is unique): the page shows
+    it, to change or cancel, instead of taking another.
     """
 
     __tablename__ = "bookings"
@@ -238,3 +264,8 @@ class Booking(TimestampMixin, Base):
     source_type: Mapped[str | None] = mapped_column(String(32), default=None)
     source_id: Mapped[str | None] = mapped_column(String(64), default=None)
     answered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # The link while this booking is open on it (requested or confirmed, its time ahead);
+    # unique, so two posts at once cannot both book through one link. Emptied when it is
+    # cancelled or declined, or when its time has passed and the customer books again.
+    open_link_id: Mapped[int | None] = mapped_column(
+        ForeignKey("short_links.id", ondelete="SET NULL"), default=None, unique=True)

@@ -68,8 +68,9 @@ def sent_campaign(session, account):
         booking.link_for(session=session, tenant=tenant, customer=p, source_type="campaign",
                          source_id=str(campaign.id), now=utc(2026, 4, 10)) for p in people)}
     for when in (utc(2026, 4, 10, 5), utc(2026, 4, 10, 6), utc(2026, 4, 11, 1)):
-        booking.click(session=session, link=links[people[0].id], now=when)
-    booking.click(session=session, link=links[people[1].id], now=utc(2026, 4, 12))
+        booking.click(session=session, link=links[people[0].id], visitor="phone", now=when)
+    booking.click(session=session, link=links[people[1].id], visitor="phone",
+                  now=utc(2026, 4, 12))
     # Bookings: from the page (the link's cause), from a "1" reply (the message's cause),
     # and one from a visit report that is not this campaign's.
     session.add_all([

@@ -224,7 +224,7 @@ def test_the_book_button_opens_the_booking_page_for_this_report(client, session,
     link = session.scalars(select(ShortLink).where(ShortLink.source_type == "visit_report")
                            ).one()
     assert (link.source_id, link.clicks) == (str(visit.id), 1)
-    client.get(f"/b/{token}")
+    client.get(f"/b/{token}", headers={"User-Agent": "another phone"})
     session.refresh(link)
     assert link.clicks == 2  # the same link each time: bookings count for this report
 

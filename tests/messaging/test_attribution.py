@@ -119,7 +119,7 @@ def three(client, session, account, clock):
     waiting = _send(client, session, account, at=MONDAY_10_CN + dt.timedelta(hours=3),
                     deliver=False)
     _open(client, clock, booked, MONDAY_10_CN + dt.timedelta(minutes=20))
-    _book(client, clock, booked, MONDAY_10_CN + dt.timedelta(minutes=30))
+    _book(client, clock, booked, MONDAY_10_CN + dt.timedelta(minutes=90))
     _open(client, clock, clicked, MONDAY_10_CN + dt.timedelta(hours=4))
     _open(client, clock, waiting, MONDAY_10_CN + dt.timedelta(hours=5))  # never sent
     # Sent, then the provider's receipt said it failed: not a report the customer got.
@@ -157,7 +157,7 @@ def test_figures_and_rows_follow_each_report_from_send_to_booking(client, sessio
     assert first["report_id"] == reports.get_report(
         session=session, tenant_id=account.tenant.id, visit_id=booked.visit_id).id
     assert _at(first["sent_at"]) == MONDAY_10_CN
-    assert first["clicks"] == 2  # opened, then opened again to book
+    assert first["clicks"] == 2  # opened, then opened again more than an hour later to book
     assert _at(first["first_clicked_at"]) == MONDAY_10_CN + dt.timedelta(minutes=20)
     assert (first["bookings"], first["booking_id"], first["booking_status"]) == (
         1, made.id, "requested")
@@ -209,7 +209,7 @@ def test_another_companys_reports_never_appear(client, session, account, other_a
     stray = booking.link_for(session=session, tenant=other_account.tenant, customer=customer,
                              source_type="visit_report", source_id=str(quiet.visit_id),
                              now=MONDAY_10_CN)
-    booking.click(session=session, link=stray, now=MONDAY_10_CN)
+    booking.click(session=session, link=stray, visitor="phone", now=MONDAY_10_CN)
     session.add(Booking(tenant_id=other_account.tenant.id, customer_id=theirs.customer_id,
                         channel="page", source_type="visit_report",
                         source_id=str(quiet.visit_id)))
