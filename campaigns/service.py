@@ -113,7 +113,9 @@ from media import report as reports
 from media.models import Media, Rendition, Report
 from messaging import booking
 from messaging import service as outbox
+from messaging.models import CANCELLED as BOOKING_CANCELLED
 from messaging.models import (
+    DECLINED,
     DEFERRED,
     DELIVERED,
     FAILED,
@@ -1283,7 +1285,7 @@ def _cancel_booked_early(session: Session, campaign: Campaign, ids: Sequence[int
     booked = select(Booking.id).where(Booking.tenant_id == campaign.tenant_id,
                                       Booking.customer_id == occ.customer_id,
                                       Booking.created_at > occ.basis_at,
-                                      Booking.status != "declined")
+                                      Booking.status.not_in((DECLINED, BOOKING_CANCELLED)))
     if campaign.service_type is not None:
         visit = visit.where(Visit.service_type == campaign.service_type)
         booked = booked.where(or_(

@@ -399,6 +399,7 @@ def test_opt_out_and_early_booking_cancel_the_pending_occurrence(session, shop) 
     books = shop.customer(visits_=(("ac_cleaning", served),))
     had_visit = shop.customer(visits_=(("ac_cleaning", served),))
     other_service = shop.customer(visits_=(("ac_cleaning", served),))
+    called_off = shop.customer(visits_=(("ac_cleaning", served),))
     campaign = shop.campaign(AC_90, activated_at=utc(2026, 4, 1))
     campaigns.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
 
@@ -414,17 +415,24 @@ def test_opt_out_and_early_booking_cancel_the_pending_occurrence(session, shop) 
                         service_type="ac_cleaning", finished_at=utc(2026, 4, 4))
     visits.create_visit(session=session, tenant=shop.tenant, customer_id=other_service.id,
                         service_type="deep_cleaning", finished_at=utc(2026, 4, 4))
+    # A booking the customer called off on the page does not stand for the service.
+    theirs = booking.link_for(session=session, tenant=shop.tenant, customer=called_off,
+                              source_type="visit_report", source_id="2",
+                              service_type="ac_cleaning", now=utc(2026, 4, 3))
+    session.add(Booking(tenant_id=shop.tenant.id, customer_id=called_off.id,
+                        service_type="ac_cleaning", status="cancelled", channel="page",
+                        link_id=theirs.id, created_at=utc(2026, 4, 3)))
     session.flush()
 
     handed = campaigns.hand_off_due(session=session, now=utc(2026, 4, 10, 3))
-    assert handed.claimed == 5
+    assert handed.claimed == 6
     outcome = {o.customer_id: (o.status, o.reason) for o in rows(session, campaign.id)}
     assert outcome == {
         stays.id: (HANDED_OFF, None), opts_out.id: (CANCELLED, OPTED_OUT),
         books.id: (CANCELLED, BOOKED_EARLY), had_visit.id: (CANCELLED, BOOKED_EARLY),
-        other_service.id: (HANDED_OFF, None)}
+        other_service.id: (HANDED_OFF, None), called_off.id: (HANDED_OFF, None)}
     assert {session.get(Message, m).customer_id for m in handed.message_ids} == {
-        stays.id, other_service.id}
+        stays.id, other_service.id, called_off.id}
 
 
 def test_a_template_that_cannot_be_filled_cancels_with_the_reason(session, shop) -> None:
