@@ -22,6 +22,7 @@ from messaging import service as outbox
 from messaging import webhooks
 from messaging.models import FINAL, Message, MessageEvent
 from messaging.providers.base import Provider, RequestMayHaveLeft, SendResult
+from messaging.providers.twilio import webhooks as twilio_hooks
 from messaging.receipts import apply_receipt
 
 NOON_CN = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai
@@ -134,7 +135,7 @@ def test_a_receipt_signed_by_twilio_is_taken(hooks, session, account, customer):
 def test_our_signature_agrees_with_twilios_validator():
     params = {"MessageSid": _sid(), "MessageStatus": "delivered", "Body": "回复T退订 a+b&c=d"}
     url = STATUS_URL + "?message_id=42"
-    assert webhooks.twilio_signature(TOKEN, url, params.items()) == \
+    assert twilio_hooks.signature(TOKEN, url, params.items()) == \
         RequestValidator(TOKEN).compute_signature(url, params)
 
 
