@@ -17,7 +17,8 @@ written (read timeout, connection dropped, a gateway timing out upstream, a 201 
 it may have been sent: ``RequestMayHaveLeft``, never re-sent automatically.
 
 Delivery failures (30xxx codes such as 30003 unreachable handset or 30610 marketing outside
-local hours) are not answers to this request: they arrive later on the StatusCallback.
+local hours) are not answers to this request: they arrive later on the StatusCallback, read
+by ``webhooks`` and ``statuses``.
 """
 
 from __future__ import annotations
