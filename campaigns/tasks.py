@@ -41,7 +41,7 @@ def materialize_campaign(*, session: Session, campaign_id: int) -> None:
 @task(queue="default")
 def hand_off_due_occurrences(*, session: Session) -> None:
     """Periodic: due occurrences become outbox messages, a batch per transaction."""
-    mms = get_provider().supports_mms
+    mms = get_provider().capabilities.supports_mms
     started = time.monotonic()
     while time.monotonic() - started < HAND_OFF_BUDGET_SECONDS:
         batch = service.hand_off_due(session=session, now=utcnow(), mms=mms,

@@ -13,28 +13,22 @@ Provider profiles (DESIGN.md, "Provider profiles"):
   refused, so it must hold at least one image and text.
 - ``sms``: no MMS at all: the text with the report's short link.
 
-The limits of the providers we send through are read from their classes in
-``messaging.providers``, so this stays in step with what the sender enforces. Aliyun's class
-sends plain SMS today (``supports_mms = False``); its profile here describes 数字短信, which the
-report is made ready for.
+The limits are the providers' own declared capabilities (``messaging.providers.capabilities``),
+so this stays in step with what the sender enforces. Aliyun's adapter sends plain SMS today;
+its profile here describes 数字短信, which the report is made ready for.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 from xml.sax.saxutils import quoteattr
 
-from messaging.providers.console import ConsoleProvider
-from messaging.providers.twilio import TwilioProvider
+from messaging.providers import capabilities
 
 TEXT_TYPE = "text/plain; charset=utf-8"
 BOOK_HINT = "回复1预约"
-# Aliyun counts in KB; 1,900,000 bytes is the stricter reading of "1,900 KB".
-ALIYUN_MAX_TOTAL_BYTES = 1_900_000
-ALIYUN_MAX_FRAMES = 9
 ALIYUN_FRAME_MS = 5000
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "video/mp4": "mp4"}
 
@@ -52,23 +46,23 @@ class MmsProfile:
     must_mix: bool = False  # Aliyun: a message of a single kind of media is refused
 
 
-TWILIO = MmsProfile(
-    name="twilio", supports_mms=TwilioProvider.supports_mms, max_media=TwilioProvider.max_media,
-    max_total_bytes=TwilioProvider.max_total_bytes, max_body_chars=TwilioProvider.max_body_chars,
-    image_types=frozenset({"image/jpeg", "image/png", "image/gif"}),
-    video_types=frozenset({"video/mp4"}),
-)
-CONSOLE = dataclasses.replace(
-    TWILIO, name="console", supports_mms=ConsoleProvider.supports_mms,
-    max_media=ConsoleProvider.max_media, max_total_bytes=ConsoleProvider.max_total_bytes,
-    max_body_chars=ConsoleProvider.max_body_chars,
-)
-ALIYUN = MmsProfile(
-    name="aliyun", supports_mms=True, max_media=ALIYUN_MAX_FRAMES,
-    max_total_bytes=ALIYUN_MAX_TOTAL_BYTES, max_body_chars=500,
-    image_types=frozenset({"image/jpeg", "image/png", "image/gif"}),
-    video_types=frozenset({"video/mp4"}), frames=True, must_mix=True,
-)
+def _declared(name: str, *, supports_mms: bool | None = None) -> MmsProfile:
+    """The profile a provider's declared capabilities describe."""
+    limits = capabilities(name)
+    return MmsProfile(
+        name=name,
+        supports_mms=limits.supports_mms if supports_mms is None else supports_mms,
+        max_media=limits.max_media, max_total_bytes=limits.max_total_bytes,
+        max_body_chars=limits.max_body_chars, image_types=limits.image_types,
+        video_types=limits.video_types, frames=limits.frames, must_mix=limits.must_mix,
+    )
+
+
+TWILIO = _declared("twilio")
+CONSOLE = _declared("console")
+ALIYUN = _declared("aliyun", supports_mms=True)  # 数字短信, not yet the adapter's SendSms
+ALIYUN_MAX_TOTAL_BYTES = ALIYUN.max_total_bytes
+ALIYUN_MAX_FRAMES = ALIYUN.max_media
 SMS = MmsProfile(name="sms", supports_mms=False, max_media=0, max_total_bytes=0,
                  max_body_chars=500)
 PROFILES = {profile.name: profile for profile in (TWILIO, CONSOLE, ALIYUN, SMS)}

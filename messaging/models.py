@@ -57,6 +57,11 @@ RETRIES_EXHAUSTED = "retries_exhausted"  # retryable errors went on too long
 TIMEOUT_AFTER_SEND = "timeout_after_send"  # the request may have left: status unknown
 RETRY_BACKOFF = "retry_backoff"  # deferred for minutes after a retryable provider error
 RATE_LIMITED = "rate_limited"  # the provider's shared send rate had no slot in time
+# …and for what a delivery receipt did (each provider's StatusMap speaks these words)
+PROVIDER_UNDELIVERED = "provider_undelivered"  # the carrier could not hand it over
+PROVIDER_CANCELED = "provider_canceled"  # canceled at the provider before it went out
+RECEIPT_PROGRESS = "receipt_progress"  # a progress report, recorded without a change
+CARRIER_QUIET_HOURS = "carrier_quiet_hours"  # the carrier held marketing outside its hours
 
 JsonList = JSON().with_variant(JSONB(), "postgresql")
 

@@ -4,10 +4,12 @@ Receipts arrive late, twice and out of order (invariant 6). Each one is recorded
 ``MessageEvent``; it moves ``Message.status`` only through ``service.transition``, so a
 late ``sent`` after ``delivered`` is kept as history (``applied=False``) and changes nothing.
 
-Provider progress reports that say nothing about the outcome (Twilio's ``queued``,
-``sending``, ``accepted``, ``scheduled``) are recorded under the provider's own word and
-never go through ``transition``: ``unknown → queued`` is an operator's retry in our
-lifecycle, and a receipt must never queue a message for sending again (invariant 1).
+What a provider's words and error codes mean is the provider's own knowledge (its
+``statuses`` module, read through ``providers.status_map``). Progress reports that say
+nothing about the outcome (Twilio's ``queued``, ``sending``, ``accepted``, ``scheduled``) are
+recorded under the provider's own word and never go through ``transition``:
+``unknown → queued`` is an operator's retry in our lifecycle, and a receipt must never queue
+a message for sending again (invariant 1).
 """
 
 from __future__ import annotations
@@ -20,58 +22,16 @@ from sqlalchemy.orm import Session
 from compliance import service as compliance
 from customers.models import Customer
 from messaging.models import (
-    DELIVERED,
     FAILED,
-    PROVIDER_REFUSED,
-    SENT,
+    RECEIPT_PROGRESS,
     UNDELIVERED,
     UNKNOWN,
     Message,
     MessageEvent,
 )
+from messaging.providers import status_map
 from messaging.service import transition
 from tenancy.models import Tenant
-
-# Why a receipt changed the status (Message.status_reason / MessageEvent.reason).
-PROVIDER_UNDELIVERED = "provider_undelivered"  # the carrier could not hand it over
-PROVIDER_CANCELED = "provider_canceled"  # canceled at the provider before it went out
-RECEIPT_PROGRESS = "receipt_progress"  # a progress report, recorded without a change
-
-# Twilio's MessageStatus → (our status or None for "record only", reason).
-TWILIO_STATUSES: dict[str, tuple[str | None, str | None]] = {
-    "queued": (None, RECEIPT_PROGRESS),
-    "sending": (None, RECEIPT_PROGRESS),
-    "accepted": (None, RECEIPT_PROGRESS),
-    "scheduled": (None, RECEIPT_PROGRESS),
-    "sent": (SENT, None),
-    "delivered": (DELIVERED, None),
-    "read": (DELIVERED, None),  # read implies delivered (channels with read receipts)
-    "undelivered": (UNDELIVERED, PROVIDER_UNDELIVERED),
-    "failed": (FAILED, PROVIDER_REFUSED),
-    "canceled": (FAILED, PROVIDER_CANCELED),
-}
-
-# Aliyun SmsReport says only success or not; err_code carries the carrier's reason.
-ALIYUN_STATUSES: dict[str, tuple[str | None, str | None]] = {
-    "delivered": (DELIVERED, None),
-    "undelivered": (UNDELIVERED, PROVIDER_UNDELIVERED),
-}
-
-PROVIDER_STATUSES: dict[str, dict[str, tuple[str | None, str | None]]] = {
-    "twilio": TWILIO_STATUSES,
-    "aliyun": ALIYUN_STATUSES,
-}
-
-CARRIER_QUIET_HOURS = "carrier_quiet_hours"  # the carrier held marketing outside its hours
-# Twilio error codes on an undelivered/failed receipt that say something about the number or
-# the time, not about this one message (Twilio's error dictionary):
-# 21610 / 30004 the recipient has blocked or unsubscribed from this sender → a suppression;
-# 30005 unknown or inactive number, 30006 a landline or a carrier that cannot take SMS →
-#       a suppression that is not the customer's choice (no consent is revoked);
-# 30610 marketing blocked by the carrier outside its hours → recorded with its own reason.
-TWILIO_SUPPRESSING = {"21610": "provider_opt_out", "30004": "provider_opt_out",
-                      "30005": "unreachable", "30006": "unreachable"}
-TWILIO_REASONS = {"30610": CARRIER_QUIET_HOURS}
 
 _EVENT_STATUS_CHARS = 16  # MessageEvent.status is String(16)
 
@@ -129,8 +89,8 @@ def apply_receipt(*, session: Session, provider: str, provider_message_id: str, 
         return None
     provider_status = status.strip().lower()
     error_code = (error_code or "").strip() or None
-    ours, reason = PROVIDER_STATUSES.get(provider, {}).get(provider_status,
-                                                           (None, RECEIPT_PROGRESS))
+    words = status_map(provider)
+    ours, reason = words.statuses.get(provider_status, (None, RECEIPT_PROGRESS))
     detail = _detail(provider, provider_status, error_code)
     if ours is None:
         # Progress only (or a status we do not know): history, never a change.
@@ -141,10 +101,11 @@ def apply_receipt(*, session: Session, provider: str, provider_message_id: str, 
         session.flush()
         return message
     was = message.status
-    if provider == "twilio" and error_code and ours in (UNDELIVERED, FAILED):
-        reason = TWILIO_REASONS.get(error_code, reason)
-        if error_code in TWILIO_SUPPRESSING:
-            _suppress(session, message, TWILIO_SUPPRESSING[error_code], detail, now)
+    if error_code and ours in (UNDELIVERED, FAILED):
+        # Some codes speak of the number or the time, not of this one message.
+        reason = words.reasons.get(error_code, reason)
+        if error_code in words.suppressing:
+            _suppress(session, message, words.suppressing[error_code], detail, now)
     applied = transition(session=session, message=message, status=ours, now=now,
                          reason=reason, detail=detail)
     if applied and was == UNKNOWN and ours != FAILED and message.sent_at is None:

@@ -33,7 +33,7 @@ def _body(text: str, tenant: Tenant) -> str:
 
 def payload_for(*, report: Report, provider: Provider) -> mms.MmsPayload:
     """The report as this provider can carry it (SMS and a link when it takes no MMS)."""
-    name = provider.name if provider.supports_mms else "sms"
+    name = provider.name if provider.capabilities.supports_mms else "sms"
     try:
         profile = mms.profile_for(name)
     except ValueError:

@@ -271,7 +271,7 @@ def deliver_many(*, session: Session, message_ids: Sequence[int], provider: Prov
                if message.status == SENDING]
     verdicts = compliance.gate_many(session=session, asks=[
         compliance.Ask(tenant, customer, message.category,  # type: ignore[arg-type]
-                       message.body, message.idempotency_key, provider.max_body_chars)
+                       message.body, message.idempotency_key, provider.capabilities.max_body_chars)
         for message, tenant, customer in sending], now=now)
     allowed = []
     for (message, tenant, customer), verdict in zip(sending, verdicts, strict=True):

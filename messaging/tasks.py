@@ -60,6 +60,6 @@ answers = Coalescer(send_answers, argument="message_ids", window=0.05, limit=TAS
 
 def _send(session: Session, message_ids: list[int]) -> None:
     provider = get_provider()
-    rate = send_rate(provider.name, provider.rate_per_second)
+    rate = send_rate(provider.name, provider.capabilities.rate_per_second)
     service.send_in_batches(session=session, message_ids=message_ids, provider=provider,
                             throttle=(lambda: rate.wait(provider.name)) if rate else None)

@@ -1,5 +1,10 @@
 """Provider webhooks: delivery receipts from Twilio (status callbacks) and Aliyun (SmsReport).
 
+Thin routes: each provider's wire format (its signature, the fields of its forms and pushes)
+is read by its own ``webhooks`` module (``messaging.providers.twilio.webhooks``,
+``messaging.providers.aliyun.webhooks``); these decide what to trust, call the receipts and
+inbound services, commit and answer.
+
 Receipts come from Twilio, not from a tenant, so no API key protects them: only the
 ``X-Twilio-Signature`` does. It is checked against the URL Twilio was given —
 ``HUIFANG_PUBLIC_URL`` + path (+ query) — never against the Host or scheme the request
@@ -12,10 +17,7 @@ Aliyun pushes carry no signature. Each company gets its own unguessable path ins
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import structlog
@@ -30,6 +32,8 @@ from huifang.errors import Invalid
 from huifang.metrics import WEBHOOK_ITEM_FAILURES
 from huifang.settings import get_settings
 from messaging.api import take_reply
+from messaging.providers.aliyun import webhooks as aliyun
+from messaging.providers.twilio import webhooks as twilio
 from messaging.receipts import apply_receipt
 from tenancy import service as tenancy
 
@@ -38,31 +42,10 @@ T = TypeVar("T")
 
 router = APIRouter(tags=["webhooks"])
 
-SIGNATURE_HEADER = "X-Twilio-Signature"
+SIGNATURE_HEADER = twilio.SIGNATURE_HEADER
 # The status callback URL may name our message (``?message_id=``): a send that timed out
 # never learned Twilio's id, and the first receipt can still find and settle it.
 MESSAGE_ID_PARAM = "message_id"
-
-
-def twilio_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> str:
-    """Twilio's X-Twilio-Signature: base64(HMAC-SHA1(token, url + name+value …)).
-
-    Parameters sorted by name, each value of a repeated name sorted (and, as Twilio's own
-    validator does, each distinct value counted once).
-    """
-    values: dict[str, set[str]] = {}
-    for name, value in params:
-        values.setdefault(name, set()).add(value)
-    payload = url + "".join(name + value for name in sorted(values)
-                            for value in sorted(values[name]))
-    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode("ascii")
-
-
-def valid_twilio_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]],
-                           signature: str) -> bool:
-    expected = twilio_signature(auth_token, url, params).encode("ascii")
-    return hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace"))
 
 
 async def committed(unit: UnitOfWork, work: Callable[[Session], T]) -> T:
@@ -99,31 +82,28 @@ async def _twilio_fields(request: Request, what: str) -> dict[str, str]:
         raise _forbidden(f"This request has no {SIGNATURE_HEADER} header; only Twilio may "
                          f"send {what} here.")
     form = await request.form()
-    params = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
     url = settings.public_url + request.url.path
     if request.url.query:
         url += "?" + request.url.query
-    if len(params) != len(form.multi_items()) or not valid_twilio_signature(
-            token, url, params, signature):
+    fields = twilio.verified_fields(token, url, form.multi_items(), signature)
+    if fields is None:
         raise _forbidden(f"The {SIGNATURE_HEADER} does not match this request; check that "
                          f"HUIFANG_PUBLIC_URL ({settings.public_url}) is the address Twilio "
                          "calls and that HUIFANG_TWILIO_AUTH_TOKEN is the account's token.")
-    return dict(params)
+    return fields
 
 
 @router.post("/hooks/twilio/status", status_code=204, response_class=Response)
 async def twilio_status(request: Request, unit: UnitOfWorkDep) -> Response:
     """A Twilio status callback (form-encoded). 204 when taken, duplicates included."""
     fields = await _twilio_fields(request, "receipts")
-    sid = fields.get("MessageSid") or fields.get("SmsSid")
-    status = fields.get("MessageStatus") or fields.get("SmsStatus")
-    if not sid or not status:
+    receipt = twilio.receipt(fields, request.query_params.get(MESSAGE_ID_PARAM, ""))
+    if receipt is None:
         raise HTTPException(400, "A Twilio status callback needs MessageSid and MessageStatus.")
-    hint = request.query_params.get(MESSAGE_ID_PARAM, "")
-    message_id = int(hint) if hint.isascii() and hint.isdigit() and len(hint) < 19 else None
     await committed(unit, lambda session: apply_receipt(
-        session=session, provider="twilio", provider_message_id=sid, status=status,
-        error_code=fields.get("ErrorCode"), now=utcnow(), message_id=message_id))
+        session=session, provider="twilio", provider_message_id=receipt.provider_message_id,
+        status=receipt.status, error_code=receipt.error_code, now=utcnow(),
+        message_id=receipt.message_id))
     return Response(status_code=204)
 
 
@@ -139,18 +119,17 @@ async def twilio_inbound(request: Request, unit: UnitOfWorkDep) -> Response:
     the response leaves); the same MessageSid twice has one effect.
     """
     fields = await _twilio_fields(request, "replies")
-    sid = fields.get("MessageSid") or fields.get("SmsSid")
-    sender = fields.get("From")
-    if not sid or not sender:
+    reply = twilio.reply(fields)
+    if reply is None:
         raise HTTPException(400, "A Twilio inbound message needs MessageSid and From.")
     try:
         await committed(unit, lambda session: take_reply(
-            session, provider="twilio", provider_message_id=sid, phone=sender,
-            text=fields.get("Body", "")))
+            session, provider="twilio", provider_message_id=reply.provider_message_id,
+            phone=reply.phone, text=reply.text))
     except Invalid as exc:
         # A sender we cannot read (a short code, an alphanumeric id): nothing to act on,
         # and Twilio must not retry it.
-        log.info("inbound reply not taken", sid=sid, reason=exc.detail)
+        log.info("inbound reply not taken", sid=reply.provider_message_id, reason=exc.detail)
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 
@@ -213,19 +192,13 @@ def _apply_aliyun_reports(session: Session, key: str, items: list[dict[str, Any]
     now = utcnow()
 
     def take(item: dict[str, Any]) -> None:
-        biz_id = str(item.get("biz_id") or "").strip()
-        if not biz_id:
-            return  # nothing to find it by; Aliyun always sends biz_id for our sends
-        success = item.get("success")
-        delivered = success is True or str(success).lower() == "true"
-        out_id = str(item.get("out_id") or "")
+        receipt = aliyun.report(item)
+        if receipt is None:
+            return  # nothing to find it by
         apply_receipt(
-            session=session, provider="aliyun", provider_message_id=biz_id,
-            status="delivered" if delivered else "undelivered",
-            error_code=None if delivered else str(item.get("err_code") or "") or None,
-            now=now, tenant_id=tenant_id,
-            message_id=int(out_id) if out_id.isascii() and out_id.isdigit()
-            and len(out_id) < 19 else None)
+            session=session, provider="aliyun", provider_message_id=receipt.provider_message_id,
+            status=receipt.status, error_code=receipt.error_code, now=now, tenant_id=tenant_id,
+            message_id=receipt.message_id)
 
     return _each_on_its_own(session, "aliyun_report", items, take)
 
@@ -236,12 +209,11 @@ def _apply_aliyun_replies(session: Session, key: str, items: list[dict[str, Any]
         return _Push(found=False)
 
     def take(item: dict[str, Any]) -> None:
-        sequence = str(item.get("sequence_id") or "").strip()
-        phone = str(item.get("phone_number") or "").strip()
-        if not sequence or not phone:
+        reply = aliyun.reply(item)
+        if reply is None:
             return  # not a reply we can identify or answer
-        take_reply(session, provider="aliyun", provider_message_id=sequence, phone=phone,
-                   text=str(item.get("content") or ""), tenant=tenant)
+        take_reply(session, provider="aliyun", provider_message_id=reply.provider_message_id,
+                   phone=reply.phone, text=reply.text, tenant=tenant)
 
     return _each_on_its_own(session, "aliyun_reply", items, take)
 
@@ -271,4 +243,4 @@ async def aliyun_report(key: str, request: Request, unit: UnitOfWorkDep) -> JSON
         await committed(unit, lambda session: _apply_aliyun_reports(session, key, items)))
 
 
-__all__ = ["router", "twilio_signature", "valid_twilio_signature"]
+__all__ = ["committed", "router"]

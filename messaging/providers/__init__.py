@@ -1,32 +1,60 @@
-"""SMS/MMS providers, one module each behind ``base.Provider``, chosen by HUIFANG_SMS_PROVIDER."""
+"""SMS/MMS providers behind ``base.Provider``, registered by name, chosen by HUIFANG_SMS_PROVIDER.
+
+Each provider keeps its own knowledge: a module (``console``) or, with webhooks and status
+codes of its own, a folder (``twilio/``, ``aliyun/``). A new one is a class with a ``name``,
+its ``capabilities``, its ``status_map`` and ``from_settings``, registered below; the
+settings' ``sms_provider`` names it (and refuses names that are not registered).
+"""
 
 from __future__ import annotations
 
 import functools
 
 from huifang.settings import get_settings
-from messaging.providers.base import Provider
+from messaging.providers.aliyun import AliyunProvider
+from messaging.providers.base import Capabilities, Provider, StatusMap
+from messaging.providers.console import ConsoleProvider
+from messaging.providers.twilio import TwilioProvider
+
+PROVIDERS: dict[str, type[Provider]] = {}
+
+
+def register(provider: type[Provider]) -> type[Provider]:
+    """Make ``provider`` available under its ``name``."""
+    if not provider.name or provider.name in PROVIDERS:
+        raise ValueError(f"a provider needs a name of its own, not {provider.name!r}")
+    PROVIDERS[provider.name] = provider
+    return provider
+
+
+for _provider in (ConsoleProvider, TwilioProvider, AliyunProvider):
+    register(_provider)
+
+
+def _registered(name: str) -> type[Provider]:
+    try:
+        return PROVIDERS[name]
+    except KeyError:
+        known = ", ".join(sorted(PROVIDERS))
+        raise ValueError(f"no provider named {name!r}; known: {known}") from None
 
 
 @functools.cache
 def get_provider() -> Provider:
     """The configured provider, built once per process."""
     settings = get_settings()
-    if settings.sms_provider == "console":
-        from messaging.providers.console import ConsoleProvider
+    return _registered(settings.sms_provider).from_settings(settings)
 
-        return ConsoleProvider()
-    if settings.sms_provider == "twilio":
-        from messaging.providers.twilio import TwilioProvider
 
-        return TwilioProvider(account_sid=settings.twilio_account_sid or "",
-                              auth_token=settings.twilio_auth_token or "",
-                              api_base=settings.twilio_api_base,
-                              from_number=settings.twilio_from_number,
-                              messaging_service_sid=settings.twilio_messaging_service_sid)
-    from messaging.providers.aliyun import AliyunProvider
+def capabilities(name: str) -> Capabilities:
+    """What the provider of that name carries, without building it (no credentials needed)."""
+    return _registered(name).capabilities
 
-    return AliyunProvider(access_key_id=settings.aliyun_access_key_id or "",
-                          access_key_secret=settings.aliyun_access_key_secret or "",
-                          template_code=settings.aliyun_template_code,
-                          api_base=settings.aliyun_api_base, region_id=settings.aliyun_region_id)
+
+def status_map(name: str) -> StatusMap:
+    """What the receipts of the provider of that name mean; empty for a name we do not know."""
+    provider = PROVIDERS.get(name)
+    return provider.status_map if provider is not None else StatusMap()
+
+
+__all__ = ["PROVIDERS", "capabilities", "get_provider", "register", "status_map"]

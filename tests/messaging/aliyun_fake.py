@@ -16,7 +16,8 @@ the way Aliyun's documentation describes, independent of the adapter's); then Se
 prefixes, because we promise to strip them), an approved ``SignName`` and ``TemplateCode``,
 ``TemplateParam`` a JSON object of strings covering the template's variables, ``OutId`` under 256
 characters. It answers Aliyun-shaped JSON, and can be told to misbehave for the next
-request(s): ``fail_next`` (any Code), ``server_error_next``, ``hang_next``, ``drop_next``.
+request(s): ``fail_next`` (any Code), ``rate_limit_next``, ``server_error_next``, ``hang_next``,
+``drop_next``.
 
 ``received`` holds every request that was read in full (whatever the answer); ``accepted`` holds
 those that sent a message, including the ones whose answer was then lost. The server, the
@@ -125,6 +126,10 @@ class FakeAliyun(fake_http.LocalFake[ReceivedRequest]):
     def server_error_payload(self, status: int) -> dict[str, Any]:
         return error_body("InternalError", "The request processing has failed due to some "
                           "unknown error, exception or failure.")
+
+    def rate_limit_payload(self) -> dict[str, Any]:
+        # Aliyun's gateways answer flow control with HTTP 400 or 429, depending on the product.
+        return error_body("Throttling.User", "Request was denied due to user flow control.")
 
     # -- Aliyun's wire format ----------------------------------------------------------------
 

@@ -5,8 +5,8 @@ around it is the same and lives here once, so that a fix to it (a hang that outl
 test, a keep-alive quirk) reaches both fakes:
 
 - a threaded HTTP server on 127.0.0.1 with a random port, started and stopped by ``with``;
-- the queue of misbehaviours for the next request(s) (an error answer, a hang, a dropped
-  connection), under the lock the handler threads share;
+- the queue of misbehaviours for the next request(s) (an error answer, a rate limit, a hang,
+  a dropped connection), under the lock the handler threads share;
 - ``received`` (every request read in full, whatever the answer) and ``accepted`` (those
   that sent a message, including the ones whose answer was then lost);
 - the request handler that reads a request, records it, applies the next misbehaviour and
@@ -15,8 +15,8 @@ test, a keep-alive quirk) reaches both fakes:
 A provider's fake subclasses ``LocalFake`` and says only what its provider says: how a
 request's parameters and credentials are read (``parse``), what the API answers
 (``handle``), which answers mean a message went out (``accepts``), how an answer is encoded
-(``encode``, ``answer_headers``) and what a server error looks like
-(``server_error_payload``).
+(``encode``, ``answer_headers``) and what a server error and a rate limit look like
+(``server_error_payload``, ``rate_limit_payload``).
 """
 
 from __future__ import annotations
@@ -129,6 +129,11 @@ class LocalFake(abc.ABC, Generic[RequestT]):
         payload = self.server_error_payload(status)
         self._answer_next(status, payload if json_body else None, times=times)
 
+    def rate_limit_next(self, *, retry_after: str | None = "3", times: int = 1) -> None:
+        """Answer the next request(s) with HTTP 429, saying when to come back if told."""
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        self._answer_next(429, self.rate_limit_payload(), headers=headers, times=times)
+
     def hang_next(self, *, seconds: float = 5.0, deliver: bool = True, times: int = 1) -> None:
         """Read the request (sending the message when ``deliver``), then say nothing."""
         self._queue(Misbehaviour("hang", seconds=seconds, deliver=deliver), times)
@@ -175,6 +180,10 @@ class LocalFake(abc.ABC, Generic[RequestT]):
     @abc.abstractmethod
     def server_error_payload(self, status: int) -> dict[str, Any]:
         """The provider's JSON for an internal error."""
+
+    @abc.abstractmethod
+    def rate_limit_payload(self) -> dict[str, Any]:
+        """The provider's JSON for too many requests (HTTP 429)."""
 
 
 class _Handler(BaseHTTPRequestHandler):

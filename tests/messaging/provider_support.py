@@ -1,6 +1,7 @@
-"""What test_twilio_provider.py and test_aliyun_provider.py share: they drive their adapters
-through the same failures (the network's and the fakes'), so the scaffolding for them is
-written once here; the checks stay in the tests, where pytest explains a failed assert.
+"""What the provider tests share (test_provider_contract.py, test_twilio_provider.py,
+test_aliyun_provider.py): they drive the adapters through the same failures (the network's
+and the fakes'), so the scaffolding for them is written once here; the checks stay in the
+tests, where pytest explains a failed assert.
 
 Kept apart from ``fake_http`` so the fakes themselves (which ``bench/send.py`` runs) need
 no pytest.

@@ -22,6 +22,7 @@ from messaging.models import Message, MessageEvent
 from messaging.providers.base import Provider, SendResult
 from messaging.receipts import apply_receipt
 from tenancy import service as tenancy
+from tests.messaging import webhook_payloads as payloads
 
 NOON_CN = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai
 
@@ -60,11 +61,11 @@ def _sent(session, account, customer, provider="aliyun", source_id="visit-1"):
 
 
 def _report(message, *, success=True, err_code="DELIVERED", out_id=None):
-    return {"phone_number": "13800138000", "send_time": "2026-11-23 10:00:00",
-            "report_time": "2026-11-23 10:00:05", "success": success, "err_code": err_code,
-            "err_msg": "用户接收成功" if success else "失败", "sms_size": "1",
-            "biz_id": message.provider_message_id,
-            "out_id": str(message.id if out_id is None else out_id)}
+    """An item of Aliyun's SmsReport push (fixtures/aliyun_smsreport.json: first delivered,
+    then failed) for this message."""
+    return payloads.item("aliyun_smsreport.json", 0 if success else 1, success=success,
+                         err_code=err_code, biz_id=message.provider_message_id,
+                         out_id=str(message.id if out_id is None else out_id))
 
 
 def _status(session, message):

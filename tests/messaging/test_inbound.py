@@ -24,6 +24,7 @@ from messaging.models import InboundMessage, Message
 from messaging.providers.base import Provider, SendResult
 from tenancy import service as tenancy
 from tenancy.models import Tenant
+from tests.messaging import webhook_payloads as payloads
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 PUBLIC_URL = "https://hf.example.cn"
@@ -50,8 +51,9 @@ def customer(session, account):
 
 
 def _form(body: str, sid: str, sender: str = "+8613800138000") -> dict[str, str]:
-    return {"MessageSid": sid, "SmsSid": sid, "AccountSid": "AC" + "0" * 32, "From": sender,
-            "To": "+15005550006", "Body": body, "NumMedia": "0", "ApiVersion": "2010-04-01"}
+    """Twilio's inbound payload (fixtures/twilio_inbound_stop.txt) with this text."""
+    return payloads.form("twilio_inbound_stop.txt", Body=body, MessageSid=sid, SmsSid=sid,
+                         SmsMessageSid=sid, From=sender)
 
 
 def _post(client, form, *, url=PUBLIC_URL + PATH, signature=None, sign=None):
@@ -119,6 +121,19 @@ def test_stop_is_committed_before_the_answer_and_confirmed_once(hooks, session, 
     sent = _send_all(session)
     # In the customer's language (the company's: Chinese), whatever the keyword's alphabet.
     assert len(sent.sent) == 1 and "订阅" in sent.sent[0]
+
+
+def test_a_stop_replayed_as_twilio_posts_it_is_taken(hooks, session, account, customer):
+    fields = payloads.form("twilio_inbound_stop.txt")  # blank fields are signed too
+    signature = RequestValidator(TOKEN).compute_signature(PUBLIC_URL + PATH, fields)
+    answer = hooks.post(PATH, content=payloads.raw("twilio_inbound_stop.txt"),
+                        headers={"Content-Type": "application/x-www-form-urlencoded",
+                                 "X-Twilio-Signature": signature})
+    assert answer.status_code == 200, answer.text
+    assert compliance.active_suppression(session=session, tenant=account.tenant,
+                                         phone=customer.phone) is not None
+    [reply] = _replies(session)
+    assert (reply.provider_message_id, reply.route) == (fields["MessageSid"], "opt_out")
 
 
 def test_the_same_signed_request_twice_has_one_effect(hooks, session, account, customer):
@@ -200,25 +215,24 @@ def test_a_reply_from_an_unknown_number_is_kept(hooks, session, account):
 # --- Aliyun SmsUp ----------------------------------------------------------------------------
 
 def _smsup(content: str, sequence: int) -> dict[str, object]:
-    return {"phone_number": "13800138000", "send_time": "2026-11-23 12:00:00",
-            "content": content, "sign_name": "洁家家政", "dest_code": "1234",
-            "sequence_id": sequence}
+    """An item of Aliyun's SmsUp push (fixtures/aliyun_smsup.json) with this text."""
+    return payloads.item("aliyun_smsup.json", content=content, sequence_id=sequence)
 
 
 def test_aliyun_replies_arrive_on_the_company_path(hooks, session, account, other_account,
                                                    customer):
     path = f"/hooks/aliyun/{tenancy.hook_key(account.tenant.id)}/reply"
-    body = [_smsup("T", 101), _smsup("帮我约一下下周三上午", 102)]
+    body = payloads.raw("aliyun_smsup.json")  # "T", then a booking request
     for _ in range(2):  # Aliyun repeats pushes
-        answer = hooks.post(path, json=body)
+        answer = hooks.post(path, content=body, headers={"Content-Type": "application/json"})
         assert answer.status_code == 200 and answer.json() == {"code": 0, "msg": "成功"}
     replies = _replies(session)
     assert [(r.tenant_id, r.route) for r in replies] == [(account.tenant.id, "opt_out"),
                                                           (account.tenant.id, "book")]
     assert compliance.active_suppression(session=session, tenant=account.tenant,
                                          phone=customer.phone) is not None
-    assert hooks.post(f"/hooks/aliyun/{account.tenant.id}.{'f' * 32}/reply",
-                      json=body).status_code == 404
+    assert hooks.post(f"/hooks/aliyun/{account.tenant.id}.{'f' * 32}/reply", content=body,
+                      headers={"Content-Type": "application/json"}).status_code == 404
 
 
 # --- the dashboard API and the CLI -----------------------------------------------------------

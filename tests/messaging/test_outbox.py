@@ -18,6 +18,7 @@ from huifang.db import set_database
 from messaging import service as outbox
 from messaging.models import FINAL, TRANSITIONS, Message
 from messaging.providers.base import (
+    Capabilities,
     OutboundMessage,
     PermanentError,
     Provider,
@@ -37,7 +38,7 @@ class ScriptedProvider(Provider):
     """A provider that answers with what the test scripts, and counts its calls."""
 
     name = "scripted"
-    max_body_chars = 500
+    capabilities = Capabilities(max_body_chars=500)
 
     def __init__(self, *outcomes: BaseException | None) -> None:
         self.outcomes = list(outcomes)

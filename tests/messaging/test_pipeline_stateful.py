@@ -71,6 +71,7 @@ from messaging.models import (
     MessageEvent,
 )
 from messaging.providers.base import (
+    Capabilities,
     OutboundMessage,
     PermanentError,
     Provider,
@@ -282,7 +283,7 @@ class RecordingProvider(Provider):
     """Our provider interface, recording each call and answering with the chosen outcome."""
 
     name = "twilio"
-    max_body_chars = 1600
+    capabilities = Capabilities(max_body_chars=1600)
 
     def __init__(self) -> None:
         self.calls: list[Call] = []

@@ -22,7 +22,9 @@ from messaging import service as outbox
 from messaging import webhooks
 from messaging.models import FINAL, Message, MessageEvent
 from messaging.providers.base import Provider, RequestMayHaveLeft, SendResult
+from messaging.providers.twilio import webhooks as twilio_hooks
 from messaging.receipts import apply_receipt
+from tests.messaging import webhook_payloads as payloads
 
 NOON_CN = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai
 TOKEN = "0123456789abcdef0123456789abcdef"
@@ -49,8 +51,11 @@ class TimesOut(Provider):
 class Accepts(Provider):
     name = "twilio"
 
+    def __init__(self, sid: str | None = None) -> None:
+        self.sid = sid
+
     def send(self, message):
-        return SendResult(provider_message_id=_sid())
+        return SendResult(provider_message_id=self.sid or _sid())
 
 
 def _sid() -> str:
@@ -91,13 +96,11 @@ def _send(session, account, customer, provider=None, source_id="visit-1"):
 
 
 def _params(message_or_sid, status, **extra):
+    """Twilio's status callback (fixtures/twilio_status_delivered.txt) for this message."""
     sid = message_or_sid if isinstance(message_or_sid, str) else \
         message_or_sid.provider_message_id
-    params = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "SmsStatus": status,
-              "AccountSid": ACCOUNT_SID, "From": "+15005550006", "To": "+8613800138000",
-              "ApiVersion": "2010-04-01"}
-    params.update(extra)
-    return params
+    return payloads.form("twilio_status_delivered.txt", MessageSid=sid, SmsSid=sid,
+                         MessageStatus=status, SmsStatus=status, **extra)
 
 
 def _post(client, params, *, url=STATUS_URL, token=TOKEN, path=PATH, signature=None,
@@ -131,10 +134,22 @@ def test_a_receipt_signed_by_twilio_is_taken(hooks, session, account, customer):
     assert _state(session, message)[0] == "delivered"
 
 
+def test_a_receipt_replayed_as_twilio_posts_it_is_taken(hooks, session, account, customer):
+    fields = payloads.form("twilio_status_delivered.txt")
+    assert fields["AccountSid"] == ACCOUNT_SID
+    message = _send(session, account, customer, provider=Accepts(fields["MessageSid"]))
+    signature = RequestValidator(TOKEN).compute_signature(STATUS_URL, fields)
+    answer = hooks.post(PATH, content=payloads.raw("twilio_status_delivered.txt"),
+                        headers={"Content-Type": "application/x-www-form-urlencoded",
+                                 "X-Twilio-Signature": signature})
+    assert answer.status_code == 204, answer.text
+    assert _state(session, message)[0] == "delivered"
+
+
 def test_our_signature_agrees_with_twilios_validator():
     params = {"MessageSid": _sid(), "MessageStatus": "delivered", "Body": "回复T退订 a+b&c=d"}
     url = STATUS_URL + "?message_id=42"
-    assert webhooks.twilio_signature(TOKEN, url, params.items()) == \
+    assert twilio_hooks.signature(TOKEN, url, params.items()) == \
         RequestValidator(TOKEN).compute_signature(url, params)
 
 

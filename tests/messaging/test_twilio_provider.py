@@ -1,5 +1,9 @@
 """The Twilio adapter against a local fake of the Messages endpoint (twilio_fake.py).
 
+What every provider must do (rate limits, server errors, lost answers, transport failures,
+refusals) is test_provider_contract.py's, run against this fake too; here is what only
+Twilio does.
+
 Nothing here leaves 127.0.0.1: the fake listens on loopback, refused connections use a bound
 port that never listens, and DNS failures are simulated with httpx.MockTransport.
 """
@@ -7,8 +11,6 @@ port that never listens, and DNS failures are simulated with httpx.MockTransport
 from __future__ import annotations
 
 import base64
-import email.utils
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -16,26 +18,17 @@ import pytest
 
 from messaging.providers.base import (
     PermanentError,
-    ProviderError,
     RecipientOptedOut,
-    RequestMayHaveLeft,
     RetryableError,
 )
 from messaging.providers.twilio import TwilioProvider
 from tests.messaging.provider_support import (
     FAST,
     IMPATIENT,
-    LOST_ANSWERS,
-    SERVER_ERRORS,
-    TRANSPORT_FAILURES,
     closing_all,
     errors_from,
     everything_said_by,
     message_maker,
-    mock_client,
-    raising_client,
-    refusing_base_url,
-    timed_failure,
     without_proxies,
 )
 from tests.messaging.twilio_fake import FakeTwilio
@@ -170,57 +163,6 @@ def test_unsubscribed_recipient_is_opted_out(twilio, make_provider):
     assert twilio.accepted == []
 
 
-def test_invalid_number_is_permanent(twilio, make_provider):
-    with pytest.raises(PermanentError) as caught:
-        make_provider().send(message(to="13800138000"))  # no +86: not E.164
-
-    assert type(caught.value) is PermanentError
-    assert caught.value.code == "21211"
-    assert "not a valid phone number" in caught.value.detail
-    assert twilio.received[0].answer_status == 400
-
-
-@pytest.mark.parametrize(
-    ("code", "twilio_says", "words"),
-    [
-        (21211, None, "not a valid phone number"),
-        (21614, None, "not a mobile number"),
-        (21612, None, "cannot deliver"),
-        (21408, None, "Geo permissions"),
-        (21606, None, "sending number"),
-        (21608, None, "trial account"),
-        (21635, None, "landline"),
-        # A code we have no sentence for: permanent, in Twilio's own words.
-        (21999, "Something new went wrong", "Something new went wrong"),
-    ],
-)
-def test_refusals_are_permanent(twilio, make_provider, code, twilio_says, words):
-    twilio.fail_next(code, message=twilio_says or f"Twilio's own words for {code}")
-
-    with pytest.raises(PermanentError) as caught:
-        make_provider().send(message())
-
-    assert type(caught.value) is PermanentError
-    assert caught.value.code == str(code)
-    assert words in caught.value.detail
-    assert caught.value.detail.endswith(".")
-    assert twilio.accepted == []
-
-
-def test_wrong_credentials_are_permanent_and_say_so(twilio, make_provider):
-    wrong = "0123456789abcdef0123456789abcdef"
-    provider = make_provider(auth_token=wrong)
-
-    with pytest.raises(PermanentError) as caught:
-        provider.send(message())
-
-    assert type(caught.value) is PermanentError
-    assert caught.value.code == "20003"
-    assert "credentials" in caught.value.detail
-    assert twilio.received[0].answer_status == 401
-    assert wrong not in everything_said_by(caught.value)
-
-
 def test_too_many_media_is_refused_before_any_request(twilio, make_provider):
     media = tuple(f"https://hf.example/media/{i}.jpg" for i in range(11))
 
@@ -231,45 +173,7 @@ def test_too_many_media_is_refused_before_any_request(twilio, make_provider):
     assert twilio.received == []
 
 
-def test_too_long_body_is_refused_before_any_request(twilio, make_provider):
-    with pytest.raises(PermanentError):
-        make_provider().send(message(body="好" * 1601))
-
-    assert twilio.received == []
-
-
 # -- try again later -----------------------------------------------------------------------
-
-
-def test_rate_limit_is_retryable_with_retry_after(twilio, make_provider):
-    twilio.rate_limit_next(retry_after="7")
-
-    with pytest.raises(RetryableError) as caught:
-        make_provider().send(message())
-
-    assert caught.value.retry_after == 7.0
-    assert caught.value.code == "20429"
-    assert twilio.accepted == []
-
-
-def test_retry_after_as_an_http_date(twilio, make_provider):
-    later = email.utils.formatdate(time.time() + 120, usegmt=True)
-    twilio.rate_limit_next(retry_after=later)
-
-    with pytest.raises(RetryableError) as caught:
-        make_provider().send(message())
-
-    assert caught.value.retry_after is not None
-    assert 100 <= caught.value.retry_after <= 121
-
-
-def test_rate_limit_without_retry_after(twilio, make_provider):
-    twilio.rate_limit_next(retry_after=None)
-
-    with pytest.raises(RetryableError) as caught:
-        make_provider().send(message())
-
-    assert caught.value.retry_after is None
 
 
 def test_queue_overflow_is_retryable(twilio, make_provider):
@@ -280,88 +184,6 @@ def test_queue_overflow_is_retryable(twilio, make_provider):
         make_provider().send(message())
 
     assert caught.value.code == "21611"
-
-
-@pytest.mark.parametrize(("status", "json_body"), SERVER_ERRORS)
-def test_server_errors_are_retryable(twilio, make_provider, status, json_body):
-    twilio.server_error_next(status=status, json_body=json_body)
-
-    with pytest.raises(RetryableError) as caught:
-        make_provider().send(message())
-
-    assert f"HTTP {status}" in caught.value.detail
-    assert len(twilio.received) == 1  # no retry inside the provider
-
-
-def test_then_the_retry_goes_through(twilio, make_provider):
-    provider = make_provider()
-    twilio.server_error_next()
-    with pytest.raises(RetryableError):
-        provider.send(message())
-
-    result = provider.send(message())
-
-    assert len(twilio.received) == 2
-    assert [r.answer_status for r in twilio.received] == [500, 201]
-    assert result.provider_message_id == twilio.accepted[0].answer["sid"]
-
-
-def test_connection_refused_is_retryable(make_provider):
-    with refusing_base_url() as api_base:
-        error, seconds = timed_failure(make_provider(api_base=api_base), message(), RetryableError)
-
-    assert type(error) is RetryableError
-    assert "nothing was sent" in error.detail
-    assert seconds < 1.5
-
-
-# -- may have left -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("lose_answer", "sent"), LOST_ANSWERS)
-def test_a_lost_answer_after_sending_may_have_left(twilio, make_provider, lose_answer, sent):
-    lose_answer(twilio)
-    provider = make_provider(timeout=IMPATIENT)
-
-    error, seconds = timed_failure(provider, message(), RequestMayHaveLeft)
-
-    assert seconds < 2
-    assert len(twilio.received) == 1  # seen exactly once: no silent retry
-    assert len(twilio.accepted) == sent  # a hang or a drop: in this story it did go out
-    assert "may have been sent" in error.detail
-
-
-@pytest.mark.parametrize(("exc", "expected"), TRANSPORT_FAILURES)
-def test_transport_failures_are_classified_by_when_they_happen(exc, expected):
-    client = raising_client(exc)
-    provider = TwilioProvider(account_sid="AC" + "0" * 32, auth_token="t" * 32,
-                              from_number="+15005550006", client=client)
-
-    with pytest.raises(ProviderError) as caught:
-        provider.send(message())
-
-    assert type(caught.value) is expected
-    client.close()
-
-
-def test_created_but_unreadable_answer_may_have_left():
-    client = mock_client(lambda request: httpx.Response(201, text="<html>proxy says hi</html>"))
-    provider = TwilioProvider(account_sid="AC" + "0" * 32, auth_token="t" * 32,
-                              from_number="+15005550006", client=client)
-
-    with pytest.raises(RequestMayHaveLeft):
-        provider.send(message())
-    client.close()
-
-
-def test_a_client_given_is_not_closed_by_the_provider(make_provider):
-    client = httpx.Client()
-    provider = make_provider(client=client)
-    provider.send(message())
-    provider.close()
-
-    assert not client.is_closed
-    client.close()
 
 
 # -- secrets ---------------------------------------------------------------------------------

@@ -113,12 +113,10 @@ class FakeTwilio(fake_http.LocalFake[ReceivedRequest]):
         payload = error_body(code, message or f"Twilio error {code}", status)
         self._answer_next(status, payload, headers=headers, times=times)
 
-    def rate_limit_next(self, *, retry_after: str | None = "3", times: int = 1) -> None:
-        headers = {"Retry-After": retry_after} if retry_after is not None else {}
-        payload = error_body(
+    def rate_limit_payload(self) -> dict[str, Any]:
+        return error_body(
             20429, "Too Many Requests. Please retry according to the Retry-After header.", 429
         )
-        self._answer_next(429, payload, headers=headers, times=times)
 
     def server_error_payload(self, status: int) -> dict[str, Any]:
         return error_body(20500, "An internal server error has occurred", status)

@@ -17,40 +17,39 @@ written (read timeout, connection dropped, a gateway timing out upstream, a 201 
 it may have been sent: ``RequestMayHaveLeft``, never re-sent automatically.
 
 Delivery failures (30xxx codes such as 30003 unreachable handset or 30610 marketing outside
-local hours) are not answers to this request: they arrive later on the StatusCallback.
+local hours) are not answers to this request: they arrive later on the StatusCallback, read
+by ``webhooks`` and ``statuses``.
 """
 
 from __future__ import annotations
 
 import base64
-import email.utils
-import json
-import math
-import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
+from messaging.models import DELIVERED, FAILED, SENT, UNDELIVERED
 from messaging.providers import http
 from messaging.providers.base import (
+    Capabilities,
     OutboundMessage,
     PermanentError,
     Provider,
+    ProviderError,
     RecipientOptedOut,
     RequestMayHaveLeft,
     RetryableError,
     SendResult,
 )
+from messaging.providers.twilio.statuses import STATUS_MAP, settled
+
+if TYPE_CHECKING:
+    from huifang.settings import Settings
 
 DEFAULT_API_BASE = "https://api.twilio.com"
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
-
-# Twilio statuses a freshly created Message can carry, folded into the pipeline's two words.
-_ACCEPTED_STATUSES = {"accepted", "queued", "scheduled", "sending"}
-_SENT_STATUSES = {"sent", "delivered", "read"}
-_FAILED_STATUSES = {"failed", "undelivered", "canceled"}
 
 _ADMIN = "the administrator must fix the Twilio settings before anything can be sent"
 
@@ -116,17 +115,38 @@ _BUSY_PROBLEMS: dict[int, str] = {
     21611: "The company's Twilio sending number has a backlog of more than 10 hours of "
     "queued messages; the message will be tried again later.",
 }
+_WORDING = http.Wording(
+    provider="Twilio",
+    setting="HUIFANG_TWILIO_API_BASE",
+    admin=_ADMIN,
+    auth=_AUTH_PROBLEM,
+    busy=_BUSY_PROBLEMS[20429],
+    not_found="Twilio does not know the Account SID configured, or the Twilio address "
+    f"(HUIFANG_TWILIO_API_BASE) is wrong; {_ADMIN}. Nothing was sent.",
+    look_up="Look the error up at https://www.twilio.com/docs/errors and correct the message "
+    "or the customer's number.",
+    forbidden="Twilio does not allow the company's account to send this message ({says}); "
+    "the administrator must check the Twilio account. Nothing was sent.",
+)
+_CONSOLE_LOGS = ("check the Twilio console's messaging logs, then mark it sent or send it "
+                 "again by hand")
 
 
 class TwilioProvider(Provider):
     """Send SMS and MMS through Twilio's Messages API."""
 
     name = "twilio"
-    supports_mms = True
-    max_body_chars = 1600
-    max_media = 10
-    max_total_bytes = 5 * 1024 * 1024
-    rate_per_second = 1  # a US long code sends one MMS per second
+    capabilities = Capabilities(
+        supports_mms=True,
+        max_body_chars=1600,
+        max_media=10,
+        max_total_bytes=5 * 1024 * 1024,  # the text and every media file together
+        # Among the types Twilio accepts for every carrier.
+        image_types=frozenset({"image/jpeg", "image/png", "image/gif"}),
+        video_types=frozenset({"video/mp4"}),
+        rate_per_second=1,  # a US long code sends one MMS per second
+    )
+    status_map = STATUS_MAP
 
     def __init__(
         self,
@@ -164,6 +184,14 @@ class TwilioProvider(Provider):
         self._owns_client = client is None
         self._client = client if client is not None else httpx.Client(timeout=self._timeout)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TwilioProvider:
+        return cls(account_sid=settings.twilio_account_sid or "",
+                   auth_token=settings.twilio_auth_token or "",
+                   api_base=settings.twilio_api_base,
+                   from_number=settings.twilio_from_number,
+                   messaging_service_sid=settings.twilio_messaging_service_sid)
+
     def __repr__(self) -> str:
         sender = self._from_number or self._messaging_service_sid
         return f"TwilioProvider(account_sid={self._account_sid!r}, sender={sender!r})"
@@ -185,16 +213,17 @@ class TwilioProvider(Provider):
 
     def _form(self, message: OutboundMessage) -> dict[str, str | list[str]]:
         """The form fields, or ``PermanentError`` for what Twilio would refuse anyway."""
-        if len(message.media_urls) > self.max_media:
+        limits = self.capabilities
+        if len(message.media_urls) > limits.max_media:
             raise PermanentError(
                 f"The message has {len(message.media_urls)} pictures or videos; Twilio takes at "
-                f"most {self.max_media} in one message. Remove some and send again.",
+                f"most {limits.max_media} in one message. Remove some and send again.",
                 code="21623",
             )
-        if len(message.body) > self.max_body_chars:
+        if len(message.body) > limits.max_body_chars:
             raise PermanentError(
                 f"The message text has {len(message.body)} characters; Twilio takes at most "
-                f"{self.max_body_chars}. Shorten it and send again.",
+                f"{limits.max_body_chars}. Shorten it and send again.",
                 code="21617",
             )
         if not message.body and not message.media_urls:
@@ -230,73 +259,37 @@ class TwilioProvider(Provider):
         status = response.status_code
         if 200 <= status < 300:
             return self._accepted(response)
-        payload = _json_object(response)
+        payload = http.json_object(response)
         code = _twilio_code(payload)
-        code_text = str(code) if code is not None else None
         twilio_says = self._scrub(str(payload.get("message") or "")).strip()
+        raise http.refusal(
+            response, wording=_WORDING, code=str(code) if code is not None else None,
+            says=twilio_says, by_code=self._by_code(response, code),
+            where_to_look=_CONSOLE_LOGS,
+        )
 
-        if status == 429 or code in _BUSY_PROBLEMS:
-            raise RetryableError(
-                _BUSY_PROBLEMS.get(code or 20429, _BUSY_PROBLEMS[20429]),
-                code=code_text,
-                retry_after=_retry_after(response.headers),
-            )
-        if status == 504:
-            # A gateway gave up waiting for Twilio's servers, which may have created the message.
-            raise RequestMayHaveLeft(
-                "Twilio's gateway timed out (HTTP 504) after the message was handed over, so it "
-                "may have been sent. It will not be sent again automatically: check the Twilio "
-                "console's messaging logs, then mark it sent or send it again by hand.",
-                code=code_text,
-            )
-        if status >= 500:
-            raise RetryableError(
-                f"Twilio had a server error (HTTP {status}); nothing was sent and it will be "
-                "tried again later.",
-                code=code_text,
-                retry_after=_retry_after(response.headers),
-            )
+    def _by_code(self, response: httpx.Response, code: int | None) -> ProviderError | None:
+        """What Twilio's error code says, where we have a sentence for it."""
+        code_text = str(code) if code is not None else None
+        if code in _BUSY_PROBLEMS:
+            return RetryableError(_BUSY_PROBLEMS[code], code=code_text,
+                                  retry_after=http.retry_after(response.headers))
         if code == 21610:
-            raise RecipientOptedOut(
+            return RecipientOptedOut(
                 "The customer has unsubscribed from the company's text messages at Twilio "
                 "(they replied STOP or similar); nothing was sent. Only the customer can undo "
                 "this, by texting START to the company's number.",
                 code=code_text,
             )
-        if status == 401 or code == 20003:
-            raise PermanentError(_AUTH_PROBLEM, code=code_text)
+        if response.status_code == 401 or code == 20003:
+            return PermanentError(_AUTH_PROBLEM, code=code_text)
         for table in (_RECIPIENT_PROBLEMS, _SENDER_PROBLEMS, _CONTENT_PROBLEMS):
             if code is not None and code in table:
-                raise PermanentError(table[code], code=code_text)
-        if status == 404:
-            raise PermanentError(
-                "Twilio does not know the Account SID configured, or the Twilio address "
-                f"(HUIFANG_TWILIO_API_BASE) is wrong; {_ADMIN}. Nothing was sent.",
-                code=code_text,
-            )
-        if status == 403:
-            raise PermanentError(
-                "Twilio does not allow the company's account to send this message "
-                f"({twilio_says or 'forbidden'}); the administrator must check the Twilio "
-                "account. Nothing was sent.",
-                code=code_text,
-            )
-        if 300 <= status < 400:
-            raise PermanentError(
-                f"The Twilio address configured (HUIFANG_TWILIO_API_BASE) answers with a "
-                f"redirect (HTTP {status}); {_ADMIN}. Nothing was sent.",
-                code=code_text,
-            )
-        reason = f"Twilio error {code}" if code is not None else f"HTTP {status}"
-        raise PermanentError(
-            f"Twilio refused the message ({reason}: {twilio_says or 'no explanation given'}); "
-            "nothing was sent. Look the error up at https://www.twilio.com/docs/errors and "
-            "correct the message or the customer's number.",
-            code=code_text,
-        )
+                return PermanentError(table[code], code=code_text)
+        return None
 
     def _accepted(self, response: httpx.Response) -> SendResult:
-        payload = _json_object(response)
+        payload = http.json_object(response)
         sid = payload.get("sid")
         if not isinstance(sid, str) or not sid:
             # Twilio said yes, so the message exists, but without its id we cannot follow it.
@@ -306,7 +299,9 @@ class TwilioProvider(Provider):
                 "automatically: check the Twilio console's messaging logs for this customer."
             )
         status = str(payload.get("status") or "queued").lower()
-        if status in _FAILED_STATUSES:
+        # A fresh message's status, folded into the pipeline's two words (or a refusal).
+        ours = settled(status)
+        if ours in (FAILED, UNDELIVERED):
             code = _twilio_code(payload, key="error_code")
             if code == 21610:
                 raise RecipientOptedOut(
@@ -322,22 +317,11 @@ class TwilioProvider(Provider):
             )
         return SendResult(
             provider_message_id=sid,
-            status="sent" if status in _SENT_STATUSES else "queued",
+            status="sent" if ours in (SENT, DELIVERED) else "queued",
         )
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        payload = json.loads(response.content)
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}
+        return http.scrub(text, self._secrets)
 
 
 def _twilio_code(payload: Mapping[str, Any], key: str = "code") -> int | None:
@@ -349,27 +333,6 @@ def _twilio_code(payload: Mapping[str, Any], key: str = "code") -> int | None:
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     return None
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date."""
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - time.time()
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 __all__ = ["DEFAULT_API_BASE", "DEFAULT_TIMEOUT", "TwilioProvider"]

@@ -44,20 +44,26 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import httpx
 
 from messaging.providers import http
+from messaging.providers.aliyun.statuses import STATUS_MAP
 from messaging.providers.base import (
+    Capabilities,
     OutboundMessage,
     PermanentError,
     Provider,
+    ProviderError,
     RequestMayHaveLeft,
     RetryableError,
     SendResult,
 )
+
+if TYPE_CHECKING:
+    from huifang.settings import Settings
 
 DEFAULT_API_BASE = "https://dysmsapi.aliyuncs.com"
 DEFAULT_REGION_ID = "cn-hangzhou"
@@ -167,15 +173,38 @@ _BUSY: dict[str, str] = {
 }
 
 
+_WORDING = http.Wording(
+    provider="Aliyun",
+    setting="HUIFANG_ALIYUN_API_BASE",
+    admin=_ADMIN,
+    auth=_AUTH_PROBLEM,
+    busy=_BUSY["Throttling"],
+    not_found=f"The Aliyun address configured (HUIFANG_ALIYUN_API_BASE) answers HTTP 404; "
+    f"{_ADMIN}. Nothing was sent.",
+    look_up="Look the code up in Aliyun's SMS error-code list and correct the message, the "
+    "customer's number or the settings.",
+)
+
+
 class AliyunProvider(Provider):
     """Send plain SMS through Aliyun Dysmsapi ``SendSms`` (数字短信/MMS comes later)."""
 
     name = "aliyun"
-    supports_mms = False
-    max_body_chars = 500  # Aliyun counts signature + content; long SMS up to 500 characters
-    rate_per_second = 50  # well under SendSms's per-account QPS
-    max_media = 0
-    max_total_bytes = 0
+    capabilities = Capabilities(
+        supports_mms=False,  # SendSms is text only
+        max_body_chars=500,  # Aliyun counts signature + content; long SMS up to 500 characters
+        # 数字短信, which reports are made ready for: at most 9 frames and 1,900 KB in all
+        # (Aliyun counts in KB; 1,900,000 bytes is the stricter reading), JPG/PNG/GIF and
+        # MP4, and never a single kind of media.
+        max_media=9,
+        max_total_bytes=1_900_000,
+        image_types=frozenset({"image/jpeg", "image/png", "image/gif"}),
+        video_types=frozenset({"video/mp4"}),
+        frames=True,
+        must_mix=True,
+        rate_per_second=50,  # well under SendSms's per-account QPS
+    )
+    status_map = STATUS_MAP
 
     def __init__(
         self,
@@ -201,6 +230,13 @@ class AliyunProvider(Provider):
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._owns_client = client is None
         self._client = client if client is not None else httpx.Client(timeout=self._timeout)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AliyunProvider:
+        return cls(access_key_id=settings.aliyun_access_key_id or "",
+                   access_key_secret=settings.aliyun_access_key_secret or "",
+                   template_code=settings.aliyun_template_code,
+                   api_base=settings.aliyun_api_base, region_id=settings.aliyun_region_id)
 
     def __repr__(self) -> str:
         return (f"AliyunProvider(access_key_id={self._access_key_id!r}, "
@@ -230,10 +266,11 @@ class AliyunProvider(Provider):
                 "The message has pictures or videos, but the Aliyun SMS provider sends plain "
                 "text only; send it without them.",
             )
-        if len(message.body) > self.max_body_chars:
+        max_chars = self.capabilities.max_body_chars
+        if len(message.body) > max_chars:
             raise PermanentError(
                 f"The message text has {len(message.body)} characters; Aliyun takes at most "
-                f"{self.max_body_chars} (signature included). Shorten it and send again.",
+                f"{max_chars} (signature included). Shorten it and send again.",
                 code="isv.PARAM_LENGTH_LIMIT",
             )
         template_code = message.template_code or self._template_code
@@ -293,9 +330,11 @@ class AliyunProvider(Provider):
 
     def _result(self, response: httpx.Response, message: OutboundMessage) -> SendResult:
         status = response.status_code
-        payload = _json_object(response)
+        payload = http.json_object(response)
         code = payload.get("Code") if isinstance(payload.get("Code"), str) else None
         aliyun_says = self._scrub(str(payload.get("Message") or "")).strip()[:300]
+        look_up = (f"look for this customer's number in {_CONSOLE} under 发送记录 (OutId "
+                   f"{message.message_id})")
 
         if 200 <= status < 300 and code == "OK":
             biz_id = payload.get("BizId")
@@ -305,67 +344,42 @@ class AliyunProvider(Provider):
             # Aliyun (or something in between) said yes, or we cannot tell what it said.
             raise RequestMayHaveLeft(
                 f"Aliyun answered (HTTP {status}) but its answer could not be read, so the "
-                "message may have been sent. It will not be sent again automatically: look for "
-                f"this customer's number in {_CONSOLE} under 发送记录 (OutId "
-                f"{message.message_id})."
+                f"message may have been sent. It will not be sent again automatically: "
+                f"{look_up}."
             )
-        if code == "isv.BUSINESS_LIMIT_CONTROL":
-            raise RetryableError(
-                "Aliyun's per-number frequency limit was reached for this customer (too many "
-                "messages to the same number in a short time); nothing was sent and it will "
-                "be tried again later.",
-                code=code,
-                retry_after=business_limit_wait(aliyun_says),
-            )
-        if code == "isv.DAY_LIMIT_CONTROL":
-            raise RetryableError(
-                "The company's daily Aliyun SMS quota (set in the Aliyun SMS console) is used "
-                "up; nothing was sent and it will be tried again after midnight (Beijing "
-                "time). The administrator can raise the quota.",
-                code=code,
-                retry_after=_seconds_to_china_midnight(),
-            )
-        if status == 504:
-            raise RequestMayHaveLeft(
-                "Aliyun's gateway timed out (HTTP 504) after the message was handed over, so "
-                "it may have been sent. It will not be sent again automatically: look for this "
-                f"customer's number in {_CONSOLE} under 发送记录 (OutId {message.message_id}).",
-                code=code,
-            )
-        if code in _BUSY or status == 429:
-            raise RetryableError(
-                _BUSY.get(code or "Throttling", _BUSY["Throttling"]),
-                code=code,
-            )
-        if status >= 500:
-            raise RetryableError(
-                f"Aliyun had a server error (HTTP {status}); nothing was sent and it will be "
-                "tried again later.",
-                code=code,
-            )
-        if code is not None and code in _PERMANENT:
-            raise PermanentError(_PERMANENT[code], code=code)
-        if status in (401, 403):
-            raise PermanentError(_AUTH_PROBLEM, code=code)
-        if 300 <= status < 400 or (status == 404 and code is None):
-            raise PermanentError(
-                f"The Aliyun address configured (HUIFANG_ALIYUN_API_BASE) answers HTTP {status}; "
-                f"{_ADMIN}. Nothing was sent.",
-                code=code,
-            )
-        reason = f"Aliyun error {code}" if code is not None else f"HTTP {status}"
-        raise PermanentError(
-            f"Aliyun refused the message ({reason}: {aliyun_says or 'no explanation given'}); "
-            "nothing was sent. Look the code up in Aliyun's SMS error-code list and correct "
-            "the message, the customer's number or the settings.",
-            code=code,
-        )
+        raise http.refusal(response, wording=_WORDING, code=code, says=aliyun_says,
+                           by_code=_by_code(response, code, aliyun_says),
+                           where_to_look=look_up)
 
     def _scrub(self, text: str) -> str:
-        for secret in (self._secret, percent_encode(self._secret)):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return http.scrub(text, (self._secret, percent_encode(self._secret)))
+
+
+def _by_code(response: httpx.Response, code: str | None,
+             aliyun_says: str) -> ProviderError | None:
+    """What Aliyun's Code says, where we have a sentence for it."""
+    if code == "isv.BUSINESS_LIMIT_CONTROL":
+        return RetryableError(
+            "Aliyun's per-number frequency limit was reached for this customer (too many "
+            "messages to the same number in a short time); nothing was sent and it will "
+            "be tried again later.",
+            code=code,
+            retry_after=business_limit_wait(aliyun_says),
+        )
+    if code == "isv.DAY_LIMIT_CONTROL":
+        return RetryableError(
+            "The company's daily Aliyun SMS quota (set in the Aliyun SMS console) is used "
+            "up; nothing was sent and it will be tried again after midnight (Beijing "
+            "time). The administrator can raise the quota.",
+            code=code,
+            retry_after=_seconds_to_china_midnight(),
+        )
+    if code is not None and code in _BUSY:
+        return RetryableError(_BUSY[code], code=code,
+                              retry_after=http.retry_after(response.headers))
+    if code is not None and code in _PERMANENT:
+        return PermanentError(_PERMANENT[code], code=code)
+    return None
 
 
 # -- the wire format, public for the tests ---------------------------------------------------
@@ -433,14 +447,6 @@ def _seconds_to_china_midnight(now: dt.datetime | None = None) -> float:
     return (midnight - local).total_seconds() + 60.0  # a minute's margin past the reset
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        payload = json.loads(response.content)
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}
-
-
 __all__ = [
     "API_VERSION",
     "CONTENT_PARAM",
@@ -448,6 +454,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "AliyunProvider",
     "aliyun_number",
+    "business_limit_wait",
     "encode_form",
     "percent_encode",
     "signature",
