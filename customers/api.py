@@ -19,6 +19,8 @@ from customers.schemas import (
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.errors import TooLarge
+from huifang.fields import Id
+from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
 from huifang.settings import get_settings
 
@@ -51,7 +53,7 @@ def list_customers(
     )
 
 
-@router.post("/import", response_model=ImportReport)
+@router.post("/import", response_model=ImportReport, responses=refusals(413, 415))
 def import_customers(
     file: UploadFile, session: SessionDep, tenant: TenantDep,
 ) -> ImportReport:
@@ -71,7 +73,7 @@ def import_customers(
 
 
 @router.get("/{customer_id}", response_model=CustomerDetail)
-def read_customer(customer_id: int, session: SessionDep, tenant: TenantDep) -> CustomerDetail:
+def read_customer(customer_id: Id, session: SessionDep, tenant: TenantDep) -> CustomerDetail:
     """The customer, and whether they can receive marketing and service messages and why not."""
     customer = service.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
     reach = compliance.explain(session=session, tenant=tenant, customer=customer, now=utcnow())
@@ -81,7 +83,7 @@ def read_customer(customer_id: int, session: SessionDep, tenant: TenantDep) -> C
 
 @router.patch("/{customer_id}", response_model=CustomerRead)
 def update_customer(
-    customer_id: int, body: CustomerUpdate, session: SessionDep, tenant: TenantDep,
+    customer_id: Id, body: CustomerUpdate, session: SessionDep, tenant: TenantDep,
 ) -> CustomerRead:
     customer = service.update_customer(
         session=session, tenant=tenant, customer_id=customer_id,
@@ -91,7 +93,7 @@ def update_customer(
 
 
 @router.delete("/{customer_id}", status_code=204)
-def delete_customer(customer_id: int, session: SessionDep, tenant: TenantDep) -> Response:
+def delete_customer(customer_id: Id, session: SessionDep, tenant: TenantDep) -> Response:
     """Delete a customer and their visits."""
     service.delete_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
     return Response(status_code=204)

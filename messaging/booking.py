@@ -155,6 +155,8 @@ def book(*, session: Session, link: ShortLink, slot_start: dt.datetime, note: st
     note = (note or "").strip() or None
     if note is not None and len(note) > MAX_NOTE:
         raise Invalid(f"Please keep the note under {MAX_NOTE} characters.")
+    if note is not None and "\x00" in note:  # no column can hold it; shown on the page
+        raise Invalid("备注里有无法保存的字符，请删掉后再提交。")
     # Serialise bookings of one company (SQLite holds its write lock already), so two
     # customers cannot both take the last place in a slot.
     session.get(Tenant, tenant.id, with_for_update=True)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from customers import service as customers
-from huifang.errors import Conflict
+from huifang.errors import Conflict, Invalid
 from messaging import booking
 from messaging.models import Booking, Message
 from visits import service as visits
@@ -64,6 +64,14 @@ def test_a_slot_holds_as_many_visits_as_there_is_staff(session, account, custome
     second = booking.book(session=session, link=link, slot_start=start, note="有猫",
                           now=MONDAY_9_CN)
     assert second.note == "有猫" and second.source_type == "visit_report"
+
+
+def test_a_note_no_column_can_hold_is_refused_with_a_sentence(session, account, link):
+    start = booking.free_slots(session=session, tenant=account.tenant, now=MONDAY_9_CN)[0][0]
+    with pytest.raises(Invalid, match="备注"):
+        booking.book(session=session, link=link, slot_start=start, note="下午\x00在家",
+                     now=MONDAY_9_CN)
+    assert session.scalars(select(Booking)).all() == []
 
 
 def test_the_booking_page_counts_clicks_and_takes_a_time(client, session, account, link,

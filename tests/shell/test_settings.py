@@ -70,3 +70,8 @@ def test_development_accepts_the_placeholder():
 def test_unknown_default_timezone_is_refused():
     with pytest.raises(ValidationError, match="IANA"):
         Settings(_env_file=None, default_timezone="Beijing")
+
+
+def test_a_default_timezone_too_long_for_a_file_name_is_refused_with_a_sentence():
+    with pytest.raises(ValidationError, match="IANA"):
+        Settings(_env_file=None, default_timezone="A" * 300)
