@@ -31,6 +31,7 @@ from campaigns.schemas import (
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.fields import Day, Id
+from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
 from huifang.worker import enqueue
 from messaging import attribution
@@ -39,6 +40,7 @@ router = APIRouter(tags=["campaigns"])
 _LINT: dict[int | str, dict[str, Any]] = {422: {
     "model": LintRefusal,
     "description": "The texts have errors providers or the gate would refuse."}}
+_ARCHIVED: dict[int | str, dict[str, Any]] = {409: {"description": "The campaign is archived."}}
 _CSV: dict[int | str, dict[str, Any]] = {200: {
     "content": {"text/csv": {}},
     "description": "JSON, or CSV with ?format=csv or Accept: text/csv."}}
@@ -111,7 +113,8 @@ def read_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep) -> Ca
                                       campaign_id=campaign_id))
 
 
-@router.patch("/campaigns/{campaign_id}", response_model=CampaignRead, responses=_LINT)
+@router.patch("/campaigns/{campaign_id}", response_model=CampaignRead,
+              responses={**_LINT, **_ARCHIVED})
 def update_campaign(campaign_id: Id, body: CampaignUpdate, session: SessionDep,
                     tenant: TenantDep) -> CampaignRead | JSONResponse:
     """Edit; a new rule, audience or text makes a new version and recomputes what is not
@@ -141,7 +144,7 @@ def preview_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep,
 
 
 @router.post("/campaigns/{campaign_id}/activate", response_model=CampaignRead,
-             responses={**_LINT, 409: {"description": "The campaign is archived."}})
+             responses={**_LINT, **_ARCHIVED})
 def activate_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep
                       ) -> CampaignRead | JSONResponse:
     """Start it: the texts must lint clean (422 lists the findings otherwise)."""
@@ -154,14 +157,16 @@ def activate_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep
     return _read(campaign)
 
 
-@router.post("/campaigns/{campaign_id}/pause", response_model=CampaignRead)
+@router.post("/campaigns/{campaign_id}/pause", response_model=CampaignRead,
+             responses=refusals(409))
 def pause_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep) -> CampaignRead:
     """Stop at once: nothing more is handed off; messages not yet sent are suppressed."""
     return _read(service.pause(session=session, tenant=tenant, campaign_id=campaign_id,
                                now=utcnow()))
 
 
-@router.post("/campaigns/{campaign_id}/resume", response_model=CampaignRead, responses=_LINT)
+@router.post("/campaigns/{campaign_id}/resume", response_model=CampaignRead,
+             responses={**_LINT, **refusals(409)})
 def resume_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep
                     ) -> CampaignRead | JSONResponse:
     try:

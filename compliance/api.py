@@ -19,6 +19,7 @@ from customers import service as customers
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.fields import Id
+from huifang.openapi import refusals
 
 router = APIRouter(tags=["compliance"])
 
@@ -39,7 +40,8 @@ def _policy_read(policy: CompliancePolicy) -> PolicyRead:
         opt_out_footer=policy.opt_out_footer, consent_retention_days=policy.consent_retention_days)
 
 
-@router.post("/customers/{customer_id}/consents", response_model=ConsentRead, status_code=201)
+@router.post("/customers/{customer_id}/consents", response_model=ConsentRead, status_code=201,
+             responses=refusals(409))
 def record_consent(customer_id: Id, body: ConsentCreate, session: SessionDep,
                    tenant: TenantDep) -> ConsentRead:
     """Record the customer's consent to marketing messages, with its evidence."""

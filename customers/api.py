@@ -27,7 +27,7 @@ from huifang.settings import get_settings
 router = APIRouter(prefix="/customers", tags=["customers"])
 
 
-@router.post("", response_model=CustomerRead, status_code=201)
+@router.post("", response_model=CustomerRead, status_code=201, responses=refusals(409))
 def create_customer(body: CustomerCreate, session: SessionDep, tenant: TenantDep) -> CustomerRead:
     """Create a customer. The phone comes back in E.164; numbers that cannot get SMS are 422."""
     customer = service.create_customer(session=session, tenant=tenant, **body.model_dump())
@@ -53,7 +53,7 @@ def list_customers(
     )
 
 
-@router.post("/import", response_model=ImportReport, responses=refusals(413, 415))
+@router.post("/import", response_model=ImportReport)
 def import_customers(
     file: UploadFile, session: SessionDep, tenant: TenantDep,
 ) -> ImportReport:
@@ -81,7 +81,7 @@ def read_customer(customer_id: Id, session: SessionDep, tenant: TenantDep) -> Cu
                           messaging={k: Reachability(**v) for k, v in reach.items()})
 
 
-@router.patch("/{customer_id}", response_model=CustomerRead)
+@router.patch("/{customer_id}", response_model=CustomerRead, responses=refusals(409))
 def update_customer(
     customer_id: Id, body: CustomerUpdate, session: SessionDep, tenant: TenantDep,
 ) -> CustomerRead:

@@ -150,6 +150,11 @@ async def refuse_unstorable_text(request: Request) -> None:
         except (ValueError, RecursionError):
             body = None  # not JSON after all: the body's own validation says so
         found += unstorable_text(body, ("body",))
+    refuse(found)
+
+
+def refuse(found: list[Location]) -> None:
+    """The 422 for strings that ``unstorable_text`` found, if it found any."""
     if found:
         raise RequestValidationError([
             {"type": "string_unicode", "loc": loc, "msg": UNSTORABLE_TEXT} for loc in found])

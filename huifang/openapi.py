@@ -9,6 +9,7 @@ documented right without a line here:
 - 400 wherever it takes a body (one that is not UTF-8 JSON, or not a form, cannot be read);
 - 401 wherever the route needs the API key (``huifang.deps.current_tenant``);
 - 404 wherever the path names an object by id (a ``…_id`` parameter);
+- 413 and 415 wherever it takes an upload (a ``multipart/form-data`` body);
 - any other refusal a route declares in ``responses`` (``refusals(404, 409)``, or with its
   own description) gets the ``Problem`` body, ``{"detail": sentence}``, unless it has a body
   of its own.
@@ -129,6 +130,8 @@ def _correct(route: RouteContext, operation: dict[str, Any]) -> None:
         wanted.add(401)
     if _names_object(route):
         wanted.add(404)
+    if "multipart/form-data" in operation.get("requestBody", {}).get("content", {}):
+        wanted |= {413, 415}
     for code in sorted(wanted):
         responses.setdefault(str(code), {"description": DESCRIPTIONS[code]})
     for status, response in responses.items():

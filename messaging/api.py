@@ -17,6 +17,7 @@ from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.fields import Id
+from huifang.openapi import refusals
 from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.worker import enqueue
@@ -41,7 +42,7 @@ router = APIRouter(tags=["messages"])
 public_router = APIRouter(tags=["console"])
 
 
-@router.get("/messages", response_model=list[MessageRead])
+@router.get("/messages", response_model=list[MessageRead], responses=refusals(404))
 def list_messages(session: SessionDep, tenant: TenantDep, customer_id: Id | None = None
                   ) -> list[MessageRead]:
     """Messages, newest first, each with its status history."""
@@ -57,7 +58,8 @@ def read_message(message_id: Id, session: SessionDep, tenant: TenantDep) -> Mess
         service.get_message(session=session, tenant_id=tenant.id, message_id=message_id))
 
 
-@router.post("/messages/{message_id}/retry", response_model=MessageRead)
+@router.post("/messages/{message_id}/retry", response_model=MessageRead,
+             responses=refusals(409))
 def retry_message(message_id: Id, session: SessionDep, tenant: TenantDep) -> MessageRead:
     """Send an ``unknown`` message again: an operator's call, since it may arrive twice."""
     message = service.retry(session=session, tenant_id=tenant.id, message_id=message_id,
@@ -81,7 +83,8 @@ def console(session: SessionDep) -> HTMLResponse:
     return HTMLResponse(render("messaging", "console.html", messages=messages))
 
 
-@router.get("/replies", response_model=list[ReplyRead], tags=["replies"])
+@router.get("/replies", response_model=list[ReplyRead], tags=["replies"],
+            responses=refusals(404))
 def list_replies(session: SessionDep, tenant: TenantDep, state: str | None = None,
                  customer_id: Id | None = None) -> list[ReplyRead]:
     """Customers' replies, newest first; ``state=open`` is the inbox."""
@@ -111,7 +114,7 @@ def service_recovery(session: SessionDep, tenant: TenantDep,
 
 
 @router.post("/replies/simulate", response_model=list[ReplyRead], status_code=201,
-             tags=["replies"])
+             tags=["replies"], responses=refusals(409))
 def simulate_reply(body: ReplySimulate, session: SessionDep, tenant: TenantDep
                    ) -> list[ReplyRead]:
     """Pretend a customer replied (embedded mode or the console provider only)."""
@@ -141,7 +144,7 @@ def list_keyword_rules(session: SessionDep, tenant: TenantDep) -> list[KeywordRu
 
 
 @router.post("/keyword-rules", response_model=KeywordRuleRead, status_code=201,
-             tags=["replies"])
+             tags=["replies"], responses=refusals(409))
 def add_keyword_rule(body: KeywordRuleCreate, session: SessionDep, tenant: TenantDep
                      ) -> KeywordRuleRead:
     return KeywordRuleRead.model_validate(inbound.add_keyword(
@@ -162,7 +165,8 @@ def list_bookings(session: SessionDep, tenant: TenantDep, status: str | None = N
         session=session, tenant_id=tenant.id, status=status)]
 
 
-@router.patch("/bookings/{booking_id}", response_model=BookingRead, tags=["bookings"])
+@router.patch("/bookings/{booking_id}", response_model=BookingRead, tags=["bookings"],
+              responses=refusals(409))
 def answer_booking(booking_id: Id, body: BookingAnswer, session: SessionDep,
                    tenant: TenantDep) -> BookingRead:
     """Confirm or decline a request; the customer gets one message saying so."""
@@ -238,7 +242,10 @@ async def booking_submit(token: str, request: Request, session: SessionDep) -> H
 
 
 @router.post("/visits/{visit_id}/report/send", response_model=MessageRead, status_code=202,
-             tags=["messages"], responses={200: {"description": "Already sent: the same message."}})
+             tags=["messages"], responses={
+                 200: {"description": "Already sent: the same message."},
+                 409: {"description": "Photos still processing, none ready yet, or the visit "
+                                      "has no customer."}})
 def send_visit_report(visit_id: Id, response: Response, session: SessionDep,
                       tenant: TenantDep) -> MessageRead:
     """Send the visit's report to its customer: MMS parts when the provider carries MMS,

@@ -7,6 +7,7 @@ from starlette.concurrency import run_in_threadpool
 
 from huifang.deps import SessionDep, TenantDep
 from huifang.fields import Id, Instant
+from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
 from media.upload import read_upload
 from visits import service
@@ -92,7 +93,7 @@ def delete_staff(staff_id: Id, session: SessionDep, tenant: TenantDep) -> Respon
     return Response(status_code=204)
 
 
-@visit_router.post("", response_model=VisitRead, status_code=201)
+@visit_router.post("", response_model=VisitRead, status_code=201, responses=refusals(404))
 def create_visit(body: VisitCreate, session: SessionDep, tenant: TenantDep) -> VisitRead:
     return VisitRead.model_validate(
         service.create_visit(session=session, tenant=tenant, **body.model_dump())
