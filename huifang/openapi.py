@@ -12,7 +12,8 @@ documented right without a line here:
 - 413 and 415 wherever it takes an upload (a ``multipart/form-data`` body);
 - any other refusal a route declares in ``responses`` (``refusals(404, 409)``, or with its
   own description) gets the ``Problem`` body, ``{"detail": sentence}``, unless it has a body
-  of its own.
+  of its own;
+- an integer's bounds are written as integers (FastAPI's models hold them as floats).
 
 ``tests/test_api_fuzz.py`` holds the document to the answers: every status, content type and
 body the fuzzer sees must be in it.
@@ -146,6 +147,23 @@ def _correct(route: RouteContext, operation: dict[str, Any]) -> None:
     operation["responses"] = dict(sorted(responses.items()))
 
 
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _integer_bounds(node: Any) -> None:
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, dict):
+            if current.get("type") == "integer":
+                for key in _BOUNDS:
+                    if isinstance(current.get(key), float) and current[key].is_integer():
+                        current[key] = int(current[key])
+            stack.extend(current.values())
+        elif isinstance(current, list):
+            stack.extend(current)
+
+
 def document(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI document, corrected to match its answers."""
     doc = get_openapi(title=app.title, version=app.version, description=app.description,
@@ -161,4 +179,5 @@ def document(app: FastAPI) -> dict[str, Any]:
     for name in _FASTAPI_VALIDATION:
         schemas.pop(name, None)
     schemas.update(_SCHEMAS)
+    _integer_bounds(doc)
     return doc

@@ -82,6 +82,9 @@ def test_every_integer_a_request_can_carry_is_bounded(app):
     unbounded = [where for where, node in found
                  if not (node.get("minimum", -HUGE) >= 0 and node.get("maximum", HUGE) <= MAX_ID)]
     assert unbounded == []
+    written_as_floats = [where for where, node in found
+                         if any(isinstance(node.get(k), float) for k in ("minimum", "maximum"))]
+    assert written_as_floats == []  # 9007199254740991.0 would read as a float to a client
 
 
 def test_an_oversized_integer_in_any_path_is_a_422_naming_it(client, account):
