@@ -124,10 +124,24 @@ def unstorable_text(value: Any, where: Location) -> list[Location]:
     return sorted(found, key=str)
 
 
-def _json_body_read(request: Request) -> bool:
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters a route reads (others it never sees, so they cannot harm)."""
+    names: frozenset[str] | None = getattr(route, "_huifang_query_names", None)
+    if names is None:
+        found: set[str] = set()
+        stack = [route.dependant]
+        while stack:
+            dependant = stack.pop()
+            found.update(param.alias for param in dependant.query_params)
+            stack.extend(dependant.dependencies)
+        names = frozenset(found)
+        route._huifang_query_names = names  # type: ignore[attr-defined]  # kept with the route
+    return names
+
+
+def _json_body_read(route: APIRoute | None, request: Request) -> bool:
     """Whether FastAPI decoded this request's body as JSON for a body model."""
-    route = request.scope.get("route")
-    if not isinstance(route, APIRoute) or route.body_field is None:
+    if route is None or route.body_field is None:
         return False
     content_type = request.headers.get("content-type", "application/json").split(";")[0]
     subtype = content_type.strip().lower().removeprefix("application/")
@@ -140,11 +154,15 @@ async def refuse_unstorable_text(request: Request) -> None:
     Pydantic lets such a string through a plain ``str`` field (and any ``dict[str, Any]``),
     and the database then fails on it; one check here covers every route and field.
     """
+    route = request.scope.get("route")
+    route = route if isinstance(route, APIRoute) else None
     found: list[Location] = [("path", name) for name, value in request.path_params.items()
                              if isinstance(value, str) and _UNSTORABLE.search(value)]
-    found += [("query", name) for name, value in request.query_params.multi_items()
-              if _UNSTORABLE.search(value) or _UNSTORABLE.search(name)]
-    if _json_body_read(request):
+    if route is not None and request.query_params:
+        names = _query_names(route)
+        found += [("query", name) for name, value in request.query_params.multi_items()
+                  if name in names and _UNSTORABLE.search(value)]
+    if _json_body_read(route, request):
         try:
             body = await request.json()  # already decoded, and kept, by FastAPI
         except (ValueError, RecursionError):
