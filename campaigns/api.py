@@ -30,6 +30,8 @@ from campaigns.schemas import (
 )
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
+from huifang.fields import Day, Id
+from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
 from huifang.worker import enqueue
 from messaging import attribution
@@ -38,6 +40,7 @@ router = APIRouter(tags=["campaigns"])
 _LINT: dict[int | str, dict[str, Any]] = {422: {
     "model": LintRefusal,
     "description": "The texts have errors providers or the gate would refuse."}}
+_ARCHIVED: dict[int | str, dict[str, Any]] = {409: {"description": "The campaign is archived."}}
 _CSV: dict[int | str, dict[str, Any]] = {200: {
     "content": {"text/csv": {}},
     "description": "JSON, or CSV with ?format=csv or Accept: text/csv."}}
@@ -105,13 +108,14 @@ def list_presets(tenant: TenantDep) -> list[PresetRead]:
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignRead)
-def read_campaign(campaign_id: int, session: SessionDep, tenant: TenantDep) -> CampaignRead:
+def read_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep) -> CampaignRead:
     return _read(service.get_campaign(session=session, tenant_id=tenant.id,
                                       campaign_id=campaign_id))
 
 
-@router.patch("/campaigns/{campaign_id}", response_model=CampaignRead, responses=_LINT)
-def update_campaign(campaign_id: int, body: CampaignUpdate, session: SessionDep,
+@router.patch("/campaigns/{campaign_id}", response_model=CampaignRead,
+              responses={**_LINT, **_ARCHIVED})
+def update_campaign(campaign_id: Id, body: CampaignUpdate, session: SessionDep,
                     tenant: TenantDep) -> CampaignRead | JSONResponse:
     """Edit; a new rule, audience or text makes a new version and recomputes what is not
     yet due. An active campaign's new texts must lint clean."""
@@ -130,7 +134,7 @@ def update_campaign(campaign_id: int, body: CampaignUpdate, session: SessionDep,
 
 
 @router.post("/campaigns/{campaign_id}/preview", response_model=CampaignPreviewRead)
-def preview_campaign(campaign_id: int, session: SessionDep, tenant: TenantDep,
+def preview_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep,
                      body: PreviewRequest | None = None) -> CampaignPreviewRead:
     """Who it reaches (counts and a sample), the message each sample customer would get
     with their own booking link, the lint findings, and their next dates."""
@@ -140,8 +144,8 @@ def preview_campaign(campaign_id: int, session: SessionDep, tenant: TenantDep,
 
 
 @router.post("/campaigns/{campaign_id}/activate", response_model=CampaignRead,
-             responses={**_LINT, 409: {"description": "The campaign is archived."}})
-def activate_campaign(campaign_id: int, session: SessionDep, tenant: TenantDep
+             responses={**_LINT, **_ARCHIVED})
+def activate_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep
                       ) -> CampaignRead | JSONResponse:
     """Start it: the texts must lint clean (422 lists the findings otherwise)."""
     try:
@@ -153,15 +157,17 @@ def activate_campaign(campaign_id: int, session: SessionDep, tenant: TenantDep
     return _read(campaign)
 
 
-@router.post("/campaigns/{campaign_id}/pause", response_model=CampaignRead)
-def pause_campaign(campaign_id: int, session: SessionDep, tenant: TenantDep) -> CampaignRead:
+@router.post("/campaigns/{campaign_id}/pause", response_model=CampaignRead,
+             responses=refusals(409))
+def pause_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep) -> CampaignRead:
     """Stop at once: nothing more is handed off; messages not yet sent are suppressed."""
     return _read(service.pause(session=session, tenant=tenant, campaign_id=campaign_id,
                                now=utcnow()))
 
 
-@router.post("/campaigns/{campaign_id}/resume", response_model=CampaignRead, responses=_LINT)
-def resume_campaign(campaign_id: int, session: SessionDep, tenant: TenantDep
+@router.post("/campaigns/{campaign_id}/resume", response_model=CampaignRead,
+             responses={**_LINT, **refusals(409)})
+def resume_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep
                     ) -> CampaignRead | JSONResponse:
     try:
         campaign = service.resume(session=session, tenant=tenant, campaign_id=campaign_id,
@@ -173,7 +179,7 @@ def resume_campaign(campaign_id: int, session: SessionDep, tenant: TenantDep
 
 
 @router.post("/campaigns/{campaign_id}/archive", response_model=CampaignRead)
-def archive_campaign(campaign_id: int, session: SessionDep, tenant: TenantDep
+def archive_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep
                      ) -> CampaignRead:
     """End it for good: what waits is cancelled, messages not yet sent are suppressed."""
     return _read(service.archive(session=session, tenant=tenant, campaign_id=campaign_id,
@@ -182,7 +188,7 @@ def archive_campaign(campaign_id: int, session: SessionDep, tenant: TenantDep
 
 @router.get("/campaigns/{campaign_id}/results", response_model=CampaignResultsRead,
             responses=_CSV)
-def campaign_results(campaign_id: int, request: Request, session: SessionDep,
+def campaign_results(campaign_id: Id, request: Request, session: SessionDep,
                      tenant: TenantDep, format: Annotated[str | None, Query(
                          pattern="^(json|csv)$")] = None) -> CampaignResultsRead | Response:
     """Scheduled, sent, delivered, failed, suppressed by reason, deferred, clicked, booked,
@@ -196,8 +202,8 @@ def campaign_results(campaign_id: int, request: Request, session: SessionDep,
 @router.get("/reports/retention", response_model=RetentionRead, responses=_CSV)
 def retention_report(
     request: Request, session: SessionDep, tenant: TenantDep,
-    since: Annotated[dt.date, Query(description="First day (company's local date).")],
-    until: Annotated[dt.date, Query(description="Last day, included.")],
+    since: Annotated[Day, Query(description="First day (company's local date).")],
+    until: Annotated[Day, Query(description="Last day, included.")],
     lookback_days: Annotated[int, Query(ge=1, le=3660, description=(
         "A customer is active at the start with a visit this many days before it."))] = 365,
     format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
@@ -228,9 +234,9 @@ def _conversion_csv(found: attribution.ReportConversion, timezone: str) -> Respo
 @router.get("/reports/conversion", response_model=ReportConversionRead, responses=_CSV)
 def report_conversion(
     request: Request, session: SessionDep, tenant: TenantDep,
-    since: Annotated[dt.date | None, Query(description=(
+    since: Annotated[Day | None, Query(description=(
         "First day (company's local date); by default 89 days before until."))] = None,
-    until: Annotated[dt.date | None, Query(description=(
+    until: Annotated[Day | None, Query(description=(
         "Last day, included; by default today."))] = None,
     format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
 ) -> ReportConversionRead | Response:

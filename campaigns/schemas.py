@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from huifang.fields import Id
+
 
 class MmsVariant(BaseModel):
     """The MMS version of the message; sent when the provider carries MMS and a picture is set."""
@@ -13,7 +15,7 @@ class MmsVariant(BaseModel):
 
     subject: str | None = Field(default=None, max_length=40, examples=["空调滤网该清洗了"])
     body: str = Field(min_length=1, max_length=4000)
-    image_media_id: int | None = Field(
+    image_media_id: Id | None = Field(
         default=None, description="A photo uploaded to a visit; its MMS rendition is sent.")
     image_url: str | None = Field(default=None, max_length=500,
                                   description="Or an https:// picture the provider fetches.")
@@ -95,7 +97,7 @@ class PresetRead(BaseModel):
 
 
 class PreviewRequest(BaseModel):
-    customer_ids: list[int] = Field(
+    customer_ids: list[Id] = Field(
         default_factory=list, max_length=10,
         description="Customers to preview; by default a few the campaign reaches.")
 

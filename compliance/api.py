@@ -18,6 +18,8 @@ from compliance.schemas import (
 from customers import service as customers
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
+from huifang.fields import Id
+from huifang.openapi import refusals
 
 router = APIRouter(tags=["compliance"])
 
@@ -38,8 +40,9 @@ def _policy_read(policy: CompliancePolicy) -> PolicyRead:
         opt_out_footer=policy.opt_out_footer, consent_retention_days=policy.consent_retention_days)
 
 
-@router.post("/customers/{customer_id}/consents", response_model=ConsentRead, status_code=201)
-def record_consent(customer_id: int, body: ConsentCreate, session: SessionDep,
+@router.post("/customers/{customer_id}/consents", response_model=ConsentRead, status_code=201,
+             responses=refusals(409))
+def record_consent(customer_id: Id, body: ConsentCreate, session: SessionDep,
                    tenant: TenantDep) -> ConsentRead:
     """Record the customer's consent to marketing messages, with its evidence."""
     customer = customers.get_customer(session=session, tenant_id=tenant.id,
@@ -52,7 +55,7 @@ def record_consent(customer_id: int, body: ConsentCreate, session: SessionDep,
 
 
 @router.post("/customers/{customer_id}/consents/revoke", response_model=list[ConsentRead])
-def revoke_consent(customer_id: int, body: ConsentRevoke, session: SessionDep,
+def revoke_consent(customer_id: Id, body: ConsentRevoke, session: SessionDep,
                    tenant: TenantDep) -> list[ConsentRead]:
     """Revoke marketing consent; the record is kept as evidence for the retention period."""
     customer = customers.get_customer(session=session, tenant_id=tenant.id,
@@ -64,7 +67,7 @@ def revoke_consent(customer_id: int, body: ConsentRevoke, session: SessionDep,
 
 
 @router.get("/customers/{customer_id}/consents", response_model=list[ConsentRead])
-def list_consents(customer_id: int, session: SessionDep, tenant: TenantDep) -> list[ConsentRead]:
+def list_consents(customer_id: Id, session: SessionDep, tenant: TenantDep) -> list[ConsentRead]:
     customer = customers.get_customer(session=session, tenant_id=tenant.id,
                                       customer_id=customer_id)
     return [ConsentRead.model_validate(r) for r in
@@ -72,7 +75,7 @@ def list_consents(customer_id: int, session: SessionDep, tenant: TenantDep) -> l
 
 
 @router.post("/customers/{customer_id}/opt-out", status_code=204)
-def opt_out(customer_id: int, body: OptOut, session: SessionDep, tenant: TenantDep) -> Response:
+def opt_out(customer_id: Id, body: OptOut, session: SessionDep, tenant: TenantDep) -> Response:
     """Stop every message to this customer (e.g. they called to ask); revokes consent."""
     customer = customers.get_customer(session=session, tenant_id=tenant.id,
                                       customer_id=customer_id)
@@ -82,7 +85,7 @@ def opt_out(customer_id: int, body: OptOut, session: SessionDep, tenant: TenantD
 
 
 @router.post("/customers/{customer_id}/opt-in", status_code=204)
-def opt_in(customer_id: int, session: SessionDep, tenant: TenantDep) -> Response:
+def opt_in(customer_id: Id, session: SessionDep, tenant: TenantDep) -> Response:
     """Lift an opt-out: service messages resume; marketing needs a new consent."""
     customer = customers.get_customer(session=session, tenant_id=tenant.id,
                                       customer_id=customer_id)

@@ -3,7 +3,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from huifang.fields import Instant
 
 ConsentSource = Literal["in_person", "web_form", "reply", "import", "api"]
 
@@ -12,7 +14,7 @@ class ConsentCreate(BaseModel):
     source: ConsentSource = Field(description="How the customer agreed.")
     evidence: str = Field(min_length=1, max_length=2000,
                           description="What proves it: form id, signed sheet, reply text.")
-    granted_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+    granted_at: Instant | None = Field(default=None, description="Defaults to now.")
 
 
 class ConsentRevoke(BaseModel):

@@ -19,13 +19,15 @@ from customers.schemas import (
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.errors import TooLarge
+from huifang.fields import Id
+from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
 from huifang.settings import get_settings
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 
 
-@router.post("", response_model=CustomerRead, status_code=201)
+@router.post("", response_model=CustomerRead, status_code=201, responses=refusals(409))
 def create_customer(body: CustomerCreate, session: SessionDep, tenant: TenantDep) -> CustomerRead:
     """Create a customer. The phone comes back in E.164; numbers that cannot get SMS are 422."""
     customer = service.create_customer(session=session, tenant=tenant, **body.model_dump())
@@ -71,7 +73,7 @@ def import_customers(
 
 
 @router.get("/{customer_id}", response_model=CustomerDetail)
-def read_customer(customer_id: int, session: SessionDep, tenant: TenantDep) -> CustomerDetail:
+def read_customer(customer_id: Id, session: SessionDep, tenant: TenantDep) -> CustomerDetail:
     """The customer, and whether they can receive marketing and service messages and why not."""
     customer = service.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
     reach = compliance.explain(session=session, tenant=tenant, customer=customer, now=utcnow())
@@ -79,9 +81,9 @@ def read_customer(customer_id: int, session: SessionDep, tenant: TenantDep) -> C
                           messaging={k: Reachability(**v) for k, v in reach.items()})
 
 
-@router.patch("/{customer_id}", response_model=CustomerRead)
+@router.patch("/{customer_id}", response_model=CustomerRead, responses=refusals(409))
 def update_customer(
-    customer_id: int, body: CustomerUpdate, session: SessionDep, tenant: TenantDep,
+    customer_id: Id, body: CustomerUpdate, session: SessionDep, tenant: TenantDep,
 ) -> CustomerRead:
     customer = service.update_customer(
         session=session, tenant=tenant, customer_id=customer_id,
@@ -91,7 +93,7 @@ def update_customer(
 
 
 @router.delete("/{customer_id}", status_code=204)
-def delete_customer(customer_id: int, session: SessionDep, tenant: TenantDep) -> Response:
+def delete_customer(customer_id: Id, session: SessionDep, tenant: TenantDep) -> Response:
     """Delete a customer and their visits."""
     service.delete_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
     return Response(status_code=204)

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from compliance.schemas import Reachability
 from tenancy.languages import Language
+from tenancy.schemas import TimeZoneName
 
 Tag = str
 
@@ -19,9 +20,10 @@ class CustomerCreate(BaseModel):
     )
     region: str | None = Field(default=None, max_length=50, examples=["上海"])
     city: str | None = Field(default=None, max_length=50, examples=["浦东新区"])
-    timezone: str | None = Field(
-        default=None, examples=["Asia/Shanghai"],
-        description="Defaults to the phone's country when it has one zone, else the company's.",
+    timezone: TimeZoneName | None = Field(
+        default=None,
+        description="An IANA time zone name. Defaults to the phone's country when it has one "
+        "zone, else the company's.",
     )
     tags: list[Tag] = Field(default_factory=list, max_length=50, examples=[["老客户", "有宠物"]])
     notes: str | None = Field(default=None, max_length=2000)
@@ -34,7 +36,7 @@ class CustomerUpdate(BaseModel):
     phone: str | None = Field(default=None, min_length=1, max_length=40)
     region: str | None = Field(default=None, max_length=50)
     city: str | None = Field(default=None, max_length=50)
-    timezone: str | None = None
+    timezone: TimeZoneName | None = None
     tags: list[Tag] | None = Field(default=None, max_length=50)
     notes: str | None = Field(default=None, max_length=2000)
     language: Language | None = None

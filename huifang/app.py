@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -15,7 +15,8 @@ import huifang
 from campaigns.api import router as campaigns_router
 from compliance.api import router as compliance_router
 from customers.api import router as customers_router
-from huifang import ops, throttle
+from huifang import deps, ops, throttle
+from huifang import openapi as api_document
 from huifang.db import Database
 from huifang.errors import HuifangError
 from huifang.logs import RequestIdMiddleware
@@ -29,7 +30,18 @@ from tenancy.api import router as tenancy_router
 from visits.api import staff_router, visit_router
 
 
-def _field(loc: tuple[Any, ...]) -> str:
+def _printable(part: Any) -> str | int:
+    """A location part that JSON can carry: a key may hold a lone surrogate."""
+    if isinstance(part, int):
+        return part
+    return str(part).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _loc(error: Any) -> list[str | int]:
+    return [_printable(part) for part in error.get("loc", ())]
+
+
+def _field(loc: list[str | int]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "request"
 
@@ -38,8 +50,17 @@ def _validation_sentence(exc: RequestValidationError) -> str:
     sentences = []
     for error in exc.errors()[:5]:
         message = str(error.get("msg", "is not valid")).removeprefix("Value error, ")
-        sentences.append(f"{_field(tuple(error.get('loc', ())))}: {message}")
+        sentences.append(f"{_field(_loc(error))}: {_printable(message)}")
     return "; ".join(sentences) + "."
+
+
+class HuifangAPI(FastAPI):
+    """FastAPI, with the OpenAPI document corrected to match the answers (huifang.openapi)."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = api_document.document(self)
+        return self.openapi_schema
 
 
 def create_app(*, database: Database | None = None, lifespan: Any = None) -> FastAPI:
@@ -49,11 +70,13 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     async def default_lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
-    app = FastAPI(
+    app = HuifangAPI(
         title="Huifang",
         version=huifang.__version__,
         description="Follow-up messaging for home-service companies.",
         lifespan=lifespan or default_lifespan,
+        # Before any other check: text no column can hold is refused where it is read.
+        dependencies=[Depends(deps.refuse_unstorable_text)],
     )
     app.state.database = database
 
@@ -68,7 +91,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
         # A sentence for people, and the structured list for programs.
         return JSONResponse(
             {"detail": _validation_sentence(exc),
-             "errors": [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+             "errors": [{"loc": _loc(e), "msg": _printable(e.get("msg")), "type": e.get("type")}
                         for e in exc.errors()]},
             status_code=422,
         )
@@ -78,6 +101,9 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
         detail = exc.detail
         if exc.status_code == 404 and detail == "Not Found":
             detail = "There is nothing at this address; see /docs for the API."
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = ("The request body cannot be read; send JSON in UTF-8 (or the form this "
+                      "address takes), with a Content-Type that says which.")
         if exc.status_code == 405 and detail == "Method Not Allowed":
             detail = "This address does not take that method; see /docs for the API."
         return JSONResponse({"detail": detail}, status_code=exc.status_code,

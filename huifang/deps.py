@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -92,3 +95,84 @@ def current_tenant(
 
 
 TenantDep = Annotated[Tenant, Depends(current_tenant)]
+
+
+# Text no database column can hold: NUL (PostgreSQL refuses it in text and JSON) and lone
+# UTF-16 surrogates, which have no UTF-8 form (a JSON body may spell one as "\ud800").
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_TEXT = ("Text must be valid Unicode with no NUL character and no unpaired "
+                   "surrogate such as \\ud800")
+Location = tuple[str | int, ...]
+
+
+def unstorable_text(value: Any, where: Location) -> list[Location]:
+    """Where, in decoded JSON, a string (or an object's key) sits that no column can store."""
+    found: list[Location] = []
+    stack: list[tuple[Location, Any]] = [(where, value)]
+    while stack:  # a loop, not recursion: the body's depth is the client's choice
+        loc, item = stack.pop()
+        if isinstance(item, str):
+            if _UNSTORABLE.search(item):
+                found.append(loc)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and _UNSTORABLE.search(key):
+                    found.append((*loc, key))
+                stack.append(((*loc, key), child))
+        elif isinstance(item, list):
+            stack.extend(((*loc, index), child) for index, child in enumerate(item))
+    return sorted(found, key=str)
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters a route reads (others it never sees, so they cannot harm)."""
+    names: frozenset[str] | None = getattr(route, "_huifang_query_names", None)
+    if names is None:
+        found: set[str] = set()
+        stack = [route.dependant]
+        while stack:
+            dependant = stack.pop()
+            found.update(param.alias for param in dependant.query_params)
+            stack.extend(dependant.dependencies)
+        names = frozenset(found)
+        route._huifang_query_names = names  # type: ignore[attr-defined]  # kept with the route
+    return names
+
+
+def _json_body_read(route: APIRoute | None, request: Request) -> bool:
+    """Whether FastAPI decoded this request's body as JSON for a body model."""
+    if route is None or route.body_field is None:
+        return False
+    content_type = request.headers.get("content-type", "application/json").split(";")[0]
+    subtype = content_type.strip().lower().removeprefix("application/")
+    return subtype == "json" or subtype.endswith("+json")
+
+
+async def refuse_unstorable_text(request: Request) -> None:
+    """A 422 naming each path, query or JSON body string that holds NUL or a lone surrogate.
+
+    Pydantic lets such a string through a plain ``str`` field (and any ``dict[str, Any]``),
+    and the database then fails on it; one check here covers every route and field.
+    """
+    route = request.scope.get("route")
+    route = route if isinstance(route, APIRoute) else None
+    found: list[Location] = [("path", name) for name, value in request.path_params.items()
+                             if isinstance(value, str) and _UNSTORABLE.search(value)]
+    if route is not None and request.query_params:
+        names = _query_names(route)
+        found += [("query", name) for name, value in request.query_params.multi_items()
+                  if name in names and _UNSTORABLE.search(value)]
+    if _json_body_read(route, request):
+        try:
+            body = await request.json()  # already decoded, and kept, by FastAPI
+        except (ValueError, RecursionError):
+            body = None  # not JSON after all: the body's own validation says so
+        found += unstorable_text(body, ("body",))
+    refuse(found)
+
+
+def refuse(found: list[Location]) -> None:
+    """The 422 for strings that ``unstorable_text`` found, if it found any."""
+    if found:
+        raise RequestValidationError([
+            {"type": "string_unicode", "loc": loc, "msg": UNSTORABLE_TEXT} for loc in found])

@@ -81,7 +81,19 @@ def check_health(database: Database) -> tuple[bool, dict[str, Any]]:
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+_HEALTH_BODY = {"application/json": {"schema": {
+    "type": "object", "required": ["status", "mode", "database"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "mode": {"type": "string", "enum": ["embedded", "distributed"]},
+        "database": {"type": "string"}, "redis": {"type": "string"},
+        "queues": {"type": "object", "additionalProperties": {"type": "object"}},
+    }}}}
+
+
+@router.get("/healthz", responses={
+    200: {"description": "Healthy.", "content": _HEALTH_BODY},
+    503: {"description": "The database or Redis does not answer.", "content": _HEALTH_BODY}})
 def healthz(request: Request) -> JSONResponse:
     """200 when the database (and Redis in distributed mode) answer, 503 otherwise."""
     database = getattr(request.app.state, "database", None) or get_database()
@@ -90,7 +102,9 @@ def healthz(request: Request) -> JSONResponse:
     return JSONResponse(report, status_code=200 if healthy else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={200: {
+    "description": "Prometheus text exposition format.",
+    "content": {"text/plain": {"schema": {"type": "string"}}}}})
 def metrics() -> Response:
     """Prometheus text format."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

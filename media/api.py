@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.errors import NotFound
+from huifang.fields import Id
 from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.throttle import PublicLimit
@@ -56,7 +57,7 @@ _UPLOAD_FORM: dict[str, Any] = {
                  413: {"description": "Too large."},
                  415: {"description": "Not a photo or clip we take."},
                  422: {"description": "Damaged, or a missing field."}})
-async def upload_media(visit_id: int, request: Request, response: Response, session: SessionDep,
+async def upload_media(visit_id: Id, request: Request, response: Response, session: SessionDep,
                        tenant: TenantDep) -> MediaRead:
     """Upload a photo or clip of a visit: 202, then processed on the media queue.
 
@@ -80,13 +81,13 @@ async def upload_media(visit_id: int, request: Request, response: Response, sess
 
 
 @router.get("/visits/{visit_id}/media", response_model=list[MediaRead])
-def list_media(visit_id: int, session: SessionDep, tenant: TenantDep) -> list[MediaRead]:
+def list_media(visit_id: Id, session: SessionDep, tenant: TenantDep) -> list[MediaRead]:
     return [MediaRead.of(m) for m in
             service.list_visit_media(session=session, tenant_id=tenant.id, visit_id=visit_id)]
 
 
 @router.get("/visits/{visit_id}/before-after", response_model=list[PairRead])
-def list_pairs(visit_id: int, session: SessionDep, tenant: TenantDep) -> list[PairRead]:
+def list_pairs(visit_id: Id, session: SessionDep, tenant: TenantDep) -> list[PairRead]:
     """Per area, the latest before and after photos and their composite (服务前 / 服务后)."""
     visits.get_visit(session=session, tenant_id=tenant.id, visit_id=visit_id)
     result = []
@@ -98,13 +99,13 @@ def list_pairs(visit_id: int, session: SessionDep, tenant: TenantDep) -> list[Pa
 
 
 @router.get("/media/{media_id}", response_model=MediaRead)
-def read_media(media_id: int, session: SessionDep, tenant: TenantDep) -> MediaRead:
+def read_media(media_id: Id, session: SessionDep, tenant: TenantDep) -> MediaRead:
     """Status, renditions with URLs and byte sizes, SHA-256 and the verification code."""
     return MediaRead.of(service.get_media(session=session, tenant_id=tenant.id, media_id=media_id))
 
 
 @router.get("/media/{media_id}/original", response_class=FileResponse)
-def download_original(media_id: int, session: SessionDep, tenant: TenantDep) -> FileResponse:
+def download_original(media_id: Id, session: SessionDep, tenant: TenantDep) -> FileResponse:
     """The original file as uploaded, for the company only (never public)."""
     media = service.get_media(session=session, tenant_id=tenant.id, media_id=media_id)
     return FileResponse(service.original_file(media), media_type=media.mime,
@@ -158,7 +159,12 @@ def public_rendition(name: str, session: SessionDep) -> FileResponse:
                                  "X-Content-Type-Options": "nosniff"})
 
 
-@public_router.get("/v/{code}", response_class=HTMLResponse, dependencies=[PublicLimit])
+_HTML: dict[str, Any] = {"text/html": {"schema": {"type": "string"}}}
+
+
+@public_router.get("/v/{code}", response_class=HTMLResponse, dependencies=[PublicLimit],
+                   responses={404: {"description": "No photo has this code (a page saying so).",
+                                    "content": _HTML}})
 def verify_page(code: str, session: SessionDep) -> HTMLResponse:
     """The facts behind a watermark, so a customer can check a photo was not edited."""
     media = service.by_code(session=session, code=code)
@@ -193,7 +199,7 @@ def _report_read(report: Any, profile: ProfileName | None) -> ReportRead:
              responses={200: {"description": "Rebuilt in place; the link is unchanged."},
                         409: {"description": "Photos or clips still processing, or no photo "
                                              "ready yet."}})
-def build_report(visit_id: int, response: Response, session: SessionDep, tenant: TenantDep,
+def build_report(visit_id: Id, response: Response, session: SessionDep, tenant: TenantDep,
                  profile: ProfileName | None = None) -> ReportRead:
     """Build the visit's report (201), or rebuild it (200): the public page, the long image,
     the recap video when there is one, and the MMS parts for ``profile`` (default: the
@@ -207,7 +213,7 @@ def build_report(visit_id: int, response: Response, session: SessionDep, tenant:
 
 
 @router.get("/visits/{visit_id}/report", response_model=ReportRead)
-def read_report(visit_id: int, session: SessionDep, tenant: TenantDep,
+def read_report(visit_id: Id, session: SessionDep, tenant: TenantDep,
                 profile: ProfileName | None = None) -> ReportRead:
     """The visit's report as built last, with the MMS parts for ``profile``."""
     return _report_read(reports.get_report(session=session, tenant_id=tenant.id,
@@ -261,7 +267,9 @@ def reset_report_offer(month: Month, session: SessionDep, tenant: TenantDep) -> 
 
 
 @public_router.get("/r/{token}", response_class=HTMLResponse, tags=["public pages"],
-                   dependencies=[PublicLimit])
+                   dependencies=[PublicLimit], responses={
+    404: {"description": "No report has this link (a page saying so).", "content": _HTML},
+    410: {"description": "The report has expired (a page saying so).", "content": _HTML}})
 def report_page(token: str, session: SessionDep) -> HTMLResponse:
     """The visit report a customer opens from the message: 410 once it has expired."""
     report = reports.by_token(session=session, token=token)

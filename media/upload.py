@@ -136,7 +136,11 @@ class _Reader:
                 self.file.write(head)
                 self.hasher.update(head)
         elif self.part_name:
-            self.fields[self.part_name] = self.buffer.decode("utf-8", "replace").strip()
+            value = self.buffer.decode("utf-8", "replace").strip()
+            if "\x00" in value:  # PostgreSQL cannot store it, and no phone types one
+                raise Invalid(f"The field {self.part_name!r} holds a NUL character; send it "
+                              "as plain text.")
+            self.fields[self.part_name] = value
 
     def close(self) -> None:
         if self.file is not None and not self.file.closed:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,6 +16,8 @@ from customers.models import Customer
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.errors import Conflict, Invalid, NotFound
+from huifang.fields import Id
+from huifang.openapi import refusals
 from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.throttle import PublicLimit, per_link
@@ -41,8 +43,8 @@ router = APIRouter(tags=["messages"])
 public_router = APIRouter(tags=["console"])
 
 
-@router.get("/messages", response_model=list[MessageRead])
-def list_messages(session: SessionDep, tenant: TenantDep, customer_id: int | None = None
+@router.get("/messages", response_model=list[MessageRead], responses=refusals(404))
+def list_messages(session: SessionDep, tenant: TenantDep, customer_id: Id | None = None
                   ) -> list[MessageRead]:
     """Messages, newest first, each with its status history."""
     if customer_id is not None:
@@ -52,13 +54,14 @@ def list_messages(session: SessionDep, tenant: TenantDep, customer_id: int | Non
 
 
 @router.get("/messages/{message_id}", response_model=MessageRead)
-def read_message(message_id: int, session: SessionDep, tenant: TenantDep) -> MessageRead:
+def read_message(message_id: Id, session: SessionDep, tenant: TenantDep) -> MessageRead:
     return MessageRead.model_validate(
         service.get_message(session=session, tenant_id=tenant.id, message_id=message_id))
 
 
-@router.post("/messages/{message_id}/retry", response_model=MessageRead)
-def retry_message(message_id: int, session: SessionDep, tenant: TenantDep) -> MessageRead:
+@router.post("/messages/{message_id}/retry", response_model=MessageRead,
+             responses=refusals(409))
+def retry_message(message_id: Id, session: SessionDep, tenant: TenantDep) -> MessageRead:
     """Send an ``unknown`` message again: an operator's call, since it may arrive twice."""
     message = service.retry(session=session, tenant_id=tenant.id, message_id=message_id,
                             now=utcnow())
@@ -81,9 +84,10 @@ def console(session: SessionDep) -> HTMLResponse:
     return HTMLResponse(render("messaging", "console.html", messages=messages))
 
 
-@router.get("/replies", response_model=list[ReplyRead], tags=["replies"])
+@router.get("/replies", response_model=list[ReplyRead], tags=["replies"],
+            responses=refusals(404))
 def list_replies(session: SessionDep, tenant: TenantDep, state: str | None = None,
-                 customer_id: int | None = None) -> list[ReplyRead]:
+                 customer_id: Id | None = None) -> list[ReplyRead]:
     """Customers' replies, newest first; ``state=open`` is the inbox."""
     if customer_id is not None:
         customers.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
@@ -92,7 +96,7 @@ def list_replies(session: SessionDep, tenant: TenantDep, state: str | None = Non
 
 
 @router.patch("/replies/{reply_id}", response_model=ReplyRead, tags=["replies"])
-def update_reply(reply_id: int, body: ReplyUpdate, session: SessionDep,
+def update_reply(reply_id: Id, body: ReplyUpdate, session: SessionDep,
                  tenant: TenantDep) -> ReplyRead:
     """Work on an inbox item: take it (owner), say the customer heard back, resolve it."""
     return ReplyRead.model_validate(inbound.update_reply(
@@ -101,11 +105,9 @@ def update_reply(reply_id: int, body: ReplyUpdate, session: SessionDep,
 
 
 @router.get("/service-recovery", response_model=RecoveryFigures, tags=["replies"])
-def service_recovery(session: SessionDep, tenant: TenantDep, days: int = 30
-                     ) -> RecoveryFigures:
+def service_recovery(session: SessionDep, tenant: TenantDep,
+                     days: Annotated[int, Query(ge=1, le=366)] = 30) -> RecoveryFigures:
     """Complaints of the last ``days`` days: time to first response and to resolution."""
-    if not 1 <= days <= 366:
-        raise Invalid("days must be between 1 and 366.")
     until = utcnow()
     return RecoveryFigures.model_validate(inbound.recovery_figures(
         session=session, tenant_id=tenant.id, since=until - dt.timedelta(days=days),
@@ -113,7 +115,7 @@ def service_recovery(session: SessionDep, tenant: TenantDep, days: int = 30
 
 
 @router.post("/replies/simulate", response_model=list[ReplyRead], status_code=201,
-             tags=["replies"])
+             tags=["replies"], responses=refusals(409))
 def simulate_reply(body: ReplySimulate, session: SessionDep, tenant: TenantDep
                    ) -> list[ReplyRead]:
     """Pretend a customer replied (embedded mode or the console provider only)."""
@@ -143,7 +145,7 @@ def list_keyword_rules(session: SessionDep, tenant: TenantDep) -> list[KeywordRu
 
 
 @router.post("/keyword-rules", response_model=KeywordRuleRead, status_code=201,
-             tags=["replies"])
+             tags=["replies"], responses=refusals(409))
 def add_keyword_rule(body: KeywordRuleCreate, session: SessionDep, tenant: TenantDep
                      ) -> KeywordRuleRead:
     return KeywordRuleRead.model_validate(inbound.add_keyword(
@@ -152,7 +154,7 @@ def add_keyword_rule(body: KeywordRuleCreate, session: SessionDep, tenant: Tenan
 
 
 @router.delete("/keyword-rules/{rule_id}", status_code=204, tags=["replies"])
-def delete_keyword_rule(rule_id: int, session: SessionDep, tenant: TenantDep) -> None:
+def delete_keyword_rule(rule_id: Id, session: SessionDep, tenant: TenantDep) -> None:
     inbound.delete_keyword(session=session, tenant_id=tenant.id, rule_id=rule_id)
 
 
@@ -164,8 +166,9 @@ def list_bookings(session: SessionDep, tenant: TenantDep, status: str | None = N
         session=session, tenant_id=tenant.id, status=status)]
 
 
-@router.patch("/bookings/{booking_id}", response_model=BookingRead, tags=["bookings"])
-def answer_booking(booking_id: int, body: BookingAnswer, session: SessionDep,
+@router.patch("/bookings/{booking_id}", response_model=BookingRead, tags=["bookings"],
+              responses=refusals(409))
+def answer_booking(booking_id: Id, body: BookingAnswer, session: SessionDep,
                    tenant: TenantDep) -> BookingRead:
     """Confirm or decline a request; the customer gets one message saying so."""
     now = utcnow()
@@ -273,8 +276,11 @@ async def booking_submit(token: str, request: Request, session: SessionDep) -> H
 
 
 @router.post("/visits/{visit_id}/report/send", response_model=MessageRead, status_code=202,
-             tags=["messages"], responses={200: {"description": "Already sent: the same message."}})
-def send_visit_report(visit_id: int, response: Response, session: SessionDep,
+             tags=["messages"], responses={
+                 200: {"description": "Already sent: the same message."},
+                 409: {"description": "Photos still processing, none ready yet, or the visit "
+                                      "has no customer."}})
+def send_visit_report(visit_id: Id, response: Response, session: SessionDep,
                       tenant: TenantDep) -> MessageRead:
     """Send the visit's report to its customer: MMS parts when the provider carries MMS,
     otherwise an SMS with the report link. Building the report first if needed."""

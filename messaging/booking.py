@@ -237,6 +237,8 @@ def book(*, session: Session, link: ShortLink, slot_start: dt.datetime, note: st
     note = (note or "").strip() or None
     if note is not None and len(note) > MAX_NOTE:
         raise Invalid(f"Please keep the note under {MAX_NOTE} characters.")
+    if note is not None and "\x00" in note:  # no column can hold it; shown on the page
+        raise Invalid("备注里有无法保存的字符，请删掉后再提交。")
     tenant = _locked_tenant(session, link)
     held = session.scalars(select(Booking).where(Booking.open_link_id == link.id)).first()
     if held is not None and _is_open(held, now):

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from huifang import deps
 from huifang.db import utcnow
 from huifang.deps import UnitOfWork, UnitOfWorkDep
 from huifang.errors import Invalid
@@ -93,7 +94,22 @@ async def _twilio_fields(request: Request, what: str) -> dict[str, str]:
     return fields
 
 
-@router.post("/hooks/twilio/status", status_code=204, response_class=Response)
+def _form(*fields: str) -> dict[str, Any]:
+    """The form a provider posts, for the OpenAPI document (the route reads it itself)."""
+    return {"requestBody": {"required": True, "content": {
+        "application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "properties": {name: {"type": "string"} for name in fields},
+            "additionalProperties": {"type": "string"}}}}}}
+
+
+_TWILIO_REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Signed, but without the fields this callback needs."},
+    403: {"description": "No valid X-Twilio-Signature (or no auth token configured)."}}
+
+
+@router.post("/hooks/twilio/status", status_code=204, response_class=Response,
+             responses=_TWILIO_REFUSALS,
+             openapi_extra=_form("MessageSid", "MessageStatus", "ErrorCode"))
 async def twilio_status(request: Request, unit: UnitOfWorkDep) -> Response:
     """A Twilio status callback (form-encoded). 204 when taken, duplicates included."""
     fields = await _twilio_fields(request, "receipts")
@@ -111,7 +127,10 @@ async def twilio_status(request: Request, unit: UnitOfWorkDep) -> Response:
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
-@router.post("/hooks/twilio/inbound", response_class=Response)
+@router.post("/hooks/twilio/inbound", response_class=Response, responses={
+    200: {"description": "Taken: an empty TwiML answer.",
+          "content": {"text/xml": {"schema": {"type": "string"}}}}, **_TWILIO_REFUSALS},
+    openapi_extra=_form("MessageSid", "From", "Body"))
 async def twilio_inbound(request: Request, unit: UnitOfWorkDep) -> Response:
     """A customer's text to our Twilio number (form-encoded), answered with empty TwiML.
 
@@ -149,6 +168,8 @@ async def _aliyun_items(request: Request) -> list[dict[str, Any]]:
         raise HTTPException(400, "An Aliyun push must be a JSON array of report objects.")
     if len(items) > ALIYUN_MAX_ITEMS:
         raise HTTPException(413, f"An Aliyun push may hold at most {ALIYUN_MAX_ITEMS} reports.")
+    # Read by hand, so the app's check of JSON bodies has not seen it.
+    deps.refuse(deps.unstorable_text(body, ("body",)))
     return items
 
 
@@ -227,7 +248,22 @@ def _aliyun_answer(push: _Push) -> JSONResponse:
     return JSONResponse(ALIYUN_TAKEN)
 
 
-@router.post("/hooks/aliyun/{key}/reply")
+_ALIYUN: dict[str, Any] = {
+    "responses": {
+        200: {"description": "Taken (``{\"code\": 0}``); duplicates included.",
+              "content": {"application/json": {"schema": {
+                  "type": "object", "required": ["code", "msg"],
+                  "properties": {"code": {"type": "integer"}, "msg": {"type": "string"}}}}}},
+        400: {"description": "Not a JSON array of objects."},
+        404: {"description": "Not one of our companies' addresses."},
+        413: {"description": f"More than {ALIYUN_MAX_ITEMS} items in one push."}},
+    "openapi_extra": {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"anyOf": [{"type": "array", "items": {"type": "object"}},
+                             {"type": "object"}]}}}}},
+}
+
+
+@router.post("/hooks/aliyun/{key}/reply", **_ALIYUN)
 async def aliyun_reply(key: str, request: Request, unit: UnitOfWorkDep) -> JSONResponse:
     """Aliyun SmsUp push: customers' replies to this company, answered ``{"code":0}``."""
     items = await _aliyun_items(request)
@@ -235,7 +271,7 @@ async def aliyun_reply(key: str, request: Request, unit: UnitOfWorkDep) -> JSONR
         await committed(unit, lambda session: _apply_aliyun_replies(session, key, items)))
 
 
-@router.post("/hooks/aliyun/{key}/report")
+@router.post("/hooks/aliyun/{key}/report", **_ALIYUN)
 async def aliyun_report(key: str, request: Request, unit: UnitOfWorkDep) -> JSONResponse:
     """Aliyun SmsReport push: a JSON array of delivery reports, answered ``{"code":0}``."""
     items = await _aliyun_items(request)

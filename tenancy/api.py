@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from huifang.deps import SessionDep, TenantDep
+from huifang.fields import Id
 from huifang.settings import get_settings
 from tenancy import service
 from tenancy.models import Tenant
@@ -47,7 +48,7 @@ def create_key(body: ApiKeyCreate, session: SessionDep, tenant: TenantDep) -> Ap
 
 
 @router.delete("/api-keys/{key_id}", response_model=ApiKeyRead)
-def revoke_key(key_id: int, session: SessionDep, tenant: TenantDep) -> ApiKeyRead:
+def revoke_key(key_id: Id, session: SessionDep, tenant: TenantDep) -> ApiKeyRead:
     """Revoke a key; requests made with it are refused from now on."""
     return ApiKeyRead.model_validate(
         service.revoke_api_key(session=session, tenant_id=tenant.id, key_id=key_id)

@@ -1,10 +1,26 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from huifang.errors import Invalid
+from huifang.fields import TIMEZONE_MAX_LENGTH
+from tenancy import service
 from tenancy.languages import Language
+
+
+def _known_zone(name: str) -> str:
+    try:
+        return service.check_timezone(name)
+    except Invalid as exc:
+        raise ValueError(exc.detail) from None
+
+
+TimeZoneName = Annotated[str, Field(
+    min_length=1, max_length=TIMEZONE_MAX_LENGTH, examples=["Asia/Shanghai"],
+    description="An IANA time zone name from the tz database."), AfterValidator(_known_zone)]
 
 
 class TenantCreate(BaseModel):
@@ -14,7 +30,7 @@ class TenantCreate(BaseModel):
         description="SMS signature, with or without the 【】 brackets; "
         "2–16 characters inside them.",
     )
-    timezone: str = Field(default="Asia/Shanghai", examples=["Asia/Shanghai"])
+    timezone: TimeZoneName = "Asia/Shanghai"
     phone_region: str = Field(default="CN", min_length=2, max_length=2, examples=["CN"])
 
 
@@ -45,7 +61,7 @@ class TenantUpdate(BaseModel):
     """Company settings; fields left out keep their value."""
 
     name: str | None = Field(default=None, min_length=1, max_length=100)
-    timezone: str | None = Field(default=None, examples=["Asia/Shanghai"])
+    timezone: TimeZoneName | None = None
     clip_max_seconds: int | None = Field(
         default=None, ge=5, le=600, description="Clips longer than this are trimmed at upload.")
     report_valid_days: int | None = Field(

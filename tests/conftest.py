@@ -25,6 +25,7 @@ os.environ.pop("HUIFANG_REDIS_URL", None)  # tests choose their mode explicitly
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -36,6 +37,9 @@ from huifang.db import Database, set_database
 from huifang.migrate import upgrade
 from tenancy import service as tenancy
 from tenancy.models import Tenant
+
+# Hypothesis's files (example database, caches) too: a run leaves nothing in the work tree.
+set_hypothesis_home_dir(tempfile.mkdtemp(prefix="huifang-test-hypothesis-"))
 
 REQUIRE_SERVICES = os.environ.get("HUIFANG_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get(

@@ -3,10 +3,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 
 from huifang.deps import SessionDep, TenantDep
+from huifang.fields import Id, Instant
+from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
 from media.upload import read_upload
 from visits import service
@@ -46,7 +47,7 @@ def list_staff(
 
 
 @staff_router.get("/{staff_id}", response_model=StaffRead)
-def read_staff(staff_id: int, session: SessionDep, tenant: TenantDep) -> StaffRead:
+def read_staff(staff_id: Id, session: SessionDep, tenant: TenantDep) -> StaffRead:
     return StaffRead.model_validate(
         service.get_staff(session=session, tenant_id=tenant.id, staff_id=staff_id)
     )
@@ -54,7 +55,7 @@ def read_staff(staff_id: int, session: SessionDep, tenant: TenantDep) -> StaffRe
 
 @staff_router.patch("/{staff_id}", response_model=StaffRead)
 def update_staff(
-    staff_id: int, body: StaffUpdate, session: SessionDep, tenant: TenantDep,
+    staff_id: Id, body: StaffUpdate, session: SessionDep, tenant: TenantDep,
 ) -> StaffRead:
     return StaffRead.model_validate(service.update_staff(
         session=session, tenant=tenant, staff_id=staff_id,
@@ -71,7 +72,7 @@ def update_staff(
                      "description": "JPEG, PNG, WebP or HEIC photo of the staff member, 10 MB; "
                                     "kept as a 512 px square."},
         }}}}}})
-async def upload_staff_photo(staff_id: int, request: Request, session: SessionDep,
+async def upload_staff_photo(staff_id: Id, request: Request, session: SessionDep,
                              tenant: TenantDep) -> StaffRead:
     """The photo on the staff card of visit reports."""
     await run_in_threadpool(service.get_staff, session=session, tenant_id=tenant.id,
@@ -87,12 +88,12 @@ async def upload_staff_photo(staff_id: int, request: Request, session: SessionDe
 
 
 @staff_router.delete("/{staff_id}", status_code=204)
-def delete_staff(staff_id: int, session: SessionDep, tenant: TenantDep) -> Response:
+def delete_staff(staff_id: Id, session: SessionDep, tenant: TenantDep) -> Response:
     service.delete_staff(session=session, tenant_id=tenant.id, staff_id=staff_id)
     return Response(status_code=204)
 
 
-@visit_router.post("", response_model=VisitRead, status_code=201)
+@visit_router.post("", response_model=VisitRead, status_code=201, responses=refusals(404))
 def create_visit(body: VisitCreate, session: SessionDep, tenant: TenantDep) -> VisitRead:
     return VisitRead.model_validate(
         service.create_visit(session=session, tenant=tenant, **body.model_dump())
@@ -101,9 +102,9 @@ def create_visit(body: VisitCreate, session: SessionDep, tenant: TenantDep) -> V
 
 @visit_router.get("", response_model=VisitPage)
 def list_visits(
-    session: SessionDep, tenant: TenantDep, page: PageDep, customer_id: int | None = None,
-    staff_id: int | None = None, service_type: str | None = None,
-    finished_after: AwareDatetime | None = None, finished_before: AwareDatetime | None = None,
+    session: SessionDep, tenant: TenantDep, page: PageDep, customer_id: Id | None = None,
+    staff_id: Id | None = None, service_type: str | None = None,
+    finished_after: Instant | None = None, finished_before: Instant | None = None,
 ) -> VisitPage:
     items, total = service.list_visits(
         session=session, tenant_id=tenant.id, page=page, customer_id=customer_id,
@@ -115,7 +116,7 @@ def list_visits(
 
 
 @visit_router.get("/{visit_id}", response_model=VisitRead)
-def read_visit(visit_id: int, session: SessionDep, tenant: TenantDep) -> VisitRead:
+def read_visit(visit_id: Id, session: SessionDep, tenant: TenantDep) -> VisitRead:
     return VisitRead.model_validate(
         service.get_visit(session=session, tenant_id=tenant.id, visit_id=visit_id)
     )
@@ -123,7 +124,7 @@ def read_visit(visit_id: int, session: SessionDep, tenant: TenantDep) -> VisitRe
 
 @visit_router.patch("/{visit_id}", response_model=VisitRead)
 def update_visit(
-    visit_id: int, body: VisitUpdate, session: SessionDep, tenant: TenantDep,
+    visit_id: Id, body: VisitUpdate, session: SessionDep, tenant: TenantDep,
 ) -> VisitRead:
     return VisitRead.model_validate(service.update_visit(
         session=session, tenant=tenant, visit_id=visit_id,
@@ -132,6 +133,6 @@ def update_visit(
 
 
 @visit_router.delete("/{visit_id}", status_code=204)
-def delete_visit(visit_id: int, session: SessionDep, tenant: TenantDep) -> Response:
+def delete_visit(visit_id: Id, session: SessionDep, tenant: TenantDep) -> Response:
     service.delete_visit(session=session, tenant_id=tenant.id, visit_id=visit_id)
     return Response(status_code=204)

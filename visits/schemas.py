@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from huifang.fields import Cents, Id, Instant
 
 
 class StaffCreate(BaseModel):
@@ -43,23 +45,23 @@ class StaffPage(BaseModel):
 
 
 class VisitCreate(BaseModel):
-    customer_id: int
-    staff_id: int | None = None
+    customer_id: Id
+    staff_id: Id | None = None
     service_type: str = Field(min_length=1, max_length=64, examples=["ac_cleaning", "空调清洗"])
     areas: list[str] = Field(default_factory=list, max_length=30, examples=[["客厅", "厨房"]])
-    scheduled_at: AwareDatetime | None = None
-    finished_at: AwareDatetime | None = None
-    amount_cents: int | None = Field(default=None, ge=0)
+    scheduled_at: Instant | None = None
+    finished_at: Instant | None = None
+    amount_cents: Cents | None = None
     notes: str | None = Field(default=None, max_length=2000)
 
 
 class VisitUpdate(BaseModel):
-    staff_id: int | None = None
+    staff_id: Id | None = None
     service_type: str | None = Field(default=None, min_length=1, max_length=64)
     areas: list[str] | None = Field(default=None, max_length=30)
-    scheduled_at: AwareDatetime | None = None
-    finished_at: AwareDatetime | None = None
-    amount_cents: int | None = Field(default=None, ge=0)
+    scheduled_at: Instant | None = None
+    finished_at: Instant | None = None
+    amount_cents: Cents | None = None
     notes: str | None = Field(default=None, max_length=2000)
 
 

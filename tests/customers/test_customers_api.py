@@ -139,3 +139,18 @@ def test_validation_errors_read_as_a_sentence(client, account):
     body = response.json()
     assert "phone: Field required" in body["detail"]
     assert {tuple(e["loc"]) for e in body["errors"]} >= {("body", "phone")}
+
+
+@pytest.mark.parametrize("zone", ["A" * 300, "Europe/" + "x" * 300])
+def test_a_long_time_zone_is_a_422_on_create_and_on_update(client, account, zone):
+    created = client.post("/v1/customers", headers=account.headers,
+                          json={"name": "王女士", "phone": "13800138000", "timezone": zone})
+    assert created.status_code == 422, created.text[:300]
+    assert created.json()["detail"].startswith("timezone: ")
+    own = client.post("/v1/customers", headers=account.headers,
+                      json={"name": "王女士", "phone": "13800138000"}).json()
+    updated = client.patch(f"/v1/customers/{own['id']}", headers=account.headers,
+                           json={"timezone": zone})
+    assert updated.status_code == 422, updated.text[:300]
+    assert client.get(f"/v1/customers/{own['id']}",
+                      headers=account.headers).json()["timezone"] == "Asia/Shanghai"

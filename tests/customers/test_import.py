@@ -520,3 +520,16 @@ def test_ten_thousand_rows_import_in_seconds(client, account):
     assert client.get("/v1/customers?limit=1", headers=account.headers).json()["total"] == 10_000
     tagged = client.get("/v1/customers?limit=1&tag=有宠物", headers=account.headers).json()
     assert tagged["total"] == 3334
+
+
+def test_a_time_zone_too_long_for_a_file_name_is_a_rejected_row(client, account):
+    data = csv_file([
+        ["姓名", "手机号", "时区"],
+        ["王女士", "13800138000", "Asia/" + "x" * 300],
+        ["陈女士", "13700137000", "Asia/Shanghai"],
+    ])
+
+    report = imported(client, account, data)
+
+    assert statuses(report) == [(2, "rejected"), (3, "imported")]
+    assert "time zone" in report["rows"][0]["reason"]

@@ -255,3 +255,10 @@ def test_a_photo_that_breaks_processing_ends_failed_with_a_reason(client, sessio
     media_service.process_media(session=session, media_id=created["id"])
     assert client.get(f"/v1/media/{created['id']}", headers=account.headers).json()[
         "status"] == "failed"
+
+
+def test_a_nul_in_a_form_field_is_a_422_not_a_database_error(client, account, visit):
+    response = upload(client, account, visit.id, phone_jpeg(), area="客\x00厅")
+    assert response.status_code == 422, response.text[:300]
+    assert "NUL" in response.json()["detail"] and "'area'" in response.json()["detail"]
+    assert client.get(f"/v1/visits/{visit.id}/media", headers=account.headers).json() == []

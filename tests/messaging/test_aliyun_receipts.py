@@ -132,6 +132,22 @@ def test_a_malformed_push_is_refused_with_a_sentence(hooks, session, account, bo
     assert "JSON array" in answer.json()["detail"]
 
 
+@pytest.mark.parametrize("kind", ["report", "reply"])
+@pytest.mark.parametrize("text", ['"\\ud800"', '"a\\u0000b"'])
+def test_a_push_with_text_no_column_can_hold_is_a_422_not_a_server_error(
+    hooks, session, account, kind, text
+):
+    customer = _customer(session, account)
+    message = _sent(session, account, customer)
+    item = (f'{{"biz_id": {text}, "success": true}}' if kind == "report" else
+            f'{{"sequence_id": "7", "phone_number": "13800138000", "content": {text}}}')
+    answer = hooks.post(f"/hooks/aliyun/{tenancy.hook_key(account.tenant.id)}/{kind}",
+                        content=f"[{item}]", headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text[:300]
+    assert answer.json()["errors"][0]["loc"][:2] == ["body", 0]
+    assert _status(session, message) == "sent"
+
+
 def test_twilio_codes_that_speak_of_the_number_suppress_it(session, account):
     unreachable = _customer(session, account, "13800138001")
     blocked = _customer(session, account, "13800138002")

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from customers import service as customers
-from huifang.errors import Conflict
+from huifang.errors import Conflict, Invalid
 from messaging import booking
 from messaging.models import Booking, Message, ShortLink
 from tenancy import service as tenancy
@@ -83,6 +83,14 @@ def test_a_slot_holds_as_many_visits_as_there_is_staff(session, account, custome
 
 def _slots(page_text: str) -> list[str]:
     return re.findall(r'name="slot" value="([^"]+)"', page_text)
+
+
+def test_a_note_no_column_can_hold_is_refused_with_a_sentence(session, account, link):
+    start = booking.free_slots(session=session, tenant=account.tenant, now=MONDAY_9_CN)[0][0]
+    with pytest.raises(Invalid, match="备注"):
+        booking.book(session=session, link=link, slot_start=start, note="下午\x00在家",
+                     now=MONDAY_9_CN)
+    assert session.scalars(select(Booking)).all() == []
 
 
 def test_the_booking_page_counts_clicks_and_takes_a_time(client, session, account, link,

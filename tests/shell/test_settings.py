@@ -95,3 +95,8 @@ def test_the_cli_refuses_to_start_with_one_sentence_not_a_traceback(tmp_path):
     assert "Traceback" not in done.stderr + done.stdout
     [line] = [text for text in done.stderr.splitlines() if text.strip()]
     assert "only one Twilio sender" in line and "HUIFANG_TWILIO_FROM_NUMBER" in line
+
+
+def test_a_default_timezone_too_long_for_a_file_name_is_refused_with_a_sentence():
+    with pytest.raises(ValidationError, match="IANA"):
+        Settings(_env_file=None, default_timezone="A" * 300)
