@@ -16,17 +16,27 @@ from campaigns.api import router as campaigns_router
 from compliance.api import router as compliance_router
 from customers.api import router as customers_router
 from huifang import ops, throttle
+from huifang.bodies import STREAMED, BodyLimit, BodyLimitMiddleware, KeyRequired
 from huifang.db import Database
+from huifang.deps import MISSING_KEY
 from huifang.errors import HuifangError
 from huifang.logs import RequestIdMiddleware
 from huifang.metrics import MetricsMiddleware
+from huifang.settings import get_settings
 from media.api import public_router as media_public_router
 from media.api import router as media_router
+from messaging import webhooks
 from messaging.api import public_router as messaging_public_router
 from messaging.api import router as messaging_router
 from messaging.webhooks import router as messaging_webhooks_router
+from tenancy import service as tenancy
 from tenancy.api import router as tenancy_router
 from visits.api import staff_router, visit_router
+
+# A JSON request of the API is a few KB; a megabyte leaves room and bounds what a stranger
+# can make us read before the key is checked.
+JSON_MAX_BYTES = 1024 * 1024
+MULTIPART_SLACK = 64 * 1024  # a multipart form's boundaries and small fields around the file
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -95,6 +105,21 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(messaging_public_router)
     app.include_router(ops.router)
 
+    settings = get_settings()
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limits=[
+            BodyLimit("/hooks/", webhooks.MAX_BODY_BYTES, "A webhook"),
+            # These stream their upload and count it against their own caps as it arrives.
+            BodyLimit("/v1/visits/{visit_id}/media", STREAMED),
+            BodyLimit("/v1/watermark/logo", STREAMED),
+            BodyLimit("/v1/staff/{staff_id}/photo", STREAMED),
+            BodyLimit("/v1/customers/import", settings.import_max_bytes, "A customer list",
+                      slack=MULTIPART_SLACK),
+        ],
+        default=BodyLimit("/", JSON_MAX_BYTES, "A request"),
+        key=KeyRequired("/v1/", tenancy.KEY_PREFIX, MISSING_KEY),
+    )
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
