@@ -1,4 +1,5 @@
-"""The HTTP application: composes each domain's router, errors, logging and metrics."""
+"""The HTTP application: composes each domain's router, errors, logging and metrics, the
+body caps and the security headers."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from huifang import ops, throttle
 from huifang.bodies import STREAMED, BodyLimit, BodyLimitMiddleware, KeyRequired
 from huifang.db import Database
 from huifang.deps import MISSING_KEY
+from huifang.docs import add_docs
 from huifang.errors import HuifangError
+from huifang.headers import SecurityHeadersMiddleware, csp, page_directives
 from huifang.logs import RequestIdMiddleware
 from huifang.metrics import MetricsMiddleware
 from huifang.settings import get_settings
@@ -64,6 +67,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
         version=huifang.__version__,
         description="Follow-up messaging for home-service companies.",
         lifespan=lifespan or default_lifespan,
+        docs_url=None, redoc_url=None,  # add_docs serves them without a CDN
     )
     app.state.database = database
 
@@ -104,6 +108,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(media_public_router)
     app.include_router(messaging_public_router)
     app.include_router(ops.router)
+    add_docs(app)
 
     settings = get_settings()
     app.add_middleware(
@@ -120,6 +125,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
         default=BodyLimit("/", JSON_MAX_BYTES, "A request"),
         key=KeyRequired("/v1/", tenancy.KEY_PREFIX, MISSING_KEY),
     )
+    app.add_middleware(SecurityHeadersMiddleware,
+                       page_csp=csp(page_directives(settings.public_url)))
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
