@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from customers import service as customers
+from huifang import throttle
 from media import report as reports
 from media import service as media_service
 from media.upload import stage_bytes
@@ -98,3 +99,11 @@ def test_json_answers_are_not_sniffed(client, account):
     answer = client.get("/v1/tenant", headers=account.headers)
     assert answer.headers["x-content-type-options"] == "nosniff"
     assert "content-security-policy" not in answer.headers
+
+
+def test_the_too_many_requests_page_carries_them_too(client):
+    for _ in range(throttle.PAGE_VIEWS.amount):
+        assert client.get("/v/NOSUCHCODE").status_code == 404
+    refused = client.get("/v/NOSUCHCODE")
+    assert refused.status_code == 429
+    assert_protected(refused)
