@@ -194,6 +194,9 @@ def _check_mms(session: Session, tenant: Tenant, data: object) -> dict[str, Any]
             "image_url": image_url}
 
 
+PICTURE_KINDS = ("mms", "display")  # a photo's MMS picture, its display copy when it has none
+
+
 def _picture_url(session: Session, tenant_id: int, media_id: int) -> str:
     """The public address of a photo's MMS picture (its display copy when it has none)."""
     media = session.get(Media, media_id)
@@ -201,13 +204,30 @@ def _picture_url(session: Session, tenant_id: int, media_id: int) -> str:
         raise Invalid(f"There is no media {media_id} in this company to attach to the MMS.")
     found = session.execute(
         select(Rendition.kind, Rendition.token).where(
-            Rendition.media_id == media_id, Rendition.kind.in_(("mms", "display")))).all()
+            Rendition.media_id == media_id, Rendition.kind.in_(PICTURE_KINDS))).all()
     tokens = dict(cast(Iterable[tuple[str, str]], found))
     token = tokens.get("mms") or tokens.get("display")
     if token is None:
         raise Invalid(f"Media {media_id} has no picture ready for MMS yet (it may still be "
                       f"processing, or it is not a photo); try again in a minute.")
     return f"{get_settings().public_url}/m/{token}.jpg"
+
+
+def picture_in_use(*, session: Session, rendition: Rendition) -> bool:
+    """Whether a campaign that may still send (not archived) has this rendition as its MMS
+    picture: its messages carry the picture's public link, which providers fetch at send."""
+    if rendition.kind not in PICTURE_KINDS:
+        return False
+    variants = session.scalars(select(Campaign.mms).where(
+        Campaign.tenant_id == rendition.tenant_id, Campaign.status != ARCHIVED))
+    if not any(isinstance(v, dict) and v.get("image_media_id") == rendition.media_id
+               for v in variants):
+        return False
+    try:
+        return _picture_url(session, rendition.tenant_id, rendition.media_id).endswith(
+            f"/m/{rendition.token}.jpg")
+    except Invalid:
+        return False
 
 
 def _service_type(value: object) -> str | None:

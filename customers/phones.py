@@ -80,3 +80,20 @@ def display(e164: str) -> str:
     return phonenumbers.format_number(
         phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.NATIONAL
     )
+
+
+def masked(e164: str) -> str:
+    """A number with all but its last four digits hidden (``+86 ••• •••• 8000``)."""
+    try:
+        prefix, national = f"+{phonenumbers.parse(e164).country_code} ", display(e164)
+    except phonenumbers.NumberParseException:
+        prefix, national = "", e164
+    shown = sum(ch.isdigit() for ch in national) - 4
+    out = []
+    for ch in national:
+        if ch.isdigit():
+            out.append("•" if shown > 0 else ch)
+            shown -= 1
+        else:
+            out.append(ch)
+    return prefix + "".join(out)

@@ -1,4 +1,5 @@
-"""The HTTP application: composes each domain's router, errors, logging and metrics."""
+"""The HTTP application: composes each domain's router, errors, logging and metrics, the
+body caps and the security headers."""
 
 from __future__ import annotations
 
@@ -17,17 +18,29 @@ from compliance.api import router as compliance_router
 from customers.api import router as customers_router
 from huifang import deps, ops, throttle
 from huifang import openapi as api_document
+from huifang.bodies import STREAMED, BodyLimit, BodyLimitMiddleware, KeyRequired
 from huifang.db import Database
+from huifang.deps import MISSING_KEY
+from huifang.docs import add_docs
 from huifang.errors import HuifangError
+from huifang.headers import SecurityHeadersMiddleware, csp, page_directives
 from huifang.logs import RequestIdMiddleware
 from huifang.metrics import MetricsMiddleware
+from huifang.settings import get_settings
 from media.api import public_router as media_public_router
 from media.api import router as media_router
+from messaging import webhooks
 from messaging.api import public_router as messaging_public_router
 from messaging.api import router as messaging_router
 from messaging.webhooks import router as messaging_webhooks_router
+from tenancy import service as tenancy
 from tenancy.api import router as tenancy_router
 from visits.api import staff_router, visit_router
+
+# A JSON request of the API is a few KB; a megabyte leaves room and bounds what a stranger
+# can make us read before the key is checked.
+JSON_MAX_BYTES = 1024 * 1024
+MULTIPART_SLACK = 64 * 1024  # a multipart form's boundaries and small fields around the file
 
 
 def _printable(part: Any) -> str | int:
@@ -77,6 +90,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
         lifespan=lifespan or default_lifespan,
         # Before any other check: text no column can hold is refused where it is read.
         dependencies=[Depends(deps.refuse_unstorable_text)],
+        docs_url=None, redoc_url=None,  # add_docs serves them without a CDN
     )
     app.state.database = database
 
@@ -120,7 +134,25 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(media_public_router)
     app.include_router(messaging_public_router)
     app.include_router(ops.router)
+    add_docs(app)
 
+    settings = get_settings()
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limits=[
+            BodyLimit("/hooks/", webhooks.MAX_BODY_BYTES, "A webhook"),
+            # These stream their upload and count it against their own caps as it arrives.
+            BodyLimit("/v1/visits/{visit_id}/media", STREAMED),
+            BodyLimit("/v1/watermark/logo", STREAMED),
+            BodyLimit("/v1/staff/{staff_id}/photo", STREAMED),
+            BodyLimit("/v1/customers/import", settings.import_max_bytes, "A customer list",
+                      slack=MULTIPART_SLACK),
+        ],
+        default=BodyLimit("/", JSON_MAX_BYTES, "A request"),
+        key=KeyRequired("/v1/", tenancy.KEY_PREFIX, MISSING_KEY),
+    )
+    app.add_middleware(SecurityHeadersMiddleware,
+                       page_csp=csp(page_directives(settings.public_url)))
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -72,6 +72,7 @@ UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `huifang tenant create`.")
+MISSING_KEY = "Send your API key as 'Authorization: Bearer hf_…'."
 
 
 def current_tenant(
@@ -80,10 +81,7 @@ def current_tenant(
 ) -> Tenant:
     """The tenant whose API key is in ``Authorization: Bearer``; 401 otherwise."""
     if credentials is None:
-        raise HTTPException(
-            401, "Send your API key as 'Authorization: Bearer hf_…'.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise HTTPException(401, MISSING_KEY, headers={"WWW-Authenticate": "Bearer"})
     tenant = tenancy.authenticate(session=session, key=credentials.credentials)
     if tenant is None:
         raise HTTPException(

@@ -7,6 +7,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from campaigns import service as campaigns
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.errors import NotFound
@@ -15,7 +16,7 @@ from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.throttle import PublicLimit
 from huifang.worker import enqueue
-from media import mms, recaps, service, tasks
+from media import mms, recaps, service, storage, tasks
 from media import report as reports
 from media.models import PROCESSING
 from media.schemas import (
@@ -145,18 +146,34 @@ async def upload_logo(request: Request, session: SessionDep,
     return WatermarkTemplateRead.of(template)
 
 
+# How long a cache may keep a rendition that no valid report holds: the company's own view
+# of a visit before its report, or a campaign's MMS picture, which must not outlive the campaign.
+UNBOUND_MAX_AGE = 3600
+YEAR = 31_536_000
+
+
 @public_router.get("/m/{name}", response_class=FileResponse, include_in_schema=False)
 def public_rendition(name: str, session: SessionDep) -> FileResponse:
     """A rendition by its unguessable token (report pages, MMS): ``/m/{token}.jpg`` for an
-    image, ``/m/{token}.mp4`` for a clip's video. Originals are never here."""
+    image, ``/m/{token}.mp4`` for a clip's video. Originals are never here.
+
+    A rendition of a visit with a report lives as long as the report (410 after), unless a
+    campaign that can still send has it as its MMS picture.
+    """
     rendition = service.rendition_for_link(session=session, name=name)
     if rendition is None:
         raise NotFound("This image or video link is not valid.")
-    from media import storage
-
+    now = utcnow()
+    until = service.link_expires_at(session=session, rendition=rendition)
+    if until is not None and until > now:
+        cache = f"public, max-age={min(int((until - now).total_seconds()), YEAR)}, immutable"
+    elif until is None or campaigns.picture_in_use(session=session, rendition=rendition):
+        cache = f"public, max-age={UNBOUND_MAX_AGE}"
+    else:
+        raise HTTPException(410, "The report this photo belongs to has expired; ask the "
+                                 "company for a new one.")
     return FileResponse(storage.resolve(rendition.path), media_type=rendition.content_type,
-                        headers={"Cache-Control": "public, max-age=31536000, immutable",
-                                 "X-Content-Type-Options": "nosniff"})
+                        headers={"Cache-Control": cache})
 
 
 _HTML: dict[str, Any] = {"text/html": {"schema": {"type": "string"}}}
@@ -178,13 +195,12 @@ def verify_page(code: str, session: SessionDep) -> HTMLResponse:
 # --- visit reports -----------------------------------------------------------------------
 ProfileName = Literal["twilio", "aliyun", "console", "sms"]
 Month = Annotated[int, PathParam(ge=1, le=12, description="1 (January) to 12 (December).")]
-# The report page loads nothing from elsewhere and runs no script.
+# The report page loads nothing from elsewhere, runs no script and posts no form: tighter
+# than the pages' default CSP (huifang.headers, which adds the other security headers).
 REPORT_PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; media-src 'self'; "
                                "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
                                "frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
     # The page must answer 410 once it expires, so no cache may keep it past a revisit.
     "Cache-Control": "private, no-cache",
 }
@@ -297,5 +313,4 @@ def report_file(token: str, name: str, session: SessionDep) -> FileResponse:
     # Names change with every build, so a file never changes under its name; but it must
     # not outlive the report in a cache.
     return FileResponse(path, media_type=content_type, headers={
-        "Cache-Control": f"public, max-age={max(0, min(left, 31_536_000))}, immutable",
-        "X-Content-Type-Options": "nosniff"})
+        "Cache-Control": f"public, max-age={max(0, min(left, 31_536_000))}, immutable"})

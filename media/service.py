@@ -30,6 +30,7 @@ from media.models import (
     READY,
     Media,
     Rendition,
+    Report,
     WatermarkTemplate,
 )
 from media.upload import StagedUpload
@@ -485,8 +486,13 @@ def verification_facts(*, session: Session, media: Media) -> dict[str, object]:
     assert visit is not None and tenant is not None
     staff = session.get(Staff, visit.staff_id) if visit.staff_id else None
     zone = ZoneInfo(tenant.timezone)
-    # A clip is shown by its poster frame, which carries the same watermark.
+    # A clip is shown by its poster frame, which carries the same watermark; the photo only
+    # while its report is valid (the facts stay).
     display = next((r for r in media.renditions if r.kind in ("display", "poster")), None)
+    if display is not None:
+        until = link_expires_at(session=session, rendition=display)
+        if until is not None and until <= utcnow():
+            display = None
     return {
         "company": tenant.name,
         "service": visit.service_label,
@@ -508,6 +514,14 @@ def rendition_by_token(*, session: Session, token: str) -> Rendition | None:
     if not 8 <= len(token) <= 32:
         return None
     return session.scalars(select(Rendition).where(Rendition.token == token)).first()
+
+
+def link_expires_at(*, session: Session, rendition: Rendition) -> dt.datetime | None:
+    """When the public link of a rendition stops serving it for a report: the expiry of its
+    visit's report (rebuilding the report renews it). None while the visit has no report:
+    then only the company has been given the link."""
+    return session.scalar(select(Report.expires_at).join(Media, Media.visit_id == Report.visit_id)
+                          .where(Media.id == rendition.media_id))
 
 
 def rendition_for_link(*, session: Session, name: str) -> Rendition | None:

@@ -5,12 +5,19 @@ import uuid
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBasic,
+    HTTPBasicCredentials,
+    HTTPBearer,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from customers import phones
 from customers import service as customers
 from customers.models import Customer
 from huifang.db import utcnow
@@ -18,6 +25,7 @@ from huifang.deps import SessionDep, TenantDep
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.fields import Id
 from huifang.openapi import refusals
+from huifang.headers import csp, page_directives
 from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.throttle import PublicLimit, per_link
@@ -36,6 +44,7 @@ from messaging.schemas import (
     ReplySimulate,
     ReplyUpdate,
 )
+from tenancy import service as tenancy
 from tenancy.models import Tenant
 from visits import service_types
 
@@ -69,19 +78,52 @@ def retry_message(message_id: Id, session: SessionDep, tenant: TenantDep) -> Mes
     return MessageRead.model_validate(message)
 
 
-@public_router.get("/console", response_class=HTMLResponse, include_in_schema=False)
-def console(session: SessionDep) -> HTMLResponse:
-    """What the console provider 'sent', as the customers would see it (never in production)."""
+def _console_on() -> None:
     settings = get_settings()
     if settings.sms_provider != "console" or settings.environment == "production":
         raise NotFound("The console is only there when messages go to the console provider.")
+
+
+_console_basic = HTTPBasic(auto_error=False, realm="Huifang console",
+                           description="Any user name, and an API key as the password.")
+_console_bearer = HTTPBearer(auto_error=False)
+CONSOLE_KEY = ("The console shows one company's messages: sign in with the company's API key as "
+               "the password (any user name), or send 'Authorization: Bearer hf_…'.")
+
+
+def console_tenant(
+    _: Annotated[None, Depends(_console_on)], session: SessionDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_console_bearer)],
+    basic: Annotated[HTTPBasicCredentials | None, Depends(_console_basic)],
+) -> Tenant:
+    """The company whose key came as a bearer token or, from a browser's sign-in prompt, as
+    the Basic password; a key in the address would end up in logs and histories."""
+    key = bearer.credentials if bearer else basic.password if basic else ""
+    tenant = tenancy.authenticate(session=session, key=key) if key else None
+    if tenant is None:
+        raise HTTPException(401, CONSOLE_KEY, headers={
+            "WWW-Authenticate": 'Basic realm="Huifang console", charset="UTF-8"'})
+    return tenant
+
+
+@public_router.get("/console", response_class=HTMLResponse, include_in_schema=False)
+def console(session: SessionDep, tenant: Annotated[Tenant, Depends(console_tenant)]
+            ) -> HTMLResponse:
+    """What the console provider 'sent' for this company, as its customers would see it
+    (numbers shown by their last four digits; never in production)."""
     rows = session.execute(
         select(Message, Customer.phone).join(Customer, Customer.id == Message.customer_id)
-        .where(Message.provider == "console").order_by(Message.id.desc()).limit(100)).all()
-    messages = [{"to": phone, "at": (m.sent_at or m.updated_at).strftime("%Y-%m-%d %H:%M"),
+        .where(Message.tenant_id == tenant.id, Message.provider == "console")
+        .order_by(Message.id.desc()).limit(100)).all()
+    messages = [{"to": phones.masked(phone),
+                 "at": (m.sent_at or m.updated_at).strftime("%Y-%m-%d %H:%M"),
                  "status": m.status, "text": m.text, "body": m.body, "media_urls": m.media_urls}
                 for m, phone in rows]
-    return HTMLResponse(render("messaging", "console.html", messages=messages))
+    # Campaign pictures may live on any https address; everything else is the default.
+    policy = page_directives(get_settings().public_url)
+    policy["img-src"] += " https:"
+    return HTMLResponse(render("messaging", "console.html", company=tenant.name,
+                               messages=messages), headers={"Content-Security-Policy": csp(policy)})
 
 
 @router.get("/replies", response_model=list[ReplyRead], tags=["replies"],

@@ -17,6 +17,8 @@ Aliyun pushes carry no signature. Each company gets its own unguessable path ins
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -42,6 +44,9 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 router = APIRouter(tags=["webhooks"])
+
+# The most a provider posts at once: an Aliyun push of ALIYUN_MAX_ITEMS items, with room.
+MAX_BODY_BYTES = 512 * 1024
 
 SIGNATURE_HEADER = twilio.SIGNATURE_HEADER
 # The status callback URL may name our message (``?message_id=``): a send that timed out
@@ -155,12 +160,37 @@ async def twilio_inbound(request: Request, unit: UnitOfWorkDep) -> Response:
 # What Aliyun expects back within 700 ms; anything else makes it retry at 1, 5 and 10 min.
 ALIYUN_TAKEN = {"code": 0, "msg": "成功"}
 ALIYUN_MAX_ITEMS = 1000
+# A push is a flat array of flat objects. Python's parser recurses once per level, and a few
+# thousand brackets would exhaust the stack, so deeper text is refused before it is parsed.
+ALIYUN_MAX_DEPTH = 4
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def nests_deeper_than(text: bytes, limit: int) -> bool:
+    """Whether JSON text nests arrays and objects more than ``limit`` deep (strings skipped)."""
+    brackets = _JSON_STRING.sub(b"", text).translate(None, _NOT_BRACKETS)
+    if brackets.count(b"[") + brackets.count(b"{") <= limit:
+        return False
+    depth = 0
+    for byte in brackets:
+        if byte in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 async def _aliyun_items(request: Request) -> list[dict[str, Any]]:
     """The pushed JSON array (a lone object is taken as one item); 400 for anything else."""
+    text = await request.body()
+    if nests_deeper_than(text, ALIYUN_MAX_DEPTH):
+        raise HTTPException(400, "An Aliyun push must be a flat JSON array of reports; this "
+                                 f"one nests more than {ALIYUN_MAX_DEPTH} levels deep.")
     try:
-        body = await request.json()
+        body = json.loads(text)
     except ValueError:
         raise HTTPException(400, "An Aliyun push must be a JSON array of reports.") from None
     items = [body] if isinstance(body, dict) else body
@@ -263,9 +293,16 @@ _ALIYUN: dict[str, Any] = {
 }
 
 
+def _known_hook_key(key: str) -> None:
+    """404 for a path that is not one of ours, before its body is read."""
+    if not tenancy.is_hook_key(key):
+        raise HTTPException(404, "Not found.")
+
+
 @router.post("/hooks/aliyun/{key}/reply", **_ALIYUN)
 async def aliyun_reply(key: str, request: Request, unit: UnitOfWorkDep) -> JSONResponse:
     """Aliyun SmsUp push: customers' replies to this company, answered ``{"code":0}``."""
+    _known_hook_key(key)
     items = await _aliyun_items(request)
     return _aliyun_answer(
         await committed(unit, lambda session: _apply_aliyun_replies(session, key, items)))
@@ -274,9 +311,10 @@ async def aliyun_reply(key: str, request: Request, unit: UnitOfWorkDep) -> JSONR
 @router.post("/hooks/aliyun/{key}/report", **_ALIYUN)
 async def aliyun_report(key: str, request: Request, unit: UnitOfWorkDep) -> JSONResponse:
     """Aliyun SmsReport push: a JSON array of delivery reports, answered ``{"code":0}``."""
+    _known_hook_key(key)
     items = await _aliyun_items(request)
     return _aliyun_answer(
         await committed(unit, lambda session: _apply_aliyun_reports(session, key, items)))
 
 
-__all__ = ["committed", "router"]
+__all__ = ["MAX_BODY_BYTES", "committed", "router"]

@@ -66,14 +66,20 @@ def hook_key(tenant_id: int) -> str:
     return f"{tenant_id}.{mac}"
 
 
-def tenant_for_hook_key(*, session: Session, key: str) -> Tenant | None:
-    """The company a webhook path belongs to, or None for a key that is not one of ours."""
+def is_hook_key(key: str) -> bool:
+    """Whether a webhook path's key is one we made (its MAC checks out); no database needed,
+    so a wrong path is refused before its body is read."""
     tenant_id, _, _mac = key.partition(".")
     if not (tenant_id.isascii() and tenant_id.isdigit() and len(tenant_id) < 19):
+        return False
+    return hmac.compare_digest(hook_key(int(tenant_id)).encode(), key.encode("utf-8", "replace"))
+
+
+def tenant_for_hook_key(*, session: Session, key: str) -> Tenant | None:
+    """The company a webhook path belongs to, or None for a key that is not one of ours."""
+    if not is_hook_key(key):
         return None
-    if not hmac.compare_digest(hook_key(int(tenant_id)).encode(), key.encode("utf-8", "replace")):
-        return None
-    return session.get(Tenant, int(tenant_id))
+    return session.get(Tenant, int(key.partition(".")[0]))
 
 
 def update_tenant(*, session: Session, tenant: Tenant, **changes: object) -> Tenant:

@@ -188,3 +188,26 @@ def test_carrier_quiet_hours_is_named_and_not_a_suppression(session, account):
     assert (fresh.status, fresh.status_reason) == ("undelivered", "carrier_quiet_hours")
     assert compliance.active_suppression(session=session, tenant=account.tenant,
                                          phone=customer.phone) is None
+
+
+@pytest.mark.parametrize("kind", ["reply", "report"])
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_deeply_nested_json_is_refused_with_a_sentence(hooks, account, kind, depth):
+    path = f"/hooks/aliyun/{tenancy.hook_key(account.tenant.id)}/{kind}"
+    answer = hooks.post(path, content="[" * depth + "]" * depth,
+                        headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == ("An Aliyun push must be a flat JSON array of reports; "
+                                       "this one nests more than 4 levels deep.")
+
+
+def test_brackets_inside_texts_are_not_nesting(hooks, session, account):
+    customer = _customer(session, account)
+    path = f"/hooks/aliyun/{tenancy.hook_key(account.tenant.id)}/reply"
+    item = {"phone_number": customer.phone.removeprefix("+86"), "sequence_id": "88001",
+            "content": '[[[[[[{{{{ "\\"[[[[', "send_time": "2026-11-23 10:00:00"}
+    answer = hooks.post(path, json=[item])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["code"] == 0
+    replies = hooks.get("/v1/replies", headers=account.headers).json()
+    assert [r["body"] for r in replies] == [item["content"]]
