@@ -24,8 +24,8 @@ from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.fields import Id
-from huifang.openapi import refusals
 from huifang.headers import csp, page_directives
+from huifang.openapi import refusals
 from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.throttle import PublicLimit, per_link
