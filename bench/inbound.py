@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import os
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -34,7 +32,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 import psycopg
 from sqlalchemy.engine import make_url
 from twilio.request_validator import RequestValidator
@@ -43,6 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scratch import scratch_database
+from serving import (
+    Connection,
+    free_port,
+    http_request,
+    server_cpu_seconds,
+    start_server,
+)
 
 from customers import service as customers
 from customers.importer import ImportedRow
@@ -53,12 +57,6 @@ from tenancy import service as tenancy
 TOKEN = "bench-auth-token-0123456789abcdef"
 PATH = "/hooks/twilio/inbound"
 CHECK_CONNECTIONS = 16
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def prepare(url: str, count: int) -> list[str]:
@@ -82,63 +80,25 @@ def checkpoint(url: str) -> None:
         database.dispose()
 
 
-def start_server(url: str, port: int, redis_url: str | None, workers: int
-                 ) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, HUIFANG_DATABASE_URL=url, HUIFANG_TWILIO_AUTH_TOKEN=TOKEN,
-               HUIFANG_PUBLIC_URL=f"http://127.0.0.1:{port}", HUIFANG_LOG_LEVEL="WARNING",
-               HUIFANG_SMS_PROVIDER="console")
-    if redis_url:
-        env["HUIFANG_REDIS_URL"] = redis_url
-    else:
-        env.pop("HUIFANG_REDIS_URL", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "huifang.asgi:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log",
-         "--timeout-keep-alive", "60", "--workers", str(workers)], env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit("the server did not come up within 60 s")
-
-
 class Connections:
-    """Keep-alive HTTP/1.1 connections to the server, written by hand.
+    """Keep-alive connections to the server, as many as there are requests in flight.
 
-    The load generator shares the machine's two cores with the server, PostgreSQL and
-    Redis; httpx spent about 4 ms of CPU per request here, which showed up as the server's
-    latency. Requests are built (and signed, by Twilio's own validator) before the clock
-    starts; sending one is a write and a read.
+    Requests are built (and signed, by Twilio's own validator) before the clock starts.
     """
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[Connection] = []
 
     async def post(self, request: bytes) -> int:
-        if self.idle:
-            reader, writer = self.idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        await reader.readexactly(length)
-        self.idle.append((reader, writer))
+        connection = self.idle.pop() if self.idle else Connection(self.port)
+        status, _ = await connection.exchange(request)
+        self.idle.append(connection)
         return status
 
     def close(self) -> None:
-        for _, writer in self.idle:
-            writer.close()
+        for connection in self.idle:
+            connection.close()
 
 
 def signed_request(port: int, phone: str) -> bytes:
@@ -147,10 +107,8 @@ def signed_request(port: int, phone: str) -> bytes:
             "To": "+15005550006", "Body": "STOP", "NumMedia": "0"}
     body = urlencode(form).encode()
     signature = RequestValidator(TOKEN).compute_signature(url, form)
-    return (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            "Content-Type: application/x-www-form-urlencoded\r\n"
-            f"Content-Length: {len(body)}\r\nX-Twilio-Signature: {signature}\r\n\r\n"
-            ).encode() + body
+    return http_request(port, "POST", PATH, body=body, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature})
 
 
 class Committed:
@@ -233,23 +191,6 @@ async def warm_then_measure(server: subprocess.Popen[bytes], port: int, url: str
     return cold, latencies, early_cold + early, elapsed, cpu
 
 
-def server_cpu_seconds(server: subprocess.Popen[bytes]) -> float:
-    """CPU time used so far by the server and its worker processes (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    pids = [server.pid]
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
-    if children.exists():
-        pids += [int(pid) for pid in children.read_text().split()]
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
@@ -266,7 +207,9 @@ def main() -> None:
         phones = prepare(url, count + warm)
         checkpoint(url)
         port = free_port()
-        server = start_server(url, port, args.redis, args.workers if args.redis else 1)
+        server = start_server(url, port, args.redis, args.workers if args.redis else 1,
+                              {"HUIFANG_TWILIO_AUTH_TOKEN": TOKEN,
+                               "HUIFANG_PUBLIC_URL": f"http://127.0.0.1:{port}"})
         try:
             # The load generator must not stall itself: what setting up made is kept out
             # of its cycle collector (a full collection of it took ~90 ms).

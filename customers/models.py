@@ -10,7 +10,11 @@ from huifang.db import Base, BigId, TimestampMixin
 
 class Customer(TimestampMixin, Base):
     __tablename__ = "customers"
-    __table_args__ = (UniqueConstraint("tenant_id", "phone"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "phone"),
+        # The list, newest first, a page at a time: read from the index, not sorted.
+        Index("ix_customers_tenant_newest", "tenant_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))

@@ -6,8 +6,10 @@ dependency, the task wrapper, the CLI) own the transaction and commit it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -84,26 +86,137 @@ class TimestampMixin:
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+# How long a writer waits for SQLite's write lock: for its turn in this process, then for
+# another process (the CLI) to let go.
+SQLITE_BUSY_TIMEOUT = 10.0
+
+
+class WriteQueue:
+    """The writers of one SQLite file in this process, served in the order they came.
+
+    SQLite lets a waiting writer poll: its busy handler sleeps (up to 100 ms at a time) and
+    tries again, and whoever tries at the right moment wins. Under load some writers kept
+    losing until their busy timeout ran out ("database is locked"). Writers of this process
+    queue here instead, and the lock is handed to the next one as soon as it is free, so
+    only another process's writer ever meets the busy handler.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiting: collections.deque[threading.Lock] = collections.deque()
+        self._held = False
+
+    def acquire(self, timeout: float) -> bool:
+        """Wait for this writer's turn; False if ``timeout`` seconds passed first."""
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiting.append(turn)
+        if turn.acquire(timeout=timeout):
+            return True
+        with self._mutex:
+            if turn in self._waiting:
+                self._waiting.remove(turn)
+                return False
+        return True  # handed over between the timeout and the mutex
+
+    def release(self) -> None:
+        """Hand the turn to the next writer waiting, if any."""
+        with self._mutex:
+            if self._waiting:
+                self._waiting.popleft().release()
+            else:
+                self._held = False
+
+
+_write_queues: dict[str, WriteQueue] = {}
+_write_queues_lock = threading.Lock()
+
+
+def write_queue(path: str) -> WriteQueue:
+    """The one queue of this process's writers to the SQLite file at ``path``."""
+    key = str(Path(path).resolve())
+    with _write_queues_lock:
+        return _write_queues.setdefault(key, WriteQueue())
+
+
+class _SQLiteConnection(sqlite3.Connection):
+    """A pysqlite connection that gives up its turn in its file's write queue when its
+    transaction ends."""
+
+    write_queue: WriteQueue | None = None
+    queued = False  # holds the turn of its write queue
+
+    def wait_for_turn(self) -> None:
+        if self.write_queue is None or self.queued:
+            return
+        if not self.write_queue.acquire(SQLITE_BUSY_TIMEOUT):
+            raise sqlite3.OperationalError("database is locked")
+        self.queued = True
+
+    def leave_queue(self) -> None:
+        """Give up the turn once no transaction is open (COMMIT, ROLLBACK, a failed BEGIN)."""
+        if self.queued and not self.in_transaction:
+            self._release()
+
+    def _release(self) -> None:
+        self.queued = False
+        assert self.write_queue is not None
+        self.write_queue.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.leave_queue()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.leave_queue()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.queued:  # closed in a transaction: SQLite rolled it back
+                self._release()
+
+
+def _configure_sqlite(engine: Engine, path: str | None) -> None:
     # pysqlite opens transactions lazily and never for DDL or SAVEPOINT; take that over
     # so transactions, savepoints and row-level conditional updates behave as on PostgreSQL.
+    queue = write_queue(path) if path else None
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
+        dbapi_connection.write_queue = queue
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the embedded worker
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout
-        # instead of one failing with "database is locked" when it upgrades its lock.
+        # IMMEDIATE takes the write lock up front, so two writers queue instead of one
+        # failing with "database is locked" when it upgrades its lock.
         # Read-only work that must never wait (health checks) asks for DEFERRED.
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        dbapi_connection = connection.connection.dbapi_connection
+        if mode != "DEFERRED":
+            dbapi_connection.wait_for_turn()
+        try:
+            connection.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            dbapi_connection.leave_queue()
+            raise
 
 
 # Connections a process keeps open to PostgreSQL (and up to as many more, closed again after
@@ -117,10 +230,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for a SQLite file or a PostgreSQL server (psycopg 3)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
-        _configure_sqlite(engine)
+        path = parsed.database if parsed.database and parsed.database != ":memory:" else None
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False,
+                                                  "factory": _SQLiteConnection}, **kwargs)
+        _configure_sqlite(engine, path)
         return engine
     if parsed.drivername in ("postgresql", "postgres"):
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
@@ -130,17 +245,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 class Database:
-    """An engine and the session factory bound to it."""
+    """An engine and the session factories bound to it."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # On SQLite a reader takes no write lock, so it neither waits for writers nor makes
+        # them wait (WAL: it reads the snapshot of its first statement).
+        self.read_sessionmaker = sessionmaker(
+            self.engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False,
+            info={READ_ONLY: True})
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
-        """A unit of work: commit on success, roll back on error, always close."""
-        session = self.sessionmaker()
+    def session(self, *, read_only: bool = False) -> Iterator[Session]:
+        """A unit of work: commit on success, roll back on error, always close.
+
+        ``read_only``: the work only reads, and any write in it is refused (``ReadOnly``);
+        on SQLite its transaction then takes no write lock.
+        """
+        session = (self.read_sessionmaker if read_only else self.sessionmaker)()
         try:
             yield session
             session.commit()
@@ -208,6 +332,39 @@ def read_only_connection(engine: Engine) -> Any:
     return engine.connect().execution_options(sqlite_begin="DEFERRED")
 
 
+# ``Session.info`` key: the session was opened to read only.
+READ_ONLY = "read_only"
+
+
+class ReadOnly(RuntimeError):
+    """A write in a session opened to read only: a bug in the caller, never the user's.
+
+    On SQLite such a transaction holds no write lock, and taking it mid-transaction fails
+    ("database is locked") whenever another writer got there first: refused always, so that
+    tests find it, rather than under load.
+    """
+
+
+def _refuse_write(session: Session, what: str) -> None:
+    raise ReadOnly(f"{what} in a session opened to read only; a request that writes on GET "
+                   "must say so (huifang.deps.writes)")
+
+
+@event.listens_for(Session, "before_flush")
+def _no_flush_when_read_only(session: Session, _context: Any, _instances: Any) -> None:
+    if session.info.get(READ_ONLY) and (
+            session.new or session.deleted
+            or any(session.is_modified(obj) for obj in session.dirty)):
+        _refuse_write(session, "changed objects flushed")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _no_dml_when_read_only(state: Any) -> None:
+    if state.session.info.get(READ_ONLY) and (state.is_insert or state.is_update
+                                              or state.is_delete):
+        _refuse_write(state.session, "an INSERT, UPDATE or DELETE")
+
+
 def on_commit(session: Session, callback: Callable[[], None]) -> None:
     """Run ``callback`` once the session's transaction has committed, never if it rolls back.
 
@@ -238,6 +395,7 @@ __all__ = [
     "Base",
     "BigId",
     "Database",
+    "ReadOnly",
     "TimestampMixin",
     "UTCDateTime",
     "get_database",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,7 +16,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from huifang.db import Database, get_database
+from huifang.db import READ_ONLY, Database, get_database, utcnow
 from tenancy import service as tenancy
 from tenancy.models import Tenant
 
@@ -24,13 +26,37 @@ def database_for(request: Request) -> Database:
     return getattr(request.app.state, "database", None) or get_database()
 
 
-# SQLite has one writer, and every transaction here takes its lock at BEGIN (IMMEDIATE).
-# A sync route's session is opened, used and committed in three worker-thread calls. If all
-# 40 threads of the pool were waiting for the lock, the request holding it could not get a
-# thread to commit in, and every one of them would fail after the busy timeout ("database
-# is locked"). So on SQLite, requests that hold a session queue for one of fewer slots than
-# there are threads, and they queue in the event loop, not in a thread.
-SQLITE_SESSION_SLOTS = 16
+# Requests that read (GET, HEAD) get a read-only session: on SQLite its transaction takes no
+# write lock, so reads never queue behind writes. A GET route that writes (a click counted,
+# a page open recorded) says so with ``@writes``; an unmarked one is refused its write
+# (``huifang.db.ReadOnly``), so tests find it.
+READ_METHODS = frozenset({"GET", "HEAD"})
+_WRITES = "huifang_writes"
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def writes(endpoint: Endpoint) -> Endpoint:
+    """Mark a GET route that writes: its session is a writer's, as a POST's is."""
+    setattr(endpoint, _WRITES, True)
+    return endpoint
+
+
+def request_writes(request: Request) -> bool:
+    """Whether the request's transaction may write (its method, or its route's mark)."""
+    if request.method not in READ_METHODS:
+        return True
+    return bool(getattr(request.scope.get("endpoint"), _WRITES, False))
+
+
+# On SQLite, requests that hold a session queue for one of a few slots, in the event loop
+# and in the order they came. The process runs Python on one core at a time: more requests
+# in progress than a few only take turns on it, so each holds its transaction (a writer: the
+# one write lock) longer, writers queue behind a lock holder that waits for its share of the
+# core, and some answers come seconds late. And a sync route's session is opened, used and
+# committed in separate worker-thread calls: with fewer slots than the 40 threads, a request
+# holding the write lock always finds a thread to commit in.
+SQLITE_SESSION_SLOTS = 6
 
 
 async def _session_slot(request: Request) -> AsyncIterator[None]:
@@ -48,8 +74,9 @@ async def _session_slot(request: Request) -> AsyncIterator[None]:
 
 def get_session(request: Request, _: Annotated[None, Depends(_session_slot, scope="function")]
                 ) -> Iterator[Session]:
-    """One session per request; committed before the response is sent, rolled back on error."""
-    with database_for(request).session() as session:
+    """One session per request; committed before the response is sent, rolled back on error.
+    Read-only for a request that reads (``request_writes``)."""
+    with database_for(request).session(read_only=not request_writes(request)) as session:
         yield session
 
 
@@ -78,18 +105,47 @@ MISSING_KEY = "Send your API key as 'Authorization: Bearer hf_…'."
 def current_tenant(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    unit_of_work: UnitOfWorkDep,
 ) -> Tenant:
     """The tenant whose API key is in ``Authorization: Bearer``; 401 otherwise."""
     if credentials is None:
         raise HTTPException(401, MISSING_KEY, headers={"WWW-Authenticate": "Bearer"})
-    tenant = tenancy.authenticate(session=session, key=credentials.credentials)
-    if tenant is None:
+    api_key = tenancy.find_api_key(session=session, key=credentials.credentials)
+    tenant = session.get(Tenant, api_key.tenant_id) if api_key else None
+    if api_key is None or tenant is None:
         raise HTTPException(
             401, "This API key is unknown or revoked; create a new one with `huifang tenant create`"
             " or POST /v1/api-keys.",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    now = utcnow()
+    if tenancy.key_use_due(api_key, now=now):
+        if session.info.get(READ_ONLY):
+            _record_key_use_apart(unit_of_work, api_key.id, now)
+        else:
+            tenancy.record_key_use(session=session, api_key_id=api_key.id, now=now)
     return tenant
+
+
+# Keys whose use a reading request of this process is recording right now.
+_recording: set[int] = set()
+_recording_lock = threading.Lock()
+
+
+def _record_key_use_apart(unit_of_work: UnitOfWork, api_key_id: int, now: dt.datetime) -> None:
+    """A reading request records its key's use in a small write transaction of its own; one
+    at a time per key, so that a burst of reads after a quiet minute is not a burst of
+    writers."""
+    with _recording_lock:
+        if api_key_id in _recording:
+            return
+        _recording.add(api_key_id)
+    try:
+        with unit_of_work() as session:
+            tenancy.record_key_use(session=session, api_key_id=api_key_id, now=now)
+    finally:
+        with _recording_lock:
+            _recording.discard(api_key_id)
 
 
 TenantDep = Annotated[Tenant, Depends(current_tenant)]

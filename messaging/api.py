@@ -21,7 +21,7 @@ from customers import phones
 from customers import service as customers
 from customers.models import Customer
 from huifang.db import utcnow
-from huifang.deps import SessionDep, TenantDep
+from huifang.deps import SessionDep, TenantDep, writes
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.fields import Id
 from huifang.headers import csp, page_directives
@@ -99,7 +99,8 @@ def console_tenant(
     """The company whose key came as a bearer token or, from a browser's sign-in prompt, as
     the Basic password; a key in the address would end up in logs and histories."""
     key = bearer.credentials if bearer else basic.password if basic else ""
-    tenant = tenancy.authenticate(session=session, key=key) if key else None
+    api_key = tenancy.find_api_key(session=session, key=key) if key else None
+    tenant = session.get(Tenant, api_key.tenant_id) if api_key else None
     if tenant is None:
         raise HTTPException(401, CONSOLE_KEY, headers={
             "WWW-Authenticate": 'Basic realm="Huifang console", charset="UTF-8"'})
@@ -263,6 +264,7 @@ def _link_or_404(session: Session, token: str) -> ShortLink:
 
 @public_router.get("/b/{token}", response_class=HTMLResponse, include_in_schema=False,
                    dependencies=[PublicLimit])
+@writes  # counts the click
 def booking_page(token: str, request: Request, session: SessionDep) -> HTMLResponse:
     """The booking page a message links to: free slots from the company's working hours,
     or the booking made through it, to change or cancel."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import hmac
@@ -10,7 +11,7 @@ import secrets
 import zoneinfo
 
 import phonenumbers
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from huifang.db import utcnow
@@ -138,20 +139,31 @@ def create_api_key(*, session: Session, tenant: Tenant, name: str = "api") -> tu
     return row, key
 
 
-def authenticate(*, session: Session, key: str) -> Tenant | None:
-    """The tenant owning an unrevoked ``key``, or None."""
+def find_api_key(*, session: Session, key: str) -> ApiKey | None:
+    """The unrevoked key row for ``key``, or None."""
     if not key.startswith(KEY_PREFIX):
         return None
-    row = session.scalars(
+    return session.scalars(
         select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
     ).one_or_none()
-    if row is None:
-        return None
-    now = utcnow()
-    # Touch at most once a minute: authentication must not turn every read into a write.
-    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
-        session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
-    return session.get(Tenant, row.tenant_id)
+
+
+# A key's use is recorded at most once a minute: authentication must not turn every read
+# into a write.
+KEY_USE_RESOLUTION = dt.timedelta(minutes=1)
+
+
+def key_use_due(api_key: ApiKey, *, now: dt.datetime) -> bool:
+    """Whether the key's last use on record is older than the resolution we keep."""
+    return api_key.last_used_at is None or now - api_key.last_used_at > KEY_USE_RESOLUTION
+
+
+def record_key_use(*, session: Session, api_key_id: int, now: dt.datetime) -> None:
+    """The key was used ``now`` (unless a use within the resolution is already on record)."""
+    session.execute(update(ApiKey).where(
+        ApiKey.id == api_key_id,
+        or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - KEY_USE_RESOLUTION),
+    ).values(last_used_at=now))
 
 
 def list_api_keys(*, session: Session, tenant_id: int) -> list[ApiKey]:

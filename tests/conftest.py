@@ -24,6 +24,7 @@ os.environ.pop("HUIFANG_REDIS_URL", None)  # tests choose their mode explicitly
 
 import pytest
 import redis
+from fastapi import Request
 from fastapi.testclient import TestClient
 from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import create_engine, text
@@ -143,19 +144,24 @@ def app(database: Database, session: Session):  # type: ignore[no-untyped-def]
     application = create_app(database=database)
 
     @contextlib.contextmanager
-    def test_unit() -> Iterator[Session]:
+    def test_unit(read_only: bool = False) -> Iterator[Session]:
         # What the test set up so far leaves this savepoint, so a request that fails and
         # rolls back loses only its own work, as it would with a session of its own.
         session.commit()
+        # A request that reads gets a read-only session, as from Database.session.
+        outer = session.info.get(huifang.db.READ_ONLY, False)
+        session.info[huifang.db.READ_ONLY] = read_only
         try:
             yield session
             session.commit()  # releases the test's savepoint; the outer transaction stays
         except BaseException:
             session.rollback()
             raise
+        finally:
+            session.info[huifang.db.READ_ONLY] = outer
 
-    def test_session() -> Iterator[Session]:
-        with test_unit() as unit:
+    def test_session(request: Request) -> Iterator[Session]:
+        with test_unit(read_only=not deps.request_writes(request)) as unit:
             yield unit
 
     application.dependency_overrides[deps.get_session] = test_session

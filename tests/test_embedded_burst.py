@@ -1,7 +1,7 @@
 """Embedded mode under a burst: SQLite's one writer must not starve the thread pool.
 
-Every transaction on SQLite takes the write lock at BEGIN, and a sync route opens, uses and
-commits its session in three worker-thread calls. With more simultaneous requests than
+A writer's transaction on SQLite takes the write lock at BEGIN, and a sync route opens, uses
+and commits its session in three worker-thread calls. With more simultaneous requests than
 threads (40), every thread could end up waiting for the lock while the request holding it
 waited for a thread to commit in: all of them failed with "database is locked" after the
 10 s busy timeout. ``huifang.deps`` queues SQLite sessions for fewer slots than threads.

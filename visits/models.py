@@ -37,6 +37,7 @@ class Visit(TimestampMixin, Base):
     __table_args__ = (
         Index("ix_visits_tenant_customer", "tenant_id", "customer_id"),
         Index("ix_visits_tenant_finished", "tenant_id", "finished_at"),
+        Index("ix_visits_tenant_newest", "tenant_id", "id"),  # the list, newest first
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -1,10 +1,17 @@
-"""The engines: the PostgreSQL pool is opened at start and kept."""
+"""The engines: the PostgreSQL pool is opened at start and kept; SQLite's writers queue in
+order, and read-only sessions refuse writes."""
 
 from __future__ import annotations
 
-import pytest
+import threading
+import time
 
-from huifang.db import POOL_SIZE, Database
+import pytest
+from sqlalchemy import func, select
+
+from huifang.db import POOL_SIZE, Database, ReadOnly, WriteQueue
+from tenancy import service as tenancy
+from tenancy.models import ApiKey
 
 
 @pytest.mark.services
@@ -23,3 +30,48 @@ def test_open_pool_opens_the_connections_a_burst_needs_and_keeps_them(postgres_d
 
 def test_open_pool_opens_nothing_on_sqlite(sqlite_database):
     assert sqlite_database.open_pool() == 0
+
+
+def test_a_read_only_session_refuses_writes(database: Database) -> None:
+    with pytest.raises(ReadOnly), database.session(read_only=True) as session:
+        tenancy.create_tenant(session=session, name="只读", signature="只读家政")
+    with pytest.raises(ReadOnly), database.session(read_only=True) as session:
+        session.execute(ApiKey.__table__.update().values(last_used_at=None))
+    with database.session(read_only=True) as session:  # reading is what it is for
+        session.scalar(select(func.count()).select_from(ApiKey))
+
+
+def test_a_writer_that_rolled_back_leaves_the_queue(sqlite_database):
+    started = time.monotonic()
+    for _ in range(3):
+        with pytest.raises(RuntimeError), sqlite_database.session() as session:
+            session.scalar(select(func.count()).select_from(ApiKey))  # BEGIN IMMEDIATE
+            raise RuntimeError("the route failed")
+    with sqlite_database.session() as session:  # would wait the busy timeout (10 s)
+        session.scalar(select(func.count()).select_from(ApiKey))
+    assert time.monotonic() - started < 5
+
+
+def test_writers_get_the_lock_in_the_order_they_asked() -> None:
+    queue = WriteQueue()
+    assert queue.acquire(timeout=1)
+    assert not queue.acquire(timeout=0.05)  # held: a writer that cannot wait is refused
+    order: list[int] = []
+
+    def writer(number: int) -> None:
+        assert queue.acquire(timeout=10)
+        order.append(number)
+        queue.release()
+
+    threads = []
+    for number in range(5):
+        threads.append(threading.Thread(target=writer, args=(number,)))
+        threads[-1].start()
+        deadline = time.monotonic() + 5
+        while len(queue._waiting) < number + 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    queue.release()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert order == [0, 1, 2, 3, 4]
+    assert queue.acquire(timeout=0.05)  # free again
