@@ -14,6 +14,7 @@ import re
 import pytest
 from sqlalchemy import select
 
+from alerts import service as alerts
 from campaigns import service as campaigns
 from customers import service as customers
 from media.models import Media
@@ -39,7 +40,8 @@ COLLECTION_ROUTES = {
     ("PUT", "/v1/report-offers/{month}"), ("DELETE", "/v1/report-offers/{month}"),
     ("GET", "/v1/campaigns"), ("POST", "/v1/campaigns"), ("GET", "/v1/campaign-presets"),
     ("GET", "/v1/reports/retention"), ("GET", "/v1/reports/conversion"), ("GET", "/v1/plum-rain"),
-    ("PUT", "/v1/plum-rain"),
+    ("PUT", "/v1/plum-rain"), ("GET", "/v1/alert-channels"), ("POST", "/v1/alert-channels"),
+    ("GET", "/v1/alerts"),
 }
 # Path words that name something in the caller's own company (a service code, a month),
 # not another object: routes with only these are walked as collections.
@@ -83,10 +85,12 @@ def b_objects(session, other_account):
     request = session.scalars(select(Booking).where(Booking.tenant_id == tenant.id)).one()
     campaign = campaigns.create_campaign(session=session, tenant=tenant, name="B的活动",
                                          preset="ac_filter_quarterly")
+    channel = alerts.create_channel(session=session, tenant=tenant, kind="webhook",
+                                    name="B的群", url="https://example.com/b")
     return {"customer_id": customer.id, "staff_id": staff.id, "visit_id": visit.id,
             "key_id": key_id, "media_id": media.id, "message_id": message.id,
             "reply_id": reply.id, "rule_id": rule.id, "booking_id": request.id,
-            "campaign_id": campaign.id}
+            "campaign_id": campaign.id, "channel_id": channel.id}
 
 
 def _v1_routes(app):
