@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import huifang
+from bookings.desk_api import router as booking_desk_router
 from campaigns.api import router as campaigns_router
 from compliance.api import router as compliance_router
 from customers.api import router as customers_router
@@ -32,9 +33,11 @@ from media.api import router as media_router
 from messaging import webhooks
 from messaging.api import public_router as messaging_public_router
 from messaging.api import router as messaging_router
+from messaging.thread_api import router as threads_router
 from messaging.webhooks import router as messaging_webhooks_router
 from tenancy import service as tenancy
 from tenancy.api import router as tenancy_router
+from today.api import router as today_router
 from visits.api import staff_router, visit_router
 
 # A JSON request of the API is a few KB; a megabyte leaves room and bounds what a stranger
@@ -128,7 +131,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(messaging_webhooks_router)
     v1 = APIRouter(prefix="/v1")
     for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
-                   compliance_router, messaging_router, campaigns_router):
+                   compliance_router, messaging_router, campaigns_router, threads_router,
+                   booking_desk_router, today_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)

@@ -1,0 +1,56 @@
+"""Routes of the office's booking desk (``bookings.desk``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from bookings import desk
+from bookings.desk_schemas import BookingConfirm, BookingDecline, DeskAnswer, DeskBooking, StaffSlot
+from huifang.db import utcnow
+from huifang.deps import SessionDep, TenantDep
+from huifang.fields import Id, Instant
+from huifang.openapi import refusals
+from messaging.send_now import send_now
+
+router = APIRouter(tags=["bookings"])
+
+
+@router.get("/bookings/queue", response_model=list[DeskBooking])
+def booking_queue(session: SessionDep, tenant: TenantDep) -> list[DeskBooking]:
+    """Requests waiting for an answer, the longest-waiting first, with their clocks."""
+    return desk.queue(session=session, tenant=tenant, now=utcnow())
+
+
+@router.get("/bookings/{booking_id}/staff", response_model=list[StaffSlot])
+def staff_for_booking(booking_id: Id, slot_start: Instant, session: SessionDep,
+                      tenant: TenantDep) -> list[StaffSlot]:
+    """Active staff, and whether each is free for a visit starting at ``slot_start``."""
+    return desk.staff_for(session=session, tenant=tenant, slot_start=slot_start, now=utcnow(),
+                          booking_id=booking_id)
+
+
+@router.post("/bookings/{booking_id}/confirm", response_model=DeskAnswer,
+             responses=refusals(409))
+def confirm_booking(booking_id: Id, body: BookingConfirm, session: SessionDep,
+                    tenant: TenantDep) -> DeskAnswer:
+    """Confirm with a time and a staff member: a visit is made, the customer is told."""
+    now = utcnow()
+    answer = desk.confirm(session=session, tenant=tenant, booking_id=booking_id,
+                          slot_start=body.slot_start, staff_id=body.staff_id,
+                          service_type=body.service_type, now=now)
+    if answer.message_id is not None:
+        send_now(session=session, message_ids=[answer.message_id], now=now)
+    return answer
+
+
+@router.post("/bookings/{booking_id}/decline", response_model=DeskAnswer,
+             responses=refusals(409))
+def decline_booking(booking_id: Id, body: BookingDecline, session: SessionDep,
+                    tenant: TenantDep) -> DeskAnswer:
+    """Decline with a reason; the customer is told in those words."""
+    now = utcnow()
+    answer = desk.decline(session=session, tenant=tenant, booking_id=booking_id,
+                          reason=body.reason, now=now)
+    if answer.message_id is not None:
+        send_now(session=session, message_ids=[answer.message_id], now=now)
+    return answer

@@ -1,0 +1,293 @@
+"""The office's reply threads: a customer's replies and our messages in one line, answered
+from the console.
+
+A thread is a customer who has replied: their replies (each with the routing decision
+``messaging.keywords`` recorded on arrival, in the office's words) interleaved with every
+message we sent them. An answer typed in the console is an ordinary outbox message: it is
+checked first with ``compliance.preview`` so that one the gate would stop is not even
+scheduled (the person is told why, in Chinese), and the gate decides again when it goes
+out. Complaints are assigned to an office user, marked responded (the response clock
+stops) and resolved, each with its time, and each change a person makes is audited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from compliance import service as compliance
+from compliance import wording
+from compliance.models import DEFER, SEND
+from customers import service as customers
+from customers.models import Customer
+from huifang.db import as_utc
+from huifang.errors import Conflict, Invalid
+from messaging import inbound, keywords
+from messaging.audit_stub import Actor, record
+from messaging.models import (
+    HANDLED,
+    OPEN,
+    InboundMessage,
+    KeywordRule,
+    Message,
+)
+from messaging.service import schedule
+from messaging.thread_schemas import (
+    AnswerRead,
+    ResponseClock,
+    Routing,
+    Thread,
+    ThreadItem,
+    ThreadSummary,
+)
+from tenancy.models import Tenant
+
+ROUTE_LABELS = {
+    keywords.OPT_OUT: "退订", keywords.OPT_IN: "恢复订阅", keywords.HELP: "询问帮助",
+    keywords.BOOK: "预约", keywords.OTHER: "其他（等人工处理）",
+}
+STATUS_LABELS = {
+    "scheduled": "待发送", "queued": "排队中", "sending": "发送中", "sent": "已发出",
+    "delivered": "已送达", "undelivered": "未送达", "failed": "发送失败",
+    "unknown": "结果未知", "deferred": "延后发送", "suppressed": "被拦截",
+}
+MAX_ANSWER = 500
+THREAD_ITEMS = 200
+
+
+class AnswerRefused(Conflict):
+    """The gate would not let the answer go; ``detail`` says why in Chinese."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+# --- clocks and words -------------------------------------------------------------------
+
+
+def clock(*, since: dt.datetime, responded_at: dt.datetime | None, target_minutes: int,
+          now: dt.datetime) -> ResponseClock:
+    """The response clock of something that came in at ``since``."""
+    start = as_utc(since)
+    answered = as_utc(responded_at)
+    assert start is not None
+    due = start + dt.timedelta(minutes=target_minutes)
+    end = answered if answered is not None else now
+    return ResponseClock(since=start, target_minutes=target_minutes, due_at=due,
+                         responded_at=answered,
+                         minutes=max(0, int((end - start).total_seconds() // 60)),
+                         overdue=end > due)
+
+
+def target_for(tenant: Tenant, *, complaint: bool) -> int:
+    """The company's response target in minutes: complaints have the shorter one."""
+    return tenant.complaint_target_minutes if complaint else tenant.reply_target_minutes
+
+
+def rule_label(rule: str | None, company_rules: dict[int, KeywordRule] | None = None) -> str:
+    """The rule that routed a reply, as the office reads it."""
+    if rule is None:
+        return "没有匹配的关键词"
+    kind, _, value = rule.partition(":")
+    if kind == "tenant":
+        own = (company_rules or {}).get(int(value)) if value.isdigit() else None
+        return f"公司关键词“{own.value}”" if own is not None else "公司关键词（已删除）"
+    if kind in keywords.ROUTES and value:
+        return f"关键词“{value}”"
+    return f"内置规则 {rule}"
+
+
+def routing_of(reply: InboundMessage, company_rules: dict[int, KeywordRule] | None = None
+               ) -> Routing:
+    complaint = (f"；投诉词“{reply.complaint_rule.partition(':')[2]}”"
+                 if reply.complaint and reply.complaint_rule else "")
+    return Routing(route=reply.route, route_label=ROUTE_LABELS.get(reply.route, reply.route),
+                   rule=reply.rule, rule_label=rule_label(reply.rule, company_rules) + complaint,
+                   complaint=reply.complaint, complaint_rule=reply.complaint_rule,
+                   handled_automatically=reply.route not in (keywords.BOOK, keywords.OTHER))
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def list_threads(*, session: Session, tenant_id: int, open_only: bool = False,
+                 limit: int = 50) -> list[ThreadSummary]:
+    """Customers who replied, the latest reply first, with what is still open (one query)."""
+    replies = (select(
+        InboundMessage.customer_id.label("customer_id"),
+        func.max(InboundMessage.received_at).label("last_at"),
+        func.max(InboundMessage.id).label("last_id"),
+        func.count().label("replies"),
+        func.sum(case((InboundMessage.state == OPEN, 1), else_=0)).label("open"),
+        func.sum(case(((InboundMessage.state == OPEN) & InboundMessage.complaint, 1),
+                      else_=0)).label("complaints"))
+        .where(InboundMessage.tenant_id == tenant_id, InboundMessage.customer_id.is_not(None))
+        .group_by(InboundMessage.customer_id).subquery())
+    query = (select(replies, Customer.name, Customer.phone, InboundMessage.body)
+             .join(Customer, Customer.id == replies.c.customer_id)
+             .join(InboundMessage, InboundMessage.id == replies.c.last_id))
+    if open_only:
+        query = query.where(replies.c.open > 0)
+    rows = session.execute(query.order_by(replies.c.last_at.desc(), replies.c.customer_id.desc())
+                           .limit(limit))
+    return [ThreadSummary(customer_id=row.customer_id, customer_name=row.name, phone=row.phone,
+                          last_reply_at=row.last_at, last_reply=row.body[:100],
+                          replies=row.replies, open_replies=int(row.open or 0),
+                          open_complaints=int(row.complaints or 0)) for row in rows]
+
+
+def _message_item(message: Message, customer: Customer) -> ThreadItem:
+    held = message.status in ("suppressed", "failed", "deferred")
+    return ThreadItem(
+        direction="out", id=message.id, at=message.sent_at or message.created_at,
+        body=message.text or message.body, category=message.category,
+        source_type=message.source_type, status=message.status,
+        status_label=STATUS_LABELS.get(message.status, message.status),
+        status_reason=message.status_reason,
+        reason_text=wording.reason_text(message.status_reason, not_before=message.due_at,
+                                        timezone=customer.timezone) if held else None)
+
+
+def thread(*, session: Session, tenant: Tenant, customer_id: int, now: dt.datetime,
+           limit: int = THREAD_ITEMS) -> Thread:
+    """A customer's replies and our messages, oldest first (the latest ``limit`` of each)."""
+    customer = customers.get_customer(session=session, tenant_id=tenant.id,
+                                      customer_id=customer_id)
+    replies = list(session.scalars(select(InboundMessage).where(
+        InboundMessage.tenant_id == tenant.id, InboundMessage.customer_id == customer.id)
+        .order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc()).limit(limit)))
+    messages = list(session.scalars(select(Message).where(
+        Message.tenant_id == tenant.id, Message.customer_id == customer.id)
+        .order_by(Message.id.desc()).limit(limit)))
+    own_rules = {rule.id: rule for rule in inbound.list_keywords(
+        session=session, tenant_id=tenant.id)} if any(
+        (r.rule or "").startswith("tenant:") for r in replies) else {}
+    items = [ThreadItem(
+        direction="in", id=r.id, at=r.received_at, body=r.body,
+        routing=routing_of(r, own_rules), state=r.state, assignee_id=r.assignee_id,
+        owner=r.owner, assigned_at=r.assigned_at, first_response_at=r.first_response_at,
+        resolved_at=r.resolved_at, resolution=r.resolution,
+        clock=clock(since=r.received_at, responded_at=r.first_response_at,
+                    target_minutes=target_for(tenant, complaint=r.complaint), now=now)
+        if r.state == OPEN or r.complaint else None) for r in replies]
+    items += [_message_item(m, customer) for m in messages]
+    items.sort(key=lambda item: (as_utc(item.at), item.direction == "out", item.id))
+    return Thread(customer_id=customer.id, customer_name=customer.name, phone=customer.phone,
+                  items=items)
+
+
+# --- answering --------------------------------------------------------------------------
+
+
+def answer(*, session: Session, tenant: Tenant, customer_id: int, body: str, now: dt.datetime,
+           max_chars: int, reply_id: int | None = None, category: str = "service",
+           request_id: str | None = None, actor: Actor | None = None
+           ) -> tuple[Message, AnswerRead]:
+    """Answer a customer from the console: an outbox message, due now, through the gate.
+
+    Refused with ``AnswerRefused`` (409, the reason in Chinese) when the gate would stop it
+    now (opt-out; for an offer, no consent or the cap); quiet hours only delay it (the
+    notice says until when). The caller queues the message once this commits.
+    """
+    if category not in ("service", "marketing"):
+        raise Invalid("category must be service or marketing.")
+    text = body.strip()
+    if not text:
+        raise Invalid("请写下要发给客户的内容。")
+    if len(text) > MAX_ANSWER:
+        raise Invalid(f"回复请控制在{MAX_ANSWER}字以内。")
+    customer = customers.get_customer(session=session, tenant_id=tenant.id,
+                                      customer_id=customer_id)
+    reply = None
+    if reply_id is not None:
+        reply = inbound.get_reply(session=session, tenant_id=tenant.id, reply_id=reply_id)
+        if reply.customer_id != customer.id:
+            raise Invalid("这条回复不是这位客户发来的，请在对应客户的对话里回复。")
+    verdict = compliance.preview(session=session, tenant=tenant, customer=customer,
+                                 category=category,  # type: ignore[arg-type]
+                                 body=text, max_chars=max_chars, now=now)
+    if verdict.decision not in (SEND, DEFER):
+        raise AnswerRefused(verdict.reason, wording.reason_text(verdict.reason))
+    cause = request_id or uuid.uuid4().hex
+    message, created = schedule(session=session, tenant=tenant, customer=customer,
+                                channel="sms", category=category, source_type="office_answer",
+                                source_id=cause, body=text, due_at=now)
+    if created:
+        if reply is not None and reply.first_response_at is None:
+            reply.first_response_at = now
+        record(session, actor, "message.answer", f"customer:{customer.id}",
+               {"message_id": message.id, "reply_id": reply_id, "category": category})
+        session.flush()
+    if verdict.decision == DEFER:
+        notice = wording.reason_text(verdict.reason, not_before=verdict.not_before,
+                                     timezone=customer.timezone)
+    else:
+        notice = "已交给短信通道发送。"
+    return message, AnswerRead(message_id=message.id, status=message.status,
+                               due_at=message.due_at, decision=verdict.decision, notice=notice,
+                               created=created)
+
+
+# --- complaints and other open replies ---------------------------------------------------
+
+
+def assign(*, session: Session, tenant_id: int, reply_id: int, assignee_id: int,
+           assignee_name: str, now: dt.datetime, actor: Actor | None = None
+           ) -> InboundMessage:
+    """Give a reply (a complaint) to an office user to handle."""
+    reply = inbound.get_reply(session=session, tenant_id=tenant_id, reply_id=reply_id)
+    name = assignee_name.strip()
+    if not name:
+        raise Invalid("请选择负责处理的同事。")
+    if reply.assignee_id == assignee_id and reply.owner == name:
+        return reply
+    previous = reply.assignee_id
+    reply.assignee_id, reply.owner, reply.assigned_at = assignee_id, name[:100], now
+    record(session, actor, "reply.assign", f"reply:{reply.id}",
+           {"assignee_id": assignee_id, "previous": previous})
+    session.flush()
+    return reply
+
+
+def mark_responded(*, session: Session, tenant_id: int, reply_id: int, now: dt.datetime,
+                   actor: Actor | None = None) -> InboundMessage:
+    """The customer has heard back (by phone, say): the response clock stops, once."""
+    reply = inbound.get_reply(session=session, tenant_id=tenant_id, reply_id=reply_id)
+    if reply.first_response_at is None:
+        reply.first_response_at = now
+        record(session, actor, "reply.responded", f"reply:{reply.id}", {})
+        session.flush()
+    return reply
+
+
+def resolve(*, session: Session, tenant_id: int, reply_id: int, resolution: str,
+            now: dt.datetime, actor: Actor | None = None) -> InboundMessage:
+    """Close a reply with how it ended (a resolution counts as a response if none came)."""
+    text = resolution.strip()
+    if not text:
+        raise Invalid("请写一句处理结果，例如“已上门返工，客户满意”。")
+    reply = inbound.get_reply(session=session, tenant_id=tenant_id, reply_id=reply_id)
+    if reply.state == HANDLED and reply.resolved_at is not None:
+        raise Conflict("这条回复已经处理完毕；如需补充，请先重新打开。")
+    reply.resolution, reply.state = text[:2000], HANDLED
+    reply.resolved_at = now
+    reply.first_response_at = reply.first_response_at or now
+    record(session, actor, "reply.resolve", f"reply:{reply.id}", {"resolution": text[:200]})
+    session.flush()
+    return reply
+
+
+def reopen(*, session: Session, tenant_id: int, reply_id: int, now: dt.datetime,
+           actor: Actor | None = None) -> InboundMessage:
+    """Open a resolved reply again (the customer was not satisfied after all)."""
+    reply = inbound.get_reply(session=session, tenant_id=tenant_id, reply_id=reply_id)
+    if reply.state == OPEN:
+        return reply
+    reply.state, reply.resolved_at = OPEN, None
+    record(session, actor, "reply.reopen", f"reply:{reply.id}", {})
+    session.flush()
+    return reply
