@@ -22,11 +22,12 @@ def booking_queue(session: SessionDep, tenant: TenantDep) -> list[DeskBooking]:
 
 
 @router.get("/bookings/{booking_id}/staff", response_model=list[StaffSlot])
-def staff_for_booking(booking_id: Id, slot_start: Instant, session: SessionDep,
-                      tenant: TenantDep) -> list[StaffSlot]:
-    """Active staff, and whether each is free for a visit starting at ``slot_start``."""
-    return desk.staff_for(session=session, tenant=tenant, slot_start=slot_start, now=utcnow(),
-                          booking_id=booking_id)
+def staff_for_booking(booking_id: Id, session: SessionDep, tenant: TenantDep,
+                      slot_start: Instant | None = None) -> list[StaffSlot]:
+    """Active staff, and whether each is free for a visit starting at ``slot_start`` (by
+    default the time the customer asked for)."""
+    return desk.staff_for(session=session, tenant=tenant, booking_id=booking_id,
+                          slot_start=slot_start, now=utcnow())
 
 
 @router.post("/bookings/{booking_id}/confirm", response_model=DeskAnswer,

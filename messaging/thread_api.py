@@ -24,7 +24,7 @@ from messaging.thread_schemas import (
 router = APIRouter(tags=["replies"])
 
 
-@router.get("/threads", response_model=list[ThreadSummary], responses=refusals(404))
+@router.get("/threads", response_model=list[ThreadSummary])
 def list_threads(session: SessionDep, tenant: TenantDep, open: bool = False
                  ) -> list[ThreadSummary]:
     """Customers who replied, latest reply first (``open=true``: those with replies waiting)."""
