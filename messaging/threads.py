@@ -54,6 +54,18 @@ STATUS_LABELS = {
     "delivered": "已送达", "undelivered": "未送达", "failed": "发送失败",
     "unknown": "结果未知", "deferred": "延后发送", "suppressed": "被拦截",
 }
+# Why a message did not go out, when the outbox (not the gate) decided it.
+SEND_PROBLEMS = {
+    "provider_refused": "短信通道拒收了这条短信（号码或内容有问题），请电话联系客户。",
+    "retries_exhausted": "短信通道多次失败，这条没有发出，请稍后重发或电话联系客户。",
+    "timeout_after_send": "短信通道没有回应，不确定客户是否收到；可在消息详情里重发。",
+    "retry_backoff": "短信通道暂时出错，几分钟后自动重试。",
+    "rate_limited": "发送量达到通道速率上限，一分钟后自动重试。",
+    "provider_undelivered": "运营商未能送达（可能关机或停机）。",
+    "provider_canceled": "短信在通道侧被取消，没有发出。",
+    "carrier_quiet_hours": "运营商在其限定时段外拦下了这条营销短信。",
+    "campaign_paused": "活动已暂停，这条没有发出。",
+}
 MAX_ANSWER = 500
 THREAD_ITEMS = 200
 
@@ -140,16 +152,23 @@ def list_threads(*, session: Session, tenant_id: int, open_only: bool = False,
                           open_complaints=int(row.complaints or 0)) for row in rows]
 
 
+def _problem(message: Message, customer: Customer) -> str | None:
+    """Why the message was held or stopped, in Chinese; None when nothing is wrong."""
+    if message.status not in ("suppressed", "failed", "deferred", "undelivered", "unknown"):
+        return None
+    reason = message.status_reason
+    if reason in SEND_PROBLEMS:
+        return SEND_PROBLEMS[reason]
+    return wording.reason_text(reason, not_before=message.due_at, timezone=customer.timezone)
+
+
 def _message_item(message: Message, customer: Customer) -> ThreadItem:
-    held = message.status in ("suppressed", "failed", "deferred")
     return ThreadItem(
         direction="out", id=message.id, at=message.sent_at or message.created_at,
         body=message.text or message.body, category=message.category,
         source_type=message.source_type, status=message.status,
         status_label=STATUS_LABELS.get(message.status, message.status),
-        status_reason=message.status_reason,
-        reason_text=wording.reason_text(message.status_reason, not_before=message.due_at,
-                                        timezone=customer.timezone) if held else None)
+        status_reason=message.status_reason, reason_text=_problem(message, customer))
 
 
 def thread(*, session: Session, tenant: Tenant, customer_id: int, now: dt.datetime,

@@ -170,3 +170,26 @@ def test_the_thread_api_answers_and_refuses_with_a_sentence(client, session, acc
     assert client.get(f"/v1/threads/{customer.id}",
                       headers=other_account.headers).status_code == 404
     assert client.get("/v1/threads", headers=other_account.headers).json() == []
+
+
+def test_a_message_held_or_stopped_says_why_in_the_thread(session, account, customer):
+    _reply(session, account, customer, "好的", "c-6")
+    stopped, _ = outbox.schedule(session=session, tenant=account.tenant, customer=customer,
+                                 channel="sms", category="marketing", source_type="campaign",
+                                 source_id="1", body="优惠", due_at=NOON_CN)
+    refused, _ = outbox.schedule(session=session, tenant=account.tenant, customer=customer,
+                                 channel="sms", category="service", source_type="visit_report",
+                                 source_id="2", body="报告", due_at=NOON_CN)
+    outbox.transition(session=session, message=stopped, status="suppressed", now=NOON_CN,
+                      reason="no_consent", detail="No recorded consent.")
+    for status in ("queued", "sending"):
+        outbox.transition(session=session, message=refused, status=status, now=NOON_CN)
+    outbox.transition(session=session, message=refused, status="failed", now=NOON_CN,
+                      reason="provider_refused", detail="21211 invalid number")
+    found = threads.thread(session=session, tenant=account.tenant, customer_id=customer.id,
+                           now=NOON_CN)
+    by_id = {item.id: item for item in found.items if item.direction == "out"}
+    assert by_id[stopped.id].status_label == "被拦截"
+    assert "同意" in (by_id[stopped.id].reason_text or "")
+    assert by_id[refused.id].status_label == "发送失败"
+    assert "拒收" in (by_id[refused.id].reason_text or "")
