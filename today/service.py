@@ -120,14 +120,16 @@ def _reports(session: Session, tenant: Tenant) -> tuple[list[TodayReport], int]:
 def _sends(session: Session, tenant: Tenant, starts: list[dt.datetime]) -> list[TodaySends]:
     today, tomorrow, after = starts
     due = CampaignOccurrence.due_at
+    # Counted per campaign first, then named: the join is per campaign, not per message.
+    counted = (select(CampaignOccurrence.campaign_id.label("campaign_id"),
+                      func.sum(case((due < tomorrow, 1), else_=0)).label("today"),
+                      func.sum(case((due >= tomorrow, 1), else_=0)).label("tomorrow"))
+               .where(CampaignOccurrence.tenant_id == tenant.id, due >= today, due < after,
+                      CampaignOccurrence.status.in_((PENDING, HANDED_OFF)))
+               .group_by(CampaignOccurrence.campaign_id).subquery())
     rows = session.execute(
-        select(Campaign.id, Campaign.name,
-               func.sum(case((due < tomorrow, 1), else_=0)).label("today"),
-               func.sum(case((due >= tomorrow, 1), else_=0)).label("tomorrow"))
-        .join(Campaign, Campaign.id == CampaignOccurrence.campaign_id)
-        .where(CampaignOccurrence.tenant_id == tenant.id, due >= today, due < after,
-               CampaignOccurrence.status.in_((PENDING, HANDED_OFF)))
-        .group_by(Campaign.id, Campaign.name).order_by(Campaign.id)).all()
+        select(Campaign.id, Campaign.name, counted.c.today, counted.c.tomorrow)
+        .join(counted, counted.c.campaign_id == Campaign.id).order_by(Campaign.id)).all()
     return [TodaySends(campaign_id=row.id, campaign_name=row.name, today=int(row.today or 0),
                        tomorrow=int(row.tomorrow or 0)) for row in rows]
 
