@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
 from bookings import desk
 from compliance import service as compliance
@@ -15,6 +16,8 @@ from huifang.errors import Conflict, Invalid, NotFound
 from messaging import booking, inbound
 from messaging.audit_stub import ENTRIES
 from messaging.models import CONFIRMED, DECLINED, HANDLED, Booking, Message
+from tenancy import service as tenancy
+from tenancy.models import Tenant
 from visits import service as visits
 from visits.models import Visit
 
@@ -186,3 +189,51 @@ def test_another_companys_staff_cannot_be_sent(session, account, other_account, 
     with pytest.raises(NotFound):
         desk.confirm(session=session, tenant=account.tenant, booking_id=request_.id,
                      slot_start=TUESDAY_10_CN, staff_id=theirs.id, now=MONDAY_9_CN)
+
+
+def test_two_people_cannot_send_one_staff_member_to_two_places(committed_db):
+    """Two confirmations at once, each in its own transaction: one visit for the staff member."""
+    with committed_db.session() as setup:
+        tenant = tenancy.create_tenant(session=setup, name="并发家政", signature="并发家政")
+        staff_id = visits.create_staff(session=setup, tenant=tenant, name="张阿姨").id
+        ids = []
+        for phone in ("13700137001", "13700137002"):
+            person = customers.create_customer(session=setup, tenant=tenant, name="客户",
+                                               phone=phone)
+            row = Booking(tenant_id=tenant.id, customer_id=person.id, status="requested",
+                          channel="page", service_type="ac_cleaning")
+            setup.add(row)
+            setup.flush()
+            ids.append(row.id)
+        tenant_id = tenant.id
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+    sqlite = committed_db.engine.dialect.name == "sqlite"
+
+    def confirm(booking_id: int) -> None:
+        try:
+            if sqlite:  # one writer at a time from BEGIN: start together
+                start.wait(timeout=10)
+            with committed_db.session() as own:
+                company = own.get(Tenant, tenant_id)
+                if not sqlite:  # both transactions open and reading before either writes
+                    start.wait(timeout=10)
+                desk.confirm(session=own, tenant=company, booking_id=booking_id,
+                             slot_start=TUESDAY_10_CN, staff_id=staff_id, now=MONDAY_9_CN)
+            outcomes.append("confirmed")
+        except Conflict:
+            outcomes.append("refused")
+
+    try:
+        workers = [threading.Thread(target=confirm, args=(i,)) for i in ids]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=30)
+        assert sorted(outcomes) == ["confirmed", "refused"]
+        with committed_db.session() as check:
+            assert check.scalar(select(func.count()).select_from(Visit).where(
+                Visit.staff_id == staff_id)) == 1
+    finally:  # committed rows: gone, so that no other test counts them
+        with committed_db.session() as cleanup:
+            cleanup.execute(delete(Tenant).where(Tenant.id == tenant_id))
