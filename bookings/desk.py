@@ -35,7 +35,7 @@ from visits import service as visits
 from visits import service_types
 from visits.models import Staff, Visit
 
-from .desk_schemas import DeskAnswer, DeskBooking, StaffSlot
+from .desk_schemas import DeskAnswer, DeskBooking, Opening, StaffSlot
 
 MAX_REASON = 200
 MAX_AHEAD = dt.timedelta(days=366)
@@ -127,6 +127,52 @@ def staff_for(*, session: Session, tenant: Tenant, booking_id: int, now: dt.date
     return [StaffSlot(staff_id=s.id, name=s.name, free=s.id not in busy,
                       busy=_busy_text(tenant, busy[s.id]) if s.id in busy else None)
             for s in staff]
+
+
+def _working_slots(tenant: Tenant, now: dt.datetime, days: int
+                   ) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The company's visit slots from now for ``days`` local days, as UTC (start, end)."""
+    zone = ZoneInfo(tenant.timezone)
+    first_day = now.astimezone(zone).date()
+    length = dt.timedelta(minutes=tenant.slot_minutes)
+    slots = []
+    for offset in range(days):
+        day = first_day + dt.timedelta(days=offset)
+        if str(day.isoweekday()) not in tenant.work_days:
+            continue
+        minute = tenant.work_start_minute
+        while minute + tenant.slot_minutes <= tenant.work_end_minute:
+            start = dt.datetime(day.year, day.month, day.day, minute // 60, minute % 60,
+                                tzinfo=zone).astimezone(dt.UTC)
+            if start > now:
+                slots.append((start, start + length))
+            minute += tenant.slot_minutes
+    return slots
+
+
+def openings(*, session: Session, tenant: Tenant, now: dt.datetime, days: int = 7
+             ) -> list[Opening]:
+    """The working-hour slots of today and the next ``days - 1`` days with the staff free in
+    each (two queries), for picking a time when confirming."""
+    if not 1 <= days <= 31:
+        raise Invalid("一次最多查看31天的空档。")
+    slots = _working_slots(tenant, now, days)
+    staff = list(session.scalars(select(Staff).where(
+        Staff.tenant_id == tenant.id, Staff.active.is_(True)).order_by(Staff.name, Staff.id)))
+    if not slots or not staff:
+        return [Opening(start=start, end=end, free=[]) for start, end in slots]
+    length = dt.timedelta(minutes=tenant.slot_minutes)
+    taken: dict[int, list[dt.datetime]] = {}
+    for staff_id, at in session.execute(select(Visit.staff_id, Visit.scheduled_at).where(
+            Visit.tenant_id == tenant.id, Visit.staff_id.in_([s.id for s in staff]),
+            Visit.scheduled_at > slots[0][0] - length, Visit.scheduled_at < slots[-1][1])):
+        when = as_utc(at)
+        if staff_id is not None and when is not None:
+            taken.setdefault(staff_id, []).append(when)
+    return [Opening(start=start, end=end, free=[
+        StaffSlot(staff_id=s.id, name=s.name, free=True) for s in staff
+        if not any(start - length < at < end for at in taken.get(s.id, ()))])
+        for start, end in slots]
 
 
 def _lock(session: Session, tenant: Tenant) -> None:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from bookings import desk
-from bookings.desk_schemas import BookingConfirm, BookingDecline, DeskAnswer, DeskBooking, StaffSlot
+from bookings.desk_schemas import (
+    BookingConfirm,
+    BookingDecline,
+    DeskAnswer,
+    DeskBooking,
+    Opening,
+    StaffSlot,
+)
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.fields import Id, Instant
@@ -19,6 +28,13 @@ router = APIRouter(tags=["bookings"])
 def booking_queue(session: SessionDep, tenant: TenantDep) -> list[DeskBooking]:
     """Requests waiting for an answer, the longest-waiting first, with their clocks."""
     return desk.queue(session=session, tenant=tenant, now=utcnow())
+
+
+@router.get("/bookings/openings", response_model=list[Opening])
+def booking_openings(session: SessionDep, tenant: TenantDep,
+                     days: Annotated[int, Query(ge=1, le=31)] = 7) -> list[Opening]:
+    """Working-hour slots of the coming days, each with the staff free for it."""
+    return desk.openings(session=session, tenant=tenant, now=utcnow(), days=days)
 
 
 @router.get("/bookings/{booking_id}/staff", response_model=list[StaffSlot])

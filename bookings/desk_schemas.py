@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pydantic import BaseModel, Field
 
 from huifang.fields import Id, Instant
@@ -26,6 +28,14 @@ class StaffSlot(BaseModel):
     name: str
     free: bool
     busy: str | None = Field(default=None, description="What is in the way, in Chinese.")
+
+
+class Opening(BaseModel):
+    """A working-hour slot and the staff free for all of it."""
+
+    start: dt.datetime
+    end: dt.datetime
+    free: list[StaffSlot]
 
 
 class BookingConfirm(BaseModel):

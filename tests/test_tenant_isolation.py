@@ -40,7 +40,7 @@ COLLECTION_ROUTES = {
     ("GET", "/v1/campaigns"), ("POST", "/v1/campaigns"), ("GET", "/v1/campaign-presets"),
     ("GET", "/v1/reports/retention"), ("GET", "/v1/reports/conversion"), ("GET", "/v1/plum-rain"),
     ("PUT", "/v1/plum-rain"), ("GET", "/v1/threads"), ("GET", "/v1/bookings/queue"),
-    ("GET", "/v1/today"),
+    ("GET", "/v1/today"), ("GET", "/v1/bookings/openings"),
 }
 # Path words that name something in the caller's own company (a service code, a month),
 # not another object: routes with only these are walked as collections.
@@ -152,6 +152,8 @@ def test_collections_show_only_ones_own_rows(client, account, other_account, b_o
         assert client.get(path, headers=account.headers).json() == [], path
     counts = client.get("/v1/today", headers=account.headers).json()["counts"]
     assert set(counts.values()) == {0}
+    openings = client.get("/v1/bookings/openings", headers=account.headers).json()
+    assert openings and all(o["free"] == [] for o in openings)  # B's staff are not A's
     client.put("/v1/watermark", headers=account.headers, json={"position": "top-right"})
     assert client.get("/v1/watermark", headers=other_account.headers).json()["position"] == (
         "bottom-left")

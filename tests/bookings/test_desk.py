@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import delete, func, select
@@ -23,6 +24,7 @@ from visits.models import Visit
 
 MONDAY_9_CN = dt.datetime(2026, 11, 23, 1, 0, tzinfo=dt.UTC)  # Monday 09:00 in Shanghai
 TUESDAY_10_CN = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC)  # Tuesday 10:00 in Shanghai
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @pytest.fixture
@@ -237,3 +239,30 @@ def test_two_people_cannot_send_one_staff_member_to_two_places(committed_db):
     finally:  # committed rows: gone, so that no other test counts them
         with committed_db.session() as cleanup:
             cleanup.execute(delete(Tenant).where(Tenant.id == tenant_id))
+
+
+def test_openings_list_working_slots_with_the_staff_free_in_each(session, account, customer,
+                                                                 zhang):
+    li = visits.create_staff(session=session, tenant=account.tenant, name="李阿姨")
+    visits.create_visit(session=session, tenant=account.tenant, customer_id=customer.id,
+                        service_type="deep_cleaning", staff_id=zhang.id,
+                        scheduled_at=TUESDAY_10_CN + dt.timedelta(minutes=60))
+    found = desk.openings(session=session, tenant=account.tenant, now=MONDAY_9_CN, days=2)
+    local = [(o.start.astimezone(SHANGHAI).strftime("%a %H:%M"), [s.name for s in o.free])
+             for o in found]
+    assert local[0] == ("Mon 10:00", ["张阿姨", "李阿姨"])  # 08:00 has begun
+    assert ("Tue 10:00", ["李阿姨"]) in local and ("Tue 12:00", ["李阿姨"]) in local
+    assert ("Tue 08:00", ["张阿姨", "李阿姨"]) in local
+    assert ("Tue 14:00", ["张阿姨", "李阿姨"]) in local and len(local) == 9
+    assert all(o.end - o.start == dt.timedelta(minutes=120) for o in found)
+    assert li.id in {s.staff_id for s in found[-1].free}
+    with pytest.raises(Invalid, match="31天"):
+        desk.openings(session=session, tenant=account.tenant, now=MONDAY_9_CN, days=40)
+
+
+def test_openings_api(client, account, zhang):
+    found = client.get("/v1/bookings/openings", headers=account.headers, params={"days": 3})
+    assert found.status_code == 200 and found.json()
+    assert all(o["free"][0]["name"] == "张阿姨" for o in found.json())
+    assert client.get("/v1/bookings/openings", headers=account.headers,
+                      params={"days": 99}).status_code == 422
