@@ -231,7 +231,7 @@ def confirm(*, session: Session, tenant: Tenant, booking_id: int, slot_start: dt
     if staff.id in busy:
         raise Conflict(f"{staff.name}{_busy_text(tenant, busy[staff.id])}，"
                        "请换一位服务人员或换个时间。")
-    service = (service_type or booking.service_type or "").strip()
+    service = threads.typed_text(service_type or booking.service_type or "", what="服务类型")
     if not service:
         raise Invalid("这个预约没有写明服务项目，请选择服务类型。")
     visit = visits.create_visit(session=session, tenant=tenant, customer_id=booking.customer_id,
@@ -258,7 +258,7 @@ def confirm(*, session: Session, tenant: Tenant, booking_id: int, slot_start: dt
 def decline(*, session: Session, tenant: Tenant, booking_id: int, reason: str,
             now: dt.datetime, actor: Actor | None = None) -> DeskAnswer:
     """Decline a request with a reason the customer reads; their link can book again."""
-    text = " ".join(reason.split())
+    text = " ".join(threads.typed_text(reason, what="婉拒原因").split())
     if not text:
         raise Invalid("请写明婉拒的原因，客户会收到这句话。")
     if len(text) > MAX_REASON:

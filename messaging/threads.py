@@ -13,6 +13,7 @@ stops) and resolved, each with its time, and each change a person makes is audit
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 
 from sqlalchemy import case, func, select
@@ -79,6 +80,16 @@ class AnswerRefused(Conflict):
 
 
 # --- clocks and words -------------------------------------------------------------------
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def typed_text(value: str, *, what: str) -> str:
+    """Text a person typed, trimmed; refused (in Chinese) when no column can store it."""
+    if _UNSTORABLE.search(value):
+        raise Invalid(f"{what}里有无法保存的字符，请删掉后再提交。")
+    return value.strip()
+
 
 
 def clock(*, since: dt.datetime, responded_at: dt.datetime | None, target_minutes: int,
@@ -210,11 +221,13 @@ def answer(*, session: Session, tenant: Tenant, customer_id: int, body: str, now
 
     Refused with ``AnswerRefused`` (409, the reason in Chinese) when the gate would stop it
     now (opt-out; for an offer, no consent or the cap); quiet hours only delay it (the
-    notice says until when). The caller queues the message once this commits.
+    notice says until when). Answering a reply stops its clock and, unless it is a
+    complaint (open until resolved), closes it. The caller queues the message once this
+    commits (``messaging.send_now``).
     """
     if category not in ("service", "marketing"):
         raise Invalid("category must be service or marketing.")
-    text = body.strip()
+    text = typed_text(body, what="回复内容")
     if not text:
         raise Invalid("请写下要发给客户的内容。")
     if len(text) > MAX_ANSWER:
@@ -236,8 +249,10 @@ def answer(*, session: Session, tenant: Tenant, customer_id: int, body: str, now
                                 channel="sms", category=category, source_type="office_answer",
                                 source_id=cause, body=text, due_at=now)
     if created:
-        if reply is not None and reply.first_response_at is None:
-            reply.first_response_at = now
+        if reply is not None:
+            reply.first_response_at = reply.first_response_at or now
+            if not reply.complaint:  # answered is done; a complaint waits to be resolved
+                reply.state = HANDLED
         record(session, actor, "message.answer", f"customer:{customer.id}",
                {"message_id": message.id, "reply_id": reply_id, "category": category})
         session.flush()
@@ -259,7 +274,7 @@ def assign(*, session: Session, tenant_id: int, reply_id: int, assignee_id: int,
            ) -> InboundMessage:
     """Give a reply (a complaint) to an office user to handle."""
     reply = inbound.get_reply(session=session, tenant_id=tenant_id, reply_id=reply_id)
-    name = assignee_name.strip()
+    name = typed_text(assignee_name, what="负责人姓名")
     if not name:
         raise Invalid("请选择负责处理的同事。")
     if reply.assignee_id == assignee_id and reply.owner == name:
@@ -286,7 +301,7 @@ def mark_responded(*, session: Session, tenant_id: int, reply_id: int, now: dt.d
 def resolve(*, session: Session, tenant_id: int, reply_id: int, resolution: str,
             now: dt.datetime, actor: Actor | None = None) -> InboundMessage:
     """Close a reply with how it ended (a resolution counts as a response if none came)."""
-    text = resolution.strip()
+    text = typed_text(resolution, what="处理结果")
     if not text:
         raise Invalid("请写一句处理结果，例如“已上门返工，客户满意”。")
     reply = inbound.get_reply(session=session, tenant_id=tenant_id, reply_id=reply_id)

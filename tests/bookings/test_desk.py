@@ -130,6 +130,9 @@ def test_declining_tells_the_customer_why_and_frees_the_link(session, account, r
     with pytest.raises(Invalid, match="原因"):
         desk.decline(session=session, tenant=account.tenant, booking_id=request_.id,
                      reason="  ", now=MONDAY_9_CN)
+    with pytest.raises(Invalid, match="无法保存"):
+        desk.decline(session=session, tenant=account.tenant, booking_id=request_.id,
+                     reason="满了\ud800", now=MONDAY_9_CN)
     answer = desk.decline(session=session, tenant=account.tenant, booking_id=request_.id,
                           reason="师傅这周已排满", now=MONDAY_9_CN)
     assert answer.booking.status == DECLINED and answer.booking.decline_reason == "师傅这周已排满"

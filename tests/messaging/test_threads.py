@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from compliance import service as compliance
 from customers import service as customers
-from huifang.errors import Conflict
+from huifang.errors import Conflict, Invalid
 from messaging import inbound, threads
 from messaging import service as outbox
 from messaging.audit_stub import ENTRIES
@@ -76,7 +76,7 @@ def test_an_answer_goes_through_the_gate_and_stops_the_clock(session, account, c
         request_id="form-0001")
     assert read.created and read.decision == "send" and message.category == "service"
     assert message.source_type == "office_answer" and message.status == "scheduled"
-    assert complaint.first_response_at == NOON_CN
+    assert complaint.first_response_at == NOON_CN and complaint.state == OPEN
     again, twice = threads.answer(
         session=session, tenant=account.tenant, customer_id=customer.id,
         body="非常抱歉，明天安排返工。", reply_id=complaint.id, now=NOON_CN, max_chars=500,
@@ -90,9 +90,12 @@ def test_an_answer_goes_through_the_gate_and_stops_the_clock(session, account, c
 
 
 def test_quiet_hours_delay_an_answer_and_say_until_when(session, account, customer):
+    question = _reply(session, account, customer, "明天几点到？", "q-1", at=NIGHT_CN)
     _, read = threads.answer(session=session, tenant=account.tenant, customer_id=customer.id,
-                             body="收到，明早联系您。", now=NIGHT_CN, max_chars=500)
+                             body="收到，明早联系您。", reply_id=question.id, now=NIGHT_CN,
+                             max_chars=500)
     assert read.created and read.decision == "defer"
+    assert question.state == HANDLED  # answered: no longer waiting
     assert "免打扰" in read.notice and "08:00" in read.notice
 
 
@@ -155,6 +158,9 @@ def test_the_thread_api_answers_and_refuses_with_a_sentence(client, session, acc
     refused = client.post(f"/v1/threads/{customer.id}/answers", headers=headers,
                           json={"body": "优惠", "category": "marketing"})
     assert refused.status_code == 409 and "同意" in refused.json()["detail"]
+    with pytest.raises(Invalid, match="无法保存"):
+        threads.answer(session=session, tenant=account.tenant, customer_id=customer.id,
+                       body="你好\x00", now=NOON_CN, max_chars=500)
     empty = client.post(f"/v1/threads/{customer.id}/answers", headers=headers,
                         json={"body": "   "})
     assert empty.status_code == 422 and "内容" in empty.json()["detail"]
