@@ -18,15 +18,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from accounts import audit
+from accounts.actors import Actor
 from compliance import service as compliance
 from compliance import wording
 from compliance.models import DEFER, SEND
 from customers.models import Customer
 from huifang.db import as_utc
 from huifang.errors import Conflict, Invalid
+from huifang.i18n import _
 from messaging import booking as asks
 from messaging import threads
-from messaging.audit_stub import Actor, record
 from messaging.models import CONFIRMED, DECLINED, HANDLED, REQUESTED, Booking, InboundMessage
 from messaging.schemas import BookingRead
 from messaging.service import schedule
@@ -59,20 +61,20 @@ def queue(*, session: Session, tenant: Tenant, now: dt.datetime, limit: int = 10
 
 
 def _service(code: str | None) -> str:
-    return service_types.label(code) if code else "上门服务"
+    return service_types.label(code) if code else "上门服务"  # the customer reads it
 
 
 def _window(tenant: Tenant, start: dt.datetime, now: dt.datetime) -> tuple[dt.datetime,
                                                                           dt.datetime]:
     """The visit's (start, end) in UTC, refused unless it lies in working hours ahead."""
     if start.tzinfo is None:
-        raise Invalid("上门时间需要带时区，例如 2026-12-08T10:00:00+08:00。")
+        raise Invalid(_("上门时间需要带时区，例如 2026-12-08T10:00:00+08:00。"))
     begin = start.astimezone(dt.UTC)
     end = begin + dt.timedelta(minutes=tenant.slot_minutes)
     if begin <= now:
-        raise Invalid("这个时间已经过去了，请选一个之后的时间。")
+        raise Invalid(_("这个时间已经过去了，请选一个之后的时间。"))
     if begin > now + MAX_AHEAD:
-        raise Invalid("只能安排一年以内的上门时间。")
+        raise Invalid(_("只能安排一年以内的上门时间。"))
     zone = ZoneInfo(tenant.timezone)
     local, local_end = begin.astimezone(zone), end.astimezone(zone)
     first = local.hour * 60 + local.minute
@@ -80,12 +82,12 @@ def _window(tenant: Tenant, start: dt.datetime, now: dt.datetime) -> tuple[dt.da
     hours = (f"{tenant.work_start_minute // 60:02d}:{tenant.work_start_minute % 60:02d}–"
              f"{tenant.work_end_minute // 60:02d}:{tenant.work_end_minute % 60:02d}")
     if str(local.isoweekday()) not in tenant.work_days:
-        raise Invalid(f"{local.month}月{local.day}日是周{'一二三四五六日'[local.weekday()]}，"
-                      "不在公司的工作日内，请换一天。")
+        raise Invalid(_("{month}月{day}日是周{weekday}，不在公司的工作日内，请换一天。").format(
+            month=local.month, day=local.day, weekday="一二三四五六日"[local.weekday()]))
     if (local_end.date() != local.date() or first < tenant.work_start_minute
             or last > tenant.work_end_minute):
-        raise Invalid(f"上门时间要在工作时间 {hours} 之内（每次上门 {tenant.slot_minutes} "
-                      "分钟），请换个时间。")
+        raise Invalid(_("上门时间要在工作时间 {hours} 之内（每次上门 {minutes} 分钟），"
+                        "请换个时间。").format(hours=hours, minutes=tenant.slot_minutes))
     return begin, end
 
 
@@ -109,7 +111,8 @@ def _busy(session: Session, tenant: Tenant, staff_ids: list[int], start: dt.date
 def _busy_text(tenant: Tenant, at: dt.datetime) -> str:
     local = at.astimezone(ZoneInfo(tenant.timezone))
     until = local + dt.timedelta(minutes=tenant.slot_minutes)
-    return f"{local.month}月{local.day}日 {local:%H:%M}–{until:%H:%M} 已有上门"
+    return _("{month}月{day}日 {start}–{end} 已有上门").format(
+        month=local.month, day=local.day, start=f"{local:%H:%M}", end=f"{until:%H:%M}")
 
 
 def staff_for(*, session: Session, tenant: Tenant, booking_id: int, now: dt.datetime,
@@ -119,7 +122,7 @@ def staff_for(*, session: Session, tenant: Tenant, booking_id: int, now: dt.date
     booking = asks.get_booking(session=session, tenant_id=tenant.id, booking_id=booking_id)
     wanted = slot_start or booking.slot_start
     if wanted is None:
-        raise Invalid("客户没有选时间，请先定一个上门时间再看谁有空。")
+        raise Invalid(_("客户没有选时间，请先定一个上门时间再看谁有空。"))
     start, end = _window(tenant, as_utc(wanted) or wanted, now)
     staff = list(session.scalars(select(Staff).where(
         Staff.tenant_id == tenant.id, Staff.active.is_(True)).order_by(Staff.name, Staff.id)))
@@ -155,7 +158,7 @@ def openings(*, session: Session, tenant: Tenant, now: dt.datetime, days: int = 
     """The working-hour slots of today and the next ``days - 1`` days with the staff free in
     each (two queries), for picking a time when confirming."""
     if not 1 <= days <= 31:
-        raise Invalid("一次最多查看31天的空档。")
+        raise Invalid(_("一次最多查看31天的空档。"))
     slots = _working_slots(tenant, now, days)
     staff = list(session.scalars(select(Staff).where(
         Staff.tenant_id == tenant.id, Staff.active.is_(True)).order_by(Staff.name, Staff.id)))
@@ -188,11 +191,11 @@ def _tell(session: Session, tenant: Tenant, customer: Customer, body: str, sourc
                                  now=now)
     if verdict.decision not in (SEND, DEFER):
         return None, False, (wording.reason_text(verdict.reason)
-                             + "客户不会收到短信通知，请电话告知客户。")
+                             + _("客户不会收到短信通知，请电话告知客户。"))
     message, new = schedule(session=session, tenant=tenant, customer=customer, channel="sms",
                             category="service", source_type=source_type, source_id=source_id,
                             body=body, due_at=now)
-    notice = ("已通知客户。" if verdict.decision == SEND else
+    notice = (_("已通知客户。") if verdict.decision == SEND else
               wording.reason_text(verdict.reason, not_before=verdict.not_before,
                                   timezone=customer.timezone))
     return (message.id if new else None), True, notice
@@ -220,20 +223,21 @@ def confirm(*, session: Session, tenant: Tenant, booking_id: int, slot_start: dt
     if booking.status == CONFIRMED and booking.staff_id == staff_id and (
             as_utc(booking.slot_start) == start):
         return DeskAnswer(booking=BookingRead.model_validate(booking), message_id=None,
-                          customer_told=True, notice="这个预约已经按这个时间确认过了。")
+                          customer_told=True, notice=_("这个预约已经按这个时间确认过了。"))
     if booking.status != REQUESTED:
-        raise Conflict({CONFIRMED: "这个预约已经确认过了。", DECLINED: "这个预约已经婉拒了。"}
-                       .get(booking.status, "客户已取消这个预约。"))
+        raise Conflict({CONFIRMED: _("这个预约已经确认过了。"), DECLINED: _("这个预约已经婉拒了。")}
+                       .get(booking.status, _("客户已取消这个预约。")))
     staff = visits.get_staff(session=session, tenant_id=tenant.id, staff_id=staff_id)
     if not staff.active:
-        raise Invalid(f"{staff.name}已不在岗，请选择其他服务人员。")
+        raise Invalid(_("{name}已不在岗，请选择其他服务人员。").format(name=staff.name))
     busy = _busy(session, tenant, [staff.id], start, end, None)
     if staff.id in busy:
-        raise Conflict(f"{staff.name}{_busy_text(tenant, busy[staff.id])}，"
-                       "请换一位服务人员或换个时间。")
-    service = threads.typed_text(service_type or booking.service_type or "", what="服务类型")
+        raise Conflict(_("{name}{busy}，请换一位服务人员或换个时间。").format(
+            name=staff.name, busy=_busy_text(tenant, busy[staff.id])))
+    service = threads.typed_text(service_type or booking.service_type or "",
+                                what=_("服务类型"))
     if not service:
-        raise Invalid("这个预约没有写明服务项目，请选择服务类型。")
+        raise Invalid(_("这个预约没有写明服务项目，请选择服务类型。"))
     visit = visits.create_visit(session=session, tenant=tenant, customer_id=booking.customer_id,
                                 service_type=service, staff_id=staff.id, scheduled_at=start)
     booking.status, booking.answered_at = CONFIRMED, now
@@ -248,8 +252,9 @@ def confirm(*, session: Session, tenant: Tenant, booking_id: int, slot_start: dt
     # Keyed like messaging.booking.answer's: one message per booking and time.
     message_id, told, notice = _tell(session, tenant, customer, body, "booking_confirmed",
                                      f"{booking.id}@{int(start.timestamp())}", now)
-    record(session, actor, "booking.confirm", f"booking:{booking.id}",
-           {"slot_start": start.isoformat(), "staff_id": staff.id, "visit_id": visit.id})
+    audit.record(session, actor, "booking.confirmed", f"booking:{booking.id}",
+                 {"slot_start": start.isoformat(), "staff_id": staff.id, "visit_id": visit.id},
+                 tenant_id=tenant.id)
     session.flush()
     return DeskAnswer(booking=BookingRead.model_validate(booking), message_id=message_id,
                       customer_told=told, notice=notice)
@@ -258,22 +263,22 @@ def confirm(*, session: Session, tenant: Tenant, booking_id: int, slot_start: dt
 def decline(*, session: Session, tenant: Tenant, booking_id: int, reason: str,
             now: dt.datetime, actor: Actor | None = None) -> DeskAnswer:
     """Decline a request with a reason the customer reads; their link can book again."""
-    text = " ".join(threads.typed_text(reason, what="婉拒原因").split())
+    text = " ".join(threads.typed_text(reason, what=_("婉拒原因")).split())
     if not text:
-        raise Invalid("请写明婉拒的原因，客户会收到这句话。")
+        raise Invalid(_("请写明婉拒的原因，客户会收到这句话。"))
     if len(text) > MAX_REASON:
-        raise Invalid(f"原因请控制在{MAX_REASON}字以内。")
+        raise Invalid(_("原因请控制在{limit}字以内。").format(limit=MAX_REASON))
     if "【" in text or "】" in text:
-        raise Invalid("原因里不能用【】（短信里只有公司签名可以用），请换成「」或去掉。")
+        raise Invalid(_("原因里不能用【】（短信里只有公司签名可以用），请换成「」或去掉。"))
     _lock(session, tenant)
     booking = asks.get_booking(session=session, tenant_id=tenant.id, booking_id=booking_id)
     if booking.status == DECLINED and booking.decline_reason == text:
         return DeskAnswer(booking=BookingRead.model_validate(booking), message_id=None,
-                          customer_told=True, notice="这个预约已经婉拒过了。")
+                          customer_told=True, notice=_("这个预约已经婉拒过了。"))
     if booking.status != REQUESTED:
-        raise Conflict({CONFIRMED: "这个预约已经确认了；如需取消，请先联系客户。",
-                        DECLINED: "这个预约已经婉拒了。"}
-                       .get(booking.status, "客户已取消这个预约。"))
+        raise Conflict({CONFIRMED: _("这个预约已经确认了；如需取消，请先联系客户。"),
+                        DECLINED: _("这个预约已经婉拒了。")}
+                       .get(booking.status, _("客户已取消这个预约。")))
     booking.status, booking.answered_at = DECLINED, now
     booking.decline_reason = text
     booking.open_link_id = None  # the customer may pick another time through the link
@@ -284,7 +289,8 @@ def decline(*, session: Session, tenant: Tenant, booking_id: int, reason: str,
             "我们会尽快与您联系另约时间。")
     message_id, told, notice = _tell(session, tenant, customer, body,
                                      "booking_declined", str(booking.id), now)
-    record(session, actor, "booking.decline", f"booking:{booking.id}", {"reason": text})
+    audit.record(session, actor, "booking.declined", f"booking:{booking.id}",
+                 {"reason": text}, tenant_id=tenant.id)
     session.flush()
     return DeskAnswer(booking=BookingRead.model_validate(booking), message_id=message_id,
                       customer_told=told, notice=notice)

@@ -16,7 +16,7 @@ from bookings.desk_schemas import (
     StaffSlot,
 )
 from huifang.db import utcnow
-from huifang.deps import SessionDep, TenantDep
+from huifang.deps import KeyActorDep, SessionDep, TenantDep
 from huifang.fields import Id, Instant
 from huifang.openapi import refusals
 from messaging.send_now import send_now
@@ -49,12 +49,12 @@ def staff_for_booking(booking_id: Id, session: SessionDep, tenant: TenantDep,
 @router.post("/bookings/{booking_id}/confirm", response_model=DeskAnswer,
              responses=refusals(409))
 def confirm_booking(booking_id: Id, body: BookingConfirm, session: SessionDep,
-                    tenant: TenantDep) -> DeskAnswer:
+                    tenant: TenantDep, actor: KeyActorDep) -> DeskAnswer:
     """Confirm with a time and a staff member: a visit is made, the customer is told."""
     now = utcnow()
     answer = desk.confirm(session=session, tenant=tenant, booking_id=booking_id,
                           slot_start=body.slot_start, staff_id=body.staff_id,
-                          service_type=body.service_type, now=now)
+                          service_type=body.service_type, now=now, actor=actor)
     if answer.message_id is not None:
         send_now(session=session, message_ids=[answer.message_id], now=now)
     return answer
@@ -63,11 +63,11 @@ def confirm_booking(booking_id: Id, body: BookingConfirm, session: SessionDep,
 @router.post("/bookings/{booking_id}/decline", response_model=DeskAnswer,
              responses=refusals(409))
 def decline_booking(booking_id: Id, body: BookingDecline, session: SessionDep,
-                    tenant: TenantDep) -> DeskAnswer:
+                    tenant: TenantDep, actor: KeyActorDep) -> DeskAnswer:
     """Decline with a reason; the customer is told in those words."""
     now = utcnow()
     answer = desk.decline(session=session, tenant=tenant, booking_id=booking_id,
-                          reason=body.reason, now=now)
+                          reason=body.reason, now=now, actor=actor)
     if answer.message_id is not None:
         send_now(session=session, message_ids=[answer.message_id], now=now)
     return answer

@@ -17,6 +17,7 @@ from compliance.models import (
     OPTED_OUT,
     QUIET_HOURS,
 )
+from huifang.i18n import _
 
 _SENTENCES = {
     ALLOWED: "可以发送。",
@@ -34,10 +35,10 @@ def reason_text(reason: str | None, *, not_before: dt.datetime | None = None,
     """Why the gate held or stopped a message, as one Chinese sentence."""
     if reason == QUIET_HOURS:
         if not_before is None:
-            return "客户所在地现在是免打扰时段，短信会在发送时段开始时发出。"
+            return _("客户所在地现在是免打扰时段，短信会在发送时段开始时发出。")
         local = not_before.astimezone(ZoneInfo(timezone))
-        return (f"客户所在地现在是免打扰时段，短信将于{local.month}月{local.day}日 "
-                f"{local:%H:%M}（客户当地时间）发出。")
+        return _("客户所在地现在是免打扰时段，短信将于{month}月{day}日 {clock}（客户当地时间）"
+                 "发出。").format(month=local.month, day=local.day, clock=f"{local:%H:%M}")
     if reason is None:
-        return _UNKNOWN
-    return _SENTENCES.get(reason, _UNKNOWN)
+        return _(_UNKNOWN)
+    return _(_SENTENCES.get(reason, _UNKNOWN))

@@ -167,7 +167,8 @@ class InboundMessage(Base):
     # how it ended. The clock runs from received_at.
     owner: Mapped[str | None] = mapped_column(String(100), default=None)
     # The office user it is assigned to (``owner`` keeps their name for the record).
-    assignee_id: Mapped[int | None] = mapped_column(BigId, default=None)
+    assignee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None)
     assigned_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     first_response_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -107,8 +107,8 @@ class AnswerRead(BaseModel):
 
 
 class ReplyAssign(BaseModel):
-    assignee_id: Id = Field(description="The office user who handles it.")
-    assignee_name: str = Field(min_length=1, max_length=100)
+    assignee_id: Id = Field(description="The office user (owner or office role) who "
+                                        "handles it.")
 
 
 class ReplyResolve(BaseModel):

@@ -19,6 +19,10 @@ import uuid
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from accounts import audit
+from accounts import service as accounts
+from accounts.actors import Actor
+from accounts.roles import Permission, may
 from compliance import service as compliance
 from compliance import wording
 from compliance.models import DEFER, SEND
@@ -26,8 +30,8 @@ from customers import service as customers
 from customers.models import Customer
 from huifang.db import as_utc
 from huifang.errors import Conflict, Invalid
+from huifang.i18n import _
 from messaging import inbound, keywords
-from messaging.audit_stub import Actor, record
 from messaging.models import (
     HANDLED,
     OPEN,
@@ -87,7 +91,7 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 def typed_text(value: str, *, what: str) -> str:
     """Text a person typed, trimmed; refused (in Chinese) when no column can store it."""
     if _UNSTORABLE.search(value):
-        raise Invalid(f"{what}里有无法保存的字符，请删掉后再提交。")
+        raise Invalid(_("{what}里有无法保存的字符，请删掉后再提交。").format(what=what))
     return value.strip()
 
 
@@ -114,21 +118,22 @@ def target_for(tenant: Tenant, *, complaint: bool) -> int:
 def rule_label(rule: str | None, company_rules: dict[int, KeywordRule] | None = None) -> str:
     """The rule that routed a reply, as the office reads it."""
     if rule is None:
-        return "没有匹配的关键词"
-    kind, _, value = rule.partition(":")
+        return _("没有匹配的关键词")
+    kind, _sep, value = rule.partition(":")
     if kind == "tenant":
         own = (company_rules or {}).get(int(value)) if value.isdigit() else None
-        return f"公司关键词“{own.value}”" if own is not None else "公司关键词（已删除）"
+        return (_("公司关键词“{value}”").format(value=own.value) if own is not None
+                else _("公司关键词（已删除）"))
     if kind in keywords.ROUTES and value:
-        return f"关键词“{value}”"
-    return f"内置规则 {rule}"
+        return _("关键词“{value}”").format(value=value)
+    return _("内置规则 {rule}").format(rule=rule)
 
 
 def routing_of(reply: InboundMessage, company_rules: dict[int, KeywordRule] | None = None
                ) -> Routing:
-    complaint = (f"；投诉词“{reply.complaint_rule.partition(':')[2]}”"
+    complaint = (_("；投诉词“{word}”").format(word=reply.complaint_rule.partition(":")[2])
                  if reply.complaint and reply.complaint_rule else "")
-    return Routing(route=reply.route, route_label=ROUTE_LABELS.get(reply.route, reply.route),
+    return Routing(route=reply.route, route_label=_(ROUTE_LABELS.get(reply.route, reply.route)),
                    rule=reply.rule, rule_label=rule_label(reply.rule, company_rules) + complaint,
                    complaint=reply.complaint, complaint_rule=reply.complaint_rule,
                    handled_automatically=reply.route not in (keywords.BOOK, keywords.OTHER))
@@ -169,7 +174,7 @@ def _problem(message: Message, customer: Customer) -> str | None:
         return None
     reason = message.status_reason
     if reason in SEND_PROBLEMS:
-        return SEND_PROBLEMS[reason]
+        return _(SEND_PROBLEMS[reason])
     return wording.reason_text(reason, not_before=message.due_at, timezone=customer.timezone)
 
 
@@ -178,7 +183,7 @@ def _message_item(message: Message, customer: Customer) -> ThreadItem:
         direction="out", id=message.id, at=message.sent_at or message.created_at,
         body=message.text or message.body, category=message.category,
         source_type=message.source_type, status=message.status,
-        status_label=STATUS_LABELS.get(message.status, message.status),
+        status_label=_(STATUS_LABELS.get(message.status, message.status)),
         status_reason=message.status_reason, reason_text=_problem(message, customer))
 
 
@@ -227,18 +232,18 @@ def answer(*, session: Session, tenant: Tenant, customer_id: int, body: str, now
     """
     if category not in ("service", "marketing"):
         raise Invalid("category must be service or marketing.")
-    text = typed_text(body, what="回复内容")
+    text = typed_text(body, what=_("回复内容"))
     if not text:
-        raise Invalid("请写下要发给客户的内容。")
+        raise Invalid(_("请写下要发给客户的内容。"))
     if len(text) > MAX_ANSWER:
-        raise Invalid(f"回复请控制在{MAX_ANSWER}字以内。")
+        raise Invalid(_("回复请控制在{limit}字以内。").format(limit=MAX_ANSWER))
     customer = customers.get_customer(session=session, tenant_id=tenant.id,
                                       customer_id=customer_id)
     reply = None
     if reply_id is not None:
         reply = inbound.get_reply(session=session, tenant_id=tenant.id, reply_id=reply_id)
         if reply.customer_id != customer.id:
-            raise Invalid("这条回复不是这位客户发来的，请在对应客户的对话里回复。")
+            raise Invalid(_("这条回复不是这位客户发来的，请在对应客户的对话里回复。"))
     verdict = compliance.preview(session=session, tenant=tenant, customer=customer,
                                  category=category,  # type: ignore[arg-type]
                                  body=text, max_chars=max_chars, now=now)
@@ -253,14 +258,15 @@ def answer(*, session: Session, tenant: Tenant, customer_id: int, body: str, now
             reply.first_response_at = reply.first_response_at or now
             if not reply.complaint:  # answered is done; a complaint waits to be resolved
                 reply.state = HANDLED
-        record(session, actor, "message.answer", f"customer:{customer.id}",
-               {"message_id": message.id, "reply_id": reply_id, "category": category})
+        audit.record(session, actor, "message.answered", f"customer:{customer.id}",
+                     {"message_id": message.id, "reply_id": reply_id, "category": category},
+                     tenant_id=tenant.id)
         session.flush()
     if verdict.decision == DEFER:
         notice = wording.reason_text(verdict.reason, not_before=verdict.not_before,
                                      timezone=customer.timezone)
     else:
-        notice = "已交给短信通道发送。"
+        notice = _("已交给短信通道发送。")
     return message, AnswerRead(message_id=message.id, status=message.status,
                                due_at=message.due_at, decision=verdict.decision, notice=notice,
                                created=created)
@@ -270,19 +276,20 @@ def answer(*, session: Session, tenant: Tenant, customer_id: int, body: str, now
 
 
 def assign(*, session: Session, tenant_id: int, reply_id: int, assignee_id: int,
-           assignee_name: str, now: dt.datetime, actor: Actor | None = None
-           ) -> InboundMessage:
-    """Give a reply (a complaint) to an office user to handle."""
+           now: dt.datetime, actor: Actor | None = None) -> InboundMessage:
+    """Give a reply (a complaint) to an office user of the company to handle."""
     reply = inbound.get_reply(session=session, tenant_id=tenant_id, reply_id=reply_id)
-    name = typed_text(assignee_name, what="负责人姓名")
-    if not name:
-        raise Invalid("请选择负责处理的同事。")
-    if reply.assignee_id == assignee_id and reply.owner == name:
+    user = accounts.get_user(session=session, tenant_id=tenant_id, user_id=assignee_id)
+    if user.disabled_at is not None or not may(user.role, Permission.WORK):
+        raise Invalid(_("{name}不能处理回复（账号已停用或不是办公室人员），请选择其他同事。")
+                      .format(name=user.name))
+    if reply.assignee_id == user.id:
         return reply
     previous = reply.assignee_id
-    reply.assignee_id, reply.owner, reply.assigned_at = assignee_id, name[:100], now
-    record(session, actor, "reply.assign", f"reply:{reply.id}",
-           {"assignee_id": assignee_id, "previous": previous})
+    reply.assignee_id, reply.owner, reply.assigned_at = user.id, user.name[:100], now
+    audit.record(session, actor, "reply.assigned", f"reply:{reply.id}",
+                 {"assignee_id": user.id, "name": user.name, "previous": previous},
+                 tenant_id=tenant_id)
     session.flush()
     return reply
 
@@ -293,7 +300,8 @@ def mark_responded(*, session: Session, tenant_id: int, reply_id: int, now: dt.d
     reply = inbound.get_reply(session=session, tenant_id=tenant_id, reply_id=reply_id)
     if reply.first_response_at is None:
         reply.first_response_at = now
-        record(session, actor, "reply.responded", f"reply:{reply.id}", {})
+        audit.record(session, actor, "reply.responded", f"reply:{reply.id}",
+                     tenant_id=tenant_id)
         session.flush()
     return reply
 
@@ -301,16 +309,17 @@ def mark_responded(*, session: Session, tenant_id: int, reply_id: int, now: dt.d
 def resolve(*, session: Session, tenant_id: int, reply_id: int, resolution: str,
             now: dt.datetime, actor: Actor | None = None) -> InboundMessage:
     """Close a reply with how it ended (a resolution counts as a response if none came)."""
-    text = typed_text(resolution, what="处理结果")
+    text = typed_text(resolution, what=_("处理结果"))
     if not text:
-        raise Invalid("请写一句处理结果，例如“已上门返工，客户满意”。")
+        raise Invalid(_("请写一句处理结果，例如“已上门返工，客户满意”。"))
     reply = inbound.get_reply(session=session, tenant_id=tenant_id, reply_id=reply_id)
     if reply.state == HANDLED and reply.resolved_at is not None:
-        raise Conflict("这条回复已经处理完毕；如需补充，请先重新打开。")
+        raise Conflict(_("这条回复已经处理完毕；如需补充，请先重新打开。"))
     reply.resolution, reply.state = text[:2000], HANDLED
     reply.resolved_at = now
     reply.first_response_at = reply.first_response_at or now
-    record(session, actor, "reply.resolve", f"reply:{reply.id}", {"resolution": text[:200]})
+    audit.record(session, actor, "reply.resolved", f"reply:{reply.id}",
+                 {"resolution": text[:200]}, tenant_id=tenant_id)
     session.flush()
     return reply
 
@@ -322,6 +331,6 @@ def reopen(*, session: Session, tenant_id: int, reply_id: int, now: dt.datetime,
     if reply.state == OPEN:
         return reply
     reply.state, reply.resolved_at = OPEN, None
-    record(session, actor, "reply.reopen", f"reply:{reply.id}", {})
+    audit.record(session, actor, "reply.reopened", f"reply:{reply.id}", tenant_id=tenant_id)
     session.flush()
     return reply

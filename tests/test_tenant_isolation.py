@@ -51,7 +51,7 @@ PATCH_BODIES = {"customer_id": {"name": "改名"}, "staff_id": {"name": "改名"
 # POST bodies that would succeed on one's own object, keyed by the path's last word.
 POST_BODIES = {"consents": {"source": "in_person", "evidence": "x"},
                "revoke": {"source": "api"}, "opt-out": {"detail": "x"},
-               "answers": {"body": "你好"}, "assign": {"assignee_id": 1, "assignee_name": "x"},
+               "answers": {"body": "你好"}, "assign": {"assignee_id": 1},
                "resolve": {"resolution": "x"}, "decline": {"reason": "x"},
                "confirm": {"slot_start": "2030-01-08T10:00:00+08:00", "staff_id": 1}}
 

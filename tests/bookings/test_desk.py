@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import delete, func, select
 
+from accounts.models import AuditEntry
 from bookings import desk
 from compliance import service as compliance
 from customers import service as customers
 from huifang.errors import Conflict, Invalid, NotFound
 from messaging import booking, inbound
-from messaging.audit_stub import ENTRIES
 from messaging.models import CONFIRMED, DECLINED, HANDLED, Booking, Message
 from tenancy import service as tenancy
 from tenancy.models import Tenant
@@ -25,6 +25,11 @@ from visits.models import Visit
 MONDAY_9_CN = dt.datetime(2026, 11, 23, 1, 0, tzinfo=dt.UTC)  # Monday 09:00 in Shanghai
 TUESDAY_10_CN = dt.datetime(2026, 11, 24, 2, 0, tzinfo=dt.UTC)  # Tuesday 10:00 in Shanghai
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def _audit(session, tenant_id):
+    return list(session.scalars(select(AuditEntry).where(AuditEntry.tenant_id == tenant_id)
+                                .order_by(AuditEntry.id)))
 
 
 @pytest.fixture
@@ -62,8 +67,8 @@ def test_confirming_makes_the_visit_and_tells_the_customer(session, account, req
     again = desk.confirm(session=session, tenant=account.tenant, booking_id=request_.id,
                          slot_start=TUESDAY_10_CN, staff_id=zhang.id, now=MONDAY_9_CN)
     assert again.message_id is None  # the same answer twice tells the customer once
-    [entry] = session.info[ENTRIES]
-    assert entry["action"] == "booking.confirm" and entry["detail"]["visit_id"] == visit.id
+    [entry] = _audit(session, account.tenant.id)
+    assert entry.action == "booking.confirmed" and entry.detail["visit_id"] == visit.id
 
 
 def test_a_busy_staff_member_cannot_be_sent_twice(session, account, customer, request_, zhang):
@@ -142,7 +147,7 @@ def test_declining_tells_the_customer_why_and_frees_the_link(session, account, r
     with pytest.raises(Conflict, match="婉拒"):
         desk.confirm(session=session, tenant=account.tenant, booking_id=request_.id,
                      slot_start=TUESDAY_10_CN, staff_id=1, now=MONDAY_9_CN)
-    assert session.info[ENTRIES][-1]["action"] == "booking.decline"
+    assert _audit(session, account.tenant.id)[-1].action == "booking.declined"
 
 
 def test_an_opted_out_customer_is_not_messaged_and_the_office_is_told(

@@ -8,12 +8,15 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
+from accounts import service as accounts
+from accounts.actors import Actor
+from accounts.models import AuditEntry
+from accounts.roles import Role
 from compliance import service as compliance
 from customers import service as customers
 from huifang.errors import Conflict, Invalid
 from messaging import inbound, threads
 from messaging import service as outbox
-from messaging.audit_stub import ENTRIES
 from messaging.models import HANDLED, OPEN, Message
 
 NOON_CN = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.UTC)  # Monday 12:00 in Shanghai
@@ -24,6 +27,11 @@ NIGHT_CN = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)  # 23:00 in Shanghai
 def customer(session, account):
     return customers.create_customer(session=session, tenant=account.tenant, name="王女士",
                                      phone="13800138000")
+
+
+def _audit(session, tenant_id):
+    return list(session.scalars(select(AuditEntry).where(AuditEntry.tenant_id == tenant_id)
+                                .order_by(AuditEntry.id)))
 
 
 def _reply(session, account, customer, text, sid, at=NOON_CN):
@@ -70,10 +78,12 @@ def test_a_thread_interleaves_replies_and_messages_with_the_routing_shown(
 
 def test_an_answer_goes_through_the_gate_and_stops_the_clock(session, account, customer):
     complaint = _reply(session, account, customer, "师傅迟到了一个小时", "c-3")
+    clerk = accounts.create_user(session=session, tenant=account.tenant, role="office",
+                                 name="客服小李", phone="13900139001").user
     message, read = threads.answer(
         session=session, tenant=account.tenant, customer_id=customer.id,
         body="非常抱歉，明天安排返工。", reply_id=complaint.id, now=NOON_CN, max_chars=500,
-        request_id="form-0001")
+        request_id="form-0001", actor=accounts.actor_for(clerk))
     assert read.created and read.decision == "send" and message.category == "service"
     assert message.source_type == "office_answer" and message.status == "scheduled"
     assert complaint.first_response_at == NOON_CN and complaint.state == OPEN
@@ -84,9 +94,11 @@ def test_an_answer_goes_through_the_gate_and_stops_the_clock(session, account, c
     assert again.id == message.id and not twice.created
     assert session.scalar(select(func.count()).select_from(Message).where(
         Message.source_type == "office_answer")) == 1
-    [entry] = [e for e in session.info[ENTRIES] if e["action"] == "message.answer"]
-    assert entry["target"] == f"customer:{customer.id}"
-    assert entry["detail"]["message_id"] == message.id
+    [entry] = [e for e in _audit(session, account.tenant.id)
+               if e.action == "message.answered"]
+    assert (entry.actor_kind, entry.actor_id, entry.actor_name) == ("user", clerk.id, "客服小李")
+    assert entry.target == f"customer:{customer.id}"
+    assert entry.detail["message_id"] == message.id
 
 
 def test_quiet_hours_delay_an_answer_and_say_until_when(session, account, customer):
@@ -119,10 +131,19 @@ def test_the_gate_refuses_in_chinese_and_nothing_is_scheduled(session, account, 
 def test_a_complaint_is_assigned_responded_and_resolved_with_times(session, account, customer):
     complaint = _reply(session, account, customer, "地板没擦干净", "c-4")
     later = NOON_CN + dt.timedelta(minutes=30)
+    clerk = accounts.create_user(session=session, tenant=account.tenant, role="office",
+                                 name="客服小李", phone="13900139001").user
+    field = accounts.create_user(session=session, tenant=account.tenant, role="staff",
+                                 name="张阿姨", phone="13900139002").user
+    with pytest.raises(Invalid, match="不能处理回复"):
+        threads.assign(session=session, tenant_id=account.tenant.id, reply_id=complaint.id,
+                       assignee_id=field.id, now=later)
+    owner = Actor(kind="user", id=clerk.id, name="客服小李", tenant_id=account.tenant.id,
+                  role=Role.OFFICE)
     threads.assign(session=session, tenant_id=account.tenant.id, reply_id=complaint.id,
-                   assignee_id=7, assignee_name="客服小李", now=later)
+                   assignee_id=clerk.id, now=later, actor=owner)
     assert (complaint.assignee_id, complaint.owner, complaint.assigned_at) == (
-        7, "客服小李", later)
+        clerk.id, "客服小李", later)
     threads.mark_responded(session=session, tenant_id=account.tenant.id,
                            reply_id=complaint.id, now=later + dt.timedelta(minutes=5))
     threads.mark_responded(session=session, tenant_id=account.tenant.id,
@@ -137,8 +158,10 @@ def test_a_complaint_is_assigned_responded_and_resolved_with_times(session, acco
     threads.reopen(session=session, tenant_id=account.tenant.id, reply_id=complaint.id,
                    now=later)
     assert complaint.state == OPEN and complaint.resolved_at is None
-    actions = [e["action"] for e in session.info[ENTRIES]]
-    assert actions == ["reply.assign", "reply.responded", "reply.resolve", "reply.reopen"]
+    entries = [e for e in _audit(session, account.tenant.id) if e.action.startswith("reply.")]
+    assert [e.action for e in entries] == [
+        "reply.assigned", "reply.responded", "reply.resolved", "reply.reopened"]
+    assert entries[0].actor_name == "客服小李" and entries[1].actor_kind == "system"
 
 
 def test_the_thread_api_answers_and_refuses_with_a_sentence(client, session, account,
@@ -164,9 +187,15 @@ def test_the_thread_api_answers_and_refuses_with_a_sentence(client, session, acc
     empty = client.post(f"/v1/threads/{customer.id}/answers", headers=headers,
                         json={"body": "   "})
     assert empty.status_code == 422 and "内容" in empty.json()["detail"]
+    clerk = accounts.create_user(session=session, tenant=account.tenant, role="office",
+                                 name="小王", phone="13900139003").user
     assigned = client.post(f"/v1/replies/{complaint.id}/assign", headers=headers,
-                           json={"assignee_id": 3, "assignee_name": "小王"})
+                           json={"assignee_id": clerk.id})
     assert assigned.status_code == 200 and assigned.json()["owner"] == "小王"
+    assert client.post(f"/v1/replies/{complaint.id}/assign", headers=other_account.headers,
+                       json={"assignee_id": clerk.id}).status_code == 404
+    [entry] = [e for e in _audit(session, account.tenant.id) if e.action == "reply.assigned"]
+    assert entry.actor_kind == "api_key"  # who did it through the API
     resolved = client.post(f"/v1/replies/{complaint.id}/resolve", headers=headers,
                            json={"resolution": "已处理"})
     assert resolved.json()["state"] == "handled" and resolved.json()["resolved_at"]

@@ -34,6 +34,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('assignee_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True))
         batch_op.add_column(sa.Column('assigned_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index('ix_inbound_tenant_state', ['tenant_id', 'state'], unique=False)
+        batch_op.create_foreign_key(batch_op.f('fk_inbound_messages_assignee_id_users'), 'users', ['assignee_id'], ['id'], ondelete='SET NULL')
 
     with op.batch_alter_table('media', schema=None) as batch_op:
         batch_op.create_index('ix_media_tenant_status', ['tenant_id', 'status'], unique=False)
@@ -53,6 +54,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_media_tenant_status')
 
     with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('fk_inbound_messages_assignee_id_users'), type_='foreignkey')
         batch_op.drop_index('ix_inbound_tenant_state')
         batch_op.drop_column('assigned_at')
         batch_op.drop_column('assignee_id')
