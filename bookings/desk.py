@@ -29,7 +29,15 @@ from huifang.errors import Conflict, Invalid
 from huifang.i18n import _
 from messaging import booking as asks
 from messaging import threads
-from messaging.models import CONFIRMED, DECLINED, HANDLED, REQUESTED, Booking, InboundMessage
+from messaging.models import (
+    CONFIRMED,
+    DECLINED,
+    HANDLED,
+    REQUESTED,
+    Booking,
+    InboundMessage,
+    Message,
+)
 from messaging.schemas import BookingRead
 from messaging.service import schedule
 from tenancy.models import Tenant
@@ -37,7 +45,7 @@ from visits import service as visits
 from visits import service_types
 from visits.models import Staff, Visit
 
-from .desk_schemas import DeskAnswer, DeskBooking, Opening, StaffSlot
+from .desk_schemas import AnsweredBooking, DeskAnswer, DeskBooking, Opening, StaffSlot
 
 MAX_REASON = 200
 MAX_AHEAD = dt.timedelta(days=366)
@@ -58,6 +66,56 @@ def queue(*, session: Session, tenant: Tenant, now: dt.datetime, limit: int = 10
         clock=threads.clock(since=row.created_at, responded_at=None,
                             target_minutes=tenant.reply_target_minutes, now=now))
         for row, name, phone in rows]
+
+
+def _told_key(booking: Booking) -> tuple[str, str]:
+    """The (source_type, source_id) of the message that told the customer the answer."""
+    if booking.status == CONFIRMED:
+        start = as_utc(booking.slot_start)
+        return "booking_confirmed", f"{booking.id}@{int(start.timestamp()) if start else 0}"
+    return "booking_declined", str(booking.id)
+
+
+def answered(*, session: Session, tenant: Tenant, limit: int = 10) -> list[AnsweredBooking]:
+    """The latest answered bookings with their visit or reason, and whether the customer
+    was told (two queries)."""
+    rows = session.execute(
+        select(Booking, Customer.name, Staff.name)
+        .join(Customer, Customer.id == Booking.customer_id)
+        .outerjoin(Staff, Staff.id == Booking.staff_id)
+        .where(Booking.tenant_id == tenant.id, Booking.status.in_((CONFIRMED, DECLINED)),
+               Booking.answered_at.is_not(None))
+        .order_by(Booking.answered_at.desc(), Booking.id.desc()).limit(limit)).all()
+    keys = {row[0].id: _told_key(row[0]) for row in rows}
+    told: dict[tuple[str, str], Message] = {}
+    if keys:
+        for message in session.scalars(select(Message).where(
+                Message.tenant_id == tenant.id,
+                Message.source_type.in_(("booking_confirmed", "booking_declined")),
+                Message.source_id.in_([key[1] for key in keys.values()]))):
+            told[(message.source_type, message.source_id)] = message
+    found = []
+    for booking, customer_name, staff_name in rows:
+        sent = told.get(keys[booking.id])
+        problem = threads.problem(sent, tenant.timezone) if sent is not None else None
+        if sent is None:
+            notice = _("没有给客户发短信通知，请电话告知客户。")
+        else:
+            notice = problem or _("短信通知：{status}").format(
+                status=threads.status_label(sent.status))
+        answered_at = as_utc(booking.answered_at)
+        assert answered_at is not None
+        found.append(AnsweredBooking(
+            booking_id=booking.id, customer_id=booking.customer_id,
+            customer_name=customer_name, status=booking.status,
+            service_label=_service(booking.service_type),
+            slot_start=as_utc(booking.slot_start), slot_end=as_utc(booking.slot_end),
+            staff_id=booking.staff_id, staff_name=staff_name, visit_id=booking.visit_id,
+            decline_reason=booking.decline_reason, answered_at=answered_at,
+            message_id=sent.id if sent else None,
+            message_status=sent.status if sent else None,
+            customer_told=sent is not None and problem is None, notice=notice))
+    return found
 
 
 def _service(code: str | None) -> str:

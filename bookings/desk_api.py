@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from bookings import desk
 from bookings.desk_schemas import (
+    AnsweredBooking,
     BookingConfirm,
     BookingDecline,
     DeskAnswer,
@@ -28,6 +29,15 @@ router = APIRouter(tags=["bookings"])
 def booking_queue(session: SessionDep, tenant: TenantDep) -> list[DeskBooking]:
     """Requests waiting for an answer, the longest-waiting first, with their clocks."""
     return desk.queue(session=session, tenant=tenant, now=utcnow())
+
+
+@router.get("/bookings/answered", response_model=list[AnsweredBooking])
+def answered_bookings(session: SessionDep, tenant: TenantDep,
+                      limit: Annotated[int, Query(ge=1, le=100)] = 10
+                      ) -> list[AnsweredBooking]:
+    """The latest answered bookings: the visit made or the reason given, and whether the
+    customer was told."""
+    return desk.answered(session=session, tenant=tenant, limit=limit)
 
 
 @router.get("/bookings/openings", response_model=list[Opening])

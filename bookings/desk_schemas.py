@@ -59,3 +59,27 @@ class DeskAnswer(BaseModel):
                                                "same answer again, nothing new sent).")
     customer_told: bool
     notice: str = Field(description="What happens next, in Chinese.")
+
+
+class AnsweredBooking(BaseModel):
+    """A booking the office answered: the visit made for it or the reason given, and what
+    became of the message that told the customer."""
+
+    booking_id: int
+    customer_id: int
+    customer_name: str
+    status: str = Field(description="confirmed | declined")
+    service_label: str
+    slot_start: dt.datetime | None
+    slot_end: dt.datetime | None
+    staff_id: int | None
+    staff_name: str | None
+    visit_id: int | None
+    decline_reason: str | None
+    answered_at: dt.datetime
+    message_id: int | None = Field(description="The message to the customer (None: none "
+                                               "was sent; phone them).")
+    message_status: str | None
+    customer_told: bool = Field(description="The message went or is going out; false: "
+                                "it was held or stopped, or none was sent.")
+    notice: str = Field(description="Whether the customer heard, in Chinese.")

@@ -37,6 +37,7 @@ from messaging.api import router as messaging_router
 from messaging.thread_api import router as threads_router
 from messaging.webhooks import router as messaging_webhooks_router
 from office import auth as office_auth
+from office import inbox as office_inbox
 from office import today as office_today
 from office import users as office_users
 from office import web as office
@@ -143,7 +144,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(media_public_router)
     app.include_router(messaging_public_router)
     app.include_router(ops.router)
-    office.install(app, office_auth.router, office_today.router, office_users.router)
+    office.install(app, office_auth.router, office_today.router, office_inbox.router,
+                   office_users.router)
     add_docs(app)
 
     settings = get_settings()

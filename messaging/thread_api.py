@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 
 from huifang.db import utcnow
 from huifang.deps import KeyActorDep, SessionDep, TenantDep
@@ -25,10 +27,12 @@ router = APIRouter(tags=["replies"])
 
 
 @router.get("/threads", response_model=list[ThreadSummary])
-def list_threads(session: SessionDep, tenant: TenantDep, open: bool = False
+def list_threads(session: SessionDep, tenant: TenantDep, open: bool = False,
+                 q: Annotated[str | None, Query(max_length=50)] = None
                  ) -> list[ThreadSummary]:
-    """Customers who replied, latest reply first (``open=true``: those with replies waiting)."""
-    return threads.list_threads(session=session, tenant_id=tenant.id, open_only=open)
+    """Customers who replied, latest reply first (``open=true``: those with replies waiting;
+    ``q``: a name or part of a phone number)."""
+    return threads.list_threads(session=session, tenant_id=tenant.id, open_only=open, q=q)
 
 
 @router.get("/threads/{customer_id}", response_model=Thread)

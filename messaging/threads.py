@@ -15,13 +15,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from accounts import audit
 from accounts import service as accounts
 from accounts.actors import Actor
+from accounts.models import User
 from accounts.roles import Permission, may
 from compliance import service as compliance
 from compliance import wording
@@ -143,8 +145,11 @@ def routing_of(reply: InboundMessage, company_rules: dict[int, KeywordRule] | No
 
 
 def list_threads(*, session: Session, tenant_id: int, open_only: bool = False,
-                 limit: int = 50) -> list[ThreadSummary]:
-    """Customers who replied, the latest reply first, with what is still open (one query)."""
+                 q: str | None = None, open_first: bool = False, limit: int = 50
+                 ) -> list[ThreadSummary]:
+    """Customers who replied, the latest reply first (``open_first``: those with replies
+    waiting before the rest), with what is still open; ``q`` finds a name or a phone
+    number's digits (one query)."""
     replies = (select(
         InboundMessage.customer_id.label("customer_id"),
         func.max(InboundMessage.received_at).label("last_at"),
@@ -160,22 +165,36 @@ def list_threads(*, session: Session, tenant_id: int, open_only: bool = False,
              .join(InboundMessage, InboundMessage.id == replies.c.last_id))
     if open_only:
         query = query.where(replies.c.open > 0)
-    rows = session.execute(query.order_by(replies.c.last_at.desc(), replies.c.customer_id.desc())
-                           .limit(limit))
+    words = " ".join((q or "").split())
+    if words:
+        digits = "".join(ch for ch in words if ch.isdigit())
+        found = [Customer.name.contains(words, autoescape=True)]
+        if digits:
+            found.append(Customer.phone.contains(digits))
+        query = query.where(or_(*found))
+    order: list[Any] = [replies.c.last_at.desc(), replies.c.customer_id.desc()]
+    if open_first:
+        order.insert(0, case((replies.c.open > 0, 0), else_=1))
+    rows = session.execute(query.order_by(*order).limit(limit))
     return [ThreadSummary(customer_id=row.customer_id, customer_name=row.name, phone=row.phone,
                           last_reply_at=row.last_at, last_reply=row.body[:100],
                           replies=row.replies, open_replies=int(row.open or 0),
                           open_complaints=int(row.complaints or 0)) for row in rows]
 
 
-def _problem(message: Message, customer: Customer) -> str | None:
+def status_label(status: str) -> str:
+    """A message's status as the office reads it."""
+    return _(STATUS_LABELS.get(status, status))
+
+
+def problem(message: Message, timezone: str) -> str | None:
     """Why the message was held or stopped, in Chinese; None when nothing is wrong."""
     if message.status not in ("suppressed", "failed", "deferred", "undelivered", "unknown"):
         return None
     reason = message.status_reason
     if reason in SEND_PROBLEMS:
         return _(SEND_PROBLEMS[reason])
-    return wording.reason_text(reason, not_before=message.due_at, timezone=customer.timezone)
+    return wording.reason_text(reason, not_before=message.due_at, timezone=timezone)
 
 
 def _message_item(message: Message, customer: Customer) -> ThreadItem:
@@ -183,8 +202,8 @@ def _message_item(message: Message, customer: Customer) -> ThreadItem:
         direction="out", id=message.id, at=message.sent_at or message.created_at,
         body=message.text or message.body, category=message.category,
         source_type=message.source_type, status=message.status,
-        status_label=_(STATUS_LABELS.get(message.status, message.status)),
-        status_reason=message.status_reason, reason_text=_problem(message, customer))
+        status_label=status_label(message.status),
+        status_reason=message.status_reason, reason_text=problem(message, customer.timezone))
 
 
 def thread(*, session: Session, tenant: Tenant, customer_id: int, now: dt.datetime,
@@ -273,6 +292,12 @@ def answer(*, session: Session, tenant: Tenant, customer_id: int, body: str, now
 
 
 # --- complaints and other open replies ---------------------------------------------------
+
+
+def assignees(*, session: Session, tenant_id: int) -> list[User]:
+    """The company's people who can take a reply: active users whose role handles the work."""
+    return [user for user in accounts.list_users(session=session, tenant_id=tenant_id)
+            if user.disabled_at is None and may(user.role, Permission.WORK)]
 
 
 def assign(*, session: Session, tenant_id: int, reply_id: int, assignee_id: int,
