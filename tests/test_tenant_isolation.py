@@ -43,7 +43,7 @@ COLLECTION_ROUTES = {
     ("PUT", "/v1/plum-rain"), ("GET", "/v1/alert-channels"), ("POST", "/v1/alert-channels"),
     ("GET", "/v1/alerts"),
     ("PUT", "/v1/plum-rain"), ("GET", "/v1/threads"), ("GET", "/v1/bookings/queue"),
-    ("GET", "/v1/today"), ("GET", "/v1/bookings/openings"),
+    ("GET", "/v1/today"), ("GET", "/v1/bookings/openings"), ("GET", "/v1/bookings/answered"),
 }
 # Path words that name something in the caller's own company (a service code, a month),
 # not another object: routes with only these are walked as collections.
@@ -153,7 +153,7 @@ def test_collections_show_only_ones_own_rows(client, account, other_account, b_o
         page = client.get(path, headers=account.headers).json()
         assert page["total"] == 0 and page["items"] == [], path
     for path in ("/v1/replies", "/v1/bookings", "/v1/keyword-rules", "/v1/threads",
-                 "/v1/bookings/queue"):
+                 "/v1/bookings/queue", "/v1/bookings/answered"):
         assert client.get(path, headers=account.headers).json() == [], path
     counts = client.get("/v1/today", headers=account.headers).json()["counts"]
     assert set(counts.values()) == {0}

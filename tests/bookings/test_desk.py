@@ -158,6 +158,31 @@ def test_an_opted_out_customer_is_not_messaged_and_the_office_is_told(
                           reason="时间已满", now=MONDAY_9_CN)
     assert answer.message_id is None and not answer.customer_told
     assert "电话" in answer.notice and answer.booking.status == DECLINED
+    [shown] = desk.answered(session=session, tenant=account.tenant)
+    assert shown.status == DECLINED and shown.decline_reason == "时间已满"
+    assert not shown.customer_told and "电话告知客户" in shown.notice
+
+
+def test_answered_bookings_show_the_visit_made_and_the_message(session, account, customer,
+                                                               request_, zhang):
+    confirmed = desk.confirm(session=session, tenant=account.tenant, booking_id=request_.id,
+                             slot_start=TUESDAY_10_CN, staff_id=zhang.id, now=MONDAY_9_CN)
+    other = booking.book(session=session, note=None, now=MONDAY_9_CN,
+                         slot_start=TUESDAY_10_CN + dt.timedelta(hours=4),
+                         link=booking.link_for(session=session, tenant=account.tenant,
+                                               customer=customer, source_type="campaign",
+                                               source_id="3", now=MONDAY_9_CN))
+    desk.decline(session=session, tenant=account.tenant, booking_id=other.id, reason="满了",
+                 now=MONDAY_9_CN + dt.timedelta(minutes=1))
+    declined, made = desk.answered(session=session, tenant=account.tenant)
+    assert (declined.booking_id, declined.decline_reason) == (other.id, "满了")
+    assert made.booking_id == request_.id and made.visit_id == confirmed.booking.visit_id
+    assert made.staff_name == "张阿姨" and made.slot_start == TUESDAY_10_CN
+    assert made.slot_end == TUESDAY_10_CN + dt.timedelta(minutes=120)
+    assert made.message_id == confirmed.message_id and made.customer_told
+    assert made.notice == "短信通知：待发送" and made.service_label == "空调清洗"
+    assert desk.answered(session=session, tenant=account.tenant, limit=1)[0].booking_id == (
+        other.id)
 
 
 def test_the_queue_shows_requests_oldest_first_with_clocks(session, account, request_):
@@ -192,6 +217,11 @@ def test_the_desk_api(client, session, account, other_account, request_, zhang):
     foreign = client.post(f"/v1/bookings/{request_.id}/confirm", headers=other_account.headers,
                           json={"slot_start": local.isoformat(), "staff_id": zhang.id})
     assert foreign.status_code == 404
+    [answered] = client.get("/v1/bookings/answered", headers=headers).json()
+    assert answered["visit_id"] == confirmed.json()["booking"]["visit_id"]
+    assert client.get("/v1/bookings/answered", headers=other_account.headers).json() == []
+    assert client.get("/v1/bookings/answered", headers=headers,
+                      params={"limit": 1000}).status_code == 422
 
 
 def test_another_companys_staff_cannot_be_sent(session, account, other_account, request_):

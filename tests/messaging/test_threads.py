@@ -76,6 +76,29 @@ def test_a_thread_interleaves_replies_and_messages_with_the_routing_shown(
                                 open_only=True)[0].open_replies == 1
 
 
+def test_threads_are_found_by_name_or_phone_and_open_ones_come_first(session, account,
+                                                                     customer):
+    li = customers.create_customer(session=session, tenant=account.tenant, name="李先生",
+                                   phone="13900139007")
+    waiting = _reply(session, account, customer, "地板没擦干净", "s-1")
+    thanks = _reply(session, account, li, "谢谢，很满意", "s-2",
+                    at=NOON_CN + dt.timedelta(hours=1))
+    thanks.state = HANDLED
+    session.flush()
+    tenant_id = account.tenant.id
+    latest = threads.list_threads(session=session, tenant_id=tenant_id)
+    assert [t.customer_name for t in latest] == ["李先生", "王女士"]
+    assert latest[0].open_replies == 0
+    first = threads.list_threads(session=session, tenant_id=tenant_id, open_first=True)
+    assert [t.customer_name for t in first] == ["王女士", "李先生"]
+    assert waiting.state == OPEN
+    assert [t.customer_name for t in threads.list_threads(
+        session=session, tenant_id=tenant_id, q="139 0013 9007")] == ["李先生"]
+    assert [t.customer_name for t in threads.list_threads(
+        session=session, tenant_id=tenant_id, q=" 王 ")] == ["王女士"]
+    assert threads.list_threads(session=session, tenant_id=tenant_id, q="%") == []
+
+
 def test_an_answer_goes_through_the_gate_and_stops_the_clock(session, account, customer):
     complaint = _reply(session, account, customer, "师傅迟到了一个小时", "c-3")
     clerk = accounts.create_user(session=session, tenant=account.tenant, role="office",
@@ -170,6 +193,9 @@ def test_the_thread_api_answers_and_refuses_with_a_sentence(client, session, acc
     headers = account.headers
     listed = client.get("/v1/threads", headers=headers)
     assert listed.status_code == 200 and listed.json()[0]["customer_id"] == customer.id
+    assert client.get("/v1/threads", headers=headers, params={"q": "王女"}).json()[0][
+        "customer_id"] == customer.id
+    assert client.get("/v1/threads", headers=headers, params={"q": "赵"}).json() == []
     thread = client.get(f"/v1/threads/{customer.id}", headers=headers).json()
     assert thread["items"][0]["routing"]["complaint"] is True
     body = {"body": "抱歉，马上安排。", "reply_id": complaint.id, "request_id": "req-00001"}
