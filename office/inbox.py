@@ -18,7 +18,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from bookings import desk
-from bookings.desk_schemas import DeskBooking, Opening
+from bookings.desk_schemas import DeskBooking, Opening, StaffSlot
 from huifang.db import as_utc, utcnow
 from huifang.deps import SessionDep
 from huifang.errors import HuifangError, NotFound
@@ -201,6 +201,7 @@ def reopen(reply_id: Id, request: Request, session: SessionDep, person: web.Offi
 @dataclass
 class TimeChoice:
     value: str
+    day: str
     label: str
     free: list[int]
     asked: bool = False
@@ -223,10 +224,16 @@ class BookingForm:
     chosen: str | None
     staff: list[StaffChoice]
     staff_id: int | None = None
-    service_type: str = ""
-    reason: str = ""
     error: str | None = None
     typed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def days(self) -> list[tuple[str, list[TimeChoice]]]:
+        """The times by day, in order (one option group each)."""
+        grouped: dict[str, list[TimeChoice]] = {}
+        for time in self.times:
+            grouped.setdefault(time.day, []).append(time)
+        return list(grouped.items())
 
 
 def _instant(value: str) -> dt.datetime | None:
@@ -237,21 +244,34 @@ def _instant(value: str) -> dt.datetime | None:
     return parsed.astimezone(dt.UTC) if parsed.tzinfo else None
 
 
+def _time(start: dt.datetime, free: list[int], *, asked: bool, tenant: Any) -> TimeChoice:
+    """``明天 10:00 客户选的，2人有空``, grouped under ``明天``: short enough for a phone."""
+    when = format_datetime(start, tenant.timezone)
+    label = when + (" " + _("客户选的") if asked else "") + _("，{n}人有空").format(n=len(free))
+    return TimeChoice(value=start.isoformat(), day=when.rpartition(" ")[0], label=label,
+                      free=free, asked=asked)
+
+
 def _booking_form(session: SessionDep, person: web.SignedIn, item: DeskBooking,
                   openings: list[Opening], staff: list[Any], now: dt.datetime,
                   at: dt.datetime | None) -> BookingForm:
     """The times (the coming working slots, and the customer's own if it lies elsewhere)
     and the staff, marked free or busy at the chosen time."""
-    timezone = person.tenant.timezone
+    tenant = person.tenant
     asked = as_utc(item.booking.slot_start)
-    times = [TimeChoice(value=o.start.isoformat(), label=format_datetime(o.start, timezone)
-                        + _("（{n} 人有空）").format(n=len(o.free)),
-                        free=[s.staff_id for s in o.free], asked=o.start == asked)
-             for o in openings]
+    times = [_time(o.start, [s.staff_id for s in o.free], asked=o.start == asked,
+                   tenant=tenant) for o in openings]
     starts = {o.start for o in openings}
+    elsewhere: list[StaffSlot] = []
     if asked is not None and asked > now and asked not in starts:
-        times.insert(0, TimeChoice(value=asked.isoformat(), label=format_datetime(asked, timezone),
-                                   free=[], asked=True))
+        # The customer's own time lies off the grid (or beyond it): who is free then.
+        try:
+            elsewhere = desk.staff_for(session=session, tenant=tenant,
+                                       booking_id=item.booking.id, slot_start=asked, now=now)
+        except HuifangError:
+            elsewhere = []  # outside working hours now: confirming it says why
+        times.insert(0, _time(asked, [s.staff_id for s in elsewhere if s.free], asked=True,
+                              tenant=tenant))
     chosen = at if at is not None else asked
     if chosen is not None and (chosen <= now or (chosen not in starts and chosen != asked)):
         chosen = None
@@ -262,17 +282,8 @@ def _booking_form(session: SessionDep, person: web.SignedIn, item: DeskBooking,
         free = {s.staff_id for o in openings if o.start == chosen for s in o.free}
         choices = [StaffChoice(id=s.id, name=s.name, free=s.id in free) for s in staff]
     else:
-        try:
-            slots = desk.staff_for(session=session, tenant=person.tenant,
-                                   booking_id=item.booking.id, slot_start=chosen, now=now)
-        except HuifangError:
-            slots = []
         choices = [StaffChoice(id=s.staff_id, name=s.name, free=s.free, busy=s.busy)
-                   for s in slots]
-        # The customer's own time lies off the grid: the script learns who is free there.
-        for time in times:
-            if time.value == chosen.isoformat():
-                time.free = [s.staff_id for s in slots if s.free]
+                   for s in elsewhere]
     return BookingForm(item=item, times=times,
                        chosen=chosen.isoformat() if chosen else None, staff=choices)
 

@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser import (
+    SMALL_PHONE,
     WIDTHS,
     chromium,
     live_app,
@@ -167,3 +168,50 @@ def test_a_booking_confirmed_with_time_and_staff_another_declined(chromium, live
         assert page.get_by_text("没有待确认的预约。").is_visible()
         _fits(page, width)
         shot(page, f"bookings-answered-{width}")
+
+
+def test_the_desk_works_without_javascript_at_360(chromium, live_app):
+    """Plain forms: who is free at another time is asked of the server, and a narrow phone
+    scrolls nothing sideways."""
+    tenant, ids, link = _company(live_app, "洁家家政无脚本", "360", "13900150360")
+    with live_app.database.session() as session:
+        from customers.models import Customer
+        other = session.get(Customer, ids["li"])
+        assert other is not None
+        visits.create_visit(session=session, tenant=tenant, customer_id=other.id,
+                            service_type="deep_cleaning", staff_id=ids["zhang"],
+                            scheduled_at=ids["first_start"])
+    context = chromium.new_context(viewport=SMALL_PHONE, locale="zh-CN",
+                                   timezone_id="Asia/Shanghai", java_script_enabled=False)
+    try:
+        page = context.new_page()
+        statuses: list[int] = []
+        page.on("response", lambda r: statuses.append(r.status))
+        sign_in_through_link(page, link)
+        for url in ("/office/today", "/office/inbox", f"/office/inbox/threads/{ids['wang']}",
+                    "/office/inbox/bookings"):
+            page.goto(live_app.url + url)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 360, url
+        card = page.locator(f"#booking-{ids['first']}")
+        zhang = card.locator(f"select[name=staff_id] option[value='{ids['zhang']}']")
+        assert zhang.is_disabled()
+        time = card.get_by_label("上门时间")
+        other_time = next(o.get_attribute("value") for o in time.locator("option").all()
+                          if o.get_attribute("value") and o.get_attribute("selected") is None)
+        time.select_option(other_time)
+        assert zhang.is_disabled()  # nothing changes in the page by itself
+        card.get_by_role("button", name="查看这个时间谁有空").click()
+        page.wait_for_load_state("load")
+        card = page.locator(f"#booking-{ids['first']}")
+        assert card.get_by_label("上门时间").input_value() == other_time
+        zhang = card.locator(f"select[name=staff_id] option[value='{ids['zhang']}']")
+        assert zhang.is_enabled() and "有空" in zhang.inner_text()
+        card.get_by_label("服务人员").select_option(str(ids["zhang"]))
+        card.get_by_role("button", name="确认并通知客户").click()
+        page.wait_for_load_state("load")
+        assert page.locator(f"#answered-{ids['first']}").get_by_text("张阿姨").is_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        shot(page, "bookings-nojs-360")
+        assert all(status < 400 for status in statuses), statuses
+    finally:
+        context.close()

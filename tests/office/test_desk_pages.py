@@ -27,9 +27,9 @@ def day(session, tenant):
     return make_day(session, tenant)
 
 
-def _answers(session):
+def _answers(session, tenant):
     return session.scalar(select(func.count()).select_from(Message).where(
-        Message.source_type == "office_answer"))
+        Message.tenant_id == tenant.id, Message.source_type == "office_answer"))
 
 
 def test_today_shows_what_waits_with_clocks_and_links(client, session, tenant, day):
@@ -101,7 +101,7 @@ def test_a_complaint_is_answered_assigned_and_resolved(client, session, tenant, 
     assert sent.status_code == 303, sent.text
     assert sent.headers["location"].startswith(f"{url}?answered=")
     again = client.post(f"{url}/answer", data=answer, follow_redirects=False)
-    assert again.status_code == 303 and _answers(session) == 1  # a form sent twice: once
+    assert again.status_code == 303 and _answers(session, tenant) == 1  # a form sent twice: once
     shown = client.get(sent.headers["location"]).text
     assert "非常抱歉，明天上午安排返工。" in shown and "客服回复" in shown
     session.refresh(day.complaint)
@@ -154,7 +154,7 @@ def test_a_refused_answer_says_why_and_keeps_the_text(client, session, tenant, d
     assert "您好，回访一下</textarea>" in stopped.text
     empty = client.post(f"{url}/answer", data={"csrf_token": token, "body": " "})
     assert empty.status_code == 422 and "请写下要发给客户的内容" in empty.text
-    assert _answers(session) == 0
+    assert _answers(session, tenant) == 0
 
 
 def test_forms_without_the_token_are_refused(client, session, tenant, day):
@@ -165,7 +165,7 @@ def test_forms_without_the_token_are_refused(client, session, tenant, day):
     wrong = client.post(f"/office/inbox/bookings/{day.first.id}/decline",
                         data={"csrf_token": "forged", "reason": "排满了"})
     assert wrong.status_code == 403
-    assert _answers(session) == 0
+    assert _answers(session, tenant) == 0
     session.refresh(day.first)
     assert day.first.status == "requested"
 
@@ -240,3 +240,32 @@ def test_bookings_are_confirmed_with_a_free_staff_member_or_declined(client, ses
                        data={"csrf_token": token, "slot_start": chosen,
                              "staff_id": str(day.chen.id)})
     assert late.status_code == 409 and "已经婉拒" in late.text
+
+
+def test_a_reply_booking_is_confirmed_with_a_time_and_a_service(client, session, tenant, day):
+    from messaging.models import Booking
+    from tests.office.desk_data import reply
+
+    token = sign_in(client, session, tenant, role="office")
+    reply(session, tenant, day.wang, "1", "one-1", utcnow())
+    asked = session.scalar(select(Booking).where(Booking.customer_id == day.wang.id))
+    assert asked is not None and asked.slot_start is None
+    session.commit()
+    page = client.get("/office/inbox/bookings").text
+    card = page[page.index(f'id="booking-{asked.id}"'):]
+    card = card[:card.index("</section>")]
+    assert "没有选时间" in card and f'id="service-{asked.id}"' in card
+    assert re.search(r'<option value=""[^>]*selected>请选择时间', card)
+    slot = re.findall(r'<option value="(\d{4}-[^"]+)" data-free="([\d,]*)"', card)[3][0]
+    needs = client.post(f"/office/inbox/bookings/{asked.id}/confirm", data={
+        "csrf_token": token, "slot_start": slot, "staff_id": str(day.chen.id),
+        "service_type": ""})
+    assert needs.status_code == 422 and "请选择服务类型" in needs.text
+    done = client.post(f"/office/inbox/bookings/{asked.id}/confirm", data={
+        "csrf_token": token, "slot_start": slot, "staff_id": str(day.chen.id),
+        "service_type": "sofa_care"}, follow_redirects=False)
+    assert done.status_code == 303, done.text
+    session.refresh(asked)
+    visit = session.get(Visit, asked.visit_id)
+    assert visit is not None and visit.service_type == "sofa_care"
+    assert "沙发护理" in client.get(done.headers["location"]).text
