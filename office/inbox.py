@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -53,6 +54,12 @@ CATEGORY_LABELS = {"service": "服务通知", "marketing": "营销短信"}
 def _labels() -> dict[str, Any]:
     return {"source_labels": SOURCE_LABELS, "category_labels": CATEGORY_LABELS,
             "services": service_types.SERVICE_TYPES}
+
+
+def _said(refused: HuifangError, missing: str) -> str:
+    """The refusal's sentence; a row that is gone is said in the page's words (the
+    services say NotFound in the API's)."""
+    return missing if isinstance(refused, NotFound) else refused.detail
 
 
 def _int(value: str) -> int | None:
@@ -119,8 +126,9 @@ def answer(customer_id: Id, request: Request, session: SessionDep, person: web.O
             max_chars=get_provider().capabilities.max_body_chars, reply_id=replying,
             category=category, request_id=cause, actor=person.actor)
     except HuifangError as refused:
-        return _thread_page(request, session, person, customer_id, error=refused.detail,
-                            status=refused.status_code, typed={
+        return _thread_page(request, session, person, customer_id, status=refused.status_code,
+                            error=_said(refused, _("找不到要回复的这条消息，可能已被删除。")),
+                            typed={
                                 "body": body, "reply_id": replying, "category": category,
                                 "request_id": cause or uuid.uuid4().hex})
     if read.created:
@@ -130,7 +138,8 @@ def answer(customer_id: Id, request: Request, session: SessionDep, person: web.O
 
 
 def _reply_done(request: Request, session: SessionDep, person: web.SignedIn, reply_id: int,
-                act: Any, typed: dict[str, Any] | None = None) -> Response:
+                act: Callable[[], object], typed: dict[str, Any] | None = None
+                ) -> Response:
     """Run ``act`` on the reply; back to its thread, or the thread with the refusal."""
     try:
         reply = inbound.get_reply(session=session, tenant_id=person.tenant.id,
@@ -146,7 +155,8 @@ def _reply_done(request: Request, session: SessionDep, person: web.SignedIn, rep
     try:
         act()
     except HuifangError as refused:
-        return _thread_page(request, session, person, reply.customer_id, error=refused.detail,
+        return _thread_page(request, session, person, reply.customer_id,
+                            error=_said(refused, _("找不到这位同事的账号，请刷新页面。")),
                             status=refused.status_code,
                             typed={"error_reply": reply_id, **(typed or {})})
     return web.redirect(f"/office/inbox/threads/{reply.customer_id}#reply-{reply_id}")
@@ -357,7 +367,9 @@ def confirm(booking_id: Id, request: Request, session: SessionDep, person: web.O
                             service_type=service_type or None, actor=person.actor)
     except HuifangError as refused:
         return _bookings_page(request, session, person, focus=booking_id, at=start,
-                              typed=typed, error=refused.detail, status=refused.status_code)
+                              typed=typed, status=refused.status_code, error=_said(
+                                  refused, _("找不到这个预约或这位服务人员，可能已被删除，"
+                                             "请刷新页面。")))
     if done.message_id is not None:
         send_now(session=session, message_ids=[done.message_id], now=now)
     return web.redirect(f"/office/inbox/bookings?answered={booking_id}#answered-{booking_id}")
@@ -372,8 +384,8 @@ def decline(booking_id: Id, request: Request, session: SessionDep, person: web.O
                             reason=reason, now=now, actor=person.actor)
     except HuifangError as refused:
         return _bookings_page(request, session, person, focus=booking_id,
-                              typed={"reason": reason}, error=refused.detail,
-                              status=refused.status_code)
+                              typed={"reason": reason}, status=refused.status_code,
+                              error=_said(refused, _("找不到这个预约，可能已被删除，请刷新页面。")))
     if done.message_id is not None:
         send_now(session=session, message_ids=[done.message_id], now=now)
     return web.redirect(f"/office/inbox/bookings?answered={booking_id}#answered-{booking_id}")

@@ -236,6 +236,12 @@ def test_bookings_are_confirmed_with_a_free_staff_member_or_declined(client, ses
     after = client.get(declined.headers["location"]).text
     assert "已婉拒" in after and "原因：师傅这周已排满" in after
     assert "没有待确认的预约" in after
+    gone = client.post("/office/inbox/bookings/999999999/decline",
+                       data={"csrf_token": token, "reason": "排满了"})
+    assert gone.status_code == 404 and "找不到这个预约" in gone.text
+    nobody = client.post(f"/office/inbox/threads/{day.wang.id}/answer",
+                         data={"csrf_token": token, "body": "您好", "reply_id": "999999999"})
+    assert nobody.status_code == 404 and "找不到要回复的这条消息" in nobody.text
     late = client.post(f"/office/inbox/bookings/{day.second.id}/confirm",
                        data={"csrf_token": token, "slot_start": chosen,
                              "staff_id": str(day.chen.id)})
