@@ -33,6 +33,12 @@ def _fits(page, width: str) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]["width"]
 
 
+def _settled(page) -> None:
+    """The page and what it loads after (its icon) are in: a click that leaves the page
+    then aborts nothing in flight."""
+    page.wait_for_load_state("networkidle")
+
+
 def _company(live_app, name: str, width: str, phone: str):
     tenant = make_company(live_app, name)
     with live_app.database.session() as session:
@@ -51,6 +57,7 @@ def test_today_then_a_complaint_answered_and_resolved(chromium, live_app, width)
     with open_page(chromium, live_app, WIDTHS[width]) as (page, _watched):
         page.clock.install()
         sign_in_through_link(page, link)
+        _settled(page)
         assert page.url.endswith("/office/today")
         assert page.locator("#count-bookings").inner_text() == "2"
         assert page.locator("#count-tickets").inner_text() == "1"
@@ -72,6 +79,7 @@ def test_today_then_a_complaint_answered_and_resolved(chromium, live_app, width)
         expect(page.locator("#count-replies")).to_have_text(str(int(before) + 1))
 
         tickets.get_by_role("link", name=re.compile("王女士")).click()
+        _settled(page)
         assert f"/office/inbox/threads/{ids['wang']}" in page.url
         complaint = page.locator(f"#reply-{ids['complaint']}")
         assert complaint.get_by_text("投诉词“没擦干净”").is_visible()
@@ -82,7 +90,7 @@ def test_today_then_a_complaint_answered_and_resolved(chromium, live_app, width)
         page.get_by_label("回复哪一条").select_option(str(ids["complaint"]))
         page.get_by_label("内容").fill("王女士您好，非常抱歉，明天上午安排阿姨返工。")
         page.get_by_role("button", name="发送").click()
-        page.wait_for_load_state("load")
+        _settled(page)
         assert "answered=" in page.url
         ours = page.locator(".timeline > li.out").last
         assert "明天上午安排阿姨返工" in ours.inner_text()
@@ -90,11 +98,11 @@ def test_today_then_a_complaint_answered_and_resolved(chromium, live_app, width)
 
         complaint.get_by_label("指派给").select_option(label="客服小李")
         complaint.get_by_role("button", name="指派").click()
-        page.wait_for_load_state("load")
+        _settled(page)
         assert complaint.get_by_text("跟进人：客服小李").is_visible()
         complaint.get_by_label("处理结果").fill("已上门返工，客户满意")
         complaint.get_by_role("button", name="标记已解决").click()
-        page.wait_for_load_state("load")
+        _settled(page)
         assert complaint.get_by_text("已上门返工，客户满意").is_visible()
         assert complaint.get_by_role("button", name="重新打开").is_visible()
         _fits(page, width)
@@ -102,14 +110,18 @@ def test_today_then_a_complaint_answered_and_resolved(chromium, live_app, width)
 
         page.get_by_role("navigation", name="主菜单").get_by_role(
             "link", name="回复与预约").click()
+        _settled(page)
         assert page.locator(".threads").get_by_text("王女士").is_visible()
         page.get_by_label("找客户（姓名或手机号）").fill("138 0013 8001")
         page.get_by_role("button", name="搜索").click()
+        _settled(page)
         assert page.locator(".threads > li").count() == 1
         assert page.locator(".threads").get_by_text("李先生").is_visible()
         page.get_by_role("link", name="全部", exact=True).click()
+        _settled(page)
         page.get_by_label("找客户（姓名或手机号）").fill("")
         page.get_by_role("button", name="搜索").click()
+        _settled(page)
         assert page.locator(".threads > li").count() == 2
         _fits(page, width)
         shot(page, f"inbox-{width}")
@@ -129,7 +141,9 @@ def test_a_booking_confirmed_with_time_and_staff_another_declined(chromium, live
                             scheduled_at=ids["first_start"])
     with open_page(chromium, live_app, WIDTHS[width]) as (page, _watched):
         sign_in_through_link(page, link)
+        _settled(page)
         page.goto(f"{live_app.url}/office/inbox/bookings")
+        _settled(page)
         card = page.locator(f"#booking-{ids['first']}")
         assert card.get_by_text("请带梯子").is_visible()
         staff = card.get_by_label("服务人员")
@@ -150,7 +164,7 @@ def test_a_booking_confirmed_with_time_and_staff_another_declined(chromium, live
         assert zhang.is_disabled()
         staff.select_option(str(ids["chen"]))
         card.get_by_role("button", name="确认并通知客户").click()
-        page.wait_for_load_state("load")
+        _settled(page)
         done = page.locator(f"#answered-{ids['first']}")
         assert done.get_by_text("已确认").is_visible()
         assert done.get_by_text(re.compile(r"已生成上门记录 #\d+")).is_visible()
@@ -161,7 +175,7 @@ def test_a_booking_confirmed_with_time_and_staff_another_declined(chromium, live
         second.get_by_label("原因（客户会收到）").fill("师傅这周已排满，下周一联系您")
         page.once("dialog", lambda dialog: dialog.accept())
         second.get_by_role("button", name="婉拒并通知客户").click()
-        page.wait_for_load_state("load")
+        _settled(page)
         declined = page.locator(f"#answered-{ids['second']}")
         assert declined.get_by_text("已婉拒").is_visible()
         assert declined.get_by_text("原因：师傅这周已排满，下周一联系您").is_visible()
@@ -188,9 +202,11 @@ def test_the_desk_works_without_javascript_at_360(chromium, live_app):
         statuses: list[int] = []
         page.on("response", lambda r: statuses.append(r.status))
         sign_in_through_link(page, link)
+        _settled(page)
         for url in ("/office/today", "/office/inbox", f"/office/inbox/threads/{ids['wang']}",
                     "/office/inbox/bookings"):
             page.goto(live_app.url + url)
+            _settled(page)
             assert page.evaluate("document.documentElement.scrollWidth") <= 360, url
         card = page.locator(f"#booking-{ids['first']}")
         zhang = card.locator(f"select[name=staff_id] option[value='{ids['zhang']}']")
@@ -201,14 +217,14 @@ def test_the_desk_works_without_javascript_at_360(chromium, live_app):
         time.select_option(other_time)
         assert zhang.is_disabled()  # nothing changes in the page by itself
         card.get_by_role("button", name="查看这个时间谁有空").click()
-        page.wait_for_load_state("load")
+        _settled(page)
         card = page.locator(f"#booking-{ids['first']}")
         assert card.get_by_label("上门时间").input_value() == other_time
         zhang = card.locator(f"select[name=staff_id] option[value='{ids['zhang']}']")
         assert zhang.is_enabled() and "有空" in zhang.inner_text()
         card.get_by_label("服务人员").select_option(str(ids["zhang"]))
         card.get_by_role("button", name="确认并通知客户").click()
-        page.wait_for_load_state("load")
+        _settled(page)
         assert page.locator(f"#answered-{ids['first']}").get_by_text("张阿姨").is_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= 360
         shot(page, "bookings-nojs-360")
