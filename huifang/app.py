@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import huifang
 from campaigns.api import router as campaigns_router
+from campaigns.office_api import router as campaigns_office_router
 from compliance.api import router as compliance_router
 from customers.api import router as customers_router
 from huifang import deps, ops, throttle
@@ -128,7 +129,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(messaging_webhooks_router)
     v1 = APIRouter(prefix="/v1")
     for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
-                   compliance_router, messaging_router, campaigns_router):
+                   compliance_router, messaging_router, campaigns_router,
+                   campaigns_office_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)
