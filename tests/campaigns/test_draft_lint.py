@@ -1,0 +1,153 @@
+"""The campaign editor's lint: a draft checked as activation checks it, each finding with a
+Chinese sentence and a fix that, applied, makes the finding go away."""
+
+from __future__ import annotations
+
+import pytest
+
+from campaigns import fixes, lint
+from campaigns.presets import PRESETS
+
+SIG = "洁家到家"
+DOMAINS = ["hf.example.cn"]
+# One draft with most of what people get wrong, each on its own line.
+BAD = ("【洁家到家】{{ customer_name }}您好，空调该清洗了★\n"
+       "仅需¥99，详见 t.cn/abc 。\n"
+       "回复T退订，加微信领优惠券。\n"
+       "欢迎预约 {{ booking_link }}")
+
+
+def _lint(text: str, **kw) -> list[lint.Finding]:
+    return lint.lint(text, signature=SIG, category="marketing", tenant_domains=DOMAINS, **kw)
+
+
+def test_each_fix_applied_removes_its_finding() -> None:
+    found = _lint(BAD)
+    codes = {f.code for f in found}
+    assert {"signature_in_body", "link_shortener", "refused_topic", "special_symbol",
+            "footer_position"} <= codes
+    for finding in found:
+        explained = fixes.explain(finding, text=BAD, signature=SIG)
+        assert explained.sentence and not explained.sentence.isascii()
+        assert explained.fix is not None, finding.code
+        after = explained.fix.result
+        # The edits say exactly what changes.
+        rebuilt, at = [], 0
+        for edit in explained.fix.edits:
+            assert BAD[edit.start:edit.end] == edit.old
+            rebuilt += [BAD[at:edit.start], edit.new]
+            at = edit.end
+        assert "".join([*rebuilt, BAD[at:]]) == after
+        still = [f for f in _lint(after) if f.code == finding.code and f.message ==
+                 finding.message]
+        assert not still, (finding.code, after)
+
+
+def test_fixes_applied_one_after_another_end_clean() -> None:
+    text = BAD
+    for _ in range(10):
+        found = _lint(text)
+        fixable = [e for e in (fixes.explain(f, text=text, signature=SIG) for f in found)
+                   if e.fix is not None]
+        if not fixable:
+            break
+        text = fixable[0].fix.result
+    assert _lint(text) == []
+    assert "{{ booking_link }}" in text and text.rstrip().endswith("回复T退订")
+
+
+@pytest.mark.parametrize(("text", "code", "expected"), [
+    ("{{ customer_name }}您好，清洗滤网请点 https://hf.example.cn/b/{{ customer_name }}",
+     "link_variable", "您好，清洗滤网请点 {{ booking_link }}"),
+    ("{{ customer_name }}您好，请致电13800138000预约", "personal_phone",
+     "请致电{{ booking_link }}预约"),
+    ("{{ customer_name }}您好，沙发翻新季到了，预约 {{ booking_link }}", "refused_topic",
+     "沙发清洁护理季到了"),
+    ("{{ customer_name }}您好【限时】空调清洗，预约 {{ booking_link }}", "extra_brackets",
+     "您好「限时」空调清洗"),
+])
+def test_single_fixes(text: str, code: str, expected: str) -> None:
+    finding = next(f for f in _lint(text) if f.code == code)
+    explained = fixes.explain(finding, text=text, signature=SIG)
+    assert explained.fix is not None and expected in explained.fix.result
+
+
+def test_findings_without_a_text_fix_still_say_what_to_do() -> None:
+    found = lint.lint("您好", signature="", category="marketing", footer="")
+    by_code = {f.code: fixes.explain(f, text="您好", signature="") for f in found}
+    assert by_code["signature_missing"].fix is None
+    assert "设置" in by_code["signature_missing"].sentence
+    # A clause that is the whole message is not deleted: a person rewrites it.
+    alone = next(f for f in _lint("扫码领优惠券") if f.code == "refused_topic")
+    assert fixes.explain(alone, text="扫码领优惠券", signature=SIG).fix is None
+
+
+def test_windows_line_ends_are_read_as_the_editor_sends_them() -> None:
+    text = BAD.replace("\n", "\r\n")
+    finding = next(f for f in _lint(text) if f.code == "link_shortener")
+    explained = fixes.explain(finding, text=text, signature=SIG)
+    assert explained.fix is not None and "\r" not in explained.fix.result
+    assert "{{ booking_link }} 。" in explained.fix.result
+
+
+# --- the route ---------------------------------------------------------------------------------
+
+
+def test_draft_lint_by_api(client, account) -> None:
+    answer = client.post("/v1/campaigns/lint", headers=account.headers,
+                         json={"template": BAD.replace("洁家到家", "测试家政")})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["errors"] >= 2 and body["can_activate"] is False
+    shortener = next(f for f in body["findings"] if f["code"] == "link_shortener")
+    assert shortener["part"] == "sms" and "短链接" in shortener["sentence"]
+    assert shortener["fix"]["label"] == "换成预约链接"
+    assert shortener["fix"]["edits"][0]["old"] == "t.cn/abc"
+    # Applying every fix, one after another, as the editor's button would.
+    text = BAD.replace("洁家到家", "测试家政")
+    for _ in range(10):
+        found = client.post("/v1/campaigns/lint", headers=account.headers,
+                            json={"template": text}).json()
+        fixable = [f for f in found["findings"] if f["fix"]]
+        if not fixable:
+            break
+        text = fixable[0]["fix"]["result"]
+    assert found["findings"] == [] and found["can_activate"] is True
+
+
+def test_draft_lint_agrees_with_activation(client, account) -> None:
+    text = "{{ customer_name }}您好，空调清洗看 t.cn/x 。"
+    draft = client.post("/v1/campaigns/lint", headers=account.headers,
+                        json={"template": text, "preset": "ac_filter_quarterly"}).json()
+    made = client.post("/v1/campaigns", headers=account.headers,
+                       json={"preset": "ac_filter_quarterly", "template": text}).json()
+    refused = client.post(f"/v1/campaigns/{made['id']}/activate", headers=account.headers)
+    assert refused.status_code == 422
+    assert sorted((f["part"], f["code"]) for f in refused.json()["findings"]) == sorted(
+        (f["part"], f["code"]) for f in draft["findings"])
+    assert draft["rule_text"]
+
+
+def test_presets_lint_clean_as_drafts(client, account) -> None:
+    for preset in PRESETS.values():
+        answer = client.post("/v1/campaigns/lint", headers=account.headers, json={
+            "template": preset.sms_body, "preset": preset.name,
+            "mms": {"subject": preset.mms.subject, "body": preset.mms.body}}).json()
+        assert answer["errors"] == 0, (preset.name, answer["findings"])
+
+
+def test_draft_lint_refusals(client, account) -> None:
+    bad_rule = client.post("/v1/campaigns/lint", headers=account.headers, json={
+        "template": "您好 {{ booking_link }}", "rule": {"kind": "cadence", "every_days": -3}})
+    assert bad_rule.status_code == 200
+    rule = next(f for f in bad_rule.json()["findings"] if f["part"] == "rule")
+    assert rule["severity"] == "error" and rule["sentence"].startswith("规则无法使用")
+    assert client.post("/v1/campaigns/lint", headers=account.headers,
+                       json={}).status_code == 422
+    unknown = client.post("/v1/campaigns/lint", headers=account.headers,
+                          json={"template": "x", "preset": "nope"})
+    assert unknown.status_code == 422 and "ac_filter_quarterly" in unknown.json()["detail"]
+    broken = client.post("/v1/campaigns/lint", headers=account.headers,
+                         json={"template": "您好 {{ customer_name "}).json()
+    assert broken["findings"][0]["code"] == "template" and broken["findings"][0]["fix"] is None
+    assert client.post("/v1/campaigns/lint", json={"template": "x"}).status_code == 401
