@@ -30,9 +30,11 @@ from huifang.metrics import MetricsMiddleware
 from huifang.settings import get_settings
 from media.api import public_router as media_public_router
 from media.api import router as media_router
+from media.office_api import router as media_office_router
 from messaging import webhooks
 from messaging.api import public_router as messaging_public_router
 from messaging.api import router as messaging_router
+from messaging.office_api import router as messaging_office_router
 from messaging.webhooks import router as messaging_webhooks_router
 from tenancy import service as tenancy
 from tenancy.api import router as tenancy_router
@@ -130,7 +132,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     v1 = APIRouter(prefix="/v1")
     for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
                    compliance_router, messaging_router, campaigns_router,
-                   campaigns_office_router):
+                   campaigns_office_router, media_office_router, messaging_office_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)

@@ -94,6 +94,8 @@ def update_tenant(*, session: Session, tenant: Tenant, **changes: object) -> Ten
             value = check_language(str(value))
         elif attr == "name":
             value = str(value).strip()
+        elif attr == "signature":
+            value = normalize_signature(str(value))
         elif attr == "work_days":
             value = "".join(sorted(set(str(value))))
         setattr(tenant, attr, value)
