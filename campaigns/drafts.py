@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from campaigns import fixes, lint, rules, service
+from campaigns import fixes, lint, rules, service, wording
 from campaigns.models import Campaign
 from campaigns.presets import get_preset
 from huifang.errors import Invalid
@@ -30,7 +30,7 @@ class DraftLint:
     errors: int
     warnings: int
     can_activate: bool  # no errors: activation would not be refused for the texts
-    rule_text: str | None  # the rule in one line, when the draft has a usable one
+    rule_text: str | None  # the rule in one line, Chinese, when the draft has a usable one
 
 
 def lint_draft(*, session: Session, tenant: Tenant, template: str,
@@ -46,14 +46,14 @@ def lint_draft(*, session: Session, tenant: Tenant, template: str,
     rule_text = None
     if rule is not None:
         try:
-            rule_text = rules.describe(rules.rule_from_dict(rule))
+            rule_text = wording.describe(rules.rule_from_dict(rule))
         except Invalid as error:
             found.append(fixes.Explained(
                 "rule", "rule", "error", error.detail,
                 "Correct the rule; the presets show rules that work.",
                 "规则无法使用：" + error.detail, None))
     elif chosen is not None:
-        rule_text = rules.describe(chosen.rule)
+        rule_text = wording.describe(chosen.rule)
     variant = dict(mms) if mms else None
     if variant is not None and not str(variant.get("body") or "").strip():
         variant = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from campaigns import fixes, lint
+from campaigns import fixes, lint, rules, wording
 from campaigns.presets import PRESETS
 
 SIG = "洁家到家"
@@ -125,7 +125,7 @@ def test_draft_lint_agrees_with_activation(client, account) -> None:
     assert refused.status_code == 422
     assert sorted((f["part"], f["code"]) for f in refused.json()["findings"]) == sorted(
         (f["part"], f["code"]) for f in draft["findings"])
-    assert draft["rule_text"]
+    assert draft["rule_text"].startswith("上次空调清洗后每90天提醒一次")
 
 
 def test_presets_lint_clean_as_drafts(client, account) -> None:
@@ -151,3 +151,15 @@ def test_draft_lint_refusals(client, account) -> None:
                          json={"template": "您好 {{ customer_name "}).json()
     assert broken["findings"][0]["code"] == "template" and broken["findings"][0]["fix"] is None
     assert client.post("/v1/campaigns/lint", json={"template": "x"}).status_code == 401
+
+
+@pytest.mark.parametrize(("rule", "expected"), [
+    ({"kind": "solar_term", "term": "立夏", "offset_days": -3}, "每年立夏前3天，当地时间10:00发送"),
+    ({"kind": "lunar", "festival": "中秋", "offset_days": 0}, "每年中秋当天"),
+    ({"kind": "plum_rain", "offset_days": 2, "region": "上海"}, "每年入梅后2天（上海）"),
+    ({"kind": "fixed_date", "month": 5, "day": 1, "send_time": "09:30"},
+     "每年5月1日，当地时间09:30发送"),
+    ({"kind": "anniversary"}, "每年首次服务的周年日"),
+])
+def test_rules_read_in_chinese(rule, expected) -> None:
+    assert wording.describe(rules.rule_from_dict(rule)).startswith(expected)
