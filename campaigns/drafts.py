@@ -4,11 +4,13 @@ The draft is linted exactly as activation lints a campaign (``service.lint_campa
 an unsaved ``Campaign``: the company's signature, its opt-out footer, its link domains),
 and each finding comes back with a Chinese sentence and, where the text can be corrected,
 a fix (``campaigns.fixes``). A rule in the draft is read as creating the campaign would
-read it; a rule that cannot be used is one more finding.
+read it; a rule that cannot be used is one more finding. ``audience_counts`` counts who a
+draft's audience and rule reach, as the saved campaign's preview counts them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +18,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from campaigns import fixes, lint, rules, service, wording
+from campaigns.audiences import Audience, AudiencePreview
+from campaigns.audiences import preview as audience_preview
 from campaigns.models import Campaign
 from campaigns.presets import get_preset
 from huifang.errors import Invalid
@@ -67,3 +71,20 @@ def lint_draft(*, session: Session, tenant: Tenant, template: str,
     return DraftLint(findings=found, errors=errors,
                      warnings=sum(f.severity == "warning" for f in found),
                      can_activate=errors == 0, rule_text=rule_text)
+
+
+def audience_counts(*, session: Session, tenant: Tenant, now: dt.datetime,
+                    audience: Mapping[str, Any] | None = None,
+                    rule: Mapping[str, Any] | None = None, preset: str | None = None
+                    ) -> AudiencePreview:
+    """Who a draft reaches: the audience's filters and what the rule needs (the service a
+    cadence follows), counted as ``service.preview`` counts a saved campaign."""
+    if rule is not None:
+        parsed = rules.rule_from_dict(rule)
+    elif preset is not None:
+        parsed = get_preset(preset).rule
+    else:
+        raise Invalid("Give the draft's rule or its preset: who a campaign reaches depends on "
+                      "it (a cadence reaches customers who had that service).")
+    return audience_preview(session=session, tenant=tenant, spec=Audience.from_dict(audience),
+                            now=now, extra=service._applies(parsed, tenant.id))

@@ -1,5 +1,5 @@
-"""Routes the campaign editor and its charts call: lint as you type, figures per week and
-month, the same figures as SVG charts (``?format=svg``)."""
+"""Routes the campaign editor and its charts call: lint and audience counts as you type,
+figures per week and month, the same figures as SVG charts (``?format=svg``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from campaigns import charts, drafts, figures
-from campaigns.schemas import CompanyTrendRead, DraftLintRead, DraftLintRequest, WeeklyResultsRead
+from campaigns.schemas import (
+    AudienceCounts,
+    CompanyTrendRead,
+    DraftAudienceRequest,
+    DraftLintRead,
+    DraftLintRequest,
+    WeeklyResultsRead,
+)
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.fields import Id
@@ -37,6 +44,16 @@ def lint_draft(body: DraftLintRequest, session: SessionDep, tenant: TenantDep
         mms=body.mms.model_dump() if body.mms is not None else None, category=body.category,
         rule=body.rule, preset=body.preset)
     return DraftLintRead.model_validate(found)
+
+
+@router.post("/campaigns/audience", response_model=AudienceCounts)
+def draft_audience(body: DraftAudienceRequest, session: SessionDep, tenant: TenantDep
+                   ) -> AudienceCounts:
+    """Who a draft's audience and rule reach (matched, opted out, without consent,
+    reachable) and a sample, as a saved campaign's preview counts them."""
+    return AudienceCounts.model_validate(drafts.audience_counts(
+        session=session, tenant=tenant, now=utcnow(), audience=body.audience, rule=body.rule,
+        preset=body.preset))
 
 
 @router.get("/campaigns/{campaign_id}/weekly", response_model=WeeklyResultsRead,

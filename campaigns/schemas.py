@@ -374,3 +374,14 @@ class CompanyTrendRead(BaseModel):
     window_days: int
     lookback_days: int
     points: list[TrendPointRead]
+
+
+class DraftAudienceRequest(BaseModel):
+    """A draft's audience filters with its rule (or preset); nothing is saved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audience: dict[str, Any] | None = Field(
+        default=None, examples=[{"regions": ["上海"], "service_types": ["ac_cleaning"]}])
+    rule: dict[str, Any] | None = None
+    preset: str | None = Field(default=None, max_length=64)

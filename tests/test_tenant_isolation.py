@@ -39,7 +39,8 @@ COLLECTION_ROUTES = {
     ("PUT", "/v1/report-offers/{month}"), ("DELETE", "/v1/report-offers/{month}"),
     ("GET", "/v1/campaigns"), ("POST", "/v1/campaigns"), ("GET", "/v1/campaign-presets"),
     ("GET", "/v1/reports/retention"), ("GET", "/v1/reports/conversion"), ("GET", "/v1/plum-rain"),
-    ("PUT", "/v1/plum-rain"), ("POST", "/v1/campaigns/lint"), ("GET", "/v1/reports/trend"),
+    ("PUT", "/v1/plum-rain"), ("POST", "/v1/campaigns/lint"),
+    ("POST", "/v1/campaigns/audience"), ("GET", "/v1/reports/trend"),
     ("POST", "/v1/keyword-rules/test"), ("GET", "/v1/provider"), ("GET", "/v1/watermark/preview"),
 }
 # Path words that name something in the caller's own company (a service code, a month),

@@ -3,10 +3,15 @@ Chinese sentence and a fix that, applied, makes the finding go away."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from campaigns import fixes, lint, rules, wording
 from campaigns.presets import PRESETS
+from compliance import service as compliance
+from customers import service as customers
+from visits import service as visits
 
 SIG = "洁家到家"
 DOMAINS = ["hf.example.cn"]
@@ -163,3 +168,36 @@ def test_draft_lint_refusals(client, account) -> None:
 ])
 def test_rules_read_in_chinese(rule, expected) -> None:
     assert wording.describe(rules.rule_from_dict(rule)).startswith(expected)
+
+
+def test_draft_audience_counts_as_the_saved_preview(session, client, account) -> None:
+    now = dt.datetime.now(dt.UTC)
+    tenant = account.tenant
+    for i, (region, consent, service_type) in enumerate([
+            ("上海", True, "ac_cleaning"), ("上海", False, "ac_cleaning"),
+            ("北京", True, "ac_cleaning"), ("上海", True, "deep_cleaning")]):
+        person = customers.create_customer(session=session, tenant=tenant, name=f"客{i}",
+                                           phone=f"1390000{i:04d}", region=region)
+        visits.create_visit(session=session, tenant=tenant, customer_id=person.id,
+                            service_type=service_type, finished_at=now - dt.timedelta(days=30))
+        if consent:
+            compliance.record_consent(session=session, tenant_id=tenant.id, customer=person,
+                                      source="in_person", evidence="合同", granted_at=now,
+                                      now=now)
+    body = {"preset": "ac_filter_quarterly", "audience": {"regions": ["上海"]}}
+    draft = client.post("/v1/campaigns/audience", headers=account.headers, json=body)
+    assert draft.status_code == 200
+    counts = draft.json()
+    # 上海 and had an AC cleaning: 客0 (consent) and 客1 (none).
+    assert (counts["matched"], counts["without_consent"], counts["reachable"]) == (2, 1, 1)
+    made = client.post("/v1/campaigns", headers=account.headers, json=body).json()
+    saved = client.post(f"/v1/campaigns/{made['id']}/preview", headers=account.headers).json()
+    assert {k: saved["audience"][k] for k in ("matched", "opted_out", "without_consent",
+                                             "reachable")} == {
+        k: counts[k] for k in ("matched", "opted_out", "without_consent", "reachable")}
+    refused = client.post("/v1/campaigns/audience", headers=account.headers,
+                          json={"audience": {"regions": ["上海"]}})
+    assert refused.status_code == 422 and "rule" in refused.json()["detail"]
+    typo = client.post("/v1/campaigns/audience", headers=account.headers,
+                       json={"preset": "ac_filter_quarterly", "audience": {"regoins": ["上海"]}})
+    assert typo.status_code == 422
