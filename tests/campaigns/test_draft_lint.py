@@ -64,6 +64,8 @@ def test_fixes_applied_one_after_another_end_clean() -> None:
 @pytest.mark.parametrize(("text", "code", "expected"), [
     ("{{ customer_name }}您好，清洗滤网请点 https://hf.example.cn/b/{{ customer_name }}",
      "link_variable", "您好，清洗滤网请点 {{ booking_link }}"),
+    ("{{ customer_name }}您好，预约 {{ booking_link }}?from=sms 。", "link_modified",
+     "预约 {{ booking_link }} 。"),
     ("{{ customer_name }}您好，请致电13800138000预约", "personal_phone",
      "请致电{{ booking_link }}预约"),
     ("{{ customer_name }}您好，沙发翻新季到了，预约 {{ booking_link }}", "refused_topic",
@@ -118,6 +120,8 @@ def test_draft_lint_by_api(client, account) -> None:
             break
         text = fixable[0]["fix"]["result"]
     assert found["findings"] == [] and found["can_activate"] is True
+    # Linting saves nothing.
+    assert client.get("/v1/campaigns", headers=account.headers).json()["total"] == 0
 
 
 def test_draft_lint_agrees_with_activation(client, account) -> None:
@@ -201,3 +205,16 @@ def test_draft_audience_counts_as_the_saved_preview(session, client, account) ->
     typo = client.post("/v1/campaigns/audience", headers=account.headers,
                        json={"preset": "ac_filter_quarterly", "audience": {"regoins": ["上海"]}})
     assert typo.status_code == 422
+
+
+def test_mms_findings_fix_the_mms_body(client, account) -> None:
+    body = client.post("/v1/campaigns/lint", headers=account.headers, json={
+        "template": "空调该清洗了，预约 {{ booking_link }}",
+        "mms": {"subject": "清洗提醒", "body": "扫码预约更方便。详见 t.cn/x 。"}}).json()
+    mms = [f for f in body["findings"] if f["part"] == "mms"]
+    assert {f["code"] for f in mms} >= {"qr_code", "link_shortener"}
+    link = next(f for f in mms if f["code"] == "link_shortener")
+    assert link["fix"]["result"] == "扫码预约更方便。详见 {{ booking_link }} 。"
+    qr = next(f for f in mms if f["code"] == "qr_code")
+    assert qr["fix"]["result"] == "详见 t.cn/x 。"
+    assert not [f for f in body["findings"] if f["part"] == "sms"]
