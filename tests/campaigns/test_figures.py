@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import pytest
 from sqlalchemy import select
 
 from campaigns import charts, figures
@@ -123,6 +124,17 @@ def test_charts_are_plain_svg_with_the_figures_in_words() -> None:
         figures.TrendPoint(dt.date(2026, m, 1), dt.date(2026, m, 1), dt.date(2026, m, 28),
                            None if m == 1 else 40.0 + m, 30.0, 12.5, 3, 4)
         for m in (1, 2, 3)]))
-    assert "<script" not in trend and "2026年3月" in trend and "留存率：无，42%，43%" in trend
+    assert "<script" not in trend and "留存率：无，42%，43%" in trend
+    assert ">2026年1月<" in trend and ">3月<" in trend  # the year where it starts or turns
     empty = charts.weekly(figures.WeeklyResults(1, "空", "Asia/Shanghai", []))
     assert "暂无数据" in empty
+
+
+def test_a_chart_can_carry_its_own_font_declaration() -> None:
+    weekly = figures.WeeklyResults(1, "活动", "Asia/Shanghai", [
+        figures.Week(dt.date(2026, 1, 5), 1, 1, 0, 0, 0)])
+    svg = charts.weekly(weekly, font_url="/office/static/fonts/cjk.ttc")
+    assert "@font-face{font-family:'Huifang CJK';src:url('/office/static/fonts/cjk.ttc');" in svg
+    for bad in ("https://cdn.example.com/x.ttf", "/x.ttf');}*{", "/a b"):
+        with pytest.raises(ValueError):
+            charts.weekly(weekly, font_url=bad)
