@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from huifang.deps import SessionDep, TenantDep
+from accounts.roles import Permission
+from huifang.deps import SessionDep, TenantDep, key_may
 from messaging import keyword_tester, keywords, provider_setup
 from messaging.schemas import KeywordTest, KeywordTestRead, ProviderSetupRead
 
@@ -23,8 +24,10 @@ def test_keywords(body: KeywordTest, session: SessionDep, tenant: TenantDep
         session=session, tenant=tenant, text=body.text, proposed=proposed))
 
 
-@router.get("/provider", response_model=ProviderSetupRead, tags=["tenant"])
+@router.get("/provider", response_model=ProviderSetupRead, tags=["tenant"],
+            dependencies=[key_may(Permission.SETTINGS)])
 def read_provider(tenant: TenantDep) -> ProviderSetupRead:
     """The SMS provider, whether its settings are present, and the addresses to paste into
-    its console (read-only: the provider is set in the environment)."""
+    its console (read-only: the provider is set in the environment). Owners' keys only:
+    the Aliyun addresses are secrets."""
     return ProviderSetupRead.model_validate(provider_setup.provider_setup(tenant=tenant))

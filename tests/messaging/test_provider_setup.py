@@ -7,6 +7,7 @@ import pytest
 
 from huifang.settings import get_settings
 from messaging import provider_setup
+from tenancy import service as tenancy
 
 
 @pytest.fixture
@@ -57,3 +58,9 @@ def test_twilio_addresses_are_served_routes(client) -> None:
         assert posted.status_code not in (404, 405), address.url
         assert 400 <= posted.status_code < 500
         assert not address.secret
+
+
+def test_an_office_key_may_not_read_the_secret_addresses(session, client, account) -> None:
+    _, key = tenancy.create_api_key(session=session, tenant=account.tenant, role="office")
+    refused = client.get("/v1/provider", headers={"Authorization": f"Bearer {key}"})
+    assert refused.status_code == 403 and "owner" in refused.json()["detail"]
