@@ -7,9 +7,10 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from accounts.roles import Permission
 from campaigns import service as campaigns
 from huifang.db import utcnow
-from huifang.deps import SessionDep, TenantDep
+from huifang.deps import KeyActorDep, SessionDep, TenantDep, key_may
 from huifang.errors import NotFound
 from huifang.fields import Id
 from huifang.settings import get_settings
@@ -119,12 +120,14 @@ def read_watermark(session: SessionDep, tenant: TenantDep) -> WatermarkTemplateR
     return WatermarkTemplateRead.of(service.template_for(session=session, tenant_id=tenant.id))
 
 
-@router.put("/watermark", response_model=WatermarkTemplateRead)
+@router.put("/watermark", response_model=WatermarkTemplateRead,
+            dependencies=[key_may(Permission.SETTINGS)])
 def update_watermark(body: WatermarkTemplateUpdate, session: SessionDep,
-                     tenant: TenantDep) -> WatermarkTemplateRead:
+                     tenant: TenantDep, actor: KeyActorDep) -> WatermarkTemplateRead:
     """Where the watermark sits and how large; what it says always comes from our records."""
     return WatermarkTemplateRead.of(service.update_template(
-        session=session, tenant_id=tenant.id, changes=body.model_dump(exclude_unset=True)))
+        session=session, tenant_id=tenant.id, changes=body.model_dump(exclude_unset=True),
+        actor=actor))
 
 
 @router.put("/watermark/logo", response_model=WatermarkTemplateRead,
@@ -132,9 +135,9 @@ def update_watermark(body: WatermarkTemplateUpdate, session: SessionDep,
                 "schema": {"type": "object", "required": ["file"], "properties": {
                     "file": {"type": "string", "format": "binary",
                              "description": "PNG (transparency kept), JPEG or WebP, 2 MB."},
-                }}}}}})
+                }}}}}}, dependencies=[key_may(Permission.SETTINGS)])
 async def upload_logo(request: Request, session: SessionDep,
-                      tenant: TenantDep) -> WatermarkTemplateRead:
+                      tenant: TenantDep, actor: KeyActorDep) -> WatermarkTemplateRead:
     """The company logo printed beside the watermark text."""
     staged = await read_upload(
         content_type=request.headers.get("content-type", ""),
@@ -142,7 +145,7 @@ async def upload_logo(request: Request, session: SessionDep,
         photo_max=LOGO_MAX_BYTES, clip_max=LOGO_MAX_BYTES,
     )
     template = await run_in_threadpool(service.set_logo, session=session, tenant_id=tenant.id,
-                                       staged=staged)
+                                       staged=staged, actor=actor)
     return WatermarkTemplateRead.of(template)
 
 

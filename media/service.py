@@ -18,6 +18,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from accounts import audit
+from accounts.actors import Actor
 from huifang.db import utcnow
 from huifang.errors import HuifangError, Invalid, NotFound
 from huifang.settings import get_settings
@@ -539,7 +541,8 @@ def rendition_for_link(*, session: Session, name: str) -> Rendition | None:
     return rendition
 
 
-def set_logo(*, session: Session, tenant_id: int, staged: StagedUpload) -> WatermarkTemplate:
+def set_logo(*, session: Session, tenant_id: int, staged: StagedUpload,
+             actor: Actor | None = None) -> WatermarkTemplate:
     """Keep the company logo (PNG with transparency) for its watermarks."""
     try:
         logo = imaging.open_logo(staged.path)
@@ -554,6 +557,8 @@ def set_logo(*, session: Session, tenant_id: int, staged: StagedUpload) -> Water
     old = template.logo_path
     template.logo_path = storage.new_relative_path("logos", tenant_id, ".png", now=utcnow())
     storage.write_bytes(template.logo_path, out.getvalue())
+    audit.record(session, actor, "watermark.logo_set", f"tenant:{tenant_id}",
+                 {"width": logo.width, "height": logo.height}, tenant_id=tenant_id)
     session.flush()
     storage.remove(old)
     return template
@@ -561,13 +566,19 @@ def set_logo(*, session: Session, tenant_id: int, staged: StagedUpload) -> Water
 
 def update_template(
     *, session: Session, tenant_id: int, changes: dict[str, object],
+    actor: Actor | None = None,
 ) -> WatermarkTemplate:
     template = session.get(WatermarkTemplate, tenant_id)
     if template is None:
         template = template_for(session=session, tenant_id=tenant_id)
         session.add(template)
+    changed: dict[str, object] = {}
     for attr in ("position", "scale", "show_capture_time"):
-        if changes.get(attr) is not None:
+        if changes.get(attr) is not None and getattr(template, attr) != changes[attr]:
+            changed[attr] = {"from": getattr(template, attr), "to": changes[attr]}
             setattr(template, attr, changes[attr])
+    if changed:
+        audit.record(session, actor, "watermark.updated", f"tenant:{tenant_id}", changed,
+                     tenant_id=tenant_id)
     session.flush()
     return template

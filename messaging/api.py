@@ -17,11 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from accounts.roles import Permission
 from customers import phones
 from customers import service as customers
 from customers.models import Customer
 from huifang.db import utcnow
-from huifang.deps import SessionDep, TenantDep, writes
+from huifang.deps import KeyActorDep, SessionDep, TenantDep, key_may, writes
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.fields import Id
 from huifang.headers import csp, page_directives
@@ -188,17 +189,20 @@ def list_keyword_rules(session: SessionDep, tenant: TenantDep) -> list[KeywordRu
 
 
 @router.post("/keyword-rules", response_model=KeywordRuleRead, status_code=201,
-             tags=["replies"], responses=refusals(409))
-def add_keyword_rule(body: KeywordRuleCreate, session: SessionDep, tenant: TenantDep
-                     ) -> KeywordRuleRead:
+             tags=["replies"], responses=refusals(409),
+             dependencies=[key_may(Permission.SETTINGS)])
+def add_keyword_rule(body: KeywordRuleCreate, session: SessionDep, tenant: TenantDep,
+                     actor: KeyActorDep) -> KeywordRuleRead:
     return KeywordRuleRead.model_validate(inbound.add_keyword(
         session=session, tenant_id=tenant.id, route=body.route, kind=body.kind,
-        value=body.value, now=utcnow()))
+        value=body.value, now=utcnow(), actor=actor))
 
 
-@router.delete("/keyword-rules/{rule_id}", status_code=204, tags=["replies"])
-def delete_keyword_rule(rule_id: Id, session: SessionDep, tenant: TenantDep) -> None:
-    inbound.delete_keyword(session=session, tenant_id=tenant.id, rule_id=rule_id)
+@router.delete("/keyword-rules/{rule_id}", status_code=204, tags=["replies"],
+               dependencies=[key_may(Permission.SETTINGS)])
+def delete_keyword_rule(rule_id: Id, session: SessionDep, tenant: TenantDep,
+                        actor: KeyActorDep) -> None:
+    inbound.delete_keyword(session=session, tenant_id=tenant.id, rule_id=rule_id, actor=actor)
 
 
 @router.get("/bookings", response_model=list[BookingRead], tags=["bookings"])

@@ -36,6 +36,8 @@ from sqlalchemy import BigInteger, Select, String, Table, and_, bindparam, selec
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from accounts import audit
+from accounts.actors import Actor
 from compliance import service as compliance
 from customers.models import Customer
 from customers.phones import normalize_phone
@@ -406,7 +408,7 @@ def recovery_figures(*, session: Session, tenant_id: int, since: dt.datetime,
 
 
 def add_keyword(*, session: Session, tenant_id: int, route: str, kind: str, value: str,
-                now: dt.datetime) -> KeywordRule:
+                now: dt.datetime, actor: Actor | None = None) -> KeywordRule:
     """A company's own keyword, checked before the built-in ones; 409 when it exists."""
     rule = keywords.validate_rule(keywords.Rule(name="new", route=route, kind=kind,
                                                 value=value))
@@ -419,6 +421,9 @@ def add_keyword(*, session: Session, tenant_id: int, route: str, kind: str, valu
     except IntegrityError:
         raise Conflict(f"The keyword {value!r} is already one of the company's rules; delete "
                        "it first to route it elsewhere.") from None
+    audit.record(session, actor, "keyword_rule.added", f"keyword_rule:{row.id}",
+                 {"route": row.route, "kind": row.kind, "value": row.value},
+                 tenant_id=tenant_id)
     return row
 
 
@@ -427,9 +432,13 @@ def list_keywords(*, session: Session, tenant_id: int) -> list[KeywordRule]:
         KeywordRule.tenant_id == tenant_id).order_by(KeywordRule.id)))
 
 
-def delete_keyword(*, session: Session, tenant_id: int, rule_id: int) -> None:
+def delete_keyword(*, session: Session, tenant_id: int, rule_id: int,
+                   actor: Actor | None = None) -> None:
     row = session.get(KeywordRule, rule_id)
     if row is None or row.tenant_id != tenant_id:
         raise NotFound("There is no such keyword rule.")
+    audit.record(session, actor, "keyword_rule.deleted", f"keyword_rule:{row.id}",
+                 {"route": row.route, "kind": row.kind, "value": row.value},
+                 tenant_id=tenant_id)
     session.delete(row)
     session.flush()
