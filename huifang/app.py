@@ -36,6 +36,7 @@ from messaging.api import public_router as messaging_public_router
 from messaging.api import router as messaging_router
 from messaging.thread_api import router as threads_router
 from messaging.webhooks import router as messaging_webhooks_router
+from office import alerts as office_alerts
 from office import auth as office_auth
 from office import today as office_today
 from office import users as office_users
@@ -143,7 +144,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(media_public_router)
     app.include_router(messaging_public_router)
     app.include_router(ops.router)
-    office.install(app, office_auth.router, office_today.router, office_users.router)
+    office.install(app, office_auth.router, office_today.router, office_users.router,
+                   office_alerts.router)
     add_docs(app)
 
     settings = get_settings()
