@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from alerts import service
+from alerts import events, service
 from huifang.db import utcnow
-from huifang.worker import task
+from huifang.worker import each_on_its_own, task
 
 
 @task(queue="default")
@@ -22,3 +22,14 @@ def deliver_due_alerts(*, session: Session) -> None:
     due = service.due_deliveries(session=session, now=utcnow())
     if due:
         service.deliver(session=session, delivery_ids=due)
+
+
+@task(queue="default")
+def scan_alerts(*, session: Session) -> None:
+    """Every minute: replies waiting past the response target, a provider failing; each
+    company on its own (one that fails is logged and skipped)."""
+    now = utcnow()
+    each_on_its_own(session, "scan_alerts", events.companies_listening(session=session),
+                    lambda tenant_id: events.scan(session=session, tenant_id=tenant_id,
+                                                  now=now),
+                    what="tenant_id")

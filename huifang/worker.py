@@ -289,6 +289,11 @@ BEAT_SCHEDULE["deliver-due-alerts"] = {
     "schedule": timedelta(seconds=30),
     "options": {"queue": "default", "expires": 25},
 }
+BEAT_SCHEDULE["scan-alerts"] = {
+    "task": "alerts.tasks.scan_alerts",
+    "schedule": timedelta(seconds=60),
+    "options": {"queue": "default", "expires": 55},
+}
 BEAT_SCHEDULE["dispatch-due-messages"] = {
     "task": "messaging.tasks.dispatch_due",
     "schedule": timedelta(seconds=10),
