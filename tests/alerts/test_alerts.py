@@ -219,5 +219,5 @@ def test_a_reply_waiting_past_the_target_alerts_once(session, robots):
     _deliver_all(session, tenant.id)
     titles = [r.json["markdown"]["content"].splitlines()[0]
               for r in robots.fakes["wecom"].received]
-    assert sorted(titles) == sorted(["### 客户投诉已等待 2 小时 10 分", "### 客户回复已等待 4 小时 10 分",
-                                     "### 短信发送失败增多"])
+    assert sorted(titles) == sorted(["### 客户投诉已等待 2 小时 10 分",
+                                     "### 客户回复已等待 4 小时 10 分", "### 短信发送失败增多"])
