@@ -75,6 +75,7 @@ class VisitRead(BaseModel):
     service_label: str
     areas: list[str]
     scheduled_at: dt.datetime | None
+    started_at: dt.datetime | None
     finished_at: dt.datetime | None
     amount_cents: int | None
     notes: str | None
