@@ -29,6 +29,7 @@ from huifang.metrics import MetricsMiddleware
 from huifang.settings import get_settings
 from media.api import public_router as media_public_router
 from media.api import router as media_router
+from media.resumable_api import router as resumable_router
 from messaging import webhooks
 from messaging.api import public_router as messaging_public_router
 from messaging.api import router as messaging_router
@@ -128,7 +129,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(messaging_webhooks_router)
     v1 = APIRouter(prefix="/v1")
     for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
-                   compliance_router, messaging_router, campaigns_router):
+                   resumable_router, compliance_router, messaging_router, campaigns_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)
@@ -143,6 +144,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
             BodyLimit("/hooks/", webhooks.MAX_BODY_BYTES, "A webhook"),
             # These stream their upload and count it against their own caps as it arrives.
             BodyLimit("/v1/visits/{visit_id}/media", STREAMED),
+            BodyLimit("/v1/uploads/{upload_id}", STREAMED),  # tus pieces, held to their file
             BodyLimit("/v1/watermark/logo", STREAMED),
             BodyLimit("/v1/staff/{staff_id}/photo", STREAMED),
             BodyLimit("/v1/customers/import", settings.import_max_bytes, "A customer list",
