@@ -198,11 +198,14 @@ class Opening:
     head: bytes  # the file's first bytes already kept, while the type is not known yet
 
 
-def open_piece(*, session: Session, tenant_id: int, token: str, offset: int,
+def open_piece(*, session: Session, tenant_id: int, token: str, offset: int | None,
                now: dt.datetime) -> Opening:
     """Check that a piece may start at ``offset`` and gather what receiving it needs."""
     upload = get_upload(session=session, tenant_id=tenant_id, token=token)
     check_open(upload, now=now)
+    if offset is None:
+        raise Invalid("Say where this piece starts in the Upload-Offset header (ask for the "
+                      "offset with HEAD).")
     check_offset(upload, offset)
     sniffed = None
     head = b""

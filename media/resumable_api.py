@@ -36,8 +36,8 @@ router = APIRouter(tags=["uploads"])
 OCTETS = "application/offset+octet-stream"
 UploadId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{16,40}$",
                                description="The upload's id, from the Location of its creation.")]
-Length = Annotated[int, Header(ge=0, le=MAX_ID, description="The file's size in bytes.")]
-Offset = Annotated[int, Header(ge=0, le=MAX_ID,
+Length = Annotated[int | None, Header(ge=0, le=MAX_ID, description="The file's size in bytes.")]
+Offset = Annotated[int | None, Header(ge=0, le=MAX_ID,
                                description="Where this piece starts: the server's offset.")]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `huifang tenant create`.")
@@ -53,8 +53,11 @@ def upload_tenant(
         return deps.current_tenant(session, credentials, unit_of_work)
 
 
-def tus_resumable(tus_resumable: Annotated[str | None, Header(
-        description="The protocol version: 1.0.0.")] = None) -> None:
+TusResumable = Annotated[str | None, Header(description="The protocol version: 1.0.0.")]
+
+
+def check_version(tus_resumable: str | None) -> None:
+    """412 unless the client speaks our tus version (checked after the request's fields)."""
     if tus_resumable != resumable.TUS_VERSION:
         raise HTTPException(412, f"Send 'Tus-Resumable: {resumable.TUS_VERSION}': this server "
                                  "speaks tus 1.0.0.",
@@ -62,7 +65,6 @@ def tus_resumable(tus_resumable: Annotated[str | None, Header(
 
 
 TenantDep = Annotated[Tenant, Depends(upload_tenant)]
-TUS = [Depends(tus_resumable)]
 
 
 def _refusals(*statuses: int, **own: str) -> dict[int | str, dict[str, Any]]:
@@ -97,8 +99,9 @@ _OFFSET_HEADERS = {name: {"schema": {"type": "string"}, "description": text} for
 @router.options("/uploads", status_code=204, response_class=Response, responses={
     204: {"description": "What this server speaks (tus 1.0.0) and the largest file it takes.",
           "headers": {name: {"schema": {"type": "string"}} for name in (
-              "Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size")}}})
-def upload_options() -> Response:
+              "Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size")}},
+    401: {"description": DESCRIPTIONS[401]}})
+def upload_options(tenant: TenantDep) -> Response:
     """tus discovery: version, extensions (creation, expiration, termination), largest size."""
     settings = get_settings()
     return Response(status_code=204, headers={
@@ -108,18 +111,19 @@ def upload_options() -> Response:
 
 
 @router.post("/visits/{visit_id}/uploads", response_model=UploadRead, status_code=201,
-             dependencies=TUS, responses=_refusals(
+             responses=_refusals(
                  413, s201="Created: its address is in Location.",
                  s422="No phase, an area too long, an empty file, or unreadable metadata."))
 def create_upload(visit_id: Id, response: Response, tenant: TenantDep,
-                  unit_of_work: UnitOfWorkDep, upload_length: Length | None = None,
+                  unit_of_work: UnitOfWorkDep, upload_length: Length = None,
                   upload_metadata: Annotated[str | None, Header(
                       max_length=resumable.METADATA_MAX,
                       description="tus metadata, 'key base64value' pairs: phase (before, "
                                   "during, after, staff_report), area, note, filename.")] = None,
-                  ) -> UploadRead:
+                  tus_resumable: TusResumable = None) -> UploadRead:
     """Open a resumable upload of a photo or clip for a visit (tus creation). Send its
     bytes with PATCH to the address in ``Location``."""
+    check_version(tus_resumable)
     settings = get_settings()
     with unit_of_work() as session:
         upload = resumable.create_upload(
@@ -140,12 +144,13 @@ def _open_upload(unit_of_work: UnitOfWork, tenant_id: int, token: str) -> Resuma
 
 
 @router.head("/uploads/{upload_id}", status_code=200, response_class=Response,
-             dependencies=TUS, responses=_refusals(404, 410) | {200: {
+             responses=_refusals(404, 410) | {200: {
                  "description": "How many bytes the server holds (Upload-Offset).",
                  "headers": _OFFSET_HEADERS}})
 def upload_offset(upload_id: UploadId, tenant: TenantDep,
-                  unit_of_work: UnitOfWorkDep) -> Response:
+                  unit_of_work: UnitOfWorkDep, tus_resumable: TusResumable = None) -> Response:
     """Where to go on from (tus): ``Upload-Offset`` is the byte count the server holds."""
+    check_version(tus_resumable)
     upload = _open_upload(unit_of_work, tenant.id, upload_id)
     return Response(status_code=200, headers=_headers(upload))
 
@@ -180,7 +185,7 @@ def _hand_over(unit_of_work: UnitOfWork, tenant: Tenant,
 
 
 @router.patch("/uploads/{upload_id}", status_code=204, response_class=Response,
-              dependencies=TUS, responses=_refusals(
+              responses=_refusals(
                   404, 409, 410, 413, 415,
                   s422="The file arrived whole but is damaged (refused for good).")
               | {204: {"description": "The piece is kept; Upload-Offset is the new offset. "
@@ -189,8 +194,9 @@ def _hand_over(unit_of_work: UnitOfWork, tenant: Tenant,
               openapi_extra={"requestBody": {"required": True, "content": {OCTETS: {
                   "schema": {"type": "string", "format": "binary"}}}}})
 async def send_piece(upload_id: UploadId, request: Request, tenant: TenantDep,
-                     unit_of_work: UnitOfWorkDep, upload_offset: Offset,
-                     content_type: Annotated[str | None, Header()] = None) -> Response:
+                     unit_of_work: UnitOfWorkDep, upload_offset: Offset = None,
+                     content_type: Annotated[str | None, Header()] = None,
+                     tus_resumable: TusResumable = None) -> Response:
     """Send the next piece of the file at ``Upload-Offset`` (tus core).
 
     409 when the offset is not the server's (ask with HEAD); 413 for a file over the cap of
@@ -199,6 +205,7 @@ async def send_piece(upload_id: UploadId, request: Request, tenant: TenantDep,
     dropped connection are kept. The piece that completes the file hands it to processing:
     the same file sent before to the visit gives that media (``Upload-Media-Id``).
     """
+    check_version(tus_resumable)
     settings = get_settings()
     opening = await run_in_threadpool(
         _in_unit, unit_of_work, resumable.open_piece, tenant_id=tenant.id, token=upload_id,
@@ -235,10 +242,11 @@ async def send_piece(upload_id: UploadId, request: Request, tenant: TenantDep,
 
 
 @router.delete("/uploads/{upload_id}", status_code=204, response_class=Response,
-               dependencies=TUS, responses=_refusals(404))
+               responses=_refusals(404))
 def cancel_upload(upload_id: UploadId, tenant: TenantDep,
-                  unit_of_work: UnitOfWorkDep) -> Response:
+                  unit_of_work: UnitOfWorkDep, tus_resumable: TusResumable = None) -> Response:
     """Give up an upload (tus termination); its bytes are removed. A media it already
     became stays."""
+    check_version(tus_resumable)
     _in_unit(unit_of_work, resumable.terminate, tenant_id=tenant.id, token=upload_id)
     return Response(status_code=204, headers={"Tus-Resumable": resumable.TUS_VERSION})
