@@ -37,6 +37,7 @@ from messaging.webhooks import router as messaging_webhooks_router
 from tenancy import service as tenancy
 from tenancy.api import router as tenancy_router
 from visits.api import staff_router, visit_router
+from visits.staff_day_api import router as staff_day_router
 
 # A JSON request of the API is a few KB; a megabyte leaves room and bounds what a stranger
 # can make us read before the key is checked.
@@ -129,7 +130,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(messaging_webhooks_router)
     v1 = APIRouter(prefix="/v1")
     for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
-                   resumable_router, compliance_router, messaging_router, campaigns_router):
+                   resumable_router, staff_day_router, compliance_router, messaging_router,
+                   campaigns_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)
