@@ -9,6 +9,7 @@ import datetime as dt
 import itertools
 
 import pytest
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import func, select
 
 from huifang.db import utcnow
@@ -360,3 +361,47 @@ def test_another_company_cannot_touch_an_upload(client, account, other_account, 
     assert patch(client, other_account, location, 0, data).status_code == 404
     assert create(client, other_account, visit.id, len(data)).status_code == 404
     assert offset_of(client, account, location) == 0
+
+
+def test_the_sweep_task_takes_each_upload_on_its_own(committed_db, monkeypatch):
+    """The periodic task commits each removal; one that fails leaves the others done."""
+    from customers import service as customers
+    from media import tasks
+    from tenancy import service as tenancy
+    from tenancy.models import Tenant
+    from visits import service as visits
+
+    past = utcnow() - dt.timedelta(days=2)
+    with committed_db.session() as session:
+        tenant = tenancy.create_tenant(session=session, name="清扫家政", signature="清扫家政")
+        customer = customers.create_customer(session=session, tenant=tenant, name="王女士",
+                                             phone="13800138000")
+        visit = visits.create_visit(session=session, tenant=tenant, customer_id=customer.id,
+                                    service_type="ac_cleaning")
+        made = [resumable.create_upload(session=session, tenant=tenant, visit_id=visit.id,
+                                        length=100, metadata={"phase": "before"},
+                                        photo_max=1000, clip_max=1000, now=past)
+                for _ in range(3)]
+        ids = [u.id for u in made]
+        tokens = [u.token for u in made]
+        tenant_id = tenant.id
+    remove = resumable.remove
+
+    def fails_on_the_second(**kwargs):
+        if kwargs["upload_id"] == ids[1]:
+            raise RuntimeError("a disk that will not let go")
+        remove(**kwargs)
+
+    monkeypatch.setattr(resumable, "remove", fails_on_the_second)
+    try:
+        tasks.sweep_uploads()
+        with committed_db.session() as session:
+            left = session.scalars(select(ResumableUpload.id)
+                                   .where(ResumableUpload.id.in_(ids))).all()
+        assert left == [ids[1]]
+        assert not resumable.files_of(tokens[0]).exists()
+        assert resumable.files_of(tokens[1]).exists()
+        assert not resumable.files_of(tokens[2]).exists()
+    finally:
+        with committed_db.session() as session:
+            session.execute(sa_delete(Tenant).where(Tenant.id == tenant_id))
