@@ -476,6 +476,23 @@ def stalled(*, session: Session, now: dt.datetime, limit: int = 50) -> list[int]
         ).order_by(ResumableUpload.id).limit(limit)))
 
 
+def orphans(*, session: Session, now: dt.datetime, limit: int = 500) -> list[str]:
+    """Directories of pieces that no upload owns (its creation rolled back, or its row went
+    without its files), untouched for a day."""
+    cutoff = (now - UPLOAD_TTL).timestamp()
+    names = [path.name for path in root().iterdir()
+             if path.is_dir() and path.stat().st_mtime < cutoff][:limit]
+    if not names:
+        return []
+    owned = set(session.scalars(select(ResumableUpload.token)
+                                .where(ResumableUpload.token.in_(names))))
+    return [name for name in names if name not in owned]
+
+
+def remove_orphan(token: str) -> None:
+    _remove_files(token)
+
+
 def _due_for_removal(upload: ResumableUpload, now: dt.datetime) -> bool:
     if upload.status == RECEIVING:
         return upload.expires_at <= now

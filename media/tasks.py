@@ -51,8 +51,8 @@ def requeue_stuck_media(*, session: Session) -> None:
 @task(queue="default")
 def sweep_uploads(*, session: Session) -> None:
     """Periodic: resumable uploads that expired (or finished a day ago) are removed with their
-    bytes; complete ones whose request died before the handover are handed over. Each
-    upload on its own: one that fails is logged and the others go on."""
+    bytes; complete ones whose request died before the handover are handed over; pieces no
+    upload owns go. Each upload on its own: one that fails is logged and the others go on."""
     now = utcnow()
     each_on_its_own(session, "media.tasks.sweep_uploads",
                     resumable.stalled(session=session, now=now),
@@ -66,3 +66,5 @@ def sweep_uploads(*, session: Session) -> None:
                     lambda upload_id: resumable.remove(session=session, upload_id=upload_id,
                                                        now=now),
                     what="upload_id")
+    for token in resumable.orphans(session=session, now=now):
+        resumable.remove_orphan(token)

@@ -405,3 +405,22 @@ def test_the_sweep_task_takes_each_upload_on_its_own(committed_db, monkeypatch):
     finally:
         with committed_db.session() as session:
             session.execute(sa_delete(Tenant).where(Tenant.id == tenant_id))
+
+
+def test_pieces_no_upload_owns_are_found_once_a_day_old(client, session, account, visit):
+    import os
+
+    location = opened(client, account, visit.id, phone_jpeg(size=(200, 100)))
+    owned = resumable.files_of(token(location))
+    stray = resumable.files_of("RolledBackCreation0000000")
+    stray.mkdir()
+    (stray / f"{0:012d}").write_bytes(b"x" * 10)
+    now = utcnow()
+    assert "RolledBackCreation0000000" not in resumable.orphans(session=session, now=now)
+    old = (now - dt.timedelta(days=2)).timestamp()
+    for path in (owned, stray):
+        os.utime(path, (old, old))
+    found = resumable.orphans(session=session, now=now)
+    assert "RolledBackCreation0000000" in found and token(location) not in found
+    resumable.remove_orphan("RolledBackCreation0000000")
+    assert not stray.exists() and owned.exists()
