@@ -1,5 +1,6 @@
 """Every domain's models, imported so that ``Base.metadata`` (and Alembic) sees all tables."""
 
+from accounts.models import AuditEntry, SignInLink, User, UserSession
 from campaigns.models import Campaign, CampaignOccurrence, PlumRainOnset
 from compliance.models import (
     ComplianceDecision,
@@ -18,6 +19,7 @@ from visits.models import Staff, Visit
 
 __all__ = [
     "ApiKey",
+    "AuditEntry",
     "Base",
     "Campaign",
     "CampaignOccurrence",
@@ -32,9 +34,12 @@ __all__ = [
     "MessageEvent",
     "PlumRainOnset",
     "Rendition",
+    "SignInLink",
     "Staff",
     "Suppression",
     "Tenant",
+    "User",
+    "UserSession",
     "Visit",
     "WatermarkTemplate",
     "WorkerHeartbeat",

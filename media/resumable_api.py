@@ -44,13 +44,14 @@ _bearer = HTTPBearer(auto_error=False, description="An API key from `huifang ten
 
 
 def upload_tenant(
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     unit_of_work: UnitOfWorkDep,
 ) -> Tenant:
     """The company behind the API key, read in a transaction closed at once (a request's
     own session would stay open for as long as the piece takes to arrive)."""
     with unit_of_work(read_only=True) as session:  # type: ignore[call-arg]
-        return deps.current_tenant(session, credentials, unit_of_work)
+        return deps.current_tenant(request, session, credentials, unit_of_work)
 
 
 TusResumable = Annotated[str | None, Header(description="The protocol version: 1.0.0.")]
