@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import huifang
+from alerts.api import router as alerts_router
+from bookings.desk_api import router as booking_desk_router
 from campaigns.api import router as campaigns_router
 from compliance.api import router as compliance_router
 from customers.api import router as customers_router
@@ -33,6 +35,7 @@ from media.resumable_api import router as resumable_router
 from messaging import webhooks
 from messaging.api import public_router as messaging_public_router
 from messaging.api import router as messaging_router
+from messaging.thread_api import router as threads_router
 from messaging.webhooks import router as messaging_webhooks_router
 from office import auth as office_auth
 from office import today as office_today
@@ -40,6 +43,7 @@ from office import users as office_users
 from office import web as office
 from tenancy import service as tenancy
 from tenancy.api import router as tenancy_router
+from today.api import router as today_router
 from visits.api import staff_router, visit_router
 from visits.staff_day_api import router as staff_day_router
 
@@ -135,7 +139,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     v1 = APIRouter(prefix="/v1")
     for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
                    resumable_router, staff_day_router, compliance_router, messaging_router,
-                   campaigns_router):
+                   campaigns_router, threads_router, booking_desk_router, today_router,
+                   alerts_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)

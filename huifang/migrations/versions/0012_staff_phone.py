@@ -1,7 +1,7 @@
 """staff phone: resumable uploads, a visit's start, whether the office reviews reports
 
 Revision ID: 0012_staff
-Revises: 0012
+Revises: 0014
 Create Date: 2026-12-06
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0012_staff'
-down_revision: str | None = '0012'
+down_revision: str | None = '0014'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
