@@ -31,6 +31,7 @@ from huifang.metrics import MetricsMiddleware
 from huifang.settings import get_settings
 from media.api import public_router as media_public_router
 from media.api import router as media_router
+from media.resumable_api import router as resumable_router
 from messaging import webhooks
 from messaging.api import public_router as messaging_public_router
 from messaging.api import router as messaging_router
@@ -45,6 +46,7 @@ from tenancy import service as tenancy
 from tenancy.api import router as tenancy_router
 from today.api import router as today_router
 from visits.api import staff_router, visit_router
+from visits.staff_day_api import router as staff_day_router
 
 # A JSON request of the API is a few KB; a megabyte leaves room and bounds what a stranger
 # can make us read before the key is checked.
@@ -137,8 +139,9 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(messaging_webhooks_router)
     v1 = APIRouter(prefix="/v1")
     for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
-                   compliance_router, messaging_router, campaigns_router, threads_router,
-                   booking_desk_router, today_router, alerts_router):
+                   resumable_router, staff_day_router, compliance_router, messaging_router,
+                   campaigns_router, threads_router, booking_desk_router, today_router,
+                   alerts_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)
@@ -155,6 +158,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
             BodyLimit("/hooks/", webhooks.MAX_BODY_BYTES, "A webhook"),
             # These stream their upload and count it against their own caps as it arrives.
             BodyLimit("/v1/visits/{visit_id}/media", STREAMED),
+            BodyLimit("/v1/uploads/{upload_id}", STREAMED),  # tus pieces, held to their file
             BodyLimit("/v1/watermark/logo", STREAMED),
             BodyLimit("/v1/staff/{staff_id}/photo", STREAMED),
             BodyLimit("/v1/customers/import", settings.import_max_bytes, "A customer list",

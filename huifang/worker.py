@@ -319,6 +319,11 @@ BEAT_SCHEDULE["requeue-stuck-media"] = {
     "schedule": timedelta(minutes=1),
     "options": {"queue": "default", "expires": 55},
 }
+BEAT_SCHEDULE["sweep-resumable-uploads"] = {
+    "task": "media.tasks.sweep_uploads",
+    "schedule": timedelta(minutes=10),
+    "options": {"queue": "default", "expires": 540},
+}
 
 configure(get_settings())
 

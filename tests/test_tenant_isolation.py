@@ -17,6 +17,7 @@ from sqlalchemy import select
 from alerts import service as alerts
 from campaigns import service as campaigns
 from customers import service as customers
+from media import resumable
 from media.models import Media
 from messaging import inbound
 from messaging import service as outbox
@@ -43,8 +44,9 @@ COLLECTION_ROUTES = {
     ("PUT", "/v1/plum-rain"), ("GET", "/v1/alert-channels"), ("POST", "/v1/alert-channels"),
     ("GET", "/v1/alerts"),
     ("PUT", "/v1/plum-rain"), ("GET", "/v1/threads"), ("GET", "/v1/bookings/queue"),
-    ("GET", "/v1/today"), ("GET", "/v1/bookings/openings"),
+    ("GET", "/v1/today"), ("GET", "/v1/bookings/openings"), ("OPTIONS", "/v1/uploads"),
 }
+TUS = {"Tus-Resumable": "1.0.0"}
 # Path words that name something in the caller's own company (a service code, a month),
 # not another object: routes with only these are walked as collections.
 OWN_NAME_PARAMS = {"service_type", "month"}
@@ -90,12 +92,15 @@ def b_objects(session, other_account):
     request = session.scalars(select(Booking).where(Booking.tenant_id == tenant.id)).one()
     campaign = campaigns.create_campaign(session=session, tenant=tenant, name="B的活动",
                                          preset="ac_filter_quarterly")
+    upload = resumable.create_upload(session=session, tenant=tenant, visit_id=visit.id,
+                                     length=1000, metadata={"phase": "before"},
+                                     photo_max=2000, clip_max=2000, now=dt.datetime.now(dt.UTC))
     channel = alerts.create_channel(session=session, tenant=tenant, kind="webhook",
                                     name="B的群", url="https://example.com/b")
     return {"customer_id": customer.id, "staff_id": staff.id, "visit_id": visit.id,
             "key_id": key_id, "media_id": media.id, "message_id": message.id,
             "reply_id": reply.id, "rule_id": rule.id, "booking_id": request.id,
-            "campaign_id": campaign.id, "channel_id": channel.id}
+            "campaign_id": campaign.id, "channel_id": channel.id, "upload_id": upload.token}
 
 
 def _v1_routes(app):
@@ -126,7 +131,8 @@ def test_every_route_with_an_id_answers_404_for_another_company(
         if method in ("PATCH", "PUT", "POST"):
             last = template.rsplit("/", 1)[-1]
             body = POST_BODIES.get(last) or PATCH_BODIES.get(params[-1], {})
-        response = client.request(method, path, headers=account.headers, json=body)
+        # Tus-Resumable: the version a resumable upload's routes check before anything else.
+        response = client.request(method, path, headers={**account.headers, **TUS}, json=body)
         assert response.status_code == 404, f"{method} {path} -> {response.status_code}"
         assert "B的" not in response.text
         walked += 1
@@ -187,7 +193,8 @@ def test_bodies_cannot_point_at_another_companys_objects(client, account, b_obje
                                                       "reply_id": b_objects["reply_id"]}),
     ]
     for method, path, body in cases:
-        response = client.request(method, path, headers=account.headers, json=body)
+        # Tus-Resumable: the version a resumable upload's routes check before anything else.
+        response = client.request(method, path, headers={**account.headers, **TUS}, json=body)
         assert response.status_code == 404, (path, body, response.text)
     visit = client.post("/v1/visits", headers=account.headers,
                         json={"customer_id": own["id"], "service_type": "ac_cleaning"}).json()
