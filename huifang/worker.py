@@ -284,6 +284,16 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     }
     for queue in QUEUES
 }
+BEAT_SCHEDULE["deliver-due-alerts"] = {
+    "task": "alerts.tasks.deliver_due_alerts",
+    "schedule": timedelta(seconds=30),
+    "options": {"queue": "default", "expires": 25},
+}
+BEAT_SCHEDULE["scan-alerts"] = {
+    "task": "alerts.tasks.scan_alerts",
+    "schedule": timedelta(seconds=60),
+    "options": {"queue": "default", "expires": 55},
+}
 BEAT_SCHEDULE["dispatch-due-messages"] = {
     "task": "messaging.tasks.dispatch_due",
     "schedule": timedelta(seconds=10),
@@ -309,12 +319,18 @@ BEAT_SCHEDULE["requeue-stuck-media"] = {
     "schedule": timedelta(minutes=1),
     "options": {"queue": "default", "expires": 55},
 }
+BEAT_SCHEDULE["sweep-resumable-uploads"] = {
+    "task": "media.tasks.sweep_uploads",
+    "schedule": timedelta(minutes=10),
+    "options": {"queue": "default", "expires": 540},
+}
 
 configure(get_settings())
 
 
 def load_tasks() -> None:
     """Import every module that defines tasks, so workers know them by name."""
+    import alerts.tasks  # noqa: F401
     import campaigns.tasks  # noqa: F401
     import compliance.tasks  # noqa: F401
     import huifang.ops  # noqa: F401

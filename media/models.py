@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -34,6 +34,7 @@ class Media(TimestampMixin, Base):
         # The same file uploaded twice to a visit is one media (phones retry uploads).
         UniqueConstraint("visit_id", "sha256"),
         Index("ix_media_tenant_visit", "tenant_id", "visit_id"),
+        Index("ix_media_tenant_status", "tenant_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -102,6 +103,45 @@ class Rendition(Base):
     created_at: Mapped[dt.datetime] = mapped_column()
 
     media: Mapped[Media] = relationship(back_populates="renditions", foreign_keys=[media_id])
+
+
+# ResumableUpload.status
+RECEIVING = "receiving"  # bytes still arriving (or all arrived and not yet handed to ingest)
+DONE = "done"  # handed to ingest: media_id is the media it became (or the same file's)
+REFUSED = "refused"  # refused (type, size, damaged): failure_reason says why; bytes removed
+
+
+class ResumableUpload(TimestampMixin, Base):
+    """A file arriving in pieces (tus 1.0, media.resumable), bound to a company and a visit.
+
+    ``received`` is the byte count kept on disk; a piece is on record only once its bytes
+    are, so a client that asks for the offset can always go on from it. Unfinished uploads
+    expire (``expires_at``) and the periodic sweep removes them.
+    """
+
+    __tablename__ = "resumable_uploads"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # In the upload's address: unguessable, our own characters only.
+    token: Mapped[str] = mapped_column(String(32), unique=True)
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id", ondelete="CASCADE"),
+                                          index=True)
+    phase: Mapped[str] = mapped_column(String(16))  # one of PHASES
+    area: Mapped[str | None] = mapped_column(String(20), default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    filename: Mapped[str | None] = mapped_column(String(255), default=None)  # for people only
+    length: Mapped[int] = mapped_column(BigInteger)  # Upload-Length, announced at creation
+    received: Mapped[int] = mapped_column(BigInteger, default=0)  # Upload-Offset
+    # Decided from the first bytes, never from the client's metadata.
+    kind: Mapped[str | None] = mapped_column(String(8), default=None)
+    mime: Mapped[str | None] = mapped_column(String(64), default=None)
+    status: Mapped[str] = mapped_column(String(16), default=RECEIVING)
+    failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    media_id: Mapped[int | None] = mapped_column(
+        ForeignKey("media.id", ondelete="SET NULL"), default=None)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class WatermarkTemplate(TimestampMixin, Base):

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from huifang.settings import get_settings
 from media.mms import MmsPayload
-from media.models import Media, Rendition, Report, WatermarkTemplate
+from media.models import Media, Rendition, Report, ResumableUpload, WatermarkTemplate
 
 
 class RenditionRead(BaseModel):
@@ -72,6 +72,34 @@ class MediaRead(BaseModel):
             verification_code=code, verification_url=f"{get_settings().public_url}/v/{code}",
             renditions=[RenditionRead.of(r) for r in media.renditions],
         )
+
+
+class UploadRead(BaseModel):
+    """A resumable upload (tus): how far it got and what became of it."""
+
+    id: str = Field(description="The upload's token, as in its address /v1/uploads/{id}.")
+    visit_id: int
+    phase: str
+    area: str | None
+    note: str | None
+    filename: str | None
+    length: int = Field(description="Bytes announced at creation (Upload-Length).")
+    received: int = Field(description="Bytes the server holds (Upload-Offset).")
+    status: Literal["receiving", "done", "refused"]
+    failure_reason: str | None = Field(description="Why it was refused, in a sentence.")
+    media_id: int | None = Field(description="The media it became, once done (the same "
+                                             "file sent before gives that media).")
+    expires_at: dt.datetime = Field(description="An unfinished upload is removed after this.")
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, upload: ResumableUpload) -> UploadRead:
+        return cls(id=upload.token, visit_id=upload.visit_id, phase=upload.phase,
+                   area=upload.area, note=upload.note, filename=upload.filename,
+                   length=upload.length, received=upload.received,
+                   status=upload.status,
+                   failure_reason=upload.failure_reason, media_id=upload.media_id,
+                   expires_at=upload.expires_at, created_at=upload.created_at)
 
 
 class PairRead(BaseModel):

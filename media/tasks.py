@@ -8,8 +8,8 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from huifang.db import utcnow
-from huifang.worker import enqueue, task
-from media import recaps, service
+from huifang.worker import each_on_its_own, enqueue, task
+from media import recaps, resumable, service
 
 
 @task(queue="media")
@@ -46,3 +46,25 @@ def requeue_stuck_media(*, session: Session) -> None:
     service.touch(session=session, media_ids=ids, now=now)
     for media_id in ids:
         enqueue(session, process_media, media_id=media_id)
+
+
+@task(queue="default")
+def sweep_uploads(*, session: Session) -> None:
+    """Periodic: resumable uploads that expired (or finished a day ago) are removed with their
+    bytes; complete ones whose request died before the handover are handed over; pieces no
+    upload owns go. Each upload on its own: one that fails is logged and the others go on."""
+    now = utcnow()
+    each_on_its_own(session, "media.tasks.sweep_uploads",
+                    resumable.stalled(session=session, now=now),
+                    lambda upload_id: resumable.finish_stalled(
+                        session=session, upload_id=upload_id, now=now,
+                        on_media=lambda media: enqueue(session, process_media,
+                                                       media_id=media.id)),
+                    what="upload_id")
+    each_on_its_own(session, "media.tasks.sweep_uploads",
+                    resumable.sweepable(session=session, now=now),
+                    lambda upload_id: resumable.remove(session=session, upload_id=upload_id,
+                                                       now=now),
+                    what="upload_id")
+    for token in resumable.orphans(session=session, now=now):
+        resumable.remove_orphan(token)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from huifang.db import Base, BigId, TimestampMixin
@@ -32,6 +32,13 @@ class Tenant(TimestampMixin, Base):
     slot_minutes: Mapped[int] = mapped_column(default=120, server_default="120")
     # The language of automatic messages to customers who have none of their own.
     language: Mapped[str] = mapped_column(String(8), default="zh", server_default="zh")
+    # How soon the office means to answer, in minutes: a complaint or low rating, and any
+    # other reply or booking request. The console's clocks run against these.
+    complaint_target_minutes: Mapped[int] = mapped_column(default=120, server_default="120")
+    reply_target_minutes: Mapped[int] = mapped_column(default=240, server_default="240")
+    # When staff finish a visit its report is built; True: the office reviews it and sends
+    # it, False: it goes to the customer at once.
+    report_review: Mapped[bool] = mapped_column(default=True, server_default=true())
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant")
 

@@ -50,6 +50,9 @@ class TenantRead(BaseModel):
     work_end_minute: int
     slot_minutes: int
     language: Language
+    report_review: bool = Field(description="Whether the office reviews a visit's report "
+                                "before it is sent (true), or it goes to the customer as soon "
+                                "as staff finish the visit (false).")
     created_at: dt.datetime
     webhooks: dict[str, str] = Field(
         default_factory=dict,
@@ -82,6 +85,9 @@ class TenantUpdate(BaseModel):
     language: Language | None = Field(
         default=None, description="Language of automatic messages to customers who have "
         "none of their own: zh (Chinese, the default) or en.")
+    report_review: bool | None = Field(
+        default=None, description="true: the office reviews each report staff finish before "
+        "it is sent; false: it is sent to the customer at once.")
 
 
 class ApiKeyCreate(BaseModel):

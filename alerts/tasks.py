@@ -1,0 +1,35 @@
+"""Alert delivery on the worker: at once after the event, and a periodic retry sweep."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from alerts import events, service
+from huifang.db import utcnow
+from huifang.worker import each_on_its_own, task
+
+
+@task(queue="default")
+def deliver_alert(*, session: Session, alert_id: int) -> None:
+    service.deliver(session=session,
+                    delivery_ids=service.deliveries_of(session=session, alert_id=alert_id))
+
+
+@task(queue="default")
+def deliver_due_alerts(*, session: Session) -> None:
+    """Every 30 s: deliveries whose retry is due (a worker that died mid-send left its
+    claim, which comes due after the backoff like any failure)."""
+    due = service.due_deliveries(session=session, now=utcnow())
+    if due:
+        service.deliver(session=session, delivery_ids=due)
+
+
+@task(queue="default")
+def scan_alerts(*, session: Session) -> None:
+    """Every minute: replies waiting past the response target, a provider failing; each
+    company on its own (one that fails is logged and skipped)."""
+    now = utcnow()
+    each_on_its_own(session, "scan_alerts", events.companies_listening(session=session),
+                    lambda tenant_id: events.scan(session=session, tenant_id=tenant_id,
+                                                  now=now),
+                    what="tenant_id")
