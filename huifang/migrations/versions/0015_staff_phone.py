@@ -1,6 +1,6 @@
 """staff phone: resumable uploads, a visit's start, whether the office reviews reports
 
-Revision ID: 0012_staff
+Revision ID: 0015
 Revises: 0014
 Create Date: 2026-12-06
 """
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0012_staff'
-down_revision: str | None = '0014'
+revision: str = "0015"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
