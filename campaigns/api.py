@@ -34,7 +34,7 @@ from huifang.fields import Day, Id
 from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
 from huifang.worker import enqueue
-from messaging import attribution
+from reports import attribution
 
 router = APIRouter(tags=["campaigns"])
 _LINT: dict[int | str, dict[str, Any]] = {422: {

@@ -109,8 +109,7 @@ from huifang.db import UTCDateTime, utcnow
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.pagination import PageParams, paginate
 from huifang.settings import get_settings
-from media import report as reports
-from media.models import Media, Rendition, Report
+from media.models import Media, Rendition
 from messaging import booking
 from messaging import service as outbox
 from messaging.models import CANCELLED as BOOKING_CANCELLED
@@ -130,6 +129,8 @@ from messaging.models import (
     Message,
     ShortLink,
 )
+from reports import service as reports
+from reports.models import Report
 from tenancy.models import Tenant
 from visits.models import Staff, Visit
 from visits.service_types import normalize_service_type

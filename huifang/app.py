@@ -33,6 +33,9 @@ from messaging import webhooks
 from messaging.api import public_router as messaging_public_router
 from messaging.api import router as messaging_router
 from messaging.webhooks import router as messaging_webhooks_router
+from reports.api import public_router as reports_public_router
+from reports.api import router as reports_router
+from reports.api import send_router as reports_send_router
 from tenancy import service as tenancy
 from tenancy.api import router as tenancy_router
 from visits.api import staff_router, visit_router
@@ -128,10 +131,12 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(messaging_webhooks_router)
     v1 = APIRouter(prefix="/v1")
     for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
-                   compliance_router, messaging_router, campaigns_router):
+                   reports_router, compliance_router, messaging_router, reports_send_router,
+                   campaigns_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)
+    app.include_router(reports_public_router)
     app.include_router(messaging_public_router)
     app.include_router(ops.router)
     add_docs(app)

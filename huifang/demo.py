@@ -18,11 +18,12 @@ from customers import service as customers
 from customers.importer import ImportedRow
 from customers.models import Customer
 from huifang.db import utcnow
-from media import recaps, samples
-from media import report as reports
+from media import samples
 from media import service as media
 from media.models import Media
 from media.upload import stage_bytes
+from reports import recaps
+from reports import service as reports
 from tenancy import service as tenancy
 from tenancy.models import Tenant
 from visits import service as visits

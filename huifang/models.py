@@ -13,6 +13,7 @@ from huifang.db import Base
 from huifang.ops import WorkerHeartbeat
 from media.models import Media, Rendition, WatermarkTemplate
 from messaging.models import Message, MessageEvent
+from reports.models import Report, ReportText
 from tenancy.models import ApiKey, Tenant
 from visits.models import Staff, Visit
 
@@ -32,6 +33,8 @@ __all__ = [
     "MessageEvent",
     "PlumRainOnset",
     "Rendition",
+    "Report",
+    "ReportText",
     "Staff",
     "Suppression",
     "Tenant",

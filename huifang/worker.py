@@ -320,3 +320,4 @@ def load_tasks() -> None:
     import huifang.ops  # noqa: F401
     import media.tasks  # noqa: F401
     import messaging.tasks  # noqa: F401
+    import reports.tasks  # noqa: F401

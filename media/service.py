@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from PIL import Image
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, column, or_, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from huifang.db import utcnow
+from huifang.db import UTCDateTime, utcnow
 from huifang.errors import HuifangError, Invalid, NotFound
 from huifang.settings import get_settings
 from media import clips, composite, imaging, renditions, storage, watermark
@@ -30,7 +30,6 @@ from media.models import (
     READY,
     Media,
     Rendition,
-    Report,
     WatermarkTemplate,
 )
 from media.upload import StagedUpload
@@ -516,11 +515,16 @@ def rendition_by_token(*, session: Session, token: str) -> Rendition | None:
     return session.scalars(select(Rendition).where(Rendition.token == token)).first()
 
 
+# The report's expiry, read by name: reports builds on media, so media does not import it.
+_REPORTS = table("reports", column("visit_id"), column("expires_at", UTCDateTime()))
+
+
 def link_expires_at(*, session: Session, rendition: Rendition) -> dt.datetime | None:
     """When the public link of a rendition stops serving it for a report: the expiry of its
     visit's report (rebuilding the report renews it). None while the visit has no report:
     then only the company has been given the link."""
-    return session.scalar(select(Report.expires_at).join(Media, Media.visit_id == Report.visit_id)
+    return session.scalar(select(_REPORTS.c.expires_at)
+                          .join(Media, Media.visit_id == _REPORTS.c.visit_id)
                           .where(Media.id == rendition.media_id))
 
 

@@ -5,7 +5,7 @@ import uuid
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.security import (
     HTTPAuthorizationCredentials,
@@ -30,9 +30,8 @@ from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.throttle import PublicLimit, per_link
 from huifang.worker import enqueue
-from messaging import booking, inbound, reports, service, tasks
+from messaging import booking, inbound, service, tasks
 from messaging.models import CONFIRMED, Message, ShortLink
-from messaging.providers import get_provider
 from messaging.schemas import (
     BookingAnswer,
     BookingRead,
@@ -317,23 +316,3 @@ async def booking_submit(token: str, request: Request, session: SessionDep) -> H
     action = form.get("action") or "book"
     return await run_in_threadpool(_submit, session, link, str(action), form.get("slot"),
                                    form.get("note"))
-
-
-@router.post("/visits/{visit_id}/report/send", response_model=MessageRead, status_code=202,
-             tags=["messages"], responses={
-                 200: {"description": "Already sent: the same message."},
-                 409: {"description": "Photos still processing, none ready yet, or the visit "
-                                      "has no customer."}})
-def send_visit_report(visit_id: Id, response: Response, session: SessionDep,
-                      tenant: TenantDep) -> MessageRead:
-    """Send the visit's report to its customer: MMS parts when the provider carries MMS,
-    otherwise an SMS with the report link. Building the report first if needed."""
-    now = utcnow()
-    message, new = reports.send_report(session=session, tenant=tenant, visit_id=visit_id,
-                                       provider=get_provider(), now=now)
-    if new:
-        for queued in service.queue_now(session=session, message_ids=[message.id], now=now):
-            enqueue(session, tasks.send_message, message_id=queued)
-    else:
-        response.status_code = 200
-    return MessageRead.model_validate(message)

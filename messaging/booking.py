@@ -33,7 +33,6 @@ from customers.models import Customer
 from huifang.db import dialect_of, insert_or_skip
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.settings import get_settings
-from media import report as reports
 from messaging.models import (
     BOOKING_STATES,
     CANCELLED,
@@ -48,6 +47,7 @@ from messaging.models import (
     ShortLink,
 )
 from messaging.service import schedule
+from reports import service as reports
 from tenancy.models import Tenant
 from visits import service_types
 from visits.models import Staff, Visit

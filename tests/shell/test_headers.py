@@ -8,10 +8,10 @@ import pytest
 
 from customers import service as customers
 from huifang import throttle
-from media import report as reports
 from media import service as media_service
 from media.upload import stage_bytes
 from messaging import booking
+from reports import service as reports
 from tests.media.conftest import phone_jpeg
 from visits import service as visits
 

@@ -1,6 +1,6 @@
 """What a report becomes as one MMS for a given provider, or as an SMS with a link.
 
-Pure: no database, no files. The caller (media.report) says what it has, most important
+Pure: no database, no files. The caller (reports.service) says what it has, most important
 first; this module decides what fits each provider's limits and in which order the parts go.
 
 Provider profiles (DESIGN.md, "Provider profiles"):

@@ -24,9 +24,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
 from huifang.settings import get_settings
-from media import clips, recap, storage
-from media import report as reports
-from media.models import READY, Media, Report
+from media import clips, storage
+from media.models import READY, Media
+from reports import recap_video as recap
+from reports import service as reports
+from reports.models import Report
 from tenancy.models import Tenant
 from visits.models import Staff, Visit
 from visits.service_types import label

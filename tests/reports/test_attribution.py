@@ -20,14 +20,15 @@ from sqlalchemy import select
 
 from customers import service as customers
 from huifang.errors import Invalid
-from media import report as reports
 from media import service as media_service
 from messaging import api as messaging_api
-from messaging import attribution, booking
+from messaging import booking
 from messaging import service as outbox
 from messaging.models import FAILED, PROVIDER_REFUSED, Booking, Message
 from messaging.providers.console import ConsoleProvider
-from messaging.reports import send_report
+from reports import attribution
+from reports import service as reports
+from reports.sending import send_report
 from tests.media.conftest import phone_jpeg, upload
 from visits import service as visits
 

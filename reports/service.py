@@ -6,13 +6,13 @@ keeps them as a snapshot on the ``Report`` row: the public page (``/r/{token}``)
 it, so it is fast and stays as it was sent. The same build makes the report's own files, all
 served under its token while it is valid (``/r/{token}/{name}``):
 
-- ``long-….jpg``: the long image (``media.longimage``), 750 px wide, under 1.5 MB;
+- ``long-….jpg``: the long image (``reports.longimage``), 750 px wide, under 1.5 MB;
 - ``pair-….jpg``: each before/after composite under the MMS photo budget, for MMS and the page;
 - ``work-….jpg``: the staff member's work-report photo, the same way;
 - ``recap-….mp4`` and ``poster-….jpg``: the recap video, once ``attach_recap`` has kept one;
 - ``staff-….jpg``: the staff member's current card photo.
 
-MMS parts for a provider come from ``mms_payload`` (``media.mms`` does the fitting).
+MMS parts for a provider come from ``mms_payload`` (``reports.mms`` does the fitting).
 Care advice (per service type) and offers (per month) have built-in Chinese defaults that a
 company can override (``ReportText`` rows).
 """
@@ -38,18 +38,11 @@ from sqlalchemy.orm import Session
 from huifang.db import on_commit, utcnow
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.settings import get_settings
-from media import longimage, mms, renditions, storage
+from media import renditions, storage
 from media import service as media_service
-from media.models import (
-    CARE_ADVICE,
-    OFFER,
-    PROCESSING,
-    READY,
-    Media,
-    Rendition,
-    Report,
-    ReportText,
-)
+from media.models import PROCESSING, READY, Media, Rendition
+from reports import longimage, mms
+from reports.models import CARE_ADVICE, OFFER, Report, ReportText
 from tenancy.models import Tenant
 from visits import service as visits
 from visits.models import Staff, Visit
@@ -520,7 +513,7 @@ def attach_recap(*, session: Session, report: Report, video: Path, duration: flo
                  poster: Path | None = None) -> Report:
     """Keep a rendered recap video (and its poster frame) as the report's.
 
-    ``video`` is an H.264 MP4 made by ``media.recap.render`` (in a scratch directory the
+    ``video`` is an H.264 MP4 made by ``reports.recap_video.render`` (in a scratch directory the
     caller removes afterwards; the file is copied in). The page shows it, and MMS parts
     include it when it fits the provider. Replaces any earlier recap of the report.
     """
@@ -724,7 +717,7 @@ def expired_context(*, session: Session, report: Report) -> dict[str, Any]:
 
 
 def mms_source(report: Report) -> mms.MmsSource:
-    """The report's text and media for ``media.mms``, most important first: the recap video
+    """The report's text and media for ``reports.mms``, most important first: the recap video
     (what moves bookings most), the before/after pairs, the work report photo, the long image."""
     base = get_settings().public_url
     snap = report.snapshot

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image, ImageStat
 
 from huifang.errors import Invalid, TooLarge
-from media import ffmpeg, recap
+from media import ffmpeg
+from reports import recap_video as recap
 
 TITLE = recap.title_card(company="洁家家政", service="空调清洗", day=dt.date(2026, 11, 23),
                          staff="李秀兰")

@@ -1,7 +1,7 @@
 """Conversion per visit report: report sent → booking link opened → booking made.
 
 The chain is recorded in three places, all keyed by the report's cause, ``visit_report``
-and the visit id (``messaging.reports.SOURCE_TYPE``):
+and the visit id (``reports.sending.SOURCE_TYPE``):
 
 - the ``Message`` that carried the report (one per channel at most, so a report counts
   once, from its first send);
@@ -28,9 +28,9 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from huifang.errors import Invalid
-from media.models import Report
 from messaging.models import DELIVERED, SENT, UNDELIVERED, Booking, Message, ShortLink
-from messaging.reports import SOURCE_TYPE
+from reports.models import Report
+from reports.sending import SOURCE_TYPE
 from tenancy.models import Tenant
 from visits.models import Staff, Visit
 

@@ -13,11 +13,12 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from media import ffmpeg, longimage, mms, samples, storage
-from media import report as reports
+from media import ffmpeg, samples, storage
 from media import service as media_service
-from media.models import Report
 from messaging.models import ShortLink
+from reports import longimage, mms
+from reports import service as reports
+from reports.models import Report
 from tests.media.conftest import phone_jpeg, upload
 from visits.service_types import SERVICE_TYPES
 
@@ -541,7 +542,7 @@ def test_sms_fallback_puts_the_signature_first_and_stays_short():
 
 @pytest.fixture(scope="module")
 def recap_file(tmp_path_factory):
-    """A real 2 s H.264 clip and a poster frame, as media.recap renders them."""
+    """A real 2 s H.264 clip and a poster frame, as reports.recap_video renders them."""
     folder = tmp_path_factory.mktemp("recap")
     video, poster = folder / "recap.mp4", folder / "poster.jpg"
     try:

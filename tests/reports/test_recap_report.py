@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from media import ffmpeg, recaps, samples
-from media import report as reports
+from media import ffmpeg, samples
 from media import service as media_service
-from media.models import Report
+from reports import recaps
+from reports import service as reports
+from reports.models import Report
 from tests.media.conftest import phone_jpeg, upload
 
 

@@ -8,11 +8,11 @@ from sqlalchemy import select
 from huifang.db import utcnow
 from huifang.settings import get_settings
 from media import service as media_service
-from messaging import api as messaging_api
 from messaging import service as outbox
 from messaging.models import Message
 from messaging.providers.aliyun import AliyunProvider
 from messaging.providers.twilio import TwilioProvider
+from reports import api as reports_api
 from tests.media.conftest import phone_jpeg, upload
 from tests.messaging.twilio_fake import FakeTwilio
 
@@ -52,7 +52,7 @@ def test_through_twilio_the_media_urls_reach_the_api(client, session, account, v
     with FakeTwilio() as fake:
         provider = TwilioProvider(account_sid=fake.account_sid, auth_token=fake.auth_token,
                                   api_base=fake.base_url, from_number=fake.from_number)
-        monkeypatch.setattr(messaging_api, "get_provider", lambda: provider)
+        monkeypatch.setattr(reports_api, "get_provider", lambda: provider)
         sent = client.post(f"/v1/visits/{visit.id}/report/send", headers=account.headers)
         assert sent.status_code == 202, sent.text
         done = _deliver(session, sent.json()["id"], provider)
@@ -71,7 +71,7 @@ def test_without_mms_the_customer_gets_an_sms_with_the_link(client, session, acc
     _ready_photos(client, session, account, visit)
     provider = AliyunProvider(access_key_id="id", access_key_secret="secret",
                               template_code="SMS_1", api_base="http://127.0.0.1:9")
-    monkeypatch.setattr(messaging_api, "get_provider", lambda: provider)
+    monkeypatch.setattr(reports_api, "get_provider", lambda: provider)
     sent = client.post(f"/v1/visits/{visit.id}/report/send", headers=account.headers)
     assert sent.status_code == 202, sent.text
     message = sent.json()

@@ -24,9 +24,9 @@ from sqlalchemy import delete
 from customers import service as customers
 from huifang.app import create_app
 from media import ffmpeg, fonts, samples
-from media import report as reports
 from media import service as media_service
 from media.upload import stage_bytes
+from reports import service as reports
 from tenancy import service as tenancy
 from tenancy.models import Tenant
 from tests.conftest import REQUIRE_SERVICES

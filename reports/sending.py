@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 
 from customers.models import Customer
 from huifang.errors import Conflict, NotFound
-from media import mms
-from media import report as reports
-from media.models import Report
 from messaging.models import Message
 from messaging.providers.base import Provider
 from messaging.service import schedule
+from reports import mms
+from reports import service as reports
+from reports.models import Report
 from tenancy.models import Tenant
 from visits import service as visits
 
