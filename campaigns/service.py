@@ -73,6 +73,9 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import QueryableAttribute, Session, aliased
 from sqlalchemy.types import TypeEngine
 
+from bookings import links as short_links
+from bookings.models import CANCELLED as BOOKING_CANCELLED
+from bookings.models import DECLINED, Booking, ShortLink
 from campaigns import calendar, lint, rules, templating
 from campaigns.audiences import Audience, AudiencePreview
 from campaigns.audiences import preview as audience_preview
@@ -110,11 +113,8 @@ from huifang.errors import Conflict, Invalid, NotFound
 from huifang.pagination import PageParams, paginate
 from huifang.settings import get_settings
 from media.models import Media, Rendition
-from messaging import booking
 from messaging import service as outbox
-from messaging.models import CANCELLED as BOOKING_CANCELLED
 from messaging.models import (
-    DECLINED,
     DEFERRED,
     DELIVERED,
     FAILED,
@@ -125,9 +125,7 @@ from messaging.models import (
     SUPPRESSED,
     UNDELIVERED,
     UNKNOWN,
-    Booking,
     Message,
-    ShortLink,
 )
 from reports import service as reports
 from reports.models import Report
@@ -633,7 +631,7 @@ def _links(session: Session, tenant: Tenant, campaign: Campaign,
         ShortLink.customer_id.in_([c.id for c in people])))}
     for person in people:
         if person.id not in found:
-            found[person.id] = booking.link_for(
+            found[person.id] = short_links.link_for(
                 session=session, tenant=tenant, customer=person, source_type=SOURCE_TYPE,
                 source_id=str(campaign.id), service_type=campaign.service_type, now=now)
     return found
@@ -656,7 +654,7 @@ def _message_facts(session: Session, tenant: Tenant, campaign: Campaign,
             last_service=last.service_type if last else None,
             last_service_date=last.finished_at.astimezone(zone).date() if last else None,
             staff_name=last.staff_name if last else None,
-            booking_link=booking.url(links[person.id]) if links else _placeholder_link(),
+            booking_link=short_links.url(links[person.id]) if links else _placeholder_link(),
             report_link=report_link)
     return facts
 

@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import huifang
+from bookings.api import router as bookings_router
+from bookings.pages import public_router as bookings_public_router
 from campaigns.api import router as campaigns_router
 from compliance.api import router as compliance_router
 from customers.api import router as customers_router
@@ -131,13 +133,14 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(messaging_webhooks_router)
     v1 = APIRouter(prefix="/v1")
     for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
-                   reports_router, compliance_router, messaging_router, reports_send_router,
-                   campaigns_router):
+                   reports_router, compliance_router, messaging_router, bookings_router,
+                   reports_send_router, campaigns_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)
     app.include_router(reports_public_router)
     app.include_router(messaging_public_router)
+    app.include_router(bookings_public_router)
     app.include_router(ops.router)
     add_docs(app)
 

@@ -1,5 +1,6 @@
 """Every domain's models, imported so that ``Base.metadata`` (and Alembic) sees all tables."""
 
+from bookings.models import Booking, LinkVisitor, ShortLink
 from campaigns.models import Campaign, CampaignOccurrence, PlumRainOnset
 from compliance.models import (
     ComplianceDecision,
@@ -20,6 +21,7 @@ from visits.models import Staff, Visit
 __all__ = [
     "ApiKey",
     "Base",
+    "Booking",
     "Campaign",
     "CampaignOccurrence",
     "ComplianceDecision",
@@ -27,6 +29,7 @@ __all__ = [
     "ConsentRecord",
     "Customer",
     "CustomerTag",
+    "LinkVisitor",
     "MarketingSend",
     "Media",
     "Message",
@@ -35,6 +38,7 @@ __all__ = [
     "Rendition",
     "Report",
     "ReportText",
+    "ShortLink",
     "Staff",
     "Suppression",
     "Tenant",

@@ -108,27 +108,3 @@ class KeywordRuleRead(KeywordRuleCreate):
 
     id: int
     created_at: dt.datetime
-
-
-class BookingRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    customer_id: int
-    service_type: str | None
-    slot_start: dt.datetime | None
-    slot_end: dt.datetime | None
-    note: str | None
-    status: str
-    channel: str
-    link_id: int | None
-    message_id: int | None
-    inbound_id: int | None
-    source_type: str | None
-    source_id: str | None
-    answered_at: dt.datetime | None
-    created_at: dt.datetime
-
-
-class BookingAnswer(BaseModel):
-    status: Literal["confirmed", "declined"]

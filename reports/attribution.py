@@ -27,8 +27,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
+from bookings.models import Booking, ShortLink
 from huifang.errors import Invalid
-from messaging.models import DELIVERED, SENT, UNDELIVERED, Booking, Message, ShortLink
+from messaging.models import DELIVERED, SENT, UNDELIVERED, Message
 from reports.models import Report
 from reports.sending import SOURCE_TYPE
 from tenancy.models import Tenant

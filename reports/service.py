@@ -35,6 +35,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bookings import links
+from bookings.models import ShortLink
+from customers.models import Customer
 from huifang.db import on_commit, utcnow
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.settings import get_settings
@@ -749,3 +752,22 @@ def mms_source(report: Report) -> mms.MmsSource:
 def mms_payload(*, report: Report, profile: mms.MmsProfile) -> mms.MmsPayload:
     """The report as one message for ``profile``: ordered parts with their byte sizes."""
     return mms.mms_parts(mms_source(report), profile)
+
+
+def booking_link(*, session: Session, token: str, now: dt.datetime) -> ShortLink | None:
+    """The booking link a report page's Book button (``/b/{report token}``) stands for.
+
+    It is the customer's link for that visit report (made on first use), so its bookings
+    count for the report. An expired report's token books nothing.
+    """
+    report = by_token(session=session, token=token)
+    if report is None or is_expired(report, now=now):
+        return None
+    visit = session.get(Visit, report.visit_id)
+    tenant = session.get(Tenant, report.tenant_id)
+    customer = session.get(Customer, visit.customer_id) if visit is not None else None
+    if visit is None or tenant is None or customer is None:
+        return None
+    return links.link_for(session=session, tenant=tenant, customer=customer,
+                          source_type="visit_report", source_id=str(visit.id),
+                          service_type=visit.service_type, now=now)

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, text
 
+from bookings import links
+from bookings.models import Booking
 from campaigns import rules
 from campaigns import service as campaigns
 from campaigns.models import (
@@ -28,8 +30,7 @@ from compliance import service as compliance
 from customers import service as customers
 from customers.models import Customer
 from media.models import Media, Rendition
-from messaging import booking
-from messaging.models import Booking, Message
+from messaging.models import Message
 from visits import service as visits
 
 UTC = dt.UTC
@@ -405,7 +406,7 @@ def test_opt_out_and_early_booking_cancel_the_pending_occurrence(session, shop) 
 
     compliance.opt_out(session=session, tenant=shop.tenant, phone=opts_out.phone,
                        reason="reply_opt_out", detail="T", now=utc(2026, 4, 2))
-    link = booking.link_for(session=session, tenant=shop.tenant, customer=books,
+    link = links.link_for(session=session, tenant=shop.tenant, customer=books,
                             source_type="visit_report", source_id="1",
                             service_type="ac_cleaning", now=utc(2026, 4, 3))
     session.add(Booking(tenant_id=shop.tenant.id, customer_id=books.id,
@@ -416,7 +417,7 @@ def test_opt_out_and_early_booking_cancel_the_pending_occurrence(session, shop) 
     visits.create_visit(session=session, tenant=shop.tenant, customer_id=other_service.id,
                         service_type="deep_cleaning", finished_at=utc(2026, 4, 4))
     # A booking the customer called off on the page does not stand for the service.
-    theirs = booking.link_for(session=session, tenant=shop.tenant, customer=called_off,
+    theirs = links.link_for(session=session, tenant=shop.tenant, customer=called_off,
                               source_type="visit_report", source_id="2",
                               service_type="ac_cleaning", now=utc(2026, 4, 3))
     session.add(Booking(tenant_id=shop.tenant.id, customer_id=called_off.id,

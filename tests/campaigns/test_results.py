@@ -9,12 +9,13 @@ import io
 
 import pytest
 
+from bookings import links
+from bookings.models import Booking
 from campaigns import service as campaigns
 from compliance import service as compliance
 from customers import service as customers
-from messaging import booking
 from messaging import service as outbox
-from messaging.models import Booking, Message
+from messaging.models import Message
 from tenancy import service as tenancy
 from visits import service as visits
 
@@ -65,11 +66,11 @@ def sent_campaign(session, account):
 
     # Clicks: three openings of one link, one of another, none of the rest.
     links = {link.customer_id: link for link in (
-        booking.link_for(session=session, tenant=tenant, customer=p, source_type="campaign",
+        links.link_for(session=session, tenant=tenant, customer=p, source_type="campaign",
                          source_id=str(campaign.id), now=utc(2026, 4, 10)) for p in people)}
     for when in (utc(2026, 4, 10, 5), utc(2026, 4, 10, 6), utc(2026, 4, 11, 1)):
-        booking.click(session=session, link=links[people[0].id], visitor="phone", now=when)
-    booking.click(session=session, link=links[people[1].id], visitor="phone",
+        links.click(session=session, link=links[people[0].id], visitor="phone", now=when)
+    links.click(session=session, link=links[people[1].id], visitor="phone",
                   now=utc(2026, 4, 12))
     # Bookings: from the page (the link's cause), from a "1" reply (the message's cause),
     # and one from a visit report that is not this campaign's.

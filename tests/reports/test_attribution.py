@@ -3,8 +3,9 @@
 The data is made the way it happens: a report built from a processed photo and sent by
 ``send_report`` through the outbox (console provider), the Book button's link opened with
 ``GET /b/{report token}``, a time picked with ``POST /b/{token}``, a "1" reply simulated.
-The public routes read the clock through ``messaging.api.utcnow``, which the tests hold at
-a fixed daytime instant (quiet hours are 21:00–08:00 in Shanghai).
+The routes read the clock through ``messaging.api.utcnow``, ``messaging.inbound.utcnow``
+and ``bookings.pages.utcnow``, which the tests hold at a fixed daytime instant (quiet
+hours are 21:00–08:00 in Shanghai).
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
+from bookings import links
+from bookings import pages as booking_pages
+from bookings import service as booking
+from bookings.models import Booking
 from customers import service as customers
 from huifang.errors import Invalid
 from media import service as media_service
 from messaging import api as messaging_api
-from messaging import booking
+from messaging import inbound
 from messaging import service as outbox
-from messaging.models import FAILED, PROVIDER_REFUSED, Booking, Message
+from messaging.models import FAILED, PROVIDER_REFUSED, Message
 from messaging.providers.console import ConsoleProvider
 from reports import attribution
 from reports import service as reports
@@ -50,6 +55,8 @@ class Clock:
 def clock(monkeypatch) -> Clock:
     fixed = Clock(MONDAY_10_CN)
     monkeypatch.setattr(messaging_api, "utcnow", fixed)
+    monkeypatch.setattr(inbound, "utcnow", fixed)  # simulated replies (take_reply)
+    monkeypatch.setattr(booking_pages, "utcnow", fixed)
     monkeypatch.setattr(booking, "HORIZON_DAYS", 3)  # a short booking page
     return fixed
 
@@ -207,10 +214,10 @@ def test_another_companys_reports_never_appear(client, session, account, other_a
     # only a bug could make one) must not count for us.
     customer = customers.get_customer(session=session, tenant_id=other_account.tenant.id,
                                       customer_id=theirs.customer_id)
-    stray = booking.link_for(session=session, tenant=other_account.tenant, customer=customer,
+    stray = links.link_for(session=session, tenant=other_account.tenant, customer=customer,
                              source_type="visit_report", source_id=str(quiet.visit_id),
                              now=MONDAY_10_CN)
-    booking.click(session=session, link=stray, visitor="phone", now=MONDAY_10_CN)
+    links.click(session=session, link=stray, visitor="phone", now=MONDAY_10_CN)
     session.add(Booking(tenant_id=other_account.tenant.id, customer_id=theirs.customer_id,
                         channel="page", source_type="visit_report",
                         source_id=str(quiet.visit_id)))

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from bookings.models import ShortLink
 from media import ffmpeg, samples, storage
 from media import service as media_service
-from messaging.models import ShortLink
 from reports import longimage, mms
 from reports import service as reports
 from reports.models import Report

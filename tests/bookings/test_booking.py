@@ -13,10 +13,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from bookings import links
+from bookings import service as booking
+from bookings.models import Booking, ShortLink
 from customers import service as customers
 from huifang.errors import Conflict, Invalid
-from messaging import booking
-from messaging.models import Booking, Message, ShortLink
+from messaging.models import Message
 from tenancy import service as tenancy
 from tenancy.models import Tenant
 from visits import service as visits
@@ -33,20 +35,20 @@ def customer(session, account):
 
 @pytest.fixture
 def link(session, account, customer):
-    return booking.link_for(session=session, tenant=account.tenant, customer=customer,
+    return links.link_for(session=session, tenant=account.tenant, customer=customer,
                             source_type="visit_report", source_id="7",
                             service_type="ac_cleaning", now=MONDAY_9_CN)
 
 
 def test_a_link_is_made_once_per_cause_and_is_unguessable(session, account, customer, link):
-    again = booking.link_for(session=session, tenant=account.tenant, customer=customer,
+    again = links.link_for(session=session, tenant=account.tenant, customer=customer,
                              source_type="visit_report", source_id="7", now=MONDAY_9_CN)
     assert again.id == link.id
-    other = booking.link_for(session=session, tenant=account.tenant, customer=customer,
+    other = links.link_for(session=session, tenant=account.tenant, customer=customer,
                              source_type="campaign", source_id="3", now=MONDAY_9_CN)
     assert other.token != link.token and len(link.token) >= 16
-    assert booking.url(link).endswith(f"/b/{link.token}")
-    assert booking.resolve(session=session, token="../../etc", now=MONDAY_9_CN) is None
+    assert links.url(link).endswith(f"/b/{link.token}")
+    assert links.resolve(session=session, token="../../etc") is None
 
 
 def test_free_slots_follow_working_hours_in_the_company_zone(session, account):
@@ -63,7 +65,7 @@ def test_free_slots_follow_working_hours_in_the_company_zone(session, account):
 def _other_link(session, account, phone: str):
     other = customers.create_customer(session=session, tenant=account.tenant, name="李先生",
                                       phone=phone)
-    return booking.link_for(session=session, tenant=account.tenant, customer=other,
+    return links.link_for(session=session, tenant=account.tenant, customer=other,
                             source_type="visit_report", source_id="8", now=MONDAY_9_CN)
 
 
@@ -218,7 +220,7 @@ def test_two_posts_at_once_make_one_booking(committed_db):
             visits.create_staff(session=setup, tenant=tenant, name=name)
         person = customers.create_customer(session=setup, tenant=tenant, name="王女士",
                                            phone="13700137001")
-        link_id = booking.link_for(session=setup, tenant=tenant, customer=person,
+        link_id = links.link_for(session=setup, tenant=tenant, customer=person,
                                    source_type="campaign", source_id="1", now=MONDAY_9_CN).id
         slots = booking.free_slots(session=setup, tenant=tenant, now=MONDAY_9_CN)
         tenant_id = tenant.id
@@ -258,16 +260,16 @@ def test_two_posts_at_once_make_one_booking(committed_db):
 
 
 def test_clicks_count_each_visitor_once_an_hour(session, link):
-    one = booking.visitor_of(address="203.0.113.7", user_agent="Mozilla/5.0 (iPhone)")
-    other = booking.visitor_of(address="203.0.113.7", user_agent="Mozilla/5.0 (Android)")
+    one = links.visitor_of(address="203.0.113.7", user_agent="Mozilla/5.0 (iPhone)")
+    other = links.visitor_of(address="203.0.113.7", user_agent="Mozilla/5.0 (Android)")
     assert one != other and "203.0.113.7" not in one
     for minutes in (0, 5, 20, 40, 59):
-        booking.click(session=session, link=link, visitor=one,
+        links.click(session=session, link=link, visitor=one,
                       now=MONDAY_9_CN + dt.timedelta(minutes=minutes))
     assert link.clicks == 1
-    assert booking.click(session=session, link=link, visitor=other, now=MONDAY_9_CN)
+    assert links.click(session=session, link=link, visitor=other, now=MONDAY_9_CN)
     assert link.clicks == 2
-    assert booking.click(session=session, link=link, visitor=one,
+    assert links.click(session=session, link=link, visitor=one,
                          now=MONDAY_9_CN + dt.timedelta(minutes=61))
     assert (link.clicks, link.first_clicked_at, link.last_clicked_at) == (
         3, MONDAY_9_CN, MONDAY_9_CN + dt.timedelta(minutes=61))

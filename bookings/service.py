@@ -20,20 +20,13 @@ has active staff (at least one).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import secrets
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from customers.models import Customer
-from huifang.db import dialect_of, insert_or_skip
-from huifang.errors import Conflict, Invalid, NotFound
-from huifang.settings import get_settings
-from messaging.models import (
+from bookings.models import (
     BOOKING_STATES,
     CANCELLED,
     CONFIRMED,
@@ -41,21 +34,19 @@ from messaging.models import (
     OPEN_BOOKING_STATES,
     REQUESTED,
     Booking,
-    InboundMessage,
-    LinkVisitor,
-    Message,
     ShortLink,
 )
+from customers.models import Customer
+from huifang.errors import Conflict, Invalid, NotFound
+from messaging.models import InboundMessage, Message
 from messaging.service import schedule
-from reports import service as reports
 from tenancy.models import Tenant
 from visits import service_types
-from visits.models import Staff, Visit
+from visits.models import Staff
 
 HORIZON_DAYS = 14
 LEAD_TIME = dt.timedelta(hours=12)  # nobody can be sent out sooner than that
 MAX_NOTE = 500
-CLICK_EVERY = dt.timedelta(hours=1)  # a visitor's openings within it are one click
 
 
 class SlotTaken(Conflict):
@@ -75,87 +66,6 @@ class AlreadyBooked(Conflict):
     def __init__(self) -> None:
         super().__init__("You already have a booking through this link; change its time or "
                          "cancel it instead of booking again.")
-
-
-def _token() -> str:
-    return secrets.token_urlsafe(12)  # 96 bits: unguessable, short enough for an SMS
-
-
-def link_for(*, session: Session, tenant: Tenant, customer: Customer, source_type: str,
-             source_id: str, now: dt.datetime, service_type: str | None = None,
-             message_id: int | None = None) -> ShortLink:
-    """The customer's booking link for this cause, made once."""
-    link = session.scalars(select(ShortLink).where(
-        ShortLink.tenant_id == tenant.id, ShortLink.customer_id == customer.id,
-        ShortLink.source_type == source_type, ShortLink.source_id == source_id)).first()
-    if link is None:
-        link = ShortLink(tenant_id=tenant.id, token=_token(), customer_id=customer.id,
-                         source_type=source_type, source_id=source_id,
-                         service_type=service_type, message_id=message_id, created_at=now)
-        session.add(link)
-        session.flush()
-    elif message_id is not None and link.message_id is None:
-        link.message_id = message_id
-    return link
-
-
-def url(link: ShortLink) -> str:
-    return f"{get_settings().public_url}/b/{link.token}"
-
-
-def resolve(*, session: Session, token: str, now: dt.datetime) -> ShortLink | None:
-    """The link behind ``/b/{token}``: a short link, or a visit report's own token.
-
-    A report page's Book button carries the report's token; it stands for the customer's
-    link for that visit report (made on first use), so its bookings count for the report.
-    An expired report's token books nothing.
-    """
-    if not (8 <= len(token) <= 32) or not token.replace("-", "").replace("_", "").isalnum():
-        return None
-    link = session.scalars(select(ShortLink).where(ShortLink.token == token)).first()
-    if link is not None:
-        return link
-    report = reports.by_token(session=session, token=token)
-    if report is None or reports.is_expired(report, now=now):
-        return None
-    visit = session.get(Visit, report.visit_id)
-    tenant = session.get(Tenant, report.tenant_id)
-    customer = session.get(Customer, visit.customer_id) if visit is not None else None
-    if visit is None or tenant is None or customer is None:
-        return None
-    return link_for(session=session, tenant=tenant, customer=customer,
-                    source_type="visit_report", source_id=str(visit.id),
-                    service_type=visit.service_type, now=now)
-
-
-def visitor_of(*, address: str, user_agent: str) -> str:
-    """Who opened a link, as far as a click count needs: keyed by the secret, so the stored
-    value gives back neither the address nor the device (no cookie to ask consent for)."""
-    key = get_settings().secret_key.encode()
-    digest = hmac.new(key, f"{address}\n{user_agent}".encode(), hashlib.sha256)
-    return digest.hexdigest()[:32]
-
-
-def click(*, session: Session, link: ShortLink, visitor: str, now: dt.datetime) -> bool:
-    """Count an opening of the link, once per visitor an hour; True when it counted.
-
-    One ``INSERT … ON CONFLICT DO UPDATE … WHERE`` decides, so two openings at once by one
-    visitor count once.
-    """
-    table = LinkVisitor.__table__
-    statement = insert_or_skip(dialect_of(session), table).values(
-        link_id=link.id, visitor=visitor, tenant_id=link.tenant_id, counted_at=now)
-    statement = statement.on_conflict_do_update(
-        index_elements=["link_id", "visitor"], set_={"counted_at": now},
-        where=table.c.counted_at <= now - CLICK_EVERY).returning(table.c.link_id)
-    if session.execute(statement).first() is None:
-        return False
-    session.execute(update(ShortLink).where(ShortLink.id == link.id).values(
-        clicks=ShortLink.clicks + 1,
-        first_clicked_at=func.coalesce(ShortLink.first_clicked_at, now),
-        last_clicked_at=now).execution_options(synchronize_session=False))
-    session.expire(link, ["clicks", "first_clicked_at", "last_clicked_at"])
-    return True
 
 
 def _capacity(session: Session, tenant_id: int) -> int:
