@@ -11,7 +11,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from campaigns import service as campaigns
+from campaigns import lifecycle as campaigns
+from campaigns import materialize as materializer
 from campaigns.models import ARCHIVED, PENDING, Campaign, CampaignOccurrence
 from compliance import service as compliance
 from customers import service as customers
@@ -157,7 +158,7 @@ def _seasonal_campaign(*, session: Session, tenant: Tenant, now: dt.datetime) ->
     if campaign is None:
         campaign = campaigns.create_campaign(session=session, tenant=tenant, preset=DEMO_PRESET)
     campaigns.activate(session=session, tenant=tenant, campaign_id=campaign.id, now=now)
-    campaigns.materialize(session=session, now=now, horizon=_CAMPAIGN_HORIZON,
+    materializer.materialize(session=session, now=now, horizon=_CAMPAIGN_HORIZON,
                           campaign_id=campaign.id)
     scheduled, first = session.execute(
         select(func.count(), func.min(CampaignOccurrence.local_date)).where(

@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from campaigns import service as campaigns
+from campaigns import lifecycle as campaigns
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.errors import NotFound

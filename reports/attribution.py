@@ -11,7 +11,7 @@ and the visit id (``reports.sending.SOURCE_TYPE``):
 
 Opening the report page itself (``/r/{token}``) is not recorded, so "clicked" means the
 Book button (or any link for the report) was opened. The definitions follow the campaign
-figures (``campaigns.service.results``) so the two agree: a message counts as sent once it
+figures (``campaigns.results.results``) so the two agree: a message counts as sent once it
 left us (sent, delivered or undelivered); every booking attributed to the report counts,
 whatever staff answered, and whenever it was made; conversion is reports with at least one
 booking per report sent, in percent. The period selects reports by when they were first
@@ -37,7 +37,7 @@ from visits.models import Staff, Visit
 
 DEFAULT_DAYS = 90
 MAX_DAYS = 366  # a row per report: a year at a time keeps the answer a reasonable size
-WENT = (SENT, DELIVERED, UNDELIVERED)  # left us, as in campaigns.service.results
+WENT = (SENT, DELIVERED, UNDELIVERED)  # left us, as in campaigns.results.results
 TABLE_COLUMNS = ("report_id", "visit_id", "customer_id", "service_type", "staff_id",
                  "staff_name", "sent_at", "clicks", "first_clicked_at", "bookings",
                  "booking_id", "booking_status", "booked_at")

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from bookings import service as booking
 from bookings.models import Booking
-from campaigns import service as campaigns
+from campaigns import lifecycle as campaigns
 from customers import service as customers
 from media.models import Media
 from messaging import inbound
