@@ -10,8 +10,7 @@ from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.fields import Id
 from huifang.openapi import refusals
-from huifang.worker import enqueue
-from messaging import service, tasks
+from messaging import tasks
 
 # Filed under "messages" and "bookings" in the API document, as before the move.
 router = APIRouter(tags=["messages"])
@@ -34,6 +33,5 @@ def answer_booking(booking_id: Id, body: BookingAnswer, session: SessionDep,
     row, message_id = booking.answer(session=session, tenant=tenant, booking_id=booking_id,
                                      status=body.status, now=now)
     if message_id is not None:
-        for queued in service.queue_now(session=session, message_ids=[message_id], now=now):
-            enqueue(session, tasks.send_message, message_id=queued)
+        tasks.send_now(session, message_ids=[message_id], now=now)
     return BookingRead.model_validate(row)

@@ -31,6 +31,7 @@ from huifang.metrics import MetricsMiddleware
 from huifang.settings import get_settings
 from media.api import public_router as media_public_router
 from media.api import router as media_router
+from media.api import staff_router as media_staff_router
 from messaging import webhooks
 from messaging.api import public_router as messaging_public_router
 from messaging.api import router as messaging_router
@@ -132,9 +133,9 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     # webhook must answer within milliseconds; the /v1 routes are walked after it).
     app.include_router(messaging_webhooks_router)
     v1 = APIRouter(prefix="/v1")
-    for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
-                   reports_router, compliance_router, messaging_router, bookings_router,
-                   reports_send_router, campaigns_router):
+    for router in (tenancy_router, customers_router, staff_router, media_staff_router,
+                   visit_router, media_router, reports_router, compliance_router,
+                   messaging_router, bookings_router, reports_send_router, campaigns_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)

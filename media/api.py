@@ -7,6 +7,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from campaigns import lifecycle as campaigns
+from huifang import storage
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.errors import NotFound
@@ -15,7 +16,7 @@ from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.throttle import PublicLimit
 from huifang.worker import enqueue
-from media import service, storage, tasks
+from media import service, tasks
 from media.models import PROCESSING
 from media.schemas import (
     MediaRead,
@@ -26,10 +27,13 @@ from media.schemas import (
 )
 from media.upload import read_upload
 from visits import service as visits
+from visits.schemas import StaffRead
 
 router = APIRouter(tags=["media"])
 LOGO_MAX_BYTES = 2 * 1024 * 1024
 public_router = APIRouter(tags=["public pages"])
+# The staff card photo sits with the staff routes in the API document, as before.
+staff_router = APIRouter(prefix="/staff", tags=["staff"])
 
 _UPLOAD_FORM: dict[str, Any] = {
     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -137,6 +141,30 @@ async def upload_logo(request: Request, session: SessionDep,
     template = await run_in_threadpool(service.set_logo, session=session, tenant_id=tenant.id,
                                        staged=staged)
     return WatermarkTemplateRead.of(template)
+
+
+@staff_router.put("/{staff_id}/photo", response_model=StaffRead, responses={
+    413: {"description": "Over 10 MB."}, 415: {"description": "Not a photo."},
+    422: {"description": "Damaged, or no file."}},
+    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
+        "schema": {"type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary",
+                     "description": "JPEG, PNG, WebP or HEIC photo of the staff member, 10 MB; "
+                                    "kept as a 512 px square."},
+        }}}}}})
+async def upload_staff_photo(staff_id: Id, request: Request, session: SessionDep,
+                             tenant: TenantDep) -> StaffRead:
+    """The photo on the staff card of visit reports."""
+    await run_in_threadpool(visits.get_staff, session=session, tenant_id=tenant.id,
+                            staff_id=staff_id)  # a wrong id is refused before the body is read
+    staged = await read_upload(
+        content_type=request.headers.get("content-type", ""),
+        content_length=request.headers.get("content-length"), body=request.stream(),
+        photo_max=service.STAFF_PHOTO_MAX_BYTES, clip_max=service.STAFF_PHOTO_MAX_BYTES,
+    )
+    staff = await run_in_threadpool(service.set_staff_photo, session=session,
+                                    tenant_id=tenant.id, staff_id=staff_id, staged=staged)
+    return StaffRead.model_validate(staff)
 
 
 # How long a cache may keep a rendition that no valid report holds: the company's own view

@@ -16,7 +16,6 @@ from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.throttle import PublicLimit
 from huifang.worker import enqueue
-from messaging import service as outbox
 from messaging import tasks as outbox_tasks
 from messaging.providers import get_provider
 from messaging.schemas import MessageRead
@@ -173,8 +172,7 @@ def send_visit_report(visit_id: Id, response: Response, session: SessionDep,
     message, new = sending.send_report(session=session, tenant=tenant, visit_id=visit_id,
                                        provider=get_provider(), now=now)
     if new:
-        for queued in outbox.queue_now(session=session, message_ids=[message.id], now=now):
-            enqueue(session, outbox_tasks.send_message, message_id=queued)
+        outbox_tasks.send_now(session, message_ids=[message.id], now=now)
     else:
         response.status_code = 200
     return MessageRead.model_validate(message)

@@ -23,8 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
+from huifang import storage
 from huifang.settings import get_settings
-from media import clips, storage
+from media import clips
 from media.models import READY, Media
 from reports import recap_video as recap
 from reports import service as reports

@@ -38,10 +38,11 @@ from sqlalchemy.orm import Session
 from bookings import links
 from bookings.models import ShortLink
 from customers.models import Customer
+from huifang import storage
 from huifang.db import on_commit, utcnow
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.settings import get_settings
-from media import renditions, storage
+from media import renditions
 from media import service as media_service
 from media.models import PROCESSING, READY, Media, Rendition
 from reports import longimage, mms

@@ -14,7 +14,8 @@ from PIL import Image
 from sqlalchemy import select
 
 from bookings.models import ShortLink
-from media import ffmpeg, samples, storage
+from huifang import storage
+from media import ffmpeg, samples
 from media import service as media_service
 from reports import longimage, mms
 from reports import service as reports

@@ -112,7 +112,7 @@ def built_report(sqlite_database, tmp_path):
             session=session, tenant=tenant, name="李秀兰", years_experience=8,
             certificates=["家政服务员（高级）", "空调清洗技师",
                           "母婴护理师-ThisIsAVeryLongCertificateNameWithoutSpaces"])
-        visits.set_staff_photo(session=session, tenant_id=tenant.id, staff_id=staff.id,
+        media_service.set_staff_photo(session=session, tenant_id=tenant.id, staff_id=staff.id,
                                staged=stage_bytes(phone_jpeg(size=(900, 1200),
                                                              color=(210, 180, 160)),
                                                   fields={}))
