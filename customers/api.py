@@ -5,7 +5,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response, UploadFile
 
 from compliance import service as compliance
-from compliance.schemas import Reachability
 from customers import service
 from customers.schemas import (
     CustomerCreate,
@@ -15,6 +14,7 @@ from customers.schemas import (
     CustomerUpdate,
     ImportReport,
     ImportRow,
+    Reachability,
 )
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
