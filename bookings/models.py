@@ -36,7 +36,7 @@ class LinkVisitor(Base):
     """When a visitor's opening of a link last counted as a click (one per visitor an hour).
 
     ``visitor`` is a keyed hash of the client address and user agent
-    (``messaging.booking.visitor_of``): enough to tell visitors apart, no address kept.
+    (``bookings.links.visitor_of``): enough to tell visitors apart, no address kept.
     """
 
     __tablename__ = "link_visitors"
