@@ -1,1 +1,2 @@
-"""Short links in messages and the bookings made through them (``/b/{token}``, "1" replies)."""
+"""Bookings: short links in messages (``/b/{token}``), the customer's requests made through
+them or a "1" reply, and the office's answers to them."""

@@ -10,7 +10,7 @@ from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.fields import Id
 from huifang.openapi import refusals
-from messaging import tasks
+from messaging.send_now import send_now
 
 # Filed under "messages" and "bookings" in the API document, as before the move.
 router = APIRouter(tags=["messages"])
@@ -33,5 +33,5 @@ def answer_booking(booking_id: Id, body: BookingAnswer, session: SessionDep,
     row, message_id = booking.answer(session=session, tenant=tenant, booking_id=booking_id,
                                      status=body.status, now=now)
     if message_id is not None:
-        tasks.send_now(session, message_ids=[message_id], now=now)
+        send_now(session=session, message_ids=[message_id], now=now)
     return BookingRead.model_validate(row)

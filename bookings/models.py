@@ -72,7 +72,8 @@ class Booking(TimestampMixin, Base):
     """
 
     __tablename__ = "bookings"
-    __table_args__ = (Index("ix_bookings_tenant_slot", "tenant_id", "slot_start"),)
+    __table_args__ = (Index("ix_bookings_tenant_slot", "tenant_id", "slot_start"),
+                      Index("ix_bookings_tenant_status", "tenant_id", "status"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -95,6 +96,13 @@ class Booking(TimestampMixin, Base):
     source_type: Mapped[str | None] = mapped_column(String(32), default=None)
     source_id: Mapped[str | None] = mapped_column(String(64), default=None)
     answered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Confirmed by the office: who goes, and the visit made for it; declined: why (the
+    # customer is told).
+    staff_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff.id", ondelete="SET NULL"), default=None, index=True)
+    visit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("visits.id", ondelete="SET NULL"), default=None)
+    decline_reason: Mapped[str | None] = mapped_column(Text, default=None)
     # The link while this booking is open on it (requested or confirmed, its time ahead);
     # unique, so two posts at once cannot both book through one link. Emptied when it is
     # cancelled or declined, or when its time has passed and the customer books again.

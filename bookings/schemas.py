@@ -26,6 +26,9 @@ class BookingRead(BaseModel):
     source_id: str | None
     answered_at: dt.datetime | None
     created_at: dt.datetime
+    staff_id: int | None = None
+    visit_id: int | None = None
+    decline_reason: str | None = None
 
 
 class BookingAnswer(BaseModel):

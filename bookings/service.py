@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from alerts import events as alert_events
 from bookings.models import (
     BOOKING_STATES,
     CANCELLED,
@@ -172,6 +173,7 @@ def book(*, session: Session, link: ShortLink, slot_start: dt.datetime, note: st
         if open_booking(session=session, link=link, now=now) is None:
             raise
         raise AlreadyBooked() from None
+    alert_events.booking_requested(session=session, booking=booking)
     return booking
 
 
@@ -217,6 +219,7 @@ def book_from_reply(*, session: Session, reply: InboundMessage, now: dt.datetime
                       source_id=replied_to.source_id if replied_to else None)
     session.add(booking)
     session.flush()
+    alert_events.booking_requested(session=session, booking=booking)
     return booking
 
 

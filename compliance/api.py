@@ -5,6 +5,7 @@ import io
 
 from fastapi import APIRouter, Response
 
+from accounts.roles import Permission
 from compliance import service
 from compliance.models import CompliancePolicy
 from compliance.schemas import (
@@ -17,7 +18,7 @@ from compliance.schemas import (
 )
 from customers import service as customers
 from huifang.db import utcnow
-from huifang.deps import SessionDep, TenantDep
+from huifang.deps import SessionDep, TenantDep, key_may
 from huifang.fields import Id
 from huifang.openapi import refusals
 
@@ -93,7 +94,7 @@ def opt_in(customer_id: Id, session: SessionDep, tenant: TenantDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/consents/export", response_class=Response,
+@router.get("/consents/export", response_class=Response, dependencies=[key_may(Permission.POLICY)],
             responses={200: {"content": {"text/csv": {}}}})
 def export_consents(session: SessionDep, tenant: TenantDep) -> Response:
     """Every consent record of the company as CSV (for an audit or a regulator's request)."""
@@ -115,7 +116,8 @@ def read_policy(session: SessionDep, tenant: TenantDep) -> PolicyRead:
     return _policy_read(service.policy_for(session=session, tenant_id=tenant.id))
 
 
-@router.put("/compliance/policy", response_model=PolicyRead)
+@router.put("/compliance/policy", response_model=PolicyRead,
+            dependencies=[key_may(Permission.POLICY)])
 def update_policy(body: PolicyUpdate, session: SessionDep, tenant: TenantDep) -> PolicyRead:
     """Frequency cap, sending window (customer's local time), opt-out footer, retention."""
     changes = body.model_dump(exclude_unset=True)

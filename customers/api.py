@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, UploadFile
 
+from accounts.roles import Permission
 from compliance import service as compliance
 from customers import service
 from customers.schemas import (
@@ -17,7 +18,7 @@ from customers.schemas import (
     Reachability,
 )
 from huifang.db import utcnow
-from huifang.deps import SessionDep, TenantDep
+from huifang.deps import SessionDep, TenantDep, key_may
 from huifang.errors import TooLarge
 from huifang.fields import Id
 from huifang.openapi import refusals
@@ -92,7 +93,7 @@ def update_customer(
     return CustomerRead.model_validate(customer)
 
 
-@router.delete("/{customer_id}", status_code=204)
+@router.delete("/{customer_id}", status_code=204, dependencies=[key_may(Permission.POLICY)])
 def delete_customer(customer_id: Id, session: SessionDep, tenant: TenantDep) -> Response:
     """Delete a customer and their visits."""
     service.delete_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)

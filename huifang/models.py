@@ -1,5 +1,7 @@
 """Every domain's models, imported so that ``Base.metadata`` (and Alembic) sees all tables."""
 
+from accounts.models import AuditEntry, SignInLink, User, UserSession
+from alerts.models import Alert, AlertChannel, AlertDelivery
 from bookings.models import Booking, LinkVisitor, ShortLink
 from campaigns.models import Campaign, CampaignOccurrence, PlumRainOnset
 from compliance.models import (
@@ -19,7 +21,11 @@ from tenancy.models import ApiKey, Tenant
 from visits.models import Staff, Visit
 
 __all__ = [
+    "Alert",
+    "AlertChannel",
+    "AlertDelivery",
     "ApiKey",
+    "AuditEntry",
     "Base",
     "Booking",
     "Campaign",
@@ -39,9 +45,12 @@ __all__ = [
     "Report",
     "ReportText",
     "ShortLink",
+    "SignInLink",
     "Staff",
     "Suppression",
     "Tenant",
+    "User",
+    "UserSession",
     "Visit",
     "WatermarkTemplate",
     "WorkerHeartbeat",

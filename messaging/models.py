@@ -141,6 +141,7 @@ class InboundMessage(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "provider", "provider_message_id"),
         Index("ix_inbound_tenant_received", "tenant_id", "received_at"),
+        Index("ix_inbound_tenant_state", "tenant_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -165,6 +166,10 @@ class InboundMessage(Base):
     # Service recovery (complaints): who owns it, when the customer first heard back, and
     # how it ended. The clock runs from received_at.
     owner: Mapped[str | None] = mapped_column(String(100), default=None)
+    # The office user it is assigned to (``owner`` keeps their name for the record).
+    assignee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    assigned_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     first_response_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     resolution: Mapped[str | None] = mapped_column(Text, default=None)

@@ -57,6 +57,8 @@ class ReplyRead(BaseModel):
     complaint_rule: str | None
     state: str
     owner: str | None
+    assignee_id: int | None = None
+    assigned_at: dt.datetime | None = None
     first_response_at: dt.datetime | None
     resolved_at: dt.datetime | None
     resolution: str | None

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Sequence
-
 from sqlalchemy.orm import Session
 
 from huifang.db import utcnow
@@ -66,12 +63,3 @@ def _send(session: Session, message_ids: list[int]) -> None:
     rate = send_rate(provider.name, provider.capabilities.rate_per_second)
     service.send_in_batches(session=session, message_ids=message_ids, provider=provider,
                             throttle=(lambda: rate.wait(provider.name)) if rate else None)
-
-
-def send_now(session: Session, *, message_ids: Sequence[int], now: dt.datetime) -> list[int]:
-    """Queue these messages now and publish a ``send_message`` for each once the caller's
-    transaction commits (the "send now" step of a route or webhook); their ids."""
-    queued = service.queue_now(session=session, message_ids=message_ids, now=now)
-    for message_id in queued:
-        enqueue(session, send_message, message_id=message_id)
-    return queued

@@ -16,9 +16,9 @@ from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.throttle import PublicLimit
 from huifang.worker import enqueue
-from messaging import tasks as outbox_tasks
 from messaging.providers import get_provider
 from messaging.schemas import MessageRead
+from messaging.send_now import send_now
 from reports import mms, recaps, sending, tasks
 from reports import service as reports
 from reports.schemas import (
@@ -172,7 +172,7 @@ def send_visit_report(visit_id: Id, response: Response, session: SessionDep,
     message, new = sending.send_report(session=session, tenant=tenant, visit_id=visit_id,
                                        provider=get_provider(), now=now)
     if new:
-        outbox_tasks.send_now(session, message_ids=[message.id], now=now)
+        send_now(session=session, message_ids=[message.id], now=now)
     else:
         response.status_code = 200
     return MessageRead.model_validate(message)

@@ -32,6 +32,10 @@ class Tenant(TimestampMixin, Base):
     slot_minutes: Mapped[int] = mapped_column(default=120, server_default="120")
     # The language of automatic messages to customers who have none of their own.
     language: Mapped[str] = mapped_column(String(8), default="zh", server_default="zh")
+    # How soon the office means to answer, in minutes: a complaint or low rating, and any
+    # other reply or booking request. The console's clocks run against these.
+    complaint_target_minutes: Mapped[int] = mapped_column(default=120, server_default="120")
+    reply_target_minutes: Mapped[int] = mapped_column(default=240, server_default="240")
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant")
 
@@ -55,5 +59,8 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column()
     last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # What the key may do (accounts.roles): "owner" (everything) or "office" (the daily work:
+    # not keys, users, settings or compliance policy). Keys made before roles are owners'.
+    role: Mapped[str] = mapped_column(String(8), default="owner", server_default="owner")
 
     tenant: Mapped[Tenant] = relationship(back_populates="api_keys")
