@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from bookings import desk
+from bookings import links as short_links
+from bookings import service as booking
+from bookings.models import Booking
+from bookings.service import book_from_reply
 from customers import service as customers
 from customers.models import Customer
 from huifang.db import utcnow
-from messaging import booking, inbound
-from messaging.models import Booking, InboundMessage
+from messaging import inbound
+from messaging.models import InboundMessage
 from tenancy.models import Tenant
 from visits import service as visits
 from visits.models import Staff
@@ -35,6 +39,7 @@ class Day:
 def reply(session: Session, tenant: Tenant, customer: Customer, text: str, sid: str,
           at: dt.datetime) -> InboundMessage:
     received = inbound.receive(session=session, provider="console", provider_message_id=sid,
+                               on_book=book_from_reply,
                                phone=customer.phone, text=text, tenant=tenant, now=at)
     return inbound.replies(session=session, received=received)[0]
 
@@ -54,7 +59,7 @@ def make_day(session: Session, tenant: Tenant, *, phones: tuple[str, str, str] =
     slots = desk.openings(session=session, tenant=tenant, now=now, days=7)
     first, second = (booking.book(
         session=session, note=note, now=now, slot_start=slot.start,
-        link=booking.link_for(session=session, tenant=tenant, customer=who,
+        link=short_links.link_for(session=session, tenant=tenant, customer=who,
                               source_type="visit_report", source_id=f"{who.id}",
                               service_type=service, now=now))
         for who, service, slot, note in ((zhao, "ac_cleaning", slots[1], "请带梯子"),

@@ -8,9 +8,10 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from bookings.models import CONFIRMED, DECLINED
 from compliance import service as compliance
 from huifang.db import utcnow
-from messaging.models import CONFIRMED, DECLINED, HANDLED, OPEN, Message
+from messaging.models import HANDLED, OPEN, Message
 from tests.conftest import make_account
 from tests.office.desk_data import make_day
 from tests.office.support import form_token, sign_in
@@ -249,7 +250,7 @@ def test_bookings_are_confirmed_with_a_free_staff_member_or_declined(client, ses
 
 
 def test_a_reply_booking_is_confirmed_with_a_time_and_a_service(client, session, tenant, day):
-    from messaging.models import Booking
+    from bookings.models import Booking
     from tests.office.desk_data import reply
 
     token = sign_in(client, session, tenant, role="office")
