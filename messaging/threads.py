@@ -237,6 +237,22 @@ def thread(*, session: Session, tenant: Tenant, customer_id: int, now: dt.dateti
 # --- answering --------------------------------------------------------------------------
 
 
+def before_answering(*, session: Session, tenant: Tenant, customer_id: int, now: dt.datetime,
+                     max_chars: int) -> str | None:
+    """What the gate would do with a service answer to the customer now, in Chinese, for
+    the person about to type one: None when it would go straight out."""
+    customer = customers.get_customer(session=session, tenant_id=tenant.id,
+                                      customer_id=customer_id)
+    verdict = compliance.preview(session=session, tenant=tenant, customer=customer,
+                                 category="service", body="您好", max_chars=max_chars, now=now)
+    if verdict.decision == SEND:
+        return None
+    if verdict.decision == DEFER:
+        return wording.reason_text(verdict.reason, not_before=verdict.not_before,
+                                   timezone=customer.timezone)
+    return wording.reason_text(verdict.reason)
+
+
 def answer(*, session: Session, tenant: Tenant, customer_id: int, body: str, now: dt.datetime,
            max_chars: int, reply_id: int | None = None, category: str = "service",
            request_id: str | None = None, actor: Actor | None = None

@@ -97,8 +97,12 @@ def _thread_page(request: Request, session: SessionDep, person: web.SignedIn,
     typed = {"body": "", "reply_id": waiting[-1].id if waiting else None,
              "category": "service", "request_id": uuid.uuid4().hex, "resolution": {},
              "error_reply": None, **(typed or {})}
+    heads_up = threads.before_answering(
+        session=session, tenant=person.tenant, customer_id=customer_id, now=utcnow(),
+        max_chars=get_provider().capabilities.max_body_chars)
     return web.render(request, "office/thread.html", {
         "thread": found, "waiting": waiting, "error": error, "typed": typed,
+        "heads_up": heads_up,
         "shown": shown, "assignees": threads.assignees(session=session,
                                                       tenant_id=person.tenant.id),
         "tab": "threads", **_labels()}, person=person, status=status)

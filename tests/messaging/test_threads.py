@@ -256,3 +256,15 @@ def test_a_message_held_or_stopped_says_why_in_the_thread(session, account, cust
     assert "同意" in (by_id[stopped.id].reason_text or "")
     assert by_id[refused.id].status_label == "发送失败"
     assert "拒收" in (by_id[refused.id].reason_text or "")
+
+
+def test_before_answering_says_what_the_gate_would_do(session, account, customer):
+    def ahead(now):
+        return threads.before_answering(session=session, tenant=account.tenant,
+                                        customer_id=customer.id, now=now, max_chars=500)
+
+    assert ahead(NOON_CN) is None
+    assert "免打扰" in ahead(NIGHT_CN) and "08:00" in ahead(NIGHT_CN)
+    compliance.opt_out(session=session, tenant=account.tenant, phone=customer.phone,
+                       reason="reply_opt_out", detail="T", now=NOON_CN)
+    assert "客户已退订" in ahead(NOON_CN)

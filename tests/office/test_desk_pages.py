@@ -150,6 +150,7 @@ def test_a_refused_answer_says_why_and_keeps_the_text(client, session, tenant, d
     compliance.opt_out(session=session, tenant=tenant, phone=day.wang.phone,
                        reason="reply_opt_out", detail="T", now=utcnow())
     session.commit()
+    assert "客户已退订" in client.get(url).text  # said before anyone types
     stopped = client.post(f"{url}/answer", data={"csrf_token": token, "body": "您好，回访一下"})
     assert stopped.status_code == 409 and "客户已退订" in stopped.text
     assert "您好，回访一下</textarea>" in stopped.text
