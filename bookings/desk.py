@@ -45,6 +45,12 @@ MAX_AHEAD = dt.timedelta(days=366)
 MESSAGE_CHARS = 500  # what every provider takes (Tencent's limit, signature included)
 
 
+def waiting(*, session: Session, tenant_id: int) -> int:
+    """How many requests wait for an answer."""
+    return session.scalar(select(func.count()).select_from(Booking).where(
+        Booking.tenant_id == tenant_id, Booking.status == REQUESTED)) or 0
+
+
 def queue(*, session: Session, tenant: Tenant, now: dt.datetime, limit: int = 100
           ) -> list[DeskBooking]:
     """Requests waiting for an answer, the longest-waiting first (one query)."""

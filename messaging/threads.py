@@ -182,6 +182,13 @@ def list_threads(*, session: Session, tenant_id: int, open_only: bool = False,
                           open_complaints=int(row.complaints or 0)) for row in rows]
 
 
+def open_replies(*, session: Session, tenant_id: int) -> int:
+    """How many replies of known customers wait for a person."""
+    return session.scalar(select(func.count()).select_from(InboundMessage).where(
+        InboundMessage.tenant_id == tenant_id, InboundMessage.state == OPEN,
+        InboundMessage.customer_id.is_not(None))) or 0
+
+
 def status_label(status: str) -> str:
     """A message's status as the office reads it."""
     return _(STATUS_LABELS.get(status, status))

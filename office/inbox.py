@@ -51,9 +51,12 @@ SOURCE_LABELS = {
 CATEGORY_LABELS = {"service": "服务通知", "marketing": "营销短信"}
 
 
-def _labels() -> dict[str, Any]:
+def _labels(session: SessionDep, person: web.SignedIn) -> dict[str, Any]:
+    """What every page of the section shows: the words for codes, the tabs' counts."""
     return {"source_labels": SOURCE_LABELS, "category_labels": CATEGORY_LABELS,
-            "services": service_types.SERVICE_TYPES}
+            "services": service_types.SERVICE_TYPES,
+            "open_replies": threads.open_replies(session=session, tenant_id=person.tenant.id),
+            "waiting_bookings": desk.waiting(session=session, tenant_id=person.tenant.id)}
 
 
 def _said(refused: HuifangError, missing: str) -> str:
@@ -79,7 +82,7 @@ def inbox_page(request: Request, session: SessionDep, person: web.OfficeUser,
                                  limit=THREADS_SHOWN)
     return web.render(request, "office/inbox.html", {
         "threads": found, "show": show, "q": words, "tab": "threads",
-        "limit": THREADS_SHOWN}, person=person)
+        "limit": THREADS_SHOWN, **_labels(session, person)}, person=person)
 
 
 def _thread_page(request: Request, session: SessionDep, person: web.SignedIn,
@@ -105,7 +108,7 @@ def _thread_page(request: Request, session: SessionDep, person: web.SignedIn,
         "heads_up": heads_up,
         "shown": shown, "assignees": threads.assignees(session=session,
                                                       tenant_id=person.tenant.id),
-        "tab": "threads", **_labels()}, person=person, status=status)
+        "tab": "threads", **_labels(session, person)}, person=person, status=status)
 
 
 @router.get("/threads/{customer_id}")
@@ -327,7 +330,7 @@ def _bookings_page(request: Request, session: SessionDep, person: web.SignedIn, 
         "forms": forms, "error": None if placed else error,
         "answered": desk.answered(session=session, tenant=person.tenant),
         "shown": answered, "focus": focus, "staff_count": len(staff), "tab": "bookings",
-        **_labels()}, person=person, status=status)
+        **_labels(session, person)}, person=person, status=status)
 
 
 @router.get("/bookings")

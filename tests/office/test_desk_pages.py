@@ -190,6 +190,8 @@ def test_bookings_are_confirmed_with_a_free_staff_member_or_declined(client, ses
     assert page.status_code == 200
     text = page.text
     assert f'id="booking-{day.first.id}"' in text and "请带梯子" in text
+    assert '预约 <span class="badge warn">2</span>' in text  # the tab says how many wait
+    assert '客户回复 <span class="badge warn">2</span>' in text
     chosen = re.search(rf'id="time-{day.first.id}".*?<option value="([^"]+)"[^>]*selected',
                        text, re.S).group(1)
     assert chosen.startswith(day.first.slot_start.isoformat()[:16])  # the customer's time
