@@ -70,8 +70,9 @@ def serve(
     mode = "embedded (SQLite, in-process worker)" if settings.embedded else "distributed"
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     console.print(f"Huifang is starting in {mode} mode.")
-    console.print(f"Open http://{shown}:{port}/docs for the API, "
-                  f"http://{shown}:{port}/healthz for health.")
+    console.print(f"Open http://{shown}:{port}/office/ for the office console (sign in with "
+                  f"a link from `huifang user create` or the demo), http://{shown}:{port}/docs "
+                  f"for the API, http://{shown}:{port}/healthz for health.")
     uvicorn.run("huifang.asgi:app", host=host, port=port, log_config=None,
                 proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips)
 
