@@ -125,16 +125,26 @@ def create_upload(visit_id: Id, response: Response, tenant: TenantDep,
     """Open a resumable upload of a photo or clip for a visit (tus creation). Send its
     bytes with PATCH to the address in ``Location``."""
     check_version(tus_resumable)
+    upload = open_upload(unit_of_work, tenant, visit_id=visit_id, length=upload_length,
+                         metadata=upload_metadata)
+    response.headers.update(created_headers(upload, "/v1/uploads/"))
+    return UploadRead.of(upload)
+
+
+def open_upload(unit_of_work: UnitOfWork, tenant: Tenant, *, visit_id: int,
+                length: int | None, metadata: str | None) -> ResumableUpload:
+    """tus creation, in a transaction of its own (the /v1 route's and the staff phone's)."""
     settings = get_settings()
     with unit_of_work() as session:
-        upload = resumable.create_upload(
-            session=session, tenant=tenant, visit_id=visit_id, length=upload_length,
-            metadata=resumable.parse_metadata(upload_metadata),
+        return resumable.create_upload(
+            session=session, tenant=tenant, visit_id=visit_id, length=length,
+            metadata=resumable.parse_metadata(metadata),
             photo_max=settings.photo_max_bytes, clip_max=settings.clip_max_bytes, now=utcnow())
-    response.headers.update({"Location": f"/v1/uploads/{upload.token}",
-                             "Tus-Resumable": resumable.TUS_VERSION,
-                             "Upload-Expires": _expires(upload)})
-    return UploadRead.of(upload)
+
+
+def created_headers(upload: ResumableUpload, base: str) -> dict[str, str]:
+    return {"Location": f"{base}{upload.token}", "Tus-Resumable": resumable.TUS_VERSION,
+            "Upload-Expires": _expires(upload)}
 
 
 def _open_upload(unit_of_work: UnitOfWork, tenant_id: int, token: str) -> ResumableUpload:
@@ -152,7 +162,11 @@ def upload_offset(upload_id: UploadId, tenant: TenantDep,
                   unit_of_work: UnitOfWorkDep, tus_resumable: TusResumable = None) -> Response:
     """Where to go on from (tus): ``Upload-Offset`` is the byte count the server holds."""
     check_version(tus_resumable)
-    upload = _open_upload(unit_of_work, tenant.id, upload_id)
+    return offset_response(unit_of_work, tenant.id, upload_id)
+
+
+def offset_response(unit_of_work: UnitOfWork, tenant_id: int, token: str) -> Response:
+    upload = _open_upload(unit_of_work, tenant_id, token)
     return Response(status_code=200, headers=_headers(upload))
 
 
@@ -207,7 +221,17 @@ async def send_piece(upload_id: UploadId, request: Request, tenant: TenantDep,
     the same file sent before to the visit gives that media (``Upload-Media-Id``).
     """
     check_version(tus_resumable)
+    return await receive_piece(request, unit_of_work, tenant, token=upload_id,
+                               offset=upload_offset, content_type=content_type)
+
+
+async def receive_piece(request: Request, unit_of_work: UnitOfWork, tenant: Tenant, *,
+                        token: str, offset: int | None, content_type: str | None) -> Response:
+    """A tus PATCH: the piece streamed to its own file, recorded, the file handed over when
+    complete (the /v1 route's and the staff phone's)."""
     settings = get_settings()
+    upload_id = token
+    upload_offset = offset
     opening = await run_in_threadpool(
         _in_unit, unit_of_work, resumable.open_piece, tenant_id=tenant.id, token=upload_id,
         offset=upload_offset, now=utcnow())
