@@ -251,7 +251,7 @@ async def upload_one(visit_id: Id, request: Request, unit_of_work: UnitOfWorkDep
     """The page's form without JavaScript: one file, a plain multipart POST; the same
     acceptance as every upload (``media.service.accept_upload``). Streamed to the staging
     area with no transaction open, the form's token checked once it has arrived."""
-    uploader = await run_in_threadpool(staff_uploads.who, request, unit_of_work)
+    uploader = await run_in_threadpool(staff_uploads.who, request, unit_of_work, header=False)
     back = f"/staff/visits/{visit_id}"
     try:
         await run_in_threadpool(staff_uploads.check_visit, unit_of_work, uploader, visit_id)

@@ -57,9 +57,10 @@ class Uploader:
     csrf_token: str
 
 
-def who(request: Request, unit_of_work: UnitOfWork) -> Uploader:
+def who(request: Request, unit_of_work: UnitOfWork, *, header: bool = True) -> Uploader:
     """The signed-in staff member, read in a transaction closed at once; writes must carry
-    the session's CSRF token in ``X-CSRF-Token``."""
+    the session's CSRF token in ``X-CSRF-Token`` (``header=False``: the caller checks the
+    token where it comes, a form's field)."""
     token = web.session_token(request)
     with unit_of_work(read_only=True) as session:  # type: ignore[call-arg]
         found = accounts.session_user(session=session, token=token) if token else None
@@ -72,7 +73,7 @@ def who(request: Request, unit_of_work: UnitOfWork) -> Uploader:
         if tenant is None:
             raise Refused(401, _("登录已过期，请重新打开店里发给你的登录链接。"))
         uploader = Uploader(tenant, user.staff_id, user.id, row.csrf_token)
-    if request.method not in ("GET", "HEAD", "OPTIONS") and not web.header_token_ok(
+    if header and request.method not in ("GET", "HEAD", "OPTIONS") and not web.header_token_ok(
             request, uploader.csrf_token):
         raise Refused(403, _("页面已过期，请刷新页面后重试。"))
     return uploader

@@ -299,16 +299,24 @@ def _sign_in_required(request: Request, _exc: Exception) -> Response:
                         status=401, link=("/office/login", _("去登录")))
 
 
+def _keeping_csrf_cookie(response: Response) -> Response:
+    """A refusal page for someone who may be signed in: their CSRF cookie belongs to their
+    session's token, and a fresh one would make every form of theirs fail from then on."""
+    del response.headers["set-cookie"]
+    return response
+
+
 def _not_allowed(request: Request, _exc: Exception) -> Response:
-    return message_page(request, _("没有权限"),
-                        _("您的账号没有查看这个页面的权限。如需开通，请联系店长。"),
-                        status=403, link=("/office/", _("返回首页")))
+    return _keeping_csrf_cookie(message_page(
+        request, _("没有权限"), _("您的账号没有查看这个页面的权限。如需开通，请联系店长。"),
+        status=403, link=("/office/", _("返回首页"))))
 
 
 def _form_refused(request: Request, _exc: Exception) -> Response:
-    return message_page(request, _("页面已过期"),
-                        _("这个表单无法验证来源（页面打开太久或来自其他网站）。请返回、刷新页面后重新提交。"),
-                        status=403, link=("/office/", _("返回首页")))
+    return _keeping_csrf_cookie(message_page(
+        request, _("页面已过期"),
+        _("这个表单无法验证来源（页面打开太久或来自其他网站）。请返回、刷新页面后重新提交。"),
+        status=403, link=("/office/", _("返回首页"))))
 
 
 def install(app: FastAPI, *routers: APIRouter) -> None:
