@@ -95,6 +95,13 @@ def media_view(media: Media) -> dict[str, Any]:
             "code": media_service.format_code(media.verification_code)}
 
 
+def _local(when: dt.datetime | None, zone: ZoneInfo) -> str:
+    if when is None:
+        return ""
+    local = when.astimezone(zone)
+    return f"{local.month}月{local.day}日 {local:%H:%M}"
+
+
 def _day_label(day: dt.date, today: dt.date) -> str:
     delta = (day - today).days
     names = {0: _("今天"), 1: _("明天"), 2: _("后天")}
@@ -152,8 +159,7 @@ def _visit_page(request: Request, session: Session, person: web.SignedIn, visit:
         "visit": visit, "customer": customer, "areas": areas,
         "progress": _progress_view(progress),
         "staff_report": [m for m in shown if m["phase"] == "staff_report"],
-        "when": (visit.scheduled_at.astimezone(zone).strftime("%m月%d日 %H:%M")
-                 if visit.scheduled_at else ""),
+        "when": _local(visit.scheduled_at, zone), "started": _local(visit.started_at, zone),
         "report": report, "error": error, "notice": notice}, person, status=status)
 
 

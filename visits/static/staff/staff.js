@@ -20,6 +20,7 @@
   var visitId = Number(first.getAttribute("data-visit"));
   var list = document.getElementById("queue-list");
   var empty = document.getElementById("queue-empty");
+  var summary = document.getElementById("queue-summary");
   var PHASES = {before: "服务前", during: "服务中", after: "服务后", staff_report: "日报照片"};
   var shown = {};
 
@@ -28,6 +29,38 @@
     if (className) { node.className = className; }
     if (text !== undefined && text !== null) { node.textContent = text; }
     return node;
+  }
+
+  function mb(bytes) { return (bytes / 1048576).toFixed(1) + " MB"; }
+
+  // The capture form a file was chosen in: its state shows where it was taken.
+  function formFor(phase, area) {
+    var forms = document.querySelectorAll("form.capture");
+    for (var i = 0; i < forms.length; i++) {
+      if (forms[i].getAttribute("data-phase") === phase &&
+          forms[i].getAttribute("data-area") === (area || "")) { return forms[i]; }
+    }
+    return null;
+  }
+
+  // The queue's summary: how many files are still on their way, refused, done.
+  function summarize() {
+    var counts = {waiting: 0, failed: 0, done: 0};
+    Object.keys(shown).forEach(function (id) {
+      var state = shown[id].getAttribute("data-state");
+      if (state === "failed") { counts.failed += 1; }
+      else if (state === "done") { counts.done += 1; }
+      else { counts.waiting += 1; }
+    });
+    var total = counts.waiting + counts.failed + counts.done;
+    empty.hidden = total > 0;
+    summary.hidden = total === 0;
+    var parts = [];
+    if (counts.waiting) { parts.push("还有 " + counts.waiting + " 个文件在上传或处理"); }
+    if (counts.failed) { parts.push(counts.failed + " 个失败，请在照片下方点重试"); }
+    if (counts.done) { parts.push(counts.done + " 个已完成"); }
+    summary.textContent = parts.join("；");
+    summary.className = counts.failed ? "summary bad" : (counts.waiting ? "summary" : "summary ok");
   }
 
   function refreshProgress() {
@@ -59,7 +92,8 @@
     if (!row) {
       row = shown[item.id] = el("li", "item");
       row.setAttribute("data-item", item.id);
-      list.appendChild(row);
+      var form = formFor(item.phase, item.area);
+      (form ? form.querySelector(".pending") : list).appendChild(row);
     }
     row.className = "item " + item.state;
     row.setAttribute("data-state", item.state);
@@ -87,6 +121,10 @@
       bar.value = item.percent;
       text.appendChild(bar);
     }
+    if (item.state === "waiting" && item.sent > 0) {
+      text.appendChild(el("span", "where", "已传 " + mb(item.sent) + " / " + mb(item.size) +
+        "，网络恢复后从这里继续"));
+    }
     if (item.state === "failed") {
       text.appendChild(el("span", "reason", item.detail || item.reason));
     }
@@ -108,14 +146,14 @@
         queue.remove(item.id).then(function () {
           row.parentNode.removeChild(row);
           delete shown[item.id];
-          empty.hidden = list.children.length > 0;
+          summarize();
         });
       });
       actions.appendChild(retry);
       actions.appendChild(drop);
       row.appendChild(actions);
     }
-    empty.hidden = list.children.length > 0;
+    summarize();
     if (item.state === "done" || item.state === "processing") { refreshProgress(); }
   }
 
@@ -150,6 +188,6 @@
 
   queue.ready.then(function () {
     queue.list(visitId).forEach(draw);
-    empty.hidden = list.children.length > 0;
+    summarize();
   });
 })();
