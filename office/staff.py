@@ -257,12 +257,16 @@ async def upload_one(visit_id: Id, request: Request, unit_of_work: UnitOfWorkDep
     """The page's form without JavaScript: one file, a plain multipart POST; the same
     acceptance as every upload (``media.service.accept_upload``). Streamed to the staging
     area with no transaction open, the form's token checked once it has arrived."""
-    uploader = await run_in_threadpool(staff_uploads.who, request, unit_of_work, header=False)
+    try:
+        uploader = await run_in_threadpool(staff_uploads.who, request, unit_of_work,
+                                           header=False)
+    except staff_uploads.Refused as refused:
+        raise (web.SignInRequired if refused.status_code == 401 else web.NotAllowed) from None
     back = f"/staff/visits/{visit_id}"
     try:
         await run_in_threadpool(staff_uploads.check_visit, unit_of_work, uploader, visit_id)
     except HuifangError as exc:
-        raise in_chinese(exc) from None
+        return await run_in_threadpool(_refusal_page, request, unit_of_work, exc)
     settings = get_settings()
     try:
         staged = await read_upload(
@@ -291,6 +295,11 @@ async def upload_one(visit_id: Id, request: Request, unit_of_work: UnitOfWorkDep
         return web.redirect(f"{back}?uploaded=1")
 
     return await run_in_threadpool(accept)
+
+
+def _refusal_page(request: Request, unit_of_work: Any, exc: HuifangError) -> HTMLResponse:
+    with unit_of_work(read_only=True) as session:
+        return _refused(request, web.signed_in(request, session), exc)
 
 
 def _form_refusal(request: Request, unit_of_work: Any, visit_id: int, sentence: str,

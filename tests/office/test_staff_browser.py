@@ -27,6 +27,7 @@ from media.models import PROCESSING, Media, ResumableUpload
 from tests.browser import (
     SMALL_PHONE,
     LiveApp,
+    artifacts,
     chromium,
     live_app,
     make_company,
@@ -183,6 +184,20 @@ def test_a_staff_day_on_a_phone(chromium, live_app):
         assert page.locator(".pick.camera").first.is_visible()  # the script is running
         _fits(page)
         shot(page, "staff-visit-360")
+
+        # A file that is no photo: refused, why in Chinese, a retry and a remove button.
+        watched.allowed_statuses.add(415)
+        _choose(page, "客厅", "during", [{"name": "报价单.jpg", "mimeType": "image/jpeg",
+                                          "buffer": b"%PDF-1.4\n" + b"0" * 4000}])
+        _wait(page, lambda: [i["state"] for i in _items(page)] == ["failed"], "the refusal")
+        refused = page.locator('form.capture[data-area="客厅"][data-phase="during"] .item')
+        assert "不是能接收的照片或视频" in refused.inner_text()
+        assert refused.get_by_role("button", name="重试").is_visible()
+        refused.scroll_into_view_if_needed()
+        page.screenshot(path=str(artifacts("screens", "staff-refused-360.png")))  # the screen
+        refused.get_by_role("button", name="移除").click()
+        _wait(page, lambda: _items(page) == [], "the refused file to go")
+        watched.errors[:] = [e for e in watched.errors if "status of 415" not in e]
 
         # 客厅: the iPhone's HEIC before, the sideways 12 MP JPEG after, with a note.
         _choose(page, "客厅", "before", [{"name": "IMG_0001.HEIC", "mimeType": "image/heic",

@@ -114,7 +114,7 @@ def test_another_staff_members_visit_is_refused_everywhere(staff_client, session
     form = client.post(f"/staff/visits/{other}/upload",
                        data={"csrf_token": token, "phase": "before", "area": "卧室"},
                        files={"file": ("a.jpg", phone_jpeg(), "image/jpeg")})
-    assert form.status_code == 403
+    assert form.status_code == 403 and "不是分配给你的" in form.text
     # Their media, even by its number.
     answer = upload(client, account, other, phone_jpeg(), area="卧室")
     assert client.get(f"/staff/media/{answer.json()['id']}").status_code == 403
@@ -143,6 +143,9 @@ def test_staff_reach_no_console_page(app, staff_client):
         "/office/login?next=/staff/")
     unsigned = _create(client, token, 1, 10)
     assert unsigned.status_code == 401 and "登录" in unsigned.json()["detail"]
+    form = client.post("/staff/visits/1/upload", data={"csrf_token": token, "phase": "before"},
+                       files={"file": ("a.jpg", phone_jpeg(), "image/jpeg")})
+    assert form.status_code == 401 and "请先登录" in form.text
 
 
 def test_the_office_is_refused_the_staff_pages(client, session, account, day):
