@@ -274,3 +274,43 @@ def test_a_staff_day_on_a_phone(chromium, live_app):
         assert "深度保洁" in page.locator("body").inner_text()
         page.wait_for_load_state("networkidle")
         shot(page, "staff-report-360")
+
+
+def test_without_javascript_the_page_still_uploads_one_file(chromium, live_app):
+    tenant = make_company(live_app, "无脚本家政")
+    with live_app.database.session() as session:
+        customer = customers.create_customer(session=session, tenant=tenant, name="赵女士",
+                                             phone="13800138009")
+        staff = visits.create_staff(session=session, tenant=tenant, name="周师傅")
+        visit = visits.create_visit(session=session, tenant=tenant, customer_id=customer.id,
+                                    staff_id=staff.id, service_type="ac_cleaning",
+                                    areas=["客厅"], scheduled_at=dt.datetime.now(dt.UTC))
+        staff_id, visit_id = staff.id, visit.id
+    link = make_user(live_app, tenant, role="staff", name="周师傅", phone="13900139333",
+                     staff_id=staff_id)
+    context = chromium.new_context(viewport=SMALL_PHONE, locale="zh-CN", has_touch=True,
+                                   is_mobile=True, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        sign_in_through_link(page, link, staff=True)
+        page.goto(f"{live_app.url}/staff/visits/{visit_id}")
+        assert not page.locator(".pick.camera").first.is_visible()  # needs the script
+        form = page.locator('form.capture[data-area="客厅"][data-phase="before"]')
+        form.locator("input[name=file]").set_input_files(
+            [{"name": "IMG_0009.JPG", "mimeType": "image/jpeg",
+              "buffer": _small_photo((120, 60, 60))}])
+        form.get_by_label("备注（可选，随下一张照片上传）").fill("空调出风口")
+        form.get_by_role("button", name="上传这张").click()
+        page.wait_for_url(f"**/staff/visits/{visit_id}?uploaded=1")
+        assert "已上传，正在处理" in page.locator("main").inner_text()
+        assert _process_waiting(live_app) == 1
+        page.reload()
+        thumb = page.locator('form.capture[data-area="客厅"][data-phase="before"] .shot img')
+        assert thumb.evaluate("img => img.complete && img.naturalWidth > 0")
+        assert "空调出风口" in form.inner_text()
+        with live_app.database.session() as session:
+            stored = session.scalars(select(Media).where(Media.visit_id == visit_id)).one()
+            assert (stored.phase, stored.area, stored.note) == ("before", "客厅", "空调出风口")
+        shot(page, "staff-visit-nojs-360")
+    finally:
+        context.close()
