@@ -8,14 +8,17 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
+from typing import Annotated
 
 import pytest
+from fastapi import APIRouter, Depends
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import func, select
 
 from customers import service as customers
 from media import service as media_service
 from media.models import Media, ResumableUpload
+from office import web
 from office.staff_words import chinese
 from tests.media.conftest import phone_jpeg, upload
 from tests.office.support import form_token, sign_in
@@ -287,3 +290,21 @@ def test_every_refusal_the_phone_meets_reads_in_chinese(sentence):
                                                .replace("WebP", "").replace("AVIF", "")
                                                .replace("WebM", "").replace("JavaScript", ""))
     assert words != chinese("something unknown", 422)
+
+
+def test_a_script_write_needs_the_session_token_in_the_header(app, client, session, account,
+                                                             day):
+    probe = APIRouter()
+
+    @probe.post("/probe-write")
+    def write(person: Annotated[web.SignedIn, Depends(web.check_header)]) -> dict[str, str]:
+        return {"name": person.user.name}
+
+    app.include_router(probe)
+    sign_in(client, session, account.tenant, role="staff", name="李秀兰",
+            phone="13900139111", staff_id=day["mine"].id)
+    token = form_token(client.get("/staff/").text)
+    assert client.post("/probe-write").status_code == 403
+    assert client.post("/probe-write", headers={"X-CSRF-Token": "x" * 40}).status_code == 403
+    done = client.post("/probe-write", headers={"X-CSRF-Token": token})
+    assert done.status_code == 200 and done.json() == {"name": "李秀兰"}
