@@ -4,8 +4,8 @@ the upload queue, start and finish, the report as the customer sees it.
 Only staff users reach it (``Permission.OWN_VISITS``): owners and the office have the
 console, where every visit is; they are refused here (403) rather than shown a page about
 no one's visits. A staff member opens only visits that are theirs (403 for another's).
-Handlers are thin: ``visits.staff_day`` (the same as the ``/v1`` routes), ``media.service``
-for the one-file form upload, and the words in Chinese from ``office.staff_words``.
+Handlers are thin: ``staff.day`` (the same as the ``/v1`` routes), ``media.service``
+for the one-file form upload, and the words in Chinese from ``staff.words``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from accounts.roles import Permission
+from access.roles import Permission
 from customers.models import Customer
 from huifang.db import utcnow
 from huifang.deps import SessionDep, UnitOfWorkDep
@@ -30,22 +30,23 @@ from huifang.fields import Id
 from huifang.i18n import _, format_date
 from huifang.settings import get_settings
 from huifang.worker import enqueue
-from media import report as reports
 from media import service as media_service
 from media import tasks as media_tasks
-from media.models import PROCESSING, Media, Report
+from media.models import PROCESSING, Media
 from media.schemas import rendition_url
 from media.upload import read_upload
 from messaging import service as outbox
 from messaging import tasks as messaging_tasks
 from messaging.providers import get_provider
 from office import staff_uploads, web
-from office.staff_words import PHASES, chinese, in_chinese, missing_words, what_is_missing
-from visits import staff_day
+from reports import service as reports
+from reports.models import Report
+from staff import day as staff_day
+from staff.words import PHASES, chinese, in_chinese, missing_words, what_is_missing
 from visits.models import Visit
 from visits.schemas import VisitProgressRead
 
-STATIC = Path(__file__).resolve().parents[1] / "visits" / "static" / "staff"
+STATIC = Path(__file__).resolve().parents[1] / "staff" / "static"
 
 router = APIRouter()
 Staff = Annotated[web.SignedIn, Depends(web.require(Permission.OWN_VISITS))]

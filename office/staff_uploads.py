@@ -4,7 +4,7 @@ session cookie instead of an API key.
 Why routes of their own rather than letting the cookie into ``/v1/uploads``: ``/v1`` is
 the API of programs, with a company-wide key and a body refused unread without one; a
 cookie there would make every ``/v1`` route a target of cross-site requests. Here the
-same service runs (``media.resumable`` through the helpers of ``media.resumable_api``),
+same service runs (``media.resumable`` through the tus edge of ``media.tus``),
 with three checks of its own: the session is a staff member's, the visit (or the upload's
 visit) is theirs (403 otherwise), and every write carries the session's CSRF token in
 ``X-CSRF-Token``. Refusals are JSON ``{detail}`` in Chinese, for the page to show.
@@ -21,20 +21,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from access.roles import Permission, may
 from accounts import service as accounts
-from accounts.roles import Permission, may
 from huifang.deps import UnitOfWork, UnitOfWorkDep
 from huifang.errors import HuifangError
 from huifang.fields import Id
 from huifang.i18n import _
-from media import resumable
-from media import resumable_api as tus
+from media import resumable, tus
 from media.models import ResumableUpload
 from media.schemas import UploadRead
 from office import web
-from office.staff_words import chinese, in_chinese
+from staff import day as staff_day
+from staff.words import chinese, in_chinese
 from tenancy.models import Tenant
-from visits import staff_day
 
 router = APIRouter()
 
@@ -111,7 +110,7 @@ def _chinese_upload(upload: ResumableUpload) -> UploadRead:
 
 @router.options("/uploads", status_code=204, response_class=Response)
 def options(uploader: StaffDep) -> Response:
-    return tus.upload_options(uploader.tenant)
+    return tus.options_response()
 
 
 @router.post("/visits/{visit_id}/uploads", status_code=201)
@@ -172,8 +171,6 @@ def cancel(upload_id: tus.UploadId, uploader: StaffDep, unit_of_work: UnitOfWork
     tus.check_version(tus_resumable)
     try:
         check_upload(unit_of_work, uploader, upload_id)
-        tus._in_unit(unit_of_work, resumable.terminate, tenant_id=uploader.tenant.id,
-                     token=upload_id)
+        return tus.cancel(unit_of_work, uploader.tenant.id, upload_id)
     except HuifangError as exc:
         raise in_chinese(exc) from None
-    return Response(status_code=204, headers={"Tus-Resumable": resumable.TUS_VERSION})

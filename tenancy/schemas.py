@@ -64,6 +64,10 @@ class TenantUpdate(BaseModel):
     """Company settings; fields left out keep their value."""
 
     name: str | None = Field(default=None, min_length=1, max_length=100)
+    signature: str | None = Field(
+        default=None, min_length=1, max_length=20, examples=["【洁家家政】"],
+        description="SMS signature, with or without 【】; 2–16 characters inside them. "
+        "Providers approve signatures: change it only to one approved for the company.")
     timezone: TimeZoneName | None = None
     clip_max_seconds: int | None = Field(
         default=None, ge=5, le=600, description="Clips longer than this are trimmed at upload.")

@@ -19,7 +19,7 @@ from customers import service as customers
 from media import service as media_service
 from media.models import Media, ResumableUpload
 from office import web
-from office.staff_words import chinese
+from staff.words import chinese
 from tests.media.conftest import phone_jpeg, upload
 from tests.office.support import form_token, sign_in
 from visits import service as visits
