@@ -46,6 +46,7 @@ from messaging.webhooks import router as messaging_webhooks_router
 from office import alerts as office_alerts
 from office import auth as office_auth
 from office import inbox as office_inbox
+from office import staff as staff_pages
 from office import today as office_today
 from office import users as office_users
 from office import web as office
@@ -163,6 +164,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(ops.router)
     office.install(app, office_auth.router, office_today.router, office_inbox.router,
                    office_users.router, office_alerts.router)
+    staff_pages.install(app)  # the staff phone: /staff/ and its uploads
     add_docs(app)
 
     settings = get_settings()
@@ -173,6 +175,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
             # These stream their upload and count it against their own caps as it arrives.
             BodyLimit("/v1/visits/{visit_id}/media", STREAMED),
             BodyLimit("/v1/uploads/{upload_id}", STREAMED),  # tus pieces, held to their file
+            BodyLimit("/staff/uploads/{upload_id}", STREAMED),  # the same, from the phone
+            BodyLimit("/staff/visits/{visit_id}/upload", STREAMED),  # the phone's form, one file
             BodyLimit("/v1/watermark/logo", STREAMED),
             BodyLimit("/v1/staff/{staff_id}/photo", STREAMED),
             BodyLimit("/v1/customers/import", settings.import_max_bytes, "A customer list",

@@ -9,36 +9,34 @@ became of it. Each route opens and commits its own short transactions
 
 from __future__ import annotations
 
-import datetime as dt
-from email.utils import format_datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
 from huifang import deps
-from huifang.db import utcnow
-from huifang.deps import UnitOfWork, UnitOfWorkDep
-from huifang.errors import HuifangError, UnsupportedType
-from huifang.fields import MAX_ID, Id
+from huifang.deps import UnitOfWorkDep
+from huifang.fields import Id
 from huifang.openapi import DESCRIPTIONS
-from huifang.settings import get_settings
-from huifang.worker import enqueue
-from media import resumable, tasks
-from media.models import PROCESSING, ResumableUpload
+from media import resumable, tus
 from media.schemas import UploadRead
+from media.tus import (
+    Length,
+    Offset,
+    TusResumable,
+    UploadId,
+    cancel,
+    check_version,
+    created_headers,
+    offset_response,
+    open_upload,
+    options_response,
+    receive_piece,
+)
 from tenancy.models import Tenant
 
 router = APIRouter(tags=["uploads"])
 
-OCTETS = "application/offset+octet-stream"
-UploadId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{16,40}$",
-                               description="The upload's id, from the Location of its creation.")]
-Length = Annotated[int | None, Header(ge=0, le=MAX_ID, description="The file's size in bytes.")]
-Offset = Annotated[int | None, Header(ge=0, le=MAX_ID,
-                               description="Where this piece starts: the server's offset.")]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `huifang tenant create`.")
 
@@ -52,17 +50,6 @@ def upload_tenant(
     own session would stay open for as long as the piece takes to arrive)."""
     with unit_of_work(read_only=True) as session:  # type: ignore[call-arg]
         return deps.current_tenant(request, session, credentials, unit_of_work)
-
-
-TusResumable = Annotated[str | None, Header(description="The protocol version: 1.0.0.")]
-
-
-def check_version(tus_resumable: str | None) -> None:
-    """412 unless the client speaks our tus version (checked after the request's fields)."""
-    if tus_resumable != resumable.TUS_VERSION:
-        raise HTTPException(412, f"Send 'Tus-Resumable: {resumable.TUS_VERSION}': this server "
-                                 "speaks tus 1.0.0.",
-                            headers={"Tus-Version": resumable.TUS_VERSION})
 
 
 TenantDep = Annotated[Tenant, Depends(upload_tenant)]
@@ -79,20 +66,6 @@ def _refusals(*statuses: int, **own: str) -> dict[int | str, dict[str, Any]]:
     return found
 
 
-def _expires(upload: ResumableUpload) -> str:
-    return format_datetime(upload.expires_at.astimezone(dt.UTC), usegmt=True)
-
-
-def _headers(upload: ResumableUpload) -> dict[str, str]:
-    headers = {"Tus-Resumable": resumable.TUS_VERSION, "Upload-Offset": str(upload.received),
-               "Upload-Length": str(upload.length), "Cache-Control": "no-store"}
-    if upload.status == resumable.RECEIVING:
-        headers["Upload-Expires"] = _expires(upload)
-    if upload.media_id is not None:
-        headers["Upload-Media-Id"] = str(upload.media_id)
-    return headers
-
-
 _OFFSET_HEADERS = {name: {"schema": {"type": "string"}, "description": text} for name, text in (
     ("Tus-Resumable", "1.0.0"), ("Upload-Offset", "The bytes the server holds."))}
 
@@ -104,11 +77,7 @@ _OFFSET_HEADERS = {name: {"schema": {"type": "string"}, "description": text} for
     401: {"description": DESCRIPTIONS[401]}})
 def upload_options(tenant: TenantDep) -> Response:
     """tus discovery: version, extensions (creation, expiration, termination), largest size."""
-    settings = get_settings()
-    return Response(status_code=204, headers={
-        "Tus-Resumable": resumable.TUS_VERSION, "Tus-Version": resumable.TUS_VERSION,
-        "Tus-Extension": resumable.TUS_EXTENSIONS,
-        "Tus-Max-Size": str(max(settings.photo_max_bytes, settings.clip_max_bytes))})
+    return options_response()
 
 
 @router.post("/visits/{visit_id}/uploads", response_model=UploadRead, status_code=201,
@@ -125,23 +94,10 @@ def create_upload(visit_id: Id, response: Response, tenant: TenantDep,
     """Open a resumable upload of a photo or clip for a visit (tus creation). Send its
     bytes with PATCH to the address in ``Location``."""
     check_version(tus_resumable)
-    settings = get_settings()
-    with unit_of_work() as session:
-        upload = resumable.create_upload(
-            session=session, tenant=tenant, visit_id=visit_id, length=upload_length,
-            metadata=resumable.parse_metadata(upload_metadata),
-            photo_max=settings.photo_max_bytes, clip_max=settings.clip_max_bytes, now=utcnow())
-    response.headers.update({"Location": f"/v1/uploads/{upload.token}",
-                             "Tus-Resumable": resumable.TUS_VERSION,
-                             "Upload-Expires": _expires(upload)})
+    upload = open_upload(unit_of_work, tenant, visit_id=visit_id, length=upload_length,
+                         metadata=upload_metadata)
+    response.headers.update(created_headers(upload, "/v1/uploads/"))
     return UploadRead.of(upload)
-
-
-def _open_upload(unit_of_work: UnitOfWork, tenant_id: int, token: str) -> ResumableUpload:
-    with unit_of_work(read_only=True) as session:  # type: ignore[call-arg]
-        upload = resumable.get_upload(session=session, tenant_id=tenant_id, token=token)
-        resumable.check_open(upload, now=utcnow())
-        return upload
 
 
 @router.head("/uploads/{upload_id}", status_code=200, response_class=Response,
@@ -152,8 +108,7 @@ def upload_offset(upload_id: UploadId, tenant: TenantDep,
                   unit_of_work: UnitOfWorkDep, tus_resumable: TusResumable = None) -> Response:
     """Where to go on from (tus): ``Upload-Offset`` is the byte count the server holds."""
     check_version(tus_resumable)
-    upload = _open_upload(unit_of_work, tenant.id, upload_id)
-    return Response(status_code=200, headers=_headers(upload))
+    return offset_response(unit_of_work, tenant.id, upload_id)
 
 
 @router.get("/uploads/{upload_id}", response_model=UploadRead, responses=_refusals(404))
@@ -165,26 +120,6 @@ def read_upload(upload_id: UploadId, tenant: TenantDep,
                                                   token=upload_id))
 
 
-def _in_unit(unit_of_work: UnitOfWork, work: Any, **kwargs: Any) -> Any:
-    with unit_of_work() as session:
-        return work(session=session, **kwargs)
-
-
-def _hand_over(unit_of_work: UnitOfWork, tenant: Tenant,
-               upload: ResumableUpload) -> resumable.Handover:
-    now = utcnow()
-    try:
-        assembly = resumable.assemble(upload)  # files only: no transaction open meanwhile
-    except HuifangError as exc:
-        _in_unit(unit_of_work, resumable.refuse, upload_id=upload.id, reason=exc.detail, now=now)
-        raise
-    with unit_of_work() as session:
-        done = resumable.hand_over(session=session, tenant=tenant, assembly=assembly, now=now)
-        if done.created and done.media is not None and done.media.status == PROCESSING:
-            enqueue(session, tasks.process_media, media_id=done.media.id)
-    return done
-
-
 @router.patch("/uploads/{upload_id}", status_code=204, response_class=Response,
               responses=_refusals(
                   404, 409, 410, 413, 415,
@@ -192,7 +127,7 @@ def _hand_over(unit_of_work: UnitOfWork, tenant: Tenant,
               | {204: {"description": "The piece is kept; Upload-Offset is the new offset. "
                                       "Upload-Media-Id once the file is complete.",
                        "headers": _OFFSET_HEADERS}},
-              openapi_extra={"requestBody": {"required": True, "content": {OCTETS: {
+              openapi_extra={"requestBody": {"required": True, "content": {tus.OCTETS: {
                   "schema": {"type": "string", "format": "binary"}}}}})
 async def send_piece(upload_id: UploadId, request: Request, tenant: TenantDep,
                      unit_of_work: UnitOfWorkDep, upload_offset: Offset = None,
@@ -207,39 +142,8 @@ async def send_piece(upload_id: UploadId, request: Request, tenant: TenantDep,
     the same file sent before to the visit gives that media (``Upload-Media-Id``).
     """
     check_version(tus_resumable)
-    settings = get_settings()
-    opening = await run_in_threadpool(
-        _in_unit, unit_of_work, resumable.open_piece, tenant_id=tenant.id, token=upload_id,
-        offset=upload_offset, now=utcnow())
-    if (content_type or "").split(";")[0].strip().lower() != OCTETS:
-        raise UnsupportedType(f"Send each piece as {OCTETS} (tus 1.0).")
-    receiver = resumable.Receiver(opening=opening, photo_max=settings.photo_max_bytes,
-                                  clip_max=settings.clip_max_bytes)
-    try:
-        receiver.begin()
-        try:
-            async for chunk in request.stream():
-                receiver.feed(chunk)
-        except ClientDisconnect:
-            pass  # keep what arrived: the client asks for the offset and goes on from it
-        receiver.end()
-        upload = await run_in_threadpool(_in_unit, unit_of_work, resumable.record_piece,
-                                         receiver=receiver, now=utcnow())
-    except HuifangError as exc:
-        receiver.discard()
-        if receiver.refuses_file:
-            await run_in_threadpool(_in_unit, unit_of_work, resumable.refuse,
-                                    upload_id=opening.upload_id, reason=exc.detail, now=utcnow())
-        raise
-    except BaseException:
-        receiver.discard()
-        raise
-    if resumable.is_complete(upload):
-        done = await run_in_threadpool(_hand_over, unit_of_work, tenant, upload)
-        if done.refusal is not None:
-            raise done.refusal
-        upload = done.upload
-    return Response(status_code=204, headers=_headers(upload))
+    return await receive_piece(request, unit_of_work, tenant, token=upload_id,
+                               offset=upload_offset, content_type=content_type)
 
 
 @router.delete("/uploads/{upload_id}", status_code=204, response_class=Response,
@@ -249,5 +153,4 @@ def cancel_upload(upload_id: UploadId, tenant: TenantDep,
     """Give up an upload (tus termination); its bytes are removed. A media it already
     became stays."""
     check_version(tus_resumable)
-    _in_unit(unit_of_work, resumable.terminate, tenant_id=tenant.id, token=upload_id)
-    return Response(status_code=204, headers={"Tus-Resumable": resumable.TUS_VERSION})
+    return cancel(unit_of_work, tenant.id, upload_id)

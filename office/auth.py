@@ -87,7 +87,8 @@ def login(request: Request, session: SessionDep,
     if user is None:
         _count_failure(request, phone_key)
         return again(_("手机号或密码不对。忘记密码请联系店长生成新的登录链接。"), 401)
-    if (user.role == Role.STAFF and target.startswith("/office/")) or target == "/office/":
+    if (user.role == Role.STAFF and target.startswith("/office/")) or target == "/office/" \
+            or (user.role != Role.STAFF and target.startswith("/staff/")):
         target = home_of(user.role)
     return _open(session, request, user, target)
 

@@ -11,6 +11,7 @@ submit) before the handler runs.
 from __future__ import annotations
 
 import functools
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from tenancy.models import Tenant
 SESSION_COOKIE = "hf_session"
 CSRF_COOKIE = "hf_csrf"
 CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"  # what our pages' scripts send with a cookie-authenticated write
 STATIC = Path(__file__).parent / "static"
 
 # Console pages run our own script and style files and nothing else.
@@ -187,6 +189,30 @@ async def check_form(request: Request) -> None:
 FormChecked = Depends(check_form)
 
 
+def header_token_ok(request: Request, expected: str) -> bool:
+    """Whether the request carries the session's CSRF token in ``X-CSRF-Token`` (what a
+    script of ours sends with a write that is not a form: a tus upload's pieces). Another
+    site cannot set that header without the browser asking us first, and it cannot read
+    the token."""
+    return tokens_match(request.headers.get(CSRF_HEADER, ""), expected)
+
+
+def tokens_match(sent: str, expected: str) -> bool:
+    """A CSRF token sent (a header, a streamed form's field) against the session's."""
+    return bool(sent) and bool(expected) and hmac.compare_digest(
+        sent.encode("utf-8", "replace"), expected.encode("utf-8", "replace"))
+
+
+def check_header(request: Request,
+                 person: Annotated[SignedIn, Depends(signed_in)]) -> SignedIn:
+    """For a cookie-authenticated write from our scripts: the session's CSRF token must be
+    in ``X-CSRF-Token`` (reads need none)."""
+    if request.method not in ("GET", "HEAD", "OPTIONS") and not header_token_ok(
+            request, person.csrf_token):
+        raise FormRefused
+    return person
+
+
 # --- rendering --------------------------------------------------------------------------
 
 def page_response(body: str, status: int = 200) -> HTMLResponse:
@@ -234,7 +260,7 @@ def safe_next(target: str | None) -> str:
     if not target:
         return "/office/"
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/office/") \
+    if parts.scheme or parts.netloc or not parts.path.startswith(("/office/", "/staff/")) \
             or target.startswith("//"):
         return "/office/"
     return target
@@ -273,16 +299,24 @@ def _sign_in_required(request: Request, _exc: Exception) -> Response:
                         status=401, link=("/office/login", _("去登录")))
 
 
+def _keeping_csrf_cookie(response: Response) -> Response:
+    """A refusal page for someone who may be signed in: their CSRF cookie belongs to their
+    session's token, and a fresh one would make every form of theirs fail from then on."""
+    del response.headers["set-cookie"]
+    return response
+
+
 def _not_allowed(request: Request, _exc: Exception) -> Response:
-    return message_page(request, _("没有权限"),
-                        _("您的账号没有查看这个页面的权限。如需开通，请联系店长。"),
-                        status=403, link=("/office/", _("返回首页")))
+    return _keeping_csrf_cookie(message_page(
+        request, _("没有权限"), _("您的账号没有查看这个页面的权限。如需开通，请联系店长。"),
+        status=403, link=("/office/", _("返回首页"))))
 
 
 def _form_refused(request: Request, _exc: Exception) -> Response:
-    return message_page(request, _("页面已过期"),
-                        _("这个表单无法验证来源（页面打开太久或来自其他网站）。请返回、刷新页面后重新提交。"),
-                        status=403, link=("/office/", _("返回首页")))
+    return _keeping_csrf_cookie(message_page(
+        request, _("页面已过期"),
+        _("这个表单无法验证来源（页面打开太久或来自其他网站）。请返回、刷新页面后重新提交。"),
+        status=403, link=("/office/", _("返回首页"))))
 
 
 def install(app: FastAPI, *routers: APIRouter) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from customers.models import Customer
-from huifang.errors import Conflict, Invalid
+from huifang.errors import Conflict, HuifangError, Invalid
 from media.models import FAILED, PROCESSING, Media
 from messaging.models import Message
 from messaging.providers.base import Provider
@@ -39,6 +39,22 @@ from visits.schemas import (
 DEFAULT_DAYS = 3  # today and the next two
 MAX_DAYS = 14
 REQUIRED: tuple[MissingPart, ...] = ("before", "after")
+
+
+class NotYours(HuifangError):
+    """A signed-in staff member asked for a visit that is not theirs."""
+
+    status_code = 403
+
+
+def own_visit(*, session: Session, tenant_id: int, staff_id: int, visit_id: int) -> Visit:
+    """The visit, if it is this staff member's (403 otherwise; 404 when it does not exist in
+    the company, as for anyone)."""
+    visit = visits.get_visit(session=session, tenant_id=tenant_id, visit_id=visit_id)
+    if visit.staff_id != staff_id:
+        raise NotYours("This visit is another staff member's; you can open and upload to "
+                       "your own visits only.")
+    return visit
 
 
 # --- progress ----------------------------------------------------------------------------

@@ -103,20 +103,45 @@ def live_app(sqlite_database: Database) -> Iterator[LiveApp]:
     thread.join(timeout=10)
 
 
+# One Playwright driver and browser per test process. Each test module that imports the
+# ``chromium`` fixture gets a fixture of its own (pytest registers it per module), and a
+# second sync Playwright started while the first runs fails ("Sync API inside the asyncio
+# loop"): the fixtures share this one, closed by the first of them to finish.
+_RUNNING: dict[str, Any] = {}
+
+
+def _shared_browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if "browser" not in _RUNNING:
+        from playwright.sync_api import sync_playwright
+
+        driver = sync_playwright().start()
+        try:
+            _RUNNING["browser"] = driver.chromium.launch(
+                executable_path=str(CHROMIUM),
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+                env=_fontconfig(tmp_path_factory.mktemp("fonts")))
+        except BaseException:
+            driver.stop()
+            raise
+        _RUNNING["driver"] = driver
+    return _RUNNING["browser"]
+
+
+def _close_shared_browser() -> None:
+    browser, driver = _RUNNING.pop("browser", None), _RUNNING.pop("driver", None)
+    if browser is not None:
+        browser.close()
+    if driver is not None:
+        driver.stop()
+
+
 @pytest.fixture(scope="session")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     need_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            env=_fontconfig(tmp_path_factory.mktemp("fonts")))
-        try:
-            yield browser
-        finally:
-            browser.close()
+    try:
+        yield _shared_browser(tmp_path_factory)
+    finally:
+        _close_shared_browser()
 
 
 @dataclass
