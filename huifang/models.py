@@ -1,5 +1,6 @@
 """Every domain's models, imported so that ``Base.metadata`` (and Alembic) sees all tables."""
 
+from accounts.models import AuditEntry
 from campaigns.models import Campaign, CampaignOccurrence, PlumRainOnset
 from compliance.models import (
     ComplianceDecision,
@@ -8,7 +9,7 @@ from compliance.models import (
     MarketingSend,
     Suppression,
 )
-from customers.models import Customer, CustomerTag
+from customers.models import Customer, CustomerTag, ImportJob, ImportJobRow
 from huifang.db import Base
 from huifang.ops import WorkerHeartbeat
 from media.models import Media, Rendition, WatermarkTemplate
@@ -18,6 +19,7 @@ from visits.models import Staff, Visit
 
 __all__ = [
     "ApiKey",
+    "AuditEntry",
     "Base",
     "Campaign",
     "CampaignOccurrence",
@@ -26,6 +28,8 @@ __all__ = [
     "ConsentRecord",
     "Customer",
     "CustomerTag",
+    "ImportJob",
+    "ImportJobRow",
     "MarketingSend",
     "Media",
     "Message",

@@ -304,6 +304,11 @@ BEAT_SCHEDULE["hand-off-due-occurrences"] = {
     "schedule": timedelta(minutes=1),
     "options": {"queue": "default", "expires": 55},
 }
+BEAT_SCHEDULE["resume-import-jobs"] = {
+    "task": "customers.tasks.resume_import_jobs",
+    "schedule": timedelta(minutes=1),
+    "options": {"queue": "default", "expires": 55},
+}
 BEAT_SCHEDULE["requeue-stuck-media"] = {
     "task": "media.tasks.requeue_stuck_media",
     "schedule": timedelta(minutes=1),
@@ -317,6 +322,7 @@ def load_tasks() -> None:
     """Import every module that defines tasks, so workers know them by name."""
     import campaigns.tasks  # noqa: F401
     import compliance.tasks  # noqa: F401
+    import customers.tasks  # noqa: F401
     import huifang.ops  # noqa: F401
     import media.tasks  # noqa: F401
     import messaging.tasks  # noqa: F401

@@ -1,0 +1,97 @@
+"""screen-customers: background customer imports (jobs and their per-row report), audit log
+
+Revision ID: 0012_screen-customers
+Revises: 0011
+Create Date: 2026-12-06
+
+``audit_entries`` is a stand-in for the accounts package's table (the lead reconciles it).
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0012_screen-customers"
+down_revision: str | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql')
+
+
+def upgrade() -> None:
+    op.create_table('import_jobs',
+    sa.Column('id', ID, nullable=False),
+    sa.Column('tenant_id', ID, nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('filename', sa.String(length=255), nullable=True),
+    sa.Column('file_bytes', sa.Integer(), nullable=False),
+    sa.Column('data', sa.LargeBinary(), nullable=True),
+    sa.Column('rows_total', sa.Integer(), nullable=True),
+    sa.Column('rows_done', sa.Integer(), nullable=False),
+    sa.Column('imported', sa.Integer(), nullable=False),
+    sa.Column('updated', sa.Integer(), nullable=False),
+    sa.Column('unchanged', sa.Integer(), nullable=False),
+    sa.Column('rejected', sa.Integer(), nullable=False),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('created_by', sa.String(length=100), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_import_jobs_tenant_id_tenants'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_import_jobs')),
+    )
+    with op.batch_alter_table('import_jobs', schema=None) as batch_op:
+        batch_op.create_index('ix_import_jobs_status', ['status', 'heartbeat_at'], unique=False)
+        batch_op.create_index('ix_import_jobs_tenant_newest', ['tenant_id', 'id'], unique=False)
+
+    op.create_table('import_job_rows',
+    sa.Column('id', ID, nullable=False),
+    sa.Column('tenant_id', ID, nullable=False),
+    sa.Column('job_id', ID, nullable=False),
+    sa.Column('line', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('customer_id', ID, nullable=True),
+    sa.Column('phone', sa.String(length=20), nullable=True),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_import_job_rows_customer_id_customers'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['job_id'], ['import_jobs.id'], name=op.f('fk_import_job_rows_job_id_import_jobs'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_import_job_rows_tenant_id_tenants'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_import_job_rows')),
+    )
+    with op.batch_alter_table('import_job_rows', schema=None) as batch_op:
+        batch_op.create_index('ix_import_job_rows_job_line', ['job_id', 'line'], unique=False)
+
+    op.create_table('audit_entries',
+    sa.Column('id', ID, nullable=False),
+    sa.Column('tenant_id', ID, nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('actor_kind', sa.String(length=16), nullable=False),
+    sa.Column('actor_id', ID, nullable=True),
+    sa.Column('actor_name', sa.String(length=100), nullable=False),
+    sa.Column('action', sa.String(length=64), nullable=False),
+    sa.Column('target', sa.String(length=200), nullable=False),
+    sa.Column('detail', JSON, nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_audit_entries_tenant_id_tenants'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_entries')),
+    )
+    with op.batch_alter_table('audit_entries', schema=None) as batch_op:
+        batch_op.create_index('ix_audit_entries_tenant_at', ['tenant_id', 'at'], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('audit_entries', schema=None) as batch_op:
+        batch_op.drop_index('ix_audit_entries_tenant_at')
+    op.drop_table('audit_entries')
+    with op.batch_alter_table('import_job_rows', schema=None) as batch_op:
+        batch_op.drop_index('ix_import_job_rows_job_line')
+    op.drop_table('import_job_rows')
+    with op.batch_alter_table('import_jobs', schema=None) as batch_op:
+        batch_op.drop_index('ix_import_jobs_tenant_newest')
+        batch_op.drop_index('ix_import_jobs_status')
+    op.drop_table('import_jobs')
