@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import csv
-import io
-
 from fastapi import APIRouter, Response
 
-from compliance import service
+from compliance import registry, service
+from compliance.console_api import LedgerFilterDep
 from compliance.models import CompliancePolicy
 from compliance.schemas import (
     ConsentCreate,
@@ -95,18 +93,12 @@ def opt_in(customer_id: Id, session: SessionDep, tenant: TenantDep) -> Response:
 
 @router.get("/consents/export", response_class=Response,
             responses={200: {"content": {"text/csv": {}}}})
-def export_consents(session: SessionDep, tenant: TenantDep) -> Response:
-    """Every consent record of the company as CSV (for an audit or a regulator's request)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["id", "customer_id", "phone", "source", "evidence", "granted_at",
-                     "recorded_at", "revoked_at", "revoke_source", "revoke_evidence"])
-    for r in service.consents(session=session, tenant_id=tenant.id):
-        writer.writerow([r.id, r.customer_id or "", r.phone, r.source, r.evidence,
-                         r.granted_at.isoformat(), r.recorded_at.isoformat(),
-                         r.revoked_at.isoformat() if r.revoked_at else "",
-                         r.revoke_source or "", r.revoke_evidence or ""])
-    return Response("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8",
+def export_consents(session: SessionDep, tenant: TenantDep, where: LedgerFilterDep
+                    ) -> Response:
+    """The company's consent records as CSV, oldest first (for an audit or a regulator's
+    request); every record unless filtered as ``GET /v1/consents`` is."""
+    text_ = registry.export_ledger(session=session, tenant=tenant, where=where)
+    return Response(text_, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="consents.csv"'})
 
 

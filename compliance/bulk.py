@@ -78,9 +78,9 @@ def record_bulk_consent(*, session: Session, tenant: Tenant, customer_ids: Seque
 
     phone_of: dict[int, str] = {}
     for start in range(0, len(wanted), 1000):
-        phone_of.update(session.execute(select(Customer.id, Customer.phone).where(
-            Customer.tenant_id == tenant.id, Customer.id.in_(wanted[start:start + 1000])))
-            .tuples())
+        phone_of.update((cid, phone) for cid, phone in session.execute(
+            select(Customer.id, Customer.phone).where(
+                Customer.tenant_id == tenant.id, Customer.id.in_(wanted[start:start + 1000]))))
     phones = sorted(set(phone_of.values()))
     _lock_numbers(session, [(tenant.id, phone) for phone in phones])
 
@@ -139,10 +139,13 @@ def record_bulk_consent(*, session: Session, tenant: Tenant, customer_ids: Seque
             outcomes.append(BulkOutcome(customer_id, RECORDED))
     if new:
         session.execute(insert(cast(Table, ConsentRecord.__table__)), new)
-        ids = dict(session.execute(select(ConsentRecord.customer_id, ConsentRecord.id).where(
-            ConsentRecord.tenant_id == tenant.id, ConsentRecord.recorded_at == now,
-            ConsentRecord.revoked_at.is_(None),
-            ConsentRecord.phone.in_([row["phone"] for row in new]))).tuples())
+        ids: dict[int | None, int] = {}
+        for start in range(0, len(new), 1000):
+            ids.update((cid, rid) for cid, rid in session.execute(
+                select(ConsentRecord.customer_id, ConsentRecord.id).where(
+                    ConsentRecord.tenant_id == tenant.id, ConsentRecord.recorded_at == now,
+                    ConsentRecord.revoked_at.is_(None),
+                    ConsentRecord.phone.in_([row["phone"] for row in new[start:start + 1000]]))))
         outcomes = [BulkOutcome(o.customer_id, o.outcome, ids.get(o.customer_id), o.reason)
                     if o.outcome == RECORDED else o for o in outcomes]
     audit_log.record(session, actor, "consent.bulk_record", f"customers:{len(wanted)}",

@@ -237,10 +237,10 @@ def rows_for(*, session: Session, tenant: Tenant, customers: list[Customer],
             Suppression.tenant_id == tenant.id, Suppression.phone.in_(phones),
             Suppression.signature == tenant.signature, Suppression.lifted_at.is_(None))):
         suppressed[phone] = suppressed.get(phone, False) or reason not in NOT_A_CHOICE
-    last_visit = dict(session.execute(
+    last_visit = {cid: at for cid, at in session.execute(
         select(Visit.customer_id, func.max(Visit.finished_at)).where(
             Visit.tenant_id == tenant.id, Visit.customer_id.in_(ids),
-            Visit.finished_at.is_not(None)).group_by(Visit.customer_id)).tuples())
+            Visit.finished_at.is_not(None)).group_by(Visit.customer_id))}
     overdue = [cid for cid, at in last_visit.items() if at is not None and at < threshold]
     coming = set(session.scalars(select(Customer.id).where(
         Customer.id.in_(overdue), _coming_back(tenant, now)))) if overdue else set()

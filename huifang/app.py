@@ -15,7 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import huifang
 from campaigns.api import router as campaigns_router
 from compliance.api import router as compliance_router
+from compliance.console_api import router as compliance_console_router
 from customers.api import router as customers_router
+from customers.console_api import router as customers_console_router
 from huifang import deps, ops, throttle
 from huifang import openapi as api_document
 from huifang.bodies import STREAMED, BodyLimit, BodyLimitMiddleware, KeyRequired
@@ -127,8 +129,9 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     # webhook must answer within milliseconds; the /v1 routes are walked after it).
     app.include_router(messaging_webhooks_router)
     v1 = APIRouter(prefix="/v1")
-    for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
-                   compliance_router, messaging_router, campaigns_router):
+    for router in (tenancy_router, customers_router, customers_console_router, staff_router,
+                   visit_router, media_router, compliance_router, compliance_console_router,
+                   messaging_router, campaigns_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)
@@ -146,6 +149,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
             BodyLimit("/v1/watermark/logo", STREAMED),
             BodyLimit("/v1/staff/{staff_id}/photo", STREAMED),
             BodyLimit("/v1/customers/import", settings.import_max_bytes, "A customer list",
+                      slack=MULTIPART_SLACK),
+            BodyLimit("/v1/import-jobs", settings.import_max_bytes, "A customer list",
                       slack=MULTIPART_SLACK),
         ],
         default=BodyLimit("/", JSON_MAX_BYTES, "A request"),

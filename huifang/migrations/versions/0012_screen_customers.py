@@ -1,6 +1,6 @@
 """screen-customers: background customer imports (jobs and their per-row report), audit log
 
-Revision ID: 0012_screen-customers
+Revision ID: 0012_screen_customers
 Revises: 0011
 Create Date: 2026-12-06
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0012_screen-customers"
+revision: str = "0012_screen_customers"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
