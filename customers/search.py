@@ -47,6 +47,7 @@ from compliance.service import NOT_A_CHOICE
 from customers.models import Customer
 from customers.phones import normalize_phone
 from customers.service import customer_query
+from huifang.db import UTCDateTime
 from huifang.errors import Invalid
 from huifang.pagination import PageParams, paginate
 from messaging.models import OPEN_BOOKING_STATES, Booking
@@ -129,7 +130,7 @@ def usual_interval_days(*, session: Session, tenant_id: int, now: dt.datetime,
                      Visit.finished_at >= now - dt.timedelta(days=365 * INTERVAL_YEARS),
                      Visit.finished_at <= now)
               .order_by(Visit.finished_at.desc()).limit(INTERVAL_SAMPLE).subquery())
-    previous = func.lag(recent.c.finished_at).over(
+    previous = func.lag(recent.c.finished_at, type_=UTCDateTime()).over(
         partition_by=recent.c.customer_id, order_by=recent.c.finished_at)
     pairs = select(recent.c.finished_at.label("at"), previous.label("before")).subquery()
     gaps = [(at - before).total_seconds() / 86400 for at, before in session.execute(
