@@ -150,12 +150,14 @@ def _still_ours(session: Session, job_id: int, attempt: int, now: dt.datetime) -
     return touched.rowcount == 1
 
 
-def _finish(job: ImportJob, status: str, now: dt.datetime, error: str | None = None) -> None:
+def _finish(session: Session, job: ImportJob, status: str, now: dt.datetime,
+            error: str | None = None) -> None:
     job.status = status
     job.error = error
     job.finished_at = now
     job.heartbeat_at = now
     job.data = None  # the customers are in; the file itself is not kept
+    session.flush()
 
 
 def run(*, session: Session, job_id: int) -> None:
@@ -167,7 +169,7 @@ def run(*, session: Session, job_id: int) -> None:
     job = session.get(ImportJob, job_id)
     assert job is not None
     if attempt > MAX_ATTEMPTS:
-        _interrupt(job, now)
+        _interrupt(session, job, now)
         return
     if job.started_at is None:
         job.started_at = now
@@ -176,12 +178,12 @@ def run(*, session: Session, job_id: int) -> None:
     tenant = session.get(Tenant, job.tenant_id)
     data = job.data
     if tenant is None or data is None:
-        _finish(job, FAILED, now, "The file of this import is no longer there; upload it again.")
+        _finish(session, job, FAILED, now, "The file of this import is no longer there; upload it again.")
         return
     try:
         rows = read_customer_file(data, max_rows=get_settings().import_max_rows)
     except HuifangError as exc:
-        _finish(job, FAILED, utcnow(), exc.detail)
+        _finish(session, job, FAILED, utcnow(), exc.detail)
         return
     job.rows_total = len(rows)
     session.commit()
@@ -198,7 +200,7 @@ def run(*, session: Session, job_id: int) -> None:
             return
         _write_chunk(session, tenant, job, rows[start:start + CHUNK], first_line_of)
         session.commit()
-    _finish(job, DONE, utcnow())
+    _finish(session, job, DONE, utcnow())
 
 
 def _write_chunk(session: Session, tenant: Tenant, job: ImportJob,
@@ -218,9 +220,9 @@ def _write_chunk(session: Session, tenant: Tenant, job: ImportJob,
     job.heartbeat_at = utcnow()
 
 
-def _interrupt(job: ImportJob, now: dt.datetime) -> None:
+def _interrupt(session: Session, job: ImportJob, now: dt.datetime) -> None:
     total = f" of {job.rows_total}" if job.rows_total is not None else ""
-    _finish(job, INTERRUPTED, now,
+    _finish(session, job, INTERRUPTED, now,
             f"The import stopped {MAX_ATTEMPTS} times and was given up after {job.rows_done}"
             f"{total} rows; those rows are in (see the report). Upload the file again to "
             "import the rest: rows already in are reported unchanged.")
@@ -242,7 +244,7 @@ def resume(*, session: Session, now: dt.datetime) -> list[int]:
         job = session.get(ImportJob, job_id)
         assert job is not None
         if job.attempts >= MAX_ATTEMPTS:
-            _interrupt(job, now)
+            _interrupt(session, job, now)
             continue
         # Queued again, and heard of now: the tick sends it once per STALE, and a worker
         # of the last attempt that is still alive after all stops at its next chunk.
