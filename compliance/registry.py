@@ -76,7 +76,7 @@ def list_suppressions(*, session: Session, tenant: Tenant, page: PageParams,
     """One page of the suppression list (with the customer the number belongs to, if any)."""
     stmt = suppression_query(tenant=tenant, phone=phone, reason=reason, state=state)
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    rows = session.execute(stmt.limit(page.limit).offset(page.offset)).tuples()
+    rows = session.execute(stmt.limit(page.limit).offset(page.offset))
     return [SuppressionRow(s, cid, name) for s, cid, name in rows], int(total or 0)
 
 
