@@ -14,8 +14,11 @@ import re
 import pytest
 from sqlalchemy import select
 
+from accounts.models import AuditEntry
 from campaigns import service as campaigns
+from compliance import service as compliance
 from customers import service as customers
+from customers.models import ImportJob, ImportJobRow
 from media.models import Media
 from messaging import inbound
 from messaging import service as outbox
@@ -40,6 +43,9 @@ COLLECTION_ROUTES = {
     ("GET", "/v1/campaigns"), ("POST", "/v1/campaigns"), ("GET", "/v1/campaign-presets"),
     ("GET", "/v1/reports/retention"), ("GET", "/v1/reports/conversion"), ("GET", "/v1/plum-rain"),
     ("PUT", "/v1/plum-rain"),
+    ("GET", "/v1/import-jobs"), ("POST", "/v1/import-jobs"), ("POST", "/v1/consents/bulk"),
+    ("GET", "/v1/consents"), ("GET", "/v1/suppressions"), ("POST", "/v1/suppressions"),
+    ("GET", "/v1/audit-log"),
 }
 # Path words that name something in the caller's own company (a service code, a month),
 # not another object: routes with only these are walked as collections.
@@ -83,10 +89,23 @@ def b_objects(session, other_account):
     request = session.scalars(select(Booking).where(Booking.tenant_id == tenant.id)).one()
     campaign = campaigns.create_campaign(session=session, tenant=tenant, name="B的活动",
                                          preset="ac_filter_quarterly")
+    job = ImportJob(tenant_id=tenant.id, status="done", filename="B的名单.csv",
+                    created_at=dt.datetime.now(dt.UTC))
+    session.add(job)
+    session.flush()
+    session.add(ImportJobRow(tenant_id=tenant.id, job_id=job.id, line=2, status="imported",
+                             customer_id=customer.id, phone=customer.phone))
+    suppression, _ = compliance.opt_out(session=session, tenant=tenant, phone="+8613900000000",
+                                        reason="manual", detail="B的退订",
+                                        now=dt.datetime.now(dt.UTC))
+    session.add(AuditEntry(tenant_id=tenant.id, at=dt.datetime.now(dt.UTC), actor_kind="user",
+                           actor_id=1, actor_name="B的前台", action="consent.record",
+                           target=f"customer:{customer.id}", detail={}))
+    session.flush()
     return {"customer_id": customer.id, "staff_id": staff.id, "visit_id": visit.id,
             "key_id": key_id, "media_id": media.id, "message_id": message.id,
             "reply_id": reply.id, "rule_id": rule.id, "booking_id": request.id,
-            "campaign_id": campaign.id}
+            "campaign_id": campaign.id, "job_id": job.id, "suppression_id": suppression}
 
 
 def _v1_routes(app):
@@ -159,6 +178,18 @@ def test_collections_show_only_ones_own_rows(client, account, other_account, b_o
     filtered = client.get(f"/v1/visits?customer_id={b_objects['customer_id']}",
                           headers=account.headers).json()
     assert filtered["total"] == 0
+    for path in ("/v1/import-jobs", "/v1/suppressions", "/v1/consents", "/v1/audit-log",
+                 f"/v1/consents?customer_id={b_objects['customer_id']}"):
+        page = client.get(path, headers=account.headers).json()
+        assert page["total"] == 0 and page["items"] == [], path
+    bulk = client.post("/v1/consents/bulk", headers=account.headers, json={
+        "customer_ids": [b_objects["customer_id"]], "evidence": "A的合同"}).json()
+    assert bulk["rows"] == [{"customer_id": b_objects["customer_id"], "outcome": "not_found",
+                             "consent_id": None,
+                             "reason": "There is no such customer in this company."}]
+    by_job = client.post("/v1/consents/bulk", headers=account.headers, json={
+        "import_job_id": b_objects["job_id"], "evidence": "A的合同"})
+    assert by_job.status_code == 404 and "B的" not in by_job.text
 
 
 def test_bodies_cannot_point_at_another_companys_objects(client, account, b_objects):
