@@ -75,19 +75,16 @@ def list_consents(customer_id: Id, session: SessionDep, tenant: TenantDep) -> li
 @router.post("/customers/{customer_id}/opt-out", status_code=204)
 def opt_out(customer_id: Id, body: OptOut, session: SessionDep, tenant: TenantDep) -> Response:
     """Stop every message to this customer (e.g. they called to ask); revokes consent."""
-    customer = customers.get_customer(session=session, tenant_id=tenant.id,
-                                      customer_id=customer_id)
-    service.opt_out(session=session, tenant=tenant, phone=customer.phone, reason="manual",
-                    detail=body.detail, now=utcnow())
+    registry.opt_out_customer(session=session, tenant=tenant, customer_id=customer_id,
+                              detail=body.detail, now=utcnow())
     return Response(status_code=204)
 
 
 @router.post("/customers/{customer_id}/opt-in", status_code=204)
 def opt_in(customer_id: Id, session: SessionDep, tenant: TenantDep) -> Response:
     """Lift an opt-out: service messages resume; marketing needs a new consent."""
-    customer = customers.get_customer(session=session, tenant_id=tenant.id,
-                                      customer_id=customer_id)
-    service.opt_in(session=session, tenant=tenant, phone=customer.phone, now=utcnow())
+    registry.opt_in_customer(session=session, tenant=tenant, customer_id=customer_id,
+                             now=utcnow())
     return Response(status_code=204)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from compliance import audit_log
 from compliance import service as compliance
 from compliance.models import CONSENT_SOURCES, ConsentRecord, Suppression
+from customers import service as customers
 from customers.models import Customer
 from customers.phones import normalize_phone
 from huifang.errors import Conflict, Invalid, NotFound
@@ -89,14 +90,13 @@ def add_suppression(*, session: Session, tenant: Tenant, phone: str, detail: str
     """
     number = normalize_phone(phone, region=tenant.phone_region)
     suppression_id, created = compliance.opt_out(session=session, tenant=tenant, phone=number,
-                                                 reason="manual", detail=detail, now=now)
+                                                 reason="manual", detail=detail, now=now,
+                                                 actor=actor)
     row = session.get(Suppression, suppression_id)
     assert row is not None
     if not created:
         raise Conflict(f"{number} is already on the suppression list since "
                        f"{row.created_at:%Y-%m-%d} ({row.reason}).")
-    audit_log.record(session, actor, "suppression.add", f"phone:{number}",
-                     {"detail": detail, "suppression_id": suppression_id})
     return row
 
 
@@ -122,6 +122,53 @@ def lift_suppression(*, session: Session, tenant: Tenant, suppression_id: int,
     audit_log.record(session, actor, "suppression.lift", f"phone:{row.phone}",
                      {"suppression_id": row.id, "reason": row.reason})
     return row
+
+
+# --- one customer ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerCompliance:
+    """What the customer page shows: can they be reached and why not, their consents with
+    the evidence (newest first, revoked ones kept), and the opt-out in force, if any."""
+
+    reach: dict[str, dict[str, object]]
+    consents: list[ConsentRecord]
+    suppression: Suppression | None
+
+
+def customer_compliance(*, session: Session, tenant: Tenant, customer_id: int,
+                        now: dt.datetime) -> CustomerCompliance:
+    customer = customers.get_customer(session=session, tenant_id=tenant.id,
+                                      customer_id=customer_id)
+    records = compliance.consents(session=session, tenant_id=tenant.id, phone=customer.phone)
+    return CustomerCompliance(
+        reach=compliance.explain(session=session, tenant=tenant, customer=customer, now=now),
+        consents=records[::-1],
+        suppression=compliance.active_suppression(session=session, tenant=tenant,
+                                                  phone=customer.phone))
+
+
+def opt_out_customer(*, session: Session, tenant: Tenant, customer_id: int,
+                     detail: str | None, now: dt.datetime,
+                     actor: audit_log.Actor | None = None) -> bool:
+    """The office records that the customer asked to stop (a call, a visit): every message
+    stops and marketing consent is revoked. True when it is new."""
+    customer = customers.get_customer(session=session, tenant_id=tenant.id,
+                                      customer_id=customer_id)
+    _, created = compliance.opt_out(session=session, tenant=tenant, phone=customer.phone,
+                                    reason="manual", detail=detail, now=now, actor=actor)
+    return created
+
+
+def opt_in_customer(*, session: Session, tenant: Tenant, customer_id: int, now: dt.datetime,
+                    actor: audit_log.Actor | None = None) -> bool:
+    """The customer asked to hear from the company again: the opt-out is lifted (service
+    messages resume); marketing needs a new consent. False when there was none."""
+    customer = customers.get_customer(session=session, tenant_id=tenant.id,
+                                      customer_id=customer_id)
+    return compliance.opt_in(session=session, tenant=tenant, phone=customer.phone, now=now,
+                             actor=actor)
 
 
 # --- the consent ledger ---------------------------------------------------------------------

@@ -178,7 +178,8 @@ def run(*, session: Session, job_id: int) -> None:
     tenant = session.get(Tenant, job.tenant_id)
     data = job.data
     if tenant is None or data is None:
-        _finish(session, job, FAILED, now, "The file of this import is no longer there; upload it again.")
+        _finish(session, job, FAILED, now,
+                "The file of this import is no longer there; upload it again.")
         return
     try:
         rows = read_customer_file(data, max_rows=get_settings().import_max_rows)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from dataclasses import dataclass
 
 import pytest
 
@@ -190,3 +191,56 @@ def test_audit_log_filters(session, account, other_account, client):
 def test_recording_needs_an_actor(session, account):
     audit_log.record(session, None, "consent.record", "customer:1", {})
     assert audit_log.list_audit(session=session, tenant_id=account.tenant.id, page=PAGE)[1] == 0
+
+
+@dataclass
+class Person:
+    kind: str = "user"
+    id: int | None = 3
+    name: str = "前台小刘"
+    tenant_id: int = 0
+
+
+def test_customer_page_state_opt_out_and_in_by_the_office_are_audited(session, account,
+                                                                        other_account):
+    tenant = account.tenant
+    person = Person(tenant_id=tenant.id)
+    wang = customers.create_customer(session=session, tenant=tenant, name="王女士",
+                                     phone="13800138000")
+    compliance.record_consent(session=session, tenant_id=tenant.id, customer=wang,
+                              source="in_person", evidence="上门签字 #7", granted_at=NOW,
+                              now=NOW, actor=person)
+    state = registry.customer_compliance(session=session, tenant=tenant, customer_id=wang.id,
+                                         now=NOW)
+    assert [c.evidence for c in state.consents] == ["上门签字 #7"]
+    assert state.suppression is None and state.reach["service"]["can_receive"] is True
+
+    later = NOW + dt.timedelta(minutes=1)
+    assert registry.opt_out_customer(session=session, tenant=tenant, customer_id=wang.id,
+                                     detail="来电要求停止", now=later, actor=person)
+    assert not registry.opt_out_customer(session=session, tenant=tenant, customer_id=wang.id,
+                                         detail="又来电", now=later, actor=person)
+    state = registry.customer_compliance(session=session, tenant=tenant, customer_id=wang.id,
+                                         now=later)
+    assert state.suppression is not None and state.suppression.detail == "来电要求停止"
+    assert state.consents[0].revoked_at == later  # kept, revoked, as evidence
+    assert state.reach["marketing"]["can_receive"] is False
+
+    assert registry.opt_in_customer(session=session, tenant=tenant, customer_id=wang.id,
+                                     now=later, actor=person)
+    assert not registry.opt_in_customer(session=session, tenant=tenant, customer_id=wang.id,
+                                        now=later, actor=person)
+    with pytest.raises(NotFound):
+        registry.opt_out_customer(session=session, tenant=other_account.tenant,
+                                  customer_id=wang.id, detail=None, now=later)
+    compliance.update_policy(session=session, tenant_id=tenant.id,
+                             changes={"marketing_cap": 4}, actor=person)
+
+    entries, _ = audit_log.list_audit(session=session, tenant_id=tenant.id, page=PAGE)
+    assert [(e.action, e.target) for e in entries][::-1] == [
+        ("consent.record", f"customer:{wang.id}"),
+        ("suppression.add", "phone:+8613800138000"),  # its consent revocation is part of it
+        ("suppression.lift", "phone:+8613800138000"),
+        ("policy.update", "policy"),
+    ]
+    assert all(e.actor_name == "前台小刘" for e in entries)
