@@ -1,35 +1,79 @@
-"""The audit log's row (a minimal stand-in until the accounts package lands on main).
-
-``accounts.audit.record`` writes these; ``compliance.audit_log`` lists them. The lead's
-accounts package owns this model: reconcile at merge (same name, same columns).
-"""
+"""Users, their sessions and one-time sign-in links, and the audit log."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from huifang.db import Base, BigId
+from huifang.db import Base, BigId, TimestampMixin
 
-JsonDict = JSON().with_variant(JSONB(), "postgresql")
+
+class User(TimestampMixin, Base):
+    """A person of a company who signs in: owner, office or staff (``accounts.roles``)."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("tenant_id", "phone"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"),
+                                           index=True)
+    role: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(50))
+    # E.164, the sign-in name: office people know their own mobile number by heart.
+    phone: Mapped[str] = mapped_column(String(20), index=True)
+    # A staff user is the staff card whose visits they see (visits.models.Staff).
+    staff_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff.id", ondelete="SET NULL"), default=None)
+    password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class SignInLink(Base):
+    """A one-time link that signs a user in (and sets a password, for the office)."""
+
+    __tablename__ = "sign_in_links"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class UserSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its hash is kept here, so
+    revoking is deleting nothing the browser holds: ``revoked_at`` set, the next request is
+    signed out."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The form token of this session's pages (double-submit, fastapi-csrf-protect's cookie).
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column()
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
 
 
 class AuditEntry(Base):
-    """One change a person (or an API key) made: who, what, to what, when, and the details."""
+    """One change a person (or a program with an API key) made, and who made it."""
 
-    __tablename__ = "audit_entries"
-    __table_args__ = (Index("ix_audit_entries_tenant_at", "tenant_id", "at"),)
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_tenant_newest", "tenant_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     at: Mapped[dt.datetime] = mapped_column()
-    actor_kind: Mapped[str] = mapped_column(String(16))  # user | api_key | system
+    actor_kind: Mapped[str] = mapped_column(String(8))  # user | api_key | system
     actor_id: Mapped[int | None] = mapped_column(BigId, default=None)
     actor_name: Mapped[str] = mapped_column(String(100))
-    action: Mapped[str] = mapped_column(String(64))  # consent.record, customer.opt_out, …
-    target: Mapped[str] = mapped_column(String(200))  # customer:12, policy, import_job:3, …
-    detail: Mapped[dict[str, Any]] = mapped_column(JsonDict, default=dict)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(100), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -148,7 +148,7 @@ def record_bulk_consent(*, session: Session, tenant: Tenant, customer_ids: Seque
                     ConsentRecord.phone.in_([row["phone"] for row in new[start:start + 1000]]))))
         outcomes = [BulkOutcome(o.customer_id, o.outcome, ids.get(o.customer_id), o.reason)
                     if o.outcome == RECORDED else o for o in outcomes]
-    audit_log.record(session, actor, "consent.bulk_record", f"customers:{len(wanted)}",
+    audit_log.record(session, actor, "consent.bulk_recorded", f"customers:{len(wanted)}",
                      {"source": source, "evidence": evidence,
                       "granted_at": granted_at.isoformat(), **count(outcomes)})
     return outcomes

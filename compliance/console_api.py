@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
+from accounts.roles import Permission
 from compliance import audit_log, bulk, registry
 from compliance.schemas import (
     AuditEntryRead,
@@ -23,7 +24,7 @@ from compliance.schemas import (
 )
 from customers import import_jobs
 from huifang.db import utcnow
-from huifang.deps import SessionDep, TenantDep
+from huifang.deps import KeyActorDep, SessionDep, TenantDep, key_may
 from huifang.errors import Invalid
 from huifang.fields import Id, Instant
 from huifang.openapi import refusals
@@ -33,8 +34,8 @@ router = APIRouter(tags=["compliance"])
 
 
 @router.post("/consents/bulk", response_model=BulkConsentReport, responses=refusals(409))
-def record_bulk_consent(body: BulkConsentCreate, session: SessionDep, tenant: TenantDep
-                        ) -> BulkConsentReport:
+def record_bulk_consent(body: BulkConsentCreate, session: SessionDep, tenant: TenantDep,
+                        actor: KeyActorDep) -> BulkConsentReport:
     """Record consent for many customers on one piece of evidence; an outcome per customer.
 
     Customers who opted out, or withdrew consent after the evidence was signed, are refused
@@ -47,7 +48,7 @@ def record_bulk_consent(body: BulkConsentCreate, session: SessionDep, tenant: Te
     now = utcnow()
     outcomes = bulk.record_bulk_consent(
         session=session, tenant=tenant, customer_ids=ids, source=body.source,
-        evidence=body.evidence, granted_at=body.granted_at or now, now=now)
+        evidence=body.evidence, granted_at=body.granted_at or now, now=now, actor=actor)
     return BulkConsentReport(**bulk.count(outcomes), rows=[
         BulkConsentRow(customer_id=o.customer_id, outcome=o.outcome,
                        consent_id=o.consent_id, reason=o.reason) for o in outcomes])
@@ -71,7 +72,8 @@ def ledger_filter(
 LedgerFilterDep = Annotated[registry.LedgerFilter, Depends(ledger_filter)]
 
 
-@router.get("/consents", response_model=ConsentPage)
+@router.get("/consents", response_model=ConsentPage,
+            dependencies=[key_may(Permission.COMPLIANCE)])
 def list_consents(session: SessionDep, tenant: TenantDep, where: LedgerFilterDep,
                   page: Annotated[PageParams, Depends(page_params)]) -> ConsentPage:
     """The consent ledger, newest first, with its evidence (revoked records included)."""
@@ -88,7 +90,8 @@ def _suppression_read(row: registry.SuppressionRow) -> SuppressionRead:
                            customer_id=row.customer_id, customer_name=row.customer_name)
 
 
-@router.get("/suppressions", response_model=SuppressionPage)
+@router.get("/suppressions", response_model=SuppressionPage,
+            dependencies=[key_may(Permission.COMPLIANCE)])
 def list_suppressions(
     session: SessionDep, tenant: TenantDep, page: Annotated[PageParams, Depends(page_params)],
     phone: Annotated[str | None, Query(max_length=40, description="A whole number.")] = None,
@@ -104,11 +107,11 @@ def list_suppressions(
 
 @router.post("/suppressions", response_model=SuppressionRead, status_code=201,
              responses=refusals(409))
-def add_suppression(body: SuppressionCreate, session: SessionDep, tenant: TenantDep
-                    ) -> SuppressionRead:
+def add_suppression(body: SuppressionCreate, session: SessionDep, tenant: TenantDep,
+                    actor: KeyActorDep) -> SuppressionRead:
     """Put a number on the list (e.g. the person called to ask); revokes its consent."""
     row = registry.add_suppression(session=session, tenant=tenant, phone=body.phone,
-                                   detail=body.detail, now=utcnow())
+                                   detail=body.detail, now=utcnow(), actor=actor)
     rows, _ = registry.list_suppressions(session=session, tenant=tenant,
                                          page=PageParams(limit=1), phone=row.phone)
     return _suppression_read(rows[0])
@@ -116,21 +119,21 @@ def add_suppression(body: SuppressionCreate, session: SessionDep, tenant: Tenant
 
 @router.delete("/suppressions/{suppression_id}", response_model=SuppressionRead,
                responses=refusals(409))
-def lift_suppression(suppression_id: Id, session: SessionDep, tenant: TenantDep
-                     ) -> SuppressionRead:
+def lift_suppression(suppression_id: Id, session: SessionDep, tenant: TenantDep,
+                     actor: KeyActorDep) -> SuppressionRead:
     """Take a number off the list: service messages resume; marketing needs new consent."""
     row = registry.lift_suppression(session=session, tenant=tenant,
-                                    suppression_id=suppression_id, now=utcnow())
+                                    suppression_id=suppression_id, now=utcnow(), actor=actor)
     return _suppression_read(registry.SuppressionRow(row, None, None))
 
 
-@router.get("/audit-log", response_model=AuditPage)
+@router.get("/audit-log", response_model=AuditPage, dependencies=[key_may(Permission.POLICY)])
 def list_audit(
     session: SessionDep, tenant: TenantDep, page: Annotated[PageParams, Depends(page_params)],
     actor: Annotated[str | None, Query(max_length=100, description=(
         "Part of the name of who made the change, or user:ID / api_key:ID."))] = None,
     action: Annotated[str | None, Query(max_length=64, description=(
-        "An action (consent.bulk_record), or a prefix ending in a dot (consent.)."))] = None,
+        "An action (consent.bulk_recorded), or a prefix ending in a dot (consent.)."))] = None,
     target: Annotated[str | None, Query(max_length=200, description=(
         "What was changed (customer:12), or a kind of thing (customer)."))] = None,
     since: Annotated[Instant | None, Query(description="At or after.")] = None,

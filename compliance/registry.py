@@ -119,7 +119,7 @@ def lift_suppression(*, session: Session, tenant: Tenant, suppression_id: int,
         raise Conflict(f"This suppression was already lifted on {row.lifted_at:%Y-%m-%d}.")
     row.lifted_at = now
     session.flush()
-    audit_log.record(session, actor, "suppression.lift", f"phone:{row.phone}",
+    audit_log.record(session, actor, "suppression.lifted", f"phone:{row.phone}",
                      {"suppression_id": row.id, "reason": row.reason})
     return row
 

@@ -94,7 +94,7 @@ def update_policy(*, session: Session, tenant_id: int, changes: dict[str, object
         raise Invalid("Keep revoked consents at least 5 months (153 days); the regulator "
                       "asks for proof of consent that long.")
     session.flush()
-    audit_log.record(session, actor, "policy.update", "policy",
+    audit_log.record(session, actor, "policy.updated", "policy",
                      {k: v for k, v in changes.items() if v is not None})
     return policy
 
@@ -133,7 +133,7 @@ def record_consent(*, session: Session, tenant_id: int, customer: Customer, sour
                            recorded_at=now)
     session.add(record)
     session.flush()
-    audit_log.record(session, actor, "consent.record", f"customer:{customer.id}",
+    audit_log.record(session, actor, "consent.recorded", f"customer:{customer.id}",
                      {"consent_id": record.id, "source": source, "evidence": record.evidence})
     return record
 
@@ -164,7 +164,7 @@ def revoke_consent(*, session: Session, tenant_id: int, phone: str, source: str,
             session.expire(loaded)
     done = bool(getattr(revoked, "rowcount", 0))
     if done:
-        audit_log.record(session, actor, "consent.revoke", f"phone:{phone}",
+        audit_log.record(session, actor, "consent.revoked", f"phone:{phone}",
                          {"source": source, "evidence": evidence})
     return done
 
@@ -267,7 +267,7 @@ def opt_out(*, session: Session, tenant: Sender, phone: str, reason: str, detail
     if reason not in NOT_A_CHOICE:
         revoke_consent(session=session, tenant_id=tenant.id, phone=phone, source="reply"
                        if reason == "reply_opt_out" else "api", evidence=detail, now=now)
-    audit_log.record(session, actor, "suppression.add", f"phone:{phone}",
+    audit_log.record(session, actor, "suppression.added", f"phone:{phone}",
                      {"suppression_id": created, "reason": reason, "detail": detail})
     return created, True
 
@@ -280,7 +280,7 @@ def opt_in(*, session: Session, tenant: Tenant, phone: str, now: dt.datetime,
         return False
     existing.lifted_at = now
     session.flush()
-    audit_log.record(session, actor, "suppression.lift", f"phone:{phone}",
+    audit_log.record(session, actor, "suppression.lifted", f"phone:{phone}",
                      {"suppression_id": existing.id, "reason": existing.reason})
     return True
 

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, UploadFile
 
+from accounts.roles import Permission
 from compliance import service as compliance
 from compliance.schemas import Reachability
 from customers import search, service
@@ -19,7 +20,7 @@ from customers.schemas import (
 )
 from customers.search import Reach
 from huifang.db import utcnow
-from huifang.deps import SessionDep, TenantDep
+from huifang.deps import SessionDep, TenantDep, key_may
 from huifang.errors import TooLarge
 from huifang.fields import Id
 from huifang.openapi import refusals
@@ -112,7 +113,7 @@ def update_customer(
     return CustomerRead.model_validate(customer)
 
 
-@router.delete("/{customer_id}", status_code=204)
+@router.delete("/{customer_id}", status_code=204, dependencies=[key_may(Permission.POLICY)])
 def delete_customer(customer_id: Id, session: SessionDep, tenant: TenantDep) -> Response:
     """Delete a customer and their visits."""
     service.delete_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)

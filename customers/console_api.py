@@ -20,7 +20,7 @@ from customers.schemas import (
     TimelinePage,
 )
 from huifang.db import utcnow
-from huifang.deps import SessionDep, TenantDep
+from huifang.deps import KeyActorDep, SessionDep, TenantDep
 from huifang.fields import Id
 from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
@@ -52,12 +52,13 @@ def job_read(job: ImportJob) -> ImportJobRead:
 
 @router.post("/import-jobs", response_model=ImportJobRead, status_code=202,
              responses=refusals(413, 415))
-def start_import(file: UploadFile, session: SessionDep, tenant: TenantDep) -> ImportJobRead:
+def start_import(file: UploadFile, session: SessionDep, tenant: TenantDep,
+                 actor: KeyActorDep) -> ImportJobRead:
     """Import a CSV or XLSX list in the background; poll the job for progress and report."""
     limit = get_settings().import_max_bytes
     data = file.file.read(limit + 1)
     job = import_jobs.create_job(session=session, tenant=tenant, data=data,
-                                 filename=file.filename)
+                                 filename=file.filename, actor=actor)
     return job_read(job)
 
 

@@ -64,10 +64,10 @@ def create_job(*, session: Session, tenant: Tenant, data: bytes, filename: str |
     name = (filename or "").replace("\x00", "").strip()[:255] or None
     job = ImportJob(tenant_id=tenant.id, status=QUEUED, filename=name, file_bytes=len(data),
                     data=data, created_at=utcnow(),
-                    created_by=actor.name[:100] if actor is not None else None)
+                    created_by=actor.label[:100] if actor is not None else None)
     session.add(job)
     session.flush()
-    audit_log.record(session, actor, "customers.import", f"import_job:{job.id}",
+    audit_log.record(session, actor, "customers.import_started", f"import_job:{job.id}",
                      {"filename": name, "bytes": len(data)})
     _queue(session, job.id)
     return job

@@ -35,6 +35,10 @@ from messaging import webhooks
 from messaging.api import public_router as messaging_public_router
 from messaging.api import router as messaging_router
 from messaging.webhooks import router as messaging_webhooks_router
+from office import auth as office_auth
+from office import today as office_today
+from office import users as office_users
+from office import web as office
 from tenancy import service as tenancy
 from tenancy.api import router as tenancy_router
 from visits.api import staff_router, visit_router
@@ -137,6 +141,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(media_public_router)
     app.include_router(messaging_public_router)
     app.include_router(ops.router)
+    office.install(app, office_auth.router, office_today.router, office_users.router)
     add_docs(app)
 
     settings = get_settings()

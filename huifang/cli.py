@@ -22,6 +22,9 @@ app = typer.Typer(help="Huifang (回访): follow-up messaging for home-service c
                   no_args_is_help=True, add_completion=False)
 tenant_app = typer.Typer(help="Companies and their API keys.", no_args_is_help=True)
 customers_app = typer.Typer(help="Customer lists.", no_args_is_help=True)
+user_app = typer.Typer(help="People who sign in to the console and the staff page.",
+                       no_args_is_help=True)
+app.add_typer(user_app, name="user")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(customers_app, name="customers")
 
@@ -179,6 +182,89 @@ def tenant_new_key(
     print(key)
 
 
+@user_app.command("create")
+def user_create(
+    role: Annotated[str, typer.Option(help="owner, office or staff.")],
+    name: Annotated[str, typer.Option(help="The person's name, e.g. 王芳.")],
+    phone: Annotated[str, typer.Option(help="Their mobile number: they sign in with it.")],
+    tenant: Annotated[str | None, typer.Option(help="Company id or name.")] = None,
+    staff_id: Annotated[int | None, typer.Option(
+        help="For a staff user: their staff card (a new card when omitted).")] = None,
+) -> None:
+    """Add a user and print a one-time sign-in link (24 h): office users set a password
+    there, staff open it on their phone."""
+    from accounts import service as accounts
+    from tenancy import service as tenancy
+
+    try:
+        with get_database().session() as session:
+            row = tenancy.find_tenant(session=session, ref=tenant)
+            made = accounts.create_user(session=session, tenant=row, role=role, name=name,
+                                        phone=phone, staff_id=staff_id)
+            user_id = made.user.id
+    except HuifangError as exc:
+        raise _fail(exc.detail) from None
+    err.print(f"created user {user_id} ({role}) {name}; their sign-in link (valid 24 h, once):")
+    print(accounts.sign_in_url(made.link_token))
+
+
+@user_app.command("list")
+def user_list(
+    tenant: Annotated[str | None, typer.Option(help="Company id or name.")] = None,
+) -> None:
+    """List a company's users."""
+    from accounts import service as accounts
+    from tenancy import service as tenancy
+
+    table = Table("id", "name", "phone", "role", "staff card", "state")
+    try:
+        with get_database().session() as session:
+            row = tenancy.find_tenant(session=session, ref=tenant)
+            for u in accounts.list_users(session=session, tenant_id=row.id):
+                state = ("disabled" if u.disabled_at else
+                         "active" if u.password_hash or u.role == "staff" else "no password yet")
+                table.add_row(str(u.id), u.name, u.phone, u.role, str(u.staff_id or ""), state)
+    except HuifangError as exc:
+        raise _fail(exc.detail) from None
+    console.print(table)
+
+
+@user_app.command("disable")
+def user_disable(
+    user_id: Annotated[int, typer.Argument(help="The user's id (huifang user list).")],
+    tenant: Annotated[str | None, typer.Option(help="Company id or name.")] = None,
+) -> None:
+    """Disable a user: they are signed out everywhere at once."""
+    from accounts import service as accounts
+    from tenancy import service as tenancy
+
+    try:
+        with get_database().session() as session:
+            row = tenancy.find_tenant(session=session, ref=tenant)
+            accounts.disable_user(session=session, tenant_id=row.id, user_id=user_id)
+    except HuifangError as exc:
+        raise _fail(exc.detail) from None
+    err.print(f"user {user_id} disabled and signed out")
+
+
+@user_app.command("link")
+def user_link(
+    user_id: Annotated[int, typer.Argument(help="The user's id (huifang user list).")],
+    tenant: Annotated[str | None, typer.Option(help="Company id or name.")] = None,
+) -> None:
+    """Print a new one-time sign-in link for a user (a forgotten password, a new phone)."""
+    from accounts import service as accounts
+    from tenancy import service as tenancy
+
+    try:
+        with get_database().session() as session:
+            row = tenancy.find_tenant(session=session, ref=tenant)
+            token = accounts.new_link(session=session, tenant_id=row.id, user_id=user_id)
+    except HuifangError as exc:
+        raise _fail(exc.detail) from None
+    print(accounts.sign_in_url(token))
+
+
 @customers_app.command("import")
 def customers_import(
     file: Annotated[Path, typer.Argument(
@@ -280,6 +366,9 @@ def demo() -> None:
     url = get_settings().public_url
     console.print(f"demo company: {tenant_name} — {result.customers} customers, "
                   f"{result.staff} staff, {result.visits} visits")
+    console.print("office console — the owner (张店长, 13900139000) signs in here and sets a "
+                  f"password (link valid 24 h, once): {result.owner_link}")
+    console.print(f"staff phone page — a staff member's sign-in link: {result.staff_link}")
     console.print(f"API key: {result.api_key}")
     if result.photos:
         from media.service import format_code

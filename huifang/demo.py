@@ -11,9 +11,13 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from accounts import service as accounts
+from accounts.models import User
+from accounts.roles import Role
 from campaigns import service as campaigns
 from campaigns.models import ARCHIVED, PENDING, Campaign, CampaignOccurrence
 from compliance import service as compliance
+from customers import phones
 from customers import service as customers
 from customers.importer import ImportedRow
 from customers.models import Customer
@@ -76,6 +80,34 @@ class DemoResult:
     photos: list[Media]
     report_url: str | None = None
     campaign: DemoCampaign | None = None
+    owner_link: str = ""  # the owner's one-time sign-in link to the office console
+    staff_link: str = ""  # the first staff member's, for the staff phone page
+
+
+# 139 0013 9000: the demo owner (店长) signs in with this number; 139 0013 9001 is a staff
+# member's phone.
+DEMO_OWNER = ("张店长", "13900139000")
+DEMO_STAFF_PHONE = "13900139001"
+
+
+def _demo_users(*, session: Session, tenant: Tenant, staff: list[Staff]) -> tuple[str, str]:
+    """Sign-in links for the demo's owner and first staff member (made once, new links on
+    every run)."""
+    links = []
+    for role, name, phone, staff_id in (
+            (Role.OWNER, DEMO_OWNER[0], DEMO_OWNER[1], None),
+            (Role.STAFF, staff[0].name, DEMO_STAFF_PHONE, staff[0].id)):
+        user = session.scalars(select(User).where(
+            User.tenant_id == tenant.id, User.phone == phones.normalize_phone(
+                phone, region=tenant.phone_region))).first()
+        if user is None:
+            token = accounts.create_user(session=session, tenant=tenant, role=role, name=name,
+                                         phone=phone, staff_id=staff_id).link_token
+        else:
+            user.disabled_at = None
+            token = accounts.issue_link(session=session, user=user)
+        links.append(accounts.sign_in_url(token))
+    return links[0], links[1]
 
 
 def seed(*, session: Session) -> DemoResult:
@@ -128,9 +160,10 @@ def seed(*, session: Session) -> DemoResult:
     _record_consents(session=session, tenant=tenant,
                      customer_ids=customer_ids[:-WITHOUT_CONSENT], now=now)
     campaign = _seasonal_campaign(session=session, tenant=tenant, now=now)
+    owner_link, staff_link = _demo_users(session=session, tenant=tenant, staff=staff)
     return DemoResult(tenant=tenant, api_key=key, customers=len(customer_ids),
                       staff=len(staff), visits=count, photos=photos, report_url=report_url,
-                      campaign=campaign)
+                      campaign=campaign, owner_link=owner_link, staff_link=staff_link)
 
 
 def _record_consents(*, session: Session, tenant: Tenant, customer_ids: list[int],

@@ -16,9 +16,11 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from accounts.actors import Actor
+from accounts.roles import Permission, Role
 from huifang.db import READ_ONLY, Database, get_database, utcnow
 from tenancy import service as tenancy
-from tenancy.models import Tenant
+from tenancy.models import ApiKey, Tenant
 
 
 def database_for(request: Request) -> Database:
@@ -103,6 +105,7 @@ MISSING_KEY = "Send your API key as 'Authorization: Bearer hf_…'."
 
 
 def current_tenant(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     unit_of_work: UnitOfWorkDep,
@@ -124,6 +127,7 @@ def current_tenant(
             _record_key_use_apart(unit_of_work, api_key.id, now)
         else:
             tenancy.record_key_use(session=session, api_key_id=api_key.id, now=now)
+    request.state.api_key = api_key
     return tenant
 
 
@@ -149,6 +153,31 @@ def _record_key_use_apart(unit_of_work: UnitOfWork, api_key_id: int, now: dt.dat
 
 
 TenantDep = Annotated[Tenant, Depends(current_tenant)]
+
+
+def key_actor(request: Request, tenant: TenantDep) -> Actor:
+    """The API key of the request as the actor the audit log names."""
+    api_key: ApiKey = request.state.api_key
+    return Actor(kind="api_key", id=api_key.id, name=api_key.name, tenant_id=tenant.id,
+                 role=Role(api_key.role))
+
+
+KeyActorDep = Annotated[Actor, Depends(key_actor)]
+KEY_ROLE_REFUSED = ("This API key's role ('{role}') may not do this; use a key with the "
+                    "'owner' role (huifang tenant new-key, or POST /v1/api-keys with an "
+                    "owner key).")
+
+
+def key_may(permission: Permission) -> Any:
+    """For a route's ``dependencies=[…]``: the request's key must have ``permission``."""
+
+    def check(actor: KeyActorDep) -> None:
+        if not actor.may(permission):
+            raise HTTPException(403, KEY_ROLE_REFUSED.format(role=actor.role.value))
+
+    check.__name__ = f"key_may_{permission.value}"
+    check.huifang_key_permission = permission  # type: ignore[attr-defined]  # for the document
+    return Depends(check)
 
 
 # Text no database column can hold: NUL (PostgreSQL refuses it in text and JSON) and lone

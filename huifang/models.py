@@ -1,6 +1,6 @@
 """Every domain's models, imported so that ``Base.metadata`` (and Alembic) sees all tables."""
 
-from accounts.models import AuditEntry
+from accounts.models import AuditEntry, SignInLink, User, UserSession
 from campaigns.models import Campaign, CampaignOccurrence, PlumRainOnset
 from compliance.models import (
     ComplianceDecision,
@@ -36,9 +36,12 @@ __all__ = [
     "MessageEvent",
     "PlumRainOnset",
     "Rendition",
+    "SignInLink",
     "Staff",
     "Suppression",
     "Tenant",
+    "User",
+    "UserSession",
     "Visit",
     "WatermarkTemplate",
     "WorkerHeartbeat",

@@ -99,6 +99,13 @@ def _needs_key(route: RouteContext) -> bool:
     return any(call is deps.current_tenant for call in _calls(route.dependant))
 
 
+def _checks_key_role(route: RouteContext) -> bool:
+    return any(hasattr(call, "huifang_key_permission") for call in _calls(route.dependant))
+
+
+KEY_ROLE = "This API key's role may not do this (an owner key may)."
+
+
 def _reads_request(operation: dict[str, Any]) -> bool:
     return bool(operation.get("parameters") or operation.get("requestBody"))
 
@@ -131,6 +138,8 @@ def _correct(route: RouteContext, operation: dict[str, Any]) -> None:
         wanted.add(401)
     if _names_object(route):
         wanted.add(404)
+    if _checks_key_role(route):
+        responses.setdefault("403", {"description": KEY_ROLE})
     if "multipart/form-data" in operation.get("requestBody", {}).get("content", {}):
         wanted |= {413, 415}
     for code in sorted(wanted):

@@ -68,6 +68,25 @@ class Throttle:
             return
         raise TooManyRequests(max(1, math.ceil(reset - time.time())))
 
+    def wait(self, item: RateLimitItem, *key: str) -> int | None:
+        """Seconds until ``key`` may be counted once more under ``item``; None when it may
+        now (checking does not count)."""
+        try:
+            if self.limiter.test(item, *key):
+                return None
+            reset = self.limiter.get_window_stats(item, *key).reset_time
+        except StorageError as exc:
+            log.warning("rate limit not checked", error=str(exc))
+            return None
+        return max(1, math.ceil(reset - time.time()))
+
+    def count(self, item: RateLimitItem, *key: str) -> None:
+        """Count one against ``item`` without refusing (failed sign-ins)."""
+        try:
+            self.limiter.hit(item, *key)
+        except StorageError as exc:
+            log.warning("rate limit not counted", error=str(exc))
+
 
 def throttle_for(request: Request) -> Throttle:
     """The app's throttle, made on first use from the settings (tests set their own)."""

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from huifang.deps import SessionDep, TenantDep
+from accounts.roles import Permission
+from huifang.deps import SessionDep, TenantDep, key_may
 from huifang.fields import Id
 from huifang.settings import get_settings
 from tenancy import service
@@ -25,14 +26,14 @@ def read_tenant(tenant: TenantDep) -> TenantRead:
     return _read(tenant)
 
 
-@router.patch("/tenant", response_model=TenantRead)
+@router.patch("/tenant", response_model=TenantRead, dependencies=[key_may(Permission.SETTINGS)])
 def update_tenant(body: TenantUpdate, session: SessionDep, tenant: TenantDep) -> TenantRead:
     """Change the company's settings (name, time zone, clip length cap, report validity)."""
     service.update_tenant(session=session, tenant=tenant, **body.model_dump(exclude_unset=True))
     return _read(tenant)
 
 
-@router.get("/api-keys", response_model=list[ApiKeyRead])
+@router.get("/api-keys", response_model=list[ApiKeyRead], dependencies=[key_may(Permission.KEYS)])
 def list_keys(session: SessionDep, tenant: TenantDep) -> list[ApiKeyRead]:
     return [
         ApiKeyRead.model_validate(k)
@@ -40,14 +41,17 @@ def list_keys(session: SessionDep, tenant: TenantDep) -> list[ApiKeyRead]:
     ]
 
 
-@router.post("/api-keys", response_model=ApiKeyCreated, status_code=201)
+@router.post("/api-keys", response_model=ApiKeyCreated, status_code=201,
+             dependencies=[key_may(Permission.KEYS)])
 def create_key(body: ApiKeyCreate, session: SessionDep, tenant: TenantDep) -> ApiKeyCreated:
     """A new key. The answer is the only place the key is ever shown."""
-    row, key = service.create_api_key(session=session, tenant=tenant, name=body.name)
+    row, key = service.create_api_key(session=session, tenant=tenant, name=body.name,
+                                      role=body.role)
     return ApiKeyCreated(**ApiKeyRead.model_validate(row).model_dump(), key=key)
 
 
-@router.delete("/api-keys/{key_id}", response_model=ApiKeyRead)
+@router.delete("/api-keys/{key_id}", response_model=ApiKeyRead,
+               dependencies=[key_may(Permission.KEYS)])
 def revoke_key(key_id: Id, session: SessionDep, tenant: TenantDep) -> ApiKeyRead:
     """Revoke a key; requests made with it are refused from now on."""
     return ApiKeyRead.model_validate(

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -82,6 +82,9 @@ class TenantUpdate(BaseModel):
 
 class ApiKeyCreate(BaseModel):
     name: str = Field(default="api", min_length=1, max_length=100)
+    role: Literal["owner", "office"] = Field(
+        default="owner", description="owner: everything; office: the daily work, not keys, "
+        "users, settings or compliance policy.")
 
 
 class ApiKeyRead(BaseModel):
@@ -90,6 +93,7 @@ class ApiKeyRead(BaseModel):
     id: int
     name: str
     prefix: str
+    role: str
     created_at: dt.datetime
     last_used_at: dt.datetime | None
     revoked_at: dt.datetime | None

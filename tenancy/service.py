@@ -127,12 +127,16 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_api_key(*, session: Session, tenant: Tenant, name: str = "api") -> tuple[ApiKey, str]:
-    """A new key for ``tenant``: the row, and the key itself, which is never stored."""
+def create_api_key(*, session: Session, tenant: Tenant, name: str = "api", role: str = "owner"
+                   ) -> tuple[ApiKey, str]:
+    """A new key for ``tenant``: the row, and the key itself, which is never stored.
+    ``role`` is "owner" or "office" (accounts.roles.KEY_ROLES)."""
+    if role not in ("owner", "office"):
+        raise Invalid("An API key's role is 'owner' or 'office'.")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(
         tenant_id=tenant.id, name=name, prefix=key[:10], key_hash=hash_key(key),
-        created_at=utcnow(),
+        created_at=utcnow(), role=role,
     )
     session.add(row)
     session.flush()

@@ -99,7 +99,7 @@ def b_objects(session, other_account):
                                         reason="manual", detail="B的退订",
                                         now=dt.datetime.now(dt.UTC))
     session.add(AuditEntry(tenant_id=tenant.id, at=dt.datetime.now(dt.UTC), actor_kind="user",
-                           actor_id=1, actor_name="B的前台", action="consent.record",
+                           actor_id=1, actor_name="B的前台", action="consent.recorded",
                            target=f"customer:{customer.id}", detail={}))
     session.flush()
     return {"customer_id": customer.id, "staff_id": staff.id, "visit_id": visit.id,

@@ -4,12 +4,13 @@ those who opted out or withdrew after the evidence was signed, shown in the ledg
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import select
 
+from accounts.actors import Actor
 from accounts.models import AuditEntry
+from accounts.roles import Role
 from compliance import bulk
 from compliance import service as compliance
 from compliance.models import ConsentRecord
@@ -23,12 +24,8 @@ NOW = utcnow()
 CONTRACT = "2026年服务合同第5条，纸质原件存于门店档案柜"
 
 
-@dataclass
-class Person:
-    kind: str = "user"
-    id: int | None = 7
-    name: str = "前台小刘"
-    tenant_id: int = 0
+def Person(tenant_id: int) -> Actor:
+    return Actor(kind="user", id=3, name="前台小刘", tenant_id=tenant_id, role=Role.OFFICE)
 
 
 def make(session, tenant, name: str, phone: str):  # type: ignore[no-untyped-def]
@@ -92,7 +89,7 @@ def test_each_customer_gets_their_own_record_or_a_reason(session, account, crowd
     reach = compliance.explain(session=session, tenant=tenant, customer=crowd["新客"], now=NOW)
     assert "No recorded consent to marketing messages." not in reach["marketing"]["reasons"]
     entry = session.scalars(select(AuditEntry).where(AuditEntry.tenant_id == tenant.id)).one()
-    assert (entry.actor_name, entry.action) == ("前台小刘", "consent.bulk_record")
+    assert (entry.actor_name, entry.action) == ("前台小刘", "consent.bulk_recorded")
     assert entry.detail["recorded"] == 3 and entry.detail["refused_opted_out"] == 1
 
     again = bulk.record_bulk_consent(session=session, tenant=tenant,

@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from dataclasses import dataclass
 
 import pytest
 
+from accounts.actors import Actor
 from accounts.models import AuditEntry
+from accounts.roles import Role
 from compliance import audit_log, registry
 from compliance import service as compliance
 from compliance.models import CompliancePolicy
@@ -146,15 +147,15 @@ def _entry(tenant_id: int, at: dt.datetime, name: str, action: str, target: str,
 def test_audit_log_filters(session, account, other_account, client):
     tenant_id = account.tenant.id
     session.add_all([
-        _entry(tenant_id, NOW - dt.timedelta(days=3), "前台小刘", "consent.record",
+        _entry(tenant_id, NOW - dt.timedelta(days=3), "前台小刘", "consent.recorded",
                "customer:12"),
-        _entry(tenant_id, NOW - dt.timedelta(days=2), "前台小刘", "consent.bulk_record",
+        _entry(tenant_id, NOW - dt.timedelta(days=2), "前台小刘", "consent.bulk_recorded",
                "customers:40"),
-        _entry(tenant_id, NOW - dt.timedelta(days=1), "老板", "policy.update", "policy",
+        _entry(tenant_id, NOW - dt.timedelta(days=1), "老板", "policy.updated", "policy",
                actor_id=2),
-        _entry(tenant_id, NOW, "默认密钥", "customer.opt_out", "customer:12", kind="api_key",
+        _entry(tenant_id, NOW, "默认密钥", "suppression.added", "customer:12", kind="api_key",
                actor_id=5),
-        _entry(other_account.tenant.id, NOW, "别家", "policy.update", "policy"),
+        _entry(other_account.tenant.id, NOW, "别家", "policy.updated", "policy"),
     ])
     session.flush()
 
@@ -164,21 +165,21 @@ def test_audit_log_filters(session, account, other_account, client):
         assert total == len(entries)
         return [e.action for e in entries]
 
-    assert find() == ["customer.opt_out", "policy.update", "consent.bulk_record",
-                      "consent.record"]
-    assert find(actor="小刘") == ["consent.bulk_record", "consent.record"]
-    assert find(actor="api_key:5") == ["customer.opt_out"]
-    assert find(action="consent.") == ["consent.bulk_record", "consent.record"]
+    assert find() == ["suppression.added", "policy.updated", "consent.bulk_recorded",
+                      "consent.recorded"]
+    assert find(actor="小刘") == ["consent.bulk_recorded", "consent.recorded"]
+    assert find(actor="api_key:5") == ["suppression.added"]
+    assert find(action="consent.") == ["consent.bulk_recorded", "consent.recorded"]
     assert find(action="consent") == []  # exact unless it ends in a dot
-    assert find(target="customer:12") == ["customer.opt_out", "consent.record"]
-    assert find(target="customer") == ["customer.opt_out", "consent.record"]
-    assert find(target="policy") == ["policy.update"]
+    assert find(target="customer:12") == ["suppression.added", "consent.recorded"]
+    assert find(target="customer") == ["suppression.added", "consent.recorded"]
+    assert find(target="policy") == ["policy.updated"]
     assert find(since=NOW - dt.timedelta(days=2, hours=1),
-                until=NOW - dt.timedelta(hours=1)) == ["policy.update", "consent.bulk_record"]
+                until=NOW - dt.timedelta(hours=1)) == ["policy.updated", "consent.bulk_recorded"]
     with pytest.raises(Invalid):
         find(since=NOW, until=NOW)
 
-    page = client.get("/v1/audit-log", params={"action": "policy.update"},
+    page = client.get("/v1/audit-log", params={"action": "policy.updated"},
                       headers=account.headers).json()
     assert page["total"] == 1 and page["items"][0]["actor_name"] == "老板"
     assert page["items"][0]["detail"] == {"n": 1}
@@ -189,16 +190,12 @@ def test_audit_log_filters(session, account, other_account, client):
 
 
 def test_recording_needs_an_actor(session, account):
-    audit_log.record(session, None, "consent.record", "customer:1", {})
+    audit_log.record(session, None, "consent.recorded", "customer:1", {})
     assert audit_log.list_audit(session=session, tenant_id=account.tenant.id, page=PAGE)[1] == 0
 
 
-@dataclass
-class Person:
-    kind: str = "user"
-    id: int | None = 3
-    name: str = "前台小刘"
-    tenant_id: int = 0
+def Person(tenant_id: int) -> Actor:
+    return Actor(kind="user", id=3, name="前台小刘", tenant_id=tenant_id, role=Role.OFFICE)
 
 
 def test_customer_page_state_opt_out_and_in_by_the_office_are_audited(session, account,
@@ -238,9 +235,9 @@ def test_customer_page_state_opt_out_and_in_by_the_office_are_audited(session, a
 
     entries, _ = audit_log.list_audit(session=session, tenant_id=tenant.id, page=PAGE)
     assert [(e.action, e.target) for e in entries][::-1] == [
-        ("consent.record", f"customer:{wang.id}"),
-        ("suppression.add", "phone:+8613800138000"),  # its consent revocation is part of it
-        ("suppression.lift", "phone:+8613800138000"),
-        ("policy.update", "policy"),
+        ("consent.recorded", f"customer:{wang.id}"),
+        ("suppression.added", "phone:+8613800138000"),  # its consent revocation is part of it
+        ("suppression.lifted", "phone:+8613800138000"),
+        ("policy.updated", "policy"),
     ]
     assert all(e.actor_name == "前台小刘" for e in entries)

@@ -1,25 +1,21 @@
-"""screen-customers: background customer imports (jobs and their per-row report), audit log
+"""screen-customers: background customer imports (jobs and their per-row report)
 
-Revision ID: 0012_screen_customers
-Revises: 0011
+Revision ID: 0013_screen_customers
+Revises: 0012
 Create Date: 2026-12-06
-
-``audit_entries`` is a stand-in for the accounts package's table (the lead reconciles it).
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
-revision: str = "0012_screen_customers"
-down_revision: str | None = "0011"
+revision: str = "0013_screen_customers"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
-JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql')
 
 
 def upgrade() -> None:
@@ -67,27 +63,8 @@ def upgrade() -> None:
     with op.batch_alter_table('import_job_rows', schema=None) as batch_op:
         batch_op.create_index('ix_import_job_rows_job_line', ['job_id', 'line'], unique=False)
 
-    op.create_table('audit_entries',
-    sa.Column('id', ID, nullable=False),
-    sa.Column('tenant_id', ID, nullable=False),
-    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('actor_kind', sa.String(length=16), nullable=False),
-    sa.Column('actor_id', ID, nullable=True),
-    sa.Column('actor_name', sa.String(length=100), nullable=False),
-    sa.Column('action', sa.String(length=64), nullable=False),
-    sa.Column('target', sa.String(length=200), nullable=False),
-    sa.Column('detail', JSON, nullable=False),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_audit_entries_tenant_id_tenants'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_entries')),
-    )
-    with op.batch_alter_table('audit_entries', schema=None) as batch_op:
-        batch_op.create_index('ix_audit_entries_tenant_at', ['tenant_id', 'at'], unique=False)
-
 
 def downgrade() -> None:
-    with op.batch_alter_table('audit_entries', schema=None) as batch_op:
-        batch_op.drop_index('ix_audit_entries_tenant_at')
-    op.drop_table('audit_entries')
     with op.batch_alter_table('import_job_rows', schema=None) as batch_op:
         batch_op.drop_index('ix_import_job_rows_job_line')
     op.drop_table('import_job_rows')
