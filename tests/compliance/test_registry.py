@@ -19,6 +19,7 @@ from customers import service as customers
 from huifang.db import utcnow
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.pagination import PageParams
+from tenancy import service as tenancy
 
 NOW = utcnow()
 PAGE = PageParams(limit=50)
@@ -241,3 +242,27 @@ def test_customer_page_state_opt_out_and_in_by_the_office_are_audited(session, a
         ("policy.updated", "policy"),
     ]
     assert all(e.actor_name == "前台小刘" for e in entries)
+
+
+def test_api_changes_are_audited_with_their_key_and_roles_hold(client, session, account):
+    wang = customers.create_customer(session=session, tenant=account.tenant, name="王女士",
+                                     phone="13800138000")
+    session.commit()
+    assert client.post(f"/v1/customers/{wang.id}/opt-out", headers=account.headers,
+                       json={"detail": "来电"}).status_code == 204
+    assert client.post("/v1/consents/bulk", headers=account.headers, json={
+        "customer_ids": [wang.id], "evidence": "合同"}).json()["refused_opted_out"] == 1
+    log = client.get("/v1/audit-log", headers=account.headers).json()
+    assert [(e["action"], e["actor_kind"], e["actor_name"]) for e in log["items"]] == [
+        ("consent.bulk_recorded", "api_key", "API key api"),
+        ("suppression.added", "api_key", "API key api"),
+    ]
+
+    _, office_key = tenancy.create_api_key(session=session, tenant=account.tenant,
+                                           name="前台", role="office")
+    session.commit()
+    office = {"Authorization": f"Bearer {office_key}"}
+    refused = client.get("/v1/audit-log", headers=office)
+    assert refused.status_code == 403 and "owner" in refused.json()["detail"]
+    assert client.get("/v1/consents", headers=office).status_code == 200
+    assert client.get("/v1/suppressions", headers=office).json()["total"] == 1
