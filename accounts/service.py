@@ -122,7 +122,8 @@ def issue_link(*, session: Session, user: User) -> str:
                                              SignInLink.used_at.is_(None))
                     .values(used_at=now))
     token = _new_token()
-    session.add(SignInLink(user_id=user.id, token_hash=_hash(token), created_at=now,
+    session.add(SignInLink(tenant_id=user.tenant_id, user_id=user.id,
+                           token_hash=_hash(token), created_at=now,
                            expires_at=now + LINK_VALID))
     return token
 
@@ -207,7 +208,8 @@ def open_session(*, session: Session, user: User, csrf_token: str, user_agent: s
     now = utcnow()
     token = _new_token()
     expires = now + SESSION_VALID[Role(user.role)]
-    session.add(UserSession(user_id=user.id, token_hash=_hash(token), csrf_token=csrf_token,
+    session.add(UserSession(tenant_id=user.tenant_id, user_id=user.id,
+                            token_hash=_hash(token), csrf_token=csrf_token,
                             created_at=now, expires_at=expires, user_agent=user_agent[:200]))
     return OpenedSession(token, csrf_token, expires)
 

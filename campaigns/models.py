@@ -104,6 +104,7 @@ class CampaignOccurrence(TimestampMixin, Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "customer_id", "local_date"),
         Index("ix_campaign_occurrences_due", "status", "due_at"),
+        Index("ix_campaign_occurrences_tenant_due", "tenant_id", "due_at"),
         # The id is part of its message's idempotency key ("campaign:occurrence"): SQLite
         # must never hand a deleted row's id to a new one, or the new occurrence would find
         # the old message and send nothing (resuming after a pause recreates occurrences).

@@ -511,6 +511,27 @@ def _decide(*, ask: Ask, policy: CompliancePolicy, now: dt.datetime,
     return Verdict(SEND, ALLOWED, "Allowed.", text=final)
 
 
+def preview(*, session: Session, tenant: Tenant, customer: Customer, category: Category,
+            body: str, max_chars: int, now: dt.datetime) -> Verdict:
+    """What ``gate`` would decide for ``body`` now, without locking, counting or recording.
+
+    For a person about to send (an answer typed in the console): a message the gate would
+    refuse is not even scheduled, and they are told why. The send itself still passes
+    ``gate`` when it goes out, which decides.
+    """
+    number = (tenant.id, customer.phone)
+    policy = policy_for(session=session, tenant_id=tenant.id)
+    marketing = [number] if category == "marketing" else []
+    return _decide(ask=Ask(tenant, customer, category, body, "preview", max_chars),
+                   policy=policy, now=now,
+                   suppression=_active_suppressions(session, [number]).get(
+                       (*number, tenant.signature)),
+                   consented=number in _consented(session, marketing),
+                   sent=_marketing_counts(session, marketing, {tenant.id: policy}, now).get(
+                       number, 0),
+                   counted=False)
+
+
 def explain(*, session: Session, tenant: Tenant, customer: Customer, now: dt.datetime
             ) -> dict[str, dict[str, object]]:
     """Whether the customer can receive marketing and service messages now, and why not."""

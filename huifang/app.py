@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import huifang
+from alerts.api import router as alerts_router
+from bookings.desk_api import router as booking_desk_router
 from campaigns.api import router as campaigns_router
 from compliance.api import router as compliance_router
 from compliance.console_api import router as compliance_console_router
@@ -34,6 +36,7 @@ from media.api import router as media_router
 from messaging import webhooks
 from messaging.api import public_router as messaging_public_router
 from messaging.api import router as messaging_router
+from messaging.thread_api import router as threads_router
 from messaging.webhooks import router as messaging_webhooks_router
 from office import auth as office_auth
 from office import today as office_today
@@ -41,6 +44,7 @@ from office import users as office_users
 from office import web as office
 from tenancy import service as tenancy
 from tenancy.api import router as tenancy_router
+from today.api import router as today_router
 from visits.api import staff_router, visit_router
 
 # A JSON request of the API is a few KB; a megabyte leaves room and bounds what a stranger
@@ -135,7 +139,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     v1 = APIRouter(prefix="/v1")
     for router in (tenancy_router, customers_router, customers_console_router, staff_router,
                    visit_router, media_router, compliance_router, compliance_console_router,
-                   messaging_router, campaigns_router):
+                   messaging_router, campaigns_router, threads_router, booking_desk_router,
+                   today_router, alerts_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)

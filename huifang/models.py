@@ -1,6 +1,7 @@
 """Every domain's models, imported so that ``Base.metadata`` (and Alembic) sees all tables."""
 
 from accounts.models import AuditEntry, SignInLink, User, UserSession
+from alerts.models import Alert, AlertChannel, AlertDelivery
 from campaigns.models import Campaign, CampaignOccurrence, PlumRainOnset
 from compliance.models import (
     ComplianceDecision,
@@ -18,6 +19,9 @@ from tenancy.models import ApiKey, Tenant
 from visits.models import Staff, Visit
 
 __all__ = [
+    "Alert",
+    "AlertChannel",
+    "AlertDelivery",
     "ApiKey",
     "AuditEntry",
     "Base",

@@ -284,6 +284,11 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     }
     for queue in QUEUES
 }
+BEAT_SCHEDULE["deliver-due-alerts"] = {
+    "task": "alerts.tasks.deliver_due_alerts",
+    "schedule": timedelta(seconds=30),
+    "options": {"queue": "default", "expires": 25},
+}
 BEAT_SCHEDULE["dispatch-due-messages"] = {
     "task": "messaging.tasks.dispatch_due",
     "schedule": timedelta(seconds=10),
@@ -320,6 +325,7 @@ configure(get_settings())
 
 def load_tasks() -> None:
     """Import every module that defines tasks, so workers know them by name."""
+    import alerts.tasks  # noqa: F401
     import campaigns.tasks  # noqa: F401
     import compliance.tasks  # noqa: F401
     import customers.tasks  # noqa: F401

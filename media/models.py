@@ -34,6 +34,7 @@ class Media(TimestampMixin, Base):
         # The same file uploaded twice to a visit is one media (phones retry uploads).
         UniqueConstraint("visit_id", "sha256"),
         Index("ix_media_tenant_visit", "tenant_id", "visit_id"),
+        Index("ix_media_tenant_status", "tenant_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -29,6 +29,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from alerts import events as alert_events
 from customers.models import Customer
 from huifang.db import dialect_of, insert_or_skip
 from huifang.errors import Conflict, Invalid, NotFound
@@ -262,6 +263,7 @@ def book(*, session: Session, link: ShortLink, slot_start: dt.datetime, note: st
         if open_booking(session=session, link=link, now=now) is None:
             raise
         raise AlreadyBooked() from None
+    alert_events.booking_requested(session=session, booking=booking)
     return booking
 
 
@@ -307,6 +309,7 @@ def book_from_reply(*, session: Session, reply: InboundMessage, now: dt.datetime
                       source_id=replied_to.source_id if replied_to else None)
     session.add(booking)
     session.flush()
+    alert_events.booking_requested(session=session, booking=booking)
     return booking
 
 

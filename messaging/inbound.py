@@ -36,6 +36,7 @@ from sqlalchemy import BigInteger, Select, String, Table, and_, bindparam, selec
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from alerts import events as alert_events
 from compliance import service as compliance
 from customers.models import Customer
 from customers.phones import normalize_phone
@@ -289,6 +290,10 @@ def receive(*, session: Session, provider: str, provider_message_id: str, phone:
             result.duplicate = True
             continue
         if company is not None:
+            if routing.complaint:
+                reply = session.get(InboundMessage, reply_id)
+                if reply is not None:
+                    alert_events.complaint(session=session, reply=reply)
             queued = _act(session, company, reply_id, number, text, routing, now, queue)
             if queued is not None:
                 result.send_now.append(queued)

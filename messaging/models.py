@@ -141,6 +141,7 @@ class InboundMessage(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "provider", "provider_message_id"),
         Index("ix_inbound_tenant_received", "tenant_id", "received_at"),
+        Index("ix_inbound_tenant_state", "tenant_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -165,6 +166,10 @@ class InboundMessage(Base):
     # Service recovery (complaints): who owns it, when the customer first heard back, and
     # how it ended. The clock runs from received_at.
     owner: Mapped[str | None] = mapped_column(String(100), default=None)
+    # The office user it is assigned to (``owner`` keeps their name for the record).
+    assignee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    assigned_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     first_response_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     resolution: Mapped[str | None] = mapped_column(Text, default=None)
@@ -246,7 +251,8 @@ class Booking(TimestampMixin, Base):
     """
 
     __tablename__ = "bookings"
-    __table_args__ = (Index("ix_bookings_tenant_slot", "tenant_id", "slot_start"),)
+    __table_args__ = (Index("ix_bookings_tenant_slot", "tenant_id", "slot_start"),
+                      Index("ix_bookings_tenant_status", "tenant_id", "status"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -269,6 +275,13 @@ class Booking(TimestampMixin, Base):
     source_type: Mapped[str | None] = mapped_column(String(32), default=None)
     source_id: Mapped[str | None] = mapped_column(String(64), default=None)
     answered_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Confirmed by the office: who goes, and the visit made for it; declined: why (the
+    # customer is told).
+    staff_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff.id", ondelete="SET NULL"), default=None, index=True)
+    visit_id: Mapped[int | None] = mapped_column(
+        ForeignKey("visits.id", ondelete="SET NULL"), default=None)
+    decline_reason: Mapped[str | None] = mapped_column(Text, default=None)
     # The link while this booking is open on it (requested or confirmed, its time ahead);
     # unique, so two posts at once cannot both book through one link. Emptied when it is
     # cancelled or declined, or when its time has passed and the customer books again.

@@ -57,6 +57,8 @@ class ReplyRead(BaseModel):
     complaint_rule: str | None
     state: str
     owner: str | None
+    assignee_id: int | None = None
+    assigned_at: dt.datetime | None = None
     first_response_at: dt.datetime | None
     resolved_at: dt.datetime | None
     resolution: str | None
@@ -128,6 +130,9 @@ class BookingRead(BaseModel):
     source_id: str | None
     answered_at: dt.datetime | None
     created_at: dt.datetime
+    staff_id: int | None = None
+    visit_id: int | None = None
+    decline_reason: str | None = None
 
 
 class BookingAnswer(BaseModel):

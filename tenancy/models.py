@@ -32,6 +32,10 @@ class Tenant(TimestampMixin, Base):
     slot_minutes: Mapped[int] = mapped_column(default=120, server_default="120")
     # The language of automatic messages to customers who have none of their own.
     language: Mapped[str] = mapped_column(String(8), default="zh", server_default="zh")
+    # How soon the office means to answer, in minutes: a complaint or low rating, and any
+    # other reply or booking request. The console's clocks run against these.
+    complaint_target_minutes: Mapped[int] = mapped_column(default=120, server_default="120")
+    reply_target_minutes: Mapped[int] = mapped_column(default=240, server_default="240")
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant")
 

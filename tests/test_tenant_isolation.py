@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from accounts.models import AuditEntry
+from alerts import service as alerts
 from campaigns import service as campaigns
 from compliance import service as compliance
 from customers import service as customers
@@ -42,7 +43,9 @@ COLLECTION_ROUTES = {
     ("PUT", "/v1/report-offers/{month}"), ("DELETE", "/v1/report-offers/{month}"),
     ("GET", "/v1/campaigns"), ("POST", "/v1/campaigns"), ("GET", "/v1/campaign-presets"),
     ("GET", "/v1/reports/retention"), ("GET", "/v1/reports/conversion"), ("GET", "/v1/plum-rain"),
-    ("PUT", "/v1/plum-rain"),
+    ("PUT", "/v1/plum-rain"), ("GET", "/v1/alert-channels"), ("POST", "/v1/alert-channels"),
+    ("GET", "/v1/alerts"), ("GET", "/v1/threads"), ("GET", "/v1/bookings/queue"),
+    ("GET", "/v1/today"), ("GET", "/v1/bookings/openings"),
     ("GET", "/v1/import-jobs"), ("POST", "/v1/import-jobs"), ("POST", "/v1/consents/bulk"),
     ("GET", "/v1/consents"), ("GET", "/v1/suppressions"), ("POST", "/v1/suppressions"),
     ("GET", "/v1/audit-log"),
@@ -55,7 +58,10 @@ PATCH_BODIES = {"customer_id": {"name": "改名"}, "staff_id": {"name": "改名"
                 "booking_id": {"status": "confirmed"}, "campaign_id": {"name": "改名"}}
 # POST bodies that would succeed on one's own object, keyed by the path's last word.
 POST_BODIES = {"consents": {"source": "in_person", "evidence": "x"},
-               "revoke": {"source": "api"}, "opt-out": {"detail": "x"}}
+               "revoke": {"source": "api"}, "opt-out": {"detail": "x"},
+               "answers": {"body": "你好"}, "assign": {"assignee_id": 1},
+               "resolve": {"resolution": "x"}, "decline": {"reason": "x"},
+               "confirm": {"slot_start": "2030-01-08T10:00:00+08:00", "staff_id": 1}}
 
 
 @pytest.fixture
@@ -102,10 +108,13 @@ def b_objects(session, other_account):
                            actor_id=1, actor_name="B的前台", action="consent.recorded",
                            target=f"customer:{customer.id}", detail={}))
     session.flush()
+    channel = alerts.create_channel(session=session, tenant=tenant, kind="webhook",
+                                    name="B的群", url="https://example.com/b")
     return {"customer_id": customer.id, "staff_id": staff.id, "visit_id": visit.id,
             "key_id": key_id, "media_id": media.id, "message_id": message.id,
             "reply_id": reply.id, "rule_id": rule.id, "booking_id": request.id,
-            "campaign_id": campaign.id, "job_id": job.id, "suppression_id": suppression}
+            "campaign_id": campaign.id, "job_id": job.id, "suppression_id": suppression,
+            "channel_id": channel.id}
 
 
 def _v1_routes(app):
@@ -162,8 +171,13 @@ def test_collections_show_only_ones_own_rows(client, account, other_account, b_o
     for path in ("/v1/customers", "/v1/staff", "/v1/visits"):
         page = client.get(path, headers=account.headers).json()
         assert page["total"] == 0 and page["items"] == [], path
-    for path in ("/v1/replies", "/v1/bookings", "/v1/keyword-rules"):
+    for path in ("/v1/replies", "/v1/bookings", "/v1/keyword-rules", "/v1/threads",
+                 "/v1/bookings/queue"):
         assert client.get(path, headers=account.headers).json() == [], path
+    counts = client.get("/v1/today", headers=account.headers).json()["counts"]
+    assert set(counts.values()) == {0}
+    openings = client.get("/v1/bookings/openings", headers=account.headers).json()
+    assert openings and all(o["free"] == [] for o in openings)  # B's staff are not A's
     client.put("/v1/watermark", headers=account.headers, json={"position": "top-right"})
     assert client.get("/v1/watermark", headers=other_account.headers).json()["position"] == (
         "bottom-left")
@@ -200,6 +214,8 @@ def test_bodies_cannot_point_at_another_companys_objects(client, account, b_obje
                                 "service_type": "ac_cleaning"}),
         ("POST", "/v1/visits", {"customer_id": own["id"], "staff_id": b_objects["staff_id"],
                                 "service_type": "ac_cleaning"}),
+        ("POST", f"/v1/threads/{own['id']}/answers", {"body": "你好",
+                                                      "reply_id": b_objects["reply_id"]}),
     ]
     for method, path, body in cases:
         response = client.request(method, path, headers=account.headers, json=body)

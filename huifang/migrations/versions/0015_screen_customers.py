@@ -1,7 +1,7 @@
 """screen-customers: background customer imports (jobs and their per-row report)
 
-Revision ID: 0013_screen_customers
-Revises: 0012
+Revision ID: 0015_screen_customers
+Revises: 0014
 Create Date: 2026-12-06
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013_screen_customers"
-down_revision: str | None = "0012"
+revision: str = "0015_screen_customers"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,55 @@
+"""What the office hears, in Chinese: each event of the product as one alert.
+
+Callers raise these inside the transaction of the event itself (a booking made, a
+complaint received), so an alert exists exactly when its event committed; the hot path of
+an opt-out raises nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from alerts import service
+from customers import phones
+from customers.models import Customer
+from huifang import i18n
+from tenancy.models import Tenant
+from visits.service_types import label
+
+if TYPE_CHECKING:
+    from messaging.models import Booking, InboundMessage
+
+
+def _who(customer: Customer | None, phone: str | None = None) -> str:
+    number = phones.masked(customer.phone if customer else phone or "")
+    return f"{customer.name}（{number}）" if customer else number
+
+
+def booking_requested(*, session: Session, booking: Booking) -> None:
+    tenant = session.get(Tenant, booking.tenant_id)
+    customer = session.get(Customer, booking.customer_id)
+    if tenant is None:
+        return
+    what = label(booking.service_type) if booking.service_type else "服务"
+    when = (i18n.format_datetime(booking.slot_start, tenant.timezone)
+            if booking.slot_start else "时间待定（回复预约）")
+    text = f"{_who(customer)} 预约了{what}：{when}。"
+    if booking.note:
+        text += f"\n备注：{booking.note[:200]}"
+    service.raise_alert(session=session, tenant_id=tenant.id, event="booking.new",
+                        dedupe_key=f"booking:{booking.id}", title="新预约待确认", text=text,
+                        link=service.office_link("/office/inbox"),
+                        facts={"booking_id": booking.id, "customer_id": booking.customer_id})
+
+
+def complaint(*, session: Session, reply: InboundMessage) -> None:
+    if reply.tenant_id is None:
+        return
+    customer = session.get(Customer, reply.customer_id) if reply.customer_id else None
+    text = f"{_who(customer, reply.phone)} 回复：{reply.body[:300]}"
+    service.raise_alert(session=session, tenant_id=reply.tenant_id, event="complaint",
+                        dedupe_key=f"complaint:{reply.id}", title="客户投诉，请尽快处理",
+                        text=text, link=service.office_link("/office/inbox"),
+                        facts={"reply_id": reply.id, "customer_id": reply.customer_id})

@@ -1,0 +1,24 @@
+"""Alert delivery on the worker: at once after the event, and a periodic retry sweep."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from alerts import service
+from huifang.db import utcnow
+from huifang.worker import task
+
+
+@task(queue="default")
+def deliver_alert(*, session: Session, alert_id: int) -> None:
+    service.deliver(session=session,
+                    delivery_ids=service.deliveries_of(session=session, alert_id=alert_id))
+
+
+@task(queue="default")
+def deliver_due_alerts(*, session: Session) -> None:
+    """Every 30 s: deliveries whose retry is due (a worker that died mid-send left its
+    claim, which comes due after the backoff like any failure)."""
+    due = service.due_deliveries(session=session, now=utcnow())
+    if due:
+        service.deliver(session=session, delivery_ids=due)

@@ -1,0 +1,1 @@
+"""Bookings: the customer's requests and the office's answers to them."""
