@@ -19,10 +19,11 @@ from tenancy.models import Tenant
 from visits.service_types import label
 
 if TYPE_CHECKING:
-    from messaging.models import Booking, InboundMessage
+    from bookings.models import Booking
+    from messaging.models import InboundMessage
 
 
-def _who(customer: Customer | None, phone: str | None = None) -> str:
+def who(customer: Customer | None, phone: str | None = None) -> str:
     number = phones.masked(customer.phone if customer else phone or "")
     return f"{customer.name}（{number}）" if customer else number
 
@@ -35,7 +36,7 @@ def booking_requested(*, session: Session, booking: Booking) -> None:
     what = label(booking.service_type) if booking.service_type else "服务"
     when = (i18n.format_datetime(booking.slot_start, tenant.timezone)
             if booking.slot_start else "时间待定（回复预约）")
-    text = f"{_who(customer)} 预约了{what}：{when}。"
+    text = f"{who(customer)} 预约了{what}：{when}。"
     if booking.note:
         text += f"\n备注：{booking.note[:200]}"
     service.raise_alert(session=session, tenant_id=tenant.id, event="booking.new",
@@ -48,7 +49,7 @@ def complaint(*, session: Session, reply: InboundMessage) -> None:
     if reply.tenant_id is None:
         return
     customer = session.get(Customer, reply.customer_id) if reply.customer_id else None
-    text = f"{_who(customer, reply.phone)} 回复：{reply.body[:300]}"
+    text = f"{who(customer, reply.phone)} 回复：{reply.body[:300]}"
     service.raise_alert(session=session, tenant_id=reply.tenant_id, event="complaint",
                         dedupe_key=f"complaint:{reply.id}", title="客户投诉，请尽快处理",
                         text=text, link=service.office_link("/office/inbox"),

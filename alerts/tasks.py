@@ -22,3 +22,4 @@ def deliver_due_alerts(*, session: Session) -> None:
     due = service.due_deliveries(session=session, now=utcnow())
     if due:
         service.deliver(session=session, delivery_ids=due)
+

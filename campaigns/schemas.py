@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -276,3 +276,112 @@ class PlumRainRead(PlumRainTable):
     fallback: str = Field(description="Where the table has no date: the almanac rule.")
     traditional: dict[int, dt.date] = Field(description="The almanac rule's dates, this year "
                                                         "and next.")
+
+
+# --- the campaign editor's lint and the charts' figures ----------------------------------------
+
+
+class DraftMms(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str | None = Field(default=None, max_length=40)
+    body: str = Field(default="", max_length=4000)
+
+
+class DraftLintRequest(BaseModel):
+    """Texts being typed; nothing is saved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: str = Field(max_length=4000, examples=["{{ customer_name }}您好，空调该清洗了："
+                                                     "{{ booking_link }}"])
+    mms: DraftMms | None = None
+    category: Literal["marketing", "service"] | None = Field(
+        default=None, description="By default the preset's, or marketing.")
+    rule: dict[str, Any] | None = None
+    preset: str | None = Field(default=None, max_length=64)
+
+
+class TextEditRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    start: int = Field(description="Offset in code points, line ends as \\n.")
+    end: int
+    old: str
+    new: str
+
+
+class FixRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    label: str = Field(description="What the fix does, in Chinese (a button's words).")
+    edits: list[TextEditRead]
+    result: str = Field(description="The whole text (template, or the MMS body) after it.")
+
+
+class ExplainedFindingRead(LintFindingRead):
+    sentence: str = Field(description="What is wrong and what to do, in Chinese.")
+    fix: FixRead | None = Field(description="Edits that correct the text; none when the "
+                                            "fix is elsewhere (e.g. the signature setting).")
+
+
+class DraftLintRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    findings: list[ExplainedFindingRead]
+    errors: int
+    warnings: int
+    can_activate: bool
+    rule_text: str | None
+
+
+class WeekRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    start: dt.date = Field(description="The week's Monday, company's local date.")
+    sent: int
+    delivered: int = Field(description="Of the messages sent that week, delivered.")
+    clicked: int = Field(description="Links first opened that week.")
+    booked: int = Field(description="Bookings made that week from the campaign.")
+    opted_out: int = Field(description="Opt-out replies to the campaign's messages.")
+
+
+class WeeklyResultsRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    campaign_id: int
+    name: str
+    timezone: str
+    weeks: list[WeekRead]
+
+
+class TrendPointRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    month: dt.date
+    since: dt.date
+    until: dt.date
+    retention_rate: float | None
+    repeat_purchase_rate: float | None
+    second_service_conversion: float | None
+    active_at_start: int
+    new_customers: int
+
+
+class CompanyTrendRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    window_days: int
+    lookback_days: int
+    points: list[TrendPointRead]
+
+
+class DraftAudienceRequest(BaseModel):
+    """A draft's audience filters with its rule (or preset); nothing is saved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audience: dict[str, Any] | None = Field(
+        default=None, examples=[{"regions": ["上海"], "service_types": ["ac_cleaning"]}])
+    rule: dict[str, Any] | None = None
+    preset: str | None = Field(default=None, max_length=64)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from accounts.roles import Permission
+from access.roles import Permission
 from compliance import registry, service
 from compliance.console_api import LedgerFilterDep
 from compliance.models import CompliancePolicy

@@ -1,6 +1,6 @@
 """The audit log as the compliance screen reads it: who changed what, filtered and paged.
 
-Rows are written by ``accounts.audit.record``; the compliance and customer services of
+Rows are written by ``access.audit.record``; the compliance and customer services of
 the office screens write theirs through ``record`` below.
 """
 
@@ -13,16 +13,16 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from accounts import audit
-from accounts.actors import Actor
-from accounts.models import AuditEntry
+from access import audit
+from access.actors import Actor
+from access.models import AuditEntry
 from huifang.errors import Invalid
 from huifang.pagination import PageParams, paginate
 
 
 def record(session: Session, actor: Actor | None, action: str, target: str,
            detail: dict[str, Any]) -> None:
-    """``accounts.audit.record`` for a change a person (or an API key) made.
+    """``access.audit.record`` for a change a person (or an API key) made.
 
     Nothing is written without an actor: the system's own work on these records (a
     customer's "T" reply, a number the provider reports dead) is recorded where it happens

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from accounts.roles import Permission
+from access.roles import Permission
 from compliance import audit_log, bulk, registry
 from compliance.schemas import (
     AuditEntryRead,

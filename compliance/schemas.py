@@ -65,12 +65,6 @@ class PolicyUpdate(BaseModel):
     consent_retention_days: int | None = Field(default=None, ge=1, le=3650)
 
 
-class Reachability(BaseModel):
-    can_receive: bool
-    reasons: list[str] = Field(description="Why not, when it cannot.")
-    later: list[str] = Field(description="What delays a message now without stopping it.")
-
-
 # --- the compliance screen: bulk consent, suppression list, ledger, audit log --------------
 
 

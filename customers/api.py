@@ -4,10 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, UploadFile
 
-from accounts.roles import Permission
+from access.roles import Permission
 from compliance import service as compliance
-from compliance.schemas import Reachability
-from customers import search, service
+from customers import service
 from customers.schemas import (
     CustomerCreate,
     CustomerDetail,
@@ -17,8 +16,8 @@ from customers.schemas import (
     CustomerUpdate,
     ImportReport,
     ImportRow,
+    Reachability,
 )
-from customers.search import Reach
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep, key_may
 from huifang.errors import TooLarge
@@ -26,6 +25,8 @@ from huifang.fields import Id
 from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
 from huifang.settings import get_settings
+from office import customer_search as search
+from office.customer_search import Reach
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, UploadFile
 
-from customers import import_jobs, timeline
+from customers import import_jobs
 from customers.models import ImportJob
 from customers.schemas import (
     ImportJobPage,
@@ -25,6 +25,7 @@ from huifang.fields import Id
 from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
 from huifang.settings import get_settings
+from office import customer_timeline as timeline
 
 router = APIRouter(tags=["customers"])
 

@@ -26,7 +26,8 @@ from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from compliance import audit_log
+from access import audit
+from access.actors import Actor
 from customers import service as customers
 from customers.importer import ImportedRow, check_file_kind, read_customer_file
 from customers.models import (
@@ -51,7 +52,7 @@ ROW_STATUSES = ("imported", "updated", "unchanged", "rejected")
 
 
 def create_job(*, session: Session, tenant: Tenant, data: bytes, filename: str | None = None,
-               actor: audit_log.Actor | None = None) -> ImportJob:
+               actor: Actor | None = None) -> ImportJob:
     """Store an uploaded list and queue its import; the job to poll.
 
     What is plainly not a customer list (empty, too big, an old .xls, binary) is refused here,
@@ -67,7 +68,8 @@ def create_job(*, session: Session, tenant: Tenant, data: bytes, filename: str |
                     created_by=actor.label[:100] if actor is not None else None)
     session.add(job)
     session.flush()
-    audit_log.record(session, actor, "customers.import_started", f"import_job:{job.id}",
+    if actor is not None:
+        audit.record(session, actor, "customers.import_started", f"import_job:{job.id}",
                      {"filename": name, "bytes": len(data)})
     _queue(session, job.id)
     return job

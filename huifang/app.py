@@ -14,8 +14,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import huifang
 from alerts.api import router as alerts_router
+from bookings.api import router as bookings_router
 from bookings.desk_api import router as booking_desk_router
+from bookings.pages import public_router as bookings_public_router
 from campaigns.api import router as campaigns_router
+from campaigns.office_api import router as campaigns_office_router
 from compliance.api import router as compliance_router
 from compliance.console_api import router as compliance_console_router
 from customers.api import router as customers_router
@@ -33,15 +36,24 @@ from huifang.metrics import MetricsMiddleware
 from huifang.settings import get_settings
 from media.api import public_router as media_public_router
 from media.api import router as media_router
+from media.api import staff_router as media_staff_router
+from media.office_api import router as media_office_router
+from media.resumable_api import router as resumable_router
 from messaging import webhooks
 from messaging.api import public_router as messaging_public_router
 from messaging.api import router as messaging_router
+from messaging.office_api import router as messaging_office_router
 from messaging.thread_api import router as threads_router
 from messaging.webhooks import router as messaging_webhooks_router
+from office import alerts as office_alerts
 from office import auth as office_auth
 from office import today as office_today
 from office import users as office_users
 from office import web as office
+from reports.api import public_router as reports_public_router
+from reports.api import router as reports_router
+from reports.api import send_router as reports_send_router
+from staff.api import router as staff_day_router
 from tenancy import service as tenancy
 from tenancy.api import router as tenancy_router
 from today.api import router as today_router
@@ -138,15 +150,21 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(messaging_webhooks_router)
     v1 = APIRouter(prefix="/v1")
     for router in (tenancy_router, customers_router, customers_console_router, staff_router,
-                   visit_router, media_router, compliance_router, compliance_console_router,
-                   messaging_router, campaigns_router, threads_router, booking_desk_router,
-                   today_router, alerts_router):
+                   media_staff_router, visit_router, media_router, resumable_router,
+                   staff_day_router, reports_router, compliance_router,
+                   compliance_console_router, messaging_router, bookings_router,
+                   reports_send_router, campaigns_router, threads_router, booking_desk_router,
+                   today_router, alerts_router, campaigns_office_router, media_office_router,
+                   messaging_office_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)
+    app.include_router(reports_public_router)
     app.include_router(messaging_public_router)
+    app.include_router(bookings_public_router)
     app.include_router(ops.router)
-    office.install(app, office_auth.router, office_today.router, office_users.router)
+    office.install(app, office_auth.router, office_today.router, office_users.router,
+                   office_alerts.router)
     add_docs(app)
 
     settings = get_settings()
@@ -156,6 +174,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
             BodyLimit("/hooks/", webhooks.MAX_BODY_BYTES, "A webhook"),
             # These stream their upload and count it against their own caps as it arrives.
             BodyLimit("/v1/visits/{visit_id}/media", STREAMED),
+            BodyLimit("/v1/uploads/{upload_id}", STREAMED),  # tus pieces, held to their file
             BodyLimit("/v1/watermark/logo", STREAMED),
             BodyLimit("/v1/staff/{staff_id}/photo", STREAMED),
             BodyLimit("/v1/customers/import", settings.import_max_bytes, "A customer list",

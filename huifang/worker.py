@@ -289,6 +289,11 @@ BEAT_SCHEDULE["deliver-due-alerts"] = {
     "schedule": timedelta(seconds=30),
     "options": {"queue": "default", "expires": 25},
 }
+BEAT_SCHEDULE["scan-alerts"] = {
+    "task": "messaging.tasks.scan_alerts",
+    "schedule": timedelta(seconds=60),
+    "options": {"queue": "default", "expires": 55},
+}
 BEAT_SCHEDULE["dispatch-due-messages"] = {
     "task": "messaging.tasks.dispatch_due",
     "schedule": timedelta(seconds=10),
@@ -319,6 +324,11 @@ BEAT_SCHEDULE["requeue-stuck-media"] = {
     "schedule": timedelta(minutes=1),
     "options": {"queue": "default", "expires": 55},
 }
+BEAT_SCHEDULE["sweep-resumable-uploads"] = {
+    "task": "media.tasks.sweep_uploads",
+    "schedule": timedelta(minutes=10),
+    "options": {"queue": "default", "expires": 540},
+}
 
 configure(get_settings())
 
@@ -332,3 +342,4 @@ def load_tasks() -> None:
     import huifang.ops  # noqa: F401
     import media.tasks  # noqa: F401
     import messaging.tasks  # noqa: F401
+    import reports.tasks  # noqa: F401

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from sqlalchemy.orm import Session
 
 from huifang.db import utcnow
-from huifang.worker import enqueue, task
-from media import recaps, service
+from huifang.worker import each_on_its_own, enqueue, task
+from media import resumable, service
 
 
 @task(queue="media")
@@ -25,19 +22,6 @@ def process_media(*, session: Session, media_id: int) -> None:
     service.run_clip_job(session=session, job=job)
 
 
-@task(queue="media")
-def render_recap(*, session: Session, report_id: int) -> None:
-    """Make the recap video of a report whose visit has clips (ffmpeg outside any transaction)."""
-    job = recaps.recap_job(session=session, report_id=report_id)
-    session.commit()
-    if job is None:
-        return
-    with tempfile.TemporaryDirectory(prefix="huifang-recap-") as work:
-        made = recaps.make(job, workdir=Path(work))
-        recaps.record(session=session, job=job, made=made)
-        session.commit()  # the files are copied in before the scratch directory goes
-
-
 @task(queue="default")
 def requeue_stuck_media(*, session: Session) -> None:
     """Periodic: media whose task was lost (flushed Redis, a restart) are sent again."""
@@ -46,3 +30,25 @@ def requeue_stuck_media(*, session: Session) -> None:
     service.touch(session=session, media_ids=ids, now=now)
     for media_id in ids:
         enqueue(session, process_media, media_id=media_id)
+
+
+@task(queue="default")
+def sweep_uploads(*, session: Session) -> None:
+    """Periodic: resumable uploads that expired (or finished a day ago) are removed with their
+    bytes; complete ones whose request died before the handover are handed over; pieces no
+    upload owns go. Each upload on its own: one that fails is logged and the others go on."""
+    now = utcnow()
+    each_on_its_own(session, "media.tasks.sweep_uploads",
+                    resumable.stalled(session=session, now=now),
+                    lambda upload_id: resumable.finish_stalled(
+                        session=session, upload_id=upload_id, now=now,
+                        on_media=lambda media: enqueue(session, process_media,
+                                                       media_id=media.id)),
+                    what="upload_id")
+    each_on_its_own(session, "media.tasks.sweep_uploads",
+                    resumable.sweepable(session=session, now=now),
+                    lambda upload_id: resumable.remove(session=session, upload_id=upload_id,
+                                                       now=now),
+                    what="upload_id")
+    for token in resumable.orphans(session=session, now=now):
+        resumable.remove_orphan(token)

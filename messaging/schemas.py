@@ -112,28 +112,60 @@ class KeywordRuleRead(KeywordRuleCreate):
     created_at: dt.datetime
 
 
-class BookingRead(BaseModel):
+# --- the settings screen: keyword tester and provider ---------------------------------------
+
+
+class KeywordTest(BaseModel):
+    """A reply to try; ``proposed`` is a rule not yet saved, tried after the saved ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=2000, examples=["帮我约下周三上午"])
+    proposed: KeywordRuleCreate | None = None
+
+
+class KeywordTestRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
-    id: int
-    customer_id: int
-    service_type: str | None
-    slot_start: dt.datetime | None
-    slot_end: dt.datetime | None
-    note: str | None
-    status: str
-    channel: str
-    link_id: int | None
-    message_id: int | None
-    inbound_id: int | None
-    source_type: str | None
-    source_id: str | None
-    answered_at: dt.datetime | None
-    created_at: dt.datetime
-    staff_id: int | None = None
-    visit_id: int | None = None
-    decline_reason: str | None = None
+    text: str
+    normalized: str = Field(description="The reply as the rules read it.")
+    route: str
+    route_label: str
+    rule: str | None = Field(description="The deciding rule; tenant:<id> is the company's, "
+                                         "proposed the rule being tried.")
+    rule_label: str
+    complaint: bool
+    complaint_rule: str | None
+    answer: str | None = Field(description="The automatic answer the customer would get.")
+    what_happens: str
 
 
-class BookingAnswer(BaseModel):
-    status: Literal["confirmed", "declined"]
+class ProviderAddressRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    purpose: str
+    where: str
+    url: str
+    secret: bool
+
+
+class ProviderCredentialRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    variable: str
+    is_set: bool
+
+
+class ProviderSetupRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    label: str
+    supports_mms: bool
+    max_body_chars: int
+    rate_per_second: int | None
+    credentials: list[ProviderCredentialRead] = Field(
+        description="Whether each setting is present; values are never shown.")
+    addresses: list[ProviderAddressRead] = Field(
+        description="What to paste into the provider's console.")
+    warnings: list[str]

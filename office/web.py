@@ -26,10 +26,10 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from access.actors import Actor
+from access.roles import Permission, Role
 from accounts import service as accounts
-from accounts.actors import Actor
 from accounts.models import User, UserSession
-from accounts.roles import Permission, Role
 from customers import phones
 from huifang import i18n
 from huifang.deps import SessionDep
@@ -185,7 +185,6 @@ async def check_form(request: Request) -> None:
 
 
 FormChecked = Depends(check_form)
-router = APIRouter(prefix="/office", include_in_schema=False, dependencies=[FormChecked])
 
 
 # --- rendering --------------------------------------------------------------------------
@@ -287,10 +286,12 @@ def _form_refused(request: Request, _exc: Exception) -> Response:
 
 
 def install(app: FastAPI, *routers: APIRouter) -> None:
-    """Mount the console on ``app``: its routes, static files and refusal pages."""
+    """Mount the console on ``app``: its routes, static files and refusal pages. A router
+    of its own per app: including into a shared one would grow it with every app made."""
+    console = APIRouter(prefix="/office", include_in_schema=False, dependencies=[FormChecked])
     for extra in routers:
-        router.include_router(extra)
-    app.include_router(router)
+        console.include_router(extra)
+    app.include_router(console)
     app.mount("/office/static", StaticFiles(directory=STATIC), name="office-static")
     app.add_exception_handler(SignInRequired, _sign_in_required)
     app.add_exception_handler(NotAllowed, _not_allowed)

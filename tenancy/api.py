@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from accounts.roles import Permission
-from huifang.deps import SessionDep, TenantDep, key_may
+from access.roles import Permission
+from huifang.deps import KeyActorDep, SessionDep, TenantDep, key_may
 from huifang.fields import Id
 from huifang.settings import get_settings
 from tenancy import service
@@ -27,9 +27,12 @@ def read_tenant(tenant: TenantDep) -> TenantRead:
 
 
 @router.patch("/tenant", response_model=TenantRead, dependencies=[key_may(Permission.SETTINGS)])
-def update_tenant(body: TenantUpdate, session: SessionDep, tenant: TenantDep) -> TenantRead:
-    """Change the company's settings (name, time zone, clip length cap, report validity)."""
-    service.update_tenant(session=session, tenant=tenant, **body.model_dump(exclude_unset=True))
+def update_tenant(body: TenantUpdate, session: SessionDep, tenant: TenantDep,
+                  actor: KeyActorDep) -> TenantRead:
+    """Change the company's settings (name, signature, time zone, working hours and slots,
+    clip length cap, report validity); the change is in the audit log."""
+    service.update_tenant(session=session, tenant=tenant, actor=actor,
+                          **body.model_dump(exclude_unset=True))
     return _read(tenant)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from huifang.db import Base, BigId, TimestampMixin
@@ -36,6 +36,9 @@ class Tenant(TimestampMixin, Base):
     # other reply or booking request. The console's clocks run against these.
     complaint_target_minutes: Mapped[int] = mapped_column(default=120, server_default="120")
     reply_target_minutes: Mapped[int] = mapped_column(default=240, server_default="240")
+    # When staff finish a visit its report is built; True: the office reviews it and sends
+    # it, False: it goes to the customer at once.
+    report_review: Mapped[bool] = mapped_column(default=True, server_default=true())
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant")
 
@@ -59,7 +62,7 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column()
     last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
-    # What the key may do (accounts.roles): "owner" (everything) or "office" (the daily work:
+    # What the key may do (access.roles): "owner" (everything) or "office" (the daily work:
     # not keys, users, settings or compliance policy). Keys made before roles are owners'.
     role: Mapped[str] = mapped_column(String(8), default="owner", server_default="owner")
 

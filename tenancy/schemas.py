@@ -50,6 +50,9 @@ class TenantRead(BaseModel):
     work_end_minute: int
     slot_minutes: int
     language: Language
+    report_review: bool = Field(description="Whether the office reviews a visit's report "
+                                "before it is sent (true), or it goes to the customer as soon "
+                                "as staff finish the visit (false).")
     created_at: dt.datetime
     webhooks: dict[str, str] = Field(
         default_factory=dict,
@@ -61,6 +64,10 @@ class TenantUpdate(BaseModel):
     """Company settings; fields left out keep their value."""
 
     name: str | None = Field(default=None, min_length=1, max_length=100)
+    signature: str | None = Field(
+        default=None, min_length=1, max_length=20, examples=["【洁家家政】"],
+        description="SMS signature, with or without 【】; 2–16 characters inside them. "
+        "Providers approve signatures: change it only to one approved for the company.")
     timezone: TimeZoneName | None = None
     clip_max_seconds: int | None = Field(
         default=None, ge=5, le=600, description="Clips longer than this are trimmed at upload.")
@@ -78,6 +85,9 @@ class TenantUpdate(BaseModel):
     language: Language | None = Field(
         default=None, description="Language of automatic messages to customers who have "
         "none of their own: zh (Chinese, the default) or en.")
+    report_review: bool | None = Field(
+        default=None, description="true: the office reviews each report staff finish before "
+        "it is sent; false: it is sent to the customer at once.")
 
 
 class ApiKeyCreate(BaseModel):

@@ -9,11 +9,14 @@ import hmac
 import re
 import secrets
 import zoneinfo
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from access import audit
+from access.actors import Actor
 from huifang.db import utcnow
 from huifang.errors import Invalid, NotFound
 from huifang.settings import get_settings
@@ -83,8 +86,11 @@ def tenant_for_hook_key(*, session: Session, key: str) -> Tenant | None:
     return session.get(Tenant, int(key.partition(".")[0]))
 
 
-def update_tenant(*, session: Session, tenant: Tenant, **changes: object) -> Tenant:
-    """Change a company's settings (``TenantUpdate``'s fields); ``None`` leaves one as it is."""
+def update_tenant(*, session: Session, tenant: Tenant, actor: Actor | None = None,
+                  **changes: object) -> Tenant:
+    """Change a company's settings (``TenantUpdate``'s fields); ``None`` leaves one as it is.
+    What changed goes into the audit log under ``actor`` (None: the system)."""
+    changed: dict[str, Any] = {}
     for attr, value in changes.items():
         if value is None:
             continue
@@ -94,12 +100,19 @@ def update_tenant(*, session: Session, tenant: Tenant, **changes: object) -> Ten
             value = check_language(str(value))
         elif attr == "name":
             value = str(value).strip()
+        elif attr == "signature":
+            value = normalize_signature(str(value))
         elif attr == "work_days":
             value = "".join(sorted(set(str(value))))
+        if getattr(tenant, attr) != value:
+            changed[attr] = {"from": getattr(tenant, attr), "to": value}
         setattr(tenant, attr, value)
     if tenant.work_start_minute + tenant.slot_minutes > tenant.work_end_minute:
         raise Invalid("The working day must start before it ends and hold at least one visit "
                       "slot (e.g. 08:00 to 18:00 with 120-minute slots).")
+    if changed:
+        audit.record(session, actor, "tenant.updated", f"tenant:{tenant.id}", changed,
+                     tenant_id=tenant.id)
     session.flush()
     return tenant
 
@@ -130,7 +143,7 @@ def hash_key(key: str) -> str:
 def create_api_key(*, session: Session, tenant: Tenant, name: str = "api", role: str = "owner"
                    ) -> tuple[ApiKey, str]:
     """A new key for ``tenant``: the row, and the key itself, which is never stored.
-    ``role`` is "owner" or "office" (accounts.roles.KEY_ROLES)."""
+    ``role`` is "owner" or "office" (access.roles.KEY_ROLES)."""
     if role not in ("owner", "office"):
         raise Invalid("An API key's role is 'owner' or 'office'.")
     key = KEY_PREFIX + secrets.token_urlsafe(32)

@@ -149,7 +149,10 @@ def open_page(chromium: Any, app: LiveApp, viewport: dict[str, int], *,
     page.route("**/*", only_ours)
     page.on("console", lambda m: watched.errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: watched.errors.append(str(e)))
-    page.on("requestfailed", lambda r: watched.failed.append(f"{r.url} {r.failure}"))
+    # A request still in flight when the page navigates away is aborted: no defect of
+    # the page (requests that leave our server are caught above, in ``elsewhere``).
+    page.on("requestfailed", lambda r: None if r.failure == "net::ERR_ABORTED"
+            else watched.failed.append(f"{r.url} {r.failure}"))
     page.on("response", lambda r: watched.failed.append(f"{r.url} {r.status}")
             if r.status >= 400 and r.status not in watched.allowed_statuses else None)
     try:

@@ -14,16 +14,18 @@ import re
 import pytest
 from sqlalchemy import select
 
-from accounts.models import AuditEntry
+from access.models import AuditEntry
 from alerts import service as alerts
-from campaigns import service as campaigns
+from bookings import service as booking
+from bookings.models import Booking
+from campaigns import lifecycle as campaigns
 from compliance import service as compliance
 from customers import service as customers
 from customers.models import ImportJob, ImportJobRow
+from media import resumable
 from media.models import Media
 from messaging import inbound
 from messaging import service as outbox
-from messaging.models import Booking
 from visits import service as visits
 
 # Collection routes (no id in the path) and how to check them.
@@ -44,12 +46,17 @@ COLLECTION_ROUTES = {
     ("GET", "/v1/campaigns"), ("POST", "/v1/campaigns"), ("GET", "/v1/campaign-presets"),
     ("GET", "/v1/reports/retention"), ("GET", "/v1/reports/conversion"), ("GET", "/v1/plum-rain"),
     ("PUT", "/v1/plum-rain"), ("GET", "/v1/alert-channels"), ("POST", "/v1/alert-channels"),
-    ("GET", "/v1/alerts"), ("GET", "/v1/threads"), ("GET", "/v1/bookings/queue"),
-    ("GET", "/v1/today"), ("GET", "/v1/bookings/openings"),
+    ("GET", "/v1/alerts"),
+    ("PUT", "/v1/plum-rain"), ("GET", "/v1/threads"), ("GET", "/v1/bookings/queue"),
+    ("GET", "/v1/today"), ("GET", "/v1/bookings/openings"), ("OPTIONS", "/v1/uploads"),
+    ("POST", "/v1/campaigns/lint"), ("POST", "/v1/campaigns/audience"),
+    ("GET", "/v1/reports/trend"), ("POST", "/v1/keyword-rules/test"), ("GET", "/v1/provider"),
+    ("GET", "/v1/watermark/preview"),
     ("GET", "/v1/import-jobs"), ("POST", "/v1/import-jobs"), ("POST", "/v1/consents/bulk"),
     ("GET", "/v1/consents"), ("GET", "/v1/suppressions"), ("POST", "/v1/suppressions"),
     ("GET", "/v1/audit-log"),
 }
+TUS = {"Tus-Resumable": "1.0.0"}
 # Path words that name something in the caller's own company (a service code, a month),
 # not another object: routes with only these are walked as collections.
 OWN_NAME_PARAMS = {"service_type", "month"}
@@ -88,7 +95,7 @@ def b_objects(session, other_account):
                                  due_at=dt.datetime.now(dt.UTC))
     received = inbound.receive(session=session, provider="console", provider_message_id="b-1",
                                phone=customer.phone, text="1", tenant=tenant,
-                               now=dt.datetime.now(dt.UTC))
+                               now=dt.datetime.now(dt.UTC), on_book=booking.book_from_reply)
     reply = inbound.replies(session=session, received=received)[0]
     rule = inbound.add_keyword(session=session, tenant_id=tenant.id, route="opt_out",
                                kind="exact", value="B的退", now=dt.datetime.now(dt.UTC))
@@ -108,13 +115,16 @@ def b_objects(session, other_account):
                            actor_id=1, actor_name="B的前台", action="consent.recorded",
                            target=f"customer:{customer.id}", detail={}))
     session.flush()
+    upload = resumable.create_upload(session=session, tenant=tenant, visit_id=visit.id,
+                                     length=1000, metadata={"phase": "before"},
+                                     photo_max=2000, clip_max=2000, now=dt.datetime.now(dt.UTC))
     channel = alerts.create_channel(session=session, tenant=tenant, kind="webhook",
                                     name="B的群", url="https://example.com/b")
     return {"customer_id": customer.id, "staff_id": staff.id, "visit_id": visit.id,
             "key_id": key_id, "media_id": media.id, "message_id": message.id,
             "reply_id": reply.id, "rule_id": rule.id, "booking_id": request.id,
-            "campaign_id": campaign.id, "job_id": job.id, "suppression_id": suppression,
-            "channel_id": channel.id}
+            "campaign_id": campaign.id, "channel_id": channel.id, "upload_id": upload.token,
+            "job_id": job.id, "suppression_id": suppression}
 
 
 def _v1_routes(app):
@@ -145,7 +155,8 @@ def test_every_route_with_an_id_answers_404_for_another_company(
         if method in ("PATCH", "PUT", "POST"):
             last = template.rsplit("/", 1)[-1]
             body = POST_BODIES.get(last) or PATCH_BODIES.get(params[-1], {})
-        response = client.request(method, path, headers=account.headers, json=body)
+        # Tus-Resumable: the version a resumable upload's routes check before anything else.
+        response = client.request(method, path, headers={**account.headers, **TUS}, json=body)
         assert response.status_code == 404, f"{method} {path} -> {response.status_code}"
         assert "B的" not in response.text
         walked += 1
@@ -218,7 +229,8 @@ def test_bodies_cannot_point_at_another_companys_objects(client, account, b_obje
                                                       "reply_id": b_objects["reply_id"]}),
     ]
     for method, path, body in cases:
-        response = client.request(method, path, headers=account.headers, json=body)
+        # Tus-Resumable: the version a resumable upload's routes check before anything else.
+        response = client.request(method, path, headers={**account.headers, **TUS}, json=body)
         assert response.status_code == 404, (path, body, response.text)
     visit = client.post("/v1/visits", headers=account.headers,
                         json={"customer_id": own["id"], "service_type": "ac_cleaning"}).json()

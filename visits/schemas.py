@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,6 +76,7 @@ class VisitRead(BaseModel):
     service_label: str
     areas: list[str]
     scheduled_at: dt.datetime | None
+    started_at: dt.datetime | None
     finished_at: dt.datetime | None
     amount_cents: int | None
     notes: str | None
@@ -86,3 +88,73 @@ class VisitPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+# --- the staff member's day (staff.day) -------------------------------------------
+
+MissingPart = Literal["before", "after", "clip"]
+
+
+class AreaProgressRead(BaseModel):
+    """One area of a visit (客厅, 厨房 …) and what it still needs."""
+
+    area: str | None = Field(description="The room or place; null for photos of no area "
+                                         "(the whole visit, when it names no areas).")
+    required: bool = Field(description="An area of the visit: finishing needs its before and "
+                                       "after photos. False for an area only photos named.")
+    before: int = Field(description="服务前 photos received and not refused.")
+    after: int = Field(description="服务后 photos received and not refused.")
+    clips: int = Field(description="Clips received and not refused.")
+    processing: int = Field(description="Photos and clips still being processed.")
+    failed: int = Field(description="Photos and clips refused by processing (see the media).")
+    missing: list[MissingPart] = Field(description="What is still missing: before and after "
+                                                   "are needed to finish, a clip is welcome.")
+
+
+class VisitProgressRead(BaseModel):
+    visit_id: int
+    status: Literal["scheduled", "started", "finished"]
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    areas: list[AreaProgressRead]
+    staff_report: int = Field(description="工作汇报 photos (the staff member with the day's "
+                                          "sheet).")
+    processing: int
+    can_finish: bool = Field(description="Every area of the visit has its before and after "
+                                         "photos and nothing is still processing.")
+
+
+class ScheduledVisitRead(BaseModel):
+    """A visit on a staff member's list, with what the phone shows of it."""
+
+    visit_id: int
+    customer_id: int
+    customer_name: str
+    customer_region: str | None = Field(description="Where the customer lives (区域).")
+    service_type: str
+    service_label: str
+    areas: list[str]
+    scheduled_at: dt.datetime
+    local_date: dt.date = Field(description="The day in the company's time zone.")
+    local_time: str = Field(description="HH:MM in the company's time zone.", examples=["09:30"])
+    notes: str | None
+    progress: VisitProgressRead
+
+
+class StaffScheduleRead(BaseModel):
+    staff_id: int
+    staff_name: str
+    timezone: str
+    today: dt.date = Field(description="Today in the company's time zone.")
+    days: int
+    visits: list[ScheduledVisitRead]
+
+
+class VisitFinishRead(BaseModel):
+    visit: VisitRead
+    report_id: int
+    report_url: str = Field(description="The report page as the customer will see it.")
+    review: bool = Field(description="The company reviews reports before they are sent: "
+                                     "nothing was sent yet.")
+    message_id: int | None = Field(description="The report's message to the customer, when "
+                                               "it was sent at once.")

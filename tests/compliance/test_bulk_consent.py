@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from accounts.actors import Actor
-from accounts.models import AuditEntry
-from accounts.roles import Role
+from access.actors import Actor
+from access.models import AuditEntry
+from access.roles import Role
 from compliance import bulk
 from compliance import service as compliance
 from compliance.models import ConsentRecord

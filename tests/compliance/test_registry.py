@@ -9,9 +9,9 @@ import io
 
 import pytest
 
-from accounts.actors import Actor
-from accounts.models import AuditEntry
-from accounts.roles import Role
+from access.actors import Actor
+from access.models import AuditEntry
+from access.roles import Role
 from compliance import audit_log, registry
 from compliance import service as compliance
 from compliance.models import CompliancePolicy

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, text
 
+from bookings.models import Booking
 from compliance import service as compliance
-from customers import search
 from customers import service as customers
 from customers.models import Customer
 from huifang.db import utcnow
 from huifang.pagination import PageParams
-from messaging.models import Booking
+from office import customer_search as search
 from tests.conftest import make_account
 from visits import service as visits
 

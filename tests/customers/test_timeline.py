@@ -6,14 +6,14 @@ import datetime as dt
 
 import pytest
 
+from bookings.models import Booking
 from customers import service as customers
-from customers import timeline
 from huifang.db import utcnow
 from huifang.errors import Invalid, NotFound
-from media.models import Report
 from messaging import inbound
 from messaging import service as outbox
-from messaging.models import Booking
+from office import customer_timeline as timeline
+from reports.models import Report
 from visits import service as visits
 
 NOW = utcnow().replace(microsecond=0)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from access.models import AuditEntry
 from accounts import service as accounts
-from accounts.models import AuditEntry, User
+from accounts.models import User
 from tenancy import service as tenancy
 from tests.conftest import make_account
 from tests.office.support import PASSWORD, form_token, sign_in
@@ -146,3 +147,19 @@ def test_api_keys_have_roles(client, session):
     assert made.status_code == 201 and made.json()["role"] == "office"
     keys = client.get("/v1/api-keys", headers=owner).json()
     assert {k["role"] for k in keys} == {"owner", "office"}
+
+
+def test_every_app_gets_its_own_console_routes():
+    # Including the console's pages into one shared router added them (and nested their
+    # lifespan) once more with every app made, until a test run's few hundredth app
+    # overflowed the stack at start-up.
+    from huifang.app import create_app
+
+    def console_routes(app):
+        return sorted((r.path, sorted(getattr(r, "methods", None) or ())) for r in app.routes
+                      if getattr(r, "path", "").startswith("/office"))
+
+    first = console_routes(create_app())
+    create_app()
+    assert console_routes(create_app()) == first
+    assert len(first) == len({(path, tuple(methods)) for path, methods in first})
