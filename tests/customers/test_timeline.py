@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from bookings import service as booking
 from bookings.models import Booking
 from customers import service as customers
 from huifang.db import utcnow
@@ -47,12 +48,14 @@ def history(session, account):  # type: ignore[no-untyped-def]
                                  source_id=str(first.id), body="您的服务报告", due_at=ago(98))
     message.sent_at = ago(98)
     inbound.receive(session=session, provider="console", provider_message_id="r-1",
-                    phone=customer.phone, text="1", tenant=tenant, now=ago(50))
+                    phone=customer.phone, text="1", tenant=tenant, now=ago(50),
+                    on_book=booking.book_from_reply)
     # the "1" made a booking; one more from the page, at the very same instant as a reply
     session.add(Booking(tenant_id=tenant.id, customer_id=customer.id, status="confirmed",
                         channel="page", created_at=ago(10), updated_at=ago(10)))
     inbound.receive(session=session, provider="console", provider_message_id="r-2",
-                    phone=customer.phone, text="谢谢", tenant=tenant, now=ago(10))
+                    phone=customer.phone, text="谢谢", tenant=tenant, now=ago(10),
+                    on_book=booking.book_from_reply)
     session.flush()
     return tenant, customer
 

@@ -1,7 +1,7 @@
 """screen-customers: background customer imports (jobs and their per-row report)
 
-Revision ID: 0015_screen_customers
-Revises: 0014
+Revision ID: 0016_screen_customers
+Revises: 0015
 Create Date: 2026-12-06
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015_screen_customers"
-down_revision: str | None = "0014"
+revision: str = "0016_screen_customers"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
