@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import csv
-import io
-
 from fastapi import APIRouter, Response
 
 from access.roles import Permission
-from compliance import service
+from compliance import registry, service
+from compliance.console_api import LedgerFilterDep
 from compliance.models import CompliancePolicy
 from compliance.schemas import (
     ConsentCreate,
@@ -18,7 +16,7 @@ from compliance.schemas import (
 )
 from customers import service as customers
 from huifang.db import utcnow
-from huifang.deps import SessionDep, TenantDep, key_may
+from huifang.deps import KeyActorDep, SessionDep, TenantDep, key_may
 from huifang.fields import Id
 from huifang.openapi import refusals
 
@@ -44,25 +42,26 @@ def _policy_read(policy: CompliancePolicy) -> PolicyRead:
 @router.post("/customers/{customer_id}/consents", response_model=ConsentRead, status_code=201,
              responses=refusals(409))
 def record_consent(customer_id: Id, body: ConsentCreate, session: SessionDep,
-                   tenant: TenantDep) -> ConsentRead:
+                   tenant: TenantDep, actor: KeyActorDep) -> ConsentRead:
     """Record the customer's consent to marketing messages, with its evidence."""
     customer = customers.get_customer(session=session, tenant_id=tenant.id,
                                       customer_id=customer_id)
     now = utcnow()
     record = service.record_consent(session=session, tenant_id=tenant.id, customer=customer,
                                     source=body.source, evidence=body.evidence,
-                                    granted_at=body.granted_at or now, now=now)
+                                    granted_at=body.granted_at or now, now=now, actor=actor)
     return ConsentRead.model_validate(record)
 
 
 @router.post("/customers/{customer_id}/consents/revoke", response_model=list[ConsentRead])
 def revoke_consent(customer_id: Id, body: ConsentRevoke, session: SessionDep,
-                   tenant: TenantDep) -> list[ConsentRead]:
+                   tenant: TenantDep, actor: KeyActorDep) -> list[ConsentRead]:
     """Revoke marketing consent; the record is kept as evidence for the retention period."""
     customer = customers.get_customer(session=session, tenant_id=tenant.id,
                                       customer_id=customer_id)
     service.revoke_consent(session=session, tenant_id=tenant.id, phone=customer.phone,
-                           source=body.source, evidence=body.evidence, now=utcnow())
+                           source=body.source, evidence=body.evidence, now=utcnow(),
+                           actor=actor)
     return [ConsentRead.model_validate(r) for r in
             service.consents(session=session, tenant_id=tenant.id, phone=customer.phone)]
 
@@ -76,38 +75,31 @@ def list_consents(customer_id: Id, session: SessionDep, tenant: TenantDep) -> li
 
 
 @router.post("/customers/{customer_id}/opt-out", status_code=204)
-def opt_out(customer_id: Id, body: OptOut, session: SessionDep, tenant: TenantDep) -> Response:
+def opt_out(customer_id: Id, body: OptOut, session: SessionDep, tenant: TenantDep,
+            actor: KeyActorDep) -> Response:
     """Stop every message to this customer (e.g. they called to ask); revokes consent."""
-    customer = customers.get_customer(session=session, tenant_id=tenant.id,
-                                      customer_id=customer_id)
-    service.opt_out(session=session, tenant=tenant, phone=customer.phone, reason="manual",
-                    detail=body.detail, now=utcnow())
+    registry.opt_out_customer(session=session, tenant=tenant, customer_id=customer_id,
+                              detail=body.detail, now=utcnow(), actor=actor)
     return Response(status_code=204)
 
 
 @router.post("/customers/{customer_id}/opt-in", status_code=204)
-def opt_in(customer_id: Id, session: SessionDep, tenant: TenantDep) -> Response:
+def opt_in(customer_id: Id, session: SessionDep, tenant: TenantDep,
+           actor: KeyActorDep) -> Response:
     """Lift an opt-out: service messages resume; marketing needs a new consent."""
-    customer = customers.get_customer(session=session, tenant_id=tenant.id,
-                                      customer_id=customer_id)
-    service.opt_in(session=session, tenant=tenant, phone=customer.phone, now=utcnow())
+    registry.opt_in_customer(session=session, tenant=tenant, customer_id=customer_id,
+                             now=utcnow(), actor=actor)
     return Response(status_code=204)
 
 
 @router.get("/consents/export", response_class=Response, dependencies=[key_may(Permission.POLICY)],
             responses={200: {"content": {"text/csv": {}}}})
-def export_consents(session: SessionDep, tenant: TenantDep) -> Response:
-    """Every consent record of the company as CSV (for an audit or a regulator's request)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["id", "customer_id", "phone", "source", "evidence", "granted_at",
-                     "recorded_at", "revoked_at", "revoke_source", "revoke_evidence"])
-    for r in service.consents(session=session, tenant_id=tenant.id):
-        writer.writerow([r.id, r.customer_id or "", r.phone, r.source, r.evidence,
-                         r.granted_at.isoformat(), r.recorded_at.isoformat(),
-                         r.revoked_at.isoformat() if r.revoked_at else "",
-                         r.revoke_source or "", r.revoke_evidence or ""])
-    return Response("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8",
+def export_consents(session: SessionDep, tenant: TenantDep, where: LedgerFilterDep
+                    ) -> Response:
+    """The company's consent records as CSV, oldest first (for an audit or a regulator's
+    request); every record unless filtered as ``GET /v1/consents`` is."""
+    text_ = registry.export_ledger(session=session, tenant=tenant, where=where)
+    return Response(text_, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="consents.csv"'})
 
 
@@ -118,7 +110,8 @@ def read_policy(session: SessionDep, tenant: TenantDep) -> PolicyRead:
 
 @router.put("/compliance/policy", response_model=PolicyRead,
             dependencies=[key_may(Permission.POLICY)])
-def update_policy(body: PolicyUpdate, session: SessionDep, tenant: TenantDep) -> PolicyRead:
+def update_policy(body: PolicyUpdate, session: SessionDep, tenant: TenantDep,
+                  actor: KeyActorDep) -> PolicyRead:
     """Frequency cap, sending window (customer's local time), opt-out footer, retention."""
     changes = body.model_dump(exclude_unset=True)
     for name in ("window_start", "window_end"):
@@ -127,4 +120,4 @@ def update_policy(body: PolicyUpdate, session: SessionDep, tenant: TenantDep) ->
         else:
             changes.pop(name, None)
     return _policy_read(service.update_policy(session=session, tenant_id=tenant.id,
-                                              changes=changes))
+                                              changes=changes, actor=actor))

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from huifang.fields import Instant
+from huifang.fields import Id, Instant
 
 ConsentSource = Literal["in_person", "web_form", "reply", "import", "api"]
 
@@ -63,3 +63,90 @@ class PolicyUpdate(BaseModel):
     opt_out_footer: str | None = Field(default=None, min_length=2, max_length=20,
                                        examples=["回复T退订", "拒收请回复R"])
     consent_retention_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+# --- the compliance screen: bulk consent, suppression list, ledger, audit log --------------
+
+
+class BulkConsentCreate(BaseModel):
+    """Consent for many customers on one piece of evidence: name them, or one import."""
+
+    customer_ids: list[Id] | None = Field(
+        default=None, max_length=20_000, description="The customers (at most 20,000).")
+    import_job_id: Id | None = Field(
+        default=None, description="Every customer a finished import imported or matched.")
+    source: ConsentSource = Field(default="in_person", description="How they agreed.")
+    evidence: str = Field(min_length=1, max_length=2000,
+                          examples=["2026年服务合同第5条（纸质原件存于门店档案柜）"],
+                          description="What proves it, shared by every customer named.")
+    granted_at: Instant | None = Field(
+        default=None, description="When the evidence was signed; defaults to now.")
+
+
+class BulkConsentRow(BaseModel):
+    customer_id: int
+    outcome: Literal["recorded", "already_consented", "refused_opted_out",
+                     "refused_revoked_later", "not_found"]
+    consent_id: int | None = None
+    reason: str | None = None
+
+
+class BulkConsentReport(BaseModel):
+    recorded: int
+    already_consented: int
+    refused_opted_out: int
+    refused_revoked_later: int
+    not_found: int
+    rows: list[BulkConsentRow]
+
+
+class ConsentPage(BaseModel):
+    items: list[ConsentRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class SuppressionCreate(BaseModel):
+    phone: str = Field(min_length=1, max_length=40, examples=["138 0013 8000"],
+                       description="Any common spelling of the number.")
+    detail: str | None = Field(default=None, max_length=2000,
+                               examples=["客户来电要求不再发送短信"])
+
+
+class SuppressionRead(BaseModel):
+    id: int
+    phone: str
+    reason: str
+    detail: str | None
+    created_at: dt.datetime
+    lifted_at: dt.datetime | None
+    customer_id: int | None
+    customer_name: str | None
+
+
+class SuppressionPage(BaseModel):
+    items: list[SuppressionRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class AuditEntryRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: dt.datetime
+    actor_kind: str
+    actor_id: int | None
+    actor_name: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryRead]
+    total: int
+    limit: int
+    offset: int

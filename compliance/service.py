@@ -18,6 +18,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, text, upd
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from compliance import audit_log
 from compliance.models import (
     ALLOWED,
     CONSENT_SOURCES,
@@ -78,8 +79,8 @@ def policy_for(*, session: Session, tenant_id: int) -> CompliancePolicy:
     return policy
 
 
-def update_policy(*, session: Session, tenant_id: int, changes: dict[str, object]
-                  ) -> CompliancePolicy:
+def update_policy(*, session: Session, tenant_id: int, changes: dict[str, object],
+                  actor: audit_log.Actor | None = None) -> CompliancePolicy:
     policy = session.get(CompliancePolicy, tenant_id)
     if policy is None:
         policy = policy_for(session=session, tenant_id=tenant_id)
@@ -93,6 +94,8 @@ def update_policy(*, session: Session, tenant_id: int, changes: dict[str, object
         raise Invalid("Keep revoked consents at least 5 months (153 days); the regulator "
                       "asks for proof of consent that long.")
     session.flush()
+    audit_log.record(session, actor, "policy.updated", "policy",
+                     {k: v for k, v in changes.items() if v is not None})
     return policy
 
 
@@ -109,7 +112,8 @@ def active_consent(*, session: Session, tenant_id: int, phone: str) -> ConsentRe
 
 
 def record_consent(*, session: Session, tenant_id: int, customer: Customer, source: str,
-                   evidence: str, granted_at: dt.datetime, now: dt.datetime) -> ConsentRecord:
+                   evidence: str, granted_at: dt.datetime, now: dt.datetime,
+                   actor: audit_log.Actor | None = None) -> ConsentRecord:
     """Record a customer's consent to marketing messages, with what proves it."""
     if source not in CONSENT_SOURCES:
         raise Invalid(f"Say how consent was given: source must be one of "
@@ -129,6 +133,8 @@ def record_consent(*, session: Session, tenant_id: int, customer: Customer, sour
                            recorded_at=now)
     session.add(record)
     session.flush()
+    audit_log.record(session, actor, "consent.recorded", f"customer:{customer.id}",
+                     {"consent_id": record.id, "source": source, "evidence": record.evidence})
     return record
 
 
@@ -142,7 +148,8 @@ _REVOKE_CONSENT = (
 
 
 def revoke_consent(*, session: Session, tenant_id: int, phone: str, source: str,
-                   evidence: str | None, now: dt.datetime) -> bool:
+                   evidence: str | None, now: dt.datetime,
+                   actor: audit_log.Actor | None = None) -> bool:
     """Revoke the active consent (kept as evidence); False when there was none.
 
     One statement: ``record_consent`` allows one active consent per number.
@@ -155,7 +162,11 @@ def revoke_consent(*, session: Session, tenant_id: int, phone: str, source: str,
     for loaded in list(session.identity_map.values()):
         if isinstance(loaded, ConsentRecord):
             session.expire(loaded)
-    return bool(getattr(revoked, "rowcount", 0))
+    done = bool(getattr(revoked, "rowcount", 0))
+    if done:
+        audit_log.record(session, actor, "consent.revoked", f"phone:{phone}",
+                         {"source": source, "evidence": evidence})
+    return done
 
 
 def consents(*, session: Session, tenant_id: int, phone: str | None = None
@@ -236,7 +247,7 @@ _ACTIVE_SUPPRESSION, _INSERT_SUPPRESSION = _suppression_statements()
 
 
 def opt_out(*, session: Session, tenant: Sender, phone: str, reason: str, detail: str | None,
-            now: dt.datetime) -> tuple[int, bool]:
+            now: dt.datetime, actor: audit_log.Actor | None = None) -> tuple[int, bool]:
     """Stop all messages to ``phone`` under the company's signature: the suppression's id,
     and True when it is new.
 
@@ -256,16 +267,21 @@ def opt_out(*, session: Session, tenant: Sender, phone: str, reason: str, detail
     if reason not in NOT_A_CHOICE:
         revoke_consent(session=session, tenant_id=tenant.id, phone=phone, source="reply"
                        if reason == "reply_opt_out" else "api", evidence=detail, now=now)
+    audit_log.record(session, actor, "suppression.added", f"phone:{phone}",
+                     {"suppression_id": created, "reason": reason, "detail": detail})
     return created, True
 
 
-def opt_in(*, session: Session, tenant: Tenant, phone: str, now: dt.datetime) -> bool:
+def opt_in(*, session: Session, tenant: Tenant, phone: str, now: dt.datetime,
+           actor: audit_log.Actor | None = None) -> bool:
     """Lift the suppression (service messages resume); marketing still needs new consent."""
     existing = active_suppression(session=session, tenant=tenant, phone=phone)
     if existing is None:
         return False
     existing.lifted_at = now
     session.flush()
+    audit_log.record(session, actor, "suppression.lifted", f"phone:{phone}",
+                     {"suppression_id": existing.id, "reason": existing.reason})
     return True
 
 

@@ -10,7 +10,8 @@ from customers import service
 from customers.schemas import (
     CustomerCreate,
     CustomerDetail,
-    CustomerPage,
+    CustomerListItem,
+    CustomerListPage,
     CustomerRead,
     CustomerUpdate,
     ImportReport,
@@ -24,6 +25,8 @@ from huifang.fields import Id
 from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
 from huifang.settings import get_settings
+from office import customer_search as search
+from office.customer_search import Reach
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 
@@ -35,22 +38,40 @@ def create_customer(body: CustomerCreate, session: SessionDep, tenant: TenantDep
     return CustomerRead.model_validate(customer)
 
 
-@router.get("", response_model=CustomerPage)
+@router.get("", response_model=CustomerListPage)
 def list_customers(
     session: SessionDep,
     tenant: TenantDep,
     page: Annotated[PageParams, Depends(page_params)],
-    q: Annotated[str | None, Query(description="Part of the name or the phone number.")] = None,
-    tag: str | None = None,
-    region: str | None = None,
-    city: str | None = None,
-) -> CustomerPage:
-    items, total = service.list_customers(
-        session=session, tenant_id=tenant.id, page=page, q=q, tag=tag, region=region, city=city,
+    q: Annotated[str | None, Query(
+        max_length=100, description="Part of the name or the phone number, or a whole number."
+    )] = None,
+    tag: Annotated[str | None, Query(max_length=50)] = None,
+    region: Annotated[str | None, Query(max_length=50)] = None,
+    city: Annotated[str | None, Query(max_length=50)] = None,
+    area: Annotated[str | None, Query(
+        max_length=50, description="The start of the region or the city (上海, 浦东).")] = None,
+    reach: Annotated[Reach | None, Query(description=(
+        "reachable: marketing consent and no suppression; opted_out: they asked to stop; "
+        "no_consent: neither."))] = None,
+    churn_risk: Annotated[bool, Query(description=(
+        "Only customers overdue: last visit over 1.5 × the company's usual interval ago, "
+        "nothing booked."))] = False,
+) -> CustomerListPage:
+    """Customers, newest first, with reachability and churn badges."""
+    now = utcnow()
+    rows, total = search.search_customers(
+        session=session, tenant=tenant, page=page, now=now, q=q, tag=tag, area=area,
+        region=region, city=city, reach=reach, churn_risk=churn_risk,
     )
-    return CustomerPage(
-        items=[CustomerRead.model_validate(c) for c in items], total=total,
-        limit=page.limit, offset=page.offset,
+    return CustomerListPage(
+        items=[CustomerListItem(
+            **CustomerRead.model_validate(r.customer).model_dump(), reachable=r.reachable,
+            consented=r.consented, opted_out=r.opted_out, suppressed=r.suppressed,
+            last_visit_at=r.last_visit_at, churn_risk=r.churn_risk) for r in rows],
+        total=total, limit=page.limit, offset=page.offset,
+        usual_interval_days=search.usual_interval_days(session=session, tenant_id=tenant.id,
+                                                       now=now),
     )
 
 

@@ -117,18 +117,21 @@ def _xlsx_rows(data: bytes) -> Iterator[list[str]]:
         book.close()
 
 
-def read_customer_file(data: bytes, *, max_rows: int) -> list[ImportedRow]:
-    """The data rows of a CSV or XLSX customer list, decided by content, not file name."""
+def check_file_kind(data: bytes) -> None:
+    """Refuse, cheaply and before any row is read, what is not a CSV or XLSX list at all."""
     if not data.strip():
         raise Invalid("The file is empty; it needs a header line and one customer per line.")
     if data.startswith(OLE_MAGIC):
         raise UnsupportedType("This is an old .xls workbook; save it as .xlsx or CSV and retry.")
-    if data.startswith(XLSX_MAGIC):
-        rows = _xlsx_rows(data)
-    elif b"\x00" in data:  # anywhere: a NUL deep in the file is binary, and PostgreSQL refuses it
+    if not data.startswith(XLSX_MAGIC) and b"\x00" in data:
+        # anywhere: a NUL deep in the file is binary, and PostgreSQL refuses it
         raise UnsupportedType("This file is neither CSV text nor an XLSX workbook.")
-    else:
-        rows = _csv_rows(data)
+
+
+def read_customer_file(data: bytes, *, max_rows: int) -> list[ImportedRow]:
+    """The data rows of a CSV or XLSX customer list, decided by content, not file name."""
+    check_file_kind(data)
+    rows = _xlsx_rows(data) if data.startswith(XLSX_MAGIC) else _csv_rows(data)
 
     header: list[str] | None = None
     columns: dict[str, int] = {}

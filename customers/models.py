@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+import datetime as dt
+
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from huifang.db import Base, BigId, TimestampMixin
@@ -51,3 +53,67 @@ class CustomerTag(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     tag: Mapped[str] = mapped_column(String(50))
+
+
+# --- import jobs (customers.import_jobs) ---------------------------------------------------
+
+# ImportJob.status
+QUEUED = "queued"  # stored, waiting for a worker
+RUNNING = "running"  # a worker is reading or writing it (heartbeat_at says it is alive)
+DONE = "done"  # every row has its outcome
+FAILED = "failed"  # the file cannot be read at all (error says why); nothing was written
+INTERRUPTED = "interrupted"  # the worker stopped too often; rows_done rows are in
+IMPORT_JOB_STATES = (QUEUED, RUNNING, DONE, FAILED, INTERRUPTED)
+
+
+class ImportJob(Base):
+    """A customer list imported in the background, its progress and its outcome.
+
+    The file is kept in the row until the job ends, so a job whose worker died (a restart,
+    a lost task) is picked up again where it stopped: rows are committed a chunk at a time
+    with their outcomes and ``rows_done``, and importing a row twice changes nothing.
+    """
+
+    __tablename__ = "import_jobs"
+    __table_args__ = (
+        Index("ix_import_jobs_tenant_newest", "tenant_id", "id"),
+        Index("ix_import_jobs_status", "status", "heartbeat_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    filename: Mapped[str | None] = mapped_column(String(255), default=None)
+    file_bytes: Mapped[int] = mapped_column(default=0)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
+    rows_total: Mapped[int | None] = mapped_column(default=None)
+    rows_done: Mapped[int] = mapped_column(default=0)
+    imported: Mapped[int] = mapped_column(default=0)
+    updated: Mapped[int] = mapped_column(default=0)
+    unchanged: Mapped[int] = mapped_column(default=0)
+    rejected: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(default=0)
+    # Who started it (the signed-in person or the API key), as shown in the audit log.
+    created_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    started_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class ImportJobRow(Base):
+    """The outcome of one data row of an import job (the per-row report)."""
+
+    __tablename__ = "import_job_rows"
+    __table_args__ = (Index("ix_import_job_rows_job_line", "job_id", "line"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("import_jobs.id", ondelete="CASCADE"))
+    line: Mapped[int] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16))  # imported | updated | unchanged | rejected
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), default=None)
+    phone: Mapped[str | None] = mapped_column(String(20), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -89,3 +89,84 @@ class ImportReport(BaseModel):
     unchanged: int
     rejected: int
     rows: list[ImportRow]
+
+
+# --- the customers screen: list badges, timeline, background imports ----------------------
+
+
+class CustomerListItem(CustomerRead):
+    """A customer in the list, with what its badges show."""
+
+    reachable: bool = Field(description="Marketing can reach them: consent on record and "
+                            "no active suppression.")
+    consented: bool = Field(description="An unrevoked marketing consent is on record.")
+    opted_out: bool = Field(description="They asked to stop (an active suppression they chose).")
+    suppressed: bool = Field(description="Any active suppression: opted out, or the number "
+                             "cannot take SMS.")
+    last_visit_at: dt.datetime | None = Field(description="When their last visit finished.")
+    churn_risk: bool = Field(description="Overdue: last visit longer ago than 1.5 × the "
+                             "company's usual interval, and nothing booked.")
+
+
+class CustomerListPage(BaseModel):
+    items: list[CustomerListItem]
+    total: int
+    limit: int
+    offset: int
+    usual_interval_days: int = Field(
+        description="The company's usual days between two visits of a customer (churn risk).")
+
+
+class TimelineEntryRead(BaseModel):
+    kind: Literal["visit", "report", "booking", "message", "reply"]
+    id: int
+    at: dt.datetime
+    cursor: str = Field(description="Pass as `before` to get the entries after this one.")
+    data: dict[str, Any] = Field(
+        description="visit: service_type, service_label, staff_id, staff_name, areas, "
+        "scheduled_at, finished_at, amount_cents; report: visit_id, page, expires_at, "
+        "has_recap; booking: status, service_type, slot_start, slot_end, channel, note, "
+        "answered_at; message: channel, category, source_type, source_id, text, status, "
+        "status_reason, due_at, sent_at; reply: text, route, complaint, state, in_reply_to_id.")
+
+
+class TimelinePage(BaseModel):
+    items: list[TimelineEntryRead]
+    next_before: str | None = Field(description="The cursor of the next page; null at the end.")
+
+
+class ImportJobRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    status: Literal["queued", "running", "done", "failed", "interrupted"]
+    filename: str | None
+    file_bytes: int
+    rows_total: int | None = Field(description="Data rows in the file, once it has been read.")
+    rows_done: int
+    imported: int
+    updated: int
+    unchanged: int
+    rejected: int
+    error: str | None = Field(description="Why the job failed or was interrupted.")
+    attempts: int
+    stalled: bool = Field(default=False, description="Waiting or running, but not heard of "
+                          "for two minutes: it is picked up again within a minute or two.")
+    created_by: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+class ImportJobPage(BaseModel):
+    items: list[ImportJobRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class ImportRowPage(BaseModel):
+    items: list[ImportRow]
+    total: int
+    limit: int
+    offset: int

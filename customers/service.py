@@ -199,16 +199,18 @@ def import_file(
 
 def upsert_rows(
     *, session: Session, tenant: Tenant, rows: Sequence[ImportedRow],
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, first_line_of: dict[str, int] | None = None,
 ) -> list[RowOutcome]:
     """Insert new customers and update existing ones, matched on the normalised phone.
 
     Idempotent: importing the same file twice reports every row ``unchanged``. Rows are
     validated one by one (a bad row never stops the others) and written in batches.
+    ``first_line_of`` (phone → line) carries the numbers seen so far across calls, when a
+    file is written a chunk at a time; it is updated.
     """
     outcomes: list[RowOutcome] = []
     valid: list[tuple[ImportedRow, str, str]] = []  # row, e164, timezone
-    first_line_of: dict[str, int] = {}
+    first_line_of = {} if first_line_of is None else first_line_of
     for row in rows:
         try:
             if not row.name.strip():

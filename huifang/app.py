@@ -20,7 +20,9 @@ from bookings.pages import public_router as bookings_public_router
 from campaigns.api import router as campaigns_router
 from campaigns.office_api import router as campaigns_office_router
 from compliance.api import router as compliance_router
+from compliance.console_api import router as compliance_console_router
 from customers.api import router as customers_router
+from customers.console_api import router as customers_console_router
 from huifang import deps, ops, throttle
 from huifang import openapi as api_document
 from huifang.bodies import STREAMED, BodyLimit, BodyLimitMiddleware, KeyRequired
@@ -149,9 +151,10 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     # webhook must answer within milliseconds; the /v1 routes are walked after it).
     app.include_router(messaging_webhooks_router)
     v1 = APIRouter(prefix="/v1")
-    for router in (tenancy_router, customers_router, staff_router, media_staff_router,
-                   visit_router, media_router, resumable_router, staff_day_router,
-                   reports_router, compliance_router, messaging_router, bookings_router,
+    for router in (tenancy_router, customers_router, customers_console_router, staff_router,
+                   media_staff_router, visit_router, media_router, resumable_router,
+                   staff_day_router, reports_router, compliance_router,
+                   compliance_console_router, messaging_router, bookings_router,
                    reports_send_router, campaigns_router, threads_router, booking_desk_router,
                    today_router, alerts_router, campaigns_office_router, media_office_router,
                    messaging_office_router):
@@ -180,6 +183,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
             BodyLimit("/v1/watermark/logo", STREAMED),
             BodyLimit("/v1/staff/{staff_id}/photo", STREAMED),
             BodyLimit("/v1/customers/import", settings.import_max_bytes, "A customer list",
+                      slack=MULTIPART_SLACK),
+            BodyLimit("/v1/import-jobs", settings.import_max_bytes, "A customer list",
                       slack=MULTIPART_SLACK),
         ],
         default=BodyLimit("/", JSON_MAX_BYTES, "A request"),

@@ -12,7 +12,7 @@ from compliance.models import (
     MarketingSend,
     Suppression,
 )
-from customers.models import Customer, CustomerTag
+from customers.models import Customer, CustomerTag, ImportJob, ImportJobRow
 from huifang.db import Base
 from huifang.ops import WorkerHeartbeat
 from media.models import Media, Rendition, WatermarkTemplate
@@ -36,6 +36,8 @@ __all__ = [
     "ConsentRecord",
     "Customer",
     "CustomerTag",
+    "ImportJob",
+    "ImportJobRow",
     "LinkVisitor",
     "MarketingSend",
     "Media",

@@ -314,6 +314,11 @@ BEAT_SCHEDULE["hand-off-due-occurrences"] = {
     "schedule": timedelta(minutes=1),
     "options": {"queue": "default", "expires": 55},
 }
+BEAT_SCHEDULE["resume-import-jobs"] = {
+    "task": "customers.tasks.resume_import_jobs",
+    "schedule": timedelta(minutes=1),
+    "options": {"queue": "default", "expires": 55},
+}
 BEAT_SCHEDULE["requeue-stuck-media"] = {
     "task": "media.tasks.requeue_stuck_media",
     "schedule": timedelta(minutes=1),
@@ -333,6 +338,7 @@ def load_tasks() -> None:
     import alerts.tasks  # noqa: F401
     import campaigns.tasks  # noqa: F401
     import compliance.tasks  # noqa: F401
+    import customers.tasks  # noqa: F401
     import huifang.ops  # noqa: F401
     import media.tasks  # noqa: F401
     import messaging.tasks  # noqa: F401

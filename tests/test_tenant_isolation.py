@@ -14,11 +14,14 @@ import re
 import pytest
 from sqlalchemy import select
 
+from access.models import AuditEntry
 from alerts import service as alerts
 from bookings import service as booking
 from bookings.models import Booking
 from campaigns import lifecycle as campaigns
+from compliance import service as compliance
 from customers import service as customers
+from customers.models import ImportJob, ImportJobRow
 from media import resumable
 from media.models import Media
 from messaging import inbound
@@ -49,6 +52,9 @@ COLLECTION_ROUTES = {
     ("POST", "/v1/campaigns/lint"), ("POST", "/v1/campaigns/audience"),
     ("GET", "/v1/reports/trend"), ("POST", "/v1/keyword-rules/test"), ("GET", "/v1/provider"),
     ("GET", "/v1/watermark/preview"), ("GET", "/v1/bookings/answered"),
+    ("GET", "/v1/import-jobs"), ("POST", "/v1/import-jobs"), ("POST", "/v1/consents/bulk"),
+    ("GET", "/v1/consents"), ("GET", "/v1/suppressions"), ("POST", "/v1/suppressions"),
+    ("GET", "/v1/audit-log"),
 }
 TUS = {"Tus-Resumable": "1.0.0"}
 # Path words that name something in the caller's own company (a service code, a month),
@@ -96,6 +102,19 @@ def b_objects(session, other_account):
     request = session.scalars(select(Booking).where(Booking.tenant_id == tenant.id)).one()
     campaign = campaigns.create_campaign(session=session, tenant=tenant, name="B的活动",
                                          preset="ac_filter_quarterly")
+    job = ImportJob(tenant_id=tenant.id, status="done", filename="B的名单.csv",
+                    created_at=dt.datetime.now(dt.UTC))
+    session.add(job)
+    session.flush()
+    session.add(ImportJobRow(tenant_id=tenant.id, job_id=job.id, line=2, status="imported",
+                             customer_id=customer.id, phone=customer.phone))
+    suppression, _ = compliance.opt_out(session=session, tenant=tenant, phone="+8613900000000",
+                                        reason="manual", detail="B的退订",
+                                        now=dt.datetime.now(dt.UTC))
+    session.add(AuditEntry(tenant_id=tenant.id, at=dt.datetime.now(dt.UTC), actor_kind="user",
+                           actor_id=1, actor_name="B的前台", action="consent.recorded",
+                           target=f"customer:{customer.id}", detail={}))
+    session.flush()
     upload = resumable.create_upload(session=session, tenant=tenant, visit_id=visit.id,
                                      length=1000, metadata={"phase": "before"},
                                      photo_max=2000, clip_max=2000, now=dt.datetime.now(dt.UTC))
@@ -104,7 +123,8 @@ def b_objects(session, other_account):
     return {"customer_id": customer.id, "staff_id": staff.id, "visit_id": visit.id,
             "key_id": key_id, "media_id": media.id, "message_id": message.id,
             "reply_id": reply.id, "rule_id": rule.id, "booking_id": request.id,
-            "campaign_id": campaign.id, "channel_id": channel.id, "upload_id": upload.token}
+            "campaign_id": campaign.id, "channel_id": channel.id, "upload_id": upload.token,
+            "job_id": job.id, "suppression_id": suppression}
 
 
 def _v1_routes(app):
@@ -183,6 +203,20 @@ def test_collections_show_only_ones_own_rows(client, account, other_account, b_o
     filtered = client.get(f"/v1/visits?customer_id={b_objects['customer_id']}",
                           headers=account.headers).json()
     assert filtered["total"] == 0
+    for path in ("/v1/import-jobs", "/v1/suppressions", "/v1/consents",
+                 f"/v1/consents?customer_id={b_objects['customer_id']}"):
+        page = client.get(path, headers=account.headers).json()
+        assert page["total"] == 0 and page["items"] == [], path
+    log = client.get("/v1/audit-log", headers=account.headers)  # A's own changes only
+    assert log.status_code == 200 and "B的" not in log.text
+    bulk = client.post("/v1/consents/bulk", headers=account.headers, json={
+        "customer_ids": [b_objects["customer_id"]], "evidence": "A的合同"}).json()
+    assert bulk["rows"] == [{"customer_id": b_objects["customer_id"], "outcome": "not_found",
+                             "consent_id": None,
+                             "reason": "There is no such customer in this company."}]
+    by_job = client.post("/v1/consents/bulk", headers=account.headers, json={
+        "import_job_id": b_objects["job_id"], "evidence": "A的合同"})
+    assert by_job.status_code == 404 and "B的" not in by_job.text
 
 
 def test_bodies_cannot_point_at_another_companys_objects(client, account, b_objects):
