@@ -40,7 +40,7 @@ from huifang.settings import get_settings
 from messaging import service as outbox
 from messaging.models import Message
 from messaging.providers.twilio import TwilioProvider
-from messaging.tasks import TASK_MESSAGES
+from messaging.tasks import TASK_MESSAGES, send_in_batches
 from tenancy import service as tenancy
 from tests.messaging.twilio_fake import FakeTwilio
 
@@ -94,7 +94,7 @@ def _ready(_: int) -> int:
 def _send_task(chunk: list[int]) -> None:
     """One send task's body (``messaging.tasks.send_messages``) with the bench provider."""
     with _worker["database"].session() as session:
-        outbox.send_in_batches(session=session, message_ids=chunk, provider=_worker["provider"])
+        send_in_batches(session=session, message_ids=chunk, provider=_worker["provider"])
 
 
 def _post_range(numbers: range) -> None:
