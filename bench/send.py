@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scratch import scratch_database
 
 from compliance import service as compliance
+from compliance.schemas import PolicyUpdate
 from customers import service as customers
 from customers.importer import ImportedRow
 from huifang.db import Database, utcnow
@@ -51,8 +52,7 @@ def prepare(database: Database, count: int) -> list[int]:
         tenant = tenancy.create_tenant(session=session, name="压测家政", signature="压测家政")
         # Send at any hour: the bench measures the pipeline, not the customers' quiet hours.
         compliance.update_policy(session=session, tenant_id=tenant.id,
-                                 changes={"window_start_minute": 0,
-                                          "window_end_minute": 24 * 60})
+                                 changes=PolicyUpdate(window_start="00:00", window_end="24:00"))
         rows = [ImportedRow(line=i + 2, name=f"客户{i}", phone=f"139{i:08d}")
                 for i in range(count)]
         customers.upsert_rows(session=session, tenant=tenant, rows=rows)

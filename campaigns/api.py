@@ -123,12 +123,9 @@ def update_campaign(campaign_id: Id, body: CampaignUpdate, session: SessionDep,
                     tenant: TenantDep) -> CampaignRead | JSONResponse:
     """Edit; a new rule, audience or text makes a new version and recomputes what is not
     yet due. An active campaign's new texts must lint clean."""
-    changes = body.model_dump(exclude_unset=True)
-    if "mms" in changes:
-        changes["mms"] = body.mms.model_dump() if body.mms is not None else None
     try:
         campaign = campaigns.update_campaign(session=session, tenant=tenant,
-                                           campaign_id=campaign_id, changes=changes,
+                                           campaign_id=campaign_id, changes=body,
                                            now=utcnow())
     except campaigns.LintFailed as error:
         return _refusal(error)

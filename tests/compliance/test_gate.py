@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 
 from compliance import service as compliance
 from compliance.models import ComplianceDecision
+from compliance.schemas import PolicyUpdate
 from customers import service as customers
 from tenancy import service as tenancy
 from tenancy.models import Tenant
@@ -60,7 +61,7 @@ def test_allowed_marketing_has_signature_first_and_the_footer(session, account, 
 def test_footer_is_configurable_and_not_doubled(session, account, customer):
     _consent(session, account, customer)
     compliance.update_policy(session=session, tenant_id=account.tenant.id,
-                             changes={"opt_out_footer": "拒收请回复R"})
+                             changes=PolicyUpdate(opt_out_footer="拒收请回复R"))
     assert _gate(session, account, customer).text.endswith("拒收请回复R")
     already = _gate(session, account, customer, body="春节前深度保洁 拒收请回复R")
     assert already.text.count("拒收请回复R") == 1
