@@ -14,11 +14,11 @@ from access.roles import Role
 from accounts import service as accounts
 from bookings.service import book_from_reply
 from compliance import service as compliance
-from customers import service as customers
 from huifang.errors import Conflict, Invalid
 from messaging import inbound, threads
 from messaging import service as outbox
 from messaging.models import HANDLED, OPEN, Message
+from tests.factories import make_customer
 
 NOON_CN = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.UTC)  # Monday 12:00 in Shanghai
 NIGHT_CN = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)  # 23:00 in Shanghai
@@ -26,8 +26,7 @@ NIGHT_CN = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)  # 23:00 in Shanghai
 
 @pytest.fixture
 def customer(session, account):
-    return customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                     phone="13800138000")
+    return make_customer(session, account.tenant)
 
 
 def _audit(session, tenant_id):
