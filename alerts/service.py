@@ -4,9 +4,10 @@ An event raises one alert per ``dedupe_key`` (a booking's id, a reply's id): rai
 again — a webhook delivered twice, a periodic scan seeing the same late reply — does
 nothing. Each active channel of the company that takes the event gets a delivery, sent by
 the worker once the raising transaction commits, in three steps like a clip's processing:
-claim (committed, so two workers never send one delivery at once), the HTTP call with no
-transaction open, then the outcome. A failure is tried again after 30 s, 2 min, 10 min,
-30 min and 2 h, then given up with its reason, which the delivery log shows.
+claim (committed by ``alerts.tasks.deliver``, so two workers never send one delivery at
+once), the HTTP call with no transaction open, then the outcome. A failure is tried again
+after 30 s, 2 min, 10 min, 30 min and 2 h, then given up with its reason, which the
+delivery log shows.
 """
 
 from __future__ import annotations
@@ -264,16 +265,6 @@ def record(*, session: Session, outcomes: dict[int, str | None], now: dt.datetim
             log.info("alert not taken; will try again", delivery_id=delivery_id, error=error,
                      attempt=delivery.attempts)
     session.flush()
-
-
-def deliver(*, session: Session, delivery_ids: Sequence[int], post: Poster = _post) -> None:
-    """Claim, send and record these deliveries (those that are due)."""
-    claimed = claim(session=session, delivery_ids=delivery_ids, now=utcnow())
-    session.commit()
-    if not claimed:
-        return
-    outcomes = send(claimed, post)
-    record(session=session, outcomes=outcomes, now=utcnow())
 
 
 def due_deliveries(*, session: Session, now: dt.datetime, limit: int = 200) -> list[int]:

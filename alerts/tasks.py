@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.orm import Session
 
 from alerts import service
@@ -11,8 +13,7 @@ from huifang.worker import task
 
 @task(queue="default")
 def deliver_alert(*, session: Session, alert_id: int) -> None:
-    service.deliver(session=session,
-                    delivery_ids=service.deliveries_of(session=session, alert_id=alert_id))
+    deliver(session=session, delivery_ids=service.deliveries_of(session=session, alert_id=alert_id))
 
 
 @task(queue="default")
@@ -21,5 +22,16 @@ def deliver_due_alerts(*, session: Session) -> None:
     claim, which comes due after the backoff like any failure)."""
     due = service.due_deliveries(session=session, now=utcnow())
     if due:
-        service.deliver(session=session, delivery_ids=due)
+        deliver(session=session, delivery_ids=due)
 
+
+
+def deliver(*, session: Session, delivery_ids: Sequence[int]) -> None:
+    """Claim (committed), send with no transaction open, and record these deliveries (those
+    that are due)."""
+    claimed = service.claim(session=session, delivery_ids=delivery_ids, now=utcnow())
+    session.commit()
+    if not claimed:
+        return
+    outcomes = service.send(claimed)
+    service.record(session=session, outcomes=outcomes, now=utcnow())

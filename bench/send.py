@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scratch import scratch_database
 
 from compliance import service as compliance
+from compliance.schemas import PolicyUpdate
 from customers import service as customers
 from customers.importer import ImportedRow
 from huifang.db import Database, utcnow
@@ -40,7 +41,7 @@ from huifang.settings import get_settings
 from messaging import service as outbox
 from messaging.models import Message
 from messaging.providers.twilio import TwilioProvider
-from messaging.tasks import TASK_MESSAGES
+from messaging.tasks import TASK_MESSAGES, send_in_batches
 from tenancy import service as tenancy
 from tests.messaging.twilio_fake import FakeTwilio
 
@@ -51,8 +52,7 @@ def prepare(database: Database, count: int) -> list[int]:
         tenant = tenancy.create_tenant(session=session, name="压测家政", signature="压测家政")
         # Send at any hour: the bench measures the pipeline, not the customers' quiet hours.
         compliance.update_policy(session=session, tenant_id=tenant.id,
-                                 changes={"window_start_minute": 0,
-                                          "window_end_minute": 24 * 60})
+                                 changes=PolicyUpdate(window_start="00:00", window_end="24:00"))
         rows = [ImportedRow(line=i + 2, name=f"客户{i}", phone=f"139{i:08d}")
                 for i in range(count)]
         customers.upsert_rows(session=session, tenant=tenant, rows=rows)
@@ -94,7 +94,7 @@ def _ready(_: int) -> int:
 def _send_task(chunk: list[int]) -> None:
     """One send task's body (``messaging.tasks.send_messages``) with the bench provider."""
     with _worker["database"].session() as session:
-        outbox.send_in_batches(session=session, message_ids=chunk, provider=_worker["provider"])
+        send_in_batches(session=session, message_ids=chunk, provider=_worker["provider"])
 
 
 def _post_range(numbers: range) -> None:

@@ -123,12 +123,9 @@ def update_campaign(campaign_id: Id, body: CampaignUpdate, session: SessionDep,
                     tenant: TenantDep) -> CampaignRead | JSONResponse:
     """Edit; a new rule, audience or text makes a new version and recomputes what is not
     yet due. An active campaign's new texts must lint clean."""
-    changes = body.model_dump(exclude_unset=True)
-    if "mms" in changes:
-        changes["mms"] = body.mms.model_dump() if body.mms is not None else None
     try:
         campaign = campaigns.update_campaign(session=session, tenant=tenant,
-                                           campaign_id=campaign_id, changes=changes,
+                                           campaign_id=campaign_id, changes=body,
                                            now=utcnow())
     except campaigns.LintFailed as error:
         return _refusal(error)
@@ -142,9 +139,8 @@ def preview_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep,
                      body: PreviewRequest | None = None) -> CampaignPreviewRead:
     """Who it reaches (counts and a sample), the message each sample customer would get
     with their own booking link, the lint findings, and their next dates."""
-    found = campaign_preview.preview(session=session, tenant=tenant, campaign_id=campaign_id,
-                            now=utcnow(), customer_ids=body.customer_ids if body else ())
-    return CampaignPreviewRead.model_validate(found)
+    return campaign_preview.preview(session=session, tenant=tenant, campaign_id=campaign_id,
+                                    now=utcnow(), customer_ids=body.customer_ids if body else ())
 
 
 @router.post("/campaigns/{campaign_id}/activate", response_model=CampaignRead,
@@ -199,8 +195,8 @@ def campaign_results(campaign_id: Id, request: Request, session: SessionDep,
     conversion."""
     found = figures.results(session=session, tenant=tenant, campaign_id=campaign_id)
     if _wants_csv(request, format):
-        return _csv(found.rows(), f"campaign-{campaign_id}-results.csv")
-    return CampaignResultsRead.model_validate(found)
+        return _csv(figures.result_rows(found), f"campaign-{campaign_id}-results.csv")
+    return found
 
 
 @router.get("/reports/retention", response_model=RetentionRead, responses=_CSV)
@@ -216,8 +212,8 @@ def retention_report(
     found = figures.retention(session=session, tenant=tenant, since=since, until=until,
                               lookback_days=lookback_days)
     if _wants_csv(request, format):
-        return _csv(found.rows(), f"retention-{since}-{until}.csv")
-    return RetentionRead.model_validate(found)
+        return _csv(figures.retention_rows(found), f"retention-{since}-{until}.csv")
+    return found
 
 
 def _conversion_csv(found: attribution.ReportConversion, timezone: str) -> Response:

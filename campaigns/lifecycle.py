@@ -39,6 +39,7 @@ from campaigns.models import (
     CampaignOccurrence,
 )
 from campaigns.presets import get_preset
+from campaigns.schemas import CampaignUpdate
 from compliance import service as compliance
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.pagination import PageParams, paginate
@@ -228,37 +229,39 @@ def list_campaigns(*, session: Session, tenant_id: int, page: PageParams,
 
 
 def update_campaign(*, session: Session, tenant: Tenant, campaign_id: int,
-                    changes: Mapping[str, object], now: dt.datetime) -> Campaign:
-    """Edit a campaign. Changing what it sends or to whom makes a new version: pending
-    occurrences not yet due are recomputed; those due or handed off stay as they are.
+                    changes: CampaignUpdate, now: dt.datetime) -> Campaign:
+    """Edit a campaign (the fields set in ``changes``). Changing what it sends or to whom
+    makes a new version: pending occurrences not yet due are recomputed; those due or
+    handed off stay as they are.
 
     Everything is checked (and an active campaign's texts linted) before anything changes.
     """
     now = aware(now, "now")
+    given = changes.model_dump(exclude_unset=True)
     campaign = _locked(session, tenant.id, campaign_id)
     if campaign.status == ARCHIVED:
         raise Conflict("This campaign is archived and cannot change; create a new one (from "
                        "the same preset if you like).")
     for required in ("rule", "template"):
-        if required in changes and changes[required] is None:
+        if required in given and given[required] is None:
             raise Invalid(f"A campaign always has a {required}; send the new one instead.")
     wanted: dict[str, Any] = {}
-    if changes.get("name") is not None:
-        wanted["name"] = _name(changes["name"])
-    if changes.get("rule") is not None:
-        parsed = rules.rule_from_dict(cast(Mapping[str, object], changes["rule"]))
+    if given.get("name") is not None:
+        wanted["name"] = _name(given["name"])
+    if given.get("rule") is not None:
+        parsed = rules.rule_from_dict(cast(Mapping[str, object], given["rule"]))
         wanted["rule"] = rules.to_dict(parsed)
-        if isinstance(parsed, rules.Cadence) and "service_type" not in changes:
+        if isinstance(parsed, rules.Cadence) and "service_type" not in given:
             wanted["service_type"] = parsed.service_type
-    if "audience" in changes:
+    if "audience" in given:
         wanted["audience"] = Audience.from_dict(
-            cast(Mapping[str, object] | None, changes["audience"])).to_dict()
-    if changes.get("template") is not None:
-        wanted["template"] = _check_template(changes["template"], "template")
-    if "mms" in changes:
-        wanted["mms"] = _check_mms(session, tenant, changes["mms"])
-    if "service_type" in changes:
-        wanted["service_type"] = _service_type(changes["service_type"])
+            cast(Mapping[str, object] | None, given["audience"])).to_dict()
+    if given.get("template") is not None:
+        wanted["template"] = _check_template(given["template"], "template")
+    if "mms" in given:
+        wanted["mms"] = _check_mms(session, tenant, given["mms"])
+    if "service_type" in given:
+        wanted["service_type"] = _service_type(given["service_type"])
     changed = {k: v for k, v in wanted.items() if getattr(campaign, k) != v}
     material = bool(set(changed) - {"name"})
     if material and campaign.status in (ACTIVE, PAUSED):

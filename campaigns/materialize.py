@@ -26,10 +26,8 @@ A campaign becomes messages in two periodic steps, both idempotent:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -45,7 +43,6 @@ from sqlalchemy import (
     Table,
     and_,
     case,
-    column,
     exists,
     func,
     literal,
@@ -53,12 +50,9 @@ from sqlalchemy import (
     or_,
     select,
     union_all,
-    values,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import QueryableAttribute, Session, aliased
-from sqlalchemy.types import TypeEngine
+from sqlalchemy.orm import Session, aliased
 
 from campaigns import calendar, rules
 from campaigns.audiences import Audience
@@ -82,6 +76,7 @@ from campaigns.models import (
 from customers.models import Customer
 from huifang.db import UTCDateTime
 from huifang.errors import Invalid
+from huifang.sql import Dialect
 from tenancy.models import Tenant
 from visits.models import Visit
 
@@ -90,104 +85,8 @@ YEARLY_GRACE = dt.timedelta(days=7)  # the furthest back a yearly rule looks aft
 CHUNK_CUSTOMERS = 50_000  # customer ids per INSERT … SELECT
 
 
-# --- materialize: set-based fan-out -----------------------------------------------------------
-
-
-def _local_date_text(value: str | None, zone: str | None) -> str | None:
-    """SQLite has no time zones: the local date of a stored UTC timestamp, for SQL."""
-    if value is None or zone is None:
-        return None
-    found = zone_info(zone)
-    if found is None:
-        return None
-    moment = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
-    return moment.astimezone(found).date().isoformat()
-
-
-_Column = ColumnElement[Any] | QueryableAttribute[Any]
-
-
-class _Sql:
-    """Date arithmetic, which PostgreSQL and SQLite spell differently."""
-
-    def __init__(self, session: Session) -> None:
-        connection = session.connection()
-        self.session = session
-        self.dialect = connection.dialect
-        self.postgres = connection.dialect.name == "postgresql"
-        if not self.postgres:
-            raw = cast(Any, connection.connection).dbapi_connection
-            raw.create_function("huifang_local_date", 2, _local_date_text, deterministic=True)
-
-    def local_date(self, moment: _Column, zone: _Column) -> ColumnElement[dt.date]:
-        """The date of a UTC timestamp on the wall calendar of ``zone``."""
-        if self.postgres:
-            return func.timezone(zone, moment).cast(Date)
-        return func.huifang_local_date(moment, zone, type_=Date)
-
-    def add_days(self, day: ColumnElement[Any], days: ColumnElement[Any] | int
-                 ) -> ColumnElement[dt.date]:
-        if self.postgres:
-            return cast(ColumnElement[dt.date], day + days)
-        return func.date(day, func.printf("%+d days", days), type_=Date)
-
-    def days_between(self, later: ColumnElement[Any], earlier: ColumnElement[Any]
-                     ) -> ColumnElement[int]:
-        if self.postgres:
-            return cast(ColumnElement[int], later - earlier)
-        return (func.julianday(later) - func.julianday(earlier)).cast(Integer)
-
-    def month_day(self, day: ColumnElement[Any]) -> ColumnElement[str]:
-        if self.postgres:
-            return func.to_char(day, "MM-DD")
-        return func.strftime("%m-%d", day)
-
-    @contextlib.contextmanager
-    def custom_plans(self) -> Iterator[None]:
-        """Plan every chunk's statement with its own bounds (PostgreSQL).
-
-        The statement's text is the same for every chunk, so psycopg prepares it after a
-        few runs and PostgreSQL may then switch to a generic plan that ignores the bounds:
-        measured at a million customers, chunk 12 chose a nested-loop anti-join over every
-        pending row and did not finish in 20 minutes (the chunks before: 4 s each). Not
-        preparing it keeps one plan per chunk. (``plan_cache_mode = force_custom_plan``
-        would too, but it also re-plans the foreign-key triggers' checks for every row
-        inserted: measured twice as slow.)
-        """
-        if not self.postgres:
-            yield
-            return
-        raw = cast(Any, self.session.connection().connection).dbapi_connection
-        previous = raw.prepare_threshold
-        raw.prepare_threshold = None
-        try:
-            yield
-        finally:
-            raw.prepare_threshold = previous
-
-    def insert(self) -> Any:
-        table = cast(Table, CampaignOccurrence.__table__)  # Core: rowcount, no ORM bulk path
-        return (postgresql.insert if self.postgres else sqlite.insert)(table)
-
-    def table(self, name: str, columns: Sequence[tuple[str, TypeEngine[Any]]],
-              rows: Sequence[Sequence[Any]]) -> FromClause:
-        """Constant rows for the database to join: a ``VALUES`` list on PostgreSQL; on
-        SQLite (no column names on ``VALUES``, 500 terms at most in a compound select) one
-        JSON parameter read with ``json_each``, each value as the column type stores it."""
-        if self.postgres:
-            return values(*(column(n, kind) for n, kind in columns), name=name).data(
-                [tuple(row) for row in rows])
-        processors = [kind.dialect_impl(self.dialect).bind_processor(self.dialect)
-                      for _, kind in columns]
-        payload = json.dumps([[p(v) if p else v for p, v in zip(processors, row, strict=True)]
-                              for row in rows], ensure_ascii=False)
-        each = func.json_each(literal(payload, String())).table_valued("value")
-        return select(*(func.json_extract(each.c.value, f"$[{i}]", type_=kind).label(n)
-                        for i, (n, kind) in enumerate(columns))).subquery(name)
-
-
-
-
+# Core, not the ORM: the insert's rowcount, and no ORM bulk path.
+_OCCURRENCES = cast(Table, CampaignOccurrence.__table__)
 _COLUMNS = ("tenant_id", "campaign_id", "customer_id", "local_date", "due_at", "basis_at",
             "campaign_version", "status", "reason", "caught_up", "late_by_days", "created_at",
             "updated_at")
@@ -197,7 +96,7 @@ _COLUMNS = ("tenant_id", "campaign_id", "customer_id", "local_date", "due_at", "
 class _Run:
     """One campaign's materialization: the fixed values every statement binds."""
 
-    sql: _Sql
+    sql: Dialect
     campaign: Campaign
     tenant: Tenant
     rule: rules.Rule
@@ -313,8 +212,8 @@ def _cadence(run: _Run, low: int, high: int, zones: FromClause, days: FromClause
                     caught_up=literal(False),
                     late_by_days=sql.days_between(found.c.today, skipped_on))
                .select_from(found).where(found.c.steps > 0))
-    return run.sql.insert().from_select(list(_COLUMNS), union_all(pending, skipped),
-                                        include_defaults=False)
+    return run.sql.insert(_OCCURRENCES).from_select(list(_COLUMNS), union_all(pending, skipped),
+                                                    include_defaults=False)
 
 
 def _yearly_groups(session: Session, run: _Run) -> dict[str, rules.CustomerFacts]:
@@ -414,7 +313,8 @@ def _yearly(run: _Run, low: int, high: int, cands: FromClause) -> Any:
                        status=literal(PENDING, String()), reason=literal(None, String()),
                        caught_up=literal(False), late_by_days=literal(0, Integer())
                        ).select_from(picked).where(picked.c.due_at <= run.at(run.until))
-    return run.sql.insert().from_select(list(_COLUMNS), rows_select, include_defaults=False)
+    return run.sql.insert(_OCCURRENCES).from_select(list(_COLUMNS), rows_select,
+                                                    include_defaults=False)
 
 
 def active_campaign_ids(*, session: Session) -> list[int]:
@@ -435,12 +335,12 @@ def materialize(*, session: Session, now: dt.datetime, horizon: dt.timedelta = H
     now = aware(now, "now")
     if chunk < 1:
         raise Invalid("chunk must be at least 1 customer.")
-    sql = _Sql(session)
+    sql = Dialect(session)
     with sql.custom_plans():
         return _materialize(session, sql, now, horizon, campaign_id, chunk)
 
 
-def _materialize(session: Session, sql: _Sql, now: dt.datetime, horizon: dt.timedelta,
+def _materialize(session: Session, sql: Dialect, now: dt.datetime, horizon: dt.timedelta,
                  campaign_id: int | None, chunk: int) -> dict[int, int]:
     stmt = select(Campaign.id).where(Campaign.status == ACTIVE).order_by(Campaign.id)
     if campaign_id is not None:
@@ -463,7 +363,7 @@ def _materialize(session: Session, sql: _Sql, now: dt.datetime, horizon: dt.time
     return counts
 
 
-def _materialize_one(session: Session, sql: _Sql, campaign: Campaign, tenant: Tenant,
+def _materialize_one(session: Session, sql: Dialect, campaign: Campaign, tenant: Tenant,
                      now: dt.datetime, until: dt.datetime, chunk: int) -> int:
     rule = campaign_rule(campaign)
     spec = Audience.from_dict(campaign.audience)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import cast
 from zoneinfo import ZoneInfo
 
@@ -15,7 +14,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from campaigns import rules, templating
-from campaigns.audiences import Audience, AudiencePreview
+from campaigns.audiences import Audience
 from campaigns.audiences import preview as audience_preview
 from campaigns.facts import (
     PREVIEW_CUSTOMERS,
@@ -29,9 +28,18 @@ from campaigns.facts import (
     rule_applies,
     zone_info,
 )
-from campaigns.lifecycle import LintFinding, get_campaign, lint_campaign, mms_template
+from campaigns.lifecycle import get_campaign, lint_campaign, mms_template
 from campaigns.models import (
     ARCHIVED,
+)
+from campaigns.schemas import (
+    AudienceCounts,
+    CampaignPreviewRead,
+    LintFindingRead,
+    MessagePreviewRead,
+    OccurrenceRead,
+    RenderedRead,
+    ScheduleRead,
 )
 from compliance import service as compliance
 from customers import service as customers
@@ -39,38 +47,10 @@ from customers.models import Customer
 from huifang.errors import Invalid
 from tenancy.models import Tenant
 
-# --- preview --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MessagePreview:
-    customer_id: int
-    name: str
-    sms: templating.Preview | None
-    mms: templating.Preview | None
-    problem: str | None  # why the template cannot be filled for this customer
-
-
-@dataclass(frozen=True)
-class CustomerSchedule:
-    customer_id: int
-    name: str
-    timezone: str
-    occurrences: list[rules.Occurrence]
-
-
-@dataclass(frozen=True)
-class CampaignPreview:
-    audience: AudiencePreview
-    lint: list[LintFinding]
-    can_activate: bool
-    messages: list[MessagePreview] = field(default_factory=list)
-    schedules: list[CustomerSchedule] = field(default_factory=list)
-
 
 def preview(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetime,
             customer_ids: Sequence[int] = (), count: int = PREVIEW_CUSTOMERS
-            ) -> CampaignPreview:
+            ) -> CampaignPreviewRead:
     """Who the campaign reaches, each sample customer's message as sent (with their real
     booking link), the lint findings, and the next dates of those customers."""
     now = aware(now, "now")
@@ -104,7 +84,10 @@ def preview(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datet
                                          category=cast(templating.Category, campaign.category))
         except Invalid as error:
             problem = error.detail
-        messages.append(MessagePreview(person.id, person.name, sms, mms, problem))
+        messages.append(MessagePreviewRead(
+            customer_id=person.id, name=person.name,
+            sms=None if sms is None else RenderedRead.model_validate(sms),
+            mms=None if mms is None else RenderedRead.model_validate(mms), problem=problem))
     findings = lint_campaign(session=session, tenant=tenant, campaign=campaign,
                              samples=list(facts.values()))
     table = plum_table(session=session, tenant_id=tenant.id)
@@ -114,12 +97,16 @@ def preview(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datet
     schedules = []
     for person in people:
         zone = zone_info(person.timezone) or ZoneInfo("UTC")
-        schedules.append(CustomerSchedule(person.id, person.name, person.timezone,
-                                          rules.occurrences(
-                                              rule, customer=known[person.id], after=now,
-                                              tz=zone, count=3, plum_table=table,
-                                              last_fired=fired.get(person.id))))
-    return CampaignPreview(audience=counts, lint=findings,
-                           can_activate=not any(f.severity == "error" for f in findings)
-                           and campaign.status != ARCHIVED,
-                           messages=messages, schedules=schedules)
+        found = rules.occurrences(rule, customer=known[person.id], after=now, tz=zone, count=3,
+                                  plum_table=table, last_fired=fired.get(person.id))
+        schedules.append(ScheduleRead(
+            customer_id=person.id, name=person.name, timezone=person.timezone,
+            occurrences=[OccurrenceRead.model_validate(o) for o in found]))
+    return CampaignPreviewRead(
+        audience=AudienceCounts.model_validate(counts),
+        lint=[LintFindingRead.model_validate(f) for f in findings],
+        can_activate=not any(f.severity == "error" for f in findings)
+        and campaign.status != ARCHIVED,
+        messages=messages,
+        schedules=schedules,
+    )

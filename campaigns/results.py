@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,6 +25,7 @@ from campaigns.models import (
     OCCURRENCE_STATES,
     CampaignOccurrence,
 )
+from campaigns.schemas import CampaignResultsRead, RetentionRead
 from huifang.errors import Invalid
 from messaging.models import (
     DEFERRED,
@@ -43,59 +43,43 @@ from messaging.models import (
 from tenancy.models import Tenant
 from visits.models import Visit
 
-# --- results --------------------------------------------------------------------------------
-
 
 def _percent(part: int, whole: int) -> float | None:
     return round(100.0 * part / whole, 1) if whole else None
 
 
-@dataclass(frozen=True)
-class CampaignResults:
-    """A campaign's figures. Message counts are by current status: ``sent`` left us (sent,
-    delivered or undelivered), ``failed`` did not arrive (failed or undelivered),
-    ``waiting`` is scheduled, queued or sending. ``conversion`` is customers who booked
-    from the campaign per customer sent to, in percent."""
-
-    campaign_id: int
-    name: str
-    status: str
-    version: int
-    occurrences: dict[str, int]
-    cancelled: dict[str, int]
-    scheduled: int
-    waiting: int
-    sent: int
-    delivered: int
-    failed: int
-    deferred: int
-    unknown: int
-    suppressed: dict[str, int]
-    customers_sent: int
-    clicked: int  # customers who opened their link at least once
-    clicks: int
-    booked: int  # bookings made from the campaign's link or a reply to its message
-    customers_booked: int
-    conversion: float | None
-
-    def rows(self) -> list[tuple[str, object]]:
-        """The figures as (metric, value) lines, for CSV."""
-        lines: list[tuple[str, object]] = [
-            ("campaign_id", self.campaign_id), ("name", self.name), ("status", self.status),
-            ("version", self.version)]
-        lines += [(f"occurrences_{k}", v) for k, v in self.occurrences.items()]
-        lines += [(f"cancelled_{k}", v) for k, v in sorted(self.cancelled.items())]
-        lines += [(k, getattr(self, k)) for k in (
-            "scheduled", "waiting", "sent", "delivered", "failed", "deferred", "unknown")]
-        lines += [(f"suppressed_{k}", v) for k, v in sorted(self.suppressed.items())]
-        lines += [(k, getattr(self, k)) for k in (
-            "customers_sent", "clicked", "clicks", "booked", "customers_booked")]
-        lines.append(("conversion_percent", "" if self.conversion is None else self.conversion))
-        return lines
+def result_rows(found: CampaignResultsRead) -> list[tuple[str, object]]:
+    """A campaign's figures as (metric, value) lines, for CSV."""
+    lines: list[tuple[str, object]] = [
+        ("campaign_id", found.campaign_id),
+        ("name", found.name),
+        ("status", found.status),
+        ("version", found.version),
+    ]
+    lines += [(f"occurrences_{k}", v) for k, v in found.occurrences.items()]
+    lines += [(f"cancelled_{k}", v) for k, v in sorted(found.cancelled.items())]
+    lines += [
+        (k, getattr(found, k))
+        for k in ("scheduled", "waiting", "sent", "delivered", "failed", "deferred", "unknown")
+    ]
+    lines += [(f"suppressed_{k}", v) for k, v in sorted(found.suppressed.items())]
+    lines += [
+        (k, getattr(found, k))
+        for k in ("customers_sent", "clicked", "clicks", "booked", "customers_booked")
+    ]
+    lines.append(("conversion_percent", "" if found.conversion is None else found.conversion))
+    return lines
 
 
-def results(*, session: Session, tenant: Tenant, campaign_id: int) -> CampaignResults:
-    """What the campaign did: occurrences, messages by outcome, clicks, bookings."""
+def results(*, session: Session, tenant: Tenant, campaign_id: int) -> CampaignResultsRead:
+    """What the campaign did: occurrences, messages by outcome, clicks, bookings.
+
+    Message counts are by current status: ``sent`` left us (sent, delivered or
+    undelivered), ``failed`` did not arrive (failed or undelivered), ``waiting`` is
+    scheduled, queued or sending; ``clicked`` counts customers who opened their link at
+    least once, ``booked`` bookings made from the campaign's link or a reply to its
+    message. ``conversion`` is customers who booked per customer sent to, in percent.
+    """
     campaign = get_campaign(session=session, tenant_id=tenant.id, campaign_id=campaign_id)
     occurrences = dict.fromkeys(OCCURRENCE_STATES, 0)
     cancelled: dict[str, int] = {}
@@ -128,7 +112,7 @@ def results(*, session: Session, tenant: Tenant, campaign_id: int) -> CampaignRe
         select(func.count(Booking.id), func.count(func.distinct(Booking.customer_id)))
         .where(Booking.tenant_id == tenant.id, Booking.source_type == SOURCE_TYPE,
                campaign_source(campaign.id, Booking.source_id))).one()
-    return CampaignResults(
+    return CampaignResultsRead(
         campaign_id=campaign.id, name=campaign.name, status=campaign.status,
         version=campaign.version, occurrences=occurrences, cancelled=cancelled,
         scheduled=sum(by_status.values()),
@@ -142,9 +126,18 @@ def results(*, session: Session, tenant: Tenant, campaign_id: int) -> CampaignRe
         conversion=_percent(int(customers_booked), int(customers_sent)))
 
 
-@dataclass(frozen=True)
-class RetentionFigures:
-    """A company's customers over a period ``[since, until]`` (local dates, both included).
+def retention_rows(found: RetentionRead) -> list[tuple[str, object]]:
+    """The retention figures as (metric, value) lines, for CSV."""
+    return [
+        (name, "" if value is None else value.isoformat() if isinstance(value, dt.date) else value)
+        for name, value in found.model_dump().items()
+    ]
+
+
+def retention(*, session: Session, tenant: Tenant, since: dt.date, until: dt.date,
+              lookback_days: int = 365) -> RetentionRead:
+    """Retention, repeat purchases and second-service conversion of a company's customers
+    over a period ``[since, until]`` (local dates, both included).
 
     - **Active at the start**: customers with a finished visit in the ``lookback_days``
       before ``since``. **Lost**: those of them with no finished visit within the period.
@@ -155,30 +148,6 @@ class RetentionFigures:
       the period, the share with a second finished visit by its end.
     Rates are None when there is nobody to divide by.
     """
-
-    since: dt.date
-    until: dt.date
-    lookback_days: int
-    active_at_start: int
-    lost: int
-    retained: int
-    retention_rate: float | None
-    served: int
-    repeat_customers: int
-    repeat_purchase_rate: float | None
-    new_customers: int
-    second_service: int
-    second_service_conversion: float | None
-
-    def rows(self) -> list[tuple[str, object]]:
-        return [(name, "" if value is None else (
-            value.isoformat() if isinstance(value, dt.date) else value))
-            for name, value in self.__dict__.items()]
-
-
-def retention(*, session: Session, tenant: Tenant, since: dt.date, until: dt.date,
-              lookback_days: int = 365) -> RetentionFigures:
-    """Retention, repeat purchases and second-service conversion; see ``RetentionFigures``."""
     if until < since:
         raise Invalid("until must be on or after since (both are included).")
     if (until - since).days > 3660:
@@ -212,7 +181,7 @@ def retention(*, session: Session, tenant: Tenant, since: dt.date, until: dt.dat
         total(per.c.in_period == 1), total(and_(per.c.in_period == 1, per.c.visits >= 2)),
         total(new), total(and_(new, per.c.visits >= 2)))).one()
     active, lost, served, repeat, fresh, second = (int(v) for v in row)
-    return RetentionFigures(
+    return RetentionRead(
         since=since, until=until, lookback_days=lookback_days, active_at_start=active,
         lost=lost, retained=active - lost, retention_rate=_percent(active - lost, active),
         served=served, repeat_customers=repeat, repeat_purchase_rate=_percent(repeat, served),

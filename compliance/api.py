@@ -27,11 +27,6 @@ def _hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
-def _minutes(hhmm: str) -> int:
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 60 + int(minutes)
-
-
 def _policy_read(policy: CompliancePolicy) -> PolicyRead:
     return PolicyRead(
         marketing_cap=policy.marketing_cap, cap_window_days=policy.cap_window_days,
@@ -113,11 +108,5 @@ def read_policy(session: SessionDep, tenant: TenantDep) -> PolicyRead:
 def update_policy(body: PolicyUpdate, session: SessionDep, tenant: TenantDep,
                   actor: KeyActorDep) -> PolicyRead:
     """Frequency cap, sending window (customer's local time), opt-out footer, retention."""
-    changes = body.model_dump(exclude_unset=True)
-    for name in ("window_start", "window_end"):
-        if changes.get(name):
-            changes[f"{name}_minute"] = _minutes(changes.pop(name))
-        else:
-            changes.pop(name, None)
     return _policy_read(service.update_policy(session=session, tenant_id=tenant.id,
-                                              changes=changes, actor=actor))
+                                              changes=body, actor=actor))

@@ -37,6 +37,7 @@ from compliance.models import (
     MarketingSend,
     Suppression,
 )
+from compliance.schemas import PolicyUpdate
 from customers.models import Customer
 from huifang.dates import check_plausible
 from huifang.errors import Conflict, Invalid
@@ -79,15 +80,24 @@ def policy_for(*, session: Session, tenant_id: int) -> CompliancePolicy:
     return policy
 
 
-def update_policy(*, session: Session, tenant_id: int, changes: dict[str, object],
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def update_policy(*, session: Session, tenant_id: int, changes: PolicyUpdate,
                   actor: audit_log.Actor | None = None) -> CompliancePolicy:
+    """Change the fields set in ``changes`` (the window as "HH:MM", stored in minutes)."""
     policy = session.get(CompliancePolicy, tenant_id)
     if policy is None:
         policy = policy_for(session=session, tenant_id=tenant_id)
         session.add(policy)
-    for attr, value in changes.items():
-        if value is not None:
-            setattr(policy, attr, value)
+    for attr, value in changes.model_dump(exclude_unset=True).items():
+        if value is None:
+            continue
+        if attr in ("window_start", "window_end"):
+            attr, value = f"{attr}_minute", _minutes(value)
+        setattr(policy, attr, value)
     if policy.window_start_minute >= policy.window_end_minute:
         raise Invalid("The sending window must start before it ends (e.g. 08:00 to 21:00).")
     if policy.consent_retention_days < 153:
@@ -95,7 +105,8 @@ def update_policy(*, session: Session, tenant_id: int, changes: dict[str, object
                       "asks for proof of consent that long.")
     session.flush()
     audit_log.record(session, actor, "policy.updated", "policy",
-                     {k: v for k, v in changes.items() if v is not None})
+                     {k: v for k, v in changes.model_dump(exclude_unset=True).items()
+                      if v is not None})
     return policy
 
 

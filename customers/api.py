@@ -109,7 +109,7 @@ def update_customer(
 ) -> CustomerRead:
     customer = service.update_customer(
         session=session, tenant=tenant, customer_id=customer_id,
-        changes=body.model_dump(exclude_unset=True),
+        changes=body,
     )
     return CustomerRead.model_validate(customer)
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from customers.importer import ImportedRow, read_customer_file
 from customers.models import Customer, CustomerTag
 from customers.phones import normalize_phone, timezone_for
+from customers.schemas import CustomerUpdate
 from huifang.db import Base, utcnow
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.pagination import PageParams, paginate
@@ -132,26 +133,28 @@ def list_customers(
 
 
 def update_customer(
-    *, session: Session, tenant: Tenant, customer_id: int, changes: dict[str, object],
+    *, session: Session, tenant: Tenant, customer_id: int, changes: CustomerUpdate,
 ) -> Customer:
-    """Apply the given fields; a new phone is normalised and must stay unique."""
+    """Apply the fields set in ``changes``; a new phone is normalised and must stay unique.
+    Name, phone, time zone and tags set to null keep their value; the others are cleared."""
     customer = get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
-    if changes.get("phone") is not None:
-        e164 = normalize_phone(str(changes["phone"]), region=tenant.phone_region)
+    given = changes.model_fields_set
+    if changes.phone is not None:
+        e164 = normalize_phone(changes.phone, region=tenant.phone_region)
         _phone_taken(session, tenant.id, e164, exclude=customer.id)
         customer.phone = e164
-    if changes.get("timezone") is not None:
-        customer.timezone = tenancy.check_timezone(str(changes["timezone"]))
-    if changes.get("name") is not None:
-        customer.name = str(changes["name"]).strip()
-    if "language" in changes:
-        language = changes["language"]
-        customer.language = None if language is None else tenancy.check_language(str(language))
+    if changes.timezone is not None:
+        customer.timezone = tenancy.check_timezone(changes.timezone)
+    if changes.name is not None:
+        customer.name = changes.name.strip()
+    if "language" in given:
+        language = changes.language
+        customer.language = None if language is None else tenancy.check_language(language)
     for attr in ("region", "city", "notes"):
-        if attr in changes:
-            setattr(customer, attr, changes[attr])
-    if changes.get("tags") is not None:
-        _set_tags(customer, changes["tags"])  # type: ignore[arg-type]
+        if attr in given:
+            setattr(customer, attr, getattr(changes, attr))
+    if changes.tags is not None:
+        _set_tags(customer, changes.tags)
     customer.updated_at = utcnow()
     session.flush()
     return customer

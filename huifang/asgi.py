@@ -41,9 +41,8 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     if worker:
         worker.start()
     # What was made while starting (modules, the app, the pool, the worker) lives as long as
-    # the process: keep the cycle collector off it. A full collection walked it all, 80-140
-    # ms with the GIL held, and every request in flight waited (p99 of the opt-out webhook
-    # at 200/s went from about 20 ms to over 100 ms in a run with a few of them).
+    # the process: keep the cycle collector off it. A full collection walked it all with
+    # the GIL held, and every request in flight waited (BENCHMARKS.md, the opt-out webhook).
     gc.freeze()
     try:
         yield

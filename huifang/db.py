@@ -220,9 +220,9 @@ def _configure_sqlite(engine: Engine, path: str | None) -> None:
 
 
 # Connections a process keeps open to PostgreSQL (and up to as many more, closed again after
-# use). At SQLAlchemy's default of 5, a burst of webhooks (200 STOPs a second on two server
-# processes) kept opening and closing the overflow connections, each a new PostgreSQL
-# backend to start and warm: p99 25–120 ms against 18–20 ms with 10.
+# use). At SQLAlchemy's default of 5, a burst of webhooks kept opening and closing the
+# overflow connections, each a new PostgreSQL backend to start and warm (BENCHMARKS.md,
+# the opt-out webhook).
 POOL_SIZE = 10
 
 

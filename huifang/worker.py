@@ -157,11 +157,12 @@ def each_on_its_own(session: Session, task_name: str, ids: Iterable[int],
 class Coalescer:
     """Ids handed in by many transactions, published as one task per ``window`` seconds.
 
-    Publishing a Celery task costs about 0.6 ms of CPU (the message, kombu, a Redis round
-    trip), more than a webhook's whole SQL. Under load the answers to replies are handed to
-    this instead: the first id starts the window, and every id that arrives within it goes
-    in the same task (``task_(**{argument: ids})``, at most ``limit`` ids each). At 100
-    replies a second a process publishes 20 tasks, not 100; a lone reply waits ``window``.
+    Publishing a Celery task (the message, kombu, a Redis round trip) costs more CPU than a
+    webhook's whole SQL (BENCHMARKS.md, the opt-out webhook). Under load the answers to
+    replies are handed to this instead: the first id starts the window, and every id that
+    arrives within it goes in the same task (``task_(**{argument: ids})``, at most ``limit``
+    ids each). At 100 replies a second a process publishes 20 tasks, not 100; a lone reply
+    waits ``window``.
 
     Nothing is lost if the process dies before it publishes: the rows are already committed
     ``queued``, and the dispatcher's sweep sends what stayed queued too long.

@@ -35,7 +35,7 @@ MIN_FPS = 10.0  # below this (time-lapse, broken headers) the output runs at MAX
 # within the run's memory limit is not worth it for a 720p result.
 MAX_SOURCE_PIXELS = 4096 * 2160  # DCI 4K, the largest 4K mode phones offer
 CRF = 23  # x264's visually good default; phone footage is noisy, a lower value only adds bytes
-PRESET = "veryfast"  # about 3× faster than "medium" for ~10% more bytes at the same CRF
+PRESET = "veryfast"  # far faster than "medium" for a few more bytes at the same CRF
 MAX_VIDEO_RATE = "3M"  # cap for very busy footage, so a clip stays sendable
 AUDIO_RATE = "128k"
 NORMALIZE_TIMEOUT = 240.0  # seconds: inside the media task's 300 s soft limit

@@ -132,7 +132,8 @@ class Decoded:
     format: str
     captured_at: dt.datetime | None
     # A small RGB profile (Display P3 from iPhones, ~0.5 KB) the renditions carry instead of
-    # converting: colour-managed viewers show it right, and converting costs 90 ms a photo.
+    # converting: colour-managed viewers show it right, and converting is the slow part of
+    # a photo's processing (BENCHMARKS.md, photo ingest).
     icc_profile: bytes | None = None
 
 
@@ -251,7 +252,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def _to_srgb(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform:
     """A cached transform from an embedded profile (Display P3 on iPhones…) to sRGB."""
     source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-    # NOCACHE: measured fastest here for whole photos (no per-pixel cache to maintain).
+    # NOCACHE: the fastest for whole photos (no per-pixel cache to maintain).
     return ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), mode, "RGB",
                                    flags=ImageCms.Flags.NOCACHE)
 

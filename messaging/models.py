@@ -130,7 +130,7 @@ OPEN = "open"
 
 
 class InboundMessage(Base):
-    """A customer's reply, kept with the rule that routed it (issue 6).
+    """A customer's reply, kept with the rule that routed it.
 
     Providers deliver replies more than once; (tenant, provider, provider id) is unique,
     so a repeated webhook finds the row it made the first time and does nothing again.

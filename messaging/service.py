@@ -1,6 +1,7 @@
 """The outbox: schedule messages as rows, claim the due ones, send through the gate.
 
-A send is two transactions, committed by the task that runs them:
+A send is two transactions, committed by the task that runs them
+(``messaging.tasks.send_in_batches``):
 
 1. ``claim_for_send``: ``queued → sending``, a conditional update. A second delivery of
    the task finds nothing to claim. If the worker dies after this, the row stays
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session, lazyload
 from compliance import service as compliance
 from compliance.models import DEFER, REFUSE, SUPPRESS
 from customers.models import Customer
-from huifang.db import dialect_of, insert_or_skip, utcnow
+from huifang.db import dialect_of, insert_or_skip
 from huifang.errors import Conflict, NotFound
 from huifang.settings import get_settings
 from messaging.models import (
@@ -288,22 +289,6 @@ def deliver_many(*, session: Session, message_ids: Sequence[int], provider: Prov
         if message.category == "marketing" and message.status in (FAILED, SUPPRESSED)])
     _write_events(session)
     return found
-
-
-def send_in_batches(*, session: Session, message_ids: Sequence[int], provider: Provider,
-                    throttle: Callable[[], bool] | None = None) -> None:
-    """What a send task does: claim a batch (committed), gate, send and record it
-    (committed), then the next, each batch ``batch_size(provider)`` messages."""
-    waiting = list(message_ids)
-    while waiting:
-        size = batch_size(provider)
-        batch, waiting = waiting[:size], waiting[size:]
-        claimed = claim_many_for_send(session=session, message_ids=batch, now=utcnow())
-        session.commit()  # `sending` is on record before anything leaves
-        if claimed:
-            deliver_many(session=session, message_ids=claimed, provider=provider,
-                         now=utcnow(), throttle=throttle)
-            session.commit()
 
 
 # How long a batch of sends may hold its numbers' locks (an opt-out for one of them waits

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from sqlalchemy.orm import Session
 
 from huifang.db import utcnow
 from huifang.worker import Coalescer, each_on_its_own, enqueue, task
 from messaging import service, waiting
 from messaging.providers import get_provider
+from messaging.providers.base import Provider
 from messaging.ratelimit import send_rate
 
 # Due messages per send task: a worker sends them in batches sized to the provider's pace.
@@ -61,8 +64,38 @@ answers = Coalescer(send_answers, argument="message_ids", window=0.05, limit=TAS
 def _send(session: Session, message_ids: list[int]) -> None:
     provider = get_provider()
     rate = send_rate(provider.name, provider.capabilities.rate_per_second)
-    service.send_in_batches(session=session, message_ids=message_ids, provider=provider,
-                            throttle=(lambda: rate.wait(provider.name)) if rate else None)
+    send_in_batches(
+        session=session,
+        message_ids=message_ids,
+        provider=provider,
+        throttle=(lambda: rate.wait(provider.name)) if rate else None,
+    )
+
+
+def send_in_batches(
+    *,
+    session: Session,
+    message_ids: Sequence[int],
+    provider: Provider,
+    throttle: Callable[[], bool] | None = None,
+) -> None:
+    """What a send task does: claim a batch (committed), gate, send and record it
+    (committed), then the next, each batch ``service.batch_size(provider)`` messages."""
+    waiting = list(message_ids)
+    while waiting:
+        size = service.batch_size(provider)
+        batch, waiting = waiting[:size], waiting[size:]
+        claimed = service.claim_many_for_send(session=session, message_ids=batch, now=utcnow())
+        session.commit()  # `sending` is on record before anything leaves
+        if claimed:
+            service.deliver_many(
+                session=session,
+                message_ids=claimed,
+                provider=provider,
+                now=utcnow(),
+                throttle=throttle,
+            )
+            session.commit()
 
 
 @task(queue="default")

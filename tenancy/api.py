@@ -31,8 +31,7 @@ def update_tenant(body: TenantUpdate, session: SessionDep, tenant: TenantDep,
                   actor: KeyActorDep) -> TenantRead:
     """Change the company's settings (name, signature, time zone, working hours and slots,
     clip length cap, report validity); the change is in the audit log."""
-    service.update_tenant(session=session, tenant=tenant, actor=actor,
-                          **body.model_dump(exclude_unset=True))
+    service.update_tenant(session=session, tenant=tenant, changes=body, actor=actor)
     return _read(tenant)
 
 

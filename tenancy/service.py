@@ -9,7 +9,7 @@ import hmac
 import re
 import secrets
 import zoneinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 from sqlalchemy import or_, select, update
@@ -22,6 +22,9 @@ from huifang.errors import Invalid, NotFound
 from huifang.settings import get_settings
 from tenancy.languages import LANGUAGES
 from tenancy.models import ApiKey, Tenant
+
+if TYPE_CHECKING:  # the schemas validate with this module's checks
+    from tenancy.schemas import TenantUpdate
 
 KEY_PREFIX = "hf_"
 _SIGNATURE_BRACKETS = re.compile(r"^[【\[]?(?P<inner>[^【】\[\]]*)[】\]]?$")
@@ -86,12 +89,12 @@ def tenant_for_hook_key(*, session: Session, key: str) -> Tenant | None:
     return session.get(Tenant, int(key.partition(".")[0]))
 
 
-def update_tenant(*, session: Session, tenant: Tenant, actor: Actor | None = None,
-                  **changes: object) -> Tenant:
-    """Change a company's settings (``TenantUpdate``'s fields); ``None`` leaves one as it is.
-    What changed goes into the audit log under ``actor`` (None: the system)."""
+def update_tenant(*, session: Session, tenant: Tenant, changes: TenantUpdate,
+                  actor: Actor | None = None) -> Tenant:
+    """Change a company's settings: the fields set in ``changes``; ``None`` leaves one as it
+    is. What changed goes into the audit log under ``actor`` (None: the system)."""
     changed: dict[str, Any] = {}
-    for attr, value in changes.items():
+    for attr, value in changes.model_dump(exclude_unset=True).items():
         if value is None:
             continue
         if attr == "timezone":

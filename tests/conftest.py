@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 os.environ.setdefault("HUIFANG_ENVIRONMENT", "test")
 # Uploads and renditions of the run go to a directory of their own, never ./var.
@@ -36,8 +34,7 @@ from huifang import deps
 from huifang.app import create_app
 from huifang.db import Database, set_database
 from huifang.migrate import upgrade
-from tenancy import service as tenancy
-from tenancy.models import Tenant
+from tests.factories import Account, make_account
 
 # Hypothesis's files (example database, caches) too: a run leaves nothing in the work tree.
 set_hypothesis_home_dir(tempfile.mkdtemp(prefix="huifang-test-hypothesis-"))
@@ -173,26 +170,6 @@ def app(database: Database, session: Session):  # type: ignore[no-untyped-def]
 def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
-
-
-@dataclass
-class Account:
-    tenant: Tenant
-    key: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
-
-
-def make_account(session: Session, name: str | None = None, **kwargs: str) -> Account:
-    tenant = tenancy.create_tenant(
-        session=session, name=name or f"测试家政 {uuid.uuid4().hex[:6]}",
-        signature=kwargs.pop("signature", "测试家政"), **kwargs,
-    )
-    _, key = tenancy.create_api_key(session=session, tenant=tenant)
-    session.flush()
-    return Account(tenant, key)
 
 
 @pytest.fixture

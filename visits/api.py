@@ -57,7 +57,7 @@ def update_staff(
 ) -> StaffRead:
     return StaffRead.model_validate(service.update_staff(
         session=session, tenant=tenant, staff_id=staff_id,
-        changes=body.model_dump(exclude_unset=True),
+        changes=body,
     ))
 
 
@@ -102,7 +102,7 @@ def update_visit(
 ) -> VisitRead:
     return VisitRead.model_validate(service.update_visit(
         session=session, tenant=tenant, visit_id=visit_id,
-        changes=body.model_dump(exclude_unset=True),
+        changes=body,
     ))
 
 

@@ -17,6 +17,7 @@ from huifang.errors import Invalid, NotFound
 from huifang.pagination import PageParams, paginate
 from tenancy.models import Tenant
 from visits.models import Staff, Visit
+from visits.schemas import StaffUpdate, VisitUpdate
 from visits.service_types import normalize_service_type
 
 MAX_AREA_LENGTH = 20  # an area is printed on the watermark; keep it a room name
@@ -74,22 +75,22 @@ def list_staff(
 
 
 def update_staff(
-    *, session: Session, tenant: Tenant, staff_id: int, changes: dict[str, object],
+    *, session: Session, tenant: Tenant, staff_id: int, changes: StaffUpdate,
 ) -> Staff:
+    """Apply the fields set in ``changes``; phone and experience set to null are cleared."""
     staff = get_staff(session=session, tenant_id=tenant.id, staff_id=staff_id)
-    if "phone" in changes:
-        phone = changes["phone"]
-        staff.phone = normalize_phone(str(phone), region=tenant.phone_region) if phone else None
-    if changes.get("name") is not None:
-        staff.name = str(changes["name"]).strip()
-    if changes.get("certificates") is not None:
-        staff.certificates = _clean_list(
-            changes["certificates"], what="certificate", max_length=100  # type: ignore[arg-type]
-        )
-    if "years_experience" in changes:
-        staff.years_experience = changes["years_experience"]  # type: ignore[assignment]
-    if changes.get("active") is not None:
-        staff.active = bool(changes["active"])
+    given = changes.model_fields_set
+    if "phone" in given:
+        phone = changes.phone
+        staff.phone = normalize_phone(phone, region=tenant.phone_region) if phone else None
+    if changes.name is not None:
+        staff.name = changes.name.strip()
+    if changes.certificates is not None:
+        staff.certificates = _clean_list(changes.certificates, what="certificate", max_length=100)
+    if "years_experience" in given:
+        staff.years_experience = changes.years_experience
+    if changes.active is not None:
+        staff.active = changes.active
     session.flush()
     return staff
 
@@ -170,25 +171,26 @@ def list_visits(
 
 
 def update_visit(
-    *, session: Session, tenant: Tenant, visit_id: int, changes: dict[str, object],
+    *, session: Session, tenant: Tenant, visit_id: int, changes: VisitUpdate,
 ) -> Visit:
+    """Apply the fields set in ``changes``; service type and areas set to null keep their
+    value, the others are cleared."""
     visit = get_visit(session=session, tenant_id=tenant.id, visit_id=visit_id)
-    if changes.get("staff_id") is not None:
-        get_staff(session=session, tenant_id=tenant.id, staff_id=int(changes["staff_id"]))  # type: ignore[call-overload]
-    if "staff_id" in changes:
-        visit.staff_id = changes["staff_id"]  # type: ignore[assignment]
-    if changes.get("service_type") is not None:
-        visit.service_type = normalize_service_type(str(changes["service_type"]))
-    if changes.get("areas") is not None:
-        visit.areas = _clean_list(
-            changes["areas"], what="area", max_length=MAX_AREA_LENGTH  # type: ignore[arg-type]
-        )
+    given = changes.model_fields_set
+    if changes.staff_id is not None:
+        get_staff(session=session, tenant_id=tenant.id, staff_id=changes.staff_id)
+    if "staff_id" in given:
+        visit.staff_id = changes.staff_id
+    if changes.service_type is not None:
+        visit.service_type = normalize_service_type(changes.service_type)
+    if changes.areas is not None:
+        visit.areas = _clean_list(changes.areas, what="area", max_length=MAX_AREA_LENGTH)
     for attr in ("scheduled_at", "finished_at"):
-        if attr in changes:
-            setattr(visit, attr, as_utc(changes[attr]))  # type: ignore[arg-type]
+        if attr in given:
+            setattr(visit, attr, as_utc(getattr(changes, attr)))
     for attr in ("amount_cents", "notes"):
-        if attr in changes:
-            setattr(visit, attr, changes[attr])
+        if attr in given:
+            setattr(visit, attr, getattr(changes, attr))
     _check_times(visit.scheduled_at, visit.finished_at)
     session.flush()
     return visit

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from alerts import formats
 from alerts import service as alerts
+from alerts import tasks as alert_tasks
 from alerts.models import FAILED, PENDING, SENT, Alert, AlertDelivery
 from bookings import links as short_links
 from bookings import service as booking
@@ -42,7 +43,7 @@ def _channels(session, tenant, robots, events=()):
 def _deliver_all(session, tenant_id):
     ids = list(session.scalars(select(AlertDelivery.id).where(
         AlertDelivery.tenant_id == tenant_id, AlertDelivery.status == PENDING)))
-    alerts.deliver(session=session, delivery_ids=ids)
+    alert_tasks.deliver(session=session, delivery_ids=ids)
 
 
 def test_dingtalk_sign_is_computed_as_documented():
@@ -119,17 +120,17 @@ def test_a_failing_endpoint_is_retried_with_backoff_then_given_up(session, robot
     delivery = session.scalars(select(AlertDelivery).where(
         AlertDelivery.channel_id == channel.id)).one()
     started = dt.datetime.now(dt.UTC)
-    alerts.deliver(session=session, delivery_ids=[delivery.id])
+    alert_tasks.deliver(session=session, delivery_ids=[delivery.id])
     session.refresh(delivery)
     assert (delivery.status, delivery.attempts, delivery.last_error) == (PENDING, 1, "HTTP 500")
     wait = delivery.next_attempt_at - started
     assert dt.timedelta(seconds=25) < wait < dt.timedelta(seconds=40)
-    alerts.deliver(session=session, delivery_ids=[delivery.id])  # not due yet: no call
+    alert_tasks.deliver(session=session, delivery_ids=[delivery.id])  # not due yet: no call
     assert len(fake.refusals) == 1
     for _ in range(alerts.MAX_ATTEMPTS - 1):
         delivery.next_attempt_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
         session.flush()
-        alerts.deliver(session=session, delivery_ids=[delivery.id])
+        alert_tasks.deliver(session=session, delivery_ids=[delivery.id])
         session.refresh(delivery)
     assert delivery.status == FAILED and delivery.attempts == alerts.MAX_ATTEMPTS
     assert len(fake.refusals) == alerts.MAX_ATTEMPTS and fake.received == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from alerts import service as alerts
+from alerts import tasks as alert_tasks
 from alerts.models import AlertDelivery
 from tests.alerts.fakes import Robots
 from tests.browser import (
@@ -70,7 +70,7 @@ def test_owner_adds_a_dingtalk_robot_and_sends_a_test(chromium, live_app, robots
         with live_app.database.session() as session:
             pending = list(session.scalars(select(AlertDelivery.id).where(
                 AlertDelivery.tenant_id == tenant.id)))
-            alerts.deliver(session=session, delivery_ids=pending)
+            alert_tasks.deliver(session=session, delivery_ids=pending)
         page.reload()  # after a redirect: reloading sends nothing again
         assert page.locator(".badge.ok", has_text="已送达").count() == 1
         assert page.locator("td", has_text="回访告警测试").count() == 1

@@ -21,6 +21,7 @@ from huifang.errors import Conflict, Invalid
 from messaging.models import Message
 from tenancy import service as tenancy
 from tenancy.models import Tenant
+from tests.factories import make_customer
 from visits import service as visits
 
 MONDAY_9_CN = dt.datetime(2026, 11, 23, 1, 0, tzinfo=dt.UTC)  # Monday 09:00 in Shanghai
@@ -29,8 +30,7 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 @pytest.fixture
 def customer(session, account):
-    return customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                     phone="13800138000")
+    return make_customer(session, account.tenant)
 
 
 @pytest.fixture

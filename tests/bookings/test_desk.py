@@ -23,6 +23,7 @@ from messaging import inbound
 from messaging.models import HANDLED, Message
 from tenancy import service as tenancy
 from tenancy.models import Tenant
+from tests.factories import make_customer
 from visits import service as visits
 from visits.models import Visit
 
@@ -38,8 +39,7 @@ def _audit(session, tenant_id):
 
 @pytest.fixture
 def customer(session, account):
-    return customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                     phone="13800138000")
+    return make_customer(session, account.tenant)
 
 
 @pytest.fixture

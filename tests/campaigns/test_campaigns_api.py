@@ -13,8 +13,7 @@ from campaigns import materialize as materializer
 from campaigns.models import PENDING, CampaignOccurrence
 from campaigns.presets import PRESETS
 from compliance import service as compliance
-from customers import service as customers
-from visits import service as visits
+from tests.factories import make_consent, make_customer, make_staff, make_visit
 
 UTC = dt.UTC
 NOW = dt.datetime.now(UTC)
@@ -28,16 +27,13 @@ def people(session, account):
             ("ac_cleaning", 80, "上海"), ("ac_cleaning", 300, "浙江省"),
             ("curtain_washing", 720, "上海市"), ("deep_cleaning", 200, None),
             ("basic_cleaning", 364, "江苏"))):
-        person = customers.create_customer(session=session, tenant=account.tenant,
-                                           name=f"王{i}", phone=f"1380000{i:04d}",
-                                           region=region)
-        staff = visits.create_staff(session=session, tenant=account.tenant, name=f"张师傅{i}")
-        visits.create_visit(session=session, tenant=account.tenant, customer_id=person.id,
-                            staff_id=staff.id, service_type=code,
-                            finished_at=NOW - dt.timedelta(days=days))
-        compliance.record_consent(session=session, tenant_id=account.tenant.id,
-                                  customer=person, source="in_person", evidence="签字",
-                                  granted_at=NOW - dt.timedelta(days=400), now=NOW)
+        person = make_customer(session, account.tenant, name=f"王{i}",
+                               phone=f"1380000{i:04d}", region=region)
+        staff = make_staff(session, account.tenant, name=f"张师傅{i}")
+        make_visit(session, account.tenant, customer=person, staff=staff, service_type=code,
+                   finished_at=NOW - dt.timedelta(days=days))
+        make_consent(session, account.tenant, person, now=NOW,
+                     granted_at=NOW - dt.timedelta(days=400))
         made.append(person)
     return made
 
@@ -78,14 +74,10 @@ def test_preview_counts_match_what_activation_schedules(client, session, account
     tenant = account.tenant
     extra = []
     for i, consent in enumerate((False, False, True)):
-        person = customers.create_customer(session=session, tenant=tenant, name=f"李{i}",
-                                           phone=f"1390000{i:04d}")
-        visits.create_visit(session=session, tenant=tenant, customer_id=person.id,
-                            service_type="ac_cleaning", finished_at=NOW - dt.timedelta(days=85))
+        person = make_customer(session, tenant, name=f"李{i}", phone=f"1390000{i:04d}")
+        make_visit(session, tenant, customer=person, finished_at=NOW - dt.timedelta(days=85))
         if consent:
-            compliance.record_consent(session=session, tenant_id=tenant.id, customer=person,
-                                      source="web_form", evidence="表单 17",
-                                      granted_at=NOW, now=NOW)
+            make_consent(session, tenant, person, now=NOW, source="web_form", evidence="表单 17")
         extra.append(person)
     compliance.opt_out(session=session, tenant=tenant, phone=extra[2].phone,
                        reason="reply_opt_out", detail="T", now=NOW)

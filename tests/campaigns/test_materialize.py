@@ -28,6 +28,7 @@ from campaigns.models import (
     Campaign,
     CampaignOccurrence,
 )
+from campaigns.schemas import CampaignUpdate
 from compliance import service as compliance
 from customers import service as customers
 from customers.models import Customer
@@ -329,7 +330,7 @@ def test_editing_reschedules_future_pending_only(session, shop) -> None:
 
     edited = campaigns.update_campaign(
         session=session, tenant=shop.tenant, campaign_id=campaign.id, now=now,
-        changes={"rule": {**AC_90, "every_days": 80}})
+        changes=CampaignUpdate(rule={**AC_90, "every_days": 80}))
     assert edited.version == 2
     after = {o.customer_id: o for o in rows(session, campaign.id)}
     assert after[handed_person.id].id == before[handed_person.id].id  # the past stays
@@ -343,7 +344,7 @@ def test_editing_reschedules_future_pending_only(session, shop) -> None:
 
     renamed = campaigns.update_campaign(session=session, tenant=shop.tenant,
                                         campaign_id=campaign.id, now=now,
-                                        changes={"name": "新名字"})
+                                        changes=CampaignUpdate(name="新名字"))
     assert renamed.version == 2 and redone.status == PENDING  # a name is not a new version
 
 

@@ -15,11 +15,11 @@ from campaigns import handoff
 from campaigns import lifecycle as campaigns
 from campaigns import materialize as materializer
 from campaigns import results as campaign_results
-from compliance import service as compliance
 from customers import service as customers
 from messaging import service as outbox
 from messaging.models import Message
 from tenancy import service as tenancy
+from tests.factories import make_consent, make_customer, make_visit
 from visits import service as visits
 
 UTC = dt.UTC
@@ -43,13 +43,9 @@ def sent_campaign(session, account):
     tenant = account.tenant
     people = []
     for i in range(6):
-        person = customers.create_customer(session=session, tenant=tenant, name=f"客户{i}",
-                                           phone=f"1380000{i:04d}")
-        visits.create_visit(session=session, tenant=tenant, customer_id=person.id,
-                            service_type="ac_cleaning", finished_at=utc(2026, 1, 10, 6))
-        compliance.record_consent(session=session, tenant_id=tenant.id, customer=person,
-                                  source="in_person", evidence="签字", granted_at=utc(2026, 1, 1),
-                                  now=utc(2026, 1, 1))
+        person = make_customer(session, tenant, name=f"客户{i}", phone=f"1380000{i:04d}")
+        make_visit(session, tenant, customer=person, finished_at=utc(2026, 1, 10, 6))
+        make_consent(session, tenant, person, now=utc(2026, 1, 1))
         people.append(person)
     campaign = campaigns.create_campaign(session=session, tenant=tenant,
                                          preset="ac_filter_quarterly")

@@ -11,9 +11,11 @@ from sqlalchemy import delete, select
 
 from compliance import service as compliance
 from compliance.models import ComplianceDecision
+from compliance.schemas import PolicyUpdate
 from customers import service as customers
 from tenancy import service as tenancy
 from tenancy.models import Tenant
+from tests.factories import make_consent, make_customer
 
 # 10:00 in Shanghai: inside the default window.
 NOON_CN = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
@@ -21,8 +23,7 @@ NOON_CN = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
 
 @pytest.fixture
 def customer(session, account):
-    return customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                     phone="13800138000")
+    return make_customer(session, account.tenant)
 
 
 def _gate(session, account, customer, *, category="marketing", body="冬季深度保洁九折，回复1预约",
@@ -33,10 +34,8 @@ def _gate(session, account, customer, *, category="marketing", body="冬季深�
 
 
 def _consent(session, account, customer, now=NOON_CN):
-    return compliance.record_consent(session=session, tenant_id=account.tenant.id,
-                                     customer=customer, source="in_person",
-                                     evidence="首次上门时签字确认（单号 A-1023）",
-                                     granted_at=now - dt.timedelta(days=30), now=now)
+    return make_consent(session, account.tenant, customer, now=now,
+                        granted_at=now - dt.timedelta(days=30))
 
 
 def test_marketing_needs_consent_service_does_not(session, account, customer):
@@ -60,7 +59,7 @@ def test_allowed_marketing_has_signature_first_and_the_footer(session, account, 
 def test_footer_is_configurable_and_not_doubled(session, account, customer):
     _consent(session, account, customer)
     compliance.update_policy(session=session, tenant_id=account.tenant.id,
-                             changes={"opt_out_footer": "拒收请回复R"})
+                             changes=PolicyUpdate(opt_out_footer="拒收请回复R"))
     assert _gate(session, account, customer).text.endswith("拒收请回复R")
     already = _gate(session, account, customer, body="春节前深度保洁 拒收请回复R")
     assert already.text.count("拒收请回复R") == 1
@@ -176,11 +175,9 @@ def test_two_workers_cannot_both_pass_the_cap(postgres_database):
     """Invariant 3: concurrent gate decisions for one customer never exceed the cap."""
     with postgres_database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="并发家政", signature="并发家政")
-        customer = customers.create_customer(session=session, tenant=tenant, name="王女士",
-                                             phone="13800138000")
-        compliance.record_consent(session=session, tenant_id=tenant.id, customer=customer,
-                                  source="in_person", evidence="签字",
-                                  granted_at=NOON_CN - dt.timedelta(days=1), now=NOON_CN)
+        customer = make_customer(session, tenant)
+        make_consent(session, tenant, customer, now=NOON_CN,
+                     granted_at=NOON_CN - dt.timedelta(days=1))
         tenant_id, customer_id = tenant.id, customer.id
     allowed: list[str] = []
     names = ("campaign-a", "campaign-b", "campaign-c", "campaign-d")

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from compliance import service as compliance
 from compliance import wording
 from compliance.models import ComplianceDecision, MarketingSend
-from customers import service as customers
+from tests.factories import make_consent, make_customer
 
 NOON_CN = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai
 NIGHT_CN = dt.datetime(2026, 11, 23, 14, 30, tzinfo=dt.UTC)  # 22:30 in Shanghai
@@ -20,8 +20,7 @@ NIGHT_CN = dt.datetime(2026, 11, 23, 14, 30, tzinfo=dt.UTC)  # 22:30 in Shanghai
 
 @pytest.fixture
 def customer(session, account):
-    return customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                     phone="13800138000")
+    return make_customer(session, account.tenant)
 
 
 def _both(session, account, customer, *, category="marketing", body="冬季保洁九折",
@@ -44,9 +43,8 @@ def test_the_preview_agrees_with_the_gate_on_every_reason(session, account, cust
     cases.append(_both(session, account, customer))  # no consent
     cases.append(_both(session, account, customer, category="service", body="【x】报告"))
     cases.append(_both(session, account, customer, category="service", now=NIGHT_CN))
-    compliance.record_consent(session=session, tenant_id=account.tenant.id, customer=customer,
-                              source="in_person", evidence="签字单 A-1",
-                              granted_at=NOON_CN - dt.timedelta(days=1), now=NOON_CN)
+    make_consent(session, account.tenant, customer, now=NOON_CN,
+                 granted_at=NOON_CN - dt.timedelta(days=1))
     cases.append(_both(session, account, customer))  # allowed, counted by the gate
     cases.append(_both(session, account, customer))  # the second of two
     cases.append(_both(session, account, customer))  # the cap

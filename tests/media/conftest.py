@@ -8,20 +8,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from customers import service as customers
-from visits import service as visits
+from tests.factories import make_staff, make_visit
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "images"
 
 
 @pytest.fixture
 def visit(session, account):
-    customer = customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                         phone="13800138000")
-    staff = visits.create_staff(session=session, tenant=account.tenant, name="李秀兰")
-    return visits.create_visit(session=session, tenant=account.tenant, customer_id=customer.id,
-                               staff_id=staff.id, service_type="ac_cleaning",
-                               areas=["客厅", "厨房"])
+    return make_visit(session, account.tenant, staff=make_staff(session, account.tenant),
+                      areas=["客厅", "厨房"])
 
 
 def phone_jpeg(size: tuple[int, int] = (1600, 1200), *, orientation: int | None = None,

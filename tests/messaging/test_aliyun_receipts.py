@@ -15,13 +15,13 @@ from sqlalchemy import select
 
 from compliance import service as compliance
 from compliance.models import ConsentRecord
-from customers import service as customers
 from huifang.settings import get_settings
 from messaging import service as outbox
 from messaging.models import Message, MessageEvent
 from messaging.providers.base import Provider, SendResult
 from messaging.receipts import apply_receipt
 from tenancy import service as tenancy
+from tests.factories import make_consent, make_customer
 from tests.messaging import webhook_payloads as payloads
 
 NOON_CN = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai
@@ -42,8 +42,7 @@ def hooks(app):
 
 
 def _customer(session, account, phone="13800138000"):
-    return customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                     phone=phone)
+    return make_customer(session, account.tenant, phone=phone)
 
 
 def _sent(session, account, customer, provider="aliyun", source_id="visit-1"):
@@ -152,9 +151,7 @@ def test_twilio_codes_that_speak_of_the_number_suppress_it(session, account):
     unreachable = _customer(session, account, "13800138001")
     blocked = _customer(session, account, "13800138002")
     for customer in (unreachable, blocked):
-        compliance.record_consent(session=session, tenant_id=account.tenant.id,
-                                  customer=customer, source="in_person", evidence="signed card",
-                                  granted_at=NOON_CN, now=NOON_CN)
+        make_consent(session, account.tenant, customer, now=NOON_CN)
     later = NOON_CN + dt.timedelta(minutes=1)
     for customer, code in ((unreachable, "30005"), (blocked, "30004")):
         message = _sent(session, account, customer, provider="twilio")

@@ -24,6 +24,7 @@ from messaging.models import InboundMessage, Message
 from messaging.providers.base import Provider, SendResult
 from tenancy import service as tenancy
 from tenancy.models import Tenant
+from tests.factories import make_consent, make_customer
 from tests.messaging import webhook_payloads as payloads
 
 TOKEN = "0123456789abcdef0123456789abcdef"
@@ -46,8 +47,7 @@ def hooks(app):
 
 @pytest.fixture
 def customer(session, account):
-    return customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                     phone="13800138000")
+    return make_customer(session, account.tenant)
 
 
 def _form(body: str, sid: str, sender: str = "+8613800138000") -> dict[str, str]:
@@ -346,11 +346,8 @@ def test_an_opt_in_from_a_consenting_customer_is_kept_as_a_reply(client, hooks, 
 
 def test_one_aliyun_push_keeps_every_opt_out_whatever_its_neighbours_do(
         hooks, session, account, monkeypatch):
-    consenting = customers.create_customer(session=session, tenant=account.tenant, name="甲",
-                                           phone="13910000033")
-    compliance.record_consent(session=session, tenant_id=account.tenant.id,
-                              customer=consenting, source="in_person", evidence="signed",
-                              granted_at=NOON_CN, now=NOON_CN)
+    consenting = make_customer(session, account.tenant, name="甲", phone="13910000033")
+    make_consent(session, account.tenant, consenting, now=NOON_CN)
     leaving = customers.create_customer(session=session, tenant=account.tenant, name="乙",
                                         phone="13910000044")
     path = f"/hooks/aliyun/{tenancy.hook_key(account.tenant.id)}/reply"

@@ -30,6 +30,7 @@ from messaging.providers.base import (
 from messaging.providers.console import ConsoleProvider
 from tenancy import service as tenancy
 from tenancy.models import Tenant
+from tests.factories import make_customer
 
 NOON_CN = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai
 
@@ -54,8 +55,7 @@ class ScriptedProvider(Provider):
 
 @pytest.fixture
 def customer(session, account):
-    return customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                     phone="13800138000")
+    return make_customer(session, account.tenant)
 
 
 def _schedule(session, account, customer, *, category="service", source_id="visit-1",

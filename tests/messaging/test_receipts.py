@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
-from customers import service as customers
 from huifang.settings import get_settings
 from messaging import service as outbox
 from messaging import webhooks
@@ -24,6 +23,7 @@ from messaging.models import FINAL, Message, MessageEvent
 from messaging.providers.base import Provider, RequestMayHaveLeft, SendResult
 from messaging.providers.twilio import webhooks as twilio_hooks
 from messaging.receipts import apply_receipt
+from tests.factories import make_customer
 from tests.messaging import webhook_payloads as payloads
 
 NOON_CN = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)  # 10:00 in Shanghai
@@ -77,8 +77,7 @@ def hooks(app):
 
 @pytest.fixture
 def customer(session, account):
-    return customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                     phone="13800138000")
+    return make_customer(session, account.tenant)
 
 
 def _send(session, account, customer, provider=None, source_id="visit-1"):

@@ -28,6 +28,7 @@ from customers.models import Customer
 from huifang.db import Database
 from huifang.settings import get_settings
 from messaging import service as outbox
+from messaging import tasks as send_tasks
 from messaging.models import (
     DEFERRED,
     FAILED,
@@ -277,7 +278,7 @@ def test_send_in_batches_grows_batches_for_a_fast_provider_and_not_a_slow_one(
         return real(**kwargs)
 
     monkeypatch.setattr(outbox, "deliver_many", spy)
-    monkeypatch.setattr(outbox, "utcnow", lambda: NOW)
+    monkeypatch.setattr(send_tasks, "utcnow", lambda: NOW)
     monkeypatch.setattr(get_settings(), "send_concurrency", 2)
     for seconds, count, expected in ((0.0, 12, [1, 11]), (0.3, 5, [1, 2, 2])):
         monkeypatch.setattr(outbox, "_latency", {})
@@ -298,7 +299,7 @@ def test_send_in_batches_grows_batches_for_a_fast_provider_and_not_a_slow_one(
                             .values(status=QUEUED))  # as the dispatcher's claim leaves them
         provider = Recording(seconds=seconds)
         with committed_db.session() as session:
-            outbox.send_in_batches(session=session, message_ids=ids, provider=provider)
+            send_tasks.send_in_batches(session=session, message_ids=ids, provider=provider)
         assert sizes == expected, seconds
         with committed_db.session() as session:
             assert set(session.scalars(select(Message.status).where(

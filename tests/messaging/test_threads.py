@@ -19,6 +19,7 @@ from huifang.errors import Conflict, Invalid
 from messaging import inbound, threads
 from messaging import service as outbox
 from messaging.models import HANDLED, OPEN, Message
+from tests.factories import make_customer
 
 NOON_CN = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.UTC)  # Monday 12:00 in Shanghai
 NIGHT_CN = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)  # 23:00 in Shanghai
@@ -26,8 +27,7 @@ NIGHT_CN = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)  # 23:00 in Shanghai
 
 @pytest.fixture
 def customer(session, account):
-    return customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                     phone="13800138000")
+    return make_customer(session, account.tenant)
 
 
 def _audit(session, tenant_id):

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 from bookings import service as booking
 from tenancy import service as tenancy
 from tenancy import working_hours
+from tenancy.schemas import TenantUpdate
 
 
 def test_days_and_slots_in_chinese() -> None:
@@ -24,9 +25,14 @@ def test_days_and_slots_in_chinese() -> None:
 
 
 def test_the_booking_page_offers_the_same_slots(session, account) -> None:
-    tenant = tenancy.update_tenant(session=session, tenant=account.tenant, work_days="1234567",
-                                   work_start_minute=8 * 60 + 30, work_end_minute=17 * 60,
-                                   slot_minutes=90)
+    tenant = tenancy.update_tenant(
+        session=session,
+        tenant=account.tenant,
+        changes=TenantUpdate(
+            work_days="1234567", work_start_minute=8 * 60 + 30, work_end_minute=17 * 60,
+            slot_minutes=90,
+        ),
+    )
     now = dt.datetime(2026, 5, 1, 0, tzinfo=dt.UTC)
     zone = ZoneInfo(tenant.timezone)
     offered = booking._slots(tenant, now)

@@ -1,0 +1,139 @@
+"""SQL that PostgreSQL and SQLite spell differently, behind one object per session.
+
+Set-based work (the campaign materializer) builds one statement for both databases:
+date arithmetic in a time zone, constant tables to join, ``INSERT … ON CONFLICT`` and
+statements whose plan must follow their bounds. ``Dialect(session)`` picks the spelling
+from the session's connection; SQLite, which has no time zones, gets a small Python
+function registered on its connection for the local date of a timestamp.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    FromClause,
+    Integer,
+    String,
+    Table,
+    column,
+    func,
+    literal,
+    select,
+    values,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy.types import TypeEngine
+
+Column = ColumnElement[Any] | QueryableAttribute[Any]
+
+
+def _local_date_text(value: str | None, zone: str | None) -> str | None:
+    """SQLite has no time zones: the local date of a stored UTC timestamp, for SQL."""
+    if value is None or zone is None:
+        return None
+    try:
+        found = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    moment = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    return moment.astimezone(found).date().isoformat()
+
+
+class Dialect:
+    """Date arithmetic, constant tables and inserts, spelled for the session's database."""
+
+    def __init__(self, session: Session) -> None:
+        connection = session.connection()
+        self.session = session
+        self.dialect = connection.dialect
+        self.postgres = connection.dialect.name == "postgresql"
+        if not self.postgres:
+            raw = cast(Any, connection.connection).dbapi_connection
+            raw.create_function("huifang_local_date", 2, _local_date_text, deterministic=True)
+
+    def local_date(self, moment: Column, zone: Column) -> ColumnElement[dt.date]:
+        """The date of a UTC timestamp on the wall calendar of ``zone``."""
+        if self.postgres:
+            return func.timezone(zone, moment).cast(Date)
+        return func.huifang_local_date(moment, zone, type_=Date)
+
+    def add_days(
+        self, day: ColumnElement[Any], days: ColumnElement[Any] | int
+    ) -> ColumnElement[dt.date]:
+        if self.postgres:
+            return cast(ColumnElement[dt.date], day + days)
+        return func.date(day, func.printf("%+d days", days), type_=Date)
+
+    def days_between(
+        self, later: ColumnElement[Any], earlier: ColumnElement[Any]
+    ) -> ColumnElement[int]:
+        if self.postgres:
+            return cast(ColumnElement[int], later - earlier)
+        return (func.julianday(later) - func.julianday(earlier)).cast(Integer)
+
+    def month_day(self, day: ColumnElement[Any]) -> ColumnElement[str]:
+        if self.postgres:
+            return func.to_char(day, "MM-DD")
+        return func.strftime("%m-%d", day)
+
+    @contextlib.contextmanager
+    def custom_plans(self) -> Iterator[None]:
+        """Plan every run of a repeated statement with its own bounds (PostgreSQL).
+
+        A statement whose text repeats (one per chunk) is prepared by psycopg after a few
+        runs, and PostgreSQL may then switch to a generic plan that ignores the bounds and
+        picks a join far slower for some chunks (BENCHMARKS.md, the materializer). Not
+        preparing it keeps one plan per run. ``plan_cache_mode = force_custom_plan`` would
+        too, but it also re-plans the foreign-key triggers' checks for every row inserted.
+        """
+        if not self.postgres:
+            yield
+            return
+        raw = cast(Any, self.session.connection().connection).dbapi_connection
+        previous = raw.prepare_threshold
+        raw.prepare_threshold = None
+        try:
+            yield
+        finally:
+            raw.prepare_threshold = previous
+
+    def insert(self, table: Table) -> Any:
+        """The dialect's ``INSERT`` (with ``on_conflict_do_nothing``) for a Core table."""
+        return (postgresql.insert if self.postgres else sqlite.insert)(table)
+
+    def table(
+        self,
+        name: str,
+        columns: Sequence[tuple[str, TypeEngine[Any]]],
+        rows: Sequence[Sequence[Any]],
+    ) -> FromClause:
+        """Constant rows for the database to join: a ``VALUES`` list on PostgreSQL; on
+        SQLite (no column names on ``VALUES``, 500 terms at most in a compound select) one
+        JSON parameter read with ``json_each``, each value as the column type stores it."""
+        if self.postgres:
+            return values(*(column(n, kind) for n, kind in columns), name=name).data(
+                [tuple(row) for row in rows]
+            )
+        processors = [
+            kind.dialect_impl(self.dialect).bind_processor(self.dialect) for _, kind in columns
+        ]
+        payload = json.dumps(
+            [[p(v) if p else v for p, v in zip(processors, row, strict=True)] for row in rows],
+            ensure_ascii=False,
+        )
+        each = func.json_each(literal(payload, String())).table_valued("value")
+        return select(
+            *(
+                func.json_extract(each.c.value, f"$[{i}]", type_=kind).label(n)
+                for i, (n, kind) in enumerate(columns)
+            )
+        ).subquery(name)
