@@ -15,6 +15,7 @@ from access.roles import Role
 from compliance import audit_log, registry
 from compliance import service as compliance
 from compliance.models import CompliancePolicy
+from compliance.schemas import PolicyUpdate
 from customers import service as customers
 from huifang.db import utcnow
 from huifang.errors import Conflict, Invalid, NotFound
@@ -232,7 +233,7 @@ def test_customer_page_state_opt_out_and_in_by_the_office_are_audited(session, a
         registry.opt_out_customer(session=session, tenant=other_account.tenant,
                                   customer_id=wang.id, detail=None, now=later)
     compliance.update_policy(session=session, tenant_id=tenant.id,
-                             changes={"marketing_cap": 4}, actor=person)
+                             changes=PolicyUpdate(marketing_cap=4), actor=person)
 
     entries, _ = audit_log.list_audit(session=session, tenant_id=tenant.id, page=PAGE)
     assert [(e.action, e.target) for e in entries][::-1] == [
