@@ -13,6 +13,7 @@ from bookings.models import Booking
 from compliance import service as compliance
 from customers import service as customers
 from customers.models import Customer
+from customers.schemas import CustomerUpdate
 from huifang.db import utcnow
 from huifang.pagination import PageParams
 from office import customer_search as search
@@ -93,7 +94,7 @@ def test_search_by_whole_number_part_of_number_name_tag_and_area(session, accoun
     tenant = account.tenant
     made = people(session, tenant)
     customers.update_customer(session=session, tenant=tenant, customer_id=made["同意"].id,
-                              changes={"tags": ["老客户"]})
+                              changes=CustomerUpdate(tags=["老客户"]))
     page = PageParams(limit=50)
 
     def find(**kw: Any) -> set[str]:
