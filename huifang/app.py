@@ -42,6 +42,8 @@ from messaging.thread_api import router as threads_router
 from messaging.webhooks import router as messaging_webhooks_router
 from office import alerts as office_alerts
 from office import auth as office_auth
+from office import campaigns as office_campaigns
+from office import settings as office_settings
 from office import today as office_today
 from office import users as office_users
 from office import web as office
@@ -151,8 +153,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(media_public_router)
     app.include_router(messaging_public_router)
     app.include_router(ops.router)
-    office.install(app, office_auth.router, office_today.router, office_users.router,
-                   office_alerts.router)
+    office.install(app, office_auth.router, office_today.router, office_settings.router,
+                   office_users.router, office_alerts.router, office_campaigns.router)
     add_docs(app)
 
     settings = get_settings()
