@@ -23,7 +23,7 @@ from campaigns.models import ACTIVE, ARCHIVED, DRAFT, PAUSED, Campaign
 from campaigns.office_api import _svg
 from campaigns.presets import PRESETS
 from huifang.db import utcnow
-from huifang.deps import SessionDep
+from huifang.deps import SessionDep, writes
 from huifang.errors import HuifangError, Invalid
 from huifang.fields import Id
 from huifang.i18n import _
@@ -248,6 +248,7 @@ def trend_chart(session: SessionDep, person: web.OfficeUser) -> Response:
 
 
 @router.get("/{campaign_id}")
+@writes  # the preview makes each sample customer's booking link, as sending would
 def campaign_page(campaign_id: Id, request: Request, session: SessionDep,
                   person: web.OfficeUser) -> Response:
     saved = request.query_params.get("saved") == "1"
