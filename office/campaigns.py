@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
@@ -38,6 +38,7 @@ STATUS_BADGES = {DRAFT: "", ACTIVE: "ok", PAUSED: "warn", ARCHIVED: "bad"}
 WEEKS = 8
 TREND_MONTHS = 6
 MAX_TEMPLATE = 4000
+ChartWidth = Annotated[int, Query(ge=200, le=2000)]
 _LIST_SPLIT = str.maketrans({c: "," for c in "，、；; \n\t"})
 
 
@@ -242,9 +243,10 @@ async def start_campaign(request: Request, session: SessionDep, person: web.Offi
 
 
 @router.get("/trend.svg")
-def trend_chart(session: SessionDep, person: web.OfficeUser) -> Response:
+def trend_chart(session: SessionDep, person: web.OfficeUser, width: ChartWidth = 800) -> Response:
     return _svg(charts.trend(figures.company_trend(
-        session=session, tenant=person.tenant, now=utcnow(), months=TREND_MONTHS)))
+        session=session, tenant=person.tenant, now=utcnow(), months=TREND_MONTHS),
+        width=400 if width < 600 else 800))
 
 
 @router.get("/{campaign_id}")
@@ -258,7 +260,7 @@ def campaign_page(campaign_id: Id, request: Request, session: SessionDep,
 
 @router.get("/{campaign_id}/weekly.svg")
 def weekly_chart(campaign_id: Id, session: SessionDep, person: web.OfficeUser,
-                 width: int = 800) -> Response:
+                 width: ChartWidth = 800) -> Response:
     found = figures.weekly_results(session=session, tenant=person.tenant,
                                    campaign_id=campaign_id, now=utcnow(), weeks=WEEKS)
     return _svg(charts.weekly(found, width=400 if width < 600 else 800))

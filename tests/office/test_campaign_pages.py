@@ -47,7 +47,8 @@ def test_office_user_runs_a_campaign_from_a_preset(client, session):
     token = sign_in(client, session, tenant, role="office")
     listing = client.get("/office/campaigns")
     assert listing.status_code == 200
-    assert "空调滤网季度清洗" in listing.text and "客户上次空调清洗后每 90 天提醒一次" in listing.text
+    assert "空调滤网季度清洗" in listing.text
+    assert "客户上次空调清洗后每 90 天提醒一次" in listing.text
     assert "还没有活动" in listing.text
     where = _start(client, token)
     page = client.get(where)
