@@ -1,18 +1,17 @@
-"""Users, their sessions and one-time sign-in links, and the audit log."""
+"""Users, their sessions and one-time sign-in links."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from huifang.db import Base, BigId, TimestampMixin
 
 
 class User(TimestampMixin, Base):
-    """A person of a company who signs in: owner, office or staff (``accounts.roles``)."""
+    """A person of a company who signs in: owner, office or staff (``access.roles``)."""
 
     __tablename__ = "users"
     __table_args__ = (UniqueConstraint("tenant_id", "phone"),)
@@ -62,20 +61,3 @@ class UserSession(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     user_agent: Mapped[str] = mapped_column(String(200), default="")
-
-
-class AuditEntry(Base):
-    """One change a person (or a program with an API key) made, and who made it."""
-
-    __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_tenant_newest", "tenant_id", "id"),)
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    at: Mapped[dt.datetime] = mapped_column()
-    actor_kind: Mapped[str] = mapped_column(String(8))  # user | api_key | system
-    actor_id: Mapped[int | None] = mapped_column(BigId, default=None)
-    actor_name: Mapped[str] = mapped_column(String(100))
-    action: Mapped[str] = mapped_column(String(64))
-    target: Mapped[str] = mapped_column(String(100), default="")
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from accounts import audit, passwords
-from accounts.actors import Actor
+from access import audit
+from access.actors import Actor
+from access.roles import Role
+from accounts import passwords
 from accounts.models import SignInLink, User, UserSession
-from accounts.roles import Role
 from customers import phones
 from huifang.db import as_utc, utcnow
 from huifang.errors import Conflict, Invalid, NotFound

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from accounts.roles import Permission
+from access.roles import Permission
 from alerts import service
 from alerts.schemas import ChannelCreate, ChannelRead, DeliveryRead
 from huifang.deps import KeyActorDep, SessionDep, TenantDep, key_may

@@ -25,8 +25,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from accounts import audit
-from accounts.actors import Actor
+from access import audit
+from access.actors import Actor
 from alerts import formats
 from alerts.models import (
     EVENTS,

@@ -13,7 +13,7 @@ so the preset "every 90 days, up to 14 days late" names exactly one occurrence p
 within the horizon, some caught up (due now), most ahead. One campaign is active.
 
 Timed, each into an empty ``campaign_occurrences`` after a CHECKPOINT, each committed:
-  ours   ``campaigns.service.materialize``: audience (consent, suppressions, no pending
+  ours   ``campaigns.materialize.materialize``: audience (consent, suppressions, no pending
          occurrence), the cadence with its catch-up policy, the local send instants, in
          ``INSERT … SELECT … ON CONFLICT DO NOTHING`` per chunk of customer ids;
   floor  one hand-written ``INSERT … SELECT`` of the same rows: the same columns and the
@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scratch import scratch_database
 
-from campaigns import service as campaigns
+from campaigns import lifecycle as campaigns
+from campaigns import materialize as materializer
 from huifang.db import Database
 from huifang.migrate import upgrade
 from tenancy import service as tenancy
@@ -140,7 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", required=True, help="PostgreSQL server URL")
     parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--chunk", type=int, default=campaigns.CHUNK_CUSTOMERS,
+    parser.add_argument("--chunk", type=int, default=materializer.CHUNK_CUSTOMERS,
                         help="customer ids per INSERT … SELECT")
     parser.add_argument("--rounds", type=int, default=1, help="floor and ours, alternately")
     args = parser.parse_args()
@@ -169,7 +170,7 @@ def main() -> None:
                 fresh(database.engine)
                 started = time.perf_counter()
                 with database.session() as session:
-                    made = campaigns.materialize(session=session, now=now, chunk=args.chunk)
+                    made = materializer.materialize(session=session, now=now, chunk=args.chunk)
                 ours.append(time.perf_counter() - started)
                 prints.add(fingerprint(database.engine, campaign_id))
                 assert made == {campaign_id: args.customers}, made

@@ -29,7 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from media import ffmpeg, recap, watermark
+from media import ffmpeg, watermark
+from reports import recap_video as recap
 
 FACTS = watermark.WatermarkFacts(
     company="洁家家政", service="空调清洗", phase="服务中",

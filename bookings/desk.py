@@ -18,8 +18,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from accounts import audit
-from accounts.actors import Actor
+from access import audit
+from access.actors import Actor
+from bookings import service as asks
+from bookings.models import CONFIRMED, DECLINED, REQUESTED, Booking
+from bookings.schemas import BookingRead
 from compliance import service as compliance
 from compliance import wording
 from compliance.models import DEFER, SEND
@@ -27,10 +30,8 @@ from customers.models import Customer
 from huifang.db import as_utc
 from huifang.errors import Conflict, Invalid
 from huifang.i18n import _
-from messaging import booking as asks
 from messaging import threads
-from messaging.models import CONFIRMED, DECLINED, HANDLED, REQUESTED, Booking, InboundMessage
-from messaging.schemas import BookingRead
+from messaging.models import HANDLED, InboundMessage
 from messaging.service import schedule
 from tenancy.models import Tenant
 from visits import service as visits
@@ -249,7 +250,7 @@ def confirm(*, session: Session, tenant: Tenant, booking_id: int, slot_start: dt
     assert customer is not None
     body = (f"您预约的{_service(booking.service_type)}已确认："
             f"{asks.when_text(tenant, start)}，由{staff.name}上门服务。")
-    # Keyed like messaging.booking.answer's: one message per booking and time.
+    # Keyed like bookings.service.answer's: one message per booking and time.
     message_id, told, notice = _tell(session, tenant, customer, body, "booking_confirmed",
                                      f"{booking.id}@{int(start.timestamp())}", now)
     audit.record(session, actor, "booking.confirmed", f"booking:{booking.id}",

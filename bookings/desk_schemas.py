@@ -6,8 +6,8 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
+from bookings.schemas import BookingRead
 from huifang.fields import Id, Instant
-from messaging.schemas import BookingRead
 from messaging.thread_schemas import ResponseClock
 
 

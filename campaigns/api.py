@@ -9,7 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from campaigns import calendar, rules, service, tasks
+from campaigns import calendar, rules, tasks
+from campaigns import facts as campaign_facts
+from campaigns import lifecycle as campaigns
+from campaigns import preview as campaign_preview
+from campaigns import results as figures
 from campaigns.models import Campaign
 from campaigns.presets import PRESETS
 from campaigns.schemas import (
@@ -34,7 +38,7 @@ from huifang.fields import Day, Id
 from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
 from huifang.worker import enqueue
-from messaging import attribution
+from reports import attribution
 
 router = APIRouter(tags=["campaigns"])
 _LINT: dict[int | str, dict[str, Any]] = {422: {
@@ -52,7 +56,7 @@ def _read(campaign: Campaign) -> CampaignRead:
         "rule_text": rules.describe(rules.rule_from_dict(campaign.rule))})
 
 
-def _refusal(error: service.LintFailed) -> JSONResponse:
+def _refusal(error: campaigns.LintFailed) -> JSONResponse:
     body = LintRefusal(detail=error.detail, findings=[
         LintFindingRead.model_validate(f) for f in error.findings])
     return JSONResponse(body.model_dump(), status_code=422)
@@ -82,14 +86,14 @@ def create_campaign(body: CampaignCreate, session: SessionDep, tenant: TenantDep
     fields = body.model_dump(exclude_unset=True)
     if body.mms is not None:
         fields["mms"] = body.mms.model_dump()
-    return _read(service.create_campaign(session=session, tenant=tenant, **fields))
+    return _read(campaigns.create_campaign(session=session, tenant=tenant, **fields))
 
 
 @router.get("/campaigns", response_model=CampaignPage)
 def list_campaigns(session: SessionDep, tenant: TenantDep,
                    page: Annotated[PageParams, Depends(page_params)],
                    status: str | None = None) -> CampaignPage:
-    items, total = service.list_campaigns(session=session, tenant_id=tenant.id, page=page,
+    items, total = campaigns.list_campaigns(session=session, tenant_id=tenant.id, page=page,
                                           status=status)
     return CampaignPage(items=[_read(c) for c in items], total=total, limit=page.limit,
                         offset=page.offset)
@@ -109,7 +113,7 @@ def list_presets(tenant: TenantDep) -> list[PresetRead]:
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignRead)
 def read_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep) -> CampaignRead:
-    return _read(service.get_campaign(session=session, tenant_id=tenant.id,
+    return _read(campaigns.get_campaign(session=session, tenant_id=tenant.id,
                                       campaign_id=campaign_id))
 
 
@@ -123,10 +127,10 @@ def update_campaign(campaign_id: Id, body: CampaignUpdate, session: SessionDep,
     if "mms" in changes:
         changes["mms"] = body.mms.model_dump() if body.mms is not None else None
     try:
-        campaign = service.update_campaign(session=session, tenant=tenant,
+        campaign = campaigns.update_campaign(session=session, tenant=tenant,
                                            campaign_id=campaign_id, changes=changes,
                                            now=utcnow())
-    except service.LintFailed as error:
+    except campaigns.LintFailed as error:
         return _refusal(error)
     if campaign.status == "active":
         enqueue(session, tasks.materialize_campaign, campaign_id=campaign.id)
@@ -138,7 +142,7 @@ def preview_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep,
                      body: PreviewRequest | None = None) -> CampaignPreviewRead:
     """Who it reaches (counts and a sample), the message each sample customer would get
     with their own booking link, the lint findings, and their next dates."""
-    found = service.preview(session=session, tenant=tenant, campaign_id=campaign_id,
+    found = campaign_preview.preview(session=session, tenant=tenant, campaign_id=campaign_id,
                             now=utcnow(), customer_ids=body.customer_ids if body else ())
     return CampaignPreviewRead.model_validate(found)
 
@@ -149,9 +153,9 @@ def activate_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep, a
                       ) -> CampaignRead | JSONResponse:
     """Start it: the texts must lint clean (422 lists the findings otherwise)."""
     try:
-        campaign = service.activate(session=session, tenant=tenant, campaign_id=campaign_id,
+        campaign = campaigns.activate(session=session, tenant=tenant, campaign_id=campaign_id,
                                     now=utcnow(), actor=actor)
-    except service.LintFailed as error:
+    except campaigns.LintFailed as error:
         return _refusal(error)
     enqueue(session, tasks.materialize_campaign, campaign_id=campaign.id)
     return _read(campaign)
@@ -162,7 +166,7 @@ def activate_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep, a
 def pause_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep,
                    actor: KeyActorDep) -> CampaignRead:
     """Stop at once: nothing more is handed off; messages not yet sent are suppressed."""
-    return _read(service.pause(session=session, tenant=tenant, campaign_id=campaign_id,
+    return _read(campaigns.pause(session=session, tenant=tenant, campaign_id=campaign_id,
                                now=utcnow(), actor=actor))
 
 
@@ -171,9 +175,9 @@ def pause_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep,
 def resume_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep, actor: KeyActorDep
                     ) -> CampaignRead | JSONResponse:
     try:
-        campaign = service.resume(session=session, tenant=tenant, campaign_id=campaign_id,
+        campaign = campaigns.resume(session=session, tenant=tenant, campaign_id=campaign_id,
                                   now=utcnow(), actor=actor)
-    except service.LintFailed as error:
+    except campaigns.LintFailed as error:
         return _refusal(error)
     enqueue(session, tasks.materialize_campaign, campaign_id=campaign.id)
     return _read(campaign)
@@ -183,7 +187,7 @@ def resume_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep, act
 def archive_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep, actor: KeyActorDep
                      ) -> CampaignRead:
     """End it for good: what waits is cancelled, messages not yet sent are suppressed."""
-    return _read(service.archive(session=session, tenant=tenant, campaign_id=campaign_id,
+    return _read(campaigns.archive(session=session, tenant=tenant, campaign_id=campaign_id,
                                  now=utcnow(), actor=actor))
 
 
@@ -194,7 +198,7 @@ def campaign_results(campaign_id: Id, request: Request, session: SessionDep,
                          pattern="^(json|csv)$")] = None) -> CampaignResultsRead | Response:
     """Scheduled, sent, delivered, failed, suppressed by reason, deferred, clicked, booked,
     conversion."""
-    found = service.results(session=session, tenant=tenant, campaign_id=campaign_id)
+    found = figures.results(session=session, tenant=tenant, campaign_id=campaign_id)
     if _wants_csv(request, format):
         return _csv(found.rows(), f"campaign-{campaign_id}-results.csv")
     return CampaignResultsRead.model_validate(found)
@@ -210,7 +214,7 @@ def retention_report(
     format: Annotated[str | None, Query(pattern="^(json|csv)$")] = None,
 ) -> RetentionRead | Response:
     """Retention rate, repeat-purchase rate and second-service conversion over a period."""
-    found = service.retention(session=session, tenant=tenant, since=since, until=until,
+    found = figures.retention(session=session, tenant=tenant, since=since, until=until,
                               lookback_days=lookback_days)
     if _wants_csv(request, format):
         return _csv(found.rows(), f"retention-{since}-{until}.csv")
@@ -259,12 +263,12 @@ def _plum(table: dict[str, dict[int, dt.date]]) -> PlumRainRead:
 @router.get("/plum-rain", response_model=PlumRainRead)
 def read_plum_rain(session: SessionDep, tenant: TenantDep) -> PlumRainRead:
     """The company's 入梅 dates by region and year; elsewhere the almanac rule applies."""
-    return _plum(service.plum_table(session=session, tenant_id=tenant.id))
+    return _plum(campaign_facts.plum_table(session=session, tenant_id=tenant.id))
 
 
 @router.put("/plum-rain", response_model=PlumRainRead)
 def replace_plum_rain(body: PlumRainTable, session: SessionDep, tenant: TenantDep
                       ) -> PlumRainRead:
     """Replace the whole table (each region once, dates in late May to early July)."""
-    return _plum(service.set_plum_table(session=session, tenant_id=tenant.id,
+    return _plum(campaign_facts.set_plum_table(session=session, tenant_id=tenant.id,
                                         table=body.table))

@@ -1,6 +1,6 @@
 """The campaign editor's lint: a draft's texts checked as the person types, nothing saved.
 
-The draft is linted exactly as activation lints a campaign (``service.lint_campaign`` on
+The draft is linted exactly as activation lints a campaign (``lifecycle.lint_campaign`` on
 an unsaved ``Campaign``: the company's signature, its opt-out footer, its link domains),
 and each finding comes back with a Chinese sentence and, where the text can be corrected,
 a fix (``campaigns.fixes``). A rule in the draft is read as creating the campaign would
@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from campaigns import fixes, lint, rules, service, wording
+from campaigns import facts, fixes, lifecycle, lint, rules, wording
 from campaigns.audiences import Audience, AudiencePreview
 from campaigns.audiences import preview as audience_preview
 from campaigns.models import Campaign
@@ -63,7 +63,7 @@ def lint_draft(*, session: Session, tenant: Tenant, template: str,
         variant = None
     draft = Campaign(tenant_id=tenant.id, template=template, mms=variant, category=kind)
     texts = {"sms": template, "mms": str(variant["body"]) if variant else ""}
-    for f in service.lint_campaign(session=session, tenant=tenant, campaign=draft):
+    for f in lifecycle.lint_campaign(session=session, tenant=tenant, campaign=draft):
         plain = lint.Finding(f.code, f.severity, f.message, f.hint)  # type: ignore[arg-type]
         found.append(fixes.explain(plain, text=texts[f.part], signature=tenant.signature,
                                    part=f.part))
@@ -78,7 +78,7 @@ def audience_counts(*, session: Session, tenant: Tenant, now: dt.datetime,
                     rule: Mapping[str, Any] | None = None, preset: str | None = None
                     ) -> AudiencePreview:
     """Who a draft reaches: the audience's filters and what the rule needs (the service a
-    cadence follows), counted as ``service.preview`` counts a saved campaign."""
+    cadence follows), counted as ``preview.preview`` counts a saved campaign."""
     if rule is not None:
         parsed = rules.rule_from_dict(rule)
     elif preset is not None:
@@ -87,4 +87,4 @@ def audience_counts(*, session: Session, tenant: Tenant, now: dt.datetime,
         raise Invalid("Give the draft's rule or its preset: who a campaign reaches depends on "
                       "it (a cadence reaches customers who had that service).")
     return audience_preview(session=session, tenant=tenant, spec=Audience.from_dict(audience),
-                            now=now, extra=service._applies(parsed, tenant.id))
+                            now=now, extra=facts.rule_applies(parsed, tenant.id))

@@ -7,7 +7,7 @@
   messages. Each figure is one grouped query with the weeks as a ``CASE`` over their UTC
   bounds, so daylight saving and both databases are handled alike.
 - ``company_trend``: at the end of each month, the company's retention rate, repeat-purchase
-  rate and second-service conversion over the window ending then (``service.retention``,
+  rate and second-service conversion over the window ending then (``results.retention``,
   the same definitions as ``GET /v1/reports/retention``).
 """
 
@@ -22,17 +22,16 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from campaigns import service
+from bookings.models import Booking, ShortLink
+from campaigns import facts, handoff, lifecycle, results
 from huifang.errors import Invalid
 from messaging.models import (
     DELIVERED,
     OPT_OUT,
     SENT,
     UNDELIVERED,
-    Booking,
     InboundMessage,
     Message,
-    ShortLink,
 )
 from tenancy.models import Tenant
 
@@ -90,23 +89,23 @@ def weekly_results(*, session: Session, tenant: Tenant, campaign_id: int, now: d
     """The campaign's last ``weeks`` weeks; see the module's docstring for each figure."""
     if not 1 <= weeks <= MAX_WEEKS:
         raise Invalid(f"weeks must be between 1 and {MAX_WEEKS}.")
-    campaign = service.get_campaign(session=session, tenant_id=tenant.id,
+    campaign = lifecycle.get_campaign(session=session, tenant_id=tenant.id,
                                     campaign_id=campaign_id)
     zone = ZoneInfo(tenant.timezone)
     marks = _week_bounds(now, zone, weeks)
     bounds = [at for _, at in marks]
-    ours = and_(Message.tenant_id == tenant.id, Message.source_type == service.SOURCE_TYPE,
+    ours = and_(Message.tenant_id == tenant.id, Message.source_type == facts.SOURCE_TYPE,
                 Message.source_id.like(f"{campaign.id}:%"))
     sent = _counts(session, Message.sent_at, bounds, ours,
                    Message.status.in_((SENT, DELIVERED, UNDELIVERED)),
                    extra=func.sum(case((Message.status == DELIVERED, 1), else_=0)))
     clicked = _counts(session, ShortLink.first_clicked_at, bounds,
                       ShortLink.tenant_id == tenant.id,
-                      ShortLink.source_type == service.SOURCE_TYPE,
+                      ShortLink.source_type == facts.SOURCE_TYPE,
                       ShortLink.source_id == str(campaign.id))
     booked = _counts(session, Booking.created_at, bounds, Booking.tenant_id == tenant.id,
-                     Booking.source_type == service.SOURCE_TYPE,
-                     service._campaign_source(campaign.id, Booking.source_id))
+                     Booking.source_type == facts.SOURCE_TYPE,
+                     handoff.campaign_source(campaign.id, Booking.source_id))
     opted = _counts(session, InboundMessage.received_at, bounds,
                     InboundMessage.tenant_id == tenant.id, InboundMessage.route == OPT_OUT,
                     InboundMessage.in_reply_to_id.in_(select(Message.id).where(ours)))
@@ -158,7 +157,7 @@ def company_trend(*, session: Session, tenant: Tenant, now: dt.datetime, months:
         following = (first + dt.timedelta(days=32)).replace(day=1)
         until = min(following - dt.timedelta(days=1), today)
         since = until - dt.timedelta(days=window_days - 1)
-        found = service.retention(session=session, tenant=tenant, since=since, until=until,
+        found = results.retention(session=session, tenant=tenant, since=since, until=until,
                                   lookback_days=lookback_days)
         points.append(TrendPoint(
             month=first, since=since, until=until, retention_rate=found.retention_rate,

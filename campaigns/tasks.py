@@ -7,7 +7,8 @@ import time
 import structlog
 from sqlalchemy.orm import Session
 
-from campaigns import service
+from campaigns import handoff
+from campaigns import materialize as materializer
 from huifang.db import utcnow
 from huifang.metrics import PERIODIC_FAILURES
 from huifang.worker import each_on_its_own, task
@@ -26,8 +27,8 @@ def materialize_occurrences(*, session: Session) -> None:
     is logged and skipped while every other company's are done.
     """
     each_on_its_own(session, "materialize_occurrences",
-                    service.active_campaign_ids(session=session),
-                    lambda campaign_id: service.materialize(
+                    materializer.active_campaign_ids(session=session),
+                    lambda campaign_id: materializer.materialize(
                         session=session, now=utcnow(), campaign_id=campaign_id),
                     what="campaign_id")
 
@@ -35,7 +36,7 @@ def materialize_occurrences(*, session: Session) -> None:
 @task(queue="default")
 def materialize_campaign(*, session: Session, campaign_id: int) -> None:
     """After an activation or an edit: that campaign's occurrences, without waiting."""
-    service.materialize(session=session, now=utcnow(), campaign_id=campaign_id)
+    materializer.materialize(session=session, now=utcnow(), campaign_id=campaign_id)
 
 
 @task(queue="default")
@@ -44,12 +45,12 @@ def hand_off_due_occurrences(*, session: Session) -> None:
     mms = get_provider().capabilities.supports_mms
     started = time.monotonic()
     while time.monotonic() - started < HAND_OFF_BUDGET_SECONDS:
-        batch = service.hand_off_due(session=session, now=utcnow(), mms=mms,
-                                     limit=service.HAND_OFF_BATCH)
+        batch = handoff.hand_off_due(session=session, now=utcnow(), mms=mms,
+                                     limit=handoff.HAND_OFF_BATCH)
         session.commit()  # each batch on record; a crash later loses none of it
         for campaign_id, error in batch.failed.items():
             PERIODIC_FAILURES.labels("hand_off_due_occurrences").inc()
             log.error("hand-off failed for a campaign; its occurrences wait",
                       campaign_id=campaign_id, error=error)
-        if batch.claimed < service.HAND_OFF_BATCH:
+        if batch.claimed < handoff.HAND_OFF_BATCH:
             return

@@ -5,7 +5,7 @@ import io
 
 from fastapi import APIRouter, Response
 
-from accounts.roles import Permission
+from access.roles import Permission
 from compliance import service
 from compliance.models import CompliancePolicy
 from compliance.schemas import (

@@ -63,9 +63,3 @@ class PolicyUpdate(BaseModel):
     opt_out_footer: str | None = Field(default=None, min_length=2, max_length=20,
                                        examples=["回复T退订", "拒收请回复R"])
     consent_retention_days: int | None = Field(default=None, ge=1, le=3650)
-
-
-class Reachability(BaseModel):
-    can_receive: bool
-    reasons: list[str] = Field(description="Why not, when it cannot.")
-    later: list[str] = Field(description="What delays a message now without stopping it.")

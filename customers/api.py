@@ -4,9 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, UploadFile
 
-from accounts.roles import Permission
+from access.roles import Permission
 from compliance import service as compliance
-from compliance.schemas import Reachability
 from customers import service
 from customers.schemas import (
     CustomerCreate,
@@ -16,6 +15,7 @@ from customers.schemas import (
     CustomerUpdate,
     ImportReport,
     ImportRow,
+    Reachability,
 )
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep, key_may

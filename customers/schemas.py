@@ -5,11 +5,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from compliance.schemas import Reachability
 from tenancy.languages import Language
 from tenancy.schemas import TimeZoneName
 
 Tag = str
+
+
+class Reachability(BaseModel):
+    can_receive: bool
+    reasons: list[str] = Field(description="Why not, when it cannot.")
+    later: list[str] = Field(description="What delays a message now without stopping it.")
 
 
 class CustomerCreate(BaseModel):

@@ -14,7 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import huifang
 from alerts.api import router as alerts_router
+from bookings.api import router as bookings_router
 from bookings.desk_api import router as booking_desk_router
+from bookings.pages import public_router as bookings_public_router
 from campaigns.api import router as campaigns_router
 from campaigns.office_api import router as campaigns_office_router
 from compliance.api import router as compliance_router
@@ -32,6 +34,7 @@ from huifang.metrics import MetricsMiddleware
 from huifang.settings import get_settings
 from media.api import public_router as media_public_router
 from media.api import router as media_router
+from media.api import staff_router as media_staff_router
 from media.office_api import router as media_office_router
 from media.resumable_api import router as resumable_router
 from messaging import webhooks
@@ -47,11 +50,14 @@ from office import settings as office_settings
 from office import today as office_today
 from office import users as office_users
 from office import web as office
+from reports.api import public_router as reports_public_router
+from reports.api import router as reports_router
+from reports.api import send_router as reports_send_router
+from staff.api import router as staff_day_router
 from tenancy import service as tenancy
 from tenancy.api import router as tenancy_router
 from today.api import router as today_router
 from visits.api import staff_router, visit_router
-from visits.staff_day_api import router as staff_day_router
 
 # A JSON request of the API is a few KB; a megabyte leaves room and bounds what a stranger
 # can make us read before the key is checked.
@@ -143,15 +149,18 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     # webhook must answer within milliseconds; the /v1 routes are walked after it).
     app.include_router(messaging_webhooks_router)
     v1 = APIRouter(prefix="/v1")
-    for router in (tenancy_router, customers_router, staff_router, visit_router, media_router,
-                   resumable_router, staff_day_router, compliance_router, messaging_router,
-                   campaigns_router, threads_router, booking_desk_router, today_router,
-                   alerts_router, campaigns_office_router, media_office_router,
+    for router in (tenancy_router, customers_router, staff_router, media_staff_router,
+                   visit_router, media_router, resumable_router, staff_day_router,
+                   reports_router, compliance_router, messaging_router, bookings_router,
+                   reports_send_router, campaigns_router, threads_router, booking_desk_router,
+                   today_router, alerts_router, campaigns_office_router, media_office_router,
                    messaging_office_router):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)
+    app.include_router(reports_public_router)
     app.include_router(messaging_public_router)
+    app.include_router(bookings_public_router)
     app.include_router(ops.router)
     office.install(app, office_auth.router, office_today.router, office_settings.router,
                    office_users.router, office_alerts.router, office_campaigns.router)

@@ -326,6 +326,7 @@ def reply(
     tenant: Annotated[str | None, typer.Option(help="Company id or name.")] = None,
 ) -> None:
     """Simulate a customer's reply (embedded mode): routed, recorded and acted on."""
+    from bookings import service as booking
     from huifang.db import utcnow
     from messaging import inbound
     from tenancy import service as tenancy
@@ -339,6 +340,7 @@ def reply(
         with get_database().session() as session:
             owner = tenancy.find_tenant(session=session, ref=tenant)
             received = inbound.receive(session=session, provider="console", tenant=owner,
+                                       on_book=booking.book_from_reply,
                                        phone=phone, text=text, now=utcnow(),
                                        provider_message_id=f"cli-{uuid.uuid4().hex}")
             lines = [f"routed {r.route} (rule {r.rule or '-'})"

@@ -11,10 +11,11 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from access.roles import Role
 from accounts import service as accounts
 from accounts.models import User
-from accounts.roles import Role
-from campaigns import service as campaigns
+from campaigns import lifecycle as campaigns
+from campaigns import materialize as materializer
 from campaigns.models import ARCHIVED, PENDING, Campaign, CampaignOccurrence
 from compliance import service as compliance
 from customers import phones
@@ -22,11 +23,12 @@ from customers import service as customers
 from customers.importer import ImportedRow
 from customers.models import Customer
 from huifang.db import utcnow
-from media import recaps, samples
-from media import report as reports
+from media import samples
 from media import service as media
 from media.models import Media
 from media.upload import stage_bytes
+from reports import recaps
+from reports import service as reports
 from tenancy import service as tenancy
 from tenancy.models import Tenant
 from visits import service as visits
@@ -189,7 +191,7 @@ def _seasonal_campaign(*, session: Session, tenant: Tenant, now: dt.datetime) ->
     if campaign is None:
         campaign = campaigns.create_campaign(session=session, tenant=tenant, preset=DEMO_PRESET)
     campaigns.activate(session=session, tenant=tenant, campaign_id=campaign.id, now=now)
-    campaigns.materialize(session=session, now=now, horizon=_CAMPAIGN_HORIZON,
+    materializer.materialize(session=session, now=now, horizon=_CAMPAIGN_HORIZON,
                           campaign_id=campaign.id)
     scheduled, first = session.execute(
         select(func.count(), func.min(CampaignOccurrence.local_date)).where(

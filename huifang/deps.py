@@ -16,8 +16,8 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from accounts.actors import Actor
-from accounts.roles import Permission, Role
+from access.actors import Actor
+from access.roles import Permission, Role
 from huifang.db import READ_ONLY, Database, get_database, utcnow
 from tenancy import service as tenancy
 from tenancy.models import ApiKey, Tenant

@@ -1,7 +1,9 @@
 """Every domain's models, imported so that ``Base.metadata`` (and Alembic) sees all tables."""
 
-from accounts.models import AuditEntry, SignInLink, User, UserSession
+from access.models import AuditEntry
+from accounts.models import SignInLink, User, UserSession
 from alerts.models import Alert, AlertChannel, AlertDelivery
+from bookings.models import Booking, LinkVisitor, ShortLink
 from campaigns.models import Campaign, CampaignOccurrence, PlumRainOnset
 from compliance.models import (
     ComplianceDecision,
@@ -15,6 +17,7 @@ from huifang.db import Base
 from huifang.ops import WorkerHeartbeat
 from media.models import Media, Rendition, WatermarkTemplate
 from messaging.models import Message, MessageEvent
+from reports.models import Report, ReportText
 from tenancy.models import ApiKey, Tenant
 from visits.models import Staff, Visit
 
@@ -25,6 +28,7 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "Base",
+    "Booking",
     "Campaign",
     "CampaignOccurrence",
     "ComplianceDecision",
@@ -32,12 +36,16 @@ __all__ = [
     "ConsentRecord",
     "Customer",
     "CustomerTag",
+    "LinkVisitor",
     "MarketingSend",
     "Media",
     "Message",
     "MessageEvent",
     "PlumRainOnset",
     "Rendition",
+    "Report",
+    "ReportText",
+    "ShortLink",
     "SignInLink",
     "Staff",
     "Suppression",

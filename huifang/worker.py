@@ -290,7 +290,7 @@ BEAT_SCHEDULE["deliver-due-alerts"] = {
     "options": {"queue": "default", "expires": 25},
 }
 BEAT_SCHEDULE["scan-alerts"] = {
-    "task": "alerts.tasks.scan_alerts",
+    "task": "messaging.tasks.scan_alerts",
     "schedule": timedelta(seconds=60),
     "options": {"queue": "default", "expires": 55},
 }
@@ -336,3 +336,4 @@ def load_tasks() -> None:
     import huifang.ops  # noqa: F401
     import media.tasks  # noqa: F401
     import messaging.tasks  # noqa: F401
+    import reports.tasks  # noqa: F401

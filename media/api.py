@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from accounts.roles import Permission
-from campaigns import service as campaigns
+from access.roles import Permission
+from campaigns import lifecycle as campaigns
+from huifang import storage
 from huifang.db import utcnow
 from huifang.deps import KeyActorDep, SessionDep, TenantDep, key_may
 from huifang.errors import NotFound
@@ -17,27 +17,24 @@ from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.throttle import PublicLimit
 from huifang.worker import enqueue
-from media import mms, recaps, service, storage, tasks
-from media import report as reports
+from media import service, tasks
 from media.models import PROCESSING
 from media.schemas import (
-    CareAdviceRead,
-    CareAdviceUpdate,
     MediaRead,
     PairRead,
     RenditionRead,
-    ReportOfferRead,
-    ReportOfferUpdate,
-    ReportRead,
     WatermarkTemplateRead,
     WatermarkTemplateUpdate,
 )
 from media.upload import read_upload
 from visits import service as visits
+from visits.schemas import StaffRead
 
 router = APIRouter(tags=["media"])
 LOGO_MAX_BYTES = 2 * 1024 * 1024
 public_router = APIRouter(tags=["public pages"])
+# The staff card photo sits with the staff routes in the API document, as before.
+staff_router = APIRouter(prefix="/staff", tags=["staff"])
 
 _UPLOAD_FORM: dict[str, Any] = {
     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -149,6 +146,30 @@ async def upload_logo(request: Request, session: SessionDep,
     return WatermarkTemplateRead.of(template)
 
 
+@staff_router.put("/{staff_id}/photo", response_model=StaffRead, responses={
+    413: {"description": "Over 10 MB."}, 415: {"description": "Not a photo."},
+    422: {"description": "Damaged, or no file."}},
+    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
+        "schema": {"type": "object", "required": ["file"], "properties": {
+            "file": {"type": "string", "format": "binary",
+                     "description": "JPEG, PNG, WebP or HEIC photo of the staff member, 10 MB; "
+                                    "kept as a 512 px square."},
+        }}}}}})
+async def upload_staff_photo(staff_id: Id, request: Request, session: SessionDep,
+                             tenant: TenantDep) -> StaffRead:
+    """The photo on the staff card of visit reports."""
+    await run_in_threadpool(visits.get_staff, session=session, tenant_id=tenant.id,
+                            staff_id=staff_id)  # a wrong id is refused before the body is read
+    staged = await read_upload(
+        content_type=request.headers.get("content-type", ""),
+        content_length=request.headers.get("content-length"), body=request.stream(),
+        photo_max=service.STAFF_PHOTO_MAX_BYTES, clip_max=service.STAFF_PHOTO_MAX_BYTES,
+    )
+    staff = await run_in_threadpool(service.set_staff_photo, session=session,
+                                    tenant_id=tenant.id, staff_id=staff_id, staged=staged)
+    return StaffRead.model_validate(staff)
+
+
 # How long a cache may keep a rendition that no valid report holds: the company's own view
 # of a visit before its report, or a campaign's MMS picture, which must not outlive the campaign.
 UNBOUND_MAX_AGE = 3600
@@ -193,127 +214,3 @@ def verify_page(code: str, session: SessionDep) -> HTMLResponse:
         return HTMLResponse(html, status_code=404)
     return HTMLResponse(render("media", "verify.html", **service.verification_facts(
         session=session, media=media)))
-
-
-# --- visit reports -----------------------------------------------------------------------
-ProfileName = Literal["twilio", "aliyun", "console", "sms"]
-Month = Annotated[int, PathParam(ge=1, le=12, description="1 (January) to 12 (December).")]
-# The report page loads nothing from elsewhere, runs no script and posts no form: tighter
-# than the pages' default CSP (huifang.headers, which adds the other security headers).
-REPORT_PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; media-src 'self'; "
-                               "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
-                               "frame-ancestors 'none'",
-    # The page must answer 410 once it expires, so no cache may keep it past a revisit.
-    "Cache-Control": "private, no-cache",
-}
-
-
-def _report_read(report: Any, profile: ProfileName | None) -> ReportRead:
-    chosen = mms.profile_for(profile or get_settings().sms_provider)
-    return ReportRead.of(report, reports.mms_payload(report=report, profile=chosen))
-
-
-@router.post("/visits/{visit_id}/report", response_model=ReportRead, status_code=201,
-             responses={200: {"description": "Rebuilt in place; the link is unchanged."},
-                        409: {"description": "Photos or clips still processing, or no photo "
-                                             "ready yet."}})
-def build_report(visit_id: Id, response: Response, session: SessionDep, tenant: TenantDep,
-                 profile: ProfileName | None = None) -> ReportRead:
-    """Build the visit's report (201), or rebuild it (200): the public page, the long image,
-    the recap video when there is one, and the MMS parts for ``profile`` (default: the
-    configured provider) with their byte sizes."""
-    report, created = reports.build_report(session=session, tenant=tenant, visit_id=visit_id)
-    response.status_code = 201 if created else 200
-    if recaps.recap_job(session=session, report_id=report.id) is not None:
-        # Tens of seconds of ffmpeg: made on the media queue; the page shows it once there.
-        enqueue(session, tasks.render_recap, report_id=report.id)
-    return _report_read(report, profile)
-
-
-@router.get("/visits/{visit_id}/report", response_model=ReportRead)
-def read_report(visit_id: Id, session: SessionDep, tenant: TenantDep,
-                profile: ProfileName | None = None) -> ReportRead:
-    """The visit's report as built last, with the MMS parts for ``profile``."""
-    return _report_read(reports.get_report(session=session, tenant_id=tenant.id,
-                                           visit_id=visit_id), profile)
-
-
-@router.get("/care-advice", response_model=list[CareAdviceRead], tags=["reports"])
-def list_care_advice(session: SessionDep, tenant: TenantDep) -> list[CareAdviceRead]:
-    """The care advice each report shows, per service type: built in, or the company's own."""
-    return [CareAdviceRead.model_validate(a, from_attributes=True)
-            for a in reports.list_care_advice(session=session, tenant_id=tenant.id)]
-
-
-@router.put("/care-advice/{service_type}", response_model=CareAdviceRead, tags=["reports"])
-def set_care_advice(service_type: str, body: CareAdviceUpdate, session: SessionDep,
-                    tenant: TenantDep) -> CareAdviceRead:
-    """The company's own advice for a service type; its own service codes are welcome."""
-    return CareAdviceRead.model_validate(reports.set_care_advice(
-        session=session, tenant_id=tenant.id, service_type=service_type, text=body.text),
-        from_attributes=True)
-
-
-@router.delete("/care-advice/{service_type}", response_model=CareAdviceRead, tags=["reports"])
-def reset_care_advice(service_type: str, session: SessionDep,
-                      tenant: TenantDep) -> CareAdviceRead:
-    """Back to the built-in advice; answers the advice now in force."""
-    return CareAdviceRead.model_validate(reports.reset_care_advice(
-        session=session, tenant_id=tenant.id, service_type=service_type), from_attributes=True)
-
-
-@router.get("/report-offers", response_model=list[ReportOfferRead], tags=["reports"])
-def list_report_offers(session: SessionDep, tenant: TenantDep) -> list[ReportOfferRead]:
-    """The upcoming offer a report shows, by the month of the visit."""
-    return [ReportOfferRead.model_validate(o, from_attributes=True)
-            for o in reports.list_offers(session=session, tenant_id=tenant.id)]
-
-
-@router.put("/report-offers/{month}", response_model=ReportOfferRead, tags=["reports"])
-def set_report_offer(month: Month, body: ReportOfferUpdate, session: SessionDep,
-                     tenant: TenantDep) -> ReportOfferRead:
-    return ReportOfferRead.model_validate(reports.set_offer(
-        session=session, tenant_id=tenant.id, month=month, title=body.title, text=body.text),
-        from_attributes=True)
-
-
-@router.delete("/report-offers/{month}", response_model=ReportOfferRead, tags=["reports"])
-def reset_report_offer(month: Month, session: SessionDep, tenant: TenantDep) -> ReportOfferRead:
-    """Back to the built-in offer of the month; answers the offer now in force."""
-    return ReportOfferRead.model_validate(reports.reset_offer(
-        session=session, tenant_id=tenant.id, month=month), from_attributes=True)
-
-
-@public_router.get("/r/{token}", response_class=HTMLResponse, tags=["public pages"],
-                   dependencies=[PublicLimit], responses={
-    404: {"description": "No report has this link (a page saying so).", "content": _HTML},
-    410: {"description": "The report has expired (a page saying so).", "content": _HTML}})
-def report_page(token: str, session: SessionDep) -> HTMLResponse:
-    """The visit report a customer opens from the message: 410 once it has expired."""
-    report = reports.by_token(session=session, token=token)
-    if report is None:
-        return HTMLResponse(render("media", "report_missing.html"), status_code=404,
-                            headers=REPORT_PAGE_HEADERS)
-    if reports.is_expired(report):
-        return HTMLResponse(render("media", "report_expired.html", **reports.expired_context(
-            session=session, report=report)), status_code=410, headers=REPORT_PAGE_HEADERS)
-    return HTMLResponse(render("media", "report.html", **reports.page_context(
-        session=session, report=report)), headers=REPORT_PAGE_HEADERS)
-
-
-@public_router.get("/r/{token}/{name}", response_class=FileResponse, include_in_schema=False)
-def report_file(token: str, name: str, session: SessionDep) -> FileResponse:
-    """The report's own files (long image, MMS pictures, recap video), while it is valid."""
-    report = reports.by_token(session=session, token=token)
-    found = reports.asset_file(session=session, report=report, name=name) if report else None
-    if report is None or found is None:
-        raise NotFound("This report file link is not valid.")
-    if reports.is_expired(report):
-        raise HTTPException(410, "This report has expired; ask the company for a new one.")
-    path, content_type = found
-    left = int((report.expires_at - utcnow()).total_seconds())
-    # Names change with every build, so a file never changes under its name; but it must
-    # not outlive the report in a cache.
-    return FileResponse(path, media_type=content_type, headers={
-        "Cache-Control": f"public, max-age={max(0, min(left, 31_536_000))}, immutable"})

@@ -32,10 +32,10 @@ from typing import IO
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from huifang import storage
 from huifang.db import on_commit
 from huifang.errors import Conflict, HuifangError, Invalid, NotFound, TooLarge
 from media import service as media_service
-from media import storage
 from media.imaging import Sniffed, sniff
 from media.models import DONE, PHASES, RECEIVING, REFUSED, Media, ResumableUpload
 from media.upload import SNIFF_BYTES, StagedUpload, _clean_filename, _mb

@@ -14,16 +14,17 @@ from zoneinfo import ZoneInfo
 
 import structlog
 from PIL import Image
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, column, or_, select, table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from accounts import audit
-from accounts.actors import Actor
-from huifang.db import utcnow
-from huifang.errors import HuifangError, Invalid, NotFound
+from access import audit
+from access.actors import Actor
+from huifang import storage
+from huifang.db import UTCDateTime, on_commit, utcnow
+from huifang.errors import HuifangError, Invalid, NotFound, UnsupportedType
 from huifang.settings import get_settings
-from media import clips, composite, imaging, renditions, storage, watermark
+from media import clips, composite, imaging, renditions, watermark
 from media.models import (
     FAILED,
     PHASE_LABELS,
@@ -32,7 +33,6 @@ from media.models import (
     READY,
     Media,
     Rendition,
-    Report,
     WatermarkTemplate,
 )
 from media.upload import StagedUpload
@@ -54,6 +54,8 @@ POSTER_AT = 1.0  # seconds into the clip, or its middle when shorter than two se
 EXTENSIONS = {"image/jpeg": ".jpg", "video/mp4": ".mp4"}
 # The container of a clip, from the type sniffed at upload (Media.mime).
 CONTAINERS = {sniffed.mime: sniffed.format for sniffed in imaging.CLIP.values()}
+STAFF_PHOTO_EDGE = 512  # the staff card shows it at most 132 px wide, at 3x on phones
+STAFF_PHOTO_MAX_BYTES = 10 * 1024 * 1024
 
 
 def new_code() -> str:
@@ -518,11 +520,16 @@ def rendition_by_token(*, session: Session, token: str) -> Rendition | None:
     return session.scalars(select(Rendition).where(Rendition.token == token)).first()
 
 
+# The report's expiry, read by name: reports builds on media, so media does not import it.
+_REPORTS = table("reports", column("visit_id"), column("expires_at", UTCDateTime()))
+
+
 def link_expires_at(*, session: Session, rendition: Rendition) -> dt.datetime | None:
     """When the public link of a rendition stops serving it for a report: the expiry of its
     visit's report (rebuilding the report renews it). None while the visit has no report:
     then only the company has been given the link."""
-    return session.scalar(select(Report.expires_at).join(Media, Media.visit_id == Report.visit_id)
+    return session.scalar(select(_REPORTS.c.expires_at)
+                          .join(Media, Media.visit_id == _REPORTS.c.visit_id)
                           .where(Media.id == rendition.media_id))
 
 
@@ -539,6 +546,39 @@ def rendition_for_link(*, session: Session, name: str) -> Rendition | None:
     if not dot and expected != ".jpg":
         return None
     return rendition
+
+
+def set_staff_photo(*, session: Session, tenant_id: int, staff_id: int,
+                    staged: StagedUpload) -> Staff:
+    """Keep a staff member's card photo: a small square JPEG, re-encoded (no GPS, no EXIF).
+
+    The face is usually in the upper part of a portrait, so the square is taken from there.
+    The previous photo's file is removed once the new one is committed.
+    """
+    try:
+        staff = visits.get_staff(session=session, tenant_id=tenant_id, staff_id=staff_id)
+        if staged.sniffed.kind != "photo":
+            raise UnsupportedType("The staff card needs a photo (JPEG, PNG, WebP or HEIC), "
+                                  "not a video.")
+        decoded = imaging.open_photo(staged.path, max_edge=STAFF_PHOTO_EDGE * 2)
+    finally:
+        staged.discard()
+    image = decoded.image
+    side = min(image.size)
+    left = (image.width - side) // 2
+    top = round((image.height - side) * 0.3)  # a little above the middle: the face
+    square = image.crop((left, top, left + side, top + side))
+    if side > STAFF_PHOTO_EDGE:
+        square = square.resize((STAFF_PHOTO_EDGE, STAFF_PHOTO_EDGE), reducing_gap=2.0)
+    data = renditions.encode_jpeg(square, quality=85, captured_at=None, optimize=True)
+    relative = storage.new_relative_path("renditions", tenant_id, ".jpg", now=utcnow())
+    storage.write_bytes(relative, data)
+    old = staff.photo_path
+    staff.photo_path = relative
+    session.flush()
+    if old and old != relative:
+        on_commit(session, lambda: storage.remove(old))
+    return staff
 
 
 def set_logo(*, session: Session, tenant_id: int, staged: StagedUpload,

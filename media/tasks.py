@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from sqlalchemy.orm import Session
 
 from huifang.db import utcnow
 from huifang.worker import each_on_its_own, enqueue, task
-from media import recaps, resumable, service
+from media import resumable, service
 
 
 @task(queue="media")
@@ -23,19 +20,6 @@ def process_media(*, session: Session, media_id: int) -> None:
     # (SQLite's write lock would make every upload of the embedded mode wait on it).
     session.commit()
     service.run_clip_job(session=session, job=job)
-
-
-@task(queue="media")
-def render_recap(*, session: Session, report_id: int) -> None:
-    """Make the recap video of a report whose visit has clips (ffmpeg outside any transaction)."""
-    job = recaps.recap_job(session=session, report_id=report_id)
-    session.commit()
-    if job is None:
-        return
-    with tempfile.TemporaryDirectory(prefix="huifang-recap-") as work:
-        made = recaps.make(job, workdir=Path(work))
-        recaps.record(session=session, job=job, made=made)
-        session.commit()  # the files are copied in before the scratch directory goes
 
 
 @task(queue="default")

@@ -18,8 +18,8 @@ from typing import IO
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from huifang import storage
 from huifang.errors import Invalid, TooLarge, UnsupportedType
-from media import storage
 from media.imaging import Sniffed, sniff
 
 SNIFF_BYTES = 64

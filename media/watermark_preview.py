@@ -16,8 +16,9 @@ import io
 from PIL import Image, ImageDraw
 from sqlalchemy.orm import Session
 
+from huifang import storage
 from huifang.errors import Invalid
-from media import storage, watermark
+from media import watermark
 from media.service import format_code, template_for
 from tenancy.models import Tenant
 

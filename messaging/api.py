@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any
-from zoneinfo import ZoneInfo
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse
 from fastapi.security import (
     HTTPAuthorizationCredentials,
@@ -14,29 +13,25 @@ from fastapi.security import (
     HTTPBearer,
 )
 from sqlalchemy import select
-from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
-from accounts.roles import Permission
+from access.roles import Permission
+from bookings import recovery
+from bookings import service as booking
 from customers import phones
 from customers import service as customers
 from customers.models import Customer
 from huifang.db import utcnow
-from huifang.deps import KeyActorDep, SessionDep, TenantDep, key_may, writes
-from huifang.errors import Conflict, Invalid, NotFound
+from huifang.deps import KeyActorDep, SessionDep, TenantDep, key_may
+from huifang.errors import Conflict, NotFound
 from huifang.fields import Id
 from huifang.headers import csp, page_directives
 from huifang.openapi import refusals
 from huifang.settings import get_settings
 from huifang.templating import render
-from huifang.throttle import PublicLimit, per_link
 from huifang.worker import enqueue
-from messaging import booking, inbound, reports, service, tasks
-from messaging.models import CONFIRMED, Message, ShortLink
-from messaging.providers import get_provider
+from messaging import inbound, service, tasks
+from messaging.models import Message
 from messaging.schemas import (
-    BookingAnswer,
-    BookingRead,
     KeywordRuleCreate,
     KeywordRuleRead,
     MessageRead,
@@ -47,7 +42,6 @@ from messaging.schemas import (
 )
 from tenancy import service as tenancy
 from tenancy.models import Tenant
-from visits import service_types
 
 router = APIRouter(tags=["messages"])
 public_router = APIRouter(tags=["console"])
@@ -153,7 +147,7 @@ def service_recovery(session: SessionDep, tenant: TenantDep,
                      days: Annotated[int, Query(ge=1, le=366)] = 30) -> RecoveryFigures:
     """Complaints of the last ``days`` days: time to first response and to resolution."""
     until = utcnow()
-    return RecoveryFigures.model_validate(inbound.recovery_figures(
+    return RecoveryFigures.model_validate(recovery.recovery_figures(
         session=session, tenant_id=tenant.id, since=until - dt.timedelta(days=days),
         until=until))
 
@@ -167,18 +161,11 @@ def simulate_reply(body: ReplySimulate, session: SessionDep, tenant: TenantDep
     if not (settings.embedded or settings.sms_provider == "console"):
         raise Conflict("Replies can only be simulated in embedded mode or with the console "
                        "provider; real replies come through the provider's webhook.")
-    received = take_reply(session, provider="console", tenant=tenant, phone=body.phone,
-                          text=body.text, provider_message_id=f"sim-{uuid.uuid4().hex}")
+    received = inbound.take_reply(session, on_book=booking.book_from_reply, provider="console",
+                                  tenant=tenant, phone=body.phone, text=body.text,
+                                  provider_message_id=f"sim-{uuid.uuid4().hex}")
     return [ReplyRead.model_validate(r)
             for r in inbound.replies(session=session, received=received)]
-
-
-def take_reply(session: Session, **fields: Any) -> inbound.Received:
-    """Record and act on a reply; answers to it are enqueued once the request commits."""
-    now = utcnow()
-    received = inbound.receive(session=session, now=now, queue=True, **fields)
-    tasks.answers.add_on_commit(session, received.send_now)
-    return received
 
 
 @router.get("/keyword-rules", response_model=list[KeywordRuleRead], tags=["replies"])
@@ -203,141 +190,3 @@ def add_keyword_rule(body: KeywordRuleCreate, session: SessionDep, tenant: Tenan
 def delete_keyword_rule(rule_id: Id, session: SessionDep, tenant: TenantDep,
                         actor: KeyActorDep) -> None:
     inbound.delete_keyword(session=session, tenant_id=tenant.id, rule_id=rule_id, actor=actor)
-
-
-@router.get("/bookings", response_model=list[BookingRead], tags=["bookings"])
-def list_bookings(session: SessionDep, tenant: TenantDep, status: str | None = None
-                  ) -> list[BookingRead]:
-    """Booking requests, newest first (``status=requested`` is what staff must answer)."""
-    return [BookingRead.model_validate(b) for b in booking.list_bookings(
-        session=session, tenant_id=tenant.id, status=status)]
-
-
-@router.patch("/bookings/{booking_id}", response_model=BookingRead, tags=["bookings"],
-              responses=refusals(409))
-def answer_booking(booking_id: Id, body: BookingAnswer, session: SessionDep,
-                   tenant: TenantDep) -> BookingRead:
-    """Confirm or decline a request; the customer gets one message saying so."""
-    now = utcnow()
-    row, message_id = booking.answer(session=session, tenant=tenant, booking_id=booking_id,
-                                     status=body.status, now=now)
-    if message_id is not None:
-        for queued in service.queue_now(session=session, message_ids=[message_id], now=now):
-            enqueue(session, tasks.send_message, message_id=queued)
-    return BookingRead.model_validate(row)
-
-
-BOOKING_PROBLEMS = {
-    booking.SlotTaken: "这个时间刚被约走了，请另选一个。",
-    booking.AlreadyBooked: "您已经预约过了；如需换时间，请点“改期”另选一个。",
-    booking.NoOpenBooking: "这个预约已取消或已过期，请重新选择时间。",
-}
-BOOKING_NOTICES = {"book": "预约已提交", "change": "已改到新的时间", "cancel": "预约已取消"}
-
-
-def _booking_page(session: Session, link: ShortLink, *, problem: str | None = None,
-                  notice: str | None = None, status_code: int = 200) -> HTMLResponse:
-    """The link's page: its open booking (to change or cancel), or the free times to book."""
-    now = utcnow()
-    tenant = session.get(Tenant, link.tenant_id)
-    assert tenant is not None
-    zone = ZoneInfo(tenant.timezone)
-    held = booking.open_booking(session=session, link=link, now=now)
-    days: dict[str, list[tuple[str, str]]] = {}
-    for start, end in booking.free_slots(session=session, tenant=tenant, now=now):
-        if held is not None and start == held.slot_start:
-            continue
-        local, until = start.astimezone(zone), end.astimezone(zone)
-        day = f"{local:%m月%d日} 周{'一二三四五六日'[local.weekday()]}"
-        days.setdefault(day, []).append((start.isoformat(), f"{local:%H:%M}–{until:%H:%M}"))
-    service_name = service_types.label(link.service_type) if link.service_type else "上门服务"
-    when = booking.when_text(tenant, held.slot_start) if held and held.slot_start else ""
-    html = render("messaging", "booking.html", company=tenant.name, service=service_name,
-                  state="booked" if held else "form", problem=problem, notice=notice,
-                  days=list(days.items()), when=when,
-                  confirmed=held is not None and held.status == CONFIRMED)
-    return HTMLResponse(html, status_code=status_code)
-
-
-def _link_or_404(session: Session, token: str) -> ShortLink:
-    link = booking.resolve(session=session, token=token, now=utcnow())
-    if link is None:
-        raise NotFound("This booking link does not exist; check the link in your message.")
-    return link
-
-
-@public_router.get("/b/{token}", response_class=HTMLResponse, include_in_schema=False,
-                   dependencies=[PublicLimit])
-@writes  # counts the click
-def booking_page(token: str, request: Request, session: SessionDep) -> HTMLResponse:
-    """The booking page a message links to: free slots from the company's working hours,
-    or the booking made through it, to change or cancel."""
-    link = _link_or_404(session, token)
-    visitor = booking.visitor_of(address=request.client.host if request.client else "",
-                                 user_agent=request.headers.get("user-agent", ""))
-    booking.click(session=session, link=link, visitor=visitor, now=utcnow())
-    return _booking_page(session, link)
-
-
-def _submit(session: Session, link: ShortLink, action: str, raw_slot: object,
-            note: object) -> HTMLResponse:
-    if action not in BOOKING_NOTICES:
-        return _booking_page(session, link, problem="请重新选择。", status_code=422)
-    slot = None
-    if action != "cancel":
-        try:
-            slot = dt.datetime.fromisoformat(raw_slot) if isinstance(raw_slot, str) else None
-        except ValueError:
-            slot = None
-        if slot is None or slot.tzinfo is None:
-            return _booking_page(session, link, problem="请选择一个上门时间。", status_code=422)
-    now = utcnow()
-    try:
-        if action == "cancel":
-            booking.cancel(session=session, link=link, now=now)
-        elif action == "change":
-            assert slot is not None
-            booking.reschedule(session=session, link=link, slot_start=slot, now=now)
-        else:
-            assert slot is not None
-            booking.book(session=session, link=link, slot_start=slot,
-                         note=note if isinstance(note, str) else None, now=now)
-    except Conflict as exc:
-        problem = BOOKING_PROBLEMS.get(type(exc), "请重新选择。")
-        return _booking_page(session, link, problem=problem, status_code=409)
-    except Invalid as exc:
-        return _booking_page(session, link, problem=exc.detail, status_code=422)
-    return _booking_page(session, link, notice=BOOKING_NOTICES[action])
-
-
-@public_router.post("/b/{token}", response_class=HTMLResponse, include_in_schema=False,
-                    dependencies=[PublicLimit])
-async def booking_submit(token: str, request: Request, session: SessionDep) -> HTMLResponse:
-    """The customer books a time, moves it (``action=change``) or cancels it
-    (``action=cancel``): plain form posts, no JavaScript needed."""
-    link = await run_in_threadpool(_link_or_404, session, token)
-    await run_in_threadpool(per_link, request, str(link.id))
-    form = await request.form()
-    action = form.get("action") or "book"
-    return await run_in_threadpool(_submit, session, link, str(action), form.get("slot"),
-                                   form.get("note"))
-
-
-@router.post("/visits/{visit_id}/report/send", response_model=MessageRead, status_code=202,
-             tags=["messages"], responses={
-                 200: {"description": "Already sent: the same message."},
-                 409: {"description": "Photos still processing, none ready yet, or the visit "
-                                      "has no customer."}})
-def send_visit_report(visit_id: Id, response: Response, session: SessionDep,
-                      tenant: TenantDep) -> MessageRead:
-    """Send the visit's report to its customer: MMS parts when the provider carries MMS,
-    otherwise an SMS with the report link. Building the report first if needed."""
-    now = utcnow()
-    message, new = reports.send_report(session=session, tenant=tenant, visit_id=visit_id,
-                                       provider=get_provider(), now=now)
-    if new:
-        for queued in service.queue_now(session=session, message_ids=[message.id], now=now):
-            enqueue(session, tasks.send_message, message_id=queued)
-    else:
-        response.status_code = 200
-    return MessageRead.model_validate(message)

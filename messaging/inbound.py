@@ -16,7 +16,7 @@ does what the route asks:
 Confirmations are ordinary outbox messages of category ``reply`` (the gate lets them
 through the opt-out the customer just sent, and outside quiet hours: the customer is the
 one who wrote). They are created due now and their ids returned: ``queued`` for a webhook,
-which enqueues them once its transaction commits (``messaging.api.take_reply``), otherwise
+which enqueues them once its transaction commits (``take_reply``), otherwise
 ``scheduled``, for the dispatcher's next tick (the CLI's simulated replies).
 
 Which company a reply is for: Aliyun pushes to each company's own path. Twilio numbers
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -36,15 +37,15 @@ from sqlalchemy import BigInteger, Select, String, Table, and_, bindparam, selec
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from accounts import audit
-from accounts.actors import Actor
+from access import audit
+from access.actors import Actor
 from alerts import events as alert_events
 from compliance import service as compliance
 from customers.models import Customer
 from customers.phones import normalize_phone
-from huifang.db import as_utc, dialect_of, insert_or_skip
+from huifang.db import dialect_of, insert_or_skip, utcnow
 from huifang.errors import Conflict, Invalid, NotFound
-from messaging import booking, keywords
+from messaging import keywords, tasks
 from messaging.models import (
     BOOK,
     HANDLED,
@@ -52,7 +53,6 @@ from messaging.models import (
     OPEN,
     OPT_IN,
     OPT_OUT,
-    Booking,
     InboundMessage,
     KeywordRule,
     Message,
@@ -62,6 +62,9 @@ from tenancy.languages import language_for
 from tenancy.models import Tenant
 
 MAX_TEXT = 1600  # longer than any SMS a phone can send (Twilio concatenates up to 1,600)
+
+# What a "1" reply books (``bookings.service.book_from_reply``), handed in by the caller.
+BookHandler = Callable[..., object]
 
 
 @dataclass
@@ -216,7 +219,8 @@ def _record(session: Session, company: _Company | None, *, provider: str,
 
 
 def _act(session: Session, company: _Company, reply_id: int, phone: str, text: str,
-         routing: keywords.Routing, now: dt.datetime, queue: bool) -> int | None:
+         routing: keywords.Routing, now: dt.datetime, queue: bool,
+         on_book: BookHandler) -> int | None:
     route = routing.route
     if route == OPT_OUT:
         suppression_id, new = compliance.opt_out(
@@ -247,14 +251,14 @@ def _act(session: Session, company: _Company, reply_id: int, phone: str, text: s
     if route == BOOK:
         reply = session.get(InboundMessage, reply_id)
         assert reply is not None
-        booking.book_from_reply(session=session, reply=reply, now=now)
+        on_book(session=session, reply=reply, now=now)
     if route in (HELP, BOOK):
         return _confirm(session, company, route, f"reply-{reply_id}", now, queue)
     return None
 
 
 def receive(*, session: Session, provider: str, provider_message_id: str, phone: str,
-            text: str, now: dt.datetime, tenant: Tenant | None = None,
+            text: str, now: dt.datetime, on_book: BookHandler, tenant: Tenant | None = None,
             region: str = "CN", queue: bool = False) -> Received:
     """Record and act on one reply; a repeated delivery of the same reply does nothing.
 
@@ -262,7 +266,9 @@ def receive(*, session: Session, provider: str, provider_message_id: str, phone:
     otherwise the companies are found from the number. ``region`` reads a number written
     without its country code (Aliyun sends 11-digit mainland numbers). With ``queue`` the
     answers are created ``queued`` (the caller enqueues ``send_now`` once this commits);
-    otherwise ``scheduled``, due now, for the dispatcher's next tick.
+    otherwise ``scheduled``, due now, for the dispatcher's next tick. ``on_book`` makes the
+    booking request of a "1" reply (``bookings.service.book_from_reply``: bookings build on
+    messaging, so the caller hands it in).
 
     The hot path (a STOP) is a handful of set-based statements: the companies, their
     keyword rules, the reply (``INSERT … ON CONFLICT DO NOTHING``), the number's lock, the
@@ -296,7 +302,8 @@ def receive(*, session: Session, provider: str, provider_message_id: str, phone:
                 reply = session.get(InboundMessage, reply_id)
                 if reply is not None:
                     alert_events.complaint(session=session, reply=reply)
-            queued = _act(session, company, reply_id, number, text, routing, now, queue)
+            queued = _act(session, company, reply_id, number, text, routing, now, queue,
+                          on_book)
             if queued is not None:
                 result.send_now.append(queued)
     return result
@@ -371,47 +378,6 @@ def update_reply(*, session: Session, tenant_id: int, reply_id: int, now: dt.dat
     return reply
 
 
-def _median(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return round(ordered[middle], 1)
-    return round((ordered[middle - 1] + ordered[middle]) / 2, 1)
-
-
-def recovery_figures(*, session: Session, tenant_id: int, since: dt.datetime,
-                     until: dt.datetime) -> dict[str, object]:
-    """Complaints received in [since, until): response and resolution times, rebookings."""
-    complaints = list(session.scalars(select(InboundMessage).where(
-        InboundMessage.tenant_id == tenant_id, InboundMessage.complaint.is_(True),
-        InboundMessage.received_at >= since, InboundMessage.received_at < until)))
-
-    def minutes(later: dt.datetime | None, earlier: dt.datetime) -> float | None:
-        end, start = as_utc(later), as_utc(earlier)
-        return None if end is None or start is None else (end - start).total_seconds() / 60
-
-    to_response = [m for c in complaints
-                   if (m := minutes(c.first_response_at, c.received_at)) is not None]
-    to_resolution = [m for c in complaints
-                     if (m := minutes(c.resolved_at, c.received_at)) is not None]
-    rebooked = 0
-    for complaint in complaints:
-        if complaint.customer_id is not None and session.scalar(select(Booking.id).where(
-                Booking.tenant_id == tenant_id, Booking.customer_id == complaint.customer_id,
-                Booking.created_at > complaint.received_at).limit(1)) is not None:
-            rebooked += 1
-    return {
-        "since": since, "until": until, "complaints": len(complaints),
-        "responded": len(to_response), "resolved": len(to_resolution),
-        "open": sum(1 for c in complaints if c.state == OPEN),
-        "median_minutes_to_first_response": _median(to_response),
-        "median_minutes_to_resolution": _median(to_resolution),
-        "rebooked": rebooked,
-    }
-
-
 def add_keyword(*, session: Session, tenant_id: int, route: str, kind: str, value: str,
                 now: dt.datetime, actor: Actor | None = None) -> KeywordRule:
     """A company's own keyword, checked before the built-in ones; 409 when it exists."""
@@ -447,3 +413,10 @@ def delete_keyword(*, session: Session, tenant_id: int, rule_id: int,
                  tenant_id=tenant_id)
     session.delete(row)
     session.flush()
+
+
+def take_reply(session: Session, *, on_book: BookHandler, **fields: Any) -> Received:
+    """Record and act on a reply now; its answers are published once the caller commits."""
+    received = receive(session=session, now=utcnow(), queue=True, on_book=on_book, **fields)
+    tasks.answers.add_on_commit(session, received.send_now)
+    return received

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from accounts.roles import Permission
+from access.roles import Permission
 from huifang.deps import SessionDep, TenantDep, key_may
 from messaging import keyword_tester, keywords, provider_setup
 from messaging.schemas import KeywordTest, KeywordTestRead, ProviderSetupRead

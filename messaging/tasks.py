@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from huifang.db import utcnow
-from huifang.worker import Coalescer, enqueue, task
-from messaging import service
+from huifang.worker import Coalescer, each_on_its_own, enqueue, task
+from messaging import service, waiting
 from messaging.providers import get_provider
 from messaging.ratelimit import send_rate
 
@@ -63,3 +63,14 @@ def _send(session: Session, message_ids: list[int]) -> None:
     rate = send_rate(provider.name, provider.capabilities.rate_per_second)
     service.send_in_batches(session=session, message_ids=message_ids, provider=provider,
                             throttle=(lambda: rate.wait(provider.name)) if rate else None)
+
+
+@task(queue="default")
+def scan_alerts(*, session: Session) -> None:
+    """Every minute: replies waiting past the response target, a provider failing; each
+    company on its own (one that fails is logged and skipped)."""
+    now = utcnow()
+    each_on_its_own(session, "scan_alerts", waiting.companies_listening(session=session),
+                    lambda tenant_id: waiting.scan(session=session, tenant_id=tenant_id,
+                                                   now=now),
+                    what="tenant_id")

@@ -19,10 +19,10 @@ import uuid
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from accounts import audit
+from access import audit
+from access.actors import Actor
+from access.roles import Permission, may
 from accounts import service as accounts
-from accounts.actors import Actor
-from accounts.roles import Permission, may
 from compliance import service as compliance
 from compliance import wording
 from compliance.models import DEFER, SEND

@@ -28,13 +28,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from bookings.service import book_from_reply
 from huifang import deps
 from huifang.db import utcnow
 from huifang.deps import UnitOfWork, UnitOfWorkDep
 from huifang.errors import Invalid
 from huifang.metrics import WEBHOOK_ITEM_FAILURES
 from huifang.settings import get_settings
-from messaging.api import take_reply
+from messaging.inbound import take_reply
 from messaging.providers.aliyun import webhooks as aliyun
 from messaging.providers.twilio import webhooks as twilio
 from messaging.receipts import apply_receipt
@@ -148,8 +149,8 @@ async def twilio_inbound(request: Request, unit: UnitOfWorkDep) -> Response:
         raise HTTPException(400, "A Twilio inbound message needs MessageSid and From.")
     try:
         await committed(unit, lambda session: take_reply(
-            session, provider="twilio", provider_message_id=reply.provider_message_id,
-            phone=reply.phone, text=reply.text))
+            session, on_book=book_from_reply, provider="twilio",
+            provider_message_id=reply.provider_message_id, phone=reply.phone, text=reply.text))
     except Invalid as exc:
         # A sender we cannot read (a short code, an alphanumeric id): nothing to act on,
         # and Twilio must not retry it.
@@ -263,8 +264,9 @@ def _apply_aliyun_replies(session: Session, key: str, items: list[dict[str, Any]
         reply = aliyun.reply(item)
         if reply is None:
             return  # not a reply we can identify or answer
-        take_reply(session, provider="aliyun", provider_message_id=reply.provider_message_id,
-                   phone=reply.phone, text=reply.text, tenant=tenant)
+        take_reply(session, on_book=book_from_reply, provider="aliyun",
+                   provider_message_id=reply.provider_message_id, phone=reply.phone,
+                   text=reply.text, tenant=tenant)
 
     return _each_on_its_own(session, "aliyun_reply", items, take)
 

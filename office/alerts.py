@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from accounts.roles import Permission
+from access.roles import Permission
 from alerts import service as alerts
 from alerts.models import EVENTS
 from huifang.deps import SessionDep

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from limits import RateLimitItemPerMinute
 
+from access.roles import Role
 from accounts import service as accounts
-from accounts.roles import Role
 from huifang.deps import SessionDep
 from huifang.errors import Invalid
 from huifang.i18n import _

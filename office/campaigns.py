@@ -2,9 +2,10 @@
 preview per customer, activate / pause / resume, and the results as charts and tables.
 
 Thin handlers: they read the form into the shapes the ``/v1`` routes take and call the same
-services (``campaigns.service``, ``campaigns.drafts``, ``campaigns.figures``). The lint as
-one types is ``drafts.lint_draft`` answered as an HTML fragment to the editor's script; the
-page works without it through the 检查 button, which posts the same form.
+services (``campaigns.lifecycle``, ``campaigns.preview``, ``campaigns.drafts``,
+``campaigns.figures``). The lint as one types is ``drafts.lint_draft`` answered as an HTML
+fragment to the editor's script; the page works without it through the 检查 button, which
+posts the same form.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData
 
-from campaigns import charts, drafts, figures, fixes, overview, page_words, rules, service, tasks
+from campaigns import charts, drafts, figures, fixes, overview, page_words, rules, tasks
+from campaigns import lifecycle as service
+from campaigns import preview as campaign_preview
 from campaigns import wording as campaign_words
 from campaigns.models import ACTIVE, ARCHIVED, DRAFT, PAUSED, Campaign
-from campaigns.office_api import _svg
 from campaigns.presets import PRESETS
 from huifang.db import utcnow
 from huifang.deps import SessionDep, writes
@@ -40,6 +42,13 @@ TREND_MONTHS = 6
 MAX_TEMPLATE = 4000
 ChartWidth = Annotated[int, Query(ge=200, le=2000)]
 _LIST_SPLIT = str.maketrans({c: "," for c in "，、；; \n\t"})
+
+
+def _svg(text: str) -> Response:
+    # As the /v1 chart routes answer: an image that may style itself, and nothing else.
+    return Response(text, media_type="image/svg+xml; charset=utf-8", headers={
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+        "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
 
 
 # --- the draft as the editor's form holds it ------------------------------------------------
@@ -174,10 +183,10 @@ def _rule_text(rule: dict[str, Any]) -> str:
 
 
 def _preview(session: SessionDep, person: web.SignedIn, campaign: Campaign
-             ) -> service.CampaignPreview | None:
+             ) -> campaign_preview.CampaignPreview | None:
     try:
-        return service.preview(session=session, tenant=person.tenant, campaign_id=campaign.id,
-                               now=utcnow())
+        return campaign_preview.preview(session=session, tenant=person.tenant,
+                                        campaign_id=campaign.id, now=utcnow())
     except HuifangError:
         return None
 

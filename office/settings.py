@@ -16,18 +16,18 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
-from accounts.roles import Permission
+from access.roles import Permission
 from huifang.db import utcnow
 from huifang.deps import SessionDep
 from huifang.errors import HuifangError, Invalid
 from huifang.fields import Id
 from huifang.i18n import _
-from media import report as reports
 from media import service as media
 from media import watermark_preview
 from media.upload import stage_bytes
 from messaging import inbound, keyword_tester, keywords, provider_setup
 from office import web
+from reports import service as reports
 from tenancy import service as tenancy
 from tenancy import working_hours
 

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
-from accounts import audit
+from access import audit
+from access.roles import Permission, Role
 from accounts import service as accounts
-from accounts.roles import Permission, Role
 from huifang.deps import SessionDep
 from huifang.errors import HuifangError
 from huifang.fields import Id

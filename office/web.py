@@ -26,10 +26,10 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from access.actors import Actor
+from access.roles import Permission, Role
 from accounts import service as accounts
-from accounts.actors import Actor
 from accounts.models import User, UserSession
-from accounts.roles import Permission, Role
 from customers import phones
 from huifang import i18n
 from huifang.deps import SessionDep

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from accounts.roles import Permission
+from access.roles import Permission
 from huifang.deps import KeyActorDep, SessionDep, TenantDep, key_may
 from huifang.fields import Id
 from huifang.settings import get_settings

@@ -62,7 +62,7 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column()
     last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
-    # What the key may do (accounts.roles): "owner" (everything) or "office" (the daily work:
+    # What the key may do (access.roles): "owner" (everything) or "office" (the daily work:
     # not keys, users, settings or compliance policy). Keys made before roles are owners'.
     role: Mapped[str] = mapped_column(String(8), default="owner", server_default="owner")
 

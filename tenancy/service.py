@@ -15,8 +15,8 @@ import phonenumbers
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from accounts import audit
-from accounts.actors import Actor
+from access import audit
+from access.actors import Actor
 from huifang.db import utcnow
 from huifang.errors import Invalid, NotFound
 from huifang.settings import get_settings
@@ -143,7 +143,7 @@ def hash_key(key: str) -> str:
 def create_api_key(*, session: Session, tenant: Tenant, name: str = "api", role: str = "owner"
                    ) -> tuple[ApiKey, str]:
     """A new key for ``tenant``: the row, and the key itself, which is never stored.
-    ``role`` is "owner" or "office" (accounts.roles.KEY_ROLES)."""
+    ``role`` is "owner" or "office" (access.roles.KEY_ROLES)."""
     if role not in ("owner", "office"):
         raise Invalid("An API key's role is 'owner' or 'office'.")
     key = KEY_PREFIX + secrets.token_urlsafe(32)

@@ -15,13 +15,14 @@ import pytest
 from sqlalchemy import select
 
 from alerts import service as alerts
-from campaigns import service as campaigns
+from bookings import service as booking
+from bookings.models import Booking
+from campaigns import lifecycle as campaigns
 from customers import service as customers
 from media import resumable
 from media.models import Media
 from messaging import inbound
 from messaging import service as outbox
-from messaging.models import Booking
 from visits import service as visits
 
 # Collection routes (no id in the path) and how to check them.
@@ -88,7 +89,7 @@ def b_objects(session, other_account):
                                  due_at=dt.datetime.now(dt.UTC))
     received = inbound.receive(session=session, provider="console", provider_message_id="b-1",
                                phone=customer.phone, text="1", tenant=tenant,
-                               now=dt.datetime.now(dt.UTC))
+                               now=dt.datetime.now(dt.UTC), on_book=booking.book_from_reply)
     reply = inbound.replies(session=session, received=received)[0]
     rule = inbound.add_keyword(session=session, tenant_id=tenant.id, route="opt_out",
                                kind="exact", value="B的退", now=dt.datetime.now(dt.UTC))

@@ -17,11 +17,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from bookings.models import REQUESTED, Booking
 from campaigns.models import HANDED_OFF, PENDING, Campaign, CampaignOccurrence
 from customers.models import Customer
 from media.models import PROCESSING, Media
 from messaging import threads
-from messaging.models import BOOK, OPEN, REQUESTED, Booking, InboundMessage
+from messaging.models import BOOK, OPEN, InboundMessage
 from messaging.thread_schemas import ResponseClock
 from tenancy.models import Tenant
 from today.schemas import (

@@ -2,14 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Response
 
 from huifang.deps import SessionDep, TenantDep
 from huifang.fields import Id, Instant
 from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
-from media.upload import read_upload
 from visits import service
 from visits.schemas import (
     StaffCreate,
@@ -61,30 +59,6 @@ def update_staff(
         session=session, tenant=tenant, staff_id=staff_id,
         changes=body.model_dump(exclude_unset=True),
     ))
-
-
-@staff_router.put("/{staff_id}/photo", response_model=StaffRead, responses={
-    413: {"description": "Over 10 MB."}, 415: {"description": "Not a photo."},
-    422: {"description": "Damaged, or no file."}},
-    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
-        "schema": {"type": "object", "required": ["file"], "properties": {
-            "file": {"type": "string", "format": "binary",
-                     "description": "JPEG, PNG, WebP or HEIC photo of the staff member, 10 MB; "
-                                    "kept as a 512 px square."},
-        }}}}}})
-async def upload_staff_photo(staff_id: Id, request: Request, session: SessionDep,
-                             tenant: TenantDep) -> StaffRead:
-    """The photo on the staff card of visit reports."""
-    await run_in_threadpool(service.get_staff, session=session, tenant_id=tenant.id,
-                            staff_id=staff_id)  # a wrong id is refused before the body is read
-    staged = await read_upload(
-        content_type=request.headers.get("content-type", ""),
-        content_length=request.headers.get("content-length"), body=request.stream(),
-        photo_max=service.STAFF_PHOTO_MAX_BYTES, clip_max=service.STAFF_PHOTO_MAX_BYTES,
-    )
-    staff = await run_in_threadpool(service.set_staff_photo, session=session,
-                                    tenant_id=tenant.id, staff_id=staff_id, staged=staged)
-    return StaffRead.model_validate(staff)
 
 
 @staff_router.delete("/{staff_id}", status_code=204)

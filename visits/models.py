@@ -51,7 +51,7 @@ class Visit(TimestampMixin, Base):
     # Rooms and places worked on, in the words used on the watermark: 客厅, 厨房, 主卧 …
     areas: Mapped[list[str]] = mapped_column(JsonList, default=list)
     scheduled_at: Mapped[dt.datetime | None] = mapped_column(default=None)
-    # Set when the staff member starts the visit on the phone (visits.staff_day).
+    # Set when the staff member starts the visit on the phone (staff.day).
     started_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # What the customer paid, in the currency's minor unit (分), for spend-based audiences.

@@ -90,7 +90,7 @@ class VisitPage(BaseModel):
     offset: int
 
 
-# --- the staff member's day (visits.staff_day) -------------------------------------------
+# --- the staff member's day (staff.day) -------------------------------------------
 
 MissingPart = Literal["before", "after", "clip"]
 

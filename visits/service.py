@@ -10,19 +10,16 @@ from sqlalchemy.orm import Session
 
 from customers import service as customers
 from customers.phones import normalize_phone
+from huifang import storage
 from huifang.dates import check_plausible
 from huifang.db import as_utc, on_commit, utcnow
-from huifang.errors import Invalid, NotFound, UnsupportedType
+from huifang.errors import Invalid, NotFound
 from huifang.pagination import PageParams, paginate
-from media import imaging, renditions, storage
-from media.upload import StagedUpload
 from tenancy.models import Tenant
 from visits.models import Staff, Visit
 from visits.service_types import normalize_service_type
 
 MAX_AREA_LENGTH = 20  # an area is printed on the watermark; keep it a room name
-STAFF_PHOTO_EDGE = 512  # the staff card shows it at most 132 px wide, at 3x on phones
-STAFF_PHOTO_MAX_BYTES = 10 * 1024 * 1024
 
 
 def _clean_list(values: Sequence[str], *, what: str, max_length: int) -> list[str]:
@@ -94,39 +91,6 @@ def update_staff(
     if changes.get("active") is not None:
         staff.active = bool(changes["active"])
     session.flush()
-    return staff
-
-
-def set_staff_photo(*, session: Session, tenant_id: int, staff_id: int,
-                    staged: StagedUpload) -> Staff:
-    """Keep a staff member's card photo: a small square JPEG, re-encoded (no GPS, no EXIF).
-
-    The face is usually in the upper part of a portrait, so the square is taken from there.
-    The previous photo's file is removed once the new one is committed.
-    """
-    try:
-        staff = get_staff(session=session, tenant_id=tenant_id, staff_id=staff_id)
-        if staged.sniffed.kind != "photo":
-            raise UnsupportedType("The staff card needs a photo (JPEG, PNG, WebP or HEIC), "
-                                  "not a video.")
-        decoded = imaging.open_photo(staged.path, max_edge=STAFF_PHOTO_EDGE * 2)
-    finally:
-        staged.discard()
-    image = decoded.image
-    side = min(image.size)
-    left = (image.width - side) // 2
-    top = round((image.height - side) * 0.3)  # a little above the middle: the face
-    square = image.crop((left, top, left + side, top + side))
-    if side > STAFF_PHOTO_EDGE:
-        square = square.resize((STAFF_PHOTO_EDGE, STAFF_PHOTO_EDGE), reducing_gap=2.0)
-    data = renditions.encode_jpeg(square, quality=85, captured_at=None, optimize=True)
-    relative = storage.new_relative_path("renditions", tenant_id, ".jpg", now=utcnow())
-    storage.write_bytes(relative, data)
-    old = staff.photo_path
-    staff.photo_path = relative
-    session.flush()
-    if old and old != relative:
-        on_commit(session, lambda: storage.remove(old))
     return staff
 
 

@@ -7,10 +7,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
+from access.models import AuditEntry
+from access.roles import Permission, Role, may
 from accounts import passwords
 from accounts import service as accounts
-from accounts.models import AuditEntry, SignInLink, User
-from accounts.roles import Permission, Role, may
+from accounts.models import SignInLink, User
 from huifang.errors import Conflict, Invalid, NotFound
 from tests.conftest import make_account
 

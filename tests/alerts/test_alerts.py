@@ -15,9 +15,12 @@ from sqlalchemy import select
 from alerts import formats
 from alerts import service as alerts
 from alerts.models import FAILED, PENDING, SENT, Alert, AlertDelivery
+from bookings import links as short_links
+from bookings import service as booking
+from bookings.service import book_from_reply
 from customers import service as customers
 from huifang.errors import Invalid
-from messaging import booking, inbound
+from messaging import inbound
 from tests.alerts.fakes import Robots
 from tests.conftest import make_account
 
@@ -62,7 +65,7 @@ def test_a_booking_reaches_every_channel_once(session, robots):
     customer = customers.create_customer(session=session, tenant=tenant, name="王女士",
                                          phone="13800138000")
     now = dt.datetime.now(dt.UTC)
-    link = booking.link_for(session=session, tenant=tenant, customer=customer,
+    link = short_links.link_for(session=session, tenant=tenant, customer=customer,
                             service_type="ac_cleaning", source_type="test", source_id="1",
                             now=now)
     slot = booking.free_slots(session=session, tenant=tenant, now=now)[0]
@@ -93,8 +96,10 @@ def test_a_complaint_reply_alerts_and_a_plain_reply_does_not(session, robots):
                               phone="13800138001")
     now = dt.datetime.now(dt.UTC)
     inbound.receive(session=session, provider="console", provider_message_id="r1",
+                    on_book=book_from_reply,
                     phone="13800138001", text="谢谢，挺好的", now=now, tenant=tenant)
     inbound.receive(session=session, provider="console", provider_message_id="r2",
+                    on_book=book_from_reply,
                     phone="13800138001", text="你们的师傅把我家地板刮坏了，要投诉！", now=now,
                     tenant=tenant)
     _deliver_all(session, tenant.id)
@@ -191,7 +196,7 @@ def test_the_api_is_for_owner_keys(client, session, robots):
 
 
 def test_a_reply_waiting_past_the_target_alerts_once(session, robots):
-    from alerts import events
+    from messaging import waiting as events
     from messaging.models import FAILED, Message
 
     tenant = make_account(session).tenant
@@ -199,9 +204,11 @@ def test_a_reply_waiting_past_the_target_alerts_once(session, robots):
     customer = customers.create_customer(session=session, tenant=tenant, name="周女士",
                                          phone="13800138002")
     received = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=130)
-    inbound.receive(session=session, provider="console", provider_message_id="w1",
+    inbound.receive(session=session, on_book=book_from_reply, provider="console",
+                    provider_message_id="w1",
                     phone="13800138002", text="师傅明天几点到？", now=received, tenant=tenant)
-    inbound.receive(session=session, provider="console", provider_message_id="w2",
+    inbound.receive(session=session, on_book=book_from_reply, provider="console",
+                    provider_message_id="w2",
                     phone="13800138002", text="太差了，投诉！", now=received, tenant=tenant)
     now = dt.datetime.now(dt.UTC)
     # The complaint is past its 120 minutes; the plain question not yet past its 240.

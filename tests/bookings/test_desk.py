@@ -10,13 +10,17 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import delete, func, select
 
-from accounts.models import AuditEntry
+from access.models import AuditEntry
 from bookings import desk
+from bookings import links as short_links
+from bookings import service as booking
+from bookings.models import CONFIRMED, DECLINED, Booking
+from bookings.service import book_from_reply
 from compliance import service as compliance
 from customers import service as customers
 from huifang.errors import Conflict, Invalid, NotFound
-from messaging import booking, inbound
-from messaging.models import CONFIRMED, DECLINED, HANDLED, Booking, Message
+from messaging import inbound
+from messaging.models import HANDLED, Message
 from tenancy import service as tenancy
 from tenancy.models import Tenant
 from visits import service as visits
@@ -40,7 +44,7 @@ def customer(session, account):
 
 @pytest.fixture
 def request_(session, account, customer):
-    link = booking.link_for(session=session, tenant=account.tenant, customer=customer,
+    link = short_links.link_for(session=session, tenant=account.tenant, customer=customer,
                             source_type="visit_report", source_id="7",
                             service_type="ac_cleaning", now=MONDAY_9_CN)
     return booking.book(session=session, link=link, slot_start=TUESDAY_10_CN, note=None,
@@ -111,6 +115,7 @@ def test_times_outside_working_hours_are_refused_with_a_sentence(
 def test_a_reply_booking_needs_a_service_and_its_reply_is_answered(
         session, account, customer, zhang):
     received = inbound.receive(session=session, provider="console", provider_message_id="r1",
+                               on_book=book_from_reply,
                                phone=customer.phone, text="1", tenant=account.tenant,
                                now=MONDAY_9_CN)
     reply = inbound.replies(session=session, received=received)[0]

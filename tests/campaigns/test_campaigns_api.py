@@ -9,7 +9,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from campaigns import service as campaigns
+from campaigns import materialize as materializer
 from campaigns.models import PENDING, CampaignOccurrence
 from campaigns.presets import PRESETS
 from compliance import service as compliance
@@ -102,7 +102,7 @@ def test_preview_counts_match_what_activation_schedules(client, session, account
     assert client.post(f"/v1/campaigns/{campaign['id']}/activate",
                        headers=account.headers).status_code == 200
 
-    made = campaigns.materialize(session=session, now=dt.datetime.now(UTC),
+    made = materializer.materialize(session=session, now=dt.datetime.now(UTC),
                                  horizon=dt.timedelta(days=400))
     pending = session.scalars(select(CampaignOccurrence.customer_id).where(
         CampaignOccurrence.campaign_id == campaign["id"],

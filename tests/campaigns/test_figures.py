@@ -8,6 +8,7 @@ import re
 import pytest
 from sqlalchemy import select
 
+from bookings.service import book_from_reply
 from campaigns import charts, figures
 from campaigns import service as campaigns
 from customers.models import Customer
@@ -38,7 +39,8 @@ def test_weeks_count_sends_deliveries_clicks_bookings_and_opt_outs(session, acco
         row.created_at = utc(2026, 4, 13, 2)  # Monday 10:00 in Shanghai
     delivered = _as_sent(session, tenant)
     phone = session.get(Customer, delivered.customer_id).phone
-    inbound.receive(session=session, provider="console", provider_message_id="stop-1",
+    inbound.receive(session=session, on_book=book_from_reply, provider="console",
+                    provider_message_id="stop-1",
                     phone=phone, text="T", tenant=tenant, now=utc(2026, 4, 14, 1))
     session.flush()
 

@@ -10,8 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select, text
 
-from campaigns import rules
-from campaigns import service as campaigns
+from bookings import links
+from bookings.models import Booking
+from campaigns import facts as campaign_facts
+from campaigns import handoff, rules
+from campaigns import lifecycle as campaigns
+from campaigns import materialize as materializer
 from campaigns.models import (
     BOOKED_EARLY,
     CAMPAIGN_PAUSED,
@@ -28,8 +32,7 @@ from compliance import service as compliance
 from customers import service as customers
 from customers.models import Customer
 from media.models import Media, Rendition
-from messaging import booking
-from messaging.models import Booking, Message
+from messaging.models import Message
 from visits import service as visits
 
 UTC = dt.UTC
@@ -169,7 +172,7 @@ SCENARIOS = {
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_set_based_fan_out_matches_next_occurrence(session, shop, name) -> None:
     spec, now, horizon_days = SCENARIOS[name]
-    campaigns.set_plum_table(session=session, tenant_id=shop.tenant.id,
+    campaign_facts.set_plum_table(session=session, tenant_id=shop.tenant.id,
                              table={"上海": {2026: dt.date(2026, 6, 12)}})
     people = _population(shop, now)
     activated = now - dt.timedelta(days=30)
@@ -184,16 +187,16 @@ def test_set_based_fan_out_matches_next_occurrence(session, shop, name) -> None:
         _fire(session, campaign, person, now - dt.timedelta(hours=1), shift=-3)
     horizon = dt.timedelta(days=horizon_days)
 
-    campaigns.materialize(session=session, now=now, horizon=horizon)
+    materializer.materialize(session=session, now=now, horizon=horizon)
 
-    facts = campaigns.customer_facts(session=session, tenant_id=shop.tenant.id,
+    facts = campaign_facts.customer_facts(session=session, tenant_id=shop.tenant.id,
                                      customers=people)
-    fired = campaigns.last_fired(session=session, campaign_id=campaign.id,
+    fired = campaign_facts.last_fired(session=session, campaign_id=campaign.id,
                                  customer_ids=[p.id for p in people])
-    table = campaigns.plum_table(session=session, tenant_id=shop.tenant.id)
+    table = campaign_facts.plum_table(session=session, tenant_id=shop.tenant.id)
     # Yearly rules look from the previous run (here: the activation, at most a week back).
     after = now if isinstance(rule, rules.Cadence) else max(
-        activated, now - campaigns.YEARLY_GRACE)
+        activated, now - materializer.YEARLY_GRACE)
     found = {(o.customer_id, o.status): o for o in rows(session, campaign.id)
              if o.status != HANDED_OFF}
     expected_rows = 0
@@ -240,10 +243,10 @@ def test_materializing_twice_adds_nothing_and_chunks_agree(session, shop) -> Non
     spec = {"kind": "cadence", "service_type": "ac_cleaning", "every_days": 90}
     whole = shop.campaign(spec, activated_at=now)
     chunked = shop.campaign(spec, activated_at=now)
-    first = campaigns.materialize(session=session, now=now, campaign_id=whole.id)
-    small = campaigns.materialize(session=session, now=now, campaign_id=chunked.id, chunk=2)
+    first = materializer.materialize(session=session, now=now, campaign_id=whole.id)
+    small = materializer.materialize(session=session, now=now, campaign_id=chunked.id, chunk=2)
     assert first[whole.id] == small[chunked.id] == len(ZONES) * 3
-    assert campaigns.materialize(session=session, now=now) == {whole.id: 0, chunked.id: 0}
+    assert materializer.materialize(session=session, now=now) == {whole.id: 0, chunked.id: 0}
 
     def key(o: CampaignOccurrence) -> tuple:
         return (o.customer_id, o.local_date, o.due_at, o.caught_up, o.late_by_days)
@@ -263,13 +266,13 @@ def test_cadence_rolls_forward_after_a_fire(session, shop) -> None:
     served = utc(2026, 1, 10, 6)  # 14:00 in Shanghai
     person = shop.customer(visits_=(("ac_cleaning", served),))
     campaign = shop.campaign(AC_90, activated_at=utc(2026, 2, 1))
-    campaigns.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
+    materializer.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
     (first,) = rows(session, campaign.id)
     assert (first.local_date, first.due_at, first.status) == (
         dt.date(2026, 4, 10), utc(2026, 4, 10, 2), PENDING)  # 10:00 in Shanghai
     assert first.basis_at == served
 
-    handed = campaigns.hand_off_due(session=session, now=utc(2026, 4, 10, 2, 1))
+    handed = handoff.hand_off_due(session=session, now=utc(2026, 4, 10, 2, 1))
     assert handed.claimed == 1 and len(handed.message_ids) == 1
     message = session.get(Message, handed.message_ids[0])
     assert message.customer_id == person.id and message.due_at == first.due_at
@@ -277,7 +280,7 @@ def test_cadence_rolls_forward_after_a_fire(session, shop) -> None:
     assert message.body.startswith("客户1您好") and "/b/" in message.body
 
     # Ninety days after the reminder, not after the service again.
-    campaigns.materialize(session=session, now=utc(2026, 7, 1), horizon=dt.timedelta(days=31))
+    materializer.materialize(session=session, now=utc(2026, 7, 1), horizon=dt.timedelta(days=31))
     later = [o for o in rows(session, campaign.id) if o.status == PENDING]
     assert [o.local_date for o in later] == [dt.date(2026, 7, 9)]
     assert later[0].basis_at == first.due_at
@@ -289,7 +292,7 @@ def test_catch_up_within_the_window_sends_now_and_later_skips_with_a_record(sess
     late = shop.customer(visits_=(("ac_cleaning", utc(2026, 1, 10, 6)),))  # due 04-10
     too_late = shop.customer(visits_=(("ac_cleaning", utc(2025, 12, 20, 6)),))  # due 03-20
     campaign = shop.campaign(AC_90, activated_at=now)
-    campaigns.materialize(session=session, now=now, horizon=dt.timedelta(days=120))
+    materializer.materialize(session=session, now=now, horizon=dt.timedelta(days=120))
     by_customer = {(o.customer_id, o.status): o for o in rows(session, campaign.id)}
 
     caught = by_customer[(late.id, PENDING)]
@@ -302,7 +305,7 @@ def test_catch_up_within_the_window_sends_now_and_later_skips_with_a_record(sess
     assert (moved.local_date, moved.caught_up) == (dt.date(2026, 6, 18), False)
 
     # The caught-up one is handed off at once; the skip is never sent.
-    handed = campaigns.hand_off_due(session=session, now=now)
+    handed = handoff.hand_off_due(session=session, now=now)
     assert handed.claimed == 1
     assert session.get(Message, handed.message_ids[0]).customer_id == late.id
 
@@ -316,8 +319,8 @@ def test_editing_reschedules_future_pending_only(session, shop) -> None:
     due_person = shop.customer(visits_=(("ac_cleaning", utc(2026, 1, 18, 6)),))  # 04-18
     future_person = shop.customer(visits_=(("ac_cleaning", utc(2026, 2, 1, 6)),))  # 05-02
     campaign = shop.campaign(AC_90, activated_at=utc(2026, 4, 1))
-    campaigns.materialize(session=session, now=utc(2026, 4, 14), horizon=dt.timedelta(days=40))
-    campaigns.hand_off_due(session=session, now=utc(2026, 4, 15, 3))
+    materializer.materialize(session=session, now=utc(2026, 4, 14), horizon=dt.timedelta(days=40))
+    handoff.hand_off_due(session=session, now=utc(2026, 4, 15, 3))
     before = {o.customer_id: o for o in rows(session, campaign.id)}
     assert before[handed_person.id].status == HANDED_OFF
     # Due, not yet handed off (the edit comes first), and one still in the future.
@@ -334,7 +337,7 @@ def test_editing_reschedules_future_pending_only(session, shop) -> None:
     assert after[due_person.id].id == before[due_person.id].id  # due: not touched
     assert future_person.id not in after  # recomputed at the next tick
 
-    campaigns.materialize(session=session, now=now, horizon=dt.timedelta(days=40))
+    materializer.materialize(session=session, now=now, horizon=dt.timedelta(days=40))
     redone = {o.customer_id: o for o in rows(session, campaign.id)}[future_person.id]
     assert (redone.local_date, redone.campaign_version) == (dt.date(2026, 4, 22), 2)
 
@@ -351,8 +354,8 @@ def test_pausing_stops_hand_off_and_suppresses_unsent_messages_then_resume(sessi
     waiting = shop.customer(visits_=(("ac_cleaning", utc(2026, 1, 10, 6)),))  # due 04-10
     later = shop.customer(visits_=(("ac_cleaning", utc(2026, 1, 20, 6)),))  # due 04-20
     campaign = shop.campaign(AC_90, activated_at=utc(2026, 4, 1))
-    campaigns.materialize(session=session, now=utc(2026, 4, 8), horizon=dt.timedelta(days=31))
-    (message_id,) = campaigns.hand_off_due(session=session, now=now).message_ids
+    materializer.materialize(session=session, now=utc(2026, 4, 8), horizon=dt.timedelta(days=31))
+    (message_id,) = handoff.hand_off_due(session=session, now=now).message_ids
     message = session.get(Message, message_id)
     assert message.customer_id == sent_earlier.id and message.status == "scheduled"
 
@@ -362,18 +365,18 @@ def test_pausing_stops_hand_off_and_suppresses_unsent_messages_then_resume(sessi
     stopped = {o.customer_id: o for o in rows(session, campaign.id)}[sent_earlier.id]
     assert (stopped.status, stopped.reason) == (CANCELLED, CAMPAIGN_PAUSED)
     # Due while paused: nothing is handed off.
-    assert campaigns.hand_off_due(session=session, now=utc(2026, 4, 10, 2, 30)).claimed == 0
-    assert campaigns.materialize(session=session, now=now) == {}
+    assert handoff.hand_off_due(session=session, now=utc(2026, 4, 10, 2, 30)).claimed == 0
+    assert materializer.materialize(session=session, now=now) == {}
 
     campaigns.resume(session=session, tenant=shop.tenant, campaign_id=campaign.id,
                      now=utc(2026, 4, 11, 2))
     assert rows(session, campaign.id) == []  # waiting and stopped ones are recomputed
-    campaigns.materialize(session=session, now=utc(2026, 4, 11, 2),
+    materializer.materialize(session=session, now=utc(2026, 4, 11, 2),
                           horizon=dt.timedelta(days=31))
     again = {o.customer_id: o for o in rows(session, campaign.id)}
     assert again[sent_earlier.id].caught_up and again[waiting.id].caught_up
     assert again[later.id].local_date == dt.date(2026, 4, 20)
-    handed = campaigns.hand_off_due(session=session, now=utc(2026, 4, 11, 2))
+    handed = handoff.hand_off_due(session=session, now=utc(2026, 4, 11, 2))
     assert handed.claimed == 2
     resent = session.get(Message, handed.message_ids[0])
     assert resent.id != message_id and resent.status == "scheduled"
@@ -382,7 +385,7 @@ def test_pausing_stops_hand_off_and_suppresses_unsent_messages_then_resume(sessi
 def test_archiving_cancels_what_waits(session, shop) -> None:
     shop.customer(visits_=(("ac_cleaning", utc(2026, 1, 20, 6)),))
     campaign = shop.campaign(AC_90, activated_at=utc(2026, 4, 1))
-    campaigns.materialize(session=session, now=utc(2026, 4, 8), horizon=dt.timedelta(days=31))
+    materializer.materialize(session=session, now=utc(2026, 4, 8), horizon=dt.timedelta(days=31))
     campaigns.archive(session=session, tenant=shop.tenant, campaign_id=campaign.id,
                       now=utc(2026, 4, 9))
     (occurrence,) = rows(session, campaign.id)
@@ -401,11 +404,11 @@ def test_opt_out_and_early_booking_cancel_the_pending_occurrence(session, shop) 
     other_service = shop.customer(visits_=(("ac_cleaning", served),))
     called_off = shop.customer(visits_=(("ac_cleaning", served),))
     campaign = shop.campaign(AC_90, activated_at=utc(2026, 4, 1))
-    campaigns.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
+    materializer.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
 
     compliance.opt_out(session=session, tenant=shop.tenant, phone=opts_out.phone,
                        reason="reply_opt_out", detail="T", now=utc(2026, 4, 2))
-    link = booking.link_for(session=session, tenant=shop.tenant, customer=books,
+    link = links.link_for(session=session, tenant=shop.tenant, customer=books,
                             source_type="visit_report", source_id="1",
                             service_type="ac_cleaning", now=utc(2026, 4, 3))
     session.add(Booking(tenant_id=shop.tenant.id, customer_id=books.id,
@@ -416,7 +419,7 @@ def test_opt_out_and_early_booking_cancel_the_pending_occurrence(session, shop) 
     visits.create_visit(session=session, tenant=shop.tenant, customer_id=other_service.id,
                         service_type="deep_cleaning", finished_at=utc(2026, 4, 4))
     # A booking the customer called off on the page does not stand for the service.
-    theirs = booking.link_for(session=session, tenant=shop.tenant, customer=called_off,
+    theirs = links.link_for(session=session, tenant=shop.tenant, customer=called_off,
                               source_type="visit_report", source_id="2",
                               service_type="ac_cleaning", now=utc(2026, 4, 3))
     session.add(Booking(tenant_id=shop.tenant.id, customer_id=called_off.id,
@@ -424,7 +427,7 @@ def test_opt_out_and_early_booking_cancel_the_pending_occurrence(session, shop) 
                         link_id=theirs.id, created_at=utc(2026, 4, 3)))
     session.flush()
 
-    handed = campaigns.hand_off_due(session=session, now=utc(2026, 4, 10, 3))
+    handed = handoff.hand_off_due(session=session, now=utc(2026, 4, 10, 3))
     assert handed.claimed == 6
     outcome = {o.customer_id: (o.status, o.reason) for o in rows(session, campaign.id)}
     assert outcome == {
@@ -441,8 +444,8 @@ def test_a_template_that_cannot_be_filled_cancels_with_the_reason(session, shop)
         session=session, tenant=shop.tenant, rule=AC_90,
         template="{{ staff_name }}提醒您：空调该清洗了，预约：{{ booking_link }}")
     campaign.status, campaign.activated_at = "active", utc(2026, 4, 1)  # as lint would allow
-    campaigns.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
-    handed = campaigns.hand_off_due(session=session, now=utc(2026, 4, 10, 3))
+    materializer.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
+    handed = handoff.hand_off_due(session=session, now=utc(2026, 4, 10, 3))
     (occurrence,) = rows(session, campaign.id)
     assert handed.message_ids == [] and occurrence.customer_id == person.id
     assert (occurrence.status, occurrence.reason) == (CANCELLED, "render_failed")
@@ -467,15 +470,15 @@ def test_the_mms_variant_goes_when_the_provider_carries_mms(session, shop) -> No
     shop.campaign(AC_90, activated_at=utc(2026, 4, 1), mms={
         "subject": "空调滤网该清洗了", "image_media_id": photo.id,
         "body": "{{ customer_name }}您好：滤网建议每三个月清洗。预约：{{ booking_link }}"})
-    campaigns.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
+    materializer.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
 
-    as_mms = campaigns.hand_off_due(session=session, now=utc(2026, 4, 10, 3), mms=True, limit=1)
+    as_mms = handoff.hand_off_due(session=session, now=utc(2026, 4, 10, 3), mms=True, limit=1)
     message = session.get(Message, as_mms.message_ids[0])
     assert message.channel == "mms"
     assert message.media_urls[0].endswith("/m/mmsToken1234567890.jpg")
     assert message.body.startswith("空调滤网该清洗了\n") and "/b/" in message.body
     # Without MMS at the provider, the SMS template goes instead.
-    as_sms = campaigns.hand_off_due(session=session, now=utc(2026, 4, 10, 3), mms=False)
+    as_sms = handoff.hand_off_due(session=session, now=utc(2026, 4, 10, 3), mms=False)
     message = session.get(Message, as_sms.message_ids[0])
     assert (message.channel, message.media_urls) == ("sms", [])
     name = session.get(Customer, message.customer_id).name
@@ -493,7 +496,7 @@ def test_chunk_statements_are_never_prepared_so_each_chunk_is_planned_with_its_b
     campaign = shop.campaign(AC_90, activated_at=NOW_MARCH)
     raw = session.connection().connection.dbapi_connection
     threshold = raw.prepare_threshold
-    made = campaigns.materialize(session=session, now=NOW_MARCH, chunk=1)  # a chunk each
+    made = materializer.materialize(session=session, now=NOW_MARCH, chunk=1)  # a chunk each
     assert made == {campaign.id: 12}
     prepared = session.scalars(text("SELECT statement FROM pg_prepared_statements")).all()
     assert not [s for s in prepared if "INSERT INTO campaign_occurrences" in s]

@@ -9,12 +9,16 @@ import io
 
 import pytest
 
-from campaigns import service as campaigns
+from bookings import links as short_links
+from bookings.models import Booking
+from campaigns import handoff
+from campaigns import lifecycle as campaigns
+from campaigns import materialize as materializer
+from campaigns import results as campaign_results
 from compliance import service as compliance
 from customers import service as customers
-from messaging import booking
 from messaging import service as outbox
-from messaging.models import Booking, Message
+from messaging.models import Message
 from tenancy import service as tenancy
 from visits import service as visits
 
@@ -51,8 +55,8 @@ def sent_campaign(session, account):
                                          preset="ac_filter_quarterly")
     campaigns.activate(session=session, tenant=tenant, campaign_id=campaign.id,
                        now=utc(2026, 4, 1))
-    campaigns.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
-    handed = campaigns.hand_off_due(session=session, now=utc(2026, 4, 10, 2))
+    materializer.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
+    handed = handoff.hand_off_due(session=session, now=utc(2026, 4, 10, 2))
     messages = sorted((session.get(Message, m) for m in handed.message_ids),
                       key=lambda m: m.customer_id)
     delivered, sent, failed, refused, deferred, waiting = messages
@@ -65,11 +69,11 @@ def sent_campaign(session, account):
 
     # Clicks: three openings of one link, one of another, none of the rest.
     links = {link.customer_id: link for link in (
-        booking.link_for(session=session, tenant=tenant, customer=p, source_type="campaign",
+        short_links.link_for(session=session, tenant=tenant, customer=p, source_type="campaign",
                          source_id=str(campaign.id), now=utc(2026, 4, 10)) for p in people)}
     for when in (utc(2026, 4, 10, 5), utc(2026, 4, 10, 6), utc(2026, 4, 11, 1)):
-        booking.click(session=session, link=links[people[0].id], visitor="phone", now=when)
-    booking.click(session=session, link=links[people[1].id], visitor="phone",
+        short_links.click(session=session, link=links[people[0].id], visitor="phone", now=when)
+    short_links.click(session=session, link=links[people[1].id], visitor="phone",
                   now=utc(2026, 4, 12))
     # Bookings: from the page (the link's cause), from a "1" reply (the message's cause),
     # and one from a visit report that is not this campaign's.
@@ -95,7 +99,7 @@ EXPECTED = {
 
 
 def test_results_count_messages_clicks_and_bookings(session, account, sent_campaign) -> None:
-    found = campaigns.results(session=session, tenant=account.tenant,
+    found = campaign_results.results(session=session, tenant=account.tenant,
                               campaign_id=sent_campaign.id)
     assert {k: getattr(found, k) for k in EXPECTED} == EXPECTED
     assert found.occurrences == {"pending": 0, "handed_off": 6, "cancelled": 0, "skipped": 0}
@@ -122,7 +126,7 @@ def test_paused_messages_are_counted_as_suppressed_by_the_pause(session, account
                                                                 ) -> None:
     campaigns.pause(session=session, tenant=account.tenant, campaign_id=sent_campaign.id,
                     now=utc(2026, 4, 12))
-    found = campaigns.results(session=session, tenant=account.tenant,
+    found = campaign_results.results(session=session, tenant=account.tenant,
                               campaign_id=sent_campaign.id)
     # The scheduled one and the deferred one had not left: both stopped by the pause.
     assert found.suppressed == {"no_consent": 1, "campaign_paused": 2}
@@ -168,7 +172,7 @@ def history(session, account):
 
 def test_retention_repeat_and_second_service_on_hand_checked_data(session, account, history
                                                                    ) -> None:
-    found = campaigns.retention(session=session, tenant=account.tenant,
+    found = campaign_results.retention(session=session, tenant=account.tenant,
                                 since=dt.date(2026, 1, 1), until=dt.date(2026, 3, 31))
     # Active at the start: A, B, F, G. Lost: B, G. Served: A, D, E, F; with two visits
     # by the end: A, D, F. New: D, E; with a second by the end: D.
@@ -178,7 +182,7 @@ def test_retention_repeat_and_second_service_on_hand_checked_data(session, accou
     assert (found.new_customers, found.second_service, found.second_service_conversion) == (
         2, 1, 50.0)
     # E's second visit counts once the period covers it.
-    longer = campaigns.retention(session=session, tenant=account.tenant,
+    longer = campaign_results.retention(session=session, tenant=account.tenant,
                                  since=dt.date(2026, 1, 1), until=dt.date(2026, 4, 30))
     assert (longer.second_service, longer.second_service_conversion) == (2, 100.0)
 

@@ -21,7 +21,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from campaigns import service, tasks
+from campaigns import handoff, tasks
+from campaigns import lifecycle as campaigns
+from campaigns import materialize as materializer
+from campaigns import preview as campaign_preview
 from campaigns.models import ACTIVE, HANDED_OFF, PENDING, Campaign, CampaignOccurrence
 from compliance import service as compliance
 from customers import service as customers
@@ -75,16 +78,16 @@ class Shop:
         """A campaign (activated unless ``active`` is False); its id."""
         with self.db.session() as session:
             tenant = self._tenant(session)
-            made = service.create_campaign(session=session, tenant=tenant, name="测试活动",
+            made = campaigns.create_campaign(session=session, tenant=tenant, name="测试活动",
                                            rule=rule, template=TEMPLATE)
             if active:
-                service.activate(session=session, tenant=tenant, campaign_id=made.id,
+                campaigns.activate(session=session, tenant=tenant, campaign_id=made.id,
                                  now=EARLIER)
             return made.id
 
     def pause(self, campaign_id: int) -> None:
         with self.db.session() as session:
-            service.pause(session=session, tenant=self._tenant(session),
+            campaigns.pause(session=session, tenant=self._tenant(session),
                           campaign_id=campaign_id, now=EARLIER)
 
     def occurrences(self, campaign_id: int | None = None) -> list[CampaignOccurrence]:
@@ -177,7 +180,7 @@ def test_the_materialize_tick_commits_each_campaign_and_goes_on_past_one_that_fa
         shop: Shop, monkeypatch: pytest.MonkeyPatch) -> None:
     people = shop.customers([FIRST_SERVED + dt.timedelta(days=k) for k in range(3)])
     first, second, third = shop.campaign(AC_90), shop.campaign(AC_90), shop.campaign(AC_90)
-    materialize = service.materialize
+    materialize = materializer.materialize
     calls: list[int] = []
 
     def fails_on_the_second(**kwargs: Any) -> dict[int, int]:
@@ -187,7 +190,7 @@ def test_the_materialize_tick_commits_each_campaign_and_goes_on_past_one_that_fa
             raise RuntimeError("a campaign the materializer cannot do")
         return made
 
-    monkeypatch.setattr(service, "materialize", fails_on_the_second)
+    monkeypatch.setattr(materializer, "materialize", fails_on_the_second)
     before = _failures("materialize_occurrences")
     tasks.materialize_occurrences()  # does not raise: the others are done
     assert [c for c in calls if c in (first, second, third)] == [first, second, third]
@@ -198,7 +201,7 @@ def test_the_materialize_tick_commits_each_campaign_and_goes_on_past_one_that_fa
     assert sorted(o.customer_id for o in shop.occurrences(third)) == people
     assert _failures("materialize_occurrences") == before + 1
 
-    monkeypatch.setattr(service, "materialize", materialize)
+    monkeypatch.setattr(materializer, "materialize", materialize)
     tasks.materialize_occurrences()  # the next tick does the one that failed
     assert sorted(o.customer_id for o in shop.occurrences(second)) == people
     assert len(shop.occurrences(first)) == len(people)
@@ -226,7 +229,7 @@ def test_a_far_future_visit_stalls_neither_its_company_nor_the_others(
         with committed_db.session() as session:
             tenant = session.get(Tenant, shop.tenant_id)
             assert tenant is not None
-            shown = service.preview(session=session, tenant=tenant, campaign_id=stalled,
+            shown = campaign_preview.preview(session=session, tenant=tenant, campaign_id=stalled,
                                     now=NOW)
             assert shown.audience.matched == 1 and shown.can_activate
     finally:
@@ -245,11 +248,11 @@ def due(shop: Shop, monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[int]]:
     people = shop.customers([*served, FIRST_SERVED + dt.timedelta(days=15)])
     campaign = shop.campaign(AC_90)
     with shop.db.session() as session:
-        assert service.materialize(session=session, now=EARLIER,
+        assert materializer.materialize(session=session, now=EARLIER,
                                    campaign_id=campaign) == {campaign: DUE + 1}
     assert _due_elsewhere(shop.db, shop.tenant_id) == 0, "another test left due occurrences"
     # The tick passes HAND_OFF_BATCH as the batch size and knows a short batch by it.
-    monkeypatch.setattr(service, "HAND_OFF_BATCH", BATCH)
+    monkeypatch.setattr(handoff, "HAND_OFF_BATCH", BATCH)
     return campaign, people[:DUE]
 
 
@@ -257,16 +260,16 @@ def _spy(monkeypatch: pytest.MonkeyPatch, after: Callable[[int], None] = lambda 
          ) -> list[int]:
     """Record how many occurrences each hand-off batch claimed; ``after(batch number)``
     runs once the batch's work is done (and before the task commits it)."""
-    hand_off_due = service.hand_off_due
+    hand_off_due = handoff.hand_off_due
     claimed: list[int] = []
 
-    def spy(**kwargs: Any) -> service.HandOff:
+    def spy(**kwargs: Any) -> handoff.HandOff:
         batch = hand_off_due(**kwargs)
         claimed.append(batch.claimed)
         after(len(claimed))
         return batch
 
-    monkeypatch.setattr(service, "hand_off_due", spy)
+    monkeypatch.setattr(handoff, "hand_off_due", spy)
     return claimed
 
 
@@ -375,15 +378,15 @@ def test_a_campaign_whose_hand_off_fails_waits_and_the_others_go(
         working = neighbour.campaign(AC_90)
         with committed_db.session() as session:
             for campaign in (broken, working):
-                service.materialize(session=session, now=EARLIER, campaign_id=campaign)
-        schedule = service._schedule
+                materializer.materialize(session=session, now=EARLIER, campaign_id=campaign)
+        schedule = handoff._schedule
 
         def fails_for_one(session, tenant, campaign, *args):  # type: ignore[no-untyped-def]
             if campaign.id == broken:
                 raise RuntimeError("a template the renderer chokes on")
             return schedule(session, tenant, campaign, *args)
 
-        monkeypatch.setattr(service, "_schedule", fails_for_one)
+        monkeypatch.setattr(handoff, "_schedule", fails_for_one)
         before = _failures("hand_off_due_occurrences")
         tasks.hand_off_due_occurrences()
 
@@ -391,14 +394,14 @@ def test_a_campaign_whose_hand_off_fails_waits_and_the_others_go(
         assert shop.messages() == []
         waiting = shop.occurrences(broken)
         assert [(o.status, o.due_at) for o in waiting] == [
-            (PENDING, NOW + service.HAND_OFF_RETRY)] * 3
+            (PENDING, NOW + handoff.HAND_OFF_RETRY)] * 3
         assert "tried again" in (waiting[0].detail or "")
         assert _failures("hand_off_due_occurrences") == before + 1
 
-        monkeypatch.setattr(service, "_schedule", schedule)
+        monkeypatch.setattr(handoff, "_schedule", schedule)
         tasks.hand_off_due_occurrences()  # not yet: they wait ten minutes
         assert shop.messages() == []
-        monkeypatch.setattr(tasks, "utcnow", lambda: NOW + service.HAND_OFF_RETRY)
+        monkeypatch.setattr(tasks, "utcnow", lambda: NOW + handoff.HAND_OFF_RETRY)
         tasks.hand_off_due_occurrences()
         assert sorted(m.customer_id for m in shop.messages()) == mine
     finally:

@@ -17,11 +17,11 @@ from sqlalchemy import delete
 
 import huifang.db
 from customers import service as customers
-from huifang import worker
+from huifang import storage, worker
 from huifang.app import create_app
 from huifang.db import set_database
 from huifang.errors import Invalid, TooLarge
-from media import clips, ffmpeg, samples, storage, watermark
+from media import clips, ffmpeg, samples, watermark
 from media import service as media_service
 from media.models import Media
 from tenancy import service as tenancy

@@ -12,8 +12,8 @@ import re
 
 from sqlalchemy import select
 
-from media.models import Report
-from tests.media.test_report import _ready, _room
+from reports.models import Report
+from tests.reports.test_report import _ready, _room
 
 YEAR = 31_536_000
 

@@ -8,8 +8,8 @@ import io
 import pytest
 from PIL import Image
 
+from huifang import storage
 from media import service as media_service
-from media import storage
 from tests.media.conftest import CORPUS, phone_jpeg, upload
 
 

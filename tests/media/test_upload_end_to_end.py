@@ -15,10 +15,9 @@ from sqlalchemy import delete
 
 import huifang.db
 from customers import service as customers
-from huifang import worker
+from huifang import storage, worker
 from huifang.app import create_app
 from huifang.db import set_database
-from media import storage
 from tenancy import service as tenancy
 from tenancy.models import Tenant
 from tests.media.conftest import phone_jpeg, upload

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
+from bookings.service import book_from_reply
 from customers import service as customers
 from messaging import inbound, keyword_tester, keywords
 from messaging.models import InboundMessage
@@ -33,7 +34,7 @@ def test_the_tester_agrees_with_a_real_reply(session, account, text) -> None:
     person = customers.create_customer(session=session, tenant=tenant, name="试",
                                        phone="13900000001")
     tested = keyword_tester.test_reply(session=session, tenant=tenant, text=text)
-    received = inbound.receive(session=session, provider="console",
+    received = inbound.receive(on_book=book_from_reply, session=session, provider="console",
                                provider_message_id=f"t-{uuid.uuid4().hex}", phone=person.phone,
                                text=text, tenant=tenant, now=NOW)
     reply = inbound.replies(session=session, received=received)[0]

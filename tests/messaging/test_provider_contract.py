@@ -26,7 +26,6 @@ import pydantic
 import pytest
 
 from huifang.settings import Settings, get_settings
-from media import mms
 from messaging.providers import PROVIDERS, capabilities, get_provider, status_map
 from messaging.providers.aliyun import AliyunProvider
 from messaging.providers.base import (
@@ -42,6 +41,7 @@ from messaging.providers.base import (
 )
 from messaging.providers.console import ConsoleProvider
 from messaging.providers.twilio import TwilioProvider
+from reports import mms
 from tests.messaging import aliyun_fake, fake_http, twilio_fake
 from tests.messaging.aliyun_fake import FakeAliyun
 from tests.messaging.provider_support import (

@@ -36,7 +36,7 @@ import pytest
 from sqlalchemy import delete, select
 from twilio.request_validator import RequestValidator
 
-from campaigns import service as campaigns
+from campaigns import lifecycle as campaigns
 from campaigns.models import HANDED_OFF, CampaignOccurrence
 from compliance import service as compliance
 from compliance.models import OPTED_OUT

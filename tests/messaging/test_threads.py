@@ -8,10 +8,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
+from access.actors import Actor
+from access.models import AuditEntry
+from access.roles import Role
 from accounts import service as accounts
-from accounts.actors import Actor
-from accounts.models import AuditEntry
-from accounts.roles import Role
+from bookings.service import book_from_reply
 from compliance import service as compliance
 from customers import service as customers
 from huifang.errors import Conflict, Invalid
@@ -36,6 +37,7 @@ def _audit(session, tenant_id):
 
 def _reply(session, account, customer, text, sid, at=NOON_CN):
     received = inbound.receive(session=session, provider="console", provider_message_id=sid,
+                               on_book=book_from_reply,
                                phone=customer.phone, text=text, tenant=account.tenant, now=at)
     return inbound.replies(session=session, received=received)[0]
 

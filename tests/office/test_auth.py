@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from access.models import AuditEntry
 from accounts import service as accounts
-from accounts.models import AuditEntry, User
+from accounts.models import User
 from tenancy import service as tenancy
 from tests.conftest import make_account
 from tests.office.support import PASSWORD, form_token, sign_in

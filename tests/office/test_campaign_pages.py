@@ -8,7 +8,7 @@ import re
 
 from sqlalchemy import select
 
-from accounts.models import AuditEntry
+from access.models import AuditEntry
 from campaigns.models import Campaign
 from compliance import service as compliance
 from customers import service as customers

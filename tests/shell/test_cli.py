@@ -24,7 +24,7 @@ from huifang.cli import app
 from huifang.db import Database, utcnow
 from huifang.demo import DEMO_NAME, DEMO_PRESET
 from huifang.settings import get_settings
-from media.models import Report
+from reports.models import Report
 from tenancy.models import Tenant
 
 runner = CliRunner()

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.media.test_report_browser import CHROMIUM, _need_chromium
+from tests.reports.test_report_browser import CHROMIUM, _need_chromium
 
 # The fixture that serves the app with uvicorn in a thread.
-from tests.media.test_report_browser import server as server
+from tests.reports.test_report_browser import server as server
 
 
 @pytest.mark.parametrize(("path", "rendered"), [

@@ -6,12 +6,12 @@ import datetime as dt
 
 import pytest
 
+from bookings import links
 from customers import service as customers
 from huifang import throttle
-from media import report as reports
 from media import service as media_service
 from media.upload import stage_bytes
-from messaging import booking
+from reports import service as reports
 from tests.media.conftest import phone_jpeg
 from visits import service as visits
 
@@ -45,7 +45,7 @@ def pages(session, account):
         staged=stage_bytes(phone_jpeg(), fields={"phase": "after", "area": "客厅"}))
     media_service.process_media(session=session, media_id=media.id)
     report, _ = reports.build_report(session=session, tenant=account.tenant, visit_id=visit.id)
-    link = booking.link_for(session=session, tenant=account.tenant, customer=customer,
+    link = links.link_for(session=session, tenant=account.tenant, customer=customer,
                             source_type="campaign", source_id="1", service_type="ac_cleaning",
                             now=dt.datetime.now(dt.UTC))
     session.flush()

@@ -8,11 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.requests import Request
 
+from bookings import links
 from customers import service as customers
 from huifang import throttle
 from huifang.app import create_app
 from huifang.settings import Settings
-from messaging import booking
 
 MONDAY_9_CN = dt.datetime(2026, 11, 23, 1, 0, tzinfo=dt.UTC)
 PAGES = ["/v/K7Q2A-9XMA3", "/r/Abcdefghijklmnopqrstuvwx", "/b/Abcdefghijklmnop"]
@@ -52,9 +52,9 @@ def test_the_limit_of_one_address_covers_every_public_page(app):
 def test_a_booking_link_takes_a_few_posts_an_hour_from_anywhere(app, session, account):
     person = customers.create_customer(session=session, tenant=account.tenant, name="王女士",
                                        phone="13800138000")
-    link = booking.link_for(session=session, tenant=account.tenant, customer=person,
+    link = links.link_for(session=session, tenant=account.tenant, customer=person,
                             source_type="campaign", source_id="1", now=MONDAY_9_CN)
-    other = booking.link_for(session=session, tenant=account.tenant, customer=person,
+    other = links.link_for(session=session, tenant=account.tenant, customer=person,
                              source_type="campaign", source_id="2", now=MONDAY_9_CN)
     for i in range(throttle.LINK_POSTS.amount):  # each from an address of its own
         answer = _from(app, f"203.0.113.{i + 1}").post(f"/b/{link.token}", data={})

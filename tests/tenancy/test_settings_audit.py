@@ -8,7 +8,7 @@ import io
 from PIL import Image
 from sqlalchemy import select
 
-from accounts.models import AuditEntry
+from access.models import AuditEntry
 from tenancy import service as tenancy
 
 

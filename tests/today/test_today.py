@@ -8,12 +8,13 @@ import itertools
 import pytest
 from sqlalchemy import event
 
-from campaigns import service as campaigns
+from bookings.models import CONFIRMED, REQUESTED, Booking
+from bookings.service import book_from_reply
+from campaigns import lifecycle as campaigns
 from campaigns.models import CANCELLED, HANDED_OFF, PENDING, CampaignOccurrence
 from customers import service as customers
 from media.models import Media
 from messaging import inbound, threads
-from messaging.models import CONFIRMED, REQUESTED, Booking
 from today import service
 from visits import service as visits
 
@@ -40,7 +41,7 @@ def _booking(session, tenant, customer, *, age, status=REQUESTED):
 
 
 def _reply(session, tenant, customer, text, *, age):
-    received = inbound.receive(session=session, provider="console",
+    received = inbound.receive(session=session, on_book=book_from_reply, provider="console",
                                provider_message_id=f"t-{next(_codes)}", phone=customer.phone,
                                text=text, tenant=tenant, now=NOON_CN - age)
     return inbound.replies(session=session, received=received)[0]
