@@ -8,12 +8,13 @@ import re
 import pytest
 from sqlalchemy import select
 
+from bookings.models import Booking
 from bookings.service import book_from_reply
 from campaigns import charts, figures
-from campaigns import service as campaigns
+from campaigns import results as campaigns
 from customers.models import Customer
 from messaging import inbound
-from messaging.models import Booking, Message
+from messaging.models import Message
 from tests.campaigns.test_results import utc
 
 

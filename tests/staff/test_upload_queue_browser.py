@@ -22,7 +22,7 @@ from media import service as media_service
 from media.models import Media
 from tenancy import service as tenancy
 from tenancy.models import Tenant
-from tests.media.test_report_browser import CHROMIUM, _need_chromium, server  # noqa: F401
+from tests.reports.test_report_browser import CHROMIUM, _need_chromium, server  # noqa: F401
 from visits import service as visits
 
 SCRIPT = Path(__file__).resolve().parents[2] / "visits" / "static" / "staff" / "uploads.js"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from messaging import booking
+from bookings import service as booking
 from tenancy import service as tenancy
 from tenancy import working_hours
 
