@@ -8,8 +8,11 @@ import datetime as dt
 
 import pytest
 
+from campaigns.facts import SOURCE_TYPE
 from compliance import service as compliance
 from customers import service as customers
+from customers.models import Customer
+from messaging.models import DELIVERED, SENT, Message
 from tests.browser import (
     WIDTHS,
     chromium,
@@ -44,6 +47,20 @@ def _served_customers(app, tenant, phone_base: int) -> None:
             compliance.record_consent(session=session, tenant_id=tenant.id, customer=person,
                                       source="in_person", evidence="服务合同", granted_at=now,
                                       now=now)
+
+
+def _sent_last_week(app, tenant, campaign_id: int) -> None:
+    """What the campaign's messages did a week ago, as the sender would have recorded it."""
+    at = dt.datetime.now(dt.UTC) - dt.timedelta(days=7)
+    with app.database.session() as session:
+        people = session.query(Customer).filter(Customer.tenant_id == tenant.id).all()
+        for i, person in enumerate(people):
+            session.add(Message(
+                tenant_id=tenant.id, customer_id=person.id, channel="sms",
+                category="marketing", source_type=SOURCE_TYPE,
+                source_id=f"{campaign_id}:{900_000 + i}",
+                idempotency_key=f"browser-{campaign_id}-{i}", body="空调滤网该清洗了",
+                status=DELIVERED if i == 0 else SENT, due_at=at, sent_at=at))
 
 
 def _image_loaded(page, selector: str) -> bool:
@@ -99,12 +116,17 @@ def test_campaign_from_preset_lint_fixed_activated_with_results(chromium, live_a
         assert page.locator("#status").inner_text() == "进行中"
         assert page.get_by_role("button", name="暂停").is_visible()
         # Results: the chart image loads, the table holds the same figures as numbers.
+        _sent_last_week(live_app, tenant, int(page.url.rstrip("/").rsplit("/", 1)[1]))
+        page.reload()
         chart = page.locator("#weekly-chart")
         chart.scroll_into_view_if_needed()
         _until(page, "document.getElementById('weekly-chart').complete")
         assert _image_loaded(page, "#weekly-chart")
         cells = page.locator("#weekly-table tbody td[data-label='已发送']").all_inner_texts()
         assert len(cells) == 8 and all(c.strip().isdigit() for c in cells)
+        assert sum(int(c) for c in cells) == 2
+        delivered = page.locator("#weekly-table tbody td[data-label='已送达']").all_inner_texts()
+        assert sum(int(c) for c in delivered) == 1
         shot(page, f"campaign-results-{width}")
         _fits(page, width)
 
