@@ -177,10 +177,11 @@ async def save_advice(service_type: Annotated[str, Path(max_length=64)], request
     try:
         if form.get("action") == "reset":
             reports.reset_care_advice(session=session, tenant_id=person.tenant.id,
-                                      service_type=service_type)
+                                      service_type=service_type, actor=person.actor)
         else:
             reports.set_care_advice(session=session, tenant_id=person.tenant.id,
-                                    service_type=service_type, text=_text(form, "text", 2000))
+                                    service_type=service_type, text=_text(form, "text", 2000),
+                                    actor=person.actor)
     except HuifangError as problem:
         _detail, status = _refused(session, problem)
         return _page(request, person, "settings_reports.html", _reports_context(session, person),
@@ -194,10 +195,12 @@ async def save_offer(month: Annotated[int, Path(ge=1, le=12)], request: Request,
     form = await request.form()
     try:
         if form.get("action") == "reset":
-            reports.reset_offer(session=session, tenant_id=person.tenant.id, month=month)
+            reports.reset_offer(session=session, tenant_id=person.tenant.id, month=month,
+                                actor=person.actor)
         else:
             reports.set_offer(session=session, tenant_id=person.tenant.id, month=month,
-                              title=_text(form, "title", 100), text=_text(form, "text", 2000))
+                              title=_text(form, "title", 100), text=_text(form, "text", 2000),
+                              actor=person.actor)
     except HuifangError as problem:
         _detail, status = _refused(session, problem)
         return _page(request, person, "settings_reports.html", _reports_context(session, person),

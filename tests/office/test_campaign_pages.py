@@ -229,3 +229,13 @@ def test_owner_changes_settings(client, session):
         AuditEntry.tenant_id == tenant.id)).all())
     assert "tenant.updated" in actions
     assert client.get("/office/settings/reports").status_code == 200
+    advice = client.post("/office/settings/reports/advice/ac_cleaning", data={
+        "csrf_token": token, "text": "清洗后一周内少开除湿模式。"}, follow_redirects=False)
+    assert advice.status_code == 303
+    assert "清洗后一周内少开除湿模式。" in client.get("/office/settings/reports").text
+    offer = client.post("/office/settings/reports/offers/6", data={
+        "csrf_token": token, "title": "", "text": ""})
+    assert offer.status_code == 422 and "优惠没有保存" in offer.text
+    logged = set(session.scalars(select(AuditEntry.action).where(
+        AuditEntry.tenant_id == tenant.id)).all())
+    assert "care_advice.set" in logged and "offer.set" not in logged
