@@ -32,7 +32,7 @@ from huifang.i18n import _
 from huifang.pagination import PageParams
 from huifang.worker import enqueue
 from office import web
-from visits.service_types import SERVICE_TYPES
+from visits.service_types import SERVICE_TYPES, label
 
 router = APIRouter(prefix="/campaigns")
 STATUS_NAMES = {DRAFT: "草稿", ACTIVE: "进行中", PAUSED: "已暂停", ARCHIVED: "已归档"}
@@ -81,7 +81,10 @@ class Draft:
                 "audience": self.audience, "mms": self.mms}
 
     def audience_text(self, key: str) -> str:
-        return "、".join(str(v) for v in self.audience.get(key) or ())
+        values = [str(v) for v in self.audience.get(key) or ()]
+        if key == "service_types":  # people read 空调清洗; it is read back as its code
+            values = [label(v) for v in values]
+        return "、".join(values)
 
 
 def _clean(value: str, what: str, limit: int, problems: list[str]) -> str:

@@ -144,6 +144,15 @@ def test_bad_form_values_are_refused_in_chinese_and_csrf_is_checked(client, sess
     assert nul.status_code == 422 and "无法识别的字符" in nul.text
     unknown = client.post("/office/campaigns", data={"csrf_token": token, "preset": "nope"})
     assert unknown.status_code == 422 and "没有这个预设" in unknown.text
+    kept = client.post(where, data={"csrf_token": token, "service_types": "空调清洗，窗帘清洗",
+                                    "regions": "上海 浙江", "action": "save"},
+                       follow_redirects=False)
+    assert kept.status_code == 303
+    campaign_id = int(where.rsplit("/", 1)[1])
+    session.expire_all()
+    assert session.get(Campaign, campaign_id).audience["service_types"] == [
+        "ac_cleaning", "curtain_washing"]
+    assert 'value="空调清洗、窗帘清洗"' in client.get(where).text
     # Without the form token: refused, nothing changes.
     forged = client.post(f"{where}/activate", data={})
     assert forged.status_code == 403 and "页面已过期" in forged.text
