@@ -201,22 +201,28 @@ def _editor(request: Request, session: SessionDep, person: web.SignedIn, campaig
     draft = draft or Draft.of(campaign)
     if found is None:
         found = _lint(session, person, campaign, draft)
-    counts = None
-    try:
-        counts = drafts.audience_counts(session=session, tenant=person.tenant, now=utcnow(),
-                                        audience=draft.audience, rule=draft.rule)
-    except HuifangError as problem:
-        draft.problems.append(_("受众条件有误：{detail}").format(detail=problem.detail))
     weekly = figures.weekly_results(session=session, tenant=person.tenant,
                                     campaign_id=campaign.id, now=utcnow(), weeks=WEEKS)
     return web.render(request, "office/campaign.html", {
-        "campaign": campaign, "draft": draft, "found": found, "counts": counts,
+        "campaign": campaign, "draft": draft, "found": found,
+        **_audience(session, person, draft),
         "preview": _preview(session, person, campaign), "weekly": weekly,
         "rule_text": _rule_text(draft.rule), "refused": refused, "error": error,
         "notice": notice, "STATUS_NAMES": STATUS_NAMES, "STATUS_BADGES": STATUS_BADGES,
         "SERVICE_TYPES": SERVICE_TYPES, "words": page_words,
         "editable": campaign.status != ARCHIVED,
     }, person=person, status=status)
+
+
+def _audience(session: SessionDep, person: web.SignedIn, draft: Draft) -> dict[str, Any]:
+    """Who the draft's audience and rule reach, or why they cannot be counted."""
+    try:
+        return {"counts": drafts.audience_counts(
+            session=session, tenant=person.tenant, now=utcnow(), audience=draft.audience,
+            rule=draft.rule), "audience_problem": None}
+    except HuifangError:
+        return {"counts": None, "audience_problem": _(
+            "受众条件有误，无法计算人数：请检查地区、服务项目和天数。")}
 
 
 def _campaign(session: SessionDep, person: web.SignedIn, campaign_id: int) -> Campaign:
@@ -321,6 +327,17 @@ async def lint_fragment(campaign_id: Id, request: Request, session: SessionDep,
     return web.render(request, "office/campaign_lint.html", {
         "found": _lint(session, person, campaign, draft), "draft": draft,
         "rule_text": _rule_text(draft.rule), "editable": True}, person=person)
+
+
+@router.post("/{campaign_id}/audience")
+async def audience_fragment(campaign_id: Id, request: Request, session: SessionDep,
+                            person: web.OfficeUser) -> Response:
+    """The editor's script posts the form here as one types: who it reaches, as HTML."""
+    campaign = _campaign(session, person, campaign_id)
+    draft = draft_from_form(campaign, await request.form())
+    return web.render(request, "office/campaign_audience.html",
+                      {**_audience(session, person, draft), "words": page_words},
+                      person=person)
 
 
 def _explained(failed: service.LintFailed, person: web.SignedIn, draft: Draft

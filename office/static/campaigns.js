@@ -7,21 +7,28 @@
   if (!form) { return; }
   var target = document.getElementById("lint");
   var url = form.getAttribute("data-lint");
+  var audience = document.getElementById("audience");
+  var audienceUrl = form.getAttribute("data-audience");
   var timer = null;
   var round = 0;
 
-  function check() {
-    var mine = ++round;
-    fetch(url, { method: "POST", body: new FormData(form), credentials: "same-origin",
-                 headers: { "Accept": "text/html" } })
+  function fill(address, element, mine) {
+    fetch(address, { method: "POST", body: new FormData(form), credentials: "same-origin",
+                     headers: { "Accept": "text/html" } })
       .then(function (answer) {
         if (answer.status === 401 || answer.status === 403) { window.location.reload(); return null; }
         return answer.ok ? answer.text() : null;
       })
       .then(function (html) {
-        if (html !== null && mine === round) { target.innerHTML = html; }
+        if (html !== null && mine === round) { element.innerHTML = html; }
       })
       .catch(function () { /* offline for a moment: 检查 still works */ });
+  }
+
+  function check() {
+    var mine = ++round;
+    fill(url, target, mine);
+    if (audience && audienceUrl) { fill(audienceUrl, audience, mine); }
   }
 
   function later() {

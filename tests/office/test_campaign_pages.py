@@ -105,6 +105,8 @@ def test_lint_check_apply_fix_and_refused_activation(client, session):
     fragment = client.post(f"{where}/lint", data={"csrf_token": token, "template": bad})
     assert fragment.status_code == 200 and "应用修改" in fragment.text
     assert "<html" not in fragment.text
+    counted = client.post(f"{where}/audience", data={"csrf_token": token, "regions": "北京"})
+    assert counted.status_code == 200 and "符合条件" in counted.text
     # Saved with the error, activation is refused with the reasons in Chinese.
     saved = client.post(where, data={"csrf_token": token, "template": bad, "action": "save"},
                         follow_redirects=False)

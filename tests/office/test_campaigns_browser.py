@@ -95,6 +95,12 @@ def test_campaign_from_preset_lint_fixed_activated_with_results(chromium, live_a
         page.wait_for_url("**/office/campaigns/*")
         assert page.get_by_text("上次空调清洗后每90天提醒一次").first.is_visible()
         assert page.locator(".customer-preview").count() == 2
+        # The audience counts follow the form: nobody in 北京.
+        assert page.locator("#audience-counts .count").first.inner_text() == "2"
+        page.get_by_label("地区（多个用逗号分开，不填为全部）").fill("北京")
+        _until(page, "document.querySelector('#audience-counts .count').textContent === '0'")
+        page.get_by_label("地区（多个用逗号分开，不填为全部）").fill("")
+        _until(page, "document.querySelector('#audience-counts .count').textContent === '2'")
         # A mistake typed into the text: the lint shows it with its fix, as one types.
         page.get_by_label("短信正文").fill(BAD)
         apply = page.locator("#lint button.apply").first
