@@ -33,7 +33,7 @@ from campaigns.schemas import (
     RetentionRead,
 )
 from huifang.db import utcnow
-from huifang.deps import SessionDep, TenantDep
+from huifang.deps import KeyActorDep, SessionDep, TenantDep
 from huifang.fields import Day, Id
 from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
@@ -145,12 +145,12 @@ def preview_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep,
 
 @router.post("/campaigns/{campaign_id}/activate", response_model=CampaignRead,
              responses={**_LINT, **_ARCHIVED})
-def activate_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep
+def activate_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep, actor: KeyActorDep
                       ) -> CampaignRead | JSONResponse:
     """Start it: the texts must lint clean (422 lists the findings otherwise)."""
     try:
         campaign = campaigns.activate(session=session, tenant=tenant, campaign_id=campaign_id,
-                                    now=utcnow())
+                                    now=utcnow(), actor=actor)
     except campaigns.LintFailed as error:
         return _refusal(error)
     enqueue(session, tasks.materialize_campaign, campaign_id=campaign.id)
@@ -159,19 +159,20 @@ def activate_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep
 
 @router.post("/campaigns/{campaign_id}/pause", response_model=CampaignRead,
              responses=refusals(409))
-def pause_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep) -> CampaignRead:
+def pause_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep,
+                   actor: KeyActorDep) -> CampaignRead:
     """Stop at once: nothing more is handed off; messages not yet sent are suppressed."""
     return _read(campaigns.pause(session=session, tenant=tenant, campaign_id=campaign_id,
-                               now=utcnow()))
+                               now=utcnow(), actor=actor))
 
 
 @router.post("/campaigns/{campaign_id}/resume", response_model=CampaignRead,
              responses={**_LINT, **refusals(409)})
-def resume_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep
+def resume_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep, actor: KeyActorDep
                     ) -> CampaignRead | JSONResponse:
     try:
         campaign = campaigns.resume(session=session, tenant=tenant, campaign_id=campaign_id,
-                                  now=utcnow())
+                                  now=utcnow(), actor=actor)
     except campaigns.LintFailed as error:
         return _refusal(error)
     enqueue(session, tasks.materialize_campaign, campaign_id=campaign.id)
@@ -179,11 +180,11 @@ def resume_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep
 
 
 @router.post("/campaigns/{campaign_id}/archive", response_model=CampaignRead)
-def archive_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep
+def archive_campaign(campaign_id: Id, session: SessionDep, tenant: TenantDep, actor: KeyActorDep
                      ) -> CampaignRead:
     """End it for good: what waits is cancelled, messages not yet sent are suppressed."""
     return _read(campaigns.archive(session=session, tenant=tenant, campaign_id=campaign_id,
-                                 now=utcnow()))
+                                 now=utcnow(), actor=actor))
 
 
 @router.get("/campaigns/{campaign_id}/results", response_model=CampaignResultsRead,

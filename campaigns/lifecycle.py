@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from access import audit
+from access.actors import Actor
 from campaigns import lint, rules, templating
 from campaigns.audiences import Audience
 from campaigns.facts import PREVIEW_CUSTOMERS, aware, message_facts, sample_customers
@@ -346,9 +348,15 @@ def _require_clean_lint(session: Session, tenant: Tenant, campaign: Campaign,
         raise LintFailed(findings)
 
 
-def activate(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetime
-             ) -> Campaign:
-    """Start the campaign: its texts must lint clean; occurrences follow at the next tick."""
+def _audit(session: Session, actor: Actor | None, action: str, campaign: Campaign) -> None:
+    audit.record(session, actor, action, f"campaign:{campaign.id}", {"name": campaign.name},
+                 tenant_id=campaign.tenant_id)
+
+
+def activate(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetime,
+             actor: Actor | None = None, _action: str = "campaign.activated") -> Campaign:
+    """Start the campaign: its texts must lint clean; occurrences follow at the next tick.
+    Who did it (``actor``, None: the system) goes into the audit log."""
     now = aware(now, "now")
     campaign = _locked(session, tenant.id, campaign_id)
     if campaign.status == ARCHIVED:
@@ -364,10 +372,12 @@ def activate(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.date
     campaign.activated_at = campaign.activated_at or now
     campaign.updated_at = now
     session.flush()
+    _audit(session, actor, _action, campaign)
     return campaign
 
 
-def pause(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetime) -> Campaign:
+def pause(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetime,
+          actor: Actor | None = None) -> Campaign:
     """Stop sending at once: nothing more is handed off, and the campaign's messages not
     yet sent are suppressed (``campaign_paused``). Resume picks up from there."""
     now = aware(now, "now")
@@ -380,11 +390,12 @@ def pause(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetim
     session.flush()
     _stop_messages(session, campaign, now, CAMPAIGN_PAUSED,
                    "The campaign was paused before this message was sent.")
+    _audit(session, actor, "campaign.paused", campaign)
     return campaign
 
 
-def resume(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetime
-           ) -> Campaign:
+def resume(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetime,
+           actor: Actor | None = None) -> Campaign:
     """Start a paused campaign again. What was waiting is recomputed (a cadence reminder
     now too late moves on to its next date), and the texts must still lint clean."""
     campaign = get_campaign(session=session, tenant_id=tenant.id, campaign_id=campaign_id)
@@ -392,11 +403,12 @@ def resume(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.dateti
         raise Conflict("This campaign has not been activated yet; activate it instead.")
     if campaign.status not in (PAUSED, ACTIVE):
         raise Conflict(f"Only a paused campaign can be resumed; this one is {campaign.status}.")
-    return activate(session=session, tenant=tenant, campaign_id=campaign_id, now=now)
+    return activate(session=session, tenant=tenant, campaign_id=campaign_id, now=now,
+                    actor=actor, _action="campaign.resumed")
 
 
-def archive(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetime
-            ) -> Campaign:
+def archive(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetime,
+            actor: Actor | None = None) -> Campaign:
     """End the campaign for good: unsent messages are suppressed, waiting ones cancelled."""
     now = aware(now, "now")
     campaign = _locked(session, tenant.id, campaign_id)
@@ -409,6 +421,7 @@ def archive(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datet
     session.execute(update(CampaignOccurrence).where(
         CampaignOccurrence.campaign_id == campaign.id, CampaignOccurrence.status == PENDING)
         .values(status=CANCELLED, reason=CAMPAIGN_ARCHIVED, updated_at=now))
+    _audit(session, actor, "campaign.archived", campaign)
     return campaign
 
 

@@ -47,7 +47,9 @@ from messaging.thread_api import router as threads_router
 from messaging.webhooks import router as messaging_webhooks_router
 from office import alerts as office_alerts
 from office import auth as office_auth
+from office import campaigns as office_campaigns
 from office import inbox as office_inbox
+from office import settings as office_settings
 from office import staff as staff_pages
 from office import today as office_today
 from office import users as office_users
@@ -166,7 +168,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(bookings_public_router)
     app.include_router(ops.router)
     office.install(app, office_auth.router, office_today.router, office_inbox.router,
-                   office_users.router, office_alerts.router)
+                   office_settings.router, office_users.router, office_alerts.router,
+                   office_campaigns.router)
     staff_pages.install(app)  # the staff phone: /staff/ and its uploads
     add_docs(app)
 

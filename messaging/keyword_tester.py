@@ -55,7 +55,9 @@ def _rule_label(name: str | None, proposed: keywords.Rule | None) -> str:
         return f"正在编辑的规则（{proposed.value}）"
     if name.startswith("tenant:"):
         return f"公司自定义规则 #{name.removeprefix('tenant:')}"
-    return f"内置规则 {name}"
+    # The built-in rules' names (book:zh_book_when …) are for the API; people read the route.
+    route = name.partition(":")[0]
+    return f"内置规则（{ROUTE_LABELS[route]}）" if route in ROUTE_LABELS else "内置规则"
 
 
 def test_reply(*, session: Session, tenant: Tenant, text: str,

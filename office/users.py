@@ -50,11 +50,6 @@ def _page(request: Request, session: SessionDep, person: web.SignedIn, *,
     }, person=person, status=status)
 
 
-@router.get("")
-def settings_page(person: UsersOwner) -> Response:
-    return web.redirect("/office/settings/users")
-
-
 @router.get("/users")
 def users_page(request: Request, session: SessionDep, person: UsersOwner) -> Response:
     return _page(request, session, person)

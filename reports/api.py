@@ -9,7 +9,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 
 from huifang.db import utcnow
-from huifang.deps import SessionDep, TenantDep
+from huifang.deps import KeyActorDep, SessionDep, TenantDep
 from huifang.errors import NotFound
 from huifang.fields import Id
 from huifang.settings import get_settings
@@ -88,19 +88,20 @@ def list_care_advice(session: SessionDep, tenant: TenantDep) -> list[CareAdviceR
 
 @router.put("/care-advice/{service_type}", response_model=CareAdviceRead, tags=["reports"])
 def set_care_advice(service_type: str, body: CareAdviceUpdate, session: SessionDep,
-                    tenant: TenantDep) -> CareAdviceRead:
+                    tenant: TenantDep, actor: KeyActorDep) -> CareAdviceRead:
     """The company's own advice for a service type; its own service codes are welcome."""
     return CareAdviceRead.model_validate(reports.set_care_advice(
-        session=session, tenant_id=tenant.id, service_type=service_type, text=body.text),
-        from_attributes=True)
+        session=session, tenant_id=tenant.id, service_type=service_type, text=body.text,
+        actor=actor), from_attributes=True)
 
 
 @router.delete("/care-advice/{service_type}", response_model=CareAdviceRead, tags=["reports"])
 def reset_care_advice(service_type: str, session: SessionDep,
-                      tenant: TenantDep) -> CareAdviceRead:
+                      tenant: TenantDep, actor: KeyActorDep) -> CareAdviceRead:
     """Back to the built-in advice; answers the advice now in force."""
     return CareAdviceRead.model_validate(reports.reset_care_advice(
-        session=session, tenant_id=tenant.id, service_type=service_type), from_attributes=True)
+        session=session, tenant_id=tenant.id, service_type=service_type, actor=actor),
+        from_attributes=True)
 
 
 @router.get("/report-offers", response_model=list[ReportOfferRead], tags=["reports"])
@@ -112,17 +113,18 @@ def list_report_offers(session: SessionDep, tenant: TenantDep) -> list[ReportOff
 
 @router.put("/report-offers/{month}", response_model=ReportOfferRead, tags=["reports"])
 def set_report_offer(month: Month, body: ReportOfferUpdate, session: SessionDep,
-                     tenant: TenantDep) -> ReportOfferRead:
+                     tenant: TenantDep, actor: KeyActorDep) -> ReportOfferRead:
     return ReportOfferRead.model_validate(reports.set_offer(
-        session=session, tenant_id=tenant.id, month=month, title=body.title, text=body.text),
-        from_attributes=True)
+        session=session, tenant_id=tenant.id, month=month, title=body.title, text=body.text,
+        actor=actor), from_attributes=True)
 
 
 @router.delete("/report-offers/{month}", response_model=ReportOfferRead, tags=["reports"])
-def reset_report_offer(month: Month, session: SessionDep, tenant: TenantDep) -> ReportOfferRead:
+def reset_report_offer(month: Month, session: SessionDep, tenant: TenantDep,
+                       actor: KeyActorDep) -> ReportOfferRead:
     """Back to the built-in offer of the month; answers the offer now in force."""
     return ReportOfferRead.model_validate(reports.reset_offer(
-        session=session, tenant_id=tenant.id, month=month), from_attributes=True)
+        session=session, tenant_id=tenant.id, month=month, actor=actor), from_attributes=True)
 
 
 @public_router.get("/r/{token}", response_class=HTMLResponse, tags=["public pages"],

@@ -35,6 +35,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from access import audit
+from access.actors import Actor
 from bookings import links
 from bookings.models import ShortLink
 from customers.models import Customer
@@ -181,8 +183,9 @@ def care_advice_for(*, session: Session, tenant_id: int, service_type: str) -> C
 
 
 def set_care_advice(*, session: Session, tenant_id: int, service_type: str,
-                    text: str) -> CareAdvice:
-    """The company's own care advice for a service type (its own codes are welcome)."""
+                    text: str, actor: Actor | None = None) -> CareAdvice:
+    """The company's own care advice for a service type (its own codes are welcome); the
+    change is in the audit log under ``actor`` (None: the system)."""
     code = _service_type(service_type)
     cleaned = _clean_text(text, what="care advice", limit=MAX_CARE_ADVICE_CHARS)
     row = session.get(ReportText, (tenant_id, CARE_ADVICE, code))
@@ -191,16 +194,21 @@ def set_care_advice(*, session: Session, tenant_id: int, service_type: str,
         session.add(row)
     row.text = cleaned
     session.flush()
+    audit.record(session, actor, "care_advice.set", f"care_advice:{code}", {"text": cleaned},
+                 tenant_id=tenant_id)
     return _care(code, row)
 
 
-def reset_care_advice(*, session: Session, tenant_id: int, service_type: str) -> CareAdvice:
+def reset_care_advice(*, session: Session, tenant_id: int, service_type: str,
+                      actor: Actor | None = None) -> CareAdvice:
     """Back to the built-in advice; the advice now in force."""
     code = _service_type(service_type)
     row = session.get(ReportText, (tenant_id, CARE_ADVICE, code))
     if row is not None:
         session.delete(row)
         session.flush()
+    audit.record(session, actor, "care_advice.reset", f"care_advice:{code}",
+                 tenant_id=tenant_id)
     return _care(code, None)
 
 
@@ -223,7 +231,7 @@ def offer_for(*, session: Session, tenant_id: int, month: int) -> Offer:
 
 
 def set_offer(*, session: Session, tenant_id: int, month: int, title: str,
-              text: str) -> Offer:
+              text: str, actor: Actor | None = None) -> Offer:
     """The company's own offer for reports of visits in ``month``."""
     month = _month(month)
     clean_title = _clean_text(title, what="offer title", limit=MAX_OFFER_TITLE_CHARS)
@@ -234,15 +242,19 @@ def set_offer(*, session: Session, tenant_id: int, month: int, title: str,
         session.add(row)
     row.title, row.text = clean_title, clean_text
     session.flush()
+    audit.record(session, actor, "offer.set", f"offer:{month}",
+                 {"title": row.title, "text": row.text}, tenant_id=tenant_id)
     return _offer(month, row)
 
 
-def reset_offer(*, session: Session, tenant_id: int, month: int) -> Offer:
+def reset_offer(*, session: Session, tenant_id: int, month: int,
+                actor: Actor | None = None) -> Offer:
     month = _month(month)
     row = session.get(ReportText, (tenant_id, OFFER, str(month)))
     if row is not None:
         session.delete(row)
         session.flush()
+    audit.record(session, actor, "offer.reset", f"offer:{month}", tenant_id=tenant_id)
     return _offer(month, None)
 
 

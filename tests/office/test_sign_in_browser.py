@@ -30,6 +30,7 @@ def test_owner_signs_in_and_adds_a_staff_member(chromium, live_app, width):
         assert page.get_by_role("heading", name="今日").is_visible()
         shot(page, f"today-{width}")
         page.get_by_role("navigation", name="主菜单").get_by_role("link", name="设置").click()
+        page.locator(".settings-index").get_by_role("link", name="账号与密钥").click()
         page.locator("#new-name").fill("李秀兰")
         page.get_by_label("手机号（登录用）").fill("13900139300")
         page.locator("#new-role").select_option("staff")
