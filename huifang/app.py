@@ -48,6 +48,8 @@ from messaging.webhooks import router as messaging_webhooks_router
 from office import alerts as office_alerts
 from office import auth as office_auth
 from office import campaigns as office_campaigns
+from office import compliance as office_compliance
+from office import customers as office_customers
 from office import inbox as office_inbox
 from office import settings as office_settings
 from office import staff as staff_pages
@@ -169,7 +171,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(ops.router)
     office.install(app, office_auth.router, office_today.router, office_inbox.router,
                    office_settings.router, office_users.router, office_alerts.router,
-                   office_campaigns.router)
+                   office_campaigns.router, office_customers.router,
+                   office_compliance.router)
     staff_pages.install(app)  # the staff phone: /staff/ and its uploads
     add_docs(app)
 
