@@ -153,7 +153,8 @@ def job_page(job_id: Id, request: Request, session: SessionDep,
     except HuifangError:
         return _not_found(request, person, _("没有这次导入。"))
     return web.render(request, "office/customers_job.html",
-                      {**context, "SOURCE_NAMES": SOURCE_NAMES, "outcomes": None,
+                      {**context, "fragment": False, "SOURCE_NAMES": SOURCE_NAMES,
+                       "outcomes": None,
                        "counts": None, "OUTCOME_NAMES": OUTCOME_NAMES, "error": None},
                       person=person)
 
@@ -166,7 +167,8 @@ def job_progress(job_id: Id, request: Request, session: SessionDep,
         context = _job_context(session, person, job_id)
     except HuifangError:
         return _not_found(request, person, _("没有这次导入。"))
-    return web.render(request, "office/customers_job_progress.html", context, person=person)
+    return web.render(request, "office/customers_job_progress.html",
+                      {**context, "fragment": True}, person=person)
 
 
 @router.post("/customers/import/{job_id}/consent")
@@ -199,7 +201,8 @@ async def job_consent(job_id: Id, request: Request, session: SessionDep,
         session.rollback()
         error, status = _("没有记录：{detail}").format(detail=problem.detail), problem.status_code
     return web.render(request, "office/customers_job.html", {
-        **context, "SOURCE_NAMES": SOURCE_NAMES, "outcomes": outcomes,
+        **context, "fragment": False, "SOURCE_NAMES": SOURCE_NAMES,
+        "outcomes": outcomes,
         "counts": bulk.count(outcomes) if outcomes is not None else None,
         "OUTCOME_NAMES": OUTCOME_NAMES, "error": error}, person=person, status=status)
 
