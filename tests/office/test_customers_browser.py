@@ -24,6 +24,7 @@ from tests.browser import (
     shot,
     sign_in_through_link,
 )
+from visits import service as visits
 
 pytestmark = pytest.mark.browser
 __all__ = ["chromium", "live_app"]  # fixtures
@@ -48,6 +49,8 @@ def test_find_open_import_and_record_consent(chromium, live_app, width, tmp_path
         compliance.record_consent(session=session, tenant_id=tenant.id, customer=wang,
                                   source="in_person", evidence="签字登记表 第3页",
                                   granted_at=now, now=now)
+        visits.create_visit(session=session, tenant=tenant, customer_id=wang.id,
+                            service_type="ac_cleaning", finished_at=now - dt.timedelta(days=2))
     link = make_user(live_app, tenant, role="owner", name="张店长",
                      phone=f"1390013{width.zfill(4)}")
     upload = tmp_path / "客户.csv"
@@ -67,6 +70,7 @@ def test_find_open_import_and_record_consent(chromium, live_app, width, tmp_path
         page.get_by_role("link", name="王秀英").click()
         expect(page.locator("h1")).to_have_text("王秀英")
         expect(page.locator("#consents")).to_contain_text("签字登记表 第3页")
+        expect(page.locator("#timeline")).to_contain_text("上门服务")
         _fits(page, width)
         shot(page, f"customer-{width}")
 
