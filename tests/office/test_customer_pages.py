@@ -166,3 +166,25 @@ def test_compliance_roles_policy_suppressions_ledger_audit(client, session):
     assert audit.status_code == 200 and "小周" in audit.text
     only_policy = client.get("/office/compliance/audit", params={"action": "policy."})
     assert "小周" not in only_policy.text and "张店长" in only_policy.text
+
+
+def test_timeline_pages_with_more(client, session):
+    from office.customer_timeline import DEFAULT_LIMIT
+
+    tenant = make_account(session).tenant
+    wang, _li = _people(session, tenant)
+    now = dt.datetime.now(dt.UTC)
+    for day in range(DEFAULT_LIMIT):
+        visits.create_visit(session=session, tenant=tenant, customer_id=wang.id,
+                            service_type="deep_cleaning",
+                            finished_at=now - dt.timedelta(days=10 + day))
+    session.commit()
+    sign_in(client, session, tenant, role="office")
+    first = client.get(f"/office/customers/{wang.id}")
+    more = re.search(r'href="(/office/customers/\d+\?before=[^"#]+)#timeline"', first.text)
+    assert more, "no 更多 link"
+    assert first.text.count('<li class="card">') == DEFAULT_LIMIT
+    rest = client.get(more.group(1).replace("&amp;", "&"))
+    assert rest.status_code == 200
+    assert rest.text.count('<li class="card">') == 1
+    assert "更多" not in rest.text.split('id="timeline"')[1]
