@@ -55,6 +55,7 @@ from office import settings as office_settings
 from office import staff as staff_pages
 from office import today as office_today
 from office import users as office_users
+from office import visits as office_visits
 from office import web as office
 from reports.api import public_router as reports_public_router
 from reports.api import router as reports_router
@@ -171,7 +172,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(ops.router)
     office.install(app, office_auth.router, office_today.router, office_inbox.router,
                    office_settings.router, office_users.router, office_alerts.router,
-                   office_campaigns.router, office_customers.router,
+                   office_campaigns.router, office_visits.router, office_customers.router,
                    office_compliance.router)
     staff_pages.install(app)  # the staff phone: /staff/ and its uploads
     add_docs(app)
