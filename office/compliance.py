@@ -20,7 +20,7 @@ from compliance import service as compliance
 from compliance.schemas import PolicyUpdate
 from huifang.db import utcnow
 from huifang.deps import SessionDep
-from huifang.errors import HuifangError, Invalid
+from huifang.errors import Conflict, HuifangError, Invalid, NotFound
 from huifang.fields import Id
 from huifang.i18n import _
 from huifang.pagination import PageParams
@@ -112,7 +112,10 @@ async def save_policy(request: Request, session: SessionDep, person: Owner) -> R
     except HuifangError as problem:
         session.rollback()
         return _index(request, session, person, status=problem.status_code,
-                      error=_("没有保存：{detail}").format(detail=problem.detail))
+                      error=_("没有保存：{detail}").format(detail=problem.detail if isinstance(
+                          problem, Invalid) and problem.detail.startswith("“") else _(
+                          "发送时间要先开始后结束（例如 08:00 到 21:00），"
+                          "撤回的同意记录至少保留 153 天。")))
     return web.redirect("/office/compliance?saved=1")
 
 
@@ -130,7 +133,10 @@ async def add_suppression(request: Request, session: SessionDep,
     except HuifangError as problem:
         session.rollback()
         return _index(request, session, person, status=problem.status_code,
-                      error=_("没有加入：{detail}").format(detail=problem.detail))
+                      error=_("没有加入：{detail}").format(detail=_(
+                          "这个号码已经在名单上了。") if isinstance(problem, Conflict)
+                          else problem.detail if problem.detail.startswith("请") else _(
+                          "手机号不对，请写 11 位手机号，例如 139 0000 0001。")))
     return web.redirect("/office/compliance?saved=added#suppressions")
 
 
@@ -144,7 +150,10 @@ async def lift_suppression(suppression_id: Id, request: Request, session: Sessio
     except HuifangError as problem:
         session.rollback()
         return _index(request, session, person, status=problem.status_code,
-                      error=_("没有移出：{detail}").format(detail=problem.detail))
+                      error=_("没有移出：{detail}").format(detail=_(
+                          "这个号码已经移出过了。") if isinstance(problem, Conflict)
+                          else _("名单上没有这一条。") if isinstance(problem, NotFound)
+                          else problem.detail))
     return web.redirect("/office/compliance?saved=lifted#suppressions")
 
 

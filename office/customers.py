@@ -20,7 +20,7 @@ from customers import import_jobs
 from customers.models import DONE, FAILED, INTERRUPTED
 from huifang.db import utcnow
 from huifang.deps import SessionDep
-from huifang.errors import HuifangError, Invalid
+from huifang.errors import HuifangError, Invalid, TooLarge, UnsupportedType
 from huifang.fields import Id
 from huifang.i18n import _
 from huifang.pagination import PageParams
@@ -103,6 +103,18 @@ def _reach_words(state: registry.CustomerCompliance) -> dict[str, list[str]]:
     return {"marketing": marketing, "service": service, "later": [later] if later else []}
 
 
+def _import_refusal(problem: HuifangError) -> str:
+    """Why a file was not taken, in Chinese (the service's sentence is for /v1)."""
+    if isinstance(problem, TooLarge):
+        return _("文件超过 {mb} MB，请拆成几个文件再导入。").format(
+            mb=get_settings().import_max_bytes // (1024 * 1024))
+    if isinstance(problem, UnsupportedType):
+        return _("只能导入 CSV 或 XLSX 文件；旧的 .xls 文件请在 Excel 里另存为 .xlsx。")
+    if problem.detail.startswith("The file is empty"):
+        return _("文件是空的：第一行写表头，下面每行一位客户。")
+    return problem.detail
+
+
 @router.get("/customers/import")
 def import_page(request: Request, session: SessionDep, person: web.OfficeUser) -> Response:
     jobs, _total = import_jobs.list_jobs(session=session, tenant_id=person.tenant.id,
@@ -126,7 +138,7 @@ async def start_import(request: Request, session: SessionDep,
         session.rollback()
         return web.render(request, "office/customers_import.html", {
             "jobs": [], "JOB_STATES": JOB_STATES,
-            "error": _("没有导入：{detail}").format(detail=problem.detail)},
+            "error": _("没有导入：{detail}").format(detail=_import_refusal(problem))},
             person=person, status=problem.status_code)
     return web.redirect(f"/office/customers/import/{job.id}")
 

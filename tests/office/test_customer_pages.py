@@ -83,7 +83,11 @@ def test_import_job_page_report_and_bulk_consent(client, session):
     empty = client.post("/office/customers/import", data={"csrf_token": token},
                         files={"file": ("a.csv", b"", "text/csv")})
     assert empty.status_code in (400, 413, 415, 422)
-    assert "没有导入" in empty.text
+    assert "没有导入" in empty.text and "文件是空的" in empty.text
+    binary = client.post("/office/customers/import", data={"csrf_token": token},
+                         files={"file": ("a.xls", b"\xd0\xcf\x11\xe0" + bytes(600),
+                                         "application/vnd.ms-excel")})
+    assert binary.status_code == 415 and "只能导入 CSV 或 XLSX 文件" in binary.text
 
     made = client.post("/office/customers/import", data={"csrf_token": token},
                        files={"file": ("list.csv", CSV.encode(), "text/csv")},
@@ -137,6 +141,12 @@ def test_compliance_roles_policy_suppressions_ledger_audit(client, session):
     assert added.status_code == 303
     listed = client.get("/office/compliance")
     assert "李先生" in listed.text and "办公室记录" in listed.text
+    again = client.post("/office/compliance/suppressions",
+                        data={"csrf_token": token, "phone": "13900000002"})
+    assert again.status_code == 409 and "这个号码已经在名单上了" in again.text
+    nonsense = client.post("/office/compliance/suppressions",
+                           data={"csrf_token": token, "phone": "12"})
+    assert nonsense.status_code == 422 and "手机号不对" in nonsense.text
     bad = client.post("/office/compliance/suppressions",
                       data={"csrf_token": token, "phone": ""})
     assert bad.status_code == 422 and "请填写手机号" in bad.text
@@ -144,6 +154,8 @@ def test_compliance_roles_policy_suppressions_ledger_audit(client, session):
     assert lift
     lifted = client.post(lift.group(0), data={"csrf_token": token}, follow_redirects=False)
     assert lifted.status_code == 303
+    twice = client.post(lift.group(0), data={"csrf_token": token})
+    assert twice.status_code == 409 and "已经移出过了" in twice.text
     assert "名单是空的" in client.get("/office/compliance").text
     filtered = client.get("/office/compliance", params={"state": "revoked"})
     assert "签字登记表 第3页" not in filtered.text
@@ -155,6 +167,9 @@ def test_compliance_roles_policy_suppressions_ledger_audit(client, session):
     wrong = client.post("/office/compliance/policy",
                         data={"csrf_token": owner, "window_start": "25:00"})
     assert wrong.status_code == 422 and "每天最早发送时间" in wrong.text
+    backwards = client.post("/office/compliance/policy", data={
+        "csrf_token": owner, "window_start": "22:00", "window_end": "08:00"})
+    assert backwards.status_code == 422 and "发送时间要先开始后结束" in backwards.text
     saved = client.post("/office/compliance/policy",
                         data={"csrf_token": owner, "marketing_cap": "4",
                               "opt_out_footer": "拒收请回复R"}, follow_redirects=False)
