@@ -327,3 +327,12 @@ def _merge(customer: Customer, row: ImportedRow, zone: str) -> bool:
         customer.updated_at = utcnow()
     return changed
 
+
+
+def names_of(*, session: Session, tenant_id: int, customer_ids: Sequence[int]
+             ) -> dict[int, str]:
+    """The names of the company's customers among ``customer_ids`` (a page's worth)."""
+    if not customer_ids:
+        return {}
+    return {cid: name for cid, name in session.execute(select(Customer.id, Customer.name).where(
+        Customer.tenant_id == tenant_id, Customer.id.in_(list(customer_ids))))}

@@ -17,6 +17,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from compliance import bulk, registry
 from customers import import_jobs
+from customers import service as customers
 from customers.models import DONE, FAILED, INTERRUPTED
 from huifang.db import utcnow
 from huifang.deps import SessionDep
@@ -32,6 +33,7 @@ from office import web
 router = APIRouter()
 PAGE = 30
 ROWS_PAGE = 100
+OUTCOMES_SHOWN = 200
 FILTERS = (("", "全部"), ("reachable", "可营销"), ("opted_out", "已退订"),
            ("no_consent", "无同意"), ("churn", "流失风险"))
 KIND_NAMES = {"visit": "上门服务", "report": "服务报告", "message": "短信",
@@ -166,7 +168,7 @@ def job_page(job_id: Id, request: Request, session: SessionDep,
         return _not_found(request, person, _("没有这次导入。"))
     return web.render(request, "office/customers_job.html",
                       {**context, "fragment": False, "SOURCE_NAMES": SOURCE_NAMES,
-                       "outcomes": None,
+                       "outcomes": None, "names": {},
                        "counts": None, "OUTCOME_NAMES": OUTCOME_NAMES, "error": None},
                       person=person)
 
@@ -212,9 +214,12 @@ async def job_consent(job_id: Id, request: Request, session: SessionDep,
     except HuifangError as problem:
         session.rollback()
         error, status = _("没有记录：{detail}").format(detail=problem.detail), problem.status_code
+    shown = (outcomes or [])[:OUTCOMES_SHOWN]
     return web.render(request, "office/customers_job.html", {
         **context, "fragment": False, "SOURCE_NAMES": SOURCE_NAMES,
-        "outcomes": outcomes,
+        "outcomes": shown, "names": customers.names_of(
+            session=session, tenant_id=person.tenant.id,
+            customer_ids=[o.customer_id for o in shown]),
         "counts": bulk.count(outcomes) if outcomes is not None else None,
         "OUTCOME_NAMES": OUTCOME_NAMES, "error": error}, person=person, status=status)
 

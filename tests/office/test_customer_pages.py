@@ -114,7 +114,8 @@ def test_import_job_page_report_and_bulk_consent(client, session):
         "csrf_token": token, "source": "in_person", "evidence": "门店登记表 12月"})
     assert recorded.status_code == 200, recorded.text
     assert "已记录 2" in recorded.text
-    chen = re.search(r'href="/office/customers/(\d+)">#', recorded.text)
+    assert "陈先生" in recorded.text and "林女士" in recorded.text
+    chen = re.search(r'href="/office/customers/(\d+)">陈先生', recorded.text)
     assert chen
     page = client.get(f"/office/customers/{chen.group(1)}")
     assert "门店登记表 12月" in page.text
