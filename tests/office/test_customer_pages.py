@@ -54,7 +54,7 @@ def test_office_finds_a_customer_and_opts_them_out_and_in(client, session):
 
     # Without the form token the change is refused and nothing is recorded.
     refused = client.post(f"/office/customers/{wang.id}/opt-out", data={"detail": "电话"})
-    assert refused.status_code == 403
+    assert refused.status_code == 403 and "页面已过期" in refused.text
     assert compliance.active_suppression(session=session, tenant=tenant,
                                          phone=wang.phone) is None
 
@@ -130,11 +130,12 @@ def test_compliance_roles_policy_suppressions_ledger_audit(client, session):
     assert "只有店长可以修改发送规则" in page.text and 'action="/office/compliance/policy"' \
         not in page.text
     assert "签字登记表 第3页" in page.text  # the ledger
-    assert client.get("/office/compliance/audit").status_code == 403
+    denied = client.get("/office/compliance/audit")
+    assert denied.status_code == 403 and "没有权限" in denied.text
     assert client.get("/office/compliance/consents.csv").status_code == 403
     policy = client.post("/office/compliance/policy",
                          data={"csrf_token": token, "marketing_cap": "5"})
-    assert policy.status_code == 403
+    assert policy.status_code == 403 and "没有权限" in policy.text
 
     added = client.post("/office/compliance/suppressions",
                         data={"csrf_token": token, "phone": "13900000002",
@@ -204,3 +205,12 @@ def test_timeline_pages_with_more(client, session):
     assert rest.status_code == 200
     assert rest.text.count('<li class="card">') == 1
     assert "更多" not in rest.text.split('id="timeline"')[1]
+
+
+def test_staff_cannot_open_customers_or_compliance(client, session):
+    tenant = make_account(session).tenant
+    sign_in(client, session, tenant, role="staff", phone="13900139002", name="阿姨")
+    for url in ("/office/customers", "/office/compliance", "/office/customers/import"):
+        answer = client.get(url, follow_redirects=False)
+        assert answer.status_code == 403, url
+        assert "没有权限" in answer.text
