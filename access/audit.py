@@ -18,8 +18,15 @@ from huifang.db import utcnow
 SYSTEM = "系统"
 
 
-def record(session: Session, actor: Actor | None, action: str, target: str = "",
-           detail: dict[str, Any] | None = None, *, tenant_id: int | None = None) -> AuditEntry:
+def record(
+    session: Session,
+    actor: Actor | None,
+    action: str,
+    target: str = "",
+    detail: dict[str, Any] | None = None,
+    *,
+    tenant_id: int | None = None,
+) -> AuditEntry:
     """Add one entry: ``action`` is a dotted name (``consent.recorded``), ``target`` what it
     touched (``customer:12``)."""
     if actor is None and tenant_id is None:

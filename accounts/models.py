@@ -17,15 +17,15 @@ class User(TimestampMixin, Base):
     __table_args__ = (UniqueConstraint("tenant_id", "phone"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"),
-                                           index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     role: Mapped[str] = mapped_column(String(8))
     name: Mapped[str] = mapped_column(String(50))
     # E.164, the sign-in name: office people know their own mobile number by heart.
     phone: Mapped[str] = mapped_column(String(20), index=True)
     # A staff user is the staff card whose visits they see (visits.models.Staff).
     staff_id: Mapped[int | None] = mapped_column(
-        ForeignKey("staff.id", ondelete="SET NULL"), default=None)
+        ForeignKey("staff.id", ondelete="SET NULL"), default=None
+    )
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
     disabled_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 

@@ -31,8 +31,11 @@ from tenancy.models import Tenant
 from visits import service as visits
 
 LINK_VALID = dt.timedelta(hours=24)
-SESSION_VALID = {Role.OWNER: dt.timedelta(days=7), Role.OFFICE: dt.timedelta(days=7),
-                 Role.STAFF: dt.timedelta(days=30)}
+SESSION_VALID = {
+    Role.OWNER: dt.timedelta(days=7),
+    Role.OFFICE: dt.timedelta(days=7),
+    Role.STAFF: dt.timedelta(days=30),
+}
 NAME_MAX = 50
 
 
@@ -45,16 +48,23 @@ def _new_token() -> str:
 
 
 def actor_for(user: User) -> Actor:
-    return Actor(kind="user", id=user.id, name=user.name, tenant_id=user.tenant_id,
-                 role=Role(user.role), staff_id=user.staff_id)
+    return Actor(
+        kind="user",
+        id=user.id,
+        name=user.name,
+        tenant_id=user.tenant_id,
+        role=Role(user.role),
+        staff_id=user.staff_id,
+    )
 
 
 def _phone(raw: str, region: str) -> str:
     try:
         return phones.normalize_phone(raw, region=region)
     except Invalid:
-        raise Invalid(_("手机号码“{phone}”无法识别，请填写 11 位手机号。").format(
-            phone=raw[:30])) from None
+        raise Invalid(
+            _("手机号码“{phone}”无法识别，请填写 11 位手机号。").format(phone=raw[:30])
+        ) from None
 
 
 def _name(raw: str) -> str:
@@ -72,21 +82,34 @@ class NewUser:
     link_token: str  # shown once: the sign-in link's secret part
 
 
-def create_user(*, session: Session, tenant: Tenant, role: Role | str, name: str, phone: str,
-                staff_id: int | None = None, actor: Actor | None = None) -> NewUser:
+def create_user(
+    *,
+    session: Session,
+    tenant: Tenant,
+    role: Role | str,
+    name: str,
+    phone: str,
+    staff_id: int | None = None,
+    actor: Actor | None = None,
+) -> NewUser:
     """A user with a one-time sign-in link. A staff user is tied to a staff card: the one
     given, or a new card with their name."""
     try:
         role = Role(role)
     except ValueError:
-        raise Invalid(_("角色只能是 owner（店长）、office（客服/调度）或 staff（服务人员）。")
-                      ) from None
+        raise Invalid(
+            _("角色只能是 owner（店长）、office（客服/调度）或 staff（服务人员）。")
+        ) from None
     name, e164 = _name(name), _phone(phone, tenant.phone_region)
-    taken = session.scalars(select(User.id).where(User.tenant_id == tenant.id,
-                                                  User.phone == e164)).first()
+    taken = session.scalars(
+        select(User.id).where(User.tenant_id == tenant.id, User.phone == e164)
+    ).first()
     if taken is not None:
-        raise Conflict(_("手机号 {phone} 已有账号；如需重新登录，请为其生成新的登录链接。").format(
-            phone=phones.display(e164)))
+        raise Conflict(
+            _("手机号 {phone} 已有账号；如需重新登录，请为其生成新的登录链接。").format(
+                phone=phones.display(e164)
+            )
+        )
     if role is Role.STAFF:
         if staff_id is None:
             staff_id = visits.create_staff(session=session, tenant=tenant, name=name).id
@@ -98,14 +121,23 @@ def create_user(*, session: Session, tenant: Tenant, role: Role | str, name: str
     session.add(user)
     session.flush()
     token = issue_link(session=session, user=user)
-    audit.record(session, actor, "user.created", f"user:{user.id}",
-                 {"role": role.value, "name": name}, tenant_id=tenant.id)
+    audit.record(
+        session,
+        actor,
+        "user.created",
+        f"user:{user.id}",
+        {"role": role.value, "name": name},
+        tenant_id=tenant.id,
+    )
     return NewUser(user, token)
 
 
 def list_users(*, session: Session, tenant_id: int) -> Sequence[User]:
-    return session.scalars(select(User).where(User.tenant_id == tenant_id)
-                           .order_by(User.disabled_at.is_not(None), User.id)).all()
+    return session.scalars(
+        select(User)
+        .where(User.tenant_id == tenant_id)
+        .order_by(User.disabled_at.is_not(None), User.id)
+    ).all()
 
 
 def get_user(*, session: Session, tenant_id: int, user_id: int) -> User:
@@ -119,18 +151,25 @@ def issue_link(*, session: Session, user: User) -> str:
     """A new one-time sign-in link for ``user`` (valid 24 hours); earlier unused ones stop
     working."""
     now = utcnow()
-    session.execute(update(SignInLink).where(SignInLink.user_id == user.id,
-                                             SignInLink.used_at.is_(None))
-                    .values(used_at=now))
+    session.execute(
+        update(SignInLink)
+        .where(SignInLink.user_id == user.id, SignInLink.used_at.is_(None))
+        .values(used_at=now)
+    )
     token = _new_token()
-    session.add(SignInLink(tenant_id=user.tenant_id, user_id=user.id,
-                           token_hash=_hash(token), created_at=now,
-                           expires_at=now + LINK_VALID))
+    session.add(
+        SignInLink(
+            tenant_id=user.tenant_id,
+            user_id=user.id,
+            token_hash=_hash(token),
+            created_at=now,
+            expires_at=now + LINK_VALID,
+        )
+    )
     return token
 
 
-def new_link(*, session: Session, tenant_id: int, user_id: int, actor: Actor | None = None
-             ) -> str:
+def new_link(*, session: Session, tenant_id: int, user_id: int, actor: Actor | None = None) -> str:
     user = get_user(session=session, tenant_id=tenant_id, user_id=user_id)
     if user.disabled_at is not None:
         raise Conflict(_("该账号已停用，请先启用。"))
@@ -145,8 +184,13 @@ class LinkUnusable(Invalid):
 
 def link_user(*, session: Session, token: str) -> tuple[SignInLink, User]:
     """The link and its user, if the link can still be used; LinkUnusable saying why."""
-    link = session.scalars(select(SignInLink).where(
-        SignInLink.token_hash == _hash(token))).one_or_none() if token else None
+    link = (
+        session.scalars(
+            select(SignInLink).where(SignInLink.token_hash == _hash(token))
+        ).one_or_none()
+        if token
+        else None
+    )
     if link is None:
         raise LinkUnusable(_("这个登录链接无效，请向店长索取新的链接。"))
     user = session.get(User, link.user_id)
@@ -179,16 +223,16 @@ def redeem_link(*, session: Session, token: str, password: str | None) -> User:
     return user
 
 
-def authenticate(*, session: Session, phone: str, password: str, region: str = "CN"
-                 ) -> User | None:
+def authenticate(*, session: Session, phone: str, password: str, region: str = "CN") -> User | None:
     """The active user with this phone and password (in any company), or None."""
     try:
         e164 = phones.normalize_phone(phone, region=region)
     except Invalid:
         passwords.verify(password, None)
         return None
-    candidates = session.scalars(select(User).where(
-        User.phone == e164, User.disabled_at.is_(None))).all()
+    candidates = session.scalars(
+        select(User).where(User.phone == e164, User.disabled_at.is_(None))
+    ).all()
     if not candidates:
         passwords.verify(password, None)
     for user in candidates:
@@ -204,23 +248,37 @@ class OpenedSession:
     expires_at: dt.datetime
 
 
-def open_session(*, session: Session, user: User, csrf_token: str, user_agent: str = ""
-                 ) -> OpenedSession:
+def open_session(
+    *, session: Session, user: User, csrf_token: str, user_agent: str = ""
+) -> OpenedSession:
     now = utcnow()
     token = _new_token()
     expires = now + SESSION_VALID[Role(user.role)]
-    session.add(UserSession(tenant_id=user.tenant_id, user_id=user.id,
-                            token_hash=_hash(token), csrf_token=csrf_token,
-                            created_at=now, expires_at=expires, user_agent=user_agent[:200]))
+    session.add(
+        UserSession(
+            tenant_id=user.tenant_id,
+            user_id=user.id,
+            token_hash=_hash(token),
+            csrf_token=csrf_token,
+            created_at=now,
+            expires_at=expires,
+            user_agent=user_agent[:200],
+        )
+    )
     return OpenedSession(token, csrf_token, expires)
 
 
 def session_user(*, session: Session, token: str) -> tuple[User, UserSession] | None:
     """The signed-in user of a session token, if the session is open and the user active."""
     row = session.execute(
-        select(UserSession, User).join(User, User.id == UserSession.user_id)
-        .where(UserSession.token_hash == _hash(token), UserSession.revoked_at.is_(None),
-               User.disabled_at.is_(None))).one_or_none()
+        select(UserSession, User)
+        .join(User, User.id == UserSession.user_id)
+        .where(
+            UserSession.token_hash == _hash(token),
+            UserSession.revoked_at.is_(None),
+            User.disabled_at.is_(None),
+        )
+    ).one_or_none()
     if row is None:
         return None
     user_session, user = row
@@ -230,43 +288,63 @@ def session_user(*, session: Session, token: str) -> tuple[User, UserSession] | 
 
 
 def close_session(*, session: Session, token: str) -> None:
-    session.execute(update(UserSession).where(UserSession.token_hash == _hash(token),
-                                              UserSession.revoked_at.is_(None))
-                    .values(revoked_at=utcnow()))
+    session.execute(
+        update(UserSession)
+        .where(UserSession.token_hash == _hash(token), UserSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
 
 
-def disable_user(*, session: Session, tenant_id: int, user_id: int,
-                 actor: Actor | None = None) -> User:
+def disable_user(
+    *, session: Session, tenant_id: int, user_id: int, actor: Actor | None = None
+) -> User:
     """Disable a user and sign them out everywhere at once (a lost phone, someone who left).
     An owner cannot disable the last active owner."""
     user = get_user(session=session, tenant_id=tenant_id, user_id=user_id)
     if user.disabled_at is not None:
         return user
     if user.role == Role.OWNER:
-        owners = session.scalars(select(User.id).where(
-            User.tenant_id == tenant_id, User.role == Role.OWNER.value,
-            User.disabled_at.is_(None))).all()
+        owners = session.scalars(
+            select(User.id).where(
+                User.tenant_id == tenant_id,
+                User.role == Role.OWNER.value,
+                User.disabled_at.is_(None),
+            )
+        ).all()
         if len(owners) <= 1:
             raise Conflict(_("不能停用最后一个店长账号。"))
     now = utcnow()
     user.disabled_at = now
-    session.execute(update(UserSession).where(UserSession.user_id == user.id,
-                                              UserSession.revoked_at.is_(None))
-                    .values(revoked_at=now))
-    session.execute(update(SignInLink).where(SignInLink.user_id == user.id,
-                                             SignInLink.used_at.is_(None)).values(used_at=now))
-    audit.record(session, actor, "user.disabled", f"user:{user.id}", {"name": user.name},
-                 tenant_id=tenant_id)
+    session.execute(
+        update(UserSession)
+        .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    session.execute(
+        update(SignInLink)
+        .where(SignInLink.user_id == user.id, SignInLink.used_at.is_(None))
+        .values(used_at=now)
+    )
+    audit.record(
+        session, actor, "user.disabled", f"user:{user.id}", {"name": user.name}, tenant_id=tenant_id
+    )
     return user
 
 
-def enable_user(*, session: Session, tenant_id: int, user_id: int,
-                actor: Actor | None = None) -> User:
+def enable_user(
+    *, session: Session, tenant_id: int, user_id: int, actor: Actor | None = None
+) -> User:
     user = get_user(session=session, tenant_id=tenant_id, user_id=user_id)
     if user.disabled_at is not None:
         user.disabled_at = None
-        audit.record(session, actor, "user.enabled", f"user:{user.id}", {"name": user.name},
-                     tenant_id=tenant_id)
+        audit.record(
+            session,
+            actor,
+            "user.enabled",
+            f"user:{user.id}",
+            {"name": user.name},
+            tenant_id=tenant_id,
+        )
     return user
 
 

@@ -34,15 +34,24 @@ def booking_requested(*, session: Session, booking: Booking) -> None:
     if tenant is None:
         return
     what = label(booking.service_type) if booking.service_type else "服务"
-    when = (i18n.format_datetime(booking.slot_start, tenant.timezone)
-            if booking.slot_start else "时间待定（回复预约）")
+    when = (
+        i18n.format_datetime(booking.slot_start, tenant.timezone)
+        if booking.slot_start
+        else "时间待定（回复预约）"
+    )
     text = f"{who(customer)} 预约了{what}：{when}。"
     if booking.note:
         text += f"\n备注：{booking.note[:200]}"
-    service.raise_alert(session=session, tenant_id=tenant.id, event="booking.new",
-                        dedupe_key=f"booking:{booking.id}", title="新预约待确认", text=text,
-                        link=service.office_link("/office/inbox"),
-                        facts={"booking_id": booking.id, "customer_id": booking.customer_id})
+    service.raise_alert(
+        session=session,
+        tenant_id=tenant.id,
+        event="booking.new",
+        dedupe_key=f"booking:{booking.id}",
+        title="新预约待确认",
+        text=text,
+        link=service.office_link("/office/inbox"),
+        facts={"booking_id": booking.id, "customer_id": booking.customer_id},
+    )
 
 
 def complaint(*, session: Session, reply: InboundMessage) -> None:
@@ -50,7 +59,13 @@ def complaint(*, session: Session, reply: InboundMessage) -> None:
         return
     customer = session.get(Customer, reply.customer_id) if reply.customer_id else None
     text = f"{who(customer, reply.phone)} 回复：{reply.body[:300]}"
-    service.raise_alert(session=session, tenant_id=reply.tenant_id, event="complaint",
-                        dedupe_key=f"complaint:{reply.id}", title="客户投诉，请尽快处理",
-                        text=text, link=service.office_link("/office/inbox"),
-                        facts={"reply_id": reply.id, "customer_id": reply.customer_id})
+    service.raise_alert(
+        session=session,
+        tenant_id=reply.tenant_id,
+        event="complaint",
+        dedupe_key=f"complaint:{reply.id}",
+        title="客户投诉，请尽快处理",
+        text=text,
+        link=service.office_link("/office/inbox"),
+        facts={"reply_id": reply.id, "customer_id": reply.customer_id},
+    )

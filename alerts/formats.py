@@ -52,7 +52,7 @@ def markdown(content: Content) -> str:
     lines = [f"### {content.title}", "", content.text]
     if content.link:
         lines += ["", f"[在回访中查看]({content.link})"]
-    lines += ["", f"<font color=\"comment\">{content.company} · {content.created_at}</font>"]
+    lines += ["", f'<font color="comment">{content.company} · {content.created_at}</font>']
     return "\n".join(lines)
 
 
@@ -64,8 +64,9 @@ def _cut_utf8(text: str, limit: int) -> str:
 
 
 def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(),
-                      hashlib.sha256).digest()
+    digest = hmac.new(
+        secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256
+    ).digest()
     return base64.b64encode(digest).decode()
 
 
@@ -80,29 +81,43 @@ def _with_query(url: str, extra: dict[str, str]) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def build(kind: str, url: str, secret: str | None, content: Content, *, now: float
-          ) -> Request:
+def build(kind: str, url: str, secret: str | None, content: Content, *, now: float) -> Request:
     """The request that delivers ``content`` to a channel, at Unix time ``now``."""
     json_headers = {"Content-Type": "application/json; charset=utf-8"}
     if kind == WECOM:
-        body = {"msgtype": "markdown",
-                "markdown": {"content": _cut_utf8(markdown(content), WECOM_MAX_BYTES)}}
+        body = {
+            "msgtype": "markdown",
+            "markdown": {"content": _cut_utf8(markdown(content), WECOM_MAX_BYTES)},
+        }
         return Request(url, json.dumps(body, ensure_ascii=False).encode(), json_headers)
     if kind == DINGTALK:
-        body = {"msgtype": "markdown",
-                "markdown": {"title": content.title, "text": markdown(content)}}
+        body = {
+            "msgtype": "markdown",
+            "markdown": {"title": content.title, "text": markdown(content)},
+        }
         if secret:
             timestamp_ms = int(now * 1000)
-            url = _with_query(url, {"timestamp": str(timestamp_ms),
-                                    "sign": dingtalk_sign(secret, timestamp_ms)})
+            url = _with_query(
+                url, {"timestamp": str(timestamp_ms), "sign": dingtalk_sign(secret, timestamp_ms)}
+            )
         return Request(url, json.dumps(body, ensure_ascii=False).encode(), json_headers)
-    payload = {"id": content.alert_id, "event": content.event, "title": content.title,
-               "text": content.text, "link": content.link, "company": content.company,
-               "created_at": content.created_at, "facts": content.facts}
+    payload = {
+        "id": content.alert_id,
+        "event": content.event,
+        "title": content.title,
+        "text": content.text,
+        "link": content.link,
+        "company": content.company,
+        "created_at": content.created_at,
+        "facts": content.facts,
+    }
     data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     timestamp = int(now)
-    headers = {**json_headers, "Huifang-Timestamp": str(timestamp),
-               "Huifang-Signature": webhook_signature(secret or "", timestamp, data)}
+    headers = {
+        **json_headers,
+        "Huifang-Timestamp": str(timestamp),
+        "Huifang-Signature": webhook_signature(secret or "", timestamp, data),
+    }
     return Request(url, data, headers)
 
 

@@ -31,8 +31,7 @@ class AlertChannel(Base):
     __tablename__ = "alert_channels"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"),
-                                           index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(10))
     name: Mapped[str] = mapped_column(String(50))
     url: Mapped[str] = mapped_column(String(500))
@@ -47,8 +46,10 @@ class Alert(Base):
     """One event the office should hear about, raised once per ``dedupe_key``."""
 
     __tablename__ = "alerts"
-    __table_args__ = (UniqueConstraint("tenant_id", "dedupe_key"),
-                      Index("ix_alerts_tenant_newest", "tenant_id", "id"))
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "dedupe_key"),
+        Index("ix_alerts_tenant_newest", "tenant_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -66,12 +67,13 @@ class AlertDelivery(Base):
     reason, which the console's delivery log shows."""
 
     __tablename__ = "alert_deliveries"
-    __table_args__ = (UniqueConstraint("alert_id", "channel_id"),
-                      Index("ix_alert_deliveries_due", "status", "next_attempt_at"))
+    __table_args__ = (
+        UniqueConstraint("alert_id", "channel_id"),
+        Index("ix_alert_deliveries_due", "status", "next_attempt_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"),
-                                           index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
     channel_id: Mapped[int] = mapped_column(ForeignKey("alert_channels.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(8), default=PENDING)

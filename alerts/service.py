@@ -49,8 +49,13 @@ from tenancy.models import Tenant
 
 log = structlog.get_logger(__name__)
 
-BACKOFF = (dt.timedelta(seconds=30), dt.timedelta(minutes=2), dt.timedelta(minutes=10),
-           dt.timedelta(minutes=30), dt.timedelta(hours=2))
+BACKOFF = (
+    dt.timedelta(seconds=30),
+    dt.timedelta(minutes=2),
+    dt.timedelta(minutes=10),
+    dt.timedelta(minutes=30),
+    dt.timedelta(hours=2),
+)
 MAX_ATTEMPTS = len(BACKOFF) + 1
 TIMEOUT = httpx.Timeout(5.0)
 CHANNELS_PER_COMPANY = 10
@@ -58,6 +63,7 @@ KIND_NAMES = {"wecom": "企业微信群机器人", "dingtalk": "钉钉群机器�
 
 
 # --- channels ---------------------------------------------------------------------------
+
 
 def _check_url(url: str) -> str:
     url = url.strip()
@@ -78,9 +84,17 @@ def _check_url(url: str) -> str:
     return url
 
 
-def create_channel(*, session: Session, tenant: Tenant, kind: str, name: str, url: str,
-                   secret: str | None = None, events: Sequence[str] = (),
-                   actor: Actor | None = None) -> AlertChannel:
+def create_channel(
+    *,
+    session: Session,
+    tenant: Tenant,
+    kind: str,
+    name: str,
+    url: str,
+    secret: str | None = None,
+    events: Sequence[str] = (),
+    actor: Actor | None = None,
+) -> AlertChannel:
     """A channel; a generic webhook without a secret gets one made (shown in the console,
     for the receiver to check signatures with)."""
     if kind not in KINDS:
@@ -96,23 +110,38 @@ def create_channel(*, session: Session, tenant: Tenant, kind: str, name: str, ur
         raise Invalid(_("密钥最长 200 个字符。"))
     if kind == WEBHOOK and secret is None:
         secret = "whsec_" + secrets.token_urlsafe(24)
-    count = len(session.scalars(select(AlertChannel.id).where(
-        AlertChannel.tenant_id == tenant.id)).all())
+    count = len(
+        session.scalars(select(AlertChannel.id).where(AlertChannel.tenant_id == tenant.id)).all()
+    )
     if count >= CHANNELS_PER_COMPANY:
         raise Invalid(_("每个公司最多 {n} 个告警渠道。").format(n=CHANNELS_PER_COMPANY))
-    channel = AlertChannel(tenant_id=tenant.id, kind=kind, name=name, url=_check_url(url),
-                           secret=secret, events=list(dict.fromkeys(events)), active=True,
-                           created_at=utcnow())
+    channel = AlertChannel(
+        tenant_id=tenant.id,
+        kind=kind,
+        name=name,
+        url=_check_url(url),
+        secret=secret,
+        events=list(dict.fromkeys(events)),
+        active=True,
+        created_at=utcnow(),
+    )
     session.add(channel)
     session.flush()
-    audit.record(session, actor, "alert_channel.created", f"alert_channel:{channel.id}",
-                 {"kind": kind, "name": name}, tenant_id=tenant.id)
+    audit.record(
+        session,
+        actor,
+        "alert_channel.created",
+        f"alert_channel:{channel.id}",
+        {"kind": kind, "name": name},
+        tenant_id=tenant.id,
+    )
     return channel
 
 
 def list_channels(*, session: Session, tenant_id: int) -> Sequence[AlertChannel]:
-    return session.scalars(select(AlertChannel).where(AlertChannel.tenant_id == tenant_id)
-                           .order_by(AlertChannel.id)).all()
+    return session.scalars(
+        select(AlertChannel).where(AlertChannel.tenant_id == tenant_id).order_by(AlertChannel.id)
+    ).all()
 
 
 def get_channel(*, session: Session, tenant_id: int, channel_id: int) -> AlertChannel:
@@ -122,16 +151,24 @@ def get_channel(*, session: Session, tenant_id: int, channel_id: int) -> AlertCh
     return channel
 
 
-def delete_channel(*, session: Session, tenant_id: int, channel_id: int,
-                   actor: Actor | None = None) -> None:
+def delete_channel(
+    *, session: Session, tenant_id: int, channel_id: int, actor: Actor | None = None
+) -> None:
     channel = get_channel(session=session, tenant_id=tenant_id, channel_id=channel_id)
-    audit.record(session, actor, "alert_channel.deleted", f"alert_channel:{channel.id}",
-                 {"kind": channel.kind, "name": channel.name}, tenant_id=tenant_id)
+    audit.record(
+        session,
+        actor,
+        "alert_channel.deleted",
+        f"alert_channel:{channel.id}",
+        {"kind": channel.kind, "name": channel.name},
+        tenant_id=tenant_id,
+    )
     session.delete(channel)
     session.flush()
 
 
 # --- raising ----------------------------------------------------------------------------
+
 
 def _enqueue(session: Session, alert_id: int) -> None:
     from alerts import tasks  # the task module imports this one
@@ -140,19 +177,39 @@ def _enqueue(session: Session, alert_id: int) -> None:
     enqueue(session, tasks.deliver_alert, alert_id=alert_id)
 
 
-def raise_alert(*, session: Session, tenant_id: int, event: str, dedupe_key: str, title: str,
-                text: str, link: str | None = None, facts: dict[str, object] | None = None,
-                only_channel: int | None = None) -> Alert | None:
+def raise_alert(
+    *,
+    session: Session,
+    tenant_id: int,
+    event: str,
+    dedupe_key: str,
+    title: str,
+    text: str,
+    link: str | None = None,
+    facts: dict[str, object] | None = None,
+    only_channel: int | None = None,
+) -> Alert | None:
     """Raise an alert once per ``dedupe_key``; None when it was raised before or no channel
     of the company takes it."""
-    channels = [c for c in list_channels(session=session, tenant_id=tenant_id)
-                if c.active and (only_channel is None or c.id == only_channel)
-                and (only_channel is not None or not c.events or event in c.events)]
+    channels = [
+        c
+        for c in list_channels(session=session, tenant_id=tenant_id)
+        if c.active
+        and (only_channel is None or c.id == only_channel)
+        and (only_channel is not None or not c.events or event in c.events)
+    ]
     if not channels:
         return None
-    alert = Alert(tenant_id=tenant_id, event=event, dedupe_key=dedupe_key[:100],
-                  title=title[:100], text=text, link=link, facts=dict(facts or {}),
-                  created_at=utcnow())
+    alert = Alert(
+        tenant_id=tenant_id,
+        event=event,
+        dedupe_key=dedupe_key[:100],
+        title=title[:100],
+        text=text,
+        link=link,
+        facts=dict(facts or {}),
+        created_at=utcnow(),
+    )
     try:
         with session.begin_nested():
             session.add(alert)
@@ -161,8 +218,16 @@ def raise_alert(*, session: Session, tenant_id: int, event: str, dedupe_key: str
         return None
     now = utcnow()
     for channel in channels:
-        session.add(AlertDelivery(tenant_id=tenant_id, alert_id=alert.id, channel_id=channel.id,
-                                  status=PENDING, attempts=0, next_attempt_at=now))
+        session.add(
+            AlertDelivery(
+                tenant_id=tenant_id,
+                alert_id=alert.id,
+                channel_id=channel.id,
+                status=PENDING,
+                attempts=0,
+                next_attempt_at=now,
+            )
+        )
     session.flush()
     _enqueue(session, alert.id)
     return alert
@@ -172,19 +237,27 @@ def office_link(path: str) -> str:
     return f"{get_settings().public_url.rstrip('/')}{path}"
 
 
-def send_test(*, session: Session, tenant_id: int, channel_id: int,
-              actor: Actor | None = None) -> Alert | None:
+def send_test(
+    *, session: Session, tenant_id: int, channel_id: int, actor: Actor | None = None
+) -> Alert | None:
     channel = get_channel(session=session, tenant_id=tenant_id, channel_id=channel_id)
     who = actor.name if actor else i18n._("系统")
     return raise_alert(
-        session=session, tenant_id=tenant_id, event="test",
-        dedupe_key=f"test:{channel.id}:{time.time_ns()}", title=_("回访告警测试"),
+        session=session,
+        tenant_id=tenant_id,
+        event="test",
+        dedupe_key=f"test:{channel.id}:{time.time_ns()}",
+        title=_("回访告警测试"),
         text=_("这是一条测试消息，由{who}发出。收到说明“{name}”配置正确。").format(
-            who=who, name=channel.name),
-        link=office_link("/office/settings/alerts"), only_channel=channel.id)
+            who=who, name=channel.name
+        ),
+        link=office_link("/office/settings/alerts"),
+        only_channel=channel.id,
+    )
 
 
 # --- delivering -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Claimed:
@@ -195,26 +268,39 @@ class Claimed:
 
 def _content(alert: Alert, company: Tenant) -> formats.Content:
     return formats.Content(
-        event=alert.event, title=alert.title, text=alert.text, link=alert.link,
-        company=company.name, alert_id=alert.id, facts=alert.facts,
-        created_at=i18n.format_datetime(alert.created_at, company.timezone))
+        event=alert.event,
+        title=alert.title,
+        text=alert.text,
+        link=alert.link,
+        company=company.name,
+        alert_id=alert.id,
+        facts=alert.facts,
+        created_at=i18n.format_datetime(alert.created_at, company.timezone),
+    )
 
 
 def claim(*, session: Session, delivery_ids: Sequence[int], now: dt.datetime) -> list[Claimed]:
     """Take the due ones of these deliveries for this worker: each moves its next attempt
     ahead by its backoff first, so another worker skips it while this one sends."""
     claimed = []
-    for delivery in session.scalars(select(AlertDelivery).where(
-            AlertDelivery.id.in_(delivery_ids), AlertDelivery.status == PENDING)).all():
+    for delivery in session.scalars(
+        select(AlertDelivery).where(
+            AlertDelivery.id.in_(delivery_ids), AlertDelivery.status == PENDING
+        )
+    ).all():
         due = as_utc(delivery.next_attempt_at)
         if due is not None and due > now:
             continue
         backoff = BACKOFF[min(delivery.attempts, len(BACKOFF) - 1)]
         taken = session.execute(
-            update(AlertDelivery).where(AlertDelivery.id == delivery.id,
-                                        AlertDelivery.attempts == delivery.attempts,
-                                        AlertDelivery.status == PENDING)
-            .values(attempts=delivery.attempts + 1, next_attempt_at=now + backoff))
+            update(AlertDelivery)
+            .where(
+                AlertDelivery.id == delivery.id,
+                AlertDelivery.attempts == delivery.attempts,
+                AlertDelivery.status == PENDING,
+            )
+            .values(attempts=delivery.attempts + 1, next_attempt_at=now + backoff)
+        )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             continue
         alert = session.get(Alert, delivery.alert_id)
@@ -222,9 +308,19 @@ def claim(*, session: Session, delivery_ids: Sequence[int], now: dt.datetime) ->
         company = session.get(Tenant, delivery.tenant_id)
         if alert is None or channel is None or company is None:
             continue
-        claimed.append(Claimed(delivery.id, channel.kind, formats.build(
-            channel.kind, channel.url, channel.secret, _content(alert, company),
-            now=now.timestamp())))
+        claimed.append(
+            Claimed(
+                delivery.id,
+                channel.kind,
+                formats.build(
+                    channel.kind,
+                    channel.url,
+                    channel.secret,
+                    _content(alert, company),
+                    now=now.timestamp(),
+                ),
+            )
+        )
     return claimed
 
 
@@ -262,20 +358,28 @@ def record(*, session: Session, outcomes: dict[int, str | None], now: dt.datetim
             delivery.status = FAILED
             log.warning("alert given up", delivery_id=delivery_id, error=error)
         else:
-            log.info("alert not taken; will try again", delivery_id=delivery_id, error=error,
-                     attempt=delivery.attempts)
+            log.info(
+                "alert not taken; will try again",
+                delivery_id=delivery_id,
+                error=error,
+                attempt=delivery.attempts,
+            )
     session.flush()
 
 
 def due_deliveries(*, session: Session, now: dt.datetime, limit: int = 200) -> list[int]:
-    return list(session.scalars(select(AlertDelivery.id).where(
-        AlertDelivery.status == PENDING, AlertDelivery.next_attempt_at <= now)
-        .order_by(AlertDelivery.next_attempt_at).limit(limit)))
+    return list(
+        session.scalars(
+            select(AlertDelivery.id)
+            .where(AlertDelivery.status == PENDING, AlertDelivery.next_attempt_at <= now)
+            .order_by(AlertDelivery.next_attempt_at)
+            .limit(limit)
+        )
+    )
 
 
 def deliveries_of(*, session: Session, alert_id: int) -> list[int]:
-    return list(session.scalars(select(AlertDelivery.id).where(
-        AlertDelivery.alert_id == alert_id)))
+    return list(session.scalars(select(AlertDelivery.id).where(AlertDelivery.alert_id == alert_id)))
 
 
 @dataclass(frozen=True)
@@ -292,5 +396,7 @@ def delivery_log(*, session: Session, tenant_id: int, limit: int = 50) -> list[L
         .join(Alert, Alert.id == AlertDelivery.alert_id)
         .join(AlertChannel, AlertChannel.id == AlertDelivery.channel_id)
         .where(AlertDelivery.tenant_id == tenant_id)
-        .order_by(AlertDelivery.id.desc()).limit(limit)).all()
+        .order_by(AlertDelivery.id.desc())
+        .limit(limit)
+    ).all()
     return [LogLine(alert, delivery, name) for delivery, alert, name in rows]

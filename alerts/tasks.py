@@ -25,7 +25,6 @@ def deliver_due_alerts(*, session: Session) -> None:
         deliver(session=session, delivery_ids=due)
 
 
-
 def deliver(*, session: Session, delivery_ids: Sequence[int]) -> None:
     """Claim (committed), send with no transaction open, and record these deliveries (those
     that are due)."""

@@ -83,32 +83,42 @@ def generate(database: Database, count: int, now: dt.datetime) -> tuple[int, int
         tenant_id = tenant.id
     params = {"tenant": tenant_id, "count": count, "now": now}
     with database.engine.begin() as connection:
-        connection.execute(text("""
+        connection.execute(
+            text("""
             INSERT INTO customers (tenant_id, name, phone, region, timezone, created_at,
                                    updated_at)
             SELECT :tenant, '客户' || g, '+86139' || lpad(g::text, 8, '0'), '上海',
                    CASE WHEN g % 100 = 0 THEN 'America/New_York' ELSE 'Asia/Shanghai' END,
                    :now, :now
-            FROM generate_series(1, :count) AS g"""), params)
-        connection.execute(text("""
+            FROM generate_series(1, :count) AS g"""),
+            params,
+        )
+        connection.execute(
+            text("""
             INSERT INTO visits (tenant_id, customer_id, service_type, areas, finished_at,
                                 created_at, updated_at)
             SELECT :tenant, id, 'ac_cleaning', '[]'::jsonb,
                    CAST(:now AS timestamptz) - (60 + id % 41) * interval '1 day'
                        - (id % 24) * interval '1 hour',
                    :now, :now
-            FROM customers WHERE tenant_id = :tenant"""), params)
-        connection.execute(text("""
+            FROM customers WHERE tenant_id = :tenant"""),
+            params,
+        )
+        connection.execute(
+            text("""
             INSERT INTO consent_records (tenant_id, customer_id, phone, source, evidence,
                                          granted_at, recorded_at)
             SELECT :tenant, id, phone, 'import', 'bench', :now, :now
-            FROM customers WHERE tenant_id = :tenant"""), params)
+            FROM customers WHERE tenant_id = :tenant"""),
+            params,
+        )
     vacuum(database.engine)
     with database.session() as session:
         owner = session.get(Tenant, tenant_id)
         assert owner is not None
-        campaign = campaigns.create_campaign(session=session, tenant=owner,
-                                             preset="ac_filter_quarterly")
+        campaign = campaigns.create_campaign(
+            session=session, tenant=owner, preset="ac_filter_quarterly"
+        )
         campaigns.activate(session=session, tenant=owner, campaign_id=campaign.id, now=now)
         return tenant_id, campaign.id
 
@@ -128,8 +138,7 @@ def fresh(engine: Engine) -> None:
 
 def fingerprint(engine: Engine, campaign_id: int) -> tuple[int, int]:
     with engine.connect() as connection:
-        count, checksum = connection.execute(text(FINGERPRINT),
-                                             {"campaign": campaign_id}).one()
+        count, checksum = connection.execute(text(FINGERPRINT), {"campaign": campaign_id}).one()
     return int(count), int(checksum)
 
 
@@ -141,8 +150,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", required=True, help="PostgreSQL server URL")
     parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--chunk", type=int, default=materializer.CHUNK_CUSTOMERS,
-                        help="customer ids per INSERT … SELECT")
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        default=materializer.CHUNK_CUSTOMERS,
+        help="customer ids per INSERT … SELECT",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="floor and ours, alternately")
     args = parser.parse_args()
     if not 1 <= args.customers <= 50_000_000:
@@ -154,16 +167,20 @@ def main() -> None:
         try:
             started = time.perf_counter()
             tenant_id, campaign_id = generate(database, args.customers, now)
-            print(f"generated {args.customers:,} customers, visits and consents in "
-                  f"{time.perf_counter() - started:.1f} s")
+            print(
+                f"generated {args.customers:,} customers, visits and consents in "
+                f"{time.perf_counter() - started:.1f} s"
+            )
             floors, ours, prints = [], [], set()
             rss_before = peak_rss_mib()
             for _ in range(args.rounds):
                 fresh(database.engine)
                 started = time.perf_counter()
                 with database.engine.begin() as connection:
-                    connection.execute(text(FLOOR), {"tenant": tenant_id, "now": now,
-                                                     "campaign": campaign_id, "version": 1})
+                    connection.execute(
+                        text(FLOOR),
+                        {"tenant": tenant_id, "now": now, "campaign": campaign_id, "version": 1},
+                    )
                 floors.append(time.perf_counter() - started)
                 prints.add(fingerprint(database.engine, campaign_id))
 
@@ -178,14 +195,18 @@ def main() -> None:
         finally:
             database.dispose()
     assert len(prints) == 1, f"the two paths made different rows: {prints}"
-    (rows, _), = prints
+    ((rows, _),) = prints
     assert rows == args.customers, rows
     floor, best = min(floors), min(ours)
-    print(f"backend: postgresql; {rows:,} due occurrences (one per customer), chunk "
-          f"{args.chunk:,}, best of {args.rounds}; identical rows in both paths")
+    print(
+        f"backend: postgresql; {rows:,} due occurrences (one per customer), chunk "
+        f"{args.chunk:,}, best of {args.rounds}; identical rows in both paths"
+    )
     print(f"peak RSS: {rss_before:.0f} MiB before materialize, {rss_after:.0f} MiB after")
-    print(f"materialize: {best:.2f} s ({rows / best:,.0f} rows/s); floor INSERT … SELECT: "
-          f"{floor:.2f} s; ratio {best / floor:.2f}x")
+    print(
+        f"materialize: {best:.2f} s ({rows / best:,.0f} rows/s); floor INSERT … SELECT: "
+        f"{floor:.2f} s; ratio {best / floor:.2f}x"
+    )
 
 
 if __name__ == "__main__":

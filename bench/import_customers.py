@@ -48,10 +48,16 @@ def customer_list(rows: int) -> bytes:
     writer.writerow(HEADER)
     for i in range(rows):
         region, city = PLACES[i % len(PLACES)]
-        writer.writerow([
-            f"客户{i}", f"139 {i // 10_000:04d} {i % 10_000:04d}", region, city,
-            "老客户、有宠物" if i % 3 == 0 else "", "周末上午方便" if i % 5 == 0 else "",
-        ])
+        writer.writerow(
+            [
+                f"客户{i}",
+                f"139 {i // 10_000:04d} {i % 10_000:04d}",
+                region,
+                city,
+                "老客户、有宠物" if i % 3 == 0 else "",
+                "周末上午方便" if i % 5 == 0 else "",
+            ]
+        )
     return out.getvalue().encode("utf-8-sig")
 
 
@@ -81,8 +87,7 @@ def run(url: str, rows: int, profile: bool) -> None:
             with database.session() as session:
                 tenant = session.get(Tenant, tenant_id)
                 assert tenant is not None
-                outcomes = import_file(session=session, tenant=tenant, data=data,
-                                       max_rows=rows)
+                outcomes = import_file(session=session, tenant=tenant, data=data, max_rows=rows)
             return count_outcomes(outcomes)
 
         profiler = cProfile.Profile() if profile else None
@@ -98,9 +103,15 @@ def run(url: str, rows: int, profile: bool) -> None:
         floor_tenant = new_tenant(database, "导入基准 floor")
         # The same rows, already normalised: the floor does no parsing and no validation.
         values = [
-            {"tenant_id": floor_tenant, "name": r.name, "phone": normalize_phone(r.phone,
-             region="CN"), "region": r.region, "city": r.city, "timezone": "Asia/Shanghai",
-             "notes": r.notes}
+            {
+                "tenant_id": floor_tenant,
+                "name": r.name,
+                "phone": normalize_phone(r.phone, region="CN"),
+                "region": r.region,
+                "city": r.city,
+                "timezone": "Asia/Shanghai",
+                "notes": r.notes,
+            }
             for r in parsed
         ]
 
@@ -111,10 +122,14 @@ def run(url: str, rows: int, profile: bool) -> None:
         floor_s, _ = timed(raw_insert)
 
         with database.session() as session:
-            stored = session.scalar(select(func.count()).select_from(Customer)
-                                    .where(Customer.tenant_id == tenant_id))
-            tags = session.scalar(select(func.count()).select_from(CustomerTag)
-                                  .where(CustomerTag.tenant_id == tenant_id))
+            stored = session.scalar(
+                select(func.count()).select_from(Customer).where(Customer.tenant_id == tenant_id)
+            )
+            tags = session.scalar(
+                select(func.count())
+                .select_from(CustomerTag)
+                .where(CustomerTag.tenant_id == tenant_id)
+            )
         assert stored == rows, stored
 
         if profiler:
@@ -123,12 +138,18 @@ def run(url: str, rows: int, profile: bool) -> None:
             stats.sort_stats("tottime").print_stats(20)
 
         backend = database.engine.dialect.name
-        print(f"backend: {backend}; file: {len(data) / 1024:.0f} KiB CSV, {rows} customers, "
-              f"{tags} tag rows (the floor inserts customers only)")
-        print(f"re-import of the same file ({rows} unchanged): {again_s:.2f} s "
-              f"({rows / again_s:.0f} rows/s)")
-        print(f"import {rows} rows: {import_s:.2f} s ({rows / import_s:.0f} rows/s); "
-              f"floor raw insert: {floor_s:.2f} s; ratio {import_s / floor_s:.1f}x")
+        print(
+            f"backend: {backend}; file: {len(data) / 1024:.0f} KiB CSV, {rows} customers, "
+            f"{tags} tag rows (the floor inserts customers only)"
+        )
+        print(
+            f"re-import of the same file ({rows} unchanged): {again_s:.2f} s "
+            f"({rows / again_s:.0f} rows/s)"
+        )
+        print(
+            f"import {rows} rows: {import_s:.2f} s ({rows / import_s:.0f} rows/s); "
+            f"floor raw insert: {floor_s:.2f} s; ratio {import_s / floor_s:.1f}x"
+        )
     finally:
         database.dispose()
 

@@ -63,8 +63,7 @@ def prepare(url: str, count: int) -> list[str]:
     database = Database(url)
     with database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="压测家政", signature="压测家政")
-        rows = [ImportedRow(line=i + 2, name=f"客户{i}", phone=f"139{i:08d}")
-                for i in range(count)]
+        rows = [ImportedRow(line=i + 2, name=f"客户{i}", phone=f"139{i:08d}") for i in range(count)]
         customers.upsert_rows(session=session, tenant=tenant, rows=rows)
     database.dispose()
     return [f"+86139{i:08d}" for i in range(count)]
@@ -103,12 +102,26 @@ class Connections:
 
 def signed_request(port: int, phone: str) -> bytes:
     url = f"http://127.0.0.1:{port}{PATH}"
-    form = {"MessageSid": f"SM{phone[1:]}", "AccountSid": "AC" + "0" * 32, "From": phone,
-            "To": "+15005550006", "Body": "STOP", "NumMedia": "0"}
+    form = {
+        "MessageSid": f"SM{phone[1:]}",
+        "AccountSid": "AC" + "0" * 32,
+        "From": phone,
+        "To": "+15005550006",
+        "Body": "STOP",
+        "NumMedia": "0",
+    }
     body = urlencode(form).encode()
     signature = RequestValidator(TOKEN).compute_signature(url, form)
-    return http_request(port, "POST", PATH, body=body, headers={
-        "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature})
+    return http_request(
+        port,
+        "POST",
+        PATH,
+        body=body,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    )
 
 
 class Committed:
@@ -117,8 +130,11 @@ class Committed:
     def __init__(self, url: str) -> None:
         parsed = make_url(url)
         self.sqlite = parsed.get_backend_name() == "sqlite"
-        self.target = (parsed.database or "") if self.sqlite else parsed.set(
-            drivername="postgresql").render_as_string(hide_password=False)
+        self.target = (
+            (parsed.database or "")
+            if self.sqlite
+            else parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+        )
         self.pool: list[psycopg.AsyncConnection[Any]] = []
         # At most this many connections: an overloaded server must not also have the
         # checker exhaust PostgreSQL's connection slots (max_connections, 100 by default).
@@ -127,13 +143,18 @@ class Committed:
     async def __call__(self, phone: str) -> bool:
         query = "SELECT count(*) FROM suppressions WHERE phone = "
         if self.sqlite:
+
             def ask() -> bool:
                 with sqlite3.connect(self.target, timeout=30) as connection:
                     return bool(connection.execute(query + "?", (phone,)).fetchone()[0])
+
             return await asyncio.to_thread(ask)
         async with self.slots:
-            connection = (self.pool.pop() if self.pool else
-                          await psycopg.AsyncConnection.connect(self.target, autocommit=True))
+            connection = (
+                self.pool.pop()
+                if self.pool
+                else await psycopg.AsyncConnection.connect(self.target, autocommit=True)
+            )
             row = await (await connection.execute(query + "%s", (phone,))).fetchone()
             self.pool.append(connection)
         return bool(row and row[0])
@@ -143,8 +164,9 @@ class Committed:
             await connection.close()
 
 
-async def drive(connections: Connections, committed: Committed, port: int,
-                phones: list[str], rate: float) -> tuple[list[float], int, float]:
+async def drive(
+    connections: Connections, committed: Committed, port: int, phones: list[str], rate: float
+) -> tuple[list[float], int, float]:
     requests = [signed_request(port, phone) for phone in phones]
     latencies: list[float] = []
     early = 0
@@ -164,18 +186,26 @@ async def drive(connections: Connections, committed: Committed, port: int,
             print(f"answered before its commit: {phone}")
 
     started = time.perf_counter() + 0.2
-    await asyncio.gather(*(one(phone, request, started + i / rate)
-                           for i, (phone, request) in enumerate(zip(phones, requests,
-                                                                    strict=True))))
+    await asyncio.gather(
+        *(
+            one(phone, request, started + i / rate)
+            for i, (phone, request) in enumerate(zip(phones, requests, strict=True))
+        )
+    )
     elapsed = time.perf_counter() - started
     if failed:
         raise SystemExit(f"{len(failed)} webhooks were not answered 200: {failed[:5]}")
     return latencies, early, elapsed
 
 
-async def warm_then_measure(server: subprocess.Popen[bytes], port: int, url: str,
-                            warm: list[str], measured: list[str], rate: float
-                            ) -> tuple[list[float], list[float], int, float, float]:
+async def warm_then_measure(
+    server: subprocess.Popen[bytes],
+    port: int,
+    url: str,
+    warm: list[str],
+    measured: list[str],
+    rate: float,
+) -> tuple[list[float], list[float], int, float, float]:
     """The warm-up, then the measured run, on the same client connections (so that the
     measured run starts warm on both sides); also the server's CPU during the measured run."""
     connections = Connections(port)
@@ -197,8 +227,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--database", help="PostgreSQL URL; default a temporary SQLite file")
     parser.add_argument("--redis", help="Redis URL (distributed mode); default embedded")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="uvicorn worker processes (distributed mode only; default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (distributed mode only; default 1)",
+    )
     args = parser.parse_args()
     count = int(args.rate * args.seconds)
     with scratch_database(args.database, "huifang_bench_inbound") as url:
@@ -207,33 +241,46 @@ def main() -> None:
         phones = prepare(url, count + warm)
         checkpoint(url)
         port = free_port()
-        server = start_server(url, port, args.redis, args.workers if args.redis else 1,
-                              {"HUIFANG_TWILIO_AUTH_TOKEN": TOKEN,
-                               "HUIFANG_PUBLIC_URL": f"http://127.0.0.1:{port}"})
+        server = start_server(
+            url,
+            port,
+            args.redis,
+            args.workers if args.redis else 1,
+            {"HUIFANG_TWILIO_AUTH_TOKEN": TOKEN, "HUIFANG_PUBLIC_URL": f"http://127.0.0.1:{port}"},
+        )
         try:
             # The load generator must not stall itself: what setting up made is kept out
             # of its cycle collector (a full collection of it took ~90 ms).
             gc.collect()
             gc.freeze()
             # Warm up at the same rate: the pools, threads and prepared statements.
-            cold, latencies, early, elapsed, cpu = asyncio.run(warm_then_measure(
-                server, port, url, phones[count:], phones[:count], args.rate))
+            cold, latencies, early, elapsed, cpu = asyncio.run(
+                warm_then_measure(server, port, url, phones[count:], phones[:count], args.rate)
+            )
         finally:
             server.terminate()
             server.wait(timeout=30)
     ms = sorted(x * 1000 for x in latencies)
     quantiles = statistics.quantiles(ms, n=100, method="inclusive")
     backend = make_url(url).get_backend_name()
-    print(f"backend: {backend}, {args.workers if args.redis else 1} server process(es); "
-          f"{count} signed STOP webhooks at {args.rate:.0f}/s offered, "
-          f"{count / elapsed:.0f}/s achieved")
-    print(f"latency p50 {quantiles[49]:.1f} ms, p90 {quantiles[89]:.1f} ms, "
-          f"p99 {quantiles[98]:.1f} ms, max {ms[-1]:.1f} ms (target p99 < 50 ms)")
+    print(
+        f"backend: {backend}, {args.workers if args.redis else 1} server process(es); "
+        f"{count} signed STOP webhooks at {args.rate:.0f}/s offered, "
+        f"{count / elapsed:.0f}/s achieved"
+    )
+    print(
+        f"latency p50 {quantiles[49]:.1f} ms, p90 {quantiles[89]:.1f} ms, "
+        f"p99 {quantiles[98]:.1f} ms, max {ms[-1]:.1f} ms (target p99 < 50 ms)"
+    )
     cold_ms = sorted(x * 1000 for x in cold)
-    print(f"warm-up (the first {warm} requests, from cold, not counted above): p50 "
-          f"{statistics.median(cold_ms):.1f} ms, max {cold_ms[-1]:.1f} ms")
-    print(f"server CPU {cpu / count * 1000:.1f} ms per webhook (all its processes; "
-          "PostgreSQL and Redis not counted)")
+    print(
+        f"warm-up (the first {warm} requests, from cold, not counted above): p50 "
+        f"{statistics.median(cold_ms):.1f} ms, max {cold_ms[-1]:.1f} ms"
+    )
+    print(
+        f"server CPU {cpu / count * 1000:.1f} ms per webhook (all its processes; "
+        "PostgreSQL and Redis not counted)"
+    )
     print(f"answers before their opt-out was committed: {early} (must be 0)")
 
 

@@ -67,8 +67,15 @@ from tenancy import service as tenancy
 from visits import service as visits
 
 # What the office does, and how often (out of 100).
-MIX = {"list customers": 20, "read customer": 20, "list visits": 10, "customer messages": 15,
-       "new customer": 10, "change customer": 15, "new visit": 10}
+MIX = {
+    "list customers": 20,
+    "read customer": 20,
+    "list visits": 10,
+    "customer messages": 15,
+    "new customer": 10,
+    "change customer": 15,
+    "new visit": 10,
+}
 WRITES = {"new customer", "change customer", "new visit"}
 SHOWN_ERRORS = 5
 
@@ -87,25 +94,48 @@ def prepare(url: str, count: int) -> Company:
     with database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="压测家政", signature="压测家政")
         _, key = tenancy.create_api_key(session=session, tenant=tenant, name="load")
-        staff = [visits.create_staff(session=session, tenant=tenant, name=f"阿姨{i}")
-                 for i in range(5)]
-        customers.upsert_rows(session=session, tenant=tenant, rows=[
-            ImportedRow(line=i + 2, name=f"客户{i}", phone=f"139{i:08d}") for i in range(count)])
-        people = list(session.scalars(select(Customer).where(Customer.tenant_id == tenant.id)
-                                      .order_by(Customer.id)))
+        staff = [
+            visits.create_staff(session=session, tenant=tenant, name=f"阿姨{i}") for i in range(5)
+        ]
+        customers.upsert_rows(
+            session=session,
+            tenant=tenant,
+            rows=[
+                ImportedRow(line=i + 2, name=f"客户{i}", phone=f"139{i:08d}") for i in range(count)
+            ],
+        )
+        people = list(
+            session.scalars(
+                select(Customer).where(Customer.tenant_id == tenant.id).order_by(Customer.id)
+            )
+        )
         finished = utcnow()
         for i, person in enumerate(people):
             if i % 4 == 0:
-                visits.create_visit(session=session, tenant=tenant, customer_id=person.id,
-                                    staff_id=staff[i % 5].id, service_type="ac_cleaning",
-                                    areas=["客厅", "主卧"], finished_at=finished)
+                visits.create_visit(
+                    session=session,
+                    tenant=tenant,
+                    customer_id=person.id,
+                    staff_id=staff[i % 5].id,
+                    service_type="ac_cleaning",
+                    areas=["客厅", "主卧"],
+                    finished_at=finished,
+                )
             if i % 3 == 0:
-                outbox.schedule(session=session, tenant=tenant, customer=person, channel="sms",
-                                category="service", source_type="visit_report",
-                                source_id=f"load-{i}", body="您好，本次空调清洗的服务报告已生成。",
-                                due_at=finished.replace(year=finished.year + 1))
-        company = Company(key=key, customer_ids=[p.id for p in people],
-                          staff_ids=[s.id for s in staff])
+                outbox.schedule(
+                    session=session,
+                    tenant=tenant,
+                    customer=person,
+                    channel="sms",
+                    category="service",
+                    source_type="visit_report",
+                    source_id=f"load-{i}",
+                    body="您好，本次空调清洗的服务报告已生成。",
+                    due_at=finished.replace(year=finished.year + 1),
+                )
+        company = Company(
+            key=key, customer_ids=[p.id for p in people], staff_ids=[s.id for s in staff]
+        )
     database.dispose()
     return company
 
@@ -153,34 +183,55 @@ class Office:
         port, rnd = self.port, self.random
         if kind == "list customers":
             offset = rnd.randrange(max(1, len(self.company.customer_ids) - 20))
-            return http_request(port, "GET", f"/v1/customers?limit=20&offset={offset}",
-                                headers=self.headers), 200
+            return http_request(
+                port, "GET", f"/v1/customers?limit=20&offset={offset}", headers=self.headers
+            ), 200
         if kind == "read customer":
-            return http_request(port, "GET", f"/v1/customers/{self._customer()}",
-                                headers=self.headers), 200
+            return http_request(
+                port, "GET", f"/v1/customers/{self._customer()}", headers=self.headers
+            ), 200
         if kind == "list visits":
             offset = rnd.randrange(max(1, len(self.company.customer_ids) // 4 - 20))
-            return http_request(port, "GET", f"/v1/visits?limit=20&offset={offset}",
-                                headers=self.headers), 200
+            return http_request(
+                port, "GET", f"/v1/visits?limit=20&offset={offset}", headers=self.headers
+            ), 200
         if kind == "customer messages":
-            return http_request(port, "GET", f"/v1/messages?customer_id={self._customer()}",
-                                headers=self.headers), 200
+            return http_request(
+                port, "GET", f"/v1/messages?customer_id={self._customer()}", headers=self.headers
+            ), 200
         if kind == "new customer":
             self.made += 1
-            body = {"name": f"新客户{self.prefix}{self.made}",
-                    "phone": f"{self.prefix}{self.made:05d}", "tags": ["新客"]}
-            return http_request(port, "POST", "/v1/customers", headers=self.json_headers,
-                                body=json.dumps(body).encode()), 201
+            body = {
+                "name": f"新客户{self.prefix}{self.made}",
+                "phone": f"{self.prefix}{self.made:05d}",
+                "tags": ["新客"],
+            }
+            return http_request(
+                port,
+                "POST",
+                "/v1/customers",
+                headers=self.json_headers,
+                body=json.dumps(body).encode(),
+            ), 201
         if kind == "change customer":
             body = {"notes": f"周{rnd.randrange(1, 8)}上午方便，{rnd.randrange(1000)}"}
-            return http_request(port, "PATCH", f"/v1/customers/{self._customer()}",
-                                headers=self.json_headers, body=json.dumps(body).encode()), 200
+            return http_request(
+                port,
+                "PATCH",
+                f"/v1/customers/{self._customer()}",
+                headers=self.json_headers,
+                body=json.dumps(body).encode(),
+            ), 200
         visit: dict[str, object] = {
-                "customer_id": self._customer(), "staff_id": rnd.choice(self.company.staff_ids),
-                "service_type": "ac_cleaning", "areas": ["客厅"],
-                "finished_at": utcnow().isoformat()}
-        return http_request(port, "POST", "/v1/visits", headers=self.json_headers,
-                            body=json.dumps(visit).encode()), 201
+            "customer_id": self._customer(),
+            "staff_id": rnd.choice(self.company.staff_ids),
+            "service_type": "ac_cleaning",
+            "areas": ["客厅"],
+            "finished_at": utcnow().isoformat(),
+        }
+        return http_request(
+            port, "POST", "/v1/visits", headers=self.json_headers, body=json.dumps(visit).encode()
+        ), 201
 
     async def work(self, until: float, outcome: Outcome, step: int) -> int:
         """Requests until the clock passes ``until``; the next step of the mix."""
@@ -225,16 +276,26 @@ class Round:
     load_average: float  # of the machine, over the last minute, at the end
 
 
-async def drive(port: int, company: Company, clients: int, round_: int, warmup: float,
-                seconds: float, server_pids: list[int], backends: PostgresBackends | None
-                ) -> tuple[Round, Outcome]:
+async def drive(
+    port: int,
+    company: Company,
+    clients: int,
+    round_: int,
+    warmup: float,
+    seconds: float,
+    server_pids: list[int],
+    backends: PostgresBackends | None,
+) -> tuple[Round, Outcome]:
     offices = [Office(port, company, i, round_) for i in range(clients)]
     steps = [0] * clients
     try:
         warm = Outcome()
         until = time.perf_counter() + warmup
-        steps = list(await asyncio.gather(*(o.work(until, warm, s) for o, s in zip(
-            offices, steps, strict=True))))
+        steps = list(
+            await asyncio.gather(
+                *(o.work(until, warm, s) for o, s in zip(offices, steps, strict=True))
+            )
+        )
         if warm.errors:
             print(f"  warm-up errors: {dict(warm.errors)}; {warm.shown[:2]}")
         outcome = Outcome()
@@ -243,8 +304,9 @@ async def drive(port: int, company: Company, clients: int, round_: int, warmup: 
             backends.start()
         client0 = time.process_time()
         started = time.perf_counter()
-        await asyncio.gather(*(o.work(started + seconds, outcome, s) for o, s in zip(
-            offices, steps, strict=True)))
+        await asyncio.gather(
+            *(o.work(started + seconds, outcome, s) for o, s in zip(offices, steps, strict=True))
+        )
         elapsed = time.perf_counter() - started
         client = time.process_time() - client0
         server = cpu_seconds(server_pids) - server0
@@ -256,11 +318,20 @@ async def drive(port: int, company: Company, clients: int, round_: int, warmup: 
     every = outcome.all()
     reads = [x for k, v in outcome.latencies.items() if k not in WRITES for x in v]
     writes = [x for k, v in outcome.latencies.items() if k in WRITES for x in v]
-    return Round(requests=len(every), seconds=elapsed, p50=quantile(every, 50),
-                 p99=quantile(every, 99), max=max(every), read_p99=quantile(reads, 99),
-                 write_p99=quantile(writes, 99), errors=sum(outcome.errors.values()),
-                 server_cpu=server, postgres_cpu=postgres, client_cpu=client,
-                 load_average=os.getloadavg()[0]), outcome
+    return Round(
+        requests=len(every),
+        seconds=elapsed,
+        p50=quantile(every, 50),
+        p99=quantile(every, 99),
+        max=max(every),
+        read_p99=quantile(reads, 99),
+        write_p99=quantile(writes, 99),
+        errors=sum(outcome.errors.values()),
+        server_cpu=server,
+        postgres_cpu=postgres,
+        client_cpu=client,
+        load_average=os.getloadavg()[0],
+    ), outcome
 
 
 def describe(mode: str, number: int, result: Round, outcome: Outcome) -> str:
@@ -273,14 +344,22 @@ def describe(mode: str, number: int, result: Round, outcome: Outcome) -> str:
         f"{result.errors}; CPU per request: server {result.server_cpu * per:.2f} ms"
         + (f", PostgreSQL {result.postgres_cpu * per:.2f} ms" if result.postgres_cpu else "")
         + f", load generator {result.client_cpu * per:.2f} ms; machine load average "
-        f"{result.load_average:.1f}"]
+        f"{result.load_average:.1f}"
+    ]
     if outcome.server_errors or outcome.locked:
-        lines.append(f"  server log (warm-up included): {outcome.server_errors} tracebacks, "
-                     f"\"database is locked\" {outcome.locked} times")
-    lines.append("  p50/p99 ms by kind: " + "; ".join(
-        f"{kind} {quantile(values, 50) * 1000:.1f}/{quantile(values, 99) * 1000:.0f}"
-        for kind, values in sorted(outcome.latencies.items(), key=lambda kv: list(MIX).index(
-            kv[0]))))
+        lines.append(
+            f"  server log (warm-up included): {outcome.server_errors} tracebacks, "
+            f'"database is locked" {outcome.locked} times'
+        )
+    lines.append(
+        "  p50/p99 ms by kind: "
+        + "; ".join(
+            f"{kind} {quantile(values, 50) * 1000:.1f}/{quantile(values, 99) * 1000:.0f}"
+            for kind, values in sorted(
+                outcome.latencies.items(), key=lambda kv: list(MIX).index(kv[0])
+            )
+        )
+    )
     lines += [f"  error {kind} ×{n}" for kind, n in outcome.errors.most_common()]
     lines += [f"  answer: {shown}" for shown in outcome.shown]
     return "\n".join(lines)
@@ -288,42 +367,57 @@ def describe(mode: str, number: int, result: Round, outcome: Outcome) -> str:
 
 def spread(values: list[float], unit: float = 1.0, digits: int = 1) -> str:
     scaled = [v * unit for v in values]
-    return (f"{statistics.median(scaled):.{digits}f} "
-            f"({min(scaled):.{digits}f}–{max(scaled):.{digits}f})")
+    return (
+        f"{statistics.median(scaled):.{digits}f} "
+        f"({min(scaled):.{digits}f}–{max(scaled):.{digits}f})"
+    )
 
 
 def summary(mode: str, results: list[Round]) -> str:
     per = [1000 / max(1, r.requests) for r in results]
     throughput = [r.requests / r.seconds for r in results]
-    text = (f"{mode}, {len(results)} rounds, median (min–max): throughput "
-            f"{spread(throughput, digits=0)}/s; p50 {spread([r.p50 for r in results], 1000)} "
-            f"ms; p99 {spread([r.p99 for r in results], 1000)} ms; max "
-            f"{spread([r.max for r in results], 1000)} ms; errors "
-            f"{sum(r.errors for r in results)} in all; server CPU "
-            f"{spread([r.server_cpu * p for r, p in zip(results, per, strict=True)], 1, 2)} "
-            "ms/request")
+    text = (
+        f"{mode}, {len(results)} rounds, median (min–max): throughput "
+        f"{spread(throughput, digits=0)}/s; p50 {spread([r.p50 for r in results], 1000)} "
+        f"ms; p99 {spread([r.p99 for r in results], 1000)} ms; max "
+        f"{spread([r.max for r in results], 1000)} ms; errors "
+        f"{sum(r.errors for r in results)} in all; server CPU "
+        f"{spread([r.server_cpu * p for r, p in zip(results, per, strict=True)], 1, 2)} "
+        "ms/request"
+    )
     if any(r.postgres_cpu for r in results):
-        text += (", PostgreSQL " + spread(
-            [r.postgres_cpu * p for r, p in zip(results, per, strict=True)], 1, 2)
-            + " ms/request")
+        text += (
+            ", PostgreSQL "
+            + spread([r.postgres_cpu * p for r, p in zip(results, per, strict=True)], 1, 2)
+            + " ms/request"
+        )
     return text + f"; machine load average {spread([r.load_average for r in results])}"
 
 
-def run_round(mode: str, url: str, redis_url: str | None, workers: int, company: Company,
-              args: argparse.Namespace, number: int) -> tuple[Round, Outcome]:
+def run_round(
+    mode: str,
+    url: str,
+    redis_url: str | None,
+    workers: int,
+    company: Company,
+    args: argparse.Namespace,
+    number: int,
+) -> tuple[Round, Outcome]:
     """One round on a freshly started service: its warm-up, then the measured window."""
     port = free_port()
     processes: list[subprocess.Popen[bytes]] = []
-    backends = (PostgresBackends(url) if make_url(url).get_backend_name() == "postgresql"
-                else None)
+    backends = PostgresBackends(url) if make_url(url).get_backend_name() == "postgresql" else None
     with tempfile.TemporaryFile() as log:
         try:
             processes.append(start_server(url, port, redis_url, workers, log=log))
             if redis_url:
                 processes += start_workers(url, redis_url)
             pids = [pid for process in processes for pid in process_tree(process.pid)]
-            result, outcome = asyncio.run(drive(port, company, args.clients, number,
-                                                args.warmup, args.seconds, pids, backends))
+            result, outcome = asyncio.run(
+                drive(
+                    port, company, args.clients, number, args.warmup, args.seconds, pids, backends
+                )
+            )
         finally:
             stop(processes)
             if backends:
@@ -339,14 +433,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--warmup", type=float, default=3.0,
-                        help="seconds of the same load before each measured window")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=3.0,
+        help="seconds of the same load before each measured window",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--database", help="PostgreSQL server URL: also the distributed mode")
     parser.add_argument("--redis", help="Redis URL for the distributed mode")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="API processes in distributed mode (default 2)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="API processes in distributed mode (default 2)"
+    )
     parser.add_argument("--only", choices=["embedded", "distributed"])
     args = parser.parse_args()
     modes = ["embedded", "distributed"] if args.database else ["embedded"]
@@ -354,9 +453,14 @@ def main() -> None:
         modes = [args.only]
     if "distributed" in modes and not (args.database and args.redis):
         raise SystemExit("the distributed mode needs --database (PostgreSQL) and --redis")
-    with scratch_database(None, "") as sqlite_url, (
-            scratch_database(args.database, "huifang_bench_load") if args.database
-            else contextlib.nullcontext("")) as postgres_url:
+    with (
+        scratch_database(None, "") as sqlite_url,
+        (
+            scratch_database(args.database, "huifang_bench_load")
+            if args.database
+            else contextlib.nullcontext("")
+        ) as postgres_url,
+    ):
         urls = {"embedded": sqlite_url, "distributed": postgres_url}
         companies = {}
         for mode in modes:
@@ -373,21 +477,33 @@ def main() -> None:
             for mode in modes:
                 redis_url = args.redis if mode == "distributed" else None
                 result, outcome = run_round(
-                    mode, urls[mode], redis_url, args.workers if redis_url else 1,
-                    companies[mode], args, number)
+                    mode,
+                    urls[mode],
+                    redis_url,
+                    args.workers if redis_url else 1,
+                    companies[mode],
+                    args,
+                    number,
+                )
                 results[mode].append(result)
                 created[mode] += outcome.created
                 print(describe(mode, number, result, outcome), flush=True)
-        print(f"{args.clients} clients, one request in flight each, {args.seconds:g} s "
-              f"measured per round after {args.warmup:g} s of warm-up; mix "
-              + ", ".join(f"{k} {v}%" for k, v in MIX.items()))
+        print(
+            f"{args.clients} clients, one request in flight each, {args.seconds:g} s "
+            f"measured per round after {args.warmup:g} s of warm-up; mix "
+            + ", ".join(f"{k} {v}%" for k, v in MIX.items())
+        )
         for mode in modes:
             print(summary(mode, results[mode]))
             lost = before[mode] + created[mode] - customer_count(urls[mode])
-            print(f"{mode}: new customers answered 201 and not in the database (or the other "
-                  f"way round): {lost} (must be 0)")
-        print("target (embedded): p99 < 250 ms and 0 errors, judged on the median p99 of the "
-              "rounds and the errors of all of them")
+            print(
+                f"{mode}: new customers answered 201 and not in the database (or the other "
+                f"way round): {lost} (must be 0)"
+            )
+        print(
+            "target (embedded): p99 < 250 ms and 0 errors, judged on the median p99 of the "
+            "rounds and the errors of all of them"
+        )
 
 
 if __name__ == "__main__":

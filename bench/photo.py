@@ -25,8 +25,13 @@ from PIL import Image, ImageFilter
 
 from media import imaging, renditions, watermark
 
-CORPUS_SAMPLE = (Path(__file__).resolve().parents[2] / "shared" / "corpus" / "images"
-                 / "derived_iphone_like_4032x3024_orient6.jpg")
+CORPUS_SAMPLE = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "corpus"
+    / "images"
+    / "derived_iphone_like_4032x3024_orient6.jpg"
+)
 
 
 def make_photos(directory: Path, count: int, *, keep_icc: bool) -> list[Path]:
@@ -53,17 +58,23 @@ def make_photos(directory: Path, count: int, *, keep_icc: bool) -> list[Path]:
 
 
 FACTS = watermark.WatermarkFacts(
-    company="洁家家政", service="空调清洗", phase="服务前",
-    received_at=dt.datetime(2026, 11, 23, 6, 5, tzinfo=dt.UTC), timezone="Asia/Shanghai",
-    code="K7Q2A-9XMA3", staff="李秀兰", area="客厅",
+    company="洁家家政",
+    service="空调清洗",
+    phase="服务前",
+    received_at=dt.datetime(2026, 11, 23, 6, 5, tzinfo=dt.UTC),
+    timezone="Asia/Shanghai",
+    code="K7Q2A-9XMA3",
+    staff="李秀兰",
+    area="客厅",
 )
 
 
 def ingest(path: Path) -> None:
     decoded = imaging.open_photo(path, max_edge=renditions.DISPLAY_EDGE)
     marked = watermark.apply(renditions.fit(decoded.image, renditions.DISPLAY_EDGE), FACTS)
-    renditions.standard_set(marked, captured_at=decoded.captured_at,
-                            icc_profile=decoded.icc_profile)
+    renditions.standard_set(
+        marked, captured_at=decoded.captured_at, icc_profile=decoded.icc_profile
+    )
 
 
 def floor(path: Path) -> None:
@@ -85,8 +96,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--no-icc", action="store_true",
-                        help="strip the Display P3 profile (as most Android phones write sRGB)")
+    parser.add_argument(
+        "--no-icc",
+        action="store_true",
+        help="strip the Display P3 profile (as most Android phones write sRGB)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_photos(Path(tmp), args.photos, keep_icc=not args.no_icc)
@@ -99,11 +113,14 @@ def main() -> None:
             base.append(timed(floor, paths, 1))
         ours_ms, base_ms = statistics.median(ours), statistics.median(base)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    profile = ("no ICC" if args.no_icc
-               else "Display P3 ICC" if CORPUS_SAMPLE.exists() else "synthetic")
+    profile = (
+        "no ICC" if args.no_icc else "Display P3 ICC" if CORPUS_SAMPLE.exists() else "synthetic"
+    )
     print(f"{args.photos} photos, 4032x3024 stored with Orientation 6, {profile}")
-    print(f"ingest 12 MP: {ours_ms:.0f} ms/photo; floor full decode: {base_ms:.0f} ms/photo; "
-          f"ratio {ours_ms / base_ms:.2f}x; peak RSS {rss_mb:.0f} MB")
+    print(
+        f"ingest 12 MP: {ours_ms:.0f} ms/photo; floor full decode: {base_ms:.0f} ms/photo; "
+        f"ratio {ours_ms / base_ms:.2f}x; peak RSS {rss_mb:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

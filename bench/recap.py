@@ -33,12 +33,18 @@ from media import ffmpeg, watermark
 from reports import recap_video as recap
 
 FACTS = watermark.WatermarkFacts(
-    company="洁家家政", service="空调清洗", phase="服务中",
-    received_at=dt.datetime(2026, 11, 23, 6, 5, tzinfo=dt.UTC), timezone="Asia/Shanghai",
-    code="K7Q2A-9XMA3", staff="李秀兰", area="客厅",
+    company="洁家家政",
+    service="空调清洗",
+    phase="服务中",
+    received_at=dt.datetime(2026, 11, 23, 6, 5, tzinfo=dt.UTC),
+    timezone="Asia/Shanghai",
+    code="K7Q2A-9XMA3",
+    staff="李秀兰",
+    area="客厅",
 )
-TITLE = recap.title_card(company="洁家家政", service="空调清洗", day=dt.date(2026, 11, 23),
-                         staff="李秀兰")
+TITLE = recap.title_card(
+    company="洁家家政", service="空调清洗", day=dt.date(2026, 11, 23), staff="李秀兰"
+)
 END = recap.end_card(booking_url="https://hf.example/b/Ab3dE9")
 PHASES = ("before", "during", "after")
 
@@ -47,11 +53,30 @@ def make_inputs(directory: Path) -> tuple[list[Path], Path]:
     clips = []
     for i in range(3):
         path = directory / f"clip-{i}.mp4"
-        ffmpeg.run([
-            "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30:duration=10,hue=h={i * 120}",
-            "-f", "lavfi", "-i", f"sine=frequency={440 + 110 * i}:duration=10",
-            "-c:v", "libx264", "-preset", "ultrafast", "-crf", "23", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-shortest", str(path)])
+        ffmpeg.run(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                f"testsrc2=size=1920x1080:rate=30:duration=10,hue=h={i * 120}",
+                "-f",
+                "lavfi",
+                "-i",
+                f"sine=frequency={440 + 110 * i}:duration=10",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-crf",
+                "23",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                "-shortest",
+                str(path),
+            ]
+        )
         clips.append(path)
     mark = directory / "watermark.png"
     watermark.overlay((1920, 1080), FACTS).save(mark)
@@ -59,15 +84,25 @@ def make_inputs(directory: Path) -> tuple[list[Path], Path]:
 
 
 def ours(clips: list[Path], mark: Path, dest: Path, budget: int) -> recap.RecapResult:
-    segments = [recap.Segment(kind="clip", path=path, container="mp4", duration=10.0,
-                              phase=phase, overlay=mark)
-                for path, phase in zip(clips, PHASES, strict=True)]
+    segments = [
+        recap.Segment(
+            kind="clip", path=path, container="mp4", duration=10.0, phase=phase, overlay=mark
+        )
+        for path, phase in zip(clips, PHASES, strict=True)
+    ]
     plan = recap.plan(segments, title=TITLE, end=END)
     return recap.render(plan, dest, budget_bytes=budget)
 
 
-def floor(clips: list[Path], mark: Path, cards: tuple[Path, Path], dest: Path,
-          cuts: list[tuple[float, float]], card_frames: int, kbps: int) -> None:
+def floor(
+    clips: list[Path],
+    mark: Path,
+    cards: tuple[Path, Path],
+    dest: Path,
+    cuts: list[tuple[float, float]],
+    card_frames: int,
+    kbps: int,
+) -> None:
     """The same recap as one ffmpeg command, as a person would write it."""
     title, end = cards
     (s0, t0), (s1, t1), (s2, t2) = cuts
@@ -81,22 +116,71 @@ def floor(clips: list[Path], mark: Path, cards: tuple[Path, Path], dest: Path,
         f"[5:v]format=yuv420p,loop=loop={loops}:size=1:start=0,setpts=N/(25*TB)[e];"
         f"[t][c0][c1][c2][e]concat=n=5:v=1:a=0[v]"
     )
-    ffmpeg.run([
-        "-framerate", "25", "-i", str(title),
-        "-ss", f"{s0}", "-t", f"{t0}", "-i", str(clips[0]),
-        "-ss", f"{s1}", "-t", f"{t1}", "-i", str(clips[1]),
-        "-ss", f"{s2}", "-t", f"{t2}", "-i", str(clips[2]),
-        "-i", str(mark),
-        "-framerate", "25", "-i", str(end),
-        "-filter_complex", graph, "-map", "[v]", "-an",
-        "-c:v", "libx264", "-preset", "fast", "-profile:v", "high", "-pix_fmt", "yuv420p",
-        "-b:v", f"{kbps}k", "-maxrate", f"{kbps}k", "-bufsize", f"{kbps}k",
-        "-movflags", "+faststart", str(dest),
-    ])
+    ffmpeg.run(
+        [
+            "-framerate",
+            "25",
+            "-i",
+            str(title),
+            "-ss",
+            f"{s0}",
+            "-t",
+            f"{t0}",
+            "-i",
+            str(clips[0]),
+            "-ss",
+            f"{s1}",
+            "-t",
+            f"{t1}",
+            "-i",
+            str(clips[1]),
+            "-ss",
+            f"{s2}",
+            "-t",
+            f"{t2}",
+            "-i",
+            str(clips[2]),
+            "-i",
+            str(mark),
+            "-framerate",
+            "25",
+            "-i",
+            str(end),
+            "-filter_complex",
+            graph,
+            "-map",
+            "[v]",
+            "-an",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "fast",
+            "-profile:v",
+            "high",
+            "-pix_fmt",
+            "yuv420p",
+            "-b:v",
+            f"{kbps}k",
+            "-maxrate",
+            f"{kbps}k",
+            "-bufsize",
+            f"{kbps}k",
+            "-movflags",
+            "+faststart",
+            str(dest),
+        ]
+    )
 
 
-def naive_moviepy(clips: list[Path], mark: Path, cards: tuple[Path, Path], dest: Path,
-                  cuts: list[tuple[float, float]], card_seconds: float, kbps: int) -> None:
+def naive_moviepy(
+    clips: list[Path],
+    mark: Path,
+    cards: tuple[Path, Path],
+    dest: Path,
+    cuts: list[tuple[float, float]],
+    card_seconds: float,
+    kbps: int,
+) -> None:
     """The recap as the moviepy tutorials would have it: composite clips, write the file."""
     from moviepy import (
         CompositeVideoClip,
@@ -115,9 +199,24 @@ def naive_moviepy(clips: list[Path], mark: Path, cards: tuple[Path, Path], dest:
         parts.append(CompositeVideoClip([cut, overlay]))
     parts.append(ImageClip(str(cards[1])).with_duration(card_seconds))
     concatenate_videoclips(parts).write_videofile(
-        str(dest), fps=25, codec="libx264", preset="fast", bitrate=f"{kbps}k", audio=False,
-        logger=None, ffmpeg_params=["-maxrate", f"{kbps}k", "-bufsize", f"{kbps}k",
-                                    "-profile:v", "high", "-movflags", "+faststart"])
+        str(dest),
+        fps=25,
+        codec="libx264",
+        preset="fast",
+        bitrate=f"{kbps}k",
+        audio=False,
+        logger=None,
+        ffmpeg_params=[
+            "-maxrate",
+            f"{kbps}k",
+            "-bufsize",
+            f"{kbps}k",
+            "-profile:v",
+            "high",
+            "-movflags",
+            "+faststart",
+        ],
+    )
     for source in sources:
         source.close()
 
@@ -138,8 +237,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=recap.DEFAULT_BUDGET)
-    parser.add_argument("--moviepy", action="store_true",
-                        help="also time a naive moviepy version (needs moviepy installed)")
+    parser.add_argument(
+        "--moviepy",
+        action="store_true",
+        help="also time a naive moviepy version (needs moviepy installed)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="huifang-bench-recap-") as tmp:
         work = Path(tmp)
@@ -147,15 +249,19 @@ def main() -> None:
         # Warm up (font loading, page cache) and learn the plan's cuts and bitrate, so the
         # floor does exactly the same work.
         first = ours(clips, mark, work / "ours.mp4", args.budget)
-        segments = [recap.Segment(kind="clip", path=path, container="mp4", duration=10.0,
-                                  phase=phase) for path, phase in zip(clips, PHASES, strict=True)]
+        segments = [
+            recap.Segment(kind="clip", path=path, container="mp4", duration=10.0, phase=phase)
+            for path, phase in zip(clips, PHASES, strict=True)
+        ]
         plan = recap.plan(segments, title=TITLE, end=END)
         by_path = {shot.segment.path: shot for shot in plan.shots if shot.segment is not None}
         cuts = [(by_path[path].start, by_path[path].frames / plan.fps) for path in clips]
         card_frames = plan.shots[0].frames
         if (first.width, first.height) != (960, 540):
-            sys.exit(f"the budget chose {first.width}x{first.height}; the floor is written "
-                     "for 960x540 (the default 2 MB budget)")
+            sys.exit(
+                f"the budget chose {first.width}x{first.height}; the floor is written "
+                "for 960x540 (the default 2 MB budget)"
+            )
         cards = (work / "title.png", work / "end.png")
         recap.draw_card(TITLE, (960, 540)).save(cards[0])
         recap.draw_card(END, (960, 540)).save(cards[1])
@@ -169,30 +275,43 @@ def main() -> None:
             ours_times.append(timed(lambda: ours(clips, mark, work / "ours.mp4", args.budget)))
             floor_times.append(timed(run_floor))
         best_ours, best_floor = min(ours_times), min(floor_times)
-        print(f"30 s recap of three 10 s 1080p clips, watermarked, budget {args.budget:,} "
-              f"bytes, {first.video_kbps} kb/s, best of {args.rounds}")
-        print(f"ours:  {best_ours:.2f} s ({describe(work / 'ours.mp4')}; "
-              f"{first.encodes} encode)")
+        print(
+            f"30 s recap of three 10 s 1080p clips, watermarked, budget {args.budget:,} "
+            f"bytes, {first.video_kbps} kb/s, best of {args.rounds}"
+        )
+        print(f"ours:  {best_ours:.2f} s ({describe(work / 'ours.mp4')}; {first.encodes} encode)")
         print(f"floor: {best_floor:.2f} s ({describe(work / 'floor.mp4')})")
         print(f"ratio {best_ours / best_floor:.2f}x (target <= 1.3x)")
         # Each round's pair ran back to back: their ratios show how much of the spread is
         # the machine (other work on the same 2 cores) rather than the code.
         paired = sorted(o / f for o, f in zip(ours_times, floor_times, strict=True))
-        print(f"per round: ours {', '.join(f'{t:.2f}' for t in ours_times)} s; floor "
-              f"{', '.join(f'{t:.2f}' for t in floor_times)} s; paired ratios "
-              f"{', '.join(f'{r:.2f}' for r in paired)} (median "
-              f"{statistics.median(paired):.2f}x)")
+        print(
+            f"per round: ours {', '.join(f'{t:.2f}' for t in ours_times)} s; floor "
+            f"{', '.join(f'{t:.2f}' for t in floor_times)} s; paired ratios "
+            f"{', '.join(f'{r:.2f}' for r in paired)} (median "
+            f"{statistics.median(paired):.2f}x)"
+        )
         if args.moviepy:
             try:
                 import moviepy  # noqa: F401
             except ImportError:
                 print("moviepy: not installed; skipped (pip install moviepy in a scratch venv)")
                 return
-            seconds = timed(lambda: naive_moviepy(clips, mark, cards, work / "moviepy.mp4",
-                                                  cuts, card_frames / plan.fps,
-                                                  first.video_kbps))
-            print(f"moviepy (naive, one run): {seconds:.2f} s "
-                  f"({describe(work / 'moviepy.mp4')}); {seconds / best_floor:.1f}x the floor")
+            seconds = timed(
+                lambda: naive_moviepy(
+                    clips,
+                    mark,
+                    cards,
+                    work / "moviepy.mp4",
+                    cuts,
+                    card_frames / plan.fps,
+                    first.video_kbps,
+                )
+            )
+            print(
+                f"moviepy (naive, one run): {seconds:.2f} s "
+                f"({describe(work / 'moviepy.mp4')}); {seconds / best_floor:.1f}x the floor"
+            )
 
 
 if __name__ == "__main__":

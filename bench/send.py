@@ -51,21 +51,29 @@ def prepare(database: Database, count: int) -> list[int]:
     with database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="压测家政", signature="压测家政")
         # Send at any hour: the bench measures the pipeline, not the customers' quiet hours.
-        compliance.update_policy(session=session, tenant_id=tenant.id,
-                                 changes=PolicyUpdate(window_start="00:00", window_end="24:00"))
-        rows = [ImportedRow(line=i + 2, name=f"客户{i}", phone=f"139{i:08d}")
-                for i in range(count)]
+        compliance.update_policy(
+            session=session,
+            tenant_id=tenant.id,
+            changes=PolicyUpdate(window_start="00:00", window_end="24:00"),
+        )
+        rows = [ImportedRow(line=i + 2, name=f"客户{i}", phone=f"139{i:08d}") for i in range(count)]
         customers.upsert_rows(session=session, tenant=tenant, rows=rows)
         ids = []
         now = utcnow()
         for person in customers.list_customers(
-                session=session, tenant_id=tenant.id,
-                page=customers.PageParams(limit=count, offset=0))[0]:
+            session=session, tenant_id=tenant.id, page=customers.PageParams(limit=count, offset=0)
+        )[0]:
             message, _ = outbox.schedule(
-                session=session, tenant=tenant, customer=person, channel="sms",
-                category="service", source_type="visit_report", source_id="bench",
+                session=session,
+                tenant=tenant,
+                customer=person,
+                channel="sms",
+                category="service",
+                source_type="visit_report",
+                source_id="bench",
                 body="您好，本次空调清洗的服务报告已生成，请查看：https://hf.example/r/abc123",
-                due_at=now)
+                due_at=now,
+            )
             ids.append(message.id)
     return ids
 
@@ -80,10 +88,12 @@ def _start_worker(url: str, fake: dict[str, str]) -> None:
     with database.engine.connect() as connection:
         connection.exec_driver_sql("SELECT 1")  # connected before the clock starts
     _worker["provider"] = TwilioProvider(
-        account_sid=fake["account_sid"], auth_token=fake["auth_token"],
-        api_base=fake["base_url"], from_number=fake["from_number"])
-    _worker["client"] = httpx.Client(auth=(fake["account_sid"], fake["auth_token"]),
-                                     timeout=15)
+        account_sid=fake["account_sid"],
+        auth_token=fake["auth_token"],
+        api_base=fake["base_url"],
+        from_number=fake["from_number"],
+    )
+    _worker["client"] = httpx.Client(auth=(fake["account_sid"], fake["auth_token"]), timeout=15)
     _worker["fake"] = fake
 
 
@@ -108,11 +118,16 @@ def _post_range(numbers: range) -> None:
 def _post_loop(numbers: range) -> None:
     fake, client = _worker["fake"], _worker["client"]
     for i in numbers:
-        response = client.post(fake["messages_url"], data={
-            "To": f"+86139{i:08d}", "From": fake["from_number"],
-            "Body": "【压测家政】您好，本次空调清洗的服务报告已生成，请查看："
-                    "https://hf.example/r/abc123",
-            "StatusCallback": "http://localhost:8000/hooks/twilio/status"})
+        response = client.post(
+            fake["messages_url"],
+            data={
+                "To": f"+86139{i:08d}",
+                "From": fake["from_number"],
+                "Body": "【压测家政】您好，本次空调清洗的服务报告已生成，请查看："
+                "https://hf.example/r/abc123",
+                "StatusCallback": "http://localhost:8000/hooks/twilio/status",
+            },
+        )
         response.raise_for_status()
 
 
@@ -124,7 +139,7 @@ def pipeline(database: Database, pool: ProcessPoolExecutor) -> int:
     """
     with database.session() as session:
         ids = outbox.claim_due(session=session, now=utcnow(), limit=100_000)
-    chunks = [ids[i:i + TASK_MESSAGES] for i in range(0, len(ids), TASK_MESSAGES)]
+    chunks = [ids[i : i + TASK_MESSAGES] for i in range(0, len(ids), TASK_MESSAGES)]
     for done in pool.map(_send_task, chunks):
         assert done is None
     with database.sessionmaker() as session:
@@ -139,12 +154,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--database", help="PostgreSQL URL; default a temporary SQLite file")
-    parser.add_argument("--latency-ms", type=float, default=0.0,
-                        help="how long the fake provider takes to answer (default 0: loopback "
-                        "only; Twilio's API answers in roughly 100-300 ms)")
-    parser.add_argument("--concurrency", type=int, default=2,
-                        help="worker processes for both the pipeline and the bare loop "
-                        "(default 2, the worker's default)")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="how long the fake provider takes to answer (default 0: loopback "
+        "only; Twilio's API answers in roughly 100-300 ms)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=2,
+        help="worker processes for both the pipeline and the bare loop "
+        "(default 2, the worker's default)",
+    )
     args = parser.parse_args()
     with scratch_database(args.database, "huifang_bench_send") as url:
         upgrade(url)
@@ -152,12 +175,19 @@ def main() -> None:
         ids = prepare(database, args.messages)
         database.dispose()  # the workers connect on their own
         with FakeTwilio(latency=args.latency_ms / 1000) as fake:
-            params = {"account_sid": fake.account_sid, "auth_token": fake.auth_token,
-                      "base_url": fake.base_url, "from_number": fake.from_number,
-                      "messages_url": fake.messages_url}
-            with ProcessPoolExecutor(args.concurrency, mp_context=get_context("spawn"),
-                                     initializer=_start_worker,
-                                     initargs=(url, params)) as pool:
+            params = {
+                "account_sid": fake.account_sid,
+                "auth_token": fake.auth_token,
+                "base_url": fake.base_url,
+                "from_number": fake.from_number,
+                "messages_url": fake.messages_url,
+            }
+            with ProcessPoolExecutor(
+                args.concurrency,
+                mp_context=get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(url, params),
+            ) as pool:
                 list(pool.map(_ready, range(args.concurrency * 4)))  # every worker up
                 bare_loop(pool, 20 * args.concurrency, args.concurrency)  # warm up
                 started = time.perf_counter()
@@ -169,11 +199,15 @@ def main() -> None:
         database.dispose()
     assert sent == len(ids), f"only {sent} of {len(ids)} sent"
     backend = make_url(url).get_backend_name()
-    print(f"backend: {backend}; {len(ids)} service messages to a loopback Twilio fake "
-          f"answering in {args.latency_ms:g} ms; {args.concurrency} processes, "
-          f"{get_settings().send_concurrency} calls at once in each")
-    print(f"pipeline: {len(ids) / ours:.0f} msg/s; bare httpx loop: {len(ids) / floor:.0f} "
-          f"msg/s; ratio {floor / ours:.2f}x of the bare loop's throughput")
+    print(
+        f"backend: {backend}; {len(ids)} service messages to a loopback Twilio fake "
+        f"answering in {args.latency_ms:g} ms; {args.concurrency} processes, "
+        f"{get_settings().send_concurrency} calls at once in each"
+    )
+    print(
+        f"pipeline: {len(ids) / ours:.0f} msg/s; bare httpx loop: {len(ids) / floor:.0f} "
+        f"msg/s; ratio {floor / ours:.2f}x of the bare loop's throughput"
+    )
 
 
 if __name__ == "__main__":

@@ -29,11 +29,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def service_env(url: str, redis_url: str | None, extra: Mapping[str, str] | None = None
-                ) -> dict[str, str]:
+def service_env(
+    url: str, redis_url: str | None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The environment of a server or worker: embedded without ``redis_url``."""
-    env = dict(os.environ, HUIFANG_DATABASE_URL=url, HUIFANG_LOG_LEVEL="WARNING",
-               HUIFANG_SMS_PROVIDER="console", **(extra or {}))
+    env = dict(
+        os.environ,
+        HUIFANG_DATABASE_URL=url,
+        HUIFANG_LOG_LEVEL="WARNING",
+        HUIFANG_SMS_PROVIDER="console",
+        **(extra or {}),
+    )
     if redis_url:
         env["HUIFANG_REDIS_URL"] = redis_url
     else:
@@ -41,17 +47,39 @@ def service_env(url: str, redis_url: str | None, extra: Mapping[str, str] | None
     return env
 
 
-def start_server(url: str, port: int, redis_url: str | None, workers: int,
-                 extra_env: Mapping[str, str] | None = None, log: IO[bytes] | None = None
-                 ) -> subprocess.Popen[bytes]:
+def start_server(
+    url: str,
+    port: int,
+    redis_url: str | None,
+    workers: int,
+    extra_env: Mapping[str, str] | None = None,
+    log: IO[bytes] | None = None,
+) -> subprocess.Popen[bytes]:
     """uvicorn on ``port`` (``workers`` processes), once ``/healthz`` answers; its output
     goes to ``log`` when given."""
     env = service_env(url, redis_url, extra_env)
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "huifang.asgi:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log",
-         "--timeout-keep-alive", "60", "--workers", str(workers)], env=env,
-        stdout=log, stderr=log)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "huifang.asgi:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--timeout-keep-alive",
+            "60",
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -68,10 +96,20 @@ def start_workers(url: str, redis_url: str) -> list[subprocess.Popen[bytes]]:
     the benches give no work) and the scheduler."""
     env = service_env(url, redis_url)
     huifang = [str(Path(sys.executable).parent / "huifang")]
-    return [subprocess.Popen([*huifang, "worker", "-Q", "default,messaging", "-l", "WARNING"],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-            subprocess.Popen([*huifang, "beat", "-l", "WARNING"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    return [
+        subprocess.Popen(
+            [*huifang, "worker", "-Q", "default,messaging", "-l", "WARNING"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [*huifang, "beat", "-l", "WARNING"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -128,9 +166,13 @@ class PostgresBackends:
 
     def _readings(self) -> dict[int, float]:
         with self.engine.connect() as connection:
-            pids = connection.execute(text(
-                "SELECT pid FROM pg_stat_activity WHERE datname = :name "
-                "AND pid <> pg_backend_pid()"), {"name": self.database}).scalars()
+            pids = connection.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = :name "
+                    "AND pid <> pg_backend_pid()"
+                ),
+                {"name": self.database},
+            ).scalars()
             return {pid: cpu_seconds([pid]) for pid in pids}
 
     def start(self) -> None:
@@ -187,8 +229,14 @@ class Connection:
             self._stream = None
 
 
-def http_request(port: int, method: str, path: str, *, body: bytes = b"",
-                 headers: Mapping[str, str] | None = None) -> bytes:
+def http_request(
+    port: int,
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+) -> bytes:
     """The bytes of one HTTP/1.1 request (keep-alive)."""
     lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]

@@ -17,21 +17,27 @@ router = APIRouter(tags=["messages"])
 
 
 @router.get("/bookings", response_model=list[BookingRead], tags=["bookings"])
-def list_bookings(session: SessionDep, tenant: TenantDep, status: str | None = None
-                  ) -> list[BookingRead]:
+def list_bookings(
+    session: SessionDep, tenant: TenantDep, status: str | None = None
+) -> list[BookingRead]:
     """Booking requests, newest first (``status=requested`` is what staff must answer)."""
-    return [BookingRead.model_validate(b) for b in booking.list_bookings(
-        session=session, tenant_id=tenant.id, status=status)]
+    return [
+        BookingRead.model_validate(b)
+        for b in booking.list_bookings(session=session, tenant_id=tenant.id, status=status)
+    ]
 
 
-@router.patch("/bookings/{booking_id}", response_model=BookingRead, tags=["bookings"],
-              responses=refusals(409))
-def answer_booking(booking_id: Id, body: BookingAnswer, session: SessionDep,
-                   tenant: TenantDep) -> BookingRead:
+@router.patch(
+    "/bookings/{booking_id}", response_model=BookingRead, tags=["bookings"], responses=refusals(409)
+)
+def answer_booking(
+    booking_id: Id, body: BookingAnswer, session: SessionDep, tenant: TenantDep
+) -> BookingRead:
     """Confirm or decline a request; the customer gets one message saying so."""
     now = utcnow()
-    row, message_id = booking.answer(session=session, tenant=tenant, booking_id=booking_id,
-                                     status=body.status, now=now)
+    row, message_id = booking.answer(
+        session=session, tenant=tenant, booking_id=booking_id, status=body.status, now=now
+    )
     if message_id is not None:
         send_now(session=session, message_ids=[message_id], now=now)
     return BookingRead.model_validate(row)

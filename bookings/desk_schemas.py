@@ -42,21 +42,29 @@ class BookingConfirm(BaseModel):
     slot_start: Instant = Field(description="When the visit starts (within working hours).")
     staff_id: Id = Field(description="Who goes; they must be free then.")
     service_type: str | None = Field(
-        default=None, min_length=1, max_length=64,
-        description="Needed when the request did not say which service (a '1' reply).")
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Needed when the request did not say which service (a '1' reply).",
+    )
 
 
 class BookingDecline(BaseModel):
-    reason: str = Field(min_length=1, max_length=200, examples=["师傅这周已排满"],
-                        description="Why; the customer is told in these words.")
+    reason: str = Field(
+        min_length=1,
+        max_length=200,
+        examples=["师傅这周已排满"],
+        description="Why; the customer is told in these words.",
+    )
 
 
 class DeskAnswer(BaseModel):
     """The booking as answered, and whether the customer is being told."""
 
     booking: BookingRead
-    message_id: int | None = Field(description="The message to the customer (None: the "
-                                               "same answer again, nothing new sent).")
+    message_id: int | None = Field(
+        description="The message to the customer (None: the same answer again, nothing new sent)."
+    )
     customer_told: bool
     notice: str = Field(description="What happens next, in Chinese.")
 
@@ -77,9 +85,12 @@ class AnsweredBooking(BaseModel):
     visit_id: int | None
     decline_reason: str | None
     answered_at: dt.datetime
-    message_id: int | None = Field(description="The message to the customer (None: none "
-                                               "was sent; phone them).")
+    message_id: int | None = Field(
+        description="The message to the customer (None: none was sent; phone them)."
+    )
     message_status: str | None
-    customer_told: bool = Field(description="The message went or is going out; false: "
-                                "it was held or stopped, or none was sent.")
+    customer_told: bool = Field(
+        description="The message went or is going out; false: "
+        "it was held or stopped, or none was sent."
+    )
     notice: str = Field(description="Whether the customer heard, in Chinese.")

@@ -28,17 +28,37 @@ def _token() -> str:
     return secrets.token_urlsafe(12)  # 96 bits: unguessable, short enough for an SMS
 
 
-def link_for(*, session: Session, tenant: Tenant, customer: Customer, source_type: str,
-             source_id: str, now: dt.datetime, service_type: str | None = None,
-             message_id: int | None = None) -> ShortLink:
+def link_for(
+    *,
+    session: Session,
+    tenant: Tenant,
+    customer: Customer,
+    source_type: str,
+    source_id: str,
+    now: dt.datetime,
+    service_type: str | None = None,
+    message_id: int | None = None,
+) -> ShortLink:
     """The customer's booking link for this cause, made once."""
-    link = session.scalars(select(ShortLink).where(
-        ShortLink.tenant_id == tenant.id, ShortLink.customer_id == customer.id,
-        ShortLink.source_type == source_type, ShortLink.source_id == source_id)).first()
+    link = session.scalars(
+        select(ShortLink).where(
+            ShortLink.tenant_id == tenant.id,
+            ShortLink.customer_id == customer.id,
+            ShortLink.source_type == source_type,
+            ShortLink.source_id == source_id,
+        )
+    ).first()
     if link is None:
-        link = ShortLink(tenant_id=tenant.id, token=_token(), customer_id=customer.id,
-                         source_type=source_type, source_id=source_id,
-                         service_type=service_type, message_id=message_id, created_at=now)
+        link = ShortLink(
+            tenant_id=tenant.id,
+            token=_token(),
+            customer_id=customer.id,
+            source_type=source_type,
+            source_id=source_id,
+            service_type=service_type,
+            message_id=message_id,
+            created_at=now,
+        )
         session.add(link)
         session.flush()
     elif message_id is not None and link.message_id is None:
@@ -77,15 +97,24 @@ def click(*, session: Session, link: ShortLink, visitor: str, now: dt.datetime) 
     """
     table = LinkVisitor.__table__
     statement = insert_or_skip(dialect_of(session), table).values(
-        link_id=link.id, visitor=visitor, tenant_id=link.tenant_id, counted_at=now)
+        link_id=link.id, visitor=visitor, tenant_id=link.tenant_id, counted_at=now
+    )
     statement = statement.on_conflict_do_update(
-        index_elements=["link_id", "visitor"], set_={"counted_at": now},
-        where=table.c.counted_at <= now - CLICK_EVERY).returning(table.c.link_id)
+        index_elements=["link_id", "visitor"],
+        set_={"counted_at": now},
+        where=table.c.counted_at <= now - CLICK_EVERY,
+    ).returning(table.c.link_id)
     if session.execute(statement).first() is None:
         return False
-    session.execute(update(ShortLink).where(ShortLink.id == link.id).values(
-        clicks=ShortLink.clicks + 1,
-        first_clicked_at=func.coalesce(ShortLink.first_clicked_at, now),
-        last_clicked_at=now).execution_options(synchronize_session=False))
+    session.execute(
+        update(ShortLink)
+        .where(ShortLink.id == link.id)
+        .values(
+            clicks=ShortLink.clicks + 1,
+            first_clicked_at=func.coalesce(ShortLink.first_clicked_at, now),
+            last_clicked_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
     session.expire(link, ["clicks", "first_clicked_at", "last_clicked_at"])
     return True

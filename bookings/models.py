@@ -18,14 +18,16 @@ class ShortLink(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     token: Mapped[str] = mapped_column(String(32), unique=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"),
-                                             index=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
     # What it was sent for: a visit report, a campaign, … (attribution of bookings).
     source_type: Mapped[str] = mapped_column(String(32))
     source_id: Mapped[str] = mapped_column(String(64))
     service_type: Mapped[str | None] = mapped_column(String(64), default=None)
     message_id: Mapped[int | None] = mapped_column(
-        ForeignKey("messages.id", ondelete="SET NULL"), default=None)
+        ForeignKey("messages.id", ondelete="SET NULL"), default=None
+    )
     created_at: Mapped[dt.datetime] = mapped_column()
     clicks: Mapped[int] = mapped_column(default=0)
     first_clicked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
@@ -41,8 +43,9 @@ class LinkVisitor(Base):
 
     __tablename__ = "link_visitors"
 
-    link_id: Mapped[int] = mapped_column(ForeignKey("short_links.id", ondelete="CASCADE"),
-                                         primary_key=True)
+    link_id: Mapped[int] = mapped_column(
+        ForeignKey("short_links.id", ondelete="CASCADE"), primary_key=True
+    )
     visitor: Mapped[str] = mapped_column(String(32), primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     counted_at: Mapped[dt.datetime] = mapped_column()
@@ -72,13 +75,16 @@ class Booking(TimestampMixin, Base):
     """
 
     __tablename__ = "bookings"
-    __table_args__ = (Index("ix_bookings_tenant_slot", "tenant_id", "slot_start"),
-                      Index("ix_bookings_tenant_status", "tenant_id", "status"))
+    __table_args__ = (
+        Index("ix_bookings_tenant_slot", "tenant_id", "slot_start"),
+        Index("ix_bookings_tenant_status", "tenant_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"),
-                                             index=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
     service_type: Mapped[str | None] = mapped_column(String(64), default=None)
     # Empty for a "1" reply: staff call to agree a time.
     slot_start: Mapped[dt.datetime | None] = mapped_column(default=None)
@@ -87,11 +93,14 @@ class Booking(TimestampMixin, Base):
     status: Mapped[str] = mapped_column(String(16), default=REQUESTED)
     channel: Mapped[str] = mapped_column(String(16))  # page | reply
     link_id: Mapped[int | None] = mapped_column(
-        ForeignKey("short_links.id", ondelete="SET NULL"), default=None)
+        ForeignKey("short_links.id", ondelete="SET NULL"), default=None
+    )
     message_id: Mapped[int | None] = mapped_column(
-        ForeignKey("messages.id", ondelete="SET NULL"), default=None)
+        ForeignKey("messages.id", ondelete="SET NULL"), default=None
+    )
     inbound_id: Mapped[int | None] = mapped_column(
-        ForeignKey("inbound_messages.id", ondelete="SET NULL"), default=None)
+        ForeignKey("inbound_messages.id", ondelete="SET NULL"), default=None
+    )
     # What the message was sent for (a visit report, a campaign), for conversion figures.
     source_type: Mapped[str | None] = mapped_column(String(32), default=None)
     source_id: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -99,12 +108,15 @@ class Booking(TimestampMixin, Base):
     # Confirmed by the office: who goes, and the visit made for it; declined: why (the
     # customer is told).
     staff_id: Mapped[int | None] = mapped_column(
-        ForeignKey("staff.id", ondelete="SET NULL"), default=None, index=True)
+        ForeignKey("staff.id", ondelete="SET NULL"), default=None, index=True
+    )
     visit_id: Mapped[int | None] = mapped_column(
-        ForeignKey("visits.id", ondelete="SET NULL"), default=None)
+        ForeignKey("visits.id", ondelete="SET NULL"), default=None
+    )
     decline_reason: Mapped[str | None] = mapped_column(Text, default=None)
     # The link while this booking is open on it (requested or confirmed, its time ahead);
     # unique, so two posts at once cannot both book through one link. Emptied when it is
     # cancelled or declined, or when its time has passed and the customer books again.
     open_link_id: Mapped[int | None] = mapped_column(
-        ForeignKey("short_links.id", ondelete="SET NULL"), default=None, unique=True)
+        ForeignKey("short_links.id", ondelete="SET NULL"), default=None, unique=True
+    )

@@ -65,13 +65,21 @@ class AlreadyBooked(Conflict):
     """The link holds an open booking already: change or cancel that one instead."""
 
     def __init__(self) -> None:
-        super().__init__("You already have a booking through this link; change its time or "
-                         "cancel it instead of booking again.")
+        super().__init__(
+            "You already have a booking through this link; change its time or "
+            "cancel it instead of booking again."
+        )
 
 
 def _capacity(session: Session, tenant_id: int) -> int:
-    staff = session.scalar(select(func.count()).select_from(Staff).where(
-        Staff.tenant_id == tenant_id, Staff.active.is_(True))) or 0
+    staff = (
+        session.scalar(
+            select(func.count())
+            .select_from(Staff)
+            .where(Staff.tenant_id == tenant_id, Staff.active.is_(True))
+        )
+        or 0
+    )
     return max(1, int(staff))
 
 
@@ -87,24 +95,31 @@ def _slots(tenant: Tenant, now: dt.datetime) -> list[tuple[dt.datetime, dt.datet
             continue
         minute = tenant.work_start_minute
         while minute + tenant.slot_minutes <= tenant.work_end_minute:
-            start = dt.datetime(day.year, day.month, day.day, minute // 60, minute % 60,
-                                tzinfo=zone).astimezone(dt.UTC)
+            start = dt.datetime(
+                day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=zone
+            ).astimezone(dt.UTC)
             if start >= earliest:
                 slots.append((start, start + length))
             minute += tenant.slot_minutes
     return slots
 
 
-def free_slots(*, session: Session, tenant: Tenant, now: dt.datetime
-               ) -> list[tuple[dt.datetime, dt.datetime]]:
+def free_slots(
+    *, session: Session, tenant: Tenant, now: dt.datetime
+) -> list[tuple[dt.datetime, dt.datetime]]:
     """Bookable visits in the coming two weeks, as aware UTC (start, end) pairs."""
     slots = _slots(tenant, now)
     if not slots:
         return []
     taken: dict[dt.datetime, int] = {}
-    for start in session.scalars(select(Booking.slot_start).where(
-            Booking.tenant_id == tenant.id, Booking.status.in_((REQUESTED, CONFIRMED)),
-            Booking.slot_start >= slots[0][0], Booking.slot_start <= slots[-1][0])):
+    for start in session.scalars(
+        select(Booking.slot_start).where(
+            Booking.tenant_id == tenant.id,
+            Booking.status.in_((REQUESTED, CONFIRMED)),
+            Booking.slot_start >= slots[0][0],
+            Booking.slot_start <= slots[-1][0],
+        )
+    ):
         if start is not None:
             key = start.astimezone(dt.UTC)
             taken[key] = taken.get(key, 0) + 1
@@ -113,8 +128,11 @@ def free_slots(*, session: Session, tenant: Tenant, now: dt.datetime
 
 
 def _is_open(booking: Booking, now: dt.datetime) -> bool:
-    return (booking.status in OPEN_BOOKING_STATES and booking.slot_start is not None
-            and booking.slot_start > now)
+    return (
+        booking.status in OPEN_BOOKING_STATES
+        and booking.slot_start is not None
+        and booking.slot_start > now
+    )
 
 
 def open_booking(*, session: Session, link: ShortLink, now: dt.datetime) -> Booking | None:
@@ -131,8 +149,9 @@ def _locked_tenant(session: Session, link: ShortLink) -> Tenant:
     return tenant
 
 
-def _free_slot(session: Session, tenant: Tenant, slot_start: dt.datetime,
-               now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+def _free_slot(
+    session: Session, tenant: Tenant, slot_start: dt.datetime, now: dt.datetime
+) -> tuple[dt.datetime, dt.datetime]:
     wanted = slot_start.astimezone(dt.UTC)
     for slot in free_slots(session=session, tenant=tenant, now=now):
         if slot[0] == wanted:
@@ -140,8 +159,14 @@ def _free_slot(session: Session, tenant: Tenant, slot_start: dt.datetime,
     raise SlotTaken()
 
 
-def book(*, session: Session, link: ShortLink, slot_start: dt.datetime, note: str | None,
-         now: dt.datetime) -> Booking:
+def book(
+    *,
+    session: Session,
+    link: ShortLink,
+    slot_start: dt.datetime,
+    note: str | None,
+    now: dt.datetime,
+) -> Booking:
     """The customer picked a time on the booking page; 409 when it is no longer free, and
     ``AlreadyBooked`` when the link holds an open booking (the same time again answers it:
     a form sent twice books once)."""
@@ -161,11 +186,21 @@ def book(*, session: Session, link: ShortLink, slot_start: dt.datetime, note: st
         session.flush()
     start, end = _free_slot(session, tenant, slot_start, now)
     message = session.get(Message, link.message_id) if link.message_id else None
-    booking = Booking(tenant_id=tenant.id, customer_id=link.customer_id,
-                      service_type=link.service_type, slot_start=start, slot_end=end,
-                      note=note, status=REQUESTED, channel="page", link_id=link.id,
-                      open_link_id=link.id, message_id=message.id if message else None,
-                      source_type=link.source_type, source_id=link.source_id)
+    booking = Booking(
+        tenant_id=tenant.id,
+        customer_id=link.customer_id,
+        service_type=link.service_type,
+        slot_start=start,
+        slot_end=end,
+        note=note,
+        status=REQUESTED,
+        channel="page",
+        link_id=link.id,
+        open_link_id=link.id,
+        message_id=message.id if message else None,
+        source_type=link.source_type,
+        source_id=link.source_id,
+    )
     try:
         with session.begin_nested():
             session.add(booking)
@@ -177,14 +212,16 @@ def book(*, session: Session, link: ShortLink, slot_start: dt.datetime, note: st
     return booking
 
 
-def reschedule(*, session: Session, link: ShortLink, slot_start: dt.datetime,
-               now: dt.datetime) -> Booking:
+def reschedule(
+    *, session: Session, link: ShortLink, slot_start: dt.datetime, now: dt.datetime
+) -> Booking:
     """Move the link's open booking to another free time; staff confirm the new time."""
     tenant = _locked_tenant(session, link)
     held = open_booking(session=session, link=link, now=now)
     if held is None:
-        raise NoOpenBooking("There is no booking to change through this link any more; "
-                            "pick a time to book.")
+        raise NoOpenBooking(
+            "There is no booking to change through this link any more; pick a time to book."
+        )
     if held.slot_start == slot_start.astimezone(dt.UTC):
         return held
     held.slot_start, held.slot_end = _free_slot(session, tenant, slot_start, now)
@@ -205,18 +242,22 @@ def cancel(*, session: Session, link: ShortLink, now: dt.datetime) -> Booking:
     return held
 
 
-def book_from_reply(*, session: Session, reply: InboundMessage, now: dt.datetime
-                    ) -> Booking | None:
+def book_from_reply(*, session: Session, reply: InboundMessage, now: dt.datetime) -> Booking | None:
     """A "1" / 预约 reply: a booking without a time, tied to the message it answered."""
     if reply.tenant_id is None or reply.customer_id is None:
         return None
     replied_to = session.get(Message, reply.in_reply_to_id) if reply.in_reply_to_id else None
-    booking = Booking(tenant_id=reply.tenant_id, customer_id=reply.customer_id,
-                      status=REQUESTED, channel="reply", inbound_id=reply.id,
-                      note=reply.body[:MAX_NOTE],
-                      message_id=replied_to.id if replied_to else None,
-                      source_type=replied_to.source_type if replied_to else None,
-                      source_id=replied_to.source_id if replied_to else None)
+    booking = Booking(
+        tenant_id=reply.tenant_id,
+        customer_id=reply.customer_id,
+        status=REQUESTED,
+        channel="reply",
+        inbound_id=reply.id,
+        note=reply.body[:MAX_NOTE],
+        message_id=replied_to.id if replied_to else None,
+        source_type=replied_to.source_type if replied_to else None,
+        source_id=replied_to.source_id if replied_to else None,
+    )
     session.add(booking)
     session.flush()
     alert_events.booking_requested(session=session, booking=booking)
@@ -230,15 +271,17 @@ def get_booking(*, session: Session, tenant_id: int, booking_id: int) -> Booking
     return booking
 
 
-def list_bookings(*, session: Session, tenant_id: int, status: str | None = None,
-                  limit: int = 200) -> list[Booking]:
+def list_bookings(
+    *, session: Session, tenant_id: int, status: str | None = None, limit: int = 200
+) -> list[Booking]:
     query = select(Booking).where(Booking.tenant_id == tenant_id)
     if status is not None:
         if status not in BOOKING_STATES:
             raise Invalid(f"status must be one of {', '.join(BOOKING_STATES)}.")
         query = query.where(Booking.status == status)
-    return list(session.scalars(query.order_by(Booking.created_at.desc(), Booking.id.desc())
-                                .limit(limit)))
+    return list(
+        session.scalars(query.order_by(Booking.created_at.desc(), Booking.id.desc()).limit(limit))
+    )
 
 
 def when_text(tenant: Tenant, start: dt.datetime) -> str:
@@ -247,8 +290,9 @@ def when_text(tenant: Tenant, start: dt.datetime) -> str:
     return f"{local:%m月%d日}（周{weekday}）{local:%H:%M}"
 
 
-def answer(*, session: Session, tenant: Tenant, booking_id: int, status: str,
-           now: dt.datetime) -> tuple[Booking, int | None]:
+def answer(
+    *, session: Session, tenant: Tenant, booking_id: int, status: str, now: dt.datetime
+) -> tuple[Booking, int | None]:
     """Staff confirm or decline a request; the customer is told once. Returns the message id."""
     if status not in (CONFIRMED, DECLINED):
         raise Invalid("Answer a booking with confirmed or declined.")
@@ -271,8 +315,16 @@ def answer(*, session: Session, tenant: Tenant, booking_id: int, status: str,
         body = f"抱歉，您预约的{service}时间已满，我们会尽快致电为您另约时间。"
     # One message per booking and time: a booking moved and confirmed again is told again.
     when = f"@{int(booking.slot_start.timestamp())}" if booking.slot_start else ""
-    message, new = schedule(session=session, tenant=tenant, customer=customer, channel="sms",
-                            category="service", source_type=f"booking_{status}",
-                            source_id=f"{booking.id}{when}", body=body, due_at=now)
+    message, new = schedule(
+        session=session,
+        tenant=tenant,
+        customer=customer,
+        channel="sms",
+        category="service",
+        source_type=f"booking_{status}",
+        source_id=f"{booking.id}{when}",
+        body=body,
+        due_at=now,
+    )
     session.flush()
     return booking, message.id if new else None

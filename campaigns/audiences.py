@@ -74,25 +74,35 @@ class Audience:
         if data is None:
             return cls()
         if not isinstance(data, Mapping):
-            raise Invalid("The audience must be an object of filters, e.g. "
-                          "{\"service_types\": [\"ac_cleaning\"], \"regions\": [\"上海\"]}.")
+            raise Invalid(
+                "The audience must be an object of filters, e.g. "
+                '{"service_types": ["ac_cleaning"], "regions": ["上海"]}.'
+            )
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise Invalid(f"The audience has no filter {', '.join(map(repr, unknown))}; the "
-                          f"filters are: {', '.join(sorted(known))}.")
+            raise Invalid(
+                f"The audience has no filter {', '.join(map(repr, unknown))}; the "
+                f"filters are: {', '.join(sorted(known))}."
+            )
         values: dict[str, Any] = {}
         for name in ("regions", "tags_any", "tags_all", "service_types"):
             if name in data:
                 values[name] = _texts(data[name], name)
         if "service_types" in values:
-            values["service_types"] = tuple(dict.fromkeys(
-                normalize_service_type(s) for s in values["service_types"]))
+            values["service_types"] = tuple(
+                dict.fromkeys(normalize_service_type(s) for s in values["service_types"])
+            )
         for name in ("last_service_after", "last_service_before"):
             if data.get(name) is not None:
                 values[name] = _date(data[name], name)
-        for name in ("min_days_since_last_service", "max_days_since_last_service",
-                     "min_visits", "max_visits", "min_spend_cents"):
+        for name in (
+            "min_days_since_last_service",
+            "max_days_since_last_service",
+            "min_visits",
+            "max_visits",
+            "min_spend_cents",
+        ):
             if data.get(name) is not None:
                 values[name] = _count(data[name], name)
         if "churn_risk" in data:
@@ -101,25 +111,38 @@ class Audience:
             values["churn_risk"] = data["churn_risk"]
         if "consent" in data:
             if data["consent"] not in ("required", "any"):
-                raise Invalid("consent must be \"required\" (only customers who agreed to "
-                              "marketing messages) or \"any\".")
+                raise Invalid(
+                    'consent must be "required" (only customers who agreed to '
+                    'marketing messages) or "any".'
+                )
             values["consent"] = data["consent"]
         spec = cls(**values)
         spec._check()
         return spec
 
     def _check(self) -> None:
-        if (self.last_service_after and self.last_service_before
-                and self.last_service_after >= self.last_service_before):
-            raise Invalid("last_service_after must be before last_service_before, or no "
-                          "customer can match.")
-        if (self.min_days_since_last_service is not None
-                and self.max_days_since_last_service is not None
-                and self.min_days_since_last_service > self.max_days_since_last_service):
-            raise Invalid("min_days_since_last_service is larger than "
-                          "max_days_since_last_service; no customer can match.")
-        if (self.min_visits is not None and self.max_visits is not None
-                and self.min_visits > self.max_visits):
+        if (
+            self.last_service_after
+            and self.last_service_before
+            and self.last_service_after >= self.last_service_before
+        ):
+            raise Invalid(
+                "last_service_after must be before last_service_before, or no customer can match."
+            )
+        if (
+            self.min_days_since_last_service is not None
+            and self.max_days_since_last_service is not None
+            and self.min_days_since_last_service > self.max_days_since_last_service
+        ):
+            raise Invalid(
+                "min_days_since_last_service is larger than "
+                "max_days_since_last_service; no customer can match."
+            )
+        if (
+            self.min_visits is not None
+            and self.max_visits is not None
+            and self.min_visits > self.max_visits
+        ):
             raise Invalid("min_visits is larger than max_visits; no customer can match.")
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,14 +151,17 @@ class Audience:
         for name, value in asdict(self).items():
             if value in (None, (), [], False) and name != "consent":
                 continue
-            data[name] = value.isoformat() if isinstance(value, dt.date) else (
-                list(value) if isinstance(value, tuple) else value)
+            data[name] = (
+                value.isoformat()
+                if isinstance(value, dt.date)
+                else (list(value) if isinstance(value, tuple) else value)
+            )
         return data
 
 
 def _texts(value: object, name: str) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise Invalid(f"{name} must be a list of names, e.g. [\"上海\", \"浙江\"].")
+        raise Invalid(f'{name} must be a list of names, e.g. ["上海", "浙江"].')
     cleaned: dict[str, None] = {}
     for item in value:
         if not isinstance(item, str):
@@ -184,28 +210,39 @@ def _region_spellings(regions: Sequence[str]) -> list[str]:
 
 
 def _local_midnight(day: dt.date, tenant: Tenant) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(0), tzinfo=ZoneInfo(tenant.timezone)).astimezone(
-        dt.UTC)
+    return dt.datetime.combine(day, dt.time(0), tzinfo=ZoneInfo(tenant.timezone)).astimezone(dt.UTC)
 
 
 def _visits(tenant_id: int, *conditions: ColumnElement[bool]) -> Select[Any]:
-    return select(Visit.id).where(Visit.tenant_id == tenant_id,
-                                  Visit.customer_id == Customer.id,
-                                  Visit.finished_at.is_not(None), *conditions)
+    return select(Visit.id).where(
+        Visit.tenant_id == tenant_id,
+        Visit.customer_id == Customer.id,
+        Visit.finished_at.is_not(None),
+        *conditions,
+    )
 
 
-def conditions(spec: Audience, *, tenant: Tenant, now: dt.datetime
-               ) -> list[ColumnElement[bool]]:
+def conditions(spec: Audience, *, tenant: Tenant, now: dt.datetime) -> list[ColumnElement[bool]]:
     """The spec's filters as conditions on ``Customer`` (reachability not included)."""
     where: list[ColumnElement[bool]] = [Customer.tenant_id == tenant.id]
     if spec.regions:
         where.append(Customer.region.in_(_region_spellings(spec.regions)))
     if spec.tags_any:
-        where.append(exists(select(CustomerTag.id).where(
-            CustomerTag.customer_id == Customer.id, CustomerTag.tag.in_(spec.tags_any))))
+        where.append(
+            exists(
+                select(CustomerTag.id).where(
+                    CustomerTag.customer_id == Customer.id, CustomerTag.tag.in_(spec.tags_any)
+                )
+            )
+        )
     for tag in spec.tags_all:
-        where.append(exists(select(CustomerTag.id).where(
-            CustomerTag.customer_id == Customer.id, CustomerTag.tag == tag)))
+        where.append(
+            exists(
+                select(CustomerTag.id).where(
+                    CustomerTag.customer_id == Customer.id, CustomerTag.tag == tag
+                )
+            )
+        )
     if spec.service_types:
         where.append(exists(_visits(tenant.id, Visit.service_type.in_(spec.service_types))))
 
@@ -213,61 +250,112 @@ def conditions(spec: Audience, *, tenant: Tenant, now: dt.datetime
     # is a newer visit existing; "before" is one existing and none newer.
     typed = (Visit.service_type.in_(spec.service_types),) if spec.service_types else ()
     if spec.last_service_after:
-        where.append(exists(_visits(tenant.id, *typed, Visit.finished_at
-                                    >= _local_midnight(spec.last_service_after, tenant))))
+        where.append(
+            exists(
+                _visits(
+                    tenant.id,
+                    *typed,
+                    Visit.finished_at >= _local_midnight(spec.last_service_after, tenant),
+                )
+            )
+        )
     if spec.max_days_since_last_service is not None:
-        where.append(exists(_visits(tenant.id, *typed, Visit.finished_at >= now
-                                    - dt.timedelta(days=spec.max_days_since_last_service))))
+        where.append(
+            exists(
+                _visits(
+                    tenant.id,
+                    *typed,
+                    Visit.finished_at >= now - dt.timedelta(days=spec.max_days_since_last_service),
+                )
+            )
+        )
     newer: list[ColumnElement[bool]] = []
     if spec.last_service_before:
         newer.append(Visit.finished_at >= _local_midnight(spec.last_service_before, tenant))
     if spec.min_days_since_last_service is not None:
-        newer.append(Visit.finished_at
-                     > now - dt.timedelta(days=spec.min_days_since_last_service))
+        newer.append(Visit.finished_at > now - dt.timedelta(days=spec.min_days_since_last_service))
     if newer:
         where.append(exists(_visits(tenant.id, *typed)))
         where.append(not_(exists(_visits(tenant.id, *typed, or_(*newer)))))
 
     finished = (Visit.tenant_id == tenant.id, Visit.finished_at.is_not(None))
     if spec.min_visits:
-        where.append(Customer.id.in_(
-            select(Visit.customer_id).where(*finished).group_by(Visit.customer_id)
-            .having(func.count(Visit.id) >= spec.min_visits)))
+        where.append(
+            Customer.id.in_(
+                select(Visit.customer_id)
+                .where(*finished)
+                .group_by(Visit.customer_id)
+                .having(func.count(Visit.id) >= spec.min_visits)
+            )
+        )
     if spec.max_visits is not None:
-        where.append(Customer.id.not_in(
-            select(Visit.customer_id).where(*finished).group_by(Visit.customer_id)
-            .having(func.count(Visit.id) > spec.max_visits)))
+        where.append(
+            Customer.id.not_in(
+                select(Visit.customer_id)
+                .where(*finished)
+                .group_by(Visit.customer_id)
+                .having(func.count(Visit.id) > spec.max_visits)
+            )
+        )
     if spec.min_spend_cents:
-        where.append(Customer.id.in_(
-            select(Visit.customer_id).where(*finished).group_by(Visit.customer_id)
-            .having(func.sum(func.coalesce(Visit.amount_cents, 0)) >= spec.min_spend_cents)))
+        where.append(
+            Customer.id.in_(
+                select(Visit.customer_id)
+                .where(*finished)
+                .group_by(Visit.customer_id)
+                .having(func.sum(func.coalesce(Visit.amount_cents, 0)) >= spec.min_spend_cents)
+            )
+        )
     if spec.churn_risk:
         since = now - dt.timedelta(days=CHURN_WINDOW_DAYS)
         where.append(exists(_visits(tenant.id)))
-        where.append(not_(exists(_visits(tenant.id, Visit.finished_at >= since,
-                                         Visit.service_type != BASIC_CLEANING))))
-        where.append(not_(exists(select(InboundMessage.id).where(
-            InboundMessage.tenant_id == tenant.id, InboundMessage.customer_id == Customer.id,
-            InboundMessage.received_at >= since))))
+        where.append(
+            not_(
+                exists(
+                    _visits(
+                        tenant.id, Visit.finished_at >= since, Visit.service_type != BASIC_CLEANING
+                    )
+                )
+            )
+        )
+        where.append(
+            not_(
+                exists(
+                    select(InboundMessage.id).where(
+                        InboundMessage.tenant_id == tenant.id,
+                        InboundMessage.customer_id == Customer.id,
+                        InboundMessage.received_at >= since,
+                    )
+                )
+            )
+        )
     return where
 
 
 def opted_out(tenant: Tenant) -> ColumnElement[bool]:
     """The customer's number is suppressed under the company's signature."""
-    return exists(select(Suppression.id).where(
-        Suppression.tenant_id == tenant.id, Suppression.phone == Customer.phone,
-        Suppression.signature == tenant.signature, Suppression.lifted_at.is_(None)))
+    return exists(
+        select(Suppression.id).where(
+            Suppression.tenant_id == tenant.id,
+            Suppression.phone == Customer.phone,
+            Suppression.signature == tenant.signature,
+            Suppression.lifted_at.is_(None),
+        )
+    )
 
 
 def consented(tenant: Tenant) -> ColumnElement[bool]:
     """An unrevoked marketing consent is on record for the customer's number."""
-    return exists(select(ConsentRecord.id).where(
-        ConsentRecord.tenant_id == tenant.id, ConsentRecord.phone == Customer.phone,
-        ConsentRecord.revoked_at.is_(None)))
+    return exists(
+        select(ConsentRecord.id).where(
+            ConsentRecord.tenant_id == tenant.id,
+            ConsentRecord.phone == Customer.phone,
+            ConsentRecord.revoked_at.is_(None),
+        )
+    )
 
 
-def reachable(spec: Audience, *, tenant: Tenant, now: dt.datetime
-              ) -> list[ColumnElement[bool]]:
+def reachable(spec: Audience, *, tenant: Tenant, now: dt.datetime) -> list[ColumnElement[bool]]:
     """The spec's filters and reachability: the customers a campaign schedules."""
     where = [*conditions(spec, tenant=tenant, now=now), not_(opted_out(tenant))]
     if spec.consent == "required":
@@ -275,8 +363,9 @@ def reachable(spec: Audience, *, tenant: Tenant, now: dt.datetime
     return where
 
 
-def select_ids(spec: Audience, *, tenant: Tenant, now: dt.datetime,
-               extra: Sequence[ColumnElement[bool]] = ()) -> Select[Any]:
+def select_ids(
+    spec: Audience, *, tenant: Tenant, now: dt.datetime, extra: Sequence[ColumnElement[bool]] = ()
+) -> Select[Any]:
     """The ids of the customers the audience reaches (``extra``: the rule's own needs)."""
     return select(Customer.id).where(*reachable(spec, tenant=tenant, now=now), *extra)
 
@@ -305,9 +394,15 @@ class AudiencePreview:
     sample: list[SampleCustomer] = field(default_factory=list)
 
 
-def preview(*, session: Session, tenant: Tenant, spec: Audience, now: dt.datetime,
-            extra: Sequence[ColumnElement[bool]] = (), sample: int = SAMPLE_SIZE
-            ) -> AudiencePreview:
+def preview(
+    *,
+    session: Session,
+    tenant: Tenant,
+    spec: Audience,
+    now: dt.datetime,
+    extra: Sequence[ColumnElement[bool]] = (),
+    sample: int = SAMPLE_SIZE,
+) -> AudiencePreview:
     """Counts in one scan, and up to ``sample`` customers (the reachable ones first)."""
     where = [*conditions(spec, tenant=tenant, now=now), *extra]
     out, agreed = opted_out(tenant), consented(tenant)
@@ -316,20 +411,35 @@ def preview(*, session: Session, tenant: Tenant, spec: Audience, now: dt.datetim
     def count(condition: ColumnElement[bool]) -> Any:
         return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
-    row = session.execute(select(
-        func.count(Customer.id), count(out), count(and_(not_(out), not_(agreed))), count(reach),
-    ).where(*where)).one()
+    row = session.execute(
+        select(
+            func.count(Customer.id),
+            count(out),
+            count(and_(not_(out), not_(agreed))),
+            count(reach),
+        ).where(*where)
+    ).one()
     is_out = out.label("is_out")
     has_consent = agreed.label("has_consent")
-    rows = session.execute(
-        select(Customer.id, Customer.name, Customer.phone, Customer.region, is_out, has_consent)
-        .where(*where)
-        .order_by(case((reach, 0), else_=1), Customer.id).limit(sample)).all() if sample else []
+    rows = (
+        session.execute(
+            select(Customer.id, Customer.name, Customer.phone, Customer.region, is_out, has_consent)
+            .where(*where)
+            .order_by(case((reach, 0), else_=1), Customer.id)
+            .limit(sample)
+        ).all()
+        if sample
+        else []
+    )
     picked = []
     for cid, name, phone, region, was_out, has in rows:
         why = "opted out" if was_out else (None if has else "no marketing consent")
         ok = not was_out and (bool(has) or spec.consent == "any")
         picked.append(SampleCustomer(cid, name, phone, region, ok, why))
-    return AudiencePreview(matched=int(row[0]), opted_out=int(row[1]),
-                           without_consent=int(row[2]), reachable=int(row[3]), sample=picked)
-
+    return AudiencePreview(
+        matched=int(row[0]),
+        opted_out=int(row[1]),
+        without_consent=int(row[2]),
+        reachable=int(row[3]),
+        sample=picked,
+    )

@@ -30,16 +30,42 @@ MAX_YEAR = 2099
 
 # In the order of the Gregorian year's spring: 立春 opens the farming year, as almanacs list them.
 SOLAR_TERMS: tuple[str, ...] = (
-    "立春", "雨水", "惊蛰", "春分", "清明", "谷雨", "立夏", "小满", "芒种", "夏至", "小暑", "大暑",
-    "立秋", "处暑", "白露", "秋分", "寒露", "霜降", "立冬", "小雪", "大雪", "冬至", "小寒", "大寒",
+    "立春",
+    "雨水",
+    "惊蛰",
+    "春分",
+    "清明",
+    "谷雨",
+    "立夏",
+    "小满",
+    "芒种",
+    "夏至",
+    "小暑",
+    "大暑",
+    "立秋",
+    "处暑",
+    "白露",
+    "秋分",
+    "寒露",
+    "霜降",
+    "立冬",
+    "小雪",
+    "大雪",
+    "冬至",
+    "小寒",
+    "大寒",
 )
 
 # Festivals fixed on a lunar (month, day) in the lunar year that starts in the same
 # Gregorian year; 除夕 is the eve of that year's Spring Festival (the last day of the
 # twelfth month has 29 or 30 days, so it is found from 春节, never as a fixed day).
 _LUNAR_DAYS: dict[str, tuple[int, int]] = {
-    "春节": (1, 1), "元宵": (1, 15), "端午": (5, 5),
-    "七夕": (7, 7), "中秋": (8, 15), "重阳": (9, 9),
+    "春节": (1, 1),
+    "元宵": (1, 15),
+    "端午": (5, 5),
+    "七夕": (7, 7),
+    "中秋": (8, 15),
+    "重阳": (9, 9),
 }
 EVE = "除夕"
 LUNAR_FESTIVALS: tuple[str, ...] = (*_LUNAR_DAYS, EVE)
@@ -54,8 +80,10 @@ def _check_year(year: int) -> None:
     if isinstance(year, bool) or not isinstance(year, int):
         raise Invalid(f"The year must be a whole number such as 2026, not {year!r}.")
     if not MIN_YEAR <= year <= MAX_YEAR:
-        raise Invalid(f"The year {year} is outside the calendar we schedule on "
-                      f"({MIN_YEAR}–{MAX_YEAR}); check for a typo.")
+        raise Invalid(
+            f"The year {year} is outside the calendar we schedule on "
+            f"({MIN_YEAR}–{MAX_YEAR}); check for a typo."
+        )
 
 
 def solar_term(name: str, year: int) -> dt.date:
@@ -92,8 +120,9 @@ def lunar_festival(name: str, year: int) -> dt.date:
     """The Gregorian date of a lunar festival (春节, 元宵, 端午, 七夕, 中秋, 重阳, 除夕)."""
     festival = festival_name(name) if isinstance(name, str) else None
     if festival is None:
-        raise Invalid(f"{name!r} is not a festival we can date; use one of: "
-                      f"{'、'.join(LUNAR_FESTIVALS)}.")
+        raise Invalid(
+            f"{name!r} is not a festival we can date; use one of: {'、'.join(LUNAR_FESTIVALS)}."
+        )
     _check_year(year)
     return _lunar_festival(festival, year)
 
@@ -148,23 +177,29 @@ def check_plum_table(table: PlumTable) -> dict[str, dict[int, dt.date]]:
         for year, onset in dates.items():
             _check_year(year)
             if not isinstance(onset, dt.date) or isinstance(onset, dt.datetime):
-                raise Invalid(f"The plum-rain onset for {region} {year} must be a date "
-                              f"such as {year}-06-15.")
+                raise Invalid(
+                    f"The plum-rain onset for {region} {year} must be a date such as {year}-06-15."
+                )
             if onset.year != year:
-                raise Invalid(f"The plum-rain onset filed under {region} {year} is "
-                              f"{onset.isoformat()}, in another year; file it under "
-                              f"{onset.year} or correct the date.")
+                raise Invalid(
+                    f"The plum-rain onset filed under {region} {year} is "
+                    f"{onset.isoformat()}, in another year; file it under "
+                    f"{onset.year} or correct the date."
+                )
             if not 5 <= onset.month <= 7:
-                raise Invalid(f"The plum-rain onset for {region} {year} is "
-                              f"{onset.isoformat()}; 入梅 falls between late May and early "
-                              f"July, so check the month.")
+                raise Invalid(
+                    f"The plum-rain onset for {region} {year} is "
+                    f"{onset.isoformat()}; 入梅 falls between late May and early "
+                    f"July, so check the month."
+                )
             rows[year] = onset
         checked[key] = rows
     return checked
 
 
-def plum_rain_onset(year: int, region: str | None = None, table: PlumTable | None = None
-                    ) -> tuple[dt.date, str]:
+def plum_rain_onset(
+    year: int, region: str | None = None, table: PlumTable | None = None
+) -> tuple[dt.date, str]:
     """入梅 for ``region`` in ``year`` and where the date came from.
 
     The company's table wins when it has the region and year ("table"); otherwise the

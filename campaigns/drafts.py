@@ -37,9 +37,16 @@ class DraftLint:
     rule_text: str | None  # the rule in one line, Chinese, when the draft has a usable one
 
 
-def lint_draft(*, session: Session, tenant: Tenant, template: str,
-               mms: Mapping[str, Any] | None = None, category: str | None = None,
-               rule: Mapping[str, Any] | None = None, preset: str | None = None) -> DraftLint:
+def lint_draft(
+    *,
+    session: Session,
+    tenant: Tenant,
+    template: str,
+    mms: Mapping[str, Any] | None = None,
+    category: str | None = None,
+    rule: Mapping[str, Any] | None = None,
+    preset: str | None = None,
+) -> DraftLint:
     """Lint a campaign's texts before they are saved; ``preset`` gives the category (and
     the rule when none is given), ``category`` overrides it."""
     chosen = get_preset(preset) if preset is not None else None
@@ -52,10 +59,17 @@ def lint_draft(*, session: Session, tenant: Tenant, template: str,
         try:
             rule_text = wording.describe(rules.rule_from_dict(rule))
         except Invalid as error:
-            found.append(fixes.Explained(
-                "rule", "rule", "error", error.detail,
-                "Correct the rule; the presets show rules that work.",
-                "规则无法使用：" + error.detail, None))
+            found.append(
+                fixes.Explained(
+                    "rule",
+                    "rule",
+                    "error",
+                    error.detail,
+                    "Correct the rule; the presets show rules that work.",
+                    "规则无法使用：" + error.detail,
+                    None,
+                )
+            )
     elif chosen is not None:
         rule_text = wording.describe(chosen.rule)
     variant = dict(mms) if mms else None
@@ -65,18 +79,28 @@ def lint_draft(*, session: Session, tenant: Tenant, template: str,
     texts = {"sms": template, "mms": str(variant["body"]) if variant else ""}
     for f in lifecycle.lint_campaign(session=session, tenant=tenant, campaign=draft):
         plain = lint.Finding(f.code, f.severity, f.message, f.hint)  # type: ignore[arg-type]
-        found.append(fixes.explain(plain, text=texts[f.part], signature=tenant.signature,
-                                   part=f.part))
+        found.append(
+            fixes.explain(plain, text=texts[f.part], signature=tenant.signature, part=f.part)
+        )
     errors = sum(f.severity == "error" for f in found)
-    return DraftLint(findings=found, errors=errors,
-                     warnings=sum(f.severity == "warning" for f in found),
-                     can_activate=errors == 0, rule_text=rule_text)
+    return DraftLint(
+        findings=found,
+        errors=errors,
+        warnings=sum(f.severity == "warning" for f in found),
+        can_activate=errors == 0,
+        rule_text=rule_text,
+    )
 
 
-def audience_counts(*, session: Session, tenant: Tenant, now: dt.datetime,
-                    audience: Mapping[str, Any] | None = None,
-                    rule: Mapping[str, Any] | None = None, preset: str | None = None
-                    ) -> AudiencePreview:
+def audience_counts(
+    *,
+    session: Session,
+    tenant: Tenant,
+    now: dt.datetime,
+    audience: Mapping[str, Any] | None = None,
+    rule: Mapping[str, Any] | None = None,
+    preset: str | None = None,
+) -> AudiencePreview:
     """Who a draft reaches: the audience's filters and what the rule needs (the service a
     cadence follows), counted as ``preview.preview`` counts a saved campaign."""
     if rule is not None:
@@ -84,7 +108,14 @@ def audience_counts(*, session: Session, tenant: Tenant, now: dt.datetime,
     elif preset is not None:
         parsed = get_preset(preset).rule
     else:
-        raise Invalid("Give the draft's rule or its preset: who a campaign reaches depends on "
-                      "it (a cadence reaches customers who had that service).")
-    return audience_preview(session=session, tenant=tenant, spec=Audience.from_dict(audience),
-                            now=now, extra=facts.rule_applies(parsed, tenant.id))
+        raise Invalid(
+            "Give the draft's rule or its preset: who a campaign reaches depends on "
+            "it (a cadence reaches customers who had that service)."
+        )
+    return audience_preview(
+        session=session,
+        tenant=tenant,
+        spec=Audience.from_dict(audience),
+        now=now,
+        extra=facts.rule_applies(parsed, tenant.id),
+    )

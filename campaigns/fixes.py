@@ -70,7 +70,7 @@ def _fix(label: str, text: str, edits: Sequence[Edit]) -> Fix | None:
     for edit in ordered:
         if edit.start < at:  # overlapping edits: keep it simple, offer no fix
             return None
-        out += [text[at:edit.start], edit.new]
+        out += [text[at : edit.start], edit.new]
         at = edit.end
     out.append(text[at:])
     return Fix(label, tuple(ordered), "".join(out))
@@ -90,7 +90,7 @@ def _clause_of(text: str, index: int) -> tuple[int, int]:
     start = max(text.rfind(c, 0, index) for c in _CLAUSE_END) + 1
     ends = [i for i in (text.find(c, index) for c in _CLAUSE_END) if i >= 0]
     end = min(ends) + 1 if ends else len(text)
-    if end <= len(text) and text[end - 1:end] == "\n":
+    if end <= len(text) and text[end - 1 : end] == "\n":
         end -= 1  # keep the line break
     return start, end
 
@@ -133,8 +133,9 @@ Explainer = Callable[[lint.Finding, str, str], tuple[str, Fix | None]]
 
 
 def _signature_missing(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
-    return ("公司还没有短信签名，运营商会拒收没有【签名】的短信。"
-            "请在「设置」里填写2–16个字的签名。"), None
+    return (
+        "公司还没有短信签名，运营商会拒收没有【签名】的短信。请在「设置」里填写2–16个字的签名。"
+    ), None
 
 
 def _signature_brackets(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
@@ -142,63 +143,77 @@ def _signature_brackets(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix 
 
 
 def _signature_length(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
-    return (f"签名【{sig}】有{len(sig)}个字，短信平台只接受2–16个字；"
-            "请在「设置」里改用品牌或公司简称。"), None
+    return (
+        f"签名【{sig}】有{len(sig)}个字，短信平台只接受2–16个字；请在「设置」里改用品牌或公司简称。"
+    ), None
 
 
 def _signature_in_body(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
     head = f"【{sig}】"
     at = text.find(head)
     fix = _fix("删除开头的签名", text, [Edit(at, at + len(head), head, "")]) if at >= 0 else None
-    return (f"正文开头写了「{head}」；发送时会自动加上签名，"
-            "写在正文里会出现两次，运营商会拒收。"), fix
+    return (
+        f"正文开头写了「{head}」；发送时会自动加上签名，写在正文里会出现两次，运营商会拒收。"
+    ), fix
 
 
 def _extra_brackets(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
     if f.message.startswith("Sample"):
-        return ("某位客户的资料里含有【或】，放进短信后会被当成第二个签名；请修改该客户的资料，"
-                "或不在模板中使用该变量。"), None
+        return (
+            "某位客户的资料里含有【或】，放进短信后会被当成第二个签名；请修改该客户的资料，"
+            "或不在模板中使用该变量。"
+        ), None
     edits = _replace_all(text, "【", "「") + _replace_all(text, "】", "」")
-    return (f"{_line(f.message)}正文里有【】；运营商只允许签名使用【】，其他的会被当成第二个签名。"
-            "请改用「」或（）。", _fix("把【】换成「」", text, edits))
+    return (
+        f"{_line(f.message)}正文里有【】；运营商只允许签名使用【】，其他的会被当成第二个签名。"
+        "请改用「」或（）。",
+        _fix("把【】换成「」", text, edits),
+    )
 
 
 def _template(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
     names = "、".join(lint.templating.VARIABLES)
-    return (f"模板写法有误，无法为每位客户生成短信：{f.message}"
-            f"可用的变量有 {names}。"), None
+    return (f"模板写法有误，无法为每位客户生成短信：{f.message}可用的变量有 {names}。"), None
 
 
 def _too_long(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
     found = _TOO_LONG.search(f.message) or _SAMPLE_LONG.search(f.message)
-    size = (f"达到{found.group(1)}个字，平台上限为{found.group(2)}个字" if found
-            else "超过平台的字数上限")
+    size = (
+        f"达到{found.group(1)}个字，平台上限为{found.group(2)}个字"
+        if found
+        else "超过平台的字数上限"
+    )
     worst = _WORST.search(f.hint)
     fix = None
     if worst:
         name = worst.group(1)
-        edits = [Edit(m.start(), m.end(), m.group(), f"{{{{ {name} | truncate(8) }}}}")
-                 for m in re.finditer(r"\{\{\s*" + re.escape(name) + r"\s*\}\}", text)]
+        edits = [
+            Edit(m.start(), m.end(), m.group(), f"{{{{ {name} | truncate(8) }}}}")
+            for m in re.finditer(r"\{\{\s*" + re.escape(name) + r"\s*\}\}", text)
+        ]
         fix = _fix(f"把 {name} 截到8个字", text, edits)
-    who = ("某位客户的" if f.message.startswith("Sample")
-           else "加上签名、退订提示和较长的客户资料后，")
+    who = (
+        "某位客户的" if f.message.startswith("Sample") else "加上签名、退订提示和较长的客户资料后，"
+    )
     return f"{who}短信{size}；请删减正文。", fix
 
 
 def _sample(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
-    return ("有客户缺少模板用到的资料，短信无法生成；请为变量加上默认值，"
-            "例如 {{ staff_name | default('师傅') }}。"), None
+    return (
+        "有客户缺少模板用到的资料，短信无法生成；请为变量加上默认值，"
+        "例如 {{ staff_name | default('师傅') }}。"
+    ), None
 
 
 def _footer_missing(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
-    return ("营销短信必须告诉客户如何退订（工信部第31号令），"
-            "这条短信没有，公司也没有设置退订提示。",
-            _fix(f"在结尾加上「{OPT_OUT}」", text, _append_opt_out(text, OPT_OUT)))
+    return (
+        "营销短信必须告诉客户如何退订（工信部第31号令），这条短信没有，公司也没有设置退订提示。",
+        _fix(f"在结尾加上「{OPT_OUT}」", text, _append_opt_out(text, OPT_OUT)),
+    )
 
 
 def _footer_position(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
-    phrase = next((p for p in (*lint.KEYWORD_OPT_OUTS, lint.PLATFORM_OPT_OUT) if p in text),
-                  None)
+    phrase = next((p for p in (*lint.KEYWORD_OPT_OUTS, lint.PLATFORM_OPT_OUT) if p in text), None)
     fix = None
     if phrase is not None:
         at = text.find(phrase)
@@ -208,8 +223,11 @@ def _footer_position(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | N
         tail = len(text.rstrip())
         if end < tail:
             sep = "" if text[:tail].rstrip()[-1:] in "。！!？?" else "。"
-            fix = _fix(f"把「{phrase}」移到结尾", text, [
-                Edit(at, end, text[at:end], ""), Edit(tail, len(text), text[tail:], sep + phrase)])
+            fix = _fix(
+                f"把「{phrase}」移到结尾",
+                text,
+                [Edit(at, end, text[at:end], ""), Edit(tail, len(text), text[tail:], sep + phrase)],
+            )
     return "退订提示写在了短信中间；平台要求放在结尾。", fix
 
 
@@ -222,9 +240,11 @@ def _link(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
         "link_shortener": "是短链接；平台无法审核跳转后的网址，会拒收",
         "link_domain": "不在公司备案的域名下；平台只接受发送方自己已备案域名的链接",
     }[f.code]
-    return (f"{_line(f.message)}链接「{shown}」{reason}。"
-            f"可改用 {BOOKING_LINK}（每位客户专属的预约链接）。",
-            _fix("换成预约链接", text, edits))
+    return (
+        f"{_line(f.message)}链接「{shown}」{reason}。"
+        f"可改用 {BOOKING_LINK}（每位客户专属的预约链接）。",
+        _fix("换成预约链接", text, edits),
+    )
 
 
 def _refused_topic(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
@@ -235,22 +255,28 @@ def _refused_topic(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | Non
     else:
         fix = _drop_clause(text, word, f"删除含「{word}」的这一句") if word else None
     level = "会被拒绝" if f.severity == "error" else "可能被拒绝"
-    return (f"{_line(f.message)}「{word}」属于「{topic}」，短信平台审核模板时{level}；"
-            "请删掉这一句，只写本次服务提醒和预约方式。", fix)
+    return (
+        f"{_line(f.message)}「{word}」属于「{topic}」，短信平台审核模板时{level}；"
+        "请删掉这一句，只写本次服务提醒和预约方式。",
+        fix,
+    )
 
 
 def _personal_phone(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
     number = (_WORD.findall(f.message) or [""])[0]
     edits = _replace_all(text, number, BOOKING_LINK) if number else []
-    return (f"「{number}」是手机号；平台不允许在短信里留个人手机，"
-            "请改用公司座机、400电话或预约链接。",
-            _fix("换成预约链接", text, edits))
+    return (
+        f"「{number}」是手机号；平台不允许在短信里留个人手机，请改用公司座机、400电话或预约链接。",
+        _fix("换成预约链接", text, edits),
+    )
 
 
 def _qr_code(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
     word = (_WORD.findall(f.message) or [""])[0]
-    return ("阿里云彩信不允许出现二维码或“扫码”字样；请改用预约链接。",
-            _drop_clause(text, word, f"删除含「{word}」的这一句") if word else None)
+    return (
+        "阿里云彩信不允许出现二维码或“扫码”字样；请改用预约链接。",
+        _drop_clause(text, word, f"删除含「{word}」的这一句") if word else None,
+    )
 
 
 def _special_symbol(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | None]:
@@ -258,8 +284,10 @@ def _special_symbol(f: lint.Finding, text: str, sig: str) -> tuple[str, Fix | No
     taken = {i for e in edits for i in range(e.start, e.end)}
     for symbol in lint.SPECIAL_SYMBOLS:
         edits += [e for e in _replace_all(text, symbol, "") if e.start not in taken]
-    return ("短信里有平台会拒收或显示成乱码的符号；金额请写成“100元”，不要用星号、勾号和箭头。",
-            _fix("去掉特殊符号", text, edits))
+    return (
+        "短信里有平台会拒收或显示成乱码的符号；金额请写成“100元”，不要用星号、勾号和箭头。",
+        _fix("去掉特殊符号", text, edits),
+    )
 
 
 _EXPLAIN: dict[str, Explainer] = {
@@ -284,8 +312,7 @@ _EXPLAIN: dict[str, Explainer] = {
 }
 
 
-def explain(finding: lint.Finding, *, text: str, signature: str, part: str = "sms"
-            ) -> Explained:
+def explain(finding: lint.Finding, *, text: str, signature: str, part: str = "sms") -> Explained:
     """The finding with its Chinese sentence and, where one exists, a fix to ``text``."""
     text = normalize(text)
     explainer = _EXPLAIN.get(finding.code)
@@ -295,5 +322,6 @@ def explain(finding: lint.Finding, *, text: str, signature: str, part: str = "sm
         sentence, fix = explainer(finding, text, signature.strip())
     if fix is not None and fix.result == text:
         fix = None
-    return Explained(part, finding.code, finding.severity, finding.message, finding.hint,
-                     sentence, fix)
+    return Explained(
+        part, finding.code, finding.severity, finding.message, finding.hint, sentence, fix
+    )

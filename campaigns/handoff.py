@@ -67,8 +67,9 @@ class HandOff:
     failed: dict[int, str] = field(default_factory=dict)
 
 
-def hand_off_due(*, session: Session, now: dt.datetime, limit: int = HAND_OFF_BATCH,
-                 mms: bool = False) -> HandOff:
+def hand_off_due(
+    *, session: Session, now: dt.datetime, limit: int = HAND_OFF_BATCH, mms: bool = False
+) -> HandOff:
     """Hand up to ``limit`` due occurrences of active campaigns to the outbox.
 
     ``mms``: the provider carries MMS, so a campaign with an MMS variant and a picture
@@ -76,11 +77,17 @@ def hand_off_due(*, session: Session, now: dt.datetime, limit: int = HAND_OFF_BA
     LOCKED``, so two ticks never hand off the same occurrence.
     """
     now = aware(now, "now")
-    due = (select(CampaignOccurrence.id, CampaignOccurrence.campaign_id)
-           .join(Campaign, Campaign.id == CampaignOccurrence.campaign_id)
-           .where(CampaignOccurrence.status == PENDING, CampaignOccurrence.due_at <= now,
-                  Campaign.status == ACTIVE)
-           .order_by(CampaignOccurrence.due_at, CampaignOccurrence.id).limit(limit))
+    due = (
+        select(CampaignOccurrence.id, CampaignOccurrence.campaign_id)
+        .join(Campaign, Campaign.id == CampaignOccurrence.campaign_id)
+        .where(
+            CampaignOccurrence.status == PENDING,
+            CampaignOccurrence.due_at <= now,
+            Campaign.status == ACTIVE,
+        )
+        .order_by(CampaignOccurrence.due_at, CampaignOccurrence.id)
+        .limit(limit)
+    )
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         due = due.with_for_update(of=CampaignOccurrence, skip_locked=True)
@@ -97,16 +104,27 @@ def hand_off_due(*, session: Session, now: dt.datetime, limit: int = HAND_OFF_BA
                 made += _hand_off_campaign(session, campaign_id, ids, now, mms, postgres)
         except Exception as error:  # one campaign's fault must not stall every company's
             failed[campaign_id] = f"{type(error).__name__}: {error}"[:300]
-            session.execute(update(CampaignOccurrence).where(
-                CampaignOccurrence.id.in_(ids), CampaignOccurrence.status == PENDING)
-                .values(due_at=now + HAND_OFF_RETRY, updated_at=now,
-                        detail=f"The hand-off failed ({type(error).__name__}); it is tried "
-                               "again in ten minutes."))
+            session.execute(
+                update(CampaignOccurrence)
+                .where(CampaignOccurrence.id.in_(ids), CampaignOccurrence.status == PENDING)
+                .values(
+                    due_at=now + HAND_OFF_RETRY,
+                    updated_at=now,
+                    detail=f"The hand-off failed ({type(error).__name__}); it is tried "
+                    "again in ten minutes.",
+                )
+            )
     return HandOff(claimed=claimed, message_ids=made, failed=failed)
 
 
-def _hand_off_campaign(session: Session, campaign_id: int, ids: Sequence[int],
-                       now: dt.datetime, mms: bool, postgres: bool) -> list[int]:
+def _hand_off_campaign(
+    session: Session,
+    campaign_id: int,
+    ids: Sequence[int],
+    now: dt.datetime,
+    mms: bool,
+    postgres: bool,
+) -> list[int]:
     # A shared lock: a pause waits for this hand-off, or this one sees the pause.
     locked = select(Campaign).where(Campaign.id == campaign_id)
     if postgres:
@@ -121,17 +139,32 @@ def _hand_off_campaign(session: Session, campaign_id: int, ids: Sequence[int],
     return _schedule(session, tenant, campaign, ids, now, mms)
 
 
-def _cancel_opted_out(session: Session, tenant: Tenant, ids: Sequence[int],
-                      now: dt.datetime) -> None:
-    suppressed = exists(select(Suppression.id).join(
-        Customer, and_(Customer.tenant_id == Suppression.tenant_id,
-                       Customer.phone == Suppression.phone)).where(
-        Customer.id == CampaignOccurrence.customer_id, Suppression.tenant_id == tenant.id,
-        Suppression.signature == tenant.signature, Suppression.lifted_at.is_(None)))
-    session.execute(update(CampaignOccurrence).where(
-        CampaignOccurrence.id.in_(ids), CampaignOccurrence.status == PENDING, suppressed)
-        .values(status=CANCELLED, reason=OPTED_OUT, updated_at=now,
-                detail="The customer opted out before it was due."))
+def _cancel_opted_out(
+    session: Session, tenant: Tenant, ids: Sequence[int], now: dt.datetime
+) -> None:
+    suppressed = exists(
+        select(Suppression.id)
+        .join(
+            Customer,
+            and_(Customer.tenant_id == Suppression.tenant_id, Customer.phone == Suppression.phone),
+        )
+        .where(
+            Customer.id == CampaignOccurrence.customer_id,
+            Suppression.tenant_id == tenant.id,
+            Suppression.signature == tenant.signature,
+            Suppression.lifted_at.is_(None),
+        )
+    )
+    session.execute(
+        update(CampaignOccurrence)
+        .where(CampaignOccurrence.id.in_(ids), CampaignOccurrence.status == PENDING, suppressed)
+        .values(
+            status=CANCELLED,
+            reason=OPTED_OUT,
+            updated_at=now,
+            detail="The customer opted out before it was due.",
+        )
+    )
 
 
 def campaign_source(campaign_id: int, source_id: Any) -> ColumnElement[bool]:
@@ -139,38 +172,64 @@ def campaign_source(campaign_id: int, source_id: Any) -> ColumnElement[bool]:
     return or_(source_id == str(campaign_id), source_id.like(f"{campaign_id}:%"))
 
 
-def _cancel_booked_early(session: Session, campaign: Campaign, ids: Sequence[int],
-                         now: dt.datetime) -> None:
+def _cancel_booked_early(
+    session: Session, campaign: Campaign, ids: Sequence[int], now: dt.datetime
+) -> None:
     """Cancel when the customer booked or had the service since the occurrence's basis."""
     occ = CampaignOccurrence
-    visit = select(Visit.id).where(Visit.tenant_id == campaign.tenant_id,
-                                   Visit.customer_id == occ.customer_id,
-                                   Visit.finished_at > occ.basis_at)
-    booked = select(Booking.id).where(Booking.tenant_id == campaign.tenant_id,
-                                      Booking.customer_id == occ.customer_id,
-                                      Booking.created_at > occ.basis_at,
-                                      Booking.status.not_in((DECLINED, BOOKING_CANCELLED)))
+    visit = select(Visit.id).where(
+        Visit.tenant_id == campaign.tenant_id,
+        Visit.customer_id == occ.customer_id,
+        Visit.finished_at > occ.basis_at,
+    )
+    booked = select(Booking.id).where(
+        Booking.tenant_id == campaign.tenant_id,
+        Booking.customer_id == occ.customer_id,
+        Booking.created_at > occ.basis_at,
+        Booking.status.not_in((DECLINED, BOOKING_CANCELLED)),
+    )
     if campaign.service_type is not None:
         visit = visit.where(Visit.service_type == campaign.service_type)
-        booked = booked.where(or_(
-            Booking.service_type == campaign.service_type,
-            and_(Booking.source_type == SOURCE_TYPE,
-                 campaign_source(campaign.id, Booking.source_id))))
-    session.execute(update(occ).where(
-        occ.id.in_(ids), occ.status == PENDING, occ.basis_at.is_not(None),
-        or_(exists(visit), exists(booked)))
-        .values(status=CANCELLED, reason=BOOKED_EARLY, updated_at=now,
-                detail="The customer booked or had this service since the reminder was "
-                       "planned."))
+        booked = booked.where(
+            or_(
+                Booking.service_type == campaign.service_type,
+                and_(
+                    Booking.source_type == SOURCE_TYPE,
+                    campaign_source(campaign.id, Booking.source_id),
+                ),
+            )
+        )
+    session.execute(
+        update(occ)
+        .where(
+            occ.id.in_(ids),
+            occ.status == PENDING,
+            occ.basis_at.is_not(None),
+            or_(exists(visit), exists(booked)),
+        )
+        .values(
+            status=CANCELLED,
+            reason=BOOKED_EARLY,
+            updated_at=now,
+            detail="The customer booked or had this service since the reminder was planned.",
+        )
+    )
 
 
-def _schedule(session: Session, tenant: Tenant, campaign: Campaign, ids: Sequence[int],
-              now: dt.datetime, mms: bool) -> list[int]:
+def _schedule(
+    session: Session,
+    tenant: Tenant,
+    campaign: Campaign,
+    ids: Sequence[int],
+    now: dt.datetime,
+    mms: bool,
+) -> list[int]:
     rows = session.execute(
         select(CampaignOccurrence, Customer)
         .join(Customer, Customer.id == CampaignOccurrence.customer_id)
         .where(CampaignOccurrence.id.in_(ids), CampaignOccurrence.status == PENDING)
-        .order_by(CampaignOccurrence.id).execution_options(populate_existing=True)
+        .order_by(CampaignOccurrence.id)
+        .execution_options(populate_existing=True)
     ).all()
     if not rows:
         return []
@@ -191,8 +250,7 @@ def _schedule(session: Session, tenant: Tenant, campaign: Campaign, ids: Sequenc
         try:
             if picture is not None and campaign.mms:
                 channel, media = "mms", [picture]
-                body = templating.render(mms_template(campaign.mms),
-                                         facts[person.id].variables())
+                body = templating.render(mms_template(campaign.mms), facts[person.id].variables())
             else:
                 channel, media = "sms", []
                 body = templating.render(campaign.template, facts[person.id].variables())
@@ -201,15 +259,25 @@ def _schedule(session: Session, tenant: Tenant, campaign: Campaign, ids: Sequenc
             occurrence.detail, occurrence.updated_at = error.detail, now
             continue
         message, _ = outbox.schedule(
-            session=session, tenant=tenant, customer=person, channel=channel,
-            category=campaign.category, source_type=SOURCE_TYPE,
-            source_id=f"{campaign.id}:{occurrence.id}", body=body, due_at=occurrence.due_at,
-            media_urls=media)
+            session=session,
+            tenant=tenant,
+            customer=person,
+            channel=channel,
+            category=campaign.category,
+            source_type=SOURCE_TYPE,
+            source_id=f"{campaign.id}:{occurrence.id}",
+            body=body,
+            due_at=occurrence.due_at,
+            media_urls=media,
+        )
         link = links[person.id]
         if link.message_id is None:
             link.message_id = message.id
         occurrence.status, occurrence.message_id, occurrence.updated_at = (
-            HANDED_OFF, message.id, now)
+            HANDED_OFF,
+            message.id,
+            now,
+        )
         made.append(message.id)
     session.flush()
     return made

@@ -62,8 +62,6 @@ MAX_NAME = 100
 MAX_SUBJECT = 40
 
 
-
-
 # --- campaigns ------------------------------------------------------------------------------
 
 
@@ -79,12 +77,16 @@ def _check_mms(session: Session, tenant: Tenant, data: object) -> dict[str, Any]
     if data is None:
         return None
     if not isinstance(data, Mapping):
-        raise Invalid("The MMS variant must be an object: {\"subject\": …, \"body\": …, "
-                      "\"image_media_id\": …} (or \"image_url\").")
+        raise Invalid(
+            'The MMS variant must be an object: {"subject": …, "body": …, '
+            '"image_media_id": …} (or "image_url").'
+        )
     unknown = sorted(set(data) - {"subject", "body", "image_media_id", "image_url"})
     if unknown:
-        raise Invalid(f"The MMS variant has no field {', '.join(map(repr, unknown))}; its "
-                      f"fields are subject, body, image_media_id and image_url.")
+        raise Invalid(
+            f"The MMS variant has no field {', '.join(map(repr, unknown))}; its "
+            f"fields are subject, body, image_media_id and image_url."
+        )
     subject = data.get("subject") or ""
     if not isinstance(subject, str) or len(subject) > MAX_SUBJECT:
         raise Invalid(f"The MMS subject must be text of at most {MAX_SUBJECT} characters.")
@@ -101,10 +103,16 @@ def _check_mms(session: Session, tenant: Tenant, data: object) -> dict[str, Any]
     if image_url is not None:
         parts = urlsplit(image_url) if isinstance(image_url, str) else None
         if parts is None or parts.scheme != "https" or not parts.hostname:
-            raise Invalid("image_url must be an https:// address of a JPEG or PNG picture; "
-                          "providers fetch it when sending.")
-    return {"subject": subject.strip() or None, "body": body, "image_media_id": media_id,
-            "image_url": image_url}
+            raise Invalid(
+                "image_url must be an https:// address of a JPEG or PNG picture; "
+                "providers fetch it when sending."
+            )
+    return {
+        "subject": subject.strip() or None,
+        "body": body,
+        "image_media_id": media_id,
+        "image_url": image_url,
+    }
 
 
 PICTURE_KINDS = ("mms", "display")  # a photo's MMS picture, its display copy when it has none
@@ -117,12 +125,16 @@ def picture_url(session: Session, tenant_id: int, media_id: int) -> str:
         raise Invalid(f"There is no media {media_id} in this company to attach to the MMS.")
     found = session.execute(
         select(Rendition.kind, Rendition.token).where(
-            Rendition.media_id == media_id, Rendition.kind.in_(PICTURE_KINDS))).all()
+            Rendition.media_id == media_id, Rendition.kind.in_(PICTURE_KINDS)
+        )
+    ).all()
     tokens = dict(cast(Iterable[tuple[str, str]], found))
     token = tokens.get("mms") or tokens.get("display")
     if token is None:
-        raise Invalid(f"Media {media_id} has no picture ready for MMS yet (it may still be "
-                      f"processing, or it is not a photo); try again in a minute.")
+        raise Invalid(
+            f"Media {media_id} has no picture ready for MMS yet (it may still be "
+            f"processing, or it is not a photo); try again in a minute."
+        )
     return f"{get_settings().public_url}/m/{token}.jpg"
 
 
@@ -131,14 +143,19 @@ def picture_in_use(*, session: Session, rendition: Rendition) -> bool:
     picture: its messages carry the picture's public link, which providers fetch at send."""
     if rendition.kind not in PICTURE_KINDS:
         return False
-    variants = session.scalars(select(Campaign.mms).where(
-        Campaign.tenant_id == rendition.tenant_id, Campaign.status != ARCHIVED))
-    if not any(isinstance(v, dict) and v.get("image_media_id") == rendition.media_id
-               for v in variants):
+    variants = session.scalars(
+        select(Campaign.mms).where(
+            Campaign.tenant_id == rendition.tenant_id, Campaign.status != ARCHIVED
+        )
+    )
+    if not any(
+        isinstance(v, dict) and v.get("image_media_id") == rendition.media_id for v in variants
+    ):
         return False
     try:
         return picture_url(session, rendition.tenant_id, rendition.media_id).endswith(
-            f"/m/{rendition.token}.jpg")
+            f"/m/{rendition.token}.jpg"
+        )
     except Invalid:
         return False
 
@@ -159,17 +176,26 @@ def _name(value: object) -> str:
     return value.strip()
 
 
-def create_campaign(*, session: Session, tenant: Tenant, name: str | None = None,
-                    preset: str | None = None, rule: Mapping[str, object] | None = None,
-                    audience: Mapping[str, object] | None = None, template: str | None = None,
-                    mms: Mapping[str, object] | None = None,
-                    service_type: str | None = None) -> Campaign:
+def create_campaign(
+    *,
+    session: Session,
+    tenant: Tenant,
+    name: str | None = None,
+    preset: str | None = None,
+    rule: Mapping[str, object] | None = None,
+    audience: Mapping[str, object] | None = None,
+    template: str | None = None,
+    mms: Mapping[str, object] | None = None,
+    service_type: str | None = None,
+) -> Campaign:
     """A draft campaign, from scratch or from a preset (whose parts the others override)."""
     chosen = get_preset(preset) if preset is not None else None
     if chosen is None and rule is None:
-        raise Invalid("A campaign needs a rule (e.g. {\"kind\": \"cadence\", \"service_type\": "
-                      "\"ac_cleaning\", \"every_days\": 90}) or a preset to start from; the "
-                      "presets are listed at GET /v1/campaign-presets.")
+        raise Invalid(
+            'A campaign needs a rule (e.g. {"kind": "cadence", "service_type": '
+            '"ac_cleaning", "every_days": 90}) or a preset to start from; the '
+            "presets are listed at GET /v1/campaign-presets."
+        )
     if chosen is None and template is None:
         raise Invalid("A campaign needs the text of its message (template), or a preset.")
     if rule is not None:
@@ -185,20 +211,30 @@ def create_campaign(*, session: Session, tenant: Tenant, name: str | None = None
     if mms is not None:
         variant = _check_mms(session, tenant, mms)
     elif chosen is not None:
-        variant = _check_mms(session, tenant, {"subject": chosen.mms.subject,
-                                               "body": chosen.mms.body})
+        variant = _check_mms(
+            session, tenant, {"subject": chosen.mms.subject, "body": chosen.mms.body}
+        )
     else:
         variant = None
     kind_service = parsed.service_type if isinstance(parsed, rules.Cadence) else None
     preset_service = chosen.service_types[0] if chosen and chosen.service_types else None
     campaign = Campaign(
-        tenant_id=tenant.id, name=_name(name if name is not None else (
-            chosen.title if chosen else rules.describe(parsed)[:MAX_NAME])),
-        preset=chosen.name if chosen else None, rule=rules.to_dict(parsed),
+        tenant_id=tenant.id,
+        name=_name(
+            name
+            if name is not None
+            else (chosen.title if chosen else rules.describe(parsed)[:MAX_NAME])
+        ),
+        preset=chosen.name if chosen else None,
+        rule=rules.to_dict(parsed),
         audience=spec.to_dict(),
         service_type=_service_type(service_type) or kind_service or preset_service,
-        template=body, mms=variant,
-        category=chosen.category if chosen else "marketing", status=DRAFT, version=1)
+        template=body,
+        mms=variant,
+        category=chosen.category if chosen else "marketing",
+        status=DRAFT,
+        version=1,
+    )
     session.add(campaign)
     session.flush()
     return campaign
@@ -215,13 +251,17 @@ def get_campaign(*, session: Session, tenant_id: int, campaign_id: int) -> Campa
 def _locked(session: Session, tenant_id: int, campaign_id: int) -> Campaign:
     """The campaign, its row locked: state changes and hand-offs take turns on it."""
     get_campaign(session=session, tenant_id=tenant_id, campaign_id=campaign_id)
-    return session.execute(select(Campaign).where(Campaign.id == campaign_id)
-                           .with_for_update().execution_options(populate_existing=True)
-                           ).scalar_one()
+    return session.execute(
+        select(Campaign)
+        .where(Campaign.id == campaign_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
 
 
-def list_campaigns(*, session: Session, tenant_id: int, page: PageParams,
-                   status: str | None = None) -> tuple[list[Campaign], int]:
+def list_campaigns(
+    *, session: Session, tenant_id: int, page: PageParams, status: str | None = None
+) -> tuple[list[Campaign], int]:
     stmt = select(Campaign).where(Campaign.tenant_id == tenant_id)
     if status is not None:
         if status not in CAMPAIGN_STATES:
@@ -230,8 +270,9 @@ def list_campaigns(*, session: Session, tenant_id: int, page: PageParams,
     return paginate(session, stmt.order_by(Campaign.id.desc()), page)
 
 
-def update_campaign(*, session: Session, tenant: Tenant, campaign_id: int,
-                    changes: CampaignUpdate, now: dt.datetime) -> Campaign:
+def update_campaign(
+    *, session: Session, tenant: Tenant, campaign_id: int, changes: CampaignUpdate, now: dt.datetime
+) -> Campaign:
     """Edit a campaign (the fields set in ``changes``). Changing what it sends or to whom
     makes a new version: pending occurrences not yet due are recomputed; those due or
     handed off stay as they are.
@@ -242,8 +283,10 @@ def update_campaign(*, session: Session, tenant: Tenant, campaign_id: int,
     given = changes.model_dump(exclude_unset=True)
     campaign = _locked(session, tenant.id, campaign_id)
     if campaign.status == ARCHIVED:
-        raise Conflict("This campaign is archived and cannot change; create a new one (from "
-                       "the same preset if you like).")
+        raise Conflict(
+            "This campaign is archived and cannot change; create a new one (from "
+            "the same preset if you like)."
+        )
     for required in ("rule", "template"):
         if required in given and given[required] is None:
             raise Invalid(f"A campaign always has a {required}; send the new one instead.")
@@ -257,7 +300,8 @@ def update_campaign(*, session: Session, tenant: Tenant, campaign_id: int,
             wanted["service_type"] = parsed.service_type
     if "audience" in given:
         wanted["audience"] = Audience.from_dict(
-            cast(Mapping[str, object] | None, given["audience"])).to_dict()
+            cast(Mapping[str, object] | None, given["audience"])
+        ).to_dict()
     if given.get("template") is not None:
         wanted["template"] = _check_template(given["template"], "template")
     if "mms" in given:
@@ -267,9 +311,20 @@ def update_campaign(*, session: Session, tenant: Tenant, campaign_id: int,
     changed = {k: v for k, v in wanted.items() if getattr(campaign, k) != v}
     material = bool(set(changed) - {"name"})
     if material and campaign.status in (ACTIVE, PAUSED):
-        current = {c: getattr(campaign, c) for c in (
-            "id", "tenant_id", "name", "rule", "audience", "service_type", "template", "mms",
-            "category")}
+        current = {
+            c: getattr(campaign, c)
+            for c in (
+                "id",
+                "tenant_id",
+                "name",
+                "rule",
+                "audience",
+                "service_type",
+                "template",
+                "mms",
+                "category",
+            )
+        }
         draft = Campaign(**{**current, **changed})  # never added to the session
         _require_clean_lint(session, tenant, draft, now)
     for attr, value in changed.items():
@@ -277,9 +332,13 @@ def update_campaign(*, session: Session, tenant: Tenant, campaign_id: int,
     if material:
         campaign.version += 1
         # Only what is not yet due: due and handed-off occurrences belong to the past.
-        session.execute(delete(CampaignOccurrence).where(
-            CampaignOccurrence.campaign_id == campaign.id,
-            CampaignOccurrence.status == PENDING, CampaignOccurrence.due_at > now))
+        session.execute(
+            delete(CampaignOccurrence).where(
+                CampaignOccurrence.campaign_id == campaign.id,
+                CampaignOccurrence.status == PENDING,
+                CampaignOccurrence.due_at > now,
+            )
+        )
     campaign.updated_at = now
     session.flush()
     return campaign
@@ -305,7 +364,8 @@ class LintFailed(Invalid):
         super().__init__(
             f"The campaign cannot be activated: its texts have {len(errors)} "
             f"problem{'s' if len(errors) != 1 else ''} that providers or the compliance gate "
-            f"would refuse. First: {errors[0].message} {errors[0].hint}")
+            f"would refuse. First: {errors[0].message} {errors[0].hint}"
+        )
         self.findings = list(findings)
 
 
@@ -314,10 +374,13 @@ def _tenant_domains() -> list[str]:
     return [host] if host else []
 
 
-
-
-def lint_campaign(*, session: Session, tenant: Tenant, campaign: Campaign,
-                  samples: Sequence[templating.MessageFacts] = ()) -> list[LintFinding]:
+def lint_campaign(
+    *,
+    session: Session,
+    tenant: Tenant,
+    campaign: Campaign,
+    samples: Sequence[templating.MessageFacts] = (),
+) -> list[LintFinding]:
     """What providers or our gate would refuse in the campaign's texts, as sent."""
     footer = compliance.policy_for(session=session, tenant_id=tenant.id).opt_out_footer
     variables = [s.variables() for s in samples]
@@ -326,9 +389,15 @@ def lint_campaign(*, session: Session, tenant: Tenant, campaign: Campaign,
     if campaign.mms:
         parts.append(("mms", mms_template(campaign.mms)))
     for part, body in parts:
-        for f in lint.lint(body, signature=tenant.signature, category=campaign.category,
-                           tenant_domains=_tenant_domains(), footer=footer,
-                           rendered_samples=variables, channel=part):
+        for f in lint.lint(
+            body,
+            signature=tenant.signature,
+            category=campaign.category,
+            tenant_domains=_tenant_domains(),
+            footer=footer,
+            rendered_samples=variables,
+            channel=part,
+        ):
             found.append(LintFinding(part, f.code, f.severity, f.message, f.hint))
     return found
 
@@ -338,30 +407,47 @@ def mms_template(variant: Mapping[str, Any]) -> str:
     return f"{subject}\n{variant['body']}" if subject else str(variant["body"])
 
 
-def _require_clean_lint(session: Session, tenant: Tenant, campaign: Campaign,
-                        now: dt.datetime) -> None:
+def _require_clean_lint(
+    session: Session, tenant: Tenant, campaign: Campaign, now: dt.datetime
+) -> None:
     people = sample_customers(session, tenant, campaign, now, PREVIEW_CUSTOMERS)
     facts = message_facts(session, tenant, campaign, people, now=now, links=None)
-    findings = lint_campaign(session=session, tenant=tenant, campaign=campaign,
-                             samples=[facts[c.id] for c in people])
+    findings = lint_campaign(
+        session=session, tenant=tenant, campaign=campaign, samples=[facts[c.id] for c in people]
+    )
     if any(f.severity == "error" for f in findings):
         raise LintFailed(findings)
 
 
 def _audit(session: Session, actor: Actor | None, action: str, campaign: Campaign) -> None:
-    audit.record(session, actor, action, f"campaign:{campaign.id}", {"name": campaign.name},
-                 tenant_id=campaign.tenant_id)
+    audit.record(
+        session,
+        actor,
+        action,
+        f"campaign:{campaign.id}",
+        {"name": campaign.name},
+        tenant_id=campaign.tenant_id,
+    )
 
 
-def activate(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetime,
-             actor: Actor | None = None, _action: str = "campaign.activated") -> Campaign:
+def activate(
+    *,
+    session: Session,
+    tenant: Tenant,
+    campaign_id: int,
+    now: dt.datetime,
+    actor: Actor | None = None,
+    _action: str = "campaign.activated",
+) -> Campaign:
     """Start the campaign: its texts must lint clean; occurrences follow at the next tick.
     Who did it (``actor``, None: the system) goes into the audit log."""
     now = aware(now, "now")
     campaign = _locked(session, tenant.id, campaign_id)
     if campaign.status == ARCHIVED:
-        raise Conflict("This campaign is archived and cannot be activated again; create a "
-                       "new one (from the same preset if you like).")
+        raise Conflict(
+            "This campaign is archived and cannot be activated again; create a "
+            "new one (from the same preset if you like)."
+        )
     if campaign.status == ACTIVE:
         return campaign
     rules.rule_from_dict(campaign.rule)
@@ -376,8 +462,14 @@ def activate(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.date
     return campaign
 
 
-def pause(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetime,
-          actor: Actor | None = None) -> Campaign:
+def pause(
+    *,
+    session: Session,
+    tenant: Tenant,
+    campaign_id: int,
+    now: dt.datetime,
+    actor: Actor | None = None,
+) -> Campaign:
     """Stop sending at once: nothing more is handed off, and the campaign's messages not
     yet sent are suppressed (``campaign_paused``). Resume picks up from there."""
     now = aware(now, "now")
@@ -388,14 +480,25 @@ def pause(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetim
         raise Conflict(f"Only an active campaign can be paused; this one is {campaign.status}.")
     campaign.status, campaign.paused_at, campaign.updated_at = PAUSED, now, now
     session.flush()
-    _stop_messages(session, campaign, now, CAMPAIGN_PAUSED,
-                   "The campaign was paused before this message was sent.")
+    _stop_messages(
+        session,
+        campaign,
+        now,
+        CAMPAIGN_PAUSED,
+        "The campaign was paused before this message was sent.",
+    )
     _audit(session, actor, "campaign.paused", campaign)
     return campaign
 
 
-def resume(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetime,
-           actor: Actor | None = None) -> Campaign:
+def resume(
+    *,
+    session: Session,
+    tenant: Tenant,
+    campaign_id: int,
+    now: dt.datetime,
+    actor: Actor | None = None,
+) -> Campaign:
     """Start a paused campaign again. What was waiting is recomputed (a cadence reminder
     now too late moves on to its next date), and the texts must still lint clean."""
     campaign = get_campaign(session=session, tenant_id=tenant.id, campaign_id=campaign_id)
@@ -403,12 +506,24 @@ def resume(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.dateti
         raise Conflict("This campaign has not been activated yet; activate it instead.")
     if campaign.status not in (PAUSED, ACTIVE):
         raise Conflict(f"Only a paused campaign can be resumed; this one is {campaign.status}.")
-    return activate(session=session, tenant=tenant, campaign_id=campaign_id, now=now,
-                    actor=actor, _action="campaign.resumed")
+    return activate(
+        session=session,
+        tenant=tenant,
+        campaign_id=campaign_id,
+        now=now,
+        actor=actor,
+        _action="campaign.resumed",
+    )
 
 
-def archive(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetime,
-            actor: Actor | None = None) -> Campaign:
+def archive(
+    *,
+    session: Session,
+    tenant: Tenant,
+    campaign_id: int,
+    now: dt.datetime,
+    actor: Actor | None = None,
+) -> Campaign:
     """End the campaign for good: unsent messages are suppressed, waiting ones cancelled."""
     now = aware(now, "now")
     campaign = _locked(session, tenant.id, campaign_id)
@@ -416,37 +531,58 @@ def archive(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datet
         return campaign
     campaign.status, campaign.updated_at = ARCHIVED, now
     session.flush()
-    _stop_messages(session, campaign, now, CAMPAIGN_ARCHIVED,
-                   "The campaign was archived before this message was sent.")
-    session.execute(update(CampaignOccurrence).where(
-        CampaignOccurrence.campaign_id == campaign.id, CampaignOccurrence.status == PENDING)
-        .values(status=CANCELLED, reason=CAMPAIGN_ARCHIVED, updated_at=now))
+    _stop_messages(
+        session,
+        campaign,
+        now,
+        CAMPAIGN_ARCHIVED,
+        "The campaign was archived before this message was sent.",
+    )
+    session.execute(
+        update(CampaignOccurrence)
+        .where(CampaignOccurrence.campaign_id == campaign.id, CampaignOccurrence.status == PENDING)
+        .values(status=CANCELLED, reason=CAMPAIGN_ARCHIVED, updated_at=now)
+    )
     _audit(session, actor, "campaign.archived", campaign)
     return campaign
 
 
-def _stop_messages(session: Session, campaign: Campaign, now: dt.datetime, reason: str,
-                   detail: str) -> None:
+def _stop_messages(
+    session: Session, campaign: Campaign, now: dt.datetime, reason: str, detail: str
+) -> None:
     """Suppress the campaign's messages still waiting in the outbox (not those in flight).
 
     The rows are locked first (PostgreSQL), so a send task claiming one at the same time
     either got it before (it is ``sending`` and is left alone) or finds it suppressed.
     """
-    stmt = (select(Message).join(CampaignOccurrence, CampaignOccurrence.message_id == Message.id)
-            .where(CampaignOccurrence.campaign_id == campaign.id,
-                   Message.status.in_((SCHEDULED, DEFERRED, QUEUED)))
-            .execution_options(populate_existing=True))
+    stmt = (
+        select(Message)
+        .join(CampaignOccurrence, CampaignOccurrence.message_id == Message.id)
+        .where(
+            CampaignOccurrence.campaign_id == campaign.id,
+            Message.status.in_((SCHEDULED, DEFERRED, QUEUED)),
+        )
+        .execution_options(populate_existing=True)
+    )
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(of=Message)
     stopped = []
     for message in session.scalars(stmt).all():
-        if outbox.transition(session=session, message=message, status=SUPPRESSED, now=now,
-                             reason=MESSAGE_PAUSED, detail=detail):
+        if outbox.transition(
+            session=session,
+            message=message,
+            status=SUPPRESSED,
+            now=now,
+            reason=MESSAGE_PAUSED,
+            detail=detail,
+        ):
             stopped.append(message.id)
     if stopped:
-        session.execute(update(CampaignOccurrence).where(
-            CampaignOccurrence.message_id.in_(stopped))
-            .values(status=CANCELLED, reason=reason, detail=detail, updated_at=now))
+        session.execute(
+            update(CampaignOccurrence)
+            .where(CampaignOccurrence.message_id.in_(stopped))
+            .values(status=CANCELLED, reason=reason, detail=detail, updated_at=now)
+        )
 
 
 def _forget_unsent(session: Session, campaign: Campaign) -> None:
@@ -456,8 +592,15 @@ def _forget_unsent(session: Session, campaign: Campaign) -> None:
     whose message the pause suppressed never reached the customer; their suppressed
     messages stay in the outbox as the record.
     """
-    session.execute(delete(CampaignOccurrence).where(
-        CampaignOccurrence.campaign_id == campaign.id,
-        or_(CampaignOccurrence.status == PENDING,
-            and_(CampaignOccurrence.status == CANCELLED,
-                 CampaignOccurrence.reason == CAMPAIGN_PAUSED))))
+    session.execute(
+        delete(CampaignOccurrence).where(
+            CampaignOccurrence.campaign_id == campaign.id,
+            or_(
+                CampaignOccurrence.status == PENDING,
+                and_(
+                    CampaignOccurrence.status == CANCELLED,
+                    CampaignOccurrence.reason == CAMPAIGN_PAUSED,
+                ),
+            ),
+        )
+    )

@@ -67,8 +67,7 @@ class Campaign(TimestampMixin, Base):
     __table_args__ = ({"sqlite_autoincrement": True},)  # ids are in links and message keys
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"),
-                                           index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     preset: Mapped[str | None] = mapped_column(String(64), default=None)  # started from
     rule: Mapped[dict[str, Any]] = mapped_column(JsonDict)  # campaigns.rules.to_dict
@@ -114,8 +113,9 @@ class CampaignOccurrence(TimestampMixin, Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"),
-                                             index=True)
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
     local_date: Mapped[dt.date] = mapped_column(Date)
     due_at: Mapped[dt.datetime] = mapped_column()
     basis_at: Mapped[dt.datetime | None] = mapped_column(default=None)
@@ -124,7 +124,8 @@ class CampaignOccurrence(TimestampMixin, Base):
     reason: Mapped[str | None] = mapped_column(String(32), default=None)
     detail: Mapped[str | None] = mapped_column(Text, default=None)
     message_id: Mapped[int | None] = mapped_column(
-        ForeignKey("messages.id", ondelete="SET NULL"), default=None)
+        ForeignKey("messages.id", ondelete="SET NULL"), default=None
+    )
     caught_up: Mapped[bool] = mapped_column(default=False)
     # Caught up: how late it was found. Skipped: how late the date was when found.
     late_by_days: Mapped[int] = mapped_column(default=0)

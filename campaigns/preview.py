@@ -1,5 +1,4 @@
-"""A campaign's preview: who it reaches and what the first customers would receive, when.
-"""
+"""A campaign's preview: who it reaches and what the first customers would receive, when."""
 
 from __future__ import annotations
 
@@ -48,25 +47,36 @@ from huifang.errors import Invalid
 from tenancy.models import Tenant
 
 
-def preview(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datetime,
-            customer_ids: Sequence[int] = (), count: int = PREVIEW_CUSTOMERS
-            ) -> CampaignPreviewRead:
+def preview(
+    *,
+    session: Session,
+    tenant: Tenant,
+    campaign_id: int,
+    now: dt.datetime,
+    customer_ids: Sequence[int] = (),
+    count: int = PREVIEW_CUSTOMERS,
+) -> CampaignPreviewRead:
     """Who the campaign reaches, each sample customer's message as sent (with their real
     booking link), the lint findings, and the next dates of those customers."""
     now = aware(now, "now")
     campaign = get_campaign(session=session, tenant_id=tenant.id, campaign_id=campaign_id)
     rule = campaign_rule(campaign)
     spec = Audience.from_dict(campaign.audience)
-    counts = audience_preview(session=session, tenant=tenant, spec=spec, now=now,
-                              extra=rule_applies(rule, tenant.id))
+    counts = audience_preview(
+        session=session, tenant=tenant, spec=spec, now=now, extra=rule_applies(rule, tenant.id)
+    )
     if customer_ids:
-        people = [customers.get_customer(session=session, tenant_id=tenant.id, customer_id=i)
-                  for i in dict.fromkeys(customer_ids)]
+        people = [
+            customers.get_customer(session=session, tenant_id=tenant.id, customer_id=i)
+            for i in dict.fromkeys(customer_ids)
+        ]
     else:
         chosen = [s.id for s in counts.sample if s.reachable][:count] or [
-            s.id for s in counts.sample][:count]
-        people = list(session.scalars(select(Customer).where(Customer.id.in_(chosen))
-                                      .order_by(Customer.id)))
+            s.id for s in counts.sample
+        ][:count]
+        people = list(
+            session.scalars(select(Customer).where(Customer.id.in_(chosen)).order_by(Customer.id))
+        )
     links = booking_links(session, tenant, campaign, people, now)
     facts = message_facts(session, tenant, campaign, people, now=now, links=links)
     footer = compliance.policy_for(session=session, tenant_id=tenant.id).opt_out_footer
@@ -75,33 +85,60 @@ def preview(*, session: Session, tenant: Tenant, campaign_id: int, now: dt.datet
         sms = mms = None
         problem = None
         try:
-            sms = templating.preview(campaign.template, facts=facts[person.id],
-                                     signature=tenant.signature, footer=footer,
-                                     category=cast(templating.Category, campaign.category))
+            sms = templating.preview(
+                campaign.template,
+                facts=facts[person.id],
+                signature=tenant.signature,
+                footer=footer,
+                category=cast(templating.Category, campaign.category),
+            )
             if campaign.mms:
-                mms = templating.preview(mms_template(campaign.mms), facts=facts[person.id],
-                                         signature=tenant.signature, footer=footer,
-                                         category=cast(templating.Category, campaign.category))
+                mms = templating.preview(
+                    mms_template(campaign.mms),
+                    facts=facts[person.id],
+                    signature=tenant.signature,
+                    footer=footer,
+                    category=cast(templating.Category, campaign.category),
+                )
         except Invalid as error:
             problem = error.detail
-        messages.append(MessagePreviewRead(
-            customer_id=person.id, name=person.name,
-            sms=None if sms is None else RenderedRead.model_validate(sms),
-            mms=None if mms is None else RenderedRead.model_validate(mms), problem=problem))
-    findings = lint_campaign(session=session, tenant=tenant, campaign=campaign,
-                             samples=list(facts.values()))
+        messages.append(
+            MessagePreviewRead(
+                customer_id=person.id,
+                name=person.name,
+                sms=None if sms is None else RenderedRead.model_validate(sms),
+                mms=None if mms is None else RenderedRead.model_validate(mms),
+                problem=problem,
+            )
+        )
+    findings = lint_campaign(
+        session=session, tenant=tenant, campaign=campaign, samples=list(facts.values())
+    )
     table = plum_table(session=session, tenant_id=tenant.id)
     known = customer_facts(session=session, tenant_id=tenant.id, customers=people)
-    fired = last_fired(session=session, campaign_id=campaign.id,
-                       customer_ids=[p.id for p in people])
+    fired = last_fired(
+        session=session, campaign_id=campaign.id, customer_ids=[p.id for p in people]
+    )
     schedules = []
     for person in people:
         zone = zone_info(person.timezone) or ZoneInfo("UTC")
-        found = rules.occurrences(rule, customer=known[person.id], after=now, tz=zone, count=3,
-                                  plum_table=table, last_fired=fired.get(person.id))
-        schedules.append(ScheduleRead(
-            customer_id=person.id, name=person.name, timezone=person.timezone,
-            occurrences=[OccurrenceRead.model_validate(o) for o in found]))
+        found = rules.occurrences(
+            rule,
+            customer=known[person.id],
+            after=now,
+            tz=zone,
+            count=3,
+            plum_table=table,
+            last_fired=fired.get(person.id),
+        )
+        schedules.append(
+            ScheduleRead(
+                customer_id=person.id,
+                name=person.name,
+                timezone=person.timezone,
+                occurrences=[OccurrenceRead.model_validate(o) for o in found],
+            )
+        )
     return CampaignPreviewRead(
         audience=AudienceCounts.model_validate(counts),
         lint=[LintFindingRead.model_validate(f) for f in findings],

@@ -48,14 +48,20 @@ def _send_time(value: object) -> dt.time:
     if not isinstance(value, dt.time):
         raise Invalid(f"The send time must be a local time of day such as 10:00, not {value!r}.")
     if value.tzinfo is not None:
-        raise Invalid("The send time is a wall-clock time in each customer's own time zone; "
-                      "give it without a time zone (e.g. 10:00).")
+        raise Invalid(
+            "The send time is a wall-clock time in each customer's own time zone; "
+            "give it without a time zone (e.g. 10:00)."
+        )
     return value
 
 
 def _offset(value: object, anchor: str) -> int:
-    return _int(value, f"The offset from {anchor} (negative = days before)",
-                -MAX_OFFSET_DAYS, MAX_OFFSET_DAYS)
+    return _int(
+        value,
+        f"The offset from {anchor} (negative = days before)",
+        -MAX_OFFSET_DAYS,
+        MAX_OFFSET_DAYS,
+    )
 
 
 def parse_send_time(value: object) -> dt.time:
@@ -106,9 +112,11 @@ class Cadence(_Spec):
         _int(self.every_days, "The cadence (every_days)", 1, MAX_EVERY_DAYS)
         _int(self.catch_up_days, "The catch-up window (catch_up_days)", 0, MAX_EVERY_DAYS)
         if self.catch_up_days >= self.every_days:
-            raise Invalid(f"The catch-up window ({self.catch_up_days} days) must be shorter "
-                          f"than the cadence ({self.every_days} days), or a late reminder "
-                          f"would run into the next one.")
+            raise Invalid(
+                f"The catch-up window ({self.catch_up_days} days) must be shorter "
+                f"than the cadence ({self.every_days} days), or a late reminder "
+                f"would run into the next one."
+            )
         _send_time(self.send_time)
 
 
@@ -124,8 +132,9 @@ class SolarTermOffset(_Spec):
     def __post_init__(self) -> None:
         term = self.term.strip() if isinstance(self.term, str) else self.term
         if term not in calendar.SOLAR_TERMS:
-            raise Invalid(f"{self.term!r} is not a solar term; use one of: "
-                          f"{'、'.join(calendar.SOLAR_TERMS)}.")
+            raise Invalid(
+                f"{self.term!r} is not a solar term; use one of: {'、'.join(calendar.SOLAR_TERMS)}."
+            )
         object.__setattr__(self, "term", term)
         _offset(self.offset_days, term)
         _send_time(self.send_time)
@@ -164,8 +173,10 @@ class LunarOffset(_Spec):
     def __post_init__(self) -> None:
         name = calendar.festival_name(self.festival) if isinstance(self.festival, str) else None
         if name is None:
-            raise Invalid(f"{self.festival!r} is not a festival we can date; use one of: "
-                          f"{'、'.join(calendar.LUNAR_FESTIVALS)}.")
+            raise Invalid(
+                f"{self.festival!r} is not a festival we can date; use one of: "
+                f"{'、'.join(calendar.LUNAR_FESTIVALS)}."
+            )
         object.__setattr__(self, "festival", name)
         _offset(self.offset_days, name)
         _send_time(self.send_time)
@@ -183,10 +194,16 @@ class FixedDate(_Spec):
     def __post_init__(self) -> None:
         _int(self.month, "The month", 1, 12)
         # 2024 is a leap year, so 29 February is accepted (and falls on the 28th in others).
-        longest = 31 if self.month == 12 else (
-            dt.date(2024, self.month + 1, 1) - dt.timedelta(days=1)).day
-        if isinstance(self.day, bool) or not isinstance(self.day, int) \
-                or not 1 <= self.day <= longest:
+        longest = (
+            31
+            if self.month == 12
+            else (dt.date(2024, self.month + 1, 1) - dt.timedelta(days=1)).day
+        )
+        if (
+            isinstance(self.day, bool)
+            or not isinstance(self.day, int)
+            or not 1 <= self.day <= longest
+        ):
             raise Invalid(f"Month {self.month} has days 1 to {longest}; {self.day!r} is not one.")
         _send_time(self.send_time)
 
@@ -214,17 +231,22 @@ def to_dict(rule: Rule) -> dict[str, Any]:
     data: dict[str, Any] = {"kind": rule.kind}
     for f in fields(rule):
         value = getattr(rule, f.name)
-        data[f.name] = value.strftime("%H:%M" if not value.second else "%H:%M:%S") \
-            if isinstance(value, dt.time) else value
+        data[f.name] = (
+            value.strftime("%H:%M" if not value.second else "%H:%M:%S")
+            if isinstance(value, dt.time)
+            else value
+        )
     return data
 
 
 def rule_from_dict(data: Mapping[str, object]) -> Rule:
     """A rule from its JSON form; anything missing, unknown or mistyped is refused with why."""
     if not isinstance(data, Mapping):
-        raise Invalid("A rule must be an object with a \"kind\", e.g. "
-                      "{\"kind\": \"cadence\", \"service_type\": \"ac_cleaning\", "
-                      "\"every_days\": 90}.")
+        raise Invalid(
+            'A rule must be an object with a "kind", e.g. '
+            '{"kind": "cadence", "service_type": "ac_cleaning", '
+            '"every_days": 90}.'
+        )
     kind = data.get("kind")
     cls = RULE_KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
@@ -232,14 +254,15 @@ def rule_from_dict(data: Mapping[str, object]) -> Rule:
     names = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(names) - {"kind"})
     if unknown:
-        raise Invalid(f"A {kind} rule has no field {', '.join(map(repr, unknown))}; "
-                      f"its fields are: {', '.join(names)}.")
+        raise Invalid(
+            f"A {kind} rule has no field {', '.join(map(repr, unknown))}; "
+            f"its fields are: {', '.join(names)}."
+        )
     values: dict[str, Any] = {}
     for name, f in names.items():
         if name not in data:
             if f.default is MISSING and f.default_factory is MISSING:
-                raise Invalid(f"A {kind} rule needs {name!r}; its fields are: "
-                              f"{', '.join(names)}.")
+                raise Invalid(f"A {kind} rule needs {name!r}; its fields are: {', '.join(names)}.")
             continue
         values[name] = parse_send_time(data[name]) if name == "send_time" else data[name]
     return cls(**values)
@@ -312,14 +335,19 @@ def local_instant(day: dt.date, at: dt.time, tz: ZoneInfo) -> dt.datetime:
 
 
 def _check_aware(value: dt.datetime, what: str) -> None:
-    if not isinstance(value, dt.datetime) or value.tzinfo is None \
-            or value.utcoffset() is None:
+    if not isinstance(value, dt.datetime) or value.tzinfo is None or value.utcoffset() is None:
         raise Invalid(f"{what} must be a timezone-aware datetime (UTC), not {value!r}.")
 
 
-def next_occurrence(rule: Rule, *, customer: CustomerFacts, after: dt.datetime, tz: ZoneInfo,
-                    last_fired: dt.datetime | None = None,
-                    plum_table: calendar.PlumTable | None = None) -> Occurrence | None:
+def next_occurrence(
+    rule: Rule,
+    *,
+    customer: CustomerFacts,
+    after: dt.datetime,
+    tz: ZoneInfo,
+    last_fired: dt.datetime | None = None,
+    plum_table: calendar.PlumTable | None = None,
+) -> Occurrence | None:
     """The customer's next occurrence of ``rule`` due after ``after`` (aware UTC), or None.
 
     None means the rule does not apply to the customer (no service of the type, no first
@@ -334,12 +362,19 @@ def next_occurrence(rule: Rule, *, customer: CustomerFacts, after: dt.datetime, 
     fired_on = last_fired.astimezone(tz).date() if last_fired is not None else None
     if isinstance(rule, Cadence):
         return _next_cadence(rule, customer=customer, after=after, tz=tz, fired_on=fired_on)
-    return _next_yearly(rule, customer=customer, after=after, tz=tz, fired_on=fired_on,
-                        plum_table=plum_table)
+    return _next_yearly(
+        rule, customer=customer, after=after, tz=tz, fired_on=fired_on, plum_table=plum_table
+    )
 
 
-def _next_cadence(rule: Cadence, *, customer: CustomerFacts, after: dt.datetime, tz: ZoneInfo,
-                  fired_on: dt.date | None) -> Occurrence | None:
+def _next_cadence(
+    rule: Cadence,
+    *,
+    customer: CustomerFacts,
+    after: dt.datetime,
+    tz: ZoneInfo,
+    fired_on: dt.date | None,
+) -> Occurrence | None:
     served = customer.last_service(rule.service_type)
     if served is None:
         return None
@@ -359,36 +394,49 @@ def _next_cadence(rule: Cadence, *, customer: CustomerFacts, after: dt.datetime,
     due = local_instant(candidate, rule.send_time, tz)
     reason = None
     if steps:
-        reason = (f"{steps} reminder{'s' if steps > 1 else ''} from {first} to "
-                  f"{candidate - every} skipped: more than {rule.catch_up_days} days late "
-                  f"when found.")
+        reason = (
+            f"{steps} reminder{'s' if steps > 1 else ''} from {first} to "
+            f"{candidate - every} skipped: more than {rule.catch_up_days} days late "
+            f"when found."
+        )
     if due > after:
         if steps:
             basis = f"{basis}, rolled forward by {steps} × {rule.every_days} days"
         return Occurrence(candidate, due, basis, skipped=steps, reason=reason)
     late = (today - candidate).days
-    caught = (f"due {candidate} at {rule.send_time:%H:%M}, {late} day{'s' if late != 1 else ''} "
-              f"late, within the catch-up window of {rule.catch_up_days} days: sent now.")
-    return Occurrence(candidate, after, basis, late_by_days=late, caught_up=True, skipped=steps,
-                      reason=f"{reason} {caught}" if reason else caught.capitalize())
+    caught = (
+        f"due {candidate} at {rule.send_time:%H:%M}, {late} day{'s' if late != 1 else ''} "
+        f"late, within the catch-up window of {rule.catch_up_days} days: sent now."
+    )
+    return Occurrence(
+        candidate,
+        after,
+        basis,
+        late_by_days=late,
+        caught_up=True,
+        skipped=steps,
+        reason=f"{reason} {caught}" if reason else caught.capitalize(),
+    )
 
 
-def _yearly_date(rule: Rule, year: int, *, customer: CustomerFacts,
-                 plum_table: calendar.PlumTable | None) -> tuple[dt.date, str] | None:
+def _yearly_date(
+    rule: Rule, year: int, *, customer: CustomerFacts, plum_table: calendar.PlumTable | None
+) -> tuple[dt.date, str] | None:
     """The rule's date in ``year`` and why, or None when the rule has none that year."""
     if isinstance(rule, SolarTermOffset):
         base = calendar.solar_term(rule.term, year)
         return base + dt.timedelta(days=rule.offset_days), _offset_text(
-            rule.offset_days, f"{rule.term} {year} ({base})")
+            rule.offset_days, f"{rule.term} {year} ({base})"
+        )
     if isinstance(rule, LunarOffset):
         base = calendar.lunar_festival(rule.festival, year)
         return base + dt.timedelta(days=rule.offset_days), _offset_text(
-            rule.offset_days, f"{rule.festival} {year} ({base})")
+            rule.offset_days, f"{rule.festival} {year} ({base})"
+        )
     if isinstance(rule, PlumRainOffset):
         region = rule.region or customer.region
         base, source = calendar.plum_rain_onset(year, region, plum_table)
-        origin = (f"{region}, company table" if source == calendar.PLUM_SOURCE_TABLE
-                  else source)
+        origin = f"{region}, company table" if source == calendar.PLUM_SOURCE_TABLE else source
         text = f"入梅 {year} ({base}; {origin})"
         return base + dt.timedelta(days=rule.offset_days), _offset_text(rule.offset_days, text)
     if isinstance(rule, FixedDate):
@@ -399,7 +447,8 @@ def _yearly_date(rule: Rule, year: int, *, customer: CustomerFacts,
             return None
         return _on(year, first.month, first.day), (
             f"{year - first.year} year{'s' if year - first.year > 1 else ''} since the first "
-            f"service ({first})")
+            f"service ({first})"
+        )
     raise AssertionError(f"not a yearly rule: {rule!r}")  # pragma: no cover
 
 
@@ -416,9 +465,15 @@ def _offset_text(days: int, anchor: str) -> str:
     return f"{abs(days)} day{'s' if abs(days) > 1 else ''} {side} {anchor}"
 
 
-def _next_yearly(rule: Rule, *, customer: CustomerFacts, after: dt.datetime, tz: ZoneInfo,
-                 fired_on: dt.date | None, plum_table: calendar.PlumTable | None
-                 ) -> Occurrence | None:
+def _next_yearly(
+    rule: Rule,
+    *,
+    customer: CustomerFacts,
+    after: dt.datetime,
+    tz: ZoneInfo,
+    fired_on: dt.date | None,
+    plum_table: calendar.PlumTable | None,
+) -> Occurrence | None:
     if isinstance(rule, Anniversary) and customer.first_service is None:
         return None
     year = after.astimezone(tz).year
@@ -437,15 +492,28 @@ def _next_yearly(rule: Rule, *, customer: CustomerFacts, after: dt.datetime, tz:
     return None
 
 
-def occurrences(rule: Rule, *, customer: CustomerFacts, after: dt.datetime, tz: ZoneInfo,
-                count: int, plum_table: calendar.PlumTable | None = None,
-                last_fired: dt.datetime | None = None) -> list[Occurrence]:
+def occurrences(
+    rule: Rule,
+    *,
+    customer: CustomerFacts,
+    after: dt.datetime,
+    tz: ZoneInfo,
+    count: int,
+    plum_table: calendar.PlumTable | None = None,
+    last_fired: dt.datetime | None = None,
+) -> list[Occurrence]:
     """The next ``count`` occurrences, as if each were sent when due (for previews)."""
     _int(count, "The number of occurrences", 1, 100)
     found: list[Occurrence] = []
     while len(found) < count:
-        occurrence = next_occurrence(rule, customer=customer, after=after, tz=tz,
-                                     last_fired=last_fired, plum_table=plum_table)
+        occurrence = next_occurrence(
+            rule,
+            customer=customer,
+            after=after,
+            tz=tz,
+            last_fired=last_fired,
+            plum_table=plum_table,
+        )
         if occurrence is None:
             break
         found.append(occurrence)
@@ -457,16 +525,17 @@ def describe(rule: Rule) -> str:
     """One line a person reads in a campaign list."""
     at = f" at {rule.send_time:%H:%M} local time"
     if isinstance(rule, Cadence):
-        return (f"Every {rule.every_days} days after the last {label(rule.service_type)}, "
-                f"sent up to {rule.catch_up_days} days late{at}")
+        return (
+            f"Every {rule.every_days} days after the last {label(rule.service_type)}, "
+            f"sent up to {rule.catch_up_days} days late{at}"
+        )
     if isinstance(rule, SolarTermOffset):
         return f"{_offset_text(rule.offset_days, rule.term).capitalize()} each year{at}"
     if isinstance(rule, LunarOffset):
         return f"{_offset_text(rule.offset_days, rule.festival).capitalize()} each year{at}"
     if isinstance(rule, PlumRainOffset):
         where = rule.region or "each customer's region"
-        return (f"{_offset_text(rule.offset_days, '入梅').capitalize()} ({where}) each year"
-                f"{at}")
+        return f"{_offset_text(rule.offset_days, '入梅').capitalize()} ({where}) each year{at}"
     if isinstance(rule, FixedDate):
         return f"Every year on {rule.month}-{rule.day}{at}"
     return f"Every year on the anniversary of the first service{at}"

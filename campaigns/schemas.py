@@ -16,9 +16,11 @@ class MmsVariant(BaseModel):
     subject: str | None = Field(default=None, max_length=40, examples=["空调滤网该清洗了"])
     body: str = Field(min_length=1, max_length=4000)
     image_media_id: Id | None = Field(
-        default=None, description="A photo uploaded to a visit; its MMS rendition is sent.")
-    image_url: str | None = Field(default=None, max_length=500,
-                                  description="Or an https:// picture the provider fetches.")
+        default=None, description="A photo uploaded to a visit; its MMS rendition is sent."
+    )
+    image_url: str | None = Field(
+        default=None, max_length=500, description="Or an https:// picture the provider fetches."
+    )
 
 
 class CampaignCreate(BaseModel):
@@ -27,10 +29,19 @@ class CampaignCreate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=100)
     preset: str | None = Field(default=None, max_length=64, examples=["ac_filter_quarterly"])
     rule: dict[str, Any] | None = Field(
-        default=None, examples=[{"kind": "cadence", "service_type": "ac_cleaning",
-                                 "every_days": 90, "catch_up_days": 14}])
+        default=None,
+        examples=[
+            {
+                "kind": "cadence",
+                "service_type": "ac_cleaning",
+                "every_days": 90,
+                "catch_up_days": 14,
+            }
+        ],
+    )
     audience: dict[str, Any] | None = Field(
-        default=None, examples=[{"regions": ["上海"], "service_types": ["ac_cleaning"]}])
+        default=None, examples=[{"regions": ["上海"], "service_types": ["ac_cleaning"]}]
+    )
     template: str | None = Field(default=None, max_length=4000)
     mms: MmsVariant | None = None
     service_type: str | None = Field(default=None, max_length=64)
@@ -98,8 +109,10 @@ class PresetRead(BaseModel):
 
 class PreviewRequest(BaseModel):
     customer_ids: list[Id] = Field(
-        default_factory=list, max_length=10,
-        description="Customers to preview; by default a few the campaign reaches.")
+        default_factory=list,
+        max_length=10,
+        description="Customers to preview; by default a few the campaign reaches.",
+    )
 
 
 class SampleCustomerRead(BaseModel):
@@ -274,8 +287,9 @@ class PlumRainTable(BaseModel):
 
 class PlumRainRead(PlumRainTable):
     fallback: str = Field(description="Where the table has no date: the almanac rule.")
-    traditional: dict[int, dt.date] = Field(description="The almanac rule's dates, this year "
-                                                        "and next.")
+    traditional: dict[int, dt.date] = Field(
+        description="The almanac rule's dates, this year and next."
+    )
 
 
 # --- the campaign editor's lint and the charts' figures ----------------------------------------
@@ -293,11 +307,13 @@ class DraftLintRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    template: str = Field(max_length=4000, examples=["{{ customer_name }}您好，空调该清洗了："
-                                                     "{{ booking_link }}"])
+    template: str = Field(
+        max_length=4000, examples=["{{ customer_name }}您好，空调该清洗了：{{ booking_link }}"]
+    )
     mms: DraftMms | None = None
     category: Literal["marketing", "service"] | None = Field(
-        default=None, description="By default the preset's, or marketing.")
+        default=None, description="By default the preset's, or marketing."
+    )
     rule: dict[str, Any] | None = None
     preset: str | None = Field(default=None, max_length=64)
 
@@ -321,8 +337,10 @@ class FixRead(BaseModel):
 
 class ExplainedFindingRead(LintFindingRead):
     sentence: str = Field(description="What is wrong and what to do, in Chinese.")
-    fix: FixRead | None = Field(description="Edits that correct the text; none when the "
-                                            "fix is elsewhere (e.g. the signature setting).")
+    fix: FixRead | None = Field(
+        description="Edits that correct the text; none when the "
+        "fix is elsewhere (e.g. the signature setting)."
+    )
 
 
 class DraftLintRead(BaseModel):
@@ -382,6 +400,7 @@ class DraftAudienceRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     audience: dict[str, Any] | None = Field(
-        default=None, examples=[{"regions": ["上海"], "service_types": ["ac_cleaning"]}])
+        default=None, examples=[{"regions": ["上海"], "service_types": ["ac_cleaning"]}]
+    )
     rule: dict[str, Any] | None = None
     preset: str | None = Field(default=None, max_length=64)

@@ -26,11 +26,15 @@ def materialize_occurrences(*, session: Session) -> None:
     A campaign per transaction: short locks, progress kept, and one campaign that fails
     is logged and skipped while every other company's are done.
     """
-    each_on_its_own(session, "materialize_occurrences",
-                    materializer.active_campaign_ids(session=session),
-                    lambda campaign_id: materializer.materialize(
-                        session=session, now=utcnow(), campaign_id=campaign_id),
-                    what="campaign_id")
+    each_on_its_own(
+        session,
+        "materialize_occurrences",
+        materializer.active_campaign_ids(session=session),
+        lambda campaign_id: materializer.materialize(
+            session=session, now=utcnow(), campaign_id=campaign_id
+        ),
+        what="campaign_id",
+    )
 
 
 @task(queue="default")
@@ -45,12 +49,16 @@ def hand_off_due_occurrences(*, session: Session) -> None:
     mms = get_provider().capabilities.supports_mms
     started = time.monotonic()
     while time.monotonic() - started < HAND_OFF_BUDGET_SECONDS:
-        batch = handoff.hand_off_due(session=session, now=utcnow(), mms=mms,
-                                     limit=handoff.HAND_OFF_BATCH)
+        batch = handoff.hand_off_due(
+            session=session, now=utcnow(), mms=mms, limit=handoff.HAND_OFF_BATCH
+        )
         session.commit()  # each batch on record; a crash later loses none of it
         for campaign_id, error in batch.failed.items():
             PERIODIC_FAILURES.labels("hand_off_due_occurrences").inc()
-            log.error("hand-off failed for a campaign; its occurrences wait",
-                      campaign_id=campaign_id, error=error)
+            log.error(
+                "hand-off failed for a campaign; its occurrences wait",
+                campaign_id=campaign_id,
+                error=error,
+            )
         if batch.claimed < handoff.HAND_OFF_BATCH:
             return

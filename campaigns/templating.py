@@ -47,11 +47,20 @@ VARIABLES: dict[str, str] = {
 LINK_VARIABLES = frozenset({"booking_link", "report_link"})
 # Names people reach for, and what they mean here (difflib alone would not suggest these).
 _ALIASES = {
-    "name": "customer_name", "customer": "customer_name", "client": "customer_name",
-    "staff": "staff_name", "worker": "staff_name", "service": "last_service",
-    "date": "last_service_date", "link": "booking_link", "url": "booking_link",
-    "booking": "booking_link", "report": "report_link", "tenant": "company",
-    "company_name": "company", "signature": "company",
+    "name": "customer_name",
+    "customer": "customer_name",
+    "client": "customer_name",
+    "staff": "staff_name",
+    "worker": "staff_name",
+    "service": "last_service",
+    "date": "last_service_date",
+    "link": "booking_link",
+    "url": "booking_link",
+    "booking": "booking_link",
+    "report": "report_link",
+    "tenant": "company",
+    "company_name": "company",
+    "signature": "company",
 }
 FILTERS = ("default", "d", "trim", "truncate", "upper", "lower", "replace")
 TESTS = ("defined", "undefined", "none")
@@ -61,15 +70,37 @@ MAX_TEMPLATE_CHARS = 4000
 MAX_OUTPUT_CHARS = 4000  # far above any provider's limit; it only stops runaway output
 
 _ALLOWED_NODES: tuple[type[nodes.Node], ...] = (
-    nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Name, nodes.Filter,
-    nodes.Test, nodes.Keyword, nodes.If, nodes.CondExpr, nodes.And, nodes.Or, nodes.Not,
-    nodes.Compare, nodes.Operand, nodes.Concat, nodes.Add,
+    nodes.Template,
+    nodes.Output,
+    nodes.TemplateData,
+    nodes.Const,
+    nodes.Name,
+    nodes.Filter,
+    nodes.Test,
+    nodes.Keyword,
+    nodes.If,
+    nodes.CondExpr,
+    nodes.And,
+    nodes.Or,
+    nodes.Not,
+    nodes.Compare,
+    nodes.Operand,
+    nodes.Concat,
+    nodes.Add,
 )
 _ALLOWED_COMPARISONS = frozenset({"eq", "ne", "in", "notin"})
 _TAG_NAMES: dict[type[nodes.Node], str] = {
-    nodes.For: "for", nodes.Macro: "macro", nodes.Assign: "set", nodes.AssignBlock: "set",
-    nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from … import",
-    nodes.Extends: "extends", nodes.Block: "block", nodes.With: "with", nodes.CallBlock: "call",
+    nodes.For: "for",
+    nodes.Macro: "macro",
+    nodes.Assign: "set",
+    nodes.AssignBlock: "set",
+    nodes.Include: "include",
+    nodes.Import: "import",
+    nodes.FromImport: "from … import",
+    nodes.Extends: "extends",
+    nodes.Block: "block",
+    nodes.With: "with",
+    nodes.CallBlock: "call",
     nodes.FilterBlock: "filter",
 }
 
@@ -85,8 +116,9 @@ class _Environment(ImmutableSandboxedEnvironment):
 
 @functools.cache
 def _environment() -> _Environment:
-    env = _Environment(undefined=StrictUndefined, autoescape=False, trim_blocks=True,
-                       lstrip_blocks=True)
+    env = _Environment(
+        undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
+    )
     env.globals.clear()
     env.filters = {name: env.filters[name] for name in FILTERS}
     env.tests = {name: env.tests[name] for name in TESTS}
@@ -103,8 +135,10 @@ def _suggest(word: str, choices: list[str], aliases: Mapping[str, str] | None = 
 
 
 _HELP_VARIABLES = "The variables are: " + ", ".join(VARIABLES) + "."
-_SANDBOX = ("It reaches into Python's internals, which message templates cannot do; the "
-            "template was refused and nothing in it was run.")
+_SANDBOX = (
+    "It reaches into Python's internals, which message templates cannot do; the "
+    "template was refused and nothing in it was run."
+)
 
 
 def _line(node: nodes.Node) -> str:
@@ -115,16 +149,23 @@ def _refusal(node: nodes.Node) -> str | None:
     """Why ``node`` has no place in a message template, or None when it may stay."""
     where = _line(node)
     if isinstance(node, nodes.Getattr | nodes.Getitem):
-        key = node.attr if isinstance(node, nodes.Getattr) else (
-            node.arg.value if isinstance(node.arg, nodes.Const) else None)
+        key = (
+            node.attr
+            if isinstance(node, nodes.Getattr)
+            else (node.arg.value if isinstance(node.arg, nodes.Const) else None)
+        )
         if isinstance(key, str) and key.startswith("_"):
             return f"{where}'{key}' is refused. {_SANDBOX}"
-        return (f"{where}templates use each variable as it is: '.name' and '[…]' are not "
-                f"available. {_HELP_VARIABLES}")
+        return (
+            f"{where}templates use each variable as it is: '.name' and '[…]' are not "
+            f"available. {_HELP_VARIABLES}"
+        )
     if isinstance(node, nodes.Call):
-        return (f"{where}calling functions (name(…)) is not available in message templates; "
-                f"use text, the variables, {{% if %}} and the filters "
-                f"{', '.join(FILTERS)}.")
+        return (
+            f"{where}calling functions (name(…)) is not available in message templates; "
+            f"use text, the variables, {{% if %}} and the filters "
+            f"{', '.join(FILTERS)}."
+        )
     if isinstance(node, nodes.Name):
         if node.ctx != "load":
             return f"{where}setting variables is not available in message templates."
@@ -135,25 +176,37 @@ def _refusal(node: nodes.Node) -> str | None:
             return f"{where}unknown variable '{node.name}'.{hint} {_HELP_VARIABLES}"
         return None
     if isinstance(node, nodes.Filter) and node.name not in FILTERS:
-        return (f"{where}the filter '{node.name}' is not available."
-                f"{_suggest(node.name, list(FILTERS))} Filters: {', '.join(FILTERS)}.")
+        return (
+            f"{where}the filter '{node.name}' is not available."
+            f"{_suggest(node.name, list(FILTERS))} Filters: {', '.join(FILTERS)}."
+        )
     if isinstance(node, nodes.Test) and node.name not in TESTS:
-        return (f"{where}the test 'is {node.name}' is not available; use "
-                f"{', '.join('is ' + t for t in TESTS)}.")
+        return (
+            f"{where}the test 'is {node.name}' is not available; use "
+            f"{', '.join('is ' + t for t in TESTS)}."
+        )
     if isinstance(node, nodes.Operand) and node.op not in _ALLOWED_COMPARISONS:
         return f"{where}only ==, != and 'in' comparisons are available in message templates."
-    if isinstance(node, nodes.Const) and isinstance(node.value, str) \
-            and node.value.startswith("__"):
+    if (
+        isinstance(node, nodes.Const)
+        and isinstance(node.value, str)
+        and node.value.startswith("__")
+    ):
         return f"{where}'{node.value}' is refused. {_SANDBOX}"
     if isinstance(node, nodes.BinExpr | nodes.UnaryExpr) and not isinstance(
-            node, nodes.Add | nodes.And | nodes.Or | nodes.Not):
-        return (f"{where}arithmetic is not available in message templates; write the "
-                f"number in the text.")
+        node, nodes.Add | nodes.And | nodes.Or | nodes.Not
+    ):
+        return (
+            f"{where}arithmetic is not available in message templates; write the "
+            f"number in the text."
+        )
     if not isinstance(node, _ALLOWED_NODES):
         tag = _TAG_NAMES.get(type(node))
         what = f"the {{% {tag} %}} tag" if tag else f"'{type(node).__name__}'"
-        return (f"{where}{what} is not available in message templates; use text, the "
-                f"variables, {{% if %}} … {{% else %}} … {{% endif %}} and filters.")
+        return (
+            f"{where}{what} is not available in message templates; use text, the "
+            f"variables, {{% if %}} … {{% else %}} … {{% endif %}} and filters."
+        )
     return None
 
 
@@ -170,8 +223,10 @@ def _syntax_message(error: TemplateSyntaxError) -> str:
         word = message.split("'")[1] if message.count("'") >= 2 else ""
         hint = _suggest(word, list(_TAGS)) or " Available tags: if, elif, else, endif."
     elif "end of template" in message or "expected token" in message:
-        hint = (" Check that every {{ has its }}, every {% if %} its {% endif %}, and that "
-                "quotes are closed.")
+        hint = (
+            " Check that every {{ has its }}, every {% if %} its {% endif %}, and that "
+            "quotes are closed."
+        )
     return f"Line {error.lineno}: {message}.{hint}"
 
 
@@ -188,8 +243,10 @@ def check(template: str) -> frozenset[str]:
 @functools.lru_cache(maxsize=512)
 def _check(template: str) -> frozenset[str]:
     if len(template) > MAX_TEMPLATE_CHARS:
-        raise Invalid(f"The template is {len(template)} characters; keep it under "
-                      f"{MAX_TEMPLATE_CHARS} (an SMS takes 500 at most).")
+        raise Invalid(
+            f"The template is {len(template)} characters; keep it under "
+            f"{MAX_TEMPLATE_CHARS} (an SMS takes 500 at most)."
+        )
     if not template.strip():
         raise Invalid("The template is empty; write the message text.")
     try:
@@ -231,8 +288,9 @@ def render(template: str, variables: Mapping[str, object]) -> str:
     check(template)
     unknown = sorted(set(variables) - set(VARIABLES))
     if unknown:
-        raise Invalid(f"No template variable is called {', '.join(map(repr, unknown))}. "
-                      f"{_HELP_VARIABLES}")
+        raise Invalid(
+            f"No template variable is called {', '.join(map(repr, unknown))}. {_HELP_VARIABLES}"
+        )
     values = {name: _text(value) for name, value in variables.items() if value is not None}
     try:
         compiled = _environment().from_string(template)
@@ -241,14 +299,18 @@ def render(template: str, variables: Mapping[str, object]) -> str:
         for chunk in compiled.generate(values):
             size += len(chunk)
             if size > MAX_OUTPUT_CHARS:
-                raise Invalid(f"The template renders to more than {MAX_OUTPUT_CHARS} "
-                              f"characters; a message is at most 500.")
+                raise Invalid(
+                    f"The template renders to more than {MAX_OUTPUT_CHARS} "
+                    f"characters; a message is at most 500."
+                )
             out.append(chunk)
     except UndefinedError as error:
         name = _undefined_name(str(error.message or ""))
-        raise Invalid(f"There is no value for '{name}' for this customer; write "
-                      f"{{{{ {name} | default('…') }}}} to say something else instead, or "
-                      f"put it inside {{% if {name} is defined %}} … {{% endif %}}.") from None
+        raise Invalid(
+            f"There is no value for '{name}' for this customer; write "
+            f"{{{{ {name} | default('…') }}}} to say something else instead, or "
+            f"put it inside {{% if {name} is defined %}} … {{% endif %}}."
+        ) from None
     except SecurityError:
         raise Invalid(f"The template was refused while rendering. {_SANDBOX}") from None
     except TemplateError as error:
@@ -291,10 +353,13 @@ class MessageFacts:
 
     def variables(self) -> dict[str, object]:
         return {
-            "customer_name": self.customer_name, "company": self.company,
+            "customer_name": self.customer_name,
+            "company": self.company,
             "last_service": label(self.last_service) if self.last_service else None,
-            "last_service_date": self.last_service_date, "staff_name": self.staff_name,
-            "booking_link": self.booking_link, "report_link": self.report_link,
+            "last_service_date": self.last_service_date,
+            "staff_name": self.staff_name,
+            "booking_link": self.booking_link,
+            "report_link": self.report_link,
         }
 
 
@@ -305,8 +370,14 @@ class Preview:
     chars: int  # len(text), as Chinese providers count (each character is one)
 
 
-def preview(template: str, *, facts: MessageFacts, signature: str, category: Category,
-            footer: str = "回复T退订") -> Preview:
+def preview(
+    template: str,
+    *,
+    facts: MessageFacts,
+    signature: str,
+    category: Category,
+    footer: str = "回复T退订",
+) -> Preview:
     """The message one customer would receive from ``template``, and its length."""
     body = render(template, facts.variables())
     text = compose(body, signature=signature, category=category, footer=footer)

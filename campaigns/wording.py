@@ -17,8 +17,10 @@ def describe(rule: rules.Rule) -> str:
     """One line a person reads in the campaign list, e.g. 每次空调清洗后90天提醒……"""
     at = f"，当地时间{rule.send_time:%H:%M}发送"
     if isinstance(rule, rules.Cadence):
-        return (f"上次{label(rule.service_type)}后每{rule.every_days}天提醒一次"
-                f"（错过时最多晚{rule.catch_up_days}天补发）{at}")
+        return (
+            f"上次{label(rule.service_type)}后每{rule.every_days}天提醒一次"
+            f"（错过时最多晚{rule.catch_up_days}天补发）{at}"
+        )
     if isinstance(rule, rules.SolarTermOffset):
         return f"每年{_offset(rule.offset_days, rule.term)}{at}"
     if isinstance(rule, rules.LunarOffset):

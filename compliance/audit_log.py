@@ -20,8 +20,9 @@ from huifang.errors import Invalid
 from huifang.pagination import PageParams, paginate
 
 
-def record(session: Session, actor: Actor | None, action: str, target: str,
-           detail: dict[str, Any]) -> None:
+def record(
+    session: Session, actor: Actor | None, action: str, target: str, detail: dict[str, Any]
+) -> None:
     """``access.audit.record`` for a change a person (or an API key) made.
 
     Nothing is written without an actor: the system's own work on these records (a
@@ -61,8 +62,9 @@ def audit_query(*, tenant_id: int, where: AuditFilter) -> Select[Any]:
         if ident.isdigit() and kind in ("user", "api_key", "system"):
             stmt = stmt.where(AuditEntry.actor_kind == kind, AuditEntry.actor_id == int(ident))
         else:
-            stmt = stmt.where(AuditEntry.actor_name.ilike(
-                f"%{_escape_like(where.actor.strip())}%", escape="\\"))
+            stmt = stmt.where(
+                AuditEntry.actor_name.ilike(f"%{_escape_like(where.actor.strip())}%", escape="\\")
+            )
     if where.action:
         if where.action.endswith("."):
             stmt = stmt.where(AuditEntry.action.startswith(where.action, autoescape=True))
@@ -72,8 +74,10 @@ def audit_query(*, tenant_id: int, where: AuditFilter) -> Select[Any]:
         if ":" in where.target:
             stmt = stmt.where(AuditEntry.target == where.target)
         else:
-            stmt = stmt.where(AuditEntry.target.startswith(where.target + ":", autoescape=True)
-                              | (AuditEntry.target == where.target))
+            stmt = stmt.where(
+                AuditEntry.target.startswith(where.target + ":", autoescape=True)
+                | (AuditEntry.target == where.target)
+            )
     if where.since:
         stmt = stmt.where(AuditEntry.at >= where.since)
     if where.until:
@@ -81,8 +85,8 @@ def audit_query(*, tenant_id: int, where: AuditFilter) -> Select[Any]:
     return stmt.order_by(AuditEntry.id.desc())  # entries are added in time order
 
 
-def list_audit(*, session: Session, tenant_id: int, page: PageParams,
-               where: AuditFilter | None = None) -> tuple[list[AuditEntry], int]:
+def list_audit(
+    *, session: Session, tenant_id: int, page: PageParams, where: AuditFilter | None = None
+) -> tuple[list[AuditEntry], int]:
     """One page of the company's audit log (newest first) and how many entries match."""
-    return paginate(session, audit_query(tenant_id=tenant_id, where=where or AuditFilter()),
-                    page)
+    return paginate(session, audit_query(tenant_id=tenant_id, where=where or AuditFilter()), page)

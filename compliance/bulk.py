@@ -55,17 +55,28 @@ class BulkOutcome:
     reason: str | None = None
 
 
-def record_bulk_consent(*, session: Session, tenant: Tenant, customer_ids: Sequence[int],
-                        source: str, evidence: str, granted_at: dt.datetime, now: dt.datetime,
-                        actor: audit_log.Actor | None = None) -> list[BulkOutcome]:
+def record_bulk_consent(
+    *,
+    session: Session,
+    tenant: Tenant,
+    customer_ids: Sequence[int],
+    source: str,
+    evidence: str,
+    granted_at: dt.datetime,
+    now: dt.datetime,
+    actor: audit_log.Actor | None = None,
+) -> list[BulkOutcome]:
     """Record consent for each customer on the one piece of evidence; an outcome each."""
     if source not in CONSENT_SOURCES:
-        raise Invalid(f"Say how consent was given: source must be one of "
-                      f"{', '.join(CONSENT_SOURCES)}.")
+        raise Invalid(
+            f"Say how consent was given: source must be one of {', '.join(CONSENT_SOURCES)}."
+        )
     evidence = evidence.strip()
     if not evidence:
-        raise Invalid("Consent needs evidence: name the signed contract or sheet (its number, "
-                      "date, where it is kept), so it can be shown later.")
+        raise Invalid(
+            "Consent needs evidence: name the signed contract or sheet (its number, "
+            "date, where it is kept), so it can be shown later."
+        )
     if granted_at > now + dt.timedelta(minutes=5):
         raise Invalid("Consent cannot be given in the future; check the date and time.")
     check_plausible(granted_at, what="The date consent was given", now=now)
@@ -73,14 +84,21 @@ def record_bulk_consent(*, session: Session, tenant: Tenant, customer_ids: Seque
     if not wanted:
         raise Invalid("Name at least one customer.")
     if len(wanted) > MAX_CUSTOMERS:
-        raise Invalid(f"{len(wanted)} customers at once is too many; send at most "
-                      f"{MAX_CUSTOMERS} per request.")
+        raise Invalid(
+            f"{len(wanted)} customers at once is too many; send at most "
+            f"{MAX_CUSTOMERS} per request."
+        )
 
     phone_of: dict[int, str] = {}
     for start in range(0, len(wanted), 1000):
-        phone_of.update((cid, phone) for cid, phone in session.execute(
-            select(Customer.id, Customer.phone).where(
-                Customer.tenant_id == tenant.id, Customer.id.in_(wanted[start:start + 1000]))))
+        phone_of.update(
+            (cid, phone)
+            for cid, phone in session.execute(
+                select(Customer.id, Customer.phone).where(
+                    Customer.tenant_id == tenant.id, Customer.id.in_(wanted[start : start + 1000])
+                )
+            )
+        )
     phones = sorted(set(phone_of.values()))
     _lock_numbers(session, [(tenant.id, phone) for phone in phones])
 
@@ -88,26 +106,49 @@ def record_bulk_consent(*, session: Session, tenant: Tenant, customer_ids: Seque
     opted_out: set[str] = set()
     last_revoked: dict[str, dt.datetime] = {}
     for start in range(0, len(phones), 1000):
-        part = phones[start:start + 1000]
-        consenting.update(session.scalars(select(ConsentRecord.phone).where(
-            ConsentRecord.tenant_id == tenant.id, ConsentRecord.phone.in_(part),
-            ConsentRecord.revoked_at.is_(None))))
-        opted_out.update(session.scalars(select(Suppression.phone).where(
-            Suppression.tenant_id == tenant.id, Suppression.phone.in_(part),
-            Suppression.signature == tenant.signature, Suppression.lifted_at.is_(None),
-            Suppression.reason.not_in(NOT_A_CHOICE))))
+        part = phones[start : start + 1000]
+        consenting.update(
+            session.scalars(
+                select(ConsentRecord.phone).where(
+                    ConsentRecord.tenant_id == tenant.id,
+                    ConsentRecord.phone.in_(part),
+                    ConsentRecord.revoked_at.is_(None),
+                )
+            )
+        )
+        opted_out.update(
+            session.scalars(
+                select(Suppression.phone).where(
+                    Suppression.tenant_id == tenant.id,
+                    Suppression.phone.in_(part),
+                    Suppression.signature == tenant.signature,
+                    Suppression.lifted_at.is_(None),
+                    Suppression.reason.not_in(NOT_A_CHOICE),
+                )
+            )
+        )
         for phone, revoked in session.execute(
-                select(ConsentRecord.phone, func.max(ConsentRecord.revoked_at)).where(
-                    ConsentRecord.tenant_id == tenant.id, ConsentRecord.phone.in_(part),
-                    ConsentRecord.revoked_at.is_not(None)).group_by(ConsentRecord.phone)):
+            select(ConsentRecord.phone, func.max(ConsentRecord.revoked_at))
+            .where(
+                ConsentRecord.tenant_id == tenant.id,
+                ConsentRecord.phone.in_(part),
+                ConsentRecord.revoked_at.is_not(None),
+            )
+            .group_by(ConsentRecord.phone)
+        ):
             if revoked is not None:
                 last_revoked[phone] = revoked
         # An opt-out that was lifted since counts as a withdrawal at the time it was made.
         for phone, created in session.execute(
-                select(Suppression.phone, func.max(Suppression.created_at)).where(
-                    Suppression.tenant_id == tenant.id, Suppression.phone.in_(part),
-                    Suppression.signature == tenant.signature,
-                    Suppression.reason.not_in(NOT_A_CHOICE)).group_by(Suppression.phone)):
+            select(Suppression.phone, func.max(Suppression.created_at))
+            .where(
+                Suppression.tenant_id == tenant.id,
+                Suppression.phone.in_(part),
+                Suppression.signature == tenant.signature,
+                Suppression.reason.not_in(NOT_A_CHOICE),
+            )
+            .group_by(Suppression.phone)
+        ):
             if phone not in last_revoked or last_revoked[phone] < created:
                 last_revoked[phone] = created
 
@@ -117,40 +158,88 @@ def record_bulk_consent(*, session: Session, tenant: Tenant, customer_ids: Seque
     for customer_id in wanted:
         found = phone_of.get(customer_id)
         if found is None:
-            outcomes.append(BulkOutcome(customer_id, UNKNOWN,
-                                        reason="There is no such customer in this company."))
+            outcomes.append(
+                BulkOutcome(
+                    customer_id, UNKNOWN, reason="There is no such customer in this company."
+                )
+            )
             continue
         phone = found
         if phone in opted_out:
-            outcomes.append(BulkOutcome(customer_id, OPTED_OUT, reason=(
-                "The customer opted out; lift the opt-out on their page when they ask to hear "
-                "from you again, and record their consent there.")))
+            outcomes.append(
+                BulkOutcome(
+                    customer_id,
+                    OPTED_OUT,
+                    reason=(
+                        "The customer opted out; lift the opt-out on their page when they ask "
+                        "to hear "
+                        "from you again, and record their consent there."
+                    ),
+                )
+            )
         elif phone in last_revoked and last_revoked[phone] > granted_at:
-            outcomes.append(BulkOutcome(customer_id, REVOKED_LATER, reason=(
-                f"The customer withdrew consent on {last_revoked[phone]:%Y-%m-%d}, after this "
-                "evidence was signed; record newer evidence on their page.")))
+            outcomes.append(
+                BulkOutcome(
+                    customer_id,
+                    REVOKED_LATER,
+                    reason=(
+                        f"The customer withdrew consent on {last_revoked[phone]:%Y-%m-%d}, "
+                        "after this "
+                        "evidence was signed; record newer evidence on their page."
+                    ),
+                )
+            )
         elif phone in consenting or phone in seen_phones:
             outcomes.append(BulkOutcome(customer_id, ALREADY))
         else:
             seen_phones.add(phone)
-            new.append({"tenant_id": tenant.id, "customer_id": customer_id, "phone": phone,
-                        "source": source, "evidence": evidence, "granted_at": granted_at,
-                        "recorded_at": now})
+            new.append(
+                {
+                    "tenant_id": tenant.id,
+                    "customer_id": customer_id,
+                    "phone": phone,
+                    "source": source,
+                    "evidence": evidence,
+                    "granted_at": granted_at,
+                    "recorded_at": now,
+                }
+            )
             outcomes.append(BulkOutcome(customer_id, RECORDED))
     if new:
         session.execute(insert(cast(Table, ConsentRecord.__table__)), new)
         ids: dict[int | None, int] = {}
         for start in range(0, len(new), 1000):
-            ids.update((cid, rid) for cid, rid in session.execute(
-                select(ConsentRecord.customer_id, ConsentRecord.id).where(
-                    ConsentRecord.tenant_id == tenant.id, ConsentRecord.recorded_at == now,
-                    ConsentRecord.revoked_at.is_(None),
-                    ConsentRecord.phone.in_([row["phone"] for row in new[start:start + 1000]]))))
-        outcomes = [BulkOutcome(o.customer_id, o.outcome, ids.get(o.customer_id), o.reason)
-                    if o.outcome == RECORDED else o for o in outcomes]
-    audit_log.record(session, actor, "consent.bulk_recorded", f"customers:{len(wanted)}",
-                     {"source": source, "evidence": evidence,
-                      "granted_at": granted_at.isoformat(), **count(outcomes)})
+            ids.update(
+                (cid, rid)
+                for cid, rid in session.execute(
+                    select(ConsentRecord.customer_id, ConsentRecord.id).where(
+                        ConsentRecord.tenant_id == tenant.id,
+                        ConsentRecord.recorded_at == now,
+                        ConsentRecord.revoked_at.is_(None),
+                        ConsentRecord.phone.in_(
+                            [row["phone"] for row in new[start : start + 1000]]
+                        ),
+                    )
+                )
+            )
+        outcomes = [
+            BulkOutcome(o.customer_id, o.outcome, ids.get(o.customer_id), o.reason)
+            if o.outcome == RECORDED
+            else o
+            for o in outcomes
+        ]
+    audit_log.record(
+        session,
+        actor,
+        "consent.bulk_recorded",
+        f"customers:{len(wanted)}",
+        {
+            "source": source,
+            "evidence": evidence,
+            "granted_at": granted_at.isoformat(),
+            **count(outcomes),
+        },
+    )
     return outcomes
 
 

@@ -36,7 +36,8 @@ class CompliancePolicy(TimestampMixin, Base):
     __tablename__ = "compliance_policies"
 
     tenant_id: Mapped[int] = mapped_column(
-        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
     marketing_cap: Mapped[int] = mapped_column(default=2)
     cap_window_days: Mapped[int] = mapped_column(default=90)
     # Sending window in the customer's local time, minutes after midnight: [start, end).
@@ -56,7 +57,8 @@ class ConsentRecord(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     customer_id: Mapped[int | None] = mapped_column(
-        ForeignKey("customers.id", ondelete="SET NULL"), default=None, index=True)
+        ForeignKey("customers.id", ondelete="SET NULL"), default=None, index=True
+    )
     phone: Mapped[str] = mapped_column(String(20))
     source: Mapped[str] = mapped_column(String(16))  # one of CONSENT_SOURCES
     evidence: Mapped[str] = mapped_column(Text)  # what shows it: form id, signed sheet, reply text
@@ -71,9 +73,7 @@ class Suppression(Base):
     """A number that must get nothing more from this company under this signature."""
 
     __tablename__ = "suppressions"
-    __table_args__ = (
-        Index("ix_suppressions_tenant_phone", "tenant_id", "phone", "signature"),
-    )
+    __table_args__ = (Index("ix_suppressions_tenant_phone", "tenant_id", "phone", "signature"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -89,8 +89,9 @@ class MarketingSend(Base):
     """One marketing message the gate let through: what the frequency cap counts."""
 
     __tablename__ = "marketing_sends"
-    __table_args__ = (Index("ix_marketing_sends_tenant_phone_at", "tenant_id", "phone",
-                            "allowed_at"),)
+    __table_args__ = (
+        Index("ix_marketing_sends_tenant_phone_at", "tenant_id", "phone", "allowed_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -108,7 +109,8 @@ class ComplianceDecision(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     customer_id: Mapped[int | None] = mapped_column(
-        ForeignKey("customers.id", ondelete="SET NULL"), default=None, index=True)
+        ForeignKey("customers.id", ondelete="SET NULL"), default=None, index=True
+    )
     phone: Mapped[str] = mapped_column(String(20))
     message_ref: Mapped[str] = mapped_column(String(200), index=True)
     category: Mapped[str] = mapped_column(String(16))  # marketing | service

@@ -48,15 +48,23 @@ class SuppressionRow:
     customer_name: str | None
 
 
-def suppression_query(*, tenant: Tenant, phone: str | None = None,
-                      reason: str | None = None, state: SuppressionState = "active"
-                      ) -> Select[Any]:
+def suppression_query(
+    *,
+    tenant: Tenant,
+    phone: str | None = None,
+    reason: str | None = None,
+    state: SuppressionState = "active",
+) -> Select[Any]:
     """The company's suppressions under its signature, newest first."""
-    stmt: Select[Any] = cast(Select[Any], select(Suppression, Customer.id, Customer.name)
-            .outerjoin(Customer, (Customer.tenant_id == Suppression.tenant_id)
-                       & (Customer.phone == Suppression.phone))
-            .where(Suppression.tenant_id == tenant.id,
-                   Suppression.signature == tenant.signature))
+    stmt: Select[Any] = cast(
+        Select[Any],
+        select(Suppression, Customer.id, Customer.name)
+        .outerjoin(
+            Customer,
+            (Customer.tenant_id == Suppression.tenant_id) & (Customer.phone == Suppression.phone),
+        )
+        .where(Suppression.tenant_id == tenant.id, Suppression.signature == tenant.signature),
+    )
     number = _phone_filter(phone, tenant)
     if number:
         stmt = stmt.where(Suppression.phone == number)
@@ -71,9 +79,15 @@ def suppression_query(*, tenant: Tenant, phone: str | None = None,
     return stmt.order_by(Suppression.id.desc())
 
 
-def list_suppressions(*, session: Session, tenant: Tenant, page: PageParams,
-                      phone: str | None = None, reason: str | None = None,
-                      state: SuppressionState = "active") -> tuple[list[SuppressionRow], int]:
+def list_suppressions(
+    *,
+    session: Session,
+    tenant: Tenant,
+    page: PageParams,
+    phone: str | None = None,
+    reason: str | None = None,
+    state: SuppressionState = "active",
+) -> tuple[list[SuppressionRow], int]:
     """One page of the suppression list (with the customer the number belongs to, if any)."""
     stmt = suppression_query(tenant=tenant, phone=phone, reason=reason, state=state)
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
@@ -81,22 +95,37 @@ def list_suppressions(*, session: Session, tenant: Tenant, page: PageParams,
     return [SuppressionRow(s, cid, name) for s, cid, name in rows], int(total or 0)
 
 
-def add_suppression(*, session: Session, tenant: Tenant, phone: str, detail: str | None,
-                    now: dt.datetime, actor: audit_log.Actor | None = None) -> Suppression:
+def add_suppression(
+    *,
+    session: Session,
+    tenant: Tenant,
+    phone: str,
+    detail: str | None,
+    now: dt.datetime,
+    actor: audit_log.Actor | None = None,
+) -> Suppression:
     """Stop every message to a number (a customer's or not), as a manual opt-out.
 
     Revokes the number's marketing consent, as any opt-out does. A number already on the
     list is a 409 naming since when.
     """
     number = normalize_phone(phone, region=tenant.phone_region)
-    suppression_id, created = compliance.opt_out(session=session, tenant=tenant, phone=number,
-                                                 reason="manual", detail=detail, now=now,
-                                                 actor=actor)
+    suppression_id, created = compliance.opt_out(
+        session=session,
+        tenant=tenant,
+        phone=number,
+        reason="manual",
+        detail=detail,
+        now=now,
+        actor=actor,
+    )
     row = session.get(Suppression, suppression_id)
     assert row is not None
     if not created:
-        raise Conflict(f"{number} is already on the suppression list since "
-                       f"{row.created_at:%Y-%m-%d} ({row.reason}).")
+        raise Conflict(
+            f"{number} is already on the suppression list since "
+            f"{row.created_at:%Y-%m-%d} ({row.reason})."
+        )
     return row
 
 
@@ -107,8 +136,14 @@ def get_suppression(*, session: Session, tenant: Tenant, suppression_id: int) ->
     return row
 
 
-def lift_suppression(*, session: Session, tenant: Tenant, suppression_id: int,
-                     now: dt.datetime, actor: audit_log.Actor | None = None) -> Suppression:
+def lift_suppression(
+    *,
+    session: Session,
+    tenant: Tenant,
+    suppression_id: int,
+    now: dt.datetime,
+    actor: audit_log.Actor | None = None,
+) -> Suppression:
     """Take a number off the list: service messages resume; marketing needs new consent.
 
     Lifting is for a customer who asked to hear from the company again (or a number that
@@ -119,8 +154,13 @@ def lift_suppression(*, session: Session, tenant: Tenant, suppression_id: int,
         raise Conflict(f"This suppression was already lifted on {row.lifted_at:%Y-%m-%d}.")
     row.lifted_at = now
     session.flush()
-    audit_log.record(session, actor, "suppression.lifted", f"phone:{row.phone}",
-                     {"suppression_id": row.id, "reason": row.reason})
+    audit_log.record(
+        session,
+        actor,
+        "suppression.lifted",
+        f"phone:{row.phone}",
+        {"suppression_id": row.id, "reason": row.reason},
+    )
     return row
 
 
@@ -137,38 +177,58 @@ class CustomerCompliance:
     suppression: Suppression | None
 
 
-def customer_compliance(*, session: Session, tenant: Tenant, customer_id: int,
-                        now: dt.datetime) -> CustomerCompliance:
-    customer = customers.get_customer(session=session, tenant_id=tenant.id,
-                                      customer_id=customer_id)
+def customer_compliance(
+    *, session: Session, tenant: Tenant, customer_id: int, now: dt.datetime
+) -> CustomerCompliance:
+    customer = customers.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
     records = compliance.consents(session=session, tenant_id=tenant.id, phone=customer.phone)
     return CustomerCompliance(
         reach=compliance.explain(session=session, tenant=tenant, customer=customer, now=now),
         consents=records[::-1],
-        suppression=compliance.active_suppression(session=session, tenant=tenant,
-                                                  phone=customer.phone))
+        suppression=compliance.active_suppression(
+            session=session, tenant=tenant, phone=customer.phone
+        ),
+    )
 
 
-def opt_out_customer(*, session: Session, tenant: Tenant, customer_id: int,
-                     detail: str | None, now: dt.datetime,
-                     actor: audit_log.Actor | None = None) -> bool:
+def opt_out_customer(
+    *,
+    session: Session,
+    tenant: Tenant,
+    customer_id: int,
+    detail: str | None,
+    now: dt.datetime,
+    actor: audit_log.Actor | None = None,
+) -> bool:
     """The office records that the customer asked to stop (a call, a visit): every message
     stops and marketing consent is revoked. True when it is new."""
-    customer = customers.get_customer(session=session, tenant_id=tenant.id,
-                                      customer_id=customer_id)
-    _, created = compliance.opt_out(session=session, tenant=tenant, phone=customer.phone,
-                                    reason="manual", detail=detail, now=now, actor=actor)
+    customer = customers.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
+    _, created = compliance.opt_out(
+        session=session,
+        tenant=tenant,
+        phone=customer.phone,
+        reason="manual",
+        detail=detail,
+        now=now,
+        actor=actor,
+    )
     return created
 
 
-def opt_in_customer(*, session: Session, tenant: Tenant, customer_id: int, now: dt.datetime,
-                    actor: audit_log.Actor | None = None) -> bool:
+def opt_in_customer(
+    *,
+    session: Session,
+    tenant: Tenant,
+    customer_id: int,
+    now: dt.datetime,
+    actor: audit_log.Actor | None = None,
+) -> bool:
     """The customer asked to hear from the company again: the opt-out is lifted (service
     messages resume); marketing needs a new consent. False when there was none."""
-    customer = customers.get_customer(session=session, tenant_id=tenant.id,
-                                      customer_id=customer_id)
-    return compliance.opt_in(session=session, tenant=tenant, phone=customer.phone, now=now,
-                             actor=actor)
+    customer = customers.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
+    return compliance.opt_in(
+        session=session, tenant=tenant, phone=customer.phone, now=now, actor=actor
+    )
 
 
 # --- the consent ledger ---------------------------------------------------------------------
@@ -204,8 +264,7 @@ def ledger_query(*, tenant: Tenant, where: LedgerFilter) -> Select[Any]:
     elif where.state == "revoked":
         stmt = stmt.where(ConsentRecord.revoked_at.is_not(None))
     if where.evidence and where.evidence.strip():
-        stmt = stmt.where(ConsentRecord.evidence.contains(where.evidence.strip(),
-                                                          autoescape=True))
+        stmt = stmt.where(ConsentRecord.evidence.contains(where.evidence.strip(), autoescape=True))
     if where.granted_from and where.granted_until and where.granted_from >= where.granted_until:
         raise Invalid("The start of the period must be before its end.")
     if where.granted_from:
@@ -215,28 +274,51 @@ def ledger_query(*, tenant: Tenant, where: LedgerFilter) -> Select[Any]:
     return stmt.order_by(ConsentRecord.id.desc())
 
 
-def list_ledger(*, session: Session, tenant: Tenant, page: PageParams,
-                where: LedgerFilter | None = None) -> tuple[list[ConsentRecord], int]:
+def list_ledger(
+    *, session: Session, tenant: Tenant, page: PageParams, where: LedgerFilter | None = None
+) -> tuple[list[ConsentRecord], int]:
     """One page of the consent ledger and how many records match."""
     return paginate(session, ledger_query(tenant=tenant, where=where or LedgerFilter()), page)
 
 
-LEDGER_COLUMNS = ("id", "customer_id", "phone", "source", "evidence", "granted_at",
-                  "recorded_at", "revoked_at", "revoke_source", "revoke_evidence")
+LEDGER_COLUMNS = (
+    "id",
+    "customer_id",
+    "phone",
+    "source",
+    "evidence",
+    "granted_at",
+    "recorded_at",
+    "revoked_at",
+    "revoke_source",
+    "revoke_evidence",
+)
 
 
-def export_ledger(*, session: Session, tenant: Tenant, where: LedgerFilter | None = None
-                  ) -> str:
+def export_ledger(*, session: Session, tenant: Tenant, where: LedgerFilter | None = None) -> str:
     """The matching records as CSV (with a BOM, for Excel), oldest first."""
-    stmt = ledger_query(tenant=tenant, where=where or LedgerFilter()).order_by(None).order_by(
-        ConsentRecord.id)
+    stmt = (
+        ledger_query(tenant=tenant, where=where or LedgerFilter())
+        .order_by(None)
+        .order_by(ConsentRecord.id)
+    )
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out)
     writer.writerow(LEDGER_COLUMNS)
     for r in session.scalars(stmt.execution_options(yield_per=1000)):
-        writer.writerow([r.id, r.customer_id or "", r.phone, r.source, r.evidence,
-                         r.granted_at.isoformat(), r.recorded_at.isoformat(),
-                         r.revoked_at.isoformat() if r.revoked_at else "",
-                         r.revoke_source or "", r.revoke_evidence or ""])
+        writer.writerow(
+            [
+                r.id,
+                r.customer_id or "",
+                r.phone,
+                r.source,
+                r.evidence,
+                r.granted_at.isoformat(),
+                r.recorded_at.isoformat(),
+                r.revoked_at.isoformat() if r.revoked_at else "",
+                r.revoke_source or "",
+                r.revoke_evidence or "",
+            ]
+        )
     return out.getvalue()

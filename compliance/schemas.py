@@ -12,8 +12,11 @@ ConsentSource = Literal["in_person", "web_form", "reply", "import", "api"]
 
 class ConsentCreate(BaseModel):
     source: ConsentSource = Field(description="How the customer agreed.")
-    evidence: str = Field(min_length=1, max_length=2000,
-                          description="What proves it: form id, signed sheet, reply text.")
+    evidence: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="What proves it: form id, signed sheet, reply text.",
+    )
     granted_at: Instant | None = Field(default=None, description="Defaults to now.")
 
 
@@ -38,8 +41,7 @@ class ConsentRead(BaseModel):
 
 
 class OptOut(BaseModel):
-    detail: str | None = Field(default=None, max_length=2000,
-                               examples=["客户来电要求不再发送短信"])
+    detail: str | None = Field(default=None, max_length=2000, examples=["客户来电要求不再发送短信"])
 
 
 class PolicyRead(BaseModel):
@@ -56,12 +58,15 @@ class PolicyRead(BaseModel):
 class PolicyUpdate(BaseModel):
     marketing_cap: int | None = Field(default=None, ge=0, le=30)
     cap_window_days: int | None = Field(default=None, ge=1, le=365)
-    window_start: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
-                                     examples=["08:00"])
-    window_end: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$",
-                                   examples=["21:00"])
-    opt_out_footer: str | None = Field(default=None, min_length=2, max_length=20,
-                                       examples=["回复T退订", "拒收请回复R"])
+    window_start: str | None = Field(
+        default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["08:00"]
+    )
+    window_end: str | None = Field(
+        default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$", examples=["21:00"]
+    )
+    opt_out_footer: str | None = Field(
+        default=None, min_length=2, max_length=20, examples=["回复T退订", "拒收请回复R"]
+    )
     consent_retention_days: int | None = Field(default=None, ge=1, le=3650)
 
 
@@ -72,21 +77,28 @@ class BulkConsentCreate(BaseModel):
     """Consent for many customers on one piece of evidence: name them, or one import."""
 
     customer_ids: list[Id] | None = Field(
-        default=None, max_length=20_000, description="The customers (at most 20,000).")
+        default=None, max_length=20_000, description="The customers (at most 20,000)."
+    )
     import_job_id: Id | None = Field(
-        default=None, description="Every customer a finished import imported or matched.")
+        default=None, description="Every customer a finished import imported or matched."
+    )
     source: ConsentSource = Field(default="in_person", description="How they agreed.")
-    evidence: str = Field(min_length=1, max_length=2000,
-                          examples=["2026年服务合同第5条（纸质原件存于门店档案柜）"],
-                          description="What proves it, shared by every customer named.")
+    evidence: str = Field(
+        min_length=1,
+        max_length=2000,
+        examples=["2026年服务合同第5条（纸质原件存于门店档案柜）"],
+        description="What proves it, shared by every customer named.",
+    )
     granted_at: Instant | None = Field(
-        default=None, description="When the evidence was signed; defaults to now.")
+        default=None, description="When the evidence was signed; defaults to now."
+    )
 
 
 class BulkConsentRow(BaseModel):
     customer_id: int
-    outcome: Literal["recorded", "already_consented", "refused_opted_out",
-                     "refused_revoked_later", "not_found"]
+    outcome: Literal[
+        "recorded", "already_consented", "refused_opted_out", "refused_revoked_later", "not_found"
+    ]
     consent_id: int | None = None
     reason: str | None = None
 
@@ -108,10 +120,13 @@ class ConsentPage(BaseModel):
 
 
 class SuppressionCreate(BaseModel):
-    phone: str = Field(min_length=1, max_length=40, examples=["138 0013 8000"],
-                       description="Any common spelling of the number.")
-    detail: str | None = Field(default=None, max_length=2000,
-                               examples=["客户来电要求不再发送短信"])
+    phone: str = Field(
+        min_length=1,
+        max_length=40,
+        examples=["138 0013 8000"],
+        description="Any common spelling of the number.",
+    )
+    detail: str | None = Field(default=None, max_length=2000, examples=["客户来电要求不再发送短信"])
 
 
 class SuppressionRead(BaseModel):

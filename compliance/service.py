@@ -74,9 +74,14 @@ def policy_for(*, session: Session, tenant_id: int) -> CompliancePolicy:
     policy = session.get(CompliancePolicy, tenant_id)
     if policy is None:
         policy = CompliancePolicy(
-            tenant_id=tenant_id, marketing_cap=2, cap_window_days=90,
-            window_start_minute=8 * 60, window_end_minute=21 * 60, opt_out_footer="回复T退订",
-            consent_retention_days=183)
+            tenant_id=tenant_id,
+            marketing_cap=2,
+            cap_window_days=90,
+            window_start_minute=8 * 60,
+            window_end_minute=21 * 60,
+            opt_out_footer="回复T退订",
+            consent_retention_days=183,
+        )
     return policy
 
 
@@ -85,8 +90,9 @@ def _minutes(hhmm: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-def update_policy(*, session: Session, tenant_id: int, changes: PolicyUpdate,
-                  actor: audit_log.Actor | None = None) -> CompliancePolicy:
+def update_policy(
+    *, session: Session, tenant_id: int, changes: PolicyUpdate, actor: audit_log.Actor | None = None
+) -> CompliancePolicy:
     """Change the fields set in ``changes`` (the window as "HH:MM", stored in minutes)."""
     policy = session.get(CompliancePolicy, tenant_id)
     if policy is None:
@@ -101,12 +107,18 @@ def update_policy(*, session: Session, tenant_id: int, changes: PolicyUpdate,
     if policy.window_start_minute >= policy.window_end_minute:
         raise Invalid("The sending window must start before it ends (e.g. 08:00 to 21:00).")
     if policy.consent_retention_days < 153:
-        raise Invalid("Keep revoked consents at least 5 months (153 days); the regulator "
-                      "asks for proof of consent that long.")
+        raise Invalid(
+            "Keep revoked consents at least 5 months (153 days); the regulator "
+            "asks for proof of consent that long."
+        )
     session.flush()
-    audit_log.record(session, actor, "policy.updated", "policy",
-                     {k: v for k, v in changes.model_dump(exclude_unset=True).items()
-                      if v is not None})
+    audit_log.record(
+        session,
+        actor,
+        "policy.updated",
+        "policy",
+        {k: v for k, v in changes.model_dump(exclude_unset=True).items() if v is not None},
+    )
     return policy
 
 
@@ -115,59 +127,107 @@ def update_policy(*, session: Session, tenant_id: int, changes: PolicyUpdate,
 
 def active_consent(*, session: Session, tenant_id: int, phone: str) -> ConsentRecord | None:
     return session.scalars(
-        select(ConsentRecord).where(ConsentRecord.tenant_id == tenant_id,
-                                    ConsentRecord.phone == phone,
-                                    ConsentRecord.revoked_at.is_(None))
+        select(ConsentRecord)
+        .where(
+            ConsentRecord.tenant_id == tenant_id,
+            ConsentRecord.phone == phone,
+            ConsentRecord.revoked_at.is_(None),
+        )
         .order_by(ConsentRecord.granted_at.desc())
     ).first()
 
 
-def record_consent(*, session: Session, tenant_id: int, customer: Customer, source: str,
-                   evidence: str, granted_at: dt.datetime, now: dt.datetime,
-                   actor: audit_log.Actor | None = None) -> ConsentRecord:
+def record_consent(
+    *,
+    session: Session,
+    tenant_id: int,
+    customer: Customer,
+    source: str,
+    evidence: str,
+    granted_at: dt.datetime,
+    now: dt.datetime,
+    actor: audit_log.Actor | None = None,
+) -> ConsentRecord:
     """Record a customer's consent to marketing messages, with what proves it."""
     if source not in CONSENT_SOURCES:
-        raise Invalid(f"Say how consent was given: source must be one of "
-                      f"{', '.join(CONSENT_SOURCES)}.")
+        raise Invalid(
+            f"Say how consent was given: source must be one of {', '.join(CONSENT_SOURCES)}."
+        )
     if not evidence.strip():
-        raise Invalid("Consent needs evidence: the form id, a note of the signed sheet, or the "
-                      "reply text, so it can be shown later.")
+        raise Invalid(
+            "Consent needs evidence: the form id, a note of the signed sheet, or the "
+            "reply text, so it can be shown later."
+        )
     if granted_at > now + dt.timedelta(minutes=5):
         raise Invalid("Consent cannot be given in the future; check the date and time.")
     check_plausible(granted_at, what="The date consent was given", now=now)
     existing = active_consent(session=session, tenant_id=tenant_id, phone=customer.phone)
     if existing is not None:
-        raise Conflict(f"This customer already consented on {existing.granted_at:%Y-%m-%d} "
-                       f"({existing.source}); revoke it first to record a new one.")
-    record = ConsentRecord(tenant_id=tenant_id, customer_id=customer.id, phone=customer.phone,
-                           source=source, evidence=evidence.strip(), granted_at=granted_at,
-                           recorded_at=now)
+        raise Conflict(
+            f"This customer already consented on {existing.granted_at:%Y-%m-%d} "
+            f"({existing.source}); revoke it first to record a new one."
+        )
+    record = ConsentRecord(
+        tenant_id=tenant_id,
+        customer_id=customer.id,
+        phone=customer.phone,
+        source=source,
+        evidence=evidence.strip(),
+        granted_at=granted_at,
+        recorded_at=now,
+    )
     session.add(record)
     session.flush()
-    audit_log.record(session, actor, "consent.recorded", f"customer:{customer.id}",
-                     {"consent_id": record.id, "source": source, "evidence": record.evidence})
+    audit_log.record(
+        session,
+        actor,
+        "consent.recorded",
+        f"customer:{customer.id}",
+        {"consent_id": record.id, "source": source, "evidence": record.evidence},
+    )
     return record
 
 
 _CONSENTS = cast(Table, ConsentRecord.__table__)
 _REVOKE_CONSENT = (
     update(_CONSENTS)
-    .where(_CONSENTS.c.tenant_id == bindparam("b_tenant_id"),
-           _CONSENTS.c.phone == bindparam("b_phone"), _CONSENTS.c.revoked_at.is_(None))
-    .values(revoked_at=bindparam("b_revoked_at"), revoke_source=bindparam("b_source"),
-            revoke_evidence=bindparam("b_evidence")))
+    .where(
+        _CONSENTS.c.tenant_id == bindparam("b_tenant_id"),
+        _CONSENTS.c.phone == bindparam("b_phone"),
+        _CONSENTS.c.revoked_at.is_(None),
+    )
+    .values(
+        revoked_at=bindparam("b_revoked_at"),
+        revoke_source=bindparam("b_source"),
+        revoke_evidence=bindparam("b_evidence"),
+    )
+)
 
 
-def revoke_consent(*, session: Session, tenant_id: int, phone: str, source: str,
-                   evidence: str | None, now: dt.datetime,
-                   actor: audit_log.Actor | None = None) -> bool:
+def revoke_consent(
+    *,
+    session: Session,
+    tenant_id: int,
+    phone: str,
+    source: str,
+    evidence: str | None,
+    now: dt.datetime,
+    actor: audit_log.Actor | None = None,
+) -> bool:
     """Revoke the active consent (kept as evidence); False when there was none.
 
     One statement: ``record_consent`` allows one active consent per number.
     """
-    revoked = session.execute(_REVOKE_CONSENT, {
-        "b_tenant_id": tenant_id, "b_phone": phone, "b_revoked_at": now, "b_source": source,
-        "b_evidence": evidence})
+    revoked = session.execute(
+        _REVOKE_CONSENT,
+        {
+            "b_tenant_id": tenant_id,
+            "b_phone": phone,
+            "b_revoked_at": now,
+            "b_source": source,
+            "b_evidence": evidence,
+        },
+    )
     # A Core statement (the ORM's bulk UPDATE cost more than the query): consents this
     # session has loaded are read again on their next use.
     for loaded in list(session.identity_map.values()):
@@ -175,13 +235,17 @@ def revoke_consent(*, session: Session, tenant_id: int, phone: str, source: str,
             session.expire(loaded)
     done = bool(getattr(revoked, "rowcount", 0))
     if done:
-        audit_log.record(session, actor, "consent.revoked", f"phone:{phone}",
-                         {"source": source, "evidence": evidence})
+        audit_log.record(
+            session,
+            actor,
+            "consent.revoked",
+            f"phone:{phone}",
+            {"source": source, "evidence": evidence},
+        )
     return done
 
 
-def consents(*, session: Session, tenant_id: int, phone: str | None = None
-             ) -> list[ConsentRecord]:
+def consents(*, session: Session, tenant_id: int, phone: str | None = None) -> list[ConsentRecord]:
     stmt = select(ConsentRecord).where(ConsentRecord.tenant_id == tenant_id)
     if phone:
         stmt = stmt.where(ConsentRecord.phone == phone)
@@ -190,22 +254,37 @@ def consents(*, session: Session, tenant_id: int, phone: str | None = None
 
 def companies_with_revoked_consents(*, session: Session) -> list[int]:
     """The companies whose ledger holds revoked consents (the purge's work list)."""
-    return list(session.scalars(select(ConsentRecord.tenant_id).where(
-        ConsentRecord.revoked_at.is_not(None)).distinct().order_by(ConsentRecord.tenant_id)))
+    return list(
+        session.scalars(
+            select(ConsentRecord.tenant_id)
+            .where(ConsentRecord.revoked_at.is_not(None))
+            .distinct()
+            .order_by(ConsentRecord.tenant_id)
+        )
+    )
 
 
-def purge_expired_consents(*, session: Session, now: dt.datetime,
-                           tenant_id: int | None = None) -> int:
+def purge_expired_consents(
+    *, session: Session, now: dt.datetime, tenant_id: int | None = None
+) -> int:
     """Delete revoked consents older than the company's retention (every company's when
     ``tenant_id`` is None); returns how many."""
     purged = 0
-    tenants = ([tenant_id] if tenant_id is not None
-               else companies_with_revoked_consents(session=session))
+    tenants = (
+        [tenant_id] if tenant_id is not None else companies_with_revoked_consents(session=session)
+    )
     for company in tenants:
         keep = policy_for(session=session, tenant_id=company).consent_retention_days
-        purged += cast(CursorResult[Any], session.execute(delete(ConsentRecord).where(
-            ConsentRecord.tenant_id == company, ConsentRecord.revoked_at.is_not(None),
-            ConsentRecord.revoked_at < now - dt.timedelta(days=keep)))).rowcount
+        purged += cast(
+            CursorResult[Any],
+            session.execute(
+                delete(ConsentRecord).where(
+                    ConsentRecord.tenant_id == company,
+                    ConsentRecord.revoked_at.is_not(None),
+                    ConsentRecord.revoked_at < now - dt.timedelta(days=keep),
+                )
+            ),
+        ).rowcount
     session.flush()
     return purged
 
@@ -215,9 +294,13 @@ def purge_expired_consents(*, session: Session, now: dt.datetime,
 
 def active_suppression(*, session: Session, tenant: Tenant, phone: str) -> Suppression | None:
     return session.scalars(
-        select(Suppression).where(Suppression.tenant_id == tenant.id, Suppression.phone == phone,
-                                  Suppression.signature == tenant.signature,
-                                  Suppression.lifted_at.is_(None))
+        select(Suppression)
+        .where(
+            Suppression.tenant_id == tenant.id,
+            Suppression.phone == phone,
+            Suppression.signature == tenant.signature,
+            Suppression.lifted_at.is_(None),
+        )
         .order_by(Suppression.id.desc())
     ).first()
 
@@ -241,24 +324,41 @@ def _suppression_statements() -> tuple[Any, Any]:
     """Built once: the active suppression of a number, and ``INSERT … SELECT … WHERE NOT
     EXISTS`` (it)."""
     columns = Suppression.__table__.c
-    active = (select(Suppression.id).where(
-        Suppression.tenant_id == bindparam("b_tenant_id", type_=columns.tenant_id.type),
-        Suppression.phone == bindparam("b_phone", type_=columns.phone.type),
-        Suppression.signature == bindparam("b_signature", type_=columns.signature.type),
-        Suppression.lifted_at.is_(None)).order_by(Suppression.id.desc()))
+    active = (
+        select(Suppression.id)
+        .where(
+            Suppression.tenant_id == bindparam("b_tenant_id", type_=columns.tenant_id.type),
+            Suppression.phone == bindparam("b_phone", type_=columns.phone.type),
+            Suppression.signature == bindparam("b_signature", type_=columns.signature.type),
+            Suppression.lifted_at.is_(None),
+        )
+        .order_by(Suppression.id.desc())
+    )
     names = ("tenant_id", "phone", "signature", "reason", "detail", "created_at")
     row = select(*(bindparam(f"b_{name}", type_=columns[name].type) for name in names)).where(
-        ~active.exists())
-    insert_ = (insert(cast(Table, Suppression.__table__)).from_select(list(names), row)
-               .returning(columns.id))
+        ~active.exists()
+    )
+    insert_ = (
+        insert(cast(Table, Suppression.__table__))
+        .from_select(list(names), row)
+        .returning(columns.id)
+    )
     return active, insert_
 
 
 _ACTIVE_SUPPRESSION, _INSERT_SUPPRESSION = _suppression_statements()
 
 
-def opt_out(*, session: Session, tenant: Sender, phone: str, reason: str, detail: str | None,
-            now: dt.datetime, actor: audit_log.Actor | None = None) -> tuple[int, bool]:
+def opt_out(
+    *,
+    session: Session,
+    tenant: Sender,
+    phone: str,
+    reason: str,
+    detail: str | None,
+    now: dt.datetime,
+    actor: audit_log.Actor | None = None,
+) -> tuple[int, bool]:
     """Stop all messages to ``phone`` under the company's signature: the suppression's id,
     and True when it is new.
 
@@ -268,31 +368,53 @@ def opt_out(*, session: Session, tenant: Sender, phone: str, reason: str, detail
     """
     _lock_number(session, tenant.id, phone)
     key = {"b_tenant_id": tenant.id, "b_phone": phone, "b_signature": tenant.signature}
-    created = session.execute(_INSERT_SUPPRESSION, {
-        **key, "b_reason": reason, "b_detail": detail, "b_created_at": now}
+    created = session.execute(
+        _INSERT_SUPPRESSION, {**key, "b_reason": reason, "b_detail": detail, "b_created_at": now}
     ).scalar_one_or_none()
     if created is None:
         existing = session.scalars(_ACTIVE_SUPPRESSION, key).first()
         assert existing is not None  # under the number's lock, nothing lifted it meanwhile
         return existing, False
     if reason not in NOT_A_CHOICE:
-        revoke_consent(session=session, tenant_id=tenant.id, phone=phone, source="reply"
-                       if reason == "reply_opt_out" else "api", evidence=detail, now=now)
-    audit_log.record(session, actor, "suppression.added", f"phone:{phone}",
-                     {"suppression_id": created, "reason": reason, "detail": detail})
+        revoke_consent(
+            session=session,
+            tenant_id=tenant.id,
+            phone=phone,
+            source="reply" if reason == "reply_opt_out" else "api",
+            evidence=detail,
+            now=now,
+        )
+    audit_log.record(
+        session,
+        actor,
+        "suppression.added",
+        f"phone:{phone}",
+        {"suppression_id": created, "reason": reason, "detail": detail},
+    )
     return created, True
 
 
-def opt_in(*, session: Session, tenant: Tenant, phone: str, now: dt.datetime,
-           actor: audit_log.Actor | None = None) -> bool:
+def opt_in(
+    *,
+    session: Session,
+    tenant: Tenant,
+    phone: str,
+    now: dt.datetime,
+    actor: audit_log.Actor | None = None,
+) -> bool:
     """Lift the suppression (service messages resume); marketing still needs new consent."""
     existing = active_suppression(session=session, tenant=tenant, phone=phone)
     if existing is None:
         return False
     existing.lifted_at = now
     session.flush()
-    audit_log.record(session, actor, "suppression.lifted", f"phone:{phone}",
-                     {"suppression_id": existing.id, "reason": existing.reason})
+    audit_log.record(
+        session,
+        actor,
+        "suppression.lifted",
+        f"phone:{phone}",
+        {"suppression_id": existing.id, "reason": existing.reason},
+    )
     return True
 
 
@@ -310,24 +432,30 @@ def compose(*, tenant: Tenant, policy: CompliancePolicy, body: str, category: Ca
 
 def _rule_problem(body: str, final: str, max_chars: int) -> str | None:
     if "【" in body or "】" in body:
-        return ("The text has 【】 of its own; carriers only allow the company signature in "
-                "【】, at the very start. Use other brackets such as 「」.")
+        return (
+            "The text has 【】 of its own; carriers only allow the company signature in "
+            "【】, at the very start. Use other brackets such as 「」."
+        )
     if len(final) > max_chars:
-        return (f"The message is {len(final)} characters with signature and footer; this "
-                f"provider takes {max_chars}. Shorten the text.")
+        return (
+            f"The message is {len(final)} characters with signature and footer; this "
+            f"provider takes {max_chars}. Shorten the text."
+        )
     return None
 
 
-def next_window(*, policy: CompliancePolicy, timezone: str, now: dt.datetime
-                ) -> dt.datetime | None:
+def next_window(*, policy: CompliancePolicy, timezone: str, now: dt.datetime) -> dt.datetime | None:
     """None when ``now`` is inside the sending window in ``timezone``; else its next start."""
     zone = ZoneInfo(timezone)
     local = now.astimezone(zone)
     minute = local.hour * 60 + local.minute
     if policy.window_start_minute <= minute < policy.window_end_minute:
         return None
-    day = local.date() if minute < policy.window_start_minute else (
-        local.date() + dt.timedelta(days=1))
+    day = (
+        local.date()
+        if minute < policy.window_start_minute
+        else (local.date() + dt.timedelta(days=1))
+    )
     hours, minutes = divmod(policy.window_start_minute, 60)
     # Built from the local wall clock and resolved by zoneinfo, so a day that loses or
     # gains an hour (daylight saving abroad) still lands on the window's start.
@@ -342,16 +470,26 @@ def _number_key(phone: str) -> int:
 def _lock_number(session: Session, tenant_id: int, phone: str) -> None:
     """Serialise gate decisions for one number, so two workers cannot both pass the cap."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:tenant, :key)"),
-                        {"tenant": tenant_id, "key": _number_key(phone)})
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:tenant, :key)"),
+            {"tenant": tenant_id, "key": _number_key(phone)},
+        )
     # SQLite: every write transaction already holds the database lock (BEGIN IMMEDIATE).
 
 
 def marketing_sent(*, session: Session, tenant_id: int, phone: str, since: dt.datetime) -> int:
-    return int(session.scalar(
-        select(func.count()).select_from(MarketingSend).where(
-            MarketingSend.tenant_id == tenant_id, MarketingSend.phone == phone,
-            MarketingSend.allowed_at >= since)) or 0)
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(MarketingSend)
+            .where(
+                MarketingSend.tenant_id == tenant_id,
+                MarketingSend.phone == phone,
+                MarketingSend.allowed_at >= since,
+            )
+        )
+        or 0
+    )
 
 
 def uncount_marketing(*, session: Session, message_refs: Sequence[str]) -> None:
@@ -359,8 +497,7 @@ def uncount_marketing(*, session: Session, message_refs: Sequence[str]) -> None:
     or every retry failed) out of the frequency cap. Called in the transaction whose gate
     counted them, so the numbers are still locked."""
     if message_refs:
-        session.execute(delete(MarketingSend).where(
-            MarketingSend.message_ref.in_(message_refs)))
+        session.execute(delete(MarketingSend).where(MarketingSend.message_ref.in_(message_refs)))
 
 
 @dataclass(frozen=True)
@@ -375,16 +512,28 @@ class Ask:
     max_chars: int
 
 
-def gate(*, session: Session, tenant: Tenant, customer: Customer, category: Category,
-         body: str, message_ref: str, max_chars: int, now: dt.datetime) -> Verdict:
+def gate(
+    *,
+    session: Session,
+    tenant: Tenant,
+    customer: Customer,
+    category: Category,
+    body: str,
+    message_ref: str,
+    max_chars: int,
+    now: dt.datetime,
+) -> Verdict:
     """Decide whether ``body`` may go to ``customer`` now; record the decision.
 
     Order: opt-out, consent (marketing), message rules, quiet hours (defer, never drop),
     frequency cap (marketing; counted under a per-number lock, and the send is counted as
     part of the same decision).
     """
-    return gate_many(session=session, asks=[Ask(tenant, customer, category, body, message_ref,
-                                                 max_chars)], now=now)[0]
+    return gate_many(
+        session=session,
+        asks=[Ask(tenant, customer, category, body, message_ref, max_chars)],
+        now=now,
+    )[0]
 
 
 def gate_many(*, session: Session, asks: Sequence[Ask], now: dt.datetime) -> list[Verdict]:
@@ -398,38 +547,71 @@ def gate_many(*, session: Session, asks: Sequence[Ask], now: dt.datetime) -> lis
     """
     if not asks:
         return []
-    policies = {tenant_id: policy_for(session=session, tenant_id=tenant_id)
-                for tenant_id in sorted({ask.tenant.id for ask in asks})}
+    policies = {
+        tenant_id: policy_for(session=session, tenant_id=tenant_id)
+        for tenant_id in sorted({ask.tenant.id for ask in asks})
+    }
     numbers = sorted({(ask.tenant.id, ask.customer.phone) for ask in asks})
     _lock_numbers(session, numbers)
     suppressions = _active_suppressions(session, numbers)
-    marketing = sorted({(ask.tenant.id, ask.customer.phone) for ask in asks
-                        if ask.category == "marketing"})
+    marketing = sorted(
+        {(ask.tenant.id, ask.customer.phone) for ask in asks if ask.category == "marketing"}
+    )
     consented = _consented(session, marketing)
     refs = [ask.message_ref for ask in asks if ask.category == "marketing"]
-    counted = set(session.scalars(select(MarketingSend.message_ref).where(
-        MarketingSend.message_ref.in_(refs)))) if refs else set()
+    counted = (
+        set(
+            session.scalars(
+                select(MarketingSend.message_ref).where(MarketingSend.message_ref.in_(refs))
+            )
+        )
+        if refs
+        else set()
+    )
     sent = _marketing_counts(session, marketing, policies, now)
     verdicts: list[Verdict] = []
     allowed: list[dict[str, object]] = []
     for ask in asks:
         number = (ask.tenant.id, ask.customer.phone)
-        verdict = _decide(ask=ask, policy=policies[ask.tenant.id], now=now,
-                          suppression=suppressions.get((*number, ask.tenant.signature)),
-                          consented=number in consented, sent=sent.get(number, 0),
-                          counted=ask.message_ref in counted)
+        verdict = _decide(
+            ask=ask,
+            policy=policies[ask.tenant.id],
+            now=now,
+            suppression=suppressions.get((*number, ask.tenant.signature)),
+            consented=number in consented,
+            sent=sent.get(number, 0),
+            counted=ask.message_ref in counted,
+        )
         if verdict.allowed and ask.category == "marketing" and ask.message_ref not in counted:
             counted.add(ask.message_ref)
             sent[number] = sent.get(number, 0) + 1
-            allowed.append({"tenant_id": ask.tenant.id, "phone": ask.customer.phone,
-                            "message_ref": ask.message_ref, "allowed_at": now})
+            allowed.append(
+                {
+                    "tenant_id": ask.tenant.id,
+                    "phone": ask.customer.phone,
+                    "message_ref": ask.message_ref,
+                    "allowed_at": now,
+                }
+            )
         verdicts.append(verdict)
-    session.execute(insert(cast(Table, ComplianceDecision.__table__)), [
-        {"tenant_id": ask.tenant.id, "customer_id": ask.customer.id,
-         "phone": ask.customer.phone, "message_ref": ask.message_ref,
-         "category": ask.category, "decision": verdict.decision, "reason": verdict.reason,
-         "detail": verdict.detail, "not_before": verdict.not_before, "decided_at": now}
-        for ask, verdict in zip(asks, verdicts, strict=True)])
+    session.execute(
+        insert(cast(Table, ComplianceDecision.__table__)),
+        [
+            {
+                "tenant_id": ask.tenant.id,
+                "customer_id": ask.customer.id,
+                "phone": ask.customer.phone,
+                "message_ref": ask.message_ref,
+                "category": ask.category,
+                "decision": verdict.decision,
+                "reason": verdict.reason,
+                "detail": verdict.detail,
+                "not_before": verdict.not_before,
+                "decided_at": now,
+            }
+            for ask, verdict in zip(asks, verdicts, strict=True)
+        ],
+    )
     if allowed:
         session.execute(insert(cast(Table, MarketingSend.__table__)), allowed)
     return verdicts
@@ -443,23 +625,34 @@ def _lock_numbers(session: Session, numbers: Sequence[tuple[int, str]]) -> None:
         _lock_number(session, *numbers[0])
         return
     # The ordered subquery is kept apart (OFFSET 0), so the locks are taken in its order.
-    session.execute(text(
-        "SELECT count(pg_advisory_xact_lock(t, k)) FROM (SELECT t, k FROM "
-        "unnest(CAST(:tenants AS int[]), CAST(:keys AS int[])) AS n(t, k) "
-        "ORDER BY t, k OFFSET 0) AS ordered"),
-        {"tenants": [tenant_id for tenant_id, _ in numbers],
-         "keys": [_number_key(phone) for _, phone in numbers]})
+    session.execute(
+        text(
+            "SELECT count(pg_advisory_xact_lock(t, k)) FROM (SELECT t, k FROM "
+            "unnest(CAST(:tenants AS int[]), CAST(:keys AS int[])) AS n(t, k) "
+            "ORDER BY t, k OFFSET 0) AS ordered"
+        ),
+        {
+            "tenants": [tenant_id for tenant_id, _ in numbers],
+            "keys": [_number_key(phone) for _, phone in numbers],
+        },
+    )
 
 
-def _active_suppressions(session: Session, numbers: Sequence[tuple[int, str]]
-                         ) -> dict[tuple[int, str, str], Suppression]:
+def _active_suppressions(
+    session: Session, numbers: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str, str], Suppression]:
     """The newest active suppression of each (company, phone, signature) asked about."""
     found: dict[tuple[int, str, str], Suppression] = {}
     wanted = set(numbers)
-    for row in session.scalars(select(Suppression).where(
+    for row in session.scalars(
+        select(Suppression)
+        .where(
             Suppression.tenant_id.in_({tenant_id for tenant_id, _ in numbers}),
             Suppression.phone.in_({phone for _, phone in numbers}),
-            Suppression.lifted_at.is_(None)).order_by(Suppression.id.desc())):
+            Suppression.lifted_at.is_(None),
+        )
+        .order_by(Suppression.id.desc())
+    ):
         if (row.tenant_id, row.phone) in wanted:
             found.setdefault((row.tenant_id, row.phone, row.signature), row)
     return found
@@ -468,62 +661,104 @@ def _active_suppressions(session: Session, numbers: Sequence[tuple[int, str]]
 def _consented(session: Session, numbers: Sequence[tuple[int, str]]) -> set[tuple[int, str]]:
     if not numbers:
         return set()
-    rows = session.execute(select(ConsentRecord.tenant_id, ConsentRecord.phone).where(
-        ConsentRecord.tenant_id.in_({tenant_id for tenant_id, _ in numbers}),
-        ConsentRecord.phone.in_({phone for _, phone in numbers}),
-        ConsentRecord.revoked_at.is_(None)))
+    rows = session.execute(
+        select(ConsentRecord.tenant_id, ConsentRecord.phone).where(
+            ConsentRecord.tenant_id.in_({tenant_id for tenant_id, _ in numbers}),
+            ConsentRecord.phone.in_({phone for _, phone in numbers}),
+            ConsentRecord.revoked_at.is_(None),
+        )
+    )
     return {(tenant_id, phone) for tenant_id, phone in rows} & set(numbers)
 
 
-def _marketing_counts(session: Session, numbers: Sequence[tuple[int, str]],
-                      policies: dict[int, CompliancePolicy], now: dt.datetime
-                      ) -> dict[tuple[int, str], int]:
+def _marketing_counts(
+    session: Session,
+    numbers: Sequence[tuple[int, str]],
+    policies: dict[int, CompliancePolicy],
+    now: dt.datetime,
+) -> dict[tuple[int, str], int]:
     """Marketing messages each number got within its company's cap window."""
     counts: dict[tuple[int, str], int] = {}
     for tenant_id in sorted({tenant_id for tenant_id, _ in numbers}):
         since = now - dt.timedelta(days=policies[tenant_id].cap_window_days)
         phones = [phone for owner, phone in numbers if owner == tenant_id]
         for phone, count in session.execute(
-                select(MarketingSend.phone, func.count()).where(
-                    MarketingSend.tenant_id == tenant_id, MarketingSend.phone.in_(phones),
-                    MarketingSend.allowed_at >= since).group_by(MarketingSend.phone)):
+            select(MarketingSend.phone, func.count())
+            .where(
+                MarketingSend.tenant_id == tenant_id,
+                MarketingSend.phone.in_(phones),
+                MarketingSend.allowed_at >= since,
+            )
+            .group_by(MarketingSend.phone)
+        ):
             counts[(tenant_id, phone)] = int(count)
     return counts
 
 
-def _decide(*, ask: Ask, policy: CompliancePolicy, now: dt.datetime,
-            suppression: Suppression | None, consented: bool, sent: int, counted: bool
-            ) -> Verdict:
+def _decide(
+    *,
+    ask: Ask,
+    policy: CompliancePolicy,
+    now: dt.datetime,
+    suppression: Suppression | None,
+    consented: bool,
+    sent: int,
+    counted: bool,
+) -> Verdict:
     """One message's verdict from what the batch read (the numbers are locked)."""
     tenant, customer, category = ask.tenant, ask.customer, ask.category
     if suppression is not None and category != "reply":
-        return Verdict(SUPPRESS, OPTED_OUT,
-                       f"The customer opted out on {suppression.created_at:%Y-%m-%d} "
-                       f"({suppression.reason}); nothing more may be sent to this number.")
+        return Verdict(
+            SUPPRESS,
+            OPTED_OUT,
+            f"The customer opted out on {suppression.created_at:%Y-%m-%d} "
+            f"({suppression.reason}); nothing more may be sent to this number.",
+        )
     if category == "marketing" and not consented:
-        return Verdict(SUPPRESS, NO_CONSENT,
-                       "No recorded consent to marketing messages; record it (at a visit, a "
-                       "web form or a reply) before sending offers.")
+        return Verdict(
+            SUPPRESS,
+            NO_CONSENT,
+            "No recorded consent to marketing messages; record it (at a visit, a "
+            "web form or a reply) before sending offers.",
+        )
     final = compose(tenant=tenant, policy=policy, body=ask.body, category=category)
     problem = _rule_problem(ask.body, final, ask.max_chars)
     if problem:
         return Verdict(REFUSE, MESSAGE_RULES, problem)
-    not_before = (None if category == "reply" else
-                  next_window(policy=policy, timezone=customer.timezone, now=now))
+    not_before = (
+        None
+        if category == "reply"
+        else next_window(policy=policy, timezone=customer.timezone, now=now)
+    )
     if not_before is not None:
         local = not_before.astimezone(ZoneInfo(customer.timezone))
-        return Verdict(DEFER, QUIET_HOURS,
-                       f"Quiet hours for the customer ({customer.timezone}); it goes out at "
-                       f"{local:%Y-%m-%d %H:%M} local time.", not_before=not_before)
+        return Verdict(
+            DEFER,
+            QUIET_HOURS,
+            f"Quiet hours for the customer ({customer.timezone}); it goes out at "
+            f"{local:%Y-%m-%d %H:%M} local time.",
+            not_before=not_before,
+        )
     if category == "marketing" and not counted and sent >= policy.marketing_cap:
-        return Verdict(SUPPRESS, FREQUENCY_CAP,
-                       f"The customer already got {sent} marketing messages in "
-                       f"{policy.cap_window_days} days, the company's limit.")
+        return Verdict(
+            SUPPRESS,
+            FREQUENCY_CAP,
+            f"The customer already got {sent} marketing messages in "
+            f"{policy.cap_window_days} days, the company's limit.",
+        )
     return Verdict(SEND, ALLOWED, "Allowed.", text=final)
 
 
-def preview(*, session: Session, tenant: Tenant, customer: Customer, category: Category,
-            body: str, max_chars: int, now: dt.datetime) -> Verdict:
+def preview(
+    *,
+    session: Session,
+    tenant: Tenant,
+    customer: Customer,
+    category: Category,
+    body: str,
+    max_chars: int,
+    now: dt.datetime,
+) -> Verdict:
     """What ``gate`` would decide for ``body`` now, without locking, counting or recording.
 
     For a person about to send (an answer typed in the console): a message the gate would
@@ -533,18 +768,20 @@ def preview(*, session: Session, tenant: Tenant, customer: Customer, category: C
     number = (tenant.id, customer.phone)
     policy = policy_for(session=session, tenant_id=tenant.id)
     marketing = [number] if category == "marketing" else []
-    return _decide(ask=Ask(tenant, customer, category, body, "preview", max_chars),
-                   policy=policy, now=now,
-                   suppression=_active_suppressions(session, [number]).get(
-                       (*number, tenant.signature)),
-                   consented=number in _consented(session, marketing),
-                   sent=_marketing_counts(session, marketing, {tenant.id: policy}, now).get(
-                       number, 0),
-                   counted=False)
+    return _decide(
+        ask=Ask(tenant, customer, category, body, "preview", max_chars),
+        policy=policy,
+        now=now,
+        suppression=_active_suppressions(session, [number]).get((*number, tenant.signature)),
+        consented=number in _consented(session, marketing),
+        sent=_marketing_counts(session, marketing, {tenant.id: policy}, now).get(number, 0),
+        counted=False,
+    )
 
 
-def explain(*, session: Session, tenant: Tenant, customer: Customer, now: dt.datetime
-            ) -> dict[str, dict[str, object]]:
+def explain(
+    *, session: Session, tenant: Tenant, customer: Customer, now: dt.datetime
+) -> dict[str, dict[str, object]]:
     """Whether the customer can receive marketing and service messages now, and why not."""
     policy = policy_for(session=session, tenant_id=tenant.id)
     suppression = active_suppression(session=session, tenant=tenant, phone=customer.phone)
@@ -553,8 +790,9 @@ def explain(*, session: Session, tenant: Tenant, customer: Customer, now: dt.dat
     later: list[str] = []
     if window is not None:
         local = window.astimezone(ZoneInfo(customer.timezone))
-        later.append(f"It is quiet hours for the customer; messages wait until "
-                     f"{local:%H:%M} local time.")
+        later.append(
+            f"It is quiet hours for the customer; messages wait until {local:%H:%M} local time."
+        )
     service: list[str] = []
     marketing: list[str] = []
     if suppression is not None:
@@ -564,11 +802,17 @@ def explain(*, session: Session, tenant: Tenant, customer: Customer, now: dt.dat
     if consent is None:
         marketing.append("No recorded consent to marketing messages.")
     else:
-        sent = marketing_sent(session=session, tenant_id=tenant.id, phone=customer.phone,
-                              since=now - dt.timedelta(days=policy.cap_window_days))
+        sent = marketing_sent(
+            session=session,
+            tenant_id=tenant.id,
+            phone=customer.phone,
+            since=now - dt.timedelta(days=policy.cap_window_days),
+        )
         if sent >= policy.marketing_cap:
-            marketing.append(f"Already {sent} marketing messages in the last "
-                             f"{policy.cap_window_days} days (the limit).")
+            marketing.append(
+                f"Already {sent} marketing messages in the last "
+                f"{policy.cap_window_days} days (the limit)."
+            )
     return {
         "marketing": {"can_receive": not marketing, "reasons": marketing, "later": later},
         "service": {"can_receive": not service, "reasons": service, "later": later},

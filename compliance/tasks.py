@@ -14,8 +14,12 @@ def purge_expired_consents(*, session: Session) -> None:
     """Daily: revoked consents older than the company's retention period are deleted,
     a company per transaction (one that fails is logged and skipped)."""
     now = utcnow()
-    each_on_its_own(session, "purge_expired_consents",
-                    service.companies_with_revoked_consents(session=session),
-                    lambda tenant_id: service.purge_expired_consents(
-                        session=session, now=now, tenant_id=tenant_id),
-                    what="tenant_id")
+    each_on_its_own(
+        session,
+        "purge_expired_consents",
+        service.companies_with_revoked_consents(session=session),
+        lambda tenant_id: service.purge_expired_consents(
+            session=session, now=now, tenant_id=tenant_id
+        ),
+        what="tenant_id",
+    )

@@ -25,20 +25,22 @@ _SENTENCES = {
     NO_CONSENT: "客户没有同意接收营销短信；先在客户页记录同意（及其凭证），再发送优惠信息。",
     FREQUENCY_CAP: "客户近期收到的营销短信已达公司上限，这条不能再发。",
     MESSAGE_RULES: "短信内容不符合运营商规则：正文里不能有【】（只有签名可以用），"
-                   "且加上签名和退订提示后不能超出长度上限。",
+    "且加上签名和退订提示后不能超出长度上限。",
 }
 _UNKNOWN = "这条短信未能发送，请稍后再试或联系管理员。"
 
 
-def reason_text(reason: str | None, *, not_before: dt.datetime | None = None,
-                timezone: str = "Asia/Shanghai") -> str:
+def reason_text(
+    reason: str | None, *, not_before: dt.datetime | None = None, timezone: str = "Asia/Shanghai"
+) -> str:
     """Why the gate held or stopped a message, as one Chinese sentence."""
     if reason == QUIET_HOURS:
         if not_before is None:
             return _("客户所在地现在是免打扰时段，短信会在发送时段开始时发出。")
         local = not_before.astimezone(ZoneInfo(timezone))
-        return _("客户所在地现在是免打扰时段，短信将于{month}月{day}日 {clock}（客户当地时间）"
-                 "发出。").format(month=local.month, day=local.day, clock=f"{local:%H:%M}")
+        return _(
+            "客户所在地现在是免打扰时段，短信将于{month}月{day}日 {clock}（客户当地时间）发出。"
+        ).format(month=local.month, day=local.day, clock=f"{local:%H:%M}")
     if reason is None:
         return _(_UNKNOWN)
     return _(_SENTENCES.get(reason, _UNKNOWN))

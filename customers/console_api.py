@@ -32,17 +32,29 @@ router = APIRouter(tags=["customers"])
 
 @router.get("/customers/{customer_id}/timeline", response_model=TimelinePage)
 def customer_timeline(
-    customer_id: Id, session: SessionDep, tenant: TenantDep,
+    customer_id: Id,
+    session: SessionDep,
+    tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=timeline.MAX_LIMIT)] = timeline.DEFAULT_LIMIT,
-    before: Annotated[str | None, Query(max_length=100, description=(
-        "The `cursor` of the last entry of the page before (or `next_before`)."))] = None,
+    before: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description=("The `cursor` of the last entry of the page before (or `next_before`)."),
+        ),
+    ] = None,
 ) -> TimelinePage:
     """The customer's visits, reports, bookings, messages and replies, newest first."""
-    entries, next_before = timeline.timeline(session=session, tenant_id=tenant.id,
-                                             customer_id=customer_id, limit=limit, before=before)
-    return TimelinePage(items=[TimelineEntryRead(kind=e.kind, id=e.id, at=e.at,
-                                                 cursor=e.cursor, data=e.data) for e in entries],
-                        next_before=next_before)
+    entries, next_before = timeline.timeline(
+        session=session, tenant_id=tenant.id, customer_id=customer_id, limit=limit, before=before
+    )
+    return TimelinePage(
+        items=[
+            TimelineEntryRead(kind=e.kind, id=e.id, at=e.at, cursor=e.cursor, data=e.data)
+            for e in entries
+        ],
+        next_before=next_before,
+    )
 
 
 def job_read(job: ImportJob) -> ImportJobRead:
@@ -51,25 +63,30 @@ def job_read(job: ImportJob) -> ImportJobRead:
     return read
 
 
-@router.post("/import-jobs", response_model=ImportJobRead, status_code=202,
-             responses=refusals(413, 415))
-def start_import(file: UploadFile, session: SessionDep, tenant: TenantDep,
-                 actor: KeyActorDep) -> ImportJobRead:
+@router.post(
+    "/import-jobs", response_model=ImportJobRead, status_code=202, responses=refusals(413, 415)
+)
+def start_import(
+    file: UploadFile, session: SessionDep, tenant: TenantDep, actor: KeyActorDep
+) -> ImportJobRead:
     """Import a CSV or XLSX list in the background; poll the job for progress and report."""
     limit = get_settings().import_max_bytes
     data = file.file.read(limit + 1)
-    job = import_jobs.create_job(session=session, tenant=tenant, data=data,
-                                 filename=file.filename, actor=actor)
+    job = import_jobs.create_job(
+        session=session, tenant=tenant, data=data, filename=file.filename, actor=actor
+    )
     return job_read(job)
 
 
 @router.get("/import-jobs", response_model=ImportJobPage)
-def list_imports(session: SessionDep, tenant: TenantDep,
-                 page: Annotated[PageParams, Depends(page_params)]) -> ImportJobPage:
+def list_imports(
+    session: SessionDep, tenant: TenantDep, page: Annotated[PageParams, Depends(page_params)]
+) -> ImportJobPage:
     """The company's imports, newest first."""
     jobs, total = import_jobs.list_jobs(session=session, tenant_id=tenant.id, page=page)
-    return ImportJobPage(items=[job_read(j) for j in jobs], total=total, limit=page.limit,
-                         offset=page.offset)
+    return ImportJobPage(
+        items=[job_read(j) for j in jobs], total=total, limit=page.limit, offset=page.offset
+    )
 
 
 @router.get("/import-jobs/{job_id}", response_model=ImportJobRead)
@@ -80,15 +97,28 @@ def read_import(job_id: Id, session: SessionDep, tenant: TenantDep) -> ImportJob
 
 @router.get("/import-jobs/{job_id}/rows", response_model=ImportRowPage)
 def import_rows(
-    job_id: Id, session: SessionDep, tenant: TenantDep,
+    job_id: Id,
+    session: SessionDep,
+    tenant: TenantDep,
     page: Annotated[PageParams, Depends(page_params)],
     status: Literal["imported", "updated", "unchanged", "rejected"] | None = None,
 ) -> ImportRowPage:
     """The per-row report of an import, in file order (e.g. only the rejected rows)."""
-    rows, total = import_jobs.job_rows(session=session, tenant_id=tenant.id, job_id=job_id,
-                                       page=page, status=status)
+    rows, total = import_jobs.job_rows(
+        session=session, tenant_id=tenant.id, job_id=job_id, page=page, status=status
+    )
     return ImportRowPage(
-        items=[ImportRow(row=r.line, status=r.status,
-                         customer_id=r.customer_id, phone=r.phone, reason=r.reason)
-               for r in rows],
-        total=total, limit=page.limit, offset=page.offset)
+        items=[
+            ImportRow(
+                row=r.line,
+                status=r.status,
+                customer_id=r.customer_id,
+                phone=r.phone,
+                reason=r.reason,
+            )
+            for r in rows
+        ],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )

@@ -51,8 +51,14 @@ MAX_ATTEMPTS = 3
 ROW_STATUSES = ("imported", "updated", "unchanged", "rejected")
 
 
-def create_job(*, session: Session, tenant: Tenant, data: bytes, filename: str | None = None,
-               actor: Actor | None = None) -> ImportJob:
+def create_job(
+    *,
+    session: Session,
+    tenant: Tenant,
+    data: bytes,
+    filename: str | None = None,
+    actor: Actor | None = None,
+) -> ImportJob:
     """Store an uploaded list and queue its import; the job to poll.
 
     What is plainly not a customer list (empty, too big, an old .xls, binary) is refused here,
@@ -63,14 +69,25 @@ def create_job(*, session: Session, tenant: Tenant, data: bytes, filename: str |
         raise TooLarge(f"The file is over {limit // (1024 * 1024)} MB; split it and retry.")
     check_file_kind(data)
     name = (filename or "").replace("\x00", "").strip()[:255] or None
-    job = ImportJob(tenant_id=tenant.id, status=QUEUED, filename=name, file_bytes=len(data),
-                    data=data, created_at=utcnow(),
-                    created_by=actor.label[:100] if actor is not None else None)
+    job = ImportJob(
+        tenant_id=tenant.id,
+        status=QUEUED,
+        filename=name,
+        file_bytes=len(data),
+        data=data,
+        created_at=utcnow(),
+        created_by=actor.label[:100] if actor is not None else None,
+    )
     session.add(job)
     session.flush()
     if actor is not None:
-        audit.record(session, actor, "customers.import_started", f"import_job:{job.id}",
-                     {"filename": name, "bytes": len(data)})
+        audit.record(
+            session,
+            actor,
+            "customers.import_started",
+            f"import_job:{job.id}",
+            {"filename": name, "bytes": len(data)},
+        )
     _queue(session, job.id)
     return job
 
@@ -90,15 +107,18 @@ def get_job(*, session: Session, tenant_id: int, job_id: int) -> ImportJob:
     return job
 
 
-def list_jobs(*, session: Session, tenant_id: int, page: PageParams
-              ) -> tuple[list[ImportJob], int]:
+def list_jobs(*, session: Session, tenant_id: int, page: PageParams) -> tuple[list[ImportJob], int]:
     """The company's imports, newest first."""
-    return paginate(session, select(ImportJob).where(ImportJob.tenant_id == tenant_id)
-                    .order_by(ImportJob.id.desc()), page)
+    return paginate(
+        session,
+        select(ImportJob).where(ImportJob.tenant_id == tenant_id).order_by(ImportJob.id.desc()),
+        page,
+    )
 
 
-def job_rows(*, session: Session, tenant_id: int, job_id: int, page: PageParams,
-             status: str | None = None) -> tuple[list[ImportJobRow], int]:
+def job_rows(
+    *, session: Session, tenant_id: int, job_id: int, page: PageParams, status: str | None = None
+) -> tuple[list[ImportJobRow], int]:
     """One page of a job's per-row report, in file order (only one outcome when asked)."""
     get_job(session=session, tenant_id=tenant_id, job_id=job_id)
     stmt = select(ImportJobRow).where(ImportJobRow.job_id == job_id)
@@ -111,12 +131,18 @@ def job_customer_ids(*, session: Session, tenant_id: int, job_id: int) -> list[i
     """The customers a finished job imported or matched (its rejected rows left out)."""
     job = get_job(session=session, tenant_id=tenant_id, job_id=job_id)
     if job.status != DONE:
-        raise Conflict(
-            f"Import {job_id} has not finished ({job.status}); wait until it is done.")
-    return list(session.scalars(
-        select(ImportJobRow.customer_id).where(
-            ImportJobRow.job_id == job_id, ImportJobRow.status != "rejected",
-            ImportJobRow.customer_id.is_not(None)).order_by(ImportJobRow.line)))
+        raise Conflict(f"Import {job_id} has not finished ({job.status}); wait until it is done.")
+    return list(
+        session.scalars(
+            select(ImportJobRow.customer_id)
+            .where(
+                ImportJobRow.job_id == job_id,
+                ImportJobRow.status != "rejected",
+                ImportJobRow.customer_id.is_not(None),
+            )
+            .order_by(ImportJobRow.line)
+        )
+    )
 
 
 def stalled(job: ImportJob, *, now: dt.datetime) -> bool:
@@ -133,12 +159,20 @@ def stalled(job: ImportJob, *, now: dt.datetime) -> bool:
 def _claim(session: Session, job_id: int, now: dt.datetime) -> int | None:
     """Take the job for this worker: its attempt number, or None when another has it."""
     jobs = cast(Table, ImportJob.__table__)
-    claimed = cast(CursorResult[Any], session.execute(
-        update(jobs).where(
-            jobs.c.id == job_id,
-            or_(jobs.c.status == QUEUED,
-                (jobs.c.status == RUNNING) & (jobs.c.heartbeat_at < now - STALE)))
-        .values(status=RUNNING, attempts=jobs.c.attempts + 1, heartbeat_at=now)))
+    claimed = cast(
+        CursorResult[Any],
+        session.execute(
+            update(jobs)
+            .where(
+                jobs.c.id == job_id,
+                or_(
+                    jobs.c.status == QUEUED,
+                    (jobs.c.status == RUNNING) & (jobs.c.heartbeat_at < now - STALE),
+                ),
+            )
+            .values(status=RUNNING, attempts=jobs.c.attempts + 1, heartbeat_at=now)
+        ),
+    )
     if claimed.rowcount != 1:
         return None
     return int(session.scalar(select(jobs.c.attempts).where(jobs.c.id == job_id)) or 0)
@@ -146,14 +180,20 @@ def _claim(session: Session, job_id: int, now: dt.datetime) -> int | None:
 
 def _still_ours(session: Session, job_id: int, attempt: int, now: dt.datetime) -> bool:
     jobs = cast(Table, ImportJob.__table__)
-    touched = cast(CursorResult[Any], session.execute(
-        update(jobs).where(jobs.c.id == job_id, jobs.c.status == RUNNING,
-                           jobs.c.attempts == attempt).values(heartbeat_at=now)))
+    touched = cast(
+        CursorResult[Any],
+        session.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == RUNNING, jobs.c.attempts == attempt)
+            .values(heartbeat_at=now)
+        ),
+    )
     return touched.rowcount == 1
 
 
-def _finish(session: Session, job: ImportJob, status: str, now: dt.datetime,
-            error: str | None = None) -> None:
+def _finish(
+    session: Session, job: ImportJob, status: str, now: dt.datetime, error: str | None = None
+) -> None:
     job.status = status
     job.error = error
     job.finished_at = now
@@ -180,8 +220,13 @@ def run(*, session: Session, job_id: int) -> None:
     tenant = session.get(Tenant, job.tenant_id)
     data = job.data
     if tenant is None or data is None:
-        _finish(session, job, FAILED, now,
-                "The file of this import is no longer there; upload it again.")
+        _finish(
+            session,
+            job,
+            FAILED,
+            now,
+            "The file of this import is no longer there; upload it again.",
+        )
         return
     try:
         rows = read_customer_file(data, max_rows=get_settings().import_max_rows)
@@ -193,27 +238,51 @@ def run(*, session: Session, job_id: int) -> None:
 
     # Numbers of the rows already written (a resumed job), so a later duplicate line is
     # still refused as one, as in a single pass.
-    first_line_of = {phone: line for phone, line in session.execute(
-        select(ImportJobRow.phone, ImportJobRow.line).where(
-            ImportJobRow.job_id == job_id, ImportJobRow.phone.is_not(None),
-            ImportJobRow.status != "rejected")) if phone is not None}
+    first_line_of = {
+        phone: line
+        for phone, line in session.execute(
+            select(ImportJobRow.phone, ImportJobRow.line).where(
+                ImportJobRow.job_id == job_id,
+                ImportJobRow.phone.is_not(None),
+                ImportJobRow.status != "rejected",
+            )
+        )
+        if phone is not None
+    }
     for start in range(job.rows_done, len(rows), CHUNK):
         if not _still_ours(session, job_id, attempt, utcnow()):
             session.rollback()
             return
-        _write_chunk(session, tenant, job, rows[start:start + CHUNK], first_line_of)
+        _write_chunk(session, tenant, job, rows[start : start + CHUNK], first_line_of)
         session.commit()
     _finish(session, job, DONE, utcnow())
 
 
-def _write_chunk(session: Session, tenant: Tenant, job: ImportJob,
-                 chunk: Sequence[ImportedRow], first_line_of: dict[str, int]) -> None:
-    outcomes = customers.upsert_rows(session=session, tenant=tenant, rows=chunk,
-                                     first_line_of=first_line_of)
-    session.execute(insert(cast(Table, ImportJobRow.__table__)), [
-        {"tenant_id": tenant.id, "job_id": job.id, "line": o.line, "status": o.status,
-         "customer_id": o.customer_id, "phone": o.phone, "reason": o.reason}
-        for o in outcomes])
+def _write_chunk(
+    session: Session,
+    tenant: Tenant,
+    job: ImportJob,
+    chunk: Sequence[ImportedRow],
+    first_line_of: dict[str, int],
+) -> None:
+    outcomes = customers.upsert_rows(
+        session=session, tenant=tenant, rows=chunk, first_line_of=first_line_of
+    )
+    session.execute(
+        insert(cast(Table, ImportJobRow.__table__)),
+        [
+            {
+                "tenant_id": tenant.id,
+                "job_id": job.id,
+                "line": o.line,
+                "status": o.status,
+                "customer_id": o.customer_id,
+                "phone": o.phone,
+                "reason": o.reason,
+            }
+            for o in outcomes
+        ],
+    )
     counts = customers.count_outcomes(outcomes)
     job.imported += counts["imported"]
     job.updated += counts["updated"]
@@ -225,19 +294,33 @@ def _write_chunk(session: Session, tenant: Tenant, job: ImportJob,
 
 def _interrupt(session: Session, job: ImportJob, now: dt.datetime) -> None:
     total = f" of {job.rows_total}" if job.rows_total is not None else ""
-    _finish(session, job, INTERRUPTED, now,
-            f"The import stopped {MAX_ATTEMPTS} times and was given up after {job.rows_done}"
-            f"{total} rows; those rows are in (see the report). Upload the file again to "
-            "import the rest: rows already in are reported unchanged.")
+    _finish(
+        session,
+        job,
+        INTERRUPTED,
+        now,
+        f"The import stopped {MAX_ATTEMPTS} times and was given up after {job.rows_done}"
+        f"{total} rows; those rows are in (see the report). Upload the file again to "
+        "import the rest: rows already in are reported unchanged.",
+    )
 
 
 def resumable(*, session: Session, now: dt.datetime) -> list[int]:
     """Jobs whose worker went silent: queued or running, not heard of for ``STALE``."""
-    return list(session.scalars(select(ImportJob.id).where(
-        ImportJob.status.in_((QUEUED, RUNNING)),
-        or_(ImportJob.heartbeat_at < now - STALE,
-            ImportJob.heartbeat_at.is_(None) & (ImportJob.created_at < now - STALE)))
-        .order_by(ImportJob.id).limit(100)))
+    return list(
+        session.scalars(
+            select(ImportJob.id)
+            .where(
+                ImportJob.status.in_((QUEUED, RUNNING)),
+                or_(
+                    ImportJob.heartbeat_at < now - STALE,
+                    ImportJob.heartbeat_at.is_(None) & (ImportJob.created_at < now - STALE),
+                ),
+            )
+            .order_by(ImportJob.id)
+            .limit(100)
+        )
+    )
 
 
 def resume(*, session: Session, now: dt.datetime) -> list[int]:

@@ -20,10 +20,34 @@ from huifang.errors import Invalid, TooLarge, UnsupportedType
 
 # Header spellings seen in real lists, normalised by _key(): NFKC, lower case, no spaces.
 HEADER_ALIASES: dict[str, tuple[str, ...]] = {
-    "name": ("name", "customer", "customername", "姓名", "客户", "客户姓名", "客户名称", "名字",
-             "称呼", "联系人"),
-    "phone": ("phone", "mobile", "mobilephone", "cell", "tel", "telephone", "phonenumber", "手机",
-              "手机号", "手机号码", "电话", "联系电话", "电话号码", "联系方式"),
+    "name": (
+        "name",
+        "customer",
+        "customername",
+        "姓名",
+        "客户",
+        "客户姓名",
+        "客户名称",
+        "名字",
+        "称呼",
+        "联系人",
+    ),
+    "phone": (
+        "phone",
+        "mobile",
+        "mobilephone",
+        "cell",
+        "tel",
+        "telephone",
+        "phonenumber",
+        "手机",
+        "手机号",
+        "手机号码",
+        "电话",
+        "联系电话",
+        "电话号码",
+        "联系方式",
+    ),
     "region": ("region", "province", "state", "地区", "省", "省份", "区域"),
     "city": ("city", "district", "城市", "市", "区", "区县"),
     "timezone": ("timezone", "tz", "时区"),
@@ -32,6 +56,7 @@ HEADER_ALIASES: dict[str, tuple[str, ...]] = {
 }
 _ALIAS_TO_FIELD = {alias: name for name, aliases in HEADER_ALIASES.items() for alias in aliases}
 _TAG_SPLIT = re.compile(r"[,，;；、|/]")
+
 
 @dataclass
 class ImportedRow:
@@ -71,8 +96,10 @@ def _decode(data: bytes) -> str:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise Invalid("The CSV file is neither UTF-8 nor GBK text; save it from Excel as "
-                  "'CSV UTF-8' and upload it again.")
+    raise Invalid(
+        "The CSV file is neither UTF-8 nor GBK text; save it from Excel as "
+        "'CSV UTF-8' and upload it again."
+    )
 
 
 def _csv_rows(data: bytes) -> Iterator[list[str]]:
@@ -89,8 +116,15 @@ def _csv_rows(data: bytes) -> Iterator[list[str]]:
 
 # What openpyxl raises on a damaged workbook, when opening it and while reading its rows
 # (read-only mode streams the sheet): a bad zip, bad deflate data, bad or truncated XML.
-_DAMAGED_XLSX = (zipfile.BadZipFile, zlib.error, EOFError, KeyError, OSError, ValueError,
-                 ParseError)
+_DAMAGED_XLSX = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    KeyError,
+    OSError,
+    ValueError,
+    ParseError,
+)
 
 
 def _damaged(exc: BaseException) -> Invalid:
@@ -164,16 +198,18 @@ def read_customer_file(data: bytes, *, max_rows: int) -> list[ImportedRow]:
             index = columns.get(column)
             return _cell(values[index]) if index is not None and index < len(values) else ""
 
-        result.append(ImportedRow(
-            line=line,
-            name=get("name"),
-            phone=get("phone"),
-            region=get("region") or None,
-            city=get("city") or None,
-            timezone=get("timezone") or None,
-            tags=[t for t in _TAG_SPLIT.split(get("tags")) if t.strip()],
-            notes=get("notes") or None,
-        ))
+        result.append(
+            ImportedRow(
+                line=line,
+                name=get("name"),
+                phone=get("phone"),
+                region=get("region") or None,
+                city=get("city") or None,
+                timezone=get("timezone") or None,
+                tags=[t for t in _TAG_SPLIT.split(get("tags")) if t.strip()],
+                notes=get("notes") or None,
+            )
+        )
     if header is None:
         raise Invalid("The file has no header line; the first line must name the columns.")
     return result

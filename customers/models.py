@@ -32,7 +32,9 @@ class Customer(TimestampMixin, Base):
     language: Mapped[str | None] = mapped_column(String(8), default=None)
 
     tag_rows: Mapped[list[CustomerTag]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin", order_by="CustomerTag.tag",
+        cascade="all, delete-orphan",
+        lazy="selectin",
+        order_by="CustomerTag.tag",
     )
 
     @property
@@ -114,6 +116,7 @@ class ImportJobRow(Base):
     line: Mapped[int] = mapped_column()
     status: Mapped[str] = mapped_column(String(16))  # imported | updated | unchanged | rejected
     customer_id: Mapped[int | None] = mapped_column(
-        ForeignKey("customers.id", ondelete="SET NULL"), default=None)
+        ForeignKey("customers.id", ondelete="SET NULL"), default=None
+    )
     phone: Mapped[str | None] = mapped_column(String(20), default=None)
     reason: Mapped[str | None] = mapped_column(Text, default=None)

@@ -20,7 +20,9 @@ class Reachability(BaseModel):
 class CustomerCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100, examples=["王女士"])
     phone: str = Field(
-        min_length=1, max_length=40, examples=["138 0013 8000"],
+        min_length=1,
+        max_length=40,
+        examples=["138 0013 8000"],
         description="Any common spelling: spaces, dashes, +86/0086/86, full-width digits.",
     )
     region: str | None = Field(default=None, max_length=50, examples=["上海"])
@@ -33,7 +35,8 @@ class CustomerCreate(BaseModel):
     tags: list[Tag] = Field(default_factory=list, max_length=50, examples=[["老客户", "有宠物"]])
     notes: str | None = Field(default=None, max_length=2000)
     language: Language | None = Field(
-        default=None, description="Language of automatic messages; unset: the company's.")
+        default=None, description="Language of automatic messages; unset: the company's."
+    )
 
 
 class CustomerUpdate(BaseModel):
@@ -65,7 +68,8 @@ class CustomerRead(BaseModel):
 
 class CustomerDetail(CustomerRead):
     messaging: dict[str, Reachability] = Field(
-        description="Whether the customer can receive marketing and service messages, and why not.")
+        description="Whether the customer can receive marketing and service messages, and why not."
+    )
 
 
 class CustomerPage(BaseModel):
@@ -97,15 +101,19 @@ class ImportReport(BaseModel):
 class CustomerListItem(CustomerRead):
     """A customer in the list, with what its badges show."""
 
-    reachable: bool = Field(description="Marketing can reach them: consent on record and "
-                            "no active suppression.")
+    reachable: bool = Field(
+        description="Marketing can reach them: consent on record and no active suppression."
+    )
     consented: bool = Field(description="An unrevoked marketing consent is on record.")
     opted_out: bool = Field(description="They asked to stop (an active suppression they chose).")
-    suppressed: bool = Field(description="Any active suppression: opted out, or the number "
-                             "cannot take SMS.")
+    suppressed: bool = Field(
+        description="Any active suppression: opted out, or the number cannot take SMS."
+    )
     last_visit_at: dt.datetime | None = Field(description="When their last visit finished.")
-    churn_risk: bool = Field(description="Overdue: last visit longer ago than 1.5 × the "
-                             "company's usual interval, and nothing booked.")
+    churn_risk: bool = Field(
+        description="Overdue: last visit longer ago than 1.5 × the "
+        "company's usual interval, and nothing booked."
+    )
 
 
 class CustomerListPage(BaseModel):
@@ -114,7 +122,8 @@ class CustomerListPage(BaseModel):
     limit: int
     offset: int
     usual_interval_days: int = Field(
-        description="The company's usual days between two visits of a customer (churn risk).")
+        description="The company's usual days between two visits of a customer (churn risk)."
+    )
 
 
 class TimelineEntryRead(BaseModel):
@@ -127,7 +136,8 @@ class TimelineEntryRead(BaseModel):
         "scheduled_at, finished_at, amount_cents; report: visit_id, page, expires_at, "
         "has_recap; booking: status, service_type, slot_start, slot_end, channel, note, "
         "answered_at; message: channel, category, source_type, source_id, text, status, "
-        "status_reason, due_at, sent_at; reply: text, route, complaint, state, in_reply_to_id.")
+        "status_reason, due_at, sent_at; reply: text, route, complaint, state, in_reply_to_id."
+    )
 
 
 class TimelinePage(BaseModel):
@@ -150,8 +160,11 @@ class ImportJobRead(BaseModel):
     rejected: int
     error: str | None = Field(description="Why the job failed or was interrupted.")
     attempts: int
-    stalled: bool = Field(default=False, description="Waiting or running, but not heard of "
-                          "for two minutes: it is picked up again within a minute or two.")
+    stalled: bool = Field(
+        default=False,
+        description="Waiting or running, but not heard of "
+        "for two minutes: it is picked up again within a minute or two.",
+    )
     created_by: str | None
     created_at: dt.datetime
     started_at: dt.datetime | None

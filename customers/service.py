@@ -69,16 +69,29 @@ def _phone_taken(session: Session, tenant_id: int, phone: str, exclude: int | No
 
 
 def create_customer(
-    *, session: Session, tenant: Tenant, name: str, phone: str, region: str | None = None,
-    city: str | None = None, timezone: str | None = None, tags: Sequence[str] = (),
-    notes: str | None = None, language: str | None = None,
+    *,
+    session: Session,
+    tenant: Tenant,
+    name: str,
+    phone: str,
+    region: str | None = None,
+    city: str | None = None,
+    timezone: str | None = None,
+    tags: Sequence[str] = (),
+    notes: str | None = None,
+    language: str | None = None,
 ) -> Customer:
     """Create a customer; the phone is normalised to E.164 and must be unique in the company."""
     e164 = normalize_phone(phone, region=tenant.phone_region)
     _phone_taken(session, tenant.id, e164, exclude=None)
     customer = Customer(
-        tenant_id=tenant.id, name=name.strip(), phone=e164, region=region, city=city,
-        timezone=_resolve_timezone(tenant, e164, timezone), notes=notes,
+        tenant_id=tenant.id,
+        name=name.strip(),
+        phone=e164,
+        region=region,
+        city=city,
+        timezone=_resolve_timezone(tenant, e164, timezone),
+        notes=notes,
         language=tenancy.check_language(language) if language is not None else None,
     )
     _set_tags(customer, tags)
@@ -96,7 +109,11 @@ def get_customer(*, session: Session, tenant_id: int, customer_id: int) -> Custo
 
 
 def customer_query(
-    *, tenant_id: int, q: str | None = None, tag: str | None = None, region: str | None = None,
+    *,
+    tenant_id: int,
+    q: str | None = None,
+    tag: str | None = None,
+    region: str | None = None,
     city: str | None = None,
 ) -> Select[Any]:
     """Customers of a tenant matching the filters, newest first."""
@@ -124,8 +141,14 @@ def customer_query(
 
 
 def list_customers(
-    *, session: Session, tenant_id: int, page: PageParams, q: str | None = None,
-    tag: str | None = None, region: str | None = None, city: str | None = None,
+    *,
+    session: Session,
+    tenant_id: int,
+    page: PageParams,
+    q: str | None = None,
+    tag: str | None = None,
+    region: str | None = None,
+    city: str | None = None,
 ) -> tuple[list[Customer], int]:
     """One page of customers and the total matching."""
     stmt = customer_query(tenant_id=tenant_id, q=q, tag=tag, region=region, city=city)
@@ -133,7 +156,11 @@ def list_customers(
 
 
 def update_customer(
-    *, session: Session, tenant: Tenant, customer_id: int, changes: CustomerUpdate,
+    *,
+    session: Session,
+    tenant: Tenant,
+    customer_id: int,
+    changes: CustomerUpdate,
 ) -> Customer:
     """Apply the fields set in ``changes``; a new phone is normalised and must stay unique.
     Name, phone, time zone and tags set to null keep their value; the others are cleared."""
@@ -192,7 +219,11 @@ def count_outcomes(outcomes: Sequence[RowOutcome]) -> dict[str, int]:
 
 
 def import_file(
-    *, session: Session, tenant: Tenant, data: bytes, max_rows: int,
+    *,
+    session: Session,
+    tenant: Tenant,
+    data: bytes,
+    max_rows: int,
     progress: Callable[[int], None] | None = None,
 ) -> list[RowOutcome]:
     """Read a CSV or XLSX customer list and upsert it; one outcome per data row."""
@@ -201,8 +232,12 @@ def import_file(
 
 
 def upsert_rows(
-    *, session: Session, tenant: Tenant, rows: Sequence[ImportedRow],
-    progress: Callable[[int], None] | None = None, first_line_of: dict[str, int] | None = None,
+    *,
+    session: Session,
+    tenant: Tenant,
+    rows: Sequence[ImportedRow],
+    progress: Callable[[int], None] | None = None,
+    first_line_of: dict[str, int] | None = None,
 ) -> list[RowOutcome]:
     """Insert new customers and update existing ones, matched on the normalised phone.
 
@@ -230,10 +265,14 @@ def upsert_rows(
             outcomes.append(RowOutcome(row.line, "rejected", reason=exc.detail))
             continue
         if e164 in first_line_of:
-            outcomes.append(RowOutcome(
-                row.line, "rejected", phone=e164,
-                reason=f"Same phone number as line {first_line_of[e164]}; that line was used.",
-            ))
+            outcomes.append(
+                RowOutcome(
+                    row.line,
+                    "rejected",
+                    phone=e164,
+                    reason=f"Same phone number as line {first_line_of[e164]}; that line was used.",
+                )
+            )
             continue
         first_line_of[e164] = row.line
         valid.append((row, e164, zone))
@@ -277,7 +316,9 @@ def _table(model: type[Base]) -> Table:
 
 
 def _insert_new(
-    session: Session, tenant_id: int, created: Sequence[tuple[ImportedRow, str, str]],
+    session: Session,
+    tenant_id: int,
+    created: Sequence[tuple[ImportedRow, str, str]],
 ) -> dict[str, int]:
     """Insert new customers and their tags with two executemany; their ids by phone.
 
@@ -285,20 +326,35 @@ def _insert_new(
     new id back (RETURNING) before it can write the tags, and that made a 10,000-row
     import spend most of its time in the ORM and in building huge INSERT statements.
     """
-    session.execute(insert(_table(Customer)), [
-        {"tenant_id": tenant_id, "name": row.name.strip(), "phone": e164, "region": row.region,
-         "city": row.city, "timezone": zone, "notes": row.notes}
-        for row, e164, zone in created
-    ])
+    session.execute(
+        insert(_table(Customer)),
+        [
+            {
+                "tenant_id": tenant_id,
+                "name": row.name.strip(),
+                "phone": e164,
+                "region": row.region,
+                "city": row.city,
+                "timezone": zone,
+                "notes": row.notes,
+            }
+            for row, e164, zone in created
+        ],
+    )
     ids: dict[str, int] = {
-        phone: customer_id for phone, customer_id in session.execute(
+        phone: customer_id
+        for phone, customer_id in session.execute(
             select(Customer.phone, Customer.id).where(
-                Customer.tenant_id == tenant_id, Customer.phone.in_([e for _, e, _ in created]),
+                Customer.tenant_id == tenant_id,
+                Customer.phone.in_([e for _, e, _ in created]),
             )
         )
     }
-    tags = [{"tenant_id": tenant_id, "customer_id": ids[e164], "tag": tag}
-            for row, e164, _ in created for tag in row.tags]
+    tags = [
+        {"tenant_id": tenant_id, "customer_id": ids[e164], "tag": tag}
+        for row, e164, _ in created
+        for tag in row.tags
+    ]
     if tags:
         session.execute(insert(_table(CustomerTag)), tags)
     return ids
@@ -311,8 +367,12 @@ def _merge(customer: Customer, row: ImportedRow, zone: str) -> bool:
     an import adds to what the office already knows.
     """
     changed = False
-    for attr, value in (("name", row.name.strip()), ("region", row.region), ("city", row.city),
-                        ("notes", row.notes)):
+    for attr, value in (
+        ("name", row.name.strip()),
+        ("region", row.region),
+        ("city", row.city),
+        ("notes", row.notes),
+    ):
         if value and getattr(customer, attr) != value:
             setattr(customer, attr, value)
             changed = True
@@ -328,11 +388,15 @@ def _merge(customer: Customer, row: ImportedRow, zone: str) -> bool:
     return changed
 
 
-
-def names_of(*, session: Session, tenant_id: int, customer_ids: Sequence[int]
-             ) -> dict[int, str]:
+def names_of(*, session: Session, tenant_id: int, customer_ids: Sequence[int]) -> dict[int, str]:
     """The names of the company's customers among ``customer_ids`` (a page's worth)."""
     if not customer_ids:
         return {}
-    return {cid: name for cid, name in session.execute(select(Customer.id, Customer.name).where(
-        Customer.tenant_id == tenant_id, Customer.id.in_(list(customer_ids))))}
+    return {
+        cid: name
+        for cid, name in session.execute(
+            select(Customer.id, Customer.name).where(
+                Customer.tenant_id == tenant_id, Customer.id.in_(list(customer_ids))
+            )
+        )
+    }

@@ -119,7 +119,8 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
         lifespan=lifespan or default_lifespan,
         # Before any other check: text no column can hold is refused where it is read.
         dependencies=[Depends(deps.refuse_unstorable_text)],
-        docs_url=None, redoc_url=None,  # add_docs serves them without a CDN
+        docs_url=None,
+        redoc_url=None,  # add_docs serves them without a CDN
     )
     app.state.database = database
 
@@ -133,9 +134,13 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         # A sentence for people, and the structured list for programs.
         return JSONResponse(
-            {"detail": _validation_sentence(exc),
-             "errors": [{"loc": _loc(e), "msg": _printable(e.get("msg")), "type": e.get("type")}
-                        for e in exc.errors()]},
+            {
+                "detail": _validation_sentence(exc),
+                "errors": [
+                    {"loc": _loc(e), "msg": _printable(e.get("msg")), "type": e.get("type")}
+                    for e in exc.errors()
+                ],
+            },
             status_code=422,
         )
 
@@ -145,24 +150,45 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
         if exc.status_code == 404 and detail == "Not Found":
             detail = "There is nothing at this address; see /docs for the API."
         if exc.status_code == 400 and detail == "There was an error parsing the body":
-            detail = ("The request body cannot be read; send JSON in UTF-8 (or the form this "
-                      "address takes), with a Content-Type that says which.")
+            detail = (
+                "The request body cannot be read; send JSON in UTF-8 (or the form this "
+                "address takes), with a Content-Type that says which."
+            )
         if exc.status_code == 405 and detail == "Method Not Allowed":
             detail = "This address does not take that method; see /docs for the API."
-        return JSONResponse({"detail": detail}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     # Webhooks first: routes are matched in order, and providers post in bursts (the opt-out
     # webhook must answer within milliseconds; the /v1 routes are walked after it).
     app.include_router(messaging_webhooks_router)
     v1 = APIRouter(prefix="/v1")
-    for router in (tenancy_router, customers_router, customers_console_router, staff_router,
-                   media_staff_router, visit_router, media_router, resumable_router,
-                   staff_day_router, reports_router, compliance_router,
-                   compliance_console_router, messaging_router, bookings_router,
-                   reports_send_router, campaigns_router, threads_router, booking_desk_router,
-                   today_router, alerts_router, campaigns_office_router, media_office_router,
-                   messaging_office_router):
+    for router in (
+        tenancy_router,
+        customers_router,
+        customers_console_router,
+        staff_router,
+        media_staff_router,
+        visit_router,
+        media_router,
+        resumable_router,
+        staff_day_router,
+        reports_router,
+        compliance_router,
+        compliance_console_router,
+        messaging_router,
+        bookings_router,
+        reports_send_router,
+        campaigns_router,
+        threads_router,
+        booking_desk_router,
+        today_router,
+        alerts_router,
+        campaigns_office_router,
+        media_office_router,
+        messaging_office_router,
+    ):
         v1.include_router(router)
     app.include_router(v1)
     app.include_router(media_public_router)
@@ -170,10 +196,19 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     app.include_router(messaging_public_router)
     app.include_router(bookings_public_router)
     app.include_router(ops.router)
-    office.install(app, office_auth.router, office_today.router, office_inbox.router,
-                   office_settings.router, office_users.router, office_alerts.router,
-                   office_campaigns.router, office_visits.router, office_customers.router,
-                   office_compliance.router)
+    office.install(
+        app,
+        office_auth.router,
+        office_today.router,
+        office_inbox.router,
+        office_settings.router,
+        office_users.router,
+        office_alerts.router,
+        office_campaigns.router,
+        office_visits.router,
+        office_customers.router,
+        office_compliance.router,
+    )
     staff_pages.install(app)  # the staff phone: /staff/ and its uploads
     add_docs(app)
 
@@ -189,16 +224,25 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
             BodyLimit("/staff/visits/{visit_id}/upload", STREAMED),  # the phone's form, one file
             BodyLimit("/v1/watermark/logo", STREAMED),
             BodyLimit("/v1/staff/{staff_id}/photo", STREAMED),
-            BodyLimit("/v1/customers/import", settings.import_max_bytes, "A customer list",
-                      slack=MULTIPART_SLACK),
-            BodyLimit("/v1/import-jobs", settings.import_max_bytes, "A customer list",
-                      slack=MULTIPART_SLACK),
+            BodyLimit(
+                "/v1/customers/import",
+                settings.import_max_bytes,
+                "A customer list",
+                slack=MULTIPART_SLACK,
+            ),
+            BodyLimit(
+                "/v1/import-jobs",
+                settings.import_max_bytes,
+                "A customer list",
+                slack=MULTIPART_SLACK,
+            ),
         ],
         default=BodyLimit("/", JSON_MAX_BYTES, "A request"),
         key=KeyRequired("/v1/", tenancy.KEY_PREFIX, MISSING_KEY),
     )
-    app.add_middleware(SecurityHeadersMiddleware,
-                       page_csp=csp(page_directives(settings.public_url)))
+    app.add_middleware(
+        SecurityHeadersMiddleware, page_csp=csp(page_directives(settings.public_url))
+    )
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -71,8 +71,10 @@ def _size(limit: int) -> str:
 
 def too_large(limit: BodyLimit) -> str:
     assert limit.max_bytes is not None
-    return (f"{limit.what} is over {_size(limit.max_bytes)}, the most this address takes; "
-            "send less at a time.")
+    return (
+        f"{limit.what} is over {_size(limit.max_bytes)}, the most this address takes; "
+        "send less at a time."
+    )
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,14 @@ class BodyLimitMiddleware:
     """Caps every request body by the first ``limits`` entry its path matches, else
     ``default``; refuses bodies sent without a key where ``key`` says one is needed."""
 
-    def __init__(self, app: ASGIApp, *, limits: Sequence[BodyLimit], default: BodyLimit,
-                 key: KeyRequired | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: Sequence[BodyLimit],
+        default: BodyLimit,
+        key: KeyRequired | None = None,
+    ) -> None:
         self.app = app
         self.limits = tuple(limits)
         self.default = default
@@ -117,8 +125,11 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)  # no body to read
             return
         path: str = scope["path"]
-        if self.key is not None and path.startswith(self.key.prefix) and not _bearer(
-                authorization, self.key.key_prefix):
+        if (
+            self.key is not None
+            and path.startswith(self.key.prefix)
+            and not _bearer(authorization, self.key.key_prefix)
+        ):
             await _refuse(send, 401, self.key.sentence, {"www-authenticate": "Bearer"})
             return
         limit = self.limit_for(path)
@@ -152,7 +163,15 @@ def _bearer(header: bytes, key_prefix: str) -> bool:
 
 async def _refuse(send: Send, status: int, detail: str, headers: dict[str, str]) -> None:
     body = json.dumps({"detail": detail}, ensure_ascii=False).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        *((name.encode(), value.encode()) for name, value in headers.items())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *((name.encode(), value.encode()) for name, value in headers.items()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

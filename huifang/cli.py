@@ -18,12 +18,16 @@ from huifang.db import get_database
 from huifang.errors import HuifangError
 from huifang.settings import get_settings
 
-app = typer.Typer(help="Huifang (回访): follow-up messaging for home-service companies.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Huifang (回访): follow-up messaging for home-service companies.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 tenant_app = typer.Typer(help="Companies and their API keys.", no_args_is_help=True)
 customers_app = typer.Typer(help="Customer lists.", no_args_is_help=True)
-user_app = typer.Typer(help="People who sign in to the console and the staff page.",
-                       no_args_is_help=True)
+user_app = typer.Typer(
+    help="People who sign in to the console and the staff page.", no_args_is_help=True
+)
 app.add_typer(user_app, name="user")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(customers_app, name="customers")
@@ -70,11 +74,19 @@ def serve(
     mode = "embedded (SQLite, in-process worker)" if settings.embedded else "distributed"
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     console.print(f"Huifang is starting in {mode} mode.")
-    console.print(f"Open http://{shown}:{port}/office/ for the office console (sign in with "
-                  f"a link from `huifang user create` or the demo), http://{shown}:{port}/docs "
-                  f"for the API, http://{shown}:{port}/healthz for health.")
-    uvicorn.run("huifang.asgi:app", host=host, port=port, log_config=None,
-                proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips)
+    console.print(
+        f"Open http://{shown}:{port}/office/ for the office console (sign in with "
+        f"a link from `huifang user create` or the demo), http://{shown}:{port}/docs "
+        f"for the API, http://{shown}:{port}/healthz for health."
+    )
+    uvicorn.run(
+        "huifang.asgi:app",
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+    )
 
 
 def _require_cjk_font() -> None:
@@ -98,9 +110,9 @@ def _require_redis(what: str) -> None:
 
 @app.command()
 def worker(
-    queues: Annotated[str, typer.Option("-Q", "--queues",
-                                        help="Comma-separated: default, media, messaging.")]
-    = "default,media,messaging",
+    queues: Annotated[
+        str, typer.Option("-Q", "--queues", help="Comma-separated: default, media, messaging.")
+    ] = "default,media,messaging",
     concurrency: Annotated[int, typer.Option("-c", "--concurrency")] = 2,
     loglevel: Annotated[str, typer.Option("-l", "--loglevel")] = "INFO",
 ) -> None:
@@ -114,10 +126,19 @@ def worker(
     if "media" in queues.split(","):
         _require_cjk_font()
     load_tasks()
-    celery_app.worker_main([
-        "worker", "-Q", queues, "-c", str(concurrency), "-l", loglevel,
-        "--without-gossip", "--without-mingle",
-    ])
+    celery_app.worker_main(
+        [
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-l",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
 
 
 @app.command()
@@ -142,8 +163,13 @@ def tenant_create(
 
     try:
         with get_database().session() as session:
-            tenant = tenancy.create_tenant(session=session, name=name, signature=signature,
-                                           timezone=timezone, phone_region=region)
+            tenant = tenancy.create_tenant(
+                session=session,
+                name=name,
+                signature=signature,
+                timezone=timezone,
+                phone_region=region,
+            )
             _, key = tenancy.create_api_key(session=session, tenant=tenant, name="first")
             tenant_id, shown = tenant.id, tenant.sms_signature
     except HuifangError as exc:
@@ -189,8 +215,10 @@ def user_create(
     name: Annotated[str, typer.Option(help="The person's name, e.g. 王芳.")],
     phone: Annotated[str, typer.Option(help="Their mobile number: they sign in with it.")],
     tenant: Annotated[str | None, typer.Option(help="Company id or name.")] = None,
-    staff_id: Annotated[int | None, typer.Option(
-        help="For a staff user: their staff card (a new card when omitted).")] = None,
+    staff_id: Annotated[
+        int | None,
+        typer.Option(help="For a staff user: their staff card (a new card when omitted)."),
+    ] = None,
 ) -> None:
     """Add a user and print a one-time sign-in link (24 h): office users set a password
     there, staff open it on their phone."""
@@ -200,8 +228,9 @@ def user_create(
     try:
         with get_database().session() as session:
             row = tenancy.find_tenant(session=session, ref=tenant)
-            made = accounts.create_user(session=session, tenant=row, role=role, name=name,
-                                        phone=phone, staff_id=staff_id)
+            made = accounts.create_user(
+                session=session, tenant=row, role=role, name=name, phone=phone, staff_id=staff_id
+            )
             user_id = made.user.id
     except HuifangError as exc:
         raise _fail(exc.detail) from None
@@ -222,8 +251,13 @@ def user_list(
         with get_database().session() as session:
             row = tenancy.find_tenant(session=session, ref=tenant)
             for u in accounts.list_users(session=session, tenant_id=row.id):
-                state = ("disabled" if u.disabled_at else
-                         "active" if u.password_hash or u.role == "staff" else "no password yet")
+                state = (
+                    "disabled"
+                    if u.disabled_at
+                    else "active"
+                    if u.password_hash or u.role == "staff"
+                    else "no password yet"
+                )
                 table.add_row(str(u.id), u.name, u.phone, u.role, str(u.staff_id or ""), state)
     except HuifangError as exc:
         raise _fail(exc.detail) from None
@@ -268,12 +302,19 @@ def user_link(
 
 @customers_app.command("import")
 def customers_import(
-    file: Annotated[Path, typer.Argument(
-        help="A .csv or .xlsx list with 姓名/name and 手机号/phone columns.",
-        exists=True, dir_okay=False, readable=True)],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A .csv or .xlsx list with 姓名/name and 手机号/phone columns.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
     tenant: Annotated[str | None, typer.Option(help="Company id or name.")] = None,
-    report: Annotated[Path | None, typer.Option(help="Write the per-row report to this CSV.")]
-    = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the per-row report to this CSV.")
+    ] = None,
 ) -> None:
     """Import customers, matched on phone; prints a report and shows progress."""
     from customers import service as customers
@@ -288,11 +329,19 @@ def customers_import(
         with get_database().session() as session:
             owner = tenancy.find_tenant(session=session, ref=tenant)
             rows = read_customer_file(data, max_rows=settings.import_max_rows)
-            with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=err, transient=False) as bar:
+            with Progress(
+                TextColumn("importing"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=False,
+            ) as bar:
                 job = bar.add_task("rows", total=len(rows))
                 outcomes = customers.upsert_rows(
-                    session=session, tenant=owner, rows=rows,
+                    session=session,
+                    tenant=owner,
+                    rows=rows,
                     progress=lambda n: bar.advance(job, n),
                 )
     except HuifangError as exc:
@@ -313,8 +362,9 @@ def customers_import(
             writer = csv.writer(fh)
             writer.writerow(["line", "status", "customer_id", "phone", "reason"])
             for o in outcomes:
-                writer.writerow([o.line, o.status, o.customer_id or "", o.phone or "",
-                                 o.reason or ""])
+                writer.writerow(
+                    [o.line, o.status, o.customer_id or "", o.phone or "", o.reason or ""]
+                )
         console.print(f"report written to {report}")
     if rejected and not (counts["imported"] or counts["updated"] or counts["unchanged"]):
         raise typer.Exit(1)
@@ -334,20 +384,30 @@ def reply(
 
     settings = get_settings()
     if not (settings.embedded or settings.sms_provider == "console"):
-        raise _fail("Replies can only be simulated in embedded mode or with the console "
-                    "provider; real replies come through the provider's webhook.")
+        raise _fail(
+            "Replies can only be simulated in embedded mode or with the console "
+            "provider; real replies come through the provider's webhook."
+        )
     _migrate()
     try:
         with get_database().session() as session:
             owner = tenancy.find_tenant(session=session, ref=tenant)
-            received = inbound.receive(session=session, provider="console", tenant=owner,
-                                       on_book=booking.book_from_reply,
-                                       phone=phone, text=text, now=utcnow(),
-                                       provider_message_id=f"cli-{uuid.uuid4().hex}")
-            lines = [f"routed {r.route} (rule {r.rule or '-'})"
-                     + (", flagged as a complaint" if r.complaint else "")
-                     + ("" if r.customer_id else "; no customer has this number")
-                     for r in inbound.replies(session=session, received=received)]
+            received = inbound.receive(
+                session=session,
+                provider="console",
+                tenant=owner,
+                on_book=booking.book_from_reply,
+                phone=phone,
+                text=text,
+                now=utcnow(),
+                provider_message_id=f"cli-{uuid.uuid4().hex}",
+            )
+            lines = [
+                f"routed {r.route} (rule {r.rule or '-'})"
+                + (", flagged as a complaint" if r.complaint else "")
+                + ("" if r.customer_id else "; no customer has this number")
+                for r in inbound.replies(session=session, received=received)
+            ]
             answers = len(received.send_now)
     except HuifangError as exc:
         raise _fail(exc.detail) from None
@@ -367,25 +427,34 @@ def demo() -> None:
         result = demo_data.seed(session=session)
         tenant_name = result.tenant.name
     url = get_settings().public_url
-    console.print(f"demo company: {tenant_name} — {result.customers} customers, "
-                  f"{result.staff} staff, {result.visits} visits")
-    console.print("office console — the owner (张店长, 13900139000) signs in here and sets a "
-                  f"password (link valid 24 h, once): {result.owner_link}")
+    console.print(
+        f"demo company: {tenant_name} — {result.customers} customers, "
+        f"{result.staff} staff, {result.visits} visits"
+    )
+    console.print(
+        "office console — the owner (张店长, 13900139000) signs in here and sets a "
+        f"password (link valid 24 h, once): {result.owner_link}"
+    )
     console.print(f"staff phone page — a staff member's sign-in link: {result.staff_link}")
     console.print(f"API key: {result.api_key}")
     if result.photos:
         from media.service import format_code
 
-        console.print("sample photos, watermarked — check one at "
-                      f"{url}/v/{format_code(result.photos[-1].verification_code)}")
+        console.print(
+            "sample photos, watermarked — check one at "
+            f"{url}/v/{format_code(result.photos[-1].verification_code)}"
+        )
     if result.report_url:
-        console.print(f"the first visit's report (photos, recap video, booking): "
-                      f"{result.report_url}")
+        console.print(
+            f"the first visit's report (photos, recap video, booking): {result.report_url}"
+        )
     if result.campaign:
         found = result.campaign
         first = f", first on {found.first_date.isoformat()}" if found.first_date else ""
-        console.print(f"Campaign: {found.name} (id {found.id}): {found.scheduled} occurrences "
-                      f"scheduled{first}; results at {url}/v1/campaigns/{found.id}/results")
+        console.print(
+            f"Campaign: {found.name} (id {found.id}): {found.scheduled} occurrences "
+            f"scheduled{first}; results at {url}/v1/campaigns/{found.id}/results"
+        )
     console.print(f"open {url}/docs and click Authorize, then paste the key;")
     console.print(f"or try: curl -H 'Authorization: Bearer {result.api_key}' {url}/v1/customers")
 

@@ -19,14 +19,17 @@ def latest(now: dt.datetime) -> dt.datetime:
     return now + dt.timedelta(days=365 * YEARS_AHEAD + 3)
 
 
-def check_plausible(value: dt.datetime | None, *, what: str, now: dt.datetime
-                    ) -> dt.datetime | None:
+def check_plausible(
+    value: dt.datetime | None, *, what: str, now: dt.datetime
+) -> dt.datetime | None:
     """``value`` unchanged when it lies between 2000 and ten years after ``now``; else 422."""
     if value is None:
         return None
     if value.tzinfo is None:
         raise Invalid(f"{what} needs a time zone, e.g. 2026-05-01T14:00:00+08:00.")
     if not EARLIEST <= value <= latest(now):
-        raise Invalid(f"{what} {value.date().isoformat()} is out of range: enter a date "
-                      f"between 2000-01-01 and {latest(now).date().isoformat()}.")
+        raise Invalid(
+            f"{what} {value.date().isoformat()} is out of range: enter a date "
+            f"between 2000-01-01 and {latest(now).date().isoformat()}."
+        )
     return value

@@ -233,8 +233,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = parsed.database if parsed.database and parsed.database != ":memory:" else None
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False,
-                                                  "factory": _SQLiteConnection}, **kwargs)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "factory": _SQLiteConnection}, **kwargs
+        )
         _configure_sqlite(engine, path)
         return engine
     if parsed.drivername in ("postgresql", "postgres"):
@@ -254,8 +255,10 @@ class Database:
         # On SQLite a reader takes no write lock, so it neither waits for writers nor makes
         # them wait (WAL: it reads the snapshot of its first statement).
         self.read_sessionmaker = sessionmaker(
-            self.engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False,
-            info={READ_ONLY: True})
+            self.engine.execution_options(sqlite_begin="DEFERRED"),
+            expire_on_commit=False,
+            info={READ_ONLY: True},
+        )
 
     @contextlib.contextmanager
     def session(self, *, read_only: bool = False) -> Iterator[Session]:
@@ -346,22 +349,25 @@ class ReadOnly(RuntimeError):
 
 
 def _refuse_write(session: Session, what: str) -> None:
-    raise ReadOnly(f"{what} in a session opened to read only; a request that writes on GET "
-                   "must say so (huifang.deps.writes)")
+    raise ReadOnly(
+        f"{what} in a session opened to read only; a request that writes on GET "
+        "must say so (huifang.deps.writes)"
+    )
 
 
 @event.listens_for(Session, "before_flush")
 def _no_flush_when_read_only(session: Session, _context: Any, _instances: Any) -> None:
     if session.info.get(READ_ONLY) and (
-            session.new or session.deleted
-            or any(session.is_modified(obj) for obj in session.dirty)):
+        session.new or session.deleted or any(session.is_modified(obj) for obj in session.dirty)
+    ):
         _refuse_write(session, "changed objects flushed")
 
 
 @event.listens_for(Session, "do_orm_execute")
 def _no_dml_when_read_only(state: Any) -> None:
-    if state.session.info.get(READ_ONLY) and (state.is_insert or state.is_update
-                                              or state.is_delete):
+    if state.session.info.get(READ_ONLY) and (
+        state.is_insert or state.is_update or state.is_delete
+    ):
         _refuse_write(state.session, "an INSERT, UPDATE or DELETE")
 
 

@@ -43,8 +43,13 @@ _STAFF = [
     ("张美玲", ["养老护理员（四级）", "母婴护理师"], 11),
 ]
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
-_PLACES = [("上海", "浦东新区"), ("上海", "徐汇区"), ("浙江", "杭州"), ("江苏", "苏州"),
-           ("江苏", "南京")]
+_PLACES = [
+    ("上海", "浦东新区"),
+    ("上海", "徐汇区"),
+    ("浙江", "杭州"),
+    ("江苏", "苏州"),
+    ("江苏", "南京"),
+]
 _TAGS = [["老客户"], ["有宠物"], ["老客户", "有老人"], [], ["新客户"]]
 _VISITS = [
     ("ac_cleaning", ["客厅", "主卧"], 0),
@@ -97,14 +102,19 @@ def _demo_users(*, session: Session, tenant: Tenant, staff: list[Staff]) -> tupl
     every run)."""
     links = []
     for role, name, phone, staff_id in (
-            (Role.OWNER, DEMO_OWNER[0], DEMO_OWNER[1], None),
-            (Role.STAFF, staff[0].name, DEMO_STAFF_PHONE, staff[0].id)):
-        user = session.scalars(select(User).where(
-            User.tenant_id == tenant.id, User.phone == phones.normalize_phone(
-                phone, region=tenant.phone_region))).first()
+        (Role.OWNER, DEMO_OWNER[0], DEMO_OWNER[1], None),
+        (Role.STAFF, staff[0].name, DEMO_STAFF_PHONE, staff[0].id),
+    ):
+        user = session.scalars(
+            select(User).where(
+                User.tenant_id == tenant.id,
+                User.phone == phones.normalize_phone(phone, region=tenant.phone_region),
+            )
+        ).first()
         if user is None:
-            token = accounts.create_user(session=session, tenant=tenant, role=role, name=name,
-                                         phone=phone, staff_id=staff_id).link_token
+            token = accounts.create_user(
+                session=session, tenant=tenant, role=role, name=name, phone=phone, staff_id=staff_id
+            ).link_token
         else:
             user.disabled_at = None
             token = accounts.issue_link(session=session, user=user)
@@ -137,8 +147,13 @@ def seed(*, session: Session) -> DemoResult:
     staff = list(session.scalars(select(Staff).where(Staff.tenant_id == tenant.id)))
     if not staff:
         staff = [
-            visits.create_staff(session=session, tenant=tenant, name=name,
-                                certificates=certs, years_experience=years)
+            visits.create_staff(
+                session=session,
+                tenant=tenant,
+                name=name,
+                certificates=certs,
+                years_experience=years,
+            )
             for name, certs, years in _STAFF
         ]
     existing_visits = session.scalars(select(Visit.id).where(Visit.tenant_id == tenant.id)).all()
@@ -147,58 +162,91 @@ def seed(*, session: Session) -> DemoResult:
         for i, (service_type, areas, staff_index) in enumerate(_VISITS):
             finished = today - dt.timedelta(days=3 * i + 1)
             visits.create_visit(
-                session=session, tenant=tenant, customer_id=customer_ids[i],
-                staff_id=staff[staff_index].id, service_type=service_type, areas=areas,
-                scheduled_at=finished - dt.timedelta(hours=3), finished_at=finished,
+                session=session,
+                tenant=tenant,
+                customer_id=customer_ids[i],
+                staff_id=staff[staff_index].id,
+                service_type=service_type,
+                areas=areas,
+                scheduled_at=finished - dt.timedelta(hours=3),
+                finished_at=finished,
                 amount_cents=(200 + 80 * i) * 100,
             )
     count = len(session.scalars(select(Visit.id).where(Visit.tenant_id == tenant.id)).all())
     first_visit = session.scalars(
-        select(Visit).where(Visit.tenant_id == tenant.id).order_by(Visit.id)).first()
+        select(Visit).where(Visit.tenant_id == tenant.id).order_by(Visit.id)
+    ).first()
     assert first_visit is not None
     photos = _sample_photos(session=session, tenant=tenant, visit=first_visit)
     report_url = _sample_report(session=session, tenant=tenant, visit=first_visit)
     now = utcnow()
-    _record_consents(session=session, tenant=tenant,
-                     customer_ids=customer_ids[:-WITHOUT_CONSENT], now=now)
+    _record_consents(
+        session=session, tenant=tenant, customer_ids=customer_ids[:-WITHOUT_CONSENT], now=now
+    )
     campaign = _seasonal_campaign(session=session, tenant=tenant, now=now)
     owner_link, staff_link = _demo_users(session=session, tenant=tenant, staff=staff)
-    return DemoResult(tenant=tenant, api_key=key, customers=len(customer_ids),
-                      staff=len(staff), visits=count, photos=photos, report_url=report_url,
-                      campaign=campaign, owner_link=owner_link, staff_link=staff_link)
+    return DemoResult(
+        tenant=tenant,
+        api_key=key,
+        customers=len(customer_ids),
+        staff=len(staff),
+        visits=count,
+        photos=photos,
+        report_url=report_url,
+        campaign=campaign,
+        owner_link=owner_link,
+        staff_link=staff_link,
+    )
 
 
-def _record_consents(*, session: Session, tenant: Tenant, customer_ids: list[int],
-                     now: dt.datetime) -> None:
+def _record_consents(
+    *, session: Session, tenant: Tenant, customer_ids: list[int], now: dt.datetime
+) -> None:
     """Marketing consent for these customers, unless one is on record already: a consent
     revoked (or an opt-out) while trying the demo stays as it is when it runs again."""
     recorded = {r.phone for r in compliance.consents(session=session, tenant_id=tenant.id)}
-    for person in session.scalars(select(Customer).where(Customer.id.in_(customer_ids))
-                                  .order_by(Customer.id)):
+    for person in session.scalars(
+        select(Customer).where(Customer.id.in_(customer_ids)).order_by(Customer.id)
+    ):
         if person.phone not in recorded:
-            compliance.record_consent(session=session, tenant_id=tenant.id, customer=person,
-                                      source="import", evidence="演示数据", granted_at=now,
-                                      now=now)
+            compliance.record_consent(
+                session=session,
+                tenant_id=tenant.id,
+                customer=person,
+                source="import",
+                evidence="演示数据",
+                granted_at=now,
+                now=now,
+            )
 
 
 def _seasonal_campaign(*, session: Session, tenant: Tenant, now: dt.datetime) -> DemoCampaign:
     """The Spring Festival campaign, started from its preset as ``/v1/campaigns`` does
     (create, activate after a clean lint, materialize); found again when the demo runs
     again, and active again if it was paused meanwhile."""
-    campaign = session.scalars(select(Campaign).where(
-        Campaign.tenant_id == tenant.id, Campaign.preset == DEMO_PRESET,
-        Campaign.status != ARCHIVED).order_by(Campaign.id)).first()
+    campaign = session.scalars(
+        select(Campaign)
+        .where(
+            Campaign.tenant_id == tenant.id,
+            Campaign.preset == DEMO_PRESET,
+            Campaign.status != ARCHIVED,
+        )
+        .order_by(Campaign.id)
+    ).first()
     if campaign is None:
         campaign = campaigns.create_campaign(session=session, tenant=tenant, preset=DEMO_PRESET)
     campaigns.activate(session=session, tenant=tenant, campaign_id=campaign.id, now=now)
-    materializer.materialize(session=session, now=now, horizon=_CAMPAIGN_HORIZON,
-                          campaign_id=campaign.id)
+    materializer.materialize(
+        session=session, now=now, horizon=_CAMPAIGN_HORIZON, campaign_id=campaign.id
+    )
     scheduled, first = session.execute(
         select(func.count(), func.min(CampaignOccurrence.local_date)).where(
-            CampaignOccurrence.campaign_id == campaign.id,
-            CampaignOccurrence.status == PENDING)).one()
-    return DemoCampaign(id=campaign.id, name=campaign.name, scheduled=int(scheduled),
-                        first_date=first)
+            CampaignOccurrence.campaign_id == campaign.id, CampaignOccurrence.status == PENDING
+        )
+    ).one()
+    return DemoCampaign(
+        id=campaign.id, name=campaign.name, scheduled=int(scheduled), first_date=first
+    )
 
 
 def _sample_report(*, session: Session, tenant: Tenant, visit: Visit) -> str:
@@ -206,12 +254,18 @@ def _sample_report(*, session: Session, tenant: Tenant, visit: Visit) -> str:
     with tempfile.TemporaryDirectory(prefix="huifang-demo-") as work:
         clip = Path(work) / "during.mp4"
         samples.room_clip(clip, seconds=4, size=(960, 540), seed=1)
-        for data, phase, name in ((clip.read_bytes(), "during", "demo-during.mp4"),
-                                  (samples.room_photo(clean=True, seed=9, size=(900, 1200)),
-                                   "staff_report", "demo-staff-report.jpg")):
+        for data, phase, name in (
+            (clip.read_bytes(), "during", "demo-during.mp4"),
+            (
+                samples.room_photo(clean=True, seed=9, size=(900, 1200)),
+                "staff_report",
+                "demo-staff-report.jpg",
+            ),
+        ):
             staged = stage_bytes(data, fields={"phase": phase, "area": "客厅"}, filename=name)
-            made, _ = media.accept_upload(session=session, tenant=tenant, visit_id=visit.id,
-                                          staged=staged)
+            made, _ = media.accept_upload(
+                session=session, tenant=tenant, visit_id=visit.id, staged=staged
+            )
             media.process_media(session=session, media_id=made.id)
         built, _ = reports.build_report(session=session, tenant=tenant, visit_id=visit.id)
         job = recaps.recap_job(session=session, report_id=built.id)
@@ -223,12 +277,15 @@ def _sample_report(*, session: Session, tenant: Tenant, visit: Visit) -> str:
 def _sample_photos(*, session: Session, tenant: Tenant, visit: Visit) -> list[Media]:
     """Before and after photos of the first visit, processed as the media queue would."""
     made = []
-    for seed, (phase, area) in enumerate((("before", "客厅"), ("after", "客厅"),
-                                          ("before", "主卧"), ("after", "主卧"))):
+    for seed, (phase, area) in enumerate(
+        (("before", "客厅"), ("after", "客厅"), ("before", "主卧"), ("after", "主卧"))
+    ):
         data = samples.room_photo(clean=phase == "after", seed=seed)
-        staged = stage_bytes(data, fields={"phase": phase, "area": area},
-                             filename=f"demo-{phase}-{seed}.jpg")
-        photo, _ = media.accept_upload(session=session, tenant=tenant, visit_id=visit.id,
-                                       staged=staged)
+        staged = stage_bytes(
+            data, fields={"phase": phase, "area": area}, filename=f"demo-{phase}-{seed}.jpg"
+        )
+        photo, _ = media.accept_upload(
+            session=session, tenant=tenant, visit_id=visit.id, staged=staged
+        )
         made.append(media.process_media(session=session, media_id=photo.id) or photo)
     return made

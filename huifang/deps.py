@@ -74,8 +74,9 @@ async def _session_slot(request: Request) -> AsyncIterator[None]:
         yield
 
 
-def get_session(request: Request, _: Annotated[None, Depends(_session_slot, scope="function")]
-                ) -> Iterator[Session]:
+def get_session(
+    request: Request, _: Annotated[None, Depends(_session_slot, scope="function")]
+) -> Iterator[Session]:
     """One session per request; committed before the response is sent, rolled back on error.
     Read-only for a request that reads (``request_writes``)."""
     with database_for(request).session(read_only=not request_writes(request)) as session:
@@ -117,7 +118,8 @@ def current_tenant(
     tenant = session.get(Tenant, api_key.tenant_id) if api_key else None
     if api_key is None or tenant is None:
         raise HTTPException(
-            401, "This API key is unknown or revoked; create a new one with `huifang tenant create`"
+            401,
+            "This API key is unknown or revoked; create a new one with `huifang tenant create`"
             " or POST /v1/api-keys.",
             headers={"WWW-Authenticate": "Bearer"},
         )
@@ -158,14 +160,21 @@ TenantDep = Annotated[Tenant, Depends(current_tenant)]
 def key_actor(request: Request, tenant: TenantDep) -> Actor:
     """The API key of the request as the actor the audit log names."""
     api_key: ApiKey = request.state.api_key
-    return Actor(kind="api_key", id=api_key.id, name=api_key.name, tenant_id=tenant.id,
-                 role=Role(api_key.role))
+    return Actor(
+        kind="api_key",
+        id=api_key.id,
+        name=api_key.name,
+        tenant_id=tenant.id,
+        role=Role(api_key.role),
+    )
 
 
 KeyActorDep = Annotated[Actor, Depends(key_actor)]
-KEY_ROLE_REFUSED = ("This API key's role ('{role}') may not do this; use a key with the "
-                    "'owner' role (huifang tenant new-key, or POST /v1/api-keys with an "
-                    "owner key).")
+KEY_ROLE_REFUSED = (
+    "This API key's role ('{role}') may not do this; use a key with the "
+    "'owner' role (huifang tenant new-key, or POST /v1/api-keys with an "
+    "owner key)."
+)
 
 
 def key_may(permission: Permission) -> Any:
@@ -183,8 +192,9 @@ def key_may(permission: Permission) -> Any:
 # Text no database column can hold: NUL (PostgreSQL refuses it in text and JSON) and lone
 # UTF-16 surrogates, which have no UTF-8 form (a JSON body may spell one as "\ud800").
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-UNSTORABLE_TEXT = ("Text must be valid Unicode with no NUL character and no unpaired "
-                   "surrogate such as \\ud800")
+UNSTORABLE_TEXT = (
+    "Text must be valid Unicode with no NUL character and no unpaired surrogate such as \\ud800"
+)
 Location = tuple[str | int, ...]
 
 
@@ -239,12 +249,18 @@ async def refuse_unstorable_text(request: Request) -> None:
     """
     route = request.scope.get("route")
     route = route if isinstance(route, APIRoute) else None
-    found: list[Location] = [("path", name) for name, value in request.path_params.items()
-                             if isinstance(value, str) and _UNSTORABLE.search(value)]
+    found: list[Location] = [
+        ("path", name)
+        for name, value in request.path_params.items()
+        if isinstance(value, str) and _UNSTORABLE.search(value)
+    ]
     if route is not None and request.query_params:
         names = _query_names(route)
-        found += [("query", name) for name, value in request.query_params.multi_items()
-                  if name in names and _UNSTORABLE.search(value)]
+        found += [
+            ("query", name)
+            for name, value in request.query_params.multi_items()
+            if name in names and _UNSTORABLE.search(value)
+        ]
     if _json_body_read(route, request):
         try:
             body = await request.json()  # already decoded, and kept, by FastAPI
@@ -257,5 +273,6 @@ async def refuse_unstorable_text(request: Request) -> None:
 def refuse(found: list[Location]) -> None:
     """The 422 for strings that ``unstorable_text`` found, if it found any."""
     if found:
-        raise RequestValidationError([
-            {"type": "string_unicode", "loc": loc, "msg": UNSTORABLE_TEXT} for loc in found])
+        raise RequestValidationError(
+            [{"type": "string_unicode", "loc": loc, "msg": UNSTORABLE_TEXT} for loc in found]
+        )

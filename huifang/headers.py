@@ -68,8 +68,10 @@ class SecurityHeadersMiddleware:
                 present = {name.lower() for name, _ in headers}
                 if b"x-content-type-options" not in present:
                     headers.append((b"x-content-type-options", b"nosniff"))
-                html = any(name.lower() == b"content-type" and value.startswith(b"text/html")
-                           for name, value in headers)
+                html = any(
+                    name.lower() == b"content-type" and value.startswith(b"text/html")
+                    for name, value in headers
+                )
                 if html:
                     headers.extend(h for h in self.html_headers if h[0] not in present)
                 message["headers"] = headers

@@ -39,7 +39,8 @@ def install(environment: Environment, language: str = DEFAULT_LANGUAGE) -> None:
     """Give a Jinja2 environment ``_``, ``gettext`` and ``ngettext`` for ``language``."""
     environment.add_extension("jinja2.ext.i18n")
     environment.install_gettext_translations(  # type: ignore[attr-defined]
-        translations(language), newstyle=True)
+        translations(language), newstyle=True
+    )
 
 
 def _local(value: dt.datetime, timezone: str) -> dt.datetime:
@@ -48,8 +49,9 @@ def _local(value: dt.datetime, timezone: str) -> dt.datetime:
     return value.astimezone(zoneinfo.ZoneInfo(timezone))
 
 
-def format_datetime(value: dt.datetime | None, timezone: str, *,
-                    now: dt.datetime | None = None) -> str:
+def format_datetime(
+    value: dt.datetime | None, timezone: str, *, now: dt.datetime | None = None
+) -> str:
     """``今天 15:30``, ``昨天 09:05``, ``12月6日 周日 15:30``, ``2025年12月6日 15:30``."""
     if value is None:
         return ""

@@ -11,7 +11,9 @@ HTTP_REQUESTS = Counter(
     "huifang_http_requests_total", "HTTP requests answered.", ["method", "route", "status"]
 )
 HTTP_DURATION = Histogram(
-    "huifang_http_request_duration_seconds", "Time to answer an HTTP request.", ["method", "route"],
+    "huifang_http_request_duration_seconds",
+    "Time to answer an HTTP request.",
+    ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 TASKS = Counter("huifang_tasks_total", "Tasks run, by outcome.", ["task", "outcome"])
@@ -19,11 +21,15 @@ TASK_DURATION = Histogram("huifang_task_duration_seconds", "Time a task ran.", [
 # One campaign or company that a periodic loop could not do, skipped so the others are done.
 PERIODIC_FAILURES = Counter(
     "huifang_periodic_failures_total",
-    "Items (a campaign, a company) a periodic task failed on and skipped.", ["task"])
+    "Items (a campaign, a company) a periodic task failed on and skipped.",
+    ["task"],
+)
 # One item of a provider's push that could not be taken; the rest of the push is kept.
 WEBHOOK_ITEM_FAILURES = Counter(
     "huifang_webhook_item_failures_total",
-    "Items of a provider push that failed and were left for the provider's retry.", ["hook"])
+    "Items of a provider push that failed and were left for the provider's retry.",
+    ["hook"],
+)
 
 
 def _route_template(scope: Scope) -> str:

@@ -35,25 +35,38 @@ PROBLEM = "Problem"
 VALIDATION_PROBLEM = "ValidationProblem"
 _SCHEMAS: dict[str, dict[str, Any]] = {
     PROBLEM: {
-        "title": PROBLEM, "type": "object", "required": ["detail"],
-        "properties": {"detail": {
-            "type": "string", "description": "What is wrong, in a sentence a person can act on."}},
+        "title": PROBLEM,
+        "type": "object",
+        "required": ["detail"],
+        "properties": {
+            "detail": {
+                "type": "string",
+                "description": "What is wrong, in a sentence a person can act on.",
+            }
+        },
     },
     VALIDATION_PROBLEM: {
-        "title": VALIDATION_PROBLEM, "type": "object", "required": ["detail"],
+        "title": VALIDATION_PROBLEM,
+        "type": "object",
+        "required": ["detail"],
         "properties": {
-            "detail": {"type": "string",
-                       "description": "What is wrong, in a sentence a person can act on."},
+            "detail": {
+                "type": "string",
+                "description": "What is wrong, in a sentence a person can act on.",
+            },
             "errors": {
                 "type": "array",
                 "description": "Each field that did not match the schema (absent when the "
-                               "request matched it but its content cannot be accepted).",
+                "request matched it but its content cannot be accepted).",
                 "items": {
-                    "type": "object", "required": ["loc", "msg", "type"],
+                    "type": "object",
+                    "required": ["loc", "msg", "type"],
                     "properties": {
-                        "loc": {"type": "array",
-                                "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
-                                "description": "Where: body, query or path, then the field."},
+                        "loc": {
+                            "type": "array",
+                            "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                            "description": "Where: body, query or path, then the field.",
+                        },
                         "msg": {"type": "string"},
                         "type": {"type": "string"},
                     },
@@ -175,8 +188,9 @@ def _integer_bounds(node: Any) -> None:
 
 def document(app: FastAPI) -> dict[str, Any]:
     """The app's OpenAPI document, corrected to match its answers."""
-    doc = get_openapi(title=app.title, version=app.version, description=app.description,
-                      routes=app.routes)
+    doc = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
     for route in iter_route_contexts(app.routes):
         if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
             continue

@@ -51,8 +51,10 @@ def check_health(database: Database) -> tuple[bool, dict[str, Any]]:
     try:
         with read_only_connection(database.engine) as connection:
             connection.execute(text("SELECT 1"))
-            beats = {b.queue: b.seen_at for b in
-                     connection.execute(select(WorkerHeartbeat.queue, WorkerHeartbeat.seen_at))}
+            beats = {
+                b.queue: b.seen_at
+                for b in connection.execute(select(WorkerHeartbeat.queue, WorkerHeartbeat.seen_at))
+            }
         report["database"] = "ok"
     except Exception as exc:  # any driver error means "not healthy", and says which
         report["database"] = f"unavailable: {exc.__class__.__name__}"
@@ -71,7 +73,8 @@ def check_health(database: Database) -> tuple[bool, dict[str, Any]]:
         report["queues"] = {
             queue: (
                 {"last_heartbeat_seconds_ago": round((now - beats[queue]).total_seconds())}
-                if queue in beats else {"last_heartbeat_seconds_ago": None}
+                if queue in beats
+                else {"last_heartbeat_seconds_ago": None}
             )
             for queue in QUEUES
         }
@@ -81,19 +84,30 @@ def check_health(database: Database) -> tuple[bool, dict[str, Any]]:
 router = APIRouter(tags=["operations"])
 
 
-_HEALTH_BODY = {"application/json": {"schema": {
-    "type": "object", "required": ["status", "mode", "database"],
-    "properties": {
-        "status": {"type": "string", "enum": ["ok", "unavailable"]},
-        "mode": {"type": "string", "enum": ["embedded", "distributed"]},
-        "database": {"type": "string"}, "redis": {"type": "string"},
-        "queues": {"type": "object", "additionalProperties": {"type": "object"}},
-    }}}}
+_HEALTH_BODY = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["status", "mode", "database"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ok", "unavailable"]},
+                "mode": {"type": "string", "enum": ["embedded", "distributed"]},
+                "database": {"type": "string"},
+                "redis": {"type": "string"},
+                "queues": {"type": "object", "additionalProperties": {"type": "object"}},
+            },
+        }
+    }
+}
 
 
-@router.get("/healthz", responses={
-    200: {"description": "Healthy.", "content": _HEALTH_BODY},
-    503: {"description": "The database or Redis does not answer.", "content": _HEALTH_BODY}})
+@router.get(
+    "/healthz",
+    responses={
+        200: {"description": "Healthy.", "content": _HEALTH_BODY},
+        503: {"description": "The database or Redis does not answer.", "content": _HEALTH_BODY},
+    },
+)
 def healthz(request: Request) -> JSONResponse:
     """200 when the database (and Redis in distributed mode) answer, 503 otherwise."""
     database = getattr(request.app.state, "database", None) or get_database()
@@ -102,9 +116,16 @@ def healthz(request: Request) -> JSONResponse:
     return JSONResponse(report, status_code=200 if healthy else 503)
 
 
-@router.get("/metrics", response_class=Response, responses={200: {
-    "description": "Prometheus text exposition format.",
-    "content": {"text/plain": {"schema": {"type": "string"}}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics() -> Response:
     """Prometheus text format."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

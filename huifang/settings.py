@@ -93,7 +93,8 @@ class Settings(BaseSettings):
         if self.twilio_from_number and self.twilio_messaging_service_sid:
             raise ValueError(
                 "set only one Twilio sender: HUIFANG_TWILIO_FROM_NUMBER or "
-                "HUIFANG_TWILIO_MESSAGING_SERVICE_SID, not both")
+                "HUIFANG_TWILIO_MESSAGING_SERVICE_SID, not both"
+            )
         return self
 
     @model_validator(mode="after")
@@ -109,8 +110,10 @@ class Settings(BaseSettings):
             if (self.twilio_auth_token or "") in PLACEHOLDER_SECRETS:
                 problems.append("HUIFANG_TWILIO_AUTH_TOKEN is missing or a placeholder")
             if bool(self.twilio_from_number) == bool(self.twilio_messaging_service_sid):
-                problems.append("set exactly one of HUIFANG_TWILIO_FROM_NUMBER and "
-                                "HUIFANG_TWILIO_MESSAGING_SERVICE_SID")
+                problems.append(
+                    "set exactly one of HUIFANG_TWILIO_FROM_NUMBER and "
+                    "HUIFANG_TWILIO_MESSAGING_SERVICE_SID"
+                )
         if self.sms_provider == "aliyun":
             if not self.aliyun_access_key_id:
                 problems.append("HUIFANG_ALIYUN_ACCESS_KEY_ID is required with the aliyun provider")
@@ -119,9 +122,7 @@ class Settings(BaseSettings):
             if not self.aliyun_template_code:
                 problems.append("HUIFANG_ALIYUN_TEMPLATE_CODE (an approved template) is required")
         if problems:
-            raise ValueError(
-                f"refusing to start in {self.environment}: " + "; ".join(problems)
-            )
+            raise ValueError(f"refusing to start in {self.environment}: " + "; ".join(problems))
         return self
 
 

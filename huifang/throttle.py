@@ -52,10 +52,14 @@ class Throttle:
     """Moving-window counts (``limits``) in one storage: Redis, or this process's memory."""
 
     def __init__(self, storage_url: str = "memory://") -> None:
-        options = ({"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
-                   if storage_url.startswith("redis") else {})
-        self.limiter = MovingWindowRateLimiter(storage.storage_from_string(
-            storage_url, wrap_exceptions=True, **options))
+        options = (
+            {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
+            if storage_url.startswith("redis")
+            else {}
+        )
+        self.limiter = MovingWindowRateLimiter(
+            storage.storage_from_string(storage_url, wrap_exceptions=True, **options)
+        )
 
     def hit(self, item: RateLimitItem, *key: str) -> None:
         """Count one request against ``item`` for ``key``; ``TooManyRequests`` when full."""
@@ -131,5 +135,8 @@ def too_many_page(_: Request, exc: Exception) -> HTMLResponse:
     """429 with ``Retry-After`` and a page that tells a person when to come back."""
     retry_after = exc.retry_after if isinstance(exc, TooManyRequests) else 60
     minutes = max(1, math.ceil(retry_after / 60))
-    return HTMLResponse(render("huifang", "too_many_requests.html", minutes=minutes),
-                        status_code=429, headers={"Retry-After": str(retry_after)})
+    return HTMLResponse(
+        render("huifang", "too_many_requests.html", minutes=minutes),
+        status_code=429,
+        headers={"Retry-After": str(retry_after)},
+    )

@@ -47,8 +47,10 @@ def configure(settings: Settings) -> None:
         # one task per thread, the embedded worker took two tasks a second (twenty photos
         # waited ten seconds for their turn).
         broker_transport_options=(
-            {"visibility_timeout": 3600} if settings.redis_url
-            else {"polling_interval": EMBEDDED_POLL_SECONDS}),
+            {"visibility_timeout": 3600}
+            if settings.redis_url
+            else {"polling_interval": EMBEDDED_POLL_SECONDS}
+        ),
         task_ignore_result=True,
         result_backend=None,
         task_serializer="json",
@@ -75,8 +77,9 @@ def configure(settings: Settings) -> None:
 _QUEUE_OF: dict[str, str] = {}
 
 
-def _route(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any
-           ) -> dict[str, str] | None:
+def _route(
+    name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any
+) -> dict[str, str] | None:
     queue = _QUEUE_OF.get(name)
     return {"queue": queue} if queue else None
 
@@ -132,8 +135,14 @@ def enqueue(session: Session, task_: Task, **kwargs: Any) -> None:
     on_commit(session, functools.partial(send, task_, **kwargs))
 
 
-def each_on_its_own(session: Session, task_name: str, ids: Iterable[int],
-                    work: Callable[[int], object], *, what: str) -> list[int]:
+def each_on_its_own(
+    session: Session,
+    task_name: str,
+    ids: Iterable[int],
+    work: Callable[[int], object],
+    *,
+    what: str,
+) -> list[int]:
     """Run a periodic task's ``work`` for each campaign or company, committing each.
 
     One that fails is rolled back, logged with its id and counted in ``/metrics``
@@ -149,8 +158,9 @@ def each_on_its_own(session: Session, task_name: str, ids: Iterable[int],
             session.rollback()
             failed.append(item_id)
             PERIODIC_FAILURES.labels(task_name).inc()
-            log.exception("periodic work failed; going on with the next", task=task_name,
-                          **{what: item_id})
+            log.exception(
+                "periodic work failed; going on with the next", task=task_name, **{what: item_id}
+            )
     return failed
 
 
@@ -202,16 +212,20 @@ class Coalescer:
             ids, self._pending = self._pending, []
         for start in range(0, len(ids), self.limit):
             try:
-                send(self.task, **{self.argument: ids[start:start + self.limit]})
+                send(self.task, **{self.argument: ids[start : start + self.limit]})
             except Exception:  # the broker is down: the sweep will find the rows queued
-                log.exception("publishing coalesced task failed", task=self.task.name,
-                              ids=len(ids[start:start + self.limit]))
+                log.exception(
+                    "publishing coalesced task failed",
+                    task=self.task.name,
+                    ids=len(ids[start : start + self.limit]),
+                )
 
     def _start(self) -> None:  # with the lock held
         if self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._run, name=f"coalesce-{self.task.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"coalesce-{self.task.name}", daemon=True
+        )
         self._thread.start()
 
     def _run(self) -> None:
@@ -241,19 +255,27 @@ class EmbeddedWorker:
                 ready.set()
 
         self._worker = Controller(
-            app=celery_app, pool="threads", concurrency=self.concurrency, queues=list(QUEUES),
-            hostname="embedded@huifang", without_heartbeat=True, without_mingle=True,
-            without_gossip=True, loglevel="INFO",
+            app=celery_app,
+            pool="threads",
+            concurrency=self.concurrency,
+            queues=list(QUEUES),
+            hostname="embedded@huifang",
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            loglevel="INFO",
         )
-        self._thread = threading.Thread(target=self._worker.start, name="huifang-worker",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._worker.start, name="huifang-worker", daemon=True
+        )
         self._thread.start()
         if not ready.wait(timeout=30):
             raise RuntimeError("the embedded worker did not start within 30 s")
         if self.with_beat:
             # The in-memory scheduler: ticks are stateless, the database holds what is due.
-            self._beat = EmbeddedService(celery_app, thread=True,
-                                         scheduler_cls="celery.beat:Scheduler")
+            self._beat = EmbeddedService(
+                celery_app, thread=True, scheduler_cls="celery.beat:Scheduler"
+            )
             self._beat.start()
         log.info("embedded worker started", queues=list(QUEUES), beat=self.with_beat)
 

@@ -37,42 +37,71 @@ public_router = APIRouter(tags=["public pages"])
 staff_router = APIRouter(prefix="/staff", tags=["staff"])
 
 _UPLOAD_FORM: dict[str, Any] = {
-    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["file", "phase"],
-        "properties": {
-            "file": {"type": "string", "format": "binary",
-                     "description": "JPEG, PNG, WebP, HEIC/HEIF or AVIF photo (25 MB), "
-                                    "or MP4, MOV or WebM clip (200 MB)."},
-            "phase": {"type": "string", "enum": ["before", "during", "after", "staff_report"]},
-            "area": {"type": "string", "description": "Room or place, e.g. 客厅, 厨房."},
-            "note": {"type": "string"},
-        }}}}},
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "phase"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "JPEG, PNG, WebP, HEIC/HEIF or AVIF photo (25 MB), "
+                            "or MP4, MOV or WebM clip (200 MB).",
+                        },
+                        "phase": {
+                            "type": "string",
+                            "enum": ["before", "during", "after", "staff_report"],
+                        },
+                        "area": {
+                            "type": "string",
+                            "description": "Room or place, e.g. 客厅, 厨房.",
+                        },
+                        "note": {"type": "string"},
+                    },
+                }
+            }
+        },
+    },
 }
 
 
-@router.post("/visits/{visit_id}/media", response_model=MediaRead, status_code=202,
-             openapi_extra=_UPLOAD_FORM, responses={
-                 200: {"description": "The same file was already uploaded to this visit."},
-                 413: {"description": "Too large."},
-                 415: {"description": "Not a photo or clip we take."},
-                 422: {"description": "Damaged, or a missing field."}})
-async def upload_media(visit_id: Id, request: Request, response: Response, session: SessionDep,
-                       tenant: TenantDep) -> MediaRead:
+@router.post(
+    "/visits/{visit_id}/media",
+    response_model=MediaRead,
+    status_code=202,
+    openapi_extra=_UPLOAD_FORM,
+    responses={
+        200: {"description": "The same file was already uploaded to this visit."},
+        413: {"description": "Too large."},
+        415: {"description": "Not a photo or clip we take."},
+        422: {"description": "Damaged, or a missing field."},
+    },
+)
+async def upload_media(
+    visit_id: Id, request: Request, response: Response, session: SessionDep, tenant: TenantDep
+) -> MediaRead:
     """Upload a photo or clip of a visit: 202, then processed on the media queue.
 
     A photo is checked before the answer (a damaged one is refused here); a clip is read by
     ffmpeg on the queue, and a damaged one ends ``failed`` with the reason.
     """
-    await run_in_threadpool(visits.get_visit, session=session, tenant_id=tenant.id,
-                            visit_id=visit_id)  # a wrong visit is refused before the body is read
+    await run_in_threadpool(
+        visits.get_visit, session=session, tenant_id=tenant.id, visit_id=visit_id
+    )  # a wrong visit is refused before the body is read
     settings = get_settings()
     staged = await read_upload(
         content_type=request.headers.get("content-type", ""),
-        content_length=request.headers.get("content-length"), body=request.stream(),
-        photo_max=settings.photo_max_bytes, clip_max=settings.clip_max_bytes,
+        content_length=request.headers.get("content-length"),
+        body=request.stream(),
+        photo_max=settings.photo_max_bytes,
+        clip_max=settings.clip_max_bytes,
     )
     media, created = await run_in_threadpool(
-        service.accept_upload, session=session, tenant=tenant, visit_id=visit_id, staged=staged)
+        service.accept_upload, session=session, tenant=tenant, visit_id=visit_id, staged=staged
+    )
     if created and media.status == PROCESSING:
         enqueue(session, tasks.process_media, media_id=media.id)
     response.status_code = 202 if created else 200
@@ -81,8 +110,10 @@ async def upload_media(visit_id: Id, request: Request, response: Response, sessi
 
 @router.get("/visits/{visit_id}/media", response_model=list[MediaRead])
 def list_media(visit_id: Id, session: SessionDep, tenant: TenantDep) -> list[MediaRead]:
-    return [MediaRead.of(m) for m in
-            service.list_visit_media(session=session, tenant_id=tenant.id, visit_id=visit_id)]
+    return [
+        MediaRead.of(m)
+        for m in service.list_visit_media(session=session, tenant_id=tenant.id, visit_id=visit_id)
+    ]
 
 
 @router.get("/visits/{visit_id}/before-after", response_model=list[PairRead])
@@ -92,8 +123,14 @@ def list_pairs(visit_id: Id, session: SessionDep, tenant: TenantDep) -> list[Pai
     result = []
     for area, before, after in service.pairs(session=session, visit_id=visit_id):
         made = next((r for r in after.renditions if r.kind == service.COMPOSITE), None)
-        result.append(PairRead(area=area, before_media_id=before.id, after_media_id=after.id,
-                               composite=RenditionRead.of(made) if made else None))
+        result.append(
+            PairRead(
+                area=area,
+                before_media_id=before.id,
+                after_media_id=after.id,
+                composite=RenditionRead.of(made) if made else None,
+            )
+        )
     return result
 
 
@@ -107,9 +144,12 @@ def read_media(media_id: Id, session: SessionDep, tenant: TenantDep) -> MediaRea
 def download_original(media_id: Id, session: SessionDep, tenant: TenantDep) -> FileResponse:
     """The original file as uploaded, for the company only (never public)."""
     media = service.get_media(session=session, tenant_id=tenant.id, media_id=media_id)
-    return FileResponse(service.original_file(media), media_type=media.mime,
-                        filename=f"media-{media.id}{service.original_file(media).suffix}",
-                        headers={"Cache-Control": "private, no-store"})
+    return FileResponse(
+        service.original_file(media),
+        media_type=media.mime,
+        filename=f"media-{media.id}{service.original_file(media).suffix}",
+        headers={"Cache-Control": "private, no-store"},
+    )
 
 
 @router.get("/watermark", response_model=WatermarkTemplateRead)
@@ -117,56 +157,117 @@ def read_watermark(session: SessionDep, tenant: TenantDep) -> WatermarkTemplateR
     return WatermarkTemplateRead.of(service.template_for(session=session, tenant_id=tenant.id))
 
 
-@router.put("/watermark", response_model=WatermarkTemplateRead,
-            dependencies=[key_may(Permission.SETTINGS)])
-def update_watermark(body: WatermarkTemplateUpdate, session: SessionDep,
-                     tenant: TenantDep, actor: KeyActorDep) -> WatermarkTemplateRead:
+@router.put(
+    "/watermark", response_model=WatermarkTemplateRead, dependencies=[key_may(Permission.SETTINGS)]
+)
+def update_watermark(
+    body: WatermarkTemplateUpdate, session: SessionDep, tenant: TenantDep, actor: KeyActorDep
+) -> WatermarkTemplateRead:
     """Where the watermark sits and how large; what it says always comes from our records."""
-    return WatermarkTemplateRead.of(service.update_template(
-        session=session, tenant_id=tenant.id, changes=body.model_dump(exclude_unset=True),
-        actor=actor))
+    return WatermarkTemplateRead.of(
+        service.update_template(
+            session=session,
+            tenant_id=tenant.id,
+            changes=body.model_dump(exclude_unset=True),
+            actor=actor,
+        )
+    )
 
 
-@router.put("/watermark/logo", response_model=WatermarkTemplateRead,
-            openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
-                "schema": {"type": "object", "required": ["file"], "properties": {
-                    "file": {"type": "string", "format": "binary",
-                             "description": "PNG (transparency kept), JPEG or WebP, 2 MB."},
-                }}}}}}, dependencies=[key_may(Permission.SETTINGS)])
-async def upload_logo(request: Request, session: SessionDep,
-                      tenant: TenantDep, actor: KeyActorDep) -> WatermarkTemplateRead:
+@router.put(
+    "/watermark/logo",
+    response_model=WatermarkTemplateRead,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "PNG (transparency kept), JPEG or WebP, 2 MB.",
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
+    dependencies=[key_may(Permission.SETTINGS)],
+)
+async def upload_logo(
+    request: Request, session: SessionDep, tenant: TenantDep, actor: KeyActorDep
+) -> WatermarkTemplateRead:
     """The company logo printed beside the watermark text."""
     staged = await read_upload(
         content_type=request.headers.get("content-type", ""),
-        content_length=request.headers.get("content-length"), body=request.stream(),
-        photo_max=LOGO_MAX_BYTES, clip_max=LOGO_MAX_BYTES,
+        content_length=request.headers.get("content-length"),
+        body=request.stream(),
+        photo_max=LOGO_MAX_BYTES,
+        clip_max=LOGO_MAX_BYTES,
     )
-    template = await run_in_threadpool(service.set_logo, session=session, tenant_id=tenant.id,
-                                       staged=staged, actor=actor)
+    template = await run_in_threadpool(
+        service.set_logo, session=session, tenant_id=tenant.id, staged=staged, actor=actor
+    )
     return WatermarkTemplateRead.of(template)
 
 
-@staff_router.put("/{staff_id}/photo", response_model=StaffRead, responses={
-    413: {"description": "Over 10 MB."}, 415: {"description": "Not a photo."},
-    422: {"description": "Damaged, or no file."}},
-    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
-        "schema": {"type": "object", "required": ["file"], "properties": {
-            "file": {"type": "string", "format": "binary",
-                     "description": "JPEG, PNG, WebP or HEIC photo of the staff member, 10 MB; "
-                                    "kept as a 512 px square."},
-        }}}}}})
-async def upload_staff_photo(staff_id: Id, request: Request, session: SessionDep,
-                             tenant: TenantDep) -> StaffRead:
+@staff_router.put(
+    "/{staff_id}/photo",
+    response_model=StaffRead,
+    responses={
+        413: {"description": "Over 10 MB."},
+        415: {"description": "Not a photo."},
+        422: {"description": "Damaged, or no file."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "JPEG, PNG, WebP or HEIC photo of the staff member, "
+                                "10 MB; "
+                                "kept as a 512 px square.",
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload_staff_photo(
+    staff_id: Id, request: Request, session: SessionDep, tenant: TenantDep
+) -> StaffRead:
     """The photo on the staff card of visit reports."""
-    await run_in_threadpool(visits.get_staff, session=session, tenant_id=tenant.id,
-                            staff_id=staff_id)  # a wrong id is refused before the body is read
+    await run_in_threadpool(
+        visits.get_staff, session=session, tenant_id=tenant.id, staff_id=staff_id
+    )  # a wrong id is refused before the body is read
     staged = await read_upload(
         content_type=request.headers.get("content-type", ""),
-        content_length=request.headers.get("content-length"), body=request.stream(),
-        photo_max=service.STAFF_PHOTO_MAX_BYTES, clip_max=service.STAFF_PHOTO_MAX_BYTES,
+        content_length=request.headers.get("content-length"),
+        body=request.stream(),
+        photo_max=service.STAFF_PHOTO_MAX_BYTES,
+        clip_max=service.STAFF_PHOTO_MAX_BYTES,
     )
-    staff = await run_in_threadpool(service.set_staff_photo, session=session,
-                                    tenant_id=tenant.id, staff_id=staff_id, staged=staged)
+    staff = await run_in_threadpool(
+        service.set_staff_photo,
+        session=session,
+        tenant_id=tenant.id,
+        staff_id=staff_id,
+        staged=staged,
+    )
     return StaffRead.model_validate(staff)
 
 
@@ -194,23 +295,33 @@ def public_rendition(name: str, session: SessionDep) -> FileResponse:
     elif until is None or campaigns.picture_in_use(session=session, rendition=rendition):
         cache = f"public, max-age={UNBOUND_MAX_AGE}"
     else:
-        raise HTTPException(410, "The report this photo belongs to has expired; ask the "
-                                 "company for a new one.")
-    return FileResponse(storage.resolve(rendition.path), media_type=rendition.content_type,
-                        headers={"Cache-Control": cache})
+        raise HTTPException(
+            410, "The report this photo belongs to has expired; ask the company for a new one."
+        )
+    return FileResponse(
+        storage.resolve(rendition.path),
+        media_type=rendition.content_type,
+        headers={"Cache-Control": cache},
+    )
 
 
 _HTML: dict[str, Any] = {"text/html": {"schema": {"type": "string"}}}
 
 
-@public_router.get("/v/{code}", response_class=HTMLResponse, dependencies=[PublicLimit],
-                   responses={404: {"description": "No photo has this code (a page saying so).",
-                                    "content": _HTML}})
+@public_router.get(
+    "/v/{code}",
+    response_class=HTMLResponse,
+    dependencies=[PublicLimit],
+    responses={
+        404: {"description": "No photo has this code (a page saying so).", "content": _HTML}
+    },
+)
 def verify_page(code: str, session: SessionDep) -> HTMLResponse:
     """The facts behind a watermark, so a customer can check a photo was not edited."""
     media = service.by_code(session=session, code=code)
     if media is None:
         html = render("media", "verify_missing.html", code=code[:40])
         return HTMLResponse(html, status_code=404)
-    return HTMLResponse(render("media", "verify.html", **service.verification_facts(
-        session=session, media=media)))
+    return HTMLResponse(
+        render("media", "verify.html", **service.verification_facts(session=session, media=media))
+    )

@@ -48,8 +48,10 @@ TRIM_TOLERANCE = 0.5
 SHORT_OUTPUT_SHARE = 0.9
 SHORT_SLACK = 0.5  # seconds: container and stream durations of a sound file differ a little
 
-_DAMAGED = ("This clip could not be converted; it may be damaged or only partly uploaded. "
-            "Please record or export it again and upload it.")
+_DAMAGED = (
+    "This clip could not be converted; it may be damaged or only partly uploaded. "
+    "Please record or export it again and upload it."
+)
 
 
 @dataclass(frozen=True)
@@ -102,11 +104,15 @@ def probe(source: Path, container: str, *, timeout: float = PROBE_TIMEOUT) -> ff
     except ffmpeg.FfmpegError:
         raise Invalid(_DAMAGED) from None
     except ValueError:
-        raise Invalid("This file is not an MP4, MOV or WebM clip we can read; "
-                      "send the clip straight from the phone's camera.") from None
+        raise Invalid(
+            "This file is not an MP4, MOV or WebM clip we can read; "
+            "send the clip straight from the phone's camera."
+        ) from None
     if found.width * found.height > MAX_SOURCE_PIXELS:
-        raise TooLarge(f"This clip was recorded at {found.width}×{found.height}, more than the "
-                       "4K we take; set the camera to 4K or 1080p and record it again.")
+        raise TooLarge(
+            f"This clip was recorded at {found.width}×{found.height}, more than the "
+            "4K we take; set the camera to 4K or 1080p and record it again."
+        )
     return found
 
 
@@ -118,10 +124,12 @@ def _frame_filter(size: tuple[int, int], fps: float, mark_at: tuple[int, int] | 
     if mark_at is None:
         return f"{base},format=yuv420p[v]"
     x, y = mark_at
-    return (f"{base}[base];[1:v]format=rgba[mark];"
-            # format=yuv420 blends in the encoder's own format; "auto" converted every frame
-            # and cost a quarter more CPU on a 720p encode.
-            f"[base][mark]overlay={x}:{y}:format=yuv420:eof_action=repeat,format=yuv420p[v]")
+    return (
+        f"{base}[base];[1:v]format=rgba[mark];"
+        # format=yuv420 blends in the encoder's own format; "auto" converted every frame
+        # and cost a quarter more CPU on a 720p encode.
+        f"[base][mark]overlay={x}:{y}:format=yuv420:eof_action=repeat,format=yuv420p[v]"
+    )
 
 
 def _visible_part(overlay: Image.Image) -> tuple[Image.Image, tuple[int, int]] | None:
@@ -136,9 +144,16 @@ def _visible_part(overlay: Image.Image) -> tuple[Image.Image, tuple[int, int]] |
     return rgba.crop((left, top, box[2], box[3])), (left, top)
 
 
-def normalize(source: Path, container: str, dest: Path, *, max_seconds: float,
-              overlay: Image.Image | None, source_probe: ffmpeg.Probe | None = None,
-              timeout: float = NORMALIZE_TIMEOUT) -> ClipResult:
+def normalize(
+    source: Path,
+    container: str,
+    dest: Path,
+    *,
+    max_seconds: float,
+    overlay: Image.Image | None,
+    source_probe: ffmpeg.Probe | None = None,
+    timeout: float = NORMALIZE_TIMEOUT,
+) -> ClipResult:
     """Re-encode ``source`` (opened as ``container``) into ``dest``, an MP4 ready to send.
 
     ``overlay`` is an RGBA image of exactly ``output_size(probe.display_size)`` (the
@@ -161,19 +176,51 @@ def normalize(source: Path, container: str, dest: Path, *, max_seconds: float,
         visible = _visible_part(overlay) if overlay is not None else None
         if visible is not None:
             mark = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=dest.parent))) / (
-                "overlay.png")
+                "overlay.png"
+            )
             visible[0].save(mark, "PNG", compress_level=1)
             inputs += ["-protocol_whitelist", "file", "-f", "png_pipe", "-i", str(mark)]
         args = [
             *inputs,
-            "-filter_complex", _frame_filter(size, fps, visible[1] if visible else None),
-            "-map", "[v]", "-map", "0:a:0?",  # the first picture and sound; no data, no subtitles
-            "-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF), "-maxrate", MAX_VIDEO_RATE,
-            "-bufsize", "6M", "-profile:v", "high", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-b:a", AUDIO_RATE, "-ac", "2",
-            "-t", f"{max_seconds:.3f}", "-fps_mode", "cfr",
-            "-map_metadata", "-1", "-map_chapters", "-1",  # GPS, capture time, device, chapters
-            "-movflags", "+faststart", "-f", "mp4", str(dest),
+            "-filter_complex",
+            _frame_filter(size, fps, visible[1] if visible else None),
+            "-map",
+            "[v]",
+            "-map",
+            "0:a:0?",  # the first picture and sound; no data, no subtitles
+            "-c:v",
+            "libx264",
+            "-preset",
+            PRESET,
+            "-crf",
+            str(CRF),
+            "-maxrate",
+            MAX_VIDEO_RATE,
+            "-bufsize",
+            "6M",
+            "-profile:v",
+            "high",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            AUDIO_RATE,
+            "-ac",
+            "2",
+            "-t",
+            f"{max_seconds:.3f}",
+            "-fps_mode",
+            "cfr",
+            "-map_metadata",
+            "-1",
+            "-map_chapters",
+            "-1",  # GPS, capture time, device, chapters
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+            str(dest),
         ]
         try:
             done = ffmpeg.run(args, timeout=timeout)
@@ -182,7 +229,8 @@ def normalize(source: Path, container: str, dest: Path, *, max_seconds: float,
             if isinstance(exc.__cause__, subprocess.TimeoutExpired):
                 raise Invalid(
                     f"This clip took too long to process; trim it on the phone (under "
-                    f"{max_seconds:.0f} s, at 1080p or lower) and upload it again.") from None
+                    f"{max_seconds:.0f} s, at 1080p or lower) and upload it again."
+                ) from None
             raise Invalid(_DAMAGED) from None
     made = probe(dest, "mp4")
     expected = min(found.duration, max_seconds)
@@ -191,13 +239,18 @@ def normalize(source: Path, container: str, dest: Path, *, max_seconds: float,
     cut_off = ": partial file" in done.stderr and made.duration < expected - SHORT_SLACK
     if cut_off or made.duration < expected * SHORT_OUTPUT_SHARE - SHORT_SLACK:
         dest.unlink(missing_ok=True)
-        raise Invalid(f"This clip stops after {made.duration:.1f} s of its "
-                      f"{found.duration:.1f} s; it was probably only partly uploaded. "
-                      "Please upload it again.")
+        raise Invalid(
+            f"This clip stops after {made.duration:.1f} s of its "
+            f"{found.duration:.1f} s; it was probably only partly uploaded. "
+            "Please upload it again."
+        )
     return ClipResult(
-        width=made.width, height=made.height, duration=made.duration,
+        width=made.width,
+        height=made.height,
+        duration=made.duration,
         trimmed=found.duration > max_seconds + TRIM_TOLERANCE,
-        original_duration=found.duration, bytes=dest.stat().st_size,
+        original_duration=found.duration,
+        bytes=dest.stat().st_size,
         has_audio=made.audio_codec is not None,
     )
 
@@ -205,9 +258,27 @@ def normalize(source: Path, container: str, dest: Path, *, max_seconds: float,
 def poster(clip: Path, dest: Path, *, at: float, timeout: float = POSTER_TIMEOUT) -> Poster:
     """A JPEG of the frame at ``at`` seconds of a normalized clip (an MP4 from ``normalize``)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    args = ["-ss", f"{max(0.0, at):.3f}", *ffmpeg.input_args(clip, "mp4"),
-            "-map", "0:V:0", "-frames:v", "1", "-an", "-map_metadata", "-1",
-            "-c:v", "mjpeg", "-q:v", "3", "-f", "image2", "-update", "1", str(dest)]
+    args = [
+        "-ss",
+        f"{max(0.0, at):.3f}",
+        *ffmpeg.input_args(clip, "mp4"),
+        "-map",
+        "0:V:0",
+        "-frames:v",
+        "1",
+        "-an",
+        "-map_metadata",
+        "-1",
+        "-c:v",
+        "mjpeg",
+        "-q:v",
+        "3",
+        "-f",
+        "image2",
+        "-update",
+        "1",
+        str(dest),
+    ]
     try:
         ffmpeg.run(args, timeout=timeout)
     except ffmpeg.FfmpegError:

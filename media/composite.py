@@ -35,8 +35,13 @@ def _resized(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
-def _label(canvas: Image.Image, text: str, origin: tuple[int, int], px: int,
-           color: tuple[int, int, int, int]) -> None:
+def _label(
+    canvas: Image.Image,
+    text: str,
+    origin: tuple[int, int],
+    px: int,
+    color: tuple[int, int, int, int],
+) -> None:
     """A bold pill with white text, its top-left corner at ``origin``."""
     font = load_font(px, bold=True)
     left, top, right, bottom = (round(edge) for edge in font.getbbox(text, anchor="lm"))
@@ -46,14 +51,17 @@ def _label(canvas: Image.Image, text: str, origin: tuple[int, int], px: int,
     pill = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     draw = ImageDraw.Draw(pill)
     draw.rounded_rectangle((0, 0, width - 1, height - 1), radius=height // 2, fill=color)
-    draw.text((pad_x - left, height // 2), text, font=font, fill=(255, 255, 255, 255),
-              anchor="lm")
+    draw.text((pad_x - left, height // 2), text, font=font, fill=(255, 255, 255, 255), anchor="lm")
     canvas.paste(pill, origin, pill)
 
 
-def before_after(before: Image.Image, after: Image.Image, *,
-                 labels: tuple[str, str] = ("服务前", "服务后"),
-                 max_edge: int = 2048) -> Image.Image:
+def before_after(
+    before: Image.Image,
+    after: Image.Image,
+    *,
+    labels: tuple[str, str] = ("服务前", "服务后"),
+    max_edge: int = 2048,
+) -> Image.Image:
     """One RGB picture of both photos, labelled, its long edge at most ``max_edge``.
 
     Landscape pairs stand side by side at a common height; if either shot is portrait they are

@@ -57,16 +57,26 @@ def _limits(memory: int, cpu_seconds: int) -> None:  # pragma: no cover - runs i
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
 
 
-def run(args: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, memory: int = MEMORY_LIMIT,
-        check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    args: Sequence[str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    memory: int = MEMORY_LIMIT,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
     """Run ffmpeg with ``args`` (after the common safety flags); its stderr is returned as text."""
     command = [executable(), "-nostdin", "-hide_banner", "-y", *args]
     cpu = int(timeout * 2) + 10  # both cores may be busy for the whole wall-clock budget
     try:
         # The command is our own argument list (no shell); paths come from our storage.
         done = subprocess.run(  # noqa: S603
-            command, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
-            preexec_fn=lambda: _limits(memory, cpu), text=True, errors="replace",
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            preexec_fn=lambda: _limits(memory, cpu),
+            text=True,
+            errors="replace",
         )
     except subprocess.TimeoutExpired as exc:
         raise FfmpegError(f"ffmpeg took longer than {timeout:.0f} s and was stopped") from exc
@@ -107,8 +117,10 @@ _FPS = re.compile(r"(\d+(?:\.\d+)?) fps")
 _AUDIO = re.compile(r"Stream #\S+.*?: Audio: (\w+)")
 _ROTATION = re.compile(r"[Dd]isplay ?[Mm]atrix: rotation of (-?\d+(?:\.\d+)?) degrees")
 
-_UNREADABLE = ("This clip could not be read as {what}; it may be damaged or only partly "
-               "uploaded. Please record or export it again and upload it.")
+_UNREADABLE = (
+    "This clip could not be read as {what}; it may be damaged or only partly "
+    "uploaded. Please record or export it again and upload it."
+)
 
 
 def probe(path: Path, container: str, *, timeout: float = 30.0) -> Probe:
@@ -128,15 +140,19 @@ def probe(path: Path, container: str, *, timeout: float = 30.0) -> Probe:
     total = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
     if total <= 0:
         raise Invalid(_UNREADABLE.format(what=what))
-    stream_line = text[video.start():text.find("\n", video.start())]
+    stream_line = text[video.start() : text.find("\n", video.start())]
     fps = _FPS.search(stream_line)
     audio = _AUDIO.search(text)
-    turn = _ROTATION.search(text[video.start():])
+    turn = _ROTATION.search(text[video.start() :])
     rotation = 0
     if turn is not None:
         rotation = round(-float(turn.group(1)) / 90) * 90 % 360
     return Probe(
-        duration=total, width=int(video.group(2)), height=int(video.group(3)),
-        rotation=rotation, fps=float(fps.group(1)) if fps else None,
-        video_codec=video.group(1), audio_codec=audio.group(1) if audio else None,
+        duration=total,
+        width=int(video.group(2)),
+        height=int(video.group(3)),
+        rotation=rotation,
+        fps=float(fps.group(1)) if fps else None,
+        video_codec=video.group(1),
+        audio_codec=audio.group(1) if audio else None,
     )

@@ -148,7 +148,10 @@ def _from_fontconfig() -> FontSpec | None:
     try:
         result = subprocess.run(  # noqa: S603  (fixed arguments, no shell)
             [fc_match, "-f", "%{file}:%{index}", ":lang=zh-cn"],
-            capture_output=True, text=True, timeout=FC_TIMEOUT_SECONDS, check=True,
+            capture_output=True,
+            text=True,
+            timeout=FC_TIMEOUT_SECONDS,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -206,8 +209,12 @@ def _open(path: str, index: int, size: int, *, bold: bool) -> ImageFont.FreeType
     for axis in axes:
         low, high, default = axis.get("minimum"), axis.get("maximum"), axis.get("default")
         if axis.get("name") in (b"Weight", "Weight"):
-            values.append(min(max(weight, low if low is not None else weight),
-                              high if high is not None else weight))
+            values.append(
+                min(
+                    max(weight, low if low is not None else weight),
+                    high if high is not None else weight,
+                )
+            )
         else:
             values.append(default if default is not None else 0)
     # Variable collections default to their lightest instance (Noto CJK VF: Thin).

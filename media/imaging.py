@@ -39,8 +39,19 @@ Image.MAX_IMAGE_PIXELS = 4 * MAX_PIXELS
 ALLOWED = {"JPEG", "MPO", "PNG", "WEBP", "HEIF", "AVIF"}
 OPEN_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "AVIF")  # Pillow's JPEG plugin also opens MPO
 ACCEPTED_WORDS = "JPEG, PNG, WebP, HEIC or AVIF photos, or MP4, MOV or WebM clips"
-DECODER_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
-                  struct.error, zlib.error, ParseError, IndexError, KeyError, TypeError)
+DECODER_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    ParseError,
+    IndexError,
+    KeyError,
+    TypeError,
+)
 
 ORIENTATION = 0x0112
 EXIF_IFD = 0x8769
@@ -56,13 +67,43 @@ class Sniffed:
     ext: str
 
 
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs",
-                b"mif1", b"msf1", b"mif2"}
+_HEIF_BRANDS = {
+    b"heic",
+    b"heix",
+    b"hevc",
+    b"hevx",
+    b"heim",
+    b"heis",
+    b"hevm",
+    b"hevs",
+    b"mif1",
+    b"msf1",
+    b"mif2",
+}
 _AVIF_BRANDS = {b"avif", b"avis"}
 _MOV_BRANDS = {b"qt  "}
-_MP4_BRANDS = {b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1",
-               b"dash", b"M4V ", b"M4VH", b"M4VP", b"MSNV", b"3gp4", b"3gp5", b"3gp6", b"3g2a",
-               b"mmp4", b"f4v "}
+_MP4_BRANDS = {
+    b"isom",
+    b"iso2",
+    b"iso3",
+    b"iso4",
+    b"iso5",
+    b"iso6",
+    b"mp41",
+    b"mp42",
+    b"avc1",
+    b"dash",
+    b"M4V ",
+    b"M4VH",
+    b"M4VP",
+    b"MSNV",
+    b"3gp4",
+    b"3gp5",
+    b"3gp6",
+    b"3g2a",
+    b"mmp4",
+    b"f4v ",
+}
 
 PHOTO = {
     "jpeg": Sniffed("photo", "jpeg", "image/jpeg", ".jpg"),
@@ -97,7 +138,7 @@ def sniff(head: bytes) -> Sniffed:
         return CLIP["webm"]
     if head[4:8] == b"ftyp" and len(head) >= 12:
         box = struct.unpack(">I", head[:4])[0]
-        brands = {head[8:12]} | {head[i:i + 4] for i in range(16, min(box, len(head)) - 3, 4)}
+        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, min(box, len(head)) - 3, 4)}
         major = head[8:12]
         if major in _AVIF_BRANDS:
             return PHOTO["avif"]
@@ -115,11 +156,19 @@ def sniff(head: bytes) -> Sniffed:
             return CLIP["mp4"]
         raise _refuse_type("an MP4-family file of a kind we do not know")
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    for marker, what in ((b"<!doctype html", "a web page"), (b"<html", "a web page"),
-                         (b"<svg", "an SVG drawing"), (b"<?xml", "an XML document"),
-                         (b"%pdf", "a PDF document"), (b"#extm3u", "a playlist"),
-                         (b"gif8", "a GIF"), (b"bm", "a BMP image"), (b"ii*\x00", "a TIFF image"),
-                         (b"mm\x00*", "a TIFF image"), (b"8bps", "a Photoshop file")):
+    for marker, what in (
+        (b"<!doctype html", "a web page"),
+        (b"<html", "a web page"),
+        (b"<svg", "an SVG drawing"),
+        (b"<?xml", "an XML document"),
+        (b"%pdf", "a PDF document"),
+        (b"#extm3u", "a playlist"),
+        (b"gif8", "a GIF"),
+        (b"bm", "a BMP image"),
+        (b"ii*\x00", "a TIFF image"),
+        (b"mm\x00*", "a TIFF image"),
+        (b"8bps", "a Photoshop file"),
+    ):
         if text.startswith(marker):
             raise _refuse_type(what)
     raise _refuse_type()
@@ -139,6 +188,7 @@ class Decoded:
 
 KEEP_ICC_BYTES = 8 * 1024  # larger profiles (printers, scanners) are converted to sRGB
 
+
 def _open(path: Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
@@ -147,8 +197,10 @@ def _open(path: Path) -> Image.Image:
             # Only our formats' parsers ever see the bytes: a BMP or PSD bomb never reaches one.
             image = Image.open(path, formats=OPEN_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise TooLarge("This photo has far too many pixels to be a real photo; "
-                       "take it again with the phone's normal camera mode.") from None
+        raise TooLarge(
+            "This photo has far too many pixels to be a real photo; "
+            "take it again with the phone's normal camera mode."
+        ) from None
     except DECODER_ERRORS as exc:
         raise _damaged(exc) from None
     if image.format not in ALLOWED:
@@ -161,8 +213,10 @@ def _open(path: Path) -> Image.Image:
     if width * height > MAX_PIXELS:
         image.close()
         mp = width * height / 1_000_000
-        raise TooLarge(f"This photo is {mp:.0f} megapixels, more than the {MAX_PIXELS // 1_000_000}"
-                       " we accept; set the camera to its 12 MP or 50 MP mode and upload it again.")
+        raise TooLarge(
+            f"This photo is {mp:.0f} megapixels, more than the {MAX_PIXELS // 1_000_000}"
+            " we accept; set the camera to its 12 MP or 50 MP mode and upload it again."
+        )
     return image
 
 
@@ -173,11 +227,13 @@ def _damaged(exc: BaseException) -> Invalid | TooLarge | UnsupportedType:
     if isinstance(exc, UnidentifiedImageError):
         return _refuse_type()
     if "decompressed data too large" in text or "too large" in text:
-        return TooLarge("This file hides far more data than a photo holds; "
-                        "send the photo straight from the phone's camera.")
-    return Invalid("This photo is damaged and cannot be read; "
-                   "please take it again or send another copy.")
-
+        return TooLarge(
+            "This file hides far more data than a photo holds; "
+            "send the photo straight from the phone's camera."
+        )
+    return Invalid(
+        "This photo is damaged and cannot be read; please take it again or send another copy."
+    )
 
 
 def _orientation(image: Image.Image) -> int:
@@ -203,8 +259,11 @@ def _captured_at(image: Image.Image, now: dt.datetime | None) -> dt.datetime | N
         else:
             # Phones without an offset write local time; ours are in China by default.
             zone = dt.timezone(dt.timedelta(hours=8))
-        aware = dt.datetime.strptime(raw.strip("\x00 ")[:19] + "+0000", "%Y:%m:%d %H:%M:%S%z"
-                                     ).replace(tzinfo=zone).astimezone(dt.UTC)
+        aware = (
+            dt.datetime.strptime(raw.strip("\x00 ")[:19] + "+0000", "%Y:%m:%d %H:%M:%S%z")
+            .replace(tzinfo=zone)
+            .astimezone(dt.UTC)
+        )
     except (*DECODER_ERRORS, ArithmeticError):
         return None
     reference = now or dt.datetime.now(dt.UTC)
@@ -253,8 +312,9 @@ def _to_srgb(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform:
     """A cached transform from an embedded profile (Display P3 on iPhones…) to sRGB."""
     source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
     # NOCACHE: the fastest for whole photos (no per-pixel cache to maintain).
-    return ImageCms.buildTransform(source, ImageCms.createProfile("sRGB"), mode, "RGB",
-                                   flags=ImageCms.Flags.NOCACHE)
+    return ImageCms.buildTransform(
+        source, ImageCms.createProfile("sRGB"), mode, "RGB", flags=ImageCms.Flags.NOCACHE
+    )
 
 
 def _sixteen_to_eight(image: Image.Image) -> Image.Image:
@@ -274,8 +334,9 @@ def _reduce(image: Image.Image, max_edge: int | None) -> Image.Image:
     return image
 
 
-def open_photo(path: Path, *, max_edge: int | None = None,
-               now: dt.datetime | None = None) -> Decoded:
+def open_photo(
+    path: Path, *, max_edge: int | None = None, now: dt.datetime | None = None
+) -> Decoded:
     """Decode the first frame, upright, as 8-bit RGB; reduced towards ``max_edge`` when given."""
     image = _open(path)
     try:
@@ -291,8 +352,10 @@ def open_photo(path: Path, *, max_edge: int | None = None,
         try:
             _load(image, fmt)
         except Image.DecompressionBombError:
-            raise TooLarge("This photo has far too many pixels to be a real photo; "
-                           "take it again with the phone's normal camera mode.") from None
+            raise TooLarge(
+                "This photo has far too many pixels to be a real photo; "
+                "take it again with the phone's normal camera mode."
+            ) from None
         except DECODER_ERRORS as exc:
             raise _damaged(exc) from None
         # Metadata only after the pixels: for PNG, reading it loads the image, and a failed
@@ -311,10 +374,14 @@ def open_photo(path: Path, *, max_edge: int | None = None,
         # EXIF tag they still carry must not rotate them twice.
         if fmt not in ("HEIF",) and orientation != 1:
             frame = _transpose(frame, orientation, image)
-        upright = (stored_h, stored_w) if orientation in (5, 6, 7, 8) and fmt != "HEIF" else (
-            stored_w, stored_h)
-        return Decoded(image=frame, size=upright, format=fmt, captured_at=captured,
-                       icc_profile=keep_icc)
+        upright = (
+            (stored_h, stored_w)
+            if orientation in (5, 6, 7, 8) and fmt != "HEIF"
+            else (stored_w, stored_h)
+        )
+        return Decoded(
+            image=frame, size=upright, format=fmt, captured_at=captured, icc_profile=keep_icc
+        )
     finally:
         image.close()
 
@@ -334,10 +401,15 @@ def _load(image: Image.Image, fmt: str) -> None:
 
 
 def _transpose(frame: Image.Image, orientation: int, source: Image.Image) -> Image.Image:
-    method = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-              8: Image.Transpose.ROTATE_90}.get(orientation)
+    method = {
+        2: Image.Transpose.FLIP_LEFT_RIGHT,
+        3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM,
+        5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_270,
+        7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_90,
+    }.get(orientation)
     if method is None:
         return frame
     try:

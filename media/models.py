@@ -17,7 +17,10 @@ from huifang.db import Base, BigId, TimestampMixin
 
 PHASES = ("before", "during", "after", "staff_report")
 PHASE_LABELS = {
-    "before": "服务前", "during": "服务中", "after": "服务后", "staff_report": "工作汇报",
+    "before": "服务前",
+    "during": "服务中",
+    "after": "服务后",
+    "staff_report": "工作汇报",
 }
 
 # Media.status
@@ -67,8 +70,11 @@ class Media(TimestampMixin, Base):
     verification_code: Mapped[str] = mapped_column(String(16), unique=True)
 
     renditions: Mapped[list[Rendition]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin", order_by="Rendition.id",
-        back_populates="media", foreign_keys="Rendition.media_id",
+        cascade="all, delete-orphan",
+        lazy="selectin",
+        order_by="Rendition.id",
+        back_populates="media",
+        foreign_keys="Rendition.media_id",
     )
 
     @property
@@ -122,10 +128,8 @@ class ResumableUpload(TimestampMixin, Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # In the upload's address: unguessable, our own characters only.
     token: Mapped[str] = mapped_column(String(32), unique=True)
-    tenant_id: Mapped[int] = mapped_column(
-        ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id", ondelete="CASCADE"),
-                                          index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id", ondelete="CASCADE"), index=True)
     phase: Mapped[str] = mapped_column(String(16))  # one of PHASES
     area: Mapped[str | None] = mapped_column(String(20), default=None)
     note: Mapped[str | None] = mapped_column(Text, default=None)
@@ -138,7 +142,8 @@ class ResumableUpload(TimestampMixin, Base):
     status: Mapped[str] = mapped_column(String(16), default=RECEIVING)
     failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
     media_id: Mapped[int | None] = mapped_column(
-        ForeignKey("media.id", ondelete="SET NULL"), default=None)
+        ForeignKey("media.id", ondelete="SET NULL"), default=None
+    )
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 

@@ -42,8 +42,14 @@ def _exif(captured_at: dt.datetime | None) -> bytes:
     return exif.tobytes()
 
 
-def encode_jpeg(image: Image.Image, *, quality: int, captured_at: dt.datetime | None,
-                optimize: bool = False, icc_profile: bytes | None = None) -> bytes:
+def encode_jpeg(
+    image: Image.Image,
+    *,
+    quality: int,
+    captured_at: dt.datetime | None,
+    optimize: bool = False,
+    icc_profile: bytes | None = None,
+) -> bytes:
     """Baseline JPEG with a rebuilt EXIF and nothing else.
 
     ``optimize`` (Huffman tables fitted to the image) saves 5–10% of the bytes for about
@@ -53,8 +59,16 @@ def encode_jpeg(image: Image.Image, *, quality: int, captured_at: dt.datetime | 
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     extra = {"icc_profile": icc_profile} if icc_profile else {}
     # comment=b"": Pillow would otherwise copy the source's JPEG comment into the output.
-    rgb.save(out, "JPEG", quality=quality, optimize=optimize, exif=_exif(captured_at),
-             subsampling="4:2:0" if quality < 90 else "4:4:4", comment=b"", **extra)
+    rgb.save(
+        out,
+        "JPEG",
+        quality=quality,
+        optimize=optimize,
+        exif=_exif(captured_at),
+        subsampling="4:2:0" if quality < 90 else "4:4:4",
+        comment=b"",
+        **extra,
+    )
     return out.getvalue()
 
 
@@ -70,52 +84,80 @@ def fit(image: Image.Image, long_edge: int) -> Image.Image:
     return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
-def _make(kind: str, image: Image.Image, quality: int, captured_at: dt.datetime | None,
-          *, optimize: bool = False, icc_profile: bytes | None = None) -> Rendition:
-    data = encode_jpeg(image, quality=quality, captured_at=captured_at, optimize=optimize,
-                       icc_profile=icc_profile)
+def _make(
+    kind: str,
+    image: Image.Image,
+    quality: int,
+    captured_at: dt.datetime | None,
+    *,
+    optimize: bool = False,
+    icc_profile: bytes | None = None,
+) -> Rendition:
+    data = encode_jpeg(
+        image, quality=quality, captured_at=captured_at, optimize=optimize, icc_profile=icc_profile
+    )
     return Rendition(kind=kind, data=data, width=image.width, height=image.height)
 
 
-def display(image: Image.Image, *, captured_at: dt.datetime | None = None,
-            icc_profile: bytes | None = None) -> Rendition:
+def display(
+    image: Image.Image, *, captured_at: dt.datetime | None = None, icc_profile: bytes | None = None
+) -> Rendition:
     return _make("display", fit(image, DISPLAY_EDGE), 85, captured_at, icc_profile=icc_profile)
 
 
-def thumb(image: Image.Image, *, captured_at: dt.datetime | None = None,
-          icc_profile: bytes | None = None) -> Rendition:
+def thumb(
+    image: Image.Image, *, captured_at: dt.datetime | None = None, icc_profile: bytes | None = None
+) -> Rendition:
     return _make("thumb", fit(image, THUMB_EDGE), 80, captured_at, icc_profile=icc_profile)
 
 
-def standard_set(image: Image.Image, *, captured_at: dt.datetime | None = None,
-                 budget: int = DEFAULT_MMS_BUDGET, icc_profile: bytes | None = None
-                 ) -> list[Rendition]:
+def standard_set(
+    image: Image.Image,
+    *,
+    captured_at: dt.datetime | None = None,
+    budget: int = DEFAULT_MMS_BUDGET,
+    icc_profile: bytes | None = None,
+) -> list[Rendition]:
     """Display, MMS and thumbnail of one (already watermarked) photo, each made from the
     smallest frame that serves it."""
     frame = fit(image, MMS_EDGE)
-    return [display(image, captured_at=captured_at, icc_profile=icc_profile),
-            mms(frame, captured_at=captured_at, budget=budget, icc_profile=icc_profile),
-            thumb(frame, captured_at=captured_at, icc_profile=icc_profile)]
+    return [
+        display(image, captured_at=captured_at, icc_profile=icc_profile),
+        mms(frame, captured_at=captured_at, budget=budget, icc_profile=icc_profile),
+        thumb(frame, captured_at=captured_at, icc_profile=icc_profile),
+    ]
 
 
-def mms(image: Image.Image, *, captured_at: dt.datetime | None = None,
-        budget: int = DEFAULT_MMS_BUDGET, icc_profile: bytes | None = None) -> Rendition:
+def mms(
+    image: Image.Image,
+    *,
+    captured_at: dt.datetime | None = None,
+    budget: int = DEFAULT_MMS_BUDGET,
+    icc_profile: bytes | None = None,
+) -> Rendition:
     """The largest-looking JPEG under ``budget`` bytes: quality first, then size."""
     if budget < 10_000:
         raise ValueError("an MMS budget under 10 KB cannot hold a photo")
     frame = fit(image, MMS_EDGE)
     while True:
         # Most photos fit at the best quality: one encode. Otherwise binary search the ladder.
-        first = _make("mms", frame, MMS_QUALITIES[0], captured_at, optimize=True,
-                      icc_profile=icc_profile)
+        first = _make(
+            "mms", frame, MMS_QUALITIES[0], captured_at, optimize=True, icc_profile=icc_profile
+        )
         if len(first.data) <= budget:
             return first
         low, high = 1, len(MMS_QUALITIES) - 1
         best: Rendition | None = None
         while low <= high:
             middle = (low + high) // 2
-            candidate = _make("mms", frame, MMS_QUALITIES[middle], captured_at, optimize=True,
-                              icc_profile=icc_profile)
+            candidate = _make(
+                "mms",
+                frame,
+                MMS_QUALITIES[middle],
+                captured_at,
+                optimize=True,
+                icc_profile=icc_profile,
+            )
             if len(candidate.data) <= budget:
                 best, high = candidate, middle - 1
             else:

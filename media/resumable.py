@@ -106,16 +106,20 @@ def parse_metadata(header: str | None) -> dict[str, str]:
             continue
         key, _, encoded = pair.partition(" ")
         if not key or not key.isascii() or not key.replace("_", "").isalnum():
-            raise Invalid(f"Upload-Metadata has a key we cannot read ({key[:20]!r}); use "
-                          "letters, digits and underscores.")
+            raise Invalid(
+                f"Upload-Metadata has a key we cannot read ({key[:20]!r}); use "
+                "letters, digits and underscores."
+            )
         try:
             value = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise Invalid(f"The Upload-Metadata value of {key!r} is not Base64 of UTF-8 text."
-                          ) from None
+            raise Invalid(
+                f"The Upload-Metadata value of {key!r} is not Base64 of UTF-8 text."
+            ) from None
         if "\x00" in value:
-            raise Invalid(f"The Upload-Metadata value of {key!r} holds a NUL character; send "
-                          "plain text.")
+            raise Invalid(
+                f"The Upload-Metadata value of {key!r} holds a NUL character; send plain text."
+            )
         result[key] = value
     return result
 
@@ -124,16 +128,23 @@ def parse_metadata(header: str | None) -> dict[str, str]:
 
 
 def create_upload(
-    *, session: Session, tenant: Tenant, visit_id: int, length: int | None,
+    *,
+    session: Session,
+    tenant: Tenant,
+    visit_id: int,
+    length: int | None,
     metadata: dict[str, str],
-    photo_max: int, clip_max: int, now: dt.datetime,
+    photo_max: int,
+    clip_max: int,
+    now: dt.datetime,
 ) -> ResumableUpload:
     """Open an upload of ``length`` bytes for a visit (tus creation)."""
     visit = visits.get_visit(session=session, tenant_id=tenant.id, visit_id=visit_id)
     phase = metadata.get("phase", "").strip()
     if phase not in PHASES:
-        raise Invalid("Say which moment this shows: the metadata 'phase' must be one of "
-                      f"{', '.join(PHASES)}.")
+        raise Invalid(
+            f"Say which moment this shows: the metadata 'phase' must be one of {', '.join(PHASES)}."
+        )
     area = metadata.get("area", "").strip() or None
     if area and len(area) > visits.MAX_AREA_LENGTH:
         raise Invalid(f"The area {area[:20]!r} is too long; use a room name such as 客厅.")
@@ -141,19 +152,30 @@ def create_upload(
     if note and len(note) > NOTE_MAX:
         raise Invalid(f"The note is longer than {NOTE_MAX} characters; keep it short.")
     if length is None:
-        raise Invalid("Say the file's size in the Upload-Length header (uploads of a length "
-                      "not known yet are not taken).")
+        raise Invalid(
+            "Say the file's size in the Upload-Length header (uploads of a length "
+            "not known yet are not taken)."
+        )
     if length <= 0:
         raise Invalid("The file is empty; please choose the photo again and upload it.")
     largest = max(photo_max, clip_max)
     if length > largest:
-        raise TooLarge(f"This file is over {_mb(largest)}, the most we take; send a smaller "
-                       "one (a shorter clip, or the phone's normal photo size).")
+        raise TooLarge(
+            f"This file is over {_mb(largest)}, the most we take; send a smaller "
+            "one (a shorter clip, or the phone's normal photo size)."
+        )
     upload = ResumableUpload(
-        token=secrets.token_urlsafe(TOKEN_BYTES), tenant_id=tenant.id, visit_id=visit.id,
-        phase=phase, area=area, note=note,
+        token=secrets.token_urlsafe(TOKEN_BYTES),
+        tenant_id=tenant.id,
+        visit_id=visit.id,
+        phase=phase,
+        area=area,
+        note=note,
         filename=_clean_filename(metadata.get("filename") or metadata.get("name")),
-        length=length, received=0, status=RECEIVING, expires_at=now + UPLOAD_TTL,
+        length=length,
+        received=0,
+        status=RECEIVING,
+        expires_at=now + UPLOAD_TTL,
     )
     session.add(upload)
     session.flush()
@@ -163,11 +185,12 @@ def create_upload(
 
 def get_upload(*, session: Session, tenant_id: int, token: str) -> ResumableUpload:
     """The upload, or NotFound when it does not exist in this tenant (or was swept away)."""
-    upload = session.scalars(select(ResumableUpload).where(ResumableUpload.token == token)
-                             ).first()
+    upload = session.scalars(select(ResumableUpload).where(ResumableUpload.token == token)).first()
     if upload is None or upload.tenant_id != tenant_id:
-        raise NotFound("There is no such upload in this company (unfinished uploads are "
-                       "removed a day after their last piece); start the upload again.")
+        raise NotFound(
+            "There is no such upload in this company (unfinished uploads are "
+            "removed a day after their last piece); start the upload again."
+        )
     return upload
 
 
@@ -176,14 +199,17 @@ def check_open(upload: ResumableUpload, *, now: dt.datetime) -> None:
     if upload.status == REFUSED:
         raise Gone(upload.failure_reason or "This upload was refused; choose the file again.")
     if upload.status == RECEIVING and upload.expires_at <= now:
-        raise Gone("This upload waited over a day for its next piece and has expired; "
-                   "start it again.")
+        raise Gone(
+            "This upload waited over a day for its next piece and has expired; start it again."
+        )
 
 
 def check_offset(upload: ResumableUpload, offset: int) -> None:
     if upload.status == DONE or upload.received != offset:
-        raise Conflict(f"The server holds {upload.received} bytes of this file, not {offset}; "
-                       "ask for the offset (HEAD) and go on from there.")
+        raise Conflict(
+            f"The server holds {upload.received} bytes of this file, not {offset}; "
+            "ask for the offset (HEAD) and go on from there."
+        )
 
 
 @dataclass(frozen=True)
@@ -198,14 +224,17 @@ class Opening:
     head: bytes  # the file's first bytes already kept, while the type is not known yet
 
 
-def open_piece(*, session: Session, tenant_id: int, token: str, offset: int | None,
-               now: dt.datetime) -> Opening:
+def open_piece(
+    *, session: Session, tenant_id: int, token: str, offset: int | None, now: dt.datetime
+) -> Opening:
     """Check that a piece may start at ``offset`` and gather what receiving it needs."""
     upload = get_upload(session=session, tenant_id=tenant_id, token=token)
     check_open(upload, now=now)
     if offset is None:
-        raise Invalid("Say where this piece starts in the Upload-Offset header (ask for the "
-                      "offset with HEAD).")
+        raise Invalid(
+            "Say where this piece starts in the Upload-Offset header (ask for the "
+            "offset with HEAD)."
+        )
     check_offset(upload, offset)
     sniffed = None
     head = b""
@@ -213,8 +242,14 @@ def open_piece(*, session: Session, tenant_id: int, token: str, offset: int | No
         sniffed = sniff(_read_head(upload.token, SNIFF_BYTES))
     else:
         head = _read_head(upload.token, upload.received)
-    return Opening(upload_id=upload.id, token=upload.token, start=offset, length=upload.length,
-                   sniffed=sniffed, head=head)
+    return Opening(
+        upload_id=upload.id,
+        token=upload.token,
+        start=offset,
+        length=upload.length,
+        sniffed=sniffed,
+        head=head,
+    )
 
 
 def _pieces(token: str, upto: int) -> list[Path]:
@@ -281,8 +316,10 @@ class Receiver:
         if not chunk:
             return
         if self.opening.start + self.size + len(chunk) > self.opening.length:
-            raise TooLarge(f"This piece goes past the {self.opening.length} bytes announced "
-                           "for the file; send only the bytes that are left.")
+            raise TooLarge(
+                f"This piece goes past the {self.opening.length} bytes announced "
+                "for the file; send only the bytes that are left."
+            )
         if self.sniffed is None:
             self._head += chunk[: SNIFF_BYTES - len(self._head)]
             if len(self._head) >= SNIFF_BYTES:
@@ -312,9 +349,11 @@ class Receiver:
         limit = self.photo_max if photo else self.clip_max
         if self.opening.length > limit:
             self.refuses_file = True
-            raise TooLarge(f"This file is over {_mb(limit)}, the most we take for "
-                           f"{'photos' if photo else 'clips'}; send a smaller one (a shorter "
-                           "clip, or the phone's normal photo size).")
+            raise TooLarge(
+                f"This file is over {_mb(limit)}, the most we take for "
+                f"{'photos' if photo else 'clips'}; send a smaller one (a shorter "
+                "clip, or the phone's normal photo size)."
+            )
 
     def discard(self) -> None:
         if self._file is not None and not self._file.closed:
@@ -324,8 +363,9 @@ class Receiver:
 
 
 def _locked(session: Session, upload_id: int) -> ResumableUpload | None:
-    return session.scalars(select(ResumableUpload).where(ResumableUpload.id == upload_id)
-                           .with_for_update()).first()
+    return session.scalars(
+        select(ResumableUpload).where(ResumableUpload.id == upload_id).with_for_update()
+    ).first()
 
 
 def record_piece(*, session: Session, receiver: Receiver, now: dt.datetime) -> ResumableUpload:
@@ -397,8 +437,14 @@ def assemble(upload: ResumableUpload) -> Assembly:
         Path(name).unlink(missing_ok=True)
         raise
     fields = {"phase": upload.phase, "area": upload.area or "", "note": upload.note or ""}
-    staged = StagedUpload(path=Path(name), sniffed=sniffed, sha256=hasher.hexdigest(),
-                          size=size, filename=upload.filename, fields=fields)
+    staged = StagedUpload(
+        path=Path(name),
+        sniffed=sniffed,
+        sha256=hasher.hexdigest(),
+        size=size,
+        filename=upload.filename,
+        fields=fields,
+    )
     return Assembly(upload_id=upload.id, staged=staged)
 
 
@@ -412,8 +458,9 @@ class Handover:
     refusal: HuifangError | None = None
 
 
-def hand_over(*, session: Session, tenant: Tenant, assembly: Assembly,
-              now: dt.datetime) -> Handover:
+def hand_over(
+    *, session: Session, tenant: Tenant, assembly: Assembly, now: dt.datetime
+) -> Handover:
     """Give an assembled upload to ingest, once: a second caller (the sweep, a client's
     retry) finds it done and its staged copy is dropped.
 
@@ -431,7 +478,8 @@ def hand_over(*, session: Session, tenant: Tenant, assembly: Assembly,
     try:
         with session.begin_nested():
             media, created = media_service.accept_upload(
-                session=session, tenant=tenant, visit_id=upload.visit_id, staged=staged, now=now)
+                session=session, tenant=tenant, visit_id=upload.visit_id, staged=staged, now=now
+            )
     except HuifangError as exc:
         upload.status, upload.failure_reason, upload.updated_at = REFUSED, exc.detail, now
         session.flush()
@@ -456,36 +504,54 @@ def terminate(*, session: Session, tenant_id: int, token: str) -> None:
 
 def sweepable(*, session: Session, now: dt.datetime, limit: int = 500) -> list[int]:
     """Uploads to remove: unfinished and expired, or finished (or refused) a day ago."""
-    return list(session.scalars(
-        select(ResumableUpload.id).where(or_(
-            and_(ResumableUpload.status == RECEIVING, ResumableUpload.expires_at <= now),
-            and_(ResumableUpload.status != RECEIVING,
-                 ResumableUpload.updated_at <= now - KEEP_FINISHED),
-        )).order_by(ResumableUpload.id).limit(limit)))
+    return list(
+        session.scalars(
+            select(ResumableUpload.id)
+            .where(
+                or_(
+                    and_(ResumableUpload.status == RECEIVING, ResumableUpload.expires_at <= now),
+                    and_(
+                        ResumableUpload.status != RECEIVING,
+                        ResumableUpload.updated_at <= now - KEEP_FINISHED,
+                    ),
+                )
+            )
+            .order_by(ResumableUpload.id)
+            .limit(limit)
+        )
+    )
 
 
 def stalled(*, session: Session, now: dt.datetime, limit: int = 50) -> list[int]:
     """Complete uploads whose handover never happened (the request died after the last
     piece was recorded)."""
-    return list(session.scalars(
-        select(ResumableUpload.id).where(
-            ResumableUpload.status == RECEIVING,
-            ResumableUpload.received == ResumableUpload.length,
-            ResumableUpload.expires_at > now,
-            ResumableUpload.updated_at <= now - HANDOVER_STALLED_AFTER,
-        ).order_by(ResumableUpload.id).limit(limit)))
+    return list(
+        session.scalars(
+            select(ResumableUpload.id)
+            .where(
+                ResumableUpload.status == RECEIVING,
+                ResumableUpload.received == ResumableUpload.length,
+                ResumableUpload.expires_at > now,
+                ResumableUpload.updated_at <= now - HANDOVER_STALLED_AFTER,
+            )
+            .order_by(ResumableUpload.id)
+            .limit(limit)
+        )
+    )
 
 
 def orphans(*, session: Session, now: dt.datetime, limit: int = 500) -> list[str]:
     """Directories of pieces that no upload owns (its creation rolled back, or its row went
     without its files), untouched for a day."""
     cutoff = (now - UPLOAD_TTL).timestamp()
-    names = [path.name for path in root().iterdir()
-             if path.is_dir() and path.stat().st_mtime < cutoff][:limit]
+    names = [
+        path.name for path in root().iterdir() if path.is_dir() and path.stat().st_mtime < cutoff
+    ][:limit]
     if not names:
         return []
-    owned = set(session.scalars(select(ResumableUpload.token)
-                                .where(ResumableUpload.token.in_(names))))
+    owned = set(
+        session.scalars(select(ResumableUpload.token).where(ResumableUpload.token.in_(names)))
+    )
     return [name for name in names if name not in owned]
 
 
@@ -509,8 +575,9 @@ def remove(*, session: Session, upload_id: int, now: dt.datetime) -> None:
     remove_files_after_commit(session, upload.token)
 
 
-def finish_stalled(*, session: Session, upload_id: int, now: dt.datetime,
-                   on_media: Callable[[Media], None]) -> Handover | None:
+def finish_stalled(
+    *, session: Session, upload_id: int, now: dt.datetime, on_media: Callable[[Media], None]
+) -> Handover | None:
     """Hand a stalled complete upload over to ingest (the sweep's second job)."""
     upload = session.get(ResumableUpload, upload_id)
     if upload is None or not is_complete(upload):

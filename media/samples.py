@@ -22,10 +22,16 @@ def room_photo(*, clean: bool, seed: int, size: tuple[int, int] = (1600, 1200)) 
     draw = ImageDraw.Draw(image)
     floor_top = int(height * 0.68)
     draw.rectangle((0, floor_top, width, height), fill=(168, 122, 84) if clean else (130, 96, 70))
-    draw.rectangle((int(width * 0.58), int(height * 0.12), int(width * 0.9), int(height * 0.5)),
-                   fill=(170, 205, 235), outline=(250, 250, 250), width=14)
-    draw.rectangle((int(width * 0.1), int(height * 0.45), int(width * 0.45), floor_top + 40),
-                   fill=(120, 120, 130))  # a sofa
+    draw.rectangle(
+        (int(width * 0.58), int(height * 0.12), int(width * 0.9), int(height * 0.5)),
+        fill=(170, 205, 235),
+        outline=(250, 250, 250),
+        width=14,
+    )
+    draw.rectangle(
+        (int(width * 0.1), int(height * 0.45), int(width * 0.45), floor_top + 40),
+        fill=(120, 120, 130),
+    )  # a sofa
     if not clean:
         for _ in range(60):
             x, y = rng.randrange(width), rng.randrange(height)
@@ -40,9 +46,17 @@ def room_photo(*, clean: bool, seed: int, size: tuple[int, int] = (1600, 1200)) 
     return out.getvalue()
 
 
-def room_clip(path: Path, *, seconds: float, size: tuple[int, int] = (1280, 720),
-              rotation: int = 0, seed: int, fps: int = 30, audio: bool = True,
-              metadata: Mapping[str, str] | None = None) -> None:
+def room_clip(
+    path: Path,
+    *,
+    seconds: float,
+    size: tuple[int, int] = (1280, 720),
+    rotation: int = 0,
+    seed: int,
+    fps: int = 30,
+    audio: bool = True,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
     """Write a real H.264 + AAC MP4 clip to ``path``: a moving test pattern and a tone.
 
     ``size`` is the coded size. ``rotation`` (0, 90, 180 or 270) is the clockwise turn a
@@ -56,18 +70,34 @@ def room_clip(path: Path, *, seconds: float, size: tuple[int, int] = (1280, 720)
     rng = random.Random(seed)  # noqa: S311  (varying a test picture, not a secret)
     width, height = size
     box = (rng.randrange(max(1, width - width // 8)), rng.randrange(max(1, height - height // 8)))
-    video = (f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds},"
-             f"drawbox=x={box[0]}:y={box[1]}:w={max(2, width // 8)}:h={max(2, height // 8)}"
-             f":color=0x{rng.randrange(0x1000000):06x}:t=fill")
+    video = (
+        f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds},"
+        f"drawbox=x={box[0]}:y={box[1]}:w={max(2, width // 8)}:h={max(2, height // 8)}"
+        f":color=0x{rng.randrange(0x1000000):06x}:t=fill"
+    )
     args = ["-f", "lavfi", "-i", video]
     if audio:
-        args += ["-f", "lavfi", "-i",
-                 f"sine=frequency={220 + seed % 660}:sample_rate=48000:duration={seconds}"]
+        args += [
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency={220 + seed % 660}:sample_rate=48000:duration={seconds}",
+        ]
     tags: list[str] = []
     for key, value in (metadata or {}).items():
         tags += ["-metadata", f"{key}={value}"]
-    encode = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-              *(["-c:a", "aac", "-b:a", "96k"] if audio else []), *tags, "-f", "mp4"]
+    encode = [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        *(["-c:a", "aac", "-b:a", "96k"] if audio else []),
+        *tags,
+        "-f",
+        "mp4",
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     if not rotation % 360:
         ffmpeg.run([*args, *encode, str(path)], timeout=120)
@@ -77,6 +107,21 @@ def room_clip(path: Path, *, seconds: float, size: tuple[int, int] = (1280, 720)
         ffmpeg.run([*args, *encode, str(upright)], timeout=120)
         # -display_rotation is an input option, counter-clockwise: a phone's clockwise turn
         # of 90 is stored as a matrix of -90 (ffmpeg prints "rotation of -90.00 degrees").
-        ffmpeg.run(["-display_rotation", str(-(rotation % 360)), "-i", str(upright),
-                    "-map", "0", "-c", "copy", "-map_metadata", "0", "-f", "mp4", str(path)],
-                   timeout=60)
+        ffmpeg.run(
+            [
+                "-display_rotation",
+                str(-(rotation % 360)),
+                "-i",
+                str(upright),
+                "-map",
+                "0",
+                "-c",
+                "copy",
+                "-map_metadata",
+                "0",
+                "-f",
+                "mp4",
+                str(path),
+            ],
+            timeout=60,
+        )

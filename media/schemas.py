@@ -10,9 +10,11 @@ from media.models import Media, Rendition, ResumableUpload, WatermarkTemplate
 
 
 class RenditionRead(BaseModel):
-    kind: str = Field(description="display (2048 px), mms (under the MMS byte budget), thumb "
-                                  "(400 px) or before_after (the area's composite); for a "
-                                  "clip video (H.264 MP4, at most 1280×720), poster and thumb.")
+    kind: str = Field(
+        description="display (2048 px), mms (under the MMS byte budget), thumb "
+        "(400 px) or before_after (the area's composite); for a "
+        "clip video (H.264 MP4, at most 1280×720), poster and thumb."
+    )
     url: str
     bytes: int
     width: int
@@ -21,9 +23,14 @@ class RenditionRead(BaseModel):
 
     @classmethod
     def of(cls, rendition: Rendition) -> RenditionRead:
-        return cls(kind=rendition.kind, url=rendition_url(rendition), bytes=rendition.bytes,
-                   width=rendition.width, height=rendition.height,
-                   content_type=rendition.content_type)
+        return cls(
+            kind=rendition.kind,
+            url=rendition_url(rendition),
+            bytes=rendition.bytes,
+            width=rendition.width,
+            height=rendition.height,
+            content_type=rendition.content_type,
+        )
 
 
 class MediaRead(BaseModel):
@@ -44,7 +51,8 @@ class MediaRead(BaseModel):
     duration_seconds: float | None = Field(description="A clip's length, once processed.")
     trimmed_from_seconds: float | None = Field(
         description="A clip's length as uploaded, when it was cut to the company's "
-                    "clip_max_seconds; null when nothing was cut.")
+        "clip_max_seconds; null when nothing was cut."
+    )
     trimmed_note: str | None = Field(description='e.g. "trimmed to 60 s of 95 s".')
     captured_at: dt.datetime | None
     received_at: dt.datetime
@@ -58,17 +66,32 @@ class MediaRead(BaseModel):
 
         code = format_code(media.verification_code)
         return cls(
-            id=media.id, visit_id=media.visit_id, kind=media.kind,
-            phase=media.phase, phase_label=media.phase_label, area=media.area, note=media.note,
-            status=media.status, failure_reason=media.failure_reason,
-            sha256=media.sha256, bytes=media.bytes, mime=media.mime, width=media.width,
-            height=media.height, duration_seconds=media.duration_seconds,
+            id=media.id,
+            visit_id=media.visit_id,
+            kind=media.kind,
+            phase=media.phase,
+            phase_label=media.phase_label,
+            area=media.area,
+            note=media.note,
+            status=media.status,
+            failure_reason=media.failure_reason,
+            sha256=media.sha256,
+            bytes=media.bytes,
+            mime=media.mime,
+            width=media.width,
+            height=media.height,
+            duration_seconds=media.duration_seconds,
             trimmed_from_seconds=media.trimmed_from_seconds,
-            trimmed_note=(f"trimmed to {media.duration_seconds or 0:.0f} s of "
-                          f"{media.trimmed_from_seconds:.0f} s"
-                          if media.trimmed_from_seconds is not None else None),
-            captured_at=media.captured_at, received_at=media.received_at,
-            verification_code=code, verification_url=f"{get_settings().public_url}/v/{code}",
+            trimmed_note=(
+                f"trimmed to {media.duration_seconds or 0:.0f} s of "
+                f"{media.trimmed_from_seconds:.0f} s"
+                if media.trimmed_from_seconds is not None
+                else None
+            ),
+            captured_at=media.captured_at,
+            received_at=media.received_at,
+            verification_code=code,
+            verification_url=f"{get_settings().public_url}/v/{code}",
             renditions=[RenditionRead.of(r) for r in media.renditions],
         )
 
@@ -86,19 +109,29 @@ class UploadRead(BaseModel):
     received: int = Field(description="Bytes the server holds (Upload-Offset).")
     status: Literal["receiving", "done", "refused"]
     failure_reason: str | None = Field(description="Why it was refused, in a sentence.")
-    media_id: int | None = Field(description="The media it became, once done (the same "
-                                             "file sent before gives that media).")
+    media_id: int | None = Field(
+        description="The media it became, once done (the same file sent before gives that media)."
+    )
     expires_at: dt.datetime = Field(description="An unfinished upload is removed after this.")
     created_at: dt.datetime
 
     @classmethod
     def of(cls, upload: ResumableUpload) -> UploadRead:
-        return cls(id=upload.token, visit_id=upload.visit_id, phase=upload.phase,
-                   area=upload.area, note=upload.note, filename=upload.filename,
-                   length=upload.length, received=upload.received,
-                   status=upload.status,
-                   failure_reason=upload.failure_reason, media_id=upload.media_id,
-                   expires_at=upload.expires_at, created_at=upload.created_at)
+        return cls(
+            id=upload.token,
+            visit_id=upload.visit_id,
+            phase=upload.phase,
+            area=upload.area,
+            note=upload.note,
+            filename=upload.filename,
+            length=upload.length,
+            received=upload.received,
+            status=upload.status,
+            failure_reason=upload.failure_reason,
+            media_id=upload.media_id,
+            expires_at=upload.expires_at,
+            created_at=upload.created_at,
+        )
 
 
 class PairRead(BaseModel):
@@ -116,9 +149,12 @@ class WatermarkTemplateRead(BaseModel):
 
     @classmethod
     def of(cls, template: WatermarkTemplate) -> WatermarkTemplateRead:
-        return cls(position=template.position,
-                   scale=template.scale, show_capture_time=template.show_capture_time,
-                   has_logo=bool(template.logo_path))
+        return cls(
+            position=template.position,
+            scale=template.scale,
+            show_capture_time=template.show_capture_time,
+            has_logo=bool(template.logo_path),
+        )
 
 
 class WatermarkTemplateUpdate(BaseModel):

@@ -77,7 +77,11 @@ def normalize_code(text: str) -> str:
 
 
 def accept_upload(
-    *, session: Session, tenant: Tenant, visit_id: int, staged: StagedUpload,
+    *,
+    session: Session,
+    tenant: Tenant,
+    visit_id: int,
+    staged: StagedUpload,
     now: dt.datetime | None = None,
 ) -> tuple[Media, bool]:
     """Keep a staged upload as a media of the visit: the media and whether it is new.
@@ -113,10 +117,19 @@ def accept_upload(
     relative = storage.new_relative_path("originals", tenant.id, staged.sniffed.ext, now=now)
     storage.adopt(staged.path, relative)
     media = Media(
-        tenant_id=tenant.id, visit_id=visit.id, kind=staged.sniffed.kind, phase=phase,
-        area=area, note=note, status=PROCESSING,
-        original_path=relative, original_name=staged.filename, sha256=staged.sha256,
-        bytes=staged.size, mime=staged.sniffed.mime, received_at=now,
+        tenant_id=tenant.id,
+        visit_id=visit.id,
+        kind=staged.sniffed.kind,
+        phase=phase,
+        area=area,
+        note=note,
+        status=PROCESSING,
+        original_path=relative,
+        original_name=staged.filename,
+        sha256=staged.sha256,
+        bytes=staged.size,
+        mime=staged.sniffed.mime,
+        received_at=now,
         verification_code=new_code(),
     )
     try:
@@ -144,10 +157,13 @@ def get_media(*, session: Session, tenant_id: int, media_id: int) -> Media:
 
 def list_visit_media(*, session: Session, tenant_id: int, visit_id: int) -> list[Media]:
     visits.get_visit(session=session, tenant_id=tenant_id, visit_id=visit_id)
-    return list(session.scalars(
-        select(Media).where(Media.tenant_id == tenant_id, Media.visit_id == visit_id)
-        .order_by(Media.received_at, Media.id)
-    ))
+    return list(
+        session.scalars(
+            select(Media)
+            .where(Media.tenant_id == tenant_id, Media.visit_id == visit_id)
+            .order_by(Media.received_at, Media.id)
+        )
+    )
 
 
 def original_file(media: Media) -> Path:
@@ -161,13 +177,15 @@ def template_for(*, session: Session, tenant_id: int) -> WatermarkTemplate:
     """The company's watermark layout (the defaults until it sets one)."""
     template = session.get(WatermarkTemplate, tenant_id)
     if template is None:
-        template = WatermarkTemplate(tenant_id=tenant_id, position="bottom-left", scale=1.0,
-                                     show_capture_time=True)
+        template = WatermarkTemplate(
+            tenant_id=tenant_id, position="bottom-left", scale=1.0, show_capture_time=True
+        )
     return template
 
 
-def facts_for(*, session: Session, media: Media, template: WatermarkTemplate,
-              captured_at: dt.datetime | None) -> watermark.WatermarkFacts:
+def facts_for(
+    *, session: Session, media: Media, template: WatermarkTemplate, captured_at: dt.datetime | None
+) -> watermark.WatermarkFacts:
     """What the watermark says, all of it from our own records: never from the client."""
     visit = session.get(Visit, media.visit_id)
     tenant = session.get(Tenant, media.tenant_id)
@@ -181,19 +199,31 @@ def facts_for(*, session: Session, media: Media, template: WatermarkTemplate,
         except (OSError, ValueError):
             log.warning("watermark logo unreadable", tenant_id=tenant.id)
     return watermark.WatermarkFacts(
-        company=tenant.name, service=visit.service_label,
-        phase=PHASE_LABELS.get(media.phase, media.phase), received_at=media.received_at,
-        timezone=tenant.timezone, code=format_code(media.verification_code),
-        staff=staff.name if staff else None, area=media.area,
-        captured_at=captured_at if template.show_capture_time else None, logo=logo,
+        company=tenant.name,
+        service=visit.service_label,
+        phase=PHASE_LABELS.get(media.phase, media.phase),
+        received_at=media.received_at,
+        timezone=tenant.timezone,
+        code=format_code(media.verification_code),
+        staff=staff.name if staff else None,
+        area=media.area,
+        captured_at=captured_at if template.show_capture_time else None,
+        logo=logo,
     )
 
 
-def _store_rendition(session: Session, media: Media, made: renditions.Rendition, *,
-                     kind: str | None = None, now: dt.datetime) -> Rendition:
+def _store_rendition(
+    session: Session,
+    media: Media,
+    made: renditions.Rendition,
+    *,
+    kind: str | None = None,
+    now: dt.datetime,
+) -> Rendition:
     kind = kind or made.kind
-    relative = storage.new_relative_path("renditions", media.tenant_id,
-                                         EXTENSIONS[made.content_type], now=now)
+    relative = storage.new_relative_path(
+        "renditions", media.tenant_id, EXTENSIONS[made.content_type], now=now
+    )
     storage.write_bytes(relative, made.data)
     old = next((r for r in media.renditions if r.kind == kind), None)
     if old is not None:
@@ -201,9 +231,15 @@ def _store_rendition(session: Session, media: Media, made: renditions.Rendition,
         media.renditions.remove(old)
         session.flush()
     row = Rendition(
-        tenant_id=media.tenant_id, kind=kind, path=relative, bytes=len(made.data),
-        width=made.width, height=made.height, content_type=made.content_type,
-        token=secrets.token_urlsafe(18), created_at=now,
+        tenant_id=media.tenant_id,
+        kind=kind,
+        path=relative,
+        bytes=len(made.data),
+        width=made.width,
+        height=made.height,
+        content_type=made.content_type,
+        token=secrets.token_urlsafe(18),
+        created_at=now,
     )
     media.renditions.append(row)
     return row
@@ -217,7 +253,8 @@ def process_media(*, session: Session, media_id: int) -> Media | None:
     """
     # Claim the row: a second delivery of the task waits (SQLite) or skips (PostgreSQL).
     media = session.scalars(
-        select(Media).where(Media.id == media_id, Media.status == PROCESSING)
+        select(Media)
+        .where(Media.id == media_id, Media.status == PROCESSING)
         .with_for_update(skip_locked=True)
     ).first()
     if media is None:
@@ -235,25 +272,34 @@ def process_media(*, session: Session, media_id: int) -> Media | None:
         # leaving it "processing", where the stuck-media tick would retry it for ever.
         log.exception("photo processing failed", media_id=media_id)
         media.status = FAILED
-        media.failure_reason = ("We could not process this photo; please upload it again, "
-                                "or send another copy if it fails twice.")
+        media.failure_reason = (
+            "We could not process this photo; please upload it again, "
+            "or send another copy if it fails twice."
+        )
     session.flush()
     return media
 
 
 def _render(session: Session, media: Media) -> None:
     now = utcnow()
-    decoded = imaging.open_photo(original_file(media), max_edge=renditions.DISPLAY_EDGE,
-                                 now=media.received_at)
+    decoded = imaging.open_photo(
+        original_file(media), max_edge=renditions.DISPLAY_EDGE, now=media.received_at
+    )
     template = template_for(session=session, tenant_id=media.tenant_id)
-    facts = facts_for(session=session, media=media, template=template,
-                      captured_at=decoded.captured_at)
-    style = watermark.WatermarkStyle(position=template.position,  # type: ignore[arg-type]
-                                     scale=template.scale)
+    facts = facts_for(
+        session=session, media=media, template=template, captured_at=decoded.captured_at
+    )
+    style = watermark.WatermarkStyle(
+        position=template.position,  # type: ignore[arg-type]
+        scale=template.scale,
+    )
     marked = watermark.apply(renditions.fit(decoded.image, renditions.DISPLAY_EDGE), facts, style)
-    for made in renditions.standard_set(marked, captured_at=decoded.captured_at,
-                                        budget=get_settings().mms_photo_budget,
-                                        icc_profile=decoded.icc_profile):
+    for made in renditions.standard_set(
+        marked,
+        captured_at=decoded.captured_at,
+        budget=get_settings().mms_photo_budget,
+        icc_profile=decoded.icc_profile,
+    ):
         _store_rendition(session, media, made, now=now)
     media.width, media.height = decoded.size
     media.captured_at = decoded.captured_at
@@ -264,8 +310,10 @@ def _render(session: Session, media: Media) -> None:
 
 # --- clips ---------------------------------------------------------------------------------
 
-CLIP_FAILED = ("We could not process this clip; please upload it again, or export it from the "
-               "phone again if it fails twice.")
+CLIP_FAILED = (
+    "We could not process this clip; please upload it again, or export it from the "
+    "phone again if it fails twice."
+)
 
 
 @dataclass(frozen=True)
@@ -312,11 +360,15 @@ def _clip_job_or_fail(session: Session, media: Media) -> ClipJob | None:
         assert tenant is not None
         template = template_for(session=session, tenant_id=media.tenant_id)
         job = ClipJob(
-            media_id=media.id, original=original_file(media),
-            container=CONTAINERS[media.mime], max_seconds=float(tenant.clip_max_seconds),
+            media_id=media.id,
+            original=original_file(media),
+            container=CONTAINERS[media.mime],
+            max_seconds=float(tenant.clip_max_seconds),
             facts=facts_for(session=session, media=media, template=template, captured_at=None),
-            style=watermark.WatermarkStyle(position=template.position,  # type: ignore[arg-type]
-                                           scale=template.scale),
+            style=watermark.WatermarkStyle(
+                position=template.position,  # type: ignore[arg-type]
+                scale=template.scale,
+            ),
         )
     except Exception:
         # Left "processing", the stuck-media tick would retry a clip that cannot start.
@@ -337,14 +389,25 @@ def make_clip(job: ClipJob, *, workdir: Path) -> ClipMade:
     found = clips.probe(job.original, job.container)
     mark = watermark.overlay(clips.output_size(found.display_size), job.facts, job.style)
     video = workdir / "clip.mp4"
-    result = clips.normalize(job.original, job.container, video, max_seconds=job.max_seconds,
-                             overlay=mark, source_probe=found)
+    result = clips.normalize(
+        job.original,
+        job.container,
+        video,
+        max_seconds=job.max_seconds,
+        overlay=mark,
+        source_probe=found,
+    )
     poster_path = workdir / "poster.jpg"
     poster = clips.poster(video, poster_path, at=min(POSTER_AT, result.duration / 2))
     with Image.open(poster_path) as frame:
         thumb = renditions.thumb(frame.convert("RGB"))
-    return ClipMade(result=result, video=video, poster=poster_path,
-                    poster_size=(poster.width, poster.height), thumb=thumb)
+    return ClipMade(
+        result=result,
+        video=video,
+        poster=poster_path,
+        poster_size=(poster.width, poster.height),
+        thumb=thumb,
+    )
 
 
 def run_clip_job(*, session: Session, job: ClipJob) -> Media | None:
@@ -366,8 +429,9 @@ def run_clip_job(*, session: Session, job: ClipJob) -> Media | None:
         return _record_clip(session, job.media_id, made, failure)
 
 
-def _record_clip(session: Session, media_id: int, made: ClipMade | None,
-                 failure: str | None) -> Media | None:
+def _record_clip(
+    session: Session, media_id: int, made: ClipMade | None, failure: str | None
+) -> Media | None:
     media = session.scalars(
         select(Media).where(Media.id == media_id, Media.status == PROCESSING).with_for_update()
     ).first()
@@ -379,12 +443,29 @@ def _record_clip(session: Session, media_id: int, made: ClipMade | None,
         return media
     now = utcnow()
     result = made.result
-    _store_rendition(session, media, renditions.Rendition(
-        kind="video", data=made.video.read_bytes(), width=result.width, height=result.height,
-        content_type="video/mp4"), now=now)
-    _store_rendition(session, media, renditions.Rendition(
-        kind="poster", data=made.poster.read_bytes(), width=made.poster_size[0],
-        height=made.poster_size[1]), now=now)
+    _store_rendition(
+        session,
+        media,
+        renditions.Rendition(
+            kind="video",
+            data=made.video.read_bytes(),
+            width=result.width,
+            height=result.height,
+            content_type="video/mp4",
+        ),
+        now=now,
+    )
+    _store_rendition(
+        session,
+        media,
+        renditions.Rendition(
+            kind="poster",
+            data=made.poster.read_bytes(),
+            width=made.poster_size[0],
+            height=made.poster_size[1],
+        ),
+        now=now,
+    )
     _store_rendition(session, media, made.thumb, now=now)
     media.width, media.height = result.width, result.height
     media.duration_seconds = round(result.duration, 3)
@@ -399,13 +480,20 @@ def stuck_media(*, session: Session, now: dt.datetime, limit: int = 100) -> list
 
     A clip is given longer than a photo: its task may still be running ffmpeg.
     """
-    return list(session.scalars(
-        select(Media.id).where(
-            Media.status == PROCESSING,
-            or_(and_(Media.kind != "clip", Media.updated_at < now - STUCK_AFTER),
-                and_(Media.kind == "clip", Media.updated_at < now - CLIP_STUCK_AFTER)),
-        ).order_by(Media.id).limit(limit)
-    ))
+    return list(
+        session.scalars(
+            select(Media.id)
+            .where(
+                Media.status == PROCESSING,
+                or_(
+                    and_(Media.kind != "clip", Media.updated_at < now - STUCK_AFTER),
+                    and_(Media.kind == "clip", Media.updated_at < now - CLIP_STUCK_AFTER),
+                ),
+            )
+            .order_by(Media.id)
+            .limit(limit)
+        )
+    )
 
 
 def touch(*, session: Session, media_ids: Sequence[int], now: dt.datetime) -> None:
@@ -429,16 +517,24 @@ def _display_image(media: Media) -> Image.Image | None:
 def pairs(*, session: Session, visit_id: int) -> list[tuple[str | None, Media, Media]]:
     """Per area, the latest ready before photo and the latest ready after photo."""
     photos = session.scalars(
-        select(Media).where(Media.visit_id == visit_id, Media.kind == "photo",
-                            Media.status == READY, Media.phase.in_(("before", "after")))
+        select(Media)
+        .where(
+            Media.visit_id == visit_id,
+            Media.kind == "photo",
+            Media.status == READY,
+            Media.phase.in_(("before", "after")),
+        )
         .order_by(Media.received_at, Media.id)
     ).all()
     latest: dict[tuple[str | None, str], Media] = {}
     for media in photos:
         latest[(media.area, media.phase)] = media
     areas = sorted({area for area, _ in latest}, key=lambda a: (a is None, a or ""))
-    return [(area, latest[(area, "before")], latest[(area, "after")]) for area in areas
-            if (area, "before") in latest and (area, "after") in latest]
+    return [
+        (area, latest[(area, "before")], latest[(area, "after")])
+        for area in areas
+        if (area, "before") in latest and (area, "after") in latest
+    ]
 
 
 def refresh_pairs(*, session: Session, visit_id: int) -> list[Rendition]:
@@ -457,13 +553,19 @@ def refresh_pairs(*, session: Session, visit_id: int) -> list[Rendition]:
             continue
         image = composite.before_after(before_image, after_image)
         row = _store_rendition(
-            session, after, renditions.display(image, captured_at=None), kind=COMPOSITE, now=now)
+            session, after, renditions.display(image, captured_at=None), kind=COMPOSITE, now=now
+        )
         row.source_media_id = before.id
         made.append(row)
     # Composites of after photos that are no longer the latest of their area are stale.
-    stale = select(Rendition.id).join(Media, Rendition.media_id == Media.id).where(
-        Media.visit_id == visit_id, Rendition.kind == COMPOSITE,
-        Rendition.media_id.not_in(current_after or {0}),
+    stale = (
+        select(Rendition.id)
+        .join(Media, Rendition.media_id == Media.id)
+        .where(
+            Media.visit_id == visit_id,
+            Rendition.kind == COMPOSITE,
+            Rendition.media_id.not_in(current_after or {0}),
+        )
     )
     for rendition in session.scalars(select(Rendition).where(Rendition.id.in_(stale))):
         storage.remove(rendition.path)
@@ -504,8 +606,11 @@ def verification_facts(*, session: Session, media: Media) -> dict[str, object]:
         "area": media.area,
         "staff": staff.name if staff else None,
         "received_at": media.received_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
-        "captured_at": (media.captured_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
-                        if media.captured_at else None),
+        "captured_at": (
+            media.captured_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+            if media.captured_at
+            else None
+        ),
         "timezone": tenant.timezone,
         "sha256": media.sha256,
         "code": format_code(media.verification_code),
@@ -528,9 +633,11 @@ def link_expires_at(*, session: Session, rendition: Rendition) -> dt.datetime | 
     """When the public link of a rendition stops serving it for a report: the expiry of its
     visit's report (rebuilding the report renews it). None while the visit has no report:
     then only the company has been given the link."""
-    return session.scalar(select(_REPORTS.c.expires_at)
-                          .join(Media, Media.visit_id == _REPORTS.c.visit_id)
-                          .where(Media.id == rendition.media_id))
+    return session.scalar(
+        select(_REPORTS.c.expires_at)
+        .join(Media, Media.visit_id == _REPORTS.c.visit_id)
+        .where(Media.id == rendition.media_id)
+    )
 
 
 def rendition_for_link(*, session: Session, name: str) -> Rendition | None:
@@ -548,8 +655,9 @@ def rendition_for_link(*, session: Session, name: str) -> Rendition | None:
     return rendition
 
 
-def set_staff_photo(*, session: Session, tenant_id: int, staff_id: int,
-                    staged: StagedUpload) -> Staff:
+def set_staff_photo(
+    *, session: Session, tenant_id: int, staff_id: int, staged: StagedUpload
+) -> Staff:
     """Keep a staff member's card photo: a small square JPEG, re-encoded (no GPS, no EXIF).
 
     The face is usually in the upper part of a portrait, so the square is taken from there.
@@ -558,8 +666,9 @@ def set_staff_photo(*, session: Session, tenant_id: int, staff_id: int,
     try:
         staff = visits.get_staff(session=session, tenant_id=tenant_id, staff_id=staff_id)
         if staged.sniffed.kind != "photo":
-            raise UnsupportedType("The staff card needs a photo (JPEG, PNG, WebP or HEIC), "
-                                  "not a video.")
+            raise UnsupportedType(
+                "The staff card needs a photo (JPEG, PNG, WebP or HEIC), not a video."
+            )
         decoded = imaging.open_photo(staged.path, max_edge=STAFF_PHOTO_EDGE * 2)
     finally:
         staged.discard()
@@ -581,8 +690,9 @@ def set_staff_photo(*, session: Session, tenant_id: int, staff_id: int,
     return staff
 
 
-def set_logo(*, session: Session, tenant_id: int, staged: StagedUpload,
-             actor: Actor | None = None) -> WatermarkTemplate:
+def set_logo(
+    *, session: Session, tenant_id: int, staged: StagedUpload, actor: Actor | None = None
+) -> WatermarkTemplate:
     """Keep the company logo (PNG with transparency) for its watermarks."""
     try:
         logo = imaging.open_logo(staged.path)
@@ -597,15 +707,24 @@ def set_logo(*, session: Session, tenant_id: int, staged: StagedUpload,
     old = template.logo_path
     template.logo_path = storage.new_relative_path("logos", tenant_id, ".png", now=utcnow())
     storage.write_bytes(template.logo_path, out.getvalue())
-    audit.record(session, actor, "watermark.logo_set", f"tenant:{tenant_id}",
-                 {"width": logo.width, "height": logo.height}, tenant_id=tenant_id)
+    audit.record(
+        session,
+        actor,
+        "watermark.logo_set",
+        f"tenant:{tenant_id}",
+        {"width": logo.width, "height": logo.height},
+        tenant_id=tenant_id,
+    )
     session.flush()
     storage.remove(old)
     return template
 
 
 def update_template(
-    *, session: Session, tenant_id: int, changes: dict[str, object],
+    *,
+    session: Session,
+    tenant_id: int,
+    changes: dict[str, object],
     actor: Actor | None = None,
 ) -> WatermarkTemplate:
     template = session.get(WatermarkTemplate, tenant_id)
@@ -618,7 +737,8 @@ def update_template(
             changed[attr] = {"from": getattr(template, attr), "to": changes[attr]}
             setattr(template, attr, changes[attr])
     if changed:
-        audit.record(session, actor, "watermark.updated", f"tenant:{tenant_id}", changed,
-                     tenant_id=tenant_id)
+        audit.record(
+            session, actor, "watermark.updated", f"tenant:{tenant_id}", changed, tenant_id=tenant_id
+        )
     session.flush()
     return template

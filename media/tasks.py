@@ -38,17 +38,24 @@ def sweep_uploads(*, session: Session) -> None:
     bytes; complete ones whose request died before the handover are handed over; pieces no
     upload owns go. Each upload on its own: one that fails is logged and the others go on."""
     now = utcnow()
-    each_on_its_own(session, "media.tasks.sweep_uploads",
-                    resumable.stalled(session=session, now=now),
-                    lambda upload_id: resumable.finish_stalled(
-                        session=session, upload_id=upload_id, now=now,
-                        on_media=lambda media: enqueue(session, process_media,
-                                                       media_id=media.id)),
-                    what="upload_id")
-    each_on_its_own(session, "media.tasks.sweep_uploads",
-                    resumable.sweepable(session=session, now=now),
-                    lambda upload_id: resumable.remove(session=session, upload_id=upload_id,
-                                                       now=now),
-                    what="upload_id")
+    each_on_its_own(
+        session,
+        "media.tasks.sweep_uploads",
+        resumable.stalled(session=session, now=now),
+        lambda upload_id: resumable.finish_stalled(
+            session=session,
+            upload_id=upload_id,
+            now=now,
+            on_media=lambda media: enqueue(session, process_media, media_id=media.id),
+        ),
+        what="upload_id",
+    )
+    each_on_its_own(
+        session,
+        "media.tasks.sweep_uploads",
+        resumable.sweepable(session=session, now=now),
+        lambda upload_id: resumable.remove(session=session, upload_id=upload_id, now=now),
+        what="upload_id",
+    )
     for token in resumable.orphans(session=session, now=now):
         resumable.remove_orphan(token)

@@ -28,15 +28,21 @@ from tenancy.models import Tenant
 OCTETS = "application/offset+octet-stream"
 
 
-UploadId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{16,40}$",
-                               description="The upload's id, from the Location of its creation.")]
+UploadId = Annotated[
+    str,
+    Path(
+        pattern=r"^[A-Za-z0-9_-]{16,40}$",
+        description="The upload's id, from the Location of its creation.",
+    ),
+]
 
 
 Length = Annotated[int | None, Header(ge=0, le=MAX_ID, description="The file's size in bytes.")]
 
 
-Offset = Annotated[int | None, Header(ge=0, le=MAX_ID,
-                               description="Where this piece starts: the server's offset.")]
+Offset = Annotated[
+    int | None, Header(ge=0, le=MAX_ID, description="Where this piece starts: the server's offset.")
+]
 
 
 TusResumable = Annotated[str | None, Header(description="The protocol version: 1.0.0.")]
@@ -45,9 +51,11 @@ TusResumable = Annotated[str | None, Header(description="The protocol version: 1
 def check_version(tus_resumable: str | None) -> None:
     """412 unless the client speaks our tus version (checked after the request's fields)."""
     if tus_resumable != resumable.TUS_VERSION:
-        raise HTTPException(412, f"Send 'Tus-Resumable: {resumable.TUS_VERSION}': this server "
-                                 "speaks tus 1.0.0.",
-                            headers={"Tus-Version": resumable.TUS_VERSION})
+        raise HTTPException(
+            412,
+            f"Send 'Tus-Resumable: {resumable.TUS_VERSION}': this server speaks tus 1.0.0.",
+            headers={"Tus-Version": resumable.TUS_VERSION},
+        )
 
 
 def expires(upload: ResumableUpload) -> str:
@@ -55,8 +63,12 @@ def expires(upload: ResumableUpload) -> str:
 
 
 def offset_headers(upload: ResumableUpload) -> dict[str, str]:
-    headers = {"Tus-Resumable": resumable.TUS_VERSION, "Upload-Offset": str(upload.received),
-               "Upload-Length": str(upload.length), "Cache-Control": "no-store"}
+    headers = {
+        "Tus-Resumable": resumable.TUS_VERSION,
+        "Upload-Offset": str(upload.received),
+        "Upload-Length": str(upload.length),
+        "Cache-Control": "no-store",
+    }
     if upload.status == resumable.RECEIVING:
         headers["Upload-Expires"] = expires(upload)
     if upload.media_id is not None:
@@ -64,20 +76,35 @@ def offset_headers(upload: ResumableUpload) -> dict[str, str]:
     return headers
 
 
-def open_upload(unit_of_work: UnitOfWork, tenant: Tenant, *, visit_id: int,
-                length: int | None, metadata: str | None) -> ResumableUpload:
+def open_upload(
+    unit_of_work: UnitOfWork,
+    tenant: Tenant,
+    *,
+    visit_id: int,
+    length: int | None,
+    metadata: str | None,
+) -> ResumableUpload:
     """tus creation, in a transaction of its own (the /v1 route's and the staff phone's)."""
     settings = get_settings()
     with unit_of_work() as session:
         return resumable.create_upload(
-            session=session, tenant=tenant, visit_id=visit_id, length=length,
+            session=session,
+            tenant=tenant,
+            visit_id=visit_id,
+            length=length,
             metadata=resumable.parse_metadata(metadata),
-            photo_max=settings.photo_max_bytes, clip_max=settings.clip_max_bytes, now=utcnow())
+            photo_max=settings.photo_max_bytes,
+            clip_max=settings.clip_max_bytes,
+            now=utcnow(),
+        )
 
 
 def created_headers(upload: ResumableUpload, base: str) -> dict[str, str]:
-    return {"Location": f"{base}{upload.token}", "Tus-Resumable": resumable.TUS_VERSION,
-            "Upload-Expires": expires(upload)}
+    return {
+        "Location": f"{base}{upload.token}",
+        "Tus-Resumable": resumable.TUS_VERSION,
+        "Upload-Expires": expires(upload),
+    }
 
 
 def open_existing(unit_of_work: UnitOfWork, tenant_id: int, token: str) -> ResumableUpload:
@@ -97,8 +124,9 @@ def in_unit(unit_of_work: UnitOfWork, work: Any, **kwargs: Any) -> Any:
         return work(session=session, **kwargs)
 
 
-def hand_over(unit_of_work: UnitOfWork, tenant: Tenant,
-               upload: ResumableUpload) -> resumable.Handover:
+def hand_over(
+    unit_of_work: UnitOfWork, tenant: Tenant, upload: ResumableUpload
+) -> resumable.Handover:
     now = utcnow()
     try:
         assembly = resumable.assemble(upload)  # files only: no transaction open meanwhile
@@ -112,20 +140,34 @@ def hand_over(unit_of_work: UnitOfWork, tenant: Tenant,
     return done
 
 
-async def receive_piece(request: Request, unit_of_work: UnitOfWork, tenant: Tenant, *,
-                        token: str, offset: int | None, content_type: str | None) -> Response:
+async def receive_piece(
+    request: Request,
+    unit_of_work: UnitOfWork,
+    tenant: Tenant,
+    *,
+    token: str,
+    offset: int | None,
+    content_type: str | None,
+) -> Response:
     """A tus PATCH: the piece streamed to its own file, recorded, the file handed over when
     complete (the /v1 route's and the staff phone's)."""
     settings = get_settings()
     upload_id = token
     upload_offset = offset
     opening = await run_in_threadpool(
-        in_unit, unit_of_work, resumable.open_piece, tenant_id=tenant.id, token=upload_id,
-        offset=upload_offset, now=utcnow())
+        in_unit,
+        unit_of_work,
+        resumable.open_piece,
+        tenant_id=tenant.id,
+        token=upload_id,
+        offset=upload_offset,
+        now=utcnow(),
+    )
     if (content_type or "").split(";")[0].strip().lower() != OCTETS:
         raise UnsupportedType(f"Send each piece as {OCTETS} (tus 1.0).")
-    receiver = resumable.Receiver(opening=opening, photo_max=settings.photo_max_bytes,
-                                  clip_max=settings.clip_max_bytes)
+    receiver = resumable.Receiver(
+        opening=opening, photo_max=settings.photo_max_bytes, clip_max=settings.clip_max_bytes
+    )
     try:
         receiver.begin()
         try:
@@ -134,13 +176,20 @@ async def receive_piece(request: Request, unit_of_work: UnitOfWork, tenant: Tena
         except ClientDisconnect:
             pass  # keep what arrived: the client asks for the offset and goes on from it
         receiver.end()
-        upload = await run_in_threadpool(in_unit, unit_of_work, resumable.record_piece,
-                                         receiver=receiver, now=utcnow())
+        upload = await run_in_threadpool(
+            in_unit, unit_of_work, resumable.record_piece, receiver=receiver, now=utcnow()
+        )
     except HuifangError as exc:
         receiver.discard()
         if receiver.refuses_file:
-            await run_in_threadpool(in_unit, unit_of_work, resumable.refuse,
-                                    upload_id=opening.upload_id, reason=exc.detail, now=utcnow())
+            await run_in_threadpool(
+                in_unit,
+                unit_of_work,
+                resumable.refuse,
+                upload_id=opening.upload_id,
+                reason=exc.detail,
+                now=utcnow(),
+            )
         raise
     except BaseException:
         receiver.discard()
@@ -156,10 +205,15 @@ async def receive_piece(request: Request, unit_of_work: UnitOfWork, tenant: Tena
 def options_response() -> Response:
     """tus discovery: version, extensions (creation, expiration, termination), largest size."""
     settings = get_settings()
-    return Response(status_code=204, headers={
-        "Tus-Resumable": resumable.TUS_VERSION, "Tus-Version": resumable.TUS_VERSION,
-        "Tus-Extension": resumable.TUS_EXTENSIONS,
-        "Tus-Max-Size": str(max(settings.photo_max_bytes, settings.clip_max_bytes))})
+    return Response(
+        status_code=204,
+        headers={
+            "Tus-Resumable": resumable.TUS_VERSION,
+            "Tus-Version": resumable.TUS_VERSION,
+            "Tus-Extension": resumable.TUS_EXTENSIONS,
+            "Tus-Max-Size": str(max(settings.photo_max_bytes, settings.clip_max_bytes)),
+        },
+    )
 
 
 def cancel(unit_of_work: UnitOfWork, tenant_id: int, token: str) -> Response:

@@ -122,8 +122,10 @@ class _Reader:
         limit = self.photo_max if self.sniffed.kind == "photo" else self.clip_max
         if self.size > limit:
             what = "photos" if self.sniffed.kind == "photo" else "clips"
-            raise TooLarge(f"This file is over {_mb(limit)}, the most we take for {what}; "
-                           "send a smaller one (a shorter clip, or the phone's normal photo size).")
+            raise TooLarge(
+                f"This file is over {_mb(limit)}, the most we take for {what}; "
+                "send a smaller one (a shorter clip, or the phone's normal photo size)."
+            )
 
     def on_part_end(self) -> None:
         if self.part_name == "file":
@@ -138,8 +140,9 @@ class _Reader:
         elif self.part_name:
             value = self.buffer.decode("utf-8", "replace").strip()
             if "\x00" in value:  # PostgreSQL cannot store it, and no phone types one
-                raise Invalid(f"The field {self.part_name!r} holds a NUL character; send it "
-                              "as plain text.")
+                raise Invalid(
+                    f"The field {self.part_name!r} holds a NUL character; send it as plain text."
+                )
             self.fields[self.part_name] = value
 
     def close(self) -> None:
@@ -159,39 +162,53 @@ def _mkstemp() -> tuple[int, str]:
 
 
 async def read_upload(
-    *, content_type: str, content_length: str | None, body: AsyncIterator[bytes],
-    photo_max: int, clip_max: int,
+    *,
+    content_type: str,
+    content_length: str | None,
+    body: AsyncIterator[bytes],
+    photo_max: int,
+    clip_max: int,
 ) -> StagedUpload:
     """Stream a ``multipart/form-data`` body into the staging area; raise on the first problem."""
     kind, options = parse_options_header(content_type or "")
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
-        raise UnsupportedType("Send the upload as multipart/form-data with the photo or clip "
-                              "in a field named 'file'.")
+        raise UnsupportedType(
+            "Send the upload as multipart/form-data with the photo or clip in a field named 'file'."
+        )
     overall = max(photo_max, clip_max) + 64 * 1024  # the parts around the file are small
     if content_length and content_length.isdigit() and int(content_length) > overall:
         raise TooLarge(f"This upload is over {_mb(max(photo_max, clip_max))}; send a smaller file.")
     reader = _Reader(photo_max=photo_max, clip_max=clip_max)
     # Headers up to 64 KB: a phone may send a very long file name, which we only shorten.
-    parser = MultipartParser(boundary, max_header_size=64 * 1024, callbacks={
-        "on_part_begin": reader.on_part_begin, "on_part_data": reader.on_part_data,
-        "on_part_end": reader.on_part_end, "on_header_field": reader.on_header_field,
-        "on_header_value": reader.on_header_value, "on_header_end": reader.on_header_end,
-        "on_headers_finished": reader.on_headers_finished,
-    })
+    parser = MultipartParser(
+        boundary,
+        max_header_size=64 * 1024,
+        callbacks={
+            "on_part_begin": reader.on_part_begin,
+            "on_part_data": reader.on_part_data,
+            "on_part_end": reader.on_part_end,
+            "on_header_field": reader.on_header_field,
+            "on_header_value": reader.on_header_value,
+            "on_header_end": reader.on_header_end,
+            "on_headers_finished": reader.on_headers_finished,
+        },
+    )
     received = 0
     try:
         async for chunk in body:
             received += len(chunk)
             if received > overall:
-                raise TooLarge(f"This upload is over {_mb(max(photo_max, clip_max))}; "
-                               "send a smaller file.")
+                raise TooLarge(
+                    f"This upload is over {_mb(max(photo_max, clip_max))}; send a smaller file."
+                )
             parser.write(chunk)
         parser.finalize()
     except FormParserError:
         reader.abandon()
-        raise Invalid("The upload arrived damaged (not a valid multipart form); "
-                      "please try again.") from None
+        raise Invalid(
+            "The upload arrived damaged (not a valid multipart form); please try again."
+        ) from None
     except BaseException:
         reader.abandon()
         raise
@@ -200,8 +217,12 @@ async def read_upload(
         reader.abandon()
         raise Invalid("No file was sent; put the photo or clip in a field named 'file'.")
     return StagedUpload(
-        path=reader.file_path, sniffed=reader.sniffed, sha256=reader.hasher.hexdigest(),
-        size=reader.size, filename=_clean_filename(reader.part_filename), fields=reader.fields,
+        path=reader.file_path,
+        sniffed=reader.sniffed,
+        sha256=reader.hasher.hexdigest(),
+        size=reader.size,
+        filename=_clean_filename(reader.part_filename),
+        fields=reader.fields,
     )
 
 
@@ -214,8 +235,9 @@ def _clean_filename(name: str | None) -> str | None:
     return name[:100] or None
 
 
-def stage_bytes(data: bytes, *, fields: dict[str, str], filename: str | None = None
-                ) -> StagedUpload:
+def stage_bytes(
+    data: bytes, *, fields: dict[str, str], filename: str | None = None
+) -> StagedUpload:
     """Stage bytes that did not come over HTTP (demo data, imports) exactly like an upload."""
     if not data:
         raise Invalid("The file is empty; please choose the photo again and upload it.")
@@ -223,5 +245,11 @@ def stage_bytes(data: bytes, *, fields: dict[str, str], filename: str | None = N
     fd, name = _mkstemp()
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
-    return StagedUpload(path=Path(name), sniffed=sniffed, sha256=hashlib.sha256(data).hexdigest(),
-                        size=len(data), filename=_clean_filename(filename), fields=dict(fields))
+    return StagedUpload(
+        path=Path(name),
+        sniffed=sniffed,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        filename=_clean_filename(filename),
+        fields=dict(fields),
+    )

@@ -80,15 +80,13 @@ def lines_for(facts: WatermarkFacts) -> list[str]:
     """The watermark's lines, top to bottom, in the tenant's time zone."""
     zone = ZoneInfo(facts.timezone)
     received = _local(facts.received_at, zone)
-    headline = SEPARATOR.join(part for part in (facts.company, facts.service, facts.phase)
-                              if part)
+    headline = SEPARATOR.join(part for part in (facts.company, facts.service, facts.phase) if part)
     where_who = SEPARATOR.join(part for part in (facts.area, facts.staff) if part)
     when = f"{received:%Y-%m-%d %H:%M} 上传"
     captured = facts.captured_at
     if captured is not None and captured <= facts.received_at + CLOCK_SKEW:
         taken = _local(captured, zone)
-        shown = f"{taken:%H:%M}" if taken.date() == received.date() else (
-            f"{taken:%Y-%m-%d %H:%M}")
+        shown = f"{taken:%H:%M}" if taken.date() == received.date() else (f"{taken:%Y-%m-%d %H:%M}")
         when += f" (拍摄 {shown})"
     lines = [headline, where_who, when, f"验证码 {facts.code}"]
     return [line for line in lines if line]
@@ -126,8 +124,7 @@ def _logo_box(logo: Image.Image | None, height: int) -> tuple[int, int]:
     return max(1, width), height
 
 
-def _measure(lines: list[str], text_px: int, margin: int,
-             logo: Image.Image | None) -> _Layout:
+def _measure(lines: list[str], text_px: int, margin: int, logo: Image.Image | None) -> _Layout:
     fonts = tuple(load_font(text_px, bold=(i == 0)) for i in range(len(lines)))
     stroke = max(1, round(text_px / 14))
     width = max(round(font.getlength(line)) for font, line in zip(fonts, lines, strict=True))
@@ -135,15 +132,22 @@ def _measure(lines: list[str], text_px: int, margin: int,
     # The logo stands beside the first two lines, on a light tile so dark logos still show.
     logo_lines = min(2, len(lines))
     return _Layout(
-        text_px=text_px, fonts=fonts, line_height=line_height, stroke=stroke,
-        pad_x=round(text_px * 0.6), pad_y=round(text_px * 0.45), text_width=width + 2 * stroke,
+        text_px=text_px,
+        fonts=fonts,
+        line_height=line_height,
+        stroke=stroke,
+        pad_x=round(text_px * 0.6),
+        pad_y=round(text_px * 0.45),
+        text_width=width + 2 * stroke,
         logo_box=_logo_box(logo, line_height * logo_lines - round(text_px * 0.2)),
-        gap=round(text_px * 0.5), margin=margin,
+        gap=round(text_px * 0.5),
+        margin=margin,
     )
 
 
-def _layout(size: tuple[int, int], lines: list[str], style: WatermarkStyle,
-            logo: Image.Image | None) -> _Layout:
+def _layout(
+    size: tuple[int, int], lines: list[str], style: WatermarkStyle, logo: Image.Image | None
+) -> _Layout:
     width, height = size
     short = min(width, height)
     margin = max(4, round(short * 0.022))
@@ -159,8 +163,9 @@ def _layout(size: tuple[int, int], lines: list[str], style: WatermarkStyle,
     return layout
 
 
-def _origin(size: tuple[int, int], block: tuple[int, int], layout: _Layout,
-            position: Position) -> tuple[int, int]:
+def _origin(
+    size: tuple[int, int], block: tuple[int, int], layout: _Layout, position: Position
+) -> tuple[int, int]:
     width, height = size
     block_w, block_h = block
     vertical, horizontal = position.split("-")
@@ -169,15 +174,19 @@ def _origin(size: tuple[int, int], block: tuple[int, int], layout: _Layout,
     return max(0, x), max(0, y)
 
 
-def _draw_block(lines: list[str], layout: _Layout, style: WatermarkStyle,
-                logo: Image.Image | None) -> Image.Image:
+def _draw_block(
+    lines: list[str], layout: _Layout, style: WatermarkStyle, logo: Image.Image | None
+) -> Image.Image:
     """The watermark block alone: RGBA, exactly its own size."""
     block_w, block_h = layout.size
     block = Image.new("RGBA", (block_w, block_h), (0, 0, 0, 0))
     draw = ImageDraw.Draw(block)
     opacity = style.opacity
-    draw.rounded_rectangle((0, 0, block_w - 1, block_h - 1), radius=round(layout.text_px * 0.45),
-                           fill=(0, 0, 0, round(opacity * 0.42)))
+    draw.rounded_rectangle(
+        (0, 0, block_w - 1, block_h - 1),
+        radius=round(layout.text_px * 0.45),
+        fill=(0, 0, 0, round(opacity * 0.42)),
+    )
     logo_w, logo_h = layout.logo_box
     on_right = style.position.endswith("right")
     text_x = layout.pad_x + layout.stroke
@@ -190,31 +199,43 @@ def _draw_block(lines: list[str], layout: _Layout, style: WatermarkStyle,
         inset = max(1, round(logo_h * 0.08))
         draw.rounded_rectangle(
             (tile[0], tile[1], tile[0] + logo_w - 1, tile[1] + logo_h - 1),
-            radius=max(1, round(logo_h * 0.16)), fill=(255, 255, 255, opacity))
+            radius=max(1, round(logo_h * 0.16)),
+            fill=(255, 255, 255, opacity),
+        )
         inner = (max(1, logo_w - 2 * inset), max(1, logo_h - 2 * inset))
         mark = logo.convert("RGBA")
         mark.thumbnail(inner, Image.Resampling.LANCZOS, reducing_gap=2.0)
-        block.alpha_composite(mark, (tile[0] + (logo_w - mark.width) // 2,
-                                     tile[1] + (logo_h - mark.height) // 2))
+        block.alpha_composite(
+            mark, (tile[0] + (logo_w - mark.width) // 2, tile[1] + (logo_h - mark.height) // 2)
+        )
     ink = (255, 255, 255, opacity)
     outline = (0, 0, 0, min(255, round(opacity * 0.85)))
     for i, (line, font) in enumerate(zip(lines, layout.fonts, strict=True)):
         middle = layout.pad_y + layout.line_height * i + layout.line_height // 2
-        draw.text((text_x, middle), line, font=font, fill=ink, anchor="lm",
-                  stroke_width=layout.stroke, stroke_fill=outline)
+        draw.text(
+            (text_x, middle),
+            line,
+            font=font,
+            fill=ink,
+            anchor="lm",
+            stroke_width=layout.stroke,
+            stroke_fill=outline,
+        )
     return block
 
 
-def _placed_block(size: tuple[int, int], facts: WatermarkFacts,
-                  style: WatermarkStyle) -> tuple[Image.Image, tuple[int, int]]:
+def _placed_block(
+    size: tuple[int, int], facts: WatermarkFacts, style: WatermarkStyle
+) -> tuple[Image.Image, tuple[int, int]]:
     lines = lines_for(facts)
     layout = _layout(size, lines, style, facts.logo)
     block = _draw_block(lines, layout, style, facts.logo)
     return block, _origin(size, block.size, layout, style.position)
 
 
-def overlay(size: tuple[int, int], facts: WatermarkFacts,
-            style: WatermarkStyle = WatermarkStyle()) -> Image.Image:
+def overlay(
+    size: tuple[int, int], facts: WatermarkFacts, style: WatermarkStyle = WatermarkStyle()
+) -> Image.Image:
     """The watermark on a transparent RGBA canvas of ``size`` (for photos and for video)."""
     block, origin = _placed_block(size, facts, style)
     canvas = Image.new("RGBA", size, (0, 0, 0, 0))
@@ -222,8 +243,9 @@ def overlay(size: tuple[int, int], facts: WatermarkFacts,
     return canvas
 
 
-def apply(image: Image.Image, facts: WatermarkFacts,
-          style: WatermarkStyle = WatermarkStyle()) -> Image.Image:
+def apply(
+    image: Image.Image, facts: WatermarkFacts, style: WatermarkStyle = WatermarkStyle()
+) -> Image.Image:
     """A new RGB image: ``image`` with the watermark composited over the block's box only."""
     out = image.convert("RGB") if image.mode != "RGB" else image.copy()
     block, origin = _placed_block(out.size, facts, style)

@@ -41,12 +41,24 @@ def _sample() -> Image.Image:
         else:
             shade = 150 - (y - floor) * 40 // (height - floor)
             draw.line([(0, y), (width, y)], fill=(shade + 20, shade - 5, shade - 40))
-    draw.rectangle([int(width * 0.58), int(height * 0.12), int(width * 0.88),
-                    int(height * 0.48)], fill=(196, 222, 240), outline=(250, 250, 250), width=10)
-    draw.rectangle([int(width * 0.10), int(height * 0.40), int(width * 0.42), floor + 30],
-                   fill=(170, 132, 96), outline=(120, 90, 60), width=4)
-    draw.rectangle([int(width * 0.14), int(height * 0.18), int(width * 0.38),
-                    int(height * 0.27)], fill=(240, 240, 238), outline=(200, 200, 200), width=3)
+    draw.rectangle(
+        [int(width * 0.58), int(height * 0.12), int(width * 0.88), int(height * 0.48)],
+        fill=(196, 222, 240),
+        outline=(250, 250, 250),
+        width=10,
+    )
+    draw.rectangle(
+        [int(width * 0.10), int(height * 0.40), int(width * 0.42), floor + 30],
+        fill=(170, 132, 96),
+        outline=(120, 90, 60),
+        width=4,
+    )
+    draw.rectangle(
+        [int(width * 0.14), int(height * 0.18), int(width * 0.38), int(height * 0.27)],
+        fill=(240, 240, 238),
+        outline=(200, 200, 200),
+        width=3,
+    )
     return image
 
 
@@ -60,9 +72,18 @@ def _logo(path: str | None) -> Image.Image | None:
         return None  # as in media.service.facts_for: a broken logo is left out, not fatal
 
 
-def render(*, session: Session, tenant: Tenant, now: dt.datetime, position: str | None = None,
-           scale: float | None = None, show_capture_time: bool | None = None,
-           staff: str = "王师傅", service: str = "空调清洗", area: str = "客厅") -> bytes:
+def render(
+    *,
+    session: Session,
+    tenant: Tenant,
+    now: dt.datetime,
+    position: str | None = None,
+    scale: float | None = None,
+    show_capture_time: bool | None = None,
+    staff: str = "王师傅",
+    service: str = "空调清洗",
+    area: str = "客厅",
+) -> bytes:
     """A JPEG of the sample photo with the company's watermark; what is not given is the
     saved layout's."""
     saved = template_for(session=session, tenant_id=tenant.id)
@@ -74,12 +95,19 @@ def render(*, session: Session, tenant: Tenant, now: dt.datetime, position: str 
     if not 0.5 <= scale <= 2.5:
         raise Invalid("scale must be between 0.5 and 2.5.")
     facts = watermark.WatermarkFacts(
-        company=tenant.name, service=service, phase="服务后", received_at=now,
-        timezone=tenant.timezone, code=format_code(SAMPLE_CODE), staff=staff, area=area,
+        company=tenant.name,
+        service=service,
+        phase="服务后",
+        received_at=now,
+        timezone=tenant.timezone,
+        code=format_code(SAMPLE_CODE),
+        staff=staff,
+        area=area,
         captured_at=now - dt.timedelta(minutes=3) if capture else None,
-        logo=_logo(saved.logo_path))
-    marked = watermark.apply(_sample(), facts, watermark.WatermarkStyle(
-        position=position, scale=scale))  # type: ignore[arg-type]
+        logo=_logo(saved.logo_path),
+    )
+    style = watermark.WatermarkStyle(position=position, scale=scale)  # type: ignore[arg-type]
+    marked = watermark.apply(_sample(), facts, style)
     out = io.BytesIO()
     marked.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
     return out.getvalue()

@@ -98,17 +98,29 @@ class _Company:
 
 def _answer(name: str, route: str, english: bool) -> str | None:
     if route == OPT_OUT:
-        return (f"You will get no more texts from {name}. Reply START to resubscribe."
-                if english else "您已退订，将不再收到我们的短信。如需恢复，请回复“订阅”。")
+        return (
+            f"You will get no more texts from {name}. Reply START to resubscribe."
+            if english
+            else "您已退订，将不再收到我们的短信。如需恢复，请回复“订阅”。"
+        )
     if route == OPT_IN:
-        return (f"You are subscribed to {name} again. Reply STOP to unsubscribe."
-                if english else "您已重新订阅，感谢信任。如需退订，请回复T。")
+        return (
+            f"You are subscribed to {name} again. Reply STOP to unsubscribe."
+            if english
+            else "您已重新订阅，感谢信任。如需退订，请回复T。"
+        )
     if route == HELP:
-        return (f"{name}: reply 1 to book a visit, STOP to unsubscribe."
-                if english else f"{name}：回复1预约上门服务，回复T退订。")
+        return (
+            f"{name}: reply 1 to book a visit, STOP to unsubscribe."
+            if english
+            else f"{name}：回复1预约上门服务，回复T退订。"
+        )
     if route == BOOK:
-        return ("Thanks, we got your booking request and will confirm a time shortly."
-                if english else "已收到您的预约，我们会尽快与您联系确认上门时间。")
+        return (
+            "Thanks, we got your booking request and will confirm a time shortly."
+            if english
+            else "已收到您的预约，我们会尽快与您联系确认上门时间。"
+        )
     return None
 
 
@@ -116,28 +128,48 @@ def _answer(name: str, route: str, english: bool) -> str | None:
 def _companies_query(by_tenant: bool) -> Select[Any]:
     """Built once (statement construction costs more than the query here)."""
     # Core columns (the tables', not the mapped classes'): no ORM work per execution.
-    tenants, customers_, messages = (cast(Table, model.__table__).c
-                                     for model in (Tenant, Customer, Message))
-    sent = (select(messages.id, messages.sent_at)
-            .where(messages.tenant_id == customers_.tenant_id,
-                   messages.customer_id == customers_.id, messages.sent_at.is_not(None))
-            .order_by(messages.sent_at.desc(), messages.id.desc()).limit(1))
+    tenants, customers_, messages = (
+        cast(Table, model.__table__).c for model in (Tenant, Customer, Message)
+    )
+    sent = (
+        select(messages.id, messages.sent_at)
+        .where(
+            messages.tenant_id == customers_.tenant_id,
+            messages.customer_id == customers_.id,
+            messages.sent_at.is_not(None),
+        )
+        .order_by(messages.sent_at.desc(), messages.id.desc())
+        .limit(1)
+    )
     last_id = sent.with_only_columns(messages.id).scalar_subquery()
     last_at = sent.with_only_columns(messages.sent_at).scalar_subquery()
     rules = cast(Table, KeywordRule.__table__).c
     has_keywords = select(rules.id).where(rules.tenant_id == tenants.id).exists()
-    query = select(tenants.id, tenants.name, tenants.signature, customers_.id, last_id, last_at,
-                   has_keywords, tenants.language, customers_.language)
+    query = select(
+        tenants.id,
+        tenants.name,
+        tenants.signature,
+        customers_.id,
+        last_id,
+        last_at,
+        has_keywords,
+        tenants.language,
+        customers_.language,
+    )
     phone = bindparam("phone", type_=String())
     if by_tenant:
-        query = query.select_from(cast(Table, Tenant.__table__).outerjoin(
-            cast(Table, Customer.__table__),
-            and_(customers_.tenant_id == tenants.id, customers_.phone == phone))).where(
-            tenants.id == bindparam("tenant_id", type_=BigInteger()))
+        query = query.select_from(
+            cast(Table, Tenant.__table__).outerjoin(
+                cast(Table, Customer.__table__),
+                and_(customers_.tenant_id == tenants.id, customers_.phone == phone),
+            )
+        ).where(tenants.id == bindparam("tenant_id", type_=BigInteger()))
     else:
-        query = query.select_from(cast(Table, Tenant.__table__).join(
-            cast(Table, Customer.__table__), customers_.tenant_id == tenants.id)).where(
-            customers_.phone == phone)
+        query = query.select_from(
+            cast(Table, Tenant.__table__).join(
+                cast(Table, Customer.__table__), customers_.tenant_id == tenants.id
+            )
+        ).where(customers_.phone == phone)
     return query.order_by(tenants.id, customers_.id)
 
 
@@ -151,8 +183,9 @@ def _companies(session: Session, phone: str, tenant_id: int | None) -> list[_Com
     """
     found: dict[int, _Company] = {}
     latest: dict[int, dt.datetime] = {}
-    for row in session.execute(_companies_query(tenant_id is not None),
-                               {"phone": phone, "tenant_id": tenant_id}):
+    for row in session.execute(
+        _companies_query(tenant_id is not None), {"phone": phone, "tenant_id": tenant_id}
+    ):
         found.setdefault(row[0], _Company(*row))
         at: dt.datetime | None = row[5]
         if at is not None:
@@ -161,37 +194,59 @@ def _companies(session: Session, phone: str, tenant_id: int | None) -> list[_Com
     return sorted(found.values(), key=lambda company: company.id != newest)
 
 
-def _existing(session: Session, tenant_id: int | None, provider: str,
-              provider_message_id: str) -> int | None:
-    return session.scalars(select(InboundMessage.id).where(
-        InboundMessage.tenant_id == tenant_id if tenant_id is not None
-        else InboundMessage.tenant_id.is_(None),
-        InboundMessage.provider == provider,
-        InboundMessage.provider_message_id == provider_message_id)).first()
+def _existing(
+    session: Session, tenant_id: int | None, provider: str, provider_message_id: str
+) -> int | None:
+    return session.scalars(
+        select(InboundMessage.id).where(
+            InboundMessage.tenant_id == tenant_id
+            if tenant_id is not None
+            else InboundMessage.tenant_id.is_(None),
+            InboundMessage.provider == provider,
+            InboundMessage.provider_message_id == provider_message_id,
+        )
+    ).first()
 
 
-def _confirm(session: Session, company: _Company, route: str, cause: str,
-             now: dt.datetime, queue: bool) -> int | None:
+def _confirm(
+    session: Session, company: _Company, route: str, cause: str, now: dt.datetime, queue: bool
+) -> int | None:
     body = _answer(company.name, route, company.english)
     if body is None or company.customer_id is None:
         return None
-    return reply_message(session=session, tenant_id=company.id,
-                         customer_id=company.customer_id, source_type=f"{route}_reply",
-                         source_id=cause, body=body, now=now, queue=queue)
+    return reply_message(
+        session=session,
+        tenant_id=company.id,
+        customer_id=company.customer_id,
+        source_type=f"{route}_reply",
+        source_id=cause,
+        body=body,
+        now=now,
+        queue=queue,
+    )
 
 
 @functools.cache
 def _insert_reply(dialect: str) -> Any:
     table = InboundMessage.__table__
-    return (insert_or_skip(dialect, table)
-            .on_conflict_do_nothing(index_elements=["tenant_id", "provider",
-                                                    "provider_message_id"])
-            .returning(table.c.id))
+    return (
+        insert_or_skip(dialect, table)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "provider", "provider_message_id"])
+        .returning(table.c.id)
+    )
 
 
-def _record(session: Session, company: _Company | None, *, provider: str,
-            provider_message_id: str, phone: str, text: str, routing: keywords.Routing,
-            now: dt.datetime) -> tuple[int, bool]:
+def _record(
+    session: Session,
+    company: _Company | None,
+    *,
+    provider: str,
+    provider_message_id: str,
+    phone: str,
+    text: str,
+    routing: keywords.Routing,
+    now: dt.datetime,
+) -> tuple[int, bool]:
     """The reply's row, written once: its id, and False when a delivery already wrote it.
 
     ``INSERT … ON CONFLICT DO NOTHING`` on (company, provider, provider id): a repeated
@@ -203,13 +258,21 @@ def _record(session: Session, company: _Company | None, *, provider: str,
         if existing is not None:
             return existing, False
     values = {
-        "tenant_id": tenant_id, "customer_id": company.customer_id if company else None,
-        "phone": phone, "body": text, "provider": provider,
-        "provider_message_id": provider_message_id, "received_at": now,
+        "tenant_id": tenant_id,
+        "customer_id": company.customer_id if company else None,
+        "phone": phone,
+        "body": text,
+        "provider": provider,
+        "provider_message_id": provider_message_id,
+        "received_at": now,
         "in_reply_to_id": company.last_message_id if company else None,
-        "route": routing.route, "rule": routing.rule, "normalized": routing.normalized[:500],
-        "complaint": routing.complaint, "complaint_rule": routing.complaint_rule,
-        "state": OPEN if routing.route in (BOOK, keywords.OTHER) else HANDLED}
+        "route": routing.route,
+        "rule": routing.rule,
+        "normalized": routing.normalized[:500],
+        "complaint": routing.complaint,
+        "complaint_rule": routing.complaint_rule,
+        "state": OPEN if routing.route in (BOOK, keywords.OTHER) else HANDLED,
+    }
     created = session.execute(_insert_reply(dialect_of(session)), values).scalar_one_or_none()
     if created is None:
         again = _existing(session, tenant_id, provider, provider_message_id)
@@ -218,33 +281,55 @@ def _record(session: Session, company: _Company | None, *, provider: str,
     return created, True
 
 
-def _act(session: Session, company: _Company, reply_id: int, phone: str, text: str,
-         routing: keywords.Routing, now: dt.datetime, queue: bool,
-         on_book: BookHandler) -> int | None:
+def _act(
+    session: Session,
+    company: _Company,
+    reply_id: int,
+    phone: str,
+    text: str,
+    routing: keywords.Routing,
+    now: dt.datetime,
+    queue: bool,
+    on_book: BookHandler,
+) -> int | None:
     route = routing.route
     if route == OPT_OUT:
         suppression_id, new = compliance.opt_out(
-            session=session, tenant=company, phone=phone, reason="reply_opt_out",
-            detail=f"Replied {text[:100]!r}", now=now)
+            session=session,
+            tenant=company,
+            phone=phone,
+            reason="reply_opt_out",
+            detail=f"Replied {text[:100]!r}",
+            now=now,
+        )
         if new:
-            return _confirm(session, company, OPT_OUT, f"suppression-{suppression_id}",
-                            now, queue)
+            return _confirm(session, company, OPT_OUT, f"suppression-{suppression_id}", now, queue)
         return None
     if route == OPT_IN:
         tenant_row = session.get(Tenant, company.id)
         assert tenant_row is not None
         lifted = compliance.opt_in(session=session, tenant=tenant_row, phone=phone, now=now)
-        customer = (session.get(Customer, company.customer_id)
-                    if company.customer_id is not None else None)
+        customer = (
+            session.get(Customer, company.customer_id) if company.customer_id is not None else None
+        )
         if customer is not None:
             # Consent already on record: the reply is kept, and the ledger keeps the consent
             # it has (its evidence is the original one).
-            if compliance.active_consent(session=session, tenant_id=company.id,
-                                         phone=customer.phone) is None:
+            if (
+                compliance.active_consent(
+                    session=session, tenant_id=company.id, phone=customer.phone
+                )
+                is None
+            ):
                 compliance.record_consent(
-                    session=session, tenant_id=company.id, customer=customer, source="reply",
-                    evidence=f"Replied {text[:100]!r} (reply {reply_id})", granted_at=now,
-                    now=now)
+                    session=session,
+                    tenant_id=company.id,
+                    customer=customer,
+                    source="reply",
+                    evidence=f"Replied {text[:100]!r} (reply {reply_id})",
+                    granted_at=now,
+                    now=now,
+                )
             if lifted:
                 return _confirm(session, company, OPT_IN, f"reply-{reply_id}", now, queue)
         return None
@@ -257,9 +342,19 @@ def _act(session: Session, company: _Company, reply_id: int, phone: str, text: s
     return None
 
 
-def receive(*, session: Session, provider: str, provider_message_id: str, phone: str,
-            text: str, now: dt.datetime, on_book: BookHandler, tenant: Tenant | None = None,
-            region: str = "CN", queue: bool = False) -> Received:
+def receive(
+    *,
+    session: Session,
+    provider: str,
+    provider_message_id: str,
+    phone: str,
+    text: str,
+    now: dt.datetime,
+    on_book: BookHandler,
+    tenant: Tenant | None = None,
+    region: str = "CN",
+    queue: bool = False,
+) -> Received:
     """Record and act on one reply; a repeated delivery of the same reply does nothing.
 
     ``tenant`` is given when the provider says whose reply it is (a per-company path);
@@ -276,8 +371,7 @@ def receive(*, session: Session, provider: str, provider_message_id: str, phone:
     confirmation with its history.
     """
     if not provider_message_id.strip():
-        raise Invalid("A reply needs the provider's message id, so a repeat is not counted "
-                      "twice.")
+        raise Invalid("A reply needs the provider's message id, so a repeat is not counted twice.")
     number = normalize_phone(phone, region=tenant.phone_region if tenant else region)
     text = text[:MAX_TEXT]
     found = _companies(session, number, tenant.id if tenant is not None else None)
@@ -290,9 +384,16 @@ def receive(*, session: Session, provider: str, provider_message_id: str, phone:
         # the company that last wrote to it.
         if index > 0 and routing.route != OPT_OUT:
             break
-        reply_id, new = _record(session, company, provider=provider,
-                                provider_message_id=provider_message_id, phone=number,
-                                text=text, routing=routing, now=now)
+        reply_id, new = _record(
+            session,
+            company,
+            provider=provider,
+            provider_message_id=provider_message_id,
+            phone=number,
+            text=text,
+            routing=routing,
+            now=now,
+        )
         result.reply_ids.append(reply_id)
         if not new:
             result.duplicate = True
@@ -302,8 +403,7 @@ def receive(*, session: Session, provider: str, provider_message_id: str, phone:
                 reply = session.get(InboundMessage, reply_id)
                 if reply is not None:
                     alert_events.complaint(session=session, reply=reply)
-            queued = _act(session, company, reply_id, number, text, routing, now, queue,
-                          on_book)
+            queued = _act(session, company, reply_id, number, text, routing, now, queue, on_book)
             if queued is not None:
                 result.send_now.append(queued)
     return result
@@ -311,16 +411,21 @@ def receive(*, session: Session, provider: str, provider_message_id: str, phone:
 
 def replies(*, session: Session, received: Received) -> list[InboundMessage]:
     """The rows a reply recorded (for the simulator and the CLI, which show them)."""
-    rows = {row.id: row for row in session.scalars(
-        select(InboundMessage).where(InboundMessage.id.in_(received.reply_ids)))}
+    rows = {
+        row.id: row
+        for row in session.scalars(
+            select(InboundMessage).where(InboundMessage.id.in_(received.reply_ids))
+        )
+    }
     return [rows[i] for i in received.reply_ids]
 
 
 _KEYWORDS = cast(Table, KeywordRule.__table__).c
-_RULES = (select(_KEYWORDS.id, _KEYWORDS.tenant_id, _KEYWORDS.route, _KEYWORDS.kind,
-                 _KEYWORDS.value)
-          .where(_KEYWORDS.tenant_id.in_(bindparam("tenant_ids", expanding=True)))
-          .order_by(_KEYWORDS.id))
+_RULES = (
+    select(_KEYWORDS.id, _KEYWORDS.tenant_id, _KEYWORDS.route, _KEYWORDS.kind, _KEYWORDS.value)
+    .where(_KEYWORDS.tenant_id.in_(bindparam("tenant_ids", expanding=True)))
+    .order_by(_KEYWORDS.id)
+)
 
 
 def _rules_for(session: Session, tenant_ids: list[int]) -> dict[int, tuple[keywords.Rule, ...]]:
@@ -328,24 +433,36 @@ def _rules_for(session: Session, tenant_ids: list[int]) -> dict[int, tuple[keywo
     rules: dict[int, list[keywords.Rule]] = {}
     if tenant_ids:
         for row in session.execute(_RULES, {"tenant_ids": tenant_ids}):
-            rules.setdefault(row.tenant_id, []).append(keywords.Rule(
-                name=f"tenant:{row.id}", route=row.route, kind=row.kind, value=row.value))
+            rules.setdefault(row.tenant_id, []).append(
+                keywords.Rule(
+                    name=f"tenant:{row.id}", route=row.route, kind=row.kind, value=row.value
+                )
+            )
     return {tenant_id: tuple(found) for tenant_id, found in rules.items()}
 
 
 # --- the inbox and the company's keywords ---------------------------------------------------
 
 
-def list_replies(*, session: Session, tenant_id: int, state: str | None = None,
-                 customer_id: int | None = None, limit: int = 200) -> list[InboundMessage]:
+def list_replies(
+    *,
+    session: Session,
+    tenant_id: int,
+    state: str | None = None,
+    customer_id: int | None = None,
+    limit: int = 200,
+) -> list[InboundMessage]:
     """The company's replies, newest first (``state="open"`` is the inbox)."""
     query = select(InboundMessage).where(InboundMessage.tenant_id == tenant_id)
     if state is not None:
         query = query.where(InboundMessage.state == state)
     if customer_id is not None:
         query = query.where(InboundMessage.customer_id == customer_id)
-    return list(session.scalars(query.order_by(InboundMessage.received_at.desc(),
-                                               InboundMessage.id.desc()).limit(limit)))
+    return list(
+        session.scalars(
+            query.order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc()).limit(limit)
+        )
+    )
 
 
 def get_reply(*, session: Session, tenant_id: int, reply_id: int) -> InboundMessage:
@@ -355,10 +472,17 @@ def get_reply(*, session: Session, tenant_id: int, reply_id: int) -> InboundMess
     return reply
 
 
-def update_reply(*, session: Session, tenant_id: int, reply_id: int, now: dt.datetime,
-                 state: str | None = None, owner: str | None = None,
-                 responded: bool | None = None, resolution: str | None = None
-                 ) -> InboundMessage:
+def update_reply(
+    *,
+    session: Session,
+    tenant_id: int,
+    reply_id: int,
+    now: dt.datetime,
+    state: str | None = None,
+    owner: str | None = None,
+    responded: bool | None = None,
+    resolution: str | None = None,
+) -> InboundMessage:
     """Work on an inbox item: take it, answer it, resolve it (which closes it)."""
     reply = get_reply(session=session, tenant_id=tenant_id, reply_id=reply_id)
     if owner is not None:
@@ -378,39 +502,63 @@ def update_reply(*, session: Session, tenant_id: int, reply_id: int, now: dt.dat
     return reply
 
 
-def add_keyword(*, session: Session, tenant_id: int, route: str, kind: str, value: str,
-                now: dt.datetime, actor: Actor | None = None) -> KeywordRule:
+def add_keyword(
+    *,
+    session: Session,
+    tenant_id: int,
+    route: str,
+    kind: str,
+    value: str,
+    now: dt.datetime,
+    actor: Actor | None = None,
+) -> KeywordRule:
     """A company's own keyword, checked before the built-in ones; 409 when it exists."""
-    rule = keywords.validate_rule(keywords.Rule(name="new", route=route, kind=kind,
-                                                value=value))
-    row = KeywordRule(tenant_id=tenant_id, route=rule.route, kind=rule.kind, value=rule.value,
-                      created_at=now)
+    rule = keywords.validate_rule(keywords.Rule(name="new", route=route, kind=kind, value=value))
+    row = KeywordRule(
+        tenant_id=tenant_id, route=rule.route, kind=rule.kind, value=rule.value, created_at=now
+    )
     try:
         with session.begin_nested():
             session.add(row)
             session.flush()
     except IntegrityError:
-        raise Conflict(f"The keyword {value!r} is already one of the company's rules; delete "
-                       "it first to route it elsewhere.") from None
-    audit.record(session, actor, "keyword_rule.added", f"keyword_rule:{row.id}",
-                 {"route": row.route, "kind": row.kind, "value": row.value},
-                 tenant_id=tenant_id)
+        raise Conflict(
+            f"The keyword {value!r} is already one of the company's rules; delete "
+            "it first to route it elsewhere."
+        ) from None
+    audit.record(
+        session,
+        actor,
+        "keyword_rule.added",
+        f"keyword_rule:{row.id}",
+        {"route": row.route, "kind": row.kind, "value": row.value},
+        tenant_id=tenant_id,
+    )
     return row
 
 
 def list_keywords(*, session: Session, tenant_id: int) -> list[KeywordRule]:
-    return list(session.scalars(select(KeywordRule).where(
-        KeywordRule.tenant_id == tenant_id).order_by(KeywordRule.id)))
+    return list(
+        session.scalars(
+            select(KeywordRule).where(KeywordRule.tenant_id == tenant_id).order_by(KeywordRule.id)
+        )
+    )
 
 
-def delete_keyword(*, session: Session, tenant_id: int, rule_id: int,
-                   actor: Actor | None = None) -> None:
+def delete_keyword(
+    *, session: Session, tenant_id: int, rule_id: int, actor: Actor | None = None
+) -> None:
     row = session.get(KeywordRule, rule_id)
     if row is None or row.tenant_id != tenant_id:
         raise NotFound("There is no such keyword rule.")
-    audit.record(session, actor, "keyword_rule.deleted", f"keyword_rule:{row.id}",
-                 {"route": row.route, "kind": row.kind, "value": row.value},
-                 tenant_id=tenant_id)
+    audit.record(
+        session,
+        actor,
+        "keyword_rule.deleted",
+        f"keyword_rule:{row.id}",
+        {"route": row.route, "kind": row.kind, "value": row.value},
+        tenant_id=tenant_id,
+    )
     session.delete(row)
     session.flush()
 

@@ -60,25 +60,34 @@ def _rule_label(name: str | None, proposed: keywords.Rule | None) -> str:
     return f"内置规则（{ROUTE_LABELS[route]}）" if route in ROUTE_LABELS else "内置规则"
 
 
-def test_reply(*, session: Session, tenant: Tenant, text: str,
-               proposed: keywords.Rule | None = None) -> Tested:
+def test_reply(
+    *, session: Session, tenant: Tenant, text: str, proposed: keywords.Rule | None = None
+) -> Tested:
     """Where ``text`` would be routed for this company, and what would happen."""
     rules = inbound._rules_for(session, [tenant.id]).get(tenant.id, ())
     if proposed is not None:
-        proposed = keywords.validate_rule(keywords.Rule(
-            name="proposed", route=proposed.route, kind=proposed.kind, value=proposed.value))
+        proposed = keywords.validate_rule(
+            keywords.Rule(
+                name="proposed", route=proposed.route, kind=proposed.kind, value=proposed.value
+            )
+        )
         rules = (*rules, proposed)
-    text = text[:keywords.MAX_TEXT]
+    text = text[: keywords.MAX_TEXT]
     routing = keywords.route(text, extra=rules)
     english = language_for(None, tenant.language) == "en"
     return Tested(
-        text=text, normalized=routing.normalized, route=routing.route,
-        route_label=ROUTE_LABELS.get(routing.route, routing.route), rule=routing.rule,
-        rule_label=_rule_label(routing.rule, proposed), complaint=routing.complaint,
+        text=text,
+        normalized=routing.normalized,
+        route=routing.route,
+        route_label=ROUTE_LABELS.get(routing.route, routing.route),
+        rule=routing.rule,
+        rule_label=_rule_label(routing.rule, proposed),
+        complaint=routing.complaint,
         complaint_rule=routing.complaint_rule,
         answer=inbound._answer(tenant.name, routing.route, english),
         what_happens=WHAT_HAPPENS.get(routing.route, "")
-        + ("这条回复读起来像投诉，会标记出来并开始计算响应时间。" if routing.complaint else ""))
+        + ("这条回复读起来像投诉，会标记出来并开始计算响应时间。" if routing.complaint else ""),
+    )
 
 
 test_reply.__test__ = False  # type: ignore[attr-defined]  # not a pytest test by its name

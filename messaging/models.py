@@ -92,12 +92,12 @@ class Message(TimestampMixin, Base):
     due_at: Mapped[dt.datetime] = mapped_column()
     attempts: Mapped[int] = mapped_column(default=0)
     provider: Mapped[str | None] = mapped_column(String(16), default=None)
-    provider_message_id: Mapped[str | None] = mapped_column(String(64), default=None,
-                                                            index=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
     sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     events: Mapped[list[MessageEvent]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin", order_by="MessageEvent.id")
+        cascade="all, delete-orphan", lazy="selectin", order_by="MessageEvent.id"
+    )
 
 
 class MessageEvent(Base):
@@ -107,8 +107,9 @@ class MessageEvent(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"),
-                                            index=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(32), default=None)
     detail: Mapped[str | None] = mapped_column(Text, default=None)
@@ -146,9 +147,11 @@ class InboundMessage(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tenant_id: Mapped[int | None] = mapped_column(
-        ForeignKey("tenants.id", ondelete="CASCADE"), default=None)
+        ForeignKey("tenants.id", ondelete="CASCADE"), default=None
+    )
     customer_id: Mapped[int | None] = mapped_column(
-        ForeignKey("customers.id", ondelete="SET NULL"), default=None, index=True)
+        ForeignKey("customers.id", ondelete="SET NULL"), default=None, index=True
+    )
     phone: Mapped[str] = mapped_column(String(20))
     body: Mapped[str] = mapped_column(Text)
     provider: Mapped[str] = mapped_column(String(16))
@@ -156,7 +159,8 @@ class InboundMessage(Base):
     received_at: Mapped[dt.datetime] = mapped_column()
     # The message this answers: the company's latest one to this number before the reply.
     in_reply_to_id: Mapped[int | None] = mapped_column(
-        ForeignKey("messages.id", ondelete="SET NULL"), default=None)
+        ForeignKey("messages.id", ondelete="SET NULL"), default=None
+    )
     route: Mapped[str] = mapped_column(String(16))
     rule: Mapped[str | None] = mapped_column(String(64), default=None)
     normalized: Mapped[str] = mapped_column(Text, default="")
@@ -168,7 +172,8 @@ class InboundMessage(Base):
     owner: Mapped[str | None] = mapped_column(String(100), default=None)
     # The office user it is assigned to (``owner`` keeps their name for the record).
     assignee_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), default=None)
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
     assigned_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     first_response_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -13,19 +13,30 @@ router = APIRouter(tags=["replies"])
 
 
 @router.post("/keyword-rules/test", response_model=KeywordTestRead)
-def test_keywords(body: KeywordTest, session: SessionDep, tenant: TenantDep
-                  ) -> KeywordTestRead:
+def test_keywords(body: KeywordTest, session: SessionDep, tenant: TenantDep) -> KeywordTestRead:
     """Where a reply would be routed (the code real replies go through, with the company's
     rules and optionally one not yet saved) and what would happen. Nothing is recorded."""
-    proposed = (keywords.Rule(name="proposed", route=body.proposed.route,
-                              kind=body.proposed.kind, value=body.proposed.value)
-                if body.proposed is not None else None)
-    return KeywordTestRead.model_validate(keyword_tester.test_reply(
-        session=session, tenant=tenant, text=body.text, proposed=proposed))
+    proposed = (
+        keywords.Rule(
+            name="proposed",
+            route=body.proposed.route,
+            kind=body.proposed.kind,
+            value=body.proposed.value,
+        )
+        if body.proposed is not None
+        else None
+    )
+    return KeywordTestRead.model_validate(
+        keyword_tester.test_reply(session=session, tenant=tenant, text=body.text, proposed=proposed)
+    )
 
 
-@router.get("/provider", response_model=ProviderSetupRead, tags=["tenant"],
-            dependencies=[key_may(Permission.SETTINGS)])
+@router.get(
+    "/provider",
+    response_model=ProviderSetupRead,
+    tags=["tenant"],
+    dependencies=[key_may(Permission.SETTINGS)],
+)
 def read_provider(tenant: TenantDep) -> ProviderSetupRead:
     """The SMS provider, whether its settings are present, and the addresses to paste into
     its console (read-only: the provider is set in the environment). Owners' keys only:

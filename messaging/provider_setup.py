@@ -22,8 +22,12 @@ LABELS = {"console": "控制台（演示用，不真正发送）", "twilio": "Tw
 # The settings each provider needs, by environment variable; only whether each is set is shown.
 CREDENTIALS = {
     "console": (),
-    "twilio": ("twilio_account_sid", "twilio_auth_token", "twilio_from_number",
-               "twilio_messaging_service_sid"),
+    "twilio": (
+        "twilio_account_sid",
+        "twilio_auth_token",
+        "twilio_from_number",
+        "twilio_messaging_service_sid",
+    ),
     "aliyun": ("aliyun_access_key_id", "aliyun_access_key_secret", "aliyun_template_code"),
 }
 
@@ -57,21 +61,37 @@ class ProviderSetup:
 def aliyun_addresses(tenant_id: int, public_url: str) -> list[Address]:
     base = f"{public_url}/hooks/aliyun/{tenancy.hook_key(tenant_id)}"
     return [
-        Address("上行短信（客户回复）", "阿里云短信控制台 → 通用设置 → 消息回执 → 上行消息（SmsUp）"
-                "：HTTP 批量推送地址", f"{base}/reply", True),
-        Address("短信回执（送达状态）", "阿里云短信控制台 → 通用设置 → 消息回执 → "
-                "发送回执（SmsReport）：HTTP 批量推送地址", f"{base}/report", True),
+        Address(
+            "上行短信（客户回复）",
+            "阿里云短信控制台 → 通用设置 → 消息回执 → 上行消息（SmsUp）：HTTP 批量推送地址",
+            f"{base}/reply",
+            True,
+        ),
+        Address(
+            "短信回执（送达状态）",
+            "阿里云短信控制台 → 通用设置 → 消息回执 → 发送回执（SmsReport）：HTTP 批量推送地址",
+            f"{base}/report",
+            True,
+        ),
     ]
 
 
 def twilio_addresses(public_url: str) -> list[Address]:
     return [
-        Address("客户回复", "Twilio 控制台 → 电话号码（或 Messaging Service）→ Messaging → "
-                "A message comes in（Webhook，HTTP POST）", f"{public_url}/hooks/twilio/inbound",
-                False),
-        Address("送达状态", "由我们随每条短信提交（StatusCallback），无需填写；"
-                "如在 Messaging Service 里设置，请填此地址", f"{public_url}/hooks/twilio/status",
-                False),
+        Address(
+            "客户回复",
+            "Twilio 控制台 → 电话号码（或 Messaging Service）→ Messaging → "
+            "A message comes in（Webhook，HTTP POST）",
+            f"{public_url}/hooks/twilio/inbound",
+            False,
+        ),
+        Address(
+            "送达状态",
+            "由我们随每条短信提交（StatusCallback），无需填写；"
+            "如在 Messaging Service 里设置，请填此地址",
+            f"{public_url}/hooks/twilio/status",
+            False,
+        ),
     ]
 
 
@@ -80,14 +100,19 @@ def _warnings(settings: Settings) -> list[str]:
     parts = urlsplit(settings.public_url)
     host = (parts.hostname or "").lower()
     if host in ("localhost", "127.0.0.1", "::1") or host.endswith(".local"):
-        found.append(f"公开地址 {settings.public_url} 只有本机能访问，服务商无法推送回复和回执；"
-                     "请把 HUIFANG_PUBLIC_URL 设为公网可访问的 https 地址。")
+        found.append(
+            f"公开地址 {settings.public_url} 只有本机能访问，服务商无法推送回复和回执；"
+            "请把 HUIFANG_PUBLIC_URL 设为公网可访问的 https 地址。"
+        )
     elif parts.scheme != "https":
-        found.append("公开地址不是 https；服务商推送的回复和回执会以明文传输，"
-                     "请为 HUIFANG_PUBLIC_URL 配置 https。")
+        found.append(
+            "公开地址不是 https；服务商推送的回复和回执会以明文传输，"
+            "请为 HUIFANG_PUBLIC_URL 配置 https。"
+        )
     if settings.sms_provider == "console":
-        found.append("当前使用控制台模拟发送，客户收不到任何短信；"
-                     "上线前请设置 HUIFANG_SMS_PROVIDER。")
+        found.append(
+            "当前使用控制台模拟发送，客户收不到任何短信；上线前请设置 HUIFANG_SMS_PROVIDER。"
+        )
     return found
 
 
@@ -96,11 +121,20 @@ def provider_setup(*, tenant: Tenant) -> ProviderSetup:
     settings = get_settings()
     name = settings.sms_provider
     caps = providers.capabilities(name)
-    addresses = {"twilio": twilio_addresses(settings.public_url),
-                 "aliyun": aliyun_addresses(tenant.id, settings.public_url)}.get(name, [])
+    addresses = {
+        "twilio": twilio_addresses(settings.public_url),
+        "aliyun": aliyun_addresses(tenant.id, settings.public_url),
+    }.get(name, [])
     return ProviderSetup(
-        name=name, label=LABELS.get(name, name), supports_mms=caps.supports_mms,
-        max_body_chars=caps.max_body_chars, rate_per_second=caps.rate_per_second,
-        credentials=[Credential(f"HUIFANG_{field.upper()}", bool(getattr(settings, field)))
-                     for field in CREDENTIALS.get(name, ())],
-        addresses=addresses, warnings=_warnings(settings))
+        name=name,
+        label=LABELS.get(name, name),
+        supports_mms=caps.supports_mms,
+        max_body_chars=caps.max_body_chars,
+        rate_per_second=caps.rate_per_second,
+        credentials=[
+            Credential(f"HUIFANG_{field.upper()}", bool(getattr(settings, field)))
+            for field in CREDENTIALS.get(name, ())
+        ],
+        addresses=addresses,
+        warnings=_warnings(settings),
+    )

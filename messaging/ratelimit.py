@@ -18,8 +18,7 @@ class SendRate:
 
     def __init__(self, *, per_second: int, storage_url: str = "memory://") -> None:
         self.item = RateLimitItemPerSecond(per_second)
-        self.limiter = strategies.MovingWindowRateLimiter(
-            storage.storage_from_string(storage_url))
+        self.limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_url))
 
     def wait(self, key: str, *, timeout: float = 20.0) -> bool:
         """True once a slot is taken; False when none came within ``timeout`` seconds."""

@@ -36,17 +36,27 @@ from tenancy.models import Tenant
 _EVENT_STATUS_CHARS = 16  # MessageEvent.status is String(16)
 
 
-def _find(session: Session, provider: str, provider_message_id: str,
-          message_id: int | None, tenant_id: int | None) -> Message | None:
+def _find(
+    session: Session,
+    provider: str,
+    provider_message_id: str,
+    message_id: int | None,
+    tenant_id: int | None,
+) -> Message | None:
     # FOR UPDATE (PostgreSQL; SQLite ignores it and serialises writers itself): two
     # receipts for one message are applied one after the other, never both from `sent`.
     # populate_existing: the status is read fresh even when the row is already loaded.
     mine = (Message.tenant_id == tenant_id) if tenant_id is not None else true()
-    stmt = (select(Message)
-            .where(Message.provider == provider,
-                   Message.provider_message_id == provider_message_id, mine)
-            .order_by(Message.id).limit(1)
-            .with_for_update().execution_options(populate_existing=True))
+    stmt = (
+        select(Message)
+        .where(
+            Message.provider == provider, Message.provider_message_id == provider_message_id, mine
+        )
+        .order_by(Message.id)
+        .limit(1)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     message = session.scalars(stmt).first()
     if message is not None or message_id is None:
         return message
@@ -56,10 +66,16 @@ def _find(session: Session, provider: str, provider_message_id: str,
     # version has no provider yet, so a condition on the provider would skip it instead of
     # waiting for the commit; the provider is checked once the row is ours.
     message = session.scalars(
-        select(Message).where(Message.id == message_id, mine)
-        .with_for_update().execution_options(populate_existing=True)).first()
-    if (message is None or message.provider != provider
-            or message.provider_message_id not in (None, provider_message_id)):
+        select(Message)
+        .where(Message.id == message_id, mine)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if (
+        message is None
+        or message.provider != provider
+        or message.provider_message_id not in (None, provider_message_id)
+    ):
         return None
     message.provider_message_id = provider_message_id
     return message
@@ -72,10 +88,17 @@ def _detail(provider: str, status: str, error_code: str | None) -> str:
     return detail + "."
 
 
-def apply_receipt(*, session: Session, provider: str, provider_message_id: str, status: str,
-                  error_code: str | None, now: dt.datetime,
-                  message_id: int | None = None, tenant_id: int | None = None
-                  ) -> Message | None:
+def apply_receipt(
+    *,
+    session: Session,
+    provider: str,
+    provider_message_id: str,
+    status: str,
+    error_code: str | None,
+    now: dt.datetime,
+    message_id: int | None = None,
+    tenant_id: int | None = None,
+) -> Message | None:
     """Record a delivery receipt and move the message forward if the lifecycle allows it.
 
     Returns the message, or None when no message of ours has that provider id (a receipt
@@ -94,10 +117,17 @@ def apply_receipt(*, session: Session, provider: str, provider_message_id: str, 
     detail = _detail(provider, provider_status, error_code)
     if ours is None:
         # Progress only (or a status we do not know): history, never a change.
-        session.add(MessageEvent(
-            tenant_id=message.tenant_id, message_id=message.id,
-            status=(provider_status or "?")[:_EVENT_STATUS_CHARS], reason=reason,
-            detail=detail, applied=False, at=now))
+        session.add(
+            MessageEvent(
+                tenant_id=message.tenant_id,
+                message_id=message.id,
+                status=(provider_status or "?")[:_EVENT_STATUS_CHARS],
+                reason=reason,
+                detail=detail,
+                applied=False,
+                at=now,
+            )
+        )
         session.flush()
         return message
     was = message.status
@@ -106,19 +136,27 @@ def apply_receipt(*, session: Session, provider: str, provider_message_id: str, 
         reason = words.reasons.get(error_code, reason)
         if error_code in words.suppressing:
             _suppress(session, message, words.suppressing[error_code], detail, now)
-    applied = transition(session=session, message=message, status=ours, now=now,
-                         reason=reason, detail=detail)
+    applied = transition(
+        session=session, message=message, status=ours, now=now, reason=reason, detail=detail
+    )
     if applied and was == UNKNOWN and ours != FAILED and message.sent_at is None:
         message.sent_at = now  # the receipt proves it went out
         session.flush()
     return message
 
 
-def _suppress(session: Session, message: Message, reason: str, detail: str,
-              now: dt.datetime) -> None:
+def _suppress(
+    session: Session, message: Message, reason: str, detail: str, now: dt.datetime
+) -> None:
     """Stop later messages to this number: the carrier's word on it, not on one message."""
     customer = session.get(Customer, message.customer_id)
     tenant = session.get(Tenant, message.tenant_id)
     if customer is not None and tenant is not None:
-        compliance.opt_out(session=session, tenant=tenant, phone=customer.phone, reason=reason,
-                           detail=detail, now=now)
+        compliance.opt_out(
+            session=session,
+            tenant=tenant,
+            phone=customer.phone,
+            reason=reason,
+            detail=detail,
+            now=now,
+        )

@@ -75,14 +75,23 @@ class ReplyUpdate(BaseModel):
     """Work on an inbox item; fields left out stay as they are."""
 
     state: Literal["open", "handled"] | None = None
-    owner: str | None = Field(default=None, min_length=1, max_length=100,
-                              description="Who is handling it (a complaint's owner).")
+    owner: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Who is handling it (a complaint's owner).",
+    )
     responded: bool | None = Field(
-        default=None, description="True once the customer has heard back (starts no clock "
-        "twice: the first time is kept).")
+        default=None,
+        description="True once the customer has heard back (starts no clock "
+        "twice: the first time is kept).",
+    )
     resolution: str | None = Field(
-        default=None, min_length=1, max_length=2000,
-        description="How it ended; setting it closes the item.")
+        default=None,
+        min_length=1,
+        max_length=2000,
+        description="How it ended; setting it closes the item.",
+    )
 
 
 class RecoveryFigures(BaseModel):
@@ -131,8 +140,10 @@ class KeywordTestRead(BaseModel):
     normalized: str = Field(description="The reply as the rules read it.")
     route: str
     route_label: str
-    rule: str | None = Field(description="The deciding rule; tenant:<id> is the company's, "
-                                         "proposed the rule being tried.")
+    rule: str | None = Field(
+        description="The deciding rule; tenant:<id> is the company's, "
+        "proposed the rule being tried."
+    )
     rule_label: str
     complaint: bool
     complaint_rule: str | None
@@ -165,7 +176,9 @@ class ProviderSetupRead(BaseModel):
     max_body_chars: int
     rate_per_second: int | None
     credentials: list[ProviderCredentialRead] = Field(
-        description="Whether each setting is present; values are never shown.")
+        description="Whether each setting is present; values are never shown."
+    )
     addresses: list[ProviderAddressRead] = Field(
-        description="What to paste into the provider's console.")
+        description="What to paste into the provider's console."
+    )
     warnings: list[str]

@@ -68,24 +68,50 @@ STUCK_SENDING = dt.timedelta(minutes=10)
 STUCK_QUEUED = dt.timedelta(minutes=5)
 
 
-def idempotency_key(*, tenant_id: int, source_type: str, source_id: str, customer_id: int,
-                    channel: str) -> str:
+def idempotency_key(
+    *, tenant_id: int, source_type: str, source_id: str, customer_id: int, channel: str
+) -> str:
     return f"{tenant_id}:{source_type}:{source_id}:{customer_id}:{channel}"
 
 
-def schedule(*, session: Session, tenant: Tenant, customer: Customer, channel: str,
-             category: str, source_type: str, source_id: str, body: str,
-             due_at: dt.datetime, media_urls: Sequence[str] = ()) -> tuple[Message, bool]:
+def schedule(
+    *,
+    session: Session,
+    tenant: Tenant,
+    customer: Customer,
+    channel: str,
+    category: str,
+    source_type: str,
+    source_id: str,
+    body: str,
+    due_at: dt.datetime,
+    media_urls: Sequence[str] = (),
+) -> tuple[Message, bool]:
     """The message for this cause, created once: the row and whether it is new."""
-    key = idempotency_key(tenant_id=tenant.id, source_type=source_type, source_id=source_id,
-                          customer_id=customer.id, channel=channel)
+    key = idempotency_key(
+        tenant_id=tenant.id,
+        source_type=source_type,
+        source_id=source_id,
+        customer_id=customer.id,
+        channel=channel,
+    )
     existing = session.scalars(select(Message).where(Message.idempotency_key == key)).first()
     if existing is not None:
         return existing, False
-    message = Message(tenant_id=tenant.id, customer_id=customer.id, channel=channel,
-                      category=category, source_type=source_type, source_id=source_id,
-                      idempotency_key=key, body=body, media_urls=list(media_urls),
-                      status=SCHEDULED, due_at=due_at, attempts=0)
+    message = Message(
+        tenant_id=tenant.id,
+        customer_id=customer.id,
+        channel=channel,
+        category=category,
+        source_type=source_type,
+        source_id=source_id,
+        idempotency_key=key,
+        body=body,
+        media_urls=list(media_urls),
+        status=SCHEDULED,
+        due_at=due_at,
+        attempts=0,
+    )
     try:
         with session.begin_nested():
             session.add(message)
@@ -97,8 +123,17 @@ def schedule(*, session: Session, tenant: Tenant, customer: Customer, channel: s
     return message, True
 
 
-def reply_message(*, session: Session, tenant_id: int, customer_id: int, source_type: str,
-                  source_id: str, body: str, now: dt.datetime, queue: bool) -> int | None:
+def reply_message(
+    *,
+    session: Session,
+    tenant_id: int,
+    customer_id: int,
+    source_type: str,
+    source_id: str,
+    body: str,
+    now: dt.datetime,
+    queue: bool,
+) -> int | None:
     """An answer to a customer's reply (category ``reply``), created once per cause: its
     id when new, None when it already existed.
 
@@ -106,42 +141,98 @@ def reply_message(*, session: Session, tenant_id: int, customer_id: int, source_
     idempotency key, then its history in one statement. With ``queue`` it is created
     ``queued`` (the caller enqueues it once the transaction commits), else ``scheduled``.
     """
-    key = idempotency_key(tenant_id=tenant_id, source_type=source_type, source_id=source_id,
-                          customer_id=customer_id, channel="sms")
-    message_id = session.execute(_insert_reply_message(dialect_of(session)), {
-        "tenant_id": tenant_id, "customer_id": customer_id, "channel": "sms",
-        "category": "reply", "source_type": source_type, "source_id": source_id,
-        "idempotency_key": key, "body": body, "media_urls": [],
-        "status": QUEUED if queue else SCHEDULED, "due_at": now, "attempts": 0,
-        "created_at": now, "updated_at": now}).scalar_one_or_none()
+    key = idempotency_key(
+        tenant_id=tenant_id,
+        source_type=source_type,
+        source_id=source_id,
+        customer_id=customer_id,
+        channel="sms",
+    )
+    message_id = session.execute(
+        _insert_reply_message(dialect_of(session)),
+        {
+            "tenant_id": tenant_id,
+            "customer_id": customer_id,
+            "channel": "sms",
+            "category": "reply",
+            "source_type": source_type,
+            "source_id": source_id,
+            "idempotency_key": key,
+            "body": body,
+            "media_urls": [],
+            "status": QUEUED if queue else SCHEDULED,
+            "due_at": now,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        },
+    ).scalar_one_or_none()
     if message_id is None:
         return None
-    session.execute(_INSERT_EVENT, [
-        {"tenant_id": tenant_id, "message_id": message_id, "status": status, "reason": None,
-         "detail": None, "applied": True, "at": now}
-        for status in ((SCHEDULED, QUEUED) if queue else (SCHEDULED,))])
+    session.execute(
+        _INSERT_EVENT,
+        [
+            {
+                "tenant_id": tenant_id,
+                "message_id": message_id,
+                "status": status,
+                "reason": None,
+                "detail": None,
+                "applied": True,
+                "at": now,
+            }
+            for status in ((SCHEDULED, QUEUED) if queue else (SCHEDULED,))
+        ],
+    )
     return int(message_id)
 
 
 @functools.cache
 def _insert_reply_message(dialect: str) -> Any:
     table = Message.__table__
-    return (insert_or_skip(dialect, table)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(table.c.id))
+    return (
+        insert_or_skip(dialect, table)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(table.c.id)
+    )
 
 
 _INSERT_EVENT = insert(cast(Table, MessageEvent.__table__))
 
 
-def _event(session: Session, message: Message, status: str, reason: str | None,
-           detail: str | None, *, applied: bool, now: dt.datetime) -> None:
-    session.add(MessageEvent(tenant_id=message.tenant_id, message_id=message.id, status=status,
-                             reason=reason, detail=detail, applied=applied, at=now))
+def _event(
+    session: Session,
+    message: Message,
+    status: str,
+    reason: str | None,
+    detail: str | None,
+    *,
+    applied: bool,
+    now: dt.datetime,
+) -> None:
+    session.add(
+        MessageEvent(
+            tenant_id=message.tenant_id,
+            message_id=message.id,
+            status=status,
+            reason=reason,
+            detail=detail,
+            applied=applied,
+            at=now,
+        )
+    )
 
 
-def transition(*, session: Session, message: Message, status: str, now: dt.datetime,
-               reason: str | None = None, detail: str | None = None, flush: bool = True
-               ) -> bool:
+def transition(
+    *,
+    session: Session,
+    message: Message,
+    status: str,
+    now: dt.datetime,
+    reason: str | None = None,
+    detail: str | None = None,
+    flush: bool = True,
+) -> bool:
     """Move forward to ``status`` if the lifecycle allows it; record the attempt either way.
 
     ``flush=False`` leaves the writes to the session's next flush (a batch of sends writes
@@ -151,9 +242,17 @@ def transition(*, session: Session, message: Message, status: str, now: dt.datet
     if flush:
         _event(session, message, status, reason, detail, applied=allowed, now=now)
     else:  # written with the batch's other events, in one statement (``_write_events``)
-        session.info.setdefault(_PENDING_EVENTS, []).append({
-            "tenant_id": message.tenant_id, "message_id": message.id, "status": status,
-            "reason": reason, "detail": detail, "applied": allowed, "at": now})
+        session.info.setdefault(_PENDING_EVENTS, []).append(
+            {
+                "tenant_id": message.tenant_id,
+                "message_id": message.id,
+                "status": status,
+                "reason": reason,
+                "detail": detail,
+                "applied": allowed,
+                "at": now,
+            }
+        )
     if allowed:
         message.status, message.status_reason, message.status_detail = status, reason, detail
     if flush:
@@ -180,8 +279,12 @@ def claim_due(*, session: Session, now: dt.datetime, limit: int = 500) -> list[i
     The status condition is repeated in the update, so a row that moved meanwhile is skipped.
     """
     waiting = (SCHEDULED, DEFERRED)
-    due = select(Message.id).where(Message.status.in_(waiting),
-                                   Message.due_at <= now).order_by(Message.due_at).limit(limit)
+    due = (
+        select(Message.id)
+        .where(Message.status.in_(waiting), Message.due_at <= now)
+        .order_by(Message.due_at)
+        .limit(limit)
+    )
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     ids = list(session.scalars(due))
@@ -190,21 +293,41 @@ def claim_due(*, session: Session, now: dt.datetime, limit: int = 500) -> list[i
     return _move(session, ids, waiting, QUEUED, now, status_reason=None)
 
 
-def _move(session: Session, message_ids: Sequence[int], from_: Sequence[str], to: str,
-          now: dt.datetime, **values: object) -> list[int]:
+def _move(
+    session: Session,
+    message_ids: Sequence[int],
+    from_: Sequence[str],
+    to: str,
+    now: dt.datetime,
+    **values: object,
+) -> list[int]:
     """Move those of ``message_ids`` still in a ``from_`` status to ``to``, with their
     history, in two statements; the ids moved, in order. The status condition in the
     update is what makes a claim happen once: a row that moved meanwhile is skipped."""
     if not message_ids:
         return []
     moved = session.execute(
-        update(Message).where(Message.id.in_(message_ids), Message.status.in_(from_))
+        update(Message)
+        .where(Message.id.in_(message_ids), Message.status.in_(from_))
         .values(status=to, updated_at=now, **values)
-        .returning(Message.id, Message.tenant_id)).all()
+        .returning(Message.id, Message.tenant_id)
+    ).all()
     if moved:
-        session.execute(_INSERT_EVENT, [
-            {"tenant_id": tenant_id, "message_id": message_id, "status": to, "reason": None,
-             "detail": None, "applied": True, "at": now} for message_id, tenant_id in moved])
+        session.execute(
+            _INSERT_EVENT,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "message_id": message_id,
+                    "status": to,
+                    "reason": None,
+                    "detail": None,
+                    "applied": True,
+                    "at": now,
+                }
+                for message_id, tenant_id in moved
+            ],
+        )
     return sorted(message_id for message_id, _ in moved)
 
 
@@ -218,8 +341,9 @@ def claim_for_send(*, session: Session, message_id: int, now: dt.datetime) -> bo
     return bool(claim_many_for_send(session=session, message_ids=[message_id], now=now))
 
 
-def claim_many_for_send(*, session: Session, message_ids: Sequence[int], now: dt.datetime
-                        ) -> list[int]:
+def claim_many_for_send(
+    *, session: Session, message_ids: Sequence[int], now: dt.datetime
+) -> list[int]:
     """``queued → sending`` for those of ``message_ids`` still queued; their ids, in order.
 
     One conditional update: a message claimed by another task (a repeated delivery) is
@@ -228,20 +352,32 @@ def claim_many_for_send(*, session: Session, message_ids: Sequence[int], now: dt
     return _move(session, message_ids, (QUEUED,), SENDING, now)
 
 
-def deliver(*, session: Session, message_id: int, provider: Provider, now: dt.datetime,
-            throttle: Callable[[], bool] | None = None) -> Message | None:
+def deliver(
+    *,
+    session: Session,
+    message_id: int,
+    provider: Provider,
+    now: dt.datetime,
+    throttle: Callable[[], bool] | None = None,
+) -> Message | None:
     """Gate, render, call the provider and record the outcome for a ``sending`` message.
 
     ``throttle`` waits for a slot under the provider's send rate; when none comes the
     message is deferred a minute (nothing was sent).
     """
-    return deliver_many(session=session, message_ids=[message_id], provider=provider,
-                        now=now, throttle=throttle).get(message_id)
+    return deliver_many(
+        session=session, message_ids=[message_id], provider=provider, now=now, throttle=throttle
+    ).get(message_id)
 
 
-def deliver_many(*, session: Session, message_ids: Sequence[int], provider: Provider,
-                 now: dt.datetime, throttle: Callable[[], bool] | None = None
-                 ) -> dict[int, Message]:
+def deliver_many(
+    *,
+    session: Session,
+    message_ids: Sequence[int],
+    provider: Provider,
+    now: dt.datetime,
+    throttle: Callable[[], bool] | None = None,
+) -> dict[int, Message]:
     """``deliver`` for a batch of ``sending`` messages, in one transaction.
 
     One query loads the messages with their companies and customers, the gate decides for
@@ -266,14 +402,29 @@ def deliver_many(*, session: Session, message_ids: Sequence[int], provider: Prov
         .order_by(Message.id)
         .options(lazyload(Message.events), lazyload(Customer.tag_rows))
         .with_for_update(of=Message)
-        .execution_options(populate_existing=True)).all()
+        .execution_options(populate_existing=True)
+    ).all()
     found = {message.id: message for message, _, _ in rows}
-    sending = [(message, tenant, customer) for message, tenant, customer in rows
-               if message.status == SENDING]
-    verdicts = compliance.gate_many(session=session, asks=[
-        compliance.Ask(tenant, customer, message.category,  # type: ignore[arg-type]
-                       message.body, message.idempotency_key, provider.capabilities.max_body_chars)
-        for message, tenant, customer in sending], now=now)
+    sending = [
+        (message, tenant, customer)
+        for message, tenant, customer in rows
+        if message.status == SENDING
+    ]
+    verdicts = compliance.gate_many(
+        session=session,
+        asks=[
+            compliance.Ask(
+                tenant,
+                customer,
+                message.category,  # type: ignore[arg-type]
+                message.body,
+                message.idempotency_key,
+                provider.capabilities.max_body_chars,
+            )
+            for message, tenant, customer in sending
+        ],
+        now=now,
+    )
     allowed = []
     for (message, tenant, customer), verdict in zip(sending, verdicts, strict=True):
         outbound = _outbound(session, message, tenant, customer, verdict, provider, now)
@@ -284,9 +435,14 @@ def deliver_many(*, session: Session, message_ids: Sequence[int], provider: Prov
         _record(session, message, tenant, customer, call, now)
     # A marketing message the provider refused (or that ran out of retries) never reached
     # the customer: it does not count against their frequency cap.
-    compliance.uncount_marketing(session=session, message_refs=[
-        message.idempotency_key for message, *_ in allowed
-        if message.category == "marketing" and message.status in (FAILED, SUPPRESSED)])
+    compliance.uncount_marketing(
+        session=session,
+        message_refs=[
+            message.idempotency_key
+            for message, *_ in allowed
+            if message.category == "marketing" and message.status in (FAILED, SUPPRESSED)
+        ],
+    )
     _write_events(session)
     return found
 
@@ -317,32 +473,55 @@ def _measured(provider: Provider, seconds: float) -> None:
     _latency[provider.name] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
 
 
-def _outbound(session: Session, message: Message, tenant: Tenant, customer: Customer,
-              verdict: compliance.Verdict, provider: Provider, now: dt.datetime
-              ) -> OutboundMessage | None:
+def _outbound(
+    session: Session,
+    message: Message,
+    tenant: Tenant,
+    customer: Customer,
+    verdict: compliance.Verdict,
+    provider: Provider,
+    now: dt.datetime,
+) -> OutboundMessage | None:
     """Act on the gate's verdict for one message: record a deferral or a refusal (None),
     or the request the provider is to get."""
     if verdict.decision == DEFER:
         assert verdict.not_before is not None
         message.due_at = verdict.not_before
-        transition(session=session, message=message, status=DEFERRED, now=now,
-                   reason=verdict.reason, detail=verdict.detail, flush=False)
+        transition(
+            session=session,
+            message=message,
+            status=DEFERRED,
+            now=now,
+            reason=verdict.reason,
+            detail=verdict.detail,
+            flush=False,
+        )
         return None
     if verdict.decision in (SUPPRESS, REFUSE):
-        transition(session=session, message=message,
-                   status=SUPPRESSED if verdict.decision == SUPPRESS else FAILED, now=now,
-                   reason=verdict.reason, detail=verdict.detail, flush=False)
+        transition(
+            session=session,
+            message=message,
+            status=SUPPRESSED if verdict.decision == SUPPRESS else FAILED,
+            now=now,
+            reason=verdict.reason,
+            detail=verdict.detail,
+            flush=False,
+        )
         return None
     assert verdict.text is not None
     message.text = verdict.text
     message.provider = provider.name
     return OutboundMessage(
-        message_id=message.id, to=customer.phone, body=verdict.text,
-        signature=tenant.signature, media_urls=tuple(message.media_urls),
+        message_id=message.id,
+        to=customer.phone,
+        body=verdict.text,
+        signature=tenant.signature,
+        media_urls=tuple(message.media_urls),
         # Our id rides along, so a receipt can settle a send that timed out before the
         # provider's id reached us.
-        status_callback=(f"{get_settings().public_url}/hooks/{provider.name}/status"
-                         f"?message_id={message.id}"),
+        status_callback=(
+            f"{get_settings().public_url}/hooks/{provider.name}/status?message_id={message.id}"
+        ),
     )
 
 
@@ -355,8 +534,9 @@ class _Call:
     throttled: bool = False
 
 
-def _call(provider: Provider, outbound: OutboundMessage,
-          throttle: Callable[[], bool] | None) -> _Call:
+def _call(
+    provider: Provider, outbound: OutboundMessage, throttle: Callable[[], bool] | None
+) -> _Call:
     """Wait for a rate slot, then call the provider. Touches no database: it runs on the
     batch's call threads."""
     # The time a send takes here — the wait for a rate slot included — sizes the next
@@ -372,14 +552,16 @@ def _call(provider: Provider, outbound: OutboundMessage,
         _measured(provider, time.perf_counter() - started)
 
 
-def _call_all(provider: Provider, requests: Sequence[OutboundMessage],
-              throttle: Callable[[], bool] | None) -> list[_Call]:
+def _call_all(
+    provider: Provider, requests: Sequence[OutboundMessage], throttle: Callable[[], bool] | None
+) -> list[_Call]:
     """The batch's provider calls, ``send_concurrency`` at a time; outcomes in order."""
     at_once = get_settings().send_concurrency
     if len(requests) <= 1 or at_once <= 1:
         return [_call(provider, outbound, throttle) for outbound in requests]
-    return list(_callers(at_once).map(lambda outbound: _call(provider, outbound, throttle),
-                                      requests))
+    return list(
+        _callers(at_once).map(lambda outbound: _call(provider, outbound, throttle), requests)
+    )
 
 
 @functools.cache
@@ -391,40 +573,92 @@ def _callers(at_once: int) -> ThreadPoolExecutor:
 os.register_at_fork(after_in_child=_callers.cache_clear)
 
 
-def _record(session: Session, message: Message, tenant: Tenant, customer: Customer,
-            call: _Call, now: dt.datetime) -> None:
+def _record(
+    session: Session,
+    message: Message,
+    tenant: Tenant,
+    customer: Customer,
+    call: _Call,
+    now: dt.datetime,
+) -> None:
     """Write what the provider call came to (in the batch's transaction)."""
     if call.throttled:
         message.due_at = now + dt.timedelta(minutes=1)
-        transition(session=session, message=message, status=DEFERRED, now=now,
-                   reason=RATE_LIMITED, detail="The provider's send rate was full; retrying.",
-                   flush=False)
+        transition(
+            session=session,
+            message=message,
+            status=DEFERRED,
+            now=now,
+            reason=RATE_LIMITED,
+            detail="The provider's send rate was full; retrying.",
+            flush=False,
+        )
         return
     message.attempts += 1  # a provider call: waiting for a rate slot was not an attempt
     exc = call.error
     if isinstance(exc, RecipientOptedOut):
-        compliance.opt_out(session=session, tenant=tenant, phone=customer.phone,
-                           reason="provider_opt_out", detail=exc.detail, now=now)
-        transition(session=session, message=message, status=SUPPRESSED, now=now,
-                   reason="opted_out", detail=exc.detail, flush=False)
+        compliance.opt_out(
+            session=session,
+            tenant=tenant,
+            phone=customer.phone,
+            reason="provider_opt_out",
+            detail=exc.detail,
+            now=now,
+        )
+        transition(
+            session=session,
+            message=message,
+            status=SUPPRESSED,
+            now=now,
+            reason="opted_out",
+            detail=exc.detail,
+            flush=False,
+        )
     elif isinstance(exc, PermanentError):
-        transition(session=session, message=message, status=FAILED, now=now,
-                   reason=PROVIDER_REFUSED, detail=_with_code(exc.detail, exc.code),
-                   flush=False)
+        transition(
+            session=session,
+            message=message,
+            status=FAILED,
+            now=now,
+            reason=PROVIDER_REFUSED,
+            detail=_with_code(exc.detail, exc.code),
+            flush=False,
+        )
     elif isinstance(exc, RequestMayHaveLeft):
-        transition(session=session, message=message, status=UNKNOWN, now=now,
-                   reason=TIMEOUT_AFTER_SEND, detail=exc.detail, flush=False)
+        transition(
+            session=session,
+            message=message,
+            status=UNKNOWN,
+            now=now,
+            reason=TIMEOUT_AFTER_SEND,
+            detail=exc.detail,
+            flush=False,
+        )
     elif isinstance(exc, RetryableError):
         if message.attempts >= MAX_ATTEMPTS:
-            transition(session=session, message=message, status=FAILED, now=now,
-                       reason=RETRIES_EXHAUSTED, detail=exc.detail, flush=False)
+            transition(
+                session=session,
+                message=message,
+                status=FAILED,
+                now=now,
+                reason=RETRIES_EXHAUSTED,
+                detail=exc.detail,
+                flush=False,
+            )
         else:
             wait = dt.timedelta(minutes=BACKOFF_MINUTES[message.attempts - 1])
             if exc.retry_after:
                 wait = max(wait, dt.timedelta(seconds=exc.retry_after))
             message.due_at = now + wait
-            transition(session=session, message=message, status=DEFERRED, now=now,
-                       reason=RETRY_BACKOFF, detail=exc.detail, flush=False)
+            transition(
+                session=session,
+                message=message,
+                status=DEFERRED,
+                now=now,
+                reason=RETRY_BACKOFF,
+                detail=exc.detail,
+                flush=False,
+            )
     else:
         assert exc is None and call.result is not None, exc
         message.provider_message_id = call.result.provider_message_id
@@ -442,14 +676,26 @@ def sweep(*, session: Session, now: dt.datetime) -> list[int]:
     ``sending`` for too long: the request may have left, so ``unknown`` (never re-sent).
     ``queued`` for too long: the task was lost before it claimed the row; safe to re-send.
     """
-    for message in session.scalars(select(Message).where(
-            Message.status == SENDING, Message.updated_at < now - STUCK_SENDING)
-            .execution_options(populate_existing=True)):
-        transition(session=session, message=message, status=UNKNOWN, now=now,
-                   reason=TIMEOUT_AFTER_SEND,
-                   detail="The worker stopped while sending; it may or may not have gone out.")
-    stale = list(session.scalars(select(Message.id).where(
-        Message.status == QUEUED, Message.updated_at < now - STUCK_QUEUED)))
+    for message in session.scalars(
+        select(Message)
+        .where(Message.status == SENDING, Message.updated_at < now - STUCK_SENDING)
+        .execution_options(populate_existing=True)
+    ):
+        transition(
+            session=session,
+            message=message,
+            status=UNKNOWN,
+            now=now,
+            reason=TIMEOUT_AFTER_SEND,
+            detail="The worker stopped while sending; it may or may not have gone out.",
+        )
+    stale = list(
+        session.scalars(
+            select(Message.id).where(
+                Message.status == QUEUED, Message.updated_at < now - STUCK_QUEUED
+            )
+        )
+    )
     if stale:
         session.execute(update(Message).where(Message.id.in_(stale)).values(updated_at=now))
     return stale
@@ -462,8 +708,9 @@ def get_message(*, session: Session, tenant_id: int, message_id: int) -> Message
     return message
 
 
-def list_messages(*, session: Session, tenant_id: int, customer_id: int | None = None,
-                  limit: int = 100) -> list[Message]:
+def list_messages(
+    *, session: Session, tenant_id: int, customer_id: int | None = None, limit: int = 100
+) -> list[Message]:
     stmt = select(Message).where(Message.tenant_id == tenant_id)
     if customer_id is not None:
         stmt = stmt.where(Message.customer_id == customer_id)
@@ -474,8 +721,15 @@ def retry(*, session: Session, tenant_id: int, message_id: int, now: dt.datetime
     """An operator's decision to send an ``unknown`` message again (it may arrive twice)."""
     message = get_message(session=session, tenant_id=tenant_id, message_id=message_id)
     if message.status != UNKNOWN:
-        raise Conflict(f"Only a message whose outcome is unknown can be retried; this one is "
-                       f"{message.status}.")
-    transition(session=session, message=message, status=QUEUED, now=now,
-               reason="operator_retry", detail="Retried by an operator.")
+        raise Conflict(
+            f"Only a message whose outcome is unknown can be retried; this one is {message.status}."
+        )
+    transition(
+        session=session,
+        message=message,
+        status=QUEUED,
+        now=now,
+        reason="operator_retry",
+        detail="Retried by an operator.",
+    )
     return message

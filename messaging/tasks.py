@@ -24,7 +24,7 @@ def dispatch_due(*, session: Session) -> None:
     now = utcnow()
     ids = service.claim_due(session=session, now=now) + service.sweep(session=session, now=now)
     for start in range(0, len(ids), TASK_MESSAGES):
-        enqueue(session, send_messages, message_ids=ids[start:start + TASK_MESSAGES])
+        enqueue(session, send_messages, message_ids=ids[start : start + TASK_MESSAGES])
 
 
 @task(queue="messaging")
@@ -103,7 +103,10 @@ def scan_alerts(*, session: Session) -> None:
     """Every minute: replies waiting past the response target, a provider failing; each
     company on its own (one that fails is logged and skipped)."""
     now = utcnow()
-    each_on_its_own(session, "scan_alerts", waiting.companies_listening(session=session),
-                    lambda tenant_id: waiting.scan(session=session, tenant_id=tenant_id,
-                                                   now=now),
-                    what="tenant_id")
+    each_on_its_own(
+        session,
+        "scan_alerts",
+        waiting.companies_listening(session=session),
+        lambda tenant_id: waiting.scan(session=session, tenant_id=tenant_id, now=now),
+        what="tenant_id",
+    )

@@ -17,10 +17,12 @@ class ResponseClock(BaseModel):
     target_minutes: int = Field(description="The company's response target.")
     due_at: dt.datetime = Field(description="When the target runs out.")
     responded_at: dt.datetime | None = Field(
-        description="When the customer first heard back (the clock stops there).")
+        description="When the customer first heard back (the clock stops there)."
+    )
     minutes: int = Field(description="Minutes waited: until the response, or until now.")
-    overdue: bool = Field(description="Waited past the target (answered late, or still "
-                                      "unanswered after it).")
+    overdue: bool = Field(
+        description="Waited past the target (answered late, or still unanswered after it)."
+    )
 
 
 class Routing(BaseModel):
@@ -33,7 +35,8 @@ class Routing(BaseModel):
     complaint: bool
     complaint_rule: str | None
     handled_automatically: bool = Field(
-        description="Keyword replies are answered on arrival; the rest wait for a person.")
+        description="Keyword replies are answered on arrival; the rest wait for a person."
+    )
 
 
 class ThreadItem(BaseModel):
@@ -60,7 +63,8 @@ class ThreadItem(BaseModel):
     status_label: str | None = None
     status_reason: str | None = None
     reason_text: str | None = Field(
-        default=None, description="Why it was held or stopped, in Chinese.")
+        default=None, description="Why it was held or stopped, in Chinese."
+    )
 
 
 class ThreadSummary(BaseModel):
@@ -87,14 +91,22 @@ class AnswerCreate(BaseModel):
     """An answer typed in the console; it goes through the gate like any message."""
 
     body: str = Field(min_length=1, max_length=500, examples=["您好，明天上午师傅会联系您。"])
-    reply_id: Id | None = Field(default=None, description="The reply being answered (its "
-                                "clock stops when the answer is accepted).")
+    reply_id: Id | None = Field(
+        default=None,
+        description="The reply being answered (its clock stops when the answer is accepted).",
+    )
     category: Literal["service", "marketing"] = Field(
-        default="service", description="service: about the customer's own visit or request; "
-        "marketing: an offer (needs consent, counts against the cap).")
+        default="service",
+        description="service: about the customer's own visit or request; "
+        "marketing: an offer (needs consent, counts against the cap).",
+    )
     request_id: str | None = Field(
-        default=None, min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
-        description="The same id sent twice (a form posted twice) sends one message.")
+        default=None,
+        min_length=8,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The same id sent twice (a form posted twice) sends one message.",
+    )
 
 
 class AnswerRead(BaseModel):
@@ -107,10 +119,10 @@ class AnswerRead(BaseModel):
 
 
 class ReplyAssign(BaseModel):
-    assignee_id: Id = Field(description="The office user (owner or office role) who "
-                                        "handles it.")
+    assignee_id: Id = Field(description="The office user (owner or office role) who handles it.")
 
 
 class ReplyResolve(BaseModel):
-    resolution: str = Field(min_length=1, max_length=2000,
-                            description="How it ended, in a sentence.")
+    resolution: str = Field(
+        min_length=1, max_length=2000, description="How it ended, in a sentence."
+    )

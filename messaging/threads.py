@@ -53,13 +53,23 @@ from messaging.thread_schemas import (
 from tenancy.models import Tenant
 
 ROUTE_LABELS = {
-    keywords.OPT_OUT: "退订", keywords.OPT_IN: "恢复订阅", keywords.HELP: "询问帮助",
-    keywords.BOOK: "预约", keywords.OTHER: "其他（等人工处理）",
+    keywords.OPT_OUT: "退订",
+    keywords.OPT_IN: "恢复订阅",
+    keywords.HELP: "询问帮助",
+    keywords.BOOK: "预约",
+    keywords.OTHER: "其他（等人工处理）",
 }
 STATUS_LABELS = {
-    "scheduled": "待发送", "queued": "排队中", "sending": "发送中", "sent": "已发出",
-    "delivered": "已送达", "undelivered": "未送达", "failed": "发送失败",
-    "unknown": "结果未知", "deferred": "延后发送", "suppressed": "被拦截",
+    "scheduled": "待发送",
+    "queued": "排队中",
+    "sending": "发送中",
+    "sent": "已发出",
+    "delivered": "已送达",
+    "undelivered": "未送达",
+    "failed": "发送失败",
+    "unknown": "结果未知",
+    "deferred": "延后发送",
+    "suppressed": "被拦截",
 }
 # Why a message did not go out, when the outbox (not the gate) decided it.
 SEND_PROBLEMS = {
@@ -97,19 +107,23 @@ def typed_text(value: str, *, what: str) -> str:
     return value.strip()
 
 
-
-def clock(*, since: dt.datetime, responded_at: dt.datetime | None, target_minutes: int,
-          now: dt.datetime) -> ResponseClock:
+def clock(
+    *, since: dt.datetime, responded_at: dt.datetime | None, target_minutes: int, now: dt.datetime
+) -> ResponseClock:
     """The response clock of something that came in at ``since``."""
     start = as_utc(since)
     answered = as_utc(responded_at)
     assert start is not None
     due = start + dt.timedelta(minutes=target_minutes)
     end = answered if answered is not None else now
-    return ResponseClock(since=start, target_minutes=target_minutes, due_at=due,
-                         responded_at=answered,
-                         minutes=max(0, int((end - start).total_seconds() // 60)),
-                         overdue=end > due)
+    return ResponseClock(
+        since=start,
+        target_minutes=target_minutes,
+        due_at=due,
+        responded_at=answered,
+        minutes=max(0, int((end - start).total_seconds() // 60)),
+        overdue=end > due,
+    )
 
 
 def target_for(tenant: Tenant, *, complaint: bool) -> int:
@@ -124,45 +138,70 @@ def rule_label(rule: str | None, company_rules: dict[int, KeywordRule] | None = 
     kind, _sep, value = rule.partition(":")
     if kind == "tenant":
         own = (company_rules or {}).get(int(value)) if value.isdigit() else None
-        return (_("公司关键词“{value}”").format(value=own.value) if own is not None
-                else _("公司关键词（已删除）"))
+        return (
+            _("公司关键词“{value}”").format(value=own.value)
+            if own is not None
+            else _("公司关键词（已删除）")
+        )
     if kind in keywords.ROUTES and value:
         return _("关键词“{value}”").format(value=value)
     return _("内置规则 {rule}").format(rule=rule)
 
 
-def routing_of(reply: InboundMessage, company_rules: dict[int, KeywordRule] | None = None
-               ) -> Routing:
-    complaint = (_("；投诉词“{word}”").format(word=reply.complaint_rule.partition(":")[2])
-                 if reply.complaint and reply.complaint_rule else "")
-    return Routing(route=reply.route, route_label=_(ROUTE_LABELS.get(reply.route, reply.route)),
-                   rule=reply.rule, rule_label=rule_label(reply.rule, company_rules) + complaint,
-                   complaint=reply.complaint, complaint_rule=reply.complaint_rule,
-                   handled_automatically=reply.route not in (keywords.BOOK, keywords.OTHER))
+def routing_of(
+    reply: InboundMessage, company_rules: dict[int, KeywordRule] | None = None
+) -> Routing:
+    complaint = (
+        _("；投诉词“{word}”").format(word=reply.complaint_rule.partition(":")[2])
+        if reply.complaint and reply.complaint_rule
+        else ""
+    )
+    return Routing(
+        route=reply.route,
+        route_label=_(ROUTE_LABELS.get(reply.route, reply.route)),
+        rule=reply.rule,
+        rule_label=rule_label(reply.rule, company_rules) + complaint,
+        complaint=reply.complaint,
+        complaint_rule=reply.complaint_rule,
+        handled_automatically=reply.route not in (keywords.BOOK, keywords.OTHER),
+    )
 
 
 # --- reading ---------------------------------------------------------------------------
 
 
-def list_threads(*, session: Session, tenant_id: int, open_only: bool = False,
-                 q: str | None = None, open_first: bool = False, limit: int = 50
-                 ) -> list[ThreadSummary]:
+def list_threads(
+    *,
+    session: Session,
+    tenant_id: int,
+    open_only: bool = False,
+    q: str | None = None,
+    open_first: bool = False,
+    limit: int = 50,
+) -> list[ThreadSummary]:
     """Customers who replied, the latest reply first (``open_first``: those with replies
     waiting before the rest), with what is still open; ``q`` finds a name or a phone
     number's digits (one query)."""
-    replies = (select(
-        InboundMessage.customer_id.label("customer_id"),
-        func.max(InboundMessage.received_at).label("last_at"),
-        func.max(InboundMessage.id).label("last_id"),
-        func.count().label("replies"),
-        func.sum(case((InboundMessage.state == OPEN, 1), else_=0)).label("open"),
-        func.sum(case(((InboundMessage.state == OPEN) & InboundMessage.complaint, 1),
-                      else_=0)).label("complaints"))
+    replies = (
+        select(
+            InboundMessage.customer_id.label("customer_id"),
+            func.max(InboundMessage.received_at).label("last_at"),
+            func.max(InboundMessage.id).label("last_id"),
+            func.count().label("replies"),
+            func.sum(case((InboundMessage.state == OPEN, 1), else_=0)).label("open"),
+            func.sum(
+                case(((InboundMessage.state == OPEN) & InboundMessage.complaint, 1), else_=0)
+            ).label("complaints"),
+        )
         .where(InboundMessage.tenant_id == tenant_id, InboundMessage.customer_id.is_not(None))
-        .group_by(InboundMessage.customer_id).subquery())
-    query = (select(replies, Customer.name, Customer.phone, InboundMessage.body)
-             .join(Customer, Customer.id == replies.c.customer_id)
-             .join(InboundMessage, InboundMessage.id == replies.c.last_id))
+        .group_by(InboundMessage.customer_id)
+        .subquery()
+    )
+    query = (
+        select(replies, Customer.name, Customer.phone, InboundMessage.body)
+        .join(Customer, Customer.id == replies.c.customer_id)
+        .join(InboundMessage, InboundMessage.id == replies.c.last_id)
+    )
     if open_only:
         query = query.where(replies.c.open > 0)
     words = " ".join((q or "").split())
@@ -176,17 +215,35 @@ def list_threads(*, session: Session, tenant_id: int, open_only: bool = False,
     if open_first:
         order.insert(0, case((replies.c.open > 0, 0), else_=1))
     rows = session.execute(query.order_by(*order).limit(limit))
-    return [ThreadSummary(customer_id=row.customer_id, customer_name=row.name, phone=row.phone,
-                          last_reply_at=row.last_at, last_reply=row.body[:100],
-                          replies=row.replies, open_replies=int(row.open or 0),
-                          open_complaints=int(row.complaints or 0)) for row in rows]
+    return [
+        ThreadSummary(
+            customer_id=row.customer_id,
+            customer_name=row.name,
+            phone=row.phone,
+            last_reply_at=row.last_at,
+            last_reply=row.body[:100],
+            replies=row.replies,
+            open_replies=int(row.open or 0),
+            open_complaints=int(row.complaints or 0),
+        )
+        for row in rows
+    ]
 
 
 def open_replies(*, session: Session, tenant_id: int) -> int:
     """How many replies of known customers wait for a person."""
-    return session.scalar(select(func.count()).select_from(InboundMessage).where(
-        InboundMessage.tenant_id == tenant_id, InboundMessage.state == OPEN,
-        InboundMessage.customer_id.is_not(None))) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(InboundMessage)
+            .where(
+                InboundMessage.tenant_id == tenant_id,
+                InboundMessage.state == OPEN,
+                InboundMessage.customer_id.is_not(None),
+            )
+        )
+        or 0
+    )
 
 
 def status_label(status: str) -> str:
@@ -206,64 +263,122 @@ def problem(message: Message, timezone: str) -> str | None:
 
 def _message_item(message: Message, customer: Customer) -> ThreadItem:
     return ThreadItem(
-        direction="out", id=message.id, at=message.sent_at or message.created_at,
-        body=message.text or message.body, category=message.category,
-        source_type=message.source_type, status=message.status,
+        direction="out",
+        id=message.id,
+        at=message.sent_at or message.created_at,
+        body=message.text or message.body,
+        category=message.category,
+        source_type=message.source_type,
+        status=message.status,
         status_label=status_label(message.status),
-        status_reason=message.status_reason, reason_text=problem(message, customer.timezone))
+        status_reason=message.status_reason,
+        reason_text=problem(message, customer.timezone),
+    )
 
 
-def thread(*, session: Session, tenant: Tenant, customer_id: int, now: dt.datetime,
-           limit: int = THREAD_ITEMS) -> Thread:
+def thread(
+    *,
+    session: Session,
+    tenant: Tenant,
+    customer_id: int,
+    now: dt.datetime,
+    limit: int = THREAD_ITEMS,
+) -> Thread:
     """A customer's replies and our messages, oldest first (the latest ``limit`` of each)."""
-    customer = customers.get_customer(session=session, tenant_id=tenant.id,
-                                      customer_id=customer_id)
-    replies = list(session.scalars(select(InboundMessage).where(
-        InboundMessage.tenant_id == tenant.id, InboundMessage.customer_id == customer.id)
-        .order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc()).limit(limit)))
-    messages = list(session.scalars(select(Message).where(
-        Message.tenant_id == tenant.id, Message.customer_id == customer.id)
-        .order_by(Message.id.desc()).limit(limit)))
-    own_rules = {rule.id: rule for rule in inbound.list_keywords(
-        session=session, tenant_id=tenant.id)} if any(
-        (r.rule or "").startswith("tenant:") for r in replies) else {}
-    items = [ThreadItem(
-        direction="in", id=r.id, at=r.received_at, body=r.body,
-        routing=routing_of(r, own_rules), state=r.state, assignee_id=r.assignee_id,
-        owner=r.owner, assigned_at=r.assigned_at, first_response_at=r.first_response_at,
-        resolved_at=r.resolved_at, resolution=r.resolution,
-        clock=clock(since=r.received_at, responded_at=r.first_response_at,
-                    target_minutes=target_for(tenant, complaint=r.complaint), now=now)
-        if r.state == OPEN or r.complaint else None) for r in replies]
+    customer = customers.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
+    replies = list(
+        session.scalars(
+            select(InboundMessage)
+            .where(InboundMessage.tenant_id == tenant.id, InboundMessage.customer_id == customer.id)
+            .order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
+            .limit(limit)
+        )
+    )
+    messages = list(
+        session.scalars(
+            select(Message)
+            .where(Message.tenant_id == tenant.id, Message.customer_id == customer.id)
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+    )
+    own_rules = (
+        {rule.id: rule for rule in inbound.list_keywords(session=session, tenant_id=tenant.id)}
+        if any((r.rule or "").startswith("tenant:") for r in replies)
+        else {}
+    )
+    items = [
+        ThreadItem(
+            direction="in",
+            id=r.id,
+            at=r.received_at,
+            body=r.body,
+            routing=routing_of(r, own_rules),
+            state=r.state,
+            assignee_id=r.assignee_id,
+            owner=r.owner,
+            assigned_at=r.assigned_at,
+            first_response_at=r.first_response_at,
+            resolved_at=r.resolved_at,
+            resolution=r.resolution,
+            clock=clock(
+                since=r.received_at,
+                responded_at=r.first_response_at,
+                target_minutes=target_for(tenant, complaint=r.complaint),
+                now=now,
+            )
+            if r.state == OPEN or r.complaint
+            else None,
+        )
+        for r in replies
+    ]
     items += [_message_item(m, customer) for m in messages]
     items.sort(key=lambda item: (as_utc(item.at), item.direction == "out", item.id))
-    return Thread(customer_id=customer.id, customer_name=customer.name, phone=customer.phone,
-                  items=items)
+    return Thread(
+        customer_id=customer.id, customer_name=customer.name, phone=customer.phone, items=items
+    )
 
 
 # --- answering --------------------------------------------------------------------------
 
 
-def before_answering(*, session: Session, tenant: Tenant, customer_id: int, now: dt.datetime,
-                     max_chars: int) -> str | None:
+def before_answering(
+    *, session: Session, tenant: Tenant, customer_id: int, now: dt.datetime, max_chars: int
+) -> str | None:
     """What the gate would do with a service answer to the customer now, in Chinese, for
     the person about to type one: None when it would go straight out."""
-    customer = customers.get_customer(session=session, tenant_id=tenant.id,
-                                      customer_id=customer_id)
-    verdict = compliance.preview(session=session, tenant=tenant, customer=customer,
-                                 category="service", body="您好", max_chars=max_chars, now=now)
+    customer = customers.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
+    verdict = compliance.preview(
+        session=session,
+        tenant=tenant,
+        customer=customer,
+        category="service",
+        body="您好",
+        max_chars=max_chars,
+        now=now,
+    )
     if verdict.decision == SEND:
         return None
     if verdict.decision == DEFER:
-        return wording.reason_text(verdict.reason, not_before=verdict.not_before,
-                                   timezone=customer.timezone)
+        return wording.reason_text(
+            verdict.reason, not_before=verdict.not_before, timezone=customer.timezone
+        )
     return wording.reason_text(verdict.reason)
 
 
-def answer(*, session: Session, tenant: Tenant, customer_id: int, body: str, now: dt.datetime,
-           max_chars: int, reply_id: int | None = None, category: str = "service",
-           request_id: str | None = None, actor: Actor | None = None
-           ) -> tuple[Message, AnswerRead]:
+def answer(
+    *,
+    session: Session,
+    tenant: Tenant,
+    customer_id: int,
+    body: str,
+    now: dt.datetime,
+    max_chars: int,
+    reply_id: int | None = None,
+    category: str = "service",
+    request_id: str | None = None,
+    actor: Actor | None = None,
+) -> tuple[Message, AnswerRead]:
     """Answer a customer from the console: an outbox message, due now, through the gate.
 
     Refused with ``AnswerRefused`` (409, the reason in Chinese) when the gate would stop it
@@ -279,39 +394,63 @@ def answer(*, session: Session, tenant: Tenant, customer_id: int, body: str, now
         raise Invalid(_("请写下要发给客户的内容。"))
     if len(text) > MAX_ANSWER:
         raise Invalid(_("回复请控制在{limit}字以内。").format(limit=MAX_ANSWER))
-    customer = customers.get_customer(session=session, tenant_id=tenant.id,
-                                      customer_id=customer_id)
+    customer = customers.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
     reply = None
     if reply_id is not None:
         reply = inbound.get_reply(session=session, tenant_id=tenant.id, reply_id=reply_id)
         if reply.customer_id != customer.id:
             raise Invalid(_("这条回复不是这位客户发来的，请在对应客户的对话里回复。"))
-    verdict = compliance.preview(session=session, tenant=tenant, customer=customer,
-                                 category=category,  # type: ignore[arg-type]
-                                 body=text, max_chars=max_chars, now=now)
+    verdict = compliance.preview(
+        session=session,
+        tenant=tenant,
+        customer=customer,
+        category=category,  # type: ignore[arg-type]
+        body=text,
+        max_chars=max_chars,
+        now=now,
+    )
     if verdict.decision not in (SEND, DEFER):
         raise AnswerRefused(verdict.reason, wording.reason_text(verdict.reason))
     cause = request_id or uuid.uuid4().hex
-    message, created = schedule(session=session, tenant=tenant, customer=customer,
-                                channel="sms", category=category, source_type="office_answer",
-                                source_id=cause, body=text, due_at=now)
+    message, created = schedule(
+        session=session,
+        tenant=tenant,
+        customer=customer,
+        channel="sms",
+        category=category,
+        source_type="office_answer",
+        source_id=cause,
+        body=text,
+        due_at=now,
+    )
     if created:
         if reply is not None:
             reply.first_response_at = reply.first_response_at or now
             if not reply.complaint:  # answered is done; a complaint waits to be resolved
                 reply.state = HANDLED
-        audit.record(session, actor, "message.answered", f"customer:{customer.id}",
-                     {"message_id": message.id, "reply_id": reply_id, "category": category},
-                     tenant_id=tenant.id)
+        audit.record(
+            session,
+            actor,
+            "message.answered",
+            f"customer:{customer.id}",
+            {"message_id": message.id, "reply_id": reply_id, "category": category},
+            tenant_id=tenant.id,
+        )
         session.flush()
     if verdict.decision == DEFER:
-        notice = wording.reason_text(verdict.reason, not_before=verdict.not_before,
-                                     timezone=customer.timezone)
+        notice = wording.reason_text(
+            verdict.reason, not_before=verdict.not_before, timezone=customer.timezone
+        )
     else:
         notice = _("已交给短信通道发送。")
-    return message, AnswerRead(message_id=message.id, status=message.status,
-                               due_at=message.due_at, decision=verdict.decision, notice=notice,
-                               created=created)
+    return message, AnswerRead(
+        message_id=message.id,
+        status=message.status,
+        due_at=message.due_at,
+        decision=verdict.decision,
+        notice=notice,
+        created=created,
+    )
 
 
 # --- complaints and other open replies ---------------------------------------------------
@@ -319,43 +458,68 @@ def answer(*, session: Session, tenant: Tenant, customer_id: int, body: str, now
 
 def assignees(*, session: Session, tenant_id: int) -> list[User]:
     """The company's people who can take a reply: active users whose role handles the work."""
-    return [user for user in accounts.list_users(session=session, tenant_id=tenant_id)
-            if user.disabled_at is None and may(user.role, Permission.WORK)]
+    return [
+        user
+        for user in accounts.list_users(session=session, tenant_id=tenant_id)
+        if user.disabled_at is None and may(user.role, Permission.WORK)
+    ]
 
 
-def assign(*, session: Session, tenant_id: int, reply_id: int, assignee_id: int,
-           now: dt.datetime, actor: Actor | None = None) -> InboundMessage:
+def assign(
+    *,
+    session: Session,
+    tenant_id: int,
+    reply_id: int,
+    assignee_id: int,
+    now: dt.datetime,
+    actor: Actor | None = None,
+) -> InboundMessage:
     """Give a reply (a complaint) to an office user of the company to handle."""
     reply = inbound.get_reply(session=session, tenant_id=tenant_id, reply_id=reply_id)
     user = accounts.get_user(session=session, tenant_id=tenant_id, user_id=assignee_id)
     if user.disabled_at is not None or not may(user.role, Permission.WORK):
-        raise Invalid(_("{name}不能处理回复（账号已停用或不是办公室人员），请选择其他同事。")
-                      .format(name=user.name))
+        raise Invalid(
+            _("{name}不能处理回复（账号已停用或不是办公室人员），请选择其他同事。").format(
+                name=user.name
+            )
+        )
     if reply.assignee_id == user.id:
         return reply
     previous = reply.assignee_id
     reply.assignee_id, reply.owner, reply.assigned_at = user.id, user.name[:100], now
-    audit.record(session, actor, "reply.assigned", f"reply:{reply.id}",
-                 {"assignee_id": user.id, "name": user.name, "previous": previous},
-                 tenant_id=tenant_id)
+    audit.record(
+        session,
+        actor,
+        "reply.assigned",
+        f"reply:{reply.id}",
+        {"assignee_id": user.id, "name": user.name, "previous": previous},
+        tenant_id=tenant_id,
+    )
     session.flush()
     return reply
 
 
-def mark_responded(*, session: Session, tenant_id: int, reply_id: int, now: dt.datetime,
-                   actor: Actor | None = None) -> InboundMessage:
+def mark_responded(
+    *, session: Session, tenant_id: int, reply_id: int, now: dt.datetime, actor: Actor | None = None
+) -> InboundMessage:
     """The customer has heard back (by phone, say): the response clock stops, once."""
     reply = inbound.get_reply(session=session, tenant_id=tenant_id, reply_id=reply_id)
     if reply.first_response_at is None:
         reply.first_response_at = now
-        audit.record(session, actor, "reply.responded", f"reply:{reply.id}",
-                     tenant_id=tenant_id)
+        audit.record(session, actor, "reply.responded", f"reply:{reply.id}", tenant_id=tenant_id)
         session.flush()
     return reply
 
 
-def resolve(*, session: Session, tenant_id: int, reply_id: int, resolution: str,
-            now: dt.datetime, actor: Actor | None = None) -> InboundMessage:
+def resolve(
+    *,
+    session: Session,
+    tenant_id: int,
+    reply_id: int,
+    resolution: str,
+    now: dt.datetime,
+    actor: Actor | None = None,
+) -> InboundMessage:
     """Close a reply with how it ended (a resolution counts as a response if none came)."""
     text = typed_text(resolution, what=_("处理结果"))
     if not text:
@@ -366,14 +530,21 @@ def resolve(*, session: Session, tenant_id: int, reply_id: int, resolution: str,
     reply.resolution, reply.state = text[:2000], HANDLED
     reply.resolved_at = now
     reply.first_response_at = reply.first_response_at or now
-    audit.record(session, actor, "reply.resolved", f"reply:{reply.id}",
-                 {"resolution": text[:200]}, tenant_id=tenant_id)
+    audit.record(
+        session,
+        actor,
+        "reply.resolved",
+        f"reply:{reply.id}",
+        {"resolution": text[:200]},
+        tenant_id=tenant_id,
+    )
     session.flush()
     return reply
 
 
-def reopen(*, session: Session, tenant_id: int, reply_id: int, now: dt.datetime,
-           actor: Actor | None = None) -> InboundMessage:
+def reopen(
+    *, session: Session, tenant_id: int, reply_id: int, now: dt.datetime, actor: Actor | None = None
+) -> InboundMessage:
     """Open a resolved reply again (the customer was not satisfied after all)."""
     reply = inbound.get_reply(session=session, tenant_id=tenant_id, reply_id=reply_id)
     if reply.state == OPEN:

@@ -27,8 +27,14 @@ SCAN_LIMIT = 50
 
 
 def companies_listening(*, session: Session) -> list[int]:
-    return list(session.scalars(select(AlertChannel.tenant_id).where(
-        AlertChannel.active.is_(True)).distinct().order_by(AlertChannel.tenant_id)))
+    return list(
+        session.scalars(
+            select(AlertChannel.tenant_id)
+            .where(AlertChannel.active.is_(True))
+            .distinct()
+            .order_by(AlertChannel.tenant_id)
+        )
+    )
 
 
 def scan(*, session: Session, tenant_id: int, now: dt.datetime) -> int:
@@ -39,16 +45,24 @@ def scan(*, session: Session, tenant_id: int, now: dt.datetime) -> int:
     if tenant is None:
         return 0
     raised = 0
-    waiting = session.scalars(select(InboundMessage).where(
-        InboundMessage.tenant_id == tenant_id, InboundMessage.state == OPEN,
-        InboundMessage.first_response_at.is_(None),
-        InboundMessage.received_at >= now - WAITING_HORIZON,
-        InboundMessage.received_at < now - dt.timedelta(
-            minutes=min(tenant.reply_target_minutes, tenant.complaint_target_minutes)))
-        .order_by(InboundMessage.received_at).limit(SCAN_LIMIT)).all()
+    waiting = session.scalars(
+        select(InboundMessage)
+        .where(
+            InboundMessage.tenant_id == tenant_id,
+            InboundMessage.state == OPEN,
+            InboundMessage.first_response_at.is_(None),
+            InboundMessage.received_at >= now - WAITING_HORIZON,
+            InboundMessage.received_at
+            < now
+            - dt.timedelta(
+                minutes=min(tenant.reply_target_minutes, tenant.complaint_target_minutes)
+            ),
+        )
+        .order_by(InboundMessage.received_at)
+        .limit(SCAN_LIMIT)
+    ).all()
     for reply in waiting:
-        target = tenant.complaint_target_minutes if reply.complaint else \
-            tenant.reply_target_minutes
+        target = tenant.complaint_target_minutes if reply.complaint else tenant.reply_target_minutes
         received = as_utc(reply.received_at)
         assert received is not None
         if received > now - dt.timedelta(minutes=target):
@@ -57,22 +71,37 @@ def scan(*, session: Session, tenant_id: int, now: dt.datetime) -> int:
         waited = i18n.format_duration((now - received).total_seconds())
         kind = "投诉" if reply.complaint else "回复"
         made = service.raise_alert(
-            session=session, tenant_id=tenant_id, event="reply.waiting",
-            dedupe_key=f"waiting:{reply.id}", title=f"客户{kind}已等待 {waited}",
-            text=f"{who(customer, reply.phone)}：{reply.body[:200]}\n"
-                 f"（目标 {target} 分钟内回复）",
+            session=session,
+            tenant_id=tenant_id,
+            event="reply.waiting",
+            dedupe_key=f"waiting:{reply.id}",
+            title=f"客户{kind}已等待 {waited}",
+            text=f"{who(customer, reply.phone)}：{reply.body[:200]}\n（目标 {target} 分钟内回复）",
             link=service.office_link("/office/inbox"),
-            facts={"reply_id": reply.id, "waited_minutes": int((now - received) // _MINUTE)})
+            facts={"reply_id": reply.id, "waited_minutes": int((now - received) // _MINUTE)},
+        )
         raised += made is not None
-    failed = session.scalar(select(func.count(Message.id)).where(
-        Message.tenant_id == tenant_id, Message.status == FAILED,
-        Message.updated_at >= now - FAILING_WINDOW)) or 0
+    failed = (
+        session.scalar(
+            select(func.count(Message.id)).where(
+                Message.tenant_id == tenant_id,
+                Message.status == FAILED,
+                Message.updated_at >= now - FAILING_WINDOW,
+            )
+        )
+        or 0
+    )
     if failed >= FAILING_AT_LEAST:
         made = service.raise_alert(
-            session=session, tenant_id=tenant_id, event="provider.failing",
-            dedupe_key=f"provider:{now:%Y%m%d%H}", title="短信发送失败增多",
+            session=session,
+            tenant_id=tenant_id,
+            event="provider.failing",
+            dedupe_key=f"provider:{now:%Y%m%d%H}",
+            title="短信发送失败增多",
             text=f"最近 15 分钟有 {failed} 条短信发送失败，请检查短信通道（余额、签名、模板）。",
-            link=service.office_link("/office/settings"), facts={"failed": failed})
+            link=service.office_link("/office/settings"),
+            facts={"failed": failed},
+        )
         raised += made is not None
     return raised
 

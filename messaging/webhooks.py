@@ -66,6 +66,7 @@ async def committed(unit: UnitOfWork, work: Callable[[Session], T]) -> T:
     needing another thread, and costs one thread hop instead of three. The answer leaves
     only after the commit: what the webhook reported is on record.
     """
+
     def run() -> T:
         with unit() as session:
             return work(session)
@@ -82,50 +83,78 @@ async def _twilio_fields(request: Request, what: str) -> dict[str, str]:
     settings = get_settings()
     token = settings.twilio_auth_token
     if not token:
-        raise _forbidden(f"Twilio {what} are refused: HUIFANG_TWILIO_AUTH_TOKEN is not set, "
-                         "so their signature cannot be checked.")
+        raise _forbidden(
+            f"Twilio {what} are refused: HUIFANG_TWILIO_AUTH_TOKEN is not set, "
+            "so their signature cannot be checked."
+        )
     signature = request.headers.get(SIGNATURE_HEADER)
     if not signature:
-        raise _forbidden(f"This request has no {SIGNATURE_HEADER} header; only Twilio may "
-                         f"send {what} here.")
+        raise _forbidden(
+            f"This request has no {SIGNATURE_HEADER} header; only Twilio may send {what} here."
+        )
     form = await request.form()
     url = settings.public_url + request.url.path
     if request.url.query:
         url += "?" + request.url.query
     fields = twilio.verified_fields(token, url, form.multi_items(), signature)
     if fields is None:
-        raise _forbidden(f"The {SIGNATURE_HEADER} does not match this request; check that "
-                         f"HUIFANG_PUBLIC_URL ({settings.public_url}) is the address Twilio "
-                         "calls and that HUIFANG_TWILIO_AUTH_TOKEN is the account's token.")
+        raise _forbidden(
+            f"The {SIGNATURE_HEADER} does not match this request; check that "
+            f"HUIFANG_PUBLIC_URL ({settings.public_url}) is the address Twilio "
+            "calls and that HUIFANG_TWILIO_AUTH_TOKEN is the account's token."
+        )
     return fields
 
 
 def _form(*fields: str) -> dict[str, Any]:
     """The form a provider posts, for the OpenAPI document (the route reads it itself)."""
-    return {"requestBody": {"required": True, "content": {
-        "application/x-www-form-urlencoded": {"schema": {
-            "type": "object", "properties": {name: {"type": "string"} for name in fields},
-            "additionalProperties": {"type": "string"}}}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {name: {"type": "string"} for name in fields},
+                        "additionalProperties": {"type": "string"},
+                    }
+                }
+            },
+        }
+    }
 
 
 _TWILIO_REFUSALS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Signed, but without the fields this callback needs."},
-    403: {"description": "No valid X-Twilio-Signature (or no auth token configured)."}}
+    403: {"description": "No valid X-Twilio-Signature (or no auth token configured)."},
+}
 
 
-@router.post("/hooks/twilio/status", status_code=204, response_class=Response,
-             responses=_TWILIO_REFUSALS,
-             openapi_extra=_form("MessageSid", "MessageStatus", "ErrorCode"))
+@router.post(
+    "/hooks/twilio/status",
+    status_code=204,
+    response_class=Response,
+    responses=_TWILIO_REFUSALS,
+    openapi_extra=_form("MessageSid", "MessageStatus", "ErrorCode"),
+)
 async def twilio_status(request: Request, unit: UnitOfWorkDep) -> Response:
     """A Twilio status callback (form-encoded). 204 when taken, duplicates included."""
     fields = await _twilio_fields(request, "receipts")
     receipt = twilio.receipt(fields, request.query_params.get(MESSAGE_ID_PARAM, ""))
     if receipt is None:
         raise HTTPException(400, "A Twilio status callback needs MessageSid and MessageStatus.")
-    await committed(unit, lambda session: apply_receipt(
-        session=session, provider="twilio", provider_message_id=receipt.provider_message_id,
-        status=receipt.status, error_code=receipt.error_code, now=utcnow(),
-        message_id=receipt.message_id))
+    await committed(
+        unit,
+        lambda session: apply_receipt(
+            session=session,
+            provider="twilio",
+            provider_message_id=receipt.provider_message_id,
+            status=receipt.status,
+            error_code=receipt.error_code,
+            now=utcnow(),
+            message_id=receipt.message_id,
+        ),
+    )
     return Response(status_code=204)
 
 
@@ -133,10 +162,18 @@ async def twilio_status(request: Request, unit: UnitOfWorkDep) -> Response:
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
-@router.post("/hooks/twilio/inbound", response_class=Response, responses={
-    200: {"description": "Taken: an empty TwiML answer.",
-          "content": {"text/xml": {"schema": {"type": "string"}}}}, **_TWILIO_REFUSALS},
-    openapi_extra=_form("MessageSid", "From", "Body"))
+@router.post(
+    "/hooks/twilio/inbound",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Taken: an empty TwiML answer.",
+            "content": {"text/xml": {"schema": {"type": "string"}}},
+        },
+        **_TWILIO_REFUSALS,
+    },
+    openapi_extra=_form("MessageSid", "From", "Body"),
+)
 async def twilio_inbound(request: Request, unit: UnitOfWorkDep) -> Response:
     """A customer's text to our Twilio number (form-encoded), answered with empty TwiML.
 
@@ -148,9 +185,17 @@ async def twilio_inbound(request: Request, unit: UnitOfWorkDep) -> Response:
     if reply is None:
         raise HTTPException(400, "A Twilio inbound message needs MessageSid and From.")
     try:
-        await committed(unit, lambda session: take_reply(
-            session, on_book=book_from_reply, provider="twilio",
-            provider_message_id=reply.provider_message_id, phone=reply.phone, text=reply.text))
+        await committed(
+            unit,
+            lambda session: take_reply(
+                session,
+                on_book=book_from_reply,
+                provider="twilio",
+                provider_message_id=reply.provider_message_id,
+                phone=reply.phone,
+                text=reply.text,
+            ),
+        )
     except Invalid as exc:
         # A sender we cannot read (a short code, an alphanumeric id): nothing to act on,
         # and Twilio must not retry it.
@@ -188,8 +233,11 @@ async def _aliyun_items(request: Request) -> list[dict[str, Any]]:
     """The pushed JSON array (a lone object is taken as one item); 400 for anything else."""
     text = await request.body()
     if nests_deeper_than(text, ALIYUN_MAX_DEPTH):
-        raise HTTPException(400, "An Aliyun push must be a flat JSON array of reports; this "
-                                 f"one nests more than {ALIYUN_MAX_DEPTH} levels deep.")
+        raise HTTPException(
+            400,
+            "An Aliyun push must be a flat JSON array of reports; this "
+            f"one nests more than {ALIYUN_MAX_DEPTH} levels deep.",
+        )
     try:
         body = json.loads(text)
     except ValueError:
@@ -213,8 +261,9 @@ class _Push:
         self.failed = 0
 
 
-def _each_on_its_own(session: Session, hook: str, items: list[dict[str, Any]],
-                     take: Callable[[dict[str, Any]], None]) -> _Push:
+def _each_on_its_own(
+    session: Session, hook: str, items: list[dict[str, Any]], take: Callable[[dict[str, Any]], None]
+) -> _Push:
     """Take every item of a push in a savepoint of its own.
 
     One item that cannot be taken never rolls back another: an opt-out in the same push
@@ -248,9 +297,15 @@ def _apply_aliyun_reports(session: Session, key: str, items: list[dict[str, Any]
         if receipt is None:
             return  # nothing to find it by
         apply_receipt(
-            session=session, provider="aliyun", provider_message_id=receipt.provider_message_id,
-            status=receipt.status, error_code=receipt.error_code, now=now, tenant_id=tenant_id,
-            message_id=receipt.message_id)
+            session=session,
+            provider="aliyun",
+            provider_message_id=receipt.provider_message_id,
+            status=receipt.status,
+            error_code=receipt.error_code,
+            now=now,
+            tenant_id=tenant_id,
+            message_id=receipt.message_id,
+        )
 
     return _each_on_its_own(session, "aliyun_report", items, take)
 
@@ -264,9 +319,15 @@ def _apply_aliyun_replies(session: Session, key: str, items: list[dict[str, Any]
         reply = aliyun.reply(item)
         if reply is None:
             return  # not a reply we can identify or answer
-        take_reply(session, on_book=book_from_reply, provider="aliyun",
-                   provider_message_id=reply.provider_message_id, phone=reply.phone,
-                   text=reply.text, tenant=tenant)
+        take_reply(
+            session,
+            on_book=book_from_reply,
+            provider="aliyun",
+            provider_message_id=reply.provider_message_id,
+            phone=reply.phone,
+            text=reply.text,
+            tenant=tenant,
+        )
 
     return _each_on_its_own(session, "aliyun_reply", items, take)
 
@@ -282,16 +343,37 @@ def _aliyun_answer(push: _Push) -> JSONResponse:
 
 _ALIYUN: dict[str, Any] = {
     "responses": {
-        200: {"description": "Taken (``{\"code\": 0}``); duplicates included.",
-              "content": {"application/json": {"schema": {
-                  "type": "object", "required": ["code", "msg"],
-                  "properties": {"code": {"type": "integer"}, "msg": {"type": "string"}}}}}},
+        200: {
+            "description": 'Taken (``{"code": 0}``); duplicates included.',
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["code", "msg"],
+                        "properties": {"code": {"type": "integer"}, "msg": {"type": "string"}},
+                    }
+                }
+            },
+        },
         400: {"description": "Not a JSON array of objects."},
         404: {"description": "Not one of our companies' addresses."},
-        413: {"description": f"More than {ALIYUN_MAX_ITEMS} items in one push."}},
-    "openapi_extra": {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"anyOf": [{"type": "array", "items": {"type": "object"}},
-                             {"type": "object"}]}}}}},
+        413: {"description": f"More than {ALIYUN_MAX_ITEMS} items in one push."},
+    },
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"type": "array", "items": {"type": "object"}},
+                            {"type": "object"},
+                        ]
+                    }
+                }
+            },
+        }
+    },
 }
 
 
@@ -307,7 +389,8 @@ async def aliyun_reply(key: str, request: Request, unit: UnitOfWorkDep) -> JSONR
     _known_hook_key(key)
     items = await _aliyun_items(request)
     return _aliyun_answer(
-        await committed(unit, lambda session: _apply_aliyun_replies(session, key, items)))
+        await committed(unit, lambda session: _apply_aliyun_replies(session, key, items))
+    )
 
 
 @router.post("/hooks/aliyun/{key}/report", **_ALIYUN)
@@ -316,7 +399,8 @@ async def aliyun_report(key: str, request: Request, unit: UnitOfWorkDep) -> JSON
     _known_hook_key(key)
     items = await _aliyun_items(request)
     return _aliyun_answer(
-        await committed(unit, lambda session: _apply_aliyun_reports(session, key, items)))
+        await committed(unit, lambda session: _apply_aliyun_reports(session, key, items))
+    )
 
 
 __all__ = ["MAX_BODY_BYTES", "committed", "router"]

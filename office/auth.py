@@ -26,8 +26,10 @@ PHONE_MAX = 30
 
 def _locked_out(request: Request, phone_key: str) -> int | None:
     throttle = throttle_for(request)
-    waits = [throttle.wait(FAILURES_PER_ACCOUNT, "sign-in-account", phone_key),
-             throttle.wait(FAILURES_PER_ADDRESS, "sign-in-address", client_address(request))]
+    waits = [
+        throttle.wait(FAILURES_PER_ACCOUNT, "sign-in-account", phone_key),
+        throttle.wait(FAILURES_PER_ADDRESS, "sign-in-address", client_address(request)),
+    ]
     found = [w for w in waits if w is not None]
     return max(found) if found else None
 
@@ -38,8 +40,9 @@ def _count_failure(request: Request, phone_key: str) -> None:
     throttle.count(FAILURES_PER_ADDRESS, "sign-in-address", client_address(request))
 
 
-def _signed_in_response(target: str, opened: accounts.OpenedSession, signed_csrf: str,
-                        max_age: int) -> Response:
+def _signed_in_response(
+    target: str, opened: accounts.OpenedSession, signed_csrf: str, max_age: int
+) -> Response:
     response = web.redirect(target)
     web.set_session_cookie(response, opened.token, max_age)
     web.set_csrf_cookie_for(response, signed_csrf)
@@ -48,8 +51,12 @@ def _signed_in_response(target: str, opened: accounts.OpenedSession, signed_csrf
 
 def _open(session: SessionDep, request: Request, user: accounts.User, target: str) -> Response:
     token, signed = web.csrf.generate_csrf_tokens()
-    opened = accounts.open_session(session=session, user=user, csrf_token=token,
-                                   user_agent=request.headers.get("user-agent", ""))
+    opened = accounts.open_session(
+        session=session,
+        user=user,
+        csrf_token=token,
+        user_agent=request.headers.get("user-agent", ""),
+    )
     max_age = int(accounts.SESSION_VALID[Role(user.role)].total_seconds())
     return _signed_in_response(target, opened, signed, max_age)
 
@@ -60,35 +67,47 @@ def home_of(role: str) -> str:
 
 @router.get("/login")
 def login_page(request: Request, next: str = "") -> Response:
-    return web.render(request, "office/login.html",
-                      {"next": web.safe_next(next), "phone": "", "error": None})
+    return web.render(
+        request, "office/login.html", {"next": web.safe_next(next), "phone": "", "error": None}
+    )
 
 
 @router.post("/login")
-def login(request: Request, session: SessionDep,
-          phone: Annotated[str, Form(max_length=PHONE_MAX)] = "",
-          password: Annotated[str, Form(max_length=200)] = "",
-          next: Annotated[str, Form(max_length=500)] = "") -> Response:
+def login(
+    request: Request,
+    session: SessionDep,
+    phone: Annotated[str, Form(max_length=PHONE_MAX)] = "",
+    password: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
     target = web.safe_next(next)
     phone_key = "".join(ch for ch in phone if ch.isdigit())[-11:] or "-"
 
     def again(error: str, status: int) -> Response:
-        return web.render(request, "office/login.html",
-                          {"next": target, "phone": phone, "error": error}, status=status)
+        return web.render(
+            request,
+            "office/login.html",
+            {"next": target, "phone": phone, "error": error},
+            status=status,
+        )
 
     wait = _locked_out(request, phone_key)
     if wait is not None:
         minutes = max(1, -(-wait // 60))
         response = again(
-            _("登录失败次数过多，为保护账号安全，请 {n} 分钟后再试。").format(n=minutes), 429)
+            _("登录失败次数过多，为保护账号安全，请 {n} 分钟后再试。").format(n=minutes), 429
+        )
         response.headers["Retry-After"] = str(wait)
         return response
     user = accounts.authenticate(session=session, phone=phone, password=password)
     if user is None:
         _count_failure(request, phone_key)
         return again(_("手机号或密码不对。忘记密码请联系店长生成新的登录链接。"), 401)
-    if (user.role == Role.STAFF and target.startswith("/office/")) or target == "/office/" \
-            or (user.role != Role.STAFF and target.startswith("/staff/")):
+    if (
+        (user.role == Role.STAFF and target.startswith("/office/"))
+        or target == "/office/"
+        or (user.role != Role.STAFF and target.startswith("/staff/"))
+    ):
         target = home_of(user.role)
     return _open(session, request, user, target)
 
@@ -110,32 +129,45 @@ def welcome_page(token: str, request: Request, session: SessionDep) -> Response:
     try:
         _link, user = accounts.link_user(session=session, token=token)
     except accounts.LinkUnusable as refused:
-        return web.message_page(request, _("登录链接不可用"), refused.detail, status=410,
-                                link=("/office/login", _("去登录")))
+        return web.message_page(
+            request,
+            _("登录链接不可用"),
+            refused.detail,
+            status=410,
+            link=("/office/login", _("去登录")),
+        )
     return web.render(request, "office/welcome.html", {"user": user, "error": None})
 
 
 @router.post("/welcome/{token}")
-def welcome(token: str, request: Request, session: SessionDep,
-            password: Annotated[str | None, Form(max_length=200)] = None,
-            password_again: Annotated[str | None, Form(max_length=200)] = None) -> Response:
+def welcome(
+    token: str,
+    request: Request,
+    session: SessionDep,
+    password: Annotated[str | None, Form(max_length=200)] = None,
+    password_again: Annotated[str | None, Form(max_length=200)] = None,
+) -> Response:
     try:
         _link, user = accounts.link_user(session=session, token=token)
         if (user.role != Role.STAFF or password) and (password or "") != (password_again or ""):
             raise Invalid(_("两次输入的密码不一样。"))
-        user = accounts.redeem_link(session=session, token=token,
-                                    password=password or None)
+        user = accounts.redeem_link(session=session, token=token, password=password or None)
     except accounts.LinkUnusable as refused:
-        return web.message_page(request, _("登录链接不可用"), refused.detail, status=410,
-                                link=("/office/login", _("去登录")))
+        return web.message_page(
+            request,
+            _("登录链接不可用"),
+            refused.detail,
+            status=410,
+            link=("/office/login", _("去登录")),
+        )
     except Invalid as refused:
         _link, user = accounts.link_user(session=session, token=token)
-        return web.render(request, "office/welcome.html",
-                          {"user": user, "error": refused.detail}, status=422)
+        return web.render(
+            request, "office/welcome.html", {"user": user, "error": refused.detail}, status=422
+        )
     return _open(session, request, user, home_of(user.role))
 
 
 @router.get("/")
 def landing(person: Annotated[web.SignedIn, Depends(web.signed_in)]) -> Response:
     return web.redirect(home_of(person.user.role))
-

@@ -89,17 +89,25 @@ class CustomerRow:
 
 
 def _suppressed(tenant: Tenant, *, chosen_only: bool) -> ColumnElement[bool]:
-    conditions = [Suppression.tenant_id == tenant.id, Suppression.phone == Customer.phone,
-                  Suppression.signature == tenant.signature, Suppression.lifted_at.is_(None)]
+    conditions = [
+        Suppression.tenant_id == tenant.id,
+        Suppression.phone == Customer.phone,
+        Suppression.signature == tenant.signature,
+        Suppression.lifted_at.is_(None),
+    ]
     if chosen_only:
         conditions.append(Suppression.reason.not_in(NOT_A_CHOICE))
     return exists(select(Suppression.id).where(*conditions))
 
 
 def _consented(tenant: Tenant) -> ColumnElement[bool]:
-    return exists(select(ConsentRecord.id).where(
-        ConsentRecord.tenant_id == tenant.id, ConsentRecord.phone == Customer.phone,
-        ConsentRecord.revoked_at.is_(None)))
+    return exists(
+        select(ConsentRecord.id).where(
+            ConsentRecord.tenant_id == tenant.id,
+            ConsentRecord.phone == Customer.phone,
+            ConsentRecord.revoked_at.is_(None),
+        )
+    )
 
 
 def reach_condition(reach: Reach, tenant: Tenant) -> ColumnElement[bool]:
@@ -117,24 +125,37 @@ _interval_cache: dict[int, tuple[float, int]] = {}
 _interval_lock = threading.Lock()
 
 
-def usual_interval_days(*, session: Session, tenant_id: int, now: dt.datetime,
-                        cached: bool = True) -> int:
+def usual_interval_days(
+    *, session: Session, tenant_id: int, now: dt.datetime, cached: bool = True
+) -> int:
     """The company's usual number of days between two visits of a customer (see above)."""
     if cached:
         with _interval_lock:
             hit = _interval_cache.get(tenant_id)
         if hit is not None and time.monotonic() - hit[0] < INTERVAL_CACHE_SECONDS:
             return hit[1]
-    recent = (select(Visit.customer_id, Visit.finished_at)
-              .where(Visit.tenant_id == tenant_id, Visit.finished_at.is_not(None),
-                     Visit.finished_at >= now - dt.timedelta(days=365 * INTERVAL_YEARS),
-                     Visit.finished_at <= now)
-              .order_by(Visit.finished_at.desc()).limit(INTERVAL_SAMPLE).subquery())
+    recent = (
+        select(Visit.customer_id, Visit.finished_at)
+        .where(
+            Visit.tenant_id == tenant_id,
+            Visit.finished_at.is_not(None),
+            Visit.finished_at >= now - dt.timedelta(days=365 * INTERVAL_YEARS),
+            Visit.finished_at <= now,
+        )
+        .order_by(Visit.finished_at.desc())
+        .limit(INTERVAL_SAMPLE)
+        .subquery()
+    )
     previous = func.lag(recent.c.finished_at, type_=UTCDateTime()).over(
-        partition_by=recent.c.customer_id, order_by=recent.c.finished_at)
+        partition_by=recent.c.customer_id, order_by=recent.c.finished_at
+    )
     pairs = select(recent.c.finished_at.label("at"), previous.label("before")).subquery()
-    gaps = [(at - before).total_seconds() / 86400 for at, before in session.execute(
-        select(pairs.c.at, pairs.c.before).where(pairs.c.before.is_not(None)))]
+    gaps = [
+        (at - before).total_seconds() / 86400
+        for at, before in session.execute(
+            select(pairs.c.at, pairs.c.before).where(pairs.c.before.is_not(None))
+        )
+    ]
     gaps = [gap for gap in gaps if gap >= 1]  # two entries of one day's work are one visit
     days = round(statistics.median(gaps)) if len(gaps) >= MIN_GAPS else DEFAULT_INTERVAL_DAYS
     days = max(MIN_INTERVAL_DAYS, min(MAX_INTERVAL_DAYS, days))
@@ -151,29 +172,47 @@ def churn_threshold(*, session: Session, tenant_id: int, now: dt.datetime) -> dt
 
 def _coming_back(tenant: Tenant, now: dt.datetime) -> ColumnElement[bool]:
     return or_(
-        exists(select(Booking.id).where(Booking.customer_id == Customer.id,
-                                        Booking.tenant_id == tenant.id,
-                                        Booking.status.in_(OPEN_BOOKING_STATES))),
-        exists(select(Visit.id).where(Visit.tenant_id == tenant.id,
-                                      Visit.customer_id == Customer.id,
-                                      Visit.finished_at.is_(None), Visit.scheduled_at >= now)))
+        exists(
+            select(Booking.id).where(
+                Booking.customer_id == Customer.id,
+                Booking.tenant_id == tenant.id,
+                Booking.status.in_(OPEN_BOOKING_STATES),
+            )
+        ),
+        exists(
+            select(Visit.id).where(
+                Visit.tenant_id == tenant.id,
+                Visit.customer_id == Customer.id,
+                Visit.finished_at.is_(None),
+                Visit.scheduled_at >= now,
+            )
+        ),
+    )
 
 
-def churn_condition(tenant: Tenant, *, threshold: dt.datetime, now: dt.datetime
-                    ) -> ColumnElement[bool]:
+def churn_condition(
+    tenant: Tenant, *, threshold: dt.datetime, now: dt.datetime
+) -> ColumnElement[bool]:
     """Served once at least, last visit finished before ``threshold``, nothing booked."""
-    finished = (Visit.tenant_id == tenant.id, Visit.customer_id == Customer.id,
-                Visit.finished_at.is_not(None))
-    return and_(exists(select(Visit.id).where(*finished)),
-                not_(exists(select(Visit.id).where(*finished, Visit.finished_at >= threshold))),
-                not_(_coming_back(tenant, now)))
+    finished = (
+        Visit.tenant_id == tenant.id,
+        Visit.customer_id == Customer.id,
+        Visit.finished_at.is_not(None),
+    )
+    return and_(
+        exists(select(Visit.id).where(*finished)),
+        not_(exists(select(Visit.id).where(*finished, Visit.finished_at >= threshold))),
+        not_(_coming_back(tenant, now)),
+    )
 
 
 def _area(area: str) -> ColumnElement[bool]:
     """The region or the city starts with ``area`` (上海 finds 上海市, 浦东 finds 浦东新区)."""
     text = area.strip()
-    return or_(Customer.region.startswith(text, autoescape=True),
-               Customer.city.startswith(text, autoescape=True))
+    return or_(
+        Customer.region.startswith(text, autoescape=True),
+        Customer.city.startswith(text, autoescape=True),
+    )
 
 
 def _exact_phone(q: str, tenant: Tenant) -> str | None:
@@ -187,17 +226,26 @@ def _exact_phone(q: str, tenant: Tenant) -> str | None:
         return None
 
 
-def search_query(*, tenant: Tenant, now: dt.datetime, q: str | None = None,
-                 tag: str | None = None, area: str | None = None, region: str | None = None,
-                 city: str | None = None, reach: Reach | None = None,
-                 churn_before: dt.datetime | None = None) -> Select[Any]:
+def search_query(
+    *,
+    tenant: Tenant,
+    now: dt.datetime,
+    q: str | None = None,
+    tag: str | None = None,
+    area: str | None = None,
+    region: str | None = None,
+    city: str | None = None,
+    reach: Reach | None = None,
+    churn_before: dt.datetime | None = None,
+) -> Select[Any]:
     """Customers matching every filter given, newest first (``churn_before``: at risk)."""
     q = (q or "").strip() or None
     if q and len(q) > MAX_QUERY:
         raise Invalid(f"Search for at most {MAX_QUERY} characters of a name or number.")
     phone = _exact_phone(q, tenant) if q else None
-    stmt = customer_query(tenant_id=tenant.id, q=None if phone else q, tag=tag, region=region,
-                          city=city)
+    stmt = customer_query(
+        tenant_id=tenant.id, q=None if phone else q, tag=tag, region=region, city=city
+    )
     if phone:
         stmt = stmt.where(Customer.phone == phone)  # the (tenant_id, phone) unique index
     if area and area.strip():
@@ -209,43 +257,101 @@ def search_query(*, tenant: Tenant, now: dt.datetime, q: str | None = None,
     return stmt
 
 
-def search_customers(*, session: Session, tenant: Tenant, page: PageParams, now: dt.datetime,
-                     q: str | None = None, tag: str | None = None, area: str | None = None,
-                     region: str | None = None, city: str | None = None,
-                     reach: Reach | None = None, churn_risk: bool = False,
-                     ) -> tuple[list[CustomerRow], int]:
+def search_customers(
+    *,
+    session: Session,
+    tenant: Tenant,
+    page: PageParams,
+    now: dt.datetime,
+    q: str | None = None,
+    tag: str | None = None,
+    area: str | None = None,
+    region: str | None = None,
+    city: str | None = None,
+    reach: Reach | None = None,
+    churn_risk: bool = False,
+) -> tuple[list[CustomerRow], int]:
     """One page of the customer list with its badges, and how many customers match."""
     threshold = churn_threshold(session=session, tenant_id=tenant.id, now=now)
-    stmt = search_query(tenant=tenant, now=now, q=q, tag=tag, area=area, region=region,
-                        city=city, reach=reach, churn_before=threshold if churn_risk else None)
+    stmt = search_query(
+        tenant=tenant,
+        now=now,
+        q=q,
+        tag=tag,
+        area=area,
+        region=region,
+        city=city,
+        reach=reach,
+        churn_before=threshold if churn_risk else None,
+    )
     found, total = paginate(session, stmt, page)
-    return rows_for(session=session, tenant=tenant, customers=found, now=now,
-                    threshold=threshold), total
+    return rows_for(
+        session=session, tenant=tenant, customers=found, now=now, threshold=threshold
+    ), total
 
 
-def rows_for(*, session: Session, tenant: Tenant, customers: list[Customer],
-             now: dt.datetime, threshold: dt.datetime) -> list[CustomerRow]:
+def rows_for(
+    *,
+    session: Session,
+    tenant: Tenant,
+    customers: list[Customer],
+    now: dt.datetime,
+    threshold: dt.datetime,
+) -> list[CustomerRow]:
     """The badges of a page of customers, in a few queries whatever the page's size."""
     if not customers:
         return []
     ids = [c.id for c in customers]
     phones = [c.phone for c in customers]
-    consented = set(session.scalars(select(ConsentRecord.phone).where(
-        ConsentRecord.tenant_id == tenant.id, ConsentRecord.phone.in_(phones),
-        ConsentRecord.revoked_at.is_(None))))
+    consented = set(
+        session.scalars(
+            select(ConsentRecord.phone).where(
+                ConsentRecord.tenant_id == tenant.id,
+                ConsentRecord.phone.in_(phones),
+                ConsentRecord.revoked_at.is_(None),
+            )
+        )
+    )
     suppressed: dict[str, bool] = {}
-    for phone, reason in session.execute(select(Suppression.phone, Suppression.reason).where(
-            Suppression.tenant_id == tenant.id, Suppression.phone.in_(phones),
-            Suppression.signature == tenant.signature, Suppression.lifted_at.is_(None))):
+    for phone, reason in session.execute(
+        select(Suppression.phone, Suppression.reason).where(
+            Suppression.tenant_id == tenant.id,
+            Suppression.phone.in_(phones),
+            Suppression.signature == tenant.signature,
+            Suppression.lifted_at.is_(None),
+        )
+    ):
         suppressed[phone] = suppressed.get(phone, False) or reason not in NOT_A_CHOICE
-    last_visit = {cid: at for cid, at in session.execute(
-        select(Visit.customer_id, func.max(Visit.finished_at)).where(
-            Visit.tenant_id == tenant.id, Visit.customer_id.in_(ids),
-            Visit.finished_at.is_not(None)).group_by(Visit.customer_id))}
+    last_visit = {
+        cid: at
+        for cid, at in session.execute(
+            select(Visit.customer_id, func.max(Visit.finished_at))
+            .where(
+                Visit.tenant_id == tenant.id,
+                Visit.customer_id.in_(ids),
+                Visit.finished_at.is_not(None),
+            )
+            .group_by(Visit.customer_id)
+        )
+    }
     overdue = [cid for cid, at in last_visit.items() if at is not None and at < threshold]
-    coming = set(session.scalars(select(Customer.id).where(
-        Customer.id.in_(overdue), _coming_back(tenant, now)))) if overdue else set()
-    return [CustomerRow(
-        customer=c, consented=c.phone in consented, opted_out=suppressed.get(c.phone, False),
-        suppressed=c.phone in suppressed, last_visit_at=last_visit.get(c.id),
-        churn_risk=c.id in overdue and c.id not in coming) for c in customers]
+    coming = (
+        set(
+            session.scalars(
+                select(Customer.id).where(Customer.id.in_(overdue), _coming_back(tenant, now))
+            )
+        )
+        if overdue
+        else set()
+    )
+    return [
+        CustomerRow(
+            customer=c,
+            consented=c.phone in consented,
+            opted_out=suppressed.get(c.phone, False),
+            suppressed=c.phone in suppressed,
+            last_visit_at=last_visit.get(c.id),
+            churn_risk=c.id in overdue and c.id not in coming,
+        )
+        for c in customers
+    ]

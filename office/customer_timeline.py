@@ -67,8 +67,9 @@ def parse_cursor(text: str) -> Cursor:
         if at.tzinfo is None or kind not in RANK or not 0 < ident < 2**53:
             raise ValueError(text)
     except ValueError:
-        raise Invalid("before must be the cursor of an entry of the previous page, as given "
-                      "(time~kind~id).") from None
+        raise Invalid(
+            "before must be the cursor of an entry of the previous page, as given (time~kind~id)."
+        ) from None
     return Cursor(at.astimezone(dt.UTC), RANK[kind], ident)
 
 
@@ -84,8 +85,14 @@ def _older(at: Any, ident: Any, kind: str, before: Cursor | None) -> list[Column
     return [or_(at < before.at, and_(at == before.at, ident < before.id))]
 
 
-def timeline(*, session: Session, tenant_id: int, customer_id: int, limit: int = DEFAULT_LIMIT,
-             before: str | None = None) -> tuple[list[Entry], str | None]:
+def timeline(
+    *,
+    session: Session,
+    tenant_id: int,
+    customer_id: int,
+    limit: int = DEFAULT_LIMIT,
+    before: str | None = None,
+) -> tuple[list[Entry], str | None]:
     """A page of the customer's history, newest first, and the cursor of the next page
     (None when this one reaches the beginning)."""
     if not 1 <= limit <= MAX_LIMIT:
@@ -97,59 +104,141 @@ def timeline(*, session: Session, tenant_id: int, customer_id: int, limit: int =
 
     visit_at = func.coalesce(Visit.finished_at, Visit.scheduled_at, Visit.created_at)
     for visit, staff_name, at in session.execute(
-            select(Visit, Staff.name, visit_at).outerjoin(Staff, Staff.id == Visit.staff_id)
-            .where(Visit.tenant_id == tenant_id, Visit.customer_id == customer_id,
-                   *_older(visit_at, Visit.id, "visit", cursor))
-            .order_by(visit_at.desc(), Visit.id.desc()).limit(take)):
-        entries.append(Entry("visit", visit.id, at, {
-            "service_type": visit.service_type, "service_label": visit.service_label,
-            "staff_id": visit.staff_id, "staff_name": staff_name, "areas": list(visit.areas),
-            "scheduled_at": visit.scheduled_at, "finished_at": visit.finished_at,
-            "amount_cents": visit.amount_cents}))
+        select(Visit, Staff.name, visit_at)
+        .outerjoin(Staff, Staff.id == Visit.staff_id)
+        .where(
+            Visit.tenant_id == tenant_id,
+            Visit.customer_id == customer_id,
+            *_older(visit_at, Visit.id, "visit", cursor),
+        )
+        .order_by(visit_at.desc(), Visit.id.desc())
+        .limit(take)
+    ):
+        entries.append(
+            Entry(
+                "visit",
+                visit.id,
+                at,
+                {
+                    "service_type": visit.service_type,
+                    "service_label": visit.service_label,
+                    "staff_id": visit.staff_id,
+                    "staff_name": staff_name,
+                    "areas": list(visit.areas),
+                    "scheduled_at": visit.scheduled_at,
+                    "finished_at": visit.finished_at,
+                    "amount_cents": visit.amount_cents,
+                },
+            )
+        )
 
     for report, visit_id in session.execute(
-            select(Report, Visit.id).join(Visit, Visit.id == Report.visit_id)
-            .where(Visit.tenant_id == tenant_id, Visit.customer_id == customer_id,
-                   Report.tenant_id == tenant_id,
-                   *_older(Report.built_at, Report.id, "report", cursor))
-            .order_by(Report.built_at.desc(), Report.id.desc()).limit(take)):
-        entries.append(Entry("report", report.id, report.built_at, {
-            "visit_id": visit_id, "page": f"/r/{report.token}", "expires_at": report.expires_at,
-            "has_recap": report.recap_path is not None}))
+        select(Report, Visit.id)
+        .join(Visit, Visit.id == Report.visit_id)
+        .where(
+            Visit.tenant_id == tenant_id,
+            Visit.customer_id == customer_id,
+            Report.tenant_id == tenant_id,
+            *_older(Report.built_at, Report.id, "report", cursor),
+        )
+        .order_by(Report.built_at.desc(), Report.id.desc())
+        .limit(take)
+    ):
+        entries.append(
+            Entry(
+                "report",
+                report.id,
+                report.built_at,
+                {
+                    "visit_id": visit_id,
+                    "page": f"/r/{report.token}",
+                    "expires_at": report.expires_at,
+                    "has_recap": report.recap_path is not None,
+                },
+            )
+        )
 
     for booking in session.scalars(
-            select(Booking).where(Booking.tenant_id == tenant_id,
-                                  Booking.customer_id == customer_id,
-                                  *_older(Booking.created_at, Booking.id, "booking", cursor))
-            .order_by(Booking.created_at.desc(), Booking.id.desc()).limit(take)):
-        entries.append(Entry("booking", booking.id, booking.created_at, {
-            "status": booking.status, "service_type": booking.service_type,
-            "slot_start": booking.slot_start, "slot_end": booking.slot_end,
-            "channel": booking.channel, "note": booking.note,
-            "answered_at": booking.answered_at}))
+        select(Booking)
+        .where(
+            Booking.tenant_id == tenant_id,
+            Booking.customer_id == customer_id,
+            *_older(Booking.created_at, Booking.id, "booking", cursor),
+        )
+        .order_by(Booking.created_at.desc(), Booking.id.desc())
+        .limit(take)
+    ):
+        entries.append(
+            Entry(
+                "booking",
+                booking.id,
+                booking.created_at,
+                {
+                    "status": booking.status,
+                    "service_type": booking.service_type,
+                    "slot_start": booking.slot_start,
+                    "slot_end": booking.slot_end,
+                    "channel": booking.channel,
+                    "note": booking.note,
+                    "answered_at": booking.answered_at,
+                },
+            )
+        )
 
     message_at = func.coalesce(Message.sent_at, Message.created_at)
     for message, at in session.execute(
-            select(Message, message_at).where(
-                Message.tenant_id == tenant_id, Message.customer_id == customer_id,
-                *_older(message_at, Message.id, "message", cursor))
-            .order_by(message_at.desc(), Message.id.desc()).limit(take)):
-        entries.append(Entry("message", message.id, at, {
-            "channel": message.channel, "category": message.category,
-            "source_type": message.source_type, "source_id": message.source_id,
-            "text": message.text or message.body, "status": message.status,
-            "status_reason": message.status_reason, "due_at": message.due_at,
-            "sent_at": message.sent_at}))
+        select(Message, message_at)
+        .where(
+            Message.tenant_id == tenant_id,
+            Message.customer_id == customer_id,
+            *_older(message_at, Message.id, "message", cursor),
+        )
+        .order_by(message_at.desc(), Message.id.desc())
+        .limit(take)
+    ):
+        entries.append(
+            Entry(
+                "message",
+                message.id,
+                at,
+                {
+                    "channel": message.channel,
+                    "category": message.category,
+                    "source_type": message.source_type,
+                    "source_id": message.source_id,
+                    "text": message.text or message.body,
+                    "status": message.status,
+                    "status_reason": message.status_reason,
+                    "due_at": message.due_at,
+                    "sent_at": message.sent_at,
+                },
+            )
+        )
 
     for reply in session.scalars(
-            select(InboundMessage).where(
-                InboundMessage.tenant_id == tenant_id, InboundMessage.customer_id == customer_id,
-                *_older(InboundMessage.received_at, InboundMessage.id, "reply", cursor))
-            .order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
-            .limit(take)):
-        entries.append(Entry("reply", reply.id, reply.received_at, {
-            "text": reply.body, "route": reply.route, "complaint": reply.complaint,
-            "state": reply.state, "in_reply_to_id": reply.in_reply_to_id}))
+        select(InboundMessage)
+        .where(
+            InboundMessage.tenant_id == tenant_id,
+            InboundMessage.customer_id == customer_id,
+            *_older(InboundMessage.received_at, InboundMessage.id, "reply", cursor),
+        )
+        .order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
+        .limit(take)
+    ):
+        entries.append(
+            Entry(
+                "reply",
+                reply.id,
+                reply.received_at,
+                {
+                    "text": reply.body,
+                    "route": reply.route,
+                    "complaint": reply.complaint,
+                    "state": reply.state,
+                    "in_reply_to_id": reply.in_reply_to_id,
+                },
+            )
+        )
 
     entries.sort(key=Entry.key, reverse=True)
     page = entries[:limit]

@@ -36,10 +36,16 @@ from tenancy.schemas import TenantUpdate
 router = APIRouter(prefix="/settings")
 Owner = Annotated[web.SignedIn, Depends(web.require(Permission.SETTINGS))]
 LOGO_MAX_BYTES = 2 * 1024 * 1024
-POSITION_NAMES = {"bottom-left": "左下角", "bottom-right": "右下角", "top-left": "左上角",
-                  "top-right": "右上角"}
-ROUTE_CHOICES = [(r, keyword_tester.ROUTE_LABELS[r]) for r in
-                 (keywords.OPT_OUT, keywords.OPT_IN, keywords.HELP, keywords.BOOK)]
+POSITION_NAMES = {
+    "bottom-left": "左下角",
+    "bottom-right": "右下角",
+    "top-left": "左上角",
+    "top-right": "右上角",
+}
+ROUTE_CHOICES = [
+    (r, keyword_tester.ROUTE_LABELS[r])
+    for r in (keywords.OPT_OUT, keywords.OPT_IN, keywords.HELP, keywords.BOOK)
+]
 KIND_NAMES = {keywords.EXACT: "整条回复等于", keywords.PATTERN: "包含（正则表达式）"}
 SECTIONS = (
     ("/office/settings/company", "公司与签名", "公司名称和短信签名"),
@@ -67,15 +73,32 @@ def _refused(session: SessionDep, problem: HuifangError) -> tuple[str, int]:
     return problem.detail, problem.status_code
 
 
-def _page(request: Request, person: web.SignedIn, template: str, context: dict[str, Any], *,
-          error: str | None = None, notice: str | None = None, status: int = 200) -> Response:
-    return web.render(request, f"office/{template}", {
-        **context, "error": error, "notice": notice or (
-            _("已保存。") if request.query_params.get("saved") == "1" else None)},
-        person=person, status=status)
+def _page(
+    request: Request,
+    person: web.SignedIn,
+    template: str,
+    context: dict[str, Any],
+    *,
+    error: str | None = None,
+    notice: str | None = None,
+    status: int = 200,
+) -> Response:
+    return web.render(
+        request,
+        f"office/{template}",
+        {
+            **context,
+            "error": error,
+            "notice": notice
+            or (_("已保存。") if request.query_params.get("saved") == "1" else None),
+        },
+        person=person,
+        status=status,
+    )
 
 
 # --- index ---------------------------------------------------------------------------------
+
 
 @router.get("")
 def settings_index(request: Request, person: Owner) -> Response:
@@ -84,6 +107,7 @@ def settings_index(request: Request, person: Owner) -> Response:
 
 # --- company profile and signature ---------------------------------------------------------
 
+
 def _tenant_changes(**values: Any) -> TenantUpdate:
     """Settings as the service takes them; what the schema refuses, in Chinese."""
     try:
@@ -91,8 +115,11 @@ def _tenant_changes(**values: Any) -> TenantUpdate:
     except ValidationError as refused:
         first = refused.errors()[0]
         message = str(first.get("msg", "")).removeprefix("Value error, ")
-        raise Invalid(_("{field}：{message}").format(
-            field=".".join(str(p) for p in first["loc"]), message=message)) from None
+        raise Invalid(
+            _("{field}：{message}").format(
+                field=".".join(str(p) for p in first["loc"]), message=message
+            )
+        ) from None
 
 
 @router.get("/company")
@@ -107,24 +134,37 @@ async def save_company(request: Request, session: SessionDep, person: Owner) -> 
         name, signature = _text(form, "name", 100), _text(form, "signature", 20)
         if not name or not signature:
             raise Invalid(_("公司名称和短信签名都要填写。"))
-        tenancy.update_tenant(session=session, tenant=person.tenant, actor=person.actor,
-                              changes=_tenant_changes(
-                                  name=name, signature=signature,
-                                  report_review=form.get("report_review") == "1"))
+        tenancy.update_tenant(
+            session=session,
+            tenant=person.tenant,
+            actor=person.actor,
+            changes=_tenant_changes(
+                name=name, signature=signature, report_review=form.get("report_review") == "1"
+            ),
+        )
     except HuifangError as problem:
         error, status = _refused(session, problem)
-        return _page(request, person, "settings_company.html", {"tenant": person.tenant},
-                     error=_("没有保存：{detail}").format(detail=error), status=status)
+        return _page(
+            request,
+            person,
+            "settings_company.html",
+            {"tenant": person.tenant},
+            error=_("没有保存：{detail}").format(detail=error),
+            status=status,
+        )
     return web.redirect("/office/settings/company?saved=1")
 
 
 # --- working hours and slots ---------------------------------------------------------------
 
+
 def _hours_context(tenant: Any, proposed: dict[str, Any] | None = None) -> dict[str, Any]:
-    values = proposed or {"work_days": tenant.work_days,
-                          "work_start_minute": tenant.work_start_minute,
-                          "work_end_minute": tenant.work_end_minute,
-                          "slot_minutes": tenant.slot_minutes}
+    values = proposed or {
+        "work_days": tenant.work_days,
+        "work_start_minute": tenant.work_start_minute,
+        "work_end_minute": tenant.work_end_minute,
+        "slot_minutes": tenant.slot_minutes,
+    }
     try:
         shown = working_hours.describe(**values)
     except HuifangError:
@@ -151,32 +191,51 @@ async def save_hours(request: Request, session: SessionDep, person: Owner) -> Re
         slot = _text(form, "slot_minutes", 4)
         if not slot.isdigit() or not 30 <= int(slot) <= 720:
             raise Invalid(_("每次上门的时长要在 30 到 720 分钟之间。"))
-        days = "".join(sorted({str(d) for d in form.getlist("work_days")}
-                              & set(working_hours.DAY_NAMES)))
+        days = "".join(
+            sorted({str(d) for d in form.getlist("work_days")} & set(working_hours.DAY_NAMES))
+        )
         start, end = _minute(_text(form, "start", 5)), _minute(_text(form, "end", 5))
-        values: dict[str, Any] = {"work_days": days, "work_start_minute": start,
-                                  "work_end_minute": end, "slot_minutes": int(slot)}
+        values: dict[str, Any] = {
+            "work_days": days,
+            "work_start_minute": start,
+            "work_end_minute": end,
+            "slot_minutes": int(slot),
+        }
         if not days:
             raise Invalid(_("至少选一天接受预约。"))
         if start + int(slot) > end:
             raise Invalid(_("开始时间要早于结束时间，并且一天里至少放得下一次上门。"))
         if form.get("action") == "preview":
-            return _page(request, person, "settings_hours.html",
-                         _hours_context(person.tenant, values))
-        tenancy.update_tenant(session=session, tenant=person.tenant, actor=person.actor,
-                              changes=_tenant_changes(**values))
+            return _page(
+                request, person, "settings_hours.html", _hours_context(person.tenant, values)
+            )
+        tenancy.update_tenant(
+            session=session,
+            tenant=person.tenant,
+            actor=person.actor,
+            changes=_tenant_changes(**values),
+        )
     except HuifangError as problem:
         error, status = _refused(session, problem)
-        return _page(request, person, "settings_hours.html", _hours_context(person.tenant),
-                     error=_("没有保存：{detail}").format(detail=error), status=status)
+        return _page(
+            request,
+            person,
+            "settings_hours.html",
+            _hours_context(person.tenant),
+            error=_("没有保存：{detail}").format(detail=error),
+            status=status,
+        )
     return web.redirect("/office/settings/hours?saved=1")
 
 
 # --- care advice and offers ----------------------------------------------------------------
 
+
 def _reports_context(session: SessionDep, person: web.SignedIn) -> dict[str, Any]:
-    return {"advice": reports.list_care_advice(session=session, tenant_id=person.tenant.id),
-            "offers": reports.list_offers(session=session, tenant_id=person.tenant.id)}
+    return {
+        "advice": reports.list_care_advice(session=session, tenant_id=person.tenant.id),
+        "offers": reports.list_offers(session=session, tenant_id=person.tenant.id),
+    }
 
 
 @router.get("/reports")
@@ -185,52 +244,91 @@ def reports_page(request: Request, session: SessionDep, person: Owner) -> Respon
 
 
 @router.post("/reports/advice/{service_type}")
-async def save_advice(service_type: Annotated[str, Path(max_length=64)], request: Request,
-                      session: SessionDep, person: Owner) -> Response:
+async def save_advice(
+    service_type: Annotated[str, Path(max_length=64)],
+    request: Request,
+    session: SessionDep,
+    person: Owner,
+) -> Response:
     form = await request.form()
     try:
         if form.get("action") == "reset":
-            reports.reset_care_advice(session=session, tenant_id=person.tenant.id,
-                                      service_type=service_type, actor=person.actor)
+            reports.reset_care_advice(
+                session=session,
+                tenant_id=person.tenant.id,
+                service_type=service_type,
+                actor=person.actor,
+            )
         else:
-            reports.set_care_advice(session=session, tenant_id=person.tenant.id,
-                                    service_type=service_type, text=_text(form, "text", 2000),
-                                    actor=person.actor)
+            reports.set_care_advice(
+                session=session,
+                tenant_id=person.tenant.id,
+                service_type=service_type,
+                text=_text(form, "text", 2000),
+                actor=person.actor,
+            )
     except HuifangError as problem:
         _detail, status = _refused(session, problem)
-        return _page(request, person, "settings_reports.html", _reports_context(session, person),
-                     error=_("养护建议没有保存，请检查内容（不能为空，不能太长）。"), status=status)
+        return _page(
+            request,
+            person,
+            "settings_reports.html",
+            _reports_context(session, person),
+            error=_("养护建议没有保存，请检查内容（不能为空，不能太长）。"),
+            status=status,
+        )
     return web.redirect("/office/settings/reports?saved=1")
 
 
 @router.post("/reports/offers/{month}")
-async def save_offer(month: Annotated[int, Path(ge=1, le=12)], request: Request,
-                     session: SessionDep, person: Owner) -> Response:
+async def save_offer(
+    month: Annotated[int, Path(ge=1, le=12)], request: Request, session: SessionDep, person: Owner
+) -> Response:
     form = await request.form()
     try:
         if form.get("action") == "reset":
-            reports.reset_offer(session=session, tenant_id=person.tenant.id, month=month,
-                                actor=person.actor)
+            reports.reset_offer(
+                session=session, tenant_id=person.tenant.id, month=month, actor=person.actor
+            )
         else:
-            reports.set_offer(session=session, tenant_id=person.tenant.id, month=month,
-                              title=_text(form, "title", 100), text=_text(form, "text", 2000),
-                              actor=person.actor)
+            reports.set_offer(
+                session=session,
+                tenant_id=person.tenant.id,
+                month=month,
+                title=_text(form, "title", 100),
+                text=_text(form, "text", 2000),
+                actor=person.actor,
+            )
     except HuifangError as problem:
         _detail, status = _refused(session, problem)
-        return _page(request, person, "settings_reports.html", _reports_context(session, person),
-                     error=_("优惠没有保存，请检查标题和内容（都要填写，不能太长）。"),
-                     status=status)
+        return _page(
+            request,
+            person,
+            "settings_reports.html",
+            _reports_context(session, person),
+            error=_("优惠没有保存，请检查标题和内容（都要填写，不能太长）。"),
+            status=status,
+        )
     return web.redirect("/office/settings/reports?saved=1")
 
 
 # --- keyword rules and the tester ----------------------------------------------------------
 
-def _keywords_context(session: SessionDep, person: web.SignedIn,
-                      tested: keyword_tester.Tested | None = None, text: str = ""
-                      ) -> dict[str, Any]:
-    return {"rules": inbound.list_keywords(session=session, tenant_id=person.tenant.id),
-            "ROUTE_LABELS": keyword_tester.ROUTE_LABELS, "ROUTE_CHOICES": ROUTE_CHOICES,
-            "KIND_NAMES": KIND_NAMES, "tested": tested, "tested_text": text}
+
+def _keywords_context(
+    session: SessionDep,
+    person: web.SignedIn,
+    tested: keyword_tester.Tested | None = None,
+    text: str = "",
+) -> dict[str, Any]:
+    return {
+        "rules": inbound.list_keywords(session=session, tenant_id=person.tenant.id),
+        "ROUTE_LABELS": keyword_tester.ROUTE_LABELS,
+        "ROUTE_CHOICES": ROUTE_CHOICES,
+        "KIND_NAMES": KIND_NAMES,
+        "tested": tested,
+        "tested_text": text,
+    }
 
 
 @router.get("/keywords")
@@ -242,30 +340,47 @@ def keywords_page(request: Request, session: SessionDep, person: Owner) -> Respo
 async def add_keyword(request: Request, session: SessionDep, person: Owner) -> Response:
     form = await request.form()
     try:
-        inbound.add_keyword(session=session, tenant_id=person.tenant.id,
-                            route=_text(form, "route", 20), kind=_text(form, "kind", 20),
-                            value=_text(form, "value", 200), now=utcnow(), actor=person.actor)
+        inbound.add_keyword(
+            session=session,
+            tenant_id=person.tenant.id,
+            route=_text(form, "route", 20),
+            kind=_text(form, "kind", 20),
+            value=_text(form, "value", 200),
+            now=utcnow(),
+            actor=person.actor,
+        )
     except HuifangError as problem:
         _detail, status = _refused(session, problem)
-        message = (_("这个关键词已经有了。") if status == 409 else
-                   _("规则没有保存：关键词不能为空；正则表达式要写对（例如 ^T$）。"))
-        return _page(request, person, "settings_keywords.html",
-                     _keywords_context(session, person), error=message, status=status)
+        message = (
+            _("这个关键词已经有了。")
+            if status == 409
+            else _("规则没有保存：关键词不能为空；正则表达式要写对（例如 ^T$）。")
+        )
+        return _page(
+            request,
+            person,
+            "settings_keywords.html",
+            _keywords_context(session, person),
+            error=message,
+            status=status,
+        )
     return web.redirect("/office/settings/keywords?saved=1")
 
 
 @router.post("/keywords/{rule_id}/delete")
 def delete_keyword(rule_id: Id, session: SessionDep, person: Owner) -> Response:
     try:
-        inbound.delete_keyword(session=session, tenant_id=person.tenant.id, rule_id=rule_id,
-                               actor=person.actor)
+        inbound.delete_keyword(
+            session=session, tenant_id=person.tenant.id, rule_id=rule_id, actor=person.actor
+        )
     except HuifangError:
         session.rollback()
     return web.redirect("/office/settings/keywords")
 
 
-def _tested(session: SessionDep, person: web.SignedIn, form: FormData
-            ) -> tuple[keyword_tester.Tested | None, str]:
+def _tested(
+    session: SessionDep, person: web.SignedIn, form: FormData
+) -> tuple[keyword_tester.Tested | None, str]:
     text = _text(form, "text", keywords.MAX_TEXT)
     if not text:
         return None, ""
@@ -280,49 +395,77 @@ async def test_keyword(request: Request, session: SessionDep, person: Owner) -> 
     try:
         tested, text = _tested(session, person, form)
     except HuifangError as problem:
-        return _page(request, person, "settings_keywords.html",
-                     _keywords_context(session, person), error=problem.detail, status=422)
+        return _page(
+            request,
+            person,
+            "settings_keywords.html",
+            _keywords_context(session, person),
+            error=problem.detail,
+            status=422,
+        )
     context = _keywords_context(session, person, tested, text)
     if form.get("fragment") == "1":
-        return web.render(request, "office/settings_keyword_result.html", context,
-                          person=person)
+        return web.render(request, "office/settings_keyword_result.html", context, person=person)
     return _page(request, person, "settings_keywords.html", context)
 
 
 # --- provider ------------------------------------------------------------------------------
 
+
 @router.get("/provider")
 def provider_page(request: Request, person: Owner) -> Response:
-    return _page(request, person, "settings_provider.html",
-                 {"setup": provider_setup.provider_setup(tenant=person.tenant)})
+    return _page(
+        request,
+        person,
+        "settings_provider.html",
+        {"setup": provider_setup.provider_setup(tenant=person.tenant)},
+    )
 
 
 # --- watermark -----------------------------------------------------------------------------
 
+
 def _layout(session: SessionDep, person: web.SignedIn, query: Any) -> dict[str, Any]:
     saved = media.template_for(session=session, tenant_id=person.tenant.id)
-    position = query.get("position") if query.get("position") in POSITION_NAMES \
-        else saved.position
+    position = query.get("position") if query.get("position") in POSITION_NAMES else saved.position
     try:
         scale = min(max(float(query.get("scale") or saved.scale), 0.5), 2.5)
     except ValueError:
         scale = saved.scale
-    capture = (query.get("show_capture_time") == "1") if "position" in query \
-        else saved.show_capture_time
-    return {"position": position, "scale": scale, "show_capture_time": capture,
-            "has_logo": bool(saved.logo_path)}
+    capture = (
+        (query.get("show_capture_time") == "1") if "position" in query else saved.show_capture_time
+    )
+    return {
+        "position": position,
+        "scale": scale,
+        "show_capture_time": capture,
+        "has_logo": bool(saved.logo_path),
+    }
 
 
-def _watermark_page(request: Request, session: SessionDep, person: web.SignedIn, *,
-                    layout: dict[str, Any] | None = None, error: str | None = None,
-                    status: int = 200) -> Response:
+def _watermark_page(
+    request: Request,
+    session: SessionDep,
+    person: web.SignedIn,
+    *,
+    layout: dict[str, Any] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
     layout = layout or _layout(session, person, request.query_params)
-    preview = (f"/office/settings/watermark/preview.jpg?position={layout['position']}"
-               f"&scale={layout['scale']:g}"
-               f"&show_capture_time={'1' if layout['show_capture_time'] else '0'}")
-    return _page(request, person, "settings_watermark.html", {
-        "layout": layout, "preview": preview, "POSITION_NAMES": POSITION_NAMES},
-        error=error, status=status)
+    preview = (
+        f"/office/settings/watermark/preview.jpg?position={layout['position']}"
+        f"&scale={layout['scale']:g}"
+        f"&show_capture_time={'1' if layout['show_capture_time'] else '0'}"
+    )
+    return _page(
+        request,
+        person,
+        "settings_watermark.html",
+        {"layout": layout, "preview": preview, "POSITION_NAMES": POSITION_NAMES},
+        error=error,
+        status=status,
+    )
 
 
 @router.get("/watermark")
@@ -333,28 +476,50 @@ def watermark_page(request: Request, session: SessionDep, person: Owner) -> Resp
 @router.get("/watermark/preview.jpg")
 def watermark_preview_image(request: Request, session: SessionDep, person: Owner) -> Response:
     layout = _layout(session, person, request.query_params)
-    data = watermark_preview.render(session=session, tenant=person.tenant, now=utcnow(),
-                                    position=layout["position"], scale=layout["scale"],
-                                    show_capture_time=layout["show_capture_time"])
+    data = watermark_preview.render(
+        session=session,
+        tenant=person.tenant,
+        now=utcnow(),
+        position=layout["position"],
+        scale=layout["scale"],
+        show_capture_time=layout["show_capture_time"],
+    )
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
 @router.post("/watermark")
 async def save_watermark(request: Request, session: SessionDep, person: Owner) -> Response:
     form = await request.form()
-    layout = _layout(session, person, {**{k: str(v) for k, v in form.items()
-                                          if isinstance(v, str)}, "position":
-                                       form.get("position") or ""})
+    layout = _layout(
+        session,
+        person,
+        {
+            **{k: str(v) for k, v in form.items() if isinstance(v, str)},
+            "position": form.get("position") or "",
+        },
+    )
     if form.get("action") == "preview":
         return _watermark_page(request, session, person, layout=layout)
     try:
-        media.update_template(session=session, tenant_id=person.tenant.id, actor=person.actor,
-                              changes={"position": layout["position"], "scale": layout["scale"],
-                                       "show_capture_time": layout["show_capture_time"]})
+        media.update_template(
+            session=session,
+            tenant_id=person.tenant.id,
+            actor=person.actor,
+            changes={
+                "position": layout["position"],
+                "scale": layout["scale"],
+                "show_capture_time": layout["show_capture_time"],
+            },
+        )
     except HuifangError as problem:
         _refused(session, problem)
-        return _watermark_page(request, session, person, status=problem.status_code,
-                               error=_("水印设置没有保存，请重新选择位置和大小。"))
+        return _watermark_page(
+            request,
+            session,
+            person,
+            status=problem.status_code,
+            error=_("水印设置没有保存，请重新选择位置和大小。"),
+        )
     return web.redirect("/office/settings/watermark?saved=1")
 
 
@@ -370,13 +535,22 @@ async def upload_logo(request: Request, session: SessionDep, person: Owner) -> R
             raise Invalid(_("标志图片不能超过 2 MB。"))
         staged = stage_bytes(data, fields={}, filename=upload.filename)
         try:
-            await run_in_threadpool(media.set_logo, session=session,
-                                    tenant_id=person.tenant.id, staged=staged,
-                                    actor=person.actor)
+            await run_in_threadpool(
+                media.set_logo,
+                session=session,
+                tenant_id=person.tenant.id,
+                staged=staged,
+                actor=person.actor,
+            )
         finally:
             staged.discard()
     except HuifangError as problem:
         _refused(session, problem)
-        return _watermark_page(request, session, person, status=problem.status_code,
-                               error=_("标志没有上传：请选择 2 MB 以内的 PNG、JPEG 或 WebP 图片。"))
+        return _watermark_page(
+            request,
+            session,
+            person,
+            status=problem.status_code,
+            error=_("标志没有上传：请选择 2 MB 以内的 PNG、JPEG 或 WebP 图片。"),
+        )
     return web.redirect("/office/settings/watermark?saved=1")

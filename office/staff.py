@@ -54,26 +54,40 @@ Staff = Annotated[web.SignedIn, Depends(web.require(Permission.OWN_VISITS))]
 
 # --- helpers ------------------------------------------------------------------------------
 
+
 def _staff_id(person: web.SignedIn) -> int:
     if person.user.staff_id is None:
         raise web.NotAllowed
     return person.user.staff_id
 
 
-def _render(request: Request, template: str, context: dict[str, Any], person: web.SignedIn,
-            status: int = 200) -> HTMLResponse:
+def _render(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    person: web.SignedIn,
+    status: int = 200,
+) -> HTMLResponse:
     return web.render(request, f"staff/{template}", context, person=person, status=status)
 
 
 def _refused(request: Request, person: web.SignedIn, exc: HuifangError) -> HTMLResponse:
-    return _render(request, "message.html", {
-        "title": _("没有权限") if exc.status_code == 403 else _("打不开这个服务记录"),
-        "message": chinese(exc.detail, exc.status_code)}, person, status=exc.status_code)
+    return _render(
+        request,
+        "message.html",
+        {
+            "title": _("没有权限") if exc.status_code == 403 else _("打不开这个服务记录"),
+            "message": chinese(exc.detail, exc.status_code),
+        },
+        person,
+        status=exc.status_code,
+    )
 
 
 def _own(session: Session, person: web.SignedIn, visit_id: int) -> Visit:
-    return staff_day.own_visit(session=session, tenant_id=person.tenant.id,
-                               staff_id=_staff_id(person), visit_id=visit_id)
+    return staff_day.own_visit(
+        session=session, tenant_id=person.tenant.id, staff_id=_staff_id(person), visit_id=visit_id
+    )
 
 
 def _path(url: str) -> str:
@@ -86,14 +100,21 @@ def _path(url: str) -> str:
 def media_view(media: Media) -> dict[str, Any]:
     """What the phone shows of a media: state, the watermarked result, a refusal in Chinese."""
     by_kind = {r.kind: _path(rendition_url(r)) for r in media.renditions}
-    return {"id": media.id, "kind": media.kind, "phase": media.phase,
-            "phase_label": _(PHASES.get(media.phase, media.phase)), "area": media.area,
-            "note": media.note, "status": media.status,
-            "failure_reason": (chinese(media.failure_reason, 422)
-                               if media.failure_reason else None),
-            "thumb": by_kind.get("thumb"), "display": by_kind.get("display"),
-            "video": by_kind.get("video"), "poster": by_kind.get("poster"),
-            "code": media_service.format_code(media.verification_code)}
+    return {
+        "id": media.id,
+        "kind": media.kind,
+        "phase": media.phase,
+        "phase_label": _(PHASES.get(media.phase, media.phase)),
+        "area": media.area,
+        "note": media.note,
+        "status": media.status,
+        "failure_reason": (chinese(media.failure_reason, 422) if media.failure_reason else None),
+        "thumb": by_kind.get("thumb"),
+        "display": by_kind.get("display"),
+        "video": by_kind.get("video"),
+        "poster": by_kind.get("poster"),
+        "code": media_service.format_code(media.verification_code),
+    }
 
 
 def _local(when: dt.datetime | None, zone: ZoneInfo) -> str:
@@ -110,19 +131,35 @@ def _day_label(day: dt.date, today: dt.date) -> str:
 
 
 def _progress_view(progress: VisitProgressRead) -> dict[str, Any]:
-    return {"areas": [{"area": a.area, "missing": missing_words(a), "before": a.before,
-                       "after": a.after, "clips": a.clips, "processing": a.processing,
-                       "failed": a.failed, "required": a.required} for a in progress.areas],
-            "can_finish": progress.can_finish, "why": what_is_missing(progress),
-            "staff_report": progress.staff_report, "status": progress.status}
+    return {
+        "areas": [
+            {
+                "area": a.area,
+                "missing": missing_words(a),
+                "before": a.before,
+                "after": a.after,
+                "clips": a.clips,
+                "processing": a.processing,
+                "failed": a.failed,
+                "required": a.required,
+            }
+            for a in progress.areas
+        ],
+        "can_finish": progress.can_finish,
+        "why": what_is_missing(progress),
+        "staff_report": progress.staff_report,
+        "status": progress.status,
+    }
 
 
 # --- 今日任务 ------------------------------------------------------------------------------
 
+
 @router.get("/")
 def today(request: Request, session: SessionDep, person: Staff) -> Response:
-    day = staff_day.schedule(session=session, tenant=person.tenant,
-                             staff_id=_staff_id(person), now=utcnow())
+    day = staff_day.schedule(
+        session=session, tenant=person.tenant, staff_id=_staff_id(person), now=utcnow()
+    )
     groups: list[tuple[str, list[Any]]] = []
     for planned in day.visits:
         label = _day_label(planned.local_date, day.today)
@@ -134,45 +171,82 @@ def today(request: Request, session: SessionDep, person: Staff) -> Response:
 
 # --- one visit ----------------------------------------------------------------------------
 
-def _visit_page(request: Request, session: Session, person: web.SignedIn, visit: Visit, *,
-                error: str | None = None, notice: str | None = None,
-                status: int = 200) -> HTMLResponse:
+
+def _visit_page(
+    request: Request,
+    session: Session,
+    person: web.SignedIn,
+    visit: Visit,
+    *,
+    error: str | None = None,
+    notice: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
     customer = session.get(Customer, visit.customer_id)
-    progress = staff_day.visit_progress(session=session, tenant_id=person.tenant.id,
-                                        visit_id=visit.id)
-    shown = [media_view(m) for m in media_service.list_visit_media(
-        session=session, tenant_id=person.tenant.id, visit_id=visit.id)]
+    progress = staff_day.visit_progress(
+        session=session, tenant_id=person.tenant.id, visit_id=visit.id
+    )
+    shown = [
+        media_view(m)
+        for m in media_service.list_visit_media(
+            session=session, tenant_id=person.tenant.id, visit_id=visit.id
+        )
+    ]
     areas = []
     for area in _progress_view(progress)["areas"]:
-        phases = [(key, _(PHASES[key]), [m for m in shown if m["area"] == area["area"]
-                                         and m["phase"] == key])
-                  for key in ("before", "during", "after")]
+        phases = [
+            (
+                key,
+                _(PHASES[key]),
+                [m for m in shown if m["area"] == area["area"] and m["phase"] == key],
+            )
+            for key in ("before", "during", "after")
+        ]
         areas.append({**area, "phases": phases})
     zone = ZoneInfo(person.tenant.timezone)
     report: Report | None = None
     if visit.finished_at is not None:
         try:
-            report = reports.get_report(session=session, tenant_id=person.tenant.id,
-                                        visit_id=visit.id)
+            report = reports.get_report(
+                session=session, tenant_id=person.tenant.id, visit_id=visit.id
+            )
         except HuifangError:
             report = None
-    return _render(request, "visit.html", {
-        "visit": visit, "customer": customer, "areas": areas,
-        "progress": _progress_view(progress),
-        "staff_report": [m for m in shown if m["phase"] == "staff_report"],
-        "when": _local(visit.scheduled_at, zone), "started": _local(visit.started_at, zone),
-        "report": report, "error": error, "notice": notice}, person, status=status)
+    return _render(
+        request,
+        "visit.html",
+        {
+            "visit": visit,
+            "customer": customer,
+            "areas": areas,
+            "progress": _progress_view(progress),
+            "staff_report": [m for m in shown if m["phase"] == "staff_report"],
+            "when": _local(visit.scheduled_at, zone),
+            "started": _local(visit.started_at, zone),
+            "report": report,
+            "error": error,
+            "notice": notice,
+        },
+        person,
+        status=status,
+    )
 
 
 @router.get("/visits/{visit_id}")
-def visit_page(visit_id: Id, request: Request, session: SessionDep, person: Staff,
-               uploaded: int = 0) -> Response:
+def visit_page(
+    visit_id: Id, request: Request, session: SessionDep, person: Staff, uploaded: int = 0
+) -> Response:
     try:
         visit = _own(session, person, visit_id)
     except HuifangError as exc:
         return _refused(request, person, exc)
-    return _visit_page(request, session, person, visit,
-                       notice=_("已上传，正在处理（加水印）。") if uploaded else None)
+    return _visit_page(
+        request,
+        session,
+        person,
+        visit,
+        notice=_("已上传，正在处理（加水印）。") if uploaded else None,
+    )
 
 
 @router.get("/visits/{visit_id}/progress")
@@ -182,8 +256,9 @@ def visit_progress(visit_id: Id, session: SessionDep, person: Staff) -> JSONResp
         _own(session, person, visit_id)
     except HuifangError as exc:
         raise in_chinese(exc) from None
-    progress = staff_day.visit_progress(session=session, tenant_id=person.tenant.id,
-                                        visit_id=visit_id)
+    progress = staff_day.visit_progress(
+        session=session, tenant_id=person.tenant.id, visit_id=visit_id
+    )
     return JSONResponse(_progress_view(progress), headers={"Cache-Control": "no-store"})
 
 
@@ -191,8 +266,9 @@ def visit_progress(visit_id: Id, session: SessionDep, person: Staff) -> JSONResp
 def read_media(media_id: Id, session: SessionDep, person: Staff) -> JSONResponse:
     """A media of one's own visit, as the upload queue watches it until processed."""
     try:
-        media = media_service.get_media(session=session, tenant_id=person.tenant.id,
-                                        media_id=media_id)
+        media = media_service.get_media(
+            session=session, tenant_id=person.tenant.id, media_id=media_id
+        )
         _own(session, person, media.visit_id)
     except HuifangError as exc:
         raise in_chinese(exc) from None
@@ -203,8 +279,9 @@ def read_media(media_id: Id, session: SessionDep, person: Staff) -> JSONResponse
 def start(visit_id: Id, request: Request, session: SessionDep, person: Staff) -> Response:
     try:
         _own(session, person, visit_id)
-        staff_day.start_visit(session=session, tenant=person.tenant, visit_id=visit_id,
-                              now=utcnow())
+        staff_day.start_visit(
+            session=session, tenant=person.tenant, visit_id=visit_id, now=utcnow()
+        )
     except HuifangError as exc:
         return _refused(request, person, exc)
     return web.redirect(f"/staff/visits/{visit_id}")
@@ -220,16 +297,34 @@ def finish(visit_id: Id, request: Request, session: SessionDep, person: Staff) -
     now = utcnow()
     try:
         with session.begin_nested():
-            done = staff_day.finish_visit(session=session, tenant=person.tenant,
-                                          visit_id=visit_id, now=now, provider=get_provider())
+            done = staff_day.finish_visit(
+                session=session,
+                tenant=person.tenant,
+                visit_id=visit_id,
+                now=now,
+                provider=get_provider(),
+            )
     except Conflict:
-        progress = staff_day.visit_progress(session=session, tenant_id=person.tenant.id,
-                                            visit_id=visit_id)
-        return _visit_page(request, session, person, visit, status=409,
-                           error=what_is_missing(progress) or _("现在还不能完成，请刷新后再试。"))
+        progress = staff_day.visit_progress(
+            session=session, tenant_id=person.tenant.id, visit_id=visit_id
+        )
+        return _visit_page(
+            request,
+            session,
+            person,
+            visit,
+            status=409,
+            error=what_is_missing(progress) or _("现在还不能完成，请刷新后再试。"),
+        )
     except HuifangError as exc:
-        return _visit_page(request, session, person, visit, status=exc.status_code,
-                           error=chinese(exc.detail, exc.status_code))
+        return _visit_page(
+            request,
+            session,
+            person,
+            visit,
+            status=exc.status_code,
+            error=chinese(exc.detail, exc.status_code),
+        )
     if done.message is not None and done.new_message:
         for queued in outbox.queue_now(session=session, message_ids=[done.message.id], now=now):
             enqueue(session, messaging_tasks.send_message, message_id=queued)
@@ -240,18 +335,26 @@ def finish(visit_id: Id, request: Request, session: SessionDep, person: Staff) -
 def report_page(visit_id: Id, request: Request, session: SessionDep, person: Staff) -> Response:
     try:
         visit = _own(session, person, visit_id)
-        report = reports.get_report(session=session, tenant_id=person.tenant.id,
-                                    visit_id=visit_id)
+        report = reports.get_report(session=session, tenant_id=person.tenant.id, visit_id=visit_id)
     except HuifangError as exc:
         return _refused(request, person, exc)
     customer = session.get(Customer, visit.customer_id)
-    return _render(request, "report.html", {
-        "visit": visit, "customer": customer, "report": report,
-        "report_path": reports.page_path(report),
-        "review": person.tenant.report_review}, person)
+    return _render(
+        request,
+        "report.html",
+        {
+            "visit": visit,
+            "customer": customer,
+            "report": report,
+            "report_path": reports.page_path(report),
+            "review": person.tenant.report_review,
+        },
+        person,
+    )
 
 
 # --- one file without JavaScript ------------------------------------------------------------
+
 
 @router.post("/visits/{visit_id}/upload")
 async def upload_one(visit_id: Id, request: Request, unit_of_work: UnitOfWorkDep) -> Response:
@@ -259,8 +362,7 @@ async def upload_one(visit_id: Id, request: Request, unit_of_work: UnitOfWorkDep
     acceptance as every upload (``media.service.accept_upload``). Streamed to the staging
     area with no transaction open, the form's token checked once it has arrived."""
     try:
-        uploader = await run_in_threadpool(staff_uploads.who, request, unit_of_work,
-                                           header=False)
+        uploader = await run_in_threadpool(staff_uploads.who, request, unit_of_work, header=False)
     except staff_uploads.Refused as refused:
         raise (web.SignInRequired if refused.status_code == 401 else web.NotAllowed) from None
     back = f"/staff/visits/{visit_id}"
@@ -272,13 +374,21 @@ async def upload_one(visit_id: Id, request: Request, unit_of_work: UnitOfWorkDep
     try:
         staged = await read_upload(
             content_type=request.headers.get("content-type", ""),
-            content_length=request.headers.get("content-length"), body=request.stream(),
-            photo_max=settings.photo_max_bytes, clip_max=settings.clip_max_bytes)
+            content_length=request.headers.get("content-length"),
+            body=request.stream(),
+            photo_max=settings.photo_max_bytes,
+            clip_max=settings.clip_max_bytes,
+        )
     except HuifangError as exc:
-        return await run_in_threadpool(_form_refusal, request, unit_of_work, visit_id,
-                                       chinese(exc.detail, exc.status_code), exc.status_code)
-    if not web.tokens_match(staged.fields.get(web.CSRF_FIELD, ""),
-                                     uploader.csrf_token):
+        return await run_in_threadpool(
+            _form_refusal,
+            request,
+            unit_of_work,
+            visit_id,
+            chinese(exc.detail, exc.status_code),
+            exc.status_code,
+        )
+    if not web.tokens_match(staged.fields.get(web.CSRF_FIELD, ""), uploader.csrf_token):
         staged.discard()
         raise web.FormRefused
 
@@ -286,11 +396,17 @@ async def upload_one(visit_id: Id, request: Request, unit_of_work: UnitOfWorkDep
         with unit_of_work() as session:
             try:
                 media, created = media_service.accept_upload(
-                    session=session, tenant=uploader.tenant, visit_id=visit_id, staged=staged)
+                    session=session, tenant=uploader.tenant, visit_id=visit_id, staged=staged
+                )
             except HuifangError as exc:
                 session.rollback()
-                return _form_refusal(request, unit_of_work, visit_id,
-                                     chinese(exc.detail, exc.status_code), exc.status_code)
+                return _form_refusal(
+                    request,
+                    unit_of_work,
+                    visit_id,
+                    chinese(exc.detail, exc.status_code),
+                    exc.status_code,
+                )
             if created and media.status == PROCESSING:
                 enqueue(session, media_tasks.process_media, media_id=media.id)
         return web.redirect(f"{back}?uploaded=1")
@@ -303,8 +419,9 @@ def _refusal_page(request: Request, unit_of_work: Any, exc: HuifangError) -> HTM
         return _refused(request, web.signed_in(request, session), exc)
 
 
-def _form_refusal(request: Request, unit_of_work: Any, visit_id: int, sentence: str,
-                  status: int) -> HTMLResponse:
+def _form_refusal(
+    request: Request, unit_of_work: Any, visit_id: int, sentence: str, status: int
+) -> HTMLResponse:
     with unit_of_work(read_only=True) as session:
         person = web.signed_in(request, session)
         visit = _own(session, person, visit_id)
@@ -312,6 +429,7 @@ def _form_refusal(request: Request, unit_of_work: Any, visit_id: int, sentence: 
 
 
 # --- wiring -------------------------------------------------------------------------------
+
 
 def install(app: FastAPI) -> None:
     """The staff pages, their upload routes and their files (``/staff/static``)."""

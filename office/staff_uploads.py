@@ -72,8 +72,11 @@ def who(request: Request, unit_of_work: UnitOfWork, *, header: bool = True) -> U
         if tenant is None:
             raise Refused(401, _("登录已过期，请重新打开店里发给你的登录链接。"))
         uploader = Uploader(tenant, user.staff_id, user.id, row.csrf_token)
-    if header and request.method not in ("GET", "HEAD", "OPTIONS") and not web.header_token_ok(
-            request, uploader.csrf_token):
+    if (
+        header
+        and request.method not in ("GET", "HEAD", "OPTIONS")
+        and not web.header_token_ok(request, uploader.csrf_token)
+    ):
         raise Refused(403, _("页面已过期，请刷新页面后重试。"))
     return uploader
 
@@ -87,17 +90,24 @@ StaffDep = Annotated[Uploader, Depends(uploader_dep)]
 
 def check_visit(unit_of_work: UnitOfWork, uploader: Uploader, visit_id: int) -> None:
     with unit_of_work(read_only=True) as session:  # type: ignore[call-arg]
-        staff_day.own_visit(session=session, tenant_id=uploader.tenant.id,
-                            staff_id=uploader.staff_id, visit_id=visit_id)
+        staff_day.own_visit(
+            session=session,
+            tenant_id=uploader.tenant.id,
+            staff_id=uploader.staff_id,
+            visit_id=visit_id,
+        )
 
 
 def check_upload(unit_of_work: UnitOfWork, uploader: Uploader, token: str) -> ResumableUpload:
     """The upload, if its visit is this staff member's."""
     with unit_of_work(read_only=True) as session:  # type: ignore[call-arg]
-        upload = resumable.get_upload(session=session, tenant_id=uploader.tenant.id,
-                                      token=token)
-        staff_day.own_visit(session=session, tenant_id=uploader.tenant.id,
-                            staff_id=uploader.staff_id, visit_id=upload.visit_id)
+        upload = resumable.get_upload(session=session, tenant_id=uploader.tenant.id, token=token)
+        staff_day.own_visit(
+            session=session,
+            tenant_id=uploader.tenant.id,
+            staff_id=uploader.staff_id,
+            visit_id=upload.visit_id,
+        )
         return upload
 
 
@@ -114,16 +124,25 @@ def options(uploader: StaffDep) -> Response:
 
 
 @router.post("/visits/{visit_id}/uploads", status_code=201)
-def create(visit_id: Id, response: Response, uploader: StaffDep, unit_of_work: UnitOfWorkDep,
-           upload_length: tus.Length = None,
-           upload_metadata: Annotated[str | None, Header(
-               max_length=resumable.METADATA_MAX)] = None,
-           tus_resumable: tus.TusResumable = None) -> UploadRead:
+def create(
+    visit_id: Id,
+    response: Response,
+    uploader: StaffDep,
+    unit_of_work: UnitOfWorkDep,
+    upload_length: tus.Length = None,
+    upload_metadata: Annotated[str | None, Header(max_length=resumable.METADATA_MAX)] = None,
+    tus_resumable: tus.TusResumable = None,
+) -> UploadRead:
     tus.check_version(tus_resumable)
     try:
         check_visit(unit_of_work, uploader, visit_id)
-        upload = tus.open_upload(unit_of_work, uploader.tenant, visit_id=visit_id,
-                                 length=upload_length, metadata=upload_metadata)
+        upload = tus.open_upload(
+            unit_of_work,
+            uploader.tenant,
+            visit_id=visit_id,
+            length=upload_length,
+            metadata=upload_metadata,
+        )
     except HuifangError as exc:
         raise in_chinese(exc) from None
     response.headers.update(tus.created_headers(upload, BASE))
@@ -131,8 +150,12 @@ def create(visit_id: Id, response: Response, uploader: StaffDep, unit_of_work: U
 
 
 @router.head("/uploads/{upload_id}", status_code=200, response_class=Response)
-def offset(upload_id: tus.UploadId, uploader: StaffDep, unit_of_work: UnitOfWorkDep,
-           tus_resumable: tus.TusResumable = None) -> Response:
+def offset(
+    upload_id: tus.UploadId,
+    uploader: StaffDep,
+    unit_of_work: UnitOfWorkDep,
+    tus_resumable: tus.TusResumable = None,
+) -> Response:
     tus.check_version(tus_resumable)
     try:
         check_upload(unit_of_work, uploader, upload_id)
@@ -142,8 +165,7 @@ def offset(upload_id: tus.UploadId, uploader: StaffDep, unit_of_work: UnitOfWork
 
 
 @router.get("/uploads/{upload_id}")
-def read(upload_id: tus.UploadId, uploader: StaffDep,
-         unit_of_work: UnitOfWorkDep) -> UploadRead:
+def read(upload_id: tus.UploadId, uploader: StaffDep, unit_of_work: UnitOfWorkDep) -> UploadRead:
     try:
         return _chinese_upload(check_upload(unit_of_work, uploader, upload_id))
     except HuifangError as exc:
@@ -151,23 +173,37 @@ def read(upload_id: tus.UploadId, uploader: StaffDep,
 
 
 @router.patch("/uploads/{upload_id}", status_code=204, response_class=Response)
-async def send_piece(upload_id: tus.UploadId, request: Request, uploader: StaffDep,
-                     unit_of_work: UnitOfWorkDep, upload_offset: tus.Offset = None,
-                     content_type: Annotated[str | None, Header()] = None,
-                     tus_resumable: tus.TusResumable = None) -> Response:
+async def send_piece(
+    upload_id: tus.UploadId,
+    request: Request,
+    uploader: StaffDep,
+    unit_of_work: UnitOfWorkDep,
+    upload_offset: tus.Offset = None,
+    content_type: Annotated[str | None, Header()] = None,
+    tus_resumable: tus.TusResumable = None,
+) -> Response:
     tus.check_version(tus_resumable)
     try:
         await run_in_threadpool(check_upload, unit_of_work, uploader, upload_id)
-        return await tus.receive_piece(request, unit_of_work, uploader.tenant,
-                                       token=upload_id, offset=upload_offset,
-                                       content_type=content_type)
+        return await tus.receive_piece(
+            request,
+            unit_of_work,
+            uploader.tenant,
+            token=upload_id,
+            offset=upload_offset,
+            content_type=content_type,
+        )
     except HuifangError as exc:
         raise in_chinese(exc) from None
 
 
 @router.delete("/uploads/{upload_id}", status_code=204, response_class=Response)
-def cancel(upload_id: tus.UploadId, uploader: StaffDep, unit_of_work: UnitOfWorkDep,
-           tus_resumable: tus.TusResumable = None) -> Response:
+def cancel(
+    upload_id: tus.UploadId,
+    uploader: StaffDep,
+    unit_of_work: UnitOfWorkDep,
+    tus_resumable: tus.TusResumable = None,
+) -> Response:
     tus.check_version(tus_resumable)
     try:
         check_upload(unit_of_work, uploader, upload_id)

@@ -21,8 +21,11 @@ POLL_SECONDS = 20
 
 def _context(session: SessionDep, person: web.SignedIn) -> dict[str, object]:
     now = utcnow()
-    return {"day": today.today(session=session, tenant=person.tenant, now=now), "now": now,
-            "poll_seconds": POLL_SECONDS}
+    return {
+        "day": today.today(session=session, tenant=person.tenant, now=now),
+        "now": now,
+        "poll_seconds": POLL_SECONDS,
+    }
 
 
 @router.get("/today")
@@ -33,5 +36,4 @@ def today_page(request: Request, session: SessionDep, person: web.OfficeUser) ->
 @router.get("/today/panel")
 def today_panel(request: Request, session: SessionDep, person: web.OfficeUser) -> Response:
     """The page's counts and lists alone, for the page to refresh itself."""
-    return web.render(request, "office/today_panel.html", _context(session, person),
-                      person=person)
+    return web.render(request, "office/today_panel.html", _context(session, person), person=person)

@@ -32,22 +32,41 @@ KeysOwner = Annotated[web.SignedIn, Depends(web.require(Permission.KEYS))]
 
 def qr_svg(url: str) -> Markup:
     """The link as a QR code, inline SVG (no script, no image request)."""
-    return Markup(segno.make(url, error="m").svg_inline(scale=5, border=2,  # noqa: S704
-                                                         title=_("扫码登录")))
+    return Markup(  # noqa: S704  (segno escapes the link it draws)
+        segno.make(url, error="m").svg_inline(
+            scale=5,
+            border=2,
+            title=_("扫码登录"),
+        )
+    )
 
 
-def _page(request: Request, session: SessionDep, person: web.SignedIn, *,
-          shown: dict[str, object] | None = None, error: str | None = None,
-          status: int = 200) -> Response:
+def _page(
+    request: Request,
+    session: SessionDep,
+    person: web.SignedIn,
+    *,
+    shown: dict[str, object] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
     tenant_id = person.tenant.id
-    return web.render(request, "office/users.html", {
-        "users": accounts.list_users(session=session, tenant_id=tenant_id),
-        "staff": visits.list_staff(session=session, tenant_id=tenant_id, active=True,
-                                   page=PageParams(limit=500))[0],
-        "keys": tenancy.list_api_keys(session=session, tenant_id=tenant_id),
-        "roles": [Role.OWNER, Role.OFFICE, Role.STAFF],
-        "shown": shown, "error": error,
-    }, person=person, status=status)
+    return web.render(
+        request,
+        "office/users.html",
+        {
+            "users": accounts.list_users(session=session, tenant_id=tenant_id),
+            "staff": visits.list_staff(
+                session=session, tenant_id=tenant_id, active=True, page=PageParams(limit=500)
+            )[0],
+            "keys": tenancy.list_api_keys(session=session, tenant_id=tenant_id),
+            "roles": [Role.OWNER, Role.OFFICE, Role.STAFF],
+            "shown": shown,
+            "error": error,
+        },
+        person=person,
+        status=status,
+    )
 
 
 @router.get("/users")
@@ -57,32 +76,47 @@ def users_page(request: Request, session: SessionDep, person: UsersOwner) -> Res
 
 def _link_shown(user: accounts.User, token: str) -> dict[str, object]:
     url = accounts.sign_in_url(token)
-    return {"title": _("{name} 的登录链接").format(name=user.name), "url": url,
-            "qr": qr_svg(url), "staff": user.role == Role.STAFF}
+    return {
+        "title": _("{name} 的登录链接").format(name=user.name),
+        "url": url,
+        "qr": qr_svg(url),
+        "staff": user.role == Role.STAFF,
+    }
 
 
 @router.post("/users")
-def create_user(request: Request, session: SessionDep, person: UsersOwner,
-                name: Annotated[str, Form(max_length=100)] = "",
-                phone: Annotated[str, Form(max_length=30)] = "",
-                role: Annotated[str, Form(max_length=10)] = Role.OFFICE.value,
-                staff_id: Annotated[str, Form(max_length=20)] = "") -> Response:
+def create_user(
+    request: Request,
+    session: SessionDep,
+    person: UsersOwner,
+    name: Annotated[str, Form(max_length=100)] = "",
+    phone: Annotated[str, Form(max_length=30)] = "",
+    role: Annotated[str, Form(max_length=10)] = Role.OFFICE.value,
+    staff_id: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
     try:
         made = accounts.create_user(
-            session=session, tenant=person.tenant, role=role, name=name, phone=phone,
-            staff_id=int(staff_id) if staff_id.isdigit() else None, actor=person.actor)
+            session=session,
+            tenant=person.tenant,
+            role=role,
+            name=name,
+            phone=phone,
+            staff_id=int(staff_id) if staff_id.isdigit() else None,
+            actor=person.actor,
+        )
     except HuifangError as refused:
         return _page(request, session, person, error=refused.detail, status=refused.status_code)
-    return _page(request, session, person, shown=_link_shown(made.user, made.link_token),
-                 status=201)
+    return _page(
+        request, session, person, shown=_link_shown(made.user, made.link_token), status=201
+    )
 
 
 @router.post("/users/{user_id}/link")
-def new_link(user_id: Id, request: Request, session: SessionDep, person: UsersOwner
-             ) -> Response:
+def new_link(user_id: Id, request: Request, session: SessionDep, person: UsersOwner) -> Response:
     try:
-        token = accounts.new_link(session=session, tenant_id=person.tenant.id,
-                                  user_id=user_id, actor=person.actor)
+        token = accounts.new_link(
+            session=session, tenant_id=person.tenant.id, user_id=user_id, actor=person.actor
+        )
     except HuifangError as refused:
         return _page(request, session, person, error=refused.detail, status=refused.status_code)
     user = accounts.get_user(session=session, tenant_id=person.tenant.id, user_id=user_id)
@@ -90,11 +124,11 @@ def new_link(user_id: Id, request: Request, session: SessionDep, person: UsersOw
 
 
 @router.post("/users/{user_id}/disable")
-def disable(user_id: Id, request: Request, session: SessionDep, person: UsersOwner
-            ) -> Response:
+def disable(user_id: Id, request: Request, session: SessionDep, person: UsersOwner) -> Response:
     try:
-        accounts.disable_user(session=session, tenant_id=person.tenant.id, user_id=user_id,
-                              actor=person.actor)
+        accounts.disable_user(
+            session=session, tenant_id=person.tenant.id, user_id=user_id, actor=person.actor
+        )
     except HuifangError as refused:
         return _page(request, session, person, error=refused.detail, status=refused.status_code)
     return web.redirect("/office/settings/users")
@@ -103,37 +137,48 @@ def disable(user_id: Id, request: Request, session: SessionDep, person: UsersOwn
 @router.post("/users/{user_id}/enable")
 def enable(user_id: Id, request: Request, session: SessionDep, person: UsersOwner) -> Response:
     try:
-        accounts.enable_user(session=session, tenant_id=person.tenant.id, user_id=user_id,
-                             actor=person.actor)
+        accounts.enable_user(
+            session=session, tenant_id=person.tenant.id, user_id=user_id, actor=person.actor
+        )
     except HuifangError as refused:
         return _page(request, session, person, error=refused.detail, status=refused.status_code)
     return web.redirect("/office/settings/users")
 
 
 @router.post("/keys")
-def create_key(request: Request, session: SessionDep, person: KeysOwner,
-               name: Annotated[str, Form(max_length=100)] = "",
-               role: Annotated[str, Form(max_length=10)] = Role.OFFICE.value) -> Response:
+def create_key(
+    request: Request,
+    session: SessionDep,
+    person: KeysOwner,
+    name: Annotated[str, Form(max_length=100)] = "",
+    role: Annotated[str, Form(max_length=10)] = Role.OFFICE.value,
+) -> Response:
     name = " ".join(name.split()) or _("接口密钥")
     try:
-        row, key = tenancy.create_api_key(session=session, tenant=person.tenant, name=name,
-                                          role=role)
+        row, key = tenancy.create_api_key(
+            session=session, tenant=person.tenant, name=name, role=role
+        )
     except HuifangError:
-        return _page(request, session, person, error=_("密钥的角色只能是店长或客服/调度。"),
-                     status=422)
-    audit.record(session, person.actor, "api_key.created", f"api_key:{row.id}",
-                 {"name": name, "role": role})
-    return _page(request, session, person, status=201, shown={
-        "title": _("新的接口密钥“{name}”").format(name=name), "key": key})
+        return _page(
+            request, session, person, error=_("密钥的角色只能是店长或客服/调度。"), status=422
+        )
+    audit.record(
+        session, person.actor, "api_key.created", f"api_key:{row.id}", {"name": name, "role": role}
+    )
+    return _page(
+        request,
+        session,
+        person,
+        status=201,
+        shown={"title": _("新的接口密钥“{name}”").format(name=name), "key": key},
+    )
 
 
 @router.post("/keys/{key_id}/revoke")
-def revoke_key(key_id: Id, request: Request, session: SessionDep, person: KeysOwner
-               ) -> Response:
+def revoke_key(key_id: Id, request: Request, session: SessionDep, person: KeysOwner) -> Response:
     try:
         row = tenancy.revoke_api_key(session=session, tenant_id=person.tenant.id, key_id=key_id)
     except HuifangError:
         return _page(request, session, person, error=_("没有这个密钥。"), status=404)
-    audit.record(session, person.actor, "api_key.revoked", f"api_key:{row.id}",
-                 {"name": row.name})
+    audit.record(session, person.actor, "api_key.revoked", f"api_key:{row.id}", {"name": row.name})
     return web.redirect("/office/settings/users")

@@ -46,18 +46,20 @@ CSRF_HEADER = "X-CSRF-Token"  # what our pages' scripts send with a cookie-authe
 STATIC = Path(__file__).parent / "static"
 
 # Console pages run our own script and style files and nothing else.
-OFFICE_CSP = csp({
-    "default-src": "'none'",
-    "script-src": "'self'",
-    "style-src": "'self'",
-    "img-src": "'self' data: blob:",
-    "media-src": "'self' blob:",
-    "connect-src": "'self'",
-    "form-action": "'self'",
-    "base-uri": "'none'",
-    "frame-ancestors": "'none'",
-    "manifest-src": "'self'",
-})
+OFFICE_CSP = csp(
+    {
+        "default-src": "'none'",
+        "script-src": "'self'",
+        "style-src": "'self'",
+        "img-src": "'self' data: blob:",
+        "media-src": "'self' blob:",
+        "connect-src": "'self'",
+        "form-action": "'self'",
+        "base-uri": "'none'",
+        "frame-ancestors": "'none'",
+        "manifest-src": "'self'",
+    }
+)
 
 # The console's sections, in the order of the navigation.
 NAV: tuple[tuple[str, str, Permission], ...] = (
@@ -72,18 +74,23 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
 ROLE_NAMES = {Role.OWNER: "店长", Role.OFFICE: "客服/调度", Role.STAFF: "服务人员"}
 
 
-
 def _https() -> bool:
     return get_settings().public_url.startswith("https://")
 
 
 @CsrfProtect.load_config
 def _csrf_config() -> list[tuple[str, Any]]:
-    return [("secret_key", get_settings().secret_key), ("cookie_key", CSRF_COOKIE),
-            ("token_location", "body"), ("token_key", CSRF_FIELD),
-            ("cookie_samesite", "lax"), ("cookie_secure", _https()), ("httponly", True),
-            # The form token lives as long as the longest session (the staff phone's).
-            ("max_age", int(accounts.SESSION_VALID[Role.STAFF].total_seconds()))]
+    return [
+        ("secret_key", get_settings().secret_key),
+        ("cookie_key", CSRF_COOKIE),
+        ("token_location", "body"),
+        ("token_key", CSRF_FIELD),
+        ("cookie_samesite", "lax"),
+        ("cookie_secure", _https()),
+        ("httponly", True),
+        # The form token lives as long as the longest session (the staff phone's).
+        ("max_age", int(accounts.SESSION_VALID[Role.STAFF].total_seconds())),
+    ]
 
 
 csrf = CsrfProtect()
@@ -96,16 +103,27 @@ def _signer() -> URLSafeSerializer:
 
 @functools.cache
 def environment() -> Environment:
-    env = Environment(loader=PackageLoader("office", "templates"), autoescape=True,
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader("office", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     i18n.install(env)
-    env.globals.update(format_datetime=i18n.format_datetime, format_date=i18n.format_date,
-                       format_duration=i18n.format_duration, ROLE_NAMES=ROLE_NAMES,
-                       Permission=Permission, phone=phones.display)
+    env.globals.update(
+        format_datetime=i18n.format_datetime,
+        format_date=i18n.format_date,
+        format_duration=i18n.format_duration,
+        ROLE_NAMES=ROLE_NAMES,
+        Permission=Permission,
+        phone=phones.display,
+    )
     return env
 
 
 # --- who is signed in --------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SignedIn:
@@ -199,29 +217,44 @@ def header_token_ok(request: Request, expected: str) -> bool:
 
 def tokens_match(sent: str, expected: str) -> bool:
     """A CSRF token sent (a header, a streamed form's field) against the session's."""
-    return bool(sent) and bool(expected) and hmac.compare_digest(
-        sent.encode("utf-8", "replace"), expected.encode("utf-8", "replace"))
+    return (
+        bool(sent)
+        and bool(expected)
+        and hmac.compare_digest(
+            sent.encode("utf-8", "replace"), expected.encode("utf-8", "replace")
+        )
+    )
 
 
-def check_header(request: Request,
-                 person: Annotated[SignedIn, Depends(signed_in)]) -> SignedIn:
+def check_header(request: Request, person: Annotated[SignedIn, Depends(signed_in)]) -> SignedIn:
     """For a cookie-authenticated write from our scripts: the session's CSRF token must be
     in ``X-CSRF-Token`` (reads need none)."""
     if request.method not in ("GET", "HEAD", "OPTIONS") and not header_token_ok(
-            request, person.csrf_token):
+        request, person.csrf_token
+    ):
         raise FormRefused
     return person
 
 
 # --- rendering --------------------------------------------------------------------------
 
+
 def page_response(body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status, headers={
-        "Content-Security-Policy": OFFICE_CSP, "Cache-Control": "no-store"})
+    return HTMLResponse(
+        body,
+        status_code=status,
+        headers={"Content-Security-Policy": OFFICE_CSP, "Cache-Control": "no-store"},
+    )
 
 
-def render(request: Request, template: str, context: dict[str, Any] | None = None, *,
-           person: SignedIn | None = None, status: int = 200) -> HTMLResponse:
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    person: SignedIn | None = None,
+    status: int = 200,
+) -> HTMLResponse:
     """A console page. With ``person``, the navigation and the session's form token; without
     (sign-in pages), a fresh form token and its cookie."""
     fresh: tuple[str, str] | None = None
@@ -231,28 +264,50 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
         fresh = csrf.generate_csrf_tokens()
         token = fresh[0]
     section = request.url.path.removeprefix("/office/").split("/")[0]
-    nav = [(key, label, key == section) for key, label, permission in NAV
-           if person is not None and person.may(permission)]
+    nav = [
+        (key, label, key == section)
+        for key, label, permission in NAV
+        if person is not None and person.may(permission)
+    ]
 
     def csrf_field() -> Markup:
         return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, token)
 
-    body = environment().get_template(template).render(
-        request=request, person=person, nav=nav, csrf_token=token, csrf_field=csrf_field,
-        timezone=person.tenant.timezone if person else "Asia/Shanghai",
-        **(context or {}))
+    body = (
+        environment()
+        .get_template(template)
+        .render(
+            request=request,
+            person=person,
+            nav=nav,
+            csrf_token=token,
+            csrf_field=csrf_field,
+            timezone=person.tenant.timezone if person else "Asia/Shanghai",
+            **(context or {}),
+        )
+    )
     response = page_response(body, status)
     if fresh is not None:
         csrf.set_csrf_cookie(fresh[1], response)
     return response
 
 
-def message_page(request: Request, title: str, message: str, *, status: int,
-                 person: SignedIn | None = None, link: tuple[str, str] | None = None
-                 ) -> HTMLResponse:
-    return render(request, "office/message.html",
-                  {"title": title, "message": message, "link": link},
-                  person=person, status=status)
+def message_page(
+    request: Request,
+    title: str,
+    message: str,
+    *,
+    status: int,
+    person: SignedIn | None = None,
+    link: tuple[str, str] | None = None,
+) -> HTMLResponse:
+    return render(
+        request,
+        "office/message.html",
+        {"title": title, "message": message, "link": link},
+        person=person,
+        status=status,
+    )
 
 
 def safe_next(target: str | None) -> str:
@@ -260,8 +315,12 @@ def safe_next(target: str | None) -> str:
     if not target:
         return "/office/"
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith(("/office/", "/staff/")) \
-            or target.startswith("//"):
+    if (
+        parts.scheme
+        or parts.netloc
+        or not parts.path.startswith(("/office/", "/staff/"))
+        or target.startswith("//")
+    ):
         return "/office/"
     return target
 
@@ -271,8 +330,15 @@ def redirect(url: str) -> RedirectResponse:
 
 
 def set_session_cookie(response: Response, token: str, max_age: int) -> None:
-    response.set_cookie(SESSION_COOKIE, _signer().dumps(token), max_age=max_age,
-                        httponly=True, samesite="lax", secure=_https(), path="/")
+    response.set_cookie(
+        SESSION_COOKIE,
+        _signer().dumps(token),
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=_https(),
+        path="/",
+    )
 
 
 def set_csrf_cookie_for(response: Response, signed: str) -> None:
@@ -280,8 +346,7 @@ def set_csrf_cookie_for(response: Response, signed: str) -> None:
 
 
 def clear_session_cookie(response: Response) -> None:
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax",
-                           secure=_https())
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=_https())
 
 
 def escape_text(value: str) -> str:
@@ -290,13 +355,20 @@ def escape_text(value: str) -> str:
 
 # --- wiring -----------------------------------------------------------------------------
 
+
 def _sign_in_required(request: Request, _exc: Exception) -> Response:
     if request.method == "GET":
-        return redirect("/office/login?next=" + quote(request.url.path
-                                                      + (f"?{request.url.query}"
-                                                         if request.url.query else "")))
-    return message_page(request, _("请先登录"), _("登录已失效，请重新登录后再操作。"),
-                        status=401, link=("/office/login", _("去登录")))
+        return redirect(
+            "/office/login?next="
+            + quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+        )
+    return message_page(
+        request,
+        _("请先登录"),
+        _("登录已失效，请重新登录后再操作。"),
+        status=401,
+        link=("/office/login", _("去登录")),
+    )
 
 
 def _keeping_csrf_cookie(response: Response) -> Response:
@@ -307,16 +379,27 @@ def _keeping_csrf_cookie(response: Response) -> Response:
 
 
 def _not_allowed(request: Request, _exc: Exception) -> Response:
-    return _keeping_csrf_cookie(message_page(
-        request, _("没有权限"), _("您的账号没有查看这个页面的权限。如需开通，请联系店长。"),
-        status=403, link=("/office/", _("返回首页"))))
+    return _keeping_csrf_cookie(
+        message_page(
+            request,
+            _("没有权限"),
+            _("您的账号没有查看这个页面的权限。如需开通，请联系店长。"),
+            status=403,
+            link=("/office/", _("返回首页")),
+        )
+    )
 
 
 def _form_refused(request: Request, _exc: Exception) -> Response:
-    return _keeping_csrf_cookie(message_page(
-        request, _("页面已过期"),
-        _("这个表单无法验证来源（页面打开太久或来自其他网站）。请返回、刷新页面后重新提交。"),
-        status=403, link=("/office/", _("返回首页"))))
+    return _keeping_csrf_cookie(
+        message_page(
+            request,
+            _("页面已过期"),
+            _("这个表单无法验证来源（页面打开太久或来自其他网站）。请返回、刷新页面后重新提交。"),
+            status=403,
+            link=("/office/", _("返回首页")),
+        )
+    )
 
 
 def install(app: FastAPI, *routers: APIRouter) -> None:

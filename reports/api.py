@@ -42,8 +42,8 @@ Month = Annotated[int, PathParam(ge=1, le=12, description="1 (January) to 12 (De
 # than the pages' default CSP (huifang.headers, which adds the other security headers).
 REPORT_PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; media-src 'self'; "
-                               "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
-                               "frame-ancestors 'none'",
+    "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'",
     # The page must answer 410 once it expires, so no cache may keep it past a revisit.
     "Cache-Control": "private, no-cache",
 }
@@ -54,12 +54,22 @@ def _report_read(report: Any, profile: ProfileName | None) -> ReportRead:
     return ReportRead.of(report, reports.mms_payload(report=report, profile=chosen))
 
 
-@router.post("/visits/{visit_id}/report", response_model=ReportRead, status_code=201,
-             responses={200: {"description": "Rebuilt in place; the link is unchanged."},
-                        409: {"description": "Photos or clips still processing, or no photo "
-                                             "ready yet."}})
-def build_report(visit_id: Id, response: Response, session: SessionDep, tenant: TenantDep,
-                 profile: ProfileName | None = None) -> ReportRead:
+@router.post(
+    "/visits/{visit_id}/report",
+    response_model=ReportRead,
+    status_code=201,
+    responses={
+        200: {"description": "Rebuilt in place; the link is unchanged."},
+        409: {"description": "Photos or clips still processing, or no photo ready yet."},
+    },
+)
+def build_report(
+    visit_id: Id,
+    response: Response,
+    session: SessionDep,
+    tenant: TenantDep,
+    profile: ProfileName | None = None,
+) -> ReportRead:
     """Build the visit's report (201), or rebuild it (200): the public page, the long image,
     the recap video when there is one, and the MMS parts for ``profile`` (default: the
     configured provider) with their byte sizes."""
@@ -72,76 +82,130 @@ def build_report(visit_id: Id, response: Response, session: SessionDep, tenant: 
 
 
 @router.get("/visits/{visit_id}/report", response_model=ReportRead)
-def read_report(visit_id: Id, session: SessionDep, tenant: TenantDep,
-                profile: ProfileName | None = None) -> ReportRead:
+def read_report(
+    visit_id: Id, session: SessionDep, tenant: TenantDep, profile: ProfileName | None = None
+) -> ReportRead:
     """The visit's report as built last, with the MMS parts for ``profile``."""
-    return _report_read(reports.get_report(session=session, tenant_id=tenant.id,
-                                           visit_id=visit_id), profile)
+    return _report_read(
+        reports.get_report(session=session, tenant_id=tenant.id, visit_id=visit_id), profile
+    )
 
 
 @router.get("/care-advice", response_model=list[CareAdviceRead], tags=["reports"])
 def list_care_advice(session: SessionDep, tenant: TenantDep) -> list[CareAdviceRead]:
     """The care advice each report shows, per service type: built in, or the company's own."""
-    return [CareAdviceRead.model_validate(a, from_attributes=True)
-            for a in reports.list_care_advice(session=session, tenant_id=tenant.id)]
+    return [
+        CareAdviceRead.model_validate(a, from_attributes=True)
+        for a in reports.list_care_advice(session=session, tenant_id=tenant.id)
+    ]
 
 
 @router.put("/care-advice/{service_type}", response_model=CareAdviceRead, tags=["reports"])
-def set_care_advice(service_type: str, body: CareAdviceUpdate, session: SessionDep,
-                    tenant: TenantDep, actor: KeyActorDep) -> CareAdviceRead:
+def set_care_advice(
+    service_type: str,
+    body: CareAdviceUpdate,
+    session: SessionDep,
+    tenant: TenantDep,
+    actor: KeyActorDep,
+) -> CareAdviceRead:
     """The company's own advice for a service type; its own service codes are welcome."""
-    return CareAdviceRead.model_validate(reports.set_care_advice(
-        session=session, tenant_id=tenant.id, service_type=service_type, text=body.text,
-        actor=actor), from_attributes=True)
+    return CareAdviceRead.model_validate(
+        reports.set_care_advice(
+            session=session,
+            tenant_id=tenant.id,
+            service_type=service_type,
+            text=body.text,
+            actor=actor,
+        ),
+        from_attributes=True,
+    )
 
 
 @router.delete("/care-advice/{service_type}", response_model=CareAdviceRead, tags=["reports"])
-def reset_care_advice(service_type: str, session: SessionDep,
-                      tenant: TenantDep, actor: KeyActorDep) -> CareAdviceRead:
+def reset_care_advice(
+    service_type: str, session: SessionDep, tenant: TenantDep, actor: KeyActorDep
+) -> CareAdviceRead:
     """Back to the built-in advice; answers the advice now in force."""
-    return CareAdviceRead.model_validate(reports.reset_care_advice(
-        session=session, tenant_id=tenant.id, service_type=service_type, actor=actor),
-        from_attributes=True)
+    return CareAdviceRead.model_validate(
+        reports.reset_care_advice(
+            session=session, tenant_id=tenant.id, service_type=service_type, actor=actor
+        ),
+        from_attributes=True,
+    )
 
 
 @router.get("/report-offers", response_model=list[ReportOfferRead], tags=["reports"])
 def list_report_offers(session: SessionDep, tenant: TenantDep) -> list[ReportOfferRead]:
     """The upcoming offer a report shows, by the month of the visit."""
-    return [ReportOfferRead.model_validate(o, from_attributes=True)
-            for o in reports.list_offers(session=session, tenant_id=tenant.id)]
+    return [
+        ReportOfferRead.model_validate(o, from_attributes=True)
+        for o in reports.list_offers(session=session, tenant_id=tenant.id)
+    ]
 
 
 @router.put("/report-offers/{month}", response_model=ReportOfferRead, tags=["reports"])
-def set_report_offer(month: Month, body: ReportOfferUpdate, session: SessionDep,
-                     tenant: TenantDep, actor: KeyActorDep) -> ReportOfferRead:
-    return ReportOfferRead.model_validate(reports.set_offer(
-        session=session, tenant_id=tenant.id, month=month, title=body.title, text=body.text,
-        actor=actor), from_attributes=True)
+def set_report_offer(
+    month: Month,
+    body: ReportOfferUpdate,
+    session: SessionDep,
+    tenant: TenantDep,
+    actor: KeyActorDep,
+) -> ReportOfferRead:
+    return ReportOfferRead.model_validate(
+        reports.set_offer(
+            session=session,
+            tenant_id=tenant.id,
+            month=month,
+            title=body.title,
+            text=body.text,
+            actor=actor,
+        ),
+        from_attributes=True,
+    )
 
 
 @router.delete("/report-offers/{month}", response_model=ReportOfferRead, tags=["reports"])
-def reset_report_offer(month: Month, session: SessionDep, tenant: TenantDep,
-                       actor: KeyActorDep) -> ReportOfferRead:
+def reset_report_offer(
+    month: Month, session: SessionDep, tenant: TenantDep, actor: KeyActorDep
+) -> ReportOfferRead:
     """Back to the built-in offer of the month; answers the offer now in force."""
-    return ReportOfferRead.model_validate(reports.reset_offer(
-        session=session, tenant_id=tenant.id, month=month, actor=actor), from_attributes=True)
+    return ReportOfferRead.model_validate(
+        reports.reset_offer(session=session, tenant_id=tenant.id, month=month, actor=actor),
+        from_attributes=True,
+    )
 
 
-@public_router.get("/r/{token}", response_class=HTMLResponse, tags=["public pages"],
-                   dependencies=[PublicLimit], responses={
-    404: {"description": "No report has this link (a page saying so).", "content": _HTML},
-    410: {"description": "The report has expired (a page saying so).", "content": _HTML}})
+@public_router.get(
+    "/r/{token}",
+    response_class=HTMLResponse,
+    tags=["public pages"],
+    dependencies=[PublicLimit],
+    responses={
+        404: {"description": "No report has this link (a page saying so).", "content": _HTML},
+        410: {"description": "The report has expired (a page saying so).", "content": _HTML},
+    },
+)
 def report_page(token: str, session: SessionDep) -> HTMLResponse:
     """The visit report a customer opens from the message: 410 once it has expired."""
     report = reports.by_token(session=session, token=token)
     if report is None:
-        return HTMLResponse(render("reports", "report_missing.html"), status_code=404,
-                            headers=REPORT_PAGE_HEADERS)
+        return HTMLResponse(
+            render("reports", "report_missing.html"), status_code=404, headers=REPORT_PAGE_HEADERS
+        )
     if reports.is_expired(report):
-        return HTMLResponse(render("reports", "report_expired.html", **reports.expired_context(
-            session=session, report=report)), status_code=410, headers=REPORT_PAGE_HEADERS)
-    return HTMLResponse(render("reports", "report.html", **reports.page_context(
-        session=session, report=report)), headers=REPORT_PAGE_HEADERS)
+        return HTMLResponse(
+            render(
+                "reports",
+                "report_expired.html",
+                **reports.expired_context(session=session, report=report),
+            ),
+            status_code=410,
+            headers=REPORT_PAGE_HEADERS,
+        )
+    return HTMLResponse(
+        render("reports", "report.html", **reports.page_context(session=session, report=report)),
+        headers=REPORT_PAGE_HEADERS,
+    )
 
 
 @public_router.get("/r/{token}/{name}", response_class=FileResponse, include_in_schema=False)
@@ -157,22 +221,34 @@ def report_file(token: str, name: str, session: SessionDep) -> FileResponse:
     left = int((report.expires_at - utcnow()).total_seconds())
     # Names change with every build, so a file never changes under its name; but it must
     # not outlive the report in a cache.
-    return FileResponse(path, media_type=content_type, headers={
-        "Cache-Control": f"public, max-age={max(0, min(left, 31_536_000))}, immutable"})
+    return FileResponse(
+        path,
+        media_type=content_type,
+        headers={"Cache-Control": f"public, max-age={max(0, min(left, 31_536_000))}, immutable"},
+    )
 
 
-@send_router.post("/visits/{visit_id}/report/send", response_model=MessageRead, status_code=202,
-             tags=["messages"], responses={
-                 200: {"description": "Already sent: the same message."},
-                 409: {"description": "Photos still processing, none ready yet, or the visit "
-                                      "has no customer."}})
-def send_visit_report(visit_id: Id, response: Response, session: SessionDep,
-                      tenant: TenantDep) -> MessageRead:
+@send_router.post(
+    "/visits/{visit_id}/report/send",
+    response_model=MessageRead,
+    status_code=202,
+    tags=["messages"],
+    responses={
+        200: {"description": "Already sent: the same message."},
+        409: {
+            "description": "Photos still processing, none ready yet, or the visit has no customer."
+        },
+    },
+)
+def send_visit_report(
+    visit_id: Id, response: Response, session: SessionDep, tenant: TenantDep
+) -> MessageRead:
     """Send the visit's report to its customer: MMS parts when the provider carries MMS,
     otherwise an SMS with the report link. Building the report first if needed."""
     now = utcnow()
-    message, new = sending.send_report(session=session, tenant=tenant, visit_id=visit_id,
-                                       provider=get_provider(), now=now)
+    message, new = sending.send_report(
+        session=session, tenant=tenant, visit_id=visit_id, provider=get_provider(), now=now
+    )
     if new:
         send_now(session=session, message_ids=[message.id], now=now)
     else:

@@ -38,9 +38,21 @@ from visits.models import Staff, Visit
 DEFAULT_DAYS = 90
 MAX_DAYS = 366  # a row per report: a year at a time keeps the answer a reasonable size
 WENT = (SENT, DELIVERED, UNDELIVERED)  # left us, as in campaigns.results.results
-TABLE_COLUMNS = ("report_id", "visit_id", "customer_id", "service_type", "staff_id",
-                 "staff_name", "sent_at", "clicks", "first_clicked_at", "bookings",
-                 "booking_id", "booking_status", "booked_at")
+TABLE_COLUMNS = (
+    "report_id",
+    "visit_id",
+    "customer_id",
+    "service_type",
+    "staff_id",
+    "staff_name",
+    "sent_at",
+    "clicks",
+    "first_clicked_at",
+    "bookings",
+    "booking_id",
+    "booking_status",
+    "booked_at",
+)
 
 
 @dataclass(frozen=True)
@@ -79,10 +91,16 @@ class ReportConversion:
 
     def totals(self) -> list[tuple[str, object]]:
         """The period's figures as (metric, value) lines, for CSV."""
-        return [("since", self.since.isoformat()), ("until", self.until.isoformat()),
-                ("sent", self.sent), ("clicked", self.clicked), ("clicks", self.clicks),
-                ("bookings", self.bookings), ("booked", self.booked),
-                ("conversion_percent", "" if self.conversion is None else self.conversion)]
+        return [
+            ("since", self.since.isoformat()),
+            ("until", self.until.isoformat()),
+            ("sent", self.sent),
+            ("clicked", self.clicked),
+            ("clicks", self.clicks),
+            ("bookings", self.bookings),
+            ("booked", self.booked),
+            ("conversion_percent", "" if self.conversion is None else self.conversion),
+        ]
 
     def table(self, timezone: str) -> list[list[object]]:
         """A header and a line per report, for CSV; times in the company's zone, with offset."""
@@ -93,18 +111,29 @@ class ReportConversion:
 
         lines: list[list[object]] = [list(TABLE_COLUMNS)]
         for row in self.reports:
-            lines.append([
-                "" if row.report_id is None else row.report_id, row.visit_id, row.customer_id,
-                row.service_type, "" if row.staff_id is None else row.staff_id,
-                row.staff_name or "", local(row.sent_at), row.clicks,
-                local(row.first_clicked_at), row.bookings,
-                "" if row.booking_id is None else row.booking_id, row.booking_status or "",
-                local(row.booked_at)])
+            lines.append(
+                [
+                    "" if row.report_id is None else row.report_id,
+                    row.visit_id,
+                    row.customer_id,
+                    row.service_type,
+                    "" if row.staff_id is None else row.staff_id,
+                    row.staff_name or "",
+                    local(row.sent_at),
+                    row.clicks,
+                    local(row.first_clicked_at),
+                    row.bookings,
+                    "" if row.booking_id is None else row.booking_id,
+                    row.booking_status or "",
+                    local(row.booked_at),
+                ]
+            )
         return lines
 
 
-def _period(tenant: Tenant, since: dt.date | None, until: dt.date | None,
-            now: dt.datetime) -> tuple[dt.date, dt.date]:
+def _period(
+    tenant: Tenant, since: dt.date | None, until: dt.date | None, now: dt.datetime
+) -> tuple[dt.date, dt.date]:
     """The asked period, or the last ``DEFAULT_DAYS`` days up to today in the company's zone."""
     if until is None:
         until = now.astimezone(ZoneInfo(tenant.timezone)).date()
@@ -113,8 +142,7 @@ def _period(tenant: Tenant, since: dt.date | None, until: dt.date | None,
     if until < since:
         raise Invalid("until must be on or after since (both are included).")
     if (until - since).days >= MAX_DAYS:
-        raise Invalid(f"Keep the period to {MAX_DAYS} days at most; ask for one year at a "
-                      "time.")
+        raise Invalid(f"Keep the period to {MAX_DAYS} days at most; ask for one year at a time.")
     return since, until
 
 
@@ -122,9 +150,14 @@ def _percent(part: int, whole: int) -> float | None:
     return round(100.0 * part / whole, 1) if whole else None
 
 
-def report_conversion(*, session: Session, tenant: Tenant, now: dt.datetime,
-                      since: dt.date | None = None, until: dt.date | None = None
-                      ) -> ReportConversion:
+def report_conversion(
+    *,
+    session: Session,
+    tenant: Tenant,
+    now: dt.datetime,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+) -> ReportConversion:
     """Reports first sent in the period, each with its clicks and first booking, and totals.
 
     One statement: the sends grouped per report (a CTE the other parts filter on), joined
@@ -134,56 +167,122 @@ def report_conversion(*, session: Session, tenant: Tenant, now: dt.datetime,
     since, until = _period(tenant, since, until, now)
     zone = ZoneInfo(tenant.timezone)
     start = dt.datetime.combine(since, dt.time(0), tzinfo=zone).astimezone(dt.UTC)
-    end = dt.datetime.combine(until + dt.timedelta(days=1), dt.time(0), tzinfo=zone
-                              ).astimezone(dt.UTC)
+    end = dt.datetime.combine(until + dt.timedelta(days=1), dt.time(0), tzinfo=zone).astimezone(
+        dt.UTC
+    )
     first_sent = func.min(Message.sent_at)
-    sends = (select(Message.source_id, first_sent.label("sent_at"))
-             .where(Message.tenant_id == tenant.id, Message.source_type == SOURCE_TYPE,
-                    Message.status.in_(WENT), Message.sent_at.is_not(None))
-             .group_by(Message.source_id)
-             .having(first_sent >= start, first_sent < end)
-             .cte("sends"))
+    sends = (
+        select(Message.source_id, first_sent.label("sent_at"))
+        .where(
+            Message.tenant_id == tenant.id,
+            Message.source_type == SOURCE_TYPE,
+            Message.status.in_(WENT),
+            Message.sent_at.is_not(None),
+        )
+        .group_by(Message.source_id)
+        .having(first_sent >= start, first_sent < end)
+        .cte("sends")
+    )
     in_period = select(sends.c.source_id)
-    links = (select(ShortLink.source_id,
-                    func.sum(ShortLink.clicks).label("clicks"),
-                    func.min(ShortLink.first_clicked_at).label("first_clicked_at"))
-             .where(ShortLink.tenant_id == tenant.id, ShortLink.source_type == SOURCE_TYPE,
-                    ShortLink.source_id.in_(in_period))
-             .group_by(ShortLink.source_id)
-             .subquery("links"))
-    ranked = (select(Booking.source_id, Booking.id, Booking.status, Booking.created_at,
-                     func.row_number().over(partition_by=Booking.source_id,
-                                            order_by=(Booking.created_at, Booking.id)
-                                            ).label("rank"),
-                     func.count().over(partition_by=Booking.source_id).label("bookings"))
-              .where(Booking.tenant_id == tenant.id, Booking.source_type == SOURCE_TYPE,
-                     Booking.source_id.in_(in_period))
-              .subquery("ranked"))
+    links = (
+        select(
+            ShortLink.source_id,
+            func.sum(ShortLink.clicks).label("clicks"),
+            func.min(ShortLink.first_clicked_at).label("first_clicked_at"),
+        )
+        .where(
+            ShortLink.tenant_id == tenant.id,
+            ShortLink.source_type == SOURCE_TYPE,
+            ShortLink.source_id.in_(in_period),
+        )
+        .group_by(ShortLink.source_id)
+        .subquery("links")
+    )
+    ranked = (
+        select(
+            Booking.source_id,
+            Booking.id,
+            Booking.status,
+            Booking.created_at,
+            func.row_number()
+            .over(partition_by=Booking.source_id, order_by=(Booking.created_at, Booking.id))
+            .label("rank"),
+            func.count().over(partition_by=Booking.source_id).label("bookings"),
+        )
+        .where(
+            Booking.tenant_id == tenant.id,
+            Booking.source_type == SOURCE_TYPE,
+            Booking.source_id.in_(in_period),
+        )
+        .subquery("ranked")
+    )
     first = select(ranked).where(ranked.c.rank == 1).subquery("first_booking")
     query = (
-        select(Report.id, Visit.id, Visit.customer_id, Visit.service_type, Visit.staff_id,
-               Staff.name, sends.c.sent_at, func.coalesce(links.c.clicks, 0),
-               links.c.first_clicked_at, func.coalesce(first.c.bookings, 0), first.c.id,
-               first.c.status, first.c.created_at)
+        select(
+            Report.id,
+            Visit.id,
+            Visit.customer_id,
+            Visit.service_type,
+            Visit.staff_id,
+            Staff.name,
+            sends.c.sent_at,
+            func.coalesce(links.c.clicks, 0),
+            links.c.first_clicked_at,
+            func.coalesce(first.c.bookings, 0),
+            first.c.id,
+            first.c.status,
+            first.c.created_at,
+        )
         .select_from(sends)
         # Message.source_id is text; comparing as text never fails on a stray value.
-        .join(Visit, (cast(Visit.id, String) == sends.c.source_id)
-              & (Visit.tenant_id == tenant.id))
+        .join(Visit, (cast(Visit.id, String) == sends.c.source_id) & (Visit.tenant_id == tenant.id))
         .outerjoin(Staff, Staff.id == Visit.staff_id)
         .outerjoin(Report, Report.visit_id == Visit.id)
         .outerjoin(links, links.c.source_id == sends.c.source_id)
         .outerjoin(first, first.c.source_id == sends.c.source_id)
-        .order_by(sends.c.sent_at, Visit.id))
-    rows = [ReportConversionRow(
-        report_id=report_id, visit_id=visit_id, customer_id=customer_id,
-        service_type=service_type, staff_id=staff_id, staff_name=staff_name, sent_at=sent_at,
-        clicks=int(clicks), first_clicked_at=first_clicked_at, bookings=int(bookings),
-        booking_id=booking_id, booking_status=booking_status, booked_at=booked_at)
-        for (report_id, visit_id, customer_id, service_type, staff_id, staff_name, sent_at,
-             clicks, first_clicked_at, bookings, booking_id, booking_status, booked_at)
-        in session.execute(query)]
+        .order_by(sends.c.sent_at, Visit.id)
+    )
+    rows = [
+        ReportConversionRow(
+            report_id=report_id,
+            visit_id=visit_id,
+            customer_id=customer_id,
+            service_type=service_type,
+            staff_id=staff_id,
+            staff_name=staff_name,
+            sent_at=sent_at,
+            clicks=int(clicks),
+            first_clicked_at=first_clicked_at,
+            bookings=int(bookings),
+            booking_id=booking_id,
+            booking_status=booking_status,
+            booked_at=booked_at,
+        )
+        for (
+            report_id,
+            visit_id,
+            customer_id,
+            service_type,
+            staff_id,
+            staff_name,
+            sent_at,
+            clicks,
+            first_clicked_at,
+            bookings,
+            booking_id,
+            booking_status,
+            booked_at,
+        ) in session.execute(query)
+    ]
     booked = sum(1 for row in rows if row.bookings)
     return ReportConversion(
-        since=since, until=until, sent=len(rows), clicked=sum(1 for row in rows if row.clicks),
-        clicks=sum(row.clicks for row in rows), bookings=sum(row.bookings for row in rows),
-        booked=booked, conversion=_percent(booked, len(rows)), reports=rows)
+        since=since,
+        until=until,
+        sent=len(rows),
+        clicked=sum(1 for row in rows if row.clicks),
+        clicks=sum(row.clicks for row in rows),
+        bookings=sum(row.bookings for row in rows),
+        booked=booked,
+        conversion=_percent(booked, len(rows)),
+        reports=rows,
+    )

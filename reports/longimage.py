@@ -142,8 +142,15 @@ class _Item:
     paint: Painter
 
 
-def _text(text: str, *, size: int, color: tuple[int, int, int], bold: bool = False,
-          width: int = INNER, leading: float = 1.6) -> _Item:
+def _text(
+    text: str,
+    *,
+    size: int,
+    color: tuple[int, int, int],
+    bold: bool = False,
+    width: int = INNER,
+    leading: float = 1.6,
+) -> _Item:
     font = load_font(size, bold=bold)
     lines = wrap(text, font, width)
     line_height = round(size * leading)
@@ -152,8 +159,9 @@ def _text(text: str, *, size: int, color: tuple[int, int, int], bold: bool = Fal
 
     def paint(_: Image.Image, draw: ImageDraw.ImageDraw, x: int, y: int) -> None:
         for number, line in enumerate(lines):
-            draw.text((x, y + number * line_height + offset), line, font=font, fill=color,
-                      anchor="la")
+            draw.text(
+                (x, y + number * line_height + offset), line, font=font, fill=color, anchor="la"
+            )
 
     return _Item(len(lines) * line_height, paint)
 
@@ -164,8 +172,9 @@ def _gap(height: int) -> _Item:
 
 def _rounded(image: Image.Image, radius: int) -> Image.Image:
     mask = Image.new("L", image.size, 0)
-    ImageDraw.Draw(mask).rounded_rectangle((0, 0, image.width - 1, image.height - 1),
-                                           radius=radius, fill=255)
+    ImageDraw.Draw(mask).rounded_rectangle(
+        (0, 0, image.width - 1, image.height - 1), radius=radius, fill=255
+    )
     return mask
 
 
@@ -178,8 +187,7 @@ def _fitted(image: Image.Image, width: int, max_height: int) -> Image.Image:
     return rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
 
 
-def _photo(image: Image.Image, *, width: int = INNER, max_height: int = MAX_PHOTO_HEIGHT
-           ) -> _Item:
+def _photo(image: Image.Image, *, width: int = INNER, max_height: int = MAX_PHOTO_HEIGHT) -> _Item:
     fitted = _fitted(image, width, max_height)
     mask = _rounded(fitted, 12)
 
@@ -195,8 +203,11 @@ def _chips(labels: Sequence[str], *, width: int) -> _Item:
     rows: list[list[tuple[str, int]]] = [[]]
     used = 0
     for label in labels:
-        label = label if font.getlength(label) <= width - 2 * pad_x else (
-            wrap(label, font, width - 2 * pad_x - 24)[0] + "…")
+        label = (
+            label
+            if font.getlength(label) <= width - 2 * pad_x
+            else (wrap(label, font, width - 2 * pad_x - 24)[0] + "…")
+        )
         chip = round(font.getlength(label)) + 2 * pad_x
         if rows[-1] and used + spacing + chip > width:
             rows.append([])
@@ -210,22 +221,33 @@ def _chips(labels: Sequence[str], *, width: int) -> _Item:
             left = x
             top = y + number * (height + spacing)
             for label, chip in row:
-                draw.rounded_rectangle((left, top, left + chip, top + height), radius=height // 2,
-                                       fill=CHIP)
-                draw.text((left + pad_x, top + height // 2), label, font=font, fill=CHIP_INK,
-                          anchor="lm")
+                draw.rounded_rectangle(
+                    (left, top, left + chip, top + height), radius=height // 2, fill=CHIP
+                )
+                draw.text(
+                    (left + pad_x, top + height // 2), label, font=font, fill=CHIP_INK, anchor="lm"
+                )
                 left += chip + spacing
 
     return _Item(len(rows) * height + max(0, len(rows) - 1) * spacing if rows else 0, paint)
 
 
-def _card(items: Sequence[_Item], *, fill: tuple[int, int, int] = CARD,
-          outline: tuple[int, int, int] | None = None) -> Image.Image:
+def _card(
+    items: Sequence[_Item],
+    *,
+    fill: tuple[int, int, int] = CARD,
+    outline: tuple[int, int, int] | None = None,
+) -> Image.Image:
     height = PAD * 2 + sum(item.height for item in items)
     section = Image.new("RGB", (WIDTH, height + GAP), BACKGROUND)
     draw = ImageDraw.Draw(section)
-    draw.rounded_rectangle((MARGIN, 0, WIDTH - MARGIN - 1, height - 1), radius=RADIUS,
-                           fill=fill, outline=outline, width=2 if outline else 0)
+    draw.rounded_rectangle(
+        (MARGIN, 0, WIDTH - MARGIN - 1, height - 1),
+        radius=RADIUS,
+        fill=fill,
+        outline=outline,
+        width=2 if outline else 0,
+    )
     y = PAD
     for item in items:
         item.paint(section, draw, MARGIN + PAD, y)
@@ -242,11 +264,18 @@ def _heading(text: str) -> list[_Item]:
 
 def _header(content: LongImageContent) -> Image.Image:
     items = [
-        _text(content.company, size=26, color=ON_BRAND_SOFT, bold=True, width=WIDTH - 2 * 44,
-              leading=1.4),
+        _text(
+            content.company,
+            size=26,
+            color=ON_BRAND_SOFT,
+            bold=True,
+            width=WIDTH - 2 * 44,
+            leading=1.4,
+        ),
         _gap(6),
-        _text(content.title, size=42, color=ON_BRAND, bold=True, width=WIDTH - 2 * 44,
-              leading=1.35),
+        _text(
+            content.title, size=42, color=ON_BRAND, bold=True, width=WIDTH - 2 * 44, leading=1.35
+        ),
         _gap(8),
         _text(content.subtitle, size=24, color=ON_BRAND_SOFT, width=WIDTH - 2 * 44, leading=1.5),
     ]
@@ -269,13 +298,19 @@ def _highlights(photos: Sequence[Photo], more: int) -> Image.Image:
         if number:
             items.append(_gap(24))
         if photo.caption:
-            items += [_text(photo.caption, size=24, color=MUTED, bold=True, leading=1.5),
-                      _gap(8)]
+            items += [_text(photo.caption, size=24, color=MUTED, bold=True, leading=1.5), _gap(8)]
         items.append(_photo(photo.image))
     more += max(0, len(photos) - MAX_HIGHLIGHTS)
     if more:
-        items += [_gap(16), _text(f"另有 {more} 处前后对比，请打开服务报告链接查看。", size=22,
-                                  color=MUTED, leading=1.5)]
+        items += [
+            _gap(16),
+            _text(
+                f"另有 {more} 处前后对比，请打开服务报告链接查看。",
+                size=22,
+                color=MUTED,
+                leading=1.5,
+            ),
+        ]
     return _card(items)
 
 
@@ -293,15 +328,20 @@ def _staff(card: StaffCard) -> Image.Image:
     width = INNER - text_x
     column = [_text(card.name, size=32, color=INK, bold=True, width=width, leading=1.4)]
     if card.years_experience:
-        column += [_gap(4), _text(f"从业 {card.years_experience} 年", size=24, color=MUTED,
-                                  width=width, leading=1.5)]
+        column += [
+            _gap(4),
+            _text(
+                f"从业 {card.years_experience} 年", size=24, color=MUTED, width=width, leading=1.5
+            ),
+        ]
     if card.certificates:
         column += [_gap(12), _chips(card.certificates, width=width)]
     column_height = sum(item.height for item in column)
     face = None
     if card.photo is not None:
-        face = ImageOps.fit(card.photo.convert("RGB"), (size, size), Image.Resampling.LANCZOS,
-                            centering=(0.5, 0.35))
+        face = ImageOps.fit(
+            card.photo.convert("RGB"), (size, size), Image.Resampling.LANCZOS, centering=(0.5, 0.35)
+        )
     height = max(column_height, size if face is not None else 0)
 
     def paint(canvas: Image.Image, draw: ImageDraw.ImageDraw, x: int, y: int) -> None:
@@ -321,8 +361,10 @@ def _gallery(images: Sequence[Image.Image]) -> Image.Image:
     spacing = 14
     cell_w = (INNER - spacing) // 2
     cell_h = round(cell_w * 3 / 4)
-    cells = [ImageOps.fit(image.convert("RGB"), (cell_w, cell_h), Image.Resampling.LANCZOS)
-             for image in images[:MAX_GALLERY]]
+    cells = [
+        ImageOps.fit(image.convert("RGB"), (cell_w, cell_h), Image.Resampling.LANCZOS)
+        for image in images[:MAX_GALLERY]
+    ]
     rows = (len(cells) + 1) // 2
     mask = _rounded(Image.new("L", (cell_w, cell_h)), 10)
 
@@ -331,27 +373,35 @@ def _gallery(images: Sequence[Image.Image]) -> Image.Image:
             row, col = divmod(number, 2)
             canvas.paste(cell, (x + col * (cell_w + spacing), y + row * (cell_h + spacing)), mask)
 
-    return _card([*_heading("服务过程"),
-                  _Item(rows * cell_h + (rows - 1) * spacing, paint)])
+    return _card([*_heading("服务过程"), _Item(rows * cell_h + (rows - 1) * spacing, paint)])
 
 
 def _care(content: LongImageContent) -> Image.Image:
-    return _card([*_heading(content.care_title),
-                  _text(content.care_text, size=25, color=BODY, leading=1.7)])
+    return _card(
+        [*_heading(content.care_title), _text(content.care_text, size=25, color=BODY, leading=1.7)]
+    )
 
 
 def _offer(title: str, text: str) -> Image.Image:
-    return _card([
-        _text("近期推荐", size=22, color=OFFER_INK, bold=True, leading=1.4), _gap(6),
-        _text(title, size=32, color=OFFER_INK, bold=True, leading=1.4), _gap(10),
-        _text(text, size=25, color=BODY, leading=1.7),
-    ], fill=OFFER_BG, outline=OFFER_LINE)
+    return _card(
+        [
+            _text("近期推荐", size=22, color=OFFER_INK, bold=True, leading=1.4),
+            _gap(6),
+            _text(title, size=32, color=OFFER_INK, bold=True, leading=1.4),
+            _gap(10),
+            _text(text, size=25, color=BODY, leading=1.7),
+        ],
+        fill=OFFER_BG,
+        outline=OFFER_LINE,
+    )
 
 
 def _footer(content: LongImageContent) -> Image.Image:
-    items = [_text(content.footer, size=36, color=ON_BRAND, bold=True, width=WIDTH - 88,
-                   leading=1.4), _gap(8),
-             _text(content.company, size=22, color=ON_BRAND_SOFT, width=WIDTH - 88)]
+    items = [
+        _text(content.footer, size=36, color=ON_BRAND, bold=True, width=WIDTH - 88, leading=1.4),
+        _gap(8),
+        _text(content.company, size=22, color=ON_BRAND_SOFT, width=WIDTH - 88),
+    ]
     for note in content.notes:
         items += [_gap(4), _text(note, size=18, color=ON_BRAND_SOFT, width=WIDTH - 88)]
     top = bottom = 44
@@ -419,8 +469,7 @@ def encode(image: Image.Image, *, budget: int = DEFAULT_BUDGET) -> LongImage:
                 else:
                     low = middle + 1
         if best is not None:
-            return LongImage(data=best[0], width=frame.width, height=frame.height,
-                             quality=best[1])
+            return LongImage(data=best[0], width=frame.width, height=frame.height, quality=best[1])
         width = int(frame.width * SCALE_STEP)
         if width < MIN_WIDTH:
             raise ValueError(f"cannot fit the long image under {budget} bytes")

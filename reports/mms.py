@@ -52,9 +52,13 @@ def _declared(name: str, *, supports_mms: bool | None = None) -> MmsProfile:
     return MmsProfile(
         name=name,
         supports_mms=limits.supports_mms if supports_mms is None else supports_mms,
-        max_media=limits.max_media, max_total_bytes=limits.max_total_bytes,
-        max_body_chars=limits.max_body_chars, image_types=limits.image_types,
-        video_types=limits.video_types, frames=limits.frames, must_mix=limits.must_mix,
+        max_media=limits.max_media,
+        max_total_bytes=limits.max_total_bytes,
+        max_body_chars=limits.max_body_chars,
+        image_types=limits.image_types,
+        video_types=limits.video_types,
+        frames=limits.frames,
+        must_mix=limits.must_mix,
     )
 
 
@@ -63,8 +67,7 @@ CONSOLE = _declared("console")
 ALIYUN = _declared("aliyun", supports_mms=True)  # 数字短信, not yet the adapter's SendSms
 ALIYUN_MAX_TOTAL_BYTES = ALIYUN.max_total_bytes
 ALIYUN_MAX_FRAMES = ALIYUN.max_media
-SMS = MmsProfile(name="sms", supports_mms=False, max_media=0, max_total_bytes=0,
-                 max_body_chars=500)
+SMS = MmsProfile(name="sms", supports_mms=False, max_media=0, max_total_bytes=0, max_body_chars=500)
 PROFILES = {profile.name: profile for profile in (TWILIO, CONSOLE, ALIYUN, SMS)}
 
 
@@ -175,16 +178,23 @@ def mms_parts(source: MmsSource, profile: MmsProfile) -> MmsPayload:
     """
     fallback = sms_text(source, max_chars=profile.max_body_chars)
     if not profile.supports_mms:
-        return _sms_only(source, profile, fallback,
-                         f"{profile.name} sends text only; the link opens the pictures")
+        return _sms_only(
+            source,
+            profile,
+            fallback,
+            f"{profile.name} sends text only; the link opens the pictures",
+        )
 
     dropped: list[DroppedPart] = []
     usable: list[MediaCandidate] = []
     for media in source.media:
         allowed = profile.image_types if media.kind == "image" else profile.video_types
         if media.content_type not in allowed:
-            dropped.append(DroppedPart(media.name, media.bytes,
-                                       f"{profile.name} does not take {media.content_type}"))
+            dropped.append(
+                DroppedPart(
+                    media.name, media.bytes, f"{profile.name} does not take {media.content_type}"
+                )
+            )
         elif media.bytes <= 0:
             dropped.append(DroppedPart(media.name, media.bytes, "the file is empty"))
         else:
@@ -206,24 +216,37 @@ def mms_parts(source: MmsSource, profile: MmsProfile) -> MmsPayload:
     used = text_cost
     order = list(usable)
     if profile.must_mix:
-        first_image = next((m for m in usable if m.kind == "image"
-                            and used + cost(m) <= profile.max_total_bytes), None)
+        first_image = next(
+            (m for m in usable if m.kind == "image" and used + cost(m) <= profile.max_total_bytes),
+            None,
+        )
         if first_image is None:
-            reason = (f"no picture fits {profile.name}'s {_kb(profile.max_total_bytes)}, and a "
-                      "message without one is refused; send the link instead")
+            reason = (
+                f"no picture fits {profile.name}'s {_kb(profile.max_total_bytes)}, and a "
+                "message without one is refused; send the link instead"
+            )
             return _sms_only(source, profile, fallback, reason, earlier=dropped)
         order.remove(first_image)
         order.insert(0, first_image)
     for media in order:
         if len(taken) >= profile.max_media:
-            dropped.append(DroppedPart(media.name, media.bytes,
-                                       f"{profile.name} takes at most {profile.max_media} "
-                                       f"{'frames' if profile.frames else 'media'}"))
+            dropped.append(
+                DroppedPart(
+                    media.name,
+                    media.bytes,
+                    f"{profile.name} takes at most {profile.max_media} "
+                    f"{'frames' if profile.frames else 'media'}",
+                )
+            )
         elif used + cost(media) > profile.max_total_bytes:
-            dropped.append(DroppedPart(
-                media.name, media.bytes,
-                f"{_kb(media.bytes)} would take the message to {_kb(used + cost(media))}, "
-                f"over {profile.name}'s {_kb(profile.max_total_bytes)}"))
+            dropped.append(
+                DroppedPart(
+                    media.name,
+                    media.bytes,
+                    f"{_kb(media.bytes)} would take the message to {_kb(used + cost(media))}, "
+                    f"over {profile.name}'s {_kb(profile.max_total_bytes)}",
+                )
+            )
         else:
             taken.append(media)
             used += cost(media)
@@ -241,35 +264,75 @@ def mms_parts(source: MmsSource, profile: MmsProfile) -> MmsPayload:
             if number == len(taken):
                 lines.append(closing)
             text = "\n".join(line for line in lines if line)
-            parts.append(MmsPart(kind=media.kind, name=media.name,
-                                 content_type=media.content_type, bytes=media.bytes,
-                                 url=media.url, frame=number))
-            parts.append(MmsPart(kind="text", name=f"text-{number}", content_type=TEXT_TYPE,
-                                 bytes=_size(text), text=text, frame=number))
+            parts.append(
+                MmsPart(
+                    kind=media.kind,
+                    name=media.name,
+                    content_type=media.content_type,
+                    bytes=media.bytes,
+                    url=media.url,
+                    frame=number,
+                )
+            )
+            parts.append(
+                MmsPart(
+                    kind="text",
+                    name=f"text-{number}",
+                    content_type=TEXT_TYPE,
+                    bytes=_size(text),
+                    text=text,
+                    frame=number,
+                )
+            )
         smil = _smil(parts)
     else:
-        parts.append(MmsPart(kind="text", name="body", content_type=TEXT_TYPE,
-                             bytes=_size(body), text=body))
-        parts.extend(MmsPart(kind=m.kind, name=m.name, content_type=m.content_type,
-                             bytes=m.bytes, url=m.url) for m in taken)
+        parts.append(
+            MmsPart(kind="text", name="body", content_type=TEXT_TYPE, bytes=_size(body), text=body)
+        )
+        parts.extend(
+            MmsPart(kind=m.kind, name=m.name, content_type=m.content_type, bytes=m.bytes, url=m.url)
+            for m in taken
+        )
     return MmsPayload(
-        profile=profile.name, mode="mms", parts=tuple(parts),
-        total_bytes=sum(p.bytes for p in parts), max_total_bytes=profile.max_total_bytes,
-        max_media=profile.max_media, dropped=tuple(dropped), smil=smil, sms_text=fallback,
+        profile=profile.name,
+        mode="mms",
+        parts=tuple(parts),
+        total_bytes=sum(p.bytes for p in parts),
+        max_total_bytes=profile.max_total_bytes,
+        max_media=profile.max_media,
+        dropped=tuple(dropped),
+        smil=smil,
+        sms_text=fallback,
     )
 
 
-def _sms_only(source: MmsSource, profile: MmsProfile, fallback: str, reason: str, *,
-              earlier: Sequence[DroppedPart] = ()) -> MmsPayload:
+def _sms_only(
+    source: MmsSource,
+    profile: MmsProfile,
+    fallback: str,
+    reason: str,
+    *,
+    earlier: Sequence[DroppedPart] = (),
+) -> MmsPayload:
     dropped = list(earlier)
     named = {d.name for d in dropped}
-    dropped.extend(DroppedPart(m.name, m.bytes, reason) for m in source.media
-                   if m.name not in named)
-    part = MmsPart(kind="text", name="sms", content_type=TEXT_TYPE, bytes=_size(fallback),
-                   text=fallback)
-    return MmsPayload(profile=profile.name, mode="sms", parts=(part,), total_bytes=part.bytes,
-                      max_total_bytes=profile.max_total_bytes, max_media=profile.max_media,
-                      dropped=tuple(dropped), smil=None, sms_text=fallback)
+    dropped.extend(
+        DroppedPart(m.name, m.bytes, reason) for m in source.media if m.name not in named
+    )
+    part = MmsPart(
+        kind="text", name="sms", content_type=TEXT_TYPE, bytes=_size(fallback), text=fallback
+    )
+    return MmsPayload(
+        profile=profile.name,
+        mode="sms",
+        parts=(part,),
+        total_bytes=part.bytes,
+        max_total_bytes=profile.max_total_bytes,
+        max_media=profile.max_media,
+        dropped=tuple(dropped),
+        smil=None,
+        sms_text=fallback,
+    )
 
 
 def _smil(parts: Sequence[MmsPart]) -> str:
@@ -292,11 +355,11 @@ def _smil(parts: Sequence[MmsPart]) -> str:
         lines.append(f'<par dur="{ALIYUN_FRAME_MS}ms">')
         for part in (p for p in parts if p.frame == frame):
             if part.kind == "text":
-                lines.append(f"<text src={quoteattr(f'{frame}.txt')} region=\"Text\"/>")
+                lines.append(f'<text src={quoteattr(f"{frame}.txt")} region="Text"/>')
             else:
                 tag = "img" if part.kind == "image" else "video"
                 ext = EXTENSIONS.get(part.content_type, "bin")
-                lines.append(f"<{tag} src={quoteattr(f'{frame}.{ext}')} region=\"Image\"/>")
+                lines.append(f'<{tag} src={quoteattr(f"{frame}.{ext}")} region="Image"/>')
         lines.append("</par>")
     lines += ["</body>", "</smil>"]
     return "\n".join(lines)

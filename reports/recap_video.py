@@ -115,8 +115,9 @@ def title_card(*, company: str, service: str, day: dt.date, staff: str | None = 
     return Card(lines=lines)
 
 
-def end_card(*, booking_url: str, reply_hint: str = "回复1预约",
-             headline: str = "预约下次服务") -> Card:
+def end_card(
+    *, booking_url: str, reply_hint: str = "回复1预约", headline: str = "预约下次服务"
+) -> Card:
     """The closing card: how to book the next visit."""
     return Card(lines=[headline, booking_url, reply_hint])
 
@@ -200,8 +201,7 @@ def _examine(segment: Segment, fps: int) -> tuple[tuple[int, int], int] | str:
     if segment.kind not in ("clip", "photo"):
         raise ValueError(f"segment kind must be clip or photo, not {segment.kind!r}")
     if segment.phase not in PHASES:
-        raise ValueError(f"segment phase must be one of {', '.join(PHASES)}, "
-                         f"not {segment.phase!r}")
+        raise ValueError(f"segment phase must be one of {', '.join(PHASES)}, not {segment.phase!r}")
     if segment.kind == "clip" and segment.container not in ffmpeg.DEMUXERS:
         raise ValueError(f"a clip needs its sniffed container, not {segment.container!r}")
     if not segment.path.is_file():
@@ -236,14 +236,17 @@ def _orientation(sizes: Iterable[tuple[int, int]]) -> tuple[Orientation, str]:
         landscape += width > height
     # A tie goes to portrait: the recap is watched on a phone held upright.
     chosen: Orientation = "landscape" if landscape > portrait else "portrait"
-    return chosen, (f"{chosen}: {portrait} portrait and {landscape} landscape inputs "
-                    "(the majority decides; a tie is portrait)")
+    return chosen, (
+        f"{chosen}: {portrait} portrait and {landscape} landscape inputs "
+        "(the majority decides; a tie is portrait)"
+    )
 
 
 def _importance(candidate: _Candidate, representative: bool) -> float:
     """Higher is kept longer. Before and after are the story; during is the filler."""
     phase = {"before": 3.0, "after": 3.0, "staff_report": 2.0, "during": 1.0}[
-        candidate.segment.phase]
+        candidate.segment.phase
+    ]
     # Moving pictures are what make it a video; photos are in the report page anyway.
     kind = 0.5 if candidate.segment.kind == "clip" else 0.0
     return phase + kind + (10.0 if representative else 0.0)
@@ -290,8 +293,14 @@ def _share(clips: list[_Candidate], frames: int) -> int:
     return left
 
 
-def plan(segments: Sequence[Segment], *, title: Card, end: Card,
-         max_seconds: float = MAX_SECONDS, fps: int = FPS) -> RecapPlan:
+def plan(
+    segments: Sequence[Segment],
+    *,
+    title: Card,
+    end: Card,
+    max_seconds: float = MAX_SECONDS,
+    fps: int = FPS,
+) -> RecapPlan:
     """Order, choose and time the recap's shots; the total never exceeds ``max_seconds``.
 
     Cards take 2.5 s each (2 s when time is short), photos 2.5 s (2–3 s), and the clips share
@@ -303,8 +312,10 @@ def plan(segments: Sequence[Segment], *, title: Card, end: Card,
     card = round(CARD_SECONDS * fps)
     min_card = round(MIN_CARD_SECONDS * fps)
     if total < 2 * min_card + round(MIN_CLIP_SECONDS * fps):
-        raise ValueError(f"max_seconds must leave room for two cards and one shot "
-                         f"(at least {2 * MIN_CARD_SECONDS + MIN_CLIP_SECONDS:g} s)")
+        raise ValueError(
+            f"max_seconds must leave room for two cards and one shot "
+            f"(at least {2 * MIN_CARD_SECONDS + MIN_CLIP_SECONDS:g} s)"
+        )
     dropped: list[Dropped] = []
     candidates: list[_Candidate] = []
     rank = {phase: i for i, phase in enumerate(PHASES)}
@@ -317,8 +328,10 @@ def plan(segments: Sequence[Segment], *, title: Card, end: Card,
         size, capacity = examined
         candidates.append(_Candidate(segment, size, capacity, order))
     if not candidates:
-        raise Invalid("There is no photo or clip of this visit that a recap can be made from; "
-                      "upload at least one before or after photo or clip, then try again.")
+        raise Invalid(
+            "There is no photo or clip of this visit that a recap can be made from; "
+            "upload at least one before or after photo or clip, then try again."
+        )
     orientation, why = _orientation(c.size for c in candidates)
     notes = [why]
 
@@ -335,11 +348,18 @@ def plan(segments: Sequence[Segment], *, title: Card, end: Card,
         victim = min(candidates, key=lambda c: (_importance(c, c.order in keep), -c.order))
         candidates.remove(victim)
         segment = victim.segment
-        dropped.append(Dropped(segment, (
-            f"{segment.path.name} ({segment.phase} {segment.kind}) left out: "
-            f"{len(candidates) + 1} photos and clips need at least "
-            f"{(needed() + _min_frames(victim, fps)) / fps:.1f} s, only {available / fps:.1f} s "
-            f"fit between the cards, and it mattered least")))
+        dropped.append(
+            Dropped(
+                segment,
+                (
+                    f"{segment.path.name} ({segment.phase} {segment.kind}) left out: "
+                    f"{len(candidates) + 1} photos and clips need at least "
+                    f"{(needed() + _min_frames(victim, fps)) / fps:.1f} s, "
+                    f"only {available / fps:.1f} s "
+                    f"fit between the cards, and it mattered least"
+                ),
+            )
+        )
 
     photos = [c for c in candidates if c.segment.kind == "photo"]
     clips = [c for c in candidates if c.segment.kind == "clip"]
@@ -367,11 +387,24 @@ def plan(segments: Sequence[Segment], *, title: Card, end: Card,
             # The middle of a phone clip: its first and last seconds are pressing record,
             # fumbling, turning the phone round.
             start = max(0.0, round((segment.duration - candidate.frames / fps) / 2, 3))
-        shots.append(Shot(kind=segment.kind, frames=candidate.frames, segment=segment,
-                          start=start, size=candidate.size))
+        shots.append(
+            Shot(
+                kind=segment.kind,
+                frames=candidate.frames,
+                segment=segment,
+                start=start,
+                size=candidate.size,
+            )
+        )
     shots.append(Shot(kind="end", frames=card, card=end))
-    result = RecapPlan(shots=tuple(shots), orientation=orientation, fps=fps,
-                       max_seconds=max_seconds, dropped=tuple(dropped), notes=tuple(notes))
+    result = RecapPlan(
+        shots=tuple(shots),
+        orientation=orientation,
+        fps=fps,
+        max_seconds=max_seconds,
+        dropped=tuple(dropped),
+        notes=tuple(notes),
+    )
     assert result.frames <= total, "the plan ran over max_seconds"
     return result
 
@@ -415,12 +448,18 @@ def draw_card(card: Card, size: tuple[int, int]) -> Image.Image:
     block = sum(round(px * 1.25) for _, px, _ in rows) + sum(gaps[:-1])
     y = (height - block) // 2
     bar_w, bar_h = round(short * 0.18), max(3, round(short * 0.012))
-    draw.rectangle(((width - bar_w) // 2, y - bar_h * 4, (width + bar_w) // 2, y - bar_h * 3),
-                   fill=card.accent)
+    draw.rectangle(
+        ((width - bar_w) // 2, y - bar_h * 4, (width + bar_w) // 2, y - bar_h * 3), fill=card.accent
+    )
     for (text, px, bold), gap in zip(rows, gaps, strict=True):
         line_h = round(px * 1.25)
-        draw.text((width // 2, y + line_h // 2), text, font=load_font(px, bold=bold),
-                  fill=card.ink, anchor="mm")
+        draw.text(
+            (width // 2, y + line_h // 2),
+            text,
+            font=load_font(px, bold=bold),
+            fill=card.ink,
+            anchor="mm",
+        )
         y += line_h + gap
     return image
 
@@ -486,8 +525,18 @@ def frame_size(orientation: Orientation, kbps: int, fps: int = FPS) -> tuple[int
 
 def _still_input(path: Path, fps: int) -> list[str]:
     # Only files we just drew; "-pattern_type none" so a name is never read as a sequence.
-    return ["-protocol_whitelist", "file", "-f", "image2", "-pattern_type", "none",
-            "-framerate", str(fps), "-i", str(path)]
+    return [
+        "-protocol_whitelist",
+        "file",
+        "-f",
+        "image2",
+        "-pattern_type",
+        "none",
+        "-framerate",
+        str(fps),
+        "-i",
+        str(path),
+    ]
 
 
 # Cards and photos are RGB; clips are tagged by their encoders. Everything is converted to
@@ -519,7 +568,8 @@ def build_command(plan: RecapPlan, frame: tuple[int, int], work: Path) -> list[s
             args += _still_input(path, fps)
             chains.append(
                 f"[{index}:v]scale={_TO_709},format=yuv420p,setsar=1,"
-                f"loop=loop={shot.frames - 1}:size=1:start=0,setpts=N/({fps}*TB)[{label}]")
+                f"loop=loop={shot.frames - 1}:size=1:start=0,setpts=N/({fps}*TB)[{label}]"
+            )
             index += 1
         else:
             segment = shot.segment
@@ -529,12 +579,19 @@ def build_command(plan: RecapPlan, frame: tuple[int, int], work: Path) -> list[s
             seconds = shot.frames / fps
             # Cut at the demuxer: only the needed part is decoded. A frame more than needed
             # is read and trim keeps the count exact whatever the source's frame timing.
-            args += ["-ss", f"{shot.start:.3f}", "-t", f"{seconds + 1 / fps:.3f}",
-                     *ffmpeg.input_args(segment.path, segment.container)]
+            args += [
+                "-ss",
+                f"{shot.start:.3f}",
+                "-t",
+                f"{seconds + 1 / fps:.3f}",
+                *ffmpeg.input_args(segment.path, segment.container),
+            ]
             clip = index
             index += 1
-            chain = (f"[{clip}:v]fps={fps},trim=end_frame={shot.frames},setpts=PTS-STARTPTS,"
-                     f"scale={fitted[0]}:{fitted[1]}:{_TO_709},setsar=1,format=yuv420p")
+            chain = (
+                f"[{clip}:v]fps={fps},trim=end_frame={shot.frames},setpts=PTS-STARTPTS,"
+                f"scale={fitted[0]}:{fitted[1]}:{_TO_709},setsar=1,format=yuv420p"
+            )
             if segment.overlay is not None:
                 # One watermark usually serves every clip of a visit: scaled once per size.
                 mark = overlays.get((segment.overlay, fitted))
@@ -547,8 +604,10 @@ def build_command(plan: RecapPlan, frame: tuple[int, int], work: Path) -> list[s
                 chain = f"[c{n}][{index}:v]overlay=0:0:format=yuv420"
                 index += 1
             if fitted != frame:
-                chain += (f",pad={frame[0]}:{frame[1]}:{(frame[0] - fitted[0]) // 2}:"
-                          f"{(frame[1] - fitted[1]) // 2}:color=black")
+                chain += (
+                    f",pad={frame[0]}:{frame[1]}:{(frame[0] - fitted[0]) // 2}:"
+                    f"{(frame[1] - fitted[1]) // 2}:color=black"
+                )
             chains.append(f"{chain}[{label}]")
         labels.append(f"[{label}]")
     chains.append(f"{''.join(labels)}concat=n={len(labels)}:v=1:a=0[recap]")
@@ -562,16 +621,46 @@ def encoder_args(kbps: int, fps: int = FPS) -> list[str]:
     cards and photos have no sound, clips recorded in customers' homes carry their talk and
     TV, and 64 kb/s of AAC would take an eighth of a 2 MB budget from the picture.
     """
-    return ["-an", "-c:v", "libx264", "-preset", X264_PRESET, "-profile:v", "high",
-            "-pix_fmt", "yuv420p", "-r", str(fps),
-            "-b:v", f"{kbps}k", "-maxrate", f"{kbps}k",
-            "-bufsize", f"{math.ceil(kbps * VBV_SECONDS)}k",
-            "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
-            "-color_range", "tv", "-movflags", "+faststart", "-f", "mp4"]
+    return [
+        "-an",
+        "-c:v",
+        "libx264",
+        "-preset",
+        X264_PRESET,
+        "-profile:v",
+        "high",
+        "-pix_fmt",
+        "yuv420p",
+        "-r",
+        str(fps),
+        "-b:v",
+        f"{kbps}k",
+        "-maxrate",
+        f"{kbps}k",
+        "-bufsize",
+        f"{math.ceil(kbps * VBV_SECONDS)}k",
+        "-colorspace",
+        "bt709",
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+        "-color_range",
+        "tv",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+    ]
 
 
-def render(plan: RecapPlan, dest: Path, *, budget_bytes: int = DEFAULT_BUDGET,
-           timeout: float = ffmpeg.DEFAULT_TIMEOUT) -> RecapResult:
+def render(
+    plan: RecapPlan,
+    dest: Path,
+    *,
+    budget_bytes: int = DEFAULT_BUDGET,
+    timeout: float = ffmpeg.DEFAULT_TIMEOUT,
+) -> RecapResult:
     """Render ``plan`` to ``dest`` in one ffmpeg run; the file is never over ``budget_bytes``.
 
     The bitrate comes from the budget and the length (``video_kbps``), the frame size from
@@ -583,8 +672,10 @@ def render(plan: RecapPlan, dest: Path, *, budget_bytes: int = DEFAULT_BUDGET,
     seconds = plan.duration
     kbps = video_kbps(budget_bytes, seconds)
     if kbps < MIN_VIDEO_KBPS:
-        raise TooLarge(f"A {seconds:.0f}-second recap cannot fit in {budget_bytes:,} bytes; "
-                       "allow a larger media size for this provider or a shorter recap.")
+        raise TooLarge(
+            f"A {seconds:.0f}-second recap cannot fit in {budget_bytes:,} bytes; "
+            "allow a larger media size for this provider or a shorter recap."
+        )
     frame = frame_size(plan.orientation, kbps, plan.fps)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".recap-", dir=dest.parent) as tmp:
@@ -602,18 +693,29 @@ def render(plan: RecapPlan, dest: Path, *, budget_bytes: int = DEFAULT_BUDGET,
                 raise TooLarge(
                     f"The recap came out at {size:,} bytes, over the {budget_bytes:,}-byte "
                     "limit even after a second, smaller encode; use fewer clips or allow a "
-                    "larger media size for this provider.")
+                    "larger media size for this provider."
+                )
             over = (size - CONTAINER_BYTES) / max(1, budget_bytes - CONTAINER_BYTES)
             kbps = max(1, math.floor(kbps / over * RETRY_SAFETY))
         probed = ffmpeg.probe(out, "mp4", timeout=min(timeout, 30.0))
-        if probed.display_size != frame or probed.video_codec != "h264" or (
-                probed.duration > plan.max_seconds + 0.5 / plan.fps):
+        if (
+            probed.display_size != frame
+            or probed.video_codec != "h264"
+            or (probed.duration > plan.max_seconds + 0.5 / plan.fps)
+        ):
             raise ffmpeg.FfmpegError(
                 "the recap ffmpeg wrote is not what was planned",
                 f"{probed.display_size} {probed.video_codec} {probed.duration:.2f} s; "
-                f"planned {frame} h264 ≤ {plan.max_seconds:g} s")
+                f"planned {frame} h264 ≤ {plan.max_seconds:g} s",
+            )
         os.replace(out, dest)
-    return RecapResult(path=dest, duration=probed.duration, bytes=size, width=frame[0],
-                       height=frame[1], segments=plan.segments, video_kbps=kbps,
-                       encodes=encodes)
-
+    return RecapResult(
+        path=dest,
+        duration=probed.duration,
+        bytes=size,
+        width=frame[0],
+        height=frame[1],
+        segments=plan.segments,
+        video_kbps=kbps,
+        encodes=encodes,
+    )

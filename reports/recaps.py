@@ -61,9 +61,15 @@ class RecapMade:
 def _inputs(session: Session, report: Report) -> list[tuple[Media, str, Path]]:
     """(media, kind, file) for each ready clip and photo of the visit, in upload order."""
     found = []
-    for media in session.scalars(select(Media).where(
-            Media.tenant_id == report.tenant_id, Media.visit_id == report.visit_id,
-            Media.status == READY).order_by(Media.received_at, Media.id)):
+    for media in session.scalars(
+        select(Media)
+        .where(
+            Media.tenant_id == report.tenant_id,
+            Media.visit_id == report.visit_id,
+            Media.status == READY,
+        )
+        .order_by(Media.received_at, Media.id)
+    ):
         wanted = "video" if media.kind == "clip" else "display"
         rendition = next((r for r in media.renditions if r.kind == wanted), None)
         if rendition is not None:
@@ -99,20 +105,31 @@ def recap_job(*, session: Session, report_id: int) -> RecapJob | None:
     assert tenant is not None and visit is not None
     staff = session.get(Staff, visit.staff_id) if visit.staff_id else None
     segments = tuple(
-        recap.Segment(kind="clip" if kind == "clip" else "photo", path=path,
-                      container="mp4" if kind == "clip" else None,
-                      duration=float(media.duration_seconds or 0.0), phase=media.phase,
-                      size=(media.width, media.height) if media.width and media.height
-                      else None)
-        for media, kind, path in inputs)
-    day = (visit.finished_at or visit.created_at or dt.datetime.now(dt.UTC))
+        recap.Segment(
+            kind="clip" if kind == "clip" else "photo",
+            path=path,
+            container="mp4" if kind == "clip" else None,
+            duration=float(media.duration_seconds or 0.0),
+            phase=media.phase,
+            size=(media.width, media.height) if media.width and media.height else None,
+        )
+        for media, kind, path in inputs
+    )
+    day = visit.finished_at or visit.created_at or dt.datetime.now(dt.UTC)
     local_day = day.astimezone(ZoneInfo(tenant.timezone)).date()
     booking_url = get_settings().public_url + reports.book_path(report)
     return RecapJob(
-        report_id=report.id, fingerprint=fingerprint, segments=segments,
-        title=recap.title_card(company=tenant.name, service=label(visit.service_type),
-                               day=local_day, staff=staff.name if staff else None),
-        end=recap.end_card(booking_url=booking_url))
+        report_id=report.id,
+        fingerprint=fingerprint,
+        segments=segments,
+        title=recap.title_card(
+            company=tenant.name,
+            service=label(visit.service_type),
+            day=local_day,
+            staff=staff.name if staff else None,
+        ),
+        end=recap.end_card(booking_url=booking_url),
+    )
 
 
 def make(job: RecapJob, *, workdir: Path) -> RecapMade:
@@ -129,8 +146,9 @@ def record(*, session: Session, job: RecapJob, made: RecapMade) -> Report | None
     report = session.get(Report, job.report_id)
     if report is None:
         return None
-    reports.attach_recap(session=session, report=report, video=made.video,
-                         duration=made.duration, poster=made.poster)
+    reports.attach_recap(
+        session=session, report=report, video=made.video, duration=made.duration, poster=made.poster
+    )
     report.snapshot = {**(report.snapshot or {}), SOURCE_KEY: job.fingerprint}
     flag_modified(report, "snapshot")
     session.flush()

@@ -31,8 +31,10 @@ class ReportVideoRead(BaseModel):
 
 class ReportHighlightRead(BaseModel):
     area: str | None
-    image: ReportImageRead = Field(description="The before/after composite under the MMS "
-                                               "photo budget, as the page and MMS show it.")
+    image: ReportImageRead = Field(
+        description="The before/after composite under the MMS "
+        "photo budget, as the page and MMS show it."
+    )
 
 
 class ReportStaffRead(BaseModel):
@@ -64,28 +66,44 @@ class MmsDroppedRead(BaseModel):
 
 class MmsRead(BaseModel):
     profile: str
-    mode: Literal["mms", "sms"] = Field(description="sms: the profile or the limits leave only "
-                                                    "the text with the report link.")
+    mode: Literal["mms", "sms"] = Field(
+        description="sms: the profile or the limits leave only the text with the report link."
+    )
     parts: list[MmsPartRead] = Field(description="In the order they are sent.")
     total_bytes: int
     max_total_bytes: int
     max_media: int
     dropped: list[MmsDroppedRead] = Field(description="What did not fit, and why.")
     smil: str | None = Field(description="Aliyun: the frames' order and pairing.")
-    sms_text: str = Field(description="The SMS fallback: signature first, what was done, the "
-                                      "report link, 回复1预约.")
+    sms_text: str = Field(
+        description="The SMS fallback: signature first, what was done, the report link, 回复1预约."
+    )
 
     @classmethod
     def of(cls, payload: MmsPayload) -> MmsRead:
         return cls(
-            profile=payload.profile, mode=payload.mode, total_bytes=payload.total_bytes,
-            max_total_bytes=payload.max_total_bytes, max_media=payload.max_media,
-            smil=payload.smil, sms_text=payload.sms_text,
-            parts=[MmsPartRead(kind=p.kind, name=p.name, content_type=p.content_type,
-                               bytes=p.bytes, url=p.url, text=p.text, frame=p.frame)
-                   for p in payload.parts],
-            dropped=[MmsDroppedRead(name=d.name, bytes=d.bytes, reason=d.reason)
-                     for d in payload.dropped],
+            profile=payload.profile,
+            mode=payload.mode,
+            total_bytes=payload.total_bytes,
+            max_total_bytes=payload.max_total_bytes,
+            max_media=payload.max_media,
+            smil=payload.smil,
+            sms_text=payload.sms_text,
+            parts=[
+                MmsPartRead(
+                    kind=p.kind,
+                    name=p.name,
+                    content_type=p.content_type,
+                    bytes=p.bytes,
+                    url=p.url,
+                    text=p.text,
+                    frame=p.frame,
+                )
+                for p in payload.parts
+            ],
+            dropped=[
+                MmsDroppedRead(name=d.name, bytes=d.bytes, reason=d.reason) for d in payload.dropped
+            ],
         )
 
 
@@ -98,8 +116,9 @@ class ReportRead(BaseModel):
     expired: bool
     built_at: dt.datetime
     long_image: ReportImageRead
-    recap: ReportVideoRead | None = Field(description="The recap video, when the visit has "
-                                                      "clips and it has been rendered.")
+    recap: ReportVideoRead | None = Field(
+        description="The recap video, when the visit has clips and it has been rendered."
+    )
     highlights: list[ReportHighlightRead]
     staff_report: ReportImageRead | None
     staff: ReportStaffRead | None
@@ -116,33 +135,54 @@ class ReportRead(BaseModel):
 
         def image(name: str) -> ReportImageRead:
             entry = assets[name]
-            return ReportImageRead(url=base + reports.asset_path(report, name),
-                                   bytes=entry["bytes"], width=entry["width"],
-                                   height=entry["height"], content_type=entry["content_type"])
+            return ReportImageRead(
+                url=base + reports.asset_path(report, name),
+                bytes=entry["bytes"],
+                width=entry["width"],
+                height=entry["height"],
+                content_type=entry["content_type"],
+            )
 
         recap = None
         if report.recap_path:
             poster = reports.poster_name(report)
             recap = ReportVideoRead(
                 url=base + reports.asset_path(report, reports.recap_name(report) or ""),
-                bytes=report.recap_bytes or 0, duration_seconds=report.recap_duration or 0.0,
-                poster_url=base + reports.asset_path(report, poster) if poster else None)
+                bytes=report.recap_bytes or 0,
+                duration_seconds=report.recap_duration or 0.0,
+                poster_url=base + reports.asset_path(report, poster) if poster else None,
+            )
         staff = snap["staff"]
         return cls(
-            id=report.id, visit_id=report.visit_id, url=reports.page_url(report),
-            book_url=base + reports.book_path(report), expires_at=report.expires_at,
-            expired=reports.is_expired(report), built_at=report.built_at,
+            id=report.id,
+            visit_id=report.visit_id,
+            url=reports.page_url(report),
+            book_url=base + reports.book_path(report),
+            expires_at=report.expires_at,
+            expired=reports.is_expired(report),
+            built_at=report.built_at,
             long_image=ReportImageRead(
                 url=base + reports.asset_path(report, reports.long_name(report)),
-                bytes=report.long_bytes, width=report.long_width, height=report.long_height),
+                bytes=report.long_bytes,
+                width=report.long_width,
+                height=report.long_height,
+            ),
             recap=recap,
-            highlights=[ReportHighlightRead(area=h["area"], image=image(h["asset"]))
-                        for h in snap["highlights"]],
+            highlights=[
+                ReportHighlightRead(area=h["area"], image=image(h["asset"]))
+                for h in snap["highlights"]
+            ],
             staff_report=image(snap["staff_report"]["asset"]) if snap["staff_report"] else None,
-            staff=ReportStaffRead(name=staff["name"], years_experience=staff["years_experience"],
-                                  certificates=staff["certificates"]) if staff else None,
+            staff=ReportStaffRead(
+                name=staff["name"],
+                years_experience=staff["years_experience"],
+                certificates=staff["certificates"],
+            )
+            if staff
+            else None,
             care_advice=ReportCardRead(**snap["care_advice"]),
-            offer=ReportCardRead(**snap["offer"]), summary=snap["summary"],
+            offer=ReportCardRead(**snap["offer"]),
+            summary=snap["summary"],
             mms=MmsRead.of(payload),
         )
 
@@ -156,8 +196,9 @@ class CareAdviceRead(BaseModel):
 
 
 class CareAdviceUpdate(BaseModel):
-    text: str = Field(min_length=1, max_length=300,
-                      examples=["真皮沙发建议每 3 个月护理一次，避免阳光直晒。"])
+    text: str = Field(
+        min_length=1, max_length=300, examples=["真皮沙发建议每 3 个月护理一次，避免阳光直晒。"]
+    )
 
 
 class ReportOfferRead(BaseModel):
@@ -169,5 +210,8 @@ class ReportOfferRead(BaseModel):
 
 class ReportOfferUpdate(BaseModel):
     title: str = Field(min_length=1, max_length=20, examples=["春节前深度保洁"])
-    text: str = Field(min_length=1, max_length=120,
-                      examples=["年前保洁预约紧张，提前约好深度保洁，干干净净过大年。"])
+    text: str = Field(
+        min_length=1,
+        max_length=120,
+        examples=["年前保洁预约紧张，提前约好深度保洁，干干净净过大年。"],
+    )

@@ -41,31 +41,44 @@ def payload_for(*, report: Report, provider: Provider) -> mms.MmsPayload:
     return reports.mms_payload(report=report, profile=profile)
 
 
-def send_report(*, session: Session, tenant: Tenant, visit_id: int, provider: Provider,
-                now: dt.datetime) -> tuple[Message, bool]:
+def send_report(
+    *, session: Session, tenant: Tenant, visit_id: int, provider: Provider, now: dt.datetime
+) -> tuple[Message, bool]:
     """Schedule the visit's report for its customer now; the message and whether it is new.
 
     Builds the report first when there is none yet (or it has expired), so one call does it.
     """
     visit = visits.get_visit(session=session, tenant_id=tenant.id, visit_id=visit_id)
     try:
-        report: Report | None = reports.get_report(session=session, tenant_id=tenant.id,
-                                                   visit_id=visit.id)
+        report: Report | None = reports.get_report(
+            session=session, tenant_id=tenant.id, visit_id=visit.id
+        )
     except NotFound:
         report = None
     if report is None or reports.is_expired(report, now=now):
-        report, _ = reports.build_report(session=session, tenant=tenant, visit_id=visit.id,
-                                         now=now)
+        report, _ = reports.build_report(session=session, tenant=tenant, visit_id=visit.id, now=now)
     customer = session.get(Customer, visit.customer_id)
     if customer is None:
         raise Conflict("This visit has no customer to send its report to.")
     payload = payload_for(report=report, provider=provider)
     if payload.mode == "mms":
         text = "\n".join(p.text for p in payload.parts if p.kind == "text" and p.text)
-        body, channel, media_urls = _body(text or payload.sms_text, tenant), "mms", \
-            payload.media_urls
+        body, channel, media_urls = (
+            _body(text or payload.sms_text, tenant),
+            "mms",
+            payload.media_urls,
+        )
     else:
         body, channel, media_urls = _body(payload.sms_text, tenant), "sms", ()
-    return schedule(session=session, tenant=tenant, customer=customer, channel=channel,
-                    category="service", source_type=SOURCE_TYPE, source_id=str(visit.id),
-                    body=body, due_at=now, media_urls=media_urls)
+    return schedule(
+        session=session,
+        tenant=tenant,
+        customer=customer,
+        channel=channel,
+        category="service",
+        source_type=SOURCE_TYPE,
+        source_id=str(visit.id),
+        body=body,
+        due_at=now,
+        media_urls=media_urls,
+    )

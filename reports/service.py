@@ -68,32 +68,33 @@ ASSET_NAME = re.compile(r"^(long|pair|work|recap|poster|staff)-[A-Za-z0-9_-]{4,4
 
 CARE_ADVICE_DEFAULTS: dict[str, str] = {
     "basic_cleaning": "建议每周做一次日常保洁。平时随手擦干台面和水池的水渍，垃圾当天清理，"
-                      "家里能清爽更久。",
+    "家里能清爽更久。",
     "deep_cleaning": "深度保洁建议每 3–6 个月做一次，平时配合每周一次日常保洁。厨房油污趁热"
-                     "擦拭，卫生间用后开窗或开排风扇，能少积水垢和霉斑。",
+    "擦拭，卫生间用后开窗或开排风扇，能少积水垢和霉斑。",
     "move_in_cleaning": "开荒后建议开窗通风 7 天以上再入住。入住后每周做一次日常保洁，"
-                        "3 个月后再做一次深度保洁，清理装修残留的细灰。",
+    "3 个月后再做一次深度保洁，清理装修残留的细灰。",
     "ac_cleaning": "空调滤网建议每 3 个月清洗一次，每年换季前做一次深度清洗。长时间不用前，"
-                   "先开送风模式 1–2 小时吹干内部，能减少异味和霉菌。",
+    "先开送风模式 1–2 小时吹干内部，能减少异味和霉菌。",
     "range_hood_cleaning": "油烟机建议每 3–6 个月深度清洗一次。做完饭后多开 3–5 分钟排净余烟，"
-                           "油杯快满时及时倒掉，吸力会更持久。",
+    "油杯快满时及时倒掉，吸力会更持久。",
     "washing_machine_cleaning": "洗衣机内桶建议每 3 个月清洗一次。洗完衣服后打开机门和洗涤剂盒"
-                                "通风晾干，湿衣服及时取出，防止滋生霉菌和异味。",
+    "通风晾干，湿衣服及时取出，防止滋生霉菌和异味。",
     "fridge_cleaning": "冰箱建议每 3 个月清洁除味一次。生熟分开存放，剩菜加盖或覆保鲜膜；"
-                       "冷冻室结霜超过 5 毫米时及时除霜，更省电。",
+    "冷冻室结霜超过 5 毫米时及时除霜，更省电。",
     "curtain_washing": "窗帘建议每 6 个月清洗一次，家里有过敏体质的可缩短到 3 个月。"
-                       "平时用吸尘器低档吸除表面浮尘，能延长清洗间隔。",
+    "平时用吸尘器低档吸除表面浮尘，能延长清洗间隔。",
     "sofa_care": "真皮沙发建议每 3–6 个月清洁护理一次，布艺沙发每 6 个月深度清洁一次。"
-                 "避免阳光直晒和靠近暖气，日常用干软布擦拭，洒上液体及时吸干，不要用酒精擦拭皮面。",
+    "避免阳光直晒和靠近暖气，日常用干软布擦拭，洒上液体及时吸干，不要用酒精擦拭皮面。",
     "mould_prevention": "梅雨季建议关窗开除湿机，室内湿度保持在 60% 以下；衣柜放置除湿包"
-                        "并每月更换。发现墙角或柜内有霉点，尽早处理，避免扩散。",
+    "并每月更换。发现墙角或柜内有霉点，尽早处理，避免扩散。",
     "nanny": "家里的作息、饮食偏好或注意事项有变化时，请随时告诉阿姨或我们，服务会更贴心。"
-             "对服务有任何建议，也欢迎直接回复短信。",
+    "对服务有任何建议，也欢迎直接回复短信。",
     "elder_care": "建议定期为老人测量血压、血糖并记录。居家保持地面干燥、通道无杂物，"
-                  "卫生间加装扶手和防滑垫，能明显降低跌倒风险。",
+    "卫生间加装扶手和防滑垫，能明显降低跌倒风险。",
 }
-GENERIC_CARE_ADVICE = ("定期清洁和保养能让家里更干净、家电用得更久。对这次服务有任何问题，"
-                       "欢迎直接回复短信告诉我们。")
+GENERIC_CARE_ADVICE = (
+    "定期清洁和保养能让家里更干净、家电用得更久。对这次服务有任何问题，欢迎直接回复短信告诉我们。"
+)
 CARE_TITLES = {"nanny": "温馨提示", "elder_care": "照护建议"}
 
 # The next seasonal service to suggest, by the month of the visit.
@@ -135,8 +136,10 @@ def _service_type(value: str) -> str:
     if not code:
         raise Invalid("Name the service type, e.g. ac_cleaning or 空调清洗.")
     if len(code) > MAX_SERVICE_TYPE_CHARS:
-        raise Invalid(f"The service type {code[:20]!r}… is longer than "
-                      f"{MAX_SERVICE_TYPE_CHARS} characters; use a short code.")
+        raise Invalid(
+            f"The service type {code[:20]!r}… is longer than "
+            f"{MAX_SERVICE_TYPE_CHARS} characters; use a short code."
+        )
     return code
 
 
@@ -145,8 +148,10 @@ def _clean_text(text: str, *, what: str, limit: int) -> str:
     if not cleaned:
         raise Invalid(f"The {what} is empty; write a sentence or two for customers.")
     if len(cleaned) > limit:
-        raise Invalid(f"The {what} is {len(cleaned)} characters; keep it to {limit} so it fits "
-                      "the report's card and long image.")
+        raise Invalid(
+            f"The {what} is {len(cleaned)} characters; keep it to {limit} so it fits "
+            "the report's card and long image."
+        )
     return cleaned
 
 
@@ -157,16 +162,21 @@ def _month(month: int) -> int:
 
 
 def _texts(session: Session, tenant_id: int, kind: str) -> dict[str, ReportText]:
-    rows = session.scalars(select(ReportText).where(ReportText.tenant_id == tenant_id,
-                                                    ReportText.kind == kind))
+    rows = session.scalars(
+        select(ReportText).where(ReportText.tenant_id == tenant_id, ReportText.kind == kind)
+    )
     return {row.key: row for row in rows}
 
 
 def _care(code: str, row: ReportText | None) -> CareAdvice:
     text = row.text if row else CARE_ADVICE_DEFAULTS.get(code, GENERIC_CARE_ADVICE)
-    return CareAdvice(service_type=code, label=label(code),
-                      title=CARE_TITLES.get(code, "保养建议"), text=text,
-                      customized=row is not None)
+    return CareAdvice(
+        service_type=code,
+        label=label(code),
+        title=CARE_TITLES.get(code, "保养建议"),
+        text=text,
+        customized=row is not None,
+    )
 
 
 def list_care_advice(*, session: Session, tenant_id: int) -> list[CareAdvice]:
@@ -182,8 +192,9 @@ def care_advice_for(*, session: Session, tenant_id: int, service_type: str) -> C
     return _care(code, row)
 
 
-def set_care_advice(*, session: Session, tenant_id: int, service_type: str,
-                    text: str, actor: Actor | None = None) -> CareAdvice:
+def set_care_advice(
+    *, session: Session, tenant_id: int, service_type: str, text: str, actor: Actor | None = None
+) -> CareAdvice:
     """The company's own care advice for a service type (its own codes are welcome); the
     change is in the audit log under ``actor`` (None: the system)."""
     code = _service_type(service_type)
@@ -194,28 +205,35 @@ def set_care_advice(*, session: Session, tenant_id: int, service_type: str,
         session.add(row)
     row.text = cleaned
     session.flush()
-    audit.record(session, actor, "care_advice.set", f"care_advice:{code}", {"text": cleaned},
-                 tenant_id=tenant_id)
+    audit.record(
+        session,
+        actor,
+        "care_advice.set",
+        f"care_advice:{code}",
+        {"text": cleaned},
+        tenant_id=tenant_id,
+    )
     return _care(code, row)
 
 
-def reset_care_advice(*, session: Session, tenant_id: int, service_type: str,
-                      actor: Actor | None = None) -> CareAdvice:
+def reset_care_advice(
+    *, session: Session, tenant_id: int, service_type: str, actor: Actor | None = None
+) -> CareAdvice:
     """Back to the built-in advice; the advice now in force."""
     code = _service_type(service_type)
     row = session.get(ReportText, (tenant_id, CARE_ADVICE, code))
     if row is not None:
         session.delete(row)
         session.flush()
-    audit.record(session, actor, "care_advice.reset", f"care_advice:{code}",
-                 tenant_id=tenant_id)
+    audit.record(session, actor, "care_advice.reset", f"care_advice:{code}", tenant_id=tenant_id)
     return _care(code, None)
 
 
 def _offer(month: int, row: ReportText | None) -> Offer:
     if row is not None:
-        return Offer(month=month, title=row.title or OFFER_DEFAULTS[month][0], text=row.text,
-                     customized=True)
+        return Offer(
+            month=month, title=row.title or OFFER_DEFAULTS[month][0], text=row.text, customized=True
+        )
     title, text = OFFER_DEFAULTS[month]
     return Offer(month=month, title=title, text=text, customized=False)
 
@@ -230,8 +248,15 @@ def offer_for(*, session: Session, tenant_id: int, month: int) -> Offer:
     return _offer(_month(month), session.get(ReportText, (tenant_id, OFFER, str(month))))
 
 
-def set_offer(*, session: Session, tenant_id: int, month: int, title: str,
-              text: str, actor: Actor | None = None) -> Offer:
+def set_offer(
+    *,
+    session: Session,
+    tenant_id: int,
+    month: int,
+    title: str,
+    text: str,
+    actor: Actor | None = None,
+) -> Offer:
     """The company's own offer for reports of visits in ``month``."""
     month = _month(month)
     clean_title = _clean_text(title, what="offer title", limit=MAX_OFFER_TITLE_CHARS)
@@ -242,13 +267,20 @@ def set_offer(*, session: Session, tenant_id: int, month: int, title: str,
         session.add(row)
     row.title, row.text = clean_title, clean_text
     session.flush()
-    audit.record(session, actor, "offer.set", f"offer:{month}",
-                 {"title": row.title, "text": row.text}, tenant_id=tenant_id)
+    audit.record(
+        session,
+        actor,
+        "offer.set",
+        f"offer:{month}",
+        {"title": row.title, "text": row.text},
+        tenant_id=tenant_id,
+    )
     return _offer(month, row)
 
 
-def reset_offer(*, session: Session, tenant_id: int, month: int,
-                actor: Actor | None = None) -> Offer:
+def reset_offer(
+    *, session: Session, tenant_id: int, month: int, actor: Actor | None = None
+) -> Offer:
     month = _month(month)
     row = session.get(ReportText, (tenant_id, OFFER, str(month)))
     if row is not None:
@@ -299,8 +331,9 @@ class _Files:
         return relative
 
 
-def _asset(files: _Files, *, prefix: str, source: str,
-           make: Callable[[], renditions.Rendition]) -> tuple[str, dict[str, Any]]:
+def _asset(
+    files: _Files, *, prefix: str, source: str, make: Callable[[], renditions.Rendition]
+) -> tuple[str, dict[str, Any]]:
     """A report file made from ``source`` (a rendition token), or the previous build's copy."""
     old = files.reused.get(source)
     if old is not None and old["name"].startswith(prefix + "-"):
@@ -311,14 +344,19 @@ def _asset(files: _Files, *, prefix: str, source: str,
             pass
     made = make()
     name = f"{prefix}-{secrets.token_hex(6)}.jpg"
-    entry = {"name": name, "source": source, "path": files.write(made.data, ".jpg"),
-             "content_type": made.content_type, "bytes": len(made.data),
-             "width": made.width, "height": made.height}
+    entry = {
+        "name": name,
+        "source": source,
+        "path": files.write(made.data, ".jpg"),
+        "content_type": made.content_type,
+        "bytes": len(made.data),
+        "width": made.width,
+        "height": made.height,
+    }
     return name, entry
 
 
-def _summary(*, day: dt.datetime, staff: Staff | None, service: str,
-             areas: Sequence[str]) -> str:
+def _summary(*, day: dt.datetime, staff: Staff | None, service: str, areas: Sequence[str]) -> str:
     who = staff.name if staff else "我们"
     # An SMS is read at a glance: three areas, then how many in all.
     shown = "、".join(areas[:3]) + (f"等{len(areas)}处" if len(areas) > 3 else "")
@@ -326,8 +364,9 @@ def _summary(*, day: dt.datetime, staff: Staff | None, service: str,
     return f"{day.month}月{day.day}日，{who}为您完成了{service}{where}"
 
 
-def build_report(*, session: Session, tenant: Tenant, visit_id: int,
-                 now: dt.datetime | None = None) -> tuple[Report, bool]:
+def build_report(
+    *, session: Session, tenant: Tenant, visit_id: int, now: dt.datetime | None = None
+) -> tuple[Report, bool]:
     """Assemble the visit's report, or rebuild it in place: the report and whether it is new.
 
     Refused (409) while any photo or clip of the visit is still being processed, since the
@@ -338,7 +377,8 @@ def build_report(*, session: Session, tenant: Tenant, visit_id: int,
     now = now or utcnow()
     visit = visits.get_visit(session=session, tenant_id=tenant.id, visit_id=visit_id)
     all_media = session.scalars(
-        select(Media).where(Media.tenant_id == tenant.id, Media.visit_id == visit.id)
+        select(Media)
+        .where(Media.tenant_id == tenant.id, Media.visit_id == visit.id)
         .order_by(Media.received_at, Media.id)
     ).all()
     waiting = [m for m in all_media if m.status == PROCESSING]
@@ -347,11 +387,14 @@ def build_report(*, session: Session, tenant: Tenant, visit_id: int,
             f"{len(waiting)} photo{'s' if len(waiting) > 1 else ''} or clip"
             f"{'s' if len(waiting) > 1 else ''} of this visit "
             f"{'are' if len(waiting) > 1 else 'is'} still being processed; build the report "
-            "again in a minute, once they are ready.")
+            "again in a minute, once they are ready."
+        )
     photos = [m for m in all_media if m.kind == "photo" and m.status == READY]
     if not photos:
-        raise Conflict("This visit has no processed photo yet; upload at least one photo "
-                       "(best a before and an after of each area), then build the report.")
+        raise Conflict(
+            "This visit has no processed photo yet; upload at least one photo "
+            "(best a before and an after of each area), then build the report."
+        )
 
     report = session.scalars(select(Report).where(Report.visit_id == visit.id)).first()
     previous: dict[str, dict[str, Any]] = {}
@@ -360,12 +403,21 @@ def build_report(*, session: Session, tenant: Tenant, visit_id: int,
             previous[entry["source"]] = entry
     files = _Files(tenant_id=tenant.id, now=now, reused=previous, written=[])
     try:
-        snapshot, content = _assemble(session, tenant=tenant, visit=visit, photos=photos,
-                                      files=files, now=now)
+        snapshot, content = _assemble(
+            session, tenant=tenant, visit=visit, photos=photos, files=files, now=now
+        )
         made = longimage.build(content, budget=longimage.DEFAULT_BUDGET)
         long_path = files.write(made.data, ".jpg")
-        report, created = _save(session, tenant=tenant, visit=visit, report=report,
-                                snapshot=snapshot, made=made, long_path=long_path, now=now)
+        report, created = _save(
+            session,
+            tenant=tenant,
+            visit=visit,
+            report=report,
+            snapshot=snapshot,
+            made=made,
+            long_path=long_path,
+            now=now,
+        )
     except BaseException:
         for relative in files.written:
             storage.remove(relative)
@@ -373,9 +425,15 @@ def build_report(*, session: Session, tenant: Tenant, visit_id: int,
     return report, created
 
 
-def _assemble(session: Session, *, tenant: Tenant, visit: Visit, photos: Sequence[Media],
-              files: _Files, now: dt.datetime) -> tuple[dict[str, Any],
-                                                        longimage.LongImageContent]:
+def _assemble(
+    session: Session,
+    *,
+    tenant: Tenant,
+    visit: Visit,
+    photos: Sequence[Media],
+    files: _Files,
+    now: dt.datetime,
+) -> tuple[dict[str, Any], longimage.LongImageContent]:
     """The snapshot of what the report shows, and the long image's content."""
     budget = get_settings().mms_photo_budget
     staff = session.get(Staff, visit.staff_id) if visit.staff_id else None
@@ -392,11 +450,22 @@ def _assemble(session: Session, *, tenant: Tenant, visit: Visit, photos: Sequenc
             continue
         paired.update((before.id, after.id))
         full = _open_image(made.path)
-        name, entry = _asset(files, prefix="pair", source=made.token,
-                             make=functools.partial(renditions.mms, full, budget=budget))
+        name, entry = _asset(
+            files,
+            prefix="pair",
+            source=made.token,
+            make=functools.partial(renditions.mms, full, budget=budget),
+        )
         assets[name] = entry
-        highlights.append({"area": area, "asset": name, "width": entry["width"],
-                           "height": entry["height"], "full": made.token})
+        highlights.append(
+            {
+                "area": area,
+                "asset": name,
+                "width": entry["width"],
+                "height": entry["height"],
+                "full": made.token,
+            }
+        )
         if len(long_pairs) < longimage.MAX_HIGHLIGHTS:
             long_pairs.append(longimage.Photo(full, area or "服务前后"))
 
@@ -409,11 +478,20 @@ def _assemble(session: Session, *, tenant: Tenant, visit: Visit, photos: Sequenc
         display = _rendition(latest, "display")
         if display is not None:
             image = _open_image(display.path, edge=renditions.MMS_EDGE)
-            name, entry = _asset(files, prefix="work", source=display.token,
-                                 make=functools.partial(renditions.mms, image, budget=budget))
+            name, entry = _asset(
+                files,
+                prefix="work",
+                source=display.token,
+                make=functools.partial(renditions.mms, image, budget=budget),
+            )
             assets[name] = entry
-            staff_report = {"asset": name, "width": entry["width"], "height": entry["height"],
-                            "caption": work_caption, "full": display.token}
+            staff_report = {
+                "asset": name,
+                "width": entry["width"],
+                "height": entry["height"],
+                "caption": work_caption,
+                "full": display.token,
+            }
             long_work = longimage.Photo(image, work_caption)
 
     gallery: list[dict[str, Any]] = []
@@ -424,8 +502,16 @@ def _assemble(session: Session, *, tenant: Tenant, visit: Visit, photos: Sequenc
         thumb, display = _rendition(media, "thumb"), _rendition(media, "display")
         if thumb is None or display is None or len(gallery) >= MAX_GALLERY:
             continue
-        gallery.append({"thumb": thumb.token, "width": thumb.width, "height": thumb.height,
-                        "full": display.token, "phase": media.phase_label, "area": media.area})
+        gallery.append(
+            {
+                "thumb": thumb.token,
+                "width": thumb.width,
+                "height": thumb.height,
+                "full": display.token,
+                "phase": media.phase_label,
+                "area": media.area,
+            }
+        )
         if media.id not in paired and len(long_gallery) < longimage.MAX_GALLERY:
             long_gallery.append(_open_image(thumb.path))
 
@@ -436,17 +522,24 @@ def _assemble(session: Session, *, tenant: Tenant, visit: Visit, photos: Sequenc
     long_staff = None
     if staff is not None:
         certificates = list(staff.certificates or [])
-        staff_card = {"id": staff.id, "name": staff.name,
-                      "years_experience": staff.years_experience, "certificates": certificates}
+        staff_card = {
+            "id": staff.id,
+            "name": staff.name,
+            "years_experience": staff.years_experience,
+            "certificates": certificates,
+        }
         face = None
         if staff.photo_path:
             try:
                 face = _open_image(staff.photo_path)
             except (OSError, ValueError):
                 log.warning("staff photo unreadable", staff_id=staff.id)
-        long_staff = longimage.StaffCard(name=staff.name,
-                                         years_experience=staff.years_experience,
-                                         certificates=certificates, photo=face)
+        long_staff = longimage.StaffCard(
+            name=staff.name,
+            years_experience=staff.years_experience,
+            certificates=certificates,
+            photo=face,
+        )
 
     date_text = f"{day.year}年{day.month}月{day.day}日"
     snapshot: dict[str, Any] = {
@@ -468,23 +561,44 @@ def _assemble(session: Session, *, tenant: Tenant, visit: Visit, photos: Sequenc
     }
     subtitle = date_text + (f" · 服务人员 {staff.name}" if staff else "")
     content = longimage.LongImageContent(
-        company=tenant.name, title=f"{visit.service_label} 服务报告", subtitle=subtitle,
-        highlights=long_pairs, more_highlights=len(highlights) - len(long_pairs),
-        staff_report=long_work, staff=long_staff, gallery=long_gallery,
-        care_title=care.title, care_text=care.text, offer_title=offer.title,
-        offer_text=offer.text, footer="回复1预约下次服务",
+        company=tenant.name,
+        title=f"{visit.service_label} 服务报告",
+        subtitle=subtitle,
+        highlights=long_pairs,
+        more_highlights=len(highlights) - len(long_pairs),
+        staff_report=long_work,
+        staff=long_staff,
+        gallery=long_gallery,
+        care_title=care.title,
+        care_text=care.text,
+        offer_title=offer.title,
+        offer_text=offer.text,
+        footer="回复1预约下次服务",
     )
     return snapshot, content
 
 
-def _save(session: Session, *, tenant: Tenant, visit: Visit, report: Report | None,
-          snapshot: dict[str, Any], made: longimage.LongImage, long_path: str,
-          now: dt.datetime) -> tuple[Report, bool]:
+def _save(
+    session: Session,
+    *,
+    tenant: Tenant,
+    visit: Visit,
+    report: Report | None,
+    snapshot: dict[str, Any],
+    made: longimage.LongImage,
+    long_path: str,
+    now: dt.datetime,
+) -> tuple[Report, bool]:
     expires_at = now + dt.timedelta(days=tenant.report_valid_days)
     fields: dict[str, Any] = {
-        "snapshot": snapshot, "built_at": now, "expires_at": expires_at,
-        "long_path": long_path, "long_bytes": len(made.data), "long_width": made.width,
-        "long_height": made.height, "long_token": _new_token(),
+        "snapshot": snapshot,
+        "built_at": now,
+        "expires_at": expires_at,
+        "long_path": long_path,
+        "long_bytes": len(made.data),
+        "long_width": made.width,
+        "long_height": made.height,
+        "long_token": _new_token(),
     }
     created = report is None
     if report is None:
@@ -500,8 +614,11 @@ def _save(session: Session, *, tenant: Tenant, visit: Visit, report: Report | No
                 raise
             created = False
     kept = {entry["path"] for entry in snapshot["assets"].values()}
-    stale = [entry["path"] for entry in (report.snapshot or {}).get("assets", {}).values()
-             if entry["path"] not in kept]
+    stale = [
+        entry["path"]
+        for entry in (report.snapshot or {}).get("assets", {}).values()
+        if entry["path"] not in kept
+    ]
     stale.append(report.long_path)
     for attr, value in fields.items():
         setattr(report, attr, value)
@@ -514,6 +631,7 @@ def _save(session: Session, *, tenant: Tenant, visit: Visit, report: Report | No
 def _remove_after_commit(session: Session, paths: Sequence[str]) -> None:
     """Remove files once the change that stopped using them is committed; a rollback keeps
     them, so the report on record always has its files."""
+
     def remove() -> None:
         for path in paths:
             storage.remove(path)
@@ -525,8 +643,9 @@ def _remove_after_commit(session: Session, paths: Sequence[str]) -> None:
 # --- the recap video -------------------------------------------------------------------------
 
 
-def attach_recap(*, session: Session, report: Report, video: Path, duration: float,
-                 poster: Path | None = None) -> Report:
+def attach_recap(
+    *, session: Session, report: Report, video: Path, duration: float, poster: Path | None = None
+) -> Report:
     """Keep a rendered recap video (and its poster frame) as the report's.
 
     ``video`` is an H.264 MP4 made by ``reports.recap_video.render`` (in a scratch directory the
@@ -542,8 +661,7 @@ def attach_recap(*, session: Session, report: Report, video: Path, duration: flo
     storage.write_bytes(relative, data)
     poster_relative = None
     if poster is not None:
-        poster_relative = storage.new_relative_path("renditions", report.tenant_id, ".jpg",
-                                                    now=now)
+        poster_relative = storage.new_relative_path("renditions", report.tenant_id, ".jpg", now=now)
         storage.write_bytes(poster_relative, poster.read_bytes())
     report.recap_path, report.recap_bytes = relative, len(data)
     report.recap_duration = round(float(duration), 2)
@@ -569,11 +687,13 @@ def clear_recap(*, session: Session, report: Report) -> Report:
 def get_report(*, session: Session, tenant_id: int, visit_id: int) -> Report:
     """The visit's report, or NotFound (for another company's visit too)."""
     visits.get_visit(session=session, tenant_id=tenant_id, visit_id=visit_id)
-    report = session.scalars(select(Report).where(Report.visit_id == visit_id,
-                                                  Report.tenant_id == tenant_id)).first()
+    report = session.scalars(
+        select(Report).where(Report.visit_id == visit_id, Report.tenant_id == tenant_id)
+    ).first()
     if report is None:
-        raise NotFound(f"Visit {visit_id} has no report yet; build it with "
-                       f"POST /v1/visits/{visit_id}/report.")
+        raise NotFound(
+            f"Visit {visit_id} has no report yet; build it with POST /v1/visits/{visit_id}/report."
+        )
     return report
 
 
@@ -674,18 +794,37 @@ def page_context(*, session: Session, report: Report) -> dict[str, Any]:
     def full(token: str) -> str | None:
         return f"/m/{token}.jpg" if token in live else None
 
-    highlights = [{"area": h["area"], "src": asset_path(report, h["asset"]),
-                   "width": h["width"], "height": h["height"], "full": full(h["full"])}
-                  for h in snap["highlights"]]
-    gallery = [{"src": f"/m/{g['thumb']}.jpg", "width": g["width"], "height": g["height"],
-                "full": full(g["full"]), "label": " · ".join(x for x in (g["area"], g["phase"])
-                                                             if x)}
-               for g in snap["gallery"] if g["thumb"] in live]
+    highlights = [
+        {
+            "area": h["area"],
+            "src": asset_path(report, h["asset"]),
+            "width": h["width"],
+            "height": h["height"],
+            "full": full(h["full"]),
+        }
+        for h in snap["highlights"]
+    ]
+    gallery = [
+        {
+            "src": f"/m/{g['thumb']}.jpg",
+            "width": g["width"],
+            "height": g["height"],
+            "full": full(g["full"]),
+            "label": " · ".join(x for x in (g["area"], g["phase"]) if x),
+        }
+        for g in snap["gallery"]
+        if g["thumb"] in live
+    ]
     work = None
     if snap["staff_report"]:
         item = snap["staff_report"]
-        work = {"src": asset_path(report, item["asset"]), "width": item["width"],
-                "height": item["height"], "caption": item["caption"], "full": full(item["full"])}
+        work = {
+            "src": asset_path(report, item["asset"]),
+            "width": item["width"],
+            "height": item["height"],
+            "caption": item["caption"],
+            "full": full(item["full"]),
+        }
     staff = None
     if snap["staff"]:
         visit = session.get(Visit, report.visit_id)
@@ -697,9 +836,11 @@ def page_context(*, session: Session, report: Report) -> dict[str, Any]:
     if report.recap_path:
         poster = poster_name(report)
         first = highlights[0]["src"] if highlights else None
-        recap = {"src": asset_path(report, recap_name(report) or ""),
-                 "poster": asset_path(report, poster) if poster else first,
-                 "duration": round(report.recap_duration or 0)}
+        recap = {
+            "src": asset_path(report, recap_name(report) or ""),
+            "poster": asset_path(report, poster) if poster else first,
+            "duration": round(report.recap_duration or 0),
+        }
     expires = _local(report.expires_at, tenant.timezone)
     return {
         "company": snap["company"],
@@ -714,8 +855,7 @@ def page_context(*, session: Session, report: Report) -> dict[str, Any]:
         "offer": snap["offer"],
         "recap": recap,
         "book_url": book_path(report),
-        "long_image": {"src": asset_path(report, long_name(report)),
-                       "bytes": report.long_bytes},
+        "long_image": {"src": asset_path(report, long_name(report)), "bytes": report.long_bytes},
         "expires_on": f"{expires.year}年{expires.month}月{expires.day}日",
     }
 
@@ -725,8 +865,12 @@ def expired_context(*, session: Session, report: Report) -> dict[str, Any]:
     snap = report.snapshot or {}
     tenant = session.get(Tenant, report.tenant_id)
     company = snap.get("company") or (tenant.name if tenant else "")
-    return {"company": company, "service": snap.get("service", ""),
-            "date": snap.get("date", ""), "signature": snap.get("signature", "")}
+    return {
+        "company": company,
+        "service": snap.get("service", ""),
+        "date": snap.get("date", ""),
+        "signature": snap.get("signature", ""),
+    }
 
 
 # --- MMS -------------------------------------------------------------------------------------
@@ -740,26 +884,53 @@ def mms_source(report: Report) -> mms.MmsSource:
     assets = snap["assets"]
     media: list[mms.MediaCandidate] = []
     if report.recap_path and report.recap_bytes:
-        media.append(mms.MediaCandidate(
-            name="recap", kind="video", content_type="video/mp4", bytes=report.recap_bytes,
-            url=base + asset_path(report, recap_name(report) or ""), caption="服务回顾视频"))
+        media.append(
+            mms.MediaCandidate(
+                name="recap",
+                kind="video",
+                content_type="video/mp4",
+                bytes=report.recap_bytes,
+                url=base + asset_path(report, recap_name(report) or ""),
+                caption="服务回顾视频",
+            )
+        )
     for number, item in enumerate(snap["highlights"], start=1):
         entry = assets[item["asset"]]
-        media.append(mms.MediaCandidate(
-            name=f"pair-{number}", kind="image", content_type=entry["content_type"],
-            bytes=entry["bytes"], url=base + asset_path(report, item["asset"]),
-            caption=f"{item['area'] or ''} 服务前后对比".strip()))
+        media.append(
+            mms.MediaCandidate(
+                name=f"pair-{number}",
+                kind="image",
+                content_type=entry["content_type"],
+                bytes=entry["bytes"],
+                url=base + asset_path(report, item["asset"]),
+                caption=f"{item['area'] or ''} 服务前后对比".strip(),
+            )
+        )
     if snap["staff_report"]:
         entry = assets[snap["staff_report"]["asset"]]
-        media.append(mms.MediaCandidate(
-            name="staff_report", kind="image", content_type=entry["content_type"],
-            bytes=entry["bytes"], url=base + asset_path(report, snap["staff_report"]["asset"]),
-            caption=snap["staff_report"]["caption"]))
-    media.append(mms.MediaCandidate(
-        name="long", kind="image", content_type="image/jpeg", bytes=report.long_bytes,
-        url=base + asset_path(report, long_name(report)), caption="服务报告长图"))
-    return mms.MmsSource(signature=snap["signature"], summary=snap["summary"],
-                         link=page_url(report), media=media)
+        media.append(
+            mms.MediaCandidate(
+                name="staff_report",
+                kind="image",
+                content_type=entry["content_type"],
+                bytes=entry["bytes"],
+                url=base + asset_path(report, snap["staff_report"]["asset"]),
+                caption=snap["staff_report"]["caption"],
+            )
+        )
+    media.append(
+        mms.MediaCandidate(
+            name="long",
+            kind="image",
+            content_type="image/jpeg",
+            bytes=report.long_bytes,
+            url=base + asset_path(report, long_name(report)),
+            caption="服务报告长图",
+        )
+    )
+    return mms.MmsSource(
+        signature=snap["signature"], summary=snap["summary"], link=page_url(report), media=media
+    )
 
 
 def mms_payload(*, report: Report, profile: mms.MmsProfile) -> mms.MmsPayload:
@@ -781,6 +952,12 @@ def booking_link(*, session: Session, token: str, now: dt.datetime) -> ShortLink
     customer = session.get(Customer, visit.customer_id) if visit is not None else None
     if visit is None or tenant is None or customer is None:
         return None
-    return links.link_for(session=session, tenant=tenant, customer=customer,
-                          source_type="visit_report", source_id=str(visit.id),
-                          service_type=visit.service_type, now=now)
+    return links.link_for(
+        session=session,
+        tenant=tenant,
+        customer=customer,
+        source_type="visit_report",
+        source_id=str(visit.id),
+        service_type=visit.service_type,
+        now=now,
+    )

@@ -26,13 +26,17 @@ router = APIRouter(tags=["staff day"])
 
 
 @router.get("/staff/{staff_id}/schedule", response_model=StaffScheduleRead)
-def read_schedule(staff_id: Id, session: SessionDep, tenant: TenantDep,
-                  days: Annotated[int, Query(ge=1, le=staff_day.MAX_DAYS)] = (
-                      staff_day.DEFAULT_DAYS)) -> StaffScheduleRead:
+def read_schedule(
+    staff_id: Id,
+    session: SessionDep,
+    tenant: TenantDep,
+    days: Annotated[int, Query(ge=1, le=staff_day.MAX_DAYS)] = (staff_day.DEFAULT_DAYS),
+) -> StaffScheduleRead:
     """The staff member's visits from today (company time) for ``days`` days: customer,
     region, service, areas, time, and what each visit still needs."""
-    return staff_day.schedule(session=session, tenant=tenant, staff_id=staff_id, now=utcnow(),
-                              days=days)
+    return staff_day.schedule(
+        session=session, tenant=tenant, staff_id=staff_id, now=utcnow(), days=days
+    )
 
 
 @router.get("/visits/{visit_id}/progress", response_model=VisitProgressRead)
@@ -44,24 +48,36 @@ def read_progress(visit_id: Id, session: SessionDep, tenant: TenantDep) -> Visit
 @router.post("/visits/{visit_id}/start", response_model=VisitRead, responses=refusals(409))
 def start_visit(visit_id: Id, session: SessionDep, tenant: TenantDep) -> VisitRead:
     """The staff member starts the visit (a second start changes nothing)."""
-    return VisitRead.model_validate(staff_day.start_visit(
-        session=session, tenant=tenant, visit_id=visit_id, now=utcnow()))
+    return VisitRead.model_validate(
+        staff_day.start_visit(session=session, tenant=tenant, visit_id=visit_id, now=utcnow())
+    )
 
 
-@router.post("/visits/{visit_id}/finish", response_model=VisitFinishRead,
-             responses={409: {"description": "An area lacks its before or after photo, a "
-                                             "photo is still processing, or the visit is "
-                                             "already finished."}})
+@router.post(
+    "/visits/{visit_id}/finish",
+    response_model=VisitFinishRead,
+    responses={
+        409: {
+            "description": "An area lacks its before or after photo, a "
+            "photo is still processing, or the visit is "
+            "already finished."
+        }
+    },
+)
 def finish_visit(visit_id: Id, session: SessionDep, tenant: TenantDep) -> VisitFinishRead:
     """Finish the visit and build its report (完成并生成报告); sent to the customer at once
     unless the company reviews reports first (``report_review``)."""
     now = utcnow()
-    done = staff_day.finish_visit(session=session, tenant=tenant, visit_id=visit_id, now=now,
-                                  provider=get_provider())
+    done = staff_day.finish_visit(
+        session=session, tenant=tenant, visit_id=visit_id, now=now, provider=get_provider()
+    )
     if done.message is not None and done.new_message:
         for queued in outbox.queue_now(session=session, message_ids=[done.message.id], now=now):
             enqueue(session, messaging_tasks.send_message, message_id=queued)
     return VisitFinishRead(
-        visit=VisitRead.model_validate(done.visit), report_id=done.report.id,
-        report_url=reports.page_url(done.report), review=done.message is None,
-        message_id=done.message.id if done.message is not None else None)
+        visit=VisitRead.model_validate(done.visit),
+        report_id=done.report.id,
+        report_url=reports.page_url(done.report),
+        review=done.message is None,
+        message_id=done.message.id if done.message is not None else None,
+    )

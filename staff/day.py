@@ -52,8 +52,9 @@ def own_visit(*, session: Session, tenant_id: int, staff_id: int, visit_id: int)
     the company, as for anyone)."""
     visit = visits.get_visit(session=session, tenant_id=tenant_id, visit_id=visit_id)
     if visit.staff_id != staff_id:
-        raise NotYours("This visit is another staff member's; you can open and upload to "
-                       "your own visits only.")
+        raise NotYours(
+            "This visit is another staff member's; you can open and upload to your own visits only."
+        )
     return visit
 
 
@@ -69,7 +70,8 @@ def _counts(session: Session, visit_ids: Sequence[int]) -> _Counts:
     rows = session.execute(
         select(Media.visit_id, Media.area, Media.phase, Media.kind, Media.status, func.count())
         .where(Media.visit_id.in_(visit_ids))
-        .group_by(Media.visit_id, Media.area, Media.phase, Media.kind, Media.status))
+        .group_by(Media.visit_id, Media.area, Media.phase, Media.kind, Media.status)
+    )
     return {(v, a, p, k, s): n for v, a, p, k, s, n in rows}
 
 
@@ -101,24 +103,38 @@ def _progress(visit: Visit, counts: _Counts) -> VisitProgressRead:
         elif phase in ("before", "after"):
             tally[phase] += n
     required: list[str | None] = list(visit.areas) or [None]
-    names = required + sorted((a for a in per_area if a not in required),
-                              key=lambda a: (a is None, a or ""))
+    names = required + sorted(
+        (a for a in per_area if a not in required), key=lambda a: (a is None, a or "")
+    )
     areas = []
     for name in names:
         tally = per_area.get(name, Counter())
         missing: list[MissingPart] = [p for p in REQUIRED if not tally[p]]
         if not tally["clips"]:
             missing.append("clip")
-        areas.append(AreaProgressRead(
-            area=name, required=name in required, before=tally["before"], after=tally["after"],
-            clips=tally["clips"], processing=tally["processing"], failed=tally["failed"],
-            missing=missing))
+        areas.append(
+            AreaProgressRead(
+                area=name,
+                required=name in required,
+                before=tally["before"],
+                after=tally["after"],
+                clips=tally["clips"],
+                processing=tally["processing"],
+                failed=tally["failed"],
+                missing=missing,
+            )
+        )
     complete = all(not (set(a.missing) & set(REQUIRED)) for a in areas if a.required)
     return VisitProgressRead(
-        visit_id=visit.id, status=_status(visit),
-        started_at=visit.started_at, finished_at=visit.finished_at, areas=areas,
-        staff_report=staff_report, processing=processing,
-        can_finish=complete and processing == 0 and visit.finished_at is None)
+        visit_id=visit.id,
+        status=_status(visit),
+        started_at=visit.started_at,
+        finished_at=visit.finished_at,
+        areas=areas,
+        staff_report=staff_report,
+        processing=processing,
+        can_finish=complete and processing == 0 and visit.finished_at is None,
+    )
 
 
 def visit_progress(*, session: Session, tenant_id: int, visit_id: int) -> VisitProgressRead:
@@ -130,8 +146,9 @@ def visit_progress(*, session: Session, tenant_id: int, visit_id: int) -> VisitP
 # --- the days ahead ------------------------------------------------------------------------
 
 
-def schedule(*, session: Session, tenant: Tenant, staff_id: int, now: dt.datetime,
-             days: int = DEFAULT_DAYS) -> StaffScheduleRead:
+def schedule(
+    *, session: Session, tenant: Tenant, staff_id: int, now: dt.datetime, days: int = DEFAULT_DAYS
+) -> StaffScheduleRead:
     """The staff member's visits from the start of today (company time) for ``days`` days,
     earliest first, each with its customer and its progress."""
     if not 1 <= days <= MAX_DAYS:
@@ -140,27 +157,47 @@ def schedule(*, session: Session, tenant: Tenant, staff_id: int, now: dt.datetim
     zone = ZoneInfo(tenant.timezone)
     today = now.astimezone(zone).date()
     start = dt.datetime.combine(today, dt.time(), zone).astimezone(dt.UTC)
-    end = dt.datetime.combine(today + dt.timedelta(days=days), dt.time(),
-                              zone).astimezone(dt.UTC)
+    end = dt.datetime.combine(today + dt.timedelta(days=days), dt.time(), zone).astimezone(dt.UTC)
     rows = session.execute(
-        select(Visit, Customer).join(Customer, Customer.id == Visit.customer_id)
-        .where(Visit.tenant_id == tenant.id, Visit.staff_id == staff.id,
-               Visit.scheduled_at >= start, Visit.scheduled_at < end)
-        .order_by(Visit.scheduled_at, Visit.id)).all()
+        select(Visit, Customer)
+        .join(Customer, Customer.id == Visit.customer_id)
+        .where(
+            Visit.tenant_id == tenant.id,
+            Visit.staff_id == staff.id,
+            Visit.scheduled_at >= start,
+            Visit.scheduled_at < end,
+        )
+        .order_by(Visit.scheduled_at, Visit.id)
+    ).all()
     counts = _counts(session, [visit.id for visit, _ in rows])
     planned = []
     for visit, customer in rows:
         assert visit.scheduled_at is not None
         local = visit.scheduled_at.astimezone(zone)
-        planned.append(ScheduledVisitRead(
-            visit_id=visit.id, customer_id=customer.id, customer_name=customer.name,
-            customer_region=customer.region, service_type=visit.service_type,
-            service_label=visit.service_label, areas=list(visit.areas),
-            scheduled_at=visit.scheduled_at, local_date=local.date(),
-            local_time=local.strftime("%H:%M"), notes=visit.notes,
-            progress=_progress(visit, counts)))
-    return StaffScheduleRead(staff_id=staff.id, staff_name=staff.name, timezone=tenant.timezone,
-                             today=today, days=days, visits=planned)
+        planned.append(
+            ScheduledVisitRead(
+                visit_id=visit.id,
+                customer_id=customer.id,
+                customer_name=customer.name,
+                customer_region=customer.region,
+                service_type=visit.service_type,
+                service_label=visit.service_label,
+                areas=list(visit.areas),
+                scheduled_at=visit.scheduled_at,
+                local_date=local.date(),
+                local_time=local.strftime("%H:%M"),
+                notes=visit.notes,
+                progress=_progress(visit, counts),
+            )
+        )
+    return StaffScheduleRead(
+        staff_id=staff.id,
+        staff_name=staff.name,
+        timezone=tenant.timezone,
+        today=today,
+        days=days,
+        visits=planned,
+    )
 
 
 # --- start and finish ----------------------------------------------------------------------
@@ -195,8 +232,9 @@ class Finished:
     new_message: bool
 
 
-def finish_visit(*, session: Session, tenant: Tenant, visit_id: int, now: dt.datetime,
-                 provider: Provider) -> Finished:
+def finish_visit(
+    *, session: Session, tenant: Tenant, visit_id: int, now: dt.datetime, provider: Provider
+) -> Finished:
     """Finish the visit once every area has its before and after photos, and build its
     report; send it at once unless the company reviews reports first.
 
@@ -206,8 +244,7 @@ def finish_visit(*, session: Session, tenant: Tenant, visit_id: int, now: dt.dat
     """
     visit = visits.get_visit(session=session, tenant_id=tenant.id, visit_id=visit_id)
     if visit.finished_at is not None:
-        raise Conflict("This visit is already finished; the office can rebuild or send its "
-                       "report.")
+        raise Conflict("This visit is already finished; the office can rebuild or send its report.")
     progress = _progress(visit, _counts(session, [visit.id]))
     missing = _what_is_missing(progress)
     if missing:
@@ -219,6 +256,7 @@ def finish_visit(*, session: Session, tenant: Tenant, visit_id: int, now: dt.dat
     message: Message | None = None
     new = False
     if not tenant.report_review:
-        message, new = report_messages.send_report(session=session, tenant=tenant,
-                                                   visit_id=visit.id, provider=provider, now=now)
+        message, new = report_messages.send_report(
+            session=session, tenant=tenant, visit_id=visit.id, provider=provider, now=now
+        )
     return Finished(visit=visit, report=report, message=message, new_message=new)

@@ -26,69 +26,108 @@ def _fixed(text: str) -> Words:
 
 
 def _too_large(match: re.Match[str]) -> str:
-    return _("文件超过 {size} 的上限：照片请用手机正常尺寸，视频请拍短一些或用 1080p。"
-             ).format(size=match.group("size"))
+    return _("文件超过 {size} 的上限：照片请用手机正常尺寸，视频请拍短一些或用 1080p。").format(
+        size=match.group("size")
+    )
 
 
 _TABLE: tuple[tuple[re.Pattern[str], Words], ...] = tuple(
-    (re.compile(pattern), words) for pattern, words in (
+    (re.compile(pattern), words)
+    for pattern, words in (
         # the file itself
         (r"^The file is empty", _fixed("文件是空的，请重新拍摄或重新选择。")),
         (r"^This (file|upload) is over (?P<size>[\d.]+ MB)", _too_large),
-        (r"^This photo has far too many pixels",
-         _fixed("这张照片像素多得不正常，请用手机相机的普通模式重新拍摄。")),
-        (r"^This photo is (?P<mp>\d+) megapixels, more than the (?P<cap>\d+)",
-         lambda m: _("这张照片有 {mp} 百万像素，超过 {cap} 百万像素的上限；请把相机设为 12MP 或 "
-                     "50MP 模式后重拍。").format(mp=m.group("mp"), cap=m.group("cap"))),
+        (
+            r"^This photo has far too many pixels",
+            _fixed("这张照片像素多得不正常，请用手机相机的普通模式重新拍摄。"),
+        ),
+        (
+            r"^This photo is (?P<mp>\d+) megapixels, more than the (?P<cap>\d+)",
+            lambda m: _(
+                "这张照片有 {mp} 百万像素，超过 {cap} 百万像素的上限；请把相机设为 12MP 或 "
+                "50MP 模式后重拍。"
+            ).format(mp=m.group("mp"), cap=m.group("cap")),
+        ),
         (r"^This photo has no pixels", _fixed("这张照片没有内容，请重新拍摄。")),
-        (r"^The upload was cut off before the end",
-         _fixed("照片没有传完整，请重新上传。")),
-        (r"^This file hides far more data",
-         _fixed("这个文件里藏了远超照片的数据，请直接用手机相机拍的照片。")),
+        (r"^The upload was cut off before the end", _fixed("照片没有传完整，请重新上传。")),
+        (
+            r"^This file hides far more data",
+            _fixed("这个文件里藏了远超照片的数据，请直接用手机相机拍的照片。"),
+        ),
         (r"^This photo is damaged", _fixed("照片已损坏，无法读取；请重拍或换一张。")),
-        (r"^(This is .*, not a photo or clip|This file is not a photo or clip"
-         r"|This file is not an MP4, MOV or WebM clip)",
-         _fixed("这不是能接收的照片或视频；请上传 " + _ACCEPTED + "。")),
-        (r"^This clip was recorded at",
-         _fixed("视频分辨率超过 4K，请把相机设为 4K 或 1080p 后重新录制。")),
-        (r"^This clip took too long to process",
-         _fixed("视频处理时间过长，请在手机上剪短（1080p 以下）后重新上传。")),
-        (r"^This clip stops after|^This clip could not be",
-         _fixed("视频已损坏或没有传完整，请重新录制或重新导出后上传。")),
-        (r"^We could not process this photo",
-         _fixed("照片处理失败，请重新上传；两次都失败请换一张。")),
-        (r"^We could not process this clip",
-         _fixed("视频处理失败，请重新上传；两次都失败请从手机重新导出。")),
+        (
+            r"^(This is .*, not a photo or clip|This file is not a photo or clip"
+            r"|This file is not an MP4, MOV or WebM clip)",
+            _fixed("这不是能接收的照片或视频；请上传 " + _ACCEPTED + "。"),
+        ),
+        (
+            r"^This clip was recorded at",
+            _fixed("视频分辨率超过 4K，请把相机设为 4K 或 1080p 后重新录制。"),
+        ),
+        (
+            r"^This clip took too long to process",
+            _fixed("视频处理时间过长，请在手机上剪短（1080p 以下）后重新上传。"),
+        ),
+        (
+            r"^This clip stops after|^This clip could not be",
+            _fixed("视频已损坏或没有传完整，请重新录制或重新导出后上传。"),
+        ),
+        (
+            r"^We could not process this photo",
+            _fixed("照片处理失败，请重新上传；两次都失败请换一张。"),
+        ),
+        (
+            r"^We could not process this clip",
+            _fixed("视频处理失败，请重新上传；两次都失败请从手机重新导出。"),
+        ),
         # the upload's form and metadata
-        (r"^Say which moment this shows",
-         _fixed("请说明这是哪个阶段的照片（服务前、服务中、服务后或日报照片）。")),
+        (
+            r"^Say which moment this shows",
+            _fixed("请说明这是哪个阶段的照片（服务前、服务中、服务后或日报照片）。"),
+        ),
         (r"^The area .* is too long", _fixed("区域名称太长，请用“客厅”这样的简短名称。")),
         (r"^The note is longer than", _fixed("备注太长，请控制在 2000 字以内。")),
-        (r"^Upload-Metadata|^The Upload-Metadata",
-         _fixed("上传信息无法读取，请刷新页面后重新选择文件。")),
+        (
+            r"^Upload-Metadata|^The Upload-Metadata",
+            _fixed("上传信息无法读取，请刷新页面后重新选择文件。"),
+        ),
         (r"^Say the file's size", _fixed("无法读取文件大小，请重新选择文件。")),
-        (r"^Send one file per upload",
-         _fixed("一次只能上传一个文件。要一次选多张，请使用支持 JavaScript 的浏览器。")),
+        (
+            r"^Send one file per upload",
+            _fixed("一次只能上传一个文件。要一次选多张，请使用支持 JavaScript 的浏览器。"),
+        ),
         (r"^No file was sent", _fixed("还没有选择照片或视频，请先选择文件。")),
         (r"^The field .* is too long", _fixed("填写的内容太长，请缩短后再上传。")),
-        (r"^The upload arrived damaged|^Send the upload as multipart",
-         _fixed("上传的内容不完整，请重新上传。")),
+        (
+            r"^The upload arrived damaged|^Send the upload as multipart",
+            _fixed("上传的内容不完整，请重新上传。"),
+        ),
         # the upload's course
-        (r"^There is no such upload|^This upload was removed meanwhile",
-         _fixed("这次上传已失效（未完成的上传保留一天），请重新上传。")),
-        (r"^This upload waited over a day",
-         _fixed("这次上传超过一天没有继续，已过期，请重新上传。")),
-        (r"^The server holds (?P<held>\d+) bytes",
-         lambda m: _("服务器已收到 {held} 字节，将从这里继续上传。").format(held=m.group("held"))),
+        (
+            r"^There is no such upload|^This upload was removed meanwhile",
+            _fixed("这次上传已失效（未完成的上传保留一天），请重新上传。"),
+        ),
+        (
+            r"^This upload waited over a day",
+            _fixed("这次上传超过一天没有继续，已过期，请重新上传。"),
+        ),
+        (
+            r"^The server holds (?P<held>\d+) bytes",
+            lambda m: _("服务器已收到 {held} 字节，将从这里继续上传。").format(
+                held=m.group("held")
+            ),
+        ),
         (r"^This piece goes past", _fixed("上传的数据超出了文件大小，将从断点重新发送。")),
         (r"^This upload was refused", _fixed("这个文件被拒收了，请重新选择文件。")),
         # the visit
         (r"^There is no visit", _fixed("找不到这个服务记录，可能已被删除。")),
-        (r"^This visit is another staff member's",
-         _fixed("这个服务记录不是分配给你的；你只能查看和上传自己的服务记录。")),
-        (r"^This visit is already finished",
-         _fixed("这次服务已经完成，报告已在完成时生成。")),
-    ))
+        (
+            r"^This visit is another staff member's",
+            _fixed("这个服务记录不是分配给你的；你只能查看和上传自己的服务记录。"),
+        ),
+        (r"^This visit is already finished", _fixed("这次服务已经完成，报告已在完成时生成。")),
+    )
+)
 
 _BY_STATUS = {
     401: "登录已过期，请重新打开店里发给你的登录链接。",
@@ -133,13 +172,17 @@ def what_is_missing(progress: VisitProgressRead) -> str:
     for area in progress.areas:
         lacking = [_(PARTS[m]) for m in area.missing if m in ("before", "after")]
         if area.required and lacking:
-            parts.append(_("{area}还缺{parts}照片").format(
-                area=area.area or _("本次服务"), parts="、".join(lacking)))
+            parts.append(
+                _("{area}还缺{parts}照片").format(
+                    area=area.area or _("本次服务"), parts="、".join(lacking)
+                )
+            )
     if parts:
         return _("还不能完成：") + "；".join(parts) + "。"
     if progress.processing:
         return _("还有 {n} 个文件在处理中，处理完成后才能生成报告，请稍等。").format(
-            n=progress.processing)
+            n=progress.processing
+        )
     if progress.finished_at is not None:
         return _("这次服务已经完成，报告已在完成时生成。")
     return ""

@@ -27,8 +27,9 @@ def read_tenant(tenant: TenantDep) -> TenantRead:
 
 
 @router.patch("/tenant", response_model=TenantRead, dependencies=[key_may(Permission.SETTINGS)])
-def update_tenant(body: TenantUpdate, session: SessionDep, tenant: TenantDep,
-                  actor: KeyActorDep) -> TenantRead:
+def update_tenant(
+    body: TenantUpdate, session: SessionDep, tenant: TenantDep, actor: KeyActorDep
+) -> TenantRead:
     """Change the company's settings (name, signature, time zone, working hours and slots,
     clip length cap, report validity); the change is in the audit log."""
     service.update_tenant(session=session, tenant=tenant, changes=body, actor=actor)
@@ -43,17 +44,23 @@ def list_keys(session: SessionDep, tenant: TenantDep) -> list[ApiKeyRead]:
     ]
 
 
-@router.post("/api-keys", response_model=ApiKeyCreated, status_code=201,
-             dependencies=[key_may(Permission.KEYS)])
+@router.post(
+    "/api-keys",
+    response_model=ApiKeyCreated,
+    status_code=201,
+    dependencies=[key_may(Permission.KEYS)],
+)
 def create_key(body: ApiKeyCreate, session: SessionDep, tenant: TenantDep) -> ApiKeyCreated:
     """A new key. The answer is the only place the key is ever shown."""
-    row, key = service.create_api_key(session=session, tenant=tenant, name=body.name,
-                                      role=body.role)
+    row, key = service.create_api_key(
+        session=session, tenant=tenant, name=body.name, role=body.role
+    )
     return ApiKeyCreated(**ApiKeyRead.model_validate(row).model_dump(), key=key)
 
 
-@router.delete("/api-keys/{key_id}", response_model=ApiKeyRead,
-               dependencies=[key_may(Permission.KEYS)])
+@router.delete(
+    "/api-keys/{key_id}", response_model=ApiKeyRead, dependencies=[key_may(Permission.KEYS)]
+)
 def revoke_key(key_id: Id, session: SessionDep, tenant: TenantDep) -> ApiKeyRead:
     """Revoke a key; requests made with it are refused from now on."""
     return ApiKeyRead.model_validate(

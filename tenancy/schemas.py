@@ -18,15 +18,24 @@ def _known_zone(name: str) -> str:
         raise ValueError(exc.detail) from None
 
 
-TimeZoneName = Annotated[str, Field(
-    min_length=1, max_length=TIMEZONE_MAX_LENGTH, examples=["Asia/Shanghai"],
-    description="An IANA time zone name from the tz database."), AfterValidator(_known_zone)]
+TimeZoneName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=TIMEZONE_MAX_LENGTH,
+        examples=["Asia/Shanghai"],
+        description="An IANA time zone name from the tz database.",
+    ),
+    AfterValidator(_known_zone),
+]
 
 
 class TenantCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100, examples=["洁家家政"])
     signature: str = Field(
-        min_length=1, max_length=20, examples=["【洁家家政】"],
+        min_length=1,
+        max_length=20,
+        examples=["【洁家家政】"],
         description="SMS signature, with or without the 【】 brackets; "
         "2–16 characters inside them.",
     )
@@ -50,14 +59,17 @@ class TenantRead(BaseModel):
     work_end_minute: int
     slot_minutes: int
     language: Language
-    report_review: bool = Field(description="Whether the office reviews a visit's report "
-                                "before it is sent (true), or it goes to the customer as soon "
-                                "as staff finish the visit (false).")
+    report_review: bool = Field(
+        description="Whether the office reviews a visit's report "
+        "before it is sent (true), or it goes to the customer as soon "
+        "as staff finish the visit (false)."
+    )
     created_at: dt.datetime
     webhooks: dict[str, str] = Field(
         default_factory=dict,
         description="Addresses to enter in providers' consoles (Aliyun SmsReport and SmsUp "
-        "push). They are secret: anyone holding one can post receipts for this company.")
+        "push). They are secret: anyone holding one can post receipts for this company.",
+    )
 
 
 class TenantUpdate(BaseModel):
@@ -65,36 +77,54 @@ class TenantUpdate(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=100)
     signature: str | None = Field(
-        default=None, min_length=1, max_length=20, examples=["【洁家家政】"],
+        default=None,
+        min_length=1,
+        max_length=20,
+        examples=["【洁家家政】"],
         description="SMS signature, with or without 【】; 2–16 characters inside them. "
-        "Providers approve signatures: change it only to one approved for the company.")
+        "Providers approve signatures: change it only to one approved for the company.",
+    )
     timezone: TimeZoneName | None = None
     clip_max_seconds: int | None = Field(
-        default=None, ge=5, le=600, description="Clips longer than this are trimmed at upload.")
+        default=None, ge=5, le=600, description="Clips longer than this are trimmed at upload."
+    )
     report_valid_days: int | None = Field(
-        default=None, ge=1, le=3650, description="How long a report page stays open.")
+        default=None, ge=1, le=3650, description="How long a report page stays open."
+    )
     work_days: str | None = Field(
-        default=None, pattern=r"^[1-7]{1,7}$", examples=["123456"],
-        description="Working days as ISO weekday digits (1 = Monday … 7 = Sunday).")
+        default=None,
+        pattern=r"^[1-7]{1,7}$",
+        examples=["123456"],
+        description="Working days as ISO weekday digits (1 = Monday … 7 = Sunday).",
+    )
     work_start_minute: int | None = Field(
-        default=None, ge=0, le=24 * 60, description="Start of the working day (minutes).")
+        default=None, ge=0, le=24 * 60, description="Start of the working day (minutes)."
+    )
     work_end_minute: int | None = Field(
-        default=None, ge=0, le=24 * 60, description="End of the working day (minutes).")
-    slot_minutes: int | None = Field(default=None, ge=30, le=12 * 60,
-                                     description="Length of one bookable visit.")
+        default=None, ge=0, le=24 * 60, description="End of the working day (minutes)."
+    )
+    slot_minutes: int | None = Field(
+        default=None, ge=30, le=12 * 60, description="Length of one bookable visit."
+    )
     language: Language | None = Field(
-        default=None, description="Language of automatic messages to customers who have "
-        "none of their own: zh (Chinese, the default) or en.")
+        default=None,
+        description="Language of automatic messages to customers who have "
+        "none of their own: zh (Chinese, the default) or en.",
+    )
     report_review: bool | None = Field(
-        default=None, description="true: the office reviews each report staff finish before "
-        "it is sent; false: it is sent to the customer at once.")
+        default=None,
+        description="true: the office reviews each report staff finish before "
+        "it is sent; false: it is sent to the customer at once.",
+    )
 
 
 class ApiKeyCreate(BaseModel):
     name: str = Field(default="api", min_length=1, max_length=100)
     role: Literal["owner", "office"] = Field(
-        default="owner", description="owner: everything; office: the daily work, not keys, "
-        "users, settings or compliance policy.")
+        default="owner",
+        description="owner: everything; office: the daily work, not keys, "
+        "users, settings or compliance policy.",
+    )
 
 
 class ApiKeyRead(BaseModel):

@@ -68,8 +68,9 @@ def hook_key(tenant_id: int) -> str:
     never stored, cannot be guessed from the id, and changing the secret key changes
     every company's paths (then re-enter them in the provider's console).
     """
-    mac = hmac.new(get_settings().secret_key.encode(), f"hooks:{tenant_id}".encode(),
-                   hashlib.sha256).hexdigest()[:32]
+    mac = hmac.new(
+        get_settings().secret_key.encode(), f"hooks:{tenant_id}".encode(), hashlib.sha256
+    ).hexdigest()[:32]
     return f"{tenant_id}.{mac}"
 
 
@@ -89,8 +90,9 @@ def tenant_for_hook_key(*, session: Session, key: str) -> Tenant | None:
     return session.get(Tenant, int(key.partition(".")[0]))
 
 
-def update_tenant(*, session: Session, tenant: Tenant, changes: TenantUpdate,
-                  actor: Actor | None = None) -> Tenant:
+def update_tenant(
+    *, session: Session, tenant: Tenant, changes: TenantUpdate, actor: Actor | None = None
+) -> Tenant:
     """Change a company's settings: the fields set in ``changes``; ``None`` leaves one as it
     is. What changed goes into the audit log under ``actor`` (None: the system)."""
     changed: dict[str, Any] = {}
@@ -111,17 +113,24 @@ def update_tenant(*, session: Session, tenant: Tenant, changes: TenantUpdate,
             changed[attr] = {"from": getattr(tenant, attr), "to": value}
         setattr(tenant, attr, value)
     if tenant.work_start_minute + tenant.slot_minutes > tenant.work_end_minute:
-        raise Invalid("The working day must start before it ends and hold at least one visit "
-                      "slot (e.g. 08:00 to 18:00 with 120-minute slots).")
+        raise Invalid(
+            "The working day must start before it ends and hold at least one visit "
+            "slot (e.g. 08:00 to 18:00 with 120-minute slots)."
+        )
     if changed:
-        audit.record(session, actor, "tenant.updated", f"tenant:{tenant.id}", changed,
-                     tenant_id=tenant.id)
+        audit.record(
+            session, actor, "tenant.updated", f"tenant:{tenant.id}", changed, tenant_id=tenant.id
+        )
     session.flush()
     return tenant
 
 
 def create_tenant(
-    *, session: Session, name: str, signature: str, timezone: str = "Asia/Shanghai",
+    *,
+    session: Session,
+    name: str,
+    signature: str,
+    timezone: str = "Asia/Shanghai",
     phone_region: str = "CN",
 ) -> Tenant:
     """Create a company."""
@@ -143,16 +152,21 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_api_key(*, session: Session, tenant: Tenant, name: str = "api", role: str = "owner"
-                   ) -> tuple[ApiKey, str]:
+def create_api_key(
+    *, session: Session, tenant: Tenant, name: str = "api", role: str = "owner"
+) -> tuple[ApiKey, str]:
     """A new key for ``tenant``: the row, and the key itself, which is never stored.
     ``role`` is "owner" or "office" (access.roles.KEY_ROLES)."""
     if role not in ("owner", "office"):
         raise Invalid("An API key's role is 'owner' or 'office'.")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(
-        tenant_id=tenant.id, name=name, prefix=key[:10], key_hash=hash_key(key),
-        created_at=utcnow(), role=role,
+        tenant_id=tenant.id,
+        name=name,
+        prefix=key[:10],
+        key_hash=hash_key(key),
+        created_at=utcnow(),
+        role=role,
     )
     session.add(row)
     session.flush()
@@ -180,10 +194,14 @@ def key_use_due(api_key: ApiKey, *, now: dt.datetime) -> bool:
 
 def record_key_use(*, session: Session, api_key_id: int, now: dt.datetime) -> None:
     """The key was used ``now`` (unless a use within the resolution is already on record)."""
-    session.execute(update(ApiKey).where(
-        ApiKey.id == api_key_id,
-        or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - KEY_USE_RESOLUTION),
-    ).values(last_used_at=now))
+    session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == api_key_id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - KEY_USE_RESOLUTION),
+        )
+        .values(last_used_at=now)
+    )
 
 
 def list_api_keys(*, session: Session, tenant_id: int) -> list[ApiKey]:
@@ -232,6 +250,8 @@ def find_tenant(*, session: Session, ref: str | int | None) -> Tenant:
 def check_language(language: str) -> str:
     """``language`` when automatic messages can be written in it; otherwise a 422."""
     if language not in LANGUAGES:
-        raise Invalid(f"{language!r} is not a language we write messages in; use one of "
-                      f"{', '.join(LANGUAGES)}.")
+        raise Invalid(
+            f"{language!r} is not a language we write messages in; use one of "
+            f"{', '.join(LANGUAGES)}."
+        )
     return language

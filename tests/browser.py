@@ -74,7 +74,8 @@ def _fontconfig(folder: Path) -> dict[str, str]:
         '  <include ignore_missing="yes">/etc/fonts/fonts.conf</include>\n'
         f"  <dir>{escape(str(font.parent))}</dir>\n"
         f"  <cachedir>{escape(str(folder / 'fc-cache'))}</cachedir>\n</fontconfig>\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return {**os.environ, "FONTCONFIG_FILE": str(config)}
 
 
@@ -89,8 +90,13 @@ def live_app(sqlite_database: Database) -> Iterator[LiveApp]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(database=sqlite_database), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        create_app(database=sqlite_database),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+    )
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
@@ -119,7 +125,8 @@ def _shared_browser(tmp_path_factory: pytest.TempPathFactory) -> Any:
             _RUNNING["browser"] = driver.chromium.launch(
                 executable_path=str(CHROMIUM),
                 args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-                env=_fontconfig(tmp_path_factory.mktemp("fonts")))
+                env=_fontconfig(tmp_path_factory.mktemp("fonts")),
+            )
         except BaseException:
             driver.stop()
             raise
@@ -155,11 +162,16 @@ class Watched:
 
 
 @contextlib.contextmanager
-def open_page(chromium: Any, app: LiveApp, viewport: dict[str, int], *,
-              touch: bool = False) -> Iterator[tuple[Any, Watched]]:
-    context = chromium.new_context(viewport=viewport, locale="zh-CN",
-                                   timezone_id="Asia/Shanghai", has_touch=touch,
-                                   is_mobile=touch)
+def open_page(
+    chromium: Any, app: LiveApp, viewport: dict[str, int], *, touch: bool = False
+) -> Iterator[tuple[Any, Watched]]:
+    context = chromium.new_context(
+        viewport=viewport,
+        locale="zh-CN",
+        timezone_id="Asia/Shanghai",
+        has_touch=touch,
+        is_mobile=touch,
+    )
     page = context.new_page()
     watched = Watched()
 
@@ -176,10 +188,22 @@ def open_page(chromium: Any, app: LiveApp, viewport: dict[str, int], *,
     page.on("pageerror", lambda e: watched.errors.append(str(e)))
     # A request still in flight when the page navigates away is aborted: no defect of
     # the page (requests that leave our server are caught above, in ``elsewhere``).
-    page.on("requestfailed", lambda r: None if r.failure == "net::ERR_ABORTED"
-            else watched.failed.append(f"{r.url} {r.failure}"))
-    page.on("response", lambda r: watched.failed.append(f"{r.url} {r.status}")
-            if r.status >= 400 and r.status not in watched.allowed_statuses else None)
+    page.on(
+        "requestfailed",
+        lambda r: (
+            None
+            if r.failure == "net::ERR_ABORTED"
+            else watched.failed.append(f"{r.url} {r.failure}")
+        ),
+    )
+    page.on(
+        "response",
+        lambda r: (
+            watched.failed.append(f"{r.url} {r.status}")
+            if r.status >= 400 and r.status not in watched.allowed_statuses
+            else None
+        ),
+    )
     try:
         yield page, watched
         assert watched.elsewhere == [], f"requests that left our server: {watched.elsewhere}"
@@ -195,12 +219,20 @@ def make_company(app: LiveApp, name: str = "洁家家政") -> Tenant:
     return tenant
 
 
-def make_user(app: LiveApp, tenant: Tenant, *, role: str = "owner", name: str = "张店长",
-              phone: str = "13900139000", staff_id: int | None = None) -> str:
+def make_user(
+    app: LiveApp,
+    tenant: Tenant,
+    *,
+    role: str = "owner",
+    name: str = "张店长",
+    phone: str = "13900139000",
+    staff_id: int | None = None,
+) -> str:
     """A user of ``tenant``; returns their sign-in link's address."""
     with app.database.session() as session:
-        made = accounts.create_user(session=session, tenant=tenant, role=role, name=name,
-                                    phone=phone, staff_id=staff_id)
+        made = accounts.create_user(
+            session=session, tenant=tenant, role=role, name=name, phone=phone, staff_id=staff_id
+        )
         token = made.link_token
     return f"{app.url}/office/welcome/{token}"
 

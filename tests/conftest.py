@@ -68,9 +68,13 @@ def _postgres_database(tmp_name: str) -> tuple[str, object]:
 
     def drop() -> None:
         with admin.connect() as connection:
-            connection.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": tmp_name})
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": tmp_name},
+            )
             connection.execute(text(f'DROP DATABASE IF EXISTS "{tmp_name}"'))
         admin.dispose()
 
@@ -115,8 +119,9 @@ def session(database: Database) -> Iterator[Session]:
     """A session whose every change is rolled back after the test."""
     connection = database.engine.connect()
     outer = connection.begin()
-    session = Session(bind=connection, join_transaction_mode="create_savepoint",
-                      expire_on_commit=False)
+    session = Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
     try:
         yield session
     finally:

@@ -39,16 +39,22 @@ from visits import service as visits
 # Per operation, on top of the examples and boundary cases schemathesis derives from the
 # document; the whole module stays well under four minutes on two cores.
 EXAMPLES_PER_OPERATION = 25
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_headers_conformance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 # A resumable upload's pieces (tus) are raw bytes under their own media type.
 schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
 
 app = create_app()
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-schema.config.generation.update(max_examples=EXAMPLES_PER_OPERATION, deterministic=True,
-                                database="none")
+schema.config.generation.update(
+    max_examples=EXAMPLES_PER_OPERATION, deterministic=True, database="none"
+)
 sent: Counter[str] = Counter()
 
 
@@ -61,12 +67,19 @@ def api_key_headers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
     app.state.database = database
     with database.session() as session:
         account = make_account(session)
-        customer = customers.create_customer(session=session, tenant=account.tenant,
-                                             name="王女士", phone="13800138000")
+        customer = customers.create_customer(
+            session=session, tenant=account.tenant, name="王女士", phone="13800138000"
+        )
         staff = visits.create_staff(session=session, tenant=account.tenant, name="李阿姨")
-        visits.create_visit(session=session, tenant=account.tenant, customer_id=customer.id,
-                            staff_id=staff.id, service_type="ac_cleaning", areas=["客厅"],
-                            finished_at=dt.datetime.now(dt.UTC))
+        visits.create_visit(
+            session=session,
+            tenant=account.tenant,
+            customer_id=customer.id,
+            staff_id=staff.id,
+            service_type="ac_cleaning",
+            areas=["客厅"],
+            finished_at=dt.datetime.now(dt.UTC),
+        )
     yield account.headers
     app.state.database = None
     database.dispose()

@@ -38,13 +38,18 @@ def test_a_burst_of_writes_on_sqlite_all_succeed(tmp_path: Path) -> None:
 
     async def burst() -> list[int]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://huifang.test",
-                                     timeout=60) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://huifang.test", timeout=60
+        ) as client:
+
             async def create(i: int) -> int:
                 answer = await client.post(
-                    "/v1/customers", headers={"Authorization": f"Bearer {key}"},
-                    json={"name": f"客户{i}", "phone": f"1390000{i:04d}"})
+                    "/v1/customers",
+                    headers={"Authorization": f"Bearer {key}"},
+                    json={"name": f"客户{i}", "phone": f"1390000{i:04d}"},
+                )
                 return answer.status_code
+
             return await asyncio.gather(*(create(i) for i in range(BURST)))
 
     started = time.monotonic()

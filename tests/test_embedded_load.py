@@ -37,13 +37,15 @@ SECONDS = 6.0
 CUSTOMERS = 200
 
 
-def _company(tmp_path: Path, busy_timeout_ms: int | None = None
-             ) -> tuple[Database, str, list[int], list[int]]:
+def _company(
+    tmp_path: Path, busy_timeout_ms: int | None = None
+) -> tuple[Database, str, list[int], list[int]]:
     """A migrated SQLite file with a company, its key, customers, staff, visits, messages."""
     url = f"sqlite:///{tmp_path / 'office.db'}"
     upgrade(url)
     database = Database(url)
     if busy_timeout_ms is not None:
+
         @event.listens_for(database.engine, "connect")
         def _short_busy_timeout(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
@@ -51,20 +53,38 @@ def _company(tmp_path: Path, busy_timeout_ms: int | None = None
     with database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="洁家", signature="洁家家政")
         _, key = tenancy.create_api_key(session=session, tenant=tenant, name="office")
-        staff = [visits.create_staff(session=session, tenant=tenant, name=f"阿姨{i}")
-                 for i in range(3)]
-        customers.upsert_rows(session=session, tenant=tenant, rows=[
-            ImportedRow(line=i + 2, name=f"客户{i}", phone=f"139{i:08d}")
-            for i in range(CUSTOMERS)])
+        staff = [
+            visits.create_staff(session=session, tenant=tenant, name=f"阿姨{i}") for i in range(3)
+        ]
+        customers.upsert_rows(
+            session=session,
+            tenant=tenant,
+            rows=[
+                ImportedRow(line=i + 2, name=f"客户{i}", phone=f"139{i:08d}")
+                for i in range(CUSTOMERS)
+            ],
+        )
         people = list(session.scalars(select(Customer).order_by(Customer.id)))
         for i, person in enumerate(people[::4]):
-            visits.create_visit(session=session, tenant=tenant, customer_id=person.id,
-                                staff_id=staff[i % 3].id, service_type="ac_cleaning",
-                                finished_at=utcnow())
-            outbox.schedule(session=session, tenant=tenant, customer=person, channel="sms",
-                            category="service", source_type="visit_report",
-                            source_id=f"office-{i}", body="您好，服务报告已生成。",
-                            due_at=utcnow().replace(year=utcnow().year + 1))
+            visits.create_visit(
+                session=session,
+                tenant=tenant,
+                customer_id=person.id,
+                staff_id=staff[i % 3].id,
+                service_type="ac_cleaning",
+                finished_at=utcnow(),
+            )
+            outbox.schedule(
+                session=session,
+                tenant=tenant,
+                customer=person,
+                channel="sms",
+                category="service",
+                source_type="visit_report",
+                source_id=f"office-{i}",
+                body="您好，服务报告已生成。",
+                due_at=utcnow().replace(year=utcnow().year + 1),
+            )
         ids = [p.id for p in people]
         staff_ids = [s.id for s in staff]
     return database, key, ids, staff_ids
@@ -87,8 +107,10 @@ def test_twenty_office_clients_on_sqlite_never_fail_on_the_lock(tmp_path: Path) 
         rnd = random.Random(number)
         made = 0
         while time.monotonic() < until:
-            kind = rnd.choices(["list", "read", "visits", "messages", "new", "change", "visit"],
-                               weights=[20, 20, 10, 15, 10, 15, 10])[0]
+            kind = rnd.choices(
+                ["list", "read", "visits", "messages", "new", "change", "visit"],
+                weights=[20, 20, 10, 15, 10, 15, 10],
+            )[0]
             customer = rnd.choice(customer_ids)
             if kind == "list":
                 answer = await client.get(f"/v1/customers?limit=20&offset={rnd.randrange(180)}")
@@ -100,17 +122,26 @@ def test_twenty_office_clients_on_sqlite_never_fail_on_the_lock(tmp_path: Path) 
                 answer = await client.get(f"/v1/messages?customer_id={customer}")
             elif kind == "new":
                 made += 1
-                answer = await client.post("/v1/customers", json={
-                    "name": f"新客户{number}-{made}", "phone": f"136{number:02d}{made:06d}"})
+                answer = await client.post(
+                    "/v1/customers",
+                    json={"name": f"新客户{number}-{made}", "phone": f"136{number:02d}{made:06d}"},
+                )
                 if answer.status_code == 201:
                     created.append(answer.json()["id"])
             elif kind == "change":
-                answer = await client.patch(f"/v1/customers/{customer}",
-                                            json={"notes": f"第{made}次来电"})
+                answer = await client.patch(
+                    f"/v1/customers/{customer}", json={"notes": f"第{made}次来电"}
+                )
             else:
-                answer = await client.post("/v1/visits", json={
-                    "customer_id": customer, "staff_id": rnd.choice(staff_ids),
-                    "service_type": "ac_cleaning", "finished_at": utcnow().isoformat()})
+                answer = await client.post(
+                    "/v1/visits",
+                    json={
+                        "customer_id": customer,
+                        "staff_id": rnd.choice(staff_ids),
+                        "service_type": "ac_cleaning",
+                        "finished_at": utcnow().isoformat(),
+                    },
+                )
                 if answer.status_code == 201:
                     visits_made.append(answer.json()["id"])
             answered += 1
@@ -119,8 +150,9 @@ def test_twenty_office_clients_on_sqlite_never_fail_on_the_lock(tmp_path: Path) 
 
     async def work() -> None:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://huifang.test",
-                                     headers=headers, timeout=60) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://huifang.test", headers=headers, timeout=60
+        ) as client:
             until = time.monotonic() + SECONDS
             await asyncio.gather(*(office(client, i, until) for i in range(CLIENTS)))
 
@@ -131,9 +163,11 @@ def test_twenty_office_clients_on_sqlite_never_fail_on_the_lock(tmp_path: Path) 
         # Nothing answered 201 is missing: every write was committed before its answer.
         with database.session(read_only=True) as session:
             assert session.scalar(select(func.count()).select_from(Customer)) == (
-                CUSTOMERS + len(created))
-            assert set(session.scalars(select(Visit.id).where(Visit.id.in_(visits_made)))
-                       ) == set(visits_made)
+                CUSTOMERS + len(created)
+            )
+            assert set(session.scalars(select(Visit.id).where(Visit.id.in_(visits_made)))) == set(
+                visits_made
+            )
     finally:
         database.dispose()
 
@@ -150,8 +184,9 @@ def test_reads_answer_while_another_writer_holds_the_lock(tmp_path: Path) -> Non
     def other_writer() -> None:
         connection = sqlite3.connect(database.engine.url.database or "", isolation_level=None)
         connection.execute("BEGIN IMMEDIATE")
-        connection.execute("UPDATE customers SET notes = 'importing' WHERE id = ?",
-                           (customer_ids[0],))
+        connection.execute(
+            "UPDATE customers SET notes = 'importing' WHERE id = ?", (customer_ids[0],)
+        )
         holding.set()
         release.wait(timeout=8)
         connection.execute("COMMIT")
@@ -163,12 +198,19 @@ def test_reads_answer_while_another_writer_holds_the_lock(tmp_path: Path) -> Non
 
     async def read_pages() -> list[tuple[int, float]]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://huifang.test",
-                                     headers={"Authorization": f"Bearer {key}"},
-                                     timeout=30) as client:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://huifang.test",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        ) as client:
             results = []
-            for path in ("/v1/customers?limit=20", f"/v1/customers/{customer_ids[1]}",
-                         "/v1/visits?limit=20", f"/v1/messages?customer_id={customer_ids[0]}"):
+            for path in (
+                "/v1/customers?limit=20",
+                f"/v1/customers/{customer_ids[1]}",
+                "/v1/visits?limit=20",
+                f"/v1/messages?customer_id={customer_ids[0]}",
+            ):
                 started = time.monotonic()
                 answer = await client.get(path)
                 results.append((answer.status_code, time.monotonic() - started))
@@ -188,9 +230,11 @@ def test_reads_answer_while_another_writer_holds_the_lock(tmp_path: Path) -> Non
 
 
 def test_a_read_records_the_keys_use_apart(client, session, account) -> None:
-    session.execute(ApiKey.__table__.update().where(ApiKey.tenant_id == account.tenant.id)
-                    .values(last_used_at=None))
+    session.execute(
+        ApiKey.__table__.update()
+        .where(ApiKey.tenant_id == account.tenant.id)
+        .values(last_used_at=None)
+    )
     assert client.get("/v1/customers", headers=account.headers).status_code == 200
-    used = session.scalar(select(ApiKey.last_used_at).where(
-        ApiKey.tenant_id == account.tenant.id))
+    used = session.scalar(select(ApiKey.last_used_at).where(ApiKey.tenant_id == account.tenant.id))
     assert used is not None and (utcnow() - used).total_seconds() < 60

@@ -27,8 +27,9 @@ class TodayBooking(BaseModel):
     customer_id: int
     customer_name: str
     service_label: str
-    slot_start: dt.datetime | None = Field(description="The time asked for (None: a '1' "
-                                                       "reply, call to agree one).")
+    slot_start: dt.datetime | None = Field(
+        description="The time asked for (None: a '1' reply, call to agree one)."
+    )
     channel: str
     clock: ResponseClock
 

@@ -34,14 +34,21 @@ def create_staff(body: StaffCreate, session: SessionDep, tenant: TenantDep) -> S
 
 @staff_router.get("", response_model=StaffPage)
 def list_staff(
-    session: SessionDep, tenant: TenantDep, page: PageDep, active: bool | None = None,
+    session: SessionDep,
+    tenant: TenantDep,
+    page: PageDep,
+    active: bool | None = None,
     q: str | None = None,
 ) -> StaffPage:
     items, total = service.list_staff(
         session=session, tenant_id=tenant.id, page=page, active=active, q=q
     )
-    return StaffPage(items=[StaffRead.model_validate(s) for s in items], total=total,
-                     limit=page.limit, offset=page.offset)
+    return StaffPage(
+        items=[StaffRead.model_validate(s) for s in items],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
 
 
 @staff_router.get("/{staff_id}", response_model=StaffRead)
@@ -53,12 +60,19 @@ def read_staff(staff_id: Id, session: SessionDep, tenant: TenantDep) -> StaffRea
 
 @staff_router.patch("/{staff_id}", response_model=StaffRead)
 def update_staff(
-    staff_id: Id, body: StaffUpdate, session: SessionDep, tenant: TenantDep,
+    staff_id: Id,
+    body: StaffUpdate,
+    session: SessionDep,
+    tenant: TenantDep,
 ) -> StaffRead:
-    return StaffRead.model_validate(service.update_staff(
-        session=session, tenant=tenant, staff_id=staff_id,
-        changes=body,
-    ))
+    return StaffRead.model_validate(
+        service.update_staff(
+            session=session,
+            tenant=tenant,
+            staff_id=staff_id,
+            changes=body,
+        )
+    )
 
 
 @staff_router.delete("/{staff_id}", status_code=204)
@@ -76,17 +90,31 @@ def create_visit(body: VisitCreate, session: SessionDep, tenant: TenantDep) -> V
 
 @visit_router.get("", response_model=VisitPage)
 def list_visits(
-    session: SessionDep, tenant: TenantDep, page: PageDep, customer_id: Id | None = None,
-    staff_id: Id | None = None, service_type: str | None = None,
-    finished_after: Instant | None = None, finished_before: Instant | None = None,
+    session: SessionDep,
+    tenant: TenantDep,
+    page: PageDep,
+    customer_id: Id | None = None,
+    staff_id: Id | None = None,
+    service_type: str | None = None,
+    finished_after: Instant | None = None,
+    finished_before: Instant | None = None,
 ) -> VisitPage:
     items, total = service.list_visits(
-        session=session, tenant_id=tenant.id, page=page, customer_id=customer_id,
-        staff_id=staff_id, service_type=service_type, finished_after=finished_after,
+        session=session,
+        tenant_id=tenant.id,
+        page=page,
+        customer_id=customer_id,
+        staff_id=staff_id,
+        service_type=service_type,
+        finished_after=finished_after,
         finished_before=finished_before,
     )
-    return VisitPage(items=[VisitRead.model_validate(v) for v in items], total=total,
-                     limit=page.limit, offset=page.offset)
+    return VisitPage(
+        items=[VisitRead.model_validate(v) for v in items],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
 
 
 @visit_router.get("/{visit_id}", response_model=VisitRead)
@@ -98,12 +126,19 @@ def read_visit(visit_id: Id, session: SessionDep, tenant: TenantDep) -> VisitRea
 
 @visit_router.patch("/{visit_id}", response_model=VisitRead)
 def update_visit(
-    visit_id: Id, body: VisitUpdate, session: SessionDep, tenant: TenantDep,
+    visit_id: Id,
+    body: VisitUpdate,
+    session: SessionDep,
+    tenant: TenantDep,
 ) -> VisitRead:
-    return VisitRead.model_validate(service.update_visit(
-        session=session, tenant=tenant, visit_id=visit_id,
-        changes=body,
-    ))
+    return VisitRead.model_validate(
+        service.update_visit(
+            session=session,
+            tenant=tenant,
+            visit_id=visit_id,
+            changes=body,
+        )
+    )
 
 
 @visit_router.delete("/{visit_id}", status_code=204)

@@ -18,9 +18,7 @@ class Staff(TimestampMixin, Base):
     __tablename__ = "staff"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(
-        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
-    )
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     phone: Mapped[str | None] = mapped_column(String(20), default=None)
     # Where the staff card photo is kept under the media root (set by the media domain).

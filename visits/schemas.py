@@ -11,8 +11,9 @@ from huifang.fields import Cents, Id, Instant
 class StaffCreate(BaseModel):
     name: str = Field(min_length=1, max_length=100, examples=["李阿姨"])
     phone: str | None = Field(default=None, max_length=40)
-    certificates: list[str] = Field(default_factory=list, max_length=20,
-                                    examples=[["家政服务员（高级）"]])
+    certificates: list[str] = Field(
+        default_factory=list, max_length=20, examples=[["家政服务员（高级）"]]
+    )
     years_experience: int | None = Field(default=None, ge=0, le=70)
     active: bool = True
 
@@ -98,17 +99,23 @@ MissingPart = Literal["before", "after", "clip"]
 class AreaProgressRead(BaseModel):
     """One area of a visit (客厅, 厨房 …) and what it still needs."""
 
-    area: str | None = Field(description="The room or place; null for photos of no area "
-                                         "(the whole visit, when it names no areas).")
-    required: bool = Field(description="An area of the visit: finishing needs its before and "
-                                       "after photos. False for an area only photos named.")
+    area: str | None = Field(
+        description="The room or place; null for photos of no area "
+        "(the whole visit, when it names no areas)."
+    )
+    required: bool = Field(
+        description="An area of the visit: finishing needs its before and "
+        "after photos. False for an area only photos named."
+    )
     before: int = Field(description="服务前 photos received and not refused.")
     after: int = Field(description="服务后 photos received and not refused.")
     clips: int = Field(description="Clips received and not refused.")
     processing: int = Field(description="Photos and clips still being processed.")
     failed: int = Field(description="Photos and clips refused by processing (see the media).")
-    missing: list[MissingPart] = Field(description="What is still missing: before and after "
-                                                   "are needed to finish, a clip is welcome.")
+    missing: list[MissingPart] = Field(
+        description="What is still missing: before and after "
+        "are needed to finish, a clip is welcome."
+    )
 
 
 class VisitProgressRead(BaseModel):
@@ -117,11 +124,14 @@ class VisitProgressRead(BaseModel):
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     areas: list[AreaProgressRead]
-    staff_report: int = Field(description="工作汇报 photos (the staff member with the day's "
-                                          "sheet).")
+    staff_report: int = Field(
+        description="工作汇报 photos (the staff member with the day's sheet)."
+    )
     processing: int
-    can_finish: bool = Field(description="Every area of the visit has its before and after "
-                                         "photos and nothing is still processing.")
+    can_finish: bool = Field(
+        description="Every area of the visit has its before and after "
+        "photos and nothing is still processing."
+    )
 
 
 class ScheduledVisitRead(BaseModel):
@@ -154,7 +164,9 @@ class VisitFinishRead(BaseModel):
     visit: VisitRead
     report_id: int
     report_url: str = Field(description="The report page as the customer will see it.")
-    review: bool = Field(description="The company reviews reports before they are sent: "
-                                     "nothing was sent yet.")
-    message_id: int | None = Field(description="The report's message to the customer, when "
-                                               "it was sent at once.")
+    review: bool = Field(
+        description="The company reviews reports before they are sent: nothing was sent yet."
+    )
+    message_id: int | None = Field(
+        description="The report's message to the customer, when it was sent at once."
+    )

@@ -39,15 +39,23 @@ def _clean_list(values: Sequence[str], *, what: str, max_length: int) -> list[st
 
 
 def create_staff(
-    *, session: Session, tenant: Tenant, name: str, phone: str | None = None,
-    certificates: Sequence[str] = (), years_experience: int | None = None, active: bool = True,
+    *,
+    session: Session,
+    tenant: Tenant,
+    name: str,
+    phone: str | None = None,
+    certificates: Sequence[str] = (),
+    years_experience: int | None = None,
+    active: bool = True,
 ) -> Staff:
     """Add a staff member."""
     staff = Staff(
-        tenant_id=tenant.id, name=name.strip(),
+        tenant_id=tenant.id,
+        name=name.strip(),
         phone=normalize_phone(phone, region=tenant.phone_region) if phone else None,
         certificates=_clean_list(certificates, what="certificate", max_length=100),
-        years_experience=years_experience, active=active,
+        years_experience=years_experience,
+        active=active,
     )
     session.add(staff)
     session.flush()
@@ -63,7 +71,11 @@ def get_staff(*, session: Session, tenant_id: int, staff_id: int) -> Staff:
 
 
 def list_staff(
-    *, session: Session, tenant_id: int, page: PageParams, active: bool | None = None,
+    *,
+    session: Session,
+    tenant_id: int,
+    page: PageParams,
+    active: bool | None = None,
     q: str | None = None,
 ) -> tuple[list[Staff], int]:
     stmt = select(Staff).where(Staff.tenant_id == tenant_id)
@@ -75,7 +87,11 @@ def list_staff(
 
 
 def update_staff(
-    *, session: Session, tenant: Tenant, staff_id: int, changes: StaffUpdate,
+    *,
+    session: Session,
+    tenant: Tenant,
+    staff_id: int,
+    changes: StaffUpdate,
 ) -> Staff:
     """Apply the fields set in ``changes``; phone and experience set to null are cleared."""
     staff = get_staff(session=session, tenant_id=tenant.id, staff_id=staff_id)
@@ -117,10 +133,17 @@ def _check_times(scheduled_at: dt.datetime | None, finished_at: dt.datetime | No
 
 
 def create_visit(
-    *, session: Session, tenant: Tenant, customer_id: int, service_type: str,
-    staff_id: int | None = None, areas: Sequence[str] = (),
-    scheduled_at: dt.datetime | None = None, finished_at: dt.datetime | None = None,
-    amount_cents: int | None = None, notes: str | None = None,
+    *,
+    session: Session,
+    tenant: Tenant,
+    customer_id: int,
+    service_type: str,
+    staff_id: int | None = None,
+    areas: Sequence[str] = (),
+    scheduled_at: dt.datetime | None = None,
+    finished_at: dt.datetime | None = None,
+    amount_cents: int | None = None,
+    notes: str | None = None,
 ) -> Visit:
     """Record a visit of a staff member to a customer."""
     customers.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
@@ -130,10 +153,13 @@ def create_visit(
             raise Invalid(f"{staff.name} is no longer active; choose another staff member.")
     _check_times(scheduled_at, finished_at)
     visit = Visit(
-        tenant_id=tenant.id, customer_id=customer_id, staff_id=staff_id,
+        tenant_id=tenant.id,
+        customer_id=customer_id,
+        staff_id=staff_id,
         service_type=normalize_service_type(service_type),
         areas=_clean_list(areas, what="area", max_length=MAX_AREA_LENGTH),
-        scheduled_at=as_utc(scheduled_at), finished_at=as_utc(finished_at),
+        scheduled_at=as_utc(scheduled_at),
+        finished_at=as_utc(finished_at),
         amount_cents=amount_cents,
         notes=notes,
     )
@@ -151,9 +177,15 @@ def get_visit(*, session: Session, tenant_id: int, visit_id: int) -> Visit:
 
 
 def list_visits(
-    *, session: Session, tenant_id: int, page: PageParams, customer_id: int | None = None,
-    staff_id: int | None = None, service_type: str | None = None,
-    finished_after: dt.datetime | None = None, finished_before: dt.datetime | None = None,
+    *,
+    session: Session,
+    tenant_id: int,
+    page: PageParams,
+    customer_id: int | None = None,
+    staff_id: int | None = None,
+    service_type: str | None = None,
+    finished_after: dt.datetime | None = None,
+    finished_before: dt.datetime | None = None,
 ) -> tuple[list[Visit], int]:
     """One page of visits, most recent first, and the total matching."""
     stmt = select(Visit).where(Visit.tenant_id == tenant_id)
@@ -171,7 +203,11 @@ def list_visits(
 
 
 def update_visit(
-    *, session: Session, tenant: Tenant, visit_id: int, changes: VisitUpdate,
+    *,
+    session: Session,
+    tenant: Tenant,
+    visit_id: int,
+    changes: VisitUpdate,
 ) -> Visit:
     """Apply the fields set in ``changes``; service type and areas set to null keep their
     value, the others are cleared."""

@@ -108,8 +108,9 @@ class ProviderError(Exception):
 class RetryableError(ProviderError):
     """Nothing was sent (connection refused, 429, 5xx before acceptance): try again later."""
 
-    def __init__(self, detail: str, *, code: str | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, detail: str, *, code: str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(detail, code=code)
         self.retry_after = retry_after
 
@@ -127,8 +128,13 @@ class RequestMayHaveLeft(ProviderError):
 
 
 # Declared in ``capabilities`` now; a subclass setting one of these would be ignored silently.
-_IN_CAPABILITIES = ("supports_mms", "max_body_chars", "max_media", "max_total_bytes",
-                    "rate_per_second")
+_IN_CAPABILITIES = (
+    "supports_mms",
+    "max_body_chars",
+    "max_media",
+    "max_total_bytes",
+    "rate_per_second",
+)
 
 
 class Provider(abc.ABC):
@@ -140,8 +146,10 @@ class Provider(abc.ABC):
         super().__init_subclass__(**kwargs)
         misplaced = [name for name in _IN_CAPABILITIES if name in vars(cls)]
         if misplaced:
-            raise TypeError(f"{cls.__name__} sets {', '.join(misplaced)}: declare them in "
-                            "capabilities = Capabilities(...)")
+            raise TypeError(
+                f"{cls.__name__} sets {', '.join(misplaced)}: declare them in "
+                "capabilities = Capabilities(...)"
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:

@@ -31,13 +31,19 @@ from messaging.providers.base import (
 ADMIN = "the administrator must correct it in the settings"
 
 
-def post(client: httpx.Client, url: str, *, provider: str, setting: str,
-         may_have_left: Callable[[Exception], str], **kwargs: Any) -> httpx.Response:
+def post(
+    client: httpx.Client,
+    url: str,
+    *,
+    provider: str,
+    setting: str,
+    may_have_left: Callable[[Exception], str],
+    **kwargs: Any,
+) -> httpx.Response:
     """POST, turning every transport failure into the error class the pipeline understands."""
     try:
         return client.post(url, **kwargs)
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
-            httpx.ProxyError) as exc:
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError) as exc:
         raise RetryableError(
             f"Could not reach {provider} (no connection could be opened, "
             f"{type(exc).__name__}); nothing was sent and it will be tried again later."
@@ -65,8 +71,15 @@ class Wording:
     forbidden: str | None = None  # 403 when it is not the credentials; ``{says}`` is filled
 
 
-def refusal(response: httpx.Response, *, wording: Wording, code: str | None, says: str,
-            by_code: ProviderError | None, where_to_look: str) -> ProviderError:
+def refusal(
+    response: httpx.Response,
+    *,
+    wording: Wording,
+    code: str | None,
+    says: str,
+    by_code: ProviderError | None,
+    where_to_look: str,
+) -> ProviderError:
     """What an answer that is not an acceptance means, by one ladder for every provider.
 
     The status speaks first where it is about the request rather than the message: a gateway
@@ -87,7 +100,8 @@ def refusal(response: httpx.Response, *, wording: Wording, code: str | None, say
         return RetryableError(
             f"{name} had a server error (HTTP {status}); nothing was sent and it will be "
             "tried again later.",
-            code=code, retry_after=retry_after(response.headers),
+            code=code,
+            retry_after=retry_after(response.headers),
         )
     if status == 429:
         return RetryableError(wording.busy, code=code, retry_after=retry_after(response.headers))

@@ -60,15 +60,20 @@ class Fake:
             return 200, {"errcode": 0, "errmsg": "ok"}
         if self.kind == "dingtalk":
             markdown = body.get("markdown", {})
-            if body.get("msgtype") != "markdown" or not markdown.get("title") \
-                    or not markdown.get("text"):
+            if (
+                body.get("msgtype") != "markdown"
+                or not markdown.get("title")
+                or not markdown.get("text")
+            ):
                 return 200, {"errcode": 40035, "errmsg": "missing parameter"}
             if self.secret:
                 timestamp = request.query.get("timestamp", [""])[0]
                 sign = request.query.get("sign", [""])[0]
-                expected = base64.b64encode(hmac.new(
-                    self.secret.encode(), f"{timestamp}\n{self.secret}".encode(),
-                    hashlib.sha256).digest()).decode()
+                expected = base64.b64encode(
+                    hmac.new(
+                        self.secret.encode(), f"{timestamp}\n{self.secret}".encode(), hashlib.sha256
+                    ).digest()
+                ).decode()
                 if not timestamp.isdigit() or abs(int(timestamp) / 1000 - time.time()) > 3600:
                     return 200, {"errcode": 310000, "errmsg": "timestamp invalid"}
                 if not hmac.compare_digest(sign, expected):
@@ -76,9 +81,14 @@ class Fake:
             return 200, {"errcode": 0, "errmsg": "ok"}
         timestamp = request.headers.get("huifang-timestamp", "")
         signature = request.headers.get("huifang-signature", "")
-        expected = "v1=" + hmac.new((self.secret or "").encode(),
-                                    f"{timestamp}.".encode() + request.body,
-                                    hashlib.sha256).hexdigest()
+        expected = (
+            "v1="
+            + hmac.new(
+                (self.secret or "").encode(),
+                f"{timestamp}.".encode() + request.body,
+                hashlib.sha256,
+            ).hexdigest()
+        )
         if not hmac.compare_digest(signature, expected):
             return 401, {"error": "bad signature"}
         return 204, {}
@@ -90,9 +100,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         parts = urlsplit(self.path)
-        request = Received(parts.path, parse_qs(parts.query),
-                           {k.lower(): v for k, v in self.headers.items()},
-                           self.rfile.read(length))
+        request = Received(
+            parts.path,
+            parse_qs(parts.query),
+            {k.lower(): v for k, v in self.headers.items()},
+            self.rfile.read(length),
+        )
         status, answer = self.fake.check(request)
         if status < 300 and answer.get("errcode", 0) == 0:
             self.fake.received.append(request)
@@ -115,8 +128,11 @@ class Robots:
     def __init__(self) -> None:
         self.fakes: dict[str, Fake] = {}
         self.servers: list[ThreadingHTTPServer] = []
-        paths = {"wecom": "/cgi-bin/webhook/send?key=test-key",
-                 "dingtalk": "/robot/send?access_token=test-token", "webhook": "/hooks/huifang"}
+        paths = {
+            "wecom": "/cgi-bin/webhook/send?key=test-key",
+            "dingtalk": "/robot/send?access_token=test-token",
+            "webhook": "/hooks/huifang",
+        }
         secrets = {"wecom": None, "dingtalk": "SEC0123456789abcdef", "webhook": "whsec_test"}
         for kind, path in paths.items():
             fake = Fake(kind, secrets[kind])

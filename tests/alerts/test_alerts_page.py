@@ -40,9 +40,16 @@ def test_office_users_cannot_reach_alert_settings(client, session):
 def test_a_wrong_address_is_refused_and_the_form_kept(client, session):
     tenant = make_account(session).tenant
     token = sign_in(client, session, tenant)
-    page = client.post("/office/settings/alerts", data={
-        "csrf_token": token, "kind": "wecom", "name": "客服群", "url": "ftp://example.com/x",
-        "events": ["complaint"]})
+    page = client.post(
+        "/office/settings/alerts",
+        data={
+            "csrf_token": token,
+            "kind": "wecom",
+            "name": "客服群",
+            "url": "ftp://example.com/x",
+            "events": ["complaint"],
+        },
+    )
     assert page.status_code == 422 and "https://" in page.text
     assert 'value="客服群"' in page.text and 'value="complaint" checked' in page.text
 
@@ -68,8 +75,11 @@ def test_owner_adds_a_dingtalk_robot_and_sends_a_test(chromium, live_app, robots
         assert page.get_by_text("测试消息已交给后台发送").is_visible()
         # The worker's part, done here: the test process delivers what is pending.
         with live_app.database.session() as session:
-            pending = list(session.scalars(select(AlertDelivery.id).where(
-                AlertDelivery.tenant_id == tenant.id)))
+            pending = list(
+                session.scalars(
+                    select(AlertDelivery.id).where(AlertDelivery.tenant_id == tenant.id)
+                )
+            )
             alert_tasks.deliver(session=session, delivery_ids=pending)
         page.reload()  # after a redirect: reloading sends nothing again
         assert page.locator(".badge.ok", has_text="已送达").count() == 1

@@ -22,37 +22,49 @@ def stem(day: dt.date) -> str:
     return STEMS[(day - JIAZI).days % 10]
 
 
-@pytest.mark.parametrize(("year", "expected"), [
-    (2027, dt.date(2027, 2, 6)), (2028, dt.date(2028, 1, 26)), (2029, dt.date(2029, 2, 13)),
-    (2025, dt.date(2025, 1, 29)), (2026, dt.date(2026, 2, 17)),
-])
+@pytest.mark.parametrize(
+    ("year", "expected"),
+    [
+        (2027, dt.date(2027, 2, 6)),
+        (2028, dt.date(2028, 1, 26)),
+        (2029, dt.date(2029, 2, 13)),
+        (2025, dt.date(2025, 1, 29)),
+        (2026, dt.date(2026, 2, 17)),
+    ],
+)
 def test_spring_festival(year: int, expected: dt.date) -> None:
     assert calendar.lunar_festival("春节", year) == expected
 
 
-@pytest.mark.parametrize(("name", "year", "expected"), [
-    ("除夕", 2026, dt.date(2026, 2, 16)),  # the eve of 2026-02-17
-    ("除夕", 2027, dt.date(2027, 2, 5)),
-    ("元宵", 2025, dt.date(2025, 2, 12)),
-    ("端午", 2025, dt.date(2025, 5, 31)),
-    ("端午节", 2025, dt.date(2025, 5, 31)),
-    ("七夕", 2025, dt.date(2025, 8, 29)),
-    ("中秋节", 2025, dt.date(2025, 10, 6)),
-    ("重阳", 2025, dt.date(2025, 10, 29)),
-])
+@pytest.mark.parametrize(
+    ("name", "year", "expected"),
+    [
+        ("除夕", 2026, dt.date(2026, 2, 16)),  # the eve of 2026-02-17
+        ("除夕", 2027, dt.date(2027, 2, 5)),
+        ("元宵", 2025, dt.date(2025, 2, 12)),
+        ("端午", 2025, dt.date(2025, 5, 31)),
+        ("端午节", 2025, dt.date(2025, 5, 31)),
+        ("七夕", 2025, dt.date(2025, 8, 29)),
+        ("中秋节", 2025, dt.date(2025, 10, 6)),
+        ("重阳", 2025, dt.date(2025, 10, 29)),
+    ],
+)
 def test_lunar_festivals(name: str, year: int, expected: dt.date) -> None:
     assert calendar.lunar_festival(name, year) == expected
 
 
-@pytest.mark.parametrize(("name", "year", "expected"), [
-    ("立春", 2025, dt.date(2025, 2, 3)),
-    ("清明", 2025, dt.date(2025, 4, 4)),
-    ("芒种", 2025, dt.date(2025, 6, 5)),
-    ("夏至", 2025, dt.date(2025, 6, 21)),
-    ("冬至", 2025, dt.date(2025, 12, 21)),  # in the next lunar year's table
-    ("小寒", 2026, dt.date(2026, 1, 5)),  # before the lunar new year
-    ("冬至", 2024, dt.date(2024, 12, 21)),
-])
+@pytest.mark.parametrize(
+    ("name", "year", "expected"),
+    [
+        ("立春", 2025, dt.date(2025, 2, 3)),
+        ("清明", 2025, dt.date(2025, 4, 4)),
+        ("芒种", 2025, dt.date(2025, 6, 5)),
+        ("夏至", 2025, dt.date(2025, 6, 21)),
+        ("冬至", 2025, dt.date(2025, 12, 21)),  # in the next lunar year's table
+        ("小寒", 2026, dt.date(2026, 1, 5)),  # before the lunar new year
+        ("冬至", 2024, dt.date(2024, 12, 21)),
+    ],
+)
 def test_solar_terms_published_dates(name: str, year: int, expected: dt.date) -> None:
     assert calendar.solar_term(name, year) == expected
 
@@ -122,13 +134,16 @@ def test_plum_rain_regional_table() -> None:
     assert calendar.plum_rain_onset(2026, None, table)[1] == "first 丙 day after 芒种"
 
 
-@pytest.mark.parametrize(("table", "words"), [
-    ({"上海": {2026: dt.date(2025, 6, 14)}}, "another year"),
-    ({"上海": {2026: dt.date(2026, 9, 1)}}, "check the month"),
-    ({"上海": {2026: "2026-06-14"}}, "must be a date"),
-    ({"上海": {2026: dt.date(2026, 6, 1)}, "上海市": {2026: dt.date(2026, 6, 2)}}, "twice"),
-    ({" ": {2026: dt.date(2026, 6, 1)}}, "region name"),
-])
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ({"上海": {2026: dt.date(2025, 6, 14)}}, "another year"),
+        ({"上海": {2026: dt.date(2026, 9, 1)}}, "check the month"),
+        ({"上海": {2026: "2026-06-14"}}, "must be a date"),
+        ({"上海": {2026: dt.date(2026, 6, 1)}, "上海市": {2026: dt.date(2026, 6, 2)}}, "twice"),
+        ({" ": {2026: dt.date(2026, 6, 1)}}, "region name"),
+    ],
+)
 def test_plum_table_mistakes_are_refused(table: dict, words: str) -> None:
     with pytest.raises(Invalid, match=words):
         calendar.check_plum_table(table)

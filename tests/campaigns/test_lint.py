@@ -11,8 +11,11 @@ CLEAN = "{{ customer_name }}您好，空调滤网建议每三个月清洗一次�
 
 
 def run(body: str, **options: object) -> list[Finding]:
-    settings: dict[str, object] = {"signature": "洁家到家", "category": "marketing",
-                                   "tenant_domains": DOMAINS}
+    settings: dict[str, object] = {
+        "signature": "洁家到家",
+        "category": "marketing",
+        "tenant_domains": DOMAINS,
+    }
     settings.update(options)
     return lint(body, **settings)  # type: ignore[arg-type]
 
@@ -44,13 +47,16 @@ def test_every_finding_has_a_message_and_a_hint() -> None:
 # --- signature ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("signature", "code", "words"), [
-    ("", "signature_missing", "no SMS signature"),
-    ("   ", "signature_missing", "no SMS signature"),
-    ("洁", "signature_length", "has 1 character; providers accept 2 to 16"),
-    ("洁" * 17, "signature_length", "has 17 characters"),
-    ("【洁家】", "signature_brackets", "contains 【 or 】"),
-])
+@pytest.mark.parametrize(
+    ("signature", "code", "words"),
+    [
+        ("", "signature_missing", "no SMS signature"),
+        ("   ", "signature_missing", "no SMS signature"),
+        ("洁", "signature_length", "has 1 character; providers accept 2 to 16"),
+        ("洁" * 17, "signature_length", "has 17 characters"),
+        ("【洁家】", "signature_brackets", "contains 【 or 】"),
+    ],
+)
 def test_signature_rules(signature: str, code: str, words: str) -> None:
     finding = only(run(CLEAN, signature=signature), code)
     assert finding.severity == "error" and words in finding.message
@@ -102,8 +108,10 @@ def test_length_limit_is_the_provider_s() -> None:
 
 
 def test_real_samples_are_measured_and_rendered() -> None:
-    samples = [{"customer_name": "张" * 480, "booking_link": "https://hf.example.cn/b/1"},
-               {"customer_name": "李"}]
+    samples = [
+        {"customer_name": "张" * 480, "booking_link": "https://hf.example.cn/b/1"},
+        {"customer_name": "李"},
+    ]
     findings = run(CLEAN, rendered_samples=samples)
     assert codes(findings) == ["too_long", "sample"]
     assert findings[0].message.startswith("Sample 1 (" + "张" * 480 + "): the message is")
@@ -141,8 +149,10 @@ def test_footer_in_the_middle_is_a_warning() -> None:
 
 
 def test_constant_links_on_the_company_domains_pass() -> None:
-    body = ("{{ customer_name }}您好，详情 https://hf.example.cn/p/ac?x=1 ，"
-            "或 www.jiejia.com.cn/a 或 m.jiejia.com.cn 。报告：{{ report_link }}")
+    body = (
+        "{{ customer_name }}您好，详情 https://hf.example.cn/p/ac?x=1 ，"
+        "或 www.jiejia.com.cn/a 或 m.jiejia.com.cn 。报告：{{ report_link }}"
+    )
     assert run(body) == []
 
 
@@ -177,27 +187,31 @@ def test_our_links_must_be_used_as_issued() -> None:
 
 
 def test_ordinary_words_are_not_mistaken_for_links() -> None:
-    assert run("{{ customer_name }}您好，No.1 服务 3.5 小时 e.g. 示例。预约：{{ booking_link }}") \
-        == []
+    assert (
+        run("{{ customer_name }}您好，No.1 服务 3.5 小时 e.g. 示例。预约：{{ booking_link }}") == []
+    )
 
 
 # --- refused topics and contacts -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "topic"), [
-    ("请填写问卷调查", "问卷调查"),
-    ("服务满意请给个好评", "邀请好评"),
-    ("好评返现5元", "邀请好评"),
-    ("老客户召回活动", "用户召回"),
-    ("邀请好友得奖励", "用户拉新"),
-    ("参与抽奖", "抽奖"),
-    ("领取优惠券", "优惠券"),
-    ("积分兑换礼品", "积分"),
-    ("加微信咨询", "加微信"),
-    ("加qq群", "加QQ"),
-    ("装修后保洁", "装修"),
-    ("支持分期付款", "金融"),
-])
+@pytest.mark.parametrize(
+    ("text", "topic"),
+    [
+        ("请填写问卷调查", "问卷调查"),
+        ("服务满意请给个好评", "邀请好评"),
+        ("好评返现5元", "邀请好评"),
+        ("老客户召回活动", "用户召回"),
+        ("邀请好友得奖励", "用户拉新"),
+        ("参与抽奖", "抽奖"),
+        ("领取优惠券", "优惠券"),
+        ("积分兑换礼品", "积分"),
+        ("加微信咨询", "加微信"),
+        ("加qq群", "加QQ"),
+        ("装修后保洁", "装修"),
+        ("支持分期付款", "金融"),
+    ],
+)
 def test_refused_topics_are_errors_with_what_to_write_instead(text: str, topic: str) -> None:
     findings = [f for f in run(CLEAN + text) if topic in f.message]
     assert len(findings) == 1
@@ -224,8 +238,10 @@ def test_every_topic_has_a_hint() -> None:
 
 def test_personal_mobile_numbers() -> None:
     for number in ("13800138000", "138-0013-8000", "+86 138 0013 8000"):
-        assert only(run(CLEAN + f"，电话{number}", channel="mms"), "personal_phone"
-                    ).severity == "error"
+        assert (
+            only(run(CLEAN + f"，电话{number}", channel="mms"), "personal_phone").severity
+            == "error"
+        )
         assert only(run(CLEAN + f"，电话{number}"), "personal_phone").severity == "warning"
     # Landlines and 400 numbers are what providers ask for.
     assert run(CLEAN + "，电话021-62345678 或 400-820-1234", channel="mms") == []
@@ -251,8 +267,11 @@ def test_template_errors_are_findings_not_exceptions() -> None:
     finding = only(run("{{ ''.__class__.__mro__ }}"), "template")
     assert "nothing in it was run" in finding.message
     # The other rules still run on the text.
-    assert set(codes(run("{{ nme }}【x】请填写问卷"))) == {"template", "extra_brackets",
-                                                         "refused_topic"}
+    assert set(codes(run("{{ nme }}【x】请填写问卷"))) == {
+        "template",
+        "extra_brackets",
+        "refused_topic",
+    }
 
 
 def test_errors_keeps_only_blocking_findings() -> None:
@@ -260,9 +279,14 @@ def test_errors_keeps_only_blocking_findings() -> None:
     assert codes(errors(findings)) == ["link_shortener"]
 
 
-@pytest.mark.parametrize(("option", "value"), [
-    ("category", "promo"), ("channel", "rcs"), ("provider_limit", 0),
-])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("category", "promo"),
+        ("channel", "rcs"),
+        ("provider_limit", 0),
+    ],
+)
 def test_bad_options_are_refused(option: str, value: object) -> None:
     from huifang.errors import Invalid
 

@@ -37,8 +37,15 @@ from messaging.models import Message
 from visits import service as visits
 
 UTC = dt.UTC
-ZONES = ("Asia/Shanghai", "America/New_York", "Europe/London", "Australia/Sydney",
-         "Pacific/Auckland", "Asia/Kolkata", "America/Sao_Paulo")
+ZONES = (
+    "Asia/Shanghai",
+    "America/New_York",
+    "Europe/London",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+    "Asia/Kolkata",
+    "America/Sao_Paulo",
+)
 REGIONS = ("上海", "上海市", "浙江省", "北京", None)
 
 
@@ -53,29 +60,55 @@ class Shop:
         self.session, self.tenant = session, tenant
         self.count = 0
 
-    def customer(self, *, tz: str = "Asia/Shanghai", region: str | None = "上海",
-                 consent: bool = True, visits_: tuple[tuple[str, dt.datetime], ...] = ()
-                 ) -> Customer:
+    def customer(
+        self,
+        *,
+        tz: str = "Asia/Shanghai",
+        region: str | None = "上海",
+        consent: bool = True,
+        visits_: tuple[tuple[str, dt.datetime], ...] = (),
+    ) -> Customer:
         self.count += 1
         person = customers.create_customer(
-            session=self.session, tenant=self.tenant, name=f"客户{self.count}",
-            phone=f"1390000{self.count:04d}", timezone=tz, region=region)
+            session=self.session,
+            tenant=self.tenant,
+            name=f"客户{self.count}",
+            phone=f"1390000{self.count:04d}",
+            timezone=tz,
+            region=region,
+        )
         for code, finished in visits_:
-            visits.create_visit(session=self.session, tenant=self.tenant,
-                                customer_id=person.id, service_type=code,
-                                finished_at=finished)
+            visits.create_visit(
+                session=self.session,
+                tenant=self.tenant,
+                customer_id=person.id,
+                service_type=code,
+                finished_at=finished,
+            )
         if consent:
-            compliance.record_consent(session=self.session, tenant_id=self.tenant.id,
-                                      customer=person, source="in_person", evidence="签字单",
-                                      granted_at=utc(2020, 1, 1), now=utc(2020, 1, 1))
+            compliance.record_consent(
+                session=self.session,
+                tenant_id=self.tenant.id,
+                customer=person,
+                source="in_person",
+                evidence="签字单",
+                granted_at=utc(2020, 1, 1),
+                now=utc(2020, 1, 1),
+            )
         return person
 
     def campaign(self, rule: dict, *, activated_at: dt.datetime, **fields) -> Campaign:
         made = campaigns.create_campaign(
-            session=self.session, tenant=self.tenant, name="测试活动", rule=rule,
-            template="{{ customer_name }}您好，预约：{{ booking_link }}", **fields)
-        campaigns.activate(session=self.session, tenant=self.tenant, campaign_id=made.id,
-                           now=activated_at)
+            session=self.session,
+            tenant=self.tenant,
+            name="测试活动",
+            rule=rule,
+            template="{{ customer_name }}您好，预约：{{ booking_link }}",
+            **fields,
+        )
+        campaigns.activate(
+            session=self.session, tenant=self.tenant, campaign_id=made.id, now=activated_at
+        )
         return made
 
 
@@ -85,9 +118,13 @@ def shop(session, account) -> Shop:
 
 
 def rows(session, campaign_id: int) -> list[CampaignOccurrence]:
-    return list(session.scalars(select(CampaignOccurrence).where(
-        CampaignOccurrence.campaign_id == campaign_id).order_by(
-        CampaignOccurrence.customer_id, CampaignOccurrence.local_date)))
+    return list(
+        session.scalars(
+            select(CampaignOccurrence)
+            .where(CampaignOccurrence.campaign_id == campaign_id)
+            .order_by(CampaignOccurrence.customer_id, CampaignOccurrence.local_date)
+        )
+    )
 
 
 # --- the set-based path against rules.next_occurrence -----------------------------------------
@@ -106,75 +143,135 @@ def _population(shop: Shop, now: dt.datetime) -> list[Customer]:
         for days in ago:
             last = now - dt.timedelta(days=days, hours=rng.choice((0, 5, 13, 19, 23)))
             first = last - dt.timedelta(days=rng.choice((0, 365, 800)))
-            people.append(shop.customer(
-                tz=zone, region=rng.choice(REGIONS),
-                visits_=(("ac_cleaning", first), ("ac_cleaning", last),
-                         ("deep_cleaning", last - dt.timedelta(days=rng.randint(1, 300))))))
+            people.append(
+                shop.customer(
+                    tz=zone,
+                    region=rng.choice(REGIONS),
+                    visits_=(
+                        ("ac_cleaning", first),
+                        ("ac_cleaning", last),
+                        ("deep_cleaning", last - dt.timedelta(days=rng.randint(1, 300))),
+                    ),
+                )
+            )
     # Due on the days the clocks change: New York and London spring forward on 8 and 29
     # March 2026 (02:30 and 01:30 do not exist), Sydney and Auckland fall back on 5 April
     # (02:30 happens twice).
-    for zone, served in (("America/New_York", utc(2025, 12, 8, 15)),  # +90 d: 8 March
-                         ("America/New_York", utc(2026, 2, 6, 15)),  # +30 d: 8 March
-                         ("Europe/London", utc(2025, 12, 29, 12)),  # +90 d: 29 March
-                         ("Europe/London", utc(2026, 2, 27, 12)),  # +30 d: 29 March
-                         ("Australia/Sydney", utc(2026, 3, 6, 1)),  # +30 d: 5 April
-                         ("Pacific/Auckland", utc(2026, 3, 5, 23))):  # +30 d: 5 April
+    for zone, served in (
+        ("America/New_York", utc(2025, 12, 8, 15)),  # +90 d: 8 March
+        ("America/New_York", utc(2026, 2, 6, 15)),  # +30 d: 8 March
+        ("Europe/London", utc(2025, 12, 29, 12)),  # +90 d: 29 March
+        ("Europe/London", utc(2026, 2, 27, 12)),  # +30 d: 29 March
+        ("Australia/Sydney", utc(2026, 3, 6, 1)),  # +30 d: 5 April
+        ("Pacific/Auckland", utc(2026, 3, 5, 23)),
+    ):  # +30 d: 5 April
         people.append(shop.customer(tz=zone, visits_=(("ac_cleaning", served),)))
     # First services on 29 February and on this month's DST days, for anniversaries.
     for zone in ("America/New_York", "Europe/London", "Asia/Shanghai"):
-        for first in (utc(2024, 2, 29, 3), utc(2025, 3, 8, 9), utc(2025, 3, 29, 9),
-                      utc(2026, 3, 8, 1)):
+        for first in (
+            utc(2024, 2, 29, 3),
+            utc(2025, 3, 8, 9),
+            utc(2025, 3, 29, 9),
+            utc(2026, 3, 8, 1),
+        ):
             people.append(shop.customer(tz=zone, visits_=(("basic_cleaning", first),)))
     people.append(shop.customer(consent=False, visits_=(("ac_cleaning", now),)))
     people.append(shop.customer(tz="Europe/London", visits_=()))  # never served
     return people
 
 
-def _fire(session, campaign: Campaign, person: Customer, due_at: dt.datetime,
-          shift: int = 0) -> None:
+def _fire(
+    session, campaign: Campaign, person: Customer, due_at: dt.datetime, shift: int = 0
+) -> None:
     """A reminder this campaign already handed off to the customer; ``shift`` moves the date
     it was for (an earlier version of the rule named another day)."""
     day = due_at.astimezone(ZoneInfo(person.timezone)).date() + dt.timedelta(days=shift)
-    session.add(CampaignOccurrence(
-        tenant_id=campaign.tenant_id, campaign_id=campaign.id, customer_id=person.id,
-        local_date=day, due_at=due_at, campaign_version=campaign.version, status=HANDED_OFF))
+    session.add(
+        CampaignOccurrence(
+            tenant_id=campaign.tenant_id,
+            campaign_id=campaign.id,
+            customer_id=person.id,
+            local_date=day,
+            due_at=due_at,
+            campaign_version=campaign.version,
+            status=HANDED_OFF,
+        )
+    )
     session.flush()
 
 
 SCENARIOS = {
     "cadence 90d, catch-up 14, 02:30 (in New York's gap today)": (
-        {"kind": "cadence", "service_type": "ac_cleaning", "every_days": 90,
-         "catch_up_days": 14, "send_time": "02:30"}, NOW_MARCH, 40),
+        {
+            "kind": "cadence",
+            "service_type": "ac_cleaning",
+            "every_days": 90,
+            "catch_up_days": 14,
+            "send_time": "02:30",
+        },
+        NOW_MARCH,
+        40,
+    ),
     "cadence 30d, no catch-up, 01:30": (
-        {"kind": "cadence", "service_type": "ac_cleaning", "every_days": 30,
-         "catch_up_days": 0, "send_time": "01:30"}, NOW_MARCH, 31),
+        {
+            "kind": "cadence",
+            "service_type": "ac_cleaning",
+            "every_days": 30,
+            "catch_up_days": 0,
+            "send_time": "01:30",
+        },
+        NOW_MARCH,
+        31,
+    ),
     "cadence 730d, catch-up 30": (
-        {"kind": "cadence", "service_type": "ac_cleaning", "every_days": 730,
-         "catch_up_days": 30}, NOW_MARCH, 31),
+        {"kind": "cadence", "service_type": "ac_cleaning", "every_days": 730, "catch_up_days": 30},
+        NOW_MARCH,
+        31,
+    ),
     "fixed date on the DST day, 02:30": (
         {"kind": "fixed_date", "month": 3, "day": 8, "send_time": "02:30"},
-        utc(2026, 3, 8, 12), 31),
+        utc(2026, 3, 8, 12),
+        31,
+    ),
     "fixed date on London's fall back, 01:30": (
         {"kind": "fixed_date", "month": 10, "day": 25, "send_time": "01:30"},
-        utc(2026, 10, 1), 31),
+        utc(2026, 10, 1),
+        31,
+    ),
     "solar term: 7 days before 芒种": (
-        {"kind": "solar_term", "term": "芒种", "offset_days": -7}, utc(2026, 5, 20), 31),
+        {"kind": "solar_term", "term": "芒种", "offset_days": -7},
+        utc(2026, 5, 20),
+        31,
+    ),
     "lunar: 20 days before 春节": (
-        {"kind": "lunar", "festival": "春节", "offset_days": -20}, utc(2027, 1, 10), 31),
+        {"kind": "lunar", "festival": "春节", "offset_days": -20},
+        utc(2027, 1, 10),
+        31,
+    ),
     "plum rain by region, table and almanac": (
-        {"kind": "plum_rain", "offset_days": -7}, utc(2026, 5, 25), 31),
+        {"kind": "plum_rain", "offset_days": -7},
+        utc(2026, 5, 25),
+        31,
+    ),
     "plum rain for one region": (
-        {"kind": "plum_rain", "offset_days": 0, "region": "浙江"}, utc(2026, 6, 1), 31),
+        {"kind": "plum_rain", "offset_days": 0, "region": "浙江"},
+        utc(2026, 6, 1),
+        31,
+    ),
     "anniversary around 29 February and the DST days": (
-        {"kind": "anniversary", "send_time": "02:30"}, utc(2026, 2, 20), 31),
+        {"kind": "anniversary", "send_time": "02:30"},
+        utc(2026, 2, 20),
+        31,
+    ),
 }
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_set_based_fan_out_matches_next_occurrence(session, shop, name) -> None:
     spec, now, horizon_days = SCENARIOS[name]
-    campaign_facts.set_plum_table(session=session, tenant_id=shop.tenant.id,
-                             table={"上海": {2026: dt.date(2026, 6, 12)}})
+    campaign_facts.set_plum_table(
+        session=session, tenant_id=shop.tenant.id, table={"上海": {2026: dt.date(2026, 6, 12)}}
+    )
     people = _population(shop, now)
     activated = now - dt.timedelta(days=30)
     campaign = shop.campaign(spec, activated_at=activated)
@@ -190,35 +287,51 @@ def test_set_based_fan_out_matches_next_occurrence(session, shop, name) -> None:
 
     materializer.materialize(session=session, now=now, horizon=horizon)
 
-    facts = campaign_facts.customer_facts(session=session, tenant_id=shop.tenant.id,
-                                     customers=people)
-    fired = campaign_facts.last_fired(session=session, campaign_id=campaign.id,
-                                 customer_ids=[p.id for p in people])
+    facts = campaign_facts.customer_facts(
+        session=session, tenant_id=shop.tenant.id, customers=people
+    )
+    fired = campaign_facts.last_fired(
+        session=session, campaign_id=campaign.id, customer_ids=[p.id for p in people]
+    )
     table = campaign_facts.plum_table(session=session, tenant_id=shop.tenant.id)
     # Yearly rules look from the previous run (here: the activation, at most a week back).
-    after = now if isinstance(rule, rules.Cadence) else max(
-        activated, now - materializer.YEARLY_GRACE)
-    found = {(o.customer_id, o.status): o for o in rows(session, campaign.id)
-             if o.status != HANDED_OFF}
+    after = (
+        now if isinstance(rule, rules.Cadence) else max(activated, now - materializer.YEARLY_GRACE)
+    )
+    found = {
+        (o.customer_id, o.status): o for o in rows(session, campaign.id) if o.status != HANDED_OFF
+    }
     expected_rows = 0
     checked_dst = 0
     for person in people:
         zone = ZoneInfo(person.timezone)
         occurrence = None
         if person.id not in (people[-2].id,):  # no consent: not in the audience
-            occurrence = rules.next_occurrence(rule, customer=facts[person.id], after=after,
-                                               tz=zone, last_fired=fired.get(person.id),
-                                               plum_table=table)
+            occurrence = rules.next_occurrence(
+                rule,
+                customer=facts[person.id],
+                after=after,
+                tz=zone,
+                last_fired=fired.get(person.id),
+                plum_table=table,
+            )
         pending = found.get((person.id, PENDING))
         if occurrence is None or occurrence.due_at > now + horizon:
             assert pending is None, (person.timezone, pending.local_date)
         else:
             expected_rows += 1
             assert pending is not None, (person.timezone, facts[person.id], occurrence)
-            assert (pending.local_date, pending.due_at, pending.caught_up,
-                    pending.late_by_days) == (occurrence.local_date, occurrence.due_at,
-                                              occurrence.caught_up, occurrence.late_by_days), (
-                person.timezone, facts[person.id], occurrence.basis)
+            assert (
+                pending.local_date,
+                pending.due_at,
+                pending.caught_up,
+                pending.late_by_days,
+            ) == (
+                occurrence.local_date,
+                occurrence.due_at,
+                occurrence.caught_up,
+                occurrence.late_by_days,
+            ), (person.timezone, facts[person.id], occurrence.basis)
             wall = occurrence.due_at.astimezone(zone)
             if not occurrence.caught_up and wall.time() != rule.send_time:
                 checked_dst += 1  # a send time in a gap, moved as the rules say
@@ -252,15 +365,13 @@ def test_materializing_twice_adds_nothing_and_chunks_agree(session, shop) -> Non
     def key(o: CampaignOccurrence) -> tuple:
         return (o.customer_id, o.local_date, o.due_at, o.caught_up, o.late_by_days)
 
-    assert [key(o) for o in rows(session, whole.id)] == [key(o) for o in rows(session,
-                                                                               chunked.id)]
+    assert [key(o) for o in rows(session, whole.id)] == [key(o) for o in rows(session, chunked.id)]
 
 
 # --- cadence: roll forward, catch up, skip ----------------------------------------------------
 
 
-AC_90 = {"kind": "cadence", "service_type": "ac_cleaning", "every_days": 90,
-         "catch_up_days": 14}
+AC_90 = {"kind": "cadence", "service_type": "ac_cleaning", "every_days": 90, "catch_up_days": 14}
 
 
 def test_cadence_rolls_forward_after_a_fire(session, shop) -> None:
@@ -270,7 +381,10 @@ def test_cadence_rolls_forward_after_a_fire(session, shop) -> None:
     materializer.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
     (first,) = rows(session, campaign.id)
     assert (first.local_date, first.due_at, first.status) == (
-        dt.date(2026, 4, 10), utc(2026, 4, 10, 2), PENDING)  # 10:00 in Shanghai
+        dt.date(2026, 4, 10),
+        utc(2026, 4, 10, 2),
+        PENDING,
+    )  # 10:00 in Shanghai
     assert first.basis_at == served
 
     handed = handoff.hand_off_due(session=session, now=utc(2026, 4, 10, 2, 1))
@@ -287,8 +401,7 @@ def test_cadence_rolls_forward_after_a_fire(session, shop) -> None:
     assert later[0].basis_at == first.due_at
 
 
-def test_catch_up_within_the_window_sends_now_and_later_skips_with_a_record(session, shop
-                                                                            ) -> None:
+def test_catch_up_within_the_window_sends_now_and_later_skips_with_a_record(session, shop) -> None:
     now = utc(2026, 4, 20, 4)  # 12:00 in Shanghai
     late = shop.customer(visits_=(("ac_cleaning", utc(2026, 1, 10, 6)),))  # due 04-10
     too_late = shop.customer(visits_=(("ac_cleaning", utc(2025, 12, 20, 6)),))  # due 03-20
@@ -298,10 +411,17 @@ def test_catch_up_within_the_window_sends_now_and_later_skips_with_a_record(sess
 
     caught = by_customer[(late.id, PENDING)]
     assert (caught.local_date, caught.due_at, caught.caught_up, caught.late_by_days) == (
-        dt.date(2026, 4, 10), now, True, 10)
+        dt.date(2026, 4, 10),
+        now,
+        True,
+        10,
+    )
     skipped = by_customer[(too_late.id, SKIPPED)]
     assert (skipped.local_date, skipped.reason, skipped.late_by_days) == (
-        dt.date(2026, 3, 20), TOO_LATE, 31)
+        dt.date(2026, 3, 20),
+        TOO_LATE,
+        31,
+    )
     moved = by_customer[(too_late.id, PENDING)]
     assert (moved.local_date, moved.caught_up) == (dt.date(2026, 6, 18), False)
 
@@ -329,8 +449,12 @@ def test_editing_reschedules_future_pending_only(session, shop) -> None:
     assert before[future_person.id].due_at > now
 
     edited = campaigns.update_campaign(
-        session=session, tenant=shop.tenant, campaign_id=campaign.id, now=now,
-        changes=CampaignUpdate(rule={**AC_90, "every_days": 80}))
+        session=session,
+        tenant=shop.tenant,
+        campaign_id=campaign.id,
+        now=now,
+        changes=CampaignUpdate(rule={**AC_90, "every_days": 80}),
+    )
     assert edited.version == 2
     after = {o.customer_id: o for o in rows(session, campaign.id)}
     assert after[handed_person.id].id == before[handed_person.id].id  # the past stays
@@ -342,14 +466,17 @@ def test_editing_reschedules_future_pending_only(session, shop) -> None:
     redone = {o.customer_id: o for o in rows(session, campaign.id)}[future_person.id]
     assert (redone.local_date, redone.campaign_version) == (dt.date(2026, 4, 22), 2)
 
-    renamed = campaigns.update_campaign(session=session, tenant=shop.tenant,
-                                        campaign_id=campaign.id, now=now,
-                                        changes=CampaignUpdate(name="新名字"))
+    renamed = campaigns.update_campaign(
+        session=session,
+        tenant=shop.tenant,
+        campaign_id=campaign.id,
+        now=now,
+        changes=CampaignUpdate(name="新名字"),
+    )
     assert renamed.version == 2 and redone.status == PENDING  # a name is not a new version
 
 
-def test_pausing_stops_hand_off_and_suppresses_unsent_messages_then_resume(session, shop
-                                                                          ) -> None:
+def test_pausing_stops_hand_off_and_suppresses_unsent_messages_then_resume(session, shop) -> None:
     now = utc(2026, 4, 9, 3)  # 11:00 in Shanghai
     sent_earlier = shop.customer(visits_=(("ac_cleaning", utc(2026, 1, 9, 6)),))  # due 04-09
     waiting = shop.customer(visits_=(("ac_cleaning", utc(2026, 1, 10, 6)),))  # due 04-10
@@ -369,11 +496,13 @@ def test_pausing_stops_hand_off_and_suppresses_unsent_messages_then_resume(sessi
     assert handoff.hand_off_due(session=session, now=utc(2026, 4, 10, 2, 30)).claimed == 0
     assert materializer.materialize(session=session, now=now) == {}
 
-    campaigns.resume(session=session, tenant=shop.tenant, campaign_id=campaign.id,
-                     now=utc(2026, 4, 11, 2))
+    campaigns.resume(
+        session=session, tenant=shop.tenant, campaign_id=campaign.id, now=utc(2026, 4, 11, 2)
+    )
     assert rows(session, campaign.id) == []  # waiting and stopped ones are recomputed
-    materializer.materialize(session=session, now=utc(2026, 4, 11, 2),
-                          horizon=dt.timedelta(days=31))
+    materializer.materialize(
+        session=session, now=utc(2026, 4, 11, 2), horizon=dt.timedelta(days=31)
+    )
     again = {o.customer_id: o for o in rows(session, campaign.id)}
     assert again[sent_earlier.id].caught_up and again[waiting.id].caught_up
     assert again[later.id].local_date == dt.date(2026, 4, 20)
@@ -387,8 +516,9 @@ def test_archiving_cancels_what_waits(session, shop) -> None:
     shop.customer(visits_=(("ac_cleaning", utc(2026, 1, 20, 6)),))
     campaign = shop.campaign(AC_90, activated_at=utc(2026, 4, 1))
     materializer.materialize(session=session, now=utc(2026, 4, 8), horizon=dt.timedelta(days=31))
-    campaigns.archive(session=session, tenant=shop.tenant, campaign_id=campaign.id,
-                      now=utc(2026, 4, 9))
+    campaigns.archive(
+        session=session, tenant=shop.tenant, campaign_id=campaign.id, now=utc(2026, 4, 9)
+    )
     (occurrence,) = rows(session, campaign.id)
     assert (occurrence.status, occurrence.reason) == (CANCELLED, "campaign_archived")
 
@@ -407,43 +537,97 @@ def test_opt_out_and_early_booking_cancel_the_pending_occurrence(session, shop) 
     campaign = shop.campaign(AC_90, activated_at=utc(2026, 4, 1))
     materializer.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
 
-    compliance.opt_out(session=session, tenant=shop.tenant, phone=opts_out.phone,
-                       reason="reply_opt_out", detail="T", now=utc(2026, 4, 2))
-    link = links.link_for(session=session, tenant=shop.tenant, customer=books,
-                            source_type="visit_report", source_id="1",
-                            service_type="ac_cleaning", now=utc(2026, 4, 3))
-    session.add(Booking(tenant_id=shop.tenant.id, customer_id=books.id,
-                        service_type="ac_cleaning", status="requested", channel="page",
-                        link_id=link.id, created_at=utc(2026, 4, 3)))
-    visits.create_visit(session=session, tenant=shop.tenant, customer_id=had_visit.id,
-                        service_type="ac_cleaning", finished_at=utc(2026, 4, 4))
-    visits.create_visit(session=session, tenant=shop.tenant, customer_id=other_service.id,
-                        service_type="deep_cleaning", finished_at=utc(2026, 4, 4))
+    compliance.opt_out(
+        session=session,
+        tenant=shop.tenant,
+        phone=opts_out.phone,
+        reason="reply_opt_out",
+        detail="T",
+        now=utc(2026, 4, 2),
+    )
+    link = links.link_for(
+        session=session,
+        tenant=shop.tenant,
+        customer=books,
+        source_type="visit_report",
+        source_id="1",
+        service_type="ac_cleaning",
+        now=utc(2026, 4, 3),
+    )
+    session.add(
+        Booking(
+            tenant_id=shop.tenant.id,
+            customer_id=books.id,
+            service_type="ac_cleaning",
+            status="requested",
+            channel="page",
+            link_id=link.id,
+            created_at=utc(2026, 4, 3),
+        )
+    )
+    visits.create_visit(
+        session=session,
+        tenant=shop.tenant,
+        customer_id=had_visit.id,
+        service_type="ac_cleaning",
+        finished_at=utc(2026, 4, 4),
+    )
+    visits.create_visit(
+        session=session,
+        tenant=shop.tenant,
+        customer_id=other_service.id,
+        service_type="deep_cleaning",
+        finished_at=utc(2026, 4, 4),
+    )
     # A booking the customer called off on the page does not stand for the service.
-    theirs = links.link_for(session=session, tenant=shop.tenant, customer=called_off,
-                              source_type="visit_report", source_id="2",
-                              service_type="ac_cleaning", now=utc(2026, 4, 3))
-    session.add(Booking(tenant_id=shop.tenant.id, customer_id=called_off.id,
-                        service_type="ac_cleaning", status="cancelled", channel="page",
-                        link_id=theirs.id, created_at=utc(2026, 4, 3)))
+    theirs = links.link_for(
+        session=session,
+        tenant=shop.tenant,
+        customer=called_off,
+        source_type="visit_report",
+        source_id="2",
+        service_type="ac_cleaning",
+        now=utc(2026, 4, 3),
+    )
+    session.add(
+        Booking(
+            tenant_id=shop.tenant.id,
+            customer_id=called_off.id,
+            service_type="ac_cleaning",
+            status="cancelled",
+            channel="page",
+            link_id=theirs.id,
+            created_at=utc(2026, 4, 3),
+        )
+    )
     session.flush()
 
     handed = handoff.hand_off_due(session=session, now=utc(2026, 4, 10, 3))
     assert handed.claimed == 6
     outcome = {o.customer_id: (o.status, o.reason) for o in rows(session, campaign.id)}
     assert outcome == {
-        stays.id: (HANDED_OFF, None), opts_out.id: (CANCELLED, OPTED_OUT),
-        books.id: (CANCELLED, BOOKED_EARLY), had_visit.id: (CANCELLED, BOOKED_EARLY),
-        other_service.id: (HANDED_OFF, None), called_off.id: (HANDED_OFF, None)}
+        stays.id: (HANDED_OFF, None),
+        opts_out.id: (CANCELLED, OPTED_OUT),
+        books.id: (CANCELLED, BOOKED_EARLY),
+        had_visit.id: (CANCELLED, BOOKED_EARLY),
+        other_service.id: (HANDED_OFF, None),
+        called_off.id: (HANDED_OFF, None),
+    }
     assert {session.get(Message, m).customer_id for m in handed.message_ids} == {
-        stays.id, other_service.id, called_off.id}
+        stays.id,
+        other_service.id,
+        called_off.id,
+    }
 
 
 def test_a_template_that_cannot_be_filled_cancels_with_the_reason(session, shop) -> None:
     person = shop.customer(visits_=(("ac_cleaning", utc(2026, 1, 10, 6)),))
     campaign = campaigns.create_campaign(
-        session=session, tenant=shop.tenant, rule=AC_90,
-        template="{{ staff_name }}提醒您：空调该清洗了，预约：{{ booking_link }}")
+        session=session,
+        tenant=shop.tenant,
+        rule=AC_90,
+        template="{{ staff_name }}提醒您：空调该清洗了，预约：{{ booking_link }}",
+    )
     campaign.status, campaign.activated_at = "active", utc(2026, 4, 1)  # as lint would allow
     materializer.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
     handed = handoff.hand_off_due(session=session, now=utc(2026, 4, 10, 3))
@@ -456,21 +640,52 @@ def test_a_template_that_cannot_be_filled_cancels_with_the_reason(session, shop)
 def test_the_mms_variant_goes_when_the_provider_carries_mms(session, shop) -> None:
     served = utc(2026, 1, 10, 6)
     people = [shop.customer(visits_=(("ac_cleaning", served),)) for _ in range(2)]
-    visit = visits.create_visit(session=session, tenant=shop.tenant, customer_id=people[0].id,
-                                service_type="ac_cleaning", finished_at=served)
-    photo = Media(tenant_id=shop.tenant.id, visit_id=visit.id, kind="photo", phase="after",
-                  area="客厅", status="ready", original_path="originals/0/a.jpg",
-                  sha256="a" * 64, bytes=1, mime="image/jpeg", received_at=served,
-                  verification_code="A0000000A0")
+    visit = visits.create_visit(
+        session=session,
+        tenant=shop.tenant,
+        customer_id=people[0].id,
+        service_type="ac_cleaning",
+        finished_at=served,
+    )
+    photo = Media(
+        tenant_id=shop.tenant.id,
+        visit_id=visit.id,
+        kind="photo",
+        phase="after",
+        area="客厅",
+        status="ready",
+        original_path="originals/0/a.jpg",
+        sha256="a" * 64,
+        bytes=1,
+        mime="image/jpeg",
+        received_at=served,
+        verification_code="A0000000A0",
+    )
     session.add(photo)
     session.flush()
-    session.add(Rendition(tenant_id=shop.tenant.id, media_id=photo.id, kind="mms",
-                          path="renditions/0/a.jpg", bytes=1, width=640, height=480,
-                          token="mmsToken1234567890", created_at=served))
+    session.add(
+        Rendition(
+            tenant_id=shop.tenant.id,
+            media_id=photo.id,
+            kind="mms",
+            path="renditions/0/a.jpg",
+            bytes=1,
+            width=640,
+            height=480,
+            token="mmsToken1234567890",
+            created_at=served,
+        )
+    )
     session.flush()
-    shop.campaign(AC_90, activated_at=utc(2026, 4, 1), mms={
-        "subject": "空调滤网该清洗了", "image_media_id": photo.id,
-        "body": "{{ customer_name }}您好：滤网建议每三个月清洗。预约：{{ booking_link }}"})
+    shop.campaign(
+        AC_90,
+        activated_at=utc(2026, 4, 1),
+        mms={
+            "subject": "空调滤网该清洗了",
+            "image_media_id": photo.id,
+            "body": "{{ customer_name }}您好：滤网建议每三个月清洗。预约：{{ booking_link }}",
+        },
+    )
     materializer.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
 
     as_mms = handoff.hand_off_due(session=session, now=utc(2026, 4, 10, 3), mms=True, limit=1)
@@ -487,7 +702,8 @@ def test_the_mms_variant_goes_when_the_provider_carries_mms(session, shop) -> No
 
 
 def test_chunk_statements_are_never_prepared_so_each_chunk_is_planned_with_its_bounds(
-        session, shop, backend) -> None:
+    session, shop, backend
+) -> None:
     """At a million customers a prepared chunk statement got a generic plan at chunk 12 that
     ignored the bounds and did not finish (BENCHMARKS.md, Fan-out)."""
     if backend != "postgresql":

@@ -24,17 +24,28 @@ from huifang.errors import Invalid
 from visits.service_types import SERVICE_TYPES
 
 DOMAIN = "hf.example.cn"
-CUSTOMER = MessageFacts(customer_name="王女士", company="洁家到家家政服务有限公司",
-                        last_service="ac_cleaning", last_service_date=dt.date(2026, 1, 10),
-                        staff_name="李阿姨", booking_link=f"https://{DOMAIN}/b/AbCdEfGhIjKlMnOpQrStUvWx",
-                        report_link=f"https://{DOMAIN}/r/AbCdEfGhIjKlMnOpQrStUvWx")
-SPARSE = MessageFacts(customer_name="张先生", company="洁家到家",
-                      booking_link=f"https://{DOMAIN}/b/tok")
+CUSTOMER = MessageFacts(
+    customer_name="王女士",
+    company="洁家到家家政服务有限公司",
+    last_service="ac_cleaning",
+    last_service_date=dt.date(2026, 1, 10),
+    staff_name="李阿姨",
+    booking_link=f"https://{DOMAIN}/b/AbCdEfGhIjKlMnOpQrStUvWx",
+    report_link=f"https://{DOMAIN}/r/AbCdEfGhIjKlMnOpQrStUvWx",
+)
+SPARSE = MessageFacts(
+    customer_name="张先生", company="洁家到家", booking_link=f"https://{DOMAIN}/b/tok"
+)
 
 
 def test_the_five_presets() -> None:
-    assert set(PRESETS) == {"ac_filter_quarterly", "plum_rain_mould",
-                            "spring_festival_deep_clean", "curtain_biennial", "yearly_checkin"}
+    assert set(PRESETS) == {
+        "ac_filter_quarterly",
+        "plum_rain_mould",
+        "spring_festival_deep_clean",
+        "curtain_biennial",
+        "yearly_checkin",
+    }
     rules = {name: preset.rule for name, preset in PRESETS.items()}
     assert rules["ac_filter_quarterly"] == Cadence("ac_cleaning", 90, 14)
     assert rules["plum_rain_mould"] == PlumRainOffset(-7)
@@ -47,12 +58,26 @@ def test_the_five_presets() -> None:
 @pytest.mark.parametrize("footer", ["回复T退订", "拒收请回复R"])
 def test_preset_lints_clean(preset: Preset, footer: str) -> None:
     for channel, body in (("sms", preset.sms_body), ("mms", preset.mms.body)):
-        findings = lint(body, signature="洁家到家", category=preset.category,
-                        tenant_domains=[DOMAIN], footer=footer, channel=channel,
-                        rendered_samples=[CUSTOMER.variables(), SPARSE.variables()])
+        findings = lint(
+            body,
+            signature="洁家到家",
+            category=preset.category,
+            tenant_domains=[DOMAIN],
+            footer=footer,
+            channel=channel,
+            rendered_samples=[CUSTOMER.variables(), SPARSE.variables()],
+        )
         assert findings == [], (channel, findings)
-    assert lint(preset.mms.subject, signature="洁家到家", category="service",
-                tenant_domains=[DOMAIN], channel="mms") == []
+    assert (
+        lint(
+            preset.mms.subject,
+            signature="洁家到家",
+            category="service",
+            tenant_domains=[DOMAIN],
+            channel="mms",
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize("preset", PRESETS.values(), ids=lambda p: p.name)
@@ -67,8 +92,9 @@ def test_preset_renders_for_a_sample_customer(preset: Preset) -> None:
         assert "{" not in shown.text and "}" not in shown.text
         assert shown.chars <= 500
         # A customer we know less about still gets a whole message.
-        sparse = preview(body, facts=SPARSE, signature="洁家到家", category=preset.category,
-                         footer="拒收请回复R")
+        sparse = preview(
+            body, facts=SPARSE, signature="洁家到家", category=preset.category, footer="拒收请回复R"
+        )
         assert sparse.text.endswith(" 拒收请回复R") and "张先生" in sparse.text
 
 
@@ -92,12 +118,14 @@ def test_preset_metadata(preset: Preset) -> None:
 @pytest.mark.parametrize("preset", PRESETS.values(), ids=lambda p: p.name)
 def test_preset_schedules_for_a_customer(preset: Preset) -> None:
     customer = CustomerFacts(
-        last_services={"ac_cleaning": dt.date(2026, 1, 10),
-                       "curtain_washing": dt.date(2025, 3, 1)},
-        first_service=dt.date(2024, 4, 2), region="上海")
+        last_services={"ac_cleaning": dt.date(2026, 1, 10), "curtain_washing": dt.date(2025, 3, 1)},
+        first_service=dt.date(2024, 4, 2),
+        region="上海",
+    )
     after = dt.datetime(2026, 1, 12, tzinfo=dt.UTC)
-    found = next_occurrence(preset.rule, customer=customer, after=after,
-                            tz=ZoneInfo("Asia/Shanghai"))
+    found = next_occurrence(
+        preset.rule, customer=customer, after=after, tz=ZoneInfo("Asia/Shanghai")
+    )
     assert found is not None and found.due_at > after
     expected = {
         "ac_filter_quarterly": dt.date(2026, 4, 10),

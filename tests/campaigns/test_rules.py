@@ -44,8 +44,11 @@ def at(day: dt.date, hour: int, minute: int, tz: ZoneInfo) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=tz).astimezone(UTC)
 
 
-AC = CustomerFacts(last_services={"ac_cleaning": dt.date(2026, 1, 10)},
-                   first_service=dt.date(2023, 5, 20), region="上海")
+AC = CustomerFacts(
+    last_services={"ac_cleaning": dt.date(2026, 1, 10)},
+    first_service=dt.date(2023, 5, 20),
+    region="上海",
+)
 
 
 # --- cadence --------------------------------------------------------------------------------
@@ -63,14 +66,19 @@ def test_cadence_due_every_days_after_the_last_service_at_local_send_time() -> N
 def test_cadence_accepts_the_service_s_chinese_label() -> None:
     assert Cadence("空调清洗", every_days=90).service_type == "ac_cleaning"
     by_label = CustomerFacts(last_services={"空调清洗": dt.date(2026, 1, 10)})
-    found = next_occurrence(Cadence("ac_cleaning", 90), customer=by_label,
-                            after=utc(2026, 2, 1), tz=SHANGHAI)
+    found = next_occurrence(
+        Cadence("ac_cleaning", 90), customer=by_label, after=utc(2026, 2, 1), tz=SHANGHAI
+    )
     assert found is not None and found.local_date == dt.date(2026, 4, 10)
 
 
 def test_cadence_without_that_service_does_not_apply() -> None:
-    assert next_occurrence(Cadence("curtain_washing", 730), customer=AC, after=utc(2026, 2, 1),
-                           tz=SHANGHAI) is None
+    assert (
+        next_occurrence(
+            Cadence("curtain_washing", 730), customer=AC, after=utc(2026, 2, 1), tz=SHANGHAI
+        )
+        is None
+    )
 
 
 def test_cadence_rolls_forward_after_each_fire() -> None:
@@ -85,15 +93,18 @@ def test_cadence_rolls_forward_after_each_fire() -> None:
     assert "last reminder (2026-04-10)" in second.basis
     listed = occurrences(rule, customer=AC, after=utc(2026, 2, 1), tz=SHANGHAI, count=4)
     assert [o.local_date for o in listed] == [
-        dt.date(2026, 4, 10), dt.date(2026, 7, 9), dt.date(2026, 10, 7), dt.date(2027, 1, 5)]
+        dt.date(2026, 4, 10),
+        dt.date(2026, 7, 9),
+        dt.date(2026, 10, 7),
+        dt.date(2027, 1, 5),
+    ]
 
 
 def test_a_newer_service_restarts_the_cadence() -> None:
     rule = Cadence("ac_cleaning", every_days=90, catch_up_days=7)
     fired = utc(2026, 4, 10, 2, 0)
     served_again = CustomerFacts(last_services={"ac_cleaning": dt.date(2026, 5, 1)})
-    found = next_occurrence(rule, customer=served_again, after=fired, tz=SHANGHAI,
-                            last_fired=fired)
+    found = next_occurrence(rule, customer=served_again, after=fired, tz=SHANGHAI, last_fired=fired)
     assert found is not None
     assert found.local_date == dt.date(2026, 7, 30)
     assert "last 空调清洗 (2026-05-01)" in found.basis
@@ -126,8 +137,9 @@ def test_cadence_too_late_moves_to_the_next_date_and_says_why() -> None:
     assert found is not None
     assert found.local_date == dt.date(2026, 7, 9)
     assert not found.caught_up and found.skipped == 1
-    assert found.reason == ("1 reminder from 2026-04-10 to 2026-04-10 skipped: more than 7 "
-                            "days late when found.")
+    assert found.reason == (
+        "1 reminder from 2026-04-10 to 2026-04-10 skipped: more than 7 days late when found."
+    )
 
 
 def test_cadence_years_behind_skips_many_then_catches_up_if_close() -> None:
@@ -151,7 +163,10 @@ def test_iterating_from_a_caught_up_reminder_moves_on() -> None:
     assert listed[0].due_at == now
     # Rolled forward from the day it was actually sent (15 April), not the day it was due.
     assert [o.local_date for o in listed] == [
-        dt.date(2026, 4, 10), dt.date(2026, 7, 14), dt.date(2026, 10, 12)]
+        dt.date(2026, 4, 10),
+        dt.date(2026, 7, 14),
+        dt.date(2026, 10, 12),
+    ]
     assert listed[0].due_at < listed[1].due_at < listed[2].due_at
 
 
@@ -186,28 +201,31 @@ def test_lunar_offset_20_days_before_spring_festival_each_year() -> None:
 def test_plum_rain_offset_uses_the_customer_region_in_the_table_else_the_rule() -> None:
     rule = PlumRainOffset(offset_days=-7)
     table = {"上海": {2026: dt.date(2026, 6, 14)}}
-    found = next_occurrence(rule, customer=AC, after=utc(2026, 1, 1), tz=SHANGHAI,
-                            plum_table=table)
+    found = next_occurrence(rule, customer=AC, after=utc(2026, 1, 1), tz=SHANGHAI, plum_table=table)
     assert found is not None and found.local_date == dt.date(2026, 6, 7)
     assert "上海, company table" in found.basis
     elsewhere = CustomerFacts(region="江苏")
-    found = next_occurrence(rule, customer=elsewhere, after=utc(2026, 1, 1), tz=SHANGHAI,
-                            plum_table=table)
+    found = next_occurrence(
+        rule, customer=elsewhere, after=utc(2026, 1, 1), tz=SHANGHAI, plum_table=table
+    )
     assert found is not None
     assert found.local_date == calendar.traditional_plum_rain_onset(2026) - dt.timedelta(days=7)
     assert "first 丙 day after 芒种" in found.basis
     # A rule fixed to a region uses that row for everyone.
     fixed = PlumRainOffset(offset_days=0, region="上海")
-    found = next_occurrence(fixed, customer=elsewhere, after=utc(2026, 1, 1), tz=SHANGHAI,
-                            plum_table=table)
+    found = next_occurrence(
+        fixed, customer=elsewhere, after=utc(2026, 1, 1), tz=SHANGHAI, plum_table=table
+    )
     assert found is not None and found.local_date == dt.date(2026, 6, 14)
 
 
 def test_fixed_date_and_29_february() -> None:
-    listed = occurrences(FixedDate(2, 29), customer=AC, after=utc(2026, 1, 1), tz=SHANGHAI,
-                         count=3)
+    listed = occurrences(FixedDate(2, 29), customer=AC, after=utc(2026, 1, 1), tz=SHANGHAI, count=3)
     assert [o.local_date for o in listed] == [
-        dt.date(2026, 2, 28), dt.date(2027, 2, 28), dt.date(2028, 2, 29)]
+        dt.date(2026, 2, 28),
+        dt.date(2027, 2, 28),
+        dt.date(2028, 2, 29),
+    ]
     with pytest.raises(Invalid, match="Month 4 has days 1 to 30"):
         FixedDate(4, 31)
 
@@ -220,16 +238,17 @@ def test_anniversary_of_the_first_service() -> None:
     new = CustomerFacts(first_service=dt.date(2026, 3, 1))
     found = next_occurrence(Anniversary(), customer=new, after=utc(2026, 1, 1), tz=SHANGHAI)
     assert found is not None and found.local_date == dt.date(2027, 3, 1)
-    assert next_occurrence(Anniversary(), customer=CustomerFacts(), after=utc(2026, 1, 1),
-                           tz=SHANGHAI) is None
+    assert (
+        next_occurrence(Anniversary(), customer=CustomerFacts(), after=utc(2026, 1, 1), tz=SHANGHAI)
+        is None
+    )
 
 
 def test_a_yearly_rule_does_not_fire_twice_on_one_local_date() -> None:
     rule = FixedDate(6, 1)
     fired = utc(2026, 6, 1, 2, 0)
     # Asked again with an earlier "after" (a clock behind), last_fired still rules it out.
-    found = next_occurrence(rule, customer=AC, after=utc(2026, 5, 1), tz=SHANGHAI,
-                            last_fired=fired)
+    found = next_occurrence(rule, customer=AC, after=utc(2026, 5, 1), tz=SHANGHAI, last_fired=fired)
     assert found is not None and found.local_date == dt.date(2027, 6, 1)
 
 
@@ -258,10 +277,12 @@ def test_daily_reminders_across_the_new_york_switches_neither_loop_nor_skip() ->
     customer = CustomerFacts(last_services={"basic_cleaning": dt.date(2026, 3, 1)})
     for send_time in (dt.time(2, 30), dt.time(1, 30), dt.time(10, 0)):
         rule = Cadence("basic_cleaning", every_days=1, catch_up_days=0, send_time=send_time)
-        listed = occurrences(rule, customer=customer, after=utc(2026, 3, 1, 12), tz=NEW_YORK,
-                             count=20)
+        listed = occurrences(
+            rule, customer=customer, after=utc(2026, 3, 1, 12), tz=NEW_YORK, count=20
+        )
         assert [o.local_date for o in listed] == [
-            dt.date(2026, 3, 2) + dt.timedelta(days=n) for n in range(20)]
+            dt.date(2026, 3, 2) + dt.timedelta(days=n) for n in range(20)
+        ]
         dues = [o.due_at for o in listed]
         assert dues == sorted(set(dues))
 
@@ -274,12 +295,26 @@ def test_a_customer_abroad_gets_the_chinese_date_on_their_own_clock() -> None:
     assert found.due_at == utc(2027, 2, 5, 10, 0)  # 10:00 GMT
 
 
-ZONES = ["America/New_York", "Europe/London", "Asia/Shanghai", "Australia/Lord_Howe",
-         "America/Santiago", "Pacific/Chatham", "Europe/Dublin"]
+ZONES = [
+    "America/New_York",
+    "Europe/London",
+    "Asia/Shanghai",
+    "Australia/Lord_Howe",
+    "America/Santiago",
+    "Pacific/Chatham",
+    "Europe/Dublin",
+]
 RULES: list[Rule] = [
-    FixedDate(3, 8), FixedDate(11, 1), FixedDate(10, 25), FixedDate(2, 29), Anniversary(),
-    SolarTermOffset("春分", -13), SolarTermOffset("立冬", -7), LunarOffset("春节", -20),
-    LunarOffset("中秋", 30), PlumRainOffset(-7),
+    FixedDate(3, 8),
+    FixedDate(11, 1),
+    FixedDate(10, 25),
+    FixedDate(2, 29),
+    Anniversary(),
+    SolarTermOffset("春分", -13),
+    SolarTermOffset("立冬", -7),
+    LunarOffset("春节", -20),
+    LunarOffset("中秋", 30),
+    PlumRainOffset(-7),
 ]
 
 
@@ -288,11 +323,13 @@ RULES: list[Rule] = [
     rule=st.sampled_from(RULES),
     zone=st.sampled_from(ZONES),
     send=st.times().map(lambda t: t.replace(second=0, microsecond=0)),
-    start=st.datetimes(min_value=dt.datetime(2024, 1, 1), max_value=dt.datetime(2030, 1, 1),
-                       timezones=st.just(UTC)),
+    start=st.datetimes(
+        min_value=dt.datetime(2024, 1, 1), max_value=dt.datetime(2030, 1, 1), timezones=st.just(UTC)
+    ),
 )
-def test_yearly_occurrences_strictly_advance_one_per_year(rule: Rule, zone: str, send: dt.time,
-                                                          start: dt.datetime) -> None:
+def test_yearly_occurrences_strictly_advance_one_per_year(
+    rule: Rule, zone: str, send: dt.time, start: dt.datetime
+) -> None:
     tz = ZoneInfo(zone)
     timed = type(rule)(**{**rule.__dict__, "send_time": send})
     customer = CustomerFacts(first_service=dt.date(2020, 3, 8), region="上海")
@@ -306,8 +343,9 @@ def test_yearly_occurrences_strictly_advance_one_per_year(rule: Rule, zone: str,
     years = [o.local_date.year for o in listed]
     assert all(b - a == 1 for a, b in itertools.pairwise(years))
     # The same series, walked from two years earlier, reaches the same occurrences.
-    walked = occurrences(timed, customer=customer, after=start - dt.timedelta(days=730), tz=tz,
-                         count=7)
+    walked = occurrences(
+        timed, customer=customer, after=start - dt.timedelta(days=730), tz=tz, count=7
+    )
     assert [o for o in walked if o.due_at > start][:4] == listed
     for occurrence in listed:
         _check_local_time(occurrence, send, tz)
@@ -330,9 +368,9 @@ def _check_local_time(occurrence: Occurrence, send: dt.time, tz: ZoneInfo) -> No
     served=st.dates(min_value=dt.date(2024, 1, 1), max_value=dt.date(2029, 1, 1)),
     delay=st.integers(min_value=0, max_value=7200),
 )
-def test_cadence_occurrences_strictly_advance_by_the_cadence(zone: str, every: int,
-                                                             send: dt.time, served: dt.date,
-                                                             delay: int) -> None:
+def test_cadence_occurrences_strictly_advance_by_the_cadence(
+    zone: str, every: int, send: dt.time, served: dt.date, delay: int
+) -> None:
     tz = ZoneInfo(zone)
     rule = Cadence("ac_cleaning", every_days=every, catch_up_days=0, send_time=send)
     customer = CustomerFacts(last_services={"ac_cleaning": served})
@@ -381,27 +419,36 @@ def test_from_dict_fills_defaults_and_reads_send_time() -> None:
     assert rule == LunarOffset("端午", 0, dt.time(8, 15))
 
 
-@pytest.mark.parametrize(("data", "words"), [
-    ({"kind": "weekly"}, "Unknown rule kind 'weekly'; use one of: cadence"),
-    ({"service_type": "ac_cleaning"}, "Unknown rule kind None"),
-    ({"kind": "cadence", "service_type": "ac_cleaning"}, "needs 'every_days'"),
-    ({"kind": "cadence", "service_type": "ac_cleaning", "every_days": 90, "every": 3},
-     "has no field 'every'"),
-    ({"kind": "cadence", "service_type": "ac_cleaning", "every_days": "90"},
-     "whole number of days"),
-    ({"kind": "cadence", "service_type": "ac_cleaning", "every_days": True},
-     "whole number of days"),
-    ({"kind": "cadence", "service_type": " ", "every_days": 90}, "needs the service"),
-    ({"kind": "cadence", "service_type": "ac_cleaning", "every_days": 0}, "between 1 and"),
-    ({"kind": "solar_term", "term": "芒钟"}, "not a solar term; use one of: 立春"),
-    ({"kind": "solar_term", "term": "芒种", "offset_days": 400}, "between -180 and 180"),
-    ({"kind": "lunar", "festival": "圣诞节"}, "not a festival"),
-    ({"kind": "fixed_date", "month": 13, "day": 1}, "between 1 and 12"),
-    ({"kind": "fixed_date", "month": 2, "day": 30}, "Month 2 has days 1 to 29"),
-    ({"kind": "anniversary", "send_time": "25:00"}, "must look like 10:00"),
-    ({"kind": "anniversary", "send_time": "10:00+08:00"}, "must look like 10:00"),
-    ("cadence", "must be an object"),
-])
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"kind": "weekly"}, "Unknown rule kind 'weekly'; use one of: cadence"),
+        ({"service_type": "ac_cleaning"}, "Unknown rule kind None"),
+        ({"kind": "cadence", "service_type": "ac_cleaning"}, "needs 'every_days'"),
+        (
+            {"kind": "cadence", "service_type": "ac_cleaning", "every_days": 90, "every": 3},
+            "has no field 'every'",
+        ),
+        (
+            {"kind": "cadence", "service_type": "ac_cleaning", "every_days": "90"},
+            "whole number of days",
+        ),
+        (
+            {"kind": "cadence", "service_type": "ac_cleaning", "every_days": True},
+            "whole number of days",
+        ),
+        ({"kind": "cadence", "service_type": " ", "every_days": 90}, "needs the service"),
+        ({"kind": "cadence", "service_type": "ac_cleaning", "every_days": 0}, "between 1 and"),
+        ({"kind": "solar_term", "term": "芒钟"}, "not a solar term; use one of: 立春"),
+        ({"kind": "solar_term", "term": "芒种", "offset_days": 400}, "between -180 and 180"),
+        ({"kind": "lunar", "festival": "圣诞节"}, "not a festival"),
+        ({"kind": "fixed_date", "month": 13, "day": 1}, "between 1 and 12"),
+        ({"kind": "fixed_date", "month": 2, "day": 30}, "Month 2 has days 1 to 29"),
+        ({"kind": "anniversary", "send_time": "25:00"}, "must look like 10:00"),
+        ({"kind": "anniversary", "send_time": "10:00+08:00"}, "must look like 10:00"),
+        ("cadence", "must be an object"),
+    ],
+)
 def test_bad_rules_are_refused_with_a_sentence(data: object, words: str) -> None:
     with pytest.raises(Invalid) as error:
         rule_from_dict(data)  # type: ignore[arg-type]

@@ -14,27 +14,38 @@ from compliance.service import compose as gate_compose
 from huifang.errors import Invalid
 from tenancy.models import Tenant
 
-FACTS = MessageFacts(customer_name="王女士", company="洁家到家", last_service="ac_cleaning",
-                     last_service_date=dt.date(2026, 3, 8), staff_name="李师傅",
-                     booking_link="https://hf.example.cn/b/tok", report_link=None)
+FACTS = MessageFacts(
+    customer_name="王女士",
+    company="洁家到家",
+    last_service="ac_cleaning",
+    last_service_date=dt.date(2026, 3, 8),
+    staff_name="李师傅",
+    booking_link="https://hf.example.cn/b/tok",
+    report_link=None,
+)
 
 
 def test_render_plain_text_with_variables_and_no_escaping() -> None:
-    text = render("{{ customer_name }}您好，上次{{ last_service }}是{{ last_service_date }}。"
-                  "<a> & \"引号\"", FACTS.variables())
-    assert text == "王女士您好，上次空调清洗是2026年3月8日。<a> & \"引号\""
+    text = render(
+        '{{ customer_name }}您好，上次{{ last_service }}是{{ last_service_date }}。<a> & "引号"',
+        FACTS.variables(),
+    )
+    assert text == '王女士您好，上次空调清洗是2026年3月8日。<a> & "引号"'
 
 
 def test_if_and_filters_work() -> None:
-    template = ("{% if staff_name is defined %}{{ staff_name }}{% else %}师傅{% endif %}"
-                "{{ report_link | default('（无报告）') }}{{ company | upper }}")
+    template = (
+        "{% if staff_name is defined %}{{ staff_name }}{% else %}师傅{% endif %}"
+        "{{ report_link | default('（无报告）') }}{{ company | upper }}"
+    )
     assert render(template, FACTS.variables()) == "李师傅（无报告）洁家到家"
     assert render(template, {"company": "abc"}) == "师傅（无报告）ABC"
 
 
 def test_check_returns_the_variables_used() -> None:
-    assert check("{{ customer_name }}{% if staff_name is defined %}x{% endif %}") == \
-        frozenset({"customer_name", "staff_name"})
+    assert check("{{ customer_name }}{% if staff_name is defined %}x{% endif %}") == frozenset(
+        {"customer_name", "staff_name"}
+    )
 
 
 def test_unknown_variable_has_line_and_suggestion() -> None:
@@ -62,37 +73,41 @@ def test_missing_value_says_how_to_fall_back() -> None:
     assert "default" in error.value.detail
 
 
-@pytest.mark.parametrize("template", [
-    "{{ ''.__class__.__mro__ }}",
-    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
-    "{{ cycler.__init__.__globals__ }}",
-    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
-    "{{ customer_name.__class__ }}",
-    "{{ customer_name['__class__'] }}",
-    "{{ customer_name | attr('__class__') }}",
-    "{{ range(10**9) | list }}",
-    "{{ 'x' * 1000000000 }}",
-    "{{ 9 ** 9 ** 9 }}",
-    "{{ lipsum(10**6) }}",
-    "{{ customer_name.format }}",
-    "{{ '{0.__class__}'.format(customer_name) }}",
-    "{% for x in customer_name %}{{ x }}{% endfor %}",
-    "{% set x = customer_name %}{{ x }}",
-    "{% include '/etc/passwd' %}",
-    "{% extends 'base.html' %}",
-    "{% import 'x' as y %}",
-    "{% macro m() %}{% endmacro %}",
-    "{{ self }}",
-    "{{ config }}",
-    "{{ _ }}",
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+        "{{ customer_name.__class__ }}",
+        "{{ customer_name['__class__'] }}",
+        "{{ customer_name | attr('__class__') }}",
+        "{{ range(10**9) | list }}",
+        "{{ 'x' * 1000000000 }}",
+        "{{ 9 ** 9 ** 9 }}",
+        "{{ lipsum(10**6) }}",
+        "{{ customer_name.format }}",
+        "{{ '{0.__class__}'.format(customer_name) }}",
+        "{% for x in customer_name %}{{ x }}{% endfor %}",
+        "{% set x = customer_name %}{{ x }}",
+        "{% include '/etc/passwd' %}",
+        "{% extends 'base.html' %}",
+        "{% import 'x' as y %}",
+        "{% macro m() %}{% endmacro %}",
+        "{{ self }}",
+        "{{ config }}",
+        "{{ _ }}",
+    ],
+)
 def test_sandbox_escapes_are_refused_before_running(template: str) -> None:
     with pytest.raises(Invalid) as error:
         render(template, FACTS.variables())
     detail = error.value.detail
     assert detail.startswith("Line 1:"), detail
-    assert any(words in detail for words in (
-        "nothing in it was run", "not available", "unknown variable")), detail
+    assert any(
+        words in detail for words in ("nothing in it was run", "not available", "unknown variable")
+    ), detail
 
 
 def test_escape_message_names_the_refused_attribute() -> None:
@@ -141,26 +156,37 @@ def test_values_are_text_not_objects() -> None:
 
 
 def test_preview_composes_signature_and_footer() -> None:
-    shown = preview("{{ customer_name }}您好，预约：{{ booking_link }}", facts=FACTS,
-                    signature="洁家到家", category="marketing")
+    shown = preview(
+        "{{ customer_name }}您好，预约：{{ booking_link }}",
+        facts=FACTS,
+        signature="洁家到家",
+        category="marketing",
+    )
     assert shown.body == "王女士您好，预约：https://hf.example.cn/b/tok"
     assert shown.text == "【洁家到家】王女士您好，预约：https://hf.example.cn/b/tok 回复T退订"
     assert shown.chars == len(shown.text)
-    service = preview("{{ customer_name }}您好", facts=FACTS, signature="洁家到家",
-                      category="service")
+    service = preview(
+        "{{ customer_name }}您好", facts=FACTS, signature="洁家到家", category="service"
+    )
     assert service.text == "【洁家到家】王女士您好"
 
 
-@pytest.mark.parametrize(("body", "category", "footer"), [
-    ("您好", "marketing", "回复T退订"),
-    ("您好 回复T退订", "marketing", "回复T退订"),
-    ("  您好  ", "marketing", "拒收请回复R"),
-    ("您好", "service", "回复T退订"),
-    ("您好", "marketing", ""),
-])
+@pytest.mark.parametrize(
+    ("body", "category", "footer"),
+    [
+        ("您好", "marketing", "回复T退订"),
+        ("您好 回复T退订", "marketing", "回复T退订"),
+        ("  您好  ", "marketing", "拒收请回复R"),
+        ("您好", "service", "回复T退订"),
+        ("您好", "marketing", ""),
+    ],
+)
 def test_compose_matches_the_gate(body: str, category: str, footer: str) -> None:
     tenant = Tenant(name="洁家到家", signature="洁家到家")
     policy = CompliancePolicy(opt_out_footer=footer)
-    assert compose(body, signature="洁家到家", category=category,  # type: ignore[arg-type]
-                   footer=footer) == gate_compose(tenant=tenant, policy=policy, body=body,
-                                                  category=category)  # type: ignore[arg-type]
+    assert compose(
+        body,
+        signature="洁家到家",
+        category=category,  # type: ignore[arg-type]
+        footer=footer,
+    ) == gate_compose(tenant=tenant, policy=policy, body=body, category=category)  # type: ignore[arg-type]

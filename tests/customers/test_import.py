@@ -34,8 +34,9 @@ OLE_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
 # --- building files the way offices produce them -------------------------------------------
 
 
-def csv_file(rows: list[list[object]], *, encoding: str = "utf-8-sig", delimiter: str = ","
-             ) -> bytes:
+def csv_file(
+    rows: list[list[object]], *, encoding: str = "utf-8-sig", delimiter: str = ","
+) -> bytes:
     """A CSV as Excel writes it: CRLF line ends; "utf-8-sig" puts the BOM in front."""
     out = io.StringIO()
     csv.writer(out, delimiter=delimiter, lineterminator="\r\n").writerows(rows)
@@ -83,8 +84,11 @@ SMALL_XLSX = xlsx_file([["姓名", "手机号"]] + [[f"客户{i}", 13900000000 +
 
 
 def upload(client, account, data: bytes, filename: str = "客户名单.csv"):  # type: ignore[no-untyped-def]
-    return client.post("/v1/customers/import", headers=account.headers,
-                       files={"file": (filename, data, "application/octet-stream")})
+    return client.post(
+        "/v1/customers/import",
+        headers=account.headers,
+        files={"file": (filename, data, "application/octet-stream")},
+    )
 
 
 def imported(client, account, data: bytes, filename: str = "客户名单.csv") -> dict:  # type: ignore[no-untyped-def]
@@ -108,17 +112,23 @@ def statuses(report: dict) -> list[tuple[int, str]]:
 
 
 def test_utf8_csv_with_bom_and_chinese_headers(client, account):
-    data = csv_file([
-        ZH_HEADER,
-        ["王女士", "138 0013 8000", "上海", "浦东新区", "老客户、有宠物", "门禁 1203"],
-        ["李先生", "+86 139-0013-9000", "浙江", "杭州", "", ""],
-    ])
+    data = csv_file(
+        [
+            ZH_HEADER,
+            ["王女士", "138 0013 8000", "上海", "浦东新区", "老客户、有宠物", "门禁 1203"],
+            ["李先生", "+86 139-0013-9000", "浙江", "杭州", "", ""],
+        ]
+    )
     assert data.startswith(codecs.BOM_UTF8)
 
     report = imported(client, account, data)
 
     assert (report["imported"], report["updated"], report["unchanged"], report["rejected"]) == (
-        2, 0, 0, 0)
+        2,
+        0,
+        0,
+        0,
+    )
     assert statuses(report) == [(2, "imported"), (3, "imported")]
     stored = customers(client, account)
     wang = stored["+8613800138000"]
@@ -128,15 +138,23 @@ def test_utf8_csv_with_bom_and_chinese_headers(client, account):
     assert report["rows"][0]["customer_id"] == wang["id"]
     li = stored["+8613900139000"]
     assert (li["name"], li["region"], li["city"], li["tags"], li["notes"]) == (
-        "李先生", "浙江", "杭州", [], None)
+        "李先生",
+        "浙江",
+        "杭州",
+        [],
+        None,
+    )
 
 
 @pytest.mark.parametrize("encoding", ["gb18030", "gbk"])
 def test_csv_saved_by_chinese_excel_in_gbk(client, account, encoding):
-    data = csv_file([
-        ZH_HEADER,
-        ["王女士", "13800138000", "广东", "深圳", "老客户，有宠物", "周末上午；带钥匙"],
-    ], encoding=encoding)
+    data = csv_file(
+        [
+            ZH_HEADER,
+            ["王女士", "13800138000", "广东", "深圳", "老客户，有宠物", "周末上午；带钥匙"],
+        ],
+        encoding=encoding,
+    )
     with pytest.raises(UnicodeDecodeError):
         data.decode("utf-8")  # really not UTF-8: the importer has to recognise GBK
 
@@ -145,15 +163,21 @@ def test_csv_saved_by_chinese_excel_in_gbk(client, account, encoding):
     assert statuses(report) == [(2, "imported")]
     wang = customers(client, account)["+8613800138000"]
     assert (wang["name"], wang["region"], wang["city"], wang["notes"]) == (
-        "王女士", "广东", "深圳", "周末上午；带钥匙")
+        "王女士",
+        "广东",
+        "深圳",
+        "周末上午；带钥匙",
+    )
     assert sorted(wang["tags"]) == sorted(["老客户", "有宠物"])
 
 
 def test_english_headers_and_every_tag_separator(client, account):
     separators = ["、", "，", ",", ";", "；", "|", "/", " ; "]
     rows: list[list[object]] = [EN_HEADER]
-    rows += [[f"Client {i}", f"1390000{i:04d}", "", "", f"老客户{sep}有宠物", ""]
-             for i, sep in enumerate(separators)]
+    rows += [
+        [f"Client {i}", f"1390000{i:04d}", "", "", f"老客户{sep}有宠物", ""]
+        for i, sep in enumerate(separators)
+    ]
 
     report = imported(client, account, csv_file(rows))
 
@@ -165,12 +189,15 @@ def test_english_headers_and_every_tag_separator(client, account):
 
 @pytest.mark.parametrize("delimiter", [";", "\t"], ids=["semicolon", "tab"])
 def test_semicolon_and_tab_separated_csv(client, account, delimiter):
-    data = csv_file([
-        ZH_HEADER,
-        # The other separators inside cells must not be taken for the column separator.
-        ["王女士", "13800138000", "上海", "浦东新区", "老客户,有宠物", "门禁, 1203"],
-        ["李先生", "13900139000", "浙江", "杭州", "VIP", "周末, 上午"],
-    ], delimiter=delimiter)
+    data = csv_file(
+        [
+            ZH_HEADER,
+            # The other separators inside cells must not be taken for the column separator.
+            ["王女士", "13800138000", "上海", "浦东新区", "老客户,有宠物", "门禁, 1203"],
+            ["李先生", "13900139000", "浙江", "杭州", "VIP", "周末, 上午"],
+        ],
+        delimiter=delimiter,
+    )
 
     report = imported(client, account, data)
 
@@ -183,19 +210,20 @@ def test_semicolon_and_tab_separated_csv(client, account, delimiter):
 
 
 def test_xlsx_with_phones_stored_as_numbers(client, account):
-    data = xlsx_file([
-        ["姓名", "手机号", "城市", "标签"],
-        ["王女士", 13800138000, "上海", "老客户、有宠物"],   # an int cell
-        ["李先生", 13900139000.0, "杭州", None],           # a float cell, as Excel often keeps it
-        [],                                                 # an empty row is skipped
-        ["陈女士", "137 0013 7000", None, "VIP"],          # a text cell
-        [None, 13600136000, None, None],                    # no name
-    ])
+    data = xlsx_file(
+        [
+            ["姓名", "手机号", "城市", "标签"],
+            ["王女士", 13800138000, "上海", "老客户、有宠物"],  # an int cell
+            ["李先生", 13900139000.0, "杭州", None],  # a float cell, as Excel often keeps it
+            [],  # an empty row is skipped
+            ["陈女士", "137 0013 7000", None, "VIP"],  # a text cell
+            [None, 13600136000, None, None],  # no name
+        ]
+    )
 
     report = imported(client, account, data, filename="客户名单.xlsx")
 
-    assert statuses(report) == [(2, "imported"), (3, "imported"), (5, "imported"),
-                                (6, "rejected")]
+    assert statuses(report) == [(2, "imported"), (3, "imported"), (5, "imported"), (6, "rejected")]
     assert "name is empty" in report["rows"][3]["reason"]
     stored = customers(client, account)
     assert set(stored) == {"+8613800138000", "+8613900139000", "+8613700137000"}
@@ -208,26 +236,37 @@ def test_xlsx_with_phones_stored_as_numbers(client, account):
 
 
 def test_report_says_what_happened_to_every_row(client, account):
-    data = csv_file([
-        ["姓名", "手机号"],
-        ["王女士", "13800138000"],        # 2 imported
-        ["前台", "010 6552 9988"],        # 3 a Beijing landline
-        ["张三", "12345"],                # 4 not a number anyone can have
-        ["", "13900139000"],              # 5 no name
-        [],                               # 6 blank: skipped, but still counted as a line
-        ["王女士", "+86 138-0013-8000"],  # 7 line 2 again, spelled differently
-        ["赵六", ""],                     # 8 no phone
-        ["李先生", "13700137000"],        # 9 imported
-    ])
+    data = csv_file(
+        [
+            ["姓名", "手机号"],
+            ["王女士", "13800138000"],  # 2 imported
+            ["前台", "010 6552 9988"],  # 3 a Beijing landline
+            ["张三", "12345"],  # 4 not a number anyone can have
+            ["", "13900139000"],  # 5 no name
+            [],  # 6 blank: skipped, but still counted as a line
+            ["王女士", "+86 138-0013-8000"],  # 7 line 2 again, spelled differently
+            ["赵六", ""],  # 8 no phone
+            ["李先生", "13700137000"],  # 9 imported
+        ]
+    )
 
     report = imported(client, account, data)
 
     assert statuses(report) == [
-        (2, "imported"), (3, "rejected"), (4, "rejected"), (5, "rejected"), (7, "rejected"),
-        (8, "rejected"), (9, "imported"),
+        (2, "imported"),
+        (3, "rejected"),
+        (4, "rejected"),
+        (5, "rejected"),
+        (7, "rejected"),
+        (8, "rejected"),
+        (9, "imported"),
     ]
     assert (report["imported"], report["updated"], report["unchanged"], report["rejected"]) == (
-        2, 0, 0, 5)
+        2,
+        0,
+        0,
+        5,
+    )
     reasons = {row["row"]: row["reason"] for row in report["rows"]}
     assert "fixed-line" in reasons[3]
     assert "not a valid phone number" in reasons[4]
@@ -240,16 +279,19 @@ def test_report_says_what_happened_to_every_row(client, account):
     stored = customers(client, account)
     assert set(stored) == {"+8613800138000", "+8613700137000"}
     assert {row["customer_id"] for row in report["rows"] if row["customer_id"]} == {
-        c["id"] for c in stored.values()}
+        c["id"] for c in stored.values()
+    }
 
 
 def test_a_too_long_region_or_city_is_a_rejected_row_not_an_error(client, account):
-    data = csv_file([
-        ZH_HEADER,
-        ["王女士", "13800138000", "上海", "浦" * 51, "", ""],
-        ["李先生", "13900139000", "长" * 51, "杭州", "", ""],
-        ["陈女士", "13700137000", "上海", "浦东新区", "", ""],
-    ])
+    data = csv_file(
+        [
+            ZH_HEADER,
+            ["王女士", "13800138000", "上海", "浦" * 51, "", ""],
+            ["李先生", "13900139000", "长" * 51, "杭州", "", ""],
+            ["陈女士", "13700137000", "上海", "浦东新区", "", ""],
+        ]
+    )
 
     report = imported(client, account, data)
 
@@ -301,15 +343,14 @@ def test_a_changed_file_updates_only_the_changed_rows(client, account):
     changed = [
         ZH_HEADER,
         ["王女士", "13800138000", "上海", "闵行区", "老客户", "门禁 1203"],  # moved
-        ["李先生", "139 0013 9000", "浙江", "杭州", "VIP", ""],            # same, spelled apart
-        ["陈女士", "13700137000", "", "", "", ""],                        # same
-        ["赵先生", "13600136000", "江苏", "南京", "", ""],                  # new
+        ["李先生", "139 0013 9000", "浙江", "杭州", "VIP", ""],  # same, spelled apart
+        ["陈女士", "13700137000", "", "", "", ""],  # same
+        ["赵先生", "13600136000", "江苏", "南京", "", ""],  # new
     ]
 
     report = imported(client, account, csv_file(changed))
 
-    assert statuses(report) == [(2, "updated"), (3, "unchanged"), (4, "unchanged"),
-                                (5, "imported")]
+    assert statuses(report) == [(2, "updated"), (3, "unchanged"), (4, "unchanged"), (5, "imported")]
     after = customers(client, account)
     assert after["+8613800138000"]["city"] == "闵行区"
     assert after["+8613800138000"]["id"] == before["+8613800138000"]["id"]
@@ -319,10 +360,18 @@ def test_a_changed_file_updates_only_the_changed_rows(client, account):
 
 
 def test_an_update_never_blanks_fields_and_only_adds_tags(client, account):
-    created = client.post("/v1/customers", headers=account.headers, json={
-        "name": "王女士", "phone": "13800138000", "region": "上海", "city": "浦东新区",
-        "tags": ["老客户", "有宠物"], "notes": "门禁 1203",
-    })
+    created = client.post(
+        "/v1/customers",
+        headers=account.headers,
+        json={
+            "name": "王女士",
+            "phone": "13800138000",
+            "region": "上海",
+            "city": "浦东新区",
+            "tags": ["老客户", "有宠物"],
+            "notes": "门禁 1203",
+        },
+    )
     assert created.status_code == 201
     data = csv_file([ZH_HEADER, ["王女士", "13800138000", "", "", "VIP、老客户", ""]])
 
@@ -339,13 +388,27 @@ def test_an_update_never_blanks_fields_and_only_adds_tags(client, account):
 
 
 def test_importing_never_touches_another_company(client, account, other_account):
-    theirs = client.post("/v1/customers", headers=other_account.headers, json={
-        "name": "别家的王女士", "phone": "13800138000", "city": "北京", "tags": ["别家"],
-    }).json()
+    theirs = client.post(
+        "/v1/customers",
+        headers=other_account.headers,
+        json={
+            "name": "别家的王女士",
+            "phone": "13800138000",
+            "city": "北京",
+            "tags": ["别家"],
+        },
+    ).json()
 
-    report = imported(client, account, csv_file([
-        ZH_HEADER, ["王女士", "13800138000", "上海", "浦东新区", "老客户", ""],
-    ]))
+    report = imported(
+        client,
+        account,
+        csv_file(
+            [
+                ZH_HEADER,
+                ["王女士", "13800138000", "上海", "浦东新区", "老客户", ""],
+            ]
+        ),
+    )
 
     assert statuses(report) == [(2, "imported")]
     assert report["rows"][0]["customer_id"] != theirs["id"]
@@ -362,24 +425,51 @@ REFUSED_FILES = [
     pytest.param(b"", "customers.csv", 422, "empty", id="empty"),
     pytest.param(b"\r\n \r\n\r\n", "customers.csv", 422, "empty", id="only-blank-lines"),
     pytest.param(OLE_MAGIC + bytes(range(256)) * 8, "customers.xls", 415, ".xls", id="old-xls"),
-    pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8, "customers.csv",
-                 415, "neither CSV", id="binary-junk"),
-    pytest.param(SMALL_XLSX[: len(SMALL_XLSX) // 2], "customers.xlsx", 422, "damaged",
-                 id="truncated-xlsx"),
-    pytest.param(b"PK\x03\x04" + b"\x00\x01 not really a zip " * 50, "customers.xlsx", 422,
-                 "damaged", id="zip-magic-then-junk"),
-    pytest.param(corrupt_deflate(SMALL_XLSX, "xl/worksheets/sheet1.xml"),
-                 "customers.xlsx", 422, "damaged", id="xlsx-bad-sheet-data"),
-    pytest.param(corrupt_deflate(SMALL_XLSX, "xl/theme/theme1.xml"),
-                 "customers.xlsx", 422, "damaged", id="xlsx-bad-theme-data"),
-    pytest.param(rezip(SMALL_XLSX, "xl/worksheets/sheet1.xml", lambda xml: xml[: len(xml) // 2]),
-                 "customers.xlsx", 422, "damaged", id="xlsx-truncated-sheet-xml"),
+    pytest.param(
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 8,
+        "customers.csv",
+        415,
+        "neither CSV",
+        id="binary-junk",
+    ),
+    pytest.param(
+        SMALL_XLSX[: len(SMALL_XLSX) // 2], "customers.xlsx", 422, "damaged", id="truncated-xlsx"
+    ),
+    pytest.param(
+        b"PK\x03\x04" + b"\x00\x01 not really a zip " * 50,
+        "customers.xlsx",
+        422,
+        "damaged",
+        id="zip-magic-then-junk",
+    ),
+    pytest.param(
+        corrupt_deflate(SMALL_XLSX, "xl/worksheets/sheet1.xml"),
+        "customers.xlsx",
+        422,
+        "damaged",
+        id="xlsx-bad-sheet-data",
+    ),
+    pytest.param(
+        corrupt_deflate(SMALL_XLSX, "xl/theme/theme1.xml"),
+        "customers.xlsx",
+        422,
+        "damaged",
+        id="xlsx-bad-theme-data",
+    ),
+    pytest.param(
+        rezip(SMALL_XLSX, "xl/worksheets/sheet1.xml", lambda xml: xml[: len(xml) // 2]),
+        "customers.xlsx",
+        422,
+        "damaged",
+        id="xlsx-truncated-sheet-xml",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("data", "filename", "status", "phrase"), REFUSED_FILES)
-def test_unreadable_files_are_refused_with_a_sentence(client, account, data, filename, status,
-                                                      phrase):
+def test_unreadable_files_are_refused_with_a_sentence(
+    client, account, data, filename, status, phrase
+):
     response = upload(client, account, data, filename)
 
     assert response.status_code == status, response.text
@@ -423,8 +513,9 @@ def test_more_rows_than_the_limit_is_refused_whole(client, account, monkeypatch)
 def cli_tenant(committed_db: Database) -> Iterator[int]:
     """A committed company for the CLI, deleted (with its customers) afterwards."""
     with committed_db.session() as session:
-        tenant = tenancy.create_tenant(session=session, name=f"命令行家政 {uuid.uuid4().hex[:6]}",
-                                       signature="测试家政")
+        tenant = tenancy.create_tenant(
+            session=session, name=f"命令行家政 {uuid.uuid4().hex[:6]}", signature="测试家政"
+        )
         tenant_id = tenant.id
     try:
         yield tenant_id
@@ -447,16 +538,22 @@ def committed_phones(database: Database, tenant_id: int) -> set[str]:
 
 def test_cli_imports_a_file_and_writes_the_report(committed_db, cli_tenant, tmp_path):
     source = tmp_path / "客户名单.csv"
-    source.write_bytes(csv_file([
-        ZH_HEADER,
-        ["王女士", "13800138000", "上海", "浦东新区", "老客户", ""],
-        ["前台", "010 6552 9988", "", "", "", ""],
-        ["李先生", "13900139000", "", "", "", ""],
-    ], encoding="gb18030"))
+    source.write_bytes(
+        csv_file(
+            [
+                ZH_HEADER,
+                ["王女士", "13800138000", "上海", "浦东新区", "老客户", ""],
+                ["前台", "010 6552 9988", "", "", "", ""],
+                ["李先生", "13900139000", "", "", "", ""],
+            ],
+            encoding="gb18030",
+        )
+    )
     report = tmp_path / "report.csv"
 
-    result = run_cli("customers", "import", str(source), "--tenant", str(cli_tenant),
-                     "--report", str(report))
+    result = run_cli(
+        "customers", "import", str(source), "--tenant", str(cli_tenant), "--report", str(report)
+    )
 
     assert result.exit_code == 0, result.output
     assert "2 imported, 0 updated, 0 unchanged, 1 rejected" in result.stdout
@@ -465,7 +562,8 @@ def test_cli_imports_a_file_and_writes_the_report(committed_db, cli_tenant, tmp_
     assert committed_phones(committed_db, cli_tenant) == {"+8613800138000", "+8613900139000"}
     lines = list(csv.DictReader(io.StringIO(report.read_text(encoding="utf-8-sig"))))
     assert [(r["line"], r["status"], r["phone"]) for r in lines] == [
-        ("2", "imported", "+8613800138000"), ("3", "rejected", ""),
+        ("2", "imported", "+8613800138000"),
+        ("3", "rejected", ""),
         ("4", "imported", "+8613900139000"),
     ]
     assert "fixed-line" in lines[1]["reason"]
@@ -478,9 +576,15 @@ def test_cli_imports_a_file_and_writes_the_report(committed_db, cli_tenant, tmp_
 
 def test_cli_exits_1_when_no_row_could_be_imported(committed_db, cli_tenant, tmp_path):
     source = tmp_path / "bad.csv"
-    source.write_bytes(csv_file([
-        ["姓名", "手机号"], ["前台", "010 6552 9988"], ["", "13800138000"],
-    ]))
+    source.write_bytes(
+        csv_file(
+            [
+                ["姓名", "手机号"],
+                ["前台", "010 6552 9988"],
+                ["", "13800138000"],
+            ]
+        )
+    )
 
     result = run_cli("customers", "import", str(source), "--tenant", str(cli_tenant))
 
@@ -506,8 +610,10 @@ def test_cli_refuses_an_old_xls_with_a_sentence(committed_db, cli_tenant, tmp_pa
 
 def test_ten_thousand_rows_import_in_seconds(client, account):
     rows: list[list[object]] = [ZH_HEADER]
-    rows += [[f"客户{i}", f"139{i:08d}", "上海", "浦东新区", "老客户、有宠物" if i % 3 == 0 else "",
-              ""] for i in range(10_000)]
+    rows += [
+        [f"客户{i}", f"139{i:08d}", "上海", "浦东新区", "老客户、有宠物" if i % 3 == 0 else "", ""]
+        for i in range(10_000)
+    ]
     data = csv_file(rows)
 
     started = time.perf_counter()
@@ -525,11 +631,13 @@ def test_ten_thousand_rows_import_in_seconds(client, account):
 
 
 def test_a_time_zone_too_long_for_a_file_name_is_a_rejected_row(client, account):
-    data = csv_file([
-        ["姓名", "手机号", "时区"],
-        ["王女士", "13800138000", "Asia/" + "x" * 300],
-        ["陈女士", "13700137000", "Asia/Shanghai"],
-    ])
+    data = csv_file(
+        [
+            ["姓名", "手机号", "时区"],
+            ["王女士", "13800138000", "Asia/" + "x" * 300],
+            ["陈女士", "13700137000", "Asia/Shanghai"],
+        ]
+    )
 
     report = imported(client, account, data)
 

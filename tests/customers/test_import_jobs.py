@@ -47,15 +47,21 @@ def no_queue(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def job_outcomes(session, job_id: int) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
-    return [(r.line, r.status) for r in session.scalars(
-        select(ImportJobRow).where(ImportJobRow.job_id == job_id).order_by(ImportJobRow.line))]
+    return [
+        (r.line, r.status)
+        for r in session.scalars(
+            select(ImportJobRow).where(ImportJobRow.job_id == job_id).order_by(ImportJobRow.line)
+        )
+    ]
 
 
-def test_a_job_imports_in_chunks_with_progress_and_a_report(session, account, small_chunks,
-                                                            no_queue, monkeypatch):
+def test_a_job_imports_in_chunks_with_progress_and_a_report(
+    session, account, small_chunks, no_queue, monkeypatch
+):
     data = csv_file([ZH_HEADER, *rows(9), ["", "13800000000"], ["重复", "13900000003"]])
-    job = import_jobs.create_job(session=session, tenant=account.tenant, data=data,
-                                 filename="客户名单.csv")
+    job = import_jobs.create_job(
+        session=session, tenant=account.tenant, data=data, filename="客户名单.csv"
+    )
     assert no_queue == [job.id] and job.status == "queued" and job.file_bytes == len(data)
 
     progress: list[tuple[int, int | None]] = []
@@ -73,17 +79,26 @@ def test_a_job_imports_in_chunks_with_progress_and_a_report(session, account, sm
     assert job.data is None and job.finished_at is not None and job.error is None
     outcomes = job_outcomes(session, job.id)
     assert outcomes[-2:] == [(11, "rejected"), (12, "rejected")]
-    page, total = import_jobs.job_rows(session=session, tenant_id=account.tenant.id,
-                                       job_id=job.id, page=PageParams(limit=5),
-                                       status="rejected")
+    page, total = import_jobs.job_rows(
+        session=session,
+        tenant_id=account.tenant.id,
+        job_id=job.id,
+        page=PageParams(limit=5),
+        status="rejected",
+    )
     assert total == 2
     # A number seen in an earlier chunk is still a duplicate line.
     assert page[1].reason is not None and "line 5" in page[1].reason
-    assert import_jobs.job_customer_ids(session=session, tenant_id=account.tenant.id,
-                                        job_id=job.id) == [r.customer_id for r in session.scalars(
-        select(ImportJobRow).where(ImportJobRow.job_id == job.id,
-                                   ImportJobRow.status == "imported")
-        .order_by(ImportJobRow.line))]
+    assert import_jobs.job_customer_ids(
+        session=session, tenant_id=account.tenant.id, job_id=job.id
+    ) == [
+        r.customer_id
+        for r in session.scalars(
+            select(ImportJobRow)
+            .where(ImportJobRow.job_id == job.id, ImportJobRow.status == "imported")
+            .order_by(ImportJobRow.line)
+        )
+    ]
 
     again = import_jobs.create_job(session=session, tenant=account.tenant, data=data)
     import_jobs.run(session=session, job_id=again.id)
@@ -91,9 +106,9 @@ def test_a_job_imports_in_chunks_with_progress_and_a_report(session, account, sm
     assert (again.unchanged, again.imported, again.rejected) == (9, 0, 2)
 
 
-def test_a_job_whose_worker_died_is_picked_up_where_it_stopped(session, account,
-                                                                small_chunks, no_queue,
-                                                                monkeypatch):
+def test_a_job_whose_worker_died_is_picked_up_where_it_stopped(
+    session, account, small_chunks, no_queue, monkeypatch
+):
     data = xlsx_file([ZH_HEADER, *rows(10)])
     job = import_jobs.create_job(session=session, tenant=account.tenant, data=data)
     real_write = import_jobs._write_chunk
@@ -124,13 +139,20 @@ def test_a_job_whose_worker_died_is_picked_up_where_it_stopped(session, account,
     session.refresh(job)
     assert (job.status, job.rows_done, job.imported, job.attempts) == ("done", 10, 10, 2)
     assert [line for line, _ in job_outcomes(session, job.id)] == list(range(2, 12))
-    assert session.scalar(select(func.count()).select_from(Customer).where(
-        Customer.tenant_id == account.tenant.id)) == 10
+    assert (
+        session.scalar(
+            select(func.count())
+            .select_from(Customer)
+            .where(Customer.tenant_id == account.tenant.id)
+        )
+        == 10
+    )
 
 
 def test_a_second_delivery_does_not_run_a_job_twice(session, account, no_queue):
-    job = import_jobs.create_job(session=session, tenant=account.tenant,
-                                 data=csv_file([ZH_HEADER, *rows(3)]))
+    job = import_jobs.create_job(
+        session=session, tenant=account.tenant, data=csv_file([ZH_HEADER, *rows(3)])
+    )
     import_jobs.run(session=session, job_id=job.id)
     import_jobs.run(session=session, job_id=job.id)  # acks_late: the task came again
     session.refresh(job)
@@ -138,11 +160,20 @@ def test_a_second_delivery_does_not_run_a_job_twice(session, account, no_queue):
 
 
 def test_a_job_that_keeps_dying_is_given_up_with_a_sentence(session, account, no_queue):
-    job = import_jobs.create_job(session=session, tenant=account.tenant,
-                                 data=csv_file([ZH_HEADER, *rows(3)]))
-    session.execute(update(ImportJob).where(ImportJob.id == job.id).values(
-        status="running", attempts=import_jobs.MAX_ATTEMPTS, rows_done=2, rows_total=3,
-        heartbeat_at=utcnow() - import_jobs.STALE * 2))
+    job = import_jobs.create_job(
+        session=session, tenant=account.tenant, data=csv_file([ZH_HEADER, *rows(3)])
+    )
+    session.execute(
+        update(ImportJob)
+        .where(ImportJob.id == job.id)
+        .values(
+            status="running",
+            attempts=import_jobs.MAX_ATTEMPTS,
+            rows_done=2,
+            rows_total=3,
+            heartbeat_at=utcnow() - import_jobs.STALE * 2,
+        )
+    )
     session.expire_all()
     import_jobs.resume(session=session, now=utcnow())
     session.refresh(job)
@@ -151,10 +182,10 @@ def test_a_job_that_keeps_dying_is_given_up_with_a_sentence(session, account, no
     assert no_queue == [job.id]  # only when it was created
 
 
-def test_a_file_the_job_cannot_read_fails_with_the_readers_sentence(session, account,
-                                                                      no_queue):
-    job = import_jobs.create_job(session=session, tenant=account.tenant,
-                                 data=csv_file([["名字", "地址"], ["王", "上海"]]))
+def test_a_file_the_job_cannot_read_fails_with_the_readers_sentence(session, account, no_queue):
+    job = import_jobs.create_job(
+        session=session, tenant=account.tenant, data=csv_file([["名字", "地址"], ["王", "上海"]])
+    )
     import_jobs.run(session=session, job_id=job.id)
     session.refresh(job)
     assert job.status == "failed" and job.rows_done == 0
@@ -172,20 +203,24 @@ def test_what_is_plainly_no_list_is_refused_at_once(session, account, no_queue, 
 
 def test_routes_start_poll_and_page_the_report(client, account, no_queue, other_account):
     data = csv_file([ZH_HEADER, *rows(3), ["", "x"]])
-    started = client.post("/v1/import-jobs", headers=account.headers,
-                          files={"file": ("名单.csv", data, "text/csv")})
+    started = client.post(
+        "/v1/import-jobs", headers=account.headers, files={"file": ("名单.csv", data, "text/csv")}
+    )
     assert started.status_code == 202, started.text
     job = started.json()
     assert (job["status"], job["rows_done"], job["filename"]) == ("queued", 0, "名单.csv")
-    assert client.get(f"/v1/import-jobs/{job['id']}",
-                      headers=other_account.headers).status_code == 404
-    refused = client.post("/v1/import-jobs", headers=account.headers,
-                          files={"file": ("old.xls", OLE_MAGIC + b"x", "application/vnd.ms-excel")})
+    assert (
+        client.get(f"/v1/import-jobs/{job['id']}", headers=other_account.headers).status_code == 404
+    )
+    refused = client.post(
+        "/v1/import-jobs",
+        headers=account.headers,
+        files={"file": ("old.xls", OLE_MAGIC + b"x", "application/vnd.ms-excel")},
+    )
     assert refused.status_code == 415 and ".xlsx" in refused.json()["detail"]
     listed = client.get("/v1/import-jobs", headers=account.headers).json()
     assert [j["id"] for j in listed["items"]] == [job["id"]]
-    rows_page = client.get(f"/v1/import-jobs/{job['id']}/rows",
-                           headers=account.headers).json()
+    rows_page = client.get(f"/v1/import-jobs/{job['id']}/rows", headers=account.headers).json()
     assert rows_page == {"items": [], "total": 0, "limit": 50, "offset": 0}
 
 
@@ -203,18 +238,22 @@ def company(sqlite_database) -> Iterator[SimpleNamespace]:
         session.execute(delete(Tenant).where(Tenant.id == tenant_id))
 
 
-def test_embedded_worker_imports_and_the_progress_is_pollable(sqlite_database, company,
-                                                             monkeypatch):
+def test_embedded_worker_imports_and_the_progress_is_pollable(
+    sqlite_database, company, monkeypatch
+):
     monkeypatch.setattr(import_jobs, "CHUNK", 200)
     data = xlsx_file([ZH_HEADER, *rows(1000)])
     set_database(sqlite_database)
     worker.load_tasks()  # as huifang.asgi does before it starts the embedded worker
     seen: list[int] = []
     try:
-        with worker.EmbeddedWorker(beat=False), \
-                TestClient(create_app(database=sqlite_database)) as client:
-            job = client.post("/v1/import-jobs", headers=company.headers,
-                              files={"file": ("名单.xlsx", data)}).json()
+        with (
+            worker.EmbeddedWorker(beat=False),
+            TestClient(create_app(database=sqlite_database)) as client,
+        ):
+            job = client.post(
+                "/v1/import-jobs", headers=company.headers, files={"file": ("名单.xlsx", data)}
+            ).json()
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 job = client.get(f"/v1/import-jobs/{job['id']}", headers=company.headers).json()
@@ -222,8 +261,9 @@ def test_embedded_worker_imports_and_the_progress_is_pollable(sqlite_database, c
                 if job["status"] not in ("queued", "running"):
                     break
                 time.sleep(0.05)
-            report = client.get(f"/v1/import-jobs/{job['id']}/rows?limit=500&offset=500",
-                                headers=company.headers).json()
+            report = client.get(
+                f"/v1/import-jobs/{job['id']}/rows?limit=500&offset=500", headers=company.headers
+            ).json()
     finally:
         huifang.db._database = None
     assert job["status"] == "done", job
@@ -233,27 +273,37 @@ def test_embedded_worker_imports_and_the_progress_is_pollable(sqlite_database, c
 
 
 @pytest.mark.services
-def test_a_celery_worker_on_redis_runs_an_import_job(postgres_database, redis_url, tmp_path,
-                                                      monkeypatch):
+def test_a_celery_worker_on_redis_runs_an_import_job(
+    postgres_database, redis_url, tmp_path, monkeypatch
+):
     """Distributed mode: the API process stores the job, a `huifang worker` process on
     Redis and PostgreSQL imports it."""
     monkeypatch.setattr(import_jobs, "_queue", lambda session, job_id: None)
     with postgres_database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="分布式导入", signature="分布式导入")
-        job = import_jobs.create_job(session=session, tenant=tenant,
-                                     data=csv_file([ZH_HEADER, *rows(1200)]))
+        job = import_jobs.create_job(
+            session=session, tenant=tenant, data=csv_file([ZH_HEADER, *rows(1200)])
+        )
         tenant_id, job_id = tenant.id, job.id
-    env = {**os.environ, "HUIFANG_REDIS_URL": redis_url,
-           "HUIFANG_DATABASE_URL": postgres_database.url, "HUIFANG_ENVIRONMENT": "test"}
+    env = {
+        **os.environ,
+        "HUIFANG_REDIS_URL": redis_url,
+        "HUIFANG_DATABASE_URL": postgres_database.url,
+        "HUIFANG_ENVIRONMENT": "test",
+    }
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "huifang.cli", "worker", "-Q", "default", "-c", "1"],
-            env=env, stdout=out, stderr=subprocess.STDOUT)
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     client = Celery(broker=redis_url)
     try:
-        client.send_task("customers.tasks.run_import_job", kwargs={"job_id": job_id},
-                         queue="default")
+        client.send_task(
+            "customers.tasks.run_import_job", kwargs={"job_id": job_id}, queue="default"
+        )
         deadline = time.monotonic() + 90
         status = "queued"
         while time.monotonic() < deadline and status in ("queued", "running"):

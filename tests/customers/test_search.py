@@ -30,25 +30,54 @@ def _fresh_interval_cache() -> None:
 
 
 def visit(session, tenant, customer, days_ago: float, **kw: Any):  # type: ignore[no-untyped-def]
-    return visits.create_visit(session=session, tenant=tenant, customer_id=customer.id,
-                               service_type="ac_cleaning",
-                               finished_at=NOW - dt.timedelta(days=days_ago), **kw)
+    return visits.create_visit(
+        session=session,
+        tenant=tenant,
+        customer_id=customer.id,
+        service_type="ac_cleaning",
+        finished_at=NOW - dt.timedelta(days=days_ago),
+        **kw,
+    )
 
 
 def people(session, tenant):  # type: ignore[no-untyped-def]
     made = {}
     for i, name in enumerate(["同意", "退订", "无同意", "号码失效", "同意但失效"]):
-        made[name] = customers.create_customer(session=session, tenant=tenant, name=name,
-                                               phone=f"1390000{1000 + i}", region="上海市",
-                                               city="浦东新区" if i % 2 else "徐汇区")
+        made[name] = customers.create_customer(
+            session=session,
+            tenant=tenant,
+            name=name,
+            phone=f"1390000{1000 + i}",
+            region="上海市",
+            city="浦东新区" if i % 2 else "徐汇区",
+        )
     for name in ("同意", "退订", "同意但失效"):
-        compliance.record_consent(session=session, tenant_id=tenant.id, customer=made[name],
-                                  source="in_person", evidence="纸质", granted_at=NOW, now=NOW)
-    compliance.opt_out(session=session, tenant=tenant, phone=made["退订"].phone,
-                       reason="reply_opt_out", detail="T", now=NOW)
+        compliance.record_consent(
+            session=session,
+            tenant_id=tenant.id,
+            customer=made[name],
+            source="in_person",
+            evidence="纸质",
+            granted_at=NOW,
+            now=NOW,
+        )
+    compliance.opt_out(
+        session=session,
+        tenant=tenant,
+        phone=made["退订"].phone,
+        reason="reply_opt_out",
+        detail="T",
+        now=NOW,
+    )
     for name in ("号码失效", "同意但失效"):
-        compliance.opt_out(session=session, tenant=tenant, phone=made[name].phone,
-                           reason="unreachable", detail="空号", now=NOW)
+        compliance.opt_out(
+            session=session,
+            tenant=tenant,
+            phone=made[name].phone,
+            reason="unreachable",
+            detail="空号",
+            now=NOW,
+        )
     return made
 
 
@@ -62,8 +91,9 @@ def test_reachability_filters_and_badges(session, account):
     page = PageParams(limit=50)
 
     def find(**kw: Any) -> set[str]:
-        rows, total = search.search_customers(session=session, tenant=tenant, page=page,
-                                              now=NOW, **kw)
+        rows, total = search.search_customers(
+            session=session, tenant=tenant, page=page, now=NOW, **kw
+        )
         assert total == len(rows)
         return names(rows)
 
@@ -83,9 +113,9 @@ def test_reachability_filters_and_badges(session, account):
 def test_no_consent_is_neither_consenting_nor_suppressed(session, account):
     tenant = account.tenant
     people(session, tenant)
-    rows, total = search.search_customers(session=session, tenant=tenant,
-                                          page=PageParams(limit=50), now=NOW,
-                                          reach="no_consent")
+    rows, total = search.search_customers(
+        session=session, tenant=tenant, page=PageParams(limit=50), now=NOW, reach="no_consent"
+    )
     # 退订 lost their consent with the opt-out, but they are opted out, not "no consent".
     assert names(rows) == {"无同意"} and total == 1
 
@@ -93,13 +123,18 @@ def test_no_consent_is_neither_consenting_nor_suppressed(session, account):
 def test_search_by_whole_number_part_of_number_name_tag_and_area(session, account):
     tenant = account.tenant
     made = people(session, tenant)
-    customers.update_customer(session=session, tenant=tenant, customer_id=made["同意"].id,
-                              changes=CustomerUpdate(tags=["老客户"]))
+    customers.update_customer(
+        session=session,
+        tenant=tenant,
+        customer_id=made["同意"].id,
+        changes=CustomerUpdate(tags=["老客户"]),
+    )
     page = PageParams(limit=50)
 
     def find(**kw: Any) -> set[str]:
-        return names(search.search_customers(session=session, tenant=tenant, page=page,
-                                             now=NOW, **kw)[0])
+        return names(
+            search.search_customers(session=session, tenant=tenant, page=page, now=NOW, **kw)[0]
+        )
 
     assert find(q="139 0000 1001") == {"退订"}  # a whole number in any spelling
     assert find(q="+86 13900001001") == {"退订"}
@@ -110,52 +145,71 @@ def test_search_by_whole_number_part_of_number_name_tag_and_area(session, accoun
     assert find(area="浦东") == {"退订", "号码失效"}
     assert find(area="100%") == set()  # LIKE characters are text
     other = make_account(session, signature="别家家政")
-    assert search.search_customers(session=session, tenant=other.tenant, page=page,
-                                   now=NOW)[1] == 0
+    assert search.search_customers(session=session, tenant=other.tenant, page=page, now=NOW)[1] == 0
 
 
 def test_usual_interval_is_the_median_gap_between_visits(session, account):
     tenant = account.tenant
-    assert search.usual_interval_days(session=session, tenant_id=tenant.id, now=NOW,
-                                      cached=False) == search.DEFAULT_INTERVAL_DAYS
+    assert (
+        search.usual_interval_days(session=session, tenant_id=tenant.id, now=NOW, cached=False)
+        == search.DEFAULT_INTERVAL_DAYS
+    )
     for i in range(12):
-        c = customers.create_customer(session=session, tenant=tenant, name=f"常客{i}",
-                                      phone=f"1370000{2000 + i}")
+        c = customers.create_customer(
+            session=session, tenant=tenant, name=f"常客{i}", phone=f"1370000{2000 + i}"
+        )
         for days in (10, 70, 130):  # every 60 days
             visit(session, tenant, c, days)
         visit(session, tenant, c, 130.2)  # the same day: not a gap
-    assert search.usual_interval_days(session=session, tenant_id=tenant.id, now=NOW,
-                                      cached=False) == 60
+    assert (
+        search.usual_interval_days(session=session, tenant_id=tenant.id, now=NOW, cached=False)
+        == 60
+    )
 
 
-def test_churn_risk_is_overdue_against_the_usual_interval_with_nothing_booked(session,
-                                                                               account):
+def test_churn_risk_is_overdue_against_the_usual_interval_with_nothing_booked(session, account):
     tenant = account.tenant
     for i in range(12):  # the company's rhythm: every 30 days
-        c = customers.create_customer(session=session, tenant=tenant, name=f"常客{i}",
-                                      phone=f"1370000{2000 + i}")
+        c = customers.create_customer(
+            session=session, tenant=tenant, name=f"常客{i}", phone=f"1370000{2000 + i}"
+        )
         visit(session, tenant, c, 5)
         visit(session, tenant, c, 35)
-    made = {name: customers.create_customer(session=session, tenant=tenant, name=name,
-                                            phone=f"1360000{3000 + i}")
-            for i, name in enumerate(["久未服务", "刚服务", "从未服务", "已预约", "已排期"])}
+    made = {
+        name: customers.create_customer(
+            session=session, tenant=tenant, name=name, phone=f"1360000{3000 + i}"
+        )
+        for i, name in enumerate(["久未服务", "刚服务", "从未服务", "已预约", "已排期"])
+    }
     visit(session, tenant, made["久未服务"], 60)  # 60 > 1.5 × 30
     visit(session, tenant, made["刚服务"], 20)
     visit(session, tenant, made["已预约"], 90)
-    session.add(Booking(tenant_id=tenant.id, customer_id=made["已预约"].id, status="requested",
-                        channel="reply"))
+    session.add(
+        Booking(
+            tenant_id=tenant.id, customer_id=made["已预约"].id, status="requested", channel="reply"
+        )
+    )
     visit(session, tenant, made["已排期"], 90)
-    visits.create_visit(session=session, tenant=tenant, customer_id=made["已排期"].id,
-                        service_type="ac_cleaning", scheduled_at=NOW + dt.timedelta(days=3))
+    visits.create_visit(
+        session=session,
+        tenant=tenant,
+        customer_id=made["已排期"].id,
+        service_type="ac_cleaning",
+        scheduled_at=NOW + dt.timedelta(days=3),
+    )
     session.flush()
-    assert search.usual_interval_days(session=session, tenant_id=tenant.id, now=NOW,
-                                      cached=False) == 30
-    rows, total = search.search_customers(session=session, tenant=tenant,
-                                          page=PageParams(limit=50), now=NOW, churn_risk=True)
+    assert (
+        search.usual_interval_days(session=session, tenant_id=tenant.id, now=NOW, cached=False)
+        == 30
+    )
+    rows, total = search.search_customers(
+        session=session, tenant=tenant, page=PageParams(limit=50), now=NOW, churn_risk=True
+    )
     assert names(rows) == {"久未服务"} and total == 1
     assert rows[0].churn_risk and rows[0].last_visit_at is not None
-    everyone, _ = search.search_customers(session=session, tenant=tenant,
-                                          page=PageParams(limit=50), now=NOW)
+    everyone, _ = search.search_customers(
+        session=session, tenant=tenant, page=PageParams(limit=50), now=NOW
+    )
     flagged = {r.customer.name for r in everyone if r.churn_risk}
     assert flagged == {"久未服务"}  # the badge and the filter agree
 
@@ -166,8 +220,7 @@ def test_list_route_filters_and_refuses_bad_values(client, account, session):
     assert [c["name"] for c in page["items"]] == ["同意"]
     assert page["items"][0]["reachable"] is True
     assert page["usual_interval_days"] == search.DEFAULT_INTERVAL_DAYS
-    assert client.get("/v1/customers?churn_risk=true", headers=account.headers).json()[
-        "total"] == 0
+    assert client.get("/v1/customers?churn_risk=true", headers=account.headers).json()["total"] == 0
     bad = client.get("/v1/customers?reach=everyone", headers=account.headers)
     assert bad.status_code == 422 and "reach" in bad.json()["detail"]
     long = client.get("/v1/customers?q=" + "x" * 101, headers=account.headers)
@@ -179,11 +232,23 @@ def test_list_route_filters_and_refuses_bad_values(client, account, session):
 
 def _fill(session, tenant_ids: list[int], per_tenant: int) -> None:  # type: ignore[no-untyped-def]
     now = utcnow()
-    session.execute(insert(Customer), [
-        {"tenant_id": t, "name": f"客户{i}", "phone": f"+86139{t:03d}{i:05d}",
-         "region": "上海", "city": "浦东新区", "timezone": "Asia/Shanghai",
-         "created_at": now, "updated_at": now}
-        for t in tenant_ids for i in range(per_tenant)])
+    session.execute(
+        insert(Customer),
+        [
+            {
+                "tenant_id": t,
+                "name": f"客户{i}",
+                "phone": f"+86139{t:03d}{i:05d}",
+                "region": "上海",
+                "city": "浦东新区",
+                "timezone": "Asia/Shanghai",
+                "created_at": now,
+                "updated_at": now,
+            }
+            for t in tenant_ids
+            for i in range(per_tenant)
+        ],
+    )
 
 
 def test_the_main_list_query_uses_indexes_on_postgresql(session, account, backend):
@@ -193,21 +258,28 @@ def test_the_main_list_query_uses_indexes_on_postgresql(session, account, backen
     others = [make_account(session, signature=f"别家{i}家政").tenant.id for i in range(9)]
     tenants = [account.tenant.id, *others]
     _fill(session, tenants, 2000)
-    session.execute(text(
-        "INSERT INTO consent_records (tenant_id, customer_id, phone, source, evidence, "
-        "granted_at, recorded_at) SELECT tenant_id, id, phone, 'import', '合同', now(), now() "
-        "FROM customers WHERE id % 5 <> 0"))
-    session.execute(text(
-        "INSERT INTO suppressions (tenant_id, phone, signature, reason, created_at) "
-        "SELECT c.tenant_id, c.phone, t.signature, 'reply_opt_out', now() FROM customers c "
-        "JOIN tenants t ON t.id = c.tenant_id WHERE c.id % 50 = 1"))
+    session.execute(
+        text(
+            "INSERT INTO consent_records (tenant_id, customer_id, phone, source, evidence, "
+            "granted_at, recorded_at) SELECT tenant_id, id, phone, 'import', '合同', now(), now() "
+            "FROM customers WHERE id % 5 <> 0"
+        )
+    )
+    session.execute(
+        text(
+            "INSERT INTO suppressions (tenant_id, phone, signature, reason, created_at) "
+            "SELECT c.tenant_id, c.phone, t.signature, 'reply_opt_out', now() FROM customers c "
+            "JOIN tenants t ON t.id = c.tenant_id WHERE c.id % 50 = 1"
+        )
+    )
     for table in ("customers", "suppressions", "consent_records", "visits", "bookings"):
         session.execute(text(f"ANALYZE {table}"))
 
     def plan(**kw: Any) -> str:
         stmt = search.search_query(tenant=account.tenant, now=NOW, **kw)
-        compiled = stmt.limit(50).compile(session.get_bind(),
-                                          compile_kwargs={"literal_binds": True})
+        compiled = stmt.limit(50).compile(
+            session.get_bind(), compile_kwargs={"literal_binds": True}
+        )
         return "\n".join(row[0] for row in session.execute(text(f"EXPLAIN {compiled}")))
 
     for kw in ({}, {"reach": "reachable"}, {"reach": "opted_out"}, {"area": "上海"}):
@@ -225,8 +297,7 @@ def test_the_main_list_query_uses_indexes_on_postgresql(session, account, backen
 
 def _sqlite_plan(session, account) -> None:  # type: ignore[no-untyped-def]
     stmt = search.search_query(tenant=account.tenant, now=NOW, reach="reachable", area="上海")
-    compiled = stmt.limit(50).compile(session.get_bind(),
-                                      compile_kwargs={"literal_binds": True})
+    compiled = stmt.limit(50).compile(session.get_bind(), compile_kwargs={"literal_binds": True})
     plan = [row[-1] for row in session.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))]
     assert not any("TEMP B-TREE" in step for step in plan), plan
     assert any("ix_customers_tenant_newest" in step for step in plan), plan

@@ -15,13 +15,19 @@ CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "images"
 
 @pytest.fixture
 def visit(session, account):
-    return make_visit(session, account.tenant, staff=make_staff(session, account.tenant),
-                      areas=["客厅", "厨房"])
+    return make_visit(
+        session, account.tenant, staff=make_staff(session, account.tenant), areas=["客厅", "厨房"]
+    )
 
 
-def phone_jpeg(size: tuple[int, int] = (1600, 1200), *, orientation: int | None = None,
-               gps: bool = False, color: tuple[int, int, int] = (90, 140, 200),
-               taken: str | None = "2026:11:20 10:15:00") -> bytes:
+def phone_jpeg(
+    size: tuple[int, int] = (1600, 1200),
+    *,
+    orientation: int | None = None,
+    gps: bool = False,
+    color: tuple[int, int, int] = (90, 140, 200),
+    taken: str | None = "2026:11:20 10:15:00",
+) -> bytes:
     """A JPEG as a phone writes it: EXIF with capture time, maybe Orientation and GPS."""
     image = Image.new("RGB", size, color)
     # A marker in the stored top-left corner, so orientation handling can be checked.
@@ -38,11 +44,23 @@ def phone_jpeg(size: tuple[int, int] = (1600, 1200), *, orientation: int | None 
     return out.getvalue()
 
 
-def upload(client, account, visit_id: int, data: bytes, *, phase: str = "before",
-           area: str | None = "客厅", filename: str = "IMG_0001.jpg",
-           content_type: str = "image/jpeg"):
+def upload(
+    client,
+    account,
+    visit_id: int,
+    data: bytes,
+    *,
+    phase: str = "before",
+    area: str | None = "客厅",
+    filename: str = "IMG_0001.jpg",
+    content_type: str = "image/jpeg",
+):
     form = {"phase": phase}
     if area:
         form["area"] = area
-    return client.post(f"/v1/visits/{visit_id}/media", headers=account.headers, data=form,
-                       files={"file": (filename, data, content_type)})
+    return client.post(
+        f"/v1/visits/{visit_id}/media",
+        headers=account.headers,
+        data=form,
+        files={"file": (filename, data, content_type)},
+    )

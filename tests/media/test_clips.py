@@ -32,9 +32,14 @@ from visits import service as visits
 LOCATION = "+31.2304+121.4737/"
 
 FACTS = watermark.WatermarkFacts(
-    company="洁净家政", service="空调清洗", phase="服务前",
-    received_at=dt.datetime(2026, 11, 20, 2, 15, tzinfo=dt.UTC), timezone="Asia/Shanghai",
-    code="K7Q2A-9XMA3", staff="李秀兰", area="客厅",
+    company="洁净家政",
+    service="空调清洗",
+    phase="服务前",
+    received_at=dt.datetime(2026, 11, 20, 2, 15, tzinfo=dt.UTC),
+    timezone="Asia/Shanghai",
+    code="K7Q2A-9XMA3",
+    staff="李秀兰",
+    area="客厅",
 )
 
 
@@ -58,8 +63,14 @@ def portrait_clip(clip_dir: Path) -> Path:
 def hd_clip(clip_dir: Path) -> Path:
     """1080p at 60 fps with a location and a capture time in the container."""
     path = clip_dir / "hd.mp4"
-    samples.room_clip(path, seconds=2, size=(1920, 1080), fps=60, seed=2,
-                      metadata={"location": LOCATION, "creation_time": "2026-11-20T10:15:00Z"})
+    samples.room_clip(
+        path,
+        seconds=2,
+        size=(1920, 1080),
+        fps=60,
+        seed=2,
+        metadata={"location": LOCATION, "creation_time": "2026-11-20T10:15:00Z"},
+    )
     return path
 
 
@@ -90,9 +101,23 @@ def secret(clip_dir: Path) -> tuple[Path, bytes]:
 def _frame(path: Path, at: float, *, autorotate: bool = True) -> Image.Image:
     """The decoded frame at ``at`` seconds, as ffmpeg shows it (upright unless told not to)."""
     out = path.with_name(f"{path.stem}-{at:.2f}-{autorotate}.png")
-    ffmpeg.run(["-ss", str(at), *([] if autorotate else ["-noautorotate"]),
-                *ffmpeg.input_args(path, "mp4"), "-frames:v", "1", "-f", "image2",
-                "-update", "1", "-c:v", "png", str(out)])
+    ffmpeg.run(
+        [
+            "-ss",
+            str(at),
+            *([] if autorotate else ["-noautorotate"]),
+            *ffmpeg.input_args(path, "mp4"),
+            "-frames:v",
+            "1",
+            "-f",
+            "image2",
+            "-update",
+            "1",
+            "-c:v",
+            "png",
+            str(out),
+        ]
+    )
     with Image.open(out) as image:
         return image.convert("RGB")
 
@@ -104,9 +129,9 @@ def _info(path: Path) -> str:
 def _top_level_boxes(data: bytes) -> list[str]:
     boxes, offset = [], 0
     while offset + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
         if size == 1:
-            size = struct.unpack(">Q", data[offset + 8:offset + 16])[0]
+            size = struct.unpack(">Q", data[offset + 8 : offset + 16])[0]
         elif size == 0:
             size = len(data) - offset
         boxes.append(kind.decode("latin-1"))
@@ -154,8 +179,9 @@ def test_a_1080p_clip_is_made_small_h264_aac_constant_rate_faststart_and_bare(hd
     assert (result.trimmed, result.has_audio, result.bytes) == (False, True, out.stat().st_size)
     # Constant frame rate: every frame lasts exactly 1/30 s (60 fps in, 30 out).
     lines = ffmpeg.run(["-i", str(out), "-map", "0:v", "-f", "framemd5", "-"]).stdout
-    pts = sorted(int(line.split(",")[1]) for line in lines.splitlines()
-                 if line and not line.startswith("#"))
+    pts = sorted(
+        int(line.split(",")[1]) for line in lines.splitlines() if line and not line.startswith("#")
+    )
     assert len(pts) == 60
     assert len({b - a for a, b in itertools.pairwise(pts)}) == 1
     # +faststart: the index (moov) comes before the media data (mdat).
@@ -204,8 +230,9 @@ def test_a_poster_is_a_jpeg_of_the_clip(small_clip, tmp_path):
 
 def test_running_out_of_time_is_a_sentence_about_trimming(small_clip, tmp_path):
     with pytest.raises(Invalid, match=r"took too long.*trim it on the phone"):
-        clips.normalize(small_clip, "mp4", tmp_path / "late.mp4", max_seconds=60, overlay=None,
-                        timeout=0.01)
+        clips.normalize(
+            small_clip, "mp4", tmp_path / "late.mp4", max_seconds=60, overlay=None, timeout=0.01
+        )
     assert not (tmp_path / "late.mp4").exists()
 
 
@@ -226,8 +253,15 @@ def test_a_cut_off_clip_is_refused_whether_its_index_is_first_or_last(small_clip
 
 
 def test_an_8k_clip_is_refused_before_it_is_decoded(small_clip, monkeypatch):
-    eight_k = ffmpeg.Probe(duration=2.0, width=7680, height=4320, rotation=0, fps=30.0,
-                           video_codec="hevc", audio_codec="aac")
+    eight_k = ffmpeg.Probe(
+        duration=2.0,
+        width=7680,
+        height=4320,
+        rotation=0,
+        fps=30.0,
+        video_codec="hevc",
+        audio_codec="aac",
+    )
     monkeypatch.setattr(ffmpeg, "probe", lambda *args, **kwargs: eight_k)
     with pytest.raises(TooLarge, match="set the camera to 4K or 1080p"):
         clips.probe(small_clip, "mp4")
@@ -298,8 +332,9 @@ def test_a_clip_is_accepted_processed_and_served(client, session, account, visit
     assert page.status_code == 200 and poster["url"] in page.text
 
 
-def test_a_clip_over_the_company_cap_is_trimmed_and_says_so(client, session, account, visit,
-                                                             long_clip):
+def test_a_clip_over_the_company_cap_is_trimmed_and_says_so(
+    client, session, account, visit, long_clip
+):
     assert account.tenant.clip_max_seconds == 60
     created = _upload_clip(client, account, visit.id, long_clip.read_bytes()).json()
     _process(session, created["id"])
@@ -322,16 +357,22 @@ def _hostile_files(secret_path: Path) -> dict[str, bytes]:
     where = str(secret_path).encode()
     ftyp = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
     return {
-        "playlist": (b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\nfile://" + where
-                     + b"\n#EXTINF:10.0,\n" + where + b"\n#EXT-X-ENDLIST\n"),
+        "playlist": (
+            b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\nfile://"
+            + where
+            + b"\n#EXTINF:10.0,\n"
+            + where
+            + b"\n#EXT-X-ENDLIST\n"
+        ),
         "ffconcat": b"ffconcat version 1.0\nfile '" + where + b"'\nduration 10\n",
         "ftyp-then-ffconcat": ftyp + b"ffconcat version 1.0\nfile '" + where + b"'\n",
         "ftyp-then-playlist": ftyp + b"\n#EXTM3U\n#EXTINF:10.0,\n" + where + b"\n#EXT-X-ENDLIST\n",
     }
 
 
-def test_playlists_and_concat_lists_never_read_a_local_file(client, session, account, visit,
-                                                           secret):
+def test_playlists_and_concat_lists_never_read_a_local_file(
+    client, session, account, visit, secret
+):
     secret_path, content = secret
     assert secret_path.read_bytes().startswith(content)  # there is something to steal
     outcomes = {}
@@ -357,8 +398,7 @@ def test_playlists_and_concat_lists_never_read_a_local_file(client, session, acc
             assert content not in path.read_bytes(), path
 
 
-def test_a_truncated_clip_ends_failed_with_a_sentence(client, session, account, visit,
-                                                       small_clip):
+def test_a_truncated_clip_ends_failed_with_a_sentence(client, session, account, visit, small_clip):
     whole = small_clip.read_bytes()
     response = _upload_clip(client, account, visit.id, whole[: len(whole) // 2])
     assert response.status_code == 202, response.text
@@ -372,8 +412,19 @@ def test_a_truncated_clip_ends_failed_with_a_sentence(client, session, account, 
 def test_a_file_without_pictures_ends_failed(client, session, account, visit, clip_dir):
     sound = clip_dir / "sound-only.mp4"
     if not sound.exists():
-        ffmpeg.run(["-f", "lavfi", "-i", "sine=frequency=300:duration=2", "-c:a", "aac",
-                    "-f", "mp4", str(sound)])
+        ffmpeg.run(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=300:duration=2",
+                "-c:a",
+                "aac",
+                "-f",
+                "mp4",
+                str(sound),
+            ]
+        )
     response = _upload_clip(client, account, visit.id, sound.read_bytes(), name="voice.mp4")
     assert response.status_code == 202, response.text
     _process(session, response.json()["id"])
@@ -385,10 +436,19 @@ def test_a_clip_being_processed_is_not_taken_for_lost(session, account, visit, s
     now = dt.datetime.now(dt.UTC)
     rows = []
     for kind, minutes in (("clip", 5), ("clip", 9), ("photo", 5)):
-        row = Media(tenant_id=account.tenant.id, visit_id=visit.id, kind=kind, phase="before",
-                    status="processing", original_path="originals/x.mp4",
-                    sha256=f"{kind}{minutes}".ljust(64, "0"), bytes=1, mime="video/mp4",
-                    received_at=now, verification_code=f"TEST{kind[:2]}{minutes:02d}".upper())
+        row = Media(
+            tenant_id=account.tenant.id,
+            visit_id=visit.id,
+            kind=kind,
+            phase="before",
+            status="processing",
+            original_path="originals/x.mp4",
+            sha256=f"{kind}{minutes}".ljust(64, "0"),
+            bytes=1,
+            mime="video/mp4",
+            received_at=now,
+            verification_code=f"TEST{kind[:2]}{minutes:02d}".upper(),
+        )
         session.add(row)
         session.flush()
         row.updated_at = now - dt.timedelta(minutes=minutes)
@@ -408,23 +468,32 @@ def company(sqlite_database):
     with sqlite_database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="短片家政", signature="短片家政")
         _, key = tenancy.create_api_key(session=session, tenant=tenant)
-        customer = customers.create_customer(session=session, tenant=tenant, name="王女士",
-                                             phone="13800138000")
-        visit = visits.create_visit(session=session, tenant=tenant, customer_id=customer.id,
-                                    service_type="deep_cleaning", areas=["客厅"])
+        customer = customers.create_customer(
+            session=session, tenant=tenant, name="王女士", phone="13800138000"
+        )
+        visit = visits.create_visit(
+            session=session,
+            tenant=tenant,
+            customer_id=customer.id,
+            service_type="deep_cleaning",
+            areas=["客厅"],
+        )
         ids = (tenant.id, visit.id)
     yield SimpleNamespace(headers={"Authorization": f"Bearer {key}"}), ids[1]
     with sqlite_database.session() as session:
         session.execute(delete(Tenant).where(Tenant.id == ids[0]))
 
 
-def test_embedded_mode_processes_a_portrait_clip_on_the_queue(sqlite_database, company,
-                                                              portrait_clip):
+def test_embedded_mode_processes_a_portrait_clip_on_the_queue(
+    sqlite_database, company, portrait_clip
+):
     account, visit_id = company
     set_database(sqlite_database)
     try:
-        with worker.EmbeddedWorker(beat=False), \
-                TestClient(create_app(database=sqlite_database)) as client:
+        with (
+            worker.EmbeddedWorker(beat=False),
+            TestClient(create_app(database=sqlite_database)) as client,
+        ):
             created = _upload_clip(client, account, visit_id, portrait_clip.read_bytes())
             assert created.status_code == 202, created.text
             deadline = time.monotonic() + 60

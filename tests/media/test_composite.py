@@ -16,8 +16,9 @@ BEFORE, AFTER = (70, 110, 170), (60, 150, 90)
 BEFORE_BAND, AFTER_BAND = (230, 40, 200), (240, 200, 20)
 
 
-def photo(size: tuple[int, int], color: tuple[int, int, int],
-          band: tuple[int, int, int]) -> Image.Image:
+def photo(
+    size: tuple[int, int], color: tuple[int, int, int], band: tuple[int, int, int]
+) -> Image.Image:
     """A flat photo with a distinct band along its bottom edge, where the watermark lives."""
     image = Image.new("RGB", size, color)
     ImageDraw.Draw(image).rectangle((0, round(size[1] * 0.93), size[0], size[1]), fill=band)
@@ -29,8 +30,9 @@ def near(pixel: object, color: tuple[int, int, int], tolerance: int = 12) -> boo
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, color, strict=True))
 
 
-def label_ink(image: Image.Image, box: tuple[int, int, int, int],
-              source: tuple[int, int, int]) -> tuple[int, int]:
+def label_ink(
+    image: Image.Image, box: tuple[int, int, int, int], source: tuple[int, int, int]
+) -> tuple[int, int]:
     """(pixels unlike the source photo, near-white pixels) inside ``box``."""
     region = image.crop(box)
     changed = white = 0
@@ -43,8 +45,9 @@ def label_ink(image: Image.Image, box: tuple[int, int, int, int],
 
 
 def test_landscape_pair_stands_side_by_side_with_both_labels():
-    result = before_after(photo((1600, 1200), BEFORE, BEFORE_BAND),
-                          photo((1600, 1200), AFTER, AFTER_BAND))
+    result = before_after(
+        photo((1600, 1200), BEFORE, BEFORE_BAND), photo((1600, 1200), AFTER, AFTER_BAND)
+    )
     assert result.mode == "RGB" and result.width > result.height
     half = result.width // 2
     # Each half keeps its photo, before on the left.
@@ -60,8 +63,9 @@ def test_landscape_pair_stands_side_by_side_with_both_labels():
 
 
 def test_portrait_shots_are_stacked_before_on_top():
-    result = before_after(photo((900, 1200), BEFORE, BEFORE_BAND),
-                          photo((1600, 1200), AFTER, AFTER_BAND))
+    result = before_after(
+        photo((900, 1200), BEFORE, BEFORE_BAND), photo((1600, 1200), AFTER, AFTER_BAND)
+    )
     assert result.height > result.width
     assert near(result.getpixel((result.width // 2, result.height // 4)), BEFORE)
     assert near(result.getpixel((result.width // 2, result.height * 3 // 4)), AFTER)
@@ -92,8 +96,9 @@ def test_different_sizes_are_fitted_whole_with_their_bottom_rows():
 
 
 def test_stacked_pair_keeps_both_bottom_bands():
-    result = before_after(photo((1200, 1600), BEFORE, BEFORE_BAND),
-                          photo((1200, 1600), AFTER, AFTER_BAND))
+    result = before_after(
+        photo((1200, 1600), BEFORE, BEFORE_BAND), photo((1200, 1600), AFTER, AFTER_BAND)
+    )
     column = _column(result, result.width // 2)
     before_band = [y for y, p in enumerate(column) if near(p, BEFORE_BAND)]
     after_rows = [y for y, p in enumerate(column) if near(p, AFTER)]
@@ -102,16 +107,20 @@ def test_stacked_pair_keeps_both_bottom_bands():
     assert near(column[-1], AFTER_BAND)
 
 
-@pytest.mark.parametrize(("first", "second"), [
-    ((4000, 3000), (4000, 3000)),
-    ((3000, 4000), (4000, 3000)),
-    ((5000, 1000), (1000, 5000)),
-    ((300, 200), (200, 300)),
-])
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ((4000, 3000), (4000, 3000)),
+        ((3000, 4000), (4000, 3000)),
+        ((5000, 1000), (1000, 5000)),
+        ((300, 200), (200, 300)),
+    ],
+)
 def test_long_edge_stays_within_max_edge(first, second):
     for max_edge in (2048, 1000, 333):
-        result = before_after(photo(first, BEFORE, BEFORE_BAND), photo(second, AFTER, AFTER_BAND),
-                              max_edge=max_edge)
+        result = before_after(
+            photo(first, BEFORE, BEFORE_BAND), photo(second, AFTER, AFTER_BAND), max_edge=max_edge
+        )
         assert max(result.size) <= max_edge
 
 
@@ -131,8 +140,10 @@ def test_sample_composite_for_eyes():
     before = watermark.apply(sample_photo(), facts)
     after_photo = sample_photo()
     ImageDraw.Draw(after_photo).ellipse((700, 460, 1030, 770), fill=(225, 232, 236))
-    after = watermark.apply(after_photo, make_facts(phase="服务后", received_at=later,
-                                                    captured_at=None, code="P3M8-Q2ZC"))
+    after = watermark.apply(
+        after_photo,
+        make_facts(phase="服务后", received_at=later, captured_at=None, code="P3M8-Q2ZC"),
+    )
     before_after(before, after).save(ARTIFACTS / "before_after_sample.png")
     portrait = sample_photo((1536, 2048))
     stacked = before_after(watermark.apply(portrait, facts), after)

@@ -34,16 +34,19 @@ def _write(tmp_path: Path, data: bytes, name: str = "upload.bin") -> Path:
 RGB = Image.new("RGB", (64, 48), (10, 120, 200))
 
 
-@pytest.mark.parametrize(("data", "fmt", "kind"), [
-    (_bytes_of(RGB, "JPEG"), "jpeg", "photo"),
-    (_bytes_of(RGB, "PNG"), "png", "photo"),
-    (_bytes_of(RGB, "WEBP"), "webp", "photo"),
-    (_bytes_of(RGB, "AVIF"), "avif", "photo"),
-    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "heif", "photo"),
-    (b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41", "mp4", "clip"),
-    (b"\x00\x00\x00\x14ftypqt  \x00\x00\x02\x00qt  ", "mov", "clip"),
-    (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01webm", "webm", "clip"),
-])
+@pytest.mark.parametrize(
+    ("data", "fmt", "kind"),
+    [
+        (_bytes_of(RGB, "JPEG"), "jpeg", "photo"),
+        (_bytes_of(RGB, "PNG"), "png", "photo"),
+        (_bytes_of(RGB, "WEBP"), "webp", "photo"),
+        (_bytes_of(RGB, "AVIF"), "avif", "photo"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "heif", "photo"),
+        (b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41", "mp4", "clip"),
+        (b"\x00\x00\x00\x14ftypqt  \x00\x00\x02\x00qt  ", "mov", "clip"),
+        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01webm", "webm", "clip"),
+    ],
+)
 def test_sniff_decides_by_content(data, fmt, kind):
     sniffed = imaging.sniff(data[:64])
     assert (sniffed.format, sniffed.kind) == (fmt, kind)
@@ -54,14 +57,17 @@ def test_heic_from_pillow_heif_is_sniffed_as_heif():
     assert imaging.sniff(_bytes_of(RGB, "HEIF")[:64]).format == "heif"
 
 
-@pytest.mark.parametrize(("data", "what"), [
-    (b"<!DOCTYPE html><html>", "web page"),
-    (b"\xef\xbb\xbf<svg xmlns='http://www.w3.org/2000/svg'>", "SVG"),
-    (b"%PDF-1.4", "PDF"),
-    (b"#EXTM3U\n#EXT-X-VERSION:3\n", "playlist"),
-    (b"GIF89a\x01\x00", "GIF"),
-    (b"just some text", "not a photo"),
-])
+@pytest.mark.parametrize(
+    ("data", "what"),
+    [
+        (b"<!DOCTYPE html><html>", "web page"),
+        (b"\xef\xbb\xbf<svg xmlns='http://www.w3.org/2000/svg'>", "SVG"),
+        (b"%PDF-1.4", "PDF"),
+        (b"#EXTM3U\n#EXT-X-VERSION:3\n", "playlist"),
+        (b"GIF89a\x01\x00", "GIF"),
+        (b"just some text", "not a photo"),
+    ],
+)
 def test_sniff_refuses_what_is_not_a_photo_or_clip(data, what):
     with pytest.raises(UnsupportedType, match=what):
         imaging.sniff(data)
@@ -88,8 +94,10 @@ UPRIGHT_SIZE = {
 }
 
 
-@pytest.mark.skipif(not (CORPUS / "INDEX.tsv").exists(),
-                    reason="../shared/corpus/images is not beside this checkout (CI has it)")
+@pytest.mark.skipif(
+    not (CORPUS / "INDEX.tsv").exists(),
+    reason="../shared/corpus/images is not beside this checkout (CI has it)",
+)
 @pytest.mark.parametrize(("name", "verdict"), _corpus())
 def test_corpus_conformance(name, verdict):
     """accept → upright RGB; reject → 413/415/422 with a sentence; never anything else."""
@@ -161,7 +169,8 @@ def test_capture_time_is_read_with_its_offset_and_checked_for_plausibility(tmp_p
     exif.get_ifd(0x8769).update({0x9003: "2026:11:20 10:15:00", 0x9011: "+08:00"})
     path = _write(tmp_path, _bytes_of(image, "JPEG", exif=exif), "t.jpg")
     assert imaging.open_photo(path, now=NOW).captured_at == dt.datetime(
-        2026, 11, 20, 2, 15, tzinfo=dt.UTC)
+        2026, 11, 20, 2, 15, tzinfo=dt.UTC
+    )
     for bad in ("1970:01:01 00:00:00", "2031:01:01 00:00:00", "garbage", "0000:00:00 00:00:00"):
         exif = Image.Exif()
         exif.get_ifd(0x8769)[0x9003] = bad
@@ -209,11 +218,11 @@ def test_a_png_with_damaged_image_data_is_refused_not_half_decoded(tmp_path):
     noise = Image.merge("RGB", [Image.effect_noise((300, 200), 60) for _ in range(3)])
     data = bytearray(_bytes_of(noise, "PNG"))
     start = data.find(b"IDAT") - 4
-    length = struct.unpack(">I", data[start:start + 4])[0]
+    length = struct.unpack(">I", data[start : start + 4])[0]
     middle = start + 8 + length // 2
     for i in range(40):
         data[middle + i] ^= 0x5A  # corrupt the compressed pixels, keep the chunk CRC valid
-    crc = zlib.crc32(bytes(data[start + 4:start + 8 + length])) & 0xFFFFFFFF
-    data[start + 8 + length:start + 12 + length] = struct.pack(">I", crc)
+    crc = zlib.crc32(bytes(data[start + 4 : start + 8 + length])) & 0xFFFFFFFF
+    data[start + 8 + length : start + 12 + length] = struct.pack(">I", crc)
     with pytest.raises(Invalid):
         imaging.open_photo(_write(tmp_path, bytes(data), "damaged.png"))

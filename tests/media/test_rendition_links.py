@@ -42,8 +42,7 @@ def _report_photo_links(client, account, visit_id: int) -> list[str]:
 
 
 def test_photo_links_close_when_their_report_expires(client, session, account, visit):
-    media_id = _ready(client, session, account, visit.id, _room(clean=True, seed=1),
-                      phase="after")
+    media_id = _ready(client, session, account, visit.id, _room(clean=True, seed=1), phase="after")
     links = _report_photo_links(client, account, visit.id)
     report = session.scalars(select(Report).where(Report.visit_id == visit.id)).one()
     left = (report.expires_at - dt.datetime.now(dt.UTC)).total_seconds()
@@ -57,9 +56,14 @@ def test_photo_links_close_when_their_report_expires(client, session, account, v
     assert "/m/" in client.get(f"/v/{code['verification_code']}").text
 
     _expire(session, visit.id)
-    assert client.get(_path(client.get(f"/v1/visits/{visit.id}/report",
-                                       headers=account.headers).json()["url"])
-                      ).status_code == 410
+    assert (
+        client.get(
+            _path(
+                client.get(f"/v1/visits/{visit.id}/report", headers=account.headers).json()["url"]
+            )
+        ).status_code
+        == 410
+    )
     for link in links + [_path(r["url"]) for r in renditions["renditions"]]:
         answer = client.get(link)
         assert answer.status_code == 410, link
@@ -80,8 +84,7 @@ def test_rebuilding_the_report_opens_the_links_again(client, session, account, v
 
 
 def test_before_a_report_the_link_is_cached_briefly(client, session, account, visit):
-    media_id = _ready(client, session, account, visit.id, _room(clean=True, seed=3),
-                      phase="after")
+    media_id = _ready(client, session, account, visit.id, _room(clean=True, seed=3), phase="after")
     media = client.get(f"/v1/media/{media_id}", headers=account.headers).json()
     answer = client.get(_path(media["renditions"][0]["url"]))
     assert answer.status_code == 200
@@ -89,15 +92,22 @@ def test_before_a_report_the_link_is_cached_briefly(client, session, account, vi
 
 
 def test_a_campaign_picture_stays_while_the_campaign_can_send(client, session, account, visit):
-    media_id = _ready(client, session, account, visit.id, _room(clean=True, seed=4),
-                      phase="after")
+    media_id = _ready(client, session, account, visit.id, _room(clean=True, seed=4), phase="after")
     links = _report_photo_links(client, account, visit.id)
     media = client.get(f"/v1/media/{media_id}", headers=account.headers).json()
     picture = next(_path(r["url"]) for r in media["renditions"] if r["kind"] == "mms")
-    created = client.post("/v1/campaigns", headers=account.headers, json={
-        "name": "年度回访", "preset": "yearly_checkin",
-        "mms": {"body": "{{ customer_name }}您好，一年了，该做保养了。预约：{{ booking_link }}",
-                "image_media_id": media_id}})
+    created = client.post(
+        "/v1/campaigns",
+        headers=account.headers,
+        json={
+            "name": "年度回访",
+            "preset": "yearly_checkin",
+            "mms": {
+                "body": "{{ customer_name }}您好，一年了，该做保养了。预约：{{ booking_link }}",
+                "image_media_id": media_id,
+            },
+        },
+    )
     assert created.status_code == 201, created.text
     _expire(session, visit.id)
 

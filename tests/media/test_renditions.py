@@ -89,8 +89,7 @@ def test_a_heic_with_a_192_kb_exif_encodes():
 
 def test_a_jpeg_comment_never_reaches_a_rendition(tmp_path):
     path = tmp_path / "commented.jpg"
-    Image.new("RGB", (300, 200), (50, 90, 120)).save(path, "JPEG",
-                                                      comment=b"customer 13800138000")
+    Image.new("RGB", (300, 200), (50, 90, 120)).save(path, "JPEG", comment=b"customer 13800138000")
     decoded = imaging.open_photo(path)
     for made in renditions.standard_set(decoded.image):
         assert b"13800138000" not in made.data, made.kind

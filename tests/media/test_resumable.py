@@ -24,16 +24,23 @@ OCTETS = {"Content-Type": "application/offset+octet-stream"}
 
 
 def metadata(**fields: str) -> str:
-    return ",".join(f"{key} {base64.b64encode(value.encode()).decode()}"
-                    for key, value in fields.items())
+    return ",".join(
+        f"{key} {base64.b64encode(value.encode()).decode()}" for key, value in fields.items()
+    )
 
 
 def create(client, account, visit_id: int, length: int, **fields: str):
     fields.setdefault("phase", "before")
     fields.setdefault("area", "客厅")
-    return client.post(f"/v1/visits/{visit_id}/uploads", headers={
-        **account.headers, **TUS, "Upload-Length": str(length),
-        "Upload-Metadata": metadata(**fields)})
+    return client.post(
+        f"/v1/visits/{visit_id}/uploads",
+        headers={
+            **account.headers,
+            **TUS,
+            "Upload-Length": str(length),
+            "Upload-Metadata": metadata(**fields),
+        },
+    )
 
 
 def opened(client, account, visit_id: int, data: bytes, **fields: str) -> str:
@@ -43,8 +50,11 @@ def opened(client, account, visit_id: int, data: bytes, **fields: str) -> str:
 
 
 def patch(client, account, location: str, offset: int, data: bytes):
-    return client.patch(location, content=data, headers={
-        **account.headers, **TUS, **OCTETS, "Upload-Offset": str(offset)})
+    return client.patch(
+        location,
+        content=data,
+        headers={**account.headers, **TUS, **OCTETS, "Upload-Offset": str(offset)},
+    )
 
 
 def head(client, account, location: str):
@@ -58,8 +68,7 @@ def offset_of(client, account, location: str) -> int:
 
 
 def media_count(session, visit_id: int) -> int:
-    return session.scalar(select(func.count()).select_from(Media)
-                          .where(Media.visit_id == visit_id))
+    return session.scalar(select(func.count()).select_from(Media).where(Media.visit_id == visit_id))
 
 
 def token(location: str) -> str:
@@ -71,14 +80,25 @@ def test_options_says_what_the_server_speaks(client, account):
     assert response.status_code == 204
     assert response.headers["tus-version"] == "1.0.0"
     assert set(response.headers["tus-extension"].split(",")) == {
-        "creation", "expiration", "termination"}
+        "creation",
+        "expiration",
+        "termination",
+    }
     assert int(response.headers["tus-max-size"]) == get_settings().clip_max_bytes
 
 
 def test_a_photo_sent_in_pieces_becomes_one_media(client, session, account, visit):
     data = phone_jpeg(size=(1200, 900))
-    response = create(client, account, visit.id, len(data), phase="after", area="厨房",
-                      note="油污已清", filename="IMG_0042.jpg")
+    response = create(
+        client,
+        account,
+        visit.id,
+        len(data),
+        phase="after",
+        area="厨房",
+        note="油污已清",
+        filename="IMG_0042.jpg",
+    )
     assert response.status_code == 201, response.text
     location = response.headers["location"]
     assert location.startswith("/v1/uploads/")
@@ -111,7 +131,7 @@ def test_a_piece_at_the_wrong_offset_is_409_and_changes_nothing(client, account,
     location = opened(client, account, visit.id, data)
     assert patch(client, account, location, 0, data[:200]).status_code == 204
     for wrong in (0, 100, 300):
-        response = patch(client, account, location, wrong, data[wrong:wrong + 50])
+        response = patch(client, account, location, wrong, data[wrong : wrong + 50])
         assert response.status_code == 409, response.text
         assert "holds 200 bytes" in response.json()["detail"]
     assert offset_of(client, account, location) == 200
@@ -132,7 +152,8 @@ def test_a_piece_past_the_announced_length_is_413_and_not_kept(client, account, 
 
 
 def test_a_photo_over_the_photo_cap_is_413_at_its_first_bytes_and_nothing_kept(
-        client, session, account, visit):
+    client, session, account, visit
+):
     cap = get_settings().photo_max_bytes
     response = create(client, account, visit.id, cap + 1)
     assert response.status_code == 201  # under the clip cap: the type is not known yet
@@ -173,20 +194,28 @@ def test_a_damaged_photo_is_422_once_complete(client, session, account, visit):
     assert media_count(session, visit.id) == 0
 
 
-@pytest.mark.parametrize(("headers", "status", "phrase"), [
-    ({"Upload-Metadata": metadata(area="客厅")}, 422, "phase"),
-    ({"Upload-Metadata": "phase !!notbase64"}, 422, "Base64"),
-    ({"Upload-Metadata": metadata(phase="before", area="客" * 21)}, 422, "too long"),
-    ({"Upload-Length": "0"}, 422, "empty"),
-    ({"Upload-Length": None}, 422, "Upload-Length"),
-    ({"Tus-Resumable": "0.2.2"}, 412, "1.0.0"),
-])
+@pytest.mark.parametrize(
+    ("headers", "status", "phrase"),
+    [
+        ({"Upload-Metadata": metadata(area="客厅")}, 422, "phase"),
+        ({"Upload-Metadata": "phase !!notbase64"}, 422, "Base64"),
+        ({"Upload-Metadata": metadata(phase="before", area="客" * 21)}, 422, "too long"),
+        ({"Upload-Length": "0"}, 422, "empty"),
+        ({"Upload-Length": None}, 422, "Upload-Length"),
+        ({"Tus-Resumable": "0.2.2"}, 412, "1.0.0"),
+    ],
+)
 def test_creation_refusals_say_what_to_send(client, account, visit, headers, status, phrase):
-    sent = {**account.headers, **TUS, "Upload-Length": "1000",
-            "Upload-Metadata": metadata(phase="before")}
+    sent = {
+        **account.headers,
+        **TUS,
+        "Upload-Length": "1000",
+        "Upload-Metadata": metadata(phase="before"),
+    }
     sent.update(headers)
-    response = client.post(f"/v1/visits/{visit.id}/uploads",
-                           headers={k: v for k, v in sent.items() if v is not None})
+    response = client.post(
+        f"/v1/visits/{visit.id}/uploads", headers={k: v for k, v in sent.items() if v is not None}
+    )
     assert response.status_code == status, response.text
     assert phrase in response.json()["detail"]
 
@@ -194,8 +223,11 @@ def test_creation_refusals_say_what_to_send(client, account, visit, headers, sta
 def test_a_piece_without_the_tus_content_type_is_415(client, account, visit):
     data = phone_jpeg(size=(200, 100))
     location = opened(client, account, visit.id, data)
-    response = client.patch(location, content=data, headers={
-        **account.headers, **TUS, "Content-Type": "image/jpeg", "Upload-Offset": "0"})
+    response = client.patch(
+        location,
+        content=data,
+        headers={**account.headers, **TUS, "Content-Type": "image/jpeg", "Upload-Offset": "0"},
+    )
     assert response.status_code == 415
     assert offset_of(client, account, location) == 0
 
@@ -204,8 +236,9 @@ def test_an_expired_upload_is_410_then_swept_away(client, session, account, visi
     data = phone_jpeg(size=(400, 300))
     location = opened(client, account, visit.id, data)
     assert patch(client, account, location, 0, data[:100]).status_code == 204
-    upload = session.scalars(select(ResumableUpload)
-                             .where(ResumableUpload.token == token(location))).one()
+    upload = session.scalars(
+        select(ResumableUpload).where(ResumableUpload.token == token(location))
+    ).one()
     upload.expires_at = utcnow() - dt.timedelta(seconds=1)
     session.flush()
     assert head(client, account, location).status_code == 410
@@ -223,8 +256,9 @@ def test_an_expired_upload_is_410_then_swept_away(client, session, account, visi
 
 def test_a_live_upload_is_not_swept(session, client, account, visit):
     location = opened(client, account, visit.id, phone_jpeg(size=(200, 100)))
-    upload = session.scalars(select(ResumableUpload)
-                             .where(ResumableUpload.token == token(location))).one()
+    upload = session.scalars(
+        select(ResumableUpload).where(ResumableUpload.token == token(location))
+    ).one()
     assert upload.id not in resumable.sweepable(session=session, now=utcnow())
     later = utcnow() + resumable.UPLOAD_TTL + dt.timedelta(minutes=1)
     assert upload.id in resumable.sweepable(session=session, now=later)
@@ -260,10 +294,12 @@ def test_two_pieces_at_one_offset_at_once_one_is_recorded(client, session, accou
     now = utcnow()
     receivers = []
     for _ in range(2):
-        opening = resumable.open_piece(session=session, tenant_id=account.tenant.id,
-                                       token=token(location), offset=0, now=now)
-        receiver = resumable.Receiver(opening=opening, photo_max=settings.photo_max_bytes,
-                                      clip_max=settings.clip_max_bytes)
+        opening = resumable.open_piece(
+            session=session, tenant_id=account.tenant.id, token=token(location), offset=0, now=now
+        )
+        receiver = resumable.Receiver(
+            opening=opening, photo_max=settings.photo_max_bytes, clip_max=settings.clip_max_bytes
+        )
         receiver.begin()
         receiver.feed(data[:300])
         receiver.end()
@@ -280,15 +316,31 @@ def test_two_pieces_at_one_offset_at_once_one_is_recorded(client, session, accou
 def _patch_then_drop(app, account, location: str, offset: int, sent: bytes) -> int:
     """A PATCH whose connection drops after ``sent`` of a longer body: the ASGI app sees
     the bytes, then the client going away. Returns the status the app answered."""
-    messages = [{"type": "http.request", "body": sent, "more_body": True},
-                {"type": "http.disconnect"}]
-    headers = {**account.headers, **TUS, **OCTETS, "Upload-Offset": str(offset),
-               "Content-Length": str(len(sent) * 4)}
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "PATCH", "scheme": "http", "path": location, "raw_path": location.encode(),
-             "query_string": b"", "root_path": "", "server": ("testserver", 80),
-             "client": ("127.0.0.1", 5000),
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    messages = [
+        {"type": "http.request", "body": sent, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    headers = {
+        **account.headers,
+        **TUS,
+        **OCTETS,
+        "Upload-Offset": str(offset),
+        "Content-Length": str(len(sent) * 4),
+    }
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PATCH",
+        "scheme": "http",
+        "path": location,
+        "raw_path": location.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 5000),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }
     answered: list[int] = []
 
     async def receive():
@@ -302,8 +354,9 @@ def _patch_then_drop(app, account, location: str, offset: int, sent: bytes) -> i
     return answered[0]
 
 
-def test_an_upload_resumes_after_a_connection_dropped_mid_piece(app, client, session, account,
-                                                               visit):
+def test_an_upload_resumes_after_a_connection_dropped_mid_piece(
+    app, client, session, account, visit
+):
     data = phone_jpeg(size=(1600, 1200))
     location = opened(client, account, visit.id, data)
     assert patch(client, account, location, 0, data[:1000]).status_code == 204
@@ -313,22 +366,26 @@ def test_an_upload_resumes_after_a_connection_dropped_mid_piece(app, client, ses
     assert client.get(location, headers=account.headers).json()["received"] == 3000
     answer = patch(client, account, location, 3000, data[3000:])
     assert answer.status_code == 204
-    media = client.get(f"/v1/media/{answer.headers['upload-media-id']}",
-                       headers=account.headers).json()
+    media = client.get(
+        f"/v1/media/{answer.headers['upload-media-id']}", headers=account.headers
+    ).json()
     assert media["bytes"] == len(data)
     assert media_count(session, visit.id) == 1
 
 
 def test_a_complete_upload_whose_handover_was_lost_is_finished_by_the_sweep(
-        client, session, account, visit):
+    client, session, account, visit
+):
     data = phone_jpeg(size=(500, 400))
     location = opened(client, account, visit.id, data)
     settings = get_settings()
     now = utcnow()
-    opening = resumable.open_piece(session=session, tenant_id=account.tenant.id,
-                                   token=token(location), offset=0, now=now)
-    receiver = resumable.Receiver(opening=opening, photo_max=settings.photo_max_bytes,
-                                  clip_max=settings.clip_max_bytes)
+    opening = resumable.open_piece(
+        session=session, tenant_id=account.tenant.id, token=token(location), offset=0, now=now
+    )
+    receiver = resumable.Receiver(
+        opening=opening, photo_max=settings.photo_max_bytes, clip_max=settings.clip_max_bytes
+    )
     receiver.begin()
     receiver.feed(data)
     receiver.end()
@@ -338,8 +395,12 @@ def test_a_complete_upload_whose_handover_was_lost_is_finished_by_the_sweep(
     later = now + resumable.HANDOVER_STALLED_AFTER + dt.timedelta(seconds=1)
     assert resumable.stalled(session=session, now=later) == [upload.id]
     queued: list[int] = []
-    done = resumable.finish_stalled(session=session, upload_id=upload.id, now=later,
-                                    on_media=lambda media: queued.append(media.id))
+    done = resumable.finish_stalled(
+        session=session,
+        upload_id=upload.id,
+        now=later,
+        on_media=lambda media: queued.append(media.id),
+    )
     assert done is not None and done.media is not None and queued == [done.media.id]
     assert upload.status == "done" and media_count(session, visit.id) == 1
     assert resumable.stalled(session=session, now=later) == []
@@ -374,14 +435,25 @@ def test_the_sweep_task_takes_each_upload_on_its_own(committed_db, monkeypatch):
     past = utcnow() - dt.timedelta(days=2)
     with committed_db.session() as session:
         tenant = tenancy.create_tenant(session=session, name="清扫家政", signature="清扫家政")
-        customer = customers.create_customer(session=session, tenant=tenant, name="王女士",
-                                             phone="13800138000")
-        visit = visits.create_visit(session=session, tenant=tenant, customer_id=customer.id,
-                                    service_type="ac_cleaning")
-        made = [resumable.create_upload(session=session, tenant=tenant, visit_id=visit.id,
-                                        length=100, metadata={"phase": "before"},
-                                        photo_max=1000, clip_max=1000, now=past)
-                for _ in range(3)]
+        customer = customers.create_customer(
+            session=session, tenant=tenant, name="王女士", phone="13800138000"
+        )
+        visit = visits.create_visit(
+            session=session, tenant=tenant, customer_id=customer.id, service_type="ac_cleaning"
+        )
+        made = [
+            resumable.create_upload(
+                session=session,
+                tenant=tenant,
+                visit_id=visit.id,
+                length=100,
+                metadata={"phase": "before"},
+                photo_max=1000,
+                clip_max=1000,
+                now=past,
+            )
+            for _ in range(3)
+        ]
         ids = [u.id for u in made]
         tokens = [u.token for u in made]
         tenant_id = tenant.id
@@ -396,8 +468,9 @@ def test_the_sweep_task_takes_each_upload_on_its_own(committed_db, monkeypatch):
     try:
         tasks.sweep_uploads()
         with committed_db.session() as session:
-            left = session.scalars(select(ResumableUpload.id)
-                                   .where(ResumableUpload.id.in_(ids))).all()
+            left = session.scalars(
+                select(ResumableUpload.id).where(ResumableUpload.id.in_(ids))
+            ).all()
         assert left == [ids[1]]
         assert not resumable.files_of(tokens[0]).exists()
         assert resumable.files_of(tokens[1]).exists()

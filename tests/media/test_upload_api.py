@@ -62,13 +62,20 @@ def test_the_same_file_twice_gives_the_same_media(client, account, visit):
     assert again.json()["id"] == first.json()["id"]
 
 
-@pytest.mark.parametrize(("data", "name", "status", "phrase"), [
-    (b"<!doctype html><html><body>hi</body></html>", "x.jpg", 415, "JPEG"),
-    (b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', "x.jpg", 415,
-     "JPEG"),
-    (b"%PDF-1.7\n" + b"0" * 100, "scan.jpg", 415, "JPEG"),
-    (b"", "empty.jpg", 422, "empty"),
-])
+@pytest.mark.parametrize(
+    ("data", "name", "status", "phrase"),
+    [
+        (b"<!doctype html><html><body>hi</body></html>", "x.jpg", 415, "JPEG"),
+        (
+            b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+            "x.jpg",
+            415,
+            "JPEG",
+        ),
+        (b"%PDF-1.7\n" + b"0" * 100, "scan.jpg", 415, "JPEG"),
+        (b"", "empty.jpg", 422, "empty"),
+    ],
+)
 def test_hostile_or_empty_files_are_refused(client, account, visit, data, name, status, phrase):
     response = upload(client, account, visit.id, data, filename=name)
     assert response.status_code == status, response.text
@@ -93,15 +100,24 @@ def test_huge_dimensions_in_a_tiny_png_are_refused(client, account, visit):
 
 
 def test_missing_or_wrong_fields_are_explained(client, account, visit):
-    no_phase = client.post(f"/v1/visits/{visit.id}/media", headers=account.headers,
-                           files={"file": ("a.jpg", phone_jpeg(), "image/jpeg")})
+    no_phase = client.post(
+        f"/v1/visits/{visit.id}/media",
+        headers=account.headers,
+        files={"file": ("a.jpg", phone_jpeg(), "image/jpeg")},
+    )
     assert no_phase.status_code == 422 and "phase" in no_phase.json()["detail"]
-    no_file = client.post(f"/v1/visits/{visit.id}/media", headers=account.headers,
-                          data={"phase": "before"}, files={"other": ("a.txt", b"x", "text/plain")})
+    no_file = client.post(
+        f"/v1/visits/{visit.id}/media",
+        headers=account.headers,
+        data={"phase": "before"},
+        files={"other": ("a.txt", b"x", "text/plain")},
+    )
     assert no_file.status_code == 422 and "'file'" in no_file.json()["detail"]
-    raw = client.post(f"/v1/visits/{visit.id}/media",
-                      headers={**account.headers, "Content-Type": "image/jpeg"},
-                      content=phone_jpeg())
+    raw = client.post(
+        f"/v1/visits/{visit.id}/media",
+        headers={**account.headers, "Content-Type": "image/jpeg"},
+        content=phone_jpeg(),
+    )
     assert raw.status_code == 415 and "multipart/form-data" in raw.json()["detail"]
 
 
@@ -109,8 +125,9 @@ def test_client_filenames_never_become_paths(client, session, account, visit):
     nasty = "../../../etc/passwd\x00" + "下" * 5000 + ".jpg"
     response = upload(client, account, visit.id, phone_jpeg(color=(10, 200, 10)), filename=nasty)
     assert response.status_code == 202, response.text
-    media = media_service.get_media(session=session, tenant_id=account.tenant.id,
-                                    media_id=response.json()["id"])
+    media = media_service.get_media(
+        session=session, tenant_id=account.tenant.id, media_id=response.json()["id"]
+    )
     assert media.original_path.startswith("originals/")
     assert ".." not in media.original_path and "passwd" not in media.original_path
     path = storage.resolve(media.original_path)
@@ -127,8 +144,9 @@ def test_original_is_private_to_the_company(client, account, other_account, visi
     assert client.get(f"/v1/media/{created['id']}/original").status_code == 401
     other = client.get(f"/v1/media/{created['id']}/original", headers=other_account.headers)
     assert other.status_code == 404
-    assert client.get(f"/v1/media/{created['id']}", headers=other_account.headers
-                      ).status_code == 404
+    assert (
+        client.get(f"/v1/media/{created['id']}", headers=other_account.headers).status_code == 404
+    )
 
 
 def test_verification_page_shows_the_facts(client, session, account, visit):
@@ -148,36 +166,47 @@ def test_verification_page_shows_the_facts(client, session, account, visit):
 
 
 def test_verification_codes_are_unique_and_unguessable(client, account, visit):
-    codes = {upload(client, account, visit.id, phone_jpeg(color=(30 * i, 50, 50))).json()[
-        "verification_code"] for i in range(8)}
+    codes = {
+        upload(client, account, visit.id, phone_jpeg(color=(30 * i, 50, 50))).json()[
+            "verification_code"
+        ]
+        for i in range(8)
+    }
     assert len(codes) == 8
     assert all(len(c.replace("-", "")) == 10 for c in codes)
 
 
 def test_before_and_after_of_an_area_make_a_composite(client, session, account, visit):
-    before = upload(client, account, visit.id, phone_jpeg(color=(120, 110, 90)),
-                    phase="before", area="客厅").json()
-    after = upload(client, account, visit.id, phone_jpeg(color=(230, 230, 225)),
-                   phase="after", area="客厅").json()
-    lonely = upload(client, account, visit.id, phone_jpeg(color=(20, 20, 20)),
-                    phase="before", area="厨房").json()
+    before = upload(
+        client, account, visit.id, phone_jpeg(color=(120, 110, 90)), phase="before", area="客厅"
+    ).json()
+    after = upload(
+        client, account, visit.id, phone_jpeg(color=(230, 230, 225)), phase="after", area="客厅"
+    ).json()
+    lonely = upload(
+        client, account, visit.id, phone_jpeg(color=(20, 20, 20)), phase="before", area="厨房"
+    ).json()
     for media in (before, after, lonely):
         _process(session, media["id"])
     pairs = client.get(f"/v1/visits/{visit.id}/before-after", headers=account.headers).json()
     assert [(p["area"], p["before_media_id"], p["after_media_id"]) for p in pairs] == [
-        ("客厅", before["id"], after["id"])]
+        ("客厅", before["id"], after["id"])
+    ]
     composite = Image.open(io.BytesIO(_fetch(client, pairs[0]["composite"]["url"])))
     assert composite.width > composite.height  # two landscape shots side by side
 
 
 def test_watermark_layout_is_per_company(client, account, other_account):
     assert client.get("/v1/watermark", headers=account.headers).json()["position"] == (
-        "bottom-left")
-    changed = client.put("/v1/watermark", headers=account.headers,
-                         json={"position": "top-right", "scale": 1.4})
+        "bottom-left"
+    )
+    changed = client.put(
+        "/v1/watermark", headers=account.headers, json={"position": "top-right", "scale": 1.4}
+    )
     assert changed.status_code == 200 and changed.json()["position"] == "top-right"
     assert client.get("/v1/watermark", headers=other_account.headers).json()["position"] == (
-        "bottom-left")
+        "bottom-left"
+    )
     bad = client.put("/v1/watermark", headers=account.headers, json={"position": "middle"})
     assert bad.status_code == 422
 
@@ -190,14 +219,17 @@ def _corpus_rows():
         return [(row["file"], row["verdict"]) for row in csv.DictReader(fh, delimiter="\t")]
 
 
-@pytest.mark.skipif(not (CORPUS / "INDEX.tsv").exists(),
-                    reason="../shared/corpus/images is not beside this checkout (CI has it)")
+@pytest.mark.skipif(
+    not (CORPUS / "INDEX.tsv").exists(),
+    reason="../shared/corpus/images is not beside this checkout (CI has it)",
+)
 @pytest.mark.parametrize(("name", "verdict"), _corpus_rows())
 def test_corpus_conformance_through_the_api(client, session, account, visit, name, verdict):
     """Every accept file ends ready, every reject file gets a 4xx with a detail, never a 500."""
     data = (CORPUS / name).read_bytes()
-    response = upload(client, account, visit.id, data, filename=name,
-                      content_type="application/octet-stream")
+    response = upload(
+        client, account, visit.id, data, filename=name, content_type="application/octet-stream"
+    )
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         assert verdict in ("reject", "either"), f"{name}: {response.json()['detail']}"
@@ -219,12 +251,18 @@ def test_company_logo_appears_on_the_watermark(client, session, account, visit):
     logo.paste((230, 20, 20, 255), (20, 20, 280, 100))
     out = io.BytesIO()
     logo.save(out, "PNG")
-    stored = client.put("/v1/watermark/logo", headers=account.headers,
-                        files={"file": ("logo.png", out.getvalue(), "image/png")})
+    stored = client.put(
+        "/v1/watermark/logo",
+        headers=account.headers,
+        files={"file": ("logo.png", out.getvalue(), "image/png")},
+    )
     assert stored.status_code == 200, stored.text
     assert stored.json()["has_logo"] is True
-    bad = client.put("/v1/watermark/logo", headers=account.headers,
-                     files={"file": ("logo.png", b"<svg></svg>", "image/svg+xml")})
+    bad = client.put(
+        "/v1/watermark/logo",
+        headers=account.headers,
+        files={"file": ("logo.png", b"<svg></svg>", "image/svg+xml")},
+    )
     assert bad.status_code == 415
 
     created = upload(client, account, visit.id, phone_jpeg(color=(240, 240, 240)))
@@ -238,8 +276,9 @@ def test_company_logo_appears_on_the_watermark(client, session, account, visit):
     assert len(reds) > 50
 
 
-def test_a_photo_that_breaks_processing_ends_failed_with_a_reason(client, session, account, visit,
-                                                                   monkeypatch):
+def test_a_photo_that_breaks_processing_ends_failed_with_a_reason(
+    client, session, account, visit, monkeypatch
+):
     created = upload(client, account, visit.id, phone_jpeg()).json()
 
     def explode(*args, **kwargs):
@@ -253,8 +292,10 @@ def test_a_photo_that_breaks_processing_ends_failed_with_a_reason(client, sessio
     assert media["renditions"] == []
     # A second delivery of the task leaves a finished media alone.
     media_service.process_media(session=session, media_id=created["id"])
-    assert client.get(f"/v1/media/{created['id']}", headers=account.headers).json()[
-        "status"] == "failed"
+    assert (
+        client.get(f"/v1/media/{created['id']}", headers=account.headers).json()["status"]
+        == "failed"
+    )
 
 
 def test_a_nul_in_a_form_field_is_a_422_not_a_database_error(client, account, visit):

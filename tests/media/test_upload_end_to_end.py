@@ -30,10 +30,16 @@ def company(sqlite_database):
     with sqlite_database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="端到端家政", signature="端到端家政")
         _, key = tenancy.create_api_key(session=session, tenant=tenant)
-        customer = customers.create_customer(session=session, tenant=tenant, name="王女士",
-                                             phone="13800138000")
-        visit = visits.create_visit(session=session, tenant=tenant, customer_id=customer.id,
-                                    service_type="deep_cleaning", areas=["客厅"])
+        customer = customers.create_customer(
+            session=session, tenant=tenant, name="王女士", phone="13800138000"
+        )
+        visit = visits.create_visit(
+            session=session,
+            tenant=tenant,
+            customer_id=customer.id,
+            service_type="deep_cleaning",
+            areas=["客厅"],
+        )
         ids = (tenant.id, visit.id)
 
     account = SimpleNamespace(headers={"Authorization": f"Bearer {key}"})
@@ -46,14 +52,17 @@ def test_embedded_mode_processes_an_upload_in_process(sqlite_database, company):
     account, visit_id = company
     set_database(sqlite_database)
     try:
-        with worker.EmbeddedWorker(beat=False), \
-                TestClient(create_app(database=sqlite_database)) as client:
+        with (
+            worker.EmbeddedWorker(beat=False),
+            TestClient(create_app(database=sqlite_database)) as client,
+        ):
             created = upload(client, account, visit_id, phone_jpeg(orientation=6))
             assert created.status_code == 202, created.text
             deadline = time.monotonic() + 30
             while True:
-                media = client.get(f"/v1/media/{created.json()['id']}",
-                                   headers=account.headers).json()
+                media = client.get(
+                    f"/v1/media/{created.json()['id']}", headers=account.headers
+                ).json()
                 if media["status"] != "processing" or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
@@ -68,8 +77,13 @@ def server(sqlite_database):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(database=sqlite_database), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        create_app(database=sqlite_database),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+    )
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
@@ -87,8 +101,8 @@ def test_a_chunked_upload_over_the_cap_is_refused_before_it_is_all_read(server, 
     staged_before = set(storage.staging_dir().iterdir())
     boundary = "----huifang"
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"phase\"\r\n\r\nbefore\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.jpg\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="phase"\r\n\r\nbefore\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n'
         "Content-Type: image/jpeg\r\n\r\n"
     ).encode() + phone_jpeg(size=(64, 64))[:600]
     total_planned = 60 * 1024 * 1024  # far beyond the 25 MB photo cap
@@ -98,7 +112,8 @@ def test_a_chunked_upload_over_the_cap_is_refused_before_it_is_all_read(server, 
         f"POST /v1/visits/{visit_id}/media HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: {account.headers['Authorization']}\r\n"
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-        "Transfer-Encoding: chunked\r\n\r\n".encode())
+        "Transfer-Encoding: chunked\r\n\r\n".encode()
+    )
 
     def send_chunk(data: bytes) -> None:
         sock.sendall(f"{len(data):x}\r\n".encode() + data + b"\r\n")

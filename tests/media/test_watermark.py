@@ -24,8 +24,14 @@ RECEIVED = dt.datetime(2026, 11, 23, 6, 5, tzinfo=dt.UTC)  # 14:05 in Shanghai
 
 def make_facts(**changes: object) -> WatermarkFacts:
     facts = WatermarkFacts(
-        company="洁家家政", service="空调清洗", phase="服务前", received_at=RECEIVED,
-        timezone="Asia/Shanghai", code="K7Q2-9XMA", staff="李秀兰", area="客厅",
+        company="洁家家政",
+        service="空调清洗",
+        phase="服务前",
+        received_at=RECEIVED,
+        timezone="Asia/Shanghai",
+        code="K7Q2-9XMA",
+        staff="李秀兰",
+        area="客厅",
         captured_at=RECEIVED - dt.timedelta(minutes=3),
     )
     return dataclasses.replace(facts, **changes)  # type: ignore[arg-type]
@@ -46,10 +52,14 @@ def latin_font_file() -> str:
     if fc_match is None:
         pytest.skip("no fc-match here to find a Latin-only font for the negative control")
     for family in ("DejaVu Sans", "Liberation Sans"):
-        found = subprocess.run([fc_match, "-f", "%{file}", family], capture_output=True,
-                               text=True, timeout=5).stdout.strip()
-        if found and Path(found).is_file() and family.split()[0] in " ".join(
-                ImageFont.truetype(found, 12).getname()):
+        found = subprocess.run(
+            [fc_match, "-f", "%{file}", family], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        if (
+            found
+            and Path(found).is_file()
+            and family.split()[0] in " ".join(ImageFont.truetype(found, 12).getname())
+        ):
             return found
     pytest.skip("neither DejaVu Sans nor Liberation Sans is installed for the negative control")
 
@@ -145,8 +155,11 @@ def test_capture_time_only_when_given_and_plausible():
 
 def test_missing_area_and_staff_leave_no_empty_line():
     lines = watermark.lines_for(make_facts(area=None, staff=None))
-    assert lines == ["洁家家政 · 空调清洗 · 服务前", "2026-11-23 14:05 上传 (拍摄 14:02)",
-                     "验证码 K7Q2-9XMA"]
+    assert lines == [
+        "洁家家政 · 空调清洗 · 服务前",
+        "2026-11-23 14:05 上传 (拍摄 14:02)",
+        "验证码 K7Q2-9XMA",
+    ]
 
 
 def test_naive_times_and_unknown_zones_are_refused():
@@ -166,8 +179,17 @@ def test_facts_are_the_only_input():
     assert list(inspect.signature(watermark.apply).parameters) == ["image", "facts", "style"]
     assert list(inspect.signature(watermark.overlay).parameters) == ["size", "facts", "style"]
     assert {field.name for field in dataclasses.fields(WatermarkFacts)} == {
-        "company", "service", "phase", "received_at", "timezone", "code", "staff", "area",
-        "captured_at", "logo"}
+        "company",
+        "service",
+        "phase",
+        "received_at",
+        "timezone",
+        "code",
+        "staff",
+        "area",
+        "captured_at",
+        "logo",
+    }
 
 
 # --- how it looks --------------------------------------------------------------------------
@@ -273,7 +295,8 @@ def test_logo_sits_at_the_blocks_outer_edge(position):
     block = layer.getchannel("A").getbbox()
     red = ImageChops.multiply(
         layer.getchannel("R").point(lambda v: 255 if v > 180 else 0),
-        layer.getchannel("G").point(lambda v: 255 if v < 80 else 0))
+        layer.getchannel("G").point(lambda v: 255 if v < 80 else 0),
+    )
     logo_box = red.getbbox()
     assert block is not None and logo_box is not None
     block_middle = (block[0] + block[2]) / 2
@@ -314,8 +337,10 @@ def test_sample_watermarked_photo_for_eyes():
     ARTIFACTS.mkdir(exist_ok=True)
     marked = watermark.apply(sample_photo(), make_facts(logo=_logo()))
     marked.save(ARTIFACTS / "watermark_sample.png")
-    portrait = watermark.apply(sample_photo((1536, 2048)), make_facts(),
-                               WatermarkStyle(position="bottom-right"))
+    portrait = watermark.apply(
+        sample_photo((1536, 2048)), make_facts(), WatermarkStyle(position="bottom-right")
+    )
     portrait.save(ARTIFACTS / "watermark_sample_portrait.png")
-    assert fonts.renders_real_glyphs("".join(watermark.lines_for(make_facts())),
-                                     fonts.load_font(40))
+    assert fonts.renders_real_glyphs(
+        "".join(watermark.lines_for(make_facts())), fonts.load_font(40)
+    )

@@ -33,8 +33,9 @@ def test_the_layout_moves_the_watermark_and_nothing_is_saved(session, account) -
     before = _files(root)
     started = time.perf_counter()
     left = watermark_preview.render(session=session, tenant=account.tenant, now=NOW)
-    right = watermark_preview.render(session=session, tenant=account.tenant, now=NOW,
-                                     position="top-right", scale=2.0)
+    right = watermark_preview.render(
+        session=session, tenant=account.tenant, now=NOW, position="top-right", scale=2.0
+    )
     took = time.perf_counter() - started
     assert took < 5  # two renders; typically well under a second
     assert Image.open(io.BytesIO(left)).size == watermark_preview.SAMPLE_SIZE
@@ -47,8 +48,10 @@ def test_the_layout_moves_the_watermark_and_nothing_is_saved(session, account) -
 
 def test_preview_by_api(client, account) -> None:
     saved = client.get("/v1/watermark", headers=account.headers).json()
-    answer = client.get("/v1/watermark/preview?position=top-left&scale=1.5"
-                        "&show_capture_time=false", headers=account.headers)
+    answer = client.get(
+        "/v1/watermark/preview?position=top-left&scale=1.5&show_capture_time=false",
+        headers=account.headers,
+    )
     assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg"
     assert answer.content[:3] == b"\xff\xd8\xff"
     assert client.get("/v1/watermark", headers=account.headers).json() == saved
@@ -63,12 +66,16 @@ def test_preview_carries_the_company_logo(client, account) -> None:
     logo.paste((220, 30, 30, 255), (40, 40, 160, 160))
     data = io.BytesIO()
     logo.save(data, "PNG")
-    put = client.put("/v1/watermark/logo", headers=account.headers,
-                     files={"file": ("logo.png", data.getvalue(), "image/png")})
+    put = client.put(
+        "/v1/watermark/logo",
+        headers=account.headers,
+        files={"file": ("logo.png", data.getvalue(), "image/png")},
+    )
     assert put.status_code == 200, put.text
     with_logo = client.get("/v1/watermark/preview", headers=account.headers).content
     image = Image.open(io.BytesIO(with_logo)).convert("RGB")
     raw = image.crop((0, 540, 480, 720)).tobytes()
-    reds = sum(1 for i in range(0, len(raw), 3)
-               if raw[i] > 180 and raw[i + 1] < 90 and raw[i + 2] < 90)
+    reds = sum(
+        1 for i in range(0, len(raw), 3) if raw[i] > 180 and raw[i + 1] < 90 and raw[i + 2] < 90
+    )
     assert reds > 50 and with_logo != plain

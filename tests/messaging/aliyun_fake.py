@@ -46,8 +46,17 @@ TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
 INTERNATIONAL = re.compile(r"^[2-9]\d{6,14}$|^1\d{10}$")  # country code + number, no "+"
 HOST_ID = "dysmsapi.aliyuncs.com"
-COMMON = ("AccessKeyId", "Action", "Format", "SignatureMethod", "SignatureNonce",
-          "SignatureVersion", "Timestamp", "Version", "Signature")
+COMMON = (
+    "AccessKeyId",
+    "Action",
+    "Format",
+    "SignatureMethod",
+    "SignatureNonce",
+    "SignatureVersion",
+    "Timestamp",
+    "Version",
+    "Signature",
+)
 
 
 def aliyun_encode(value: str) -> str:
@@ -79,8 +88,11 @@ class ReceivedRequest(fake_http.ReceivedRequest):
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"RequestId": str(uuid.uuid4()).upper(), "Code": code,
-                            "Message": message}
+    body: dict[str, Any] = {
+        "RequestId": str(uuid.uuid4()).upper(),
+        "Code": code,
+        "Message": message,
+    }
     if not code.startswith(("isv.", "isp.")):  # gateway errors carry the host and a hint
         body["HostId"] = HOST_ID
         body["Recommend"] = f"https://next.api.aliyun.com/troubleshoot?q={code}"
@@ -115,8 +127,9 @@ class FakeAliyun(fake_http.LocalFake[ReceivedRequest]):
 
     # -- misbehaviour for the next request(s): Aliyun's errors -----------------------------
 
-    def fail_next(self, code: str, *, message: str | None = None, status: int | None = None,
-                  times: int = 1) -> None:
+    def fail_next(
+        self, code: str, *, message: str | None = None, status: int | None = None, times: int = 1
+    ) -> None:
         """Answer the next request(s) with an Aliyun error body; business codes get HTTP 200."""
         if status is None:
             status = 200 if code.startswith(("isv.", "isp.")) else 400
@@ -124,8 +137,10 @@ class FakeAliyun(fake_http.LocalFake[ReceivedRequest]):
         self._answer_next(status, payload, times=times)
 
     def server_error_payload(self, status: int) -> dict[str, Any]:
-        return error_body("InternalError", "The request processing has failed due to some "
-                          "unknown error, exception or failure.")
+        return error_body(
+            "InternalError",
+            "The request processing has failed due to some unknown error, exception or failure.",
+        )
 
     def rate_limit_payload(self) -> dict[str, Any]:
         # Aliyun's gateways answer flow control with HTTP 400 or 429, depending on the product.
@@ -166,7 +181,7 @@ class FakeAliyun(fake_http.LocalFake[ReceivedRequest]):
             if not p.get(name):
                 return 400, error_body(
                     "MissingParameter" if name != "Signature" else "IncompleteSignature",
-                    f"The input parameter \"{name}\" that is mandatory for processing this "
+                    f'The input parameter "{name}" that is mandatory for processing this '
                     "request is not supplied.",
                 )
         if p["Version"] != "2017-05-25":
@@ -176,19 +191,23 @@ class FakeAliyun(fake_http.LocalFake[ReceivedRequest]):
         if p["Format"] not in ("JSON", "json"):
             return 400, error_body("InvalidParameter", "Format must be JSON for this fake.")
         if p["SignatureMethod"] != "HMAC-SHA1" or p["SignatureVersion"] != "1.0":
-            return 400, error_body("InvalidSignatureMethod", "Specified signature method is "
-                                   "not supported.")
+            return 400, error_body(
+                "InvalidSignatureMethod", "Specified signature method is not supported."
+            )
         if not TIMESTAMP.match(p["Timestamp"]):
-            return 400, error_body("InvalidTimeStamp.Format",
-                                   "Specified time stamp or date value is not well formatted.")
-        sent_at = dt.datetime.strptime(p["Timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=dt.UTC)
+            return 400, error_body(
+                "InvalidTimeStamp.Format",
+                "Specified time stamp or date value is not well formatted.",
+            )
+        sent_at = dt.datetime.strptime(p["Timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
         if abs((dt.datetime.now(dt.UTC) - sent_at).total_seconds()) > 15 * 60:
-            return 400, error_body("InvalidTimeStamp.Expired",
-                                   "Specified time stamp or date value is expired.")
+            return 400, error_body(
+                "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired."
+            )
         if p["AccessKeyId"] != self.access_key_id:
-            return 404, error_body("InvalidAccessKeyId.NotFound",
-                                   "Specified access key is not found.")
+            return 404, error_body(
+                "InvalidAccessKeyId.NotFound", "Specified access key is not found."
+            )
         wanted = expected_signature(self.access_key_secret, request.method, p)
         if not hmac.compare_digest(wanted, p["Signature"]):
             canonical_hint = "POST&%2F&…"  # Aliyun echoes its string-to-sign, never the secret
@@ -200,16 +219,18 @@ class FakeAliyun(fake_http.LocalFake[ReceivedRequest]):
         request.signature_ok = True
         with self._lock:
             if p["SignatureNonce"] in self.nonces:
-                return 400, error_body("SignatureNonceUsed",
-                                       "Specified signature nonce was used already.")
+                return 400, error_body(
+                    "SignatureNonceUsed", "Specified signature nonce was used already."
+                )
             self.nonces.add(p["SignatureNonce"])
         return self._send_sms(p)
 
     def _send_sms(self, p: dict[str, str]) -> tuple[int, dict[str, Any]]:
         numbers = p.get("PhoneNumbers", "")
         if not numbers:
-            return 400, error_body("MissingPhoneNumbers", "PhoneNumbers is mandatory for this "
-                                   "action.")
+            return 400, error_body(
+                "MissingPhoneNumbers", "PhoneNumbers is mandatory for this action."
+            )
         for number in numbers.split(","):
             if number.startswith("1") and len(number) == 11:
                 if not MAINLAND_MOBILE.match(number):
@@ -234,5 +255,9 @@ class FakeAliyun(fake_http.LocalFake[ReceivedRequest]):
         if len(p.get("OutId", "")) >= 256:
             return 200, error_body("isv.INVALID_PARAMETERS", "OutId 长度须小于 256")
         biz_id = f"{secrets.randbelow(10**18):018d}^0"
-        return 200, {"RequestId": str(uuid.uuid4()).upper(), "Message": "OK", "BizId": biz_id,
-                     "Code": "OK"}
+        return 200, {
+            "RequestId": str(uuid.uuid4()).upper(),
+            "Message": "OK",
+            "BizId": biz_id,
+            "Code": "OK",
+        }

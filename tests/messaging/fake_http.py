@@ -123,8 +123,9 @@ class LocalFake(abc.ABC, Generic[RequestT]):
 
     # -- misbehaviour for the next request(s) ---------------------------------------------
 
-    def server_error_next(self, *, status: int = 500, json_body: bool = True,
-                          times: int = 1) -> None:
+    def server_error_next(
+        self, *, status: int = 500, json_body: bool = True, times: int = 1
+    ) -> None:
         """Answer the next request(s) with a server error, in the provider's JSON or not."""
         payload = self.server_error_payload(status)
         self._answer_next(status, payload if json_body else None, times=times)
@@ -142,8 +143,14 @@ class LocalFake(abc.ABC, Generic[RequestT]):
         """Read the request (sending the message when ``deliver``), then close the socket."""
         self._queue(Misbehaviour("drop", deliver=deliver, reset=reset), times)
 
-    def _answer_next(self, status: int, payload: dict[str, Any] | None, *,
-                     headers: dict[str, str] | None = None, times: int = 1) -> None:
+    def _answer_next(
+        self,
+        status: int,
+        payload: dict[str, Any] | None,
+        *,
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+    ) -> None:
         """Answer the next request(s) with this, without looking at them."""
         self._queue(Misbehaviour("error", status, payload, dict(headers or {})), times)
 
@@ -236,8 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._drop(reset=step.reset)
 
-    def _answer(self, status: int, payload: dict[str, Any] | None,
-                headers: dict[str, str]) -> None:
+    def _answer(self, status: int, payload: dict[str, Any] | None, headers: dict[str, str]) -> None:
         content_type, data = self.fake.encode(payload)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -250,9 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _drop(self, *, reset: bool) -> None:
         self.close_connection = True
         if reset:  # close with SO_LINGER 0 sends an RST: "connection reset by peer"
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
         else:
             with contextlib.suppress(OSError):

@@ -45,8 +45,9 @@ def zone_in_window(*, hours: float = 1.0) -> str:
     raise AssertionError("some zone is always in daytime")
 
 
-def start_huifang(args: Sequence[str], *, env: Mapping[str, str], log: Path,
-                  prelude: str = "") -> subprocess.Popen[bytes]:
+def start_huifang(
+    args: Sequence[str], *, env: Mapping[str, str], log: Path, prelude: str = ""
+) -> subprocess.Popen[bytes]:
     """Run ``huifang ARGS`` (worker, beat) as its own process group, output to ``log``.
 
     ``prelude`` is Python run in that process before the command starts: tests use it to
@@ -54,8 +55,13 @@ def start_huifang(args: Sequence[str], *, env: Mapping[str, str], log: Path,
     """
     code = f"{prelude}\nfrom huifang.cli import main\nmain()\n"
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-c", code, *args], env=dict(env),
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop(process: subprocess.Popen[bytes], *, timeout: float = 20) -> None:

@@ -32,8 +32,14 @@ ProviderT = TypeVar("ProviderT", bound=Provider)
 ErrorT = TypeVar("ErrorT", bound=ProviderError)
 FAST = httpx.Timeout(2.0, connect=1.0)
 IMPATIENT = httpx.Timeout(0.3, connect=1.0)  # gives up on a hanging fake well before it ends
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                   "all_proxy")
+PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+)
 
 
 def without_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,8 +130,9 @@ LOST_ANSWERS = [
 ]
 
 
-def timed_failure(provider: Provider, message: OutboundMessage,
-                  expected: type[ErrorT]) -> tuple[ErrorT, float]:
+def timed_failure(
+    provider: Provider, message: OutboundMessage, expected: type[ErrorT]
+) -> tuple[ErrorT, float]:
     """Send, expecting ``expected``; the error and how many seconds the provider took to fail."""
     started = time.monotonic()
     with pytest.raises(expected) as caught:
@@ -133,9 +140,12 @@ def timed_failure(provider: Provider, message: OutboundMessage,
     return caught.value, time.monotonic() - started
 
 
-def errors_from(scenarios: Sequence[tuple[Callable[[], None], Provider]],
-                message: OutboundMessage, *,
-                after_each: Callable[[], None] | None = None) -> list[ProviderError]:
+def errors_from(
+    scenarios: Sequence[tuple[Callable[[], None], Provider]],
+    message: OutboundMessage,
+    *,
+    after_each: Callable[[], None] | None = None,
+) -> list[ProviderError]:
     """Arrange each scenario, send with its provider, and collect the ProviderError raised."""
     errors: list[ProviderError] = []
     for arrange, provider in scenarios:

@@ -84,9 +84,14 @@ def make_provider(aliyun: FakeAliyun) -> Iterator[Callable[..., AliyunProvider]]
 def test_signature_matches_aliyuns_documented_example():
     # The worked example of Aliyun's "signature mechanism" page (DescribeRegions, GET).
     params = {
-        "AccessKeyId": "testid", "Action": "DescribeRegions", "Format": "XML",
-        "SignatureMethod": "HMAC-SHA1", "SignatureNonce": "3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf",
-        "SignatureVersion": "1.0", "Timestamp": "2016-02-23T12:46:24Z", "Version": "2014-05-26",
+        "AccessKeyId": "testid",
+        "Action": "DescribeRegions",
+        "Format": "XML",
+        "SignatureMethod": "HMAC-SHA1",
+        "SignatureNonce": "3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf",
+        "SignatureVersion": "1.0",
+        "Timestamp": "2016-02-23T12:46:24Z",
+        "Version": "2014-05-26",
     }
     assert signature("testsecret", params, method="GET") == "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
     assert expected_signature("testsecret", "GET", params) == "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
@@ -135,9 +140,21 @@ def test_sends_every_parameter_signed(aliyun, make_provider):
     assert (request.method, request.path) == ("POST", "/")
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
     assert set(request.params) == {
-        "AccessKeyId", "Action", "Format", "RegionId", "SignatureMethod", "SignatureNonce",
-        "SignatureVersion", "Timestamp", "Version", "Signature",
-        "PhoneNumbers", "SignName", "TemplateCode", "TemplateParam", "OutId",
+        "AccessKeyId",
+        "Action",
+        "Format",
+        "RegionId",
+        "SignatureMethod",
+        "SignatureNonce",
+        "SignatureVersion",
+        "Timestamp",
+        "Version",
+        "Signature",
+        "PhoneNumbers",
+        "SignName",
+        "TemplateCode",
+        "TemplateParam",
+        "OutId",
     }
     assert request.signature_ok  # recomputed by the fake from what it received
     assert request.param("AccessKeyId") == aliyun.access_key_id
@@ -200,16 +217,24 @@ def test_the_fake_refuses_what_aliyun_refuses(aliyun, make_provider):
     """The tests above mean something only if the fake checks like Aliyun does."""
     provider = make_provider()
     base = {
-        "Action": "SendSms", "Version": "2017-05-25", "RegionId": "cn-hangzhou",
-        "PhoneNumbers": "13800138000", "SignName": SIGN, "TemplateCode": aliyun.template_code,
-        "TemplateParam": '{"content":"好"}', "OutId": "1",
+        "Action": "SendSms",
+        "Version": "2017-05-25",
+        "RegionId": "cn-hangzhou",
+        "PhoneNumbers": "13800138000",
+        "SignName": SIGN,
+        "TemplateCode": aliyun.template_code,
+        "TemplateParam": '{"content":"好"}',
+        "OutId": "1",
     }
 
     def post(params: dict[str, str], **sign: object) -> dict[str, object]:
         signed = provider.sign(params, **sign)  # type: ignore[arg-type]
         with httpx.Client(timeout=FAST) as client:
-            answer = client.post(aliyun.base_url + "/", content=encode_form(signed),
-                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+            answer = client.post(
+                aliyun.base_url + "/",
+                content=encode_form(signed),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
         return dict(answer.json())
 
     assert post(base)["Code"] == "OK"
@@ -250,8 +275,9 @@ def test_unapproved_template_refused_by_the_fake(aliyun, make_provider):
 
 def test_missing_template_variable_refused_by_the_fake(aliyun, make_provider):
     with pytest.raises(PermanentError) as caught:
-        make_provider().send(message(template_code="SMS_460000002",
-                                     template_params={"name": "王女士"}))
+        make_provider().send(
+            message(template_code="SMS_460000002", template_params={"name": "王女士"})
+        )
 
     assert caught.value.code == "isv.TEMPLATE_MISSING_PARAMETERS"
 
@@ -286,8 +312,12 @@ def test_refused_before_any_request(aliyun, make_provider, overrides, provider_o
 
 @pytest.mark.parametrize(
     ("aliyun_message", "wait"),
-    [("触发分钟级流控Permits:1", 60.0), ("触发小时级流控Permits:5", 3600.0),
-     ("触发天级流控Permits:10", 86400.0), ("业务限流", 3600.0)],
+    [
+        ("触发分钟级流控Permits:1", 60.0),
+        ("触发小时级流控Permits:5", 3600.0),
+        ("触发天级流控Permits:10", 86400.0),
+        ("业务限流", 3600.0),
+    ],
 )
 def test_per_number_limit_is_retryable_later(aliyun, make_provider, aliyun_message, wait):
     aliyun.fail_next("isv.BUSINESS_LIMIT_CONTROL", message=aliyun_message)
@@ -310,9 +340,10 @@ def test_daily_quota_waits_for_beijing_midnight(aliyun, make_provider):
     assert 60 <= caught.value.retry_after <= 86400 + 60
 
 
-@pytest.mark.parametrize(("code", "status"), [("Throttling.User", 400),
-                                              ("isp.SYSTEM_ERROR", 200),
-                                              ("ServiceUnavailable", 503)])
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("Throttling.User", 400), ("isp.SYSTEM_ERROR", 200), ("ServiceUnavailable", 503)],
+)
 def test_busy_and_system_errors_are_retryable(aliyun, make_provider, code, status):
     aliyun.fail_next(code, status=status)
 

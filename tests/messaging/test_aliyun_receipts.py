@@ -46,14 +46,20 @@ def _customer(session, account, phone="13800138000"):
 
 
 def _sent(session, account, customer, provider="aliyun", source_id="visit-1"):
-    message, _ = outbox.schedule(session=session, tenant=account.tenant, customer=customer,
-                                 channel="sms", category="service", source_type="visit_report",
-                                 source_id=source_id, body="您好，本次空调清洗的服务报告已生成。",
-                                 due_at=NOON_CN)
+    message, _ = outbox.schedule(
+        session=session,
+        tenant=account.tenant,
+        customer=customer,
+        channel="sms",
+        category="service",
+        source_type="visit_report",
+        source_id=source_id,
+        body="您好，本次空调清洗的服务报告已生成。",
+        due_at=NOON_CN,
+    )
     outbox.claim_due(session=session, now=NOON_CN)
     assert outbox.claim_for_send(session=session, message_id=message.id, now=NOON_CN)
-    outbox.deliver(session=session, message_id=message.id, provider=Accepts(provider),
-                   now=NOON_CN)
+    outbox.deliver(session=session, message_id=message.id, provider=Accepts(provider), now=NOON_CN)
     session.refresh(message)
     assert message.status == "sent"
     return message
@@ -62,9 +68,14 @@ def _sent(session, account, customer, provider="aliyun", source_id="visit-1"):
 def _report(message, *, success=True, err_code="DELIVERED", out_id=None):
     """An item of Aliyun's SmsReport push (fixtures/aliyun_smsreport.json: first delivered,
     then failed) for this message."""
-    return payloads.item("aliyun_smsreport.json", 0 if success else 1, success=success,
-                         err_code=err_code, biz_id=message.provider_message_id,
-                         out_id=str(message.id if out_id is None else out_id))
+    return payloads.item(
+        "aliyun_smsreport.json",
+        0 if success else 1,
+        success=success,
+        err_code=err_code,
+        biz_id=message.provider_message_id,
+        out_id=str(message.id if out_id is None else out_id),
+    )
 
 
 def _status(session, message):
@@ -90,17 +101,29 @@ def test_a_push_settles_messages_and_is_answered_as_aliyun_expects(hooks, sessio
     assert answer.status_code == 200 and answer.json() == {"code": 0, "msg": "成功"}
     assert _status(session, delivered) == "delivered"
     assert _status(session, failed) == "undelivered"
-    detail = session.scalars(select(MessageEvent.detail).where(
-        MessageEvent.message_id == failed.id, MessageEvent.status == "undelivered")).one()
+    detail = session.scalars(
+        select(MessageEvent.detail).where(
+            MessageEvent.message_id == failed.id, MessageEvent.status == "undelivered"
+        )
+    ).one()
     assert "MK:0001" in detail
     # Aliyun repeats pushes: the second changes nothing and is still answered code 0.
-    events = session.scalars(select(MessageEvent).where(
-        MessageEvent.message_id == delivered.id, MessageEvent.applied.is_(True))).all()
+    events = session.scalars(
+        select(MessageEvent).where(
+            MessageEvent.message_id == delivered.id, MessageEvent.applied.is_(True)
+        )
+    ).all()
     again = hooks.post(path, json=body)
     assert again.json() == {"code": 0, "msg": "成功"}
     assert _status(session, delivered) == "delivered"
-    assert session.scalars(select(MessageEvent).where(
-        MessageEvent.message_id == delivered.id, MessageEvent.applied.is_(True))).all() == events
+    assert (
+        session.scalars(
+            select(MessageEvent).where(
+                MessageEvent.message_id == delivered.id, MessageEvent.applied.is_(True)
+            )
+        ).all()
+        == events
+    )
 
 
 def test_a_wrong_or_forged_path_is_not_found(hooks, session, account):
@@ -115,7 +138,8 @@ def test_a_wrong_or_forged_path_is_not_found(hooks, session, account):
 
 
 def test_another_companys_path_cannot_touch_this_companys_messages(
-        hooks, session, account, other_account):
+    hooks, session, account, other_account
+):
     message = _sent(session, account, _customer(session, account))
     path = f"/hooks/aliyun/{tenancy.hook_key(other_account.tenant.id)}/report"
     answer = hooks.post(path, json=[_report(message)])
@@ -138,10 +162,16 @@ def test_a_push_with_text_no_column_can_hold_is_a_422_not_a_server_error(
 ):
     customer = _customer(session, account)
     message = _sent(session, account, customer)
-    item = (f'{{"biz_id": {text}, "success": true}}' if kind == "report" else
-            f'{{"sequence_id": "7", "phone_number": "13800138000", "content": {text}}}')
-    answer = hooks.post(f"/hooks/aliyun/{tenancy.hook_key(account.tenant.id)}/{kind}",
-                        content=f"[{item}]", headers={"Content-Type": "application/json"})
+    item = (
+        f'{{"biz_id": {text}, "success": true}}'
+        if kind == "report"
+        else f'{{"sequence_id": "7", "phone_number": "13800138000", "content": {text}}}'
+    )
+    answer = hooks.post(
+        f"/hooks/aliyun/{tenancy.hook_key(account.tenant.id)}/{kind}",
+        content=f"[{item}]",
+        headers={"Content-Type": "application/json"},
+    )
     assert answer.status_code == 422, answer.text[:300]
     assert answer.json()["errors"][0]["loc"][:2] == ["body", 0]
     assert _status(session, message) == "sent"
@@ -155,54 +185,85 @@ def test_twilio_codes_that_speak_of_the_number_suppress_it(session, account):
     later = NOON_CN + dt.timedelta(minutes=1)
     for customer, code in ((unreachable, "30005"), (blocked, "30004")):
         message = _sent(session, account, customer, provider="twilio")
-        apply_receipt(session=session, provider="twilio",
-                      provider_message_id=message.provider_message_id, status="undelivered",
-                      error_code=code, now=later)
+        apply_receipt(
+            session=session,
+            provider="twilio",
+            provider_message_id=message.provider_message_id,
+            status="undelivered",
+            error_code=code,
+            now=later,
+        )
         assert _status(session, message) == "undelivered"
-    gone = compliance.active_suppression(session=session, tenant=account.tenant,
-                                         phone=unreachable.phone)
+    gone = compliance.active_suppression(
+        session=session, tenant=account.tenant, phone=unreachable.phone
+    )
     assert gone is not None and gone.reason == "unreachable"
     # Nobody revoked anything: the consent of an unreachable number stays as recorded.
-    assert compliance.active_consent(session=session, tenant_id=account.tenant.id,
-                                     phone=unreachable.phone) is not None
-    stopped = compliance.active_suppression(session=session, tenant=account.tenant,
-                                            phone=blocked.phone)
+    assert (
+        compliance.active_consent(
+            session=session, tenant_id=account.tenant.id, phone=unreachable.phone
+        )
+        is not None
+    )
+    stopped = compliance.active_suppression(
+        session=session, tenant=account.tenant, phone=blocked.phone
+    )
     assert stopped is not None and stopped.reason == "provider_opt_out"
-    assert compliance.active_consent(session=session, tenant_id=account.tenant.id,
-                                     phone=blocked.phone) is None
-    assert session.scalars(select(ConsentRecord).where(
-        ConsentRecord.phone == blocked.phone)).one().revoked_at is not None
+    assert (
+        compliance.active_consent(session=session, tenant_id=account.tenant.id, phone=blocked.phone)
+        is None
+    )
+    assert (
+        session.scalars(select(ConsentRecord).where(ConsentRecord.phone == blocked.phone))
+        .one()
+        .revoked_at
+        is not None
+    )
 
 
 def test_carrier_quiet_hours_is_named_and_not_a_suppression(session, account):
     customer = _customer(session, account)
     message = _sent(session, account, customer, provider="twilio")
-    apply_receipt(session=session, provider="twilio",
-                  provider_message_id=message.provider_message_id, status="undelivered",
-                  error_code="30610", now=NOON_CN)
+    apply_receipt(
+        session=session,
+        provider="twilio",
+        provider_message_id=message.provider_message_id,
+        status="undelivered",
+        error_code="30610",
+        now=NOON_CN,
+    )
     session.expire_all()
     fresh = session.get(Message, message.id)
     assert (fresh.status, fresh.status_reason) == ("undelivered", "carrier_quiet_hours")
-    assert compliance.active_suppression(session=session, tenant=account.tenant,
-                                         phone=customer.phone) is None
+    assert (
+        compliance.active_suppression(session=session, tenant=account.tenant, phone=customer.phone)
+        is None
+    )
 
 
 @pytest.mark.parametrize("kind", ["reply", "report"])
 @pytest.mark.parametrize("depth", [1000, 100_000])
 def test_deeply_nested_json_is_refused_with_a_sentence(hooks, account, kind, depth):
     path = f"/hooks/aliyun/{tenancy.hook_key(account.tenant.id)}/{kind}"
-    answer = hooks.post(path, content="[" * depth + "]" * depth,
-                        headers={"Content-Type": "application/json"})
+    answer = hooks.post(
+        path, content="[" * depth + "]" * depth, headers={"Content-Type": "application/json"}
+    )
     assert answer.status_code == 400
-    assert answer.json()["detail"] == ("An Aliyun push must be a flat JSON array of reports; "
-                                       "this one nests more than 4 levels deep.")
+    assert answer.json()["detail"] == (
+        "An Aliyun push must be a flat JSON array of reports; "
+        "this one nests more than 4 levels deep."
+    )
 
 
 def test_brackets_inside_texts_are_not_nesting(hooks, session, account):
     customer = _customer(session, account)
     path = f"/hooks/aliyun/{tenancy.hook_key(account.tenant.id)}/reply"
-    item = {"phone_number": customer.phone.removeprefix("+86"), "sequence_id": "88001",
-            "content": '[[[[[[{{{{ "\\"[[[[', "send_time": "2026-11-23 10:00:00"}
+    item = {
+        "phone_number": customer.phone.removeprefix("+86"),
+        "sequence_id": "88001",
+        "content": '[[[[[[{{{{ "\\"[[[[',
+        "send_time": "2026-11-23 10:00:00",
+    }
     answer = hooks.post(path, json=[item])
     assert answer.status_code == 200, answer.text
     assert answer.json()["code"] == 0

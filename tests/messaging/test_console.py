@@ -15,15 +15,23 @@ NOON_CN = dt.datetime(2026, 11, 23, 4, 0, tzinfo=dt.UTC)  # 12:00 in Shanghai
 
 
 def _sent(session, account, phone: str, body: str):
-    customer = customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                         phone=phone)
-    message, _ = outbox.schedule(session=session, tenant=account.tenant, customer=customer,
-                                 channel="sms", category="service", source_type="visit_report",
-                                 source_id="visit-1", body=body, due_at=NOON_CN)
+    customer = customers.create_customer(
+        session=session, tenant=account.tenant, name="王女士", phone=phone
+    )
+    message, _ = outbox.schedule(
+        session=session,
+        tenant=account.tenant,
+        customer=customer,
+        channel="sms",
+        category="service",
+        source_type="visit_report",
+        source_id="visit-1",
+        body=body,
+        due_at=NOON_CN,
+    )
     assert message.id in outbox.claim_due(session=session, now=NOON_CN)
     assert outbox.claim_for_send(session=session, message_id=message.id, now=NOON_CN)
-    outbox.deliver(session=session, message_id=message.id, provider=ConsoleProvider(),
-                   now=NOON_CN)
+    outbox.deliver(session=session, message_id=message.id, provider=ConsoleProvider(), now=NOON_CN)
     session.flush()
     return message
 
@@ -35,8 +43,11 @@ def two_companies(session, account, other_account):
 
 
 def test_the_console_needs_a_key(client, two_companies):
-    for headers in ({}, {"Authorization": "Bearer hf_unknown"},
-                    {"Authorization": "Basic dXNlcjpoZl91bmtub3du"}):  # user:hf_unknown
+    for headers in (
+        {},
+        {"Authorization": "Bearer hf_unknown"},
+        {"Authorization": "Basic dXNlcjpoZl91bmtub3du"},
+    ):  # user:hf_unknown
         answer = client.get("/console", headers=headers)
         assert answer.status_code == 401
         assert "API key" in answer.json()["detail"]

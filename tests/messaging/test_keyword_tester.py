@@ -24,22 +24,40 @@ def test_the_corpus_routes_as_the_keywords_do(session, account) -> None:
         assert found.route_label and found.what_happens
 
 
-@pytest.mark.parametrize("text", ["T", "退订", "1", "帮我约下周三", "阿姨把花瓶打碎了", "谢谢",
-                                  "我的退"])
+@pytest.mark.parametrize(
+    "text", ["T", "退订", "1", "帮我约下周三", "阿姨把花瓶打碎了", "谢谢", "我的退"]
+)
 def test_the_tester_agrees_with_a_real_reply(session, account, text) -> None:
     """With a company rule in play: the route a received reply is recorded with."""
     tenant = account.tenant
-    rule = inbound.add_keyword(session=session, tenant_id=tenant.id, route="opt_out",
-                               kind="pattern", value="我的退", now=NOW)
-    person = customers.create_customer(session=session, tenant=tenant, name="试",
-                                       phone="13900000001")
+    rule = inbound.add_keyword(
+        session=session,
+        tenant_id=tenant.id,
+        route="opt_out",
+        kind="pattern",
+        value="我的退",
+        now=NOW,
+    )
+    person = customers.create_customer(
+        session=session, tenant=tenant, name="试", phone="13900000001"
+    )
     tested = keyword_tester.test_reply(session=session, tenant=tenant, text=text)
-    received = inbound.receive(on_book=book_from_reply, session=session, provider="console",
-                               provider_message_id=f"t-{uuid.uuid4().hex}", phone=person.phone,
-                               text=text, tenant=tenant, now=NOW)
+    received = inbound.receive(
+        on_book=book_from_reply,
+        session=session,
+        provider="console",
+        provider_message_id=f"t-{uuid.uuid4().hex}",
+        phone=person.phone,
+        text=text,
+        tenant=tenant,
+        now=NOW,
+    )
     reply = inbound.replies(session=session, received=received)[0]
-    assert (tested.route, tested.rule, tested.complaint) == (reply.route, reply.rule,
-                                                             reply.complaint)
+    assert (tested.route, tested.rule, tested.complaint) == (
+        reply.route,
+        reply.rule,
+        reply.complaint,
+    )
     if text == "我的退":
         assert tested.rule == f"tenant:{rule.id}" and "公司自定义规则" in tested.rule_label
 
@@ -48,8 +66,9 @@ def test_a_proposed_rule_is_tried_without_being_saved(session, account) -> None:
     tenant = account.tenant
     before = keyword_tester.test_reply(session=session, tenant=tenant, text="不需要了")
     proposed = keywords.Rule(name="x", route="opt_out", kind="exact", value="不需要了")
-    after = keyword_tester.test_reply(session=session, tenant=tenant, text="不需要了",
-                                      proposed=proposed)
+    after = keyword_tester.test_reply(
+        session=session, tenant=tenant, text="不需要了", proposed=proposed
+    )
     assert after.route == "opt_out" and after.rule == "proposed"
     assert "正在编辑的规则" in after.rule_label and after.answer and "退订" in after.answer
     assert before.rule != "proposed"
@@ -58,20 +77,37 @@ def test_a_proposed_rule_is_tried_without_being_saved(session, account) -> None:
 
 
 def test_keyword_test_by_api(client, account) -> None:
-    answer = client.post("/v1/keyword-rules/test", headers=account.headers,
-                         json={"text": "帮我约下周三上午"})
+    answer = client.post(
+        "/v1/keyword-rules/test", headers=account.headers, json={"text": "帮我约下周三上午"}
+    )
     assert answer.status_code == 200
     body = answer.json()
     assert body["route"] == "book" and body["route_label"] == "预约"
     assert body["answer"] and "预约" in body["what_happens"]
-    tried = client.post("/v1/keyword-rules/test", headers=account.headers, json={
-        "text": "别烦我", "proposed": {"route": "opt_out", "kind": "exact", "value": "别烦我"}})
+    tried = client.post(
+        "/v1/keyword-rules/test",
+        headers=account.headers,
+        json={
+            "text": "别烦我",
+            "proposed": {"route": "opt_out", "kind": "exact", "value": "别烦我"},
+        },
+    )
     assert tried.json()["route"] == "opt_out" and tried.json()["rule"] == "proposed"
-    complaint = client.post("/v1/keyword-rules/test", headers=account.headers,
-                            json={"text": "师傅迟到了两个小时，太差了"}).json()
+    complaint = client.post(
+        "/v1/keyword-rules/test",
+        headers=account.headers,
+        json={"text": "师傅迟到了两个小时，太差了"},
+    ).json()
     assert complaint["complaint"] is True and "投诉" in complaint["what_happens"]
-    bad = client.post("/v1/keyword-rules/test", headers=account.headers, json={
-        "text": "x", "proposed": {"route": "opt_out", "kind": "pattern", "value": "* *"}})
+    bad = client.post(
+        "/v1/keyword-rules/test",
+        headers=account.headers,
+        json={"text": "x", "proposed": {"route": "opt_out", "kind": "pattern", "value": "* *"}},
+    )
     assert bad.status_code == 422 and bad.json()["detail"]
-    assert client.post("/v1/keyword-rules/test", headers=account.headers,
-                       json={"text": ""}).status_code == 422
+    assert (
+        client.post(
+            "/v1/keyword-rules/test", headers=account.headers, json={"text": ""}
+        ).status_code
+        == 422
+    )

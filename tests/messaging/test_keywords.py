@@ -49,9 +49,11 @@ def test_the_corpus_is_large_and_covers_every_route():
 
 
 # The id is the corpus line: "replies.tsv:57 请帮我退订 -> opt_out".
-@pytest.mark.parametrize(("number", "text", "expected", "complaint", "note"), CASES,
-                         ids=[f"replies.tsv:{n} {text} -> {expected}"
-                              for n, text, expected, _, _ in CASES])
+@pytest.mark.parametrize(
+    ("number", "text", "expected", "complaint", "note"),
+    CASES,
+    ids=[f"replies.tsv:{n} {text} -> {expected}" for n, text, expected, _, _ in CASES],
+)
 def test_corpus(number, text, expected, complaint, note):
     routing = route(text)
     assert (routing.route, routing.complaint) == (expected, complaint), (number, note, routing)
@@ -143,30 +145,33 @@ def test_pattern_words_match_whole_english_words_and_numbers():
 FORTY_ONE_PHRASES = "[" + "|".join("abcdefghijklmnopqrstuvwxyz0123456789一二三四五") + "]"
 
 
-@pytest.mark.parametrize(("rule", "sentence"), [
-    (Rule("", "opt_out", "exact", "退"), "has no name"),
-    (Rule("x" * 65, "opt_out", "exact", "退"), "keep it to 64"),
-    (Rule("r", "unsubscribe", "exact", "退"), "is not a route"),
-    (Rule("r", "opt_out", "regex", "退"), "is not a kind of rule"),
-    (Rule("r", "opt_out", "exact", "   "), "has no value"),
-    (Rule("r", "opt_out", "exact", "！！🙂"), "no letters or digits"),
-    (Rule("r", "opt_out", "exact", "退" * 101), "keep it to 100"),
-    (Rule("r", "opt_out", "pattern", "退" * 101), "keep it to 100"),
-    (Rule("r", "opt_out", "pattern", "[别再|不要再 发"), "without closing it"),
-    (Rule("r", "opt_out", "pattern", "[别再|[不要]]发"), "cannot be nested"),
-    (Rule("r", "opt_out", "pattern", "别再]发"), "never opened"),
-    (Rule("r", "opt_out", "pattern", "不要再发|别再发"), "Put alternatives in brackets"),
-    (Rule("r", "opt_out", "pattern", "[]"), "are empty"),
-    (Rule("r", "opt_out", "pattern", "* 退"), "empty part"),
-    (Rule("r", "opt_out", "pattern", "退 ** 订"), "empty part"),
-    (Rule("r", "opt_out", "pattern", "a * b * c * d * e"), "keep it to 4"),
-    (Rule("r", "opt_out", "pattern", FORTY_ONE_PHRASES), "keep them to 40"),
-    (Rule("r", "opt_out", "pattern", "[再|]发"), "starts or ends with an optional phrase"),
-    (Rule("r", "book", "pattern", "约 * {date}"), "not a known placeholder"),
-    (Rule("r", "opt_in", "pattern", "订阅"), "must be exact keywords"),
-    (Rule("r", "book", "exact", "Ｔ"), "is an opt-out reply"),
-    (Rule("r", "help", "exact", "stop please"), "is an opt-out reply"),
-])
+@pytest.mark.parametrize(
+    ("rule", "sentence"),
+    [
+        (Rule("", "opt_out", "exact", "退"), "has no name"),
+        (Rule("x" * 65, "opt_out", "exact", "退"), "keep it to 64"),
+        (Rule("r", "unsubscribe", "exact", "退"), "is not a route"),
+        (Rule("r", "opt_out", "regex", "退"), "is not a kind of rule"),
+        (Rule("r", "opt_out", "exact", "   "), "has no value"),
+        (Rule("r", "opt_out", "exact", "！！🙂"), "no letters or digits"),
+        (Rule("r", "opt_out", "exact", "退" * 101), "keep it to 100"),
+        (Rule("r", "opt_out", "pattern", "退" * 101), "keep it to 100"),
+        (Rule("r", "opt_out", "pattern", "[别再|不要再 发"), "without closing it"),
+        (Rule("r", "opt_out", "pattern", "[别再|[不要]]发"), "cannot be nested"),
+        (Rule("r", "opt_out", "pattern", "别再]发"), "never opened"),
+        (Rule("r", "opt_out", "pattern", "不要再发|别再发"), "Put alternatives in brackets"),
+        (Rule("r", "opt_out", "pattern", "[]"), "are empty"),
+        (Rule("r", "opt_out", "pattern", "* 退"), "empty part"),
+        (Rule("r", "opt_out", "pattern", "退 ** 订"), "empty part"),
+        (Rule("r", "opt_out", "pattern", "a * b * c * d * e"), "keep it to 4"),
+        (Rule("r", "opt_out", "pattern", FORTY_ONE_PHRASES), "keep them to 40"),
+        (Rule("r", "opt_out", "pattern", "[再|]发"), "starts or ends with an optional phrase"),
+        (Rule("r", "book", "pattern", "约 * {date}"), "not a known placeholder"),
+        (Rule("r", "opt_in", "pattern", "订阅"), "must be exact keywords"),
+        (Rule("r", "book", "exact", "Ｔ"), "is an opt-out reply"),
+        (Rule("r", "help", "exact", "stop please"), "is an opt-out reply"),
+    ],
+)
 def test_invalid_rules_are_refused_with_a_sentence(rule, sentence):
     with pytest.raises(Invalid, match=re.escape(sentence)):
         validate_rule(rule)
@@ -176,10 +181,12 @@ def test_invalid_rules_are_refused_with_a_sentence(rule, sentence):
 
 
 def test_valid_rules_are_returned_unchanged():
-    rules = [Rule("tui", "opt_out", "exact", "退"),
-             Rule("stop_sending", "opt_out", "pattern", "[不要再|别再] * 发"),
-             Rule("laundry", "book", "pattern", "洗衣机 * {when}"),
-             Rule("resub", "opt_in", "exact", "继续发")]
+    rules = [
+        Rule("tui", "opt_out", "exact", "退"),
+        Rule("stop_sending", "opt_out", "pattern", "[不要再|别再] * 发"),
+        Rule("laundry", "book", "pattern", "洗衣机 * {when}"),
+        Rule("resub", "opt_in", "exact", "继续发"),
+    ]
     assert [validate_rule(r) for r in rules] == rules
 
 
@@ -194,12 +201,30 @@ def test_our_own_rules_are_well_formed():
 
 # --- properties ------------------------------------------------------------------------------
 
-_ALPHABET = st.sampled_from([*"tTdDrRsS1１ＴＳ 。！?!.,，~～…“”'’-#*[]|{}",
-                             "退订", "拒收", "别再", "发", "不要", "没", "迟到", "约", "stop",
-                             "cancel", "明天", "号", "🛑", "👍", "\u200b", "\u3000", "\ufe0f",
-                             "\u20e3"])
-_REPLIES = st.one_of(st.text(max_size=300),
-                     st.lists(_ALPHABET, max_size=40).map("".join))
+_ALPHABET = st.sampled_from(
+    [
+        *"tTdDrRsS1１ＴＳ 。！?!.,，~～…“”'’-#*[]|{}",
+        "退订",
+        "拒收",
+        "别再",
+        "发",
+        "不要",
+        "没",
+        "迟到",
+        "约",
+        "stop",
+        "cancel",
+        "明天",
+        "号",
+        "🛑",
+        "👍",
+        "\u200b",
+        "\u3000",
+        "\ufe0f",
+        "\u20e3",
+    ]
+)
+_REPLIES = st.one_of(st.text(max_size=300), st.lists(_ALPHABET, max_size=40).map("".join))
 
 
 @settings(max_examples=400, deadline=None)

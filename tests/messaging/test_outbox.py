@@ -58,19 +58,36 @@ def customer(session, account):
     return make_customer(session, account.tenant)
 
 
-def _schedule(session, account, customer, *, category="service", source_id="visit-1",
-              due=NOON_CN, body="您好，本次空调清洗的服务报告已生成：https://hf.example/r/abc"):
-    message, _ = outbox.schedule(session=session, tenant=account.tenant, customer=customer,
-                                 channel="sms", category=category, source_type="visit_report",
-                                 source_id=source_id, body=body, due_at=due)
+def _schedule(
+    session,
+    account,
+    customer,
+    *,
+    category="service",
+    source_id="visit-1",
+    due=NOON_CN,
+    body="您好，本次空调清洗的服务报告已生成：https://hf.example/r/abc",
+):
+    message, _ = outbox.schedule(
+        session=session,
+        tenant=account.tenant,
+        customer=customer,
+        channel="sms",
+        category=category,
+        source_type="visit_report",
+        source_id=source_id,
+        body=body,
+        due_at=due,
+    )
     return message
 
 
 def _run(session, message, provider, now=NOON_CN):
     """What the dispatcher and the send task do, in the test's transaction."""
     claimed = outbox.claim_due(session=session, now=now)
-    if message.id in claimed and outbox.claim_for_send(session=session, message_id=message.id,
-                                                       now=now):
+    if message.id in claimed and outbox.claim_for_send(
+        session=session, message_id=message.id, now=now
+    ):
         outbox.deliver(session=session, message_id=message.id, provider=provider, now=now)
     session.refresh(message)
     return message
@@ -103,24 +120,33 @@ def test_a_second_delivery_of_the_send_task_calls_the_provider_once(session, acc
     outbox.claim_due(session=session, now=NOON_CN)
     for _ in range(3):  # the same task delivered three times
         if outbox.claim_for_send(session=session, message_id=message.id, now=NOON_CN):
-            outbox.deliver(session=session, message_id=message.id, provider=provider,
-                           now=NOON_CN)
+            outbox.deliver(session=session, message_id=message.id, provider=provider, now=NOON_CN)
     assert len(provider.calls) == 1
 
 
-def test_marketing_without_consent_is_suppressed_without_a_provider_call(session, account,
-                                                                        customer):
+def test_marketing_without_consent_is_suppressed_without_a_provider_call(
+    session, account, customer
+):
     provider = ScriptedProvider()
-    message = _run(session, _schedule(session, account, customer, category="marketing",
-                                      body="冬季深度保洁九折"), provider)
+    message = _run(
+        session,
+        _schedule(session, account, customer, category="marketing", body="冬季深度保洁九折"),
+        provider,
+    )
     assert (message.status, message.status_reason) == ("suppressed", "no_consent")
     assert provider.calls == []
 
 
 def test_an_opt_out_before_the_send_stops_it(session, account, customer):
     message = _schedule(session, account, customer)
-    compliance.opt_out(session=session, tenant=account.tenant, phone=customer.phone,
-                       reason="reply_opt_out", detail="T", now=NOON_CN)
+    compliance.opt_out(
+        session=session,
+        tenant=account.tenant,
+        phone=customer.phone,
+        reason="reply_opt_out",
+        detail="T",
+        now=NOON_CN,
+    )
     provider = ScriptedProvider()
     assert _run(session, message, provider).status == "suppressed"
     assert provider.calls == []
@@ -128,12 +154,15 @@ def test_an_opt_out_before_the_send_stops_it(session, account, customer):
 
 def test_quiet_hours_defer_then_send_at_the_window(session, account, customer):
     night = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)  # 23:00 in Shanghai
-    message = _run(session, _schedule(session, account, customer, due=night), ConsoleProvider(),
-                   now=night)
+    message = _run(
+        session, _schedule(session, account, customer, due=night), ConsoleProvider(), now=night
+    )
     assert (message.status, message.status_reason) == ("deferred", "quiet_hours")
     assert message.due_at == dt.datetime(2026, 11, 24, 0, 0, tzinfo=dt.UTC)
-    assert _run(session, message, ConsoleProvider(), now=night + dt.timedelta(hours=2)
-                ).status == "deferred"  # not yet
+    assert (
+        _run(session, message, ConsoleProvider(), now=night + dt.timedelta(hours=2)).status
+        == "deferred"
+    )  # not yet
     assert _run(session, message, ConsoleProvider(), now=message.due_at).status == "sent"
 
 
@@ -151,16 +180,16 @@ def test_retryable_errors_back_off_in_minutes_then_give_up(session, account, cus
     assert len(provider.calls) == 5
 
 
-def test_a_timeout_after_sending_is_unknown_and_never_resent_automatically(session, account,
-                                                                           customer):
+def test_a_timeout_after_sending_is_unknown_and_never_resent_automatically(
+    session, account, customer
+):
     provider = ScriptedProvider(RequestMayHaveLeft("read timeout"))
     message = _run(session, _schedule(session, account, customer), provider)
     assert (message.status, message.status_reason) == ("unknown", "timeout_after_send")
     for hours in (1, 24, 24 * 30):
         _run(session, message, provider, now=NOON_CN + dt.timedelta(hours=hours))
     assert len(provider.calls) == 1
-    outbox.retry(session=session, tenant_id=account.tenant.id, message_id=message.id,
-                 now=NOON_CN)
+    outbox.retry(session=session, tenant_id=account.tenant.id, message_id=message.id, now=NOON_CN)
     assert outbox.claim_for_send(session=session, message_id=message.id, now=NOON_CN)
     outbox.deliver(session=session, message_id=message.id, provider=provider, now=NOON_CN)
     assert message.status == "sent" and len(provider.calls) == 2
@@ -170,8 +199,10 @@ def test_provider_opt_out_becomes_a_suppression(session, account, customer):
     provider = ScriptedProvider(RecipientOptedOut("unsubscribed", code="21610"))
     message = _run(session, _schedule(session, account, customer), provider)
     assert message.status == "suppressed"
-    assert compliance.active_suppression(session=session, tenant=account.tenant,
-                                         phone=customer.phone) is not None
+    assert (
+        compliance.active_suppression(session=session, tenant=account.tenant, phone=customer.phone)
+        is not None
+    )
 
 
 def test_a_permanent_refusal_fails_with_the_code(session, account, customer):
@@ -212,8 +243,7 @@ def test_status_only_moves_forward(steps):
     session = _RecordingSession()
     for status in steps:
         before = message.status
-        applied = outbox.transition(session=session, message=message, status=status,
-                                    now=NOON_CN)
+        applied = outbox.transition(session=session, message=message, status=status, now=NOON_CN)
         assert applied == (status in TRANSITIONS[before])
         assert message.status == (status if applied else before)
         if before in FINAL:
@@ -239,8 +269,12 @@ def test_twilio_adapter_in_the_pipeline(session, account, customer):
     from tests.messaging.twilio_fake import FakeTwilio
 
     with FakeTwilio() as fake:
-        provider = TwilioProvider(account_sid=fake.account_sid, auth_token=fake.auth_token,
-                                  api_base=fake.base_url, from_number=fake.from_number)
+        provider = TwilioProvider(
+            account_sid=fake.account_sid,
+            auth_token=fake.auth_token,
+            api_base=fake.base_url,
+            from_number=fake.from_number,
+        )
         message = _run(session, _schedule(session, account, customer), provider)
     assert message.status == "sent" and message.provider_message_id.startswith("SM")
     assert fake.accepted[0].field("Body") == message.text
@@ -249,12 +283,20 @@ def test_twilio_adapter_in_the_pipeline(session, account, customer):
 def test_embedded_worker_dispatches_and_sends(sqlite_database):
     with sqlite_database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="发送家政", signature="发送家政")
-        person = customers.create_customer(session=session, tenant=tenant, name="王女士",
-                                           phone="13800138000")
-        message, _ = outbox.schedule(session=session, tenant=tenant, customer=person,
-                                     channel="sms", category="service",
-                                     source_type="visit_report", source_id="v1", body="报告",
-                                     due_at=huifang.db.utcnow())
+        person = customers.create_customer(
+            session=session, tenant=tenant, name="王女士", phone="13800138000"
+        )
+        message, _ = outbox.schedule(
+            session=session,
+            tenant=tenant,
+            customer=person,
+            channel="sms",
+            category="service",
+            source_type="visit_report",
+            source_id="v1",
+            body="报告",
+            due_at=huifang.db.utcnow(),
+        )
         tenant_id, message_id = tenant.id, message.id
     set_database(sqlite_database)
     try:

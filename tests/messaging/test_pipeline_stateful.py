@@ -115,8 +115,18 @@ class Cause:
 
 
 CAUSES = (
-    Cause("service", "visit_report", "visit-1", "您好，本次空调清洗的服务报告已生成：https://hf.example/r/a1"),
-    Cause("service", "visit_report", "visit-2", "您好，本次深度保洁的服务报告已生成：https://hf.example/r/b2"),
+    Cause(
+        "service",
+        "visit_report",
+        "visit-1",
+        "您好，本次空调清洗的服务报告已生成：https://hf.example/r/a1",
+    ),
+    Cause(
+        "service",
+        "visit_report",
+        "visit-2",
+        "您好，本次深度保洁的服务报告已生成：https://hf.example/r/b2",
+    ),
     Cause("marketing", "campaign", "spring:occ-1", "春季空调清洗九折，回复1预约"),
     Cause("marketing", "campaign", "summer:occ-1", "梅雨季前除湿保养，回复1预约"),
     Cause("marketing", "campaign", "winter:occ-1", "春节前深度保洁，回复1预约"),
@@ -131,8 +141,17 @@ PERMANENT = "permanent"  # a landline
 OPTED_OUT = "opted_out"  # Twilio 21610
 MAY_HAVE_LEFT = "may_have_left"  # read timeout after the request was written
 THROTTLED = "throttled"  # the shared send rate had no slot: no provider call at all
-OUTCOMES = (OK, OK, RETRYABLE, RETRY_AFTER, PERMANENT, OPTED_OUT, MAY_HAVE_LEFT, MAY_HAVE_LEFT,
-            THROTTLED)
+OUTCOMES = (
+    OK,
+    OK,
+    RETRYABLE,
+    RETRY_AFTER,
+    PERMANENT,
+    OPTED_OUT,
+    MAY_HAVE_LEFT,
+    MAY_HAVE_LEFT,
+    THROTTLED,
+)
 # Twilio statuses a callback may carry, and error codes on undelivered/failed ones:
 # 30003 unreachable handset (nothing more), 21610 unsubscribed (a suppression),
 # 30005 unknown number (a suppression that is not the customer's choice).
@@ -232,8 +251,20 @@ class TimePasses:
     minutes: int
 
 
-Event = (Schedule | Tick | RunTask | Claim | Deliver | WorkerDies | BrokerLoses
-         | BrokerRedelivers | Receipt | OptOut | OperatorRetry | TimePasses)
+Event = (
+    Schedule
+    | Tick
+    | RunTask
+    | Claim
+    | Deliver
+    | WorkerDies
+    | BrokerLoses
+    | BrokerRedelivers
+    | Receipt
+    | OptOut
+    | OperatorRetry
+    | TimePasses
+)
 PICK = st.integers(0, 99)
 
 
@@ -247,8 +278,12 @@ def _weighted(*choices: tuple[int, st.SearchStrategy[Event]]) -> st.SearchStrate
 # enough; the first comes up a little more than its weight says (hypothesis likes it).
 EVENTS = _weighted(
     (6, st.builds(RunTask, pick=PICK, outcome=st.sampled_from(OUTCOMES))),
-    (4, st.builds(Receipt, pick=PICK, status=st.sampled_from(RECEIPTS),
-                  code=st.sampled_from(ERROR_CODES))),
+    (
+        4,
+        st.builds(
+            Receipt, pick=PICK, status=st.sampled_from(RECEIPTS), code=st.sampled_from(ERROR_CODES)
+        ),
+    ),
     (3, st.builds(Schedule, again=st.booleans(), delay=st.sampled_from(DELAYS))),
     (3, st.just(Tick())),
     (3, st.builds(TimePasses, minutes=st.sampled_from(STEPS))),
@@ -292,15 +327,23 @@ class RecordingProvider(Provider):
         self.now = START
 
     def send(self, message: OutboundMessage) -> SendResult:
-        call = Call(message.message_id, message.to, self.step, self.now,
-                    "SM" + uuid.uuid4().hex, self.outcome)
+        call = Call(
+            message.message_id,
+            message.to,
+            self.step,
+            self.now,
+            "SM" + uuid.uuid4().hex,
+            self.outcome,
+        )
         self.calls.append(call)
         if call.outcome == RETRYABLE:
-            raise RetryableError("Twilio had a server error (HTTP 503); nothing was sent.",
-                                 code="20500")
+            raise RetryableError(
+                "Twilio had a server error (HTTP 503); nothing was sent.", code="20500"
+            )
         if call.outcome == RETRY_AFTER:
-            raise RetryableError("Twilio is receiving too many requests.", code="20429",
-                                 retry_after=30 * 60)
+            raise RetryableError(
+                "Twilio is receiving too many requests.", code="20429", retry_after=30 * 60
+            )
         if call.outcome == PERMANENT:
             raise PermanentError("The customer's number is a landline.", code="21614")
         if call.outcome == OPTED_OUT:
@@ -345,11 +388,13 @@ def check_history(message_id: int, row: Row) -> None:
     for status, reason, applied in row.history[1:]:
         if applied:
             assert status in TRANSITIONS[current], (
-                f"message {message_id} moved {current} → {status}: {row.history}")
+                f"message {message_id} moved {current} → {status}: {row.history}"
+            )
             current = status
         elif reason != RECEIPT_PROGRESS:
             assert status not in TRANSITIONS[current], (
-                f"message {message_id}: {current} → {status} was allowed but ignored")
+                f"message {message_id}: {current} → {status} was allowed but ignored"
+            )
     assert current == row.status, (message_id, current, row.status, row.history)
 
 
@@ -376,18 +421,24 @@ class SendPipeline(RuleBasedStateMachine):
         self.calls_checked = 0
         self.reader = read_only_connection(self.database.engine)
         with self.database.session() as session:
-            tenant = tenancy.create_tenant(session=session,
-                                           name=f"状态机家政 {uuid.uuid4().hex[:8]}",
-                                           signature="状态机家政")
+            tenant = tenancy.create_tenant(
+                session=session, name=f"状态机家政 {uuid.uuid4().hex[:8]}", signature="状态机家政"
+            )
             self.people: list[Customer] = []
             for person in PEOPLE:
-                customer = customers.create_customer(session=session, tenant=tenant,
-                                                     name=person.name, phone=person.phone)
+                customer = customers.create_customer(
+                    session=session, tenant=tenant, name=person.name, phone=person.phone
+                )
                 if person.consents:
                     compliance.record_consent(
-                        session=session, tenant_id=tenant.id, customer=customer,
-                        source="in_person", evidence="上门时签字确认",
-                        granted_at=START - dt.timedelta(days=30), now=START)
+                        session=session,
+                        tenant_id=tenant.id,
+                        customer=customer,
+                        source="in_person",
+                        evidence="上门时签字确认",
+                        granted_at=START - dt.timedelta(days=30),
+                        now=START,
+                    )
                 self.people.append(customer)
             self.tenant_id = tenant.id
 
@@ -404,27 +455,31 @@ class SendPipeline(RuleBasedStateMachine):
     def _tick(self) -> None:
         """What ``dispatch_due`` does at ``self.now``: claim what is due, sweep what is stuck."""
         with self.database.session() as session:
-            ids = (outbox.claim_due(session=session, now=self.now)
-                   + outbox.sweep(session=session, now=self.now))
+            ids = outbox.claim_due(session=session, now=self.now) + outbox.sweep(
+                session=session, now=self.now
+            )
         ours = [message_id for message_id in ids if message_id in self.messages]
         self.tasks += ours
         self.enqueued += ours
         # A message retried by an operator may be claimed again while an earlier worker still
         # holds its old, swept claim: only the latest claim says whether the row is stuck,
         # even when the worker that made it has died since.
-        stale = {message_id for message_id, _ in self.in_flight
-                 if self.now - self.last_claim[message_id] > outbox.STUCK_SENDING}
+        stale = {
+            message_id
+            for message_id, _ in self.in_flight
+            if self.now - self.last_claim[message_id] > outbox.STUCK_SENDING
+        }
         self.may_be_unknown |= stale
         if stale:
             with self.database.session() as session:
-                still = session.scalars(select(Message.id).where(
-                    Message.id.in_(stale), Message.status == SENDING)).all()
+                still = session.scalars(
+                    select(Message.id).where(Message.id.in_(stale), Message.status == SENDING)
+                ).all()
             assert not still, f"the sweep left stale claims sending: {still}"
 
     def _claim(self, message_id: int) -> bool:
         with self.database.session() as session:
-            claimed = outbox.claim_for_send(session=session, message_id=message_id,
-                                            now=self.now)
+            claimed = outbox.claim_for_send(session=session, message_id=message_id, now=self.now)
         if claimed:
             self.in_flight.append((message_id, self.now))
             self.last_claim[message_id] = self.now
@@ -432,12 +487,19 @@ class SendPipeline(RuleBasedStateMachine):
 
     def _deliver(self, message_id: int, outcome: str) -> None:
         self.provider.outcome, self.provider.step, self.provider.now = (
-            outcome, self.step, self.now)
+            outcome,
+            self.step,
+            self.now,
+        )
         before = len(self.provider.calls)
         with self.database.session() as session:
-            outbox.deliver(session=session, message_id=message_id, provider=self.provider,
-                           now=self.now,
-                           throttle=(lambda: False) if outcome == THROTTLED else (lambda: True))
+            outbox.deliver(
+                session=session,
+                message_id=message_id,
+                provider=self.provider,
+                now=self.now,
+                throttle=(lambda: False) if outcome == THROTTLED else (lambda: True),
+            )
         calls = self.provider.calls[before:]
         assert len(calls) <= 1, "one delivery, more than one provider call"
         assert not (calls and outcome == THROTTLED), "a throttled send reached the provider"
@@ -446,9 +508,12 @@ class SendPipeline(RuleBasedStateMachine):
 
     # -- what happens ----------------------------------------------------------------------
 
-    @initialize(plan=st.permutations([(person, cause) for person in range(len(PEOPLE))
-                                      for cause in range(len(CAUSES))]),
-                first=st.lists(st.sampled_from(DELAYS), min_size=3, max_size=8))
+    @initialize(
+        plan=st.permutations(
+            [(person, cause) for person in range(len(PEOPLE)) for cause in range(len(CAUSES))]
+        ),
+        first=st.lists(st.sampled_from(DELAYS), min_size=3, max_size=8),
+    )
     def plan_the_causes(self, plan: list[tuple[int, int]], first: list[int]) -> None:
         """The order in which (customer, cause) pairs get their message; the first few now."""
         self.plan = plan
@@ -488,9 +553,14 @@ class SendPipeline(RuleBasedStateMachine):
             case OptOut(person=person) if not self.opt_outs:
                 self.opt_outs += 1  # once a run (receipts and the provider add more)
                 with self.database.session() as session:
-                    compliance.opt_out(session=session, tenant=self._tenant(session),
-                                       phone=self.people[person].phone,
-                                       reason="reply_opt_out", detail="T", now=self.now)
+                    compliance.opt_out(
+                        session=session,
+                        tenant=self._tenant(session),
+                        phone=self.people[person].phone,
+                        reason="reply_opt_out",
+                        detail="T",
+                        now=self.now,
+                    )
             case OperatorRetry(pick=pick):
                 self._operator_retry(pick)
             case TimePasses(minutes=minutes):
@@ -510,15 +580,23 @@ class SendPipeline(RuleBasedStateMachine):
             customer = session.get(Customer, self.people[person].id)
             assert customer is not None
             message, new = outbox.schedule(
-                session=session, tenant=self._tenant(session), customer=customer,
-                channel="sms", category=what.category, source_type=what.source_type,
-                source_id=what.source_id, body=what.body, due_at=due)
+                session=session,
+                tenant=self._tenant(session),
+                customer=customer,
+                channel="sms",
+                category=what.category,
+                source_type=what.source_type,
+                source_id=what.source_id,
+                body=what.body,
+                due_at=due,
+            )
             message_id, key = message.id, message.idempotency_key
             zone = customer.timezone
         assert new == (message_id not in self.messages), "one message per cause, ever"
         if new:
-            self.messages[message_id] = Tracked(key, self.people[person].phone, zone,
-                                                what.category, due)
+            self.messages[message_id] = Tracked(
+                key, self.people[person].phone, zone, what.category, due
+            )
         else:
             assert self.messages[message_id].key == key
 
@@ -527,16 +605,29 @@ class SendPipeline(RuleBasedStateMachine):
         gone = [call for call in self.provider.calls if call.may_have_gone]
         if not gone:
             with self.database.session() as session:  # a receipt for nothing of ours
-                assert apply_receipt(session=session, provider="twilio",
-                                     provider_message_id="SM" + uuid.uuid4().hex,
-                                     status=status, error_code=None, now=self.now) is None
+                assert (
+                    apply_receipt(
+                        session=session,
+                        provider="twilio",
+                        provider_message_id="SM" + uuid.uuid4().hex,
+                        status=status,
+                        error_code=None,
+                        now=self.now,
+                    )
+                    is None
+                )
             return
         call = gone[pick % len(gone)]
         with self.database.session() as session:
             message = apply_receipt(
-                session=session, provider="twilio", provider_message_id=call.sid,
-                status=status, error_code=code if status in ("undelivered", "failed") else None,
-                now=self.now, message_id=call.message_id)
+                session=session,
+                provider="twilio",
+                provider_message_id=call.sid,
+                status=status,
+                error_code=code if status in ("undelivered", "failed") else None,
+                now=self.now,
+                message_id=call.message_id,
+            )
             assert message is None or message.id == call.message_id
         if any(message_id == call.message_id for message_id, _ in self.in_flight):
             # Writing the provider's id stamps updated_at with the wall clock, years before
@@ -549,8 +640,9 @@ class SendPipeline(RuleBasedStateMachine):
             return
         message_id = unknown[pick % len(unknown)]
         with self.database.session() as session:
-            outbox.retry(session=session, tenant_id=self.tenant_id, message_id=message_id,
-                         now=self.now)
+            outbox.retry(
+                session=session, tenant_id=self.tenant_id, message_id=message_id, now=self.now
+            )
         self.retries[message_id] += 1
         self.tasks.append(message_id)  # the API enqueues the send after its commit
         self.enqueued.append(message_id)
@@ -564,30 +656,48 @@ class SendPipeline(RuleBasedStateMachine):
 
     def _check(self) -> None:
         # Plain selects on a connection of the machine's own: this runs after every step.
-        new_calls = self.provider.calls[self.calls_checked:]
+        new_calls = self.provider.calls[self.calls_checked :]
         with self.reader.begin():
             history: dict[int, list[tuple[str, str | None, bool]]] = {}
             messages: dict[int, tuple[str, dt.datetime, str | None]] = {}
             for event in self.reader.execute(
-                    select(Message.id, Message.status.label("now"), Message.due_at,
-                           Message.provider_message_id, MessageEvent.status,
-                           MessageEvent.reason, MessageEvent.applied)
-                    .join(MessageEvent, MessageEvent.message_id == Message.id)
-                    .where(Message.tenant_id == self.tenant_id)
-                    .order_by(MessageEvent.id)):
+                select(
+                    Message.id,
+                    Message.status.label("now"),
+                    Message.due_at,
+                    Message.provider_message_id,
+                    MessageEvent.status,
+                    MessageEvent.reason,
+                    MessageEvent.applied,
+                )
+                .join(MessageEvent, MessageEvent.message_id == Message.id)
+                .where(Message.tenant_id == self.tenant_id)
+                .order_by(MessageEvent.id)
+            ):
                 messages[event.id] = (event.now, event.due_at, event.provider_message_id)
-                history.setdefault(event.id, []).append(
-                    (event.status, event.reason, event.applied))
-            suppressed = self.reader.scalars(select(Suppression.phone).where(
-                Suppression.tenant_id == self.tenant_id)).all()
-            allowed = set(self.reader.scalars(select(ComplianceDecision.message_ref).where(
-                ComplianceDecision.tenant_id == self.tenant_id,
-                ComplianceDecision.decision == SEND,
-                ComplianceDecision.message_ref.in_(
-                    {self.messages[call.message_id].key for call in new_calls})))
-                ) if new_calls else set()
-        self.rows = {message_id: Row(*row, tuple(history[message_id]))
-                     for message_id, row in messages.items()}
+                history.setdefault(event.id, []).append((event.status, event.reason, event.applied))
+            suppressed = self.reader.scalars(
+                select(Suppression.phone).where(Suppression.tenant_id == self.tenant_id)
+            ).all()
+            allowed = (
+                set(
+                    self.reader.scalars(
+                        select(ComplianceDecision.message_ref).where(
+                            ComplianceDecision.tenant_id == self.tenant_id,
+                            ComplianceDecision.decision == SEND,
+                            ComplianceDecision.message_ref.in_(
+                                {self.messages[call.message_id].key for call in new_calls}
+                            ),
+                        )
+                    )
+                )
+                if new_calls
+                else set()
+            )
+        self.rows = {
+            message_id: Row(*row, tuple(history[message_id]))
+            for message_id, row in messages.items()
+        }
         for call in new_calls:
             key = self.messages[call.message_id].key
             assert key in allowed, f"message {call.message_id} sent without a 'send' decision"
@@ -606,10 +716,12 @@ class SendPipeline(RuleBasedStateMachine):
             opted_out = self.suppressed_at.get(call.to)
             assert opted_out is None or call.step <= opted_out, (
                 f"message {call.message_id} went to {call.to} at step {call.step}, after the "
-                f"number's opt-out committed at step {opted_out}")
+                f"number's opt-out committed at step {opted_out}"
+            )
             assert call.at >= tracked.due, f"message {call.message_id} sent before it was due"
             assert _in_window(call.at, tracked.zone), (
-                f"message {call.message_id} sent at {call.at} in quiet hours ({tracked.zone})")
+                f"message {call.message_id} sent at {call.at} in quiet hours ({tracked.zone})"
+            )
             gone[call.message_id] += call.may_have_gone
             # The cap is on what may have reached the customer: a refused or failed call
             # takes no place (``compliance.uncount_marketing``).
@@ -618,7 +730,8 @@ class SendPipeline(RuleBasedStateMachine):
         for message_id, count in gone.items():
             assert count <= 1 + self.retries[message_id], (
                 f"message {message_id} ({self.messages[message_id].key}) reached the provider "
-                f"{count} times with {self.retries[message_id]} operator retries")
+                f"{count} times with {self.retries[message_id]} operator retries"
+            )
         for phone, sent in marketing.items():
             assert len(sent) <= MARKETING_CAP, f"{phone} got marketing {sorted(sent)}"
 
@@ -642,8 +755,10 @@ class SendPipeline(RuleBasedStateMachine):
             waiting = [row for row in self.rows.values() if row.status in WAITING]
             if not waiting and not self.tasks:
                 break
-            due = max((row.due_at for row in waiting if row.status in (SCHEDULED, DEFERRED)),
-                      default=self.now)
+            due = max(
+                (row.due_at for row in waiting if row.status in (SCHEDULED, DEFERRED)),
+                default=self.now,
+            )
             # Past the back-offs and windows, and past the sweep's thresholds for lost tasks.
             self.now = max(self.now + outbox.STUCK_SENDING + dt.timedelta(minutes=1), due)
             self._tick()
@@ -661,21 +776,31 @@ class SendPipeline(RuleBasedStateMachine):
             if row.status == SENT:
                 assert row.provider_message_id is not None
                 with self.database.session() as session:
-                    apply_receipt(session=session, provider="twilio",
-                                  provider_message_id=row.provider_message_id,
-                                  status="delivered", error_code=None, now=self.now,
-                                  message_id=message_id)
+                    apply_receipt(
+                        session=session,
+                        provider="twilio",
+                        provider_message_id=row.provider_message_id,
+                        status="delivered",
+                        error_code=None,
+                        now=self.now,
+                        message_id=message_id,
+                    )
         self.invariants_hold()
-        unsettled = {i: row.status for i, row in self.rows.items()
-                     if row.status not in FINAL | {UNKNOWN}}
+        unsettled = {
+            i: row.status for i, row in self.rows.items() if row.status not in FINAL | {UNKNOWN}
+        }
         assert not unsettled, f"not final after settling: {unsettled}"
         unknown = {i for i, row in self.rows.items() if row.status == UNKNOWN}
         unexplained = sorted(unknown - self.may_be_unknown)
         assert not unexplained, f"unknown without a timeout or a stopped worker: {unexplained}"
 
 
-SETTINGS = settings(max_examples=30, stateful_step_count=30, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=30,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def _commit_without_waiting_for_the_disk(dbapi_connection: Any, _record: Any) -> None:
@@ -691,8 +816,9 @@ def test_the_send_pipeline_keeps_its_invariants(database: Database) -> None:
     own = Database(database.url)  # the same database, through an engine of the test's own
     if own.engine.dialect.name == "postgresql":
         event.listen(own.engine, "connect", _commit_without_waiting_for_the_disk)
-    machine = type(f"SendPipelineOn{own.engine.dialect.name.capitalize()}",
-                   (SendPipeline,), {"database": own})
+    machine = type(
+        f"SendPipelineOn{own.engine.dialect.name.capitalize()}", (SendPipeline,), {"database": own}
+    )
     try:
         run_state_machine_as_test(machine, settings=SETTINGS)
     finally:
@@ -702,25 +828,38 @@ def test_the_send_pipeline_keeps_its_invariants(database: Database) -> None:
 # -- found while writing the machine -------------------------------------------------------
 
 
-def test_rate_limit_deferrals_do_not_use_up_the_retries(session: Session,
-                                                        account: Account) -> None:
+def test_rate_limit_deferrals_do_not_use_up_the_retries(session: Session, account: Account) -> None:
     """A send the rate limiter deferred never reached the provider: it is not an attempt.
 
     ``MAX_ATTEMPTS`` bounds retryable provider errors ("retries exhausted"). Four minutes of
     a full send rate (a campaign burst) followed by one 503 must back off, not give up.
     """
-    customer = customers.create_customer(session=session, tenant=account.tenant,
-                                         name="王女士", phone="13800138000")
-    message, _ = outbox.schedule(session=session, tenant=account.tenant, customer=customer,
-                                 channel="sms", category="service", source_type="visit_report",
-                                 source_id="visit-1", body="您好，服务报告已生成", due_at=START)
+    customer = customers.create_customer(
+        session=session, tenant=account.tenant, name="王女士", phone="13800138000"
+    )
+    message, _ = outbox.schedule(
+        session=session,
+        tenant=account.tenant,
+        customer=customer,
+        channel="sms",
+        category="service",
+        source_type="visit_report",
+        source_id="visit-1",
+        body="您好，服务报告已生成",
+        due_at=START,
+    )
     provider = RecordingProvider()
     now = START
     for _ in range(outbox.MAX_ATTEMPTS - 1):
         assert message.id in outbox.claim_due(session=session, now=now)
         assert outbox.claim_for_send(session=session, message_id=message.id, now=now)
-        outbox.deliver(session=session, message_id=message.id, provider=provider, now=now,
-                       throttle=lambda: False)
+        outbox.deliver(
+            session=session,
+            message_id=message.id,
+            provider=provider,
+            now=now,
+            throttle=lambda: False,
+        )
         session.refresh(message)
         assert (message.status, message.status_reason) == (DEFERRED, RATE_LIMITED)
         now = message.due_at
@@ -729,10 +868,12 @@ def test_rate_limit_deferrals_do_not_use_up_the_retries(session: Session,
     provider.outcome = RETRYABLE
     assert message.id in outbox.claim_due(session=session, now=now)
     assert outbox.claim_for_send(session=session, message_id=message.id, now=now)
-    outbox.deliver(session=session, message_id=message.id, provider=provider, now=now,
-                   throttle=lambda: True)
+    outbox.deliver(
+        session=session, message_id=message.id, provider=provider, now=now, throttle=lambda: True
+    )
     session.refresh(message)
     assert len(provider.calls) == 1
     assert (message.status, message.status_reason) == (DEFERRED, RETRY_BACKOFF), (
         f"one provider error after {outbox.MAX_ATTEMPTS - 1} rate-limit deferrals ended as "
-        f"{message.status} ({message.status_reason}); attempts={message.attempts}")
+        f"{message.status} ({message.status_reason}); attempts={message.attempts}"
+    )

@@ -99,29 +99,51 @@ class Side:
 def _twilio(fake: FakeTwilio) -> Side:
     def build(**overrides: object) -> Provider:
         options: dict[str, object] = {
-            "account_sid": fake.account_sid, "auth_token": fake.auth_token,
-            "api_base": fake.base_url, "from_number": fake.from_number, "timeout": FAST,
+            "account_sid": fake.account_sid,
+            "auth_token": fake.auth_token,
+            "api_base": fake.base_url,
+            "from_number": fake.from_number,
+            "timeout": FAST,
         }
         return TwilioProvider(**{**options, **overrides})  # type: ignore[arg-type]
 
     def offline(client: httpx.Client) -> Provider:
-        return TwilioProvider(account_sid="AC" + "0" * 32, auth_token="t" * 32,
-                              from_number="+15005550006", client=client)
+        return TwilioProvider(
+            account_sid="AC" + "0" * 32,
+            auth_token="t" * 32,
+            from_number="+15005550006",
+            client=client,
+        )
 
     return Side(
-        name="twilio", fake=fake, build=build, offline=offline,
-        message=message_maker(message_id=42, to=TO, body=f"【{SIGN}】王女士您好，服务报告已生成",
-                              signature=SIGN, media_urls=TWILIO_MEDIA,
-                              status_callback="https://hf.example/hooks/twilio/status"),
-        answer_id="sid", accepted_status="queued", ok_answer=201,
-        busy=20429, busy_code="20429",
-        retry_once=lambda: fake.server_error_next(), retry_answer=500,
+        name="twilio",
+        fake=fake,
+        build=build,
+        offline=offline,
+        message=message_maker(
+            message_id=42,
+            to=TO,
+            body=f"【{SIGN}】王女士您好，服务报告已生成",
+            signature=SIGN,
+            media_urls=TWILIO_MEDIA,
+            status_callback="https://hf.example/hooks/twilio/status",
+        ),
+        answer_id="sid",
+        accepted_status="queued",
+        ok_answer=201,
+        busy=20429,
+        busy_code="20429",
+        retry_once=lambda: fake.server_error_next(),
+        retry_answer=500,
         where_to_look="Twilio console's messaging logs",
         wrong_secret=("auth_token", "0123456789abcdef0123456789abcdef"),
-        wrong_secret_code="20003", wrong_secret_answer=401,
-        credentials_ok=lambda request: (request.username, request.password)
-        == (fake.account_sid, fake.auth_token),
-        invalid_number_code="21211", invalid_number_words="not a valid phone number",
+        wrong_secret_code="20003",
+        wrong_secret_answer=401,
+        credentials_ok=lambda request: (
+            (request.username, request.password) == (fake.account_sid, fake.auth_token)
+        ),
+        invalid_number_code="21211",
+        invalid_number_words="not a valid phone number",
         invalid_number_answers=[400],
     )
 
@@ -129,28 +151,42 @@ def _twilio(fake: FakeTwilio) -> Side:
 def _aliyun(fake: FakeAliyun) -> Side:
     def build(**overrides: object) -> Provider:
         options: dict[str, object] = {
-            "access_key_id": fake.access_key_id, "access_key_secret": fake.access_key_secret,
-            "api_base": fake.base_url, "template_code": fake.template_code, "timeout": FAST,
+            "access_key_id": fake.access_key_id,
+            "access_key_secret": fake.access_key_secret,
+            "api_base": fake.base_url,
+            "template_code": fake.template_code,
+            "timeout": FAST,
         }
         return AliyunProvider(**{**options, **overrides})  # type: ignore[arg-type]
 
     def offline(client: httpx.Client) -> Provider:
-        return AliyunProvider(access_key_id="LTAIx", access_key_secret="s" * 30,
-                              template_code="SMS_1", client=client)
+        return AliyunProvider(
+            access_key_id="LTAIx", access_key_secret="s" * 30, template_code="SMS_1", client=client
+        )
 
     return Side(
-        name="aliyun", fake=fake, build=build, offline=offline,
-        message=message_maker(message_id=42, to=TO, body=f"【{SIGN}】王女士您好，服务报告已生成",
-                              signature=SIGN),
-        answer_id="BizId", accepted_status="sent", ok_answer=200,
-        busy="Throttling.User", busy_code="Throttling.User",
+        name="aliyun",
+        fake=fake,
+        build=build,
+        offline=offline,
+        message=message_maker(
+            message_id=42, to=TO, body=f"【{SIGN}】王女士您好，服务报告已生成", signature=SIGN
+        ),
+        answer_id="BizId",
+        accepted_status="sent",
+        ok_answer=200,
+        busy="Throttling.User",
+        busy_code="Throttling.User",
         # A business refusal comes with HTTP 200.
-        retry_once=lambda: fake.fail_next("isp.SYSTEM_ERROR"), retry_answer=200,
+        retry_once=lambda: fake.fail_next("isp.SYSTEM_ERROR"),
+        retry_answer=200,
         where_to_look="42",  # the OutId to look for in Aliyun's console
         wrong_secret=("access_key_secret", "Wr0ngSecretWr0ngSecret+/*"),
-        wrong_secret_code="SignatureDoesNotMatch", wrong_secret_answer=400,
+        wrong_secret_code="SignatureDoesNotMatch",
+        wrong_secret_answer=400,
         credentials_ok=lambda request: request.signature_ok,
-        invalid_number_code="isv.MOBILE_NUMBER_ILLEGAL", invalid_number_words="international form",
+        invalid_number_code="isv.MOBILE_NUMBER_ILLEGAL",
+        invalid_number_words="international form",
         invalid_number_answers=[],
     )
 
@@ -343,8 +379,9 @@ def test_then_the_retry_goes_through(side):
 
 def test_connection_refused_is_retryable(side):
     with refusing_base_url() as api_base:
-        error, seconds = timed_failure(side.build(api_base=api_base), side.message(),
-                                       RetryableError)
+        error, seconds = timed_failure(
+            side.build(api_base=api_base), side.message(), RetryableError
+        )
 
     assert type(error) is RetryableError
     assert "nothing was sent" in error.detail
@@ -420,10 +457,16 @@ def test_the_settings_take_exactly_the_registered_names():
 
 CREDENTIALS: dict[str, dict[str, str]] = {
     "console": {},
-    "twilio": {"twilio_account_sid": "AC" + "0" * 32, "twilio_auth_token": "t" * 32,
-               "twilio_from_number": "+15005550006"},
-    "aliyun": {"aliyun_access_key_id": "LTAIx", "aliyun_access_key_secret": "s" * 30,
-               "aliyun_template_code": "SMS_1"},
+    "twilio": {
+        "twilio_account_sid": "AC" + "0" * 32,
+        "twilio_auth_token": "t" * 32,
+        "twilio_from_number": "+15005550006",
+    },
+    "aliyun": {
+        "aliyun_access_key_id": "LTAIx",
+        "aliyun_access_key_secret": "s" * 30,
+        "aliyun_template_code": "SMS_1",
+    },
 }
 
 
@@ -445,23 +488,31 @@ def test_the_configured_provider_is_built_once_from_the_settings(monkeypatch, na
 
 def test_capabilities_are_known_by_name_without_credentials(monkeypatch):
     settings = get_settings()
-    for setting in ("twilio_account_sid", "twilio_auth_token", "aliyun_access_key_id",
-                    "aliyun_access_key_secret"):
+    for setting in (
+        "twilio_account_sid",
+        "twilio_auth_token",
+        "aliyun_access_key_id",
+        "aliyun_access_key_secret",
+    ):
         monkeypatch.setattr(settings, setting, None)
 
     assert capabilities("twilio") is TwilioProvider.capabilities
     assert (capabilities("twilio").max_media, capabilities("twilio").max_body_chars) == (10, 1600)
     assert capabilities("console") is ConsoleProvider.capabilities
     aliyun = capabilities("aliyun")
-    assert (aliyun.supports_mms, aliyun.max_media, aliyun.max_total_bytes) == (
-        False, 9, 1_900_000)
+    assert (aliyun.supports_mms, aliyun.max_media, aliyun.max_total_bytes) == (False, 9, 1_900_000)
     # The report's MMS parts keep to what the providers declare.
     for profile in (mms.TWILIO, mms.CONSOLE, mms.ALIYUN):
         declared = capabilities(profile.name)
         assert (profile.max_media, profile.max_total_bytes, profile.max_body_chars) == (
-            declared.max_media, declared.max_total_bytes, declared.max_body_chars)
-        assert (profile.image_types, profile.video_types) == (declared.image_types,
-                                                              declared.video_types)
+            declared.max_media,
+            declared.max_total_bytes,
+            declared.max_body_chars,
+        )
+        assert (profile.image_types, profile.video_types) == (
+            declared.image_types,
+            declared.video_types,
+        )
     assert (mms.ALIYUN_MAX_FRAMES, mms.ALIYUN_MAX_TOTAL_BYTES) == (9, 1_900_000)
     assert mms.ALIYUN.frames and mms.ALIYUN.must_mix and mms.ALIYUN.supports_mms
 

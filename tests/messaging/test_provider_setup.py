@@ -36,14 +36,18 @@ def test_aliyun_addresses_are_the_companys_webhooks(client, account, aliyun) -> 
     assert body["name"] == "aliyun" and body["label"] == "阿里云短信"
     assert body["warnings"] == []
     assert {c["variable"]: c["is_set"] for c in body["credentials"]} == {
-        "HUIFANG_ALIYUN_ACCESS_KEY_ID": True, "HUIFANG_ALIYUN_ACCESS_KEY_SECRET": True,
-        "HUIFANG_ALIYUN_TEMPLATE_CODE": True}
+        "HUIFANG_ALIYUN_ACCESS_KEY_ID": True,
+        "HUIFANG_ALIYUN_ACCESS_KEY_SECRET": True,
+        "HUIFANG_ALIYUN_TEMPLATE_CODE": True,
+    }
     assert "s3cret" not in client.get("/v1/provider", headers=account.headers).text
     urls = [a["url"] for a in body["addresses"]]
     tenant = client.get("/v1/tenant", headers=account.headers).json()
     assert sorted(urls) == sorted(tenant["webhooks"].values())
-    assert all(a["secret"] and ("SmsUp" in a["where"] or "SmsReport" in a["where"])
-               for a in body["addresses"])
+    assert all(
+        a["secret"] and ("SmsUp" in a["where"] or "SmsReport" in a["where"])
+        for a in body["addresses"]
+    )
     # Each address is served: Aliyun's push is answered (an empty batch), not a 404.
     for url in urls:
         pushed = client.post(url.removeprefix("https://hf.example.cn"), json=[])
@@ -53,8 +57,9 @@ def test_aliyun_addresses_are_the_companys_webhooks(client, account, aliyun) -> 
 def test_twilio_addresses_are_served_routes(client) -> None:
     for address in provider_setup.twilio_addresses("https://hf.example.cn"):
         # Served, and unsigned posts refused: the signature is what protects them.
-        posted = client.post(address.url.removeprefix("https://hf.example.cn"),
-                             data={"From": "+8613800138000"})
+        posted = client.post(
+            address.url.removeprefix("https://hf.example.cn"), data={"From": "+8613800138000"}
+        )
         assert posted.status_code not in (404, 405), address.url
         assert 400 <= posted.status_code < 500
         assert not address.secret

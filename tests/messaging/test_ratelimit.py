@@ -60,14 +60,20 @@ def test_two_workers_share_one_rate_through_redis(redis_url):
 def test_no_slot_defers_the_message_and_sends_nothing(session, account):
     from customers import service as customers
 
-    customer = customers.create_customer(session=session, tenant=account.tenant,
-                                         name="王女士", phone="13800138000")
+    customer = customers.create_customer(
+        session=session, tenant=account.tenant, name="王女士", phone="13800138000"
+    )
     message = _schedule(session, account, customer)
     provider = ScriptedProvider()
     outbox.claim_due(session=session, now=NOON_CN)
     outbox.claim_for_send(session=session, message_id=message.id, now=NOON_CN)
-    outbox.deliver(session=session, message_id=message.id, provider=provider, now=NOON_CN,
-                   throttle=lambda: False)
+    outbox.deliver(
+        session=session,
+        message_id=message.id,
+        provider=provider,
+        now=NOON_CN,
+        throttle=lambda: False,
+    )
     assert (message.status, message.status_reason) == ("deferred", "rate_limited")
     assert provider.calls == []
     assert message.due_at > NOON_CN

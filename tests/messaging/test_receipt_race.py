@@ -49,7 +49,8 @@ class ReportsAtOnce(Provider):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def shared_db(request: pytest.FixtureRequest) -> Iterator[Database]:
     database: Database = request.getfixturevalue(
-        "postgres_database" if request.param == "postgresql" else "sqlite_database")
+        "postgres_database" if request.param == "postgresql" else "sqlite_database"
+    )
     with database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="竞速家政", signature="竞速家政")
         tenant_id = tenant.id
@@ -65,13 +66,24 @@ def test_a_delivered_receipt_posted_during_the_send_is_applied_after_it(shared_d
     now = utcnow()
     with database.session() as session:
         tenant = session.scalars(select(Tenant).where(Tenant.name == "竞速家政")).one()
-        customer = customers.create_customer(session=session, tenant=tenant, name="陈女士",
-                                             phone="13800139999",
-                                             timezone=zone_in_window())
-        message, _ = outbox.schedule(session=session, tenant=tenant, customer=customer,
-                                     channel="sms", category="service",
-                                     source_type="visit_report", source_id="race",
-                                     body="您好，本次服务报告已生成", due_at=now)
+        customer = customers.create_customer(
+            session=session,
+            tenant=tenant,
+            name="陈女士",
+            phone="13800139999",
+            timezone=zone_in_window(),
+        )
+        message, _ = outbox.schedule(
+            session=session,
+            tenant=tenant,
+            customer=customer,
+            channel="sms",
+            category="service",
+            source_type="visit_report",
+            source_id="race",
+            body="您好，本次服务报告已生成",
+            due_at=now,
+        )
         message_id = message.id
     with database.session() as session:
         assert message_id in outbox.claim_due(session=session, now=now)
@@ -85,9 +97,15 @@ def test_a_delivered_receipt_posted_during_the_send_is_applied_after_it(shared_d
         assert provider.called.wait(10)
         provider.receipt_posted.set()
         with database.session() as session:
-            apply_receipt(session=session, provider="twilio", provider_message_id=SID,
-                          status="delivered", error_code=None, now=utcnow(),
-                          message_id=message_id)
+            apply_receipt(
+                session=session,
+                provider="twilio",
+                provider_message_id=SID,
+                status="delivered",
+                error_code=None,
+                now=utcnow(),
+                message_id=message_id,
+            )
         finished["receipt"] = time.monotonic()
 
     poster = threading.Thread(target=receipt)
@@ -103,7 +121,12 @@ def test_a_delivered_receipt_posted_during_the_send_is_applied_after_it(shared_d
         final = session.get(Message, message_id)
         assert final is not None
         assert (final.status, final.provider_message_id) == (DELIVERED, SID)
-        history = [(e.status, e.applied) for e in session.scalars(
-            select(MessageEvent).where(MessageEvent.message_id == message_id)
-            .order_by(MessageEvent.id))]
+        history = [
+            (e.status, e.applied)
+            for e in session.scalars(
+                select(MessageEvent)
+                .where(MessageEvent.message_id == message_id)
+                .order_by(MessageEvent.id)
+            )
+        ]
     assert history[-2:] == [(SENT, True), (DELIVERED, True)]

@@ -74,13 +74,24 @@ def _schedule(database: Database, zone: str) -> tuple[int, dict[int, str]]:
         phones: dict[int, str] = {}
         now = utcnow()
         for i in range(MESSAGES):
-            person = customers.create_customer(session=session, tenant=tenant,
-                                               name=f"客户{i}", phone=f"1390000{i:04d}",
-                                               timezone=zone)
-            message, _ = outbox.schedule(session=session, tenant=tenant, customer=person,
-                                         channel="sms", category="service",
-                                         source_type="visit_report", source_id=f"visit-{i}",
-                                         body="您好，本次服务报告已生成", due_at=now)
+            person = customers.create_customer(
+                session=session,
+                tenant=tenant,
+                name=f"客户{i}",
+                phone=f"1390000{i:04d}",
+                timezone=zone,
+            )
+            message, _ = outbox.schedule(
+                session=session,
+                tenant=tenant,
+                customer=person,
+                channel="sms",
+                category="service",
+                source_type="visit_report",
+                source_id=f"visit-{i}",
+                body="您好，本次服务报告已生成",
+                due_at=now,
+            )
             phones[message.id] = person.phone
         return tenant.id, phones
 
@@ -100,15 +111,17 @@ def _flush(redis_url: str) -> int:
 
 @pytest.mark.services
 @pytest.mark.timeout(300)
-def test_a_redis_flush_mid_run_loses_no_message(postgres_database: Database, redis_url: str,
-                                                tmp_path: Path) -> None:
+def test_a_redis_flush_mid_run_loses_no_message(
+    postgres_database: Database, redis_url: str, tmp_path: Path
+) -> None:
     zone = zone_in_window(hours=0.5)  # quiet hours must not defer these sends
     tenant_id, phones = _schedule(postgres_database, zone)
 
     def statuses() -> Counter[str]:
         with postgres_database.sessionmaker() as session:
-            return Counter(session.scalars(select(Message.status).where(
-                Message.tenant_id == tenant_id)))
+            return Counter(
+                session.scalars(select(Message.status).where(Message.tenant_id == tenant_id))
+            )
 
     worker_log, beat_log = tmp_path / "worker.log", tmp_path / "beat.log"
 
@@ -116,16 +129,22 @@ def test_a_redis_flush_mid_run_loses_no_message(postgres_database: Database, red
         return f"worker:\n{log_tail(worker_log)}\nbeat:\n{log_tail(beat_log)}"
 
     with SlowTwilio(delay=TWILIO_DELAY) as fake:
-        env = {**os.environ, "HUIFANG_ENVIRONMENT": "test", "HUIFANG_REDIS_URL": redis_url,
-               "HUIFANG_DATABASE_URL": postgres_database.url, "HUIFANG_SMS_PROVIDER": "twilio",
-               "HUIFANG_TWILIO_ACCOUNT_SID": fake.account_sid,
-               "HUIFANG_TWILIO_AUTH_TOKEN": fake.auth_token,
-               "HUIFANG_TWILIO_API_BASE": fake.base_url,
-               "HUIFANG_TWILIO_FROM_NUMBER": fake.from_number,
-               # Twilio's long-code default is 1/s; the rate limiter is not under test here.
-               "HUIFANG_SMS_RATE_PER_SECOND": "200"}
-        worker = start_huifang(["worker", "-Q", "messaging", "-c", "2"], env=env,
-                               log=worker_log, prelude=SHORTER_SWEEP)
+        env = {
+            **os.environ,
+            "HUIFANG_ENVIRONMENT": "test",
+            "HUIFANG_REDIS_URL": redis_url,
+            "HUIFANG_DATABASE_URL": postgres_database.url,
+            "HUIFANG_SMS_PROVIDER": "twilio",
+            "HUIFANG_TWILIO_ACCOUNT_SID": fake.account_sid,
+            "HUIFANG_TWILIO_AUTH_TOKEN": fake.auth_token,
+            "HUIFANG_TWILIO_API_BASE": fake.base_url,
+            "HUIFANG_TWILIO_FROM_NUMBER": fake.from_number,
+            # Twilio's long-code default is 1/s; the rate limiter is not under test here.
+            "HUIFANG_SMS_RATE_PER_SECOND": "200",
+        }
+        worker = start_huifang(
+            ["worker", "-Q", "messaging", "-c", "2"], env=env, log=worker_log, prelude=SHORTER_SWEEP
+        )
         beat = start_huifang(["beat"], env=env, log=beat_log)
         try:
             # Beat's first dispatcher tick comes ten seconds after it starts.
@@ -147,8 +166,10 @@ def test_a_redis_flush_mid_run_loses_no_message(postgres_database: Database, red
             # Each message reached Twilio exactly once, at its customer's number.
             calls = Counter(callback_message_id(request) for request in received)
             assert calls == Counter(dict.fromkeys(phones, 1)), calls
-            assert all(request.field("To") == phones[callback_message_id(request) or 0]
-                       for request in received)
+            assert all(
+                request.field("To") == phones[callback_message_id(request) or 0]
+                for request in received
+            )
             # It took the sweep to get the lost ones out, not a task that survived.
             assert recovered_in > STUCK_QUEUED_SECONDS, recovered_in
         finally:

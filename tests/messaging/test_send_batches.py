@@ -66,37 +66,73 @@ class Recording(Provider):
         return SendResult(provider_message_id=f"rec-{message.message_id}")
 
 
-def _customer(session: Session, account: Account, n: int, *, zone: str = "Asia/Shanghai",
-              consent: bool = False) -> Customer:
-    person = customers.create_customer(session=session, tenant=account.tenant,
-                                       name=f"客户{n}", phone=f"1380013800{n}", timezone=zone)
+def _customer(
+    session: Session,
+    account: Account,
+    n: int,
+    *,
+    zone: str = "Asia/Shanghai",
+    consent: bool = False,
+) -> Customer:
+    person = customers.create_customer(
+        session=session,
+        tenant=account.tenant,
+        name=f"客户{n}",
+        phone=f"1380013800{n}",
+        timezone=zone,
+    )
     if consent:
-        compliance.record_consent(session=session, tenant_id=account.tenant.id,
-                                  customer=person, source="in_person", evidence="签字确认",
-                                  granted_at=NOW - dt.timedelta(days=30), now=NOW)
+        compliance.record_consent(
+            session=session,
+            tenant_id=account.tenant.id,
+            customer=person,
+            source="in_person",
+            evidence="签字确认",
+            granted_at=NOW - dt.timedelta(days=30),
+            now=NOW,
+        )
     return person
 
 
-def _due(session: Session, account: Account, person: Customer, category: str, cause: str
-         ) -> int:
-    message, _ = outbox.schedule(session=session, tenant=account.tenant, customer=person,
-                                 channel="sms", category=category, source_type="test",
-                                 source_id=cause, body="您好，换季空调清洗九折，回复1预约",
-                                 due_at=NOW)
+def _due(session: Session, account: Account, person: Customer, category: str, cause: str) -> int:
+    message, _ = outbox.schedule(
+        session=session,
+        tenant=account.tenant,
+        customer=person,
+        channel="sms",
+        category=category,
+        source_type="test",
+        source_id=cause,
+        body="您好，换季空调清洗九折，回复1预约",
+        due_at=NOW,
+    )
     return message.id
 
 
-def test_one_batch_decides_each_message_as_the_gate_would(session: Session,
-                                                          account: Account) -> None:
+def test_one_batch_decides_each_message_as_the_gate_would(
+    session: Session, account: Account
+) -> None:
     opted_out = _customer(session, account, 1)
-    compliance.opt_out(session=session, tenant=account.tenant, phone=opted_out.phone,
-                       reason="reply_opt_out", detail="回复T", now=NOW - dt.timedelta(days=1))
+    compliance.opt_out(
+        session=session,
+        tenant=account.tenant,
+        phone=opted_out.phone,
+        reason="reply_opt_out",
+        detail="回复T",
+        now=NOW - dt.timedelta(days=1),
+    )
     no_consent = _customer(session, account, 2)
     abroad = _customer(session, account, 3, zone="America/New_York")
     capped = _customer(session, account, 4, consent=True)
     # One marketing message already this quarter: the cap (2 per 90 days) has room for one.
-    session.add(MarketingSend(tenant_id=account.tenant.id, phone=capped.phone,
-                              message_ref="earlier", allowed_at=NOW - dt.timedelta(days=10)))
+    session.add(
+        MarketingSend(
+            tenant_id=account.tenant.id,
+            phone=capped.phone,
+            message_ref="earlier",
+            allowed_at=NOW - dt.timedelta(days=10),
+        )
+    )
     refused = _customer(session, account, 5)
     fine = _customer(session, account, 6)
     ids = {
@@ -110,14 +146,12 @@ def test_one_batch_decides_each_message_as_the_gate_would(session: Session,
         "fine": _due(session, account, fine, "service", "f"),
     }
     assert set(outbox.claim_due(session=session, now=NOW)) == set(ids.values())
-    claimed = outbox.claim_many_for_send(session=session, message_ids=list(ids.values()),
-                                         now=NOW)
+    claimed = outbox.claim_many_for_send(session=session, message_ids=list(ids.values()), now=NOW)
     assert claimed == sorted(ids.values())
     assert outbox.claim_many_for_send(session=session, message_ids=claimed, now=NOW) == []
 
     provider = Recording()
-    found = outbox.deliver_many(session=session, message_ids=claimed, provider=provider,
-                                now=NOW)
+    found = outbox.deliver_many(session=session, message_ids=claimed, provider=provider, now=NOW)
 
     status = {name: (found[i].status, found[i].status_reason) for name, i in ids.items()}
     assert status == {
@@ -135,16 +169,32 @@ def test_one_batch_decides_each_message_as_the_gate_would(session: Session,
     assert found[ids["abroad"]].due_at == dt.datetime(2026, 4, 20, 12, 0, tzinfo=dt.UTC)
     assert found[ids["capped_1"]].text == "【测试家政】您好，换季空调清洗九折，回复1预约 回复T退订"
     session.expire_all()
-    decisions = dict(session.execute(
-        select(ComplianceDecision.message_ref, ComplianceDecision.reason).where(
-            ComplianceDecision.tenant_id == account.tenant.id)).all())
+    decisions = dict(
+        session.execute(
+            select(ComplianceDecision.message_ref, ComplianceDecision.reason).where(
+                ComplianceDecision.tenant_id == account.tenant.id
+            )
+        ).all()
+    )
     assert len(decisions) == len(ids)
     assert list(decisions.values()).count(ALLOWED) == 3
-    assert session.scalar(select(func.count()).select_from(MarketingSend).where(
-        MarketingSend.phone == capped.phone)) == 2
+    assert (
+        session.scalar(
+            select(func.count())
+            .select_from(MarketingSend)
+            .where(MarketingSend.phone == capped.phone)
+        )
+        == 2
+    )
     for name, message_id in ids.items():
-        history = [e.status for e in session.scalars(select(MessageEvent).where(
-            MessageEvent.message_id == message_id).order_by(MessageEvent.id))]
+        history = [
+            e.status
+            for e in session.scalars(
+                select(MessageEvent)
+                .where(MessageEvent.message_id == message_id)
+                .order_by(MessageEvent.id)
+            )
+        ]
         assert history[-2:] == [SENDING, found[message_id].status], name
 
 
@@ -174,8 +224,8 @@ class Overlapping(Recording):
 
 @pytest.mark.parametrize("at_once", [3, 1])
 def test_a_batch_makes_its_provider_calls_send_concurrency_at_a_time(
-        session: Session, account: Account, monkeypatch: pytest.MonkeyPatch,
-        at_once: int) -> None:
+    session: Session, account: Account, monkeypatch: pytest.MonkeyPatch, at_once: int
+) -> None:
     monkeypatch.setattr(get_settings(), "send_concurrency", at_once)
     people = [_customer(session, account, n) for n in range(6)]  # n == 5: the refused number
     ids = [_due(session, account, person, "service", f"c{n}") for n, person in enumerate(people)]
@@ -183,8 +233,7 @@ def test_a_batch_makes_its_provider_calls_send_concurrency_at_a_time(
     claimed = outbox.claim_many_for_send(session=session, message_ids=ids, now=NOW)
     provider = Overlapping(together=at_once)
 
-    found = outbox.deliver_many(session=session, message_ids=claimed, provider=provider,
-                                now=NOW)
+    found = outbox.deliver_many(session=session, message_ids=claimed, provider=provider, now=NOW)
 
     assert provider.most == at_once  # rounds of ``at_once``, never more at the same time
     if at_once == 1:
@@ -192,24 +241,31 @@ def test_a_batch_makes_its_provider_calls_send_concurrency_at_a_time(
     else:
         assert sorted(provider.calls) == sorted(person.phone for person in people)
     # Each outcome is recorded on its own message, whatever order the answers came in.
-    assert {i: found[i].status for i in ids} == {
-        **{i: SENT for i in ids[:5]}, ids[5]: FAILED}
+    assert {i: found[i].status for i in ids} == {**{i: SENT for i in ids[:5]}, ids[5]: FAILED}
     assert {found[i].provider_message_id for i in ids[:5]} == {f"rec-{i}" for i in ids[:5]}
     assert found[ids[5]].provider_message_id is None
     assert all(found[i].attempts == 1 for i in ids)
 
 
 def test_a_marketing_message_the_provider_refused_does_not_count_against_the_cap(
-        session: Session, account: Account) -> None:
+    session: Session, account: Account
+) -> None:
     person = _customer(session, account, 5, consent=True)  # the number Recording refuses
     refused = _due(session, account, person, "marketing", "r1")
     outbox.claim_due(session=session, now=NOW)
     outbox.claim_many_for_send(session=session, message_ids=[refused], now=NOW)
-    found = outbox.deliver_many(session=session, message_ids=[refused], provider=Recording(),
-                                now=NOW)
+    found = outbox.deliver_many(
+        session=session, message_ids=[refused], provider=Recording(), now=NOW
+    )
     assert (found[refused].status, found[refused].status_reason) == (FAILED, PROVIDER_REFUSED)
-    assert session.scalar(select(func.count()).select_from(MarketingSend).where(
-        MarketingSend.phone == person.phone)) == 0
+    assert (
+        session.scalar(
+            select(func.count())
+            .select_from(MarketingSend)
+            .where(MarketingSend.phone == person.phone)
+        )
+        == 0
+    )
 
     # The number works again (say the customer moved it to another carrier): the two
     # marketing messages of this quarter both go out; the refused one took no place.
@@ -224,8 +280,14 @@ def test_a_marketing_message_the_provider_refused_does_not_count_against_the_cap
     provider = Accepting()
     found = outbox.deliver_many(session=session, message_ids=later, provider=provider, now=NOW)
     assert [found[i].status for i in later] == [SENT, SENT]
-    assert session.scalar(select(func.count()).select_from(MarketingSend).where(
-        MarketingSend.phone == person.phone)) == 2
+    assert (
+        session.scalar(
+            select(func.count())
+            .select_from(MarketingSend)
+            .where(MarketingSend.phone == person.phone)
+        )
+        == 2
+    )
 
 
 def test_a_message_no_longer_sending_is_left_alone(session: Session, account: Account) -> None:
@@ -233,8 +295,9 @@ def test_a_message_no_longer_sending_is_left_alone(session: Session, account: Ac
     message_id = _due(session, account, person, "service", "g")
     outbox.claim_due(session=session, now=NOW)
     provider = Recording()
-    found = outbox.deliver_many(session=session, message_ids=[message_id], provider=provider,
-                                now=NOW)  # still queued: nobody claimed it for sending
+    found = outbox.deliver_many(
+        session=session, message_ids=[message_id], provider=provider, now=NOW
+    )  # still queued: nobody claimed it for sending
     assert provider.calls == []
     assert found[message_id].status == "queued"
     assert session.get(Message, message_id) is found[message_id]
@@ -260,16 +323,15 @@ def test_batches_are_sized_to_the_providers_pace(monkeypatch: pytest.MonkeyPatch
 def committed_tenant(committed_db: Database) -> Iterator[int]:
     """A company whose rows are really committed (each batch commits); gone afterwards."""
     with committed_db.session() as session:
-        tenant_id = tenancy.create_tenant(session=session, name="批量家政",
-                                          signature="批量家政").id
+        tenant_id = tenancy.create_tenant(session=session, name="批量家政", signature="批量家政").id
     yield tenant_id
     with committed_db.session() as session:
         session.execute(delete(Tenant).where(Tenant.id == tenant_id))
 
 
 def test_send_in_batches_grows_batches_for_a_fast_provider_and_not_a_slow_one(
-        committed_db: Database, committed_tenant: int,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    committed_db: Database, committed_tenant: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sizes: list[int] = []
     real = outbox.deliver_many
 
@@ -286,22 +348,37 @@ def test_send_in_batches_grows_batches_for_a_fast_provider_and_not_a_slow_one(
         with committed_db.session() as session:
             tenant = session.get(Tenant, committed_tenant)
             assert tenant is not None
-            people = [customers.create_customer(session=session, tenant=tenant,
-                                                name=f"客户{i}",
-                                                phone=f"139{int(seconds * 10)}013{i:04d}",
-                                                timezone="Asia/Shanghai")
-                      for i in range(count)]
-            ids = [outbox.schedule(session=session, tenant=tenant, customer=person,
-                                   channel="sms", category="service", source_type="test",
-                                   source_id="batch", body="您好，服务报告已生成",
-                                   due_at=NOW)[0].id for person in people]
-            session.execute(update(Message).where(Message.id.in_(ids))
-                            .values(status=QUEUED))  # as the dispatcher's claim leaves them
+            people = [
+                customers.create_customer(
+                    session=session,
+                    tenant=tenant,
+                    name=f"客户{i}",
+                    phone=f"139{int(seconds * 10)}013{i:04d}",
+                    timezone="Asia/Shanghai",
+                )
+                for i in range(count)
+            ]
+            ids = [
+                outbox.schedule(
+                    session=session,
+                    tenant=tenant,
+                    customer=person,
+                    channel="sms",
+                    category="service",
+                    source_type="test",
+                    source_id="batch",
+                    body="您好，服务报告已生成",
+                    due_at=NOW,
+                )[0].id
+                for person in people
+            ]
+            session.execute(
+                update(Message).where(Message.id.in_(ids)).values(status=QUEUED)
+            )  # as the dispatcher's claim leaves them
         provider = Recording(seconds=seconds)
         with committed_db.session() as session:
             send_tasks.send_in_batches(session=session, message_ids=ids, provider=provider)
         assert sizes == expected, seconds
         with committed_db.session() as session:
-            assert set(session.scalars(select(Message.status).where(
-                Message.id.in_(ids)))) == {SENT}
+            assert set(session.scalars(select(Message.status).where(Message.id.in_(ids)))) == {SENT}
         assert len(provider.calls) == count

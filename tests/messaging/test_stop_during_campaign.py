@@ -129,21 +129,42 @@ def _company(database: Database, zone: str) -> Company:
         _, key = tenancy.create_api_key(session=session, tenant=tenant)
         phones: dict[int, str] = {}
         for i in range(CUSTOMERS):
-            person = customers.create_customer(session=session, tenant=tenant,
-                                               name=f"客户{i}", phone=f"1371234{i:04d}",
-                                               timezone=zone)
-            visits.create_visit(session=session, tenant=tenant, customer_id=person.id,
-                                service_type="ac_cleaning",
-                                finished_at=now - dt.timedelta(days=91))
-            compliance.record_consent(session=session, tenant_id=tenant.id, customer=person,
-                                      source="in_person", evidence="签字单",
-                                      granted_at=now - dt.timedelta(days=91), now=now)
+            person = customers.create_customer(
+                session=session,
+                tenant=tenant,
+                name=f"客户{i}",
+                phone=f"1371234{i:04d}",
+                timezone=zone,
+            )
+            visits.create_visit(
+                session=session,
+                tenant=tenant,
+                customer_id=person.id,
+                service_type="ac_cleaning",
+                finished_at=now - dt.timedelta(days=91),
+            )
+            compliance.record_consent(
+                session=session,
+                tenant_id=tenant.id,
+                customer=person,
+                source="in_person",
+                evidence="签字单",
+                granted_at=now - dt.timedelta(days=91),
+                now=now,
+            )
             phones[person.id] = person.phone
         campaign = campaigns.create_campaign(
-            session=session, tenant=tenant, name="空调滤网提醒",
-            rule={"kind": "cadence", "service_type": "ac_cleaning", "every_days": 90,
-                  "catch_up_days": 7},
-            template="{{ customer_name }}您好，空调滤网该清洗了，预约上门：{{ booking_link }}")
+            session=session,
+            tenant=tenant,
+            name="空调滤网提醒",
+            rule={
+                "kind": "cadence",
+                "service_type": "ac_cleaning",
+                "every_days": 90,
+                "catch_up_days": 7,
+            },
+            template="{{ customer_name }}您好，空调滤网该清洗了，预约上门：{{ booking_link }}",
+        )
         return Company(tenant.id, key, campaign.id, phones)
 
 
@@ -155,26 +176,41 @@ def _free_port() -> int:
 
 def _campaign_messages(database: Database, tenant_id: int) -> list[Message]:
     with database.sessionmaker() as session:
-        return list(session.scalars(select(Message).where(
-            Message.tenant_id == tenant_id, Message.source_type == CAMPAIGN_SOURCE)
-            .order_by(Message.id)))
+        return list(
+            session.scalars(
+                select(Message)
+                .where(Message.tenant_id == tenant_id, Message.source_type == CAMPAIGN_SOURCE)
+                .order_by(Message.id)
+            )
+        )
 
 
 def _still_waiting(database: Database, tenant_id: int, skip: set[int]) -> list[int]:
     """Customers whose campaign message no worker has taken yet, in the order of the queue
     (the dispatcher queues claimed messages by id, and Redis hands them out in order)."""
     with database.sessionmaker() as session:
-        return [customer_id for customer_id in session.scalars(select(Message.customer_id).where(
-            Message.tenant_id == tenant_id, Message.source_type == CAMPAIGN_SOURCE,
-            Message.status == QUEUED).order_by(Message.id)) if customer_id not in skip]
+        return [
+            customer_id
+            for customer_id in session.scalars(
+                select(Message.customer_id)
+                .where(
+                    Message.tenant_id == tenant_id,
+                    Message.source_type == CAMPAIGN_SOURCE,
+                    Message.status == QUEUED,
+                )
+                .order_by(Message.id)
+            )
+            if customer_id not in skip
+        ]
 
 
 def _settled(database: Database, tenant_id: int) -> Counter[str]:
     """Messages of the company by status; an empty count while there are none, or while
     any is still waiting."""
     with database.sessionmaker() as session:
-        statuses = Counter(session.scalars(select(Message.status).where(
-            Message.tenant_id == tenant_id)))
+        statuses = Counter(
+            session.scalars(select(Message.status).where(Message.tenant_id == tenant_id))
+        )
     return Counter() if any(statuses[s] for s in WAITING) else statuses
 
 
@@ -183,14 +219,23 @@ def _has_read(fake: FakeTwilio, count: int) -> bool:
 
 
 def _reply_form(fake: FakeTwilio, phone: str, text: str, sid: str) -> dict[str, str]:
-    return {"MessageSid": sid, "SmsSid": sid, "AccountSid": fake.account_sid, "From": phone,
-            "To": fake.from_number, "Body": text, "NumMedia": "0", "ApiVersion": "2010-04-01"}
+    return {
+        "MessageSid": sid,
+        "SmsSid": sid,
+        "AccountSid": fake.account_sid,
+        "From": phone,
+        "To": fake.from_number,
+        "Body": text,
+        "NumMedia": "0",
+        "ApiVersion": "2010-04-01",
+    }
 
 
 @pytest.mark.services
 @pytest.mark.timeout(180)
 def test_nothing_goes_to_a_number_after_its_stop_was_answered(
-        postgres_database: Database, redis_url: str, tmp_path: Path) -> None:
+    postgres_database: Database, redis_url: str, tmp_path: Path
+) -> None:
     zone = zone_in_window(hours=0.5)  # quiet hours must not defer these sends
     company = _company(postgres_database, zone)
     port = _free_port()
@@ -203,18 +248,24 @@ def test_nothing_goes_to_a_number_after_its_stop_was_answered(
     stops: list[Stop] = []
     fake = TimedTwilio(delay=TWILIO_DELAY)
     with fake:
-        env = {**os.environ, "HUIFANG_ENVIRONMENT": "test", "HUIFANG_REDIS_URL": redis_url,
-               "HUIFANG_DATABASE_URL": postgres_database.url, "HUIFANG_PUBLIC_URL": public_url,
-               "HUIFANG_SMS_PROVIDER": "twilio",
-               "HUIFANG_TWILIO_ACCOUNT_SID": fake.account_sid,
-               "HUIFANG_TWILIO_AUTH_TOKEN": fake.auth_token,
-               "HUIFANG_TWILIO_API_BASE": fake.base_url,
-               "HUIFANG_TWILIO_FROM_NUMBER": fake.from_number,
-               # Twilio's long-code default is 1/s; the rate limiter is not under test here.
-               "HUIFANG_SMS_RATE_PER_SECOND": "200"}
+        env = {
+            **os.environ,
+            "HUIFANG_ENVIRONMENT": "test",
+            "HUIFANG_REDIS_URL": redis_url,
+            "HUIFANG_DATABASE_URL": postgres_database.url,
+            "HUIFANG_PUBLIC_URL": public_url,
+            "HUIFANG_SMS_PROVIDER": "twilio",
+            "HUIFANG_TWILIO_ACCOUNT_SID": fake.account_sid,
+            "HUIFANG_TWILIO_AUTH_TOKEN": fake.auth_token,
+            "HUIFANG_TWILIO_API_BASE": fake.base_url,
+            "HUIFANG_TWILIO_FROM_NUMBER": fake.from_number,
+            # Twilio's long-code default is 1/s; the rate limiter is not under test here.
+            "HUIFANG_SMS_RATE_PER_SECOND": "200",
+        }
         processes = [
-            start_huifang(["worker", "-Q", "default,messaging", "-c", "2"], env=env,
-                          log=logs["worker"]),
+            start_huifang(
+                ["worker", "-Q", "default,messaging", "-c", "2"], env=env, log=logs["worker"]
+            ),
             start_huifang(["beat"], env=env, log=logs["beat"], prelude=FAST_TICKS),
             start_huifang(["serve", "--port", str(port)], env=env, log=logs["server"]),
         ]
@@ -229,23 +280,26 @@ def test_nothing_goes_to_a_number_after_its_stop_was_answered(
                         return False
 
                 assert wait_for(up, 60, 0.2), tails()
-                activated = http.post(f"/v1/campaigns/{company.campaign_id}/activate",
-                                      headers={"Authorization": f"Bearer {company.key}"})
+                activated = http.post(
+                    f"/v1/campaigns/{company.campaign_id}/activate",
+                    headers={"Authorization": f"Bearer {company.key}"},
+                )
                 assert activated.status_code == 200, activated.text
 
-                for number, (after, word) in enumerate(zip(STOP_AFTER, STOP_WORDS,
-                                                           strict=True)):
+                for number, (after, word) in enumerate(zip(STOP_AFTER, STOP_WORDS, strict=True)):
                     assert wait_for(partial(_has_read, fake, after), 90, 0.005), tails()
-                    waiting = _still_waiting(postgres_database, company.tenant_id,
-                                             {s.customer_id for s in stops})
+                    waiting = _still_waiting(
+                        postgres_database, company.tenant_id, {s.customer_id for s in stops}
+                    )
                     assert len(waiting) > LEAD, f"the campaign ran ahead: {len(waiting)} left"
                     customer_id = waiting[LEAD]
                     phone = company.phones[customer_id]
                     form = _reply_form(fake, phone, word, f"SMstop{number}")
                     signature = validator.compute_signature(public_url + HOOK_PATH, form)
                     sent_before = len(fake.received)
-                    answer = http.post(HOOK_PATH, data=form,
-                                       headers={"X-Twilio-Signature": signature})
+                    answer = http.post(
+                        HOOK_PATH, data=form, headers={"X-Twilio-Signature": signature}
+                    )
                     answered_at = time.monotonic()
                     assert answer.status_code == 200, answer.text
                     assert "<Response>" in answer.text
@@ -263,19 +317,33 @@ def test_nothing_goes_to_a_number_after_its_stop_was_answered(
 
     try:
         with postgres_database.sessionmaker() as session:
-            messages = {m.id: m for m in session.scalars(select(Message).where(
-                Message.tenant_id == company.tenant_id))}
-            occurrences = Counter(session.scalars(select(CampaignOccurrence.status).where(
-                CampaignOccurrence.campaign_id == company.campaign_id)))
-            replies = list(session.scalars(select(InboundMessage).where(
-                InboundMessage.tenant_id == company.tenant_id).order_by(InboundMessage.id)))
-        campaign = {m.customer_id: m for m in messages.values()
-                    if m.source_type == CAMPAIGN_SOURCE}
+            messages = {
+                m.id: m
+                for m in session.scalars(
+                    select(Message).where(Message.tenant_id == company.tenant_id)
+                )
+            }
+            occurrences = Counter(
+                session.scalars(
+                    select(CampaignOccurrence.status).where(
+                        CampaignOccurrence.campaign_id == company.campaign_id
+                    )
+                )
+            )
+            replies = list(
+                session.scalars(
+                    select(InboundMessage)
+                    .where(InboundMessage.tenant_id == company.tenant_id)
+                    .order_by(InboundMessage.id)
+                )
+            )
+        campaign = {m.customer_id: m for m in messages.values() if m.source_type == CAMPAIGN_SOURCE}
         # One campaign message per customer, made by the hand-off tick from the occurrences.
         assert occurrences == Counter({HANDED_OFF: CUSTOMERS}), occurrences
         assert sorted(campaign) == sorted(company.phones)
         assert [(r.customer_id, r.route) for r in replies] == [
-            (s.customer_id, OPT_OUT) for s in stops]
+            (s.customer_id, OPT_OUT) for s in stops
+        ]
 
         # Every request Twilio read is one of ours, to the number of its message.
         by_message = Counter(callback_message_id(request) for _, request in arrivals)
@@ -287,15 +355,22 @@ def test_nothing_goes_to_a_number_after_its_stop_was_answered(
         stopped = {s.customer_id for s in stops}
         for stop_ in stops:
             message = campaign[stop_.customer_id]
-            confirmations = [m for m in messages.values()
-                             if m.customer_id == stop_.customer_id and m.category == "reply"]
+            confirmations = [
+                m
+                for m in messages.values()
+                if m.customer_id == stop_.customer_id and m.category == "reply"
+            ]
             assert [m.source_type for m in confirmations] == ["opt_out_reply"], confirmations
             [confirmation] = confirmations
             # After the answer, Twilio heard of that number once more: the confirmation.
-            later = [request for at, request in arrivals
-                     if request.field("To") == stop_.phone and at >= stop_.answered_at]
+            later = [
+                request
+                for at, request in arrivals
+                if request.field("To") == stop_.phone and at >= stop_.answered_at
+            ]
             assert [callback_message_id(request) for request in later] == [confirmation.id], (
-                f"{stop_}: sent after the answer: {[r.field('Body') for r in later]}")
+                f"{stop_}: sent after the answer: {[r.field('Body') for r in later]}"
+            )
             assert CONFIRMATION in (later[0].field("Body") or "")
             assert by_message[confirmation.id] == 1
             assert confirmation.status == SENT
@@ -303,7 +378,8 @@ def test_nothing_goes_to_a_number_after_its_stop_was_answered(
             assert by_message[message.id] == 0
             assert (message.status, message.status_reason) == (SUPPRESSED, OPTED_OUT), (
                 f"{stop_}: its campaign message ended {message.status} "
-                f"({message.status_reason}: {message.status_detail})")
+                f"({message.status_reason}: {message.status_detail})"
+            )
 
         # Everyone else got their campaign message, exactly once.
         for customer_id, message in campaign.items():
@@ -313,13 +389,15 @@ def test_nothing_goes_to_a_number_after_its_stop_was_answered(
 
         # The others' campaign messages and one confirmation per STOP went out; nothing else.
         assert Counter(m.status for m in messages.values()) == Counter(
-            {SENT: (CUSTOMERS - len(stops)) + len(stops), SUPPRESSED: len(stops)})
+            {SENT: (CUSTOMERS - len(stops)) + len(stops), SUPPRESSED: len(stops)}
+        )
 
         # The STOPs came while the campaign was going out, not after it: campaign messages
         # reached Twilio after each answer.
         campaign_ids = {m.id for m in campaign.values()}
-        last_campaign_send = max(at for at, request in arrivals
-                                 if callback_message_id(request) in campaign_ids)
+        last_campaign_send = max(
+            at for at, request in arrivals if callback_message_id(request) in campaign_ids
+        )
         assert last_campaign_send > stops[-1].answered_at
     finally:
         with postgres_database.session() as session:

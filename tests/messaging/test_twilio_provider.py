@@ -41,8 +41,14 @@ MEDIA = (
     "https://hf.example/media/1/staff_report.jpg",
 )
 CALLBACK = "https://hf.example/hooks/twilio/status?message_id=42"
-message = message_maker(message_id=42, to=TO, body=BODY, signature="洁家家政", media_urls=MEDIA,
-                        status_callback=CALLBACK)
+message = message_maker(
+    message_id=42,
+    to=TO,
+    body=BODY,
+    signature="洁家家政",
+    media_urls=MEDIA,
+    status_callback=CALLBACK,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -126,8 +132,12 @@ def test_media_only_message_sends_no_body(twilio, make_provider):
 )
 def test_exactly_one_sender_is_required(from_number, service):
     with pytest.raises(ValueError, match="exactly one sender"):
-        TwilioProvider(account_sid="AC" + "0" * 32, auth_token="t" * 32,
-                       from_number=from_number, messaging_service_sid=service)
+        TwilioProvider(
+            account_sid="AC" + "0" * 32,
+            auth_token="t" * 32,
+            from_number=from_number,
+            messaging_service_sid=service,
+        )
 
 
 def test_the_fake_refuses_what_twilio_refuses(twilio):
@@ -177,8 +187,9 @@ def test_too_many_media_is_refused_before_any_request(twilio, make_provider):
 
 
 def test_queue_overflow_is_retryable(twilio, make_provider):
-    twilio.fail_next(21611, message="This 'From' number has exceeded the maximum number of "
-                     "queued messages")
+    twilio.fail_next(
+        21611, message="This 'From' number has exceeded the maximum number of queued messages"
+    )
 
     with pytest.raises(RetryableError) as caught:
         make_provider().send(message())

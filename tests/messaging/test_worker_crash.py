@@ -48,37 +48,58 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         # A session of its own, so the kill reaches Celery's pool child as well.
         return subprocess.Popen(
             [sys.executable, "-m", "huifang.cli", "worker", "-Q", "messaging", "-c", "1"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 @pytest.mark.services
-def test_a_worker_killed_mid_send_never_sends_twice(postgres_database, redis_url,
-                                                     tmp_path: Path):
+def test_a_worker_killed_mid_send_never_sends_twice(postgres_database, redis_url, tmp_path: Path):
     with postgres_database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="崩溃家政", signature="崩溃家政")
-        person = customers.create_customer(session=session, tenant=tenant, name="王女士",
-                                           phone="13800138000", timezone=_zone_in_window())
-        message, _ = outbox.schedule(session=session, tenant=tenant, customer=person,
-                                     channel="sms", category="service",
-                                     source_type="visit_report", source_id="crash",
-                                     body="Your report is ready", due_at=utcnow())
+        person = customers.create_customer(
+            session=session,
+            tenant=tenant,
+            name="王女士",
+            phone="13800138000",
+            timezone=_zone_in_window(),
+        )
+        message, _ = outbox.schedule(
+            session=session,
+            tenant=tenant,
+            customer=person,
+            channel="sms",
+            category="service",
+            source_type="visit_report",
+            source_id="crash",
+            body="Your report is ready",
+            due_at=utcnow(),
+        )
         tenant_id, message_id = tenant.id, message.id
         outbox.claim_due(session=session, now=utcnow())  # queued, as the dispatcher would
 
     log = tmp_path / "worker.log"
     with FakeTwilio() as fake:
         fake.hang_next(seconds=60)  # Twilio takes the request, then the worker dies waiting
-        env = {**os.environ, "HUIFANG_ENVIRONMENT": "test", "HUIFANG_REDIS_URL": redis_url,
-               "HUIFANG_DATABASE_URL": postgres_database.url, "HUIFANG_SMS_PROVIDER": "twilio",
-               "HUIFANG_TWILIO_ACCOUNT_SID": fake.account_sid,
-               "HUIFANG_TWILIO_AUTH_TOKEN": fake.auth_token,
-               "HUIFANG_TWILIO_API_BASE": fake.base_url,
-               "HUIFANG_TWILIO_FROM_NUMBER": fake.from_number}
+        env = {
+            **os.environ,
+            "HUIFANG_ENVIRONMENT": "test",
+            "HUIFANG_REDIS_URL": redis_url,
+            "HUIFANG_DATABASE_URL": postgres_database.url,
+            "HUIFANG_SMS_PROVIDER": "twilio",
+            "HUIFANG_TWILIO_ACCOUNT_SID": fake.account_sid,
+            "HUIFANG_TWILIO_AUTH_TOKEN": fake.auth_token,
+            "HUIFANG_TWILIO_API_BASE": fake.base_url,
+            "HUIFANG_TWILIO_FROM_NUMBER": fake.from_number,
+        }
         client = Celery(broker=redis_url)
         worker = _start_worker(env, log)
         try:
-            client.send_task("messaging.tasks.send_message", kwargs={"message_id": message_id},
-                             queue="messaging")
+            client.send_task(
+                "messaging.tasks.send_message", kwargs={"message_id": message_id}, queue="messaging"
+            )
             assert _wait_for(lambda: len(fake.received) == 1, 60), log.read_text()
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(timeout=20)
@@ -91,8 +112,9 @@ def test_a_worker_killed_mid_send_never_sends_twice(postgres_database, redis_url
 
             # A new worker, and the task delivered again (as Redis would after the kill).
             worker = _start_worker(env, log)
-            client.send_task("messaging.tasks.send_message", kwargs={"message_id": message_id},
-                             queue="messaging")
+            client.send_task(
+                "messaging.tasks.send_message", kwargs={"message_id": message_id}, queue="messaging"
+            )
             time.sleep(8)
             assert len(fake.received) == 1  # no second provider call
 

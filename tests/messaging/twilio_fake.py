@@ -184,11 +184,10 @@ class FakeTwilio(fake_http.LocalFake[ReceivedRequest]):
                 "number or short code for your account.",
                 400,
             )
-        if service and (not MESSAGING_SERVICE_SID.match(service)
-                        or service != self.messaging_service_sid):
-            return 400, error_body(
-                21701, f"The Messaging Service Sid {service} is invalid.", 400
-            )
+        if service and (
+            not MESSAGING_SERVICE_SID.match(service) or service != self.messaging_service_sid
+        ):
+            return 400, error_body(21701, f"The Messaging Service Sid {service} is invalid.", 400)
         if not body and not media:
             return 400, error_body(21602, "Message body is required.", 400)
         if len(body) > 1600:
@@ -197,18 +196,22 @@ class FakeTwilio(fake_http.LocalFake[ReceivedRequest]):
             )
         if len(media) > 10:
             return 400, error_body(21623, "Number of media files exceeds allowed limit", 400)
-        if any(urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc
-               for url in media):
+        if any(
+            urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc
+            for url in media
+        ):
             return 400, error_body(21620, "Invalid media URL(s).", 400)
-        if callback is not None and (urlsplit(callback).scheme not in ("http", "https")
-                                     or not urlsplit(callback).netloc):
+        if callback is not None and (
+            urlsplit(callback).scheme not in ("http", "https") or not urlsplit(callback).netloc
+        ):
             return 400, error_body(21609, "Invalid StatusCallback url", 400)
         if to in self.opted_out:
             return 400, error_body(21610, "Attempt to send to unsubscribed recipient", 400)
         return 201, self._create(to=to, sender=sender, service=service, body=body, media=media)
 
-    def _create(self, *, to: str, sender: str | None, service: str | None, body: str,
-                media: list[str]) -> dict[str, Any]:
+    def _create(
+        self, *, to: str, sender: str | None, service: str | None, body: str, media: list[str]
+    ) -> dict[str, Any]:
         sid = ("MM" if media else "SM") + secrets.token_hex(16)
         now = email.utils.formatdate(usegmt=True).replace("GMT", "+0000")
         uri = f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json"

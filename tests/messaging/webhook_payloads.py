@@ -23,8 +23,7 @@ def raw(name: str) -> bytes:
 
 def form(name: str, **changes: str) -> dict[str, str]:
     """A form-encoded payload's fields, in the order sent, with ``changes`` made."""
-    fields = dict(parse_qsl(raw(name).decode("utf-8"), keep_blank_values=True,
-                            strict_parsing=True))
+    fields = dict(parse_qsl(raw(name).decode("utf-8"), keep_blank_values=True, strict_parsing=True))
     return {**fields, **changes}
 
 

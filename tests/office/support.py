@@ -18,20 +18,28 @@ def form_token(html: str) -> str:
     return found.group(1)
 
 
-def sign_in(client, session, tenant: Tenant, *, role: str = "owner", phone: str = "13900139000",
-            name: str = "张店长", staff_id: int | None = None) -> str:
+def sign_in(
+    client,
+    session,
+    tenant: Tenant,
+    *,
+    role: str = "owner",
+    phone: str = "13900139000",
+    name: str = "张店长",
+    staff_id: int | None = None,
+) -> str:
     """Make a user, open their link, set the password; returns the CSRF token of the
     console's pages (the client keeps the cookies)."""
-    made = accounts.create_user(session=session, tenant=tenant, role=role, name=name,
-                                phone=phone, staff_id=staff_id)
+    made = accounts.create_user(
+        session=session, tenant=tenant, role=role, name=name, phone=phone, staff_id=staff_id
+    )
     session.commit()
     page = client.get(f"/office/welcome/{made.link_token}")
     assert page.status_code == 200, page.text
     fields = {"csrf_token": form_token(page.text)}
     if role != "staff":
         fields |= {"password": PASSWORD, "password_again": PASSWORD}
-    done = client.post(f"/office/welcome/{made.link_token}", data=fields,
-                       follow_redirects=False)
+    done = client.post(f"/office/welcome/{made.link_token}", data=fields, follow_redirects=False)
     assert done.status_code == 303, done.text
     landing = client.get(done.headers["location"])
     if role == "staff":

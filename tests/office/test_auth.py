@@ -27,20 +27,32 @@ def test_signed_out_pages_send_to_sign_in_and_back(client, session):
 
 def test_first_sign_in_sets_a_password_and_the_cookie_is_locked_down(client, session):
     tenant = make_account(session).tenant
-    made = accounts.create_user(session=session, tenant=tenant, role="owner", name="张店长",
-                                phone="13900139000")
+    made = accounts.create_user(
+        session=session, tenant=tenant, role="owner", name="张店长", phone="13900139000"
+    )
     session.commit()
     page = client.get(f"/office/welcome/{made.link_token}")
     assert "您好，张店长" in page.text
-    mismatch = client.post(f"/office/welcome/{made.link_token}", data={
-        "csrf_token": form_token(page.text), "password": PASSWORD, "password_again": "x"})
+    mismatch = client.post(
+        f"/office/welcome/{made.link_token}",
+        data={"csrf_token": form_token(page.text), "password": PASSWORD, "password_again": "x"},
+    )
     assert mismatch.status_code == 422 and "两次输入的密码不一样" in mismatch.text
-    done = client.post(f"/office/welcome/{made.link_token}", data={
-        "csrf_token": form_token(mismatch.text), "password": PASSWORD,
-        "password_again": PASSWORD}, follow_redirects=False)
+    done = client.post(
+        f"/office/welcome/{made.link_token}",
+        data={
+            "csrf_token": form_token(mismatch.text),
+            "password": PASSWORD,
+            "password_again": PASSWORD,
+        },
+        follow_redirects=False,
+    )
     assert done.status_code == 303 and done.headers["location"] == "/office/today"
-    cookie = next(v for k, v in done.headers.multi_items()
-                  if k == "set-cookie" and v.startswith("hf_session="))
+    cookie = next(
+        v
+        for k, v in done.headers.multi_items()
+        if k == "set-cookie" and v.startswith("hf_session=")
+    )
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie
     today = client.get("/office/today")
     assert today.status_code == 200
@@ -58,9 +70,16 @@ def test_sign_in_with_phone_and_password_and_out(client, session):
     assert out.status_code == 303
     assert client.get("/office/today", follow_redirects=False).status_code == 303
     login = client.get("/office/login")
-    answer = client.post("/office/login", data={
-        "csrf_token": form_token(login.text), "phone": "139 0013 9000", "password": PASSWORD,
-        "next": "https://elsewhere.example/"}, follow_redirects=False)
+    answer = client.post(
+        "/office/login",
+        data={
+            "csrf_token": form_token(login.text),
+            "phone": "139 0013 9000",
+            "password": PASSWORD,
+            "next": "https://elsewhere.example/",
+        },
+        follow_redirects=False,
+    )
     assert answer.status_code == 303 and answer.headers["location"] == "/office/today"
 
 
@@ -70,12 +89,15 @@ def test_repeated_failures_lock_the_account_out(client, session):
     client.cookies.clear()
     token = form_token(client.get("/office/login").text)
     for _ in range(5):
-        wrong = client.post("/office/login", data={
-            "csrf_token": token, "phone": "13900139000", "password": "not it"})
+        wrong = client.post(
+            "/office/login",
+            data={"csrf_token": token, "phone": "13900139000", "password": "not it"},
+        )
         assert wrong.status_code == 401 and "手机号或密码不对" in wrong.text
         token = form_token(wrong.text)
-    locked = client.post("/office/login", data={
-        "csrf_token": token, "phone": "13900139000", "password": PASSWORD})
+    locked = client.post(
+        "/office/login", data={"csrf_token": token, "phone": "13900139000", "password": PASSWORD}
+    )
     assert locked.status_code == 429 and "分钟后再试" in locked.text
     assert int(locked.headers["retry-after"]) > 0
 
@@ -83,11 +105,14 @@ def test_repeated_failures_lock_the_account_out(client, session):
 def test_a_form_without_its_token_is_refused(client, session):
     tenant = make_account(session).tenant
     sign_in(client, session, tenant)
-    forged = client.post("/office/settings/users", data={
-        "name": "外人", "phone": "13900139555", "role": "owner"})
+    forged = client.post(
+        "/office/settings/users", data={"name": "外人", "phone": "13900139555", "role": "owner"}
+    )
     assert forged.status_code == 403 and "页面已过期" in forged.text
-    wrong = client.post("/office/settings/users", data={
-        "csrf_token": "guessed", "name": "外人", "phone": "13900139555", "role": "owner"})
+    wrong = client.post(
+        "/office/settings/users",
+        data={"csrf_token": "guessed", "name": "外人", "phone": "13900139555", "role": "owner"},
+    )
     assert wrong.status_code == 403
     assert session.scalars(select(User).where(User.phone == "+8613900139555")).first() is None
 
@@ -104,17 +129,24 @@ def test_office_users_cannot_reach_users_keys_or_settings(client, session):
 def test_owner_adds_a_staff_member_and_gets_a_qr_code(client, session):
     tenant = make_account(session).tenant
     token = sign_in(client, session, tenant)
-    page = client.post("/office/settings/users", data={
-        "csrf_token": token, "name": "李秀兰", "phone": "13900139300", "role": "staff"})
+    page = client.post(
+        "/office/settings/users",
+        data={"csrf_token": token, "name": "李秀兰", "phone": "13900139300", "role": "staff"},
+    )
     assert page.status_code == 201
     assert "<svg" in page.text and "/office/welcome/" in page.text
     user = session.scalars(select(User).where(User.phone == "+8613900139300")).one()
     assert user.role == "staff" and user.staff_id is not None
-    entry = session.scalars(select(AuditEntry).where(
-        AuditEntry.action == "user.created", AuditEntry.target == f"user:{user.id}")).one()
+    entry = session.scalars(
+        select(AuditEntry).where(
+            AuditEntry.action == "user.created", AuditEntry.target == f"user:{user.id}"
+        )
+    ).one()
     assert entry.actor_kind == "user" and entry.actor_name == "张店长"
-    refused = client.post("/office/settings/users", data={
-        "csrf_token": token, "name": "李秀兰", "phone": "13900139300", "role": "staff"})
+    refused = client.post(
+        "/office/settings/users",
+        data={"csrf_token": token, "name": "李秀兰", "phone": "13900139300", "role": "staff"},
+    )
     assert refused.status_code == 409 and "已有账号" in refused.text
 
 
@@ -132,14 +164,19 @@ def test_a_disabled_user_is_signed_out_at_once(client, session):
 def test_api_keys_have_roles(client, session):
     account = make_account(session)
     owner = account.headers
-    _, office_key = tenancy.create_api_key(session=session, tenant=account.tenant,
-                                           name="前台", role="office")
+    _, office_key = tenancy.create_api_key(
+        session=session, tenant=account.tenant, name="前台", role="office"
+    )
     session.commit()
     office = {"Authorization": f"Bearer {office_key}"}
     assert client.get("/v1/customers", headers=office).status_code == 200
-    for method, path in (("get", "/v1/api-keys"), ("post", "/v1/api-keys"),
-                         ("get", "/v1/consents/export"), ("delete", "/v1/customers/1"),
-                         ("patch", "/v1/tenant")):
+    for method, path in (
+        ("get", "/v1/api-keys"),
+        ("post", "/v1/api-keys"),
+        ("get", "/v1/consents/export"),
+        ("delete", "/v1/customers/1"),
+        ("patch", "/v1/tenant"),
+    ):
         answer = client.request(method.upper(), path, headers=office, json={})
         assert answer.status_code == 403, (path, answer.text)
         assert "owner" in answer.json()["detail"]
@@ -156,8 +193,11 @@ def test_every_app_gets_its_own_console_routes():
     from huifang.app import create_app
 
     def console_routes(app):
-        return sorted((r.path, sorted(getattr(r, "methods", None) or ())) for r in app.routes
-                      if getattr(r, "path", "").startswith("/office"))
+        return sorted(
+            (r.path, sorted(getattr(r, "methods", None) or ()))
+            for r in app.routes
+            if getattr(r, "path", "").startswith("/office")
+        )
 
     first = console_routes(create_app())
     create_app()

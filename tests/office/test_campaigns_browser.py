@@ -39,14 +39,28 @@ def _served_customers(app, tenant, phone_base: int) -> None:
     with app.database.session() as session:
         for i, name in enumerate(("王女士", "李先生")):
             person = customers.create_customer(
-                session=session, tenant=tenant, name=name, phone=f"13{phone_base + i:09d}",
-                region="上海")
-            visits.create_visit(session=session, tenant=tenant, customer_id=person.id,
-                                service_type="ac_cleaning",
-                                finished_at=now - dt.timedelta(days=80))
-            compliance.record_consent(session=session, tenant_id=tenant.id, customer=person,
-                                      source="in_person", evidence="服务合同", granted_at=now,
-                                      now=now)
+                session=session,
+                tenant=tenant,
+                name=name,
+                phone=f"13{phone_base + i:09d}",
+                region="上海",
+            )
+            visits.create_visit(
+                session=session,
+                tenant=tenant,
+                customer_id=person.id,
+                service_type="ac_cleaning",
+                finished_at=now - dt.timedelta(days=80),
+            )
+            compliance.record_consent(
+                session=session,
+                tenant_id=tenant.id,
+                customer=person,
+                source="in_person",
+                evidence="服务合同",
+                granted_at=now,
+                now=now,
+            )
 
 
 def _sent_last_week(app, tenant, campaign_id: int) -> None:
@@ -55,12 +69,21 @@ def _sent_last_week(app, tenant, campaign_id: int) -> None:
     with app.database.session() as session:
         people = session.query(Customer).filter(Customer.tenant_id == tenant.id).all()
         for i, person in enumerate(people):
-            session.add(Message(
-                tenant_id=tenant.id, customer_id=person.id, channel="sms",
-                category="marketing", source_type=SOURCE_TYPE,
-                source_id=f"{campaign_id}:{900_000 + i}",
-                idempotency_key=f"browser-{campaign_id}-{i}", body="空调滤网该清洗了",
-                status=DELIVERED if i == 0 else SENT, due_at=at, sent_at=at))
+            session.add(
+                Message(
+                    tenant_id=tenant.id,
+                    customer_id=person.id,
+                    channel="sms",
+                    category="marketing",
+                    source_type=SOURCE_TYPE,
+                    source_id=f"{campaign_id}:{900_000 + i}",
+                    idempotency_key=f"browser-{campaign_id}-{i}",
+                    body="空调滤网该清洗了",
+                    status=DELIVERED if i == 0 else SENT,
+                    due_at=at,
+                    sent_at=at,
+                )
+            )
 
 
 def _image_loaded(page, selector: str) -> bool:
@@ -80,8 +103,9 @@ def _until(page, script: str, seconds: float = 10) -> None:
 def test_campaign_from_preset_lint_fixed_activated_with_results(chromium, live_app, width):
     tenant = make_company(live_app, f"营销家政{width}")
     _served_customers(live_app, tenant, 600_000_000 + int(width) * 10)
-    link = make_user(live_app, tenant, role="office", name="刘客服",
-                     phone=f"1390013{int(width):04d}")
+    link = make_user(
+        live_app, tenant, role="office", name="刘客服", phone=f"1390013{int(width):04d}"
+    )
     with open_page(chromium, live_app, WIDTHS[width]) as (page, _watched):
         sign_in_through_link(page, link)
         page.get_by_role("navigation", name="主菜单").get_by_role("link", name="营销活动").click()
@@ -90,8 +114,9 @@ def test_campaign_from_preset_lint_fixed_activated_with_results(chromium, live_a
         shot(page, f"campaigns-{width}")
         _fits(page, width)
 
-        page.locator("form.preset").filter(has_text="空调滤网季度清洗") \
-            .get_by_role("button", name="用这个预设新建").click()
+        page.locator("form.preset").filter(has_text="空调滤网季度清洗").get_by_role(
+            "button", name="用这个预设新建"
+        ).click()
         page.wait_for_url("**/office/campaigns/*")
         assert page.get_by_text("上次空调清洗后每90天提醒一次").first.is_visible()
         assert page.locator(".customer-preview").count() == 2
@@ -139,8 +164,11 @@ def test_campaign_from_preset_lint_fixed_activated_with_results(chromium, live_a
         page.get_by_role("link", name="全部活动").click()
         assert page.locator("#campaign-list").get_by_text("进行中").is_visible()
         page.locator(".chart img").scroll_into_view_if_needed()
-        _until(page, "(() => { const i = document.querySelector('.chart img');"
-                     " return i.complete && i.naturalWidth > 0; })()")
+        _until(
+            page,
+            "(() => { const i = document.querySelector('.chart img');"
+            " return i.complete && i.naturalWidth > 0; })()",
+        )
         assert page.locator("#trend-table tbody tr").count() == 6
 
 
@@ -178,13 +206,19 @@ def test_owner_changes_settings(chromium, live_app, width):
 
         # The watermark preview follows the form.
         page.locator(".subnav").get_by_role("link", name="照片水印").click()
-        _until(page, "(() => { const i = document.getElementById('watermark-preview');"
-                     " return i.complete && i.naturalWidth > 0; })()")
+        _until(
+            page,
+            "(() => { const i = document.getElementById('watermark-preview');"
+            " return i.complete && i.naturalWidth > 0; })()",
+        )
         before = page.locator("#watermark-preview").get_attribute("src")
         page.get_by_label("位置").select_option("top-right")
         _until(page, "document.getElementById('watermark-preview').src.includes('top-right')")
-        _until(page, "(() => { const i = document.getElementById('watermark-preview');"
-                     " return i.complete && i.naturalWidth > 0; })()")
+        _until(
+            page,
+            "(() => { const i = document.getElementById('watermark-preview');"
+            " return i.complete && i.naturalWidth > 0; })()",
+        )
         assert page.locator("#watermark-preview").get_attribute("src") != before
         page.get_by_role("button", name="保存").click()
         page.get_by_text("已保存。").wait_for()

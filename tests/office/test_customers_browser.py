@@ -41,18 +41,36 @@ def test_find_open_import_and_record_consent(chromium, live_app, width, tmp_path
     tenant = make_company(live_app, f"洁家家政客户{width}")
     now = dt.datetime.now(dt.UTC)
     with live_app.database.session() as session:
-        wang = customers.create_customer(session=session, tenant=tenant, name="王秀英",
-                                         phone="13900000001", region="上海",
-                                         tags=["老客户", "空调"])
-        customers.create_customer(session=session, tenant=tenant, name="李建国",
-                                  phone="13900000002", region="北京")
-        compliance.record_consent(session=session, tenant_id=tenant.id, customer=wang,
-                                  source="in_person", evidence="签字登记表 第3页",
-                                  granted_at=now, now=now)
-        visits.create_visit(session=session, tenant=tenant, customer_id=wang.id,
-                            service_type="ac_cleaning", finished_at=now - dt.timedelta(days=2))
-    link = make_user(live_app, tenant, role="owner", name="张店长",
-                     phone=f"1390013{width.zfill(4)}")
+        wang = customers.create_customer(
+            session=session,
+            tenant=tenant,
+            name="王秀英",
+            phone="13900000001",
+            region="上海",
+            tags=["老客户", "空调"],
+        )
+        customers.create_customer(
+            session=session, tenant=tenant, name="李建国", phone="13900000002", region="北京"
+        )
+        compliance.record_consent(
+            session=session,
+            tenant_id=tenant.id,
+            customer=wang,
+            source="in_person",
+            evidence="签字登记表 第3页",
+            granted_at=now,
+            now=now,
+        )
+        visits.create_visit(
+            session=session,
+            tenant=tenant,
+            customer_id=wang.id,
+            service_type="ac_cleaning",
+            finished_at=now - dt.timedelta(days=2),
+        )
+    link = make_user(
+        live_app, tenant, role="owner", name="张店长", phone=f"1390013{width.zfill(4)}"
+    )
     upload = tmp_path / "客户.csv"
     upload.write_text(CSV, encoding="utf-8")
     with open_page(chromium, live_app, WIDTHS[width]) as (page, _watched):
@@ -82,16 +100,14 @@ def test_find_open_import_and_record_consent(chromium, live_app, width, tmp_path
         # No separate worker in this test: the job runs here (a second run does nothing).
         with live_app.database.session() as session:
             import_jobs.run(session=session, job_id=job_id)
-        expect(page.locator("#job-progress")).to_have_attribute("value", "100",
-                                                                timeout=15_000)
+        expect(page.locator("#job-progress")).to_have_attribute("value", "100", timeout=15_000)
         expect(page.locator("#job-rows tbody tr")).to_have_count(2)
         page.locator("#job-finished").click()
         expect(page.locator("#job-rows tbody tr")).to_have_count(2)
         _fits(page, width)
         shot(page, f"import-{width}")
 
-        page.get_by_label("凭据（例如：2026年12月签字登记表，第 1–40 页）").fill(
-            "门店登记表 12月")
+        page.get_by_label("凭据（例如：2026年12月签字登记表，第 1–40 页）").fill("门店登记表 12月")
         page.get_by_role("button", name="记录同意").click()
         expect(page.locator("#bulk-counts")).to_contain_text("已记录 2")
         _fits(page, width)

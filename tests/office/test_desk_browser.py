@@ -43,17 +43,25 @@ def _company(live_app, name: str, width: str, phone: str):
     tenant = make_company(live_app, name)
     with live_app.database.session() as session:
         day = make_day(session, tenant)
-        ids = {"wang": day.wang.id, "li": day.li.id, "complaint": day.complaint.id,
-               "first": day.first.id, "second": day.second.id, "zhang": day.zhang.id,
-               "chen": day.chen.id, "first_start": day.first.slot_start}
+        ids = {
+            "wang": day.wang.id,
+            "li": day.li.id,
+            "complaint": day.complaint.id,
+            "first": day.first.id,
+            "second": day.second.id,
+            "zhang": day.zhang.id,
+            "chen": day.chen.id,
+            "first_start": day.first.slot_start,
+        }
     link = make_user(live_app, tenant, role="office", name="客服小李", phone=phone)
     return tenant, ids, link
 
 
 @pytest.mark.parametrize("width", sorted(WIDTHS))
 def test_today_then_a_complaint_answered_and_resolved(chromium, live_app, width):
-    tenant, ids, link = _company(live_app, f"洁家家政今日{width}", width,
-                                 f"1390013{width.zfill(4)}")
+    tenant, ids, link = _company(
+        live_app, f"洁家家政今日{width}", width, f"1390013{width.zfill(4)}"
+    )
     with open_page(chromium, live_app, WIDTHS[width]) as (page, _watched):
         page.clock.install()
         sign_in_through_link(page, link)
@@ -70,10 +78,17 @@ def test_today_then_a_complaint_answered_and_resolved(chromium, live_app, width)
         # A new reply arrives: the count goes up without a reload.
         with live_app.database.session() as session:
             from customers.models import Customer
+
             wang = session.get(Customer, ids["wang"])
             assert wang is not None
-            reply(session, tenant, wang, "发票开好了吗？谢谢", f"late-{width}",
-                  dt.datetime.now(dt.UTC))
+            reply(
+                session,
+                tenant,
+                wang,
+                "发票开好了吗？谢谢",
+                f"late-{width}",
+                dt.datetime.now(dt.UTC),
+            )
         before = page.locator("#count-replies").inner_text()
         page.clock.run_for(21_000)
         expect(page.locator("#count-replies")).to_have_text(str(int(before) + 1))
@@ -108,8 +123,7 @@ def test_today_then_a_complaint_answered_and_resolved(chromium, live_app, width)
         _fits(page, width)
         shot(page, f"thread-resolved-{width}")
 
-        page.get_by_role("navigation", name="主菜单").get_by_role(
-            "link", name="回复与预约").click()
+        page.get_by_role("navigation", name="主菜单").get_by_role("link", name="回复与预约").click()
         _settled(page)
         assert page.locator(".threads").get_by_text("王女士").is_visible()
         page.get_by_label("找客户（姓名或手机号）").fill("138 0013 8001")
@@ -129,16 +143,23 @@ def test_today_then_a_complaint_answered_and_resolved(chromium, live_app, width)
 
 @pytest.mark.parametrize("width", sorted(WIDTHS))
 def test_a_booking_confirmed_with_time_and_staff_another_declined(chromium, live_app, width):
-    tenant, ids, link = _company(live_app, f"洁家家政预约{width}", width,
-                                 f"1390014{width.zfill(4)}")
+    tenant, ids, link = _company(
+        live_app, f"洁家家政预约{width}", width, f"1390014{width.zfill(4)}"
+    )
     with live_app.database.session() as session:
         from customers.models import Customer
+
         other = session.get(Customer, ids["li"])
         assert other is not None
         # 张阿姨 is out at 赵阿姨's time already.
-        visits.create_visit(session=session, tenant=tenant, customer_id=other.id,
-                            service_type="deep_cleaning", staff_id=ids["zhang"],
-                            scheduled_at=ids["first_start"])
+        visits.create_visit(
+            session=session,
+            tenant=tenant,
+            customer_id=other.id,
+            service_type="deep_cleaning",
+            staff_id=ids["zhang"],
+            scheduled_at=ids["first_start"],
+        )
     with open_page(chromium, live_app, WIDTHS[width]) as (page, _watched):
         sign_in_through_link(page, link)
         _settled(page)
@@ -155,8 +176,11 @@ def test_a_booking_confirmed_with_time_and_staff_another_declined(chromium, live
         # Another time: 张阿姨 is free then (the script says so at once), and busy again back.
         time = card.get_by_label("上门时间")
         options = time.locator("option").all()
-        other_time = next(o.get_attribute("value") for o in options
-                          if o.get_attribute("value") and o.get_attribute("selected") is None)
+        other_time = next(
+            o.get_attribute("value")
+            for o in options
+            if o.get_attribute("value") and o.get_attribute("selected") is None
+        )
         asked = time.input_value()
         time.select_option(other_time)
         assert zhang.is_enabled() and "有空" in zhang.inner_text()
@@ -190,21 +214,32 @@ def test_the_desk_works_without_javascript_at_360(chromium, live_app):
     tenant, ids, link = _company(live_app, "洁家家政无脚本", "360", "13900150360")
     with live_app.database.session() as session:
         from customers.models import Customer
+
         other = session.get(Customer, ids["li"])
         assert other is not None
-        visits.create_visit(session=session, tenant=tenant, customer_id=other.id,
-                            service_type="deep_cleaning", staff_id=ids["zhang"],
-                            scheduled_at=ids["first_start"])
-    context = chromium.new_context(viewport=SMALL_PHONE, locale="zh-CN",
-                                   timezone_id="Asia/Shanghai", java_script_enabled=False)
+        visits.create_visit(
+            session=session,
+            tenant=tenant,
+            customer_id=other.id,
+            service_type="deep_cleaning",
+            staff_id=ids["zhang"],
+            scheduled_at=ids["first_start"],
+        )
+    context = chromium.new_context(
+        viewport=SMALL_PHONE, locale="zh-CN", timezone_id="Asia/Shanghai", java_script_enabled=False
+    )
     try:
         page = context.new_page()
         statuses: list[int] = []
         page.on("response", lambda r: statuses.append(r.status))
         sign_in_through_link(page, link)
         _settled(page)
-        for url in ("/office/today", "/office/inbox", f"/office/inbox/threads/{ids['wang']}",
-                    "/office/inbox/bookings"):
+        for url in (
+            "/office/today",
+            "/office/inbox",
+            f"/office/inbox/threads/{ids['wang']}",
+            "/office/inbox/bookings",
+        ):
             page.goto(live_app.url + url)
             _settled(page)
             assert page.evaluate("document.documentElement.scrollWidth") <= 360, url
@@ -212,8 +247,11 @@ def test_the_desk_works_without_javascript_at_360(chromium, live_app):
         zhang = card.locator(f"select[name=staff_id] option[value='{ids['zhang']}']")
         assert zhang.is_disabled()
         time = card.get_by_label("上门时间")
-        other_time = next(o.get_attribute("value") for o in time.locator("option").all()
-                          if o.get_attribute("value") and o.get_attribute("selected") is None)
+        other_time = next(
+            o.get_attribute("value")
+            for o in time.locator("option").all()
+            if o.get_attribute("value") and o.get_attribute("selected") is None
+        )
         time.select_option(other_time)
         assert zhang.is_disabled()  # nothing changes in the page by itself
         card.get_by_role("button", name="查看这个时间谁有空").click()

@@ -29,8 +29,11 @@ def day(session, tenant):
 
 
 def _answers(session, tenant):
-    return session.scalar(select(func.count()).select_from(Message).where(
-        Message.tenant_id == tenant.id, Message.source_type == "office_answer"))
+    return session.scalar(
+        select(func.count())
+        .select_from(Message)
+        .where(Message.tenant_id == tenant.id, Message.source_type == "office_answer")
+    )
 
 
 def test_today_shows_what_waits_with_clocks_and_links(client, session, tenant, day):
@@ -47,7 +50,7 @@ def test_today_shows_what_waits_with_clocks_and_links(client, session, tenant, d
     assert "阿姨没擦干净" in text and "已超时" in text and "还没有指派跟进人" in text
     assert f'href="/office/inbox/bookings#booking-{day.first.id}"' in text
     assert "赵阿姨" in text and "空调清洗" in text
-    assert f'/office/inbox/threads/{day.li.id}#reply-{day.question.id}' in text
+    assert f"/office/inbox/threads/{day.li.id}#reply-{day.question.id}" in text
     assert "今天和明天没有要发的营销短信" in text
     panel = client.get("/office/today/panel")
     assert panel.status_code == 200 and "<html" not in panel.text
@@ -56,10 +59,22 @@ def test_today_shows_what_waits_with_clocks_and_links(client, session, tenant, d
 
 
 def test_staff_cannot_open_the_desk_pages(client, session, tenant, day):
-    sign_in(client, session, tenant, role="staff", name="张阿姨", phone="13900139005",
-            staff_id=day.zhang.id)
-    for url in ("/office/today", "/office/today/panel", "/office/inbox",
-                f"/office/inbox/threads/{day.wang.id}", "/office/inbox/bookings"):
+    sign_in(
+        client,
+        session,
+        tenant,
+        role="staff",
+        name="张阿姨",
+        phone="13900139005",
+        staff_id=day.zhang.id,
+    )
+    for url in (
+        "/office/today",
+        "/office/today/panel",
+        "/office/inbox",
+        f"/office/inbox/threads/{day.wang.id}",
+        "/office/inbox/bookings",
+    ):
         page = client.get(url, follow_redirects=False)
         assert page.status_code == 403, url
         assert "没有权限" in page.text
@@ -95,9 +110,13 @@ def test_a_complaint_is_answered_assigned_and_resolved(client, session, tenant, 
     assert "投诉词“没擦干净”" in page.text
     assert "需要人工处理" in page.text and "已超时" in page.text
     request_id = re.search(r'name="request_id" value="([^"]+)"', page.text).group(1)
-    answer = {"csrf_token": token, "body": "非常抱歉，明天上午安排返工。",
-              "reply_id": str(day.complaint.id), "category": "service",
-              "request_id": request_id}
+    answer = {
+        "csrf_token": token,
+        "body": "非常抱歉，明天上午安排返工。",
+        "reply_id": str(day.complaint.id),
+        "category": "service",
+        "request_id": request_id,
+    }
     sent = client.post(f"{url}/answer", data=answer, follow_redirects=False)
     assert sent.status_code == 303, sent.text
     assert sent.headers["location"].startswith(f"{url}?answered=")
@@ -110,28 +129,39 @@ def test_a_complaint_is_answered_assigned_and_resolved(client, session, tenant, 
 
     users = re.findall(r'<option value="(\d+)"[^>]*>客服小李</option>', shown)
     assert users, "the signed-in clerk is offered as assignee"
-    assigned = client.post(f"/office/inbox/replies/{day.complaint.id}/assign",
-                           data={"csrf_token": token, "assignee_id": users[0]},
-                           follow_redirects=False)
+    assigned = client.post(
+        f"/office/inbox/replies/{day.complaint.id}/assign",
+        data={"csrf_token": token, "assignee_id": users[0]},
+        follow_redirects=False,
+    )
     assert assigned.status_code == 303
     assert assigned.headers["location"] == f"{url}#reply-{day.complaint.id}"
     assert "跟进人：客服小李" in client.get(url).text
 
-    empty = client.post(f"/office/inbox/replies/{day.complaint.id}/resolve",
-                        data={"csrf_token": token, "resolution": "  "})
+    empty = client.post(
+        f"/office/inbox/replies/{day.complaint.id}/resolve",
+        data={"csrf_token": token, "resolution": "  "},
+    )
     assert empty.status_code == 422 and "请写一句处理结果" in empty.text
-    done = client.post(f"/office/inbox/replies/{day.complaint.id}/resolve",
-                       data={"csrf_token": token, "resolution": "已上门返工，客户满意"},
-                       follow_redirects=False)
+    done = client.post(
+        f"/office/inbox/replies/{day.complaint.id}/resolve",
+        data={"csrf_token": token, "resolution": "已上门返工，客户满意"},
+        follow_redirects=False,
+    )
     assert done.status_code == 303
     page = client.get(url).text
     assert "已上门返工，客户满意" in page and "重新打开" in page
-    twice = client.post(f"/office/inbox/replies/{day.complaint.id}/resolve",
-                        data={"csrf_token": token, "resolution": "再补一句"})
+    twice = client.post(
+        f"/office/inbox/replies/{day.complaint.id}/resolve",
+        data={"csrf_token": token, "resolution": "再补一句"},
+    )
     assert twice.status_code == 409 and "已经处理完毕" in twice.text
     assert "再补一句" in twice.text  # what was typed is still in the form
-    reopened = client.post(f"/office/inbox/replies/{day.complaint.id}/reopen",
-                           data={"csrf_token": token}, follow_redirects=False)
+    reopened = client.post(
+        f"/office/inbox/replies/{day.complaint.id}/reopen",
+        data={"csrf_token": token},
+        follow_redirects=False,
+    )
     assert reopened.status_code == 303
     session.refresh(day.complaint)
     assert day.complaint.state == OPEN and day.complaint.resolved_at is None
@@ -140,15 +170,27 @@ def test_a_complaint_is_answered_assigned_and_resolved(client, session, tenant, 
 def test_a_refused_answer_says_why_and_keeps_the_text(client, session, tenant, day):
     token = sign_in(client, session, tenant, role="office")
     url = f"/office/inbox/threads/{day.wang.id}"
-    offer = client.post(f"{url}/answer", data={
-        "csrf_token": token, "body": "冬季保洁八折，回复1预约", "category": "marketing",
-        "reply_id": str(day.complaint.id)})
+    offer = client.post(
+        f"{url}/answer",
+        data={
+            "csrf_token": token,
+            "body": "冬季保洁八折，回复1预约",
+            "category": "marketing",
+            "reply_id": str(day.complaint.id),
+        },
+    )
     assert offer.status_code == 409
     assert "客户没有同意接收营销短信" in offer.text
     assert "冬季保洁八折，回复1预约</textarea>" in offer.text
     assert 'value="marketing" checked' in offer.text
-    compliance.opt_out(session=session, tenant=tenant, phone=day.wang.phone,
-                       reason="reply_opt_out", detail="T", now=utcnow())
+    compliance.opt_out(
+        session=session,
+        tenant=tenant,
+        phone=day.wang.phone,
+        reason="reply_opt_out",
+        detail="T",
+        now=utcnow(),
+    )
     session.commit()
     assert "客户已退订" in client.get(url).text  # said before anyone types
     stopped = client.post(f"{url}/answer", data={"csrf_token": token, "body": "您好，回访一下"})
@@ -161,11 +203,12 @@ def test_a_refused_answer_says_why_and_keeps_the_text(client, session, tenant, d
 
 def test_forms_without_the_token_are_refused(client, session, tenant, day):
     sign_in(client, session, tenant, role="office")
-    refused = client.post(f"/office/inbox/threads/{day.wang.id}/answer",
-                          data={"body": "您好"})
+    refused = client.post(f"/office/inbox/threads/{day.wang.id}/answer", data={"body": "您好"})
     assert refused.status_code == 403 and "页面已过期" in refused.text
-    wrong = client.post(f"/office/inbox/bookings/{day.first.id}/decline",
-                        data={"csrf_token": "forged", "reason": "排满了"})
+    wrong = client.post(
+        f"/office/inbox/bookings/{day.first.id}/decline",
+        data={"csrf_token": "forged", "reason": "排满了"},
+    )
     assert wrong.status_code == 403
     assert _answers(session, tenant) == 0
     session.refresh(day.first)
@@ -178,13 +221,14 @@ def test_another_companys_thread_is_not_found(client, session, tenant, day):
     page = client.get(f"/office/inbox/threads/{day.wang.id}")
     assert page.status_code == 404 and "没有这位客户" in page.text
     token = form_token(client.get("/office/inbox").text)
-    resolve = client.post(f"/office/inbox/replies/{day.complaint.id}/resolve",
-                          data={"csrf_token": token, "resolution": "x"})
+    resolve = client.post(
+        f"/office/inbox/replies/{day.complaint.id}/resolve",
+        data={"csrf_token": token, "resolution": "x"},
+    )
     assert resolve.status_code == 404
 
 
-def test_bookings_are_confirmed_with_a_free_staff_member_or_declined(client, session, tenant,
-                                                                       day):
+def test_bookings_are_confirmed_with_a_free_staff_member_or_declined(client, session, tenant, day):
     token = sign_in(client, session, tenant, role="office")
     page = client.get("/office/inbox/bookings")
     assert page.status_code == 200
@@ -192,30 +236,44 @@ def test_bookings_are_confirmed_with_a_free_staff_member_or_declined(client, ses
     assert f'id="booking-{day.first.id}"' in text and "请带梯子" in text
     assert '预约 <span class="badge warn">2</span>' in text  # the tab says how many wait
     assert '客户回复 <span class="badge warn">2</span>' in text
-    chosen = re.search(rf'id="time-{day.first.id}".*?<option value="([^"]+)"[^>]*selected',
-                       text, re.S).group(1)
+    chosen = re.search(
+        rf'id="time-{day.first.id}".*?<option value="([^"]+)"[^>]*selected', text, re.S
+    ).group(1)
     assert chosen.startswith(day.first.slot_start.isoformat()[:16])  # the customer's time
     assert "张阿姨（有空）" in text
-    missing = client.post(f"/office/inbox/bookings/{day.first.id}/confirm",
-                          data={"csrf_token": token, "slot_start": chosen})
+    missing = client.post(
+        f"/office/inbox/bookings/{day.first.id}/confirm",
+        data={"csrf_token": token, "slot_start": chosen},
+    )
     assert missing.status_code == 422 and "请选择一位服务人员" in missing.text
     # 张阿姨 goes to 李先生 first at that time: for 赵阿姨's booking she is busy then.
     from visits import service as visits
-    visits.create_visit(session=session, tenant=tenant, customer_id=day.li.id,
-                        service_type="deep_cleaning", staff_id=day.zhang.id,
-                        scheduled_at=day.first.slot_start)
+
+    visits.create_visit(
+        session=session,
+        tenant=tenant,
+        customer_id=day.li.id,
+        service_type="deep_cleaning",
+        staff_id=day.zhang.id,
+        scheduled_at=day.first.slot_start,
+    )
     session.commit()
-    checked = client.post(f"/office/inbox/bookings/{day.first.id}/staff",
-                          data={"csrf_token": token, "slot_start": chosen})
+    checked = client.post(
+        f"/office/inbox/bookings/{day.first.id}/staff",
+        data={"csrf_token": token, "slot_start": chosen},
+    )
     assert checked.status_code == 200
     assert re.search(rf'value="{day.zhang.id}"[^>]*disabled', checked.text)
-    busy = client.post(f"/office/inbox/bookings/{day.first.id}/confirm",
-                       data={"csrf_token": token, "slot_start": chosen,
-                             "staff_id": str(day.zhang.id)})
+    busy = client.post(
+        f"/office/inbox/bookings/{day.first.id}/confirm",
+        data={"csrf_token": token, "slot_start": chosen, "staff_id": str(day.zhang.id)},
+    )
     assert busy.status_code == 409 and "张阿姨" in busy.text and "已有上门" in busy.text
-    done = client.post(f"/office/inbox/bookings/{day.first.id}/confirm",
-                       data={"csrf_token": token, "slot_start": chosen,
-                             "staff_id": str(day.chen.id)}, follow_redirects=False)
+    done = client.post(
+        f"/office/inbox/bookings/{day.first.id}/confirm",
+        data={"csrf_token": token, "slot_start": chosen, "staff_id": str(day.chen.id)},
+        follow_redirects=False,
+    )
     assert done.status_code == 303, done.text
     session.refresh(day.first)
     assert day.first.status == CONFIRMED and day.first.staff_id == day.chen.id
@@ -225,30 +283,39 @@ def test_bookings_are_confirmed_with_a_free_staff_member_or_declined(client, ses
     assert f"已生成上门记录 #{visit.id}" in after and "陈师傅" in after and "已确认" in after
     assert f'id="booking-{day.first.id}"' not in after
 
-    no_reason = client.post(f"/office/inbox/bookings/{day.second.id}/decline",
-                            data={"csrf_token": token, "reason": " "})
+    no_reason = client.post(
+        f"/office/inbox/bookings/{day.second.id}/decline", data={"csrf_token": token, "reason": " "}
+    )
     assert no_reason.status_code == 422 and "请写明婉拒的原因" in no_reason.text
-    brackets = client.post(f"/office/inbox/bookings/{day.second.id}/decline",
-                           data={"csrf_token": token, "reason": "【满】这周排满了"})
+    brackets = client.post(
+        f"/office/inbox/bookings/{day.second.id}/decline",
+        data={"csrf_token": token, "reason": "【满】这周排满了"},
+    )
     assert brackets.status_code == 422 and "【满】这周排满了</textarea>" in brackets.text
-    declined = client.post(f"/office/inbox/bookings/{day.second.id}/decline",
-                           data={"csrf_token": token, "reason": "师傅这周已排满"},
-                           follow_redirects=False)
+    declined = client.post(
+        f"/office/inbox/bookings/{day.second.id}/decline",
+        data={"csrf_token": token, "reason": "师傅这周已排满"},
+        follow_redirects=False,
+    )
     assert declined.status_code == 303
     session.refresh(day.second)
     assert day.second.status == DECLINED
     after = client.get(declined.headers["location"]).text
     assert "已婉拒" in after and "原因：师傅这周已排满" in after
     assert "没有待确认的预约" in after
-    gone = client.post("/office/inbox/bookings/999999999/decline",
-                       data={"csrf_token": token, "reason": "排满了"})
+    gone = client.post(
+        "/office/inbox/bookings/999999999/decline", data={"csrf_token": token, "reason": "排满了"}
+    )
     assert gone.status_code == 404 and "找不到这个预约" in gone.text
-    nobody = client.post(f"/office/inbox/threads/{day.wang.id}/answer",
-                         data={"csrf_token": token, "body": "您好", "reply_id": "999999999"})
+    nobody = client.post(
+        f"/office/inbox/threads/{day.wang.id}/answer",
+        data={"csrf_token": token, "body": "您好", "reply_id": "999999999"},
+    )
     assert nobody.status_code == 404 and "找不到要回复的这条消息" in nobody.text
-    late = client.post(f"/office/inbox/bookings/{day.second.id}/confirm",
-                       data={"csrf_token": token, "slot_start": chosen,
-                             "staff_id": str(day.chen.id)})
+    late = client.post(
+        f"/office/inbox/bookings/{day.second.id}/confirm",
+        data={"csrf_token": token, "slot_start": chosen, "staff_id": str(day.chen.id)},
+    )
     assert late.status_code == 409 and "已经婉拒" in late.text
 
 
@@ -262,18 +329,31 @@ def test_a_reply_booking_is_confirmed_with_a_time_and_a_service(client, session,
     assert asked is not None and asked.slot_start is None
     session.commit()
     page = client.get("/office/inbox/bookings").text
-    card = page[page.index(f'id="booking-{asked.id}"'):]
-    card = card[:card.index("</section>")]
+    card = page[page.index(f'id="booking-{asked.id}"') :]
+    card = card[: card.index("</section>")]
     assert "没有选时间" in card and f'id="service-{asked.id}"' in card
     assert re.search(r'<option value=""[^>]*selected>请选择时间', card)
     slot = re.findall(r'<option value="(\d{4}-[^"]+)" data-free="([\d,]*)"', card)[3][0]
-    needs = client.post(f"/office/inbox/bookings/{asked.id}/confirm", data={
-        "csrf_token": token, "slot_start": slot, "staff_id": str(day.chen.id),
-        "service_type": ""})
+    needs = client.post(
+        f"/office/inbox/bookings/{asked.id}/confirm",
+        data={
+            "csrf_token": token,
+            "slot_start": slot,
+            "staff_id": str(day.chen.id),
+            "service_type": "",
+        },
+    )
     assert needs.status_code == 422 and "请选择服务类型" in needs.text
-    done = client.post(f"/office/inbox/bookings/{asked.id}/confirm", data={
-        "csrf_token": token, "slot_start": slot, "staff_id": str(day.chen.id),
-        "service_type": "sofa_care"}, follow_redirects=False)
+    done = client.post(
+        f"/office/inbox/bookings/{asked.id}/confirm",
+        data={
+            "csrf_token": token,
+            "slot_start": slot,
+            "staff_id": str(day.chen.id),
+            "service_type": "sofa_care",
+        },
+        follow_redirects=False,
+    )
     assert done.status_code == 303, done.text
     session.refresh(asked)
     visit = session.get(Visit, asked.visit_id)

@@ -87,8 +87,9 @@ def _process_waiting(app: LiveApp) -> int:
     return len(waiting)
 
 
-def _wait(page: Any, predicate: Any, what: str, app: LiveApp | None = None,
-          timeout: float = 90.0) -> None:
+def _wait(
+    page: Any, predicate: Any, what: str, app: LiveApp | None = None, timeout: float = 90.0
+) -> None:
     """Wait while the browser runs (our route handlers included), processing media."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -102,8 +103,7 @@ def _items(page: Any) -> list[dict[str, Any]]:
     return page.evaluate("window.staffQueue ? window.staffQueue.list() : []")
 
 
-def _choose(page: Any, area: str, phase: str, files: list[dict[str, Any]],
-            note: str = "") -> None:
+def _choose(page: Any, area: str, phase: str, files: list[dict[str, Any]], note: str = "") -> None:
     form = page.locator(f'form.capture[data-area="{area}"][data-phase="{phase}"]')
     if note:
         form.get_by_label("备注（可选，随下一张照片上传）").fill(note)
@@ -122,25 +122,46 @@ def test_a_staff_day_on_a_phone(chromium, live_app):
     tenant = make_company(live_app, "洁家家政")
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=20)
     with live_app.database.session() as session:
-        customer = customers.create_customer(session=session, tenant=tenant, name="王女士",
-                                             phone="13800138000", region="浦东新区")
-        other_customer = customers.create_customer(session=session, tenant=tenant,
-                                                   name="陈先生", phone="13800138001")
+        customer = customers.create_customer(
+            session=session, tenant=tenant, name="王女士", phone="13800138000", region="浦东新区"
+        )
+        other_customer = customers.create_customer(
+            session=session, tenant=tenant, name="陈先生", phone="13800138001"
+        )
         staff = visits.create_staff(session=session, tenant=tenant, name="李秀兰")
         someone = visits.create_staff(session=session, tenant=tenant, name="张师傅")
-        visit = visits.create_visit(session=session, tenant=tenant, customer_id=customer.id,
-                                    staff_id=staff.id, service_type="deep_cleaning",
-                                    areas=["客厅", "厨房"], scheduled_at=soon,
-                                    notes="有宠物，进门换鞋套")
-        visits.create_visit(session=session, tenant=tenant, customer_id=other_customer.id,
-                            staff_id=staff.id, service_type="ac_cleaning", areas=["卧室"],
-                            scheduled_at=soon + dt.timedelta(days=1))
-        visits.create_visit(session=session, tenant=tenant, customer_id=other_customer.id,
-                            staff_id=someone.id, service_type="ac_cleaning", areas=["书房"],
-                            scheduled_at=soon)
+        visit = visits.create_visit(
+            session=session,
+            tenant=tenant,
+            customer_id=customer.id,
+            staff_id=staff.id,
+            service_type="deep_cleaning",
+            areas=["客厅", "厨房"],
+            scheduled_at=soon,
+            notes="有宠物，进门换鞋套",
+        )
+        visits.create_visit(
+            session=session,
+            tenant=tenant,
+            customer_id=other_customer.id,
+            staff_id=staff.id,
+            service_type="ac_cleaning",
+            areas=["卧室"],
+            scheduled_at=soon + dt.timedelta(days=1),
+        )
+        visits.create_visit(
+            session=session,
+            tenant=tenant,
+            customer_id=other_customer.id,
+            staff_id=someone.id,
+            service_type="ac_cleaning",
+            areas=["书房"],
+            scheduled_at=soon,
+        )
         staff_id, visit_id = staff.id, visit.id
-    link = make_user(live_app, tenant, role="staff", name="李秀兰", phone="13900139222",
-                     staff_id=staff_id)
+    link = make_user(
+        live_app, tenant, role="staff", name="李秀兰", phone="13900139222", staff_id=staff_id
+    )
 
     offsets: list[int] = []  # Upload-Offset of every piece the page sent
     cut = {"armed": False, "down": False, "pieces": 0}
@@ -187,8 +208,18 @@ def test_a_staff_day_on_a_phone(chromium, live_app):
 
         # A file that is no photo: refused, why in Chinese, a retry and a remove button.
         watched.allowed_statuses.add(415)
-        _choose(page, "客厅", "during", [{"name": "报价单.jpg", "mimeType": "image/jpeg",
-                                          "buffer": b"%PDF-1.4\n" + b"0" * 4000}])
+        _choose(
+            page,
+            "客厅",
+            "during",
+            [
+                {
+                    "name": "报价单.jpg",
+                    "mimeType": "image/jpeg",
+                    "buffer": b"%PDF-1.4\n" + b"0" * 4000,
+                }
+            ],
+        )
         _wait(page, lambda: [i["state"] for i in _items(page)] == ["failed"], "the refusal")
         refused = page.locator('form.capture[data-area="客厅"][data-phase="during"] .item')
         assert "不是能接收的照片或视频" in refused.inner_text()
@@ -200,30 +231,51 @@ def test_a_staff_day_on_a_phone(chromium, live_app):
         watched.errors[:] = [e for e in watched.errors if "status of 415" not in e]
 
         # 客厅: the iPhone's HEIC before, the sideways 12 MP JPEG after, with a note.
-        _choose(page, "客厅", "before", [{"name": "IMG_0001.HEIC", "mimeType": "image/heic",
-                                          "buffer": heic}])
-        _choose(page, "客厅", "after", [{"name": "IMG_0002.JPG", "mimeType": "image/jpeg",
-                                         "buffer": sideways}], note="沙发底下也清了")
-        _wait(page, lambda: [i["state"] for i in _items(page)] == ["done", "done"],
-              "the first two photos to be processed", live_app)
+        _choose(
+            page,
+            "客厅",
+            "before",
+            [{"name": "IMG_0001.HEIC", "mimeType": "image/heic", "buffer": heic}],
+        )
+        _choose(
+            page,
+            "客厅",
+            "after",
+            [{"name": "IMG_0002.JPG", "mimeType": "image/jpeg", "buffer": sideways}],
+            note="沙发底下也清了",
+        )
+        _wait(
+            page,
+            lambda: [i["state"] for i in _items(page)] == ["done", "done"],
+            "the first two photos to be processed",
+            live_app,
+        )
         done = page.locator(".item.done img.thumb")
         assert done.count() == 2
-        assert all(done.nth(n).evaluate("img => img.complete && img.naturalWidth > 0")
-                   for n in range(2))
+        assert all(
+            done.nth(n).evaluate("img => img.complete && img.naturalWidth > 0") for n in range(2)
+        )
         with live_app.database.session() as session:
-            sideways_media = session.scalars(select(Media).where(
-                Media.visit_id == visit_id, Media.phase == "after")).one()
+            sideways_media = session.scalars(
+                select(Media).where(Media.visit_id == visit_id, Media.phase == "after")
+            ).one()
             assert (sideways_media.width, sideways_media.height) == (3024, 4032)  # upright
             assert sideways_media.note == "沙发底下也清了"
 
         # 厨房 before: a big photo; the network goes in the middle of it.
         cut["armed"] = True
-        _choose(page, "厨房", "before", [{"name": "IMG_0003.JPG", "mimeType": "image/jpeg",
-                                          "buffer": big}])
+        _choose(
+            page,
+            "厨房",
+            "before",
+            [{"name": "IMG_0003.JPG", "mimeType": "image/jpeg", "buffer": big}],
+        )
         _wait(page, lambda: cut["down"], "the cut")
         with live_app.database.session() as session:
-            held = session.scalars(select(ResumableUpload).where(
-                ResumableUpload.visit_id == visit_id, ResumableUpload.length == len(big))
+            held = session.scalars(
+                select(ResumableUpload).where(
+                    ResumableUpload.visit_id == visit_id, ResumableUpload.length == len(big)
+                )
             ).one()
             assert held.received == PIECE  # exactly the piece that arrived
 
@@ -239,20 +291,47 @@ def test_a_staff_day_on_a_phone(chromium, live_app):
         before_restore = len(offsets)
         cut["down"] = False  # the connection is back
 
-        _wait(page, lambda: _items(page) and _items(page)[0]["state"] in ("processing", "done"),
-              "the big photo to arrive")
+        _wait(
+            page,
+            lambda: _items(page) and _items(page)[0]["state"] in ("processing", "done"),
+            "the big photo to arrive",
+        )
         resumed = offsets[before_restore:]
         assert resumed[0] == PIECE  # went on from the server's offset, not from 0
         assert resumed == sorted(resumed) and len(set(resumed)) == len(resumed)
-        _choose(page, "厨房", "after", [{"name": "IMG_0004.JPG", "mimeType": "image/jpeg",
-                                         "buffer": _small_photo((60, 120, 90))}])
-        _wait(page, lambda: [i["state"] for i in _items(page)] == ["done", "done"],
-              "the kitchen photos to be processed", live_app)
+        _choose(
+            page,
+            "厨房",
+            "after",
+            [
+                {
+                    "name": "IMG_0004.JPG",
+                    "mimeType": "image/jpeg",
+                    "buffer": _small_photo((60, 120, 90)),
+                }
+            ],
+        )
+        _wait(
+            page,
+            lambda: [i["state"] for i in _items(page)] == ["done", "done"],
+            "the kitchen photos to be processed",
+            live_app,
+        )
         with live_app.database.session() as session:
-            assert session.scalar(select(func.count()).select_from(Media).where(
-                Media.visit_id == visit_id, Media.bytes == len(big))) == 1  # arrived once
-            assert session.scalar(select(func.count()).select_from(Media).where(
-                Media.visit_id == visit_id)) == 4
+            assert (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Media)
+                    .where(Media.visit_id == visit_id, Media.bytes == len(big))
+                )
+                == 1
+            )  # arrived once
+            assert (
+                session.scalar(
+                    select(func.count()).select_from(Media).where(Media.visit_id == visit_id)
+                )
+                == 4
+            )
         finish = page.get_by_role("button", name="完成并生成报告")
         _wait(page, finish.is_enabled, "the finish button")
         assert page.locator('[data-missing="客厅"]').inner_text() == "缺视频"
@@ -279,17 +358,30 @@ def test_a_staff_day_on_a_phone(chromium, live_app):
 def test_without_javascript_the_page_still_uploads_one_file(chromium, live_app):
     tenant = make_company(live_app, "无脚本家政")
     with live_app.database.session() as session:
-        customer = customers.create_customer(session=session, tenant=tenant, name="赵女士",
-                                             phone="13800138009")
+        customer = customers.create_customer(
+            session=session, tenant=tenant, name="赵女士", phone="13800138009"
+        )
         staff = visits.create_staff(session=session, tenant=tenant, name="周师傅")
-        visit = visits.create_visit(session=session, tenant=tenant, customer_id=customer.id,
-                                    staff_id=staff.id, service_type="ac_cleaning",
-                                    areas=["客厅"], scheduled_at=dt.datetime.now(dt.UTC))
+        visit = visits.create_visit(
+            session=session,
+            tenant=tenant,
+            customer_id=customer.id,
+            staff_id=staff.id,
+            service_type="ac_cleaning",
+            areas=["客厅"],
+            scheduled_at=dt.datetime.now(dt.UTC),
+        )
         staff_id, visit_id = staff.id, visit.id
-    link = make_user(live_app, tenant, role="staff", name="周师傅", phone="13900139333",
-                     staff_id=staff_id)
-    context = chromium.new_context(viewport=SMALL_PHONE, locale="zh-CN", has_touch=True,
-                                   is_mobile=True, java_script_enabled=False)
+    link = make_user(
+        live_app, tenant, role="staff", name="周师傅", phone="13900139333", staff_id=staff_id
+    )
+    context = chromium.new_context(
+        viewport=SMALL_PHONE,
+        locale="zh-CN",
+        has_touch=True,
+        is_mobile=True,
+        java_script_enabled=False,
+    )
     try:
         page = context.new_page()
         sign_in_through_link(page, link, staff=True)
@@ -297,8 +389,14 @@ def test_without_javascript_the_page_still_uploads_one_file(chromium, live_app):
         assert not page.locator(".pick.camera").first.is_visible()  # needs the script
         form = page.locator('form.capture[data-area="客厅"][data-phase="before"]')
         form.locator("input[name=file]").set_input_files(
-            [{"name": "IMG_0009.JPG", "mimeType": "image/jpeg",
-              "buffer": _small_photo((120, 60, 60))}])
+            [
+                {
+                    "name": "IMG_0009.JPG",
+                    "mimeType": "image/jpeg",
+                    "buffer": _small_photo((120, 60, 60)),
+                }
+            ]
+        )
         form.get_by_label("备注（可选，随下一张照片上传）").fill("空调出风口")
         form.get_by_role("button", name="上传这张").click()
         page.wait_for_url(f"**/staff/visits/{visit_id}?uploaded=1")

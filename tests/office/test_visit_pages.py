@@ -31,13 +31,23 @@ __all__ = ["chromium", "live_app"]  # fixtures
 def _visit_with_photos(session, tenant):
     customer = make_customer(session, tenant, name="王女士", phone="13800138010")
     staff = make_staff(session, tenant, name="李秀兰")
-    visit = make_visit(session, tenant, customer=customer, staff=staff, areas=["客厅"],
-                       finished_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    visit = make_visit(
+        session,
+        tenant,
+        customer=customer,
+        staff=staff,
+        areas=["客厅"],
+        finished_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
+    )
     for phase, color in (("before", (90, 80, 70)), ("after", (230, 230, 220))):
-        staged = stage_bytes(phone_jpeg(size=(800, 600), color=color),
-                             fields={"phase": phase, "area": "客厅"}, filename="IMG.jpg")
-        media, _ = media_service.accept_upload(session=session, tenant=tenant,
-                                               visit_id=visit.id, staged=staged)
+        staged = stage_bytes(
+            phone_jpeg(size=(800, 600), color=color),
+            fields={"phase": phase, "area": "客厅"},
+            filename="IMG.jpg",
+        )
+        media, _ = media_service.accept_upload(
+            session=session, tenant=tenant, visit_id=visit.id, staged=staged
+        )
         media_service.process_media(session=session, media_id=media.id)
     return visit
 
@@ -50,20 +60,35 @@ def test_the_office_builds_and_sends_a_report(client, session):
     assert listing.status_code == 200 and "王女士" in listing.text and "未生成" in listing.text
     page = client.get(f"/office/visits/{visit.id}")
     assert page.status_code == 200 and "客厅" in page.text and "生成报告" in page.text
-    built = client.post(f"/office/visits/{visit.id}/report", data={"csrf_token": token},
-                        follow_redirects=False)
+    built = client.post(
+        f"/office/visits/{visit.id}/report", data={"csrf_token": token}, follow_redirects=False
+    )
     assert built.status_code == 303
     page = client.get(built.headers["location"])
     assert "报告已生成" in page.text and "/r/" in page.text and "短信备用文字" in page.text
     assert session.scalars(select(Report).where(Report.visit_id == visit.id)).one()
-    sent = client.post(f"/office/visits/{visit.id}/report/send",
-                       data={"csrf_token": form_token(page.text)}, follow_redirects=True)
+    sent = client.post(
+        f"/office/visits/{visit.id}/report/send",
+        data={"csrf_token": form_token(page.text)},
+        follow_redirects=True,
+    )
     assert "报告已交给发送队列" in sent.text
-    again = client.post(f"/office/visits/{visit.id}/report/send",
-                        data={"csrf_token": form_token(page.text)}, follow_redirects=True)
+    again = client.post(
+        f"/office/visits/{visit.id}/report/send",
+        data={"csrf_token": form_token(page.text)},
+        follow_redirects=True,
+    )
     assert "没有重复发送" in again.text
-    assert len(session.scalars(select(Message).where(
-        Message.source_type == "visit_report", Message.tenant_id == tenant.id)).all()) == 1
+    assert (
+        len(
+            session.scalars(
+                select(Message).where(
+                    Message.source_type == "visit_report", Message.tenant_id == tenant.id
+                )
+            ).all()
+        )
+        == 1
+    )
 
 
 def test_a_report_without_photos_is_refused_in_chinese(client, session):
@@ -74,8 +99,9 @@ def test_a_report_without_photos_is_refused_in_chinese(client, session):
     answer = client.post(f"/office/visits/{visit.id}/report", data={"csrf_token": token})
     assert answer.status_code == 409 and "处理完再试" in answer.text
     other = make_account(session).tenant
-    foreign = make_visit(session, other,
-                         customer=make_customer(session, other, phone="13800138012"))
+    foreign = make_visit(
+        session, other, customer=make_customer(session, other, phone="13800138012")
+    )
     assert client.get(f"/office/visits/{foreign.id}").status_code == 404
 
 

@@ -73,28 +73,45 @@ class Sent:
 _phones = iter(range(13800138001, 13800139000))
 
 
-def _send(client, session, account, *, at: dt.datetime, service_type: str = "ac_cleaning",
-          deliver: bool = True) -> Sent:
+def _send(
+    client,
+    session,
+    account,
+    *,
+    at: dt.datetime,
+    service_type: str = "ac_cleaning",
+    deliver: bool = True,
+) -> Sent:
     """A visit with one processed photo whose report is sent (and delivered) at ``at``."""
     tenant = account.tenant
-    customer = customers.create_customer(session=session, tenant=tenant, name="王女士",
-                                         phone=str(next(_phones)))
+    customer = customers.create_customer(
+        session=session, tenant=tenant, name="王女士", phone=str(next(_phones))
+    )
     staff = visits.create_staff(session=session, tenant=tenant, name="李秀兰")
-    visit = visits.create_visit(session=session, tenant=tenant, customer_id=customer.id,
-                                staff_id=staff.id, service_type=service_type, areas=["客厅"],
-                                finished_at=at - dt.timedelta(hours=1))
-    photo = upload(client, account, visit.id, phone_jpeg(size=(600, 800)),
-                   phase="staff_report", area=None)
+    visit = visits.create_visit(
+        session=session,
+        tenant=tenant,
+        customer_id=customer.id,
+        staff_id=staff.id,
+        service_type=service_type,
+        areas=["客厅"],
+        finished_at=at - dt.timedelta(hours=1),
+    )
+    photo = upload(
+        client, account, visit.id, phone_jpeg(size=(600, 800)), phase="staff_report", area=None
+    )
     assert photo.status_code == 202, photo.text
     media_service.process_media(session=session, media_id=photo.json()["id"])
-    message, new = send_report(session=session, tenant=tenant, visit_id=visit.id,
-                               provider=ConsoleProvider(), now=at)
+    message, new = send_report(
+        session=session, tenant=tenant, visit_id=visit.id, provider=ConsoleProvider(), now=at
+    )
     assert new
     if deliver:
         assert outbox.queue_now(session=session, message_ids=[message.id], now=at)
         assert outbox.claim_for_send(session=session, message_id=message.id, now=at)
-        done = outbox.deliver(session=session, message_id=message.id,
-                              provider=ConsoleProvider(), now=at)
+        done = outbox.deliver(
+            session=session, message_id=message.id, provider=ConsoleProvider(), now=at
+        )
         assert done is not None and done.status == "sent", done and done.status_reason
     report = reports.get_report(session=session, tenant_id=tenant.id, visit_id=visit.id)
     session.flush()
@@ -121,11 +138,17 @@ def three(client, session, account, clock):
     """Sent, clicked twice and booked; sent and clicked once; sent only; and two that
     did not reach the customer (still waiting; failed by receipt)."""
     booked = _send(client, session, account, at=MONDAY_10_CN)
-    clicked = _send(client, session, account, at=MONDAY_10_CN + dt.timedelta(hours=1),
-                    service_type="deep_cleaning")
+    clicked = _send(
+        client,
+        session,
+        account,
+        at=MONDAY_10_CN + dt.timedelta(hours=1),
+        service_type="deep_cleaning",
+    )
     quiet = _send(client, session, account, at=MONDAY_10_CN + dt.timedelta(hours=2))
-    waiting = _send(client, session, account, at=MONDAY_10_CN + dt.timedelta(hours=3),
-                    deliver=False)
+    waiting = _send(
+        client, session, account, at=MONDAY_10_CN + dt.timedelta(hours=3), deliver=False
+    )
     _open(client, clock, booked, MONDAY_10_CN + dt.timedelta(minutes=20))
     _book(client, clock, booked, MONDAY_10_CN + dt.timedelta(minutes=90))
     _open(client, clock, clicked, MONDAY_10_CN + dt.timedelta(hours=4))
@@ -134,8 +157,13 @@ def three(client, session, account, clock):
     refused = _send(client, session, account, at=MONDAY_10_CN + dt.timedelta(hours=6))
     message = session.get(Message, refused.message_id)
     assert message is not None and message.sent_at is not None
-    assert outbox.transition(session=session, message=message, status=FAILED,
-                             reason=PROVIDER_REFUSED, now=MONDAY_10_CN + dt.timedelta(hours=7))
+    assert outbox.transition(
+        session=session,
+        message=message,
+        status=FAILED,
+        reason=PROVIDER_REFUSED,
+        now=MONDAY_10_CN + dt.timedelta(hours=7),
+    )
     return booked, clicked, quiet
 
 
@@ -143,52 +171,76 @@ def _at(value: str | None) -> dt.datetime | None:
     return None if value is None else dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def test_figures_and_rows_follow_each_report_from_send_to_booking(client, session, account,
-                                                                  three):
+def test_figures_and_rows_follow_each_report_from_send_to_booking(client, session, account, three):
     booked, clicked, quiet = three
-    answer = client.get(URL, headers=account.headers,
-                        params={"since": "2026-11-16", "until": "2026-11-16"})
+    answer = client.get(
+        URL, headers=account.headers, params={"since": "2026-11-16", "until": "2026-11-16"}
+    )
     assert answer.status_code == 200, answer.text
     found = answer.json()
-    assert {k: found[k] for k in ("since", "until", "sent", "clicked", "clicks", "bookings",
-                                  "booked", "conversion")} == {
-        "since": "2026-11-16", "until": "2026-11-16", "sent": 3, "clicked": 2, "clicks": 3,
-        "bookings": 1, "booked": 1, "conversion": 33.3}
+    assert {
+        k: found[k]
+        for k in ("since", "until", "sent", "clicked", "clicks", "bookings", "booked", "conversion")
+    } == {
+        "since": "2026-11-16",
+        "until": "2026-11-16",
+        "sent": 3,
+        "clicked": 2,
+        "clicks": 3,
+        "bookings": 1,
+        "booked": 1,
+        "conversion": 33.3,
+    }
     rows = found["reports"]
     assert [r["visit_id"] for r in rows] == [booked.visit_id, clicked.visit_id, quiet.visit_id]
 
     first, second, third = rows
     made = session.scalars(select(Booking).where(Booking.tenant_id == account.tenant.id)).one()
     assert (first["customer_id"], first["staff_id"], first["staff_name"]) == (
-        booked.customer_id, booked.staff_id, "李秀兰")
+        booked.customer_id,
+        booked.staff_id,
+        "李秀兰",
+    )
     assert first["service_type"] == "ac_cleaning" and second["service_type"] == "deep_cleaning"
-    assert first["report_id"] == reports.get_report(
-        session=session, tenant_id=account.tenant.id, visit_id=booked.visit_id).id
+    assert (
+        first["report_id"]
+        == reports.get_report(
+            session=session, tenant_id=account.tenant.id, visit_id=booked.visit_id
+        ).id
+    )
     assert _at(first["sent_at"]) == MONDAY_10_CN
     assert first["clicks"] == 2  # opened, then opened again more than an hour later to book
     assert _at(first["first_clicked_at"]) == MONDAY_10_CN + dt.timedelta(minutes=20)
     assert (first["bookings"], first["booking_id"], first["booking_status"]) == (
-        1, made.id, "requested")
+        1,
+        made.id,
+        "requested",
+    )
     assert _at(first["booked_at"]) == made.created_at
     assert made.note == "周末在家" and made.source_id == str(booked.visit_id)
 
     assert _at(second["sent_at"]) == MONDAY_10_CN + dt.timedelta(hours=1)
     assert (second["clicks"], second["bookings"], second["booking_id"]) == (1, 0, None)
     assert _at(second["first_clicked_at"]) == MONDAY_10_CN + dt.timedelta(hours=4)
-    assert (third["clicks"], third["first_clicked_at"], third["bookings"],
-            third["booked_at"]) == (0, None, 0, None)
+    assert (third["clicks"], third["first_clicked_at"], third["bookings"], third["booked_at"]) == (
+        0,
+        None,
+        0,
+        None,
+    )
 
 
 def test_a_one_reply_to_the_report_counts_as_its_booking(client, session, account, clock):
     sent = _send(client, session, account, at=MONDAY_10_CN)
-    customer = customers.get_customer(session=session, tenant_id=account.tenant.id,
-                                      customer_id=sent.customer_id)
+    customer = customers.get_customer(
+        session=session, tenant_id=account.tenant.id, customer_id=sent.customer_id
+    )
     clock.now = MONDAY_10_CN + dt.timedelta(hours=2)
-    replied = client.post("/v1/replies/simulate", headers=account.headers,
-                          json={"phone": customer.phone, "text": "1"})
+    replied = client.post(
+        "/v1/replies/simulate", headers=account.headers, json={"phone": customer.phone, "text": "1"}
+    )
     assert replied.status_code == 201, replied.text
-    found = attribution.report_conversion(session=session, tenant=account.tenant,
-                                          now=MONDAY_10_CN)
+    found = attribution.report_conversion(session=session, tenant=account.tenant, now=MONDAY_10_CN)
     assert (found.sent, found.clicked, found.booked, found.conversion) == (1, 0, 1, 100.0)
     [row] = found.reports
     by_reply = session.get(Booking, row.booking_id)
@@ -197,39 +249,58 @@ def test_a_one_reply_to_the_report_counts_as_its_booking(client, session, accoun
 
     # Booking again from the page: two bookings, the row keeps the first one.
     _book(client, clock, sent, MONDAY_10_CN + dt.timedelta(hours=3))
-    found = attribution.report_conversion(session=session, tenant=account.tenant,
-                                          now=MONDAY_10_CN)
+    found = attribution.report_conversion(session=session, tenant=account.tenant, now=MONDAY_10_CN)
     assert (found.sent, found.clicked, found.bookings, found.booked) == (1, 1, 2, 1)
     [row] = found.reports
-    assert (row.bookings, row.booking_id, row.booked_at) == (2, by_reply.id,
-                                                           by_reply.created_at)
+    assert (row.bookings, row.booking_id, row.booked_at) == (2, by_reply.id, by_reply.created_at)
 
 
-def test_another_companys_reports_never_appear(client, session, account, other_account,
-                                               clock, three):
+def test_another_companys_reports_never_appear(
+    client, session, account, other_account, clock, three
+):
     booked, _, quiet = three
     theirs = _send(client, session, other_account, at=MONDAY_10_CN)
     _book(client, clock, theirs, MONDAY_10_CN + dt.timedelta(minutes=5))
     # Even a link and a booking of theirs naming one of our visits (ids are global, so
     # only a bug could make one) must not count for us.
-    customer = customers.get_customer(session=session, tenant_id=other_account.tenant.id,
-                                      customer_id=theirs.customer_id)
-    stray = links.link_for(session=session, tenant=other_account.tenant, customer=customer,
-                             source_type="visit_report", source_id=str(quiet.visit_id),
-                             now=MONDAY_10_CN)
+    customer = customers.get_customer(
+        session=session, tenant_id=other_account.tenant.id, customer_id=theirs.customer_id
+    )
+    stray = links.link_for(
+        session=session,
+        tenant=other_account.tenant,
+        customer=customer,
+        source_type="visit_report",
+        source_id=str(quiet.visit_id),
+        now=MONDAY_10_CN,
+    )
     links.click(session=session, link=stray, visitor="phone", now=MONDAY_10_CN)
-    session.add(Booking(tenant_id=other_account.tenant.id, customer_id=theirs.customer_id,
-                        channel="page", source_type="visit_report",
-                        source_id=str(quiet.visit_id)))
+    session.add(
+        Booking(
+            tenant_id=other_account.tenant.id,
+            customer_id=theirs.customer_id,
+            channel="page",
+            source_type="visit_report",
+            source_id=str(quiet.visit_id),
+        )
+    )
     # And a message of theirs naming our visit must not show our visit to them.
     stray_message, _ = outbox.schedule(
-        session=session, tenant=other_account.tenant, customer=customer, channel="sms",
-        category="service", source_type="visit_report", source_id=str(quiet.visit_id),
-        body="服务报告", due_at=MONDAY_10_CN)
+        session=session,
+        tenant=other_account.tenant,
+        customer=customer,
+        channel="sms",
+        category="service",
+        source_type="visit_report",
+        source_id=str(quiet.visit_id),
+        body="服务报告",
+        due_at=MONDAY_10_CN,
+    )
     assert outbox.queue_now(session=session, message_ids=[stray_message.id], now=MONDAY_10_CN)
     assert outbox.claim_for_send(session=session, message_id=stray_message.id, now=MONDAY_10_CN)
-    outbox.deliver(session=session, message_id=stray_message.id, provider=ConsoleProvider(),
-                   now=MONDAY_10_CN)
+    outbox.deliver(
+        session=session, message_id=stray_message.id, provider=ConsoleProvider(), now=MONDAY_10_CN
+    )
     assert stray_message.status == "sent"
     session.flush()
 
@@ -247,8 +318,9 @@ def test_another_companys_reports_never_appear(client, session, account, other_a
     assert booked.visit_id not in {r["visit_id"] for r in other["reports"]}
 
 
-def test_the_period_selects_reports_by_the_local_day_they_were_sent(client, session, account,
-                                                                    clock):
+def test_the_period_selects_reports_by_the_local_day_they_were_sent(
+    client, session, account, clock
+):
     today = _send(client, session, account, at=MONDAY_10_CN)
     earlier = _send(client, session, account, at=MONDAY_10_CN - dt.timedelta(days=10))
     long_ago = _send(client, session, account, at=MONDAY_10_CN - dt.timedelta(days=95))
@@ -263,28 +335,35 @@ def test_the_period_selects_reports_by_the_local_day_they_were_sent(client, sess
     assert visits_in(since="2026-11-06", until="2026-11-06") == [earlier.visit_id]
     assert visits_in(since="2026-11-07", until="2026-11-15") == []
     assert visits_in(since="2026-08-01", until="2026-11-16") == [
-        long_ago.visit_id, earlier.visit_id, today.visit_id]
+        long_ago.visit_id,
+        earlier.visit_id,
+        today.visit_id,
+    ]
     assert visits_in(since="2026-11-17") == []
 
     # By default: the last 90 days up to today in the company's zone.
-    found = attribution.report_conversion(session=session, tenant=account.tenant,
-                                          now=MONDAY_10_CN + dt.timedelta(days=1))
+    found = attribution.report_conversion(
+        session=session, tenant=account.tenant, now=MONDAY_10_CN + dt.timedelta(days=1)
+    )
     assert (found.since, found.until) == (dt.date(2026, 8, 20), dt.date(2026, 11, 17))
     assert (found.until - found.since).days + 1 == attribution.DEFAULT_DAYS
     assert [r.visit_id for r in found.reports] == [earlier.visit_id, today.visit_id]
     assert (found.sent, found.clicked, found.clicks) == (2, 1, 1)
 
-    wrong = client.get(URL, headers=account.headers,
-                       params={"since": "2026-11-16", "until": "2026-11-15"})
+    wrong = client.get(
+        URL, headers=account.headers, params={"since": "2026-11-16", "until": "2026-11-15"}
+    )
     assert wrong.status_code == 422 and "until" in wrong.json()["detail"]
     with pytest.raises(Invalid, match="366 days"):
-        attribution.report_conversion(session=session, tenant=account.tenant,
-                                      now=MONDAY_10_CN, since=dt.date(2025, 1, 1))
+        attribution.report_conversion(
+            session=session, tenant=account.tenant, now=MONDAY_10_CN, since=dt.date(2025, 1, 1)
+        )
 
 
 def test_nothing_sent_is_no_conversion_rather_than_zero(client, account):
-    found = client.get(URL, headers=account.headers,
-                       params={"since": "2026-11-16", "until": "2026-11-16"}).json()
+    found = client.get(
+        URL, headers=account.headers, params={"since": "2026-11-16", "until": "2026-11-16"}
+    ).json()
     assert (found["sent"], found["conversion"], found["reports"]) == (0, None, [])
 
 
@@ -300,21 +379,32 @@ def test_csv_has_the_totals_then_a_line_per_report(client, account, three, how):
     answer = client.get(URL, headers=headers, params=params)
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/csv")
-    assert 'filename="report-conversion-2026-11-16-2026-11-16.csv"' in (
-        answer.headers["content-disposition"])
+    assert (
+        'filename="report-conversion-2026-11-16-2026-11-16.csv"'
+        in (answer.headers["content-disposition"])
+    )
     text = answer.content.decode("utf-8")
     assert text.startswith("\ufeff")
     lines = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
     blank = lines.index([])
     totals = dict(lines[1:blank])
     assert lines[0] == ["metric", "value"]
-    assert (totals["sent"], totals["clicked"], totals["clicks"], totals["bookings"],
-            totals["booked"], totals["conversion_percent"]) == ("3", "2", "3", "1", "1", "33.3")
-    header, *rows = lines[blank + 1:]
+    assert (
+        totals["sent"],
+        totals["clicked"],
+        totals["clicks"],
+        totals["bookings"],
+        totals["booked"],
+        totals["conversion_percent"],
+    ) == ("3", "2", "3", "1", "1", "33.3")
+    header, *rows = lines[blank + 1 :]
     assert header == list(attribution.TABLE_COLUMNS)
     table = [dict(zip(header, row, strict=True)) for row in rows]
-    assert [int(r["visit_id"]) for r in table] == [booked.visit_id, clicked.visit_id,
-                                                   quiet.visit_id]
+    assert [int(r["visit_id"]) for r in table] == [
+        booked.visit_id,
+        clicked.visit_id,
+        quiet.visit_id,
+    ]
     first = table[0]
     assert first["sent_at"] == "2026-11-16T10:00:00+08:00"  # the company's local time
     assert first["first_clicked_at"] == "2026-11-16T10:20:00+08:00"

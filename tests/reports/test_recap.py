@@ -18,8 +18,9 @@ from huifang.errors import Invalid, TooLarge
 from media import ffmpeg
 from reports import recap_video as recap
 
-TITLE = recap.title_card(company="洁家家政", service="空调清洗", day=dt.date(2026, 11, 23),
-                         staff="李秀兰")
+TITLE = recap.title_card(
+    company="洁家家政", service="空调清洗", day=dt.date(2026, 11, 23), staff="李秀兰"
+)
 END = recap.end_card(booking_url="https://hf.example/b/Ab3dE9")
 RED, GREEN, BLUE, ORANGE = (200, 40, 40), (40, 170, 70), (40, 70, 200), (230, 140, 30)
 BAR = (250, 230, 20)  # yellow: along the coded top edge of the rotated clip
@@ -30,28 +31,62 @@ def _hex(color: tuple[int, int, int]) -> str:
     return "0x" + "".join(f"{c:02x}" for c in color)
 
 
-def make_clip(path: Path, *, size: tuple[int, int] = (320, 240), seconds: float = 2.0,
-              color: tuple[int, int, int] | None = RED, bar: bool = False,
-              display_rotation: int | None = None) -> Path:
+def make_clip(
+    path: Path,
+    *,
+    size: tuple[int, int] = (320, 240),
+    seconds: float = 2.0,
+    color: tuple[int, int, int] | None = RED,
+    bar: bool = False,
+    display_rotation: int | None = None,
+) -> Path:
     """A clip with a sine track: flat ``color`` (testsrc2 when None), maybe a top bar."""
     width, height = size
-    source = (f"testsrc2=size={width}x{height}:rate=30:duration={seconds}" if color is None
-              else f"color=c={_hex(color)}:size={width}x{height}:rate=30:duration={seconds}")
+    source = (
+        f"testsrc2=size={width}x{height}:rate=30:duration={seconds}"
+        if color is None
+        else f"color=c={_hex(color)}:size={width}x{height}:rate=30:duration={seconds}"
+    )
     if bar:
         source += f",drawbox=x=0:y=0:w=iw:h=ih/8:color={_hex(BAR)}:t=fill"
     coded = path.with_suffix(".coded.mp4") if display_rotation is not None else path
-    ffmpeg.run(["-f", "lavfi", "-i", source, "-f", "lavfi", "-i", f"sine=duration={seconds}",
-                "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-                "-c:a", "aac", "-shortest", str(coded)])
+    ffmpeg.run(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            source,
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=duration={seconds}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(coded),
+        ]
+    )
     if display_rotation is not None:
         # An input option: the display matrix phones write, on an unchanged coded picture.
-        ffmpeg.run(["-display_rotation", str(display_rotation), "-i", str(coded),
-                    "-c", "copy", str(path)])
+        ffmpeg.run(
+            ["-display_rotation", str(display_rotation), "-i", str(coded), "-c", "copy", str(path)]
+        )
     return path
 
 
-def make_photo(path: Path, *, size: tuple[int, int], color: tuple[int, int, int],
-               orientation: int | None = None) -> Path:
+def make_photo(
+    path: Path,
+    *,
+    size: tuple[int, int],
+    color: tuple[int, int, int],
+    orientation: int | None = None,
+) -> Path:
     exif = Image.Exif()
     if orientation:
         exif[0x0112] = orientation
@@ -72,8 +107,9 @@ def photo(path: Path, phase: str) -> recap.Segment:
 def frame_at(video: Path, seconds: float, work: Path) -> Image.Image:
     """The decoded frame of ``video`` shown at ``seconds``."""
     out = work / f"frame-{video.stem}-{seconds:.2f}.png"
-    ffmpeg.run(["-ss", f"{seconds:.3f}", *ffmpeg.input_args(video, "mp4"),
-                "-frames:v", "1", str(out)])
+    ffmpeg.run(
+        ["-ss", f"{seconds:.3f}", *ffmpeg.input_args(video, "mp4"), "-frames:v", "1", str(out)]
+    )
     with Image.open(out) as image:
         return image.convert("RGB")
 
@@ -97,15 +133,18 @@ def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def coloured(media_dir: Path) -> dict[str, Path]:
     """Three short landscape clips, one colour each."""
-    return {name: make_clip(media_dir / f"{name}.mp4", color=color)
-            for name, color in (("red", RED), ("green", GREEN), ("blue", BLUE))}
+    return {
+        name: make_clip(media_dir / f"{name}.mp4", color=color)
+        for name, color in (("red", RED), ("green", GREEN), ("blue", BLUE))
+    }
 
 
 @pytest.fixture(scope="session")
 def rotated(media_dir: Path) -> Path:
     """640×360 coded, shown upright as 360×640 (display matrix 90° counter-clockwise)."""
-    return make_clip(media_dir / "rotated.mp4", size=(640, 360), color=ORANGE, bar=True,
-                     display_rotation=90)
+    return make_clip(
+        media_dir / "rotated.mp4", size=(640, 360), color=ORANGE, bar=True, display_rotation=90
+    )
 
 
 @pytest.fixture(scope="session")
@@ -125,24 +164,36 @@ def long_segments(long_clips: list[Path]) -> list[recap.Segment]:
 
 def test_plan_orders_phases_with_cards_first_and_last(coloured, media_dir):
     still = make_photo(media_dir / "plan-photo.jpg", size=(640, 480), color=GREEN)
-    segments = [clip(coloured["blue"], "after"), photo(still, "during"),
-                clip(coloured["red"], "before"), clip(coloured["green"], "during"),
-                photo(still, "staff_report"), clip(coloured["red"], "after")]
+    segments = [
+        clip(coloured["blue"], "after"),
+        photo(still, "during"),
+        clip(coloured["red"], "before"),
+        clip(coloured["green"], "during"),
+        photo(still, "staff_report"),
+        clip(coloured["red"], "after"),
+    ]
     plan = recap.plan(segments, title=TITLE, end=END)
     kinds = [shot.kind for shot in plan.shots]
     assert kinds[0] == "title" and kinds[-1] == "end"
-    assert [s.phase for s in plan.segments] == ["before", "during", "during", "after", "after",
-                                                "staff_report"]
+    assert [s.phase for s in plan.segments] == [
+        "before",
+        "during",
+        "during",
+        "after",
+        "after",
+        "staff_report",
+    ]
     # Stable inside a phase: upload order kept.
-    assert [s.path.name for s in plan.segments if s.phase == "during"] == ["plan-photo.jpg",
-                                                                          "green.mp4"]
+    assert [s.path.name for s in plan.segments if s.phase == "during"] == [
+        "plan-photo.jpg",
+        "green.mp4",
+    ]
     assert [s.path.name for s in plan.segments if s.phase == "after"] == ["blue.mp4", "red.mp4"]
     assert plan.orientation == "landscape" and not plan.dropped
     assert plan.duration <= 30.0
 
 
-def test_plan_cuts_long_clips_from_the_middle_and_never_past_their_end(long_segments,
-                                                                       coloured):
+def test_plan_cuts_long_clips_from_the_middle_and_never_past_their_end(long_segments, coloured):
     short = clip(coloured["red"], "before", 2.0)
     plan = recap.plan([short, *long_segments], title=TITLE, end=END)
     assert plan.duration == pytest.approx(30.0, abs=1 / plan.fps)
@@ -162,14 +213,17 @@ def test_plan_cuts_long_clips_from_the_middle_and_never_past_their_end(long_segm
 
 def test_too_many_segments_leave_out_the_least_important_and_say_why(media_dir, coloured):
     still = make_photo(media_dir / "many.jpg", size=(480, 640), color=BLUE)
-    segments = ([photo(still, "before") for _ in range(4)]
-                + [photo(still, "during") for _ in range(6)]
-                + [clip(coloured["green"], "during")]
-                + [photo(still, "after") for _ in range(4)])
+    segments = (
+        [photo(still, "before") for _ in range(4)]
+        + [photo(still, "during") for _ in range(6)]
+        + [clip(coloured["green"], "during")]
+        + [photo(still, "after") for _ in range(4)]
+    )
     plan = recap.plan(segments, title=TITLE, end=END)
     assert plan.duration <= 30.0
-    assert plan.dropped and all("left out" in d.reason and "mattered least" in d.reason
-                                for d in plan.dropped)
+    assert plan.dropped and all(
+        "left out" in d.reason and "mattered least" in d.reason for d in plan.dropped
+    )
     kept = plan.segments
     assert len(kept) + len(plan.dropped) == len(segments)
     # During goes first; the story's ends stay.
@@ -196,8 +250,9 @@ def test_nothing_to_make_a_recap_from_is_refused_with_a_sentence(media_dir):
 def test_an_unreadable_clip_is_left_out_and_the_rest_planned(media_dir, coloured):
     broken = media_dir / "broken-too.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
-    plan = recap.plan([clip(broken, "before"), clip(coloured["blue"], "after")],
-                      title=TITLE, end=END)
+    plan = recap.plan(
+        [clip(broken, "before"), clip(coloured["blue"], "after")], title=TITLE, end=END
+    )
     assert [s.path for s in plan.segments] == [coloured["blue"]]
     assert len(plan.dropped) == 1 and "could not be read" in plan.dropped[0].reason
 
@@ -206,8 +261,11 @@ def test_an_unreadable_clip_is_left_out_and_the_rest_planned(media_dir, coloured
 
 
 def test_render_starts_with_the_title_card_and_keeps_the_order(coloured, tmp_path):
-    segments = [clip(coloured["blue"], "after"), clip(coloured["red"], "before"),
-                clip(coloured["green"], "during")]
+    segments = [
+        clip(coloured["blue"], "after"),
+        clip(coloured["red"], "before"),
+        clip(coloured["green"], "during"),
+    ]
     plan = recap.plan(segments, title=TITLE, end=END)
     result = recap.render(plan, tmp_path / "out" / "recap.mp4", budget_bytes=SMALL_BUDGET)
     assert result.path.is_file() and result.bytes == result.path.stat().st_size
@@ -241,19 +299,25 @@ def test_render_starts_with_the_title_card_and_keeps_the_order(coloured, tmp_pat
 
     centre = (size[0] // 2, size[1] // 2)
     for index, color in ((1, RED), (2, GREEN), (3, BLUE)):
-        assert near(frame_at(result.path, middle_of(plan, index), tmp_path).getpixel(centre),
-                    color), f"shot {index} should be {color}"
+        assert near(
+            frame_at(result.path, middle_of(plan, index), tmp_path).getpixel(centre), color
+        ), f"shot {index} should be {color}"
     last = frame_at(result.path, plan.duration - 0.3, tmp_path)
     assert ink_found(last, drawn_end) > 0.85
 
 
 def test_portrait_clip_with_a_display_matrix_gives_an_upright_portrait_recap(
-        rotated, coloured, media_dir, tmp_path):
+    rotated, coloured, media_dir, tmp_path
+):
     assert ffmpeg.probe(rotated, "mp4").rotation == 270  # the fixture is what it claims
-    upright_photo = make_photo(media_dir / "portrait.jpg", size=(640, 360), color=BLUE,
-                               orientation=6)  # stored landscape, shown portrait
-    segments = [clip(rotated, "before"), photo(upright_photo, "during"),
-                clip(coloured["green"], "after")]
+    upright_photo = make_photo(
+        media_dir / "portrait.jpg", size=(640, 360), color=BLUE, orientation=6
+    )  # stored landscape, shown portrait
+    segments = [
+        clip(rotated, "before"),
+        photo(upright_photo, "during"),
+        clip(coloured["green"], "after"),
+    ]
     plan = recap.plan(segments, title=TITLE, end=END)
     assert plan.orientation == "portrait"
     result = recap.render(plan, tmp_path / "recap.mp4", budget_bytes=SMALL_BUDGET)
@@ -337,8 +401,14 @@ def test_a_clip_overlay_is_burned_over_the_picture(coloured, media_dir, tmp_path
     mark.paste((255, 255, 255, 255), (0, 200, 120, 240))  # a white block, bottom left
     mark_path = media_dir / "mark.png"
     mark.save(mark_path)
-    segment = recap.Segment(kind="clip", path=coloured["blue"], container="mp4", duration=2.0,
-                            phase="after", overlay=mark_path)
+    segment = recap.Segment(
+        kind="clip",
+        path=coloured["blue"],
+        container="mp4",
+        duration=2.0,
+        phase="after",
+        overlay=mark_path,
+    )
     plan = recap.plan([segment], title=TITLE, end=END)
     result = recap.render(plan, tmp_path / "marked.mp4", budget_bytes=SMALL_BUDGET)
     frame = frame_at(result.path, middle_of(plan, 1), tmp_path)
@@ -350,14 +420,12 @@ def test_a_clip_overlay_is_burned_over_the_picture(coloured, media_dir, tmp_path
     assert near(frame.getpixel((left + 10, 10)), BLUE)
 
 
-def test_an_encode_over_budget_is_redone_once_at_a_lower_bitrate(long_clips, tmp_path,
-                                                                  monkeypatch):
+def test_an_encode_over_budget_is_redone_once_at_a_lower_bitrate(long_clips, tmp_path, monkeypatch):
     # x264 overshooting its rate is rare and content-dependent; three times the bitrate the
     # budget allows makes the first (real) encode overshoot for sure.
     real = recap.video_kbps
     monkeypatch.setattr(recap, "video_kbps", lambda budget, seconds: real(budget, seconds) * 3)
-    plan = recap.plan([clip(long_clips[0], "before", 12.0)], title=TITLE, end=END,
-                      max_seconds=10.0)
+    plan = recap.plan([clip(long_clips[0], "before", 12.0)], title=TITLE, end=END, max_seconds=10.0)
     result = recap.render(plan, tmp_path / "retry.mp4", budget_bytes=300_000)
     assert result.encodes == 2
     assert result.bytes == result.path.stat().st_size <= 300_000
@@ -368,8 +436,7 @@ def test_a_second_miss_is_an_error_and_leaves_no_file(long_clips, tmp_path, monk
     real = recap.video_kbps
     monkeypatch.setattr(recap, "video_kbps", lambda budget, seconds: real(budget, seconds) * 3)
     monkeypatch.setattr(recap, "RETRY_SAFETY", 3.0)  # the retry aims as high as the first
-    plan = recap.plan([clip(long_clips[0], "before", 12.0)], title=TITLE, end=END,
-                      max_seconds=10.0)
+    plan = recap.plan([clip(long_clips[0], "before", 12.0)], title=TITLE, end=END, max_seconds=10.0)
     with pytest.raises(TooLarge, match="over the 300,000-byte limit"):
         recap.render(plan, tmp_path / "out" / "never.mp4", budget_bytes=300_000)
     assert list((tmp_path / "out").iterdir()) == []

@@ -24,8 +24,9 @@ from tests.media.conftest import phone_jpeg, upload
 from visits.service_types import SERVICE_TYPES
 
 
-def _ready(client, session, account, visit_id: int, data: bytes, *, phase: str,
-           area: str | None = "客厅") -> int:
+def _ready(
+    client, session, account, visit_id: int, data: bytes, *, phase: str, area: str | None = "客厅"
+) -> int:
     """Upload a photo and run what the media task runs on it."""
     response = upload(client, account, visit_id, data, phase=phase, area=area)
     assert response.status_code == 202, response.text
@@ -80,13 +81,18 @@ def _tags(html: str, name: str) -> list[dict[str, str | None]]:
 def staffed(client, session, account, visit):
     """The visit's staff member with a card: photo, certificates, years of experience."""
     staff_id = visit.staff_id
-    changed = client.patch(f"/v1/staff/{staff_id}", headers=account.headers,
-                           json={"certificates": ["家政服务员（高级）", "空调清洗技师"],
-                                 "years_experience": 8})
+    changed = client.patch(
+        f"/v1/staff/{staff_id}",
+        headers=account.headers,
+        json={"certificates": ["家政服务员（高级）", "空调清洗技师"], "years_experience": 8},
+    )
     assert changed.status_code == 200, changed.text
     portrait = phone_jpeg(size=(900, 1400), color=(200, 170, 150))
-    photo = client.put(f"/v1/staff/{staff_id}/photo", headers=account.headers,
-                       files={"file": ("me.jpg", portrait, "image/jpeg")})
+    photo = client.put(
+        f"/v1/staff/{staff_id}/photo",
+        headers=account.headers,
+        files={"file": ("me.jpg", portrait, "image/jpeg")},
+    )
     assert photo.status_code == 200, photo.text
     return visit
 
@@ -96,14 +102,36 @@ def full_visit(client, session, account, staffed):
     """Before and after of two areas, a photo of the work, and the staff report photo."""
     visit = staffed
     for seed, area in enumerate(("客厅", "厨房")):
-        _ready(client, session, account, visit.id, _room(clean=False, seed=seed), phase="before",
-               area=area)
-        _ready(client, session, account, visit.id, _room(clean=True, seed=seed), phase="after",
-               area=area)
-    _ready(client, session, account, visit.id, _room(clean=False, seed=7), phase="during",
-           area="客厅")
-    _ready(client, session, account, visit.id, phone_jpeg(size=(900, 1200), color=(60, 160, 90)),
-           phase="staff_report", area=None)
+        _ready(
+            client,
+            session,
+            account,
+            visit.id,
+            _room(clean=False, seed=seed),
+            phase="before",
+            area=area,
+        )
+        _ready(
+            client,
+            session,
+            account,
+            visit.id,
+            _room(clean=True, seed=seed),
+            phase="after",
+            area=area,
+        )
+    _ready(
+        client, session, account, visit.id, _room(clean=False, seed=7), phase="during", area="客厅"
+    )
+    _ready(
+        client,
+        session,
+        account,
+        visit.id,
+        phone_jpeg(size=(900, 1200), color=(60, 160, 90)),
+        phase="staff_report",
+        area=None,
+    )
     return visit
 
 
@@ -115,8 +143,9 @@ def _visit_month(account, visit) -> int:
 # --- assembly and the page -------------------------------------------------------------------
 
 
-def test_report_of_a_visit_has_pairs_staff_card_advice_and_offer(client, session, account,
-                                                                 full_visit):
+def test_report_of_a_visit_has_pairs_staff_card_advice_and_offer(
+    client, session, account, full_visit
+):
     visit = full_visit
     built = client.post(f"/v1/visits/{visit.id}/report", headers=account.headers)
     assert built.status_code == 201, built.text
@@ -124,8 +153,11 @@ def test_report_of_a_visit_has_pairs_staff_card_advice_and_offer(client, session
     token = body["url"].rsplit("/r/", 1)[1]
     assert len(token) >= 22 and body["book_url"].endswith(f"/b/{token}")
     assert [h["area"] for h in body["highlights"]] == ["厨房", "客厅"]
-    assert body["staff"] == {"name": "李秀兰", "years_experience": 8,
-                             "certificates": ["家政服务员（高级）", "空调清洗技师"]}
+    assert body["staff"] == {
+        "name": "李秀兰",
+        "years_experience": 8,
+        "certificates": ["家政服务员（高级）", "空调清洗技师"],
+    }
     assert body["staff_report"] is not None
     assert body["care_advice"]["text"] == reports.CARE_ADVICE_DEFAULTS["ac_cleaning"]
     month = _visit_month(account, visit)
@@ -133,12 +165,16 @@ def test_report_of_a_visit_has_pairs_staff_card_advice_and_offer(client, session
     assert body["recap"] is None
     assert body["expired"] is False
     valid = dt.datetime.fromisoformat(body["expires_at"]) - dt.datetime.fromisoformat(
-        body["built_at"])
+        body["built_at"]
+    )
     assert valid == dt.timedelta(days=account.tenant.report_valid_days)
 
     # Every picture the API names is served, with the size it says.
-    for image in [body["long_image"], body["staff_report"],
-                  *(h["image"] for h in body["highlights"])]:
+    for image in [
+        body["long_image"],
+        body["staff_report"],
+        *(h["image"] for h in body["highlights"]),
+    ]:
         served = _get(client, image["url"])
         assert served.status_code == 200, image["url"]
         assert served.headers["content-type"] == "image/jpeg"
@@ -153,9 +189,17 @@ def test_report_of_a_visit_has_pairs_staff_card_advice_and_offer(client, session
     assert page.headers["content-type"].startswith("text/html")
     assert "script-src" not in page.headers["content-security-policy"]  # none allowed
     html = page.text
-    for text in (account.tenant.name, "李秀兰", "家政服务员（高级）", "从业 8 年",
-                 reports.CARE_ADVICE_DEFAULTS["ac_cleaning"], reports.OFFER_DEFAULTS[month][0],
-                 "回复1预约", "今日工作汇报", "服务前后对比"):
+    for text in (
+        account.tenant.name,
+        "李秀兰",
+        "家政服务员（高级）",
+        "从业 8 年",
+        reports.CARE_ADVICE_DEFAULTS["ac_cleaning"],
+        reports.OFFER_DEFAULTS[month][0],
+        "回复1预约",
+        "今日工作汇报",
+        "服务前后对比",
+    ):
         assert text in html, text
     assert "<script" not in html
     books = [a for a in _tags(html, "a") if "book" in (a.get("class") or "")]
@@ -176,8 +220,9 @@ def test_report_of_a_visit_has_pairs_staff_card_advice_and_offer(client, session
     assert again.status_code == 200 and again.json()["url"] == body["url"]
 
 
-def test_rebuilding_keeps_the_link_and_takes_the_companys_new_words(client, session, account,
-                                                                   visit):
+def test_rebuilding_keeps_the_link_and_takes_the_companys_new_words(
+    client, session, account, visit
+):
     _ready(client, session, account, visit.id, _room(clean=False, seed=1), phase="before")
     _ready(client, session, account, visit.id, _room(clean=True, seed=1), phase="after")
     first = client.post(f"/v1/visits/{visit.id}/report", headers=account.headers).json()
@@ -185,11 +230,20 @@ def test_rebuilding_keeps_the_link_and_takes_the_companys_new_words(client, sess
 
     month = _visit_month(account, visit)
     advice = "滤网每月冲洗一次，换季前请预约深度清洗。"
-    assert client.put("/v1/care-advice/ac_cleaning", headers=account.headers,
-                      json={"text": advice}).status_code == 200
-    assert client.put(f"/v1/report-offers/{month}", headers=account.headers,
-                      json={"title": "老客户空调八折", "text": "本月预约空调清洗享八折优惠。"}
-                      ).status_code == 200
+    assert (
+        client.put(
+            "/v1/care-advice/ac_cleaning", headers=account.headers, json={"text": advice}
+        ).status_code
+        == 200
+    )
+    assert (
+        client.put(
+            f"/v1/report-offers/{month}",
+            headers=account.headers,
+            json={"title": "老客户空调八折", "text": "本月预约空调清洗享八折优惠。"},
+        ).status_code
+        == 200
+    )
     rebuilt = client.post(f"/v1/visits/{visit.id}/report", headers=account.headers)
     assert rebuilt.status_code == 200, rebuilt.text
     second = rebuilt.json()
@@ -206,8 +260,15 @@ def test_rebuilding_keeps_the_link_and_takes_the_companys_new_words(client, sess
 
 
 def test_staff_report_photo_alone_makes_a_report(client, session, account, visit):
-    _ready(client, session, account, visit.id, phone_jpeg(size=(900, 1200)),
-           phase="staff_report", area=None)
+    _ready(
+        client,
+        session,
+        account,
+        visit.id,
+        phone_jpeg(size=(900, 1200)),
+        phase="staff_report",
+        area=None,
+    )
     built = client.post(f"/v1/visits/{visit.id}/report", headers=account.headers)
     assert built.status_code == 201, built.text
     assert built.json()["highlights"] == [] and built.json()["staff_report"] is not None
@@ -215,16 +276,21 @@ def test_staff_report_photo_alone_makes_a_report(client, session, account, visit
     assert "今日工作汇报" in client.get(f"/r/{token}").text
 
 
-def test_the_book_button_opens_the_booking_page_for_this_report(client, session, account,
-                                                                visit):
-    _ready(client, session, account, visit.id, phone_jpeg(size=(900, 1200)),
-           phase="staff_report", area=None)
+def test_the_book_button_opens_the_booking_page_for_this_report(client, session, account, visit):
+    _ready(
+        client,
+        session,
+        account,
+        visit.id,
+        phone_jpeg(size=(900, 1200)),
+        phase="staff_report",
+        area=None,
+    )
     built = client.post(f"/v1/visits/{visit.id}/report", headers=account.headers).json()
     token = built["url"].rsplit("/", 1)[1]
     booking_page = client.get(f"/b/{token}")
     assert booking_page.status_code == 200 and account.tenant.name in booking_page.text
-    link = session.scalars(select(ShortLink).where(ShortLink.source_type == "visit_report")
-                           ).one()
+    link = session.scalars(select(ShortLink).where(ShortLink.source_type == "visit_report")).one()
     assert (link.source_id, link.clicks) == (str(visit.id), 1)
     client.get(f"/b/{token}", headers={"User-Agent": "another phone"})
     session.refresh(link)
@@ -234,8 +300,7 @@ def test_the_book_button_opens_the_booking_page_for_this_report(client, session,
 # --- refusals --------------------------------------------------------------------------------
 
 
-def test_no_photo_yet_or_still_processing_is_409_with_a_sentence(client, session, account,
-                                                                 visit):
+def test_no_photo_yet_or_still_processing_is_409_with_a_sentence(client, session, account, visit):
     empty = client.post(f"/v1/visits/{visit.id}/report", headers=account.headers)
     assert empty.status_code == 409
     assert "no processed photo yet" in empty.json()["detail"]
@@ -244,20 +309,18 @@ def test_no_photo_yet_or_still_processing_is_409_with_a_sentence(client, session
     busy = client.post(f"/v1/visits/{visit.id}/report", headers=account.headers)
     assert busy.status_code == 409
     assert "still being processed" in busy.json()["detail"]
-    assert client.get(f"/v1/visits/{visit.id}/report",
-                      headers=account.headers).status_code == 404
+    assert client.get(f"/v1/visits/{visit.id}/report", headers=account.headers).status_code == 404
     media_service.process_media(session=session, media_id=waiting.json()["id"])
-    assert client.post(f"/v1/visits/{visit.id}/report",
-                       headers=account.headers).status_code == 201
+    assert client.post(f"/v1/visits/{visit.id}/report", headers=account.headers).status_code == 201
 
 
 def test_another_companys_visit_is_404(client, session, account, other_account, visit):
     _ready(client, session, account, visit.id, _room(clean=True, seed=2), phase="after")
-    assert client.post(f"/v1/visits/{visit.id}/report",
-                       headers=account.headers).status_code == 201
+    assert client.post(f"/v1/visits/{visit.id}/report", headers=account.headers).status_code == 201
     for method in ("POST", "GET"):
-        response = client.request(method, f"/v1/visits/{visit.id}/report",
-                                  headers=other_account.headers)
+        response = client.request(
+            method, f"/v1/visits/{visit.id}/report", headers=other_account.headers
+        )
         assert response.status_code == 404
         assert "李秀兰" not in response.text
 
@@ -290,8 +353,13 @@ def test_report_files_need_their_exact_names(client, session, account, visit):
     _ready(client, session, account, visit.id, _room(clean=True, seed=5), phase="after")
     body = client.post(f"/v1/visits/{visit.id}/report", headers=account.headers).json()
     token = body["url"].rsplit("/", 1)[1]
-    for name in ("long.jpg", "..%2F..%2Fetc%2Fpasswd", "staff-../../x.jpg",
-                 f"long-{'a' * 24}.jpg", "recap-abcdabcd.mp4"):
+    for name in (
+        "long.jpg",
+        "..%2F..%2Fetc%2Fpasswd",
+        "staff-../../x.jpg",
+        f"long-{'a' * 24}.jpg",
+        "recap-abcdabcd.mp4",
+    ):
         assert client.get(f"/r/{token}/{name}").status_code == 404, name
 
 
@@ -299,7 +367,8 @@ def test_report_files_need_their_exact_names(client, session, account, visit):
 
 
 def test_care_advice_has_defaults_for_every_service_and_takes_the_companys_own(
-        client, account, other_account):
+    client, account, other_account
+):
     listed = client.get("/v1/care-advice", headers=account.headers).json()
     by_code = {item["service_type"]: item for item in listed}
     assert set(SERVICE_TYPES) <= set(by_code)
@@ -308,29 +377,47 @@ def test_care_advice_has_defaults_for_every_service_and_takes_the_companys_own(
         assert item["label"] == SERVICE_TYPES[code]
     assert "3" in by_code["sofa_care"]["text"]  # how often, in months
 
-    own = client.put("/v1/care-advice/pet_hair_cleaning", headers=account.headers,
-                     json={"text": "  宠物掉毛季建议每两周除毛一次。  "})
+    own = client.put(
+        "/v1/care-advice/pet_hair_cleaning",
+        headers=account.headers,
+        json={"text": "  宠物掉毛季建议每两周除毛一次。  "},
+    )
     assert own.status_code == 200, own.text
-    assert own.json() == {"service_type": "pet_hair_cleaning", "label": "pet_hair_cleaning",
-                          "title": "保养建议", "text": "宠物掉毛季建议每两周除毛一次。",
-                          "customized": True}
-    by_label = client.put("/v1/care-advice/沙发护理", headers=account.headers,
-                          json={"text": "真皮沙发每季度上一次护理油。"})
+    assert own.json() == {
+        "service_type": "pet_hair_cleaning",
+        "label": "pet_hair_cleaning",
+        "title": "保养建议",
+        "text": "宠物掉毛季建议每两周除毛一次。",
+        "customized": True,
+    }
+    by_label = client.put(
+        "/v1/care-advice/沙发护理",
+        headers=account.headers,
+        json={"text": "真皮沙发每季度上一次护理油。"},
+    )
     assert by_label.json()["service_type"] == "sofa_care"
-    listed = {i["service_type"]: i for i in client.get("/v1/care-advice",
-                                                       headers=account.headers).json()}
+    listed = {
+        i["service_type"]: i for i in client.get("/v1/care-advice", headers=account.headers).json()
+    }
     assert listed["pet_hair_cleaning"]["customized"] and listed["sofa_care"]["customized"]
-    others = {i["service_type"]: i for i in client.get("/v1/care-advice",
-                                                       headers=other_account.headers).json()}
+    others = {
+        i["service_type"]: i
+        for i in client.get("/v1/care-advice", headers=other_account.headers).json()
+    }
     assert "pet_hair_cleaning" not in others and not others["sofa_care"]["customized"]
 
     for text in ("", "   ", "长" * 301):
-        refused = client.put("/v1/care-advice/sofa_care", headers=account.headers,
-                             json={"text": text})
+        refused = client.put(
+            "/v1/care-advice/sofa_care", headers=account.headers, json={"text": text}
+        )
         assert refused.status_code == 422, text
         assert refused.json()["detail"]
-    assert client.put("/v1/care-advice/" + "x" * 65, headers=account.headers,
-                      json={"text": "好"}).status_code == 422
+    assert (
+        client.put(
+            "/v1/care-advice/" + "x" * 65, headers=account.headers, json={"text": "好"}
+        ).status_code
+        == 422
+    )
 
     back = client.delete("/v1/care-advice/sofa_care", headers=account.headers)
     assert back.status_code == 200
@@ -345,18 +432,29 @@ def test_offers_by_month_have_defaults_and_can_be_changed(client, account, other
     assert listed[4]["title"] == "入梅前除湿防霉"
     assert "空调" in listed[3]["title"]  # before summer
 
-    changed = client.put("/v1/report-offers/5", headers=account.headers,
-                         json={"title": "梅雨季防霉套餐", "text": "除湿、防霉、衣柜消毒一次做好。"})
+    changed = client.put(
+        "/v1/report-offers/5",
+        headers=account.headers,
+        json={"title": "梅雨季防霉套餐", "text": "除湿、防霉、衣柜消毒一次做好。"},
+    )
     assert changed.status_code == 200 and changed.json()["customized"] is True
-    assert client.get("/v1/report-offers", headers=other_account.headers).json()[4][
-        "title"] == "入梅前除湿防霉"
-    for month, body in ((13, {"title": "x", "text": "y"}), (0, {"title": "x", "text": "y"}),
-                        (5, {"title": "", "text": "y"}), (5, {"title": "x" * 21, "text": "y"}),
-                        (5, {"title": "好", "text": " "})):
+    assert (
+        client.get("/v1/report-offers", headers=other_account.headers).json()[4]["title"]
+        == "入梅前除湿防霉"
+    )
+    for month, body in (
+        (13, {"title": "x", "text": "y"}),
+        (0, {"title": "x", "text": "y"}),
+        (5, {"title": "", "text": "y"}),
+        (5, {"title": "x" * 21, "text": "y"}),
+        (5, {"title": "好", "text": " "}),
+    ):
         refused = client.put(f"/v1/report-offers/{month}", headers=account.headers, json=body)
         assert refused.status_code == 422, (month, body)
-    assert client.delete("/v1/report-offers/5", headers=account.headers).json()[
-        "title"] == "入梅前除湿防霉"
+    assert (
+        client.delete("/v1/report-offers/5", headers=account.headers).json()["title"]
+        == "入梅前除湿防霉"
+    )
 
 
 # --- staff photo -----------------------------------------------------------------------------
@@ -365,36 +463,60 @@ def test_offers_by_month_have_defaults_and_can_be_changed(client, account, other
 def test_staff_photo_is_kept_as_a_small_clean_square(client, session, account, visit):
     png = io.BytesIO()
     Image.new("RGB", (2400, 1600), (30, 90, 160)).save(png, "PNG")
-    done = client.put(f"/v1/staff/{visit.staff_id}/photo", headers=account.headers,
-                      files={"file": ("me.png", png.getvalue(), "image/png")})
+    done = client.put(
+        f"/v1/staff/{visit.staff_id}/photo",
+        headers=account.headers,
+        files={"file": ("me.png", png.getvalue(), "image/png")},
+    )
     assert done.status_code == 200, done.text
     first = done.json()["photo_path"]
     stored = storage.resolve(first)
     with Image.open(stored) as image:
         assert image.format == "JPEG" and image.size == (512, 512)
-    again = client.put(f"/v1/staff/{visit.staff_id}/photo", headers=account.headers,
-                       files={"file": ("me.jpg", phone_jpeg(gps=True), "image/jpeg")})
+    again = client.put(
+        f"/v1/staff/{visit.staff_id}/photo",
+        headers=account.headers,
+        files={"file": ("me.jpg", phone_jpeg(gps=True), "image/jpeg")},
+    )
     assert again.status_code == 200
     assert b"GPS" not in storage.resolve(again.json()["photo_path"]).read_bytes()
     assert not stored.exists()  # the replaced photo is gone once the change committed
-    bad = client.put(f"/v1/staff/{visit.staff_id}/photo", headers=account.headers,
-                     files={"file": ("me.jpg", b"<html>no</html>", "image/jpeg")})
+    bad = client.put(
+        f"/v1/staff/{visit.staff_id}/photo",
+        headers=account.headers,
+        files={"file": ("me.jpg", b"<html>no</html>", "image/jpeg")},
+    )
     assert bad.status_code == 415 and "photo" in bad.json()["detail"]
 
 
 # --- the long image --------------------------------------------------------------------------
 
 
-def test_long_image_stays_750_wide_and_under_budget_with_many_photos(client, session, account,
-                                                                      visit):
+def test_long_image_stays_750_wide_and_under_budget_with_many_photos(
+    client, session, account, visit
+):
     areas = ["客厅", "厨房", "主卧", "次卧", "书房", "餐厅", "阳台", "卫生间"]
     for seed, area in enumerate(areas):
         _ready(client, session, account, visit.id, _grainy(seed), phase="before", area=area)
-        _ready(client, session, account, visit.id, _grainy(seed + 50, clean=True), phase="after",
-               area=area)
+        _ready(
+            client,
+            session,
+            account,
+            visit.id,
+            _grainy(seed + 50, clean=True),
+            phase="after",
+            area=area,
+        )
     for seed in range(4):
-        _ready(client, session, account, visit.id, _grainy(seed + 100, (1200, 1600)),
-               phase="during", area="客厅")
+        _ready(
+            client,
+            session,
+            account,
+            visit.id,
+            _grainy(seed + 100, (1200, 1600)),
+            phase="during",
+            area="客厅",
+        )
     body = client.post(f"/v1/visits/{visit.id}/report", headers=account.headers).json()
     assert len(body["highlights"]) == len(areas)  # the page shows every area
     data = _get(client, body["long_image"]["url"]).content
@@ -405,16 +527,23 @@ def test_long_image_stays_750_wide_and_under_budget_with_many_photos(client, ses
 
 def _detailed(size: tuple[int, int], seed: int) -> Image.Image:
     noise = Image.effect_noise(size, 90 + seed)
-    return Image.merge("RGB", (noise, noise.rotate(90, expand=False), noise.transpose(
-        Image.Transpose.FLIP_LEFT_RIGHT)))
+    return Image.merge(
+        "RGB",
+        (noise, noise.rotate(90, expand=False), noise.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+    )
 
 
 def test_long_image_lowers_quality_first_then_scales():
     pairs = [longimage.Photo(_detailed((1400, 700), seed), f"区域{seed}") for seed in range(4)]
-    content = longimage.LongImageContent(company="测试家政", title="深度保洁 服务报告",
-                                         subtitle="2026年11月20日", highlights=pairs,
-                                         care_text="定期保养。", offer_title="春节前深度保洁",
-                                         offer_text="提前预约。")
+    content = longimage.LongImageContent(
+        company="测试家政",
+        title="深度保洁 服务报告",
+        subtitle="2026年11月20日",
+        highlights=pairs,
+        care_text="定期保养。",
+        offer_title="春节前深度保洁",
+        offer_text="提前预约。",
+    )
     canvas = longimage.render(content)
     roomy = longimage.encode(canvas, budget=50_000_000)
     assert roomy.quality == longimage.QUALITIES[0] and roomy.width == 750
@@ -428,8 +557,10 @@ def test_long_image_lowers_quality_first_then_scales():
 
 def test_long_image_wraps_chinese_and_long_links_inside_the_width():
     font = longimage.load_font(25, bold=False)
-    text = ("空调建议每3个月清洗一次滤网，长时间不用时先开送风模式吹干内部。详见 "
-            "https://example.com/a/very/long/path/that/does/not/fit/on/one/line/at/all")
+    text = (
+        "空调建议每3个月清洗一次滤网，长时间不用时先开送风模式吹干内部。详见 "
+        "https://example.com/a/very/long/path/that/does/not/fit/on/one/line/at/all"
+    )
     lines = longimage.wrap(text, font, 300)
     assert "".join(lines).replace(" ", "") == text.replace(" ", "")
     assert all(font.getlength(line) <= 300 for line in lines)
@@ -442,10 +573,10 @@ def test_long_image_wraps_chinese_and_long_links_inside_the_width():
 @pytest.mark.parametrize("profile", ["twilio", "console", "aliyun", "sms"])
 def test_mms_parts_fit_each_provider(client, session, account, full_visit, profile):
     visit = full_visit
-    assert client.post(f"/v1/visits/{visit.id}/report",
-                       headers=account.headers).status_code == 201
-    body = client.get(f"/v1/visits/{visit.id}/report?profile={profile}",
-                      headers=account.headers).json()
+    assert client.post(f"/v1/visits/{visit.id}/report", headers=account.headers).status_code == 201
+    body = client.get(
+        f"/v1/visits/{visit.id}/report?profile={profile}", headers=account.headers
+    ).json()
     payload = body["mms"]
     limits = mms.profile_for(profile)
     token = body["url"].rsplit("/", 1)[1]
@@ -483,18 +614,27 @@ def test_mms_parts_fit_each_provider(client, session, account, full_visit, profi
 
 
 def _candidate(name: str, size: int, kind: str = "image") -> mms.MediaCandidate:
-    return mms.MediaCandidate(name=name, kind=kind,  # type: ignore[arg-type]
-                              content_type="video/mp4" if kind == "video" else "image/jpeg",
-                              bytes=size, url=f"https://example.com/{name}", caption=name)
+    return mms.MediaCandidate(
+        name=name,
+        kind=kind,  # type: ignore[arg-type]
+        content_type="video/mp4" if kind == "video" else "image/jpeg",
+        bytes=size,
+        url=f"https://example.com/{name}",
+        caption=name,
+    )
 
 
-SOURCE = dict(signature="洁家", summary="11月20日，李秀兰为您完成了深度保洁【加急】",
-              link="https://hf.example.com/r/abcdefghijklmnopqrstuvwx")
+SOURCE = dict(
+    signature="洁家",
+    summary="11月20日，李秀兰为您完成了深度保洁【加急】",
+    link="https://hf.example.com/r/abcdefghijklmnopqrstuvwx",
+)
 
 
 def test_mms_drops_the_least_important_parts_first_and_says_why():
     many = [_candidate("recap", 2_400_000, "video")] + [
-        _candidate(f"pair-{n}", 450_000) for n in range(1, 13)]
+        _candidate(f"pair-{n}", 450_000) for n in range(1, 13)
+    ]
     twilio = mms.mms_parts(mms.MmsSource(**SOURCE, media=many), mms.TWILIO)
     kept = [p.name for p in twilio.parts if p.kind != "text"]
     assert kept[0] == "recap" and len(kept) <= 10
@@ -510,8 +650,11 @@ def test_mms_drops_the_least_important_parts_first_and_says_why():
 
 
 def test_aliyun_always_mixes_a_picture_in_or_falls_back_to_sms():
-    video_first = [_candidate("recap", 1_500_000, "video"), _candidate("pair-1", 600_000),
-                   _candidate("long", 300_000)]
+    video_first = [
+        _candidate("recap", 1_500_000, "video"),
+        _candidate("pair-1", 600_000),
+        _candidate("long", 300_000),
+    ]
     payload = mms.mms_parts(mms.MmsSource(**SOURCE, media=video_first), mms.ALIYUN)
     kinds = [p.kind for p in payload.parts]
     assert "image" in kinds and "text" in kinds
@@ -547,26 +690,38 @@ def recap_file(tmp_path_factory):
     folder = tmp_path_factory.mktemp("recap")
     video, poster = folder / "recap.mp4", folder / "poster.jpg"
     try:
-        ffmpeg.run(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15:duration=2",
-                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
-                    str(video)], timeout=60)
+        ffmpeg.run(
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=15:duration=2",
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+                "-movflags",
+                "+faststart",
+                str(video),
+            ],
+            timeout=60,
+        )
     except (ffmpeg.FfmpegError, subprocess.SubprocessError, OSError) as exc:
         pytest.fail(f"ffmpeg could not make a test clip: {exc}")
     Image.new("RGB", (320, 240), (10, 120, 100)).save(poster, "JPEG")
     return video, poster
 
 
-def test_recap_video_shows_on_the_page_and_goes_in_mms(client, session, account, visit,
-                                                       recap_file):
+def test_recap_video_shows_on_the_page_and_goes_in_mms(client, session, account, visit, recap_file):
     video, poster = recap_file
     _ready(client, session, account, visit.id, _room(clean=True, seed=6), phase="after")
     body = client.post(f"/v1/visits/{visit.id}/report", headers=account.headers).json()
     report = session.scalars(select(Report).where(Report.visit_id == visit.id)).one()
-    reports.attach_recap(session=session, report=report, video=video, duration=2.0,
-                         poster=poster)
+    reports.attach_recap(session=session, report=report, video=video, duration=2.0, poster=poster)
     session.flush()
-    body = client.get(f"/v1/visits/{visit.id}/report?profile=aliyun",
-                      headers=account.headers).json()
+    body = client.get(
+        f"/v1/visits/{visit.id}/report?profile=aliyun", headers=account.headers
+    ).json()
     recap = body["recap"]
     assert recap["bytes"] == video.stat().st_size and recap["duration_seconds"] == 2.0
     served = _get(client, recap["url"])
@@ -591,10 +746,16 @@ def test_recap_video_shows_on_the_page_and_goes_in_mms(client, session, account,
 
 
 def test_the_page_escapes_what_companies_and_staff_typed(client, session, account, visit):
-    client.patch(f"/v1/staff/{visit.staff_id}", headers=account.headers,
-                 json={"name": "<img src=x onerror=alert(1)>"})
-    client.put("/v1/care-advice/ac_cleaning", headers=account.headers,
-               json={"text": "<script>alert('x')</script>"})
+    client.patch(
+        f"/v1/staff/{visit.staff_id}",
+        headers=account.headers,
+        json={"name": "<img src=x onerror=alert(1)>"},
+    )
+    client.put(
+        "/v1/care-advice/ac_cleaning",
+        headers=account.headers,
+        json={"text": "<script>alert('x')</script>"},
+    )
     _ready(client, session, account, visit.id, _room(clean=True, seed=8), phase="after")
     body = client.post(f"/v1/visits/{visit.id}/report", headers=account.headers).json()
     html = client.get(f"/r/{body['url'].rsplit('/', 1)[1]}").text
@@ -605,8 +766,11 @@ def test_the_page_escapes_what_companies_and_staff_typed(client, session, accoun
 def test_long_image_grows_with_longer_care_advice(client, session, account, visit):
     _ready(client, session, account, visit.id, _room(clean=True, seed=9), phase="after")
     first = client.post(f"/v1/visits/{visit.id}/report", headers=account.headers).json()
-    client.put("/v1/care-advice/ac_cleaning", headers=account.headers,
-               json={"text": "这是一段完全不同的、更长的保养建议。" * 8})
+    client.put(
+        "/v1/care-advice/ac_cleaning",
+        headers=account.headers,
+        json={"text": "这是一段完全不同的、更长的保养建议。" * 8},
+    )
     second = client.post(f"/v1/visits/{visit.id}/report", headers=account.headers).json()
     assert re.fullmatch(r"http.*/r/[\w-]+/long-[\w-]+\.jpg", second["long_image"]["url"])
     two = Image.open(io.BytesIO(_get(client, second["long_image"]["url"]).content))

@@ -67,7 +67,8 @@ def _fontconfig(folder: Path) -> dict[str, str]:
         '  <include ignore_missing="yes">/etc/fonts/fonts.conf</include>\n'
         f"  <dir>{escape(str(font.parent))}</dir>\n"
         f"  <cachedir>{escape(str(folder / 'fc-cache'))}</cachedir>\n</fontconfig>\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return {**os.environ, "FONTCONFIG_FILE": str(config)}
 
 
@@ -78,10 +79,12 @@ def _artifacts() -> Path:
 
 
 def _photo(data: bytes, *, session, tenant, visit_id: int, phase: str, area: str | None) -> None:
-    staged = stage_bytes(data, fields={"phase": phase, **({"area": area} if area else {})},
-                         filename="IMG.jpg")
-    media, _ = media_service.accept_upload(session=session, tenant=tenant, visit_id=visit_id,
-                                           staged=staged)
+    staged = stage_bytes(
+        data, fields={"phase": phase, **({"area": area} if area else {})}, filename="IMG.jpg"
+    )
+    media, _ = media_service.accept_upload(
+        session=session, tenant=tenant, visit_id=visit_id, staged=staged
+    )
     media_service.process_media(session=session, media_id=media.id)
 
 
@@ -98,44 +101,101 @@ def _marked_room(*, clean: bool, seed: int) -> bytes:
 def built_report(sqlite_database, tmp_path):
     """A committed company, staff card and visit with photos, a recap, and its report."""
     video = tmp_path / "recap.mp4"
-    ffmpeg.run(["-f", "lavfi", "-i", "testsrc2=size=540x960:rate=15:duration=2",
-                "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart",
-                str(video)], timeout=60)
+    ffmpeg.run(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=540x960:rate=15:duration=2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+            str(video),
+        ],
+        timeout=60,
+    )
     poster = tmp_path / "poster.jpg"
     Image.new("RGB", (540, 960), (15, 118, 110)).save(poster, "JPEG")
     with sqlite_database.session() as session:
-        tenant = tenancy.create_tenant(session=session, name="洁家家政服务（上海）有限公司",
-                                       signature="洁家家政")
-        customer = customers.create_customer(session=session, tenant=tenant, name="王女士",
-                                             phone="13800138000")
+        tenant = tenancy.create_tenant(
+            session=session, name="洁家家政服务（上海）有限公司", signature="洁家家政"
+        )
+        customer = customers.create_customer(
+            session=session, tenant=tenant, name="王女士", phone="13800138000"
+        )
         staff = visits.create_staff(
-            session=session, tenant=tenant, name="李秀兰", years_experience=8,
-            certificates=["家政服务员（高级）", "空调清洗技师",
-                          "母婴护理师-ThisIsAVeryLongCertificateNameWithoutSpaces"])
-        media_service.set_staff_photo(session=session, tenant_id=tenant.id, staff_id=staff.id,
-                               staged=stage_bytes(phone_jpeg(size=(900, 1200),
-                                                             color=(210, 180, 160)),
-                                                  fields={}))
+            session=session,
+            tenant=tenant,
+            name="李秀兰",
+            years_experience=8,
+            certificates=[
+                "家政服务员（高级）",
+                "空调清洗技师",
+                "母婴护理师-ThisIsAVeryLongCertificateNameWithoutSpaces",
+            ],
+        )
+        media_service.set_staff_photo(
+            session=session,
+            tenant_id=tenant.id,
+            staff_id=staff.id,
+            staged=stage_bytes(phone_jpeg(size=(900, 1200), color=(210, 180, 160)), fields={}),
+        )
         visit = visits.create_visit(
-            session=session, tenant=tenant, customer_id=customer.id, staff_id=staff.id,
-            service_type="sofa_care", areas=["客厅", "厨房", "MasterBedroomNorth1"])
+            session=session,
+            tenant=tenant,
+            customer_id=customer.id,
+            staff_id=staff.id,
+            service_type="sofa_care",
+            areas=["客厅", "厨房", "MasterBedroomNorth1"],
+        )
         # Long unbroken words and links must wrap, not widen the page.
         reports.set_care_advice(
-            session=session, tenant_id=tenant.id, service_type="sofa_care",
+            session=session,
+            tenant_id=tenant.id,
+            service_type="sofa_care",
             text="真皮沙发建议每 3 个月护理一次，避免阳光直晒。护理说明："
-                 "https://example.com/care/leather-sofa/" + "x" * 90)
+            "https://example.com/care/leather-sofa/" + "x" * 90,
+        )
         for seed, area in enumerate(("客厅", "厨房")):
-            _photo(_marked_room(clean=False, seed=seed), session=session, tenant=tenant,
-                   visit_id=visit.id, phase="before", area=area)
-            _photo(_marked_room(clean=True, seed=seed), session=session, tenant=tenant,
-                   visit_id=visit.id, phase="after", area=area)
-        _photo(_marked_room(clean=False, seed=5), session=session, tenant=tenant,
-               visit_id=visit.id, phase="during", area="客厅")
-        _photo(phone_jpeg(size=(900, 1200), color=(60, 160, 90)), session=session,
-               tenant=tenant, visit_id=visit.id, phase="staff_report", area=None)
+            _photo(
+                _marked_room(clean=False, seed=seed),
+                session=session,
+                tenant=tenant,
+                visit_id=visit.id,
+                phase="before",
+                area=area,
+            )
+            _photo(
+                _marked_room(clean=True, seed=seed),
+                session=session,
+                tenant=tenant,
+                visit_id=visit.id,
+                phase="after",
+                area=area,
+            )
+        _photo(
+            _marked_room(clean=False, seed=5),
+            session=session,
+            tenant=tenant,
+            visit_id=visit.id,
+            phase="during",
+            area="客厅",
+        )
+        _photo(
+            phone_jpeg(size=(900, 1200), color=(60, 160, 90)),
+            session=session,
+            tenant=tenant,
+            visit_id=visit.id,
+            phase="staff_report",
+            area=None,
+        )
         report, _ = reports.build_report(session=session, tenant=tenant, visit_id=visit.id)
-        reports.attach_recap(session=session, report=report, video=video, duration=2.0,
-                             poster=poster)
+        reports.attach_recap(
+            session=session, report=report, video=video, duration=2.0, poster=poster
+        )
         tenant_id, token = tenant.id, report.token
     yield token
     with sqlite_database.session() as session:
@@ -147,8 +207,13 @@ def server(sqlite_database):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = uvicorn.Config(create_app(database=sqlite_database), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        create_app(database=sqlite_database),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+    )
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
@@ -172,15 +237,19 @@ def test_report_page_on_a_small_phone(built_report, server, tmp_path):
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM),
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            env=_fontconfig(tmp_path))
+            env=_fontconfig(tmp_path),
+        )
         try:
             page = browser.new_page(viewport=VIEWPORT, locale="zh-CN")
-            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error"
-                    else None)
+            page.on(
+                "console", lambda m: console_errors.append(m.text) if m.type == "error" else None
+            )
             page.on("pageerror", lambda e: console_errors.append(str(e)))
             page.on("requestfailed", lambda r: failed.append(f"{r.url} {r.failure}"))
-            page.on("response", lambda r: failed.append(f"{r.url} {r.status}")
-                    if r.status >= 400 else None)
+            page.on(
+                "response",
+                lambda r: failed.append(f"{r.url} {r.status}") if r.status >= 400 else None,
+            )
             answer = page.goto(f"{server}/r/{token}", wait_until="load")
             assert answer is not None and answer.status == 200
 
@@ -198,12 +267,13 @@ def test_report_page_on_a_small_phone(built_report, server, tmp_path):
             page.wait_for_load_state("networkidle")
             broken = page.evaluate(
                 "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
-                ".map(i => i.src)")
+                ".map(i => i.src)"
+            )
             assert broken == []
             assert page.evaluate("document.images.length") >= 6
-            assert page.evaluate(
-                "document.documentElement.scrollWidth <= window.innerWidth"), page.evaluate(
-                "[document.documentElement.scrollWidth, window.innerWidth]")
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (
+                page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            )
             assert page.locator("video[preload=none][playsinline][poster]").count() == 1
             assert page.get_by_text("回复1预约").is_visible()
             assert book.is_visible()  # still there at the bottom of the page

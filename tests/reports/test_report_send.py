@@ -19,8 +19,14 @@ from tests.messaging.twilio_fake import FakeTwilio
 
 def _ready_photos(client, session, account, visit) -> None:
     for phase, color in (("before", (120, 110, 90)), ("after", (230, 235, 240))):
-        response = upload(client, account, visit.id,
-                          phone_jpeg(size=(900, 1200), color=color), phase=phase, area="客厅")
+        response = upload(
+            client,
+            account,
+            visit.id,
+            phone_jpeg(size=(900, 1200), color=color),
+            phase=phase,
+            area="客厅",
+        )
         assert response.status_code == 202, response.text
         media_service.process_media(session=session, media_id=response.json()["id"])
     session.flush()
@@ -46,12 +52,15 @@ def test_a_report_goes_as_mms_once_with_its_pictures(client, session, account, v
     assert len(session.scalars(select(Message)).all()) == 1
 
 
-def test_through_twilio_the_media_urls_reach_the_api(client, session, account, visit,
-                                                     monkeypatch):
+def test_through_twilio_the_media_urls_reach_the_api(client, session, account, visit, monkeypatch):
     _ready_photos(client, session, account, visit)
     with FakeTwilio() as fake:
-        provider = TwilioProvider(account_sid=fake.account_sid, auth_token=fake.auth_token,
-                                  api_base=fake.base_url, from_number=fake.from_number)
+        provider = TwilioProvider(
+            account_sid=fake.account_sid,
+            auth_token=fake.auth_token,
+            api_base=fake.base_url,
+            from_number=fake.from_number,
+        )
         monkeypatch.setattr(reports_api, "get_provider", lambda: provider)
         sent = client.post(f"/v1/visits/{visit.id}/report/send", headers=account.headers)
         assert sent.status_code == 202, sent.text
@@ -66,11 +75,16 @@ def test_through_twilio_the_media_urls_reach_the_api(client, session, account, v
         provider.close()
 
 
-def test_without_mms_the_customer_gets_an_sms_with_the_link(client, session, account, visit,
-                                                            monkeypatch):
+def test_without_mms_the_customer_gets_an_sms_with_the_link(
+    client, session, account, visit, monkeypatch
+):
     _ready_photos(client, session, account, visit)
-    provider = AliyunProvider(access_key_id="id", access_key_secret="secret",
-                              template_code="SMS_1", api_base="http://127.0.0.1:9")
+    provider = AliyunProvider(
+        access_key_id="id",
+        access_key_secret="secret",
+        template_code="SMS_1",
+        api_base="http://127.0.0.1:9",
+    )
     monkeypatch.setattr(reports_api, "get_provider", lambda: provider)
     sent = client.post(f"/v1/visits/{visit.id}/report/send", headers=account.headers)
     assert sent.status_code == 202, sent.text
@@ -80,12 +94,15 @@ def test_without_mms_the_customer_gets_an_sms_with_the_link(client, session, acc
     assert "【" not in message["body"]
 
 
-def test_no_photo_yet_is_a_409_and_another_companys_visit_a_404(client, account, other_account,
-                                                                visit):
+def test_no_photo_yet_is_a_409_and_another_companys_visit_a_404(
+    client, account, other_account, visit
+):
     answer = client.post(f"/v1/visits/{visit.id}/report/send", headers=account.headers)
     assert answer.status_code == 409 and answer.json()["detail"]
-    assert client.post(f"/v1/visits/{visit.id}/report/send",
-                       headers=other_account.headers).status_code == 404
+    assert (
+        client.post(f"/v1/visits/{visit.id}/report/send", headers=other_account.headers).status_code
+        == 404
+    )
 
 
 @pytest.fixture(autouse=True)

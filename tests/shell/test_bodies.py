@@ -38,8 +38,9 @@ class Sent:
             yield piece
 
 
-def _post(app, path: str, body: Sent, *, headers: dict[str, str] | None = None,
-          declared: bool = False) -> httpx.Response:
+def _post(
+    app, path: str, body: Sent, *, headers: dict[str, str] | None = None, declared: bool = False
+) -> httpx.Response:
     headers = {"Content-Type": "application/json", **(headers or {})}
     if declared:
         headers["Content-Length"] = str(body.total)
@@ -73,8 +74,9 @@ def test_json_requests_over_a_megabyte_are_refused_with_a_sentence(app, account)
     declared = Sent(JSON_MAX_BYTES + 1)
     answer = _post(app, "/v1/customers", declared, headers=account.headers, declared=True)
     assert answer.status_code == 413
-    assert answer.json()["detail"] == ("A request is over 1 MB, the most this address takes; "
-                                       "send less at a time.")
+    assert answer.json()["detail"] == (
+        "A request is over 1 MB, the most this address takes; send less at a time."
+    )
     assert declared.taken == 0
 
     chunked = Sent(HUGE)
@@ -86,8 +88,7 @@ def test_json_requests_over_a_megabyte_are_refused_with_a_sentence(app, account)
 
 def test_a_json_request_under_the_cap_is_served(app, account):
     payload = json.dumps({"name": "王女士", "phone": "13800138000"}) + " " * (JSON_MAX_BYTES - 100)
-    answer = _post(app, "/v1/customers", Sent(1, fill=payload.encode()),
-                   headers=account.headers)
+    answer = _post(app, "/v1/customers", Sent(1, fill=payload.encode()), headers=account.headers)
     assert answer.status_code == 201, answer.text
 
 
@@ -113,19 +114,28 @@ def test_webhooks_take_a_few_hundred_kilobytes(app, account):
 
 
 def test_uploads_keep_their_own_larger_caps(client, session, account):
-    customer = customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                         phone="13800138000")
-    visit = visits.create_visit(session=session, tenant=account.tenant,
-                                customer_id=customer.id, service_type="ac_cleaning")
+    customer = customers.create_customer(
+        session=session, tenant=account.tenant, name="王女士", phone="13800138000"
+    )
+    visit = visits.create_visit(
+        session=session, tenant=account.tenant, customer_id=customer.id, service_type="ac_cleaning"
+    )
     # A grainy 12 MP photo is several megabytes: over the JSON cap, under the photo cap.
     image = Image.effect_noise((4000, 3000), 60).convert("RGB")
     out = io.BytesIO()
     image.save(out, "JPEG", quality=95)
     data = out.getvalue()
     assert len(data) > 2 * JSON_MAX_BYTES
-    answer = client.post(f"/v1/visits/{visit.id}/media", headers=account.headers,
-                         data={"phase": "after"}, files={"file": ("a.jpg", data, "image/jpeg")})
+    answer = client.post(
+        f"/v1/visits/{visit.id}/media",
+        headers=account.headers,
+        data={"phase": "after"},
+        files={"file": ("a.jpg", data, "image/jpeg")},
+    )
     assert answer.status_code == 202, answer.text
-    logo = client.put("/v1/watermark/logo", headers=account.headers,
-                      files={"file": ("logo.jpg", phone_jpeg(size=(64, 64)), "image/jpeg")})
+    logo = client.put(
+        "/v1/watermark/logo",
+        headers=account.headers,
+        files={"file": ("logo.jpg", phone_jpeg(size=(64, 64)), "image/jpeg")},
+    )
     assert logo.status_code == 200, logo.text

@@ -44,8 +44,9 @@ def cli_db(committed_db, monkeypatch):
 
 
 def test_tenant_create_prints_a_working_key(cli_db):
-    result = runner.invoke(app, ["tenant", "create", "--name", "洁家家政", "--signature",
-                                 "【洁家家政】"])
+    result = runner.invoke(
+        app, ["tenant", "create", "--name", "洁家家政", "--signature", "【洁家家政】"]
+    )
     assert result.exit_code == 0, result.output
     key = result.stdout.strip().splitlines()[-1]
     assert key.startswith("hf_")
@@ -87,24 +88,38 @@ def _check_demo_campaign(db: Database, *outputs: str) -> None:
         tenant = session.scalars(select(Tenant).where(Tenant.name == DEMO_NAME)).one()
         (campaign,) = session.scalars(select(Campaign).where(Campaign.tenant_id == tenant.id))
         assert (campaign.preset, campaign.status) == (DEMO_PRESET, "active")
-        people = {c.id: c.phone for c in session.scalars(
-            select(Customer).where(Customer.tenant_id == tenant.id))}
-        consenting = set(session.scalars(select(ConsentRecord.customer_id).where(
-            ConsentRecord.tenant_id == tenant.id, ConsentRecord.revoked_at.is_(None))))
-        occurrences = session.scalars(select(CampaignOccurrence).where(
-            CampaignOccurrence.campaign_id == campaign.id)).all()
+        people = {
+            c.id: c.phone
+            for c in session.scalars(select(Customer).where(Customer.tenant_id == tenant.id))
+        }
+        consenting = set(
+            session.scalars(
+                select(ConsentRecord.customer_id).where(
+                    ConsentRecord.tenant_id == tenant.id, ConsentRecord.revoked_at.is_(None)
+                )
+            )
+        )
+        occurrences = session.scalars(
+            select(CampaignOccurrence).where(CampaignOccurrence.campaign_id == campaign.id)
+        ).all()
     assert len(people) == 20 and len(consenting) == 18 and consenting <= set(people)
-    assert {people[c] for c in set(people) - consenting} == {"+8613800138018",
-                                                             "+8613800138019"}
+    assert {people[c] for c in set(people) - consenting} == {"+8613800138018", "+8613800138019"}
     assert sorted(o.customer_id for o in occurrences) == sorted(consenting)  # once each
     assert {o.status for o in occurrences} == {PENDING}
-    expected = rules.next_occurrence(PRESETS[DEMO_PRESET].rule, customer=rules.CustomerFacts(),
-                                     after=utcnow(), tz=ZoneInfo("Asia/Shanghai"))
+    expected = rules.next_occurrence(
+        PRESETS[DEMO_PRESET].rule,
+        customer=rules.CustomerFacts(),
+        after=utcnow(),
+        tz=ZoneInfo("Asia/Shanghai"),
+    )
     assert expected is not None
-    assert {(o.local_date, o.due_at) for o in occurrences} == {(expected.local_date,
-                                                                expected.due_at)}
-    line = (f"Campaign: {campaign.name} (id {campaign.id}): 18 occurrences scheduled, first on "
-            f"{expected.local_date.isoformat()}; results at ")
+    assert {(o.local_date, o.due_at) for o in occurrences} == {
+        (expected.local_date, expected.due_at)
+    }
+    line = (
+        f"Campaign: {campaign.name} (id {campaign.id}): 18 occurrences scheduled, first on "
+        f"{expected.local_date.isoformat()}; results at "
+    )
     for output in outputs:
         assert line in output and f"/v1/campaigns/{campaign.id}/results" in output
 
@@ -117,18 +132,30 @@ def _free_port() -> int:
 
 def test_serve_runs_the_embedded_service_from_an_empty_directory(tmp_path: Path):
     port = _free_port()
-    env = {**os.environ, "HUIFANG_DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'hf.db'}",
-           "HUIFANG_MEDIA_ROOT": str(tmp_path / "media")}
+    env = {
+        **os.environ,
+        "HUIFANG_DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'hf.db'}",
+        "HUIFANG_MEDIA_ROOT": str(tmp_path / "media"),
+    }
     env.pop("HUIFANG_REDIS_URL", None)
-    demo = subprocess.run([sys.executable, "-m", "huifang.cli", "demo"], env=env,
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    demo = subprocess.run(
+        [sys.executable, "-m", "huifang.cli", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert demo.returncode == 0, demo.stderr
-    key = next(line.split()[-1] for line in demo.stdout.splitlines()
-               if line.startswith("API key:"))
+    key = next(line.split()[-1] for line in demo.stdout.splitlines() if line.startswith("API key:"))
     log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "huifang.cli", "serve", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -143,8 +170,9 @@ def test_serve_runs_the_embedded_service_from_an_empty_directory(tmp_path: Path)
         assert health.status_code == 200
         assert health.json()["mode"] == "embedded"
         assert httpx.get(f"{base}/docs").status_code == 200
-        customers = httpx.get(f"{base}/v1/customers",
-                              headers={"Authorization": f"Bearer {key}"}).json()
+        customers = httpx.get(
+            f"{base}/v1/customers", headers={"Authorization": f"Bearer {key}"}
+        ).json()
         assert customers["total"] == 20
         log_text = (tmp_path / "serve.log").read_text()
         assert "embedded worker started" in log_text

@@ -65,8 +65,7 @@ def depends_on(service: str) -> dict[str, str]:
     value = services()[service].get("depends_on") or {}
     if isinstance(value, list):  # the short form means "started", no condition
         return dict.fromkeys(value, "service_started")
-    return {name: (spec or {}).get("condition", "service_started")
-            for name, spec in value.items()}
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in value.items()}
 
 
 def healthcheck_test(service: str) -> str:

@@ -14,10 +14,13 @@ from tests.reports.test_report_browser import CHROMIUM, _need_chromium
 from tests.reports.test_report_browser import server as server
 
 
-@pytest.mark.parametrize(("path", "rendered"), [
-    ("/docs", ".swagger-ui .opblock-summary-path"),
-    ("/redoc", "[data-section-id^='tag/']"),
-])
+@pytest.mark.parametrize(
+    ("path", "rendered"),
+    [
+        ("/docs", ".swagger-ui .opblock-summary-path"),
+        ("/redoc", "[data-section-id^='tag/']"),
+    ],
+)
 def test_the_docs_render_offline(server, path, rendered):
     _need_chromium()
     from playwright.sync_api import sync_playwright
@@ -27,13 +30,15 @@ def test_the_docs_render_offline(server, path, rendered):
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         try:
             page = browser.new_page()
 
             def only_ours(route):
                 if route.request.url.startswith(server + "/") or route.request.url.startswith(
-                        ("data:", "blob:")):
+                    ("data:", "blob:")
+                ):
                     route.continue_()
                 else:
                     elsewhere.append(route.request.url)

@@ -17,8 +17,11 @@ from visits import service as visits
 
 
 def _directives(policy: str) -> dict[str, str]:
-    return {part.strip().split(" ", 1)[0]: part.strip().partition(" ")[2]
-            for part in policy.split(";") if part.strip()}
+    return {
+        part.strip().split(" ", 1)[0]: part.strip().partition(" ")[2]
+        for part in policy.split(";")
+        if part.strip()
+    }
 
 
 def assert_protected(answer) -> dict[str, str]:
@@ -36,25 +39,41 @@ def assert_protected(answer) -> dict[str, str]:
 @pytest.fixture
 def pages(session, account):
     """A visit with a processed photo and its report, and a booking link."""
-    customer = customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                         phone="13800138000")
-    visit = visits.create_visit(session=session, tenant=account.tenant,
-                                customer_id=customer.id, service_type="ac_cleaning")
+    customer = customers.create_customer(
+        session=session, tenant=account.tenant, name="王女士", phone="13800138000"
+    )
+    visit = visits.create_visit(
+        session=session, tenant=account.tenant, customer_id=customer.id, service_type="ac_cleaning"
+    )
     media, _ = media_service.accept_upload(
-        session=session, tenant=account.tenant, visit_id=visit.id,
-        staged=stage_bytes(phone_jpeg(), fields={"phase": "after", "area": "客厅"}))
+        session=session,
+        tenant=account.tenant,
+        visit_id=visit.id,
+        staged=stage_bytes(phone_jpeg(), fields={"phase": "after", "area": "客厅"}),
+    )
     media_service.process_media(session=session, media_id=media.id)
     report, _ = reports.build_report(session=session, tenant=account.tenant, visit_id=visit.id)
-    link = links.link_for(session=session, tenant=account.tenant, customer=customer,
-                            source_type="campaign", source_id="1", service_type="ac_cleaning",
-                            now=dt.datetime.now(dt.UTC))
+    link = links.link_for(
+        session=session,
+        tenant=account.tenant,
+        customer=customer,
+        source_type="campaign",
+        source_id="1",
+        service_type="ac_cleaning",
+        now=dt.datetime.now(dt.UTC),
+    )
     session.flush()
     return {"code": media.verification_code, "report": report.token, "booking": link.token}
 
 
 def test_public_pages_carry_the_security_headers(client, account, pages):
-    for path in (f"/v/{pages['code']}", "/v/NOSUCHCODE", f"/b/{pages['booking']}",
-                 f"/r/{pages['report']}", f"/r/{'x' * 24}"):
+    for path in (
+        f"/v/{pages['code']}",
+        "/v/NOSUCHCODE",
+        f"/b/{pages['booking']}",
+        f"/r/{pages['report']}",
+        f"/r/{'x' * 24}",
+    ):
         answer = client.get(path)
         assert answer.status_code in (200, 404), path
         policy = assert_protected(answer)
@@ -88,8 +107,11 @@ def test_the_api_docs_carry_the_headers_and_load_nothing_from_elsewhere(client, 
     assert "cdn" not in answer.text and "https://" not in answer.text
     assert policy["script-src"].startswith("'self'")
     assert "'unsafe-inline'" not in policy["script-src"]
-    for asset in ("/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css",
-                  "/docs/assets/redoc.standalone.js"):
+    for asset in (
+        "/docs/assets/swagger-ui-bundle.js",
+        "/docs/assets/swagger-ui.css",
+        "/docs/assets/redoc.standalone.js",
+    ):
         if asset.rsplit("/", 1)[1].split(".")[0] in answer.text:
             fetched = client.get(asset)
             assert fetched.status_code == 200 and len(fetched.content) > 10_000, asset

@@ -43,28 +43,57 @@ def test_production_with_real_secrets_starts():
 
 def test_production_twilio_needs_credentials():
     with pytest.raises(ValidationError, match="TWILIO_AUTH_TOKEN"):
-        Settings(_env_file=None, environment="production", secret_key=STRONG,
-                 sms_provider="twilio", twilio_account_sid="AC123", twilio_auth_token="changethis",
-                 twilio_from_number="+14155550100")
+        Settings(
+            _env_file=None,
+            environment="production",
+            secret_key=STRONG,
+            sms_provider="twilio",
+            twilio_account_sid="AC123",
+            twilio_auth_token="changethis",
+            twilio_from_number="+14155550100",
+        )
 
 
 def test_production_twilio_needs_exactly_one_sender():
     with pytest.raises(ValidationError, match="exactly one"):
-        Settings(_env_file=None, environment="production", secret_key=STRONG,
-                 sms_provider="twilio", twilio_account_sid="AC123", twilio_auth_token="t" * 32)
-    assert Settings(_env_file=None, environment="production", secret_key=STRONG,
-                    sms_provider="twilio", twilio_account_sid="AC123",
-                    twilio_auth_token="t" * 32, twilio_messaging_service_sid="MG1").embedded
+        Settings(
+            _env_file=None,
+            environment="production",
+            secret_key=STRONG,
+            sms_provider="twilio",
+            twilio_account_sid="AC123",
+            twilio_auth_token="t" * 32,
+        )
+    assert Settings(
+        _env_file=None,
+        environment="production",
+        secret_key=STRONG,
+        sms_provider="twilio",
+        twilio_account_sid="AC123",
+        twilio_auth_token="t" * 32,
+        twilio_messaging_service_sid="MG1",
+    ).embedded
 
 
 def test_production_aliyun_needs_a_key_a_secret_and_a_template():
     with pytest.raises(ValidationError, match="ALIYUN_ACCESS_KEY_SECRET"):
-        Settings(_env_file=None, environment="production", secret_key=STRONG,
-                 sms_provider="aliyun", aliyun_access_key_id="LTAI5", aliyun_template_code="SMS_1")
+        Settings(
+            _env_file=None,
+            environment="production",
+            secret_key=STRONG,
+            sms_provider="aliyun",
+            aliyun_access_key_id="LTAI5",
+            aliyun_template_code="SMS_1",
+        )
     with pytest.raises(ValidationError, match="TEMPLATE_CODE"):
-        Settings(_env_file=None, environment="production", secret_key=STRONG,
-                 sms_provider="aliyun", aliyun_access_key_id="LTAI5",
-                 aliyun_access_key_secret="s" * 30)
+        Settings(
+            _env_file=None,
+            environment="production",
+            secret_key=STRONG,
+            sms_provider="aliyun",
+            aliyun_access_key_id="LTAI5",
+            aliyun_access_key_secret="s" * 30,
+        )
 
 
 def test_development_accepts_the_placeholder():
@@ -79,18 +108,35 @@ def test_unknown_default_timezone_is_refused():
 @pytest.mark.parametrize("environment", ["development", "test", "production"])
 def test_two_twilio_senders_are_refused_in_every_environment(environment):
     with pytest.raises(ValidationError, match="only one Twilio sender"):
-        Settings(_env_file=None, environment=environment, secret_key=STRONG,
-                 sms_provider="twilio", twilio_account_sid="AC123", twilio_auth_token="t" * 32,
-                 twilio_from_number="+14155550100", twilio_messaging_service_sid="MG1")
+        Settings(
+            _env_file=None,
+            environment=environment,
+            secret_key=STRONG,
+            sms_provider="twilio",
+            twilio_account_sid="AC123",
+            twilio_auth_token="t" * 32,
+            twilio_from_number="+14155550100",
+            twilio_messaging_service_sid="MG1",
+        )
 
 
 def test_the_cli_refuses_to_start_with_one_sentence_not_a_traceback(tmp_path):
-    env = {**os.environ, "HUIFANG_ENVIRONMENT": "development",
-           "HUIFANG_DATABASE_URL": f"sqlite:///{tmp_path / 'hf.db'}",
-           "HUIFANG_SMS_PROVIDER": "twilio", "HUIFANG_TWILIO_FROM_NUMBER": "+14155550100",
-           "HUIFANG_TWILIO_MESSAGING_SERVICE_SID": "MG1"}
-    done = subprocess.run([sys.executable, "-m", "huifang.cli", "serve", "--port", "1"],
-                          env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    env = {
+        **os.environ,
+        "HUIFANG_ENVIRONMENT": "development",
+        "HUIFANG_DATABASE_URL": f"sqlite:///{tmp_path / 'hf.db'}",
+        "HUIFANG_SMS_PROVIDER": "twilio",
+        "HUIFANG_TWILIO_FROM_NUMBER": "+14155550100",
+        "HUIFANG_TWILIO_MESSAGING_SERVICE_SID": "MG1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "huifang.cli", "serve", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr + done.stdout
     [line] = [text for text in done.stderr.splitlines() if text.strip()]

@@ -50,12 +50,25 @@ def test_the_limit_of_one_address_covers_every_public_page(app):
 
 
 def test_a_booking_link_takes_a_few_posts_an_hour_from_anywhere(app, session, account):
-    person = customers.create_customer(session=session, tenant=account.tenant, name="王女士",
-                                       phone="13800138000")
-    link = links.link_for(session=session, tenant=account.tenant, customer=person,
-                            source_type="campaign", source_id="1", now=MONDAY_9_CN)
-    other = links.link_for(session=session, tenant=account.tenant, customer=person,
-                             source_type="campaign", source_id="2", now=MONDAY_9_CN)
+    person = customers.create_customer(
+        session=session, tenant=account.tenant, name="王女士", phone="13800138000"
+    )
+    link = links.link_for(
+        session=session,
+        tenant=account.tenant,
+        customer=person,
+        source_type="campaign",
+        source_id="1",
+        now=MONDAY_9_CN,
+    )
+    other = links.link_for(
+        session=session,
+        tenant=account.tenant,
+        customer=person,
+        source_type="campaign",
+        source_id="2",
+        now=MONDAY_9_CN,
+    )
     for i in range(throttle.LINK_POSTS.amount):  # each from an address of its own
         answer = _from(app, f"203.0.113.{i + 1}").post(f"/b/{link.token}", data={})
         assert answer.status_code == 422, answer.text  # no time picked; the post counts
@@ -94,8 +107,9 @@ def test_a_redis_that_does_not_answer_leaves_the_pages_open():
 
 
 def _request(host: str) -> Request:
-    return Request({"type": "http", "method": "GET", "path": "/", "headers": [],
-                    "client": (host, 1234)})
+    return Request(
+        {"type": "http", "method": "GET", "path": "/", "headers": [], "client": (host, 1234)}
+    )
 
 
 def test_an_ipv6_client_counts_by_its_64_prefix():

@@ -53,8 +53,7 @@ def test_on_commit_runs_after_commit_and_never_after_rollback(database):
 @worker.task(queue="default")
 def _write_then_fail(*, session, queue: str) -> None:
     """A test task: writes a heartbeat, then fails, so the wrapper must roll it back."""
-    session.add(WorkerHeartbeat(queue=queue, hostname="should-vanish",
-                                seen_at=ops.utcnow()))
+    session.add(WorkerHeartbeat(queue=queue, hostname="should-vanish", seen_at=ops.utcnow()))
     session.flush()
     raise RuntimeError("boom")
 
@@ -101,8 +100,7 @@ def test_embedded_worker_consumes_tasks_in_process(embedded, sqlite_database):
     assert _beat_of(sqlite_database, "failing") is None  # the wrapper rolled it back
 
 
-def test_the_embedded_worker_takes_a_burst_without_waiting_on_its_poll(embedded,
-                                                                        sqlite_database):
+def test_the_embedded_worker_takes_a_burst_without_waiting_on_its_poll(embedded, sqlite_database):
     # Twenty photos uploaded together are twenty tasks. The in-process transport used to
     # poll once a second, two tasks a poll: ten seconds before the last one even started.
     queues = [f"burst-{i}" for i in range(20)]
@@ -114,14 +112,20 @@ def test_the_embedded_worker_takes_a_burst_without_waiting_on_its_poll(embedded,
 @worker.task(queue="default")
 def _note_ids(*, session, ids: list[int]) -> None:
     """A test task: one heartbeat row per run, named after the ids that run was given."""
-    session.add(WorkerHeartbeat(queue="ids-" + ",".join(map(str, ids)), hostname="coalesced",
-                                seen_at=ops.utcnow()))
+    session.add(
+        WorkerHeartbeat(
+            queue="ids-" + ",".join(map(str, ids)), hostname="coalesced", seen_at=ops.utcnow()
+        )
+    )
 
 
 def _runs(database: Database) -> list[str]:
     with database.sessionmaker() as session:
-        return sorted(session.scalars(select(WorkerHeartbeat.queue).where(
-            WorkerHeartbeat.hostname == "coalesced")))
+        return sorted(
+            session.scalars(
+                select(WorkerHeartbeat.queue).where(WorkerHeartbeat.hostname == "coalesced")
+            )
+        )
 
 
 def test_ids_handed_in_within_a_window_are_published_as_one_task(embedded, sqlite_database):
@@ -168,24 +172,42 @@ def test_flush_publishes_what_is_pending_at_once(embedded, sqlite_database):
 
 
 @pytest.mark.services
-def test_a_real_celery_worker_on_redis_runs_tasks_end_to_end(postgres_database, redis_url,
-                                                             tmp_path: Path):
-    env = {**os.environ, "HUIFANG_REDIS_URL": redis_url,
-           "HUIFANG_DATABASE_URL": postgres_database.url, "HUIFANG_ENVIRONMENT": "test"}
+def test_a_real_celery_worker_on_redis_runs_tasks_end_to_end(
+    postgres_database, redis_url, tmp_path: Path
+):
+    env = {
+        **os.environ,
+        "HUIFANG_REDIS_URL": redis_url,
+        "HUIFANG_DATABASE_URL": postgres_database.url,
+        "HUIFANG_ENVIRONMENT": "test",
+    }
     log = tmp_path / "worker.log"
     with postgres_database.session() as session:
         session.execute(delete(WorkerHeartbeat))
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "huifang.cli", "worker", "-Q", "default,media,messaging",
-             "-c", "1"], env=env, stdout=out, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "huifang.cli",
+                "worker",
+                "-Q",
+                "default,media,messaging",
+                "-c",
+                "1",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     # A client of its own, as the API process would be: the test's app is in embedded mode.
     client = Celery(broker=redis_url)
     try:
         for queue in worker.QUEUES:
             client.send_task("huifang.ops.heartbeat", kwargs={"queue": queue}, queue=queue)
         arrived = _wait_for(
-            lambda: all(_beat_of(postgres_database, q) for q in worker.QUEUES), timeout=60)
+            lambda: all(_beat_of(postgres_database, q) for q in worker.QUEUES), timeout=60
+        )
         output = log.read_text(errors="replace")
         assert arrived, f"the worker did not run the tasks; its log:\n{output[-3000:]}"
         assert output.count("succeeded") >= 3
@@ -196,8 +218,9 @@ def test_a_real_celery_worker_on_redis_runs_tasks_end_to_end(postgres_database, 
         # A photo, received by "the API" (this process), processed by the worker process.
         tenant_id, media_id = _receive_photo(postgres_database)
         try:
-            client.send_task("media.tasks.process_media", kwargs={"media_id": media_id},
-                             queue="media")
+            client.send_task(
+                "media.tasks.process_media", kwargs={"media_id": media_id}, queue="media"
+            )
 
             def status() -> str:
                 with postgres_database.sessionmaker() as session:
@@ -227,29 +250,43 @@ def _receive_photo(database: Database) -> tuple[int, int]:
 
     with database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="分布式家政", signature="分布式家政")
-        customer = customers.create_customer(session=session, tenant=tenant, name="王女士",
-                                             phone="13800138000")
-        visit = visits.create_visit(session=session, tenant=tenant, customer_id=customer.id,
-                                    service_type="ac_cleaning")
+        customer = customers.create_customer(
+            session=session, tenant=tenant, name="王女士", phone="13800138000"
+        )
+        visit = visits.create_visit(
+            session=session, tenant=tenant, customer_id=customer.id, service_type="ac_cleaning"
+        )
         staged = stage_bytes(phone_jpeg(orientation=6), fields={"phase": "after"})
-        photo, _ = media.accept_upload(session=session, tenant=tenant, visit_id=visit.id,
-                                       staged=staged)
+        photo, _ = media.accept_upload(
+            session=session, tenant=tenant, visit_id=visit.id, staged=staged
+        )
         return tenant.id, photo.id
 
 
 def test_the_media_worker_refuses_to_start_without_a_cjk_font():
-    result = subprocess.run([sys.executable, "-m", "huifang.cli", "worker", "-Q", "media"],
-                            capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "HUIFANG_REDIS_URL": "redis://127.0.0.1:1/0",
-                                 "HUIFANG_FONT_PATH": "/nonexistent/font.ttf"})
+    result = subprocess.run(
+        [sys.executable, "-m", "huifang.cli", "worker", "-Q", "media"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "HUIFANG_REDIS_URL": "redis://127.0.0.1:1/0",
+            "HUIFANG_FONT_PATH": "/nonexistent/font.ttf",
+        },
+    )
     assert result.returncode == 1
     assert "HUIFANG_FONT_PATH" in result.stderr
     assert "boxes" in result.stderr or "font" in result.stderr.lower()
 
 
 def test_worker_and_beat_refuse_to_start_without_redis():
-    result = subprocess.run([sys.executable, "-m", "huifang.cli", "worker"],
-                            capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "HUIFANG_REDIS_URL": ""})
+    result = subprocess.run(
+        [sys.executable, "-m", "huifang.cli", "worker"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HUIFANG_REDIS_URL": ""},
+    )
     assert result.returncode == 1
     assert "HUIFANG_REDIS_URL" in result.stderr

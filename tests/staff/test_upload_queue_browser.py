@@ -54,12 +54,18 @@ def company(sqlite_database):
     with sqlite_database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="洁家家政", signature="洁家家政")
         _, key = tenancy.create_api_key(session=session, tenant=tenant)
-        customer = customers.create_customer(session=session, tenant=tenant, name="王女士",
-                                             phone="13800138000")
+        customer = customers.create_customer(
+            session=session, tenant=tenant, name="王女士", phone="13800138000"
+        )
         staff = visits.create_staff(session=session, tenant=tenant, name="李秀兰")
-        visit = visits.create_visit(session=session, tenant=tenant, customer_id=customer.id,
-                                    staff_id=staff.id, service_type="ac_cleaning",
-                                    areas=["客厅"])
+        visit = visits.create_visit(
+            session=session,
+            tenant=tenant,
+            customer_id=customer.id,
+            staff_id=staff.id,
+            service_type="ac_cleaning",
+            areas=["客厅"],
+        )
         ids = {"tenant": tenant.id, "visit": visit.id, "key": key}
     yield ids
     with sqlite_database.session() as session:
@@ -83,8 +89,12 @@ def _wait(page, predicate, what: str, timeout: float = 30.0) -> None:  # type: i
 
 
 @pytest.mark.browser
-def test_an_upload_survives_a_cut_connection_and_a_reload(sqlite_database, server, company,  # noqa: F811
-                                                           chromium):
+def test_an_upload_survives_a_cut_connection_and_a_reload(
+    sqlite_database,
+    server,  # noqa: F811  (the fixture imported above)
+    company,
+    chromium,
+):
     data = _noisy_photo()
     assert len(data) > 5 * CHUNK
     html = PAGE % {"chunk": CHUNK, "key": company["key"], "visit": company["visit"]}
@@ -106,20 +116,32 @@ def test_an_upload_survives_a_cut_connection_and_a_reload(sqlite_database, serve
 
     context = None
     try:
-        context = chromium.new_context(viewport={"width": 360, "height": 800},
-                                       has_touch=True, is_mobile=True, locale="zh-CN")
-        context.route(f"{server}/test-staff/", lambda route: route.fulfill(
-            status=200, content_type="text/html; charset=utf-8", body=html))
-        context.route(f"{server}/test-staff/uploads.js", lambda route: route.fulfill(
-            status=200, content_type="text/javascript; charset=utf-8",
-            body=SCRIPT.read_text(encoding="utf-8")))
+        context = chromium.new_context(
+            viewport={"width": 360, "height": 800}, has_touch=True, is_mobile=True, locale="zh-CN"
+        )
+        context.route(
+            f"{server}/test-staff/",
+            lambda route: route.fulfill(
+                status=200, content_type="text/html; charset=utf-8", body=html
+            ),
+        )
+        context.route(
+            f"{server}/test-staff/uploads.js",
+            lambda route: route.fulfill(
+                status=200,
+                content_type="text/javascript; charset=utf-8",
+                body=SCRIPT.read_text(encoding="utf-8"),
+            ),
+        )
         context.route(f"{server}/v1/**", api)
         page = context.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{server}/test-staff/")
         page.evaluate("window.queue.ready")
-        page.set_input_files("#file", files=[{"name": "IMG_20261206_101500.jpg",
-                                              "mimeType": "image/jpeg", "buffer": data}])
+        page.set_input_files(
+            "#file",
+            files=[{"name": "IMG_20261206_101500.jpg", "mimeType": "image/jpeg", "buffer": data}],
+        )
         _wait(page, lambda: state["was_cut"], "the cut")
 
         # The server holds exactly the three pieces that arrived.
@@ -127,9 +149,12 @@ def test_an_upload_survives_a_cut_connection_and_a_reload(sqlite_database, serve
             "new Promise(function (resolve) { var r = indexedDB.open('huifang-uploads');"
             " r.onsuccess = function () { var t = r.result.transaction('items');"
             " var g = t.objectStore('items').getAll();"
-            " g.onsuccess = function () { resolve(g.result[0].url); }; }; })")
-        held = httpx.head(location, headers={"Authorization": f"Bearer {company['key']}",
-                                             "Tus-Resumable": "1.0.0"})
+            " g.onsuccess = function () { resolve(g.result[0].url); }; }; })"
+        )
+        held = httpx.head(
+            location,
+            headers={"Authorization": f"Bearer {company['key']}", "Tus-Resumable": "1.0.0"},
+        )
         assert held.status_code == 200
         assert int(held.headers["upload-offset"]) == 3 * CHUNK
 
@@ -142,8 +167,11 @@ def test_an_upload_survives_a_cut_connection_and_a_reload(sqlite_database, serve
         before_restore = len(offsets)
         state["cut"] = False
 
-        _wait(page, lambda: any(e["state"] == "processing"
-                          for e in page.evaluate("window.events")), "the upload to finish")
+        _wait(
+            page,
+            lambda: any(e["state"] == "processing" for e in page.evaluate("window.events")),
+            "the upload to finish",
+        )
         resumed = offsets[before_restore:]
         assert resumed[0] == 3 * CHUNK  # went on from the server's offset, not from 0
         assert resumed == sorted(resumed) and len(set(resumed)) == len(resumed)
@@ -152,23 +180,33 @@ def test_an_upload_survives_a_cut_connection_and_a_reload(sqlite_database, serve
         assert any(label.startswith("上传中 ") and label.endswith("%") for label in labels)
 
         with sqlite_database.session() as session:
-            stored = session.scalars(select(Media).where(
-                Media.visit_id == company["visit"])).all()
+            stored = session.scalars(select(Media).where(Media.visit_id == company["visit"])).all()
             assert len(stored) == 1 and stored[0].bytes == len(data)
             media_service.process_media(session=session, media_id=stored[0].id)
-        _wait(page, lambda: page.evaluate("window.queue.list()")[0]["state"] == "done",
-              "the processed photo", timeout=20)
+        _wait(
+            page,
+            lambda: page.evaluate("window.queue.list()")[0]["state"] == "done",
+            "the processed photo",
+            timeout=20,
+        )
         done = page.evaluate("window.queue.list()")[0]
         assert done["label"] == "完成" and done["media"]["status"] == "ready"
         left = page.evaluate(
             "new Promise(function (resolve) { var r = indexedDB.open('huifang-uploads');"
             " r.onsuccess = function () { var t = r.result.transaction('files');"
             " var g = t.objectStore('files').count();"
-            " g.onsuccess = function () { resolve(g.result); }; }; })")
+            " g.onsuccess = function () { resolve(g.result); }; }; })"
+        )
         assert left == 0  # nothing left on the phone once the server has it
         with sqlite_database.session() as session:
-            assert session.scalar(select(func.count()).select_from(Media).where(
-                Media.visit_id == company["visit"])) == 1
+            assert (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Media)
+                    .where(Media.visit_id == company["visit"])
+                )
+                == 1
+            )
         assert errors == []
     finally:
         if context is not None:

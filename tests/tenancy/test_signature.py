@@ -6,11 +6,16 @@ from __future__ import annotations
 def test_signature_is_changed_and_normalised(client, account) -> None:
     answer = client.patch("/v1/tenant", headers=account.headers, json={"signature": "【洁家到家】"})
     assert answer.status_code == 200
-    assert (answer.json()["signature"], answer.json()["sms_signature"]) == ("洁家到家",
-                                                                             "【洁家到家】")
+    assert (answer.json()["signature"], answer.json()["sms_signature"]) == (
+        "洁家到家",
+        "【洁家到家】",
+    )
     # Drafts are linted with the new signature at once.
-    lint = client.post("/v1/campaigns/lint", headers=account.headers,
-                       json={"template": "【洁家到家】空调该清洗了 {{ booking_link }}"}).json()
+    lint = client.post(
+        "/v1/campaigns/lint",
+        headers=account.headers,
+        json={"template": "【洁家到家】空调该清洗了 {{ booking_link }}"},
+    ).json()
     assert any(f["code"] == "signature_in_body" for f in lint["findings"])
 
 

@@ -25,14 +25,20 @@ _codes = itertools.count(1)
 
 
 def _customer(session, tenant, name="王女士"):
-    return customers.create_customer(session=session, tenant=tenant, name=name,
-                                     phone=str(next(_numbers)))
+    return customers.create_customer(
+        session=session, tenant=tenant, name=name, phone=str(next(_numbers))
+    )
 
 
 def _booking(session, tenant, customer, *, age, status=REQUESTED):
-    row = Booking(tenant_id=tenant.id, customer_id=customer.id, status=status,
-                  channel="page", service_type="ac_cleaning",
-                  slot_start=NOON_CN + dt.timedelta(days=1))
+    row = Booking(
+        tenant_id=tenant.id,
+        customer_id=customer.id,
+        status=status,
+        channel="page",
+        service_type="ac_cleaning",
+        slot_start=NOON_CN + dt.timedelta(days=1),
+    )
     session.add(row)
     session.flush()
     row.created_at = NOON_CN - age
@@ -41,26 +47,52 @@ def _booking(session, tenant, customer, *, age, status=REQUESTED):
 
 
 def _reply(session, tenant, customer, text, *, age):
-    received = inbound.receive(session=session, on_book=book_from_reply, provider="console",
-                               provider_message_id=f"t-{next(_codes)}", phone=customer.phone,
-                               text=text, tenant=tenant, now=NOON_CN - age)
+    received = inbound.receive(
+        session=session,
+        on_book=book_from_reply,
+        provider="console",
+        provider_message_id=f"t-{next(_codes)}",
+        phone=customer.phone,
+        text=text,
+        tenant=tenant,
+        now=NOON_CN - age,
+    )
     return inbound.replies(session=session, received=received)[0]
 
 
 def _media(session, tenant, visit, status):
     code = next(_codes)  # later ones arrived later
     arrived = NOON_CN - dt.timedelta(days=1) + dt.timedelta(seconds=code)
-    session.add(Media(tenant_id=tenant.id, visit_id=visit.id, kind="photo", phase="after",
-                      status=status, original_path=f"originals/{code}.jpg", sha256=f"{code:064d}",
-                      bytes=1, mime="image/jpeg", received_at=arrived,
-                      verification_code=f"T{code:09d}"))
+    session.add(
+        Media(
+            tenant_id=tenant.id,
+            visit_id=visit.id,
+            kind="photo",
+            phase="after",
+            status=status,
+            original_path=f"originals/{code}.jpg",
+            sha256=f"{code:064d}",
+            bytes=1,
+            mime="image/jpeg",
+            received_at=arrived,
+            verification_code=f"T{code:09d}",
+        )
+    )
 
 
 def _occurrence(session, tenant, campaign, customer, local, status=PENDING):
     due = local.astimezone(dt.UTC)
-    session.add(CampaignOccurrence(tenant_id=tenant.id, campaign_id=campaign.id,
-                                   customer_id=customer.id, local_date=local.date(), due_at=due,
-                                   campaign_version=1, status=status))
+    session.add(
+        CampaignOccurrence(
+            tenant_id=tenant.id,
+            campaign_id=campaign.id,
+            customer_id=customer.id,
+            local_date=local.date(),
+            due_at=due,
+            campaign_version=1,
+            status=status,
+        )
+    )
 
 
 @pytest.fixture
@@ -73,38 +105,67 @@ def day(session, account, other_account):
     _booking(session, tenant, zhao, age=dt.timedelta(hours=1), status=CONFIRMED)
     late = _reply(session, tenant, wang, "阿姨没擦干净", age=dt.timedelta(hours=3))
     answered = _reply(session, tenant, li, "师傅迟到了", age=dt.timedelta(hours=3))
-    threads.mark_responded(session=session, tenant_id=tenant.id, reply_id=answered.id,
-                           now=NOON_CN - dt.timedelta(hours=2))
+    threads.mark_responded(
+        session=session,
+        tenant_id=tenant.id,
+        reply_id=answered.id,
+        now=NOON_CN - dt.timedelta(hours=2),
+    )
     done = _reply(session, tenant, zhao, "地板没拖干净", age=dt.timedelta(hours=1))
-    threads.resolve(session=session, tenant_id=tenant.id, reply_id=done.id,
-                    resolution="已返工", now=NOON_CN)
+    threads.resolve(
+        session=session, tenant_id=tenant.id, reply_id=done.id, resolution="已返工", now=NOON_CN
+    )
     waiting = _reply(session, tenant, zhao, "好的，知道了", age=dt.timedelta(minutes=30))
     _reply(session, tenant, li, "T", age=dt.timedelta(minutes=20))  # handled on arrival
     staff = visits.create_staff(session=session, tenant=tenant, name="张阿姨")
-    first = visits.create_visit(session=session, tenant=tenant, customer_id=wang.id,
-                                service_type="ac_cleaning", staff_id=staff.id)
-    second = visits.create_visit(session=session, tenant=tenant, customer_id=li.id,
-                                 service_type="deep_cleaning", staff_id=staff.id)
-    for visit, status in ((first, "processing"), (first, "processing"), (first, "ready"),
-                          (second, "processing"), (second, "failed")):
+    first = visits.create_visit(
+        session=session,
+        tenant=tenant,
+        customer_id=wang.id,
+        service_type="ac_cleaning",
+        staff_id=staff.id,
+    )
+    second = visits.create_visit(
+        session=session,
+        tenant=tenant,
+        customer_id=li.id,
+        service_type="deep_cleaning",
+        staff_id=staff.id,
+    )
+    for visit, status in (
+        (first, "processing"),
+        (first, "processing"),
+        (first, "ready"),
+        (second, "processing"),
+        (second, "failed"),
+    ):
         _media(session, tenant, visit, status)
-    campaign = campaigns.create_campaign(session=session, tenant=tenant, name="冬季保洁",
-                                         preset="ac_filter_quarterly")
-    for local, status in ((dt.datetime(2026, 11, 23, 0, 0, tzinfo=CN), PENDING),
-                          (dt.datetime(2026, 11, 23, 10, 0, tzinfo=CN), HANDED_OFF),
-                          (dt.datetime(2026, 11, 23, 23, 59, tzinfo=CN), PENDING),
-                          (dt.datetime(2026, 11, 23, 15, 0, tzinfo=CN), CANCELLED),
-                          (dt.datetime(2026, 11, 24, 9, 0, tzinfo=CN), PENDING),
-                          (dt.datetime(2026, 11, 22, 23, 59, tzinfo=CN), PENDING),
-                          (dt.datetime(2026, 11, 25, 0, 0, tzinfo=CN), PENDING)):
+    campaign = campaigns.create_campaign(
+        session=session, tenant=tenant, name="冬季保洁", preset="ac_filter_quarterly"
+    )
+    for local, status in (
+        (dt.datetime(2026, 11, 23, 0, 0, tzinfo=CN), PENDING),
+        (dt.datetime(2026, 11, 23, 10, 0, tzinfo=CN), HANDED_OFF),
+        (dt.datetime(2026, 11, 23, 23, 59, tzinfo=CN), PENDING),
+        (dt.datetime(2026, 11, 23, 15, 0, tzinfo=CN), CANCELLED),
+        (dt.datetime(2026, 11, 24, 9, 0, tzinfo=CN), PENDING),
+        (dt.datetime(2026, 11, 22, 23, 59, tzinfo=CN), PENDING),
+        (dt.datetime(2026, 11, 25, 0, 0, tzinfo=CN), PENDING),
+    ):
         _occurrence(session, tenant, campaign, _customer(session, tenant), local, status)
     # Another company's rows must not count.
     theirs = _customer(session, other_account.tenant, "B的客户")
     _booking(session, other_account.tenant, theirs, age=dt.timedelta(hours=9))
     _reply(session, other_account.tenant, theirs, "没擦干净", age=dt.timedelta(hours=9))
     session.flush()
-    return {"late": late, "answered": answered, "waiting": waiting, "first": first,
-            "second": second, "campaign": campaign}
+    return {
+        "late": late,
+        "answered": answered,
+        "waiting": waiting,
+        "first": first,
+        "second": second,
+        "campaign": campaign,
+    }
 
 
 class _Statements:
@@ -142,7 +203,9 @@ def test_the_day_is_counted_in_the_company_time_zone(session, account, day, data
     assert answered.clock.responded_at is not None and not answered.clock.overdue
     assert [r.reply_id for r in found.replies] == [day["waiting"].id]
     assert [(r.visit_id, r.processing) for r in found.reports] == [
-        (day["first"].id, 2), (day["second"].id, 1)]
+        (day["first"].id, 2),
+        (day["second"].id, 1),
+    ]
     [sends] = found.sends
     assert (sends.campaign_name, sends.today, sends.tomorrow) == ("冬季保洁", 3, 1)
 

@@ -8,7 +8,11 @@ from visits import service as visits
 
 
 def test_a_page_of_visits_comes_from_an_index(sqlite_database):
-    plan = page_query_plan(sqlite_database, lambda session: visits.list_visits(
-        session=session, tenant_id=1, page=PageParams(limit=20, offset=40)))
+    plan = page_query_plan(
+        sqlite_database,
+        lambda session: visits.list_visits(
+            session=session, tenant_id=1, page=PageParams(limit=20, offset=40)
+        ),
+    )
     assert not any("TEMP B-TREE" in step for step in plan), plan
     assert any("ix_visits_tenant_newest" in step for step in plan), plan

@@ -17,15 +17,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('tenants', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('language', sa.String(length=8), server_default='zh',
-                                      nullable=False))
-    with op.batch_alter_table('customers', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('language', sa.String(length=8), nullable=True))
+    with op.batch_alter_table("tenants", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("language", sa.String(length=8), server_default="zh", nullable=False)
+        )
+    with op.batch_alter_table("customers", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("language", sa.String(length=8), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('customers', schema=None) as batch_op:
-        batch_op.drop_column('language')
-    with op.batch_alter_table('tenants', schema=None) as batch_op:
-        batch_op.drop_column('language')
+    with op.batch_alter_table("customers", schema=None) as batch_op:
+        batch_op.drop_column("language")
+    with op.batch_alter_table("tenants", schema=None) as batch_op:
+        batch_op.drop_column("language")

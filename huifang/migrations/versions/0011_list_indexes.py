@@ -16,14 +16,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('customers', schema=None) as batch_op:
-        batch_op.create_index('ix_customers_tenant_newest', ['tenant_id', 'id'], unique=False)
-    with op.batch_alter_table('visits', schema=None) as batch_op:
-        batch_op.create_index('ix_visits_tenant_newest', ['tenant_id', 'id'], unique=False)
+    with op.batch_alter_table("customers", schema=None) as batch_op:
+        batch_op.create_index("ix_customers_tenant_newest", ["tenant_id", "id"], unique=False)
+    with op.batch_alter_table("visits", schema=None) as batch_op:
+        batch_op.create_index("ix_visits_tenant_newest", ["tenant_id", "id"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('visits', schema=None) as batch_op:
-        batch_op.drop_index('ix_visits_tenant_newest')
-    with op.batch_alter_table('customers', schema=None) as batch_op:
-        batch_op.drop_index('ix_customers_tenant_newest')
+    with op.batch_alter_table("visits", schema=None) as batch_op:
+        batch_op.drop_index("ix_visits_tenant_newest")
+    with op.batch_alter_table("customers", schema=None) as batch_op:
+        batch_op.drop_index("ix_customers_tenant_newest")

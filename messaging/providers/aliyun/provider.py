@@ -168,8 +168,7 @@ _BUSY: dict[str, str] = {
     "InternalError": "Aliyun had an internal error and did not send the message; "
     "it will be tried again later.",
     # A nonce collision: Aliyun refused the request as a replay; the next try has a new nonce.
-    "SignatureNonceUsed": "Aliyun refused the request as a repeat; "
-    "it will be tried again shortly.",
+    "SignatureNonceUsed": "Aliyun refused the request as a repeat; it will be tried again shortly.",
 }
 
 
@@ -233,14 +232,19 @@ class AliyunProvider(Provider):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AliyunProvider:
-        return cls(access_key_id=settings.aliyun_access_key_id or "",
-                   access_key_secret=settings.aliyun_access_key_secret or "",
-                   template_code=settings.aliyun_template_code,
-                   api_base=settings.aliyun_api_base, region_id=settings.aliyun_region_id)
+        return cls(
+            access_key_id=settings.aliyun_access_key_id or "",
+            access_key_secret=settings.aliyun_access_key_secret or "",
+            template_code=settings.aliyun_template_code,
+            api_base=settings.aliyun_api_base,
+            region_id=settings.aliyun_region_id,
+        )
 
     def __repr__(self) -> str:
-        return (f"AliyunProvider(access_key_id={self._access_key_id!r}, "
-                f"template_code={self._template_code!r})")
+        return (
+            f"AliyunProvider(access_key_id={self._access_key_id!r}, "
+            f"template_code={self._template_code!r})"
+        )
 
     def close(self) -> None:
         if self._owns_client:
@@ -251,11 +255,17 @@ class AliyunProvider(Provider):
     def send(self, message: OutboundMessage) -> SendResult:
         params = self.sign(self._params(message))
         response = http.post(
-            self._client, self._url, provider="Aliyun", setting="HUIFANG_ALIYUN_API_BASE",
+            self._client,
+            self._url,
+            provider="Aliyun",
+            setting="HUIFANG_ALIYUN_API_BASE",
             may_have_left=lambda exc: self._may_have_left(exc, message),
-            content=encode_form(params).encode("ascii"), timeout=self._timeout,
-            headers={"Content-Type": "application/x-www-form-urlencoded",
-                     "Accept": "application/json"},
+            content=encode_form(params).encode("ascii"),
+            timeout=self._timeout,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/json",
+            },
         )
         return self._result(response, message)
 
@@ -301,8 +311,14 @@ class AliyunProvider(Provider):
             "OutId": str(message.message_id),
         }
 
-    def sign(self, params: Mapping[str, str], *, method: str = "POST",
-             now: dt.datetime | None = None, nonce: str | None = None) -> dict[str, str]:
+    def sign(
+        self,
+        params: Mapping[str, str],
+        *,
+        method: str = "POST",
+        now: dt.datetime | None = None,
+        nonce: str | None = None,
+    ) -> dict[str, str]:
         """``params`` with the common parameters and ``Signature`` added."""
         when = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
         signed = {
@@ -333,8 +349,10 @@ class AliyunProvider(Provider):
         payload = http.json_object(response)
         code = payload.get("Code") if isinstance(payload.get("Code"), str) else None
         aliyun_says = self._scrub(str(payload.get("Message") or "")).strip()[:300]
-        look_up = (f"look for this customer's number in {_CONSOLE} under 发送记录 (OutId "
-                   f"{message.message_id})")
+        look_up = (
+            f"look for this customer's number in {_CONSOLE} under 发送记录 (OutId "
+            f"{message.message_id})"
+        )
 
         if 200 <= status < 300 and code == "OK":
             biz_id = payload.get("BizId")
@@ -347,16 +365,20 @@ class AliyunProvider(Provider):
                 f"message may have been sent. It will not be sent again automatically: "
                 f"{look_up}."
             )
-        raise http.refusal(response, wording=_WORDING, code=code, says=aliyun_says,
-                           by_code=_by_code(response, code, aliyun_says),
-                           where_to_look=look_up)
+        raise http.refusal(
+            response,
+            wording=_WORDING,
+            code=code,
+            says=aliyun_says,
+            by_code=_by_code(response, code, aliyun_says),
+            where_to_look=look_up,
+        )
 
     def _scrub(self, text: str) -> str:
         return http.scrub(text, (self._secret, percent_encode(self._secret)))
 
 
-def _by_code(response: httpx.Response, code: str | None,
-             aliyun_says: str) -> ProviderError | None:
+def _by_code(response: httpx.Response, code: str | None, aliyun_says: str) -> ProviderError | None:
     """What Aliyun's Code says, where we have a sentence for it."""
     if code == "isv.BUSINESS_LIMIT_CONTROL":
         return RetryableError(
@@ -375,8 +397,9 @@ def _by_code(response: httpx.Response, code: str | None,
             retry_after=_seconds_to_china_midnight(),
         )
     if code is not None and code in _BUSY:
-        return RetryableError(_BUSY[code], code=code,
-                              retry_after=http.retry_after(response.headers))
+        return RetryableError(
+            _BUSY[code], code=code, retry_after=http.retry_after(response.headers)
+        )
     if code is not None and code in _PERMANENT:
         return PermanentError(_PERMANENT[code], code=code)
     return None
@@ -430,7 +453,7 @@ def aliyun_number(to: str) -> str:
 def strip_signature(body: str, sign_name: str) -> str:
     """The body without its leading 【signature】: Aliyun adds the signature itself."""
     prefix = f"【{sign_name}】"
-    return body[len(prefix):].lstrip() if body.startswith(prefix) else body
+    return body[len(prefix) :].lstrip() if body.startswith(prefix) else body
 
 
 def business_limit_wait(aliyun_message: str) -> float:

@@ -80,17 +80,22 @@ _SENDER_PROBLEMS: dict[int, str] = {
     21603: "No sending number is configured for Twilio; " + _ADMIN + ".",
     21606: "The sending number configured for Twilio cannot send messages to this destination "
     "(not message-capable, not owned by this Twilio account, or from another country); "
-    + _ADMIN + ".",
+    + _ADMIN
+    + ".",
     21659: "The sending number configured for Twilio is not a Twilio number of this account; "
-    + _ADMIN + ".",
+    + _ADMIN
+    + ".",
     21660: "The sending number configured for Twilio belongs to another Twilio account; "
-    + _ADMIN + ".",
+    + _ADMIN
+    + ".",
     21661: "The sending number configured for Twilio cannot send text messages; " + _ADMIN + ".",
     21701: "The Twilio Messaging Service configured for sending does not exist; " + _ADMIN + ".",
     21703: "The Twilio Messaging Service configured for sending has no phone numbers in it; "
-    + _ADMIN + ".",
+    + _ADMIN
+    + ".",
     21704: "The Twilio Messaging Service configured for sending has no phone numbers in it; "
-    + _ADMIN + ".",
+    + _ADMIN
+    + ".",
     21705: "The Twilio Messaging Service configured for sending is invalid; " + _ADMIN + ".",
 }
 _CONTENT_PROBLEMS: dict[int, str] = {
@@ -128,8 +133,9 @@ _WORDING = http.Wording(
     forbidden="Twilio does not allow the company's account to send this message ({says}); "
     "the administrator must check the Twilio account. Nothing was sent.",
 )
-_CONSOLE_LOGS = ("check the Twilio console's messaging logs, then mark it sent or send it "
-                 "again by hand")
+_CONSOLE_LOGS = (
+    "check the Twilio console's messaging logs, then mark it sent or send it again by hand"
+)
 
 
 class TwilioProvider(Provider):
@@ -186,11 +192,13 @@ class TwilioProvider(Provider):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TwilioProvider:
-        return cls(account_sid=settings.twilio_account_sid or "",
-                   auth_token=settings.twilio_auth_token or "",
-                   api_base=settings.twilio_api_base,
-                   from_number=settings.twilio_from_number,
-                   messaging_service_sid=settings.twilio_messaging_service_sid)
+        return cls(
+            account_sid=settings.twilio_account_sid or "",
+            auth_token=settings.twilio_auth_token or "",
+            api_base=settings.twilio_api_base,
+            from_number=settings.twilio_from_number,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+        )
 
     def __repr__(self) -> str:
         sender = self._from_number or self._messaging_service_sid
@@ -205,9 +213,15 @@ class TwilioProvider(Provider):
     def send(self, message: OutboundMessage) -> SendResult:
         form = self._form(message)
         response = http.post(
-            self._client, self._url, provider="Twilio", setting="HUIFANG_TWILIO_API_BASE",
-            may_have_left=self._may_have_left, data=form, auth=self._auth,
-            timeout=self._timeout, headers={"Accept": "application/json"},
+            self._client,
+            self._url,
+            provider="Twilio",
+            setting="HUIFANG_TWILIO_API_BASE",
+            may_have_left=self._may_have_left,
+            data=form,
+            auth=self._auth,
+            timeout=self._timeout,
+            headers={"Accept": "application/json"},
         )
         return self._result(response)
 
@@ -263,8 +277,11 @@ class TwilioProvider(Provider):
         code = _twilio_code(payload)
         twilio_says = self._scrub(str(payload.get("message") or "")).strip()
         raise http.refusal(
-            response, wording=_WORDING, code=str(code) if code is not None else None,
-            says=twilio_says, by_code=self._by_code(response, code),
+            response,
+            wording=_WORDING,
+            code=str(code) if code is not None else None,
+            says=twilio_says,
+            by_code=self._by_code(response, code),
             where_to_look=_CONSOLE_LOGS,
         )
 
@@ -272,8 +289,9 @@ class TwilioProvider(Provider):
         """What Twilio's error code says, where we have a sentence for it."""
         code_text = str(code) if code is not None else None
         if code in _BUSY_PROBLEMS:
-            return RetryableError(_BUSY_PROBLEMS[code], code=code_text,
-                                  retry_after=http.retry_after(response.headers))
+            return RetryableError(
+                _BUSY_PROBLEMS[code], code=code_text, retry_after=http.retry_after(response.headers)
+            )
         if code == 21610:
             return RecipientOptedOut(
                 "The customer has unsubscribed from the company's text messages at Twilio "

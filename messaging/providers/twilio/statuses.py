@@ -39,8 +39,12 @@ STATUSES: dict[str, tuple[str | None, str | None]] = {
 # 30005 unknown or inactive number, 30006 a landline or a carrier that cannot take SMS →
 #       a suppression that is not the customer's choice (no consent is revoked);
 # 30610 marketing blocked by the carrier outside its hours → recorded with its own reason.
-SUPPRESSING = {"21610": "provider_opt_out", "30004": "provider_opt_out",
-               "30005": "unreachable", "30006": "unreachable"}
+SUPPRESSING = {
+    "21610": "provider_opt_out",
+    "30004": "provider_opt_out",
+    "30005": "unreachable",
+    "30006": "unreachable",
+}
 REASONS = {"30610": CARRIER_QUIET_HOURS}
 
 STATUS_MAP = StatusMap(statuses=STATUSES, reasons=REASONS, suppressing=SUPPRESSING)

@@ -25,20 +25,23 @@ def signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> s
     values: dict[str, set[str]] = {}
     for name, value in params:
         values.setdefault(name, set()).add(value)
-    payload = url + "".join(name + value for name in sorted(values)
-                            for value in sorted(values[name]))
+    payload = url + "".join(
+        name + value for name in sorted(values) for value in sorted(values[name])
+    )
     digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
-def valid_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]],
-                    claimed: str) -> bool:
+def valid_signature(
+    auth_token: str, url: str, params: Iterable[tuple[str, str]], claimed: str
+) -> bool:
     expected = signature(auth_token, url, params).encode("ascii")
     return hmac.compare_digest(expected, claimed.strip().encode("utf-8", "replace"))
 
 
-def verified_fields(auth_token: str, url: str, items: Iterable[tuple[str, object]],
-                    claimed: str) -> dict[str, str] | None:
+def verified_fields(
+    auth_token: str, url: str, items: Iterable[tuple[str, object]], claimed: str
+) -> dict[str, str] | None:
     """The posted form's fields once ``claimed`` proves them, else None.
 
     Twilio posts text fields only: a form carrying anything else (a file) was not Twilio's.
@@ -59,8 +62,12 @@ def receipt(fields: Mapping[str, str], message_id: str = "") -> Receipt | None:
     status = fields.get("MessageStatus") or fields.get("SmsStatus")
     if not sid or not status:
         return None
-    return Receipt(provider_message_id=sid, status=status, error_code=fields.get("ErrorCode"),
-                   message_id=our_message_id(message_id))
+    return Receipt(
+        provider_message_id=sid,
+        status=status,
+        error_code=fields.get("ErrorCode"),
+        message_id=our_message_id(message_id),
+    )
 
 
 def reply(fields: Mapping[str, str]) -> Reply | None:
