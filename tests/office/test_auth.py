@@ -190,16 +190,11 @@ def test_every_app_gets_its_own_console_routes():
     # Including the console's pages into one shared router added them (and nested their
     # lifespan) once more with every app made, until a test run's few hundredth app
     # overflowed the stack at start-up.
+    from fastapi.testclient import TestClient
+
     from huifang.app import create_app
 
-    def console_routes(app):
-        return sorted(
-            (r.path, sorted(getattr(r, "methods", None) or ()))
-            for r in app.routes
-            if getattr(r, "path", "").startswith("/office")
-        )
-
-    first = console_routes(create_app())
-    create_app()
-    assert console_routes(create_app()) == first
-    assert len(first) == len({(path, tuple(methods)) for path, methods in first})
+    apps = [create_app() for _ in range(3)]
+    assert len({len(app.routes) for app in apps}) == 1
+    with TestClient(apps[-1]) as client:
+        assert client.get("/office/login").status_code == 200
