@@ -127,6 +127,9 @@ def test_visits_in_the_browser(chromium, live_app, width):
         page.get_by_role("button", name="生成报告").click()
         assert page.get_by_text("报告已生成").is_visible()
         assert page.locator("figure.shot img").count() == 2
+        page.once("dialog", lambda dialog: dialog.accept())  # "把报告发给客户？"
+        page.get_by_role("button", name="发送给客户").click()
+        assert page.get_by_text("报告已交给发送队列").is_visible()
         page.wait_for_load_state("networkidle")
         assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]["width"]
         shot(page, f"visit-{width}")
