@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -68,9 +68,10 @@ def _week_bounds(now: dt.datetime, zone: ZoneInfo, weeks: int) -> list[tuple[dt.
 
 
 def _bucket(column: Any, bounds: list[dt.datetime]) -> ColumnElement[int]:
-    return case(
-        *[(column < bound, i) for i, bound in enumerate(bounds[1:-1])], else_=len(bounds) - 2
-    )
+    whens = [(column < bound, i) for i, bound in enumerate(bounds[1:-1])]
+    if not whens:  # one week: every row is in bucket 0 (a CASE needs a WHEN)
+        return literal(0)
+    return case(*whens, else_=len(bounds) - 2)
 
 
 def _counts(

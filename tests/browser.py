@@ -109,10 +109,11 @@ def live_app(sqlite_database: Database) -> Iterator[LiveApp]:
     thread.join(timeout=10)
 
 
-# One Playwright driver and browser per test process. Each test module that imports the
-# ``chromium`` fixture gets a fixture of its own (pytest registers it per module), and a
-# second sync Playwright started while the first runs fails ("Sync API inside the asyncio
-# loop"): the fixtures share this one, closed by the first of them to finish.
+# One Playwright driver and browser at a time, for one test module: each module that
+# imports the ``chromium`` fixture gets a fixture of its own, and a second sync Playwright
+# started while another runs fails ("Sync API inside the asyncio loop"). The module's
+# fixture closes it when the module ends, since a running sync Playwright also keeps an
+# event loop running that later tests' ``asyncio.run`` (and other browser tests) trip on.
 _RUNNING: dict[str, Any] = {}
 
 
@@ -142,7 +143,7 @@ def _close_shared_browser() -> None:
         driver.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     need_chromium()
     try:
