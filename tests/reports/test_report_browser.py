@@ -10,28 +10,26 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pytest
-import uvicorn
 from PIL import Image
 from sqlalchemy import delete
 
 from customers import service as customers
-from huifang.app import create_app
 from media import ffmpeg, fonts, samples
 from media import service as media_service
 from media.upload import stage_bytes
 from reports import service as reports
 from tenancy import service as tenancy
 from tenancy.models import Tenant
+from tests.browser import live_app
 from tests.conftest import REQUIRE_SERVICES
 from tests.media.conftest import phone_jpeg
 from visits import service as visits
+
+__all__ = ["live_app"]  # a fixture
 
 CHROMIUM = Path("/usr/bin/chromium")
 VIEWPORT = {"width": 360, "height": 740}
@@ -203,27 +201,9 @@ def built_report(sqlite_database, tmp_path):
 
 
 @pytest.fixture
-def server(sqlite_database):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(database=sqlite_database),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="off",
-    )
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not running.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    running.should_exit = True
-    thread.join(timeout=10)
+def server(live_app):
+    """The app served for real over the session's SQLite file (``tests.browser.live_app``)."""
+    return live_app.url
 
 
 def test_report_page_on_a_small_phone(built_report, server, tmp_path):

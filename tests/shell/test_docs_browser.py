@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reports.test_report_browser import CHROMIUM, _need_chromium
-
 # The fixture that serves the app with uvicorn in a thread.
+from tests.browser import live_app as live_app
+from tests.reports.test_report_browser import CHROMIUM, _need_chromium
 from tests.reports.test_report_browser import server as server
 
 

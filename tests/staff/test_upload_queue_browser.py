@@ -22,7 +22,10 @@ from media import service as media_service
 from media.models import Media
 from tenancy import service as tenancy
 from tenancy.models import Tenant
-from tests.browser import chromium
+from tests.browser import (
+    chromium,
+    live_app,  # noqa: F401  (the fixture `server` needs)
+)
 from tests.reports.test_report_browser import server  # noqa: F401
 from visits import service as visits
 
