@@ -280,7 +280,7 @@ def test_a_staff_day_on_a_phone(chromium, live_app):
             assert held.received == PIECE  # exactly the piece that arrived
 
         page.reload()  # the connection is still down
-        page.wait_for_function("window.staffQueue && window.staffQueue.list().length === 1")
+        _wait(page, lambda: len(_items(page)) == 1, "the queue to come back after the reload")
         restored = _items(page)[0]
         assert restored["name"] == "IMG_0003.JPG" and restored["kept"] is True
         page.wait_for_timeout(500)
