@@ -14,6 +14,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 os.environ.setdefault("HUIFANG_ENVIRONMENT", "test")
 # Uploads and renditions of the run go to a directory of their own, never ./var.
@@ -44,6 +45,18 @@ POSTGRES_URL = os.environ.get(
     "HUIFANG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("HUIFANG_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def _worker_redis_url(url: str, worker: str | None) -> str:
+    """Under pytest-xdist each worker gets the next Redis database (gw0 the given one)."""
+    if not worker or not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(base + int(worker[2:])) % 16}"))
+
+
+REDIS_URL = _worker_redis_url(REDIS_URL, os.environ.get("PYTEST_XDIST_WORKER"))
 
 
 def service_unavailable(what: str, why: object) -> None:
