@@ -58,7 +58,7 @@ def test_embedded_mode_processes_an_upload_in_process(sqlite_database, company):
         ):
             created = upload(client, account, visit_id, phone_jpeg(orientation=6))
             assert created.status_code == 202, created.text
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 90
             while True:
                 media = client.get(
                     f"/v1/media/{created.json()['id']}", headers=account.headers

@@ -312,9 +312,9 @@ def test_apply_is_fast_on_a_display_photo():
     timings = []
     for i in range(7):
         facts = make_facts(code=f"K7Q2-{i:04d}")  # a new code each time, as in real life
-        started = time.perf_counter()
+        started = time.process_time()  # CPU time: a busy machine must not fail it
         watermark.apply(photo, facts)
-        timings.append(time.perf_counter() - started)
+        timings.append(time.process_time() - started)
     median_ms = statistics.median(timings) * 1000
     print(f"watermark.apply 2048x1536: median {median_ms:.1f} ms")
     assert median_ms < 60
