@@ -167,9 +167,8 @@ def _colour(stream_line: str) -> tuple[str | None, str | None, str | None]:
         names = part.split("/")
         if len(names) == 3:
             return names[0], names[1], names[2]
-        if part not in ("tv", "pc", "progressive", "unknown") and re.fullmatch(r"[a-z0-9-]+", part):
-            if part.startswith(("bt", "smpte")):
-                return part, part, part
+        if part.startswith(("bt", "smpte")) and re.fullmatch(r"[a-z0-9-]+", part):
+            return part, part, part
     return None, None, None
 
 
