@@ -596,6 +596,33 @@ def by_code(*, session: Session, code: str) -> Media | None:
     return session.scalars(select(Media).where(Media.verification_code == normalized)).first()
 
 
+# Time zones customers know by a Chinese name; any other is shown by its UTC offset.
+_ZONE_NAMES = {
+    "Asia/Shanghai": "北京时间",
+    "Asia/Chongqing": "北京时间",
+    "Asia/Harbin": "北京时间",
+    "PRC": "北京时间",
+    "Asia/Hong_Kong": "香港时间",
+    "Asia/Macau": "澳门时间",
+    "Asia/Taipei": "台北时间",
+    "Asia/Singapore": "新加坡时间",
+    "Asia/Tokyo": "东京时间",
+    "Asia/Seoul": "首尔时间",
+}
+
+
+def zone_name(timezone: str, moment: dt.datetime) -> str:
+    """The company's time zone as a customer reads it: 北京时间, or 世界协调时间+9:30."""
+    known = _ZONE_NAMES.get(timezone)
+    if known:
+        return known
+    offset = moment.astimezone(ZoneInfo(timezone)).utcoffset() or dt.timedelta(0)
+    minutes = round(offset.total_seconds() / 60)
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"世界协调时间{sign}{hours}" + (f":{rest:02d}" if rest else "")
+
+
 def verification_facts(*, session: Session, media: Media) -> dict[str, object]:
     """What the public verification page shows: the facts the watermark was made from."""
     visit = session.get(Visit, media.visit_id)
@@ -623,9 +650,12 @@ def verification_facts(*, session: Session, media: Media) -> dict[str, object]:
             else None
         ),
         "timezone": tenant.timezone,
+        "zone_name": zone_name(tenant.timezone, media.received_at),
         "sha256": media.sha256,
         "code": format_code(media.verification_code),
-        "image_url": (f"{get_settings().public_url}/m/{display.token}.jpg" if display else None),
+        # Relative: the page and the picture come from the same server, whatever address
+        # the customer reached it by.
+        "image_url": f"/m/{display.token}.jpg" if display else None,
         "ready": media.status == READY,
     }
 
