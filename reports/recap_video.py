@@ -12,6 +12,12 @@ Pillow draws what is still: the title and end cards and each photo (fitted over 
 fill of itself) are drawn once as frame-sized PNGs and held on screen by the ``loop`` filter,
 so each is decoded and converted to YUV once, not once per frame.
 
+Shape: the majority of the inputs' orientations decides the frame (portrait phone clips give
+9:16, 720×1280 when the budget carries it); an input of the other orientation is fitted
+whole on black (clips) or on a blurred fill of itself (photos), never stretched or cropped.
+Sound: the clips' own, brought to -16 LUFS (why: ``AUDIO_KBPS``); a short first pass measures
+it, so the encode applies one steady gain.
+
 The result always fits the byte budget of the provider profile (2 MB by default; Aliyun
 数字短信 allows 1.9 MB in total), or ``render`` raises ``TooLarge``.
 """
