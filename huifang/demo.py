@@ -244,7 +244,7 @@ def seed(*, session: Session) -> DemoResult:
 
     def count(column: InstrumentedAttribute[int], tenant_column: InstrumentedAttribute[int]) -> int:
         # What the company has now, whatever was added since the last run.
-        return int(session.scalar(select(func.count(column)).where(tenant_column == tenant.id)))
+        return session.scalar(select(func.count(column)).where(tenant_column == tenant.id)) or 0
 
     return DemoResult(
         tenant=tenant,

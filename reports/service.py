@@ -814,9 +814,9 @@ def page_context(*, session: Session, report: Report) -> dict[str, Any]:
     assert tenant is not None
     rendition_tokens = [h["full"] for h in snap["highlights"]]
     for h in snap["highlights"]:
-        for side in ("before", "after"):
-            if h.get(side):  # reports built before the page showed pairs apart have none
-                rendition_tokens += [h[side]["src"], h[side]["full"]]
+        for half in ("before", "after"):
+            if h.get(half):  # reports built before the page showed pairs apart have none
+                rendition_tokens += [h[half]["src"], h[half]["full"]]
     rendition_tokens += [g["thumb"] for g in snap["gallery"]] + [g["full"] for g in snap["gallery"]]
     if snap["staff_report"]:
         rendition_tokens.append(snap["staff_report"]["full"])
