@@ -190,3 +190,57 @@ def test_only_an_address_customers_can_reach_is_public(public_url, shown):
 def test_the_end_card_leaves_out_an_unreachable_address():
     assert recap.end_card(booking_url=None).lines == ["预约下次服务", "回复1预约"]
     assert "https://hf.example.cn/b/Ab3dE9" in END.lines
+
+
+@pytest.mark.parametrize(
+    ("public_url", "expected"),
+    [("http://127.0.0.1:8000", None), ("https://hf.example.cn", "https://hf.example.cn/b/")],
+)
+def test_a_report_s_end_card_shows_the_public_booking_address_only(
+    client, session, account, visit, monkeypatch, tmp_path, public_url, expected
+):
+    from huifang.settings import get_settings
+    from media import samples
+    from reports import service as reports
+    from tests.reports.test_recap_report import _ready
+
+    clip = tmp_path / "during.mp4"
+    samples.room_clip(clip, seconds=2, size=(320, 180), seed=7)
+    _ready(
+        client,
+        session,
+        account,
+        visit.id,
+        clip.read_bytes(),
+        phase="during",
+        filename="during.mp4",
+        content_type="video/mp4",
+    )
+    from tests.media.conftest import phone_jpeg
+
+    _ready(
+        client,
+        session,
+        account,
+        visit.id,
+        phone_jpeg(size=(900, 1200)),
+        phase="after",
+        filename="after.jpg",
+        content_type="image/jpeg",
+    )
+    assert client.post(f"/v1/visits/{visit.id}/report", headers=account.headers).status_code == 201
+    report = reports.get_report(session=session, tenant_id=account.tenant.id, visit_id=visit.id)
+    monkeypatch.setenv("HUIFANG_PUBLIC_URL", public_url)
+    get_settings.cache_clear()
+    try:
+        made = recaps.recap_job(session=session, report_id=report.id)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert made is not None
+    lines = made.end.lines
+    assert not any("127.0.0.1" in line or "localhost" in line for line in lines)
+    if expected is None:
+        assert lines == ["预约下次服务", "回复1预约"]
+    else:
+        assert f"{expected}{report.token}" in lines
