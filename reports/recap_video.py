@@ -744,7 +744,12 @@ def build_command(
                 )
             chains.append(f"{chain}[{label}]")
         labels.append(f"[{label}]")
-    chains.append(f"{''.join(labels)}concat=n={len(labels)}:v=1:a=0[recap]")
+    # The frames carry the tags the encoder writes: its -color_* options alone do not
+    # override what the frames say (ffmpeg wrote "bt709/unknown/unknown" without this).
+    chains.append(
+        f"{''.join(labels)}concat=n={len(labels)}:v=1:a=0,"
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv[recap]"
+    )
     maps = ["-map", "[recap]"]
     if sound is not None:
         chains += _sound_chains(plan, clip_inputs, "mix")

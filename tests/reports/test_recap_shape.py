@@ -104,6 +104,7 @@ def test_two_portrait_clips_give_a_720x1280_recap_at_the_loudness_target(inputs,
     )
     probed = ffmpeg.probe(made.video, "mp4")
     assert probed.display_size == (720, 1280) and probed.rotation == 0
+    assert (probed.color_space, probed.color_primaries, probed.color_transfer) == ("bt709",) * 3
     assert probed.audio_codec == "aac"
     assert made.duration <= recap.MAX_SECONDS
     assert made.video.stat().st_size <= recaps.RECAP_BUDGET
