@@ -9,7 +9,9 @@ of ``--rounds``, interleaved:
 - ours: ``recap.plan`` + ``recap.render`` of a 30 s recap (title card, the three clips
   watermarked by the overlay, end card) within the byte budget;
 - floor: ONE ffmpeg command written out below by hand, doing the same cuts, scale, overlay,
-  concat and encode at the same bitrate, with the two cards already drawn as PNGs.
+  concat and encode at the same bitrate, with the two cards already drawn as PNGs, and the
+  same sound (the clips' own, silence under the cards, loudnorm in one pass, mono AAC);
+  ours measures the loudness in a first, sound-only pass, which the floor does without.
 
 Prints both times, the ratio ours/floor (target ≤ 1.3×), and the bytes and length of both
 outputs. ``--moviepy`` also times a naive moviepy 2 version, when moviepy is installed (it is
@@ -107,6 +109,7 @@ def floor(
     title, end = cards
     (s0, t0), (s1, t1), (s2, t2) = cuts
     loops = card_frames - 1
+    card_seconds = card_frames / 25
     graph = (
         f"[0:v]format=yuv420p,loop=loop={loops}:size=1:start=0,setpts=N/(25*TB)[t];"
         f"[4:v]scale=960:540,split=3[m0][m1][m2];"
@@ -114,7 +117,14 @@ def floor(
         f"[2:v]fps=25,scale=960:540,setsar=1,format=yuv420p[a1];[a1][m1]overlay=0:0[c1];"
         f"[3:v]fps=25,scale=960:540,setsar=1,format=yuv420p[a2];[a2][m2]overlay=0:0[c2];"
         f"[5:v]format=yuv420p,loop=loop={loops}:size=1:start=0,setpts=N/(25*TB)[e];"
-        f"[t][c0][c1][c2][e]concat=n=5:v=1:a=0[v]"
+        f"[t][c0][c1][c2][e]concat=n=5:v=1:a=0[v];"
+        f"anullsrc=r=48000:cl=mono,atrim=duration={card_seconds}[sa];"
+        f"anullsrc=r=48000:cl=mono,atrim=duration={card_seconds}[sb];"
+        f"[1:a]aformat=channel_layouts=mono,atrim=duration={t0}[a0s];"
+        f"[2:a]aformat=channel_layouts=mono,atrim=duration={t1}[a1s];"
+        f"[3:a]aformat=channel_layouts=mono,atrim=duration={t2}[a2s];"
+        f"[sa][a0s][a1s][a2s][sb]concat=n=5:v=0:a=1,loudnorm=I=-16:TP=-1.5:LRA=11,"
+        f"aresample=48000[s]"
     )
     ffmpeg.run(
         [
@@ -150,7 +160,14 @@ def floor(
             graph,
             "-map",
             "[v]",
-            "-an",
+            "-map",
+            "[s]",
+            "-c:a",
+            "aac",
+            "-b:a",
+            f"{recap.AUDIO_KBPS}k",
+            "-ac",
+            "1",
             "-c:v",
             "libx264",
             "-preset",

@@ -457,6 +457,12 @@ def demo() -> None:
         )
     console.print(f"open {url}/docs and click Authorize, then paste the key;")
     console.print(f"or try: curl -H 'Authorization: Bearer {result.api_key}' {url}/v1/customers")
+    if get_settings().public_address is None:
+        console.print(
+            f"note: HUIFANG_PUBLIC_URL ({url}) is an address of this machine only: the links "
+            "above work here, and the recap's end card leaves the booking address out. "
+            "Set it to the company's public https address for customers."
+        )
 
 
 def settings_problem(exc: ValidationError) -> str:

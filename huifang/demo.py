@@ -1,15 +1,26 @@
 """Demo data: a company with staff, customers, visits and a seasonal campaign, built through
-the services."""
+the services.
+
+Dates are relative to the day it first runs: the visits happened on recent mornings in the
+company's time zone, and the sample photos and clip say (in their EXIF and container tags)
+that they were taken during the first visit, so watermarks and the report agree. Running it
+again refreshes the same company: its API key is kept in a file only this machine's
+operator can read (``KEY_FILE`` under the media root, mode 600) and printed again while it
+still works; the database keeps only its hash, as for every key.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from access.roles import Role
 from accounts import service as accounts
@@ -23,6 +34,7 @@ from customers import service as customers
 from customers.importer import ImportedRow
 from customers.models import Customer
 from huifang.db import utcnow
+from huifang.settings import get_settings
 from media import samples
 from media import service as media
 from media.models import Media
@@ -67,6 +79,12 @@ WITHOUT_CONSENT = 2
 # The periodic tick materializes a month ahead; a yearly date can be up to ~13 months away,
 # and the demo should show the campaign's occurrences as soon as it is seeded.
 _CAMPAIGN_HORIZON = dt.timedelta(days=400)
+# The demo's key, in plain text for the person trying it: under the media root, which is
+# served only by generated tokens, readable by its owner only.
+KEY_FILE = ".demo-api-key.json"
+# A visit's morning, local time: arrival, then the moments its photos and clip were taken.
+_ARRIVAL = dt.time(9, 0)
+_FINISH = dt.time(11, 30)
 
 
 @dataclass
@@ -122,12 +140,51 @@ def _demo_users(*, session: Session, tenant: Tenant, staff: list[Staff]) -> tupl
     return links[0], links[1]
 
 
+def _key_file() -> Path:
+    return get_settings().media_root / KEY_FILE
+
+
+def _demo_key(*, session: Session, tenant: Tenant) -> str:
+    """The key printed last time while it still opens this company; otherwise a new one,
+    kept for the next run. Stored, not derived: a key derived from the development secret
+    (the same on every checkout) would be a key anyone could compute."""
+    path = _key_file()
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        key = str(kept["key"])
+    except (OSError, ValueError, KeyError, TypeError):
+        key = ""
+    row = tenancy.find_api_key(session=session, key=key) if key else None
+    if row is not None and row.tenant_id == tenant.id:
+        return key
+    _, key = tenancy.create_api_key(session=session, tenant=tenant, name="demo")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_suffix(".tmp")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump({"tenant_id": tenant.id, "key": key}, out)
+    os.replace(scratch, path)
+    return key
+
+
+def _visit_day(visit: Visit, tenant: Tenant) -> dt.date:
+    assert visit.finished_at is not None
+    return visit.finished_at.astimezone(ZoneInfo(tenant.timezone)).date()
+
+
+def _at(day: dt.date, moment: dt.time, tenant: Tenant, minutes: int = 0) -> dt.datetime:
+    """``moment`` on ``day`` in the company's zone, ``minutes`` later, as an aware time."""
+    local = dt.datetime.combine(day, moment, tzinfo=ZoneInfo(tenant.timezone))
+    return local + dt.timedelta(minutes=minutes)
+
+
 def seed(*, session: Session) -> DemoResult:
-    """Create (or refresh) the demo company and return a new API key for it."""
+    """Create (or refresh) the demo company; its API key is the one printed last time while
+    that still works."""
     tenant = session.scalars(select(Tenant).where(Tenant.name == DEMO_NAME)).first()
     if tenant is None:
         tenant = tenancy.create_tenant(session=session, name=DEMO_NAME, signature=DEMO_SIGNATURE)
-    _, key = tenancy.create_api_key(session=session, tenant=tenant, name="demo")
+    key = _demo_key(session=session, tenant=tenant)
 
     rows = [
         ImportedRow(
@@ -158,9 +215,9 @@ def seed(*, session: Session) -> DemoResult:
         ]
     existing_visits = session.scalars(select(Visit.id).where(Visit.tenant_id == tenant.id)).all()
     if not existing_visits:
-        today = utcnow().replace(minute=0, second=0, microsecond=0)
+        today = utcnow().astimezone(ZoneInfo(tenant.timezone)).date()
         for i, (service_type, areas, staff_index) in enumerate(_VISITS):
-            finished = today - dt.timedelta(days=3 * i + 1)
+            day = today - dt.timedelta(days=3 * i + 1)
             visits.create_visit(
                 session=session,
                 tenant=tenant,
@@ -168,11 +225,10 @@ def seed(*, session: Session) -> DemoResult:
                 staff_id=staff[staff_index].id,
                 service_type=service_type,
                 areas=areas,
-                scheduled_at=finished - dt.timedelta(hours=3),
-                finished_at=finished,
+                scheduled_at=_at(day, _ARRIVAL, tenant),
+                finished_at=_at(day, _FINISH, tenant),
                 amount_cents=(200 + 80 * i) * 100,
             )
-    count = len(session.scalars(select(Visit.id).where(Visit.tenant_id == tenant.id)).all())
     first_visit = session.scalars(
         select(Visit).where(Visit.tenant_id == tenant.id).order_by(Visit.id)
     ).first()
@@ -185,12 +241,17 @@ def seed(*, session: Session) -> DemoResult:
     )
     campaign = _seasonal_campaign(session=session, tenant=tenant, now=now)
     owner_link, staff_link = _demo_users(session=session, tenant=tenant, staff=staff)
+
+    def count(column: InstrumentedAttribute[int], tenant_column: InstrumentedAttribute[int]) -> int:
+        # What the company has now, whatever was added since the last run.
+        return session.scalar(select(func.count(column)).where(tenant_column == tenant.id)) or 0
+
     return DemoResult(
         tenant=tenant,
         api_key=key,
-        customers=len(customer_ids),
-        staff=len(staff),
-        visits=count,
+        customers=count(Customer.id, Customer.tenant_id),
+        staff=count(Staff.id, Staff.tenant_id),
+        visits=count(Visit.id, Visit.tenant_id),
         photos=photos,
         report_url=report_url,
         campaign=campaign,
@@ -251,13 +312,28 @@ def _seasonal_campaign(*, session: Session, tenant: Tenant, now: dt.datetime) ->
 
 def _sample_report(*, session: Session, tenant: Tenant, visit: Visit) -> str:
     """A clip and a work-report photo for the first visit, then its report and recap video."""
+    day = _visit_day(visit, tenant)
+    filmed = _at(day, _ARRIVAL, tenant, minutes=70).astimezone(dt.UTC)
     with tempfile.TemporaryDirectory(prefix="huifang-demo-") as work:
         clip = Path(work) / "during.mp4"
-        samples.room_clip(clip, seconds=4, size=(960, 540), seed=1)
+        # Filmed upright, as phone clips mostly are: coded landscape with a display matrix.
+        samples.room_clip(
+            clip,
+            seconds=4,
+            size=(960, 540),
+            rotation=90,
+            seed=1,
+            metadata={"creation_time": filmed.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        )
         for data, phase, name in (
             (clip.read_bytes(), "during", "demo-during.mp4"),
             (
-                samples.room_photo(clean=True, seed=9, size=(900, 1200)),
+                samples.room_photo(
+                    clean=True,
+                    seed=9,
+                    size=(900, 1200),
+                    captured_at=_at(day, _FINISH, tenant, minutes=-5),
+                ),
                 "staff_report",
                 "demo-staff-report.jpg",
             ),
@@ -277,10 +353,17 @@ def _sample_report(*, session: Session, tenant: Tenant, visit: Visit) -> str:
 def _sample_photos(*, session: Session, tenant: Tenant, visit: Visit) -> list[Media]:
     """Before and after photos of the first visit, processed as the media queue would."""
     made = []
+    day = _visit_day(visit, tenant)
     for seed, (phase, area) in enumerate(
         (("before", "客厅"), ("after", "客厅"), ("before", "主卧"), ("after", "主卧"))
     ):
-        data = samples.room_photo(clean=phase == "after", seed=seed)
+        # Before photos on arrival, after photos just before leaving: minutes apart by area.
+        taken = (
+            _at(day, _ARRIVAL, tenant, minutes=8 + seed)
+            if phase == "before"
+            else _at(day, _FINISH, tenant, minutes=-25 + seed)
+        )
+        data = samples.room_photo(clean=phase == "after", seed=seed, captured_at=taken)
         staged = stage_bytes(
             data, fields={"phase": phase, "area": area}, filename=f"demo-{phase}-{seed}.jpg"
         )

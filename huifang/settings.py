@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import zoneinfo
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +72,23 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when there is no Redis: one process runs API, worker and scheduler."""
         return not self.redis_url
+
+    @property
+    def public_address(self) -> str | None:
+        """``public_url`` when people outside this machine can reach it; None for loopback.
+
+        What goes in front of a customer (the recap's end card) uses this: an address only
+        this machine answers is worse than none. The default (``http://localhost:8000``) is one.
+        """
+        host = (urlsplit(self.public_url).hostname or "").lower()
+        if host == "localhost" or host.endswith((".localhost", ".local")):
+            return None
+        try:
+            if ipaddress.ip_address(host).is_loopback or ipaddress.ip_address(host).is_unspecified:
+                return None
+        except ValueError:
+            pass  # a name, not a literal address
+        return self.public_url
 
     @property
     def is_sqlite(self) -> bool:

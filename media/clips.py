@@ -5,7 +5,9 @@ display matrix instead of upright pixels, GPS in the ``udta`` atoms) into one pr
 file: H.264 High + AAC in an MP4 whose index comes first (``+faststart``, so a browser or an
 MMS gateway can start playing before the end has arrived), at most 1280×720 either way up,
 upright pixels with no rotation left to honour, a constant frame rate, no metadata, no
-chapters and no stream but the first picture and the first sound. The watermark is drawn
+chapters and no stream but the first picture and the first sound. HDR clips (iPhones record
+HLG, Dolby Vision 8.4 on an HLG base) are tone-mapped to SDR BT.709 first (``tone_map``):
+shown as they are, BT.2020 pixels on an SDR screen look grey and washed out. The watermark is drawn
 once by Pillow (``media.watermark.overlay``) at the output size and laid over every frame by
 ffmpeg's ``overlay`` filter in the same run; Python never touches a frame.
 
@@ -17,15 +19,19 @@ the demuxer forced from the sniffed container, memory, CPU and wall-clock limits
 from __future__ import annotations
 
 import contextlib
+import functools
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
 from PIL import Image
 
 from huifang.errors import Invalid, TooLarge
 from media import ffmpeg
+
+log = structlog.get_logger(__name__)
 
 MAX_LONG_EDGE = 1280
 MAX_SHORT_EDGE = 720
@@ -65,6 +71,7 @@ class ClipResult:
     original_duration: float  # seconds, of the clip as uploaded
     bytes: int
     has_audio: bool
+    tone_mapped: bool = False  # an HLG / PQ source, made SDR BT.709
 
 
 @dataclass(frozen=True)
@@ -116,11 +123,65 @@ def probe(source: Path, container: str, *, timeout: float = PROBE_TIMEOUT) -> ff
     return found
 
 
-def _frame_filter(size: tuple[int, int], fps: float, mark_at: tuple[int, int] | None) -> str:
+def tone_map(size: tuple[int, int], found: ffmpeg.Probe) -> str:
+    """The filters that scale an HLG or PQ picture to ``size`` as SDR BT.709 (limited range).
+
+    With zimg (``zscale``): to linear light, BT.2020 → BT.709 primaries, Möbius tone
+    mapping (colours inside SDR's range stay as they are; only highlights are compressed,
+    where Hable dims a whole phone clip by a third), then the BT.709 curve and matrix.
+    The bundled ffmpeg (imageio-ffmpeg) has zimg. An ffmpeg of the operator's choosing
+    (``IMAGEIO_FFMPEG_EXE``) may not: then only the matrix is converted by ``scale`` and the
+    result labelled BT.709 so players treat it as SDR, but the HLG curve is not undone and
+    colours stay as flat as before; a warning says so once per process.
+    """
+    width, height = size
+    # The frames are labelled as what they now are: the encoder takes its tags from them.
+    label = "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv"
+    if {"zscale", "tonemap"} <= ffmpeg.filters():
+        source = (
+            f"tin={found.color_transfer}:min={found.color_space or 'bt2020nc'}"
+            f":pin={found.color_primaries or 'bt2020'}"
+        )
+        return (
+            f"zscale=w={width}:h={height}:{source}:t=linear:npl=100,format=gbrpf32le,"
+            "zscale=p=bt709,tonemap=tonemap=mobius:desat=0,"
+            f"zscale=t=bt709:m=bt709:r=tv:f=bicubic,format=yuv420p,{label}"
+        )
+    _warn_no_zimg()
+    return (
+        f"scale={width}:{height}:flags=bicubic:in_color_matrix=bt2020"
+        f":out_color_matrix=bt709:out_range=tv,format=yuv420p,{label}"
+    )
+
+
+@functools.cache
+def _warn_no_zimg() -> None:
+    log.warning(
+        "this ffmpeg has no zscale/tonemap: HDR clips are labelled SDR but not tone-mapped; "
+        "use an ffmpeg built with zimg (the bundled one is)"
+    )
+
+
+# Tags for a tone-mapped clip, so players do not guess from the frame size.
+SDR_TAGS = ["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"]
+
+
+def _frame_filter(
+    size: tuple[int, int],
+    fps: float,
+    mark_at: tuple[int, int] | None,
+    source: ffmpeg.Probe | None = None,
+) -> str:
     width, height = size
     # ffmpeg has already turned the picture upright (autorotate) before the graph sees it,
     # so the scale is to the upright size and no rotation side data reaches the output.
-    base = f"[0:V:0]scale={width}:{height}:flags=bicubic,setsar=1,fps={fps}"
+    # HDR is tone-mapped in the same step, before the watermark is laid over SDR pixels.
+    scale = (
+        tone_map(size, source)
+        if source is not None and source.hdr
+        else f"scale={width}:{height}:flags=bicubic"
+    )
+    base = f"[0:V:0]{scale},setsar=1,fps={fps}"
     if mark_at is None:
         return f"{base},format=yuv420p[v]"
     x, y = mark_at
@@ -183,7 +244,7 @@ def normalize(
         args = [
             *inputs,
             "-filter_complex",
-            _frame_filter(size, fps, visible[1] if visible else None),
+            _frame_filter(size, fps, visible[1] if visible else None, found),
             "-map",
             "[v]",
             "-map",
@@ -202,6 +263,7 @@ def normalize(
             "high",
             "-pix_fmt",
             "yuv420p",
+            *(SDR_TAGS if found.hdr else []),
             "-c:a",
             "aac",
             "-b:a",
@@ -252,6 +314,7 @@ def normalize(
         original_duration=found.duration,
         bytes=dest.stat().st_size,
         has_audio=made.audio_codec is not None,
+        tone_mapped=found.hdr,
     )
 
 

@@ -10,6 +10,7 @@ imageio-ffmpeg ships ffmpeg without ffprobe, so ``probe`` reads what ``ffmpeg -i
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import re
 import resource
@@ -86,6 +87,22 @@ def run(
     return done
 
 
+@functools.cache
+def filters() -> frozenset[str]:
+    """The names of the filters this ffmpeg was built with (``ffmpeg -filters``)."""
+    done = run(["-filters"], timeout=30.0, check=False)
+    return frozenset(
+        parts[1]
+        for line in done.stderr.splitlines() + done.stdout.splitlines()
+        if len(parts := line.split()) >= 3 and parts[2] and "->" in parts[2]
+    )
+
+
+# Transfer functions of HDR video: HLG (iPhones' HDR and Dolby Vision 8.4 base layer) and
+# PQ (HDR10, Dolby Vision 8.1).
+HDR_TRANSFERS = frozenset({"arib-std-b67", "smpte2084"})
+
+
 @dataclass(frozen=True)
 class Probe:
     """What a clip holds, as ffmpeg reads it."""
@@ -97,6 +114,17 @@ class Probe:
     fps: float | None
     video_codec: str
     audio_codec: str | None
+    # Colour as the stream is tagged (ffmpeg's names: bt709, bt2020nc, arib-std-b67, …).
+    color_space: str | None = None
+    color_primaries: str | None = None
+    color_transfer: str | None = None
+    # The phone's capture time from the container's tags; None when it wrote none.
+    created_at: dt.datetime | None = None
+
+    @property
+    def hdr(self) -> bool:
+        """True for an HLG or PQ clip, which must be tone-mapped before it is shown as SDR."""
+        return self.color_transfer in HDR_TRANSFERS
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -115,12 +143,52 @@ _DURATION = re.compile(r"Duration: (\d+):(\d{2}):(\d{2}(?:\.\d+)?)")
 _VIDEO = re.compile(r"Stream #\S+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})")
 _FPS = re.compile(r"(\d+(?:\.\d+)?) fps")
 _AUDIO = re.compile(r"Stream #\S+.*?: Audio: (\w+)")
+# "yuv420p10le(tv, bt2020nc/bt2020/arib-std-b67, progressive)": matrix/primaries/transfer,
+# or one name when all three agree ("yuv420p(tv, bt709)").
+_COLOUR = re.compile(r", [a-z0-9_]+\(([^)]*)\)")
+# Apple's tag carries the capture time with the phone's offset; creation_time is UTC.
+_CREATED = re.compile(
+    r"^\s*(com\.apple\.quicktime\.creationdate|creation_time)\s*: ([0-9T:.+\-Z ]+)", re.M
+)
 _ROTATION = re.compile(r"[Dd]isplay ?[Mm]atrix: rotation of (-?\d+(?:\.\d+)?) degrees")
 
 _UNREADABLE = (
     "This clip could not be read as {what}; it may be damaged or only partly "
     "uploaded. Please record or export it again and upload it."
 )
+
+
+def _colour(stream_line: str) -> tuple[str | None, str | None, str | None]:
+    """(matrix, primaries, transfer) from a video stream line; None where it says nothing."""
+    found = _COLOUR.search(stream_line)
+    if found is None:
+        return None, None, None
+    for part in (p.strip() for p in found.group(1).split(",")):
+        names = part.split("/")
+        if len(names) == 3:
+            return names[0], names[1], names[2]
+        if part.startswith(("bt", "smpte")) and re.fullmatch(r"[a-z0-9-]+", part):
+            return part, part, part
+    return None, None, None
+
+
+def _created(text: str) -> dt.datetime | None:
+    """The capture time the container's tags give, aware; Apple's tag first."""
+    found: dict[str, str] = {}
+    for key, value in _CREATED.findall(text):
+        found.setdefault(key, value.split(";")[0].strip())
+    for key in ("com.apple.quicktime.creationdate", "creation_time"):
+        if key not in found:
+            continue
+        try:
+            moment = dt.datetime.fromisoformat(found[key].replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)  # QuickTime stores UTC
+        if moment.year > 2000:  # 1904/1970 epochs: a camera with no clock set
+            return moment.astimezone(dt.UTC)
+    return None
 
 
 def probe(path: Path, container: str, *, timeout: float = 30.0) -> Probe:
@@ -147,6 +215,7 @@ def probe(path: Path, container: str, *, timeout: float = 30.0) -> Probe:
     rotation = 0
     if turn is not None:
         rotation = round(-float(turn.group(1)) / 90) * 90 % 360
+    matrix, primaries, transfer = _colour(stream_line)
     return Probe(
         duration=total,
         width=int(video.group(2)),
@@ -155,4 +224,8 @@ def probe(path: Path, container: str, *, timeout: float = 30.0) -> Probe:
         fps=float(fps.group(1)) if fps else None,
         video_codec=video.group(1),
         audio_codec=audio.group(1) if audio else None,
+        color_space=matrix,
+        color_primaries=primaries,
+        color_transfer=transfer,
+        created_at=_created(text[: video.start()]),
     )

@@ -3,6 +3,7 @@ after, and short clips made by ffmpeg's own test sources."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import random
 import tempfile
@@ -14,8 +15,18 @@ from PIL import Image, ImageDraw, ImageFilter
 from media import ffmpeg
 
 
-def room_photo(*, clean: bool, seed: int, size: tuple[int, int] = (1600, 1200)) -> bytes:
-    """A JPEG of a simple room: wall, floor, window; stains and dust when not clean."""
+def room_photo(
+    *,
+    clean: bool,
+    seed: int,
+    size: tuple[int, int] = (1600, 1200),
+    captured_at: dt.datetime | None = None,
+) -> bytes:
+    """A JPEG of a simple room: wall, floor, window; stains and dust when not clean.
+
+    ``captured_at`` (aware) is written as a phone writes it: local time and its offset;
+    without it the photo says it was taken on 2026-11-20 at 10:15 in China.
+    """
     rng = random.Random(seed)  # noqa: S311  (drawing stains, not secrets)
     width, height = size
     image = Image.new("RGB", size, (236, 230, 214) if clean else (205, 193, 168))
@@ -41,7 +52,18 @@ def room_photo(*, clean: bool, seed: int, size: tuple[int, int] = (1600, 1200)) 
     image = image.filter(ImageFilter.GaussianBlur(2))
     out = io.BytesIO()
     exif = Image.Exif()
-    exif.get_ifd(0x8769)[0x9003] = "2026:11:20 10:15:00"
+    if captured_at is None:
+        exif.get_ifd(0x8769)[0x9003] = "2026:11:20 10:15:00"
+    else:
+        if captured_at.tzinfo is None:
+            raise ValueError("captured_at is naive; give a time zone")
+        offset = captured_at.strftime("%z")  # +0800
+        exif.get_ifd(0x8769).update(
+            {
+                0x9003: captured_at.strftime("%Y:%m:%d %H:%M:%S"),
+                0x9011: f"{offset[:3]}:{offset[3:]}",
+            }
+        )
     image.save(out, "JPEG", quality=88, exif=exif)
     return out.getvalue()
 

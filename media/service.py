@@ -3,6 +3,7 @@ before/after."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import secrets
@@ -327,8 +328,9 @@ class ClipJob:
     original: Path
     container: str  # mp4 | mov | webm, as sniffed at upload
     max_seconds: float  # the company's clip_max_seconds
-    facts: watermark.WatermarkFacts
+    facts: watermark.WatermarkFacts  # without the capture time: only ffmpeg can read it
     style: watermark.WatermarkStyle
+    show_capture_time: bool = True  # the company's template: print the clip's capture time
 
 
 @dataclass(frozen=True)
@@ -340,6 +342,7 @@ class ClipMade:
     poster: Path
     poster_size: tuple[int, int]
     thumb: renditions.Rendition
+    captured_at: dt.datetime | None = None  # from the clip's container tags
 
 
 def clip_job(*, session: Session, media_id: int) -> ClipJob | None:
@@ -369,6 +372,7 @@ def _clip_job_or_fail(session: Session, media: Media) -> ClipJob | None:
                 position=template.position,  # type: ignore[arg-type]
                 scale=template.scale,
             ),
+            show_capture_time=template.show_capture_time,
         )
     except Exception:
         # Left "processing", the stuck-media tick would retry a clip that cannot start.
@@ -387,7 +391,12 @@ def make_clip(job: ClipJob, *, workdir: Path) -> ClipMade:
     Raises ``huifang.errors`` refusals with a sentence for the staff member.
     """
     found = clips.probe(job.original, job.container)
-    mark = watermark.overlay(clips.output_size(found.display_size), job.facts, job.style)
+    # The capture time, like a photo's: from the phone's tags, checked against our receive
+    # time by the watermark itself (``watermark.CLOCK_SKEW``).
+    facts = job.facts
+    if job.show_capture_time and found.created_at is not None:
+        facts = dataclasses.replace(facts, captured_at=found.created_at)
+    mark = watermark.overlay(clips.output_size(found.display_size), facts, job.style)
     video = workdir / "clip.mp4"
     result = clips.normalize(
         job.original,
@@ -407,6 +416,7 @@ def make_clip(job: ClipJob, *, workdir: Path) -> ClipMade:
         poster=poster_path,
         poster_size=(poster.width, poster.height),
         thumb=thumb,
+        captured_at=found.created_at,
     )
 
 
@@ -468,6 +478,7 @@ def _record_clip(
     )
     _store_rendition(session, media, made.thumb, now=now)
     media.width, media.height = result.width, result.height
+    media.captured_at = made.captured_at
     media.duration_seconds = round(result.duration, 3)
     media.trimmed_from_seconds = round(result.original_duration, 3) if result.trimmed else None
     media.status, media.failure_reason = READY, None
@@ -585,6 +596,33 @@ def by_code(*, session: Session, code: str) -> Media | None:
     return session.scalars(select(Media).where(Media.verification_code == normalized)).first()
 
 
+# Time zones customers know by a Chinese name; any other is shown by its UTC offset.
+_ZONE_NAMES = {
+    "Asia/Shanghai": "北京时间",
+    "Asia/Chongqing": "北京时间",
+    "Asia/Harbin": "北京时间",
+    "PRC": "北京时间",
+    "Asia/Hong_Kong": "香港时间",
+    "Asia/Macau": "澳门时间",
+    "Asia/Taipei": "台北时间",
+    "Asia/Singapore": "新加坡时间",
+    "Asia/Tokyo": "东京时间",
+    "Asia/Seoul": "首尔时间",
+}
+
+
+def zone_name(timezone: str, moment: dt.datetime) -> str:
+    """The company's time zone as a customer reads it: 北京时间, or 世界协调时间+9:30."""
+    known = _ZONE_NAMES.get(timezone)
+    if known:
+        return known
+    offset = moment.astimezone(ZoneInfo(timezone)).utcoffset() or dt.timedelta(0)
+    minutes = round(offset.total_seconds() / 60)
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"世界协调时间{sign}{hours}" + (f":{rest:02d}" if rest else "")
+
+
 def verification_facts(*, session: Session, media: Media) -> dict[str, object]:
     """What the public verification page shows: the facts the watermark was made from."""
     visit = session.get(Visit, media.visit_id)
@@ -612,9 +650,12 @@ def verification_facts(*, session: Session, media: Media) -> dict[str, object]:
             else None
         ),
         "timezone": tenant.timezone,
+        "zone_name": zone_name(tenant.timezone, media.received_at),
         "sha256": media.sha256,
         "code": format_code(media.verification_code),
-        "image_url": (f"{get_settings().public_url}/m/{display.token}.jpg" if display else None),
+        # Relative: the page and the picture come from the same server, whatever address
+        # the customer reached it by.
+        "image_url": f"/m/{display.token}.jpg" if display else None,
         "ready": media.status == READY,
     }
 

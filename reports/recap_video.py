@@ -12,6 +12,12 @@ Pillow draws what is still: the title and end cards and each photo (fitted over 
 fill of itself) are drawn once as frame-sized PNGs and held on screen by the ``loop`` filter,
 so each is decoded and converted to YUV once, not once per frame.
 
+Shape: the majority of the inputs' orientations decides the frame (portrait phone clips give
+9:16, 720×1280 when the budget carries it); an input of the other orientation is fitted
+whole on black (clips) or on a blurred fill of itself (photos), never stretched or cropped.
+Sound: the clips' own, brought to -16 LUFS (why: ``AUDIO_KBPS``); a short first pass measures
+it, so the encode applies one steady gain.
+
 The result always fits the byte budget of the provider profile (2 MB by default; Aliyun
 数字短信 allows 1.9 MB in total), or ``render`` raises ``TooLarge``.
 """
@@ -19,6 +25,7 @@ The result always fits the byte budget of the provider profile (2 MB by default;
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import os
 import tempfile
@@ -72,6 +79,19 @@ MIN_VIDEO_KBPS = 60  # below this, x264 cannot hold the rate even at its coarses
 RETRY_SAFETY = 0.92  # the second encode aims this far under what the overshoot suggests
 X264_PRESET = "fast"  # close to "medium" in quality per bit, noticeably less CPU on 2 cores
 
+# Sound: the clips' own, loudness-normalised; cards and photos are silent. A music bed was
+# the other choice, but it needs a licensed track (platforms mute or refuse copyrighted
+# music) and hides what the customer wants to hear: the steam cleaner, the water, the staff
+# member explaining. -16 LUFS integrated is the level phones and streaming apps play at (AES
+# TD1004); -23 (EBU R128, television) would sound faint beside the customer's other media.
+# Two passes: ``loudness`` measures, the encode applies one gain (loudnorm's linear mode).
+AUDIO_RATE = 48_000  # Hz; a frame at 25 fps is exactly 1920 samples, so the cuts line up
+AUDIO_KBPS = 48  # mono AAC-LC: speech and machine noise, a tenth of the video's bytes
+LOUDNESS_TARGET = -16.0  # LUFS, integrated
+TRUE_PEAK = -1.5  # dBTP: headroom for the AAC encoder's overshoot
+LOUDNESS_RANGE = 11.0  # LU
+SILENT_BELOW = -60.0  # LUFS: clips measured quieter than this hold no sound worth raising
+
 BACKGROUND = (24, 58, 92)
 ACCENT = (74, 190, 150)
 INK = (255, 255, 255)
@@ -95,6 +115,8 @@ class Segment:
     phase: str
     overlay: Path | None = None
     size: tuple[int, int] | None = None
+    # Whether the clip carries sound; None: ``plan`` reads it (with the size, in one probe).
+    has_audio: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -116,10 +138,14 @@ def title_card(*, company: str, service: str, day: dt.date, staff: str | None = 
 
 
 def end_card(
-    *, booking_url: str, reply_hint: str = "回复1预约", headline: str = "预约下次服务"
+    *, booking_url: str | None, reply_hint: str = "回复1预约", headline: str = "预约下次服务"
 ) -> Card:
-    """The closing card: how to book the next visit."""
-    return Card(lines=[headline, booking_url, reply_hint])
+    """The closing card: how to book the next visit.
+
+    ``booking_url`` None leaves the address off (the reply hint still says how to book):
+    the caller passes None when the public address is one customers cannot reach.
+    """
+    return Card(lines=[line for line in (headline, booking_url, reply_hint) if line])
 
 
 @dataclass(frozen=True)
@@ -132,6 +158,7 @@ class Shot:
     card: Card | None = None
     start: float = 0.0
     size: tuple[int, int] | None = None  # the source's upright size (clips and photos)
+    sound: bool = False  # a clip whose own sound goes into the recap
 
 
 @dataclass(frozen=True)
@@ -172,6 +199,18 @@ class RecapResult:
     segments: tuple[Segment, ...]
     video_kbps: int  # the bitrate of the encode that was kept
     encodes: int  # 1, or 2 when the first came out over budget
+    loudness: Loudness | None = None  # the clips' sound as measured before the gain; None: silent
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """What loudnorm's first pass measured of the recap's sound track (before any gain)."""
+
+    integrated: float  # LUFS
+    true_peak: float  # dBTP
+    loudness_range: float  # LU
+    threshold: float  # LUFS, the relative gate
+    offset: float  # LU, loudnorm's own correction for its second pass
 
 
 # --- planning ------------------------------------------------------------------------------
@@ -184,6 +223,7 @@ class _Candidate:
     capacity: int  # frames the source can give (photos: as many as asked)
     order: int
     frames: int = 0
+    sound: bool = False
 
 
 def _photo_size(path: Path) -> tuple[int, int]:
@@ -196,8 +236,8 @@ def _photo_size(path: Path) -> tuple[int, int]:
         return width, height
 
 
-def _examine(segment: Segment, fps: int) -> tuple[tuple[int, int], int] | str:
-    """(upright size, frames available) of a segment, or why it cannot be used."""
+def _examine(segment: Segment, fps: int) -> tuple[tuple[int, int], int, bool] | str:
+    """(upright size, frames available, has sound) of a segment, or why it cannot be used."""
     if segment.kind not in ("clip", "photo"):
         raise ValueError(f"segment kind must be clip or photo, not {segment.kind!r}")
     if segment.phase not in PHASES:
@@ -213,20 +253,23 @@ def _examine(segment: Segment, fps: int) -> tuple[tuple[int, int], int] | str:
                 size = _photo_size(segment.path)
             except (*imaging.DECODER_ERRORS, Image.DecompressionBombError):
                 return "the photo could not be read"
-        return size, 1 << 30
+        return size, 1 << 30, False
     if segment.duration <= 0:
         return "the clip has no length"
-    if size is None:
+    sound = segment.has_audio
+    if size is None or sound is None:
         assert segment.container is not None
         try:
-            size = ffmpeg.probe(segment.path, segment.container).display_size
+            found = ffmpeg.probe(segment.path, segment.container)
         except (Invalid, ffmpeg.FfmpegError):
             return "the clip could not be read"
+        size = size or found.display_size
+        sound = found.audio_codec is not None if sound is None else sound
     # One frame of margin: a container's duration often counts a last frame that is not there.
     capacity = math.floor(segment.duration * fps) - 1
     if capacity < 1:
         return "the clip is shorter than one frame"
-    return size, capacity
+    return size, capacity, sound
 
 
 def _orientation(sizes: Iterable[tuple[int, int]]) -> tuple[Orientation, str]:
@@ -325,8 +368,8 @@ def plan(
         if isinstance(examined, str):
             dropped.append(Dropped(segment, f"{segment.path.name} left out: {examined}"))
             continue
-        size, capacity = examined
-        candidates.append(_Candidate(segment, size, capacity, order))
+        size, capacity, sound = examined
+        candidates.append(_Candidate(segment, size, capacity, order, sound=sound))
     if not candidates:
         raise Invalid(
             "There is no photo or clip of this visit that a recap can be made from; "
@@ -394,6 +437,7 @@ def plan(
                 segment=segment,
                 start=start,
                 size=candidate.size,
+                sound=candidate.sound,
             )
         )
     shots.append(Shot(kind="end", frames=card, card=end))
@@ -544,15 +588,111 @@ def _still_input(path: Path, fps: int) -> list[str]:
 _TO_709 = "out_color_matrix=bt709:out_range=tv"
 
 
-def build_command(plan: RecapPlan, frame: tuple[int, int], work: Path) -> list[str]:
+def _samples(frames: int, fps: int) -> int:
+    return frames * AUDIO_RATE // fps
+
+
+def _clip_input(shot: Shot, fps: int, *, audio_only: bool = False) -> list[str]:
+    """The arguments opening the cut of ``shot``'s clip (at the demuxer: only it is decoded)."""
+    segment = shot.segment
+    assert segment is not None and segment.container is not None
+    # A frame more than needed is read; trim keeps the count exact whatever the source's timing.
+    cut = ["-ss", f"{shot.start:.3f}", "-t", f"{shot.frames / fps + 1 / fps:.3f}"]
+    return [
+        *cut,
+        *(["-vn"] if audio_only else []),
+        *ffmpeg.input_args(segment.path, segment.container),
+    ]
+
+
+def _sound_chains(plan: RecapPlan, inputs: dict[int, int], out: str) -> list[str]:
+    """The recap's sound track as filter chains ending in ``[out]``: each sounding clip's own
+    sound cut to its frames, silence under cards, photos and silent clips, one mono track."""
+    chains: list[str] = []
+    labels: list[str] = []
+    mono = f"aformat=sample_fmts=fltp:sample_rates={AUDIO_RATE}:channel_layouts=mono"
+    for n, shot in enumerate(plan.shots):
+        samples = _samples(shot.frames, plan.fps)
+        if shot.sound and n in inputs:
+            chains.append(
+                f"[{inputs[n]}:a:0]aresample={AUDIO_RATE},{mono},asetpts=PTS-STARTPTS,"
+                f"atrim=end_sample={samples},apad=whole_len={samples}[a{n}]"
+            )
+        else:
+            chains.append(
+                f"anullsrc=r={AUDIO_RATE}:cl=mono,atrim=end_sample={samples},{mono}[a{n}]"
+            )
+        labels.append(f"[a{n}]")
+    chains.append(f"{''.join(labels)}concat=n={len(labels)}:v=0:a=1[{out}]")
+    return chains
+
+
+def _loudnorm(measured: Loudness | None) -> str:
+    base = f"loudnorm=I={LOUDNESS_TARGET:g}:TP={TRUE_PEAK:g}:LRA={LOUDNESS_RANGE:g}"
+    if measured is None:
+        return f"{base}:print_format=json"
+    return (
+        f"{base}:measured_I={measured.integrated:.2f}:measured_TP={measured.true_peak:.2f}"
+        f":measured_LRA={measured.loudness_range:.2f}:measured_thresh={measured.threshold:.2f}"
+        f":offset={measured.offset:.2f}:linear=true:print_format=none"
+    )
+
+
+def has_sound(plan: RecapPlan) -> bool:
+    """True when a clip of the plan carries sound (the recap then has a sound track)."""
+    return any(shot.sound for shot in plan.shots)
+
+
+def loudness(plan: RecapPlan, *, timeout: float = ffmpeg.DEFAULT_TIMEOUT) -> Loudness | None:
+    """loudnorm's first pass over the recap's sound track: sound only, no picture decoded.
+
+    None when no clip has sound, or what they have is silence (nothing to raise).
+    """
+    if not has_sound(plan):
+        return None
+    args: list[str] = []
+    inputs: dict[int, int] = {}
+    for n, shot in enumerate(plan.shots):
+        if shot.sound:
+            inputs[n] = len(inputs)
+            args += _clip_input(shot, plan.fps, audio_only=True)
+    chains = _sound_chains(plan, inputs, "mix")
+    chains.append(f"[mix]{_loudnorm(None)}[measured]")
+    done = ffmpeg.run(
+        [*args, "-filter_complex", ";".join(chains), "-map", "[measured]", "-f", "null", "-"],
+        timeout=timeout,
+    )
+    report = done.stderr[done.stderr.rfind("{") : done.stderr.rfind("}") + 1]
+    try:
+        values = json.loads(report)
+        measured = Loudness(
+            integrated=float(values["input_i"]),
+            true_peak=float(values["input_tp"]),
+            loudness_range=float(values["input_lra"]),
+            threshold=float(values["input_thresh"]),
+            offset=float(values["target_offset"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ffmpeg.FfmpegError("loudnorm printed no measurement", report[-300:]) from exc
+    if not math.isfinite(measured.integrated) or measured.integrated < SILENT_BELOW:
+        return None
+    return measured
+
+
+def build_command(
+    plan: RecapPlan, frame: tuple[int, int], work: Path, *, sound: Loudness | None = None
+) -> list[str]:
     """ffmpeg's inputs and filtergraph for ``plan`` at ``frame`` (stills drawn into ``work``).
 
-    The graph's output is labelled ``[recap]``; the encoder arguments are added by the caller.
+    The picture is labelled ``[recap]``; with ``sound`` (the first pass's measurement) the
+    clips' sound, brought to ``LOUDNESS_TARGET``, is ``[sound]``. The encoder arguments are
+    added by the caller.
     """
     fps = plan.fps
     args: list[str] = []
     chains: list[str] = []
     labels: list[str] = []
+    clip_inputs: dict[int, int] = {}
     overlays: dict[tuple[Path, tuple[int, int]], Path] = {}
     index = 0
     for n, shot in enumerate(plan.shots):
@@ -575,18 +715,12 @@ def build_command(plan: RecapPlan, frame: tuple[int, int], work: Path) -> list[s
             segment = shot.segment
             assert segment is not None and segment.container is not None
             assert shot.size is not None
+            # Fitted whole, aspect kept: a clip of the other orientation is letterboxed or
+            # pillarboxed on black, never stretched or cropped.
             fitted = _fit(shot.size, frame)
-            seconds = shot.frames / fps
-            # Cut at the demuxer: only the needed part is decoded. A frame more than needed
-            # is read and trim keeps the count exact whatever the source's frame timing.
-            args += [
-                "-ss",
-                f"{shot.start:.3f}",
-                "-t",
-                f"{seconds + 1 / fps:.3f}",
-                *ffmpeg.input_args(segment.path, segment.container),
-            ]
+            args += _clip_input(shot, fps)
             clip = index
+            clip_inputs[n] = clip
             index += 1
             chain = (
                 f"[{clip}:v]fps={fps},trim=end_frame={shot.frames},setpts=PTS-STARTPTS,"
@@ -610,19 +744,35 @@ def build_command(plan: RecapPlan, frame: tuple[int, int], work: Path) -> list[s
                 )
             chains.append(f"{chain}[{label}]")
         labels.append(f"[{label}]")
-    chains.append(f"{''.join(labels)}concat=n={len(labels)}:v=1:a=0[recap]")
-    return [*args, "-filter_complex", ";".join(chains), "-map", "[recap]"]
+    # The frames carry the tags the encoder writes: its -color_* options alone do not
+    # override what the frames say (ffmpeg wrote "bt709/unknown/unknown" without this).
+    chains.append(
+        f"{''.join(labels)}concat=n={len(labels)}:v=1:a=0,"
+        "setparams=color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=tv[recap]"
+    )
+    maps = ["-map", "[recap]"]
+    if sound is not None:
+        chains += _sound_chains(plan, clip_inputs, "mix")
+        # The AAC encoder pads its last frame of 1024 samples: the track stops on a whole
+        # frame at or before the picture's end, so the recap is never longer than planned.
+        end = _samples(plan.frames, fps) // 1024 * 1024
+        chains.append(
+            f"[mix]{_loudnorm(sound)},aresample={AUDIO_RATE},atrim=end_sample={end}[sound]"
+        )
+        maps += ["-map", "[sound]"]
+    return [*args, "-filter_complex", ";".join(chains), *maps]
 
 
-def encoder_args(kbps: int, fps: int = FPS) -> list[str]:
-    """H.264 at ``kbps``, held to it by the VBV, for MMS players (High profile, yuv420p, BT.709).
-
-    No audio, on purpose: recaps autoplay muted in MMS viewers and on the report page, the
-    cards and photos have no sound, clips recorded in customers' homes carry their talk and
-    TV, and 64 kb/s of AAC would take an eighth of a 2 MB budget from the picture.
-    """
+def encoder_args(kbps: int, fps: int = FPS, *, sound: bool = False) -> list[str]:
+    """H.264 at ``kbps``, held to it by the VBV, for MMS players (High profile, yuv420p, BT.709);
+    with ``sound``, mono AAC at ``AUDIO_KBPS`` (the sound chosen and why: ``AUDIO_KBPS``)."""
+    audio = (
+        ["-c:a", "aac", "-b:a", f"{AUDIO_KBPS}k", "-ac", "1", "-ar", str(AUDIO_RATE)]
+        if sound
+        else ["-an"]
+    )
     return [
-        "-an",
+        *audio,
         "-c:v",
         "libx264",
         "-preset",
@@ -670,7 +820,10 @@ def render(
     ``dest`` appears only when complete (written beside it, then renamed).
     """
     seconds = plan.duration
-    kbps = video_kbps(budget_bytes, seconds)
+    sound = loudness(plan, timeout=timeout)
+    # The sound's bytes come out of the budget before the picture's bitrate is worked out.
+    audio_bytes = math.ceil(AUDIO_KBPS * 1000 / 8 * (seconds + VBV_SECONDS)) if sound else 0
+    kbps = video_kbps(budget_bytes - audio_bytes, seconds)
     if kbps < MIN_VIDEO_KBPS:
         raise TooLarge(
             f"A {seconds:.0f}-second recap cannot fit in {budget_bytes:,} bytes; "
@@ -680,12 +833,15 @@ def render(
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".recap-", dir=dest.parent) as tmp:
         work = Path(tmp)
-        graph = build_command(plan, frame, work)
+        graph = build_command(plan, frame, work, sound=sound)
         out = work / "recap.mp4"
         encodes = 0
         while True:
             encodes += 1
-            ffmpeg.run([*graph, *encoder_args(kbps, plan.fps), str(out)], timeout=timeout)
+            ffmpeg.run(
+                [*graph, *encoder_args(kbps, plan.fps, sound=sound is not None), str(out)],
+                timeout=timeout,
+            )
             size = out.stat().st_size
             if size <= budget_bytes:
                 break
@@ -695,7 +851,8 @@ def render(
                     "limit even after a second, smaller encode; use fewer clips or allow a "
                     "larger media size for this provider."
                 )
-            over = (size - CONTAINER_BYTES) / max(1, budget_bytes - CONTAINER_BYTES)
+            fixed = CONTAINER_BYTES + audio_bytes
+            over = (size - fixed) / max(1, budget_bytes - fixed)
             kbps = max(1, math.floor(kbps / over * RETRY_SAFETY))
         probed = ffmpeg.probe(out, "mp4", timeout=min(timeout, 30.0))
         if (
@@ -718,4 +875,5 @@ def render(
         segments=plan.segments,
         video_kbps=kbps,
         encodes=encodes,
+        loudness=sound,
     )

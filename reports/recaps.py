@@ -117,7 +117,10 @@ def recap_job(*, session: Session, report_id: int) -> RecapJob | None:
     )
     day = visit.finished_at or visit.created_at or dt.datetime.now(dt.UTC)
     local_day = day.astimezone(ZoneInfo(tenant.timezone)).date()
-    booking_url = get_settings().public_url + reports.book_path(report)
+    # The company's public address only: a loopback one (the unset default) would be a
+    # link no customer can open, so the card then shows the reply hint alone.
+    public = get_settings().public_address
+    booking_url = public + reports.book_path(report) if public else None
     return RecapJob(
         report_id=report.id,
         fingerprint=fingerprint,

@@ -356,6 +356,26 @@ def _asset(
     return name, entry
 
 
+def _note(media: Media) -> str | None:
+    """The staff member's note on a photo, as the customer reads it (None when there is none)."""
+    return (media.note or "").strip() or None
+
+
+def _page_photo(media: Media) -> dict[str, Any] | None:
+    """One photo of a before/after pair for the page: its MMS-sized copy, the full one, note."""
+    shown, full = _rendition(media, "mms"), _rendition(media, "display")
+    if shown is None or full is None:
+        return None
+    return {
+        "src": shown.token,
+        "full": full.token,
+        "width": shown.width,
+        "height": shown.height,
+        "phase": media.phase_label,
+        "note": _note(media),
+    }
+
+
 def _summary(*, day: dt.datetime, staff: Staff | None, service: str, areas: Sequence[str]) -> str:
     who = staff.name if staff else "我们"
     # An SMS is read at a glance: three areas, then how many in all.
@@ -464,6 +484,10 @@ def _assemble(
                 "width": entry["width"],
                 "height": entry["height"],
                 "full": made.token,
+                # The two photos apart, for the page: on a phone a pair of wide photos
+                # stacks, where the composite would shrink each watermark to half a screen.
+                "before": _page_photo(before),
+                "after": _page_photo(after),
             }
         )
         if len(long_pairs) < longimage.MAX_HIGHLIGHTS:
@@ -491,6 +515,7 @@ def _assemble(
                 "height": entry["height"],
                 "caption": work_caption,
                 "full": display.token,
+                "note": _note(latest),
             }
             long_work = longimage.Photo(image, work_caption)
 
@@ -510,6 +535,8 @@ def _assemble(
                 "full": display.token,
                 "phase": media.phase_label,
                 "area": media.area,
+                # A paired photo's note is shown under it in the pair, not a second time.
+                "note": None if media.id in paired else _note(media),
             }
         )
         if media.id not in paired and len(long_gallery) < longimage.MAX_GALLERY:
@@ -786,6 +813,10 @@ def page_context(*, session: Session, report: Report) -> dict[str, Any]:
     tenant = session.get(Tenant, report.tenant_id)
     assert tenant is not None
     rendition_tokens = [h["full"] for h in snap["highlights"]]
+    for h in snap["highlights"]:
+        for half in ("before", "after"):
+            if h.get(half):  # reports built before the page showed pairs apart have none
+                rendition_tokens += [h[half]["src"], h[half]["full"]]
     rendition_tokens += [g["thumb"] for g in snap["gallery"]] + [g["full"] for g in snap["gallery"]]
     if snap["staff_report"]:
         rendition_tokens.append(snap["staff_report"]["full"])
@@ -794,16 +825,34 @@ def page_context(*, session: Session, report: Report) -> dict[str, Any]:
     def full(token: str) -> str | None:
         return f"/m/{token}.jpg" if token in live else None
 
-    highlights = [
-        {
-            "area": h["area"],
-            "src": asset_path(report, h["asset"]),
-            "width": h["width"],
-            "height": h["height"],
-            "full": full(h["full"]),
+    def side(photo: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not photo or photo["src"] not in live:
+            return None
+        return {
+            "src": f"/m/{photo['src']}.jpg",
+            "full": full(photo["full"]),
+            "width": photo["width"],
+            "height": photo["height"],
+            "phase": photo["phase"],
+            "note": photo.get("note"),
         }
-        for h in snap["highlights"]
-    ]
+
+    highlights = []
+    for h in snap["highlights"]:
+        before, after = side(h.get("before")), side(h.get("after"))
+        pair = [before, after] if before and after else None
+        highlights.append(
+            {
+                "area": h["area"],
+                "src": asset_path(report, h["asset"]),
+                "width": h["width"],
+                "height": h["height"],
+                "full": full(h["full"]),
+                "pair": pair,
+                # Both wider than tall: on a narrow screen they go one above the other.
+                "wide": bool(pair) and all(p["width"] > p["height"] for p in pair or []),
+            }
+        )
     gallery = [
         {
             "src": f"/m/{g['thumb']}.jpg",
@@ -811,6 +860,7 @@ def page_context(*, session: Session, report: Report) -> dict[str, Any]:
             "height": g["height"],
             "full": full(g["full"]),
             "label": " · ".join(x for x in (g["area"], g["phase"]) if x),
+            "note": g.get("note"),
         }
         for g in snap["gallery"]
         if g["thumb"] in live
@@ -824,6 +874,7 @@ def page_context(*, session: Session, report: Report) -> dict[str, Any]:
             "height": item["height"],
             "caption": item["caption"],
             "full": full(item["full"]),
+            "note": item.get("note"),
         }
     staff = None
     if snap["staff"]:

@@ -271,7 +271,7 @@ def test_render_starts_with_the_title_card_and_keeps_the_order(coloured, tmp_pat
     assert result.path.is_file() and result.bytes == result.path.stat().st_size
     assert list(result.path.parent.iterdir()) == [result.path]  # no work files left behind
     probed = ffmpeg.probe(result.path, "mp4")
-    assert probed.video_codec == "h264" and probed.audio_codec is None
+    assert probed.video_codec == "h264" and probed.audio_codec == "aac"  # the clips' sound
     assert probed.display_size == (result.width, result.height)
     assert result.width > result.height
     assert probed.duration == pytest.approx(plan.duration, abs=0.1)
