@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import phonenumbers
 from sqlalchemy.orm import Session
 
 from alerts import service
@@ -27,6 +28,13 @@ if TYPE_CHECKING:
 def who(customer: Customer | None, phone: str | None = None) -> str:
     number = phones.masked(customer.phone if customer else phone or "")
     return f"{customer.name}（{number}）" if customer else number
+
+
+def _readable(number: str) -> str:
+    try:
+        return phones.display(number)
+    except phonenumbers.NumberParseException:
+        return number
 
 
 def booking_requested(*, session: Session, booking: Booking) -> None:
@@ -81,7 +89,7 @@ def visit_reminder(
         return
     what = label(booking.service_type) if booking.service_type else "上门服务"
     when = i18n.format_datetime(booking.slot_start, tenant.timezone)
-    contact = f"（{staff.phone}）" if staff.phone else ""
+    contact = f"（{_readable(staff.phone)}）" if staff.phone else ""
     text = f"@{staff.name}{contact} 明天 {when} 上门：{what}，客户 {who(customer)}。"
     address = booking.address or customer.address
     if address:
