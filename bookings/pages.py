@@ -131,6 +131,7 @@ def _booking_page(
         staff=staff.name if staff else None,
         address=(held.address if held and held.address else None) or customer.address or "",
         has_address=bool(customer.address),
+        asked_by_reply=held is not None and not timed,
     )
     return HTMLResponse(html, status_code=status_code)
 

@@ -320,7 +320,8 @@ def test_a_one_reply_books_the_service_it_answered_and_gets_a_link(
 
     # The link offers times for that booking; picking one gives it its time.
     page = client.get(f"/b/{pick.token}")
-    assert page.status_code == 200 and "空调清洗" in page.text and "提交预约" in page.text
+    assert page.status_code == 200 and "已收到您的预约（空调清洗）" in page.text
+    assert "提交预约" in page.text
     slot = re.findall(r'name="slot" value="([^"]+)"', page.text)[0]
     done = client.post(f"/b/{pick.token}", data={"slot": slot, "address": ADDRESS})
     assert done.status_code == 200 and "您已预约空调清洗" in done.text
