@@ -42,7 +42,7 @@ BOOKING_NOTICES = {
     "book": "预约已提交",
     "change": "已改到新的时间",
     "cancel": "预约已取消",
-    "accept": "已确认，届时上门",
+    "accept": "已接受这个时间",
 }
 WEEKDAYS = "一二三四五六日"
 

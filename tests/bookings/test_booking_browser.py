@@ -184,3 +184,60 @@ def test_a_bad_link_shows_the_friendly_page(chromium, live_app):
         assert page.get_by_role("heading", name="未找到这个预约链接").is_visible()
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         shot(page, "booking-390-missing")
+
+
+def test_the_customer_accepts_the_time_the_office_proposed(chromium, live_app):
+    from bookings import desk
+    from bookings import service as booking
+    from tenancy.models import Tenant
+
+    tenant = make_company(live_app, "好帮手家政")
+    now = dt.datetime.now(dt.UTC)
+    with live_app.database.session() as session:
+        company = session.get(Tenant, tenant.id)
+        customer = customers.create_customer(
+            session=session, tenant=company, name="孙女士", phone="13800138001", address=ADDRESS
+        )
+        chen = visits.create_staff(session=session, tenant=company, name="陈师傅")
+        link = short_links.link_for(
+            session=session,
+            tenant=company,
+            customer=customer,
+            source_type="campaign",
+            source_id="1",
+            service_type="deep_cleaning",
+            now=now,
+        )
+        free = booking.free_slots(session=session, tenant=company, now=now)
+        made = booking.book(session=session, link=link, slot_start=free[0][0], note=None, now=now)
+        desk.propose(
+            session=session,
+            tenant=company,
+            booking_id=made.id,
+            slot_start=free[4][0],
+            staff_id=chen.id,
+            now=now,
+        )
+        token, booking_id, offered = link.token, made.id, free[4][0]
+
+    with open_page(chromium, live_app, PHONE, touch=True) as (page, _watched):
+        page.goto(f"{live_app.url}/b/{token}")
+        _settled(page)
+        assert page.get_by_text("好帮手家政建议改为：").is_visible()
+        assert page.get_by_text("陈师傅").is_visible()
+        assert page.get_by_text("另选时间").is_visible()
+        shot(page, "booking-390-proposed")
+        page.get_by_role("button", name="接受这个时间").click()
+        _settled(page)
+        assert page.get_by_text("已确认，届时上门").first.is_visible()
+        shot(page, "booking-390-accepted")
+
+    with live_app.database.session() as session:
+        made = session.get(Booking, booking_id)
+        assert made is not None and made.status == CONFIRMED and made.slot_start == offered
+        visit = session.get(Visit, made.visit_id)
+        assert visit is not None and visit.scheduled_at == offered
+        kinds = session.scalars(
+            select(Message.source_type).where(Message.tenant_id == tenant.id).order_by(Message.id)
+        ).all()
+        assert kinds == ["booking_proposed", "booking_confirmed"]
