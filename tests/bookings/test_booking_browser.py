@@ -168,7 +168,9 @@ def test_a_customer_books_and_the_office_confirms_with_a_staff_member(chromium, 
     with live_app.database.session() as session:
         assert reminders.remind(session=session, booking_id=booking_id, now=due) is None
         [reminder] = session.scalars(
-            select(Message).where(Message.source_type == "booking_reminder")
+            select(Message).where(
+                Message.customer_id == customer_id, Message.source_type == "booking_reminder"
+            )
         ).all()
         assert reminder.customer_id == customer_id and "明天" in reminder.body
         assert ADDRESS in reminder.body and "张阿姨" in reminder.body

@@ -132,7 +132,9 @@ def test_the_page_asks_for_the_address_only_when_the_company_has_none(
     slot = re.findall(r'name="slot" value="([^"]+)"', page.text)[0]
     refused = client.post(f"/b/{link.token}", data={"slot": slot})
     assert refused.status_code == 422 and "请填写上门地址" in refused.text
-    assert session.scalars(select(Booking)).all() == []
+    assert (
+        session.scalars(select(Booking).where(Booking.tenant_id == account.tenant.id)).all() == []
+    )
 
     known = make_customer(session, account.tenant, name="钱先生", phone="13600136000")
     known.address = "静安区南京西路1号"
@@ -327,7 +329,9 @@ def test_a_one_reply_books_the_service_it_answered_and_gets_a_link(
     assert done.status_code == 200 and "您已预约空调清洗" in done.text
     session.refresh(made)
     assert made.slot_start == dt.datetime.fromisoformat(slot) and made.address == ADDRESS
-    assert session.scalars(select(Booking)).all() == [made]  # the same booking, not a second
+    assert session.scalars(select(Booking).where(Booking.tenant_id == tenant.id)).all() == [
+        made
+    ]  # the same booking, not a second
 
 
 def test_an_english_customer_gets_the_link_in_english(session, account):
@@ -371,7 +375,9 @@ def test_the_office_proposes_another_time_and_the_customer_accepts_it(
     told = session.get(Message, answer.json()["message_id"])
     assert told.category == "service" and told.source_type == "booking_proposed"
     assert "建议改为" in told.body and "张阿姨" in told.body and f"/b/{link.token}" in told.body
-    assert session.scalars(select(Visit)).all() == []  # nothing on Zhang's day yet
+    assert (
+        session.scalars(select(Visit).where(Visit.tenant_id == tenant.id)).all() == []
+    )  # nothing on Zhang's day yet
 
     page = client.get(f"/b/{link.token}")
     assert "建议改为" in page.text and "接受这个时间" in page.text and "另选时间" in page.text
@@ -382,7 +388,9 @@ def test_the_office_proposes_another_time_and_the_customer_accepts_it(
     visit = session.get(Visit, made.visit_id)
     assert visit.staff_id == zhang.id and visit.scheduled_at == other and ADDRESS in visit.notes
     confirmed = session.scalars(
-        select(Message).where(Message.source_type == "booking_confirmed")
+        select(Message).where(
+            Message.tenant_id == tenant.id, Message.source_type == "booking_confirmed"
+        )
     ).one()
     assert "已确认" in confirmed.body and "张阿姨" in confirmed.body
     again = client.post(f"/b/{link.token}", data={"action": "accept"})
@@ -519,13 +527,17 @@ def test_the_day_before_the_customer_and_the_staff_member_are_reminded_once(
     session.refresh(made)
     assert made.reminded_at == TUESDAY_10_CN + dt.timedelta(minutes=5)
     [message] = session.scalars(
-        select(Message).where(Message.source_type == "booking_reminder")
+        select(Message).where(
+            Message.tenant_id == account.tenant.id, Message.source_type == "booking_reminder"
+        )
     ).all()
     assert message.category == "service" and message.customer_id == customer.id
     assert message.status == "scheduled"  # the dispatcher takes it; the gate decides then
     assert "明天" in message.body and "11月25日" in message.body and "14:00" in message.body
     assert "张阿姨" in message.body and ADDRESS in message.body
-    [alert] = session.scalars(select(Alert).where(Alert.event == "visit.reminder")).all()
+    [alert] = session.scalars(
+        select(Alert).where(Alert.tenant_id == account.tenant.id, Alert.event == "visit.reminder")
+    ).all()
     assert "@张阿姨（133 1111 2222）" in alert.text and ADDRESS in alert.text
     assert alert.facts["staff_id"] == zhang.id and alert.facts["visit_id"] == made.visit_id
     assert reminders.due(session=session, now=TUESDAY_10_CN + dt.timedelta(hours=2)) == []
@@ -552,7 +564,9 @@ def test_a_booking_moved_after_its_reminder_is_reminded_of_the_new_time(
     assert reminders.due(session=session, now=wednesday_10) == [made.id]
     reminders.remind(session=session, booking_id=made.id, now=wednesday_10)
     bodies = session.scalars(
-        select(Message.body).where(Message.source_type == "booking_reminder").order_by(Message.id)
+        select(Message.body)
+        .where(Message.tenant_id == account.tenant.id, Message.source_type == "booking_reminder")
+        .order_by(Message.id)
     ).all()
     assert len(bodies) == 2 and "11月26日" in bodies[1]
 
@@ -564,7 +578,11 @@ def test_no_reminder_for_a_cancelled_or_past_booking(session, account, customer,
     assert reminders.due(session=session, now=TUESDAY_10_CN) == []
     assert reminders.remind(session=session, booking_id=made.id, now=TUESDAY_10_CN) is None
     assert (
-        session.scalars(select(Message).where(Message.source_type == "booking_reminder")).all()
+        session.scalars(
+            select(Message).where(
+                Message.tenant_id == account.tenant.id, Message.source_type == "booking_reminder"
+            )
+        ).all()
         == []
     )
 

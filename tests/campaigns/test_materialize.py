@@ -747,7 +747,13 @@ def test_a_send_day_handed_off_in_full_tells_the_office_once(session, shop) -> N
     )
 
     def finished() -> list[Alert]:
-        return list(session.scalars(select(Alert).where(Alert.event == "campaign.finished")))
+        return list(
+            session.scalars(
+                select(Alert).where(
+                    Alert.tenant_id == shop.tenant.id, Alert.event == "campaign.finished"
+                )
+            )
+        )
 
     due = utc(2026, 4, 10, 2, 1)
     handoff.hand_off_due(session=session, now=due, limit=1)

@@ -389,7 +389,11 @@ def test_the_office_proposes_another_time_the_customer_accepts_on_their_page(
     assert day.first.visit_id is None
     after = client.get(proposed.headers["location"]).text
     assert "已建议新时间，等客户确认" in after and "陈师傅" in after
-    told = session.scalars(select(Message).where(Message.source_type == "booking_proposed")).one()
+    told = session.scalars(
+        select(Message).where(
+            Message.tenant_id == tenant.id, Message.source_type == "booking_proposed"
+        )
+    ).one()
     assert "建议改为" in told.body and "陈师傅" in told.body and "/b/" in told.body
 
     # The customer opens the link in the message and accepts.
