@@ -82,6 +82,8 @@ class Booking(TimestampMixin, Base):
     __table_args__ = (
         Index("ix_bookings_tenant_slot", "tenant_id", "slot_start"),
         Index("ix_bookings_tenant_status", "tenant_id", "status"),
+        # The reminder tick: confirmed bookings by time, across companies.
+        Index("ix_bookings_status_slot", "status", "slot_start"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -22,10 +22,12 @@ def upgrade() -> None:
     with op.batch_alter_table("bookings") as batch_op:
         batch_op.add_column(sa.Column("address", sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column("reminded_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.create_index("ix_bookings_status_slot", ["status", "slot_start"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("bookings") as batch_op:
+        batch_op.drop_index("ix_bookings_status_slot")
         batch_op.drop_column("reminded_at")
         batch_op.drop_column("address")
     with op.batch_alter_table("customers") as batch_op:
