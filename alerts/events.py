@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import phonenumbers
 from sqlalchemy.orm import Session
 
 from alerts import service
@@ -21,11 +22,19 @@ from visits.service_types import label
 if TYPE_CHECKING:
     from bookings.models import Booking
     from messaging.models import InboundMessage
+    from visits.models import Staff
 
 
 def who(customer: Customer | None, phone: str | None = None) -> str:
     number = phones.masked(customer.phone if customer else phone or "")
     return f"{customer.name}（{number}）" if customer else number
+
+
+def _readable(number: str) -> str:
+    try:
+        return phones.display(number)
+    except phonenumbers.NumberParseException:
+        return number
 
 
 def booking_requested(*, session: Session, booking: Booking) -> None:
@@ -68,4 +77,71 @@ def complaint(*, session: Session, reply: InboundMessage) -> None:
         text=text,
         link=service.office_link("/office/inbox"),
         facts={"reply_id": reply.id, "customer_id": reply.customer_id},
+    )
+
+
+def visit_reminder(
+    *, session: Session, booking: Booking, staff: Staff, customer: Customer, tenant: Tenant
+) -> None:
+    """The day before a confirmed visit: the staff member is reminded where the office's
+    channels are (the group they are in), named with their phone."""
+    if booking.slot_start is None:
+        return
+    what = label(booking.service_type) if booking.service_type else "上门服务"
+    when = i18n.format_datetime(booking.slot_start, tenant.timezone)
+    contact = f"（{_readable(staff.phone)}）" if staff.phone else ""
+    text = f"@{staff.name}{contact} 明天 {when} 上门：{what}，客户 {who(customer)}。"
+    address = booking.address or customer.address
+    if address:
+        text += f"\n地址：{address}"
+    service.raise_alert(
+        session=session,
+        tenant_id=tenant.id,
+        event="visit.reminder",
+        dedupe_key=f"visit-reminder:{booking.id}@{int(booking.slot_start.timestamp())}",
+        title=f"明日上门提醒：{staff.name}",
+        text=text,
+        link=service.office_link("/office/today"),
+        facts={
+            "booking_id": booking.id,
+            "visit_id": booking.visit_id,
+            "staff_id": staff.id,
+            "staff_phone": staff.phone,
+        },
+    )
+
+
+def campaign_finished(
+    *,
+    session: Session,
+    tenant_id: int,
+    campaign_id: int,
+    name: str,
+    local_date: str,
+    sent: int,
+    held: dict[str, int],
+) -> None:
+    """Every occurrence of one of a campaign's send days has been handed to the outbox or
+    held back: the office hears once per campaign and day, with the counts."""
+    text = f"「{name}」{local_date} 这一轮已全部交给短信发送：{sent} 条。"
+    if held:
+        reasons = {
+            "opted_out": "已退订",
+            "booked_early": "已预约",
+            "render_failed": "内容无法生成",
+            "campaign_paused": "活动暂停",
+            "campaign_archived": "活动已归档",
+        }
+        text += "\n未发送：" + "，".join(
+            f"{reasons.get(reason, reason)} {count} 人" for reason, count in sorted(held.items())
+        )
+    service.raise_alert(
+        session=session,
+        tenant_id=tenant_id,
+        event="campaign.finished",
+        dedupe_key=f"campaign-finished:{campaign_id}:{local_date}",
+        title=f"营销活动已发完：{name}",
+        text=text,
+        link=service.office_link(f"/office/campaigns/{campaign_id}"),
+        facts={"campaign_id": campaign_id, "local_date": local_date, "sent": sent, **held},
     )

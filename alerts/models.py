@@ -20,6 +20,7 @@ EVENTS = {
     "rating.low": "差评",
     "reply.waiting": "回复超时未处理",
     "campaign.finished": "营销活动已发完",
+    "visit.reminder": "明日上门提醒",
     "provider.failing": "短信通道发送失败",
     "test": "测试消息",
 }

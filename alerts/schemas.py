@@ -14,6 +14,7 @@ Event = Literal[
     "reply.waiting",
     "campaign.finished",
     "provider.failing",
+    "visit.reminder",
 ]
 assert set(Event.__args__) == set(EVENTS) - {"test"}  # type: ignore[attr-defined]
 

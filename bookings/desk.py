@@ -20,8 +20,10 @@ from sqlalchemy.orm import Session
 
 from access import audit
 from access.actors import Actor
+from bookings import links
 from bookings import service as asks
-from bookings.models import CONFIRMED, DECLINED, REQUESTED, Booking
+from bookings import wording as words
+from bookings.models import CONFIRMED, DECLINED, PROPOSED, REQUESTED, Booking, ShortLink
 from bookings.schemas import BookingRead
 from compliance import service as compliance
 from compliance import wording
@@ -87,9 +89,9 @@ def queue(
 
 def _told_key(booking: Booking) -> tuple[str, str]:
     """The (source_type, source_id) of the message that told the customer the answer."""
-    if booking.status == CONFIRMED:
+    if booking.status in (CONFIRMED, PROPOSED):
         start = as_utc(booking.slot_start)
-        return "booking_confirmed", f"{booking.id}@{int(start.timestamp()) if start else 0}"
+        return f"booking_{booking.status}", f"{booking.id}@{int(start.timestamp()) if start else 0}"
     return "booking_declined", str(booking.id)
 
 
@@ -102,7 +104,7 @@ def answered(*, session: Session, tenant: Tenant, limit: int = 10) -> list[Answe
         .outerjoin(Staff, Staff.id == Booking.staff_id)
         .where(
             Booking.tenant_id == tenant.id,
-            Booking.status.in_((CONFIRMED, DECLINED)),
+            Booking.status.in_((CONFIRMED, PROPOSED, DECLINED)),
             Booking.answered_at.is_not(None),
         )
         .order_by(Booking.answered_at.desc(), Booking.id.desc())
@@ -114,7 +116,9 @@ def answered(*, session: Session, tenant: Tenant, limit: int = 10) -> list[Answe
         for message in session.scalars(
             select(Message).where(
                 Message.tenant_id == tenant.id,
-                Message.source_type.in_(("booking_confirmed", "booking_declined")),
+                Message.source_type.in_(
+                    ("booking_confirmed", "booking_proposed", "booking_declined")
+                ),
                 Message.source_id.in_([key[1] for key in keys.values()]),
             )
         ):
@@ -392,39 +396,10 @@ def _reply_answered(session: Session, booking: Booking, now: dt.datetime) -> Non
             reply.state = HANDLED
 
 
-def confirm(
-    *,
-    session: Session,
-    tenant: Tenant,
-    booking_id: int,
-    slot_start: dt.datetime,
-    staff_id: int,
-    now: dt.datetime,
-    service_type: str | None = None,
-    actor: Actor | None = None,
-) -> DeskAnswer:
-    """Confirm a request with a time and a staff member: a visit is made for them, and the
-    customer is told. The same confirmation again changes nothing."""
-    _lock(session, tenant)
-    booking = asks.get_booking(session=session, tenant_id=tenant.id, booking_id=booking_id)
-    start, end = _window(tenant, slot_start, now)
-    if (
-        booking.status == CONFIRMED
-        and booking.staff_id == staff_id
-        and (as_utc(booking.slot_start) == start)
-    ):
-        return DeskAnswer(
-            booking=BookingRead.model_validate(booking),
-            message_id=None,
-            customer_told=True,
-            notice=_("这个预约已经按这个时间确认过了。"),
-        )
-    if booking.status != REQUESTED:
-        raise Conflict(
-            {CONFIRMED: _("这个预约已经确认过了。"), DECLINED: _("这个预约已经婉拒了。")}.get(
-                booking.status, _("客户已取消这个预约。")
-            )
-        )
+def _free_staff(
+    session: Session, tenant: Tenant, staff_id: int, start: dt.datetime, end: dt.datetime
+) -> Staff:
+    """The staff member, refused when they left or have a visit overlapping the time."""
     staff = visits.get_staff(session=session, tenant_id=tenant.id, staff_id=staff_id)
     if not staff.active:
         raise Invalid(_("{name}已不在岗，请选择其他服务人员。").format(name=staff.name))
@@ -435,6 +410,21 @@ def confirm(
                 name=staff.name, busy=_busy_text(tenant, busy[staff.id])
             )
         )
+    return staff
+
+
+def _make_visit(
+    session: Session,
+    tenant: Tenant,
+    booking: Booking,
+    staff: Staff,
+    start: dt.datetime,
+    end: dt.datetime,
+    service_type: str | None,
+    now: dt.datetime,
+    actor: Actor | None,
+) -> DeskAnswer:
+    """The booking confirmed for ``staff`` at ``start``: their visit, and the customer told."""
     service = threads.typed_text(service_type or booking.service_type or "", what=_("服务类型"))
     if not service:
         raise Invalid(_("这个预约没有写明服务项目，请选择服务类型。"))
@@ -445,17 +435,18 @@ def confirm(
         service_type=service,
         staff_id=staff.id,
         scheduled_at=start,
+        notes=_("上门地址：{address}").format(address=booking.address) if booking.address else None,
     )
     booking.status, booking.answered_at = CONFIRMED, now
     booking.slot_start, booking.slot_end = start, end
     booking.staff_id, booking.visit_id = staff.id, visit.id
     booking.service_type = booking.service_type or visit.service_type
+    booking.reminded_at = None  # the day-before reminder is for this time
     _reply_answered(session, booking, now)
     customer = session.get(Customer, booking.customer_id)
     assert customer is not None
-    body = (
-        f"您预约的{_service(booking.service_type)}已确认："
-        f"{asks.when_text(tenant, start)}，由{staff.name}上门服务。"
+    body = words.confirmed(
+        tenant, customer, service=booking.service_type, start=start, staff=staff.name
     )
     # Keyed like bookings.service.answer's: one message per booking and time.
     message_id, told, notice = _tell(
@@ -484,6 +475,161 @@ def confirm(
     )
 
 
+def confirm(
+    *,
+    session: Session,
+    tenant: Tenant,
+    booking_id: int,
+    slot_start: dt.datetime,
+    staff_id: int,
+    now: dt.datetime,
+    service_type: str | None = None,
+    actor: Actor | None = None,
+) -> DeskAnswer:
+    """Confirm a request with a time and a staff member: a visit is made for them, and the
+    customer is told. The same confirmation again changes nothing."""
+    _lock(session, tenant)
+    booking = asks.get_booking(session=session, tenant_id=tenant.id, booking_id=booking_id)
+    start, end = _window(tenant, slot_start, now)
+    if (
+        booking.status == CONFIRMED
+        and booking.staff_id == staff_id
+        and (as_utc(booking.slot_start) == start)
+    ):
+        return DeskAnswer(
+            booking=BookingRead.model_validate(booking),
+            message_id=None,
+            customer_told=True,
+            notice=_("这个预约已经按这个时间确认过了。"),
+        )
+    # A proposal the customer has not answered may still be settled by phone.
+    if booking.status not in (REQUESTED, PROPOSED):
+        raise Conflict(
+            {CONFIRMED: _("这个预约已经确认过了。"), DECLINED: _("这个预约已经婉拒了。")}.get(
+                booking.status, _("客户已取消这个预约。")
+            )
+        )
+    staff = _free_staff(session, tenant, staff_id, start, end)
+    return _make_visit(session, tenant, booking, staff, start, end, service_type, now, actor)
+
+
+def propose(
+    *,
+    session: Session,
+    tenant: Tenant,
+    booking_id: int,
+    slot_start: dt.datetime,
+    staff_id: int,
+    now: dt.datetime,
+    actor: Actor | None = None,
+) -> DeskAnswer:
+    """Offer the customer another time, with who would go: they are told with their booking
+    link, where they accept it (it is confirmed, the visit made), pick another or cancel."""
+    _lock(session, tenant)
+    booking = asks.get_booking(session=session, tenant_id=tenant.id, booking_id=booking_id)
+    start, end = _window(tenant, slot_start, now)
+    if (
+        booking.status == PROPOSED
+        and booking.staff_id == staff_id
+        and as_utc(booking.slot_start) == start
+    ):
+        return DeskAnswer(
+            booking=BookingRead.model_validate(booking),
+            message_id=None,
+            customer_told=True,
+            notice=_("已经向客户建议过这个时间了。"),
+        )
+    if booking.status not in (REQUESTED, PROPOSED):
+        raise Conflict(
+            {CONFIRMED: _("这个预约已经确认过了。"), DECLINED: _("这个预约已经婉拒了。")}.get(
+                booking.status, _("客户已取消这个预约。")
+            )
+        )
+    staff = _free_staff(session, tenant, staff_id, start, end)
+    customer = session.get(Customer, booking.customer_id)
+    assert customer is not None
+    link = _link_of(session, tenant, customer, booking, now)
+    booking.status, booking.answered_at = PROPOSED, now
+    booking.slot_start, booking.slot_end = start, end
+    booking.staff_id = staff.id
+    _reply_answered(session, booking, now)
+    body = words.proposed(
+        tenant,
+        customer,
+        service=booking.service_type,
+        start=start,
+        staff=staff.name,
+        url=links.url(link),
+    )
+    message_id, told, notice = _tell(
+        session,
+        tenant,
+        customer,
+        body,
+        "booking_proposed",
+        f"{booking.id}@{int(start.timestamp())}",
+        now,
+    )
+    audit.record(
+        session,
+        actor,
+        "booking.proposed",
+        f"booking:{booking.id}",
+        {"slot_start": start.isoformat(), "staff_id": staff.id},
+        tenant_id=tenant.id,
+    )
+    session.flush()
+    return DeskAnswer(
+        booking=BookingRead.model_validate(booking),
+        message_id=message_id,
+        customer_told=told,
+        notice=notice,
+    )
+
+
+def _link_of(
+    session: Session, tenant: Tenant, customer: Customer, booking: Booking, now: dt.datetime
+) -> ShortLink:
+    """The link the booking is held on; one of its own for a booking that has none."""
+    if booking.open_link_id is not None:
+        held = session.get(ShortLink, booking.open_link_id)
+        if held is not None:
+            return held
+    link = links.link_for(
+        session=session,
+        tenant=tenant,
+        customer=customer,
+        source_type="booking",
+        source_id=str(booking.id),
+        service_type=booking.service_type,
+        now=now,
+    )
+    taken = session.scalars(select(Booking).where(Booking.open_link_id == link.id)).first()
+    if taken is None or taken.id == booking.id:
+        booking.open_link_id = link.id
+    return link
+
+
+def accept(*, session: Session, link: ShortLink, now: dt.datetime) -> DeskAnswer:
+    """The customer accepts the time the office proposed: the booking is confirmed for the
+    staff member named, their visit made, and the customer told (the booking page)."""
+    tenant = session.get(Tenant, link.tenant_id)
+    assert tenant is not None
+    _lock(session, tenant)
+    booking = asks.open_booking(session=session, link=link, now=now)
+    if booking is None or booking.status != PROPOSED:
+        raise asks.NoOpenBooking("There is no proposed time to accept through this link.")
+    assert booking.slot_start is not None and booking.staff_id is not None
+    start = as_utc(booking.slot_start)
+    assert start is not None
+    end = start + dt.timedelta(minutes=tenant.slot_minutes)
+    try:
+        staff = _free_staff(session, tenant, booking.staff_id, start, end)
+    except (Conflict, Invalid):
+        raise asks.SlotTaken() from None
+    return _make_visit(session, tenant, booking, staff, start, end, None, now, None)
+
+
 def decline(
     *,
     session: Session,
@@ -510,7 +656,7 @@ def decline(
             customer_told=True,
             notice=_("这个预约已经婉拒过了。"),
         )
-    if booking.status != REQUESTED:
+    if booking.status not in (REQUESTED, PROPOSED):
         raise Conflict(
             {
                 CONFIRMED: _("这个预约已经确认了；如需取消，请先联系客户。"),
@@ -519,14 +665,12 @@ def decline(
         )
     booking.status, booking.answered_at = DECLINED, now
     booking.decline_reason = text
+    booking.staff_id = None  # a proposal declined after all names nobody
     booking.open_link_id = None  # the customer may pick another time through the link
     _reply_answered(session, booking, now)
     customer = session.get(Customer, booking.customer_id)
     assert customer is not None
-    body = (
-        f"抱歉，您预约的{_service(booking.service_type)}暂时无法安排：{text}。"
-        "我们会尽快与您联系另约时间。"
-    )
+    body = words.declined(tenant, customer, service=booking.service_type, reason=text)
     message_id, told, notice = _tell(
         session, tenant, customer, body, "booking_declined", str(booking.id), now
     )

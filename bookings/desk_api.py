@@ -11,6 +11,7 @@ from bookings.desk_schemas import (
     AnsweredBooking,
     BookingConfirm,
     BookingDecline,
+    BookingPropose,
     DeskAnswer,
     DeskBooking,
     Opening,
@@ -91,6 +92,27 @@ def decline_booking(
         tenant=tenant,
         booking_id=booking_id,
         reason=body.reason,
+        now=now,
+        actor=actor,
+    )
+    if answer.message_id is not None:
+        send_now(session=session, message_ids=[answer.message_id], now=now)
+    return answer
+
+
+@router.post("/bookings/{booking_id}/propose", response_model=DeskAnswer, responses=refusals(409))
+def propose_booking(
+    booking_id: Id, body: BookingPropose, session: SessionDep, tenant: TenantDep, actor: KeyActorDep
+) -> DeskAnswer:
+    """Offer another time with who would go; the customer accepts it on their booking page
+    (the visit is then made), picks another time or cancels."""
+    now = utcnow()
+    answer = desk.propose(
+        session=session,
+        tenant=tenant,
+        booking_id=booking_id,
+        slot_start=body.slot_start,
+        staff_id=body.staff_id,
         now=now,
         actor=actor,
     )

@@ -76,7 +76,7 @@ class AnsweredBooking(BaseModel):
     booking_id: int
     customer_id: int
     customer_name: str
-    status: str = Field(description="confirmed | declined")
+    status: str = Field(description="confirmed | proposed | declined")
     service_label: str
     slot_start: dt.datetime | None
     slot_end: dt.datetime | None
@@ -94,3 +94,8 @@ class AnsweredBooking(BaseModel):
         "it was held or stopped, or none was sent."
     )
     notice: str = Field(description="Whether the customer heard, in Chinese.")
+
+
+class BookingPropose(BaseModel):
+    slot_start: Instant = Field(description="The time offered (within working hours).")
+    staff_id: Id = Field(description="Who would go; they must be free then.")

@@ -54,16 +54,20 @@ class LinkVisitor(Base):
 # Booking.status::
 #
 #     requested ─► confirmed ─► cancelled
-#         │  ▲         │
-#         │  └─────────┘  (the customer moved the time: staff confirm the new one)
-#         ├──► declined
-#         └──► cancelled
+#      │ ▲  ▲          │
+#      │ │  └──────────┘  (the customer moved the time: staff confirm the new one)
+#      │ └── proposed ─► confirmed (the customer accepts the office's time)
+#      ├──► declined
+#      └──► cancelled   (from proposed too)
 REQUESTED = "requested"  # the customer asked; staff have not answered yet
 CONFIRMED = "confirmed"
+# The office offered another time (and who would go); the customer accepts it, picks
+# another time (back to requested) or cancels, on the booking page.
+PROPOSED = "proposed"
 DECLINED = "declined"  # staff could not take it; the customer is told
 CANCELLED = "cancelled"  # the customer called it off on the booking page
-BOOKING_STATES = (REQUESTED, CONFIRMED, DECLINED, CANCELLED)
-OPEN_BOOKING_STATES = (REQUESTED, CONFIRMED)
+BOOKING_STATES = (REQUESTED, PROPOSED, CONFIRMED, DECLINED, CANCELLED)
+OPEN_BOOKING_STATES = (REQUESTED, PROPOSED, CONFIRMED)
 
 
 class Booking(TimestampMixin, Base):
@@ -78,6 +82,8 @@ class Booking(TimestampMixin, Base):
     __table_args__ = (
         Index("ix_bookings_tenant_slot", "tenant_id", "slot_start"),
         Index("ix_bookings_tenant_status", "tenant_id", "status"),
+        # The reminder tick: confirmed bookings by time, across companies.
+        Index("ix_bookings_status_slot", "status", "slot_start"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -90,6 +96,8 @@ class Booking(TimestampMixin, Base):
     slot_start: Mapped[dt.datetime | None] = mapped_column(default=None)
     slot_end: Mapped[dt.datetime | None] = mapped_column(default=None)
     note: Mapped[str | None] = mapped_column(Text, default=None)
+    # Where to go, as the customer gave it on the page (also kept on the customer).
+    address: Mapped[str | None] = mapped_column(String(200), default=None)
     status: Mapped[str] = mapped_column(String(16), default=REQUESTED)
     channel: Mapped[str] = mapped_column(String(16))  # page | reply
     link_id: Mapped[int | None] = mapped_column(
@@ -120,3 +128,6 @@ class Booking(TimestampMixin, Base):
     open_link_id: Mapped[int | None] = mapped_column(
         ForeignKey("short_links.id", ondelete="SET NULL"), default=None, unique=True
     )
+    # When the day-before reminders (customer and staff member) were raised for the
+    # confirmed time; emptied when the booking is confirmed again for another time.
+    reminded_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -17,6 +17,7 @@ class BookingRead(BaseModel):
     slot_start: dt.datetime | None
     slot_end: dt.datetime | None
     note: str | None
+    address: str | None = None
     status: str
     channel: str
     link_id: int | None

@@ -19,12 +19,14 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     exists,
+    func,
     or_,
     select,
     update,
 )
 from sqlalchemy.orm import Session
 
+from alerts import events as alert_events
 from bookings.models import CANCELLED as BOOKING_CANCELLED
 from bookings.models import DECLINED, Booking
 from campaigns import templating
@@ -136,7 +138,53 @@ def _hand_off_campaign(
     assert tenant is not None
     _cancel_opted_out(session, tenant, ids, now)
     _cancel_booked_early(session, campaign, ids, now)
-    return _schedule(session, tenant, campaign, ids, now, mms)
+    made = _schedule(session, tenant, campaign, ids, now, mms)
+    _tell_finished(session, campaign, ids)
+    return made
+
+
+def _tell_finished(session: Session, campaign: Campaign, ids: Sequence[int]) -> None:
+    """A send day of the campaign whose occurrences are all handed off or held back now:
+    the office's "campaign finished" alert, once per campaign and day (two queries)."""
+    days = set(
+        session.scalars(
+            select(CampaignOccurrence.local_date).where(CampaignOccurrence.id.in_(ids)).distinct()
+        )
+    )
+    if not days:
+        return
+    counts: dict[dt.date, dict[tuple[str, str | None], int]] = {}
+    for day, status, reason, count in session.execute(
+        select(
+            CampaignOccurrence.local_date,
+            CampaignOccurrence.status,
+            CampaignOccurrence.reason,
+            func.count(),
+        )
+        .where(
+            CampaignOccurrence.campaign_id == campaign.id,
+            CampaignOccurrence.local_date.in_(days),
+        )
+        .group_by(
+            CampaignOccurrence.local_date, CampaignOccurrence.status, CampaignOccurrence.reason
+        )
+    ):
+        counts.setdefault(day, {})[(status, reason)] = count
+    for day in sorted(days):
+        tally = counts.get(day, {})
+        if any(status == PENDING for status, _ in tally):
+            continue  # customers in other time zones are still due later that day
+        alert_events.campaign_finished(
+            session=session,
+            tenant_id=campaign.tenant_id,
+            campaign_id=campaign.id,
+            name=campaign.name,
+            local_date=day.isoformat(),
+            sent=sum(n for (status, _), n in tally.items() if status == HANDED_OFF),
+            held={
+                reason or status: n for (status, reason), n in tally.items() if status != HANDED_OFF
+            },
+        )
 
 
 def _cancel_opted_out(

@@ -25,6 +25,8 @@ class Customer(TimestampMixin, Base):
     phone: Mapped[str] = mapped_column(String(20))
     region: Mapped[str | None] = mapped_column(String(50), default=None)
     city: Mapped[str | None] = mapped_column(String(50), default=None)
+    # Where visits go (street, building, flat), as the office or the booking page took it.
+    address: Mapped[str | None] = mapped_column(String(200), default=None)
     # IANA zone used for quiet hours and local send times.
     timezone: Mapped[str] = mapped_column(String(64))
     notes: Mapped[str | None] = mapped_column(Text, default=None)

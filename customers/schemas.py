@@ -27,6 +27,9 @@ class CustomerCreate(BaseModel):
     )
     region: str | None = Field(default=None, max_length=50, examples=["上海"])
     city: str | None = Field(default=None, max_length=50, examples=["浦东新区"])
+    address: str | None = Field(
+        default=None, max_length=200, examples=["浦东新区张杨路500号3栋1201室"]
+    )
     timezone: TimeZoneName | None = Field(
         default=None,
         description="An IANA time zone name. Defaults to the phone's country when it has one "
@@ -44,6 +47,7 @@ class CustomerUpdate(BaseModel):
     phone: str | None = Field(default=None, min_length=1, max_length=40)
     region: str | None = Field(default=None, max_length=50)
     city: str | None = Field(default=None, max_length=50)
+    address: str | None = Field(default=None, max_length=200)
     timezone: TimeZoneName | None = None
     tags: list[Tag] | None = Field(default=None, max_length=50)
     notes: str | None = Field(default=None, max_length=2000)
@@ -58,6 +62,7 @@ class CustomerRead(BaseModel):
     phone: str = Field(description="E.164")
     region: str | None
     city: str | None
+    address: str | None = Field(default=None, description="Where visits go.")
     timezone: str
     tags: list[str]
     notes: str | None

@@ -68,6 +68,21 @@ def _phone_taken(session: Session, tenant_id: int, phone: str, exclude: int | No
         raise Conflict(f"Customer {other} already has the phone number {phone}.")
 
 
+MAX_ADDRESS = 200
+
+
+def clean_address(text: str | None) -> str | None:
+    """An address as kept: one line, spaces collapsed; None for an empty one."""
+    if text is None:
+        return None
+    if "\x00" in text or any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise Invalid("地址里有无法保存的字符，请删掉后重新输入。")
+    line = " ".join(text.split())
+    if len(line) > MAX_ADDRESS:
+        raise Invalid(f"地址请控制在{MAX_ADDRESS}字以内。")
+    return line or None
+
+
 def create_customer(
     *,
     session: Session,
@@ -76,6 +91,7 @@ def create_customer(
     phone: str,
     region: str | None = None,
     city: str | None = None,
+    address: str | None = None,
     timezone: str | None = None,
     tags: Sequence[str] = (),
     notes: str | None = None,
@@ -90,6 +106,7 @@ def create_customer(
         phone=e164,
         region=region,
         city=city,
+        address=clean_address(address),
         timezone=_resolve_timezone(tenant, e164, timezone),
         notes=notes,
         language=tenancy.check_language(language) if language is not None else None,
@@ -180,6 +197,8 @@ def update_customer(
     for attr in ("region", "city", "notes"):
         if attr in given:
             setattr(customer, attr, getattr(changes, attr))
+    if "address" in given:
+        customer.address = clean_address(changes.address)
     if changes.tags is not None:
         _set_tags(customer, changes.tags)
     customer.updated_at = utcnow()

@@ -337,6 +337,11 @@ BEAT_SCHEDULE["hand-off-due-occurrences"] = {
     "schedule": timedelta(minutes=1),
     "options": {"queue": "default", "expires": 55},
 }
+BEAT_SCHEDULE["send-booking-reminders"] = {
+    "task": "bookings.tasks.send_booking_reminders",
+    "schedule": timedelta(minutes=5),
+    "options": {"queue": "default", "expires": 290},
+}
 BEAT_SCHEDULE["resume-import-jobs"] = {
     "task": "customers.tasks.resume_import_jobs",
     "schedule": timedelta(minutes=1),
@@ -359,6 +364,7 @@ configure(get_settings())
 def load_tasks() -> None:
     """Import every module that defines tasks, so workers know them by name."""
     import alerts.tasks  # noqa: F401
+    import bookings.tasks  # noqa: F401
     import campaigns.tasks  # noqa: F401
     import compliance.tasks  # noqa: F401
     import customers.tasks  # noqa: F401

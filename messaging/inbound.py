@@ -63,8 +63,9 @@ from tenancy.models import Tenant
 
 MAX_TEXT = 1600  # longer than any SMS a phone can send (Twilio concatenates up to 1,600)
 
-# What a "1" reply books (``bookings.service.book_from_reply``), handed in by the caller.
-BookHandler = Callable[..., object]
+# What a "1" reply books (``bookings.service.book_from_reply``), handed in by the caller:
+# it returns the link where the customer picks the time (None: no booking was made).
+BookHandler = Callable[..., str | None]
 
 
 @dataclass
@@ -209,11 +210,23 @@ def _existing(
 
 
 def _confirm(
-    session: Session, company: _Company, route: str, cause: str, now: dt.datetime, queue: bool
+    session: Session,
+    company: _Company,
+    route: str,
+    cause: str,
+    now: dt.datetime,
+    queue: bool,
+    pick_url: str | None = None,
 ) -> int | None:
     body = _answer(company.name, route, company.english)
     if body is None or company.customer_id is None:
         return None
+    if pick_url:  # a "1" reply's booking: the answer says where to pick the time
+        body = (
+            f"Thanks, we got your booking request. Pick a time here: {pick_url}"
+            if company.english
+            else f"已收到您的预约，请点击链接选择上门时间：{pick_url}"
+        )
     return reply_message(
         session=session,
         tenant_id=company.id,
@@ -336,8 +349,9 @@ def _act(
     if route == BOOK:
         reply = session.get(InboundMessage, reply_id)
         assert reply is not None
-        on_book(session=session, reply=reply, now=now)
-    if route in (HELP, BOOK):
+        pick_url = on_book(session=session, reply=reply, now=now)
+        return _confirm(session, company, route, f"reply-{reply_id}", now, queue, pick_url)
+    if route == HELP:
         return _confirm(session, company, route, f"reply-{reply_id}", now, queue)
     return None
 

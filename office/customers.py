@@ -19,6 +19,7 @@ from compliance import bulk, registry
 from customers import import_jobs
 from customers import service as customers
 from customers.models import DONE, FAILED, INTERRUPTED
+from customers.schemas import CustomerUpdate
 from huifang.db import utcnow
 from huifang.deps import SessionDep
 from huifang.errors import HuifangError, Invalid, TooLarge, UnsupportedType
@@ -364,9 +365,11 @@ def customer_page(
             "next_before": next_before,
             "KIND_NAMES": KIND_NAMES,
             "SOURCE_NAMES": SOURCE_NAMES,
-            "notice": {"out": _("已记录退订。"), "in": _("已恢复接收短信。")}.get(
-                request.query_params.get("done", "")
-            ),
+            "notice": {
+                "out": _("已记录退订。"),
+                "in": _("已恢复接收短信。"),
+                "address": _("地址已保存。"),
+            }.get(request.query_params.get("done", "")),
         },
         person=person,
     )
@@ -390,6 +393,36 @@ async def opt_out(
         session.rollback()
         return _not_found(request, person, _("没有这位客户。"))
     return web.redirect(f"/office/customers/{customer_id}?done=out")
+
+
+@router.post("/customers/{customer_id}/address")
+async def save_address(
+    customer_id: Id, request: Request, session: SessionDep, person: web.OfficeUser
+) -> Response:
+    """The customer's address, where visits go (the booking page shows it prefilled)."""
+    form = await request.form()
+    try:
+        address = customers.clean_address(_text(form, "address", 1000))
+        customers.update_customer(
+            session=session,
+            tenant=person.tenant,
+            customer_id=customer_id,
+            changes=CustomerUpdate(address=address),
+        )
+    except Invalid as problem:
+        session.rollback()
+        return web.message_page(
+            request,
+            _("地址没有保存"),
+            problem.detail,
+            status=422,
+            person=person,
+            link=(f"/office/customers/{customer_id}", _("返回客户")),
+        )
+    except HuifangError:
+        session.rollback()
+        return _not_found(request, person, _("没有这位客户。"))
+    return web.redirect(f"/office/customers/{customer_id}?done=address")
 
 
 @router.post("/customers/{customer_id}/opt-in")

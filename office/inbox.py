@@ -48,6 +48,8 @@ SOURCE_LABELS = {
     "campaign": "营销活动",
     "booking_confirmed": "预约确认",
     "booking_declined": "预约婉拒",
+    "booking_proposed": "预约建议新时间",
+    "booking_reminder": "上门前一天提醒",
     "opt_out_reply": "退订确认（自动）",
     "opt_in_reply": "恢复订阅确认（自动）",
     "help_reply": "帮助回复（自动）",
@@ -576,7 +578,10 @@ def confirm(
     slot_start: Annotated[str, Form(max_length=40)] = "",
     staff_id: Annotated[str, Form(max_length=20)] = "",
     service_type: Annotated[str, Form(max_length=TEXT_MAX)] = "",
+    intent: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
+    """Confirm with the time and staff member chosen, or (``intent=propose``) offer that
+    time to the customer, who accepts it on their booking page."""
     now = utcnow()
     start, chosen = _instant(slot_start), _int(staff_id)
     typed = {"staff_id": staff_id, "service_type": service_type}
@@ -596,16 +601,27 @@ def confirm(
             else _("请选择一位服务人员。"),
         )
     try:
-        done = desk.confirm(
-            session=session,
-            tenant=person.tenant,
-            booking_id=booking_id,
-            slot_start=start,
-            staff_id=chosen,
-            now=now,
-            service_type=service_type or None,
-            actor=person.actor,
-        )
+        if intent == "propose":
+            done = desk.propose(
+                session=session,
+                tenant=person.tenant,
+                booking_id=booking_id,
+                slot_start=start,
+                staff_id=chosen,
+                now=now,
+                actor=person.actor,
+            )
+        else:
+            done = desk.confirm(
+                session=session,
+                tenant=person.tenant,
+                booking_id=booking_id,
+                slot_start=start,
+                staff_id=chosen,
+                now=now,
+                service_type=service_type or None,
+                actor=person.actor,
+            )
     except HuifangError as refused:
         return _bookings_page(
             request,

@@ -113,6 +113,7 @@ POST_BODIES = {
     "resolve": {"resolution": "x"},
     "decline": {"reason": "x"},
     "confirm": {"slot_start": "2030-01-08T10:00:00+08:00", "staff_id": 1},
+    "propose": {"slot_start": "2030-01-08T10:00:00+08:00", "staff_id": 1},
 }
 
 

@@ -26,6 +26,7 @@ from visits import service as visits
 
 MONDAY_9_CN = dt.datetime(2026, 11, 23, 1, 0, tzinfo=dt.UTC)  # Monday 09:00 in Shanghai
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+ADDRESS = "浦东新区张杨路500号3栋1201室"
 
 
 @pytest.fixture
@@ -132,7 +133,9 @@ def test_the_booking_page_counts_clicks_and_takes_a_time(
     session.refresh(link)
     assert link.clicks == 1 and link.first_clicked_at is not None
     first_slot = _slots(page.text)[0]
-    done = client.post(f"/b/{link.token}", data={"slot": first_slot, "note": "下午在家"})
+    done = client.post(
+        f"/b/{link.token}", data={"slot": first_slot, "note": "下午在家", "address": ADDRESS}
+    )
     assert done.status_code == 200 and "预约已提交" in done.text
     bad = client.post(f"/b/{link.token}", data={"slot": "tomorrow"})
     assert bad.status_code == 422
@@ -146,7 +149,7 @@ def test_a_link_books_once_and_the_page_shows_that_booking(
 ):
     monkeypatch.setattr(booking, "HORIZON_DAYS", 3)
     slots = _slots(client.get(f"/b/{link.token}").text)
-    done = client.post(f"/b/{link.token}", data={"slot": slots[0]})
+    done = client.post(f"/b/{link.token}", data={"slot": slots[0], "address": ADDRESS})
     assert done.status_code == 200 and "预约已提交" in done.text
     twice = client.post(f"/b/{link.token}", data={"slot": slots[0]})  # the form sent twice
     assert twice.status_code == 200 and "您已预约" in twice.text
@@ -165,7 +168,7 @@ def test_a_link_books_once_and_the_page_shows_that_booking(
 def test_the_customer_changes_the_time_then_cancels(client, session, account, link, monkeypatch):
     monkeypatch.setattr(booking, "HORIZON_DAYS", 3)
     slots = _slots(client.get(f"/b/{link.token}").text)
-    client.post(f"/b/{link.token}", data={"slot": slots[0]})
+    client.post(f"/b/{link.token}", data={"slot": slots[0], "address": ADDRESS})
     moved = client.post(f"/b/{link.token}", data={"action": "change", "slot": slots[3]})
     assert moved.status_code == 200 and "已改到新的时间" in moved.text
     [made] = session.scalars(select(Booking)).all()

@@ -718,3 +718,51 @@ def test_chunk_statements_are_never_prepared_so_each_chunk_is_planned_with_its_b
     prepared = session.scalars(text("SELECT statement FROM pg_prepared_statements")).all()
     assert not [s for s in prepared if "INSERT INTO campaign_occurrences" in s]
     assert raw.prepare_threshold == threshold  # the connection is given back as it was
+
+
+def test_a_send_day_handed_off_in_full_tells_the_office_once(session, shop) -> None:
+    from alerts import service as alerts
+    from alerts.models import Alert
+
+    alerts.create_channel(
+        session=session,
+        tenant=shop.tenant,
+        kind="webhook",
+        name="前台",
+        url="http://127.0.0.1:9/hook",
+        secret="s3cret-s3cret-s3cret",
+        events=["campaign.finished"],
+    )
+    served = utc(2026, 1, 10, 6)
+    people = [shop.customer(visits_=(("ac_cleaning", served),)) for _ in range(3)]
+    campaign = shop.campaign(AC_90, activated_at=utc(2026, 2, 1))
+    materializer.materialize(session=session, now=utc(2026, 4, 1), horizon=dt.timedelta(days=31))
+    compliance.opt_out(
+        session=session,
+        tenant=shop.tenant,
+        phone=people[2].phone,
+        reason="reply_opt_out",
+        detail="T",
+        now=utc(2026, 4, 5),
+    )
+
+    def finished() -> list[Alert]:
+        return list(
+            session.scalars(
+                select(Alert).where(
+                    Alert.tenant_id == shop.tenant.id, Alert.event == "campaign.finished"
+                )
+            )
+        )
+
+    due = utc(2026, 4, 10, 2, 1)
+    handoff.hand_off_due(session=session, now=due, limit=1)
+    assert finished() == []  # two of the day's three still wait
+    handoff.hand_off_due(session=session, now=due)
+    [alert] = finished()
+    assert alert.dedupe_key == f"campaign-finished:{campaign.id}:2026-04-10"
+    assert "「测试活动」2026-04-10" in alert.text and "2 条" in alert.text
+    assert "已退订 1 人" in alert.text
+    assert alert.facts["sent"] == 2 and alert.facts["opted_out"] == 1
+    handoff.hand_off_due(session=session, now=due + dt.timedelta(minutes=1))
+    assert len(finished()) == 1  # raised once per campaign and day

@@ -359,3 +359,49 @@ def test_a_reply_booking_is_confirmed_with_a_time_and_a_service(client, session,
     visit = session.get(Visit, asked.visit_id)
     assert visit is not None and visit.service_type == "sofa_care"
     assert "沙发护理" in client.get(done.headers["location"]).text
+
+
+def test_the_office_proposes_another_time_the_customer_accepts_on_their_page(
+    client, session, tenant, day
+):
+    from bookings import links
+    from bookings.models import PROPOSED, Booking
+
+    token = sign_in(client, session, tenant, role="office")
+    page = client.get("/office/inbox/bookings").text
+    card = page[page.index(f'id="booking-{day.first.id}"') :]
+    card = card[: card.index("</section>")]
+    assert 'name="intent" value="propose"' in card
+    other = re.findall(r'<option value="(\d{4}-[^"]+)" data-free="([\d,]*)"', card)[5][0]
+    proposed = client.post(
+        f"/office/inbox/bookings/{day.first.id}/confirm",
+        data={
+            "csrf_token": token,
+            "slot_start": other,
+            "staff_id": str(day.chen.id),
+            "intent": "propose",
+        },
+        follow_redirects=False,
+    )
+    assert proposed.status_code == 303, proposed.text
+    session.refresh(day.first)
+    assert (day.first.status, day.first.staff_id) == (PROPOSED, day.chen.id)
+    assert day.first.visit_id is None
+    after = client.get(proposed.headers["location"]).text
+    assert "已建议新时间，等客户确认" in after and "陈师傅" in after
+    told = session.scalars(
+        select(Message).where(
+            Message.tenant_id == tenant.id, Message.source_type == "booking_proposed"
+        )
+    ).one()
+    assert "建议改为" in told.body and "陈师傅" in told.body and "/b/" in told.body
+
+    # The customer opens the link in the message and accepts.
+    link = session.get(links.ShortLink, day.first.open_link_id)
+    assert link is not None and f"/b/{link.token}" in told.body
+    accepted = client.post(f"/b/{link.token}", data={"action": "accept"})
+    assert accepted.status_code == 200 and "已确认，届时上门" in accepted.text
+    made = session.get(Booking, day.first.id)
+    session.refresh(made)
+    assert made.status == CONFIRMED and made.visit_id is not None
+    assert session.get(Visit, made.visit_id).staff_id == day.chen.id

@@ -129,7 +129,10 @@ def _book(client, clock: Clock, sent: Sent, at: dt.datetime) -> None:
     page = _open(client, clock, sent, at)
     slot = re.search(r'name="slot" value="([^"]+)"', page)
     assert slot is not None, "the booking page offers a time"
-    done = client.post(f"/b/{sent.token}", data={"slot": slot.group(1), "note": "周末在家"})
+    done = client.post(
+        f"/b/{sent.token}",
+        data={"slot": slot.group(1), "note": "周末在家", "address": "徐汇区漕溪北路1号"},
+    )
     assert done.status_code == 200 and "预约已提交" in done.text
 
 
