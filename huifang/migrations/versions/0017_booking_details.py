@@ -1,6 +1,6 @@
 """booking: customers' addresses, the address of a booking, and the day-before reminder
 
-Revision ID: 0018
+Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-06
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0018"
+revision: str = "0017"
 down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
