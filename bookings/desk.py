@@ -30,7 +30,7 @@ from customers.models import Customer
 from huifang.db import as_utc
 from huifang.errors import Conflict, Invalid
 from huifang.i18n import _
-from messaging import threads
+from messaging import sms_templates, threads
 from messaging.models import HANDLED, InboundMessage, Message
 from messaging.service import schedule
 from tenancy.models import Tenant
@@ -343,6 +343,8 @@ def _tell(
     source_type: str,
     source_id: str,
     now: dt.datetime,
+    purpose: str,
+    variables: dict[str, str],
 ) -> tuple[int | None, bool, str]:
     """Schedule the customer's message; (its id when new, whether it can go, the notice)."""
     verdict = compliance.preview(
@@ -370,6 +372,8 @@ def _tell(
         source_id=source_id,
         body=body,
         due_at=now,
+        purpose=purpose,
+        variables=variables,
     )
     notice = (
         _("已通知客户。")
@@ -466,6 +470,12 @@ def confirm(
         "booking_confirmed",
         f"{booking.id}@{int(start.timestamp())}",
         now,
+        sms_templates.BOOKING_CONFIRMED,
+        {
+            "service": _service(booking.service_type),
+            "time": asks.when_text(tenant, start),
+            "staff_name": staff.name,
+        },
     )
     audit.record(
         session,
@@ -528,7 +538,15 @@ def decline(
         "我们会尽快与您联系另约时间。"
     )
     message_id, told, notice = _tell(
-        session, tenant, customer, body, "booking_declined", str(booking.id), now
+        session,
+        tenant,
+        customer,
+        body,
+        "booking_declined",
+        str(booking.id),
+        now,
+        sms_templates.BOOKING_DECLINED,
+        {"service": _service(booking.service_type), "reason": text},
     )
     audit.record(
         session,

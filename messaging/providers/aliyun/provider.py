@@ -202,6 +202,7 @@ class AliyunProvider(Provider):
         frames=True,
         must_mix=True,
         rate_per_second=50,  # well under SendSms's per-account QPS
+        approved_templates=True,
     )
     status_map = STATUS_MAP
 
