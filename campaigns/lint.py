@@ -14,7 +14,6 @@ to marketing.
 from __future__ import annotations
 
 import difflib
-import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -789,9 +788,7 @@ def approved_template(
         said.append(
             "it needs " + ", ".join(f"${{{n}}}" for n in extra) + " which this text does not use"
         )
-    differs = _first_difference(
-        sms_templates.fixed_parts(wanted), sms_templates.fixed_parts(nearest)
-    )
+    differs = _first_difference(wanted, nearest)
     if differs:
         said.append(
             f"its fixed text differs: this text has 「{differs[0]}」 where it has 「{differs[1]}」"
@@ -812,15 +809,11 @@ def _squash(text: str) -> str:
     return re.sub(r"\s+", "", text).rstrip(_TRAILING)
 
 
-def _first_difference(mine: Sequence[str], theirs: Sequence[str]) -> tuple[str, str] | None:
-    """The first fixed part that differs, each side cut to where the difference is."""
-    for ours, other in itertools.zip_longest(mine, theirs, fillvalue=""):
-        a, b = _squash(ours), _squash(other)
-        if a != b:
-            start = 0
-            while start < min(len(a), len(b)) and a[start] == b[start]:
-                start += 1
-            return a[max(0, start - 4) : start + 16] or "—", b[
-                max(0, start - 4) : start + 16
-            ] or "—"
+def _first_difference(mine: str, theirs: str) -> tuple[str, str] | None:
+    """Where the fixed text (variables left out) first differs, with a little context."""
+    a = _squash(sms_templates.VARIABLE.sub("", mine))
+    b = _squash(sms_templates.VARIABLE.sub("", theirs))
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag != "equal":
+            return a[max(0, i1 - 3) : i2 + 3] or "—", b[max(0, j1 - 3) : j2 + 3] or "—"
     return None
