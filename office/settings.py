@@ -431,6 +431,7 @@ def _templates_context(session: SessionDep, person: web.SignedIn) -> dict[str, A
         ),
         "KIND_LABELS": KIND_LABELS,
         "signature": person.tenant.signature,
+        "form": None,  # what was typed, shown again when it was refused
     }
 
 
