@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response
 from access.roles import Permission
 from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep, key_may
+from huifang.fields import Id
 from huifang.settings import get_settings
 from messaging import keyword_tester, keywords, provider_setup, providers, sms_templates
 from messaging.schemas import (
@@ -113,7 +114,7 @@ def create_sms_template(
     tags=["tenant"],
     dependencies=[key_may(Permission.SETTINGS)],
 )
-def delete_sms_template(template_id: int, session: SessionDep, tenant: TenantDep) -> Response:
+def delete_sms_template(template_id: Id, session: SessionDep, tenant: TenantDep) -> Response:
     """Forget a template (Aliyun deleted it, or it was recorded by mistake)."""
     sms_templates.delete(session=session, tenant_id=tenant.id, template_id=template_id)
     return Response(status_code=204)
