@@ -76,9 +76,10 @@ def test_without_an_approved_template_the_lint_shows_the_text_to_submit(
     chars = sms_templates.longest("【测试家政】" + AS_TEMPLATE)
     assert f"{chars} characters" in missing["hint"]
     assert f"{sms_templates.segments(chars)} SMS" in missing["hint"]
-    assert client.get(f"/v1/campaigns/{campaign['id']}", headers=account.headers).json()[
-        "status"
-    ] == "draft"
+    assert (
+        client.get(f"/v1/campaigns/{campaign['id']}", headers=account.headers).json()["status"]
+        == "draft"
+    )
 
 
 def test_the_lint_says_which_variables_are_missing_and_which_fixed_text_differs(
@@ -135,9 +136,7 @@ def test_with_the_template_recorded_it_activates_and_sends_as_that_template(
     assert due
     when = max(due).replace(tzinfo=dt.UTC) + dt.timedelta(minutes=1)
     handoff.hand_off_due(session=session, now=when)
-    messages = list(
-        session.scalars(select(Message).where(Message.purpose == "campaign_marketing"))
-    )
+    messages = list(session.scalars(select(Message).where(Message.purpose == "campaign_marketing")))
     assert messages
     with FakeAliyun(
         sign_names={"测试家政"}, templates={"SMS_490000002": {"customer_name", "booking_link"}}

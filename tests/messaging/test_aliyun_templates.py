@@ -64,9 +64,7 @@ def record_suggested(client, account) -> dict[str, tuple[str, str]]:
 def aliyun_fake(recorded: dict[str, tuple[str, str]], signature: str) -> FakeAliyun:
     return FakeAliyun(
         sign_names={signature},
-        templates={
-            code: set(sms_templates.variables_of(text)) for code, text in recorded.values()
-        },
+        templates={code: set(sms_templates.variables_of(text)) for code, text in recorded.values()},
     )
 
 
@@ -238,9 +236,7 @@ def _bookings(session, customer) -> list[int]:
     )
 
 
-def test_a_purpose_without_a_template_is_refused_before_any_request(
-    client, session, account
-):
+def test_a_purpose_without_a_template_is_refused_before_any_request(client, session, account):
     tenant = account.tenant
     customer = make_customer(session, tenant, name="王女士", phone="13800138000")
     with FakeAliyun(sign_names={tenant.signature}) as fake:

@@ -128,9 +128,7 @@ def test_the_api_records_lists_replaces_and_deletes(client, session, account):
         "/v1/sms-templates", headers=account.headers, json={**body, "purpose": "lottery"}
     )
     assert unknown.status_code == 422 and "用途" in unknown.json()["detail"]
-    gone = client.delete(
-        f"/v1/sms-templates/{other.json()['id']}", headers=account.headers
-    )
+    gone = client.delete(f"/v1/sms-templates/{other.json()['id']}", headers=account.headers)
     assert gone.status_code == 204
     assert client.get("/v1/sms-templates", headers=account.headers).json()["templates"] == []
 
@@ -161,9 +159,7 @@ def test_office_keys_read_owners_record_and_companies_are_apart(
     )
 
 
-def test_the_settings_section_records_in_chinese_behind_csrf(
-    client, session, account, monkeypatch
-):
+def test_the_settings_section_records_in_chinese_behind_csrf(client, session, account, monkeypatch):
     # The console's cookies are Secure under an https address; the test client speaks http.
     monkeypatch.setattr(get_settings(), "public_url", "http://testserver")
     sign_in(client, session, account.tenant)
