@@ -32,7 +32,7 @@ from customers.models import Customer
 from huifang.db import as_utc
 from huifang.errors import Conflict, Invalid
 from huifang.i18n import _
-from messaging import threads
+from messaging import sms_templates, threads
 from messaging.models import HANDLED, InboundMessage, Message
 from messaging.service import schedule
 from tenancy.models import Tenant
@@ -347,6 +347,8 @@ def _tell(
     source_type: str,
     source_id: str,
     now: dt.datetime,
+    purpose: str,
+    variables: dict[str, str],
 ) -> tuple[int | None, bool, str]:
     """Schedule the customer's message; (its id when new, whether it can go, the notice)."""
     verdict = compliance.preview(
@@ -374,6 +376,8 @@ def _tell(
         source_id=source_id,
         body=body,
         due_at=now,
+        purpose=purpose,
+        variables=variables,
     )
     notice = (
         _("已通知客户。")
@@ -457,6 +461,12 @@ def _make_visit(
         "booking_confirmed",
         f"{booking.id}@{int(start.timestamp())}",
         now,
+        sms_templates.BOOKING_CONFIRMED,
+        {
+            "service": _service(booking.service_type),
+            "time": asks.when_text(tenant, start),
+            "staff_name": staff.name,
+        },
     )
     audit.record(
         session,
@@ -672,7 +682,15 @@ def decline(
     assert customer is not None
     body = words.declined(tenant, customer, service=booking.service_type, reason=text)
     message_id, told, notice = _tell(
-        session, tenant, customer, body, "booking_declined", str(booking.id), now
+        session,
+        tenant,
+        customer,
+        body,
+        "booking_declined",
+        str(booking.id),
+        now,
+        sms_templates.BOOKING_DECLINED,
+        {"service": _service(booking.service_type), "reason": text},
     )
     audit.record(
         session,

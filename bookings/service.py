@@ -43,6 +43,7 @@ from customers.models import Customer
 from customers.service import clean_address
 from huifang.db import as_utc
 from huifang.errors import Conflict, Invalid, NotFound
+from messaging import sms_templates
 from messaging.models import InboundMessage, Message
 from messaging.service import schedule
 from tenancy.models import Tenant
@@ -469,6 +470,12 @@ def answer(
         body = f"抱歉，您预约的{service}时间已满，我们会尽快致电为您另约时间。"
     # One message per booking and time: a booking moved and confirmed again is told again.
     when = f"@{int(booking.slot_start.timestamp())}" if booking.slot_start else ""
+    if status == CONFIRMED and booking.slot_start is not None:
+        purpose = sms_templates.BOOKING_CONFIRMED
+    elif status == CONFIRMED:
+        purpose = sms_templates.BOOKING_RECEIVED
+    else:
+        purpose = sms_templates.BOOKING_DECLINED
     message, new = schedule(
         session=session,
         tenant=tenant,
@@ -479,6 +486,12 @@ def answer(
         source_id=f"{booking.id}{when}",
         body=body,
         due_at=now,
+        purpose=purpose,
+        variables={
+            "service": service,
+            "time": when_text(tenant, booking.slot_start) if booking.slot_start else "",
+            "reason": "时间已满",
+        },
     )
     session.flush()
     return booking, message.id if new else None

@@ -46,7 +46,9 @@ from campaigns.models import (
 from compliance.models import Suppression
 from customers.models import Customer
 from huifang.errors import Invalid
+from huifang.settings import get_settings
 from messaging import service as outbox
+from messaging import sms_templates
 from tenancy.models import Tenant
 from visits.models import Visit
 
@@ -264,6 +266,20 @@ def _cancel_booked_early(
     )
 
 
+def template_values(facts: templating.MessageFacts) -> dict[str, str]:
+    """A customer's merge fields as an approved template's values: text, dates as customers
+    read them, and for links the path after the fixed address the template carries."""
+    base = get_settings().public_url
+    values: dict[str, str] = {}
+    for name, value in facts.variables().items():
+        if value is None:
+            continue
+        text = templating.format_date(value) if isinstance(value, dt.date) else str(value)
+        prefix = sms_templates.CAMPAIGN_LINKS.get(name)
+        values[name] = sms_templates.link_value(text, base, prefix) if prefix else text
+    return values
+
+
 def _schedule(
     session: Session,
     tenant: Tenant,
@@ -317,6 +333,12 @@ def _schedule(
             body=body,
             due_at=occurrence.due_at,
             media_urls=media,
+            purpose=(
+                sms_templates.CAMPAIGN_MARKETING
+                if campaign.category == "marketing"
+                else sms_templates.CAMPAIGN_SERVICE
+            ),
+            variables=template_values(facts[person.id]),
         )
         link = links[person.id]
         if link.message_id is None:

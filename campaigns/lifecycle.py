@@ -47,6 +47,7 @@ from huifang.errors import Conflict, Invalid, NotFound
 from huifang.pagination import PageParams, paginate
 from huifang.settings import get_settings
 from media.models import Media, Rendition
+from messaging import providers, sms_templates
 from messaging import service as outbox
 from messaging.models import (
     DEFERRED,
@@ -399,6 +400,27 @@ def lint_campaign(
             channel=part,
         ):
             found.append(LintFinding(part, f.code, f.severity, f.message, f.hint))
+    settings = get_settings()
+    if providers.capabilities(settings.sms_provider).approved_templates:
+        purpose = (
+            sms_templates.CAMPAIGN_MARKETING
+            if campaign.category == "marketing"
+            else sms_templates.CAMPAIGN_SERVICE
+        )
+        approved = [
+            (t.code, t.text)
+            for t in sms_templates.list_templates(session=session, tenant_id=tenant.id)
+            if t.purpose == purpose
+        ]
+        for f in lint.approved_template(
+            campaign.template,
+            signature=tenant.signature,
+            category=campaign.category,
+            footer=footer,
+            base_url=settings.public_url,
+            templates=approved,
+        ):
+            found.append(LintFinding("sms", f.code, f.severity, f.message, f.hint))
     return found
 
 

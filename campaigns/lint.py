@@ -13,6 +13,7 @@ to marketing.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from jinja2 import TemplateSyntaxError, nodes
 
 from campaigns import templating
 from huifang.errors import Invalid
+from messaging import sms_templates
 from visits.service_types import SERVICE_TYPES
 
 Severity = Literal["error", "warning"]
@@ -681,3 +683,137 @@ def _find_topic(
 def errors(findings: Sequence[Finding]) -> list[Finding]:
     """The findings that block activation."""
     return [f for f in findings if f.severity == "error"]
+
+
+# --- approved templates (Aliyun) ------------------------------------------------------------
+
+
+def approved_template(
+    body: str,
+    *,
+    signature: str,
+    category: str,
+    footer: str,
+    base_url: str,
+    templates: Sequence[tuple[str, str]],
+) -> list[Finding]:
+    """With a provider that sends only approved templates: ``body`` as sent must be one of
+    the company's approved templates (``templates``: code and text) of its kind.
+
+    Says which variables are missing or which fixed text differs from the nearest one, and
+    the text to submit for approval when none matches; and what Aliyun's review would refuse
+    in that text (``messaging.sms_templates.check``), with its length and segment count.
+    """
+    purpose = (
+        sms_templates.CAMPAIGN_MARKETING
+        if category == "marketing"
+        else sms_templates.CAMPAIGN_SERVICE
+    )
+    kind = "marketing" if category == "marketing" else "notification"
+    links = {
+        name: base_url.rstrip("/") + prefix for name, prefix in sms_templates.CAMPAIGN_LINKS.items()
+    }
+    try:
+        converted = templating.as_approved_template(body, links=links)
+    except TemplateSyntaxError:
+        return []  # the syntax finding says it already
+    if converted is None:
+        return [
+            Finding(
+                "approved_template_logic",
+                "error",
+                "The SMS provider sends only approved templates, and an approved template "
+                "has plain variables: this text has conditions ({% if %}) or filters.",
+                "Write the text with plain merge fields such as {{ customer_name }}, so it "
+                "can be submitted as one template.",
+            )
+        ]
+    wanted = templating.compose(
+        converted,
+        signature=signature,
+        category="marketing" if category == "marketing" else "service",
+        footer=footer,
+    )
+    wanted = wanted.removeprefix(f"【{signature}】").strip()
+    found: list[Finding] = []
+    chars = sms_templates.longest(f"【{signature}】{wanted}")
+    for problem in sms_templates.check(
+        text=wanted,
+        kind=kind,
+        purpose_code=purpose,
+        signature=signature,
+        company_signature=signature,
+        base_url=base_url,
+    ):
+        found.append(
+            Finding(
+                "approved_template_rule",
+                "error",
+                f"Aliyun would not approve this text as a template: {problem}",
+                "Change the campaign text; the text to submit follows from it.",
+            )
+        )
+    if any(_squash(text) == _squash(wanted) for _, text in templates):
+        return found
+    submit = (
+        f"Submit this text to Aliyun as a {'marketing' if kind == 'marketing' else 'notification'}"
+        f" template under the signature 【{signature}】 ({chars} characters with every variable "
+        f"at its longest, {sms_templates.segments(chars)} SMS), then record its template code "
+        f"in Settings › SMS templates: 「{wanted}」"
+    )
+    if not templates:
+        found.append(
+            Finding(
+                "approved_template_missing",
+                "error",
+                f"The company has no approved {kind} template for campaigns, and the SMS "
+                "provider (Aliyun) sends only approved templates.",
+                submit,
+            )
+        )
+        return found
+    code, nearest = max(
+        templates,
+        key=lambda t: difflib.SequenceMatcher(None, _squash(t[1]), _squash(wanted)).ratio(),
+    )
+    mine, theirs = sms_templates.variables_of(wanted), sms_templates.variables_of(nearest)
+    missing = [n for n in mine if n not in theirs]
+    extra = [n for n in theirs if n not in mine]
+    said = []
+    if missing:
+        said.append(
+            "it has no variable for " + ", ".join(f"${{{n}}}" for n in missing) + " of this text"
+        )
+    if extra:
+        said.append(
+            "it needs " + ", ".join(f"${{{n}}}" for n in extra) + " which this text does not use"
+        )
+    differs = _first_difference(wanted, nearest)
+    if differs:
+        said.append(
+            f"its fixed text differs: this text has 「{differs[0]}」 where it has 「{differs[1]}」"
+        )
+    found.append(
+        Finding(
+            "approved_template_mismatch",
+            "error",
+            f"The text does not match an approved template; the nearest, {code}, "
+            f"differs: {'; '.join(said) or 'in spacing or punctuation'}.",
+            f"Make the text match {code} 「{nearest}」, or: {submit}",
+        )
+    )
+    return found
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", "", text).rstrip(_TRAILING)
+
+
+def _first_difference(mine: str, theirs: str) -> tuple[str, str] | None:
+    """Where the fixed text (variables left out) first differs, with a little context."""
+    a = _squash(sms_templates.VARIABLE.sub("", mine))
+    b = _squash(sms_templates.VARIABLE.sub("", theirs))
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag != "equal":
+            return a[max(0, i1 - 3) : i2 + 3] or "—", b[max(0, j1 - 3) : j2 + 3] or "—"
+    return None

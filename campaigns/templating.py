@@ -382,3 +382,25 @@ def preview(
     body = render(template, facts.variables())
     text = compose(body, signature=signature, category=category, footer=footer)
     return Preview(body=body, text=text, chars=len(text))
+
+
+# --- approved templates (Aliyun) ------------------------------------------------------------
+
+
+def as_approved_template(template: str, *, links: Mapping[str, str]) -> str | None:
+    """The campaign text with its merge fields as ``${name}`` template variables (a link
+    field becomes its fixed address followed by ``${name}``, ``links`` giving the address),
+    or None when the text has conditions or filters, which an approved template cannot."""
+    tree = _environment().parse(template)
+    out: list[str] = []
+    for node in tree.body:
+        if not isinstance(node, nodes.Output):
+            return None
+        for part in node.nodes:
+            if isinstance(part, nodes.TemplateData):
+                out.append(part.data)
+            elif isinstance(part, nodes.Name):
+                out.append(f"{links.get(part.name, '')}${{{part.name}}}")
+            else:
+                return None
+    return "".join(out)

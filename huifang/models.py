@@ -16,7 +16,7 @@ from customers.models import Customer, CustomerTag, ImportJob, ImportJobRow
 from huifang.db import Base
 from huifang.ops import WorkerHeartbeat
 from media.models import Media, Rendition, WatermarkTemplate
-from messaging.models import Message, MessageEvent
+from messaging.models import Message, MessageEvent, SmsTemplate
 from reports.models import Report, ReportText
 from tenancy.models import ApiKey, Tenant
 from visits.models import Staff, Visit
@@ -49,6 +49,7 @@ __all__ = [
     "ReportText",
     "ShortLink",
     "SignInLink",
+    "SmsTemplate",
     "Staff",
     "Suppression",
     "Tenant",

@@ -45,7 +45,7 @@ from customers.models import Customer
 from customers.phones import normalize_phone
 from huifang.db import dialect_of, insert_or_skip, utcnow
 from huifang.errors import Conflict, Invalid, NotFound
-from messaging import keywords, tasks
+from messaging import keywords, sms_templates, tasks
 from messaging.models import (
     BOOK,
     HANDLED,
@@ -123,6 +123,15 @@ def _answer(name: str, route: str, english: bool) -> str | None:
             else "已收到您的预约，我们会尽快与您联系确认上门时间。"
         )
     return None
+
+
+# Each automatic answer's purpose: the approved template a provider like Aliyun sends it as.
+_PURPOSE_OF_ROUTE = {
+    OPT_OUT: sms_templates.OPT_OUT_CONFIRMATION,
+    OPT_IN: sms_templates.OPT_IN_CONFIRMATION,
+    HELP: sms_templates.HELP_ANSWER,
+    BOOK: sms_templates.BOOKING_RECEIVED,
+}
 
 
 @functools.cache
@@ -236,6 +245,7 @@ def _confirm(
         body=body,
         now=now,
         queue=queue,
+        purpose=_PURPOSE_OF_ROUTE[route],
     )
 
 

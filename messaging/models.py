@@ -53,6 +53,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 # Message.status_reason for failures (the gate's reasons are compliance.models constants)
 PROVIDER_REFUSED = "provider_refused"  # a permanent provider error; detail has its code
+NO_TEMPLATE = "no_template"  # the provider sends only approved templates; none fits
 RETRIES_EXHAUSTED = "retries_exhausted"  # retryable errors went on too long
 TIMEOUT_AFTER_SEND = "timeout_after_send"  # the request may have left: status unknown
 RETRY_BACKOFF = "retry_backoff"  # deferred for minutes after a retryable provider error
@@ -84,6 +85,11 @@ class Message(TimestampMixin, Base):
     # (tenant, source, customer, channel): one message per cause, ever. Invariant 1.
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
     body: Mapped[str] = mapped_column(Text)  # the content, before signature and footer
+    # What the message is for (``messaging.sms_templates.PURPOSES``) and the values a
+    # provider's approved template is filled from (Aliyun sends only templates, never
+    # ``body``). None for messages written before purposes were recorded.
+    purpose: Mapped[str | None] = mapped_column(String(32), default=None)
+    variables: Mapped[dict[str, str] | None] = mapped_column(JsonList, default=dict)
     text: Mapped[str | None] = mapped_column(Text, default=None)  # exactly what was sent
     media_urls: Mapped[list[str]] = mapped_column(JsonList, default=list)
     status: Mapped[str] = mapped_column(String(16), default=SCHEDULED)
@@ -191,4 +197,33 @@ class KeywordRule(Base):
     route: Mapped[str] = mapped_column(String(16))  # one of ROUTES
     kind: Mapped[str] = mapped_column(String(16))  # exact | pattern (messaging.keywords)
     value: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column()
+
+
+# SmsTemplate.kind: Aliyun approves notification and marketing templates separately.
+NOTIFICATION = "notification"
+MARKETING = "marketing"
+TEMPLATE_KINDS = (NOTIFICATION, MARKETING)
+
+
+class SmsTemplate(Base):
+    """An SMS template the provider has approved for the company (Aliyun ``TemplateCode``).
+
+    ``text`` is the approved text exactly, its variables written ``${name}``, without the
+    【signature】 in front; ``signature`` is the signature (签名) it is sent under.
+    """
+
+    __tablename__ = "sms_templates"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "code"),
+        Index("ix_sms_templates_tenant_purpose", "tenant_id", "purpose"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))  # one of TEMPLATE_KINDS
+    purpose: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    signature: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column()

@@ -28,7 +28,8 @@ CREDENTIALS = {
         "twilio_from_number",
         "twilio_messaging_service_sid",
     ),
-    "aliyun": ("aliyun_access_key_id", "aliyun_access_key_secret", "aliyun_template_code"),
+    # Aliyun's templates are the company's, one per purpose (设置 › 短信模板), not a setting.
+    "aliyun": ("aliyun_access_key_id", "aliyun_access_key_secret"),
 }
 
 

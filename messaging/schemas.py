@@ -182,3 +182,50 @@ class ProviderSetupRead(BaseModel):
         description="What to paste into the provider's console."
     )
     warnings: list[str]
+
+
+class SmsTemplateCreate(BaseModel):
+    code: str = Field(max_length=32, description="Aliyun's template code, e.g. SMS_123456789.")
+    kind: str = Field(description="notification or marketing, as Aliyun approved it.")
+    purpose: str = Field(
+        description="What the template is for: one of the purposes GET /sms-templates lists."
+    )
+    text: str = Field(
+        max_length=600, description="The approved text exactly, variables as ${name}."
+    )
+    signature: str | None = Field(
+        default=None,
+        max_length=16,
+        description="The signature (签名) to send under, without 【】; default: the company's.",
+    )
+
+
+class SmsTemplateRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    code: str
+    kind: str
+    purpose: str
+    label: str
+    text: str
+    signature: str
+    variables: list[str]
+    chars: int = Field(description="With the 【signature】 and every variable at 35 characters.")
+    segments: int = Field(description="SMS billed: 70 characters in one, else 67 per segment.")
+    created_at: dt.datetime
+
+
+class SmsPurposeRead(BaseModel):
+    purpose: str
+    kind: str
+    label: str
+    variables: list[str]
+    recorded: bool
+    suggested: str = Field(description="A text to submit to Aliyun for approval (campaigns: ''.")
+
+
+class SmsTemplatesRead(BaseModel):
+    templates: list[SmsTemplateRead]
+    purposes: list[SmsPurposeRead]
+    required: bool = Field(description="Whether the configured provider sends only templates.")

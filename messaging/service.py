@@ -17,7 +17,7 @@ import datetime as dt
 import functools
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
@@ -32,9 +32,11 @@ from customers.models import Customer
 from huifang.db import dialect_of, insert_or_skip
 from huifang.errors import Conflict, NotFound
 from huifang.settings import get_settings
+from messaging import sms_templates
 from messaging.models import (
     DEFERRED,
     FAILED,
+    NO_TEMPLATE,
     PROVIDER_REFUSED,
     QUEUED,
     RATE_LIMITED,
@@ -49,6 +51,7 @@ from messaging.models import (
     UNKNOWN,
     Message,
     MessageEvent,
+    SmsTemplate,
 )
 from messaging.providers.base import (
     OutboundMessage,
@@ -86,8 +89,13 @@ def schedule(
     body: str,
     due_at: dt.datetime,
     media_urls: Sequence[str] = (),
+    purpose: str | None = None,
+    variables: Mapping[str, str] | None = None,
 ) -> tuple[Message, bool]:
-    """The message for this cause, created once: the row and whether it is new."""
+    """The message for this cause, created once: the row and whether it is new.
+
+    ``purpose`` (``sms_templates.PURPOSES``) and ``variables`` are what a provider that sends
+    only approved templates fills the purpose's template from."""
     key = idempotency_key(
         tenant_id=tenant.id,
         source_type=source_type,
@@ -107,6 +115,8 @@ def schedule(
         source_id=source_id,
         idempotency_key=key,
         body=body,
+        purpose=purpose,
+        variables=_values(variables),
         media_urls=list(media_urls),
         status=SCHEDULED,
         due_at=due_at,
@@ -133,6 +143,8 @@ def reply_message(
     body: str,
     now: dt.datetime,
     queue: bool,
+    purpose: str | None = None,
+    variables: Mapping[str, str] | None = None,
 ) -> int | None:
     """An answer to a customer's reply (category ``reply``), created once per cause: its
     id when new, None when it already existed.
@@ -159,6 +171,8 @@ def reply_message(
             "source_id": source_id,
             "idempotency_key": key,
             "body": body,
+            "purpose": purpose,
+            "variables": _values(variables),
             "media_urls": [],
             "status": QUEUED if queue else SCHEDULED,
             "due_at": now,
@@ -185,6 +199,11 @@ def reply_message(
         ],
     )
     return int(message_id)
+
+
+def _values(variables: Mapping[str, str] | None) -> dict[str, str]:
+    """Template values as strings; an empty one is left out (no template may use it)."""
+    return {str(k): str(v) for k, v in (variables or {}).items() if v is not None and str(v)}
 
 
 @functools.cache
@@ -425,11 +444,15 @@ def deliver_many(
         ],
         now=now,
     )
+    templates = _templates(session, provider, {tenant.id for _, tenant, _ in sending})
     allowed = []
+    unsent_marketing = []
     for (message, tenant, customer), verdict in zip(sending, verdicts, strict=True):
-        outbound = _outbound(session, message, tenant, customer, verdict, provider, now)
+        outbound = _outbound(session, message, tenant, customer, verdict, provider, now, templates)
         if outbound is not None:
             allowed.append((message, tenant, customer, outbound))
+        elif message.status == FAILED and message.status_reason == NO_TEMPLATE:
+            unsent_marketing.append(message)
     calls = _call_all(provider, [outbound for *_, outbound in allowed], throttle)
     for (message, tenant, customer, _), call in zip(allowed, calls, strict=True):
         _record(session, message, tenant, customer, call, now)
@@ -439,7 +462,7 @@ def deliver_many(
         session=session,
         message_refs=[
             message.idempotency_key
-            for message, *_ in allowed
+            for message in [*(m for m, *_ in allowed), *unsent_marketing]
             if message.category == "marketing" and message.status in (FAILED, SUPPRESSED)
         ],
     )
@@ -473,6 +496,22 @@ def _measured(provider: Provider, seconds: float) -> None:
     _latency[provider.name] = seconds if previous is None else 0.8 * previous + 0.2 * seconds
 
 
+def _templates(
+    session: Session, provider: Provider, tenant_ids: set[int]
+) -> dict[int, list[SmsTemplate]]:
+    """The companies' approved templates, for a provider that sends nothing else."""
+    if not provider.capabilities.approved_templates or not tenant_ids:
+        return {}
+    found: dict[int, list[SmsTemplate]] = {tenant_id: [] for tenant_id in tenant_ids}
+    for template in session.scalars(
+        select(SmsTemplate)
+        .where(SmsTemplate.tenant_id.in_(sorted(tenant_ids)))
+        .order_by(SmsTemplate.id)
+    ):
+        found[template.tenant_id].append(template)
+    return found
+
+
 def _outbound(
     session: Session,
     message: Message,
@@ -481,9 +520,15 @@ def _outbound(
     verdict: compliance.Verdict,
     provider: Provider,
     now: dt.datetime,
+    templates: Mapping[int, Sequence[SmsTemplate]],
 ) -> OutboundMessage | None:
     """Act on the gate's verdict for one message: record a deferral or a refusal (None),
-    or the request the provider is to get."""
+    or the request the provider is to get.
+
+    With a provider that sends only approved templates, the message goes out as its
+    purpose's template filled from its values; when the company has none that fits, it is
+    refused here, before any request, with the sentence saying which template to record.
+    """
     if verdict.decision == DEFER:
         assert verdict.not_before is not None
         message.due_at = verdict.not_before
@@ -509,13 +554,40 @@ def _outbound(
         )
         return None
     assert verdict.text is not None
-    message.text = verdict.text
+    text, signature = verdict.text, tenant.signature
+    template_code, params = None, {}
+    if provider.capabilities.approved_templates:
+        settings = get_settings()
+        try:
+            filled = sms_templates.fill(
+                templates=templates.get(tenant.id, ()),
+                purpose_code=message.purpose,
+                values=message.variables or {},
+                body=text.removeprefix(tenant.sms_signature),
+                base_url=settings.public_url,
+            )
+        except sms_templates.NoTemplate as refusal:
+            transition(
+                session=session,
+                message=message,
+                status=FAILED,
+                now=now,
+                reason=NO_TEMPLATE,
+                detail=refusal.detail,
+                flush=False,
+            )
+            return None
+        signature, template_code, params = filled.signature, filled.code, filled.params
+        text = f"【{signature}】{filled.text}"
+    message.text = text
     message.provider = provider.name
     return OutboundMessage(
         message_id=message.id,
         to=customer.phone,
-        body=verdict.text,
-        signature=tenant.signature,
+        body=text,
+        signature=signature,
+        template_code=template_code,
+        template_params=params,
         media_urls=tuple(message.media_urls),
         # Our id rides along, so a receipt can settle a send that timed out before the
         # provider's id reached us.

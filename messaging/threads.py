@@ -33,7 +33,7 @@ from customers.models import Customer
 from huifang.db import as_utc
 from huifang.errors import Conflict, Invalid
 from huifang.i18n import _
-from messaging import inbound, keywords
+from messaging import inbound, keywords, sms_templates
 from messaging.models import (
     HANDLED,
     OPEN,
@@ -422,6 +422,8 @@ def answer(
         source_id=cause,
         body=text,
         due_at=now,
+        purpose=sms_templates.OFFICE_ANSWER,
+        variables={"content": text},
     )
     if created:
         if reply is not None:

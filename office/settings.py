@@ -23,10 +23,12 @@ from huifang.deps import SessionDep
 from huifang.errors import HuifangError, Invalid
 from huifang.fields import Id
 from huifang.i18n import _
+from huifang.settings import get_settings
 from media import service as media
 from media import watermark_preview
 from media.upload import stage_bytes
-from messaging import inbound, keyword_tester, keywords, provider_setup
+from messaging import inbound, keyword_tester, keywords, provider_setup, providers, sms_templates
+from messaging.models import MARKETING, NOTIFICATION
 from office import web
 from reports import service as reports
 from tenancy import service as tenancy
@@ -53,6 +55,7 @@ SECTIONS = (
     ("/office/settings/reports", "养护建议与优惠", "服务报告里的养护建议和每月优惠"),
     ("/office/settings/keywords", "回复关键词", "客户回复的关键词规则，并可试一试"),
     ("/office/settings/provider", "短信服务商", "服务商和要填到服务商后台的回调地址"),
+    ("/office/settings/sms-templates", "短信模板", "阿里云审核通过的模板：每类短信用哪个模板"),
     ("/office/settings/watermark", "照片水印", "水印的位置、大小和公司标志"),
     ("/office/settings/users", "账号与密钥", "同事的账号和接口密钥"),
     ("/office/settings/alerts", "告警", "出问题时通知谁"),
@@ -410,6 +413,71 @@ async def test_keyword(request: Request, session: SessionDep, person: Owner) -> 
 
 
 # --- provider ------------------------------------------------------------------------------
+
+
+# --- SMS templates ---------------------------------------------------------------------------
+
+KIND_LABELS = {NOTIFICATION: "通知短信", MARKETING: "推广短信"}
+
+
+def _templates_context(session: SessionDep, person: web.SignedIn) -> dict[str, Any]:
+    settings = get_settings()
+    return {
+        "overview": sms_templates.overview(
+            session=session,
+            tenant_id=person.tenant.id,
+            base_url=settings.public_url,
+            required=providers.capabilities(settings.sms_provider).approved_templates,
+        ),
+        "KIND_LABELS": KIND_LABELS,
+        "signature": person.tenant.signature,
+        "form": None,  # what was typed, shown again when it was refused
+    }
+
+
+@router.get("/sms-templates")
+def sms_templates_page(request: Request, session: SessionDep, person: Owner) -> Response:
+    return _page(
+        request, person, "settings_sms_templates.html", _templates_context(session, person)
+    )
+
+
+@router.post("/sms-templates")
+async def add_sms_template(request: Request, session: SessionDep, person: Owner) -> Response:
+    form = await request.form()
+    try:
+        sms_templates.record(
+            session=session,
+            tenant_id=person.tenant.id,
+            company_signature=person.tenant.signature,
+            base_url=get_settings().public_url,
+            code=_text(form, "code", 40),
+            kind=_text(form, "kind", 20),
+            purpose_code=_text(form, "purpose", 40),
+            text=_text(form, "text", 600),
+            signature=_text(form, "signature", 20) or person.tenant.signature,
+            now=utcnow(),
+        )
+    except HuifangError as problem:
+        detail, status = _refused(session, problem)
+        return _page(
+            request,
+            person,
+            "settings_sms_templates.html",
+            {**_templates_context(session, person), "form": dict(form)},
+            error=_("模板没有登记：") + detail,
+            status=status,
+        )
+    return web.redirect("/office/settings/sms-templates?saved=1")
+
+
+@router.post("/sms-templates/{template_id}/delete")
+def delete_sms_template(template_id: Id, session: SessionDep, person: Owner) -> Response:
+    try:
+        sms_templates.delete(session=session, tenant_id=person.tenant.id, template_id=template_id)
+    except HuifangError:
+        session.rollback()
+    return web.redirect("/office/settings/sms-templates")
 
 
 @router.get("/provider")

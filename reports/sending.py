@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from customers.models import Customer
 from huifang.errors import Conflict, NotFound
+from messaging import sms_templates
 from messaging.models import Message
 from messaging.providers.base import Provider
 from messaging.service import schedule
@@ -22,6 +23,7 @@ from reports import service as reports
 from reports.models import Report
 from tenancy.models import Tenant
 from visits import service as visits
+from visits import service_types
 
 SOURCE_TYPE = "visit_report"
 
@@ -81,4 +83,10 @@ def send_report(
         body=body,
         due_at=now,
         media_urls=media_urls,
+        purpose=sms_templates.REPORT_READY,
+        variables={
+            "customer_name": customer.name,
+            "service": service_types.label(visit.service_type),
+            "report_token": report.token,
+        },
     )

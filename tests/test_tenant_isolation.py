@@ -24,7 +24,7 @@ from customers import service as customers
 from customers.models import ImportJob, ImportJobRow
 from media import resumable
 from media.models import Media
-from messaging import inbound
+from messaging import inbound, sms_templates
 from messaging import service as outbox
 from visits import service as visits
 
@@ -90,6 +90,8 @@ COLLECTION_ROUTES = {
     ("GET", "/v1/suppressions"),
     ("POST", "/v1/suppressions"),
     ("GET", "/v1/audit-log"),
+    ("GET", "/v1/sms-templates"),
+    ("POST", "/v1/sms-templates"),
 }
 TUS = {"Tus-Resumable": "1.0.0"}
 # Path words that name something in the caller's own company (a service code, a month),
@@ -236,6 +238,18 @@ def b_objects(session, other_account):
     channel = alerts.create_channel(
         session=session, tenant=tenant, kind="webhook", name="B的群", url="https://example.com/b"
     )
+    template = sms_templates.record(
+        session=session,
+        tenant_id=tenant.id,
+        company_signature=tenant.signature,
+        base_url="https://hf.example.cn",
+        code="SMS_100000001",
+        kind="notification",
+        purpose_code="help_answer",
+        text="回复1预约上门服务，B的客服会尽快答复。",
+        signature=tenant.signature,
+        now=dt.datetime.now(dt.UTC),
+    )
     return {
         "customer_id": customer.id,
         "staff_id": staff.id,
@@ -251,6 +265,7 @@ def b_objects(session, other_account):
         "upload_id": upload.token,
         "job_id": job.id,
         "suppression_id": suppression,
+        "template_id": template.id,
     }
 
 
@@ -327,6 +342,7 @@ def test_collections_show_only_ones_own_rows(client, account, other_account, b_o
         "/v1/bookings/answered",
     ):
         assert client.get(path, headers=account.headers).json() == [], path
+    assert client.get("/v1/sms-templates", headers=account.headers).json()["templates"] == []
     counts = client.get("/v1/today", headers=account.headers).json()["counts"]
     assert set(counts.values()) == {0}
     openings = client.get("/v1/bookings/openings", headers=account.headers).json()

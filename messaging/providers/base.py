@@ -58,6 +58,9 @@ class Capabilities:
     frames: bool = False  # ordered frames, each one picture or video with its text
     must_mix: bool = False  # a message of a single kind of media is refused
     rate_per_second: int | None = None  # default send rate (None: unlimited)
+    # Sends only templates the provider approved (Aliyun): every message goes out as its
+    # purpose's template filled with its values (``messaging.sms_templates``), never as text.
+    approved_templates: bool = False
 
 
 @dataclass(frozen=True)

@@ -501,6 +501,46 @@ def test_answers_are_in_the_customers_language_not_the_keywords(
     _post(hooks, _form(word, f"SM-lang-{word}"))
     [confirmation] = _answers(session, customer)
     assert confirmation.body.startswith("您已退订"), confirmation.body
+    assert confirmation.purpose == "opt_out_confirmation"  # its approved template's purpose
+
+
+@pytest.mark.parametrize("word", ["T", "TD", "退订"])
+def test_a_customer_who_reads_english_gets_english_whatever_the_keyword(
+    client, hooks, session, account, customer, word
+):
+    changed = client.patch(
+        f"/v1/customers/{customer.id}", headers=account.headers, json={"language": "en"}
+    )
+    assert changed.status_code == 200
+    _post(hooks, _form(word, f"SM-en-{word}"))
+    [confirmation] = _answers(session, customer)
+    assert confirmation.body.startswith("You will get no more texts"), confirmation.body
+    assert confirmation.purpose == "opt_out_confirmation"
+
+
+@pytest.mark.parametrize(
+    ("language", "word", "starts", "purpose"),
+    [
+        ("zh", "HELP", "测试家政", "help_answer"),
+        ("en", "帮助", "测试家政: reply 1", "help_answer"),
+        ("zh", "START", "您已重新订阅", "opt_in_confirmation"),
+        ("en", "订阅", "You are subscribed", "opt_in_confirmation"),
+        ("zh", "1", "已收到您的预约", "booking_received"),
+        ("en", "预约", "Thanks, we got your booking", "booking_received"),
+    ],
+)
+def test_every_automatic_answer_follows_the_customers_language(
+    client, hooks, session, account, customer, language, word, starts, purpose
+):
+    client.patch(
+        f"/v1/customers/{customer.id}", headers=account.headers, json={"language": language}
+    )
+    if purpose == "opt_in_confirmation":  # an opt-in answers an opt-out
+        _post(hooks, _form("T", f"SM-{language}-{word}-0"))
+    _post(hooks, _form(word, f"SM-{language}-{word}"))
+    answer = _answers(session, customer)[-1]
+    assert answer.purpose == purpose
+    assert answer.body.startswith(starts.replace("测试家政", account.tenant.name)), answer.body
 
 
 def test_a_customer_who_reads_english_gets_english_and_the_company_default_applies(

@@ -15,7 +15,6 @@ def aliyun(monkeypatch):
     monkeypatch.setenv("HUIFANG_SMS_PROVIDER", "aliyun")
     monkeypatch.setenv("HUIFANG_ALIYUN_ACCESS_KEY_ID", "LTAI-test")
     monkeypatch.setenv("HUIFANG_ALIYUN_ACCESS_KEY_SECRET", "s3cret-value-not-shown")
-    monkeypatch.setenv("HUIFANG_ALIYUN_TEMPLATE_CODE", "SMS_1")
     monkeypatch.setenv("HUIFANG_PUBLIC_URL", "https://hf.example.cn")
     get_settings.cache_clear()
     yield
@@ -38,7 +37,6 @@ def test_aliyun_addresses_are_the_companys_webhooks(client, account, aliyun) -> 
     assert {c["variable"]: c["is_set"] for c in body["credentials"]} == {
         "HUIFANG_ALIYUN_ACCESS_KEY_ID": True,
         "HUIFANG_ALIYUN_ACCESS_KEY_SECRET": True,
-        "HUIFANG_ALIYUN_TEMPLATE_CODE": True,
     }
     assert "s3cret" not in client.get("/v1/provider", headers=account.headers).text
     urls = [a["url"] for a in body["addresses"]]

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -303,3 +304,78 @@ def test_dockerfile_entrypoint_runs_huifang() -> None:
     assert words[-1] == "huifang", words
     cmd = [args for keyword, args in final_stage() if keyword == "CMD"]
     assert json.loads(cmd[-1])[0] in cli_commands()
+
+
+def provider_fields(prefix: str) -> set[str]:
+    """The settings a provider reads, as compose names them (HUIFANG_ALIYUN_…)."""
+    return {f"HUIFANG_{name.upper()}" for name in Settings.model_fields if name.startswith(prefix)}
+
+
+@pytest.mark.parametrize("provider", ["aliyun", "twilio"])
+def test_compose_passes_every_setting_a_provider_reads(provider: str) -> None:
+    wanted = provider_fields(provider + "_")
+    assert len(wanted) >= 5, wanted  # the scan found the provider's settings
+    for name in APP_SERVICES:
+        missing = wanted - set(environment(name))
+        assert not missing, f"{name} does not pass {sorted(missing)}"
+        for key in wanted:  # taken from the host, never a literal value
+            assert INTERPOLATION.search(environment(name)[key]), (name, key)
+
+
+def _container_settings(monkeypatch: pytest.MonkeyPatch, host: dict[str, str]) -> Settings:
+    with monkeypatch.context() as patch:
+        for key in [k for k in os.environ if k.startswith("HUIFANG_")]:
+            patch.delenv(key)
+        for key, value in environment("worker-messaging").items():
+            patch.setenv(key, resolve(value, host))
+        return Settings(_env_file=None)
+
+
+def test_aliyun_from_the_host_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `HUIFANG_SMS_PROVIDER=aliyun docker compose up` with the key in the host's environment.
+    host = {
+        "POSTGRES_PASSWORD": "pw",
+        "HUIFANG_SECRET_KEY": "k" * 40,
+        "HUIFANG_SMS_PROVIDER": "aliyun",
+        "HUIFANG_ALIYUN_ACCESS_KEY_ID": "LTAI5tExample",
+        "HUIFANG_ALIYUN_ACCESS_KEY_SECRET": "s" * 30,
+        "HUIFANG_ALIYUN_REGION_ID": "cn-shanghai",
+    }
+    settings = _container_settings(monkeypatch, host)
+    assert settings.sms_provider == "aliyun"
+    assert settings.aliyun_access_key_id == "LTAI5tExample"
+    assert settings.aliyun_access_key_secret == "s" * 30
+    assert settings.aliyun_region_id == "cn-shanghai"
+    assert settings.aliyun_api_base == "https://dysmsapi.aliyuncs.com"
+
+
+def test_a_missing_aliyun_setting_stops_the_start_with_one_sentence(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from huifang import cli
+    from huifang.settings import get_settings
+
+    host = {
+        "POSTGRES_PASSWORD": "pw",
+        "HUIFANG_SECRET_KEY": "k" * 40,
+        "HUIFANG_SMS_PROVIDER": "aliyun",
+        "HUIFANG_ALIYUN_ACCESS_KEY_ID": "LTAI5tExample",
+    }
+    for key in [k for k in os.environ if k.startswith("HUIFANG_")]:
+        monkeypatch.delenv(key)
+    for key, value in environment("worker-messaging").items():
+        monkeypatch.setenv(key, resolve(value, host))
+    monkeypatch.chdir(ROOT / "tests")  # no .env file here
+    monkeypatch.setattr(sys, "argv", ["huifang", "worker"])
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            cli.main()
+    finally:
+        get_settings.cache_clear()
+    assert stopped.value.code == 2
+    said = capsys.readouterr()
+    lines = [line for line in (said.err + said.out).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "HUIFANG_ALIYUN_ACCESS_KEY_SECRET" in lines[0]
+    assert "Traceback" not in said.err

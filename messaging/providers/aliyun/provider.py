@@ -16,10 +16,11 @@ Wire format (Dysmsapi, RPC style, API version 2017-05-25):
   (``isv.*``, ``isp.*``) come with HTTP 200; gateway refusals (``SignatureDoesNotMatch``,
   ``InvalidAccessKeyId.NotFound``, ``Throttling.User``, ``MissingParameter`` …) with 4xx.
 
-Aliyun only sends approved templates. The message's ``template_code`` wins, else the one
-configured; the variables are ``message.template_params``, or, when there are none,
-``{"content": <the body without its leading 【signature】>}``: the convention for a generic
-approved template whose whole text is ``${content}``.
+Aliyun only sends approved templates. The outbox sends each message as the company's
+approved template of its purpose (``messaging.sms_templates``): ``template_code`` and
+``template_params`` holding exactly that template's variables (none: no ``TemplateParam``).
+A message naming no template (a direct call, not the outbox) falls back on the configured
+code with ``{"content": <the body without its leading 【signature】>}``.
 
 ``PhoneNumbers``: a mainland number (+86) is sent as its 11 digits; other countries as country
 code and number without "+" (``14155552671``), the form the SendSms documentation gives for
@@ -202,6 +203,7 @@ class AliyunProvider(Provider):
         frames=True,
         must_mix=True,
         rate_per_second=50,  # well under SendSms's per-account QPS
+        approved_templates=True,
     )
     status_map = STATUS_MAP
 
@@ -297,19 +299,28 @@ class AliyunProvider(Provider):
                 "administrator must set the company's approved signature. Nothing was sent.",
                 code="isv.SMS_SIGNATURE_ILLEGAL",
             )
-        variables = dict(message.template_params) or {
-            CONTENT_PARAM: strip_signature(message.body, message.signature)
-        }
-        return {
+        if message.template_code:
+            # The outbox's template of the message's purpose: exactly its variables (a
+            # template without variables takes no TemplateParam at all).
+            variables = dict(message.template_params)
+        else:
+            variables = dict(message.template_params) or {
+                CONTENT_PARAM: strip_signature(message.body, message.signature)
+            }
+        params = {
             "Action": "SendSms",
             "Version": API_VERSION,
             "RegionId": self._region_id,
             "PhoneNumbers": aliyun_number(message.to),
             "SignName": message.signature,
             "TemplateCode": template_code,
-            "TemplateParam": json.dumps(variables, ensure_ascii=False, separators=(",", ":")),
             "OutId": str(message.message_id),
         }
+        if variables:
+            params["TemplateParam"] = json.dumps(
+                variables, ensure_ascii=False, separators=(",", ":")
+            )
+        return params
 
     def sign(
         self,
