@@ -579,6 +579,12 @@ def propose(
         "booking_proposed",
         f"{booking.id}@{int(start.timestamp())}",
         now,
+        sms_templates.BOOKING_PROPOSED,
+        {
+            "service": _service(booking.service_type),
+            "time": asks.when_text(tenant, start),
+            "booking_token": link.token,
+        },
     )
     audit.record(
         session,

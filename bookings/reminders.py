@@ -21,10 +21,13 @@ from sqlalchemy.orm import Session
 from alerts import events as alert_events
 from bookings import wording as words
 from bookings.models import CONFIRMED, Booking
+from bookings.service import when_text
 from customers.models import Customer
 from huifang.db import as_utc
+from messaging import sms_templates
 from messaging.service import schedule
 from tenancy.models import Tenant
+from visits import service_types
 from visits.models import Staff
 
 REMIND_AT = dt.time(10, 0)  # on the day before the visit, company time
@@ -91,6 +94,13 @@ def remind(*, session: Session, booking_id: int, now: dt.datetime) -> int | None
         source_id=f"{booking.id}@{int(start.timestamp())}",
         body=body,
         due_at=now,
+        purpose=sms_templates.BOOKING_REMINDER,
+        variables={
+            "service": service_types.label(booking.service_type)
+            if booking.service_type
+            else "上门服务",
+            "time": when_text(tenant, start),
+        },
     )
     if staff is not None:
         alert_events.visit_reminder(

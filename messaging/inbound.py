@@ -230,12 +230,15 @@ def _confirm(
     body = _answer(company.name, route, company.english)
     if body is None or company.customer_id is None:
         return None
+    purpose, variables = _PURPOSE_OF_ROUTE[route], None
     if pick_url:  # a "1" reply's booking: the answer says where to pick the time
         body = (
             f"Thanks, we got your booking request. Pick a time here: {pick_url}"
             if company.english
             else f"已收到您的预约，请点击链接选择上门时间：{pick_url}"
         )
+        purpose = sms_templates.BOOKING_PICK_TIME
+        variables = {"booking_token": pick_url.rsplit("/b/", 1)[-1]}
     return reply_message(
         session=session,
         tenant_id=company.id,
@@ -245,7 +248,8 @@ def _confirm(
         body=body,
         now=now,
         queue=queue,
-        purpose=_PURPOSE_OF_ROUTE[route],
+        purpose=purpose,
+        variables=variables,
     )
 
 

@@ -75,6 +75,7 @@ class Purpose:
 
 REPORT_READY = "report_ready"
 BOOKING_RECEIVED = "booking_received"
+BOOKING_PICK_TIME = "booking_pick_time"
 BOOKING_CONFIRMED = "booking_confirmed"
 BOOKING_DECLINED = "booking_declined"
 BOOKING_REMINDER = "booking_reminder"
@@ -115,6 +116,15 @@ _PURPOSES = (
         "booking received",
         {},
         "已收到您的预约申请，我们会尽快与您联系确认上门时间。",
+    ),
+    Purpose(
+        BOOKING_PICK_TIME,
+        NOTIFICATION,
+        "预约已收到，请选时间",
+        "booking received, pick a time",
+        {"booking_token": LINK},
+        "已收到您的预约，请点击链接选择上门时间：{base}/b/${booking_token}",
+        {"booking_token": "/b/"},
     ),
     Purpose(
         BOOKING_CONFIRMED,

@@ -12,7 +12,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from bookings import desk
+from bookings import desk, reminders
 from bookings.service import book_from_reply
 from customers.models import Customer
 from huifang.settings import get_settings
@@ -149,6 +149,23 @@ def test_every_purpose_goes_as_its_template_with_exactly_its_variables(
         )
         assert told.message_id is not None
         go([session.get(Message, told.message_id)])
+        # The day before, the customer is reminded of it.
+        reminded = reminders.remind(session=session, booking_id=booking_id, now=NOON_CN)
+        assert reminded is not None
+        go([session.get(Message, reminded)])
+        # A third customer's request gets another time proposed, with their booking link.
+        third = make_customer(session, tenant, name="赵女士", phone="13700137000")
+        go(reply(session, account, third, "1", "up-6"))
+        [third_booking] = _bookings(session, third)
+        proposed = desk.propose(
+            session=session,
+            tenant=tenant,
+            booking_id=third_booking,
+            slot_start=start + dt.timedelta(hours=4),
+            staff_id=staff.id,
+            now=NOON_CN,
+        )
+        go([session.get(Message, proposed.message_id)])
         # Another customer's request, declined with a reason.
         go(reply(session, account, other, "1", "up-2"))
         [other_booking] = _bookings(session, other)
@@ -183,8 +200,10 @@ def test_every_purpose_goes_as_its_template_with_exactly_its_variables(
         provider.close()
 
     wanted = {
-        sms_templates.BOOKING_RECEIVED,
+        sms_templates.BOOKING_PICK_TIME,
         sms_templates.BOOKING_CONFIRMED,
+        sms_templates.BOOKING_REMINDER,
+        sms_templates.BOOKING_PROPOSED,
         sms_templates.BOOKING_DECLINED,
         sms_templates.HELP_ANSWER,
         sms_templates.OPT_OUT_CONFIRMATION,
@@ -211,6 +230,14 @@ def test_every_purpose_goes_as_its_template_with_exactly_its_variables(
     assert confirmed == {"service": "空调清洗", "time": "12月08日（周二）10:00"}
     declined_params = requests[str(sent[sms_templates.BOOKING_DECLINED].id)].template_param()
     assert declined_params["reason"] == "师傅都已排满"
+    assert requests[str(sent[sms_templates.BOOKING_REMINDER].id)].template_param() == {
+        "service": "空调清洗",
+        "time": "12月08日（周二）10:00",
+    }
+    offered = requests[str(sent[sms_templates.BOOKING_PROPOSED].id)].template_param()
+    assert offered["time"] == "12月08日（周二）14:00" and len(offered["booking_token"]) >= 16
+    picked = requests[str(sent[sms_templates.BOOKING_PICK_TIME].id)].template_param()
+    assert len(picked["booking_token"]) >= 16 and "/" not in picked["booking_token"]
     report = requests[str(sent[sms_templates.REPORT_READY].id)].template_param()
     assert report["customer_name"] == customer.name and len(report["report_token"]) >= 20
     assert requests[str(sent[sms_templates.OFFICE_ANSWER].id)].template_param() == {

@@ -525,8 +525,8 @@ def test_a_customer_who_reads_english_gets_english_whatever_the_keyword(
         ("en", "帮助", "测试家政: reply 1", "help_answer"),
         ("zh", "START", "您已重新订阅", "opt_in_confirmation"),
         ("en", "订阅", "You are subscribed", "opt_in_confirmation"),
-        ("zh", "1", "已收到您的预约", "booking_received"),
-        ("en", "预约", "Thanks, we got your booking", "booking_received"),
+        ("zh", "1", "已收到您的预约", "booking_pick_time"),
+        ("en", "预约", "Thanks, we got your booking", "booking_pick_time"),
     ],
 )
 def test_every_automatic_answer_follows_the_customers_language(
