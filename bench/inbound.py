@@ -23,10 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
+import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ from twilio.request_validator import RequestValidator
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import rounds
 from scratch import scratch_database
 from serving import (
     Connection,
@@ -221,6 +225,171 @@ async def warm_then_measure(
     return cold, latencies, early_cold + early, elapsed, cpu
 
 
+# --- instructions of one webhook, handled in-process (``--instructions``) ---------------
+
+WARM = 20  # webhooks each run handles first, subtracted with the baseline
+COUNTED = 20  # webhooks counted after them
+
+
+def _asgi_post(app: Any, path: str, body: bytes, headers: dict[str, str]) -> int:
+    """One POST through an ASGI app, in this process: no sockets, no HTTP parsing."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        + [(b"host", b"127.0.0.1"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    status = 0
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    asyncio.get_event_loop().run_until_complete(app(scope, receive, send))
+    return status
+
+
+def _form(phone: str) -> dict[str, str]:
+    return {
+        "MessageSid": f"SM{phone[1:]}",
+        "AccountSid": "AC" + "0" * 32,
+        "From": phone,
+        "To": "+15005550006",
+        "Body": "STOP",
+        "NumMedia": "0",
+    }
+
+
+def _floor_app(url: str) -> Any:
+    """The least a server must do per opt-out: read the form, check Twilio's signature,
+    write the suppression and commit, answer empty TwiML. A bare ASGI callable on the same
+    database driver, with none of our framework, middleware, logging or services."""
+    from urllib.parse import parse_qsl
+
+    from sqlalchemy import create_engine
+    from sqlalchemy import text as sql
+
+    engine = create_engine(url)
+    validator = RequestValidator(TOKEN)
+    public = "http://127.0.0.1:8000" + PATH
+    insert = sql(
+        "INSERT INTO suppressions (tenant_id, phone, signature, reason, created_at) "
+        "SELECT 1, :phone, '压测家政', 'reply_opt_out', CURRENT_TIMESTAMP WHERE NOT EXISTS "
+        "(SELECT 1 FROM suppressions WHERE tenant_id = 1 AND phone = :phone)"
+    )
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = (await receive())["body"]
+        form = dict(parse_qsl(body.decode()))
+        headers = dict(scope["headers"])
+        if not validator.validate(public, form, headers[b"x-twilio-signature"].decode()):
+            status, answer = 403, b""
+        else:
+            with engine.begin() as connection:
+                connection.execute(insert, {"phone": form["From"][3:]})
+            status, answer = 200, EMPTY_TWIML
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/xml")],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+
+    return app
+
+
+EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+def one(kind: str, url: str) -> None:
+    """What one run under callgrind does: WARM webhooks, then COUNTED more, through our app
+    (``ours``) or the floor's (``floor``); ``ours-none`` and ``floor-none`` stop after the
+    warm ones (the baselines subtracted)."""
+    os.environ.update(
+        HUIFANG_DATABASE_URL=url,
+        HUIFANG_TWILIO_AUTH_TOKEN=TOKEN,
+        HUIFANG_PUBLIC_URL="http://127.0.0.1:8000",
+        HUIFANG_LOG_LEVEL="WARNING",
+        HUIFANG_SMS_PROVIDER="console",
+    )
+    os.environ.pop("HUIFANG_REDIS_URL", None)
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    if kind.startswith("floor"):
+        app = _floor_app(url)
+    else:
+        from huifang import asgi  # the production app and its logging, without its worker
+        from huifang.worker import load_tasks
+
+        load_tasks()
+        app = asgi.app
+    phones = [f"+86139{i:08d}" for i in range(WARM + COUNTED)]
+    validator = RequestValidator(TOKEN)
+    public = "http://127.0.0.1:8000" + PATH
+    for number, phone in enumerate(phones):
+        if kind.endswith("-none") and number >= WARM:
+            break
+        form = _form(phone)
+        status = _asgi_post(
+            app,
+            PATH,
+            urlencode(form).encode(),
+            {
+                "content-type": "application/x-www-form-urlencoded",
+                "x-twilio-signature": validator.compute_signature(public, form),
+            },
+        )
+        if status != 200:
+            raise SystemExit(f"{kind}: webhook answered {status}")
+
+
+def count_instructions() -> None:
+    """Instructions per webhook, floor and ours, each on a copy of the same SQLite database
+    (a STOP from each of WARM + COUNTED new customers), the baseline subtracted."""
+    with tempfile.TemporaryDirectory(prefix="huifang-bench-") as directory:
+        prepared = Path(directory) / "prepared.db"
+        url = f"sqlite:///{prepared}"
+        upgrade(url)
+        prepare(url, WARM + COUNTED)
+
+        def run(kind: str) -> list[str]:
+            copy = Path(directory) / f"{kind}.db"
+            shutil.copyfile(prepared, copy)
+            return [sys.executable, __file__, "--one", kind, f"sqlite:///{copy}"]
+
+        floor_ir, ours_ir, ratio = rounds.instruction_ratio(
+            floor=run("floor"),
+            ours=run("ours"),
+            baseline=run("ours-none"),
+            floor_baseline=run("floor-none"),
+            count=COUNTED,
+        )
+    print(
+        f"instructions per webhook (callgrind, in-process ASGI, SQLite, {COUNTED} after "
+        f"{WARM} warm; start-up subtracted): ours {ours_ir / 1e6:.2f} M, floor "
+        f"{floor_ir / 1e6:.2f} M; ratio {ratio:.1f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
@@ -233,7 +402,19 @@ def main() -> None:
         default=1,
         help="uvicorn worker processes (distributed mode only; default 1)",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="only count the instructions of one webhook in-process, ours and the floor's",
+    )
+    parser.add_argument("--one", nargs=2, metavar=("KIND", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        one(*args.one)
+        return
+    if args.instructions:
+        count_instructions()
+        return
     count = int(args.rate * args.seconds)
     with scratch_database(args.database, "huifang_bench_inbound") as url:
         upgrade(url)
