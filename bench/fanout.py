@@ -1,7 +1,7 @@
 """Fan-out: one due occurrence for each of N customers, against a raw INSERT … SELECT.
 
     .venv/bin/python bench/fanout.py --database URL [--customers 1000000] [--chunk 50000]
-        [--rounds 1]
+        [--rounds 5]
 
 e.g. ``--database postgresql+psycopg://postgres@127.0.0.1:5432/postgres``.
 
@@ -20,8 +20,10 @@ Timed, each into an empty ``campaign_occurrences`` after a CHECKPOINT, each comm
          same values (last visit's local date + 90, 10:00 local, caught up when late),
          computed by the database, without the audience, the skip logic or the conflict
          check.
-Both must produce the same rows (count and checksum). Printed: both times, the ratio
-ours / floor (target ≤ 2×), and this process's peak RSS before and after ours (the fan-out
+Both must produce the same rows (count and checksum). Floor and ours take turns,
+``--rounds`` times (bench/rounds.py). Printed: wall and CPU (PostgreSQL's backends and this
+process) per row of both, the ratios ours / floor as median (min–max) over the rounds
+(target ≤ 1.2×, issue 21), and this process's peak RSS before and after ours (the fan-out
 never brings customers into Python, so it must not grow with N).
 """
 
@@ -39,7 +41,9 @@ from sqlalchemy import Engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import rounds
 from scratch import scratch_database
+from serving import PostgresBackends
 
 from campaigns import lifecycle as campaigns
 from campaigns import materialize as materializer
@@ -156,7 +160,12 @@ def main() -> None:
         default=materializer.CHUNK_CUSTOMERS,
         help="customer ids per INSERT … SELECT",
     )
-    parser.add_argument("--rounds", type=int, default=1, help="floor and ours, alternately")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=rounds.MIN_ROUNDS,
+        help="floor and ours, alternately (at least 5)",
+    )
     args = parser.parse_args()
     if not 1 <= args.customers <= 50_000_000:
         parser.error("--customers must be between 1 and 50,000,000")
@@ -171,42 +180,55 @@ def main() -> None:
                 f"generated {args.customers:,} customers, visits and consents in "
                 f"{time.perf_counter() - started:.1f} s"
             )
-            floors, ours, prints = [], [], set()
-            rss_before = peak_rss_mib()
-            for _ in range(args.rounds):
-                fresh(database.engine)
-                started = time.perf_counter()
+            prints = set()
+            result = rounds.Rounds(per=args.customers)
+            backends = PostgresBackends(url)
+
+            def cpu() -> float:
+                # The work is PostgreSQL's: its backends for this database, and this process.
+                return rounds.self_cpu() + backends.total()
+
+            def floor() -> None:
                 with database.engine.begin() as connection:
                     connection.execute(
                         text(FLOOR),
                         {"tenant": tenant_id, "now": now, "campaign": campaign_id, "version": 1},
                     )
-                floors.append(time.perf_counter() - started)
-                prints.add(fingerprint(database.engine, campaign_id))
 
-                fresh(database.engine)
-                started = time.perf_counter()
+            def ours() -> None:
                 with database.session() as session:
                     made = materializer.materialize(session=session, now=now, chunk=args.chunk)
-                ours.append(time.perf_counter() - started)
-                prints.add(fingerprint(database.engine, campaign_id))
                 assert made == {campaign_id: args.customers}, made
+
+            rss_before = peak_rss_mib()
+            for _ in range(max(args.rounds, rounds.MIN_ROUNDS)):
+                fresh(database.engine)
+                floor_sample = rounds.measure(floor, cpu)
+                prints.add(fingerprint(database.engine, campaign_id))
+                fresh(database.engine)
+                result.add(floor_sample, rounds.measure(ours, cpu))
+                prints.add(fingerprint(database.engine, campaign_id))
             rss_after = peak_rss_mib()
+            backends.close()
         finally:
             database.dispose()
     assert len(prints) == 1, f"the two paths made different rows: {prints}"
     ((rows, _),) = prints
     assert rows == args.customers, rows
-    floor, best = min(floors), min(ours)
     print(
         f"backend: postgresql; {rows:,} due occurrences (one per customer), chunk "
-        f"{args.chunk:,}, best of {args.rounds}; identical rows in both paths"
+        f"{args.chunk:,}; identical rows in both paths; CPU: PostgreSQL's backends and this "
+        "process"
     )
     print(f"peak RSS: {rss_before:.0f} MiB before materialize, {rss_after:.0f} MiB after")
+    seconds = rounds.spread(s.wall for s in result.ours)
+    floor_seconds = rounds.spread(s.wall for s in result.floor)
     print(
-        f"materialize: {best:.2f} s ({rows / best:,.0f} rows/s); floor INSERT … SELECT: "
-        f"{floor:.2f} s; ratio {best / floor:.2f}x"
+        f"materialize: {seconds.text(unit=' s')}; floor INSERT … SELECT: "
+        f"{floor_seconds.text(unit=' s')}; per row:"
     )
+    for line in result.lines(unit="µs", scale=1e6):
+        print(line)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Benchmark: importing a 10,000-row customer list, against a raw insert of the same rows.
 
-    .venv/bin/python bench/import_customers.py [--rows 10000] [--database URL] [--profile]
+    .venv/bin/python bench/import_customers.py [--rows 10000] [--database URL] [--rounds 5]
+        [--profile]
 
 Without --database it uses a fresh SQLite file in a temporary directory. With a PostgreSQL
 URL it creates (and drops afterwards) a scratch database ``huifang_bench_import`` on that
@@ -12,7 +13,9 @@ What is timed, each committed:
   re-import the same file again (every row ``unchanged``);
   floor     a SQLAlchemy Core ``insert(Customer.__table__)`` executemany of the same rows,
             already normalised, into a fresh company.
-The last line is the figure: import time, rows/s, the floor, and the ratio import / floor.
+Floor and import run in turns, ``--rounds`` times (bench/rounds.py), each into a company of
+its own; the figure is the CPU ratio import / floor (this process and PostgreSQL's
+backends), median (min–max), with the wall-clock ratio beside it.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import cProfile
 import csv
 import io
 import pstats
-import time
-from collections.abc import Callable
 
+import rounds
 from scratch import scratch_database
+from serving import PostgresBackends
 from sqlalchemy import func, insert, select
 
 from customers.importer import read_customer_file
@@ -66,60 +69,72 @@ def new_tenant(database: Database, name: str) -> int:
         return tenancy.create_tenant(session=session, name=name, signature="测试家政").id
 
 
-def timed(work: Callable[[], object]) -> tuple[float, object]:
-    started = time.perf_counter()
-    result = work()
-    return time.perf_counter() - started, result
-
-
-def run(url: str, rows: int, profile: bool) -> None:
+def run(url: str, rows: int, profile: bool, rounds_: int) -> None:
     upgrade(url)
     database = Database(url)
+    backends = PostgresBackends(url) if database.engine.dialect.name == "postgresql" else None
+
+    def cpu() -> float:
+        # This process and, on PostgreSQL, the backends of this database.
+        return rounds.self_cpu() + (backends.total() if backends else 0.0)
+
     try:
         data = customer_list(rows)
         # Every generated number must be a valid mobile, or the comparison is unfair.
         parsed = read_customer_file(data, max_rows=rows)
         assert len(parsed) == rows
+        result = rounds.Rounds(per=rows)
+        profiler = cProfile.Profile() if profile else None
+        tenant_id = 0
+        for round_ in range(max(rounds_, rounds.MIN_ROUNDS)):
+            floor_tenant = new_tenant(database, f"导入基准 floor {round_}")
+            # The same rows, already normalised: the floor does no parsing, no validation.
+            values = [
+                {
+                    "tenant_id": floor_tenant,
+                    "name": r.name,
+                    "phone": normalize_phone(r.phone, region="CN"),
+                    "region": r.region,
+                    "city": r.city,
+                    "timezone": "Asia/Shanghai",
+                    "notes": r.notes,
+                }
+                for r in parsed
+            ]
 
-        tenant_id = new_tenant(database, "导入基准")
+            def raw_insert(values: list[dict[str, object]] = values) -> None:
+                with database.engine.begin() as connection:
+                    connection.execute(insert(Customer.__table__), values)
 
-        def import_once() -> dict[str, int]:
+            tenant_id = new_tenant(database, f"导入基准 {round_}")
+            counts: dict[str, int] = {}
+
+            def import_once(tenant_id: int = tenant_id, counts: dict[str, int] = counts) -> None:
+                with database.session() as session:
+                    tenant = session.get(Tenant, tenant_id)
+                    assert tenant is not None
+                    outcomes = import_file(session=session, tenant=tenant, data=data, max_rows=rows)
+                counts.update(count_outcomes(outcomes))
+
+            floor = rounds.measure(raw_insert, cpu)
+            if profiler and round_ == 0:
+                profiler.enable()
+            ours = rounds.measure(import_once, cpu)
+            if profiler and round_ == 0:
+                profiler.disable()
+            assert counts == {"imported": rows, "updated": 0, "unchanged": 0, "rejected": 0}, counts
+            result.add(floor, ours)
+
+        def import_again() -> None:
             with database.session() as session:
                 tenant = session.get(Tenant, tenant_id)
                 assert tenant is not None
-                outcomes = import_file(session=session, tenant=tenant, data=data, max_rows=rows)
-            return count_outcomes(outcomes)
+                again = count_outcomes(
+                    import_file(session=session, tenant=tenant, data=data, max_rows=rows)
+                )
+            assert again == {"imported": 0, "updated": 0, "unchanged": rows, "rejected": 0}
 
-        profiler = cProfile.Profile() if profile else None
-        if profiler:
-            profiler.enable()
-        import_s, counts = timed(import_once)
-        if profiler:
-            profiler.disable()
-        assert counts == {"imported": rows, "updated": 0, "unchanged": 0, "rejected": 0}, counts
-        again_s, counts = timed(import_once)
-        assert counts == {"imported": 0, "updated": 0, "unchanged": rows, "rejected": 0}, counts
-
-        floor_tenant = new_tenant(database, "导入基准 floor")
-        # The same rows, already normalised: the floor does no parsing and no validation.
-        values = [
-            {
-                "tenant_id": floor_tenant,
-                "name": r.name,
-                "phone": normalize_phone(r.phone, region="CN"),
-                "region": r.region,
-                "city": r.city,
-                "timezone": "Asia/Shanghai",
-                "notes": r.notes,
-            }
-            for r in parsed
-        ]
-
-        def raw_insert() -> None:
-            with database.engine.begin() as connection:
-                connection.execute(insert(Customer.__table__), values)
-
-        floor_s, _ = timed(raw_insert)
+        again = rounds.measure(import_again, cpu)
 
         with database.session() as session:
             stored = session.scalar(
@@ -140,17 +155,23 @@ def run(url: str, rows: int, profile: bool) -> None:
         backend = database.engine.dialect.name
         print(
             f"backend: {backend}; file: {len(data) / 1024:.0f} KiB CSV, {rows} customers, "
-            f"{tags} tag rows (the floor inserts customers only)"
+            f"{tags} tag rows (the floor inserts customers only); CPU: this process"
+            + (" and PostgreSQL's backends" if backends else "")
         )
         print(
-            f"re-import of the same file ({rows} unchanged): {again_s:.2f} s "
-            f"({rows / again_s:.0f} rows/s)"
+            f"re-import of the same file ({rows} unchanged): {again.wall:.2f} s wall, "
+            f"{again.cpu:.2f} s CPU ({rows / again.wall:.0f} rows/s)"
         )
+        seconds = rounds.spread(s.wall for s in result.ours)
         print(
-            f"import {rows} rows: {import_s:.2f} s ({rows / import_s:.0f} rows/s); "
-            f"floor raw insert: {floor_s:.2f} s; ratio {import_s / floor_s:.1f}x"
+            f"import {rows} rows: {seconds.text(unit=' s')} wall; per row, import vs floor "
+            "(raw insert):"
         )
+        for line in result.lines(unit="µs", scale=1e6):
+            print(line)
     finally:
+        if backends:
+            backends.close()
         database.dispose()
 
 
@@ -159,11 +180,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--database", help="PostgreSQL server URL; default a temp SQLite file")
     parser.add_argument("--profile", action="store_true", help="cProfile the first import")
+    parser.add_argument("--rounds", type=int, default=rounds.MIN_ROUNDS)
     args = parser.parse_args()
     if not 1 <= args.rows <= 99_999_999:
         parser.error("--rows must be between 1 and 99,999,999")
     with scratch_database(args.database, "huifang_bench_import") as url:
-        run(url, args.rows, args.profile)
+        run(url, args.rows, args.profile, args.rounds)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Opt-out webhook latency under load (DESIGN.md, Targets: p99 < 50 ms at 200 requests/s).
 
-    .venv/bin/python bench/inbound.py [--rate 200] [--seconds 10] [--database URL]
+    .venv/bin/python bench/inbound.py [--rate 200] [--seconds 5] [--rounds 5] [--database URL]
+    .venv/bin/python bench/inbound.py --instructions
 
 Starts the real service (``huifang serve``: uvicorn, embedded worker) on a loopback port,
 with a company of N customers, then posts signed Twilio inbound webhooks — each a new
@@ -14,8 +15,15 @@ The first second runs at the same rate and is not counted (it is printed on its 
 it starts from cold, with the server's connection pools, threads and prepared statements
 still to make, and some answers wait up to ~200 ms (PostgreSQL, 200/s) while they fill.
 
-Prints p50/p90/p99/max latency, the achieved rate, and how many answers came before
-their commit (must be 0).
+Then ``--rounds`` measured runs of ``--seconds`` each, one after the other; prints the
+median (min–max) over the rounds of p50/p99/max latency, the achieved rate and the
+server's CPU per webhook (all its processes, from /proc; PostgreSQL's backends apart),
+and how many answers came before their commit (must be 0).
+
+``--instructions`` instead counts, under valgrind's callgrind, the instructions of one
+webhook handled in-process (an ASGI call: no sockets, no uvicorn), ours against a floor
+that only parses the form, checks the signature and inserts the suppression on the same
+driver; a figure the machine's load does not move.
 """
 
 from __future__ import annotations
@@ -23,11 +31,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
+import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -39,9 +51,11 @@ from twilio.request_validator import RequestValidator
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import rounds
 from scratch import scratch_database
 from serving import (
     Connection,
+    PostgresBackends,
     free_port,
     http_request,
     server_cpu_seconds,
@@ -198,33 +212,226 @@ async def drive(
     return latencies, early, elapsed
 
 
+@dataclass
+class Round:
+    latencies: list[float]
+    elapsed: float
+    cpu: float  # the server's processes
+    database_cpu: float  # PostgreSQL's backends (0 on SQLite)
+
+
 async def warm_then_measure(
     server: subprocess.Popen[bytes],
     port: int,
     url: str,
     warm: list[str],
-    measured: list[str],
+    batches: list[list[str]],
     rate: float,
-) -> tuple[list[float], list[float], int, float, float]:
-    """The warm-up, then the measured run, on the same client connections (so that the
-    measured run starts warm on both sides); also the server's CPU during the measured run."""
+) -> tuple[list[float], list[Round], int]:
+    """The warm-up, then one measured run per batch, on the same client connections (so
+    that the measured runs start warm on both sides), with the CPU each took."""
     connections = Connections(port)
     committed = Committed(url)
+    backends = PostgresBackends(url) if make_url(url).get_backend_name() == "postgresql" else None
+    measured: list[Round] = []
     try:
-        cold, early_cold, _ = await drive(connections, committed, port, warm, rate)
-        cpu = server_cpu_seconds(server)
-        latencies, early, elapsed = await drive(connections, committed, port, measured, rate)
-        cpu = server_cpu_seconds(server) - cpu
+        cold, early, _ = await drive(connections, committed, port, warm, rate)
+        for batch in batches:
+            cpu = server_cpu_seconds(server)
+            if backends:
+                backends.start()
+            latencies, early_now, elapsed = await drive(connections, committed, port, batch, rate)
+            measured.append(
+                Round(
+                    latencies,
+                    elapsed,
+                    server_cpu_seconds(server) - cpu,
+                    backends.used() if backends else 0.0,
+                )
+            )
+            early += early_now
     finally:
         connections.close()
         await committed.close()
-    return cold, latencies, early_cold + early, elapsed, cpu
+        if backends:
+            backends.close()
+    return cold, measured, early
+
+
+# --- instructions of one webhook, handled in-process (``--instructions``) ---------------
+
+WARM = 20  # webhooks each run handles first, subtracted with the baseline
+COUNTED = 20  # webhooks counted after them
+
+
+async def _asgi_post(app: Any, path: str, body: bytes, headers: dict[str, str]) -> int:
+    """One POST through an ASGI app, in this process: no sockets, no HTTP parsing."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        + [(b"host", b"127.0.0.1"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    status = 0
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+def _form(phone: str) -> dict[str, str]:
+    return {
+        "MessageSid": f"SM{phone[1:]}",
+        "AccountSid": "AC" + "0" * 32,
+        "From": phone,
+        "To": "+15005550006",
+        "Body": "STOP",
+        "NumMedia": "0",
+    }
+
+
+def _floor_app(url: str) -> Any:
+    """The least a server must do per opt-out: read the form, check Twilio's signature,
+    write the suppression and commit, answer empty TwiML. A bare ASGI callable on the same
+    database driver, with none of our framework, middleware, logging or services."""
+    from urllib.parse import parse_qsl
+
+    from sqlalchemy import create_engine
+    from sqlalchemy import text as sql
+
+    engine = create_engine(url)
+    validator = RequestValidator(TOKEN)
+    public = "http://127.0.0.1:8000" + PATH
+    insert = sql(
+        "INSERT INTO suppressions (tenant_id, phone, signature, reason, created_at) "
+        "SELECT 1, :phone, '压测家政', 'reply_opt_out', CURRENT_TIMESTAMP WHERE NOT EXISTS "
+        "(SELECT 1 FROM suppressions WHERE tenant_id = 1 AND phone = :phone)"
+    )
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = (await receive())["body"]
+        form = dict(parse_qsl(body.decode()))
+        headers = dict(scope["headers"])
+        if not validator.validate(public, form, headers[b"x-twilio-signature"].decode()):
+            status, answer = 403, b""
+        else:
+            with engine.begin() as connection:
+                connection.execute(insert, {"phone": form["From"][3:]})
+            status, answer = 200, EMPTY_TWIML
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/xml")],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+
+    return app
+
+
+EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+def one(kind: str, url: str) -> None:
+    """What one run under callgrind does: WARM webhooks, then COUNTED more, through our app
+    (``ours``) or the floor's (``floor``); ``ours-none`` and ``floor-none`` stop after the
+    warm ones (the baselines subtracted)."""
+    os.environ.update(
+        HUIFANG_DATABASE_URL=url,
+        HUIFANG_TWILIO_AUTH_TOKEN=TOKEN,
+        HUIFANG_PUBLIC_URL="http://127.0.0.1:8000",
+        HUIFANG_LOG_LEVEL="WARNING",
+        HUIFANG_SMS_PROVIDER="console",
+    )
+    os.environ.pop("HUIFANG_REDIS_URL", None)
+    if kind.startswith("floor"):
+        app = _floor_app(url)
+    else:
+        from huifang import asgi  # the production app and its logging, without its worker
+        from huifang.worker import load_tasks
+
+        load_tasks()
+        app = asgi.app
+    phones = [f"+86139{i:08d}" for i in range(WARM + COUNTED)]
+    validator = RequestValidator(TOKEN)
+    public = "http://127.0.0.1:8000" + PATH
+
+    async def post_all() -> None:
+        # All in one task, as uvicorn's: anyio's worker threads live as long as it does.
+        for number, phone in enumerate(phones):
+            if kind.endswith("-none") and number >= WARM:
+                break
+            form = _form(phone)
+            status = await _asgi_post(
+                app,
+                PATH,
+                urlencode(form).encode(),
+                {
+                    "content-type": "application/x-www-form-urlencoded",
+                    "x-twilio-signature": validator.compute_signature(public, form),
+                },
+            )
+            if status != 200:
+                raise SystemExit(f"{kind}: webhook answered {status}")
+
+    asyncio.run(post_all())
+
+
+def count_instructions() -> None:
+    """Instructions per webhook, floor and ours, each on a copy of the same SQLite database
+    (a STOP from each of WARM + COUNTED new customers), the baseline subtracted."""
+    with tempfile.TemporaryDirectory(prefix="huifang-bench-") as directory:
+        prepared = Path(directory) / "prepared.db"
+        url = f"sqlite:///{prepared}"
+        upgrade(url)
+        prepare(url, WARM + COUNTED)
+
+        def run(kind: str) -> list[str]:
+            copy = Path(directory) / f"{kind}.db"
+            shutil.copyfile(prepared, copy)
+            return [sys.executable, __file__, "--one", kind, f"sqlite:///{copy}"]
+
+        floor_ir, ours_ir, ratio = rounds.instruction_ratio(
+            floor=run("floor"),
+            ours=run("ours"),
+            baseline=run("ours-none"),
+            floor_baseline=run("floor-none"),
+            count=COUNTED,
+        )
+    print(
+        f"instructions per webhook (callgrind, in-process ASGI, SQLite, {COUNTED} after "
+        f"{WARM} warm; start-up subtracted): ours {ours_ir / 1e6:.2f} M, floor "
+        f"{floor_ir / 1e6:.2f} M; ratio {ratio:.1f}x"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="of each round")
+    parser.add_argument("--rounds", type=int, default=rounds.MIN_ROUNDS)
     parser.add_argument("--database", help="PostgreSQL URL; default a temporary SQLite file")
     parser.add_argument("--redis", help="Redis URL (distributed mode); default embedded")
     parser.add_argument(
@@ -233,12 +440,25 @@ def main() -> None:
         default=1,
         help="uvicorn worker processes (distributed mode only; default 1)",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="only count the instructions of one webhook in-process, ours and the floor's",
+    )
+    parser.add_argument("--one", nargs=2, metavar=("KIND", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        one(*args.one)
+        return
+    if args.instructions:
+        count_instructions()
+        return
     count = int(args.rate * args.seconds)
+    runs = max(args.rounds, rounds.MIN_ROUNDS)
     with scratch_database(args.database, "huifang_bench_inbound") as url:
         upgrade(url)
         warm = int(args.rate)  # one second at the measured rate
-        phones = prepare(url, count + warm)
+        phones = prepare(url, count * runs + warm)
         checkpoint(url)
         port = free_port()
         server = start_server(
@@ -254,32 +474,45 @@ def main() -> None:
             gc.collect()
             gc.freeze()
             # Warm up at the same rate: the pools, threads and prepared statements.
-            cold, latencies, early, elapsed, cpu = asyncio.run(
-                warm_then_measure(server, port, url, phones[count:], phones[:count], args.rate)
+            batches = [phones[i * count : (i + 1) * count] for i in range(runs)]
+            cold, measured, early = asyncio.run(
+                warm_then_measure(server, port, url, phones[count * runs :], batches, args.rate)
             )
         finally:
             server.terminate()
             server.wait(timeout=30)
-    ms = sorted(x * 1000 for x in latencies)
-    quantiles = statistics.quantiles(ms, n=100, method="inclusive")
     backend = make_url(url).get_backend_name()
     print(
         f"backend: {backend}, {args.workers if args.redis else 1} server process(es); "
-        f"{count} signed STOP webhooks at {args.rate:.0f}/s offered, "
-        f"{count / elapsed:.0f}/s achieved"
+        f"{runs} rounds of {count} signed STOP webhooks at {args.rate:.0f}/s offered, "
+        f"{rounds.spread(count / r.elapsed for r in measured).text('{:.0f}')}/s achieved"
     )
+
+    def quantile(r: Round, q: int) -> float:
+        ms = [x * 1000 for x in r.latencies]
+        return statistics.quantiles(ms, n=100, method="inclusive")[q - 1]
+
+    p50 = rounds.spread(quantile(r, 50) for r in measured)
+    p99 = rounds.spread(quantile(r, 99) for r in measured)
+    worst = rounds.spread(max(r.latencies) * 1000 for r in measured)
     print(
-        f"latency p50 {quantiles[49]:.1f} ms, p90 {quantiles[89]:.1f} ms, "
-        f"p99 {quantiles[98]:.1f} ms, max {ms[-1]:.1f} ms (target p99 < 50 ms)"
+        f"latency p50 {p50.text('{:.1f}', ' ms')}, p99 {p99.text('{:.1f}', ' ms')}, max "
+        f"{worst.text('{:.0f}', ' ms')} (target p99 < 50 ms) [median (min–max) of rounds]"
     )
     cold_ms = sorted(x * 1000 for x in cold)
     print(
         f"warm-up (the first {warm} requests, from cold, not counted above): p50 "
         f"{statistics.median(cold_ms):.1f} ms, max {cold_ms[-1]:.1f} ms"
     )
+    cpu = rounds.spread(r.cpu / count * 1000 for r in measured)
     print(
-        f"server CPU {cpu / count * 1000:.1f} ms per webhook (all its processes; "
-        "PostgreSQL and Redis not counted)"
+        f"server CPU {cpu.text(unit=' ms')} per webhook (all its processes; target ≤ 1.5 ms)"
+        + (
+            f"; PostgreSQL's backends "
+            f"{rounds.spread(r.database_cpu / count * 1000 for r in measured).text(unit=' ms')}"
+            if backend == "postgresql"
+            else ""
+        )
     )
     print(f"answers before their opt-out was committed: {early} (must be 0)")
 

@@ -1,12 +1,14 @@
 """Photo ingest against plain decoding, in the same run (DESIGN.md, Targets).
 
-    .venv/bin/python bench/photo.py [--photos 8] [--no-icc]
+    .venv/bin/python bench/photo.py [--photos 8] [--rounds 5] [--no-icc] [--instructions]
 
 Builds a set of 12 MP JPEGs stored with EXIF Orientation 6 (portrait, as phones write
 them) from the corpus's iPhone-like sample when ../shared is present, else synthetic, in
 a temporary directory. For each: the ingest our media worker does (decode at reduced
 scale, orient, sRGB, watermark, display + MMS + thumbnail JPEGs) and the floor, Pillow
-decoding the same file at full size. Prints ms per photo, the ratio and the peak RSS.
+decoding the same file at full size, in interleaved rounds (bench/rounds.py). Prints CPU
+and wall ms per photo and their ratios, median (min–max) over the rounds, the peak RSS,
+and with ``--instructions`` the instructions of one photo each way (callgrind).
 """
 
 from __future__ import annotations
@@ -16,21 +18,23 @@ import datetime as dt
 import io
 import random
 import resource
-import statistics
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 from PIL import Image, ImageFilter
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rounds
+
 from media import imaging, renditions, watermark
 
-CORPUS_SAMPLE = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "corpus"
-    / "images"
-    / "derived_iphone_like_4032x3024_orient6.jpg"
+SAMPLE = Path("shared/corpus/images/derived_iphone_like_4032x3024_orient6.jpg")
+# ../shared beside the checkout (or beside the folder of a git worktree's checkout).
+CORPUS_SAMPLE = next(
+    (up / SAMPLE for up in Path(__file__).resolve().parents[2:4] if (up / SAMPLE).exists()),
+    Path(__file__).resolve().parents[2] / SAMPLE,
 )
 
 
@@ -82,45 +86,73 @@ def floor(path: Path) -> None:
         image.load()
 
 
-def timed(fn, paths: list[Path], rounds: int) -> float:
-    samples = []
-    for _ in range(rounds):
-        for path in paths:
-            started = time.perf_counter()
-            fn(path)
-            samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1000
+def one(kind: str, path: Path, warm: Path) -> None:
+    """What one ``--instructions`` run under callgrind does: warm both paths up on another
+    photo, then handle ``path`` as ``kind`` (``none``: nothing, the baseline subtracted)."""
+    ingest(warm)
+    floor(warm)
+    if kind == "ours":
+        ingest(path)
+    elif kind == "floor":
+        floor(path)
+
+
+def count_instructions(paths: list[Path]) -> None:
+    command = [sys.executable, str(Path(__file__).resolve()), "--one"]
+    tail = [str(paths[1]), str(paths[0])]
+    floor_ir, ours_ir, ratio = rounds.instruction_ratio(
+        floor=[*command, "floor", *tail],
+        ours=[*command, "ours", *tail],
+        baseline=[*command, "none", *tail],
+    )
+    print(
+        f"instructions (callgrind, one photo, start-up and warm-up subtracted): ours "
+        f"{ours_ir / 1e6:.0f} M, floor {floor_ir / 1e6:.0f} M; ratio {ratio:.2f}x"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=rounds.MIN_ROUNDS)
     parser.add_argument(
         "--no-icc",
         action="store_true",
         help="strip the Display P3 profile (as most Android phones write sRGB)",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count the instructions of one photo, floor and ours (valgrind callgrind)",
+    )
+    parser.add_argument("--one", nargs=3, metavar=("KIND", "PHOTO", "WARM"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        one(args.one[0], Path(args.one[1]), Path(args.one[2]))
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        paths = make_photos(Path(tmp), args.photos, keep_icc=not args.no_icc)
+        paths = make_photos(Path(tmp), max(args.photos, 2), keep_icc=not args.no_icc)
         ingest(paths[0])  # warm up: font loading, ICC transform cache
         floor(paths[0])
-        # Interleave the two measurements so machine noise hits both alike.
-        ours, base = [], []
-        for _ in range(args.rounds):
-            ours.append(timed(ingest, paths, 1))
-            base.append(timed(floor, paths, 1))
-        ours_ms, base_ms = statistics.median(ours), statistics.median(base)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    profile = (
-        "no ICC" if args.no_icc else "Display P3 ICC" if CORPUS_SAMPLE.exists() else "synthetic"
-    )
-    print(f"{args.photos} photos, 4032x3024 stored with Orientation 6, {profile}")
-    print(
-        f"ingest 12 MP: {ours_ms:.0f} ms/photo; floor full decode: {base_ms:.0f} ms/photo; "
-        f"ratio {ours_ms / base_ms:.2f}x; peak RSS {rss_mb:.0f} MB"
-    )
+        # Interleaved rounds, each over every photo, so machine noise hits both alike.
+        result = rounds.interleave(
+            lambda: [floor(path) for path in paths],
+            lambda: [ingest(path) for path in paths],
+            args.rounds,
+            per=len(paths),
+        )
+        profile = (
+            "no ICC" if args.no_icc else "Display P3 ICC" if CORPUS_SAMPLE.exists() else "synthetic"
+        )
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"{len(paths)} photos, 4032x3024 stored with Orientation 6, {profile}; "
+            f"ingest vs floor (full decode), per photo; peak RSS {rss_mb:.0f} MB"
+        )
+        for line in result.lines():
+            print(line)
+        if args.instructions:
+            count_instructions(paths)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The send pipeline against a bare HTTP loop, in the same run (DESIGN.md, Targets).
 
     .venv/bin/python bench/send.py [--messages 300] [--database URL] [--concurrency 2]
+        [--latency-ms 0] [--rounds 5]
 
 A loopback HTTP server that speaks Twilio's Messages API (tests/messaging/twilio_fake.py)
 takes the requests. Ours: each message goes through what the send task does — claim
@@ -9,7 +10,12 @@ call, and recording the outcome (committed). The floor: a bare httpx loop postin
 same form-encoded requests with the same auth to the same server. Both run on the same
 number of processes (default 2, the worker's default), with as many requests in flight in
 each: the send task's ``HUIFANG_SEND_CONCURRENCY`` calls at once, the bare loop's as many
-threads. Prints messages per second for both and the ratio (target ≥ 0.8×).
+threads. Runs ``--rounds`` interleaved rounds (bare loop, pipeline, …; bench/rounds.py),
+each on fresh due messages, and prints messages per second and CPU per message for both
+(the bench process with the fake provider, the worker processes and, on PostgreSQL, its
+backends; PostgreSQL's share printed apart), median (min–max) of the ratios. Every
+message a round leaves in a state other than ``sent`` is printed with its status, reason
+and detail.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -29,7 +34,9 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import rounds
 from scratch import scratch_database
+from serving import PostgresBackends
 
 from compliance import service as compliance
 from compliance.schemas import PolicyUpdate
@@ -46,10 +53,12 @@ from tenancy import service as tenancy
 from tests.messaging.twilio_fake import FakeTwilio
 
 
-def prepare(database: Database, count: int) -> list[int]:
-    """A company, ``count`` customers and one due service message each."""
+def prepare(database: Database, count: int, round_: int = 0) -> tuple[int, list[int]]:
+    """A company, ``count`` customers and one due service message each: its id and theirs."""
     with database.session() as session:
-        tenant = tenancy.create_tenant(session=session, name="压测家政", signature="压测家政")
+        tenant = tenancy.create_tenant(
+            session=session, name=f"压测家政{round_}", signature="压测家政"
+        )
         # Send at any hour: the bench measures the pipeline, not the customers' quiet hours.
         compliance.update_policy(
             session=session,
@@ -75,7 +84,8 @@ def prepare(database: Database, count: int) -> list[int]:
                 due_at=now,
             )
             ids.append(message.id)
-    return ids
+        tenant_id = tenant.id
+    return tenant_id, ids
 
 
 # Each worker process's own database, provider and plain HTTP client (ProcessPoolExecutor
@@ -131,8 +141,8 @@ def _post_loop(numbers: range) -> None:
         response.raise_for_status()
 
 
-def pipeline(database: Database, pool: ProcessPoolExecutor) -> int:
-    """Dispatch and send every due message as the tasks do; returns how many were sent.
+def pipeline(database: Database, pool: ProcessPoolExecutor) -> None:
+    """Dispatch and send every due message as the tasks do.
 
     The dispatcher's claim, then its send tasks (``TASK_MESSAGES`` each) on the pool's
     worker processes, as that many Celery worker processes would take them.
@@ -142,8 +152,22 @@ def pipeline(database: Database, pool: ProcessPoolExecutor) -> int:
     chunks = [ids[i : i + TASK_MESSAGES] for i in range(0, len(ids), TASK_MESSAGES)]
     for done in pool.map(_send_task, chunks):
         assert done is None
+
+
+def not_sent(database: Database, tenant_id: int) -> list[str]:
+    """Every message of the round's company that did not end ``sent``, and why."""
     with database.sessionmaker() as session:
-        return session.query(Message).filter(Message.status == "sent").count()
+        rows = (
+            session.query(Message)
+            .filter(Message.tenant_id == tenant_id, Message.status != "sent")
+            .order_by(Message.id)
+            .all()
+        )
+        return [
+            f"message {m.id}: {m.status} ({m.status_reason or 'no reason'}; "
+            f"{m.attempts} attempt(s); due {m.due_at:%H:%M:%S.%f}) {m.status_detail or ''}"
+            for m in rows
+        ]
 
 
 def bare_loop(pool: ProcessPoolExecutor, count: int, concurrency: int) -> None:
@@ -153,6 +177,7 @@ def bare_loop(pool: ProcessPoolExecutor, count: int, concurrency: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=rounds.MIN_ROUNDS)
     parser.add_argument("--database", help="PostgreSQL URL; default a temporary SQLite file")
     parser.add_argument(
         "--latency-ms",
@@ -169,11 +194,13 @@ def main() -> None:
         "(default 2, the worker's default)",
     )
     args = parser.parse_args()
+    result = rounds.Rounds(per=args.messages)
+    postgres_cpu: list[float] = []
+    failures: list[str] = []
     with scratch_database(args.database, "huifang_bench_send") as url:
         upgrade(url)
         database = Database(url)
-        ids = prepare(database, args.messages)
-        database.dispose()  # the workers connect on their own
+        backends = PostgresBackends(url) if args.database else None
         with FakeTwilio(latency=args.latency_ms / 1000) as fake:
             params = {
                 "account_sid": fake.account_sid,
@@ -188,26 +215,60 @@ def main() -> None:
                 initializer=_start_worker,
                 initargs=(url, params),
             ) as pool:
-                list(pool.map(_ready, range(args.concurrency * 4)))  # every worker up
+                workers = set(pool.map(_ready, range(args.concurrency * 4)))  # every worker up
                 bare_loop(pool, 20 * args.concurrency, args.concurrency)  # warm up
-                started = time.perf_counter()
-                bare_loop(pool, len(ids), args.concurrency)
-                floor = time.perf_counter() - started
-                started = time.perf_counter()
-                sent = pipeline(database, pool)
-                ours = time.perf_counter() - started
+
+                def cpu() -> float:
+                    # This process (the fake provider's threads, the claim) and the workers;
+                    # PostgreSQL's backends are added per round below.
+                    return rounds.self_cpu() + rounds.proc_cpu(workers)
+
+                for round_ in range(max(args.rounds, rounds.MIN_ROUNDS)):
+                    tenant_id, ids = prepare(database, args.messages, round_)
+                    floor = rounds.measure(
+                        lambda ids=ids: bare_loop(pool, len(ids), args.concurrency), cpu
+                    )
+                    if backends:
+                        backends.start()
+                    ours = rounds.measure(lambda: pipeline(database, pool), cpu)
+                    database_cpu = backends.used() if backends else 0.0
+                    postgres_cpu.append(database_cpu)
+                    ours = rounds.Sample(wall=ours.wall, cpu=ours.cpu + database_cpu)
+                    result.add(floor, ours)
+                    failures += [
+                        f"round {round_ + 1}: {line}" for line in not_sent(database, tenant_id)
+                    ]
+        if backends:
+            backends.close()
         database.dispose()
-    assert sent == len(ids), f"only {sent} of {len(ids)} sent"
     backend = make_url(url).get_backend_name()
     print(
-        f"backend: {backend}; {len(ids)} service messages to a loopback Twilio fake "
-        f"answering in {args.latency_ms:g} ms; {args.concurrency} processes, "
+        f"backend: {backend}; {args.messages} service messages a round to a loopback Twilio "
+        f"fake answering in {args.latency_ms:g} ms; {args.concurrency} processes, "
         f"{get_settings().send_concurrency} calls at once in each"
     )
+    throughput = rounds.spread(args.messages / s.wall for s in result.ours)
+    bare = rounds.spread(args.messages / s.wall for s in result.floor)
+    speed = rounds.spread(1 / r for r in result.ratios("wall"))
     print(
-        f"pipeline: {len(ids) / ours:.0f} msg/s; bare httpx loop: {len(ids) / floor:.0f} "
-        f"msg/s; ratio {floor / ours:.2f}x of the bare loop's throughput"
+        f"throughput: pipeline {throughput.text('{:.0f}')} msg/s; bare httpx loop "
+        f"{bare.text('{:.0f}')} msg/s; ratio {speed.text(unit='×')} of the bare loop's "
+        f"[{len(result.ours)} rounds, median (min–max)]"
     )
+    for line in result.lines(headline="cpu"):
+        print(line.replace("ms,", "ms/msg,", 1))
+    if backends:
+        share = rounds.spread(c / args.messages * 1000 for c in postgres_cpu)
+        print(f"of ours, PostgreSQL's backends: {share.text(unit=' ms/msg')}")
+    extra = rounds.spread(
+        (o.cpu - f.cpu) / args.messages * 1000
+        for f, o in zip(result.floor, result.ours, strict=True)
+    )
+    print(f"our part (CPU ours - floor): {extra.text(unit=' ms/msg')}")
+    for line in failures:
+        print(line)
+    if failures:
+        raise SystemExit(f"{len(failures)} messages did not end sent")
 
 
 if __name__ == "__main__":

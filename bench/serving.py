@@ -178,6 +178,10 @@ class PostgresBackends:
     def start(self) -> None:
         self.started = self._readings()
 
+    def total(self) -> float:
+        """CPU seconds the backends now open have used since they started."""
+        return sum(self._readings().values())
+
     def used(self) -> float:
         """CPU seconds the backends used since ``start()``."""
         return sum(cpu - self.started.get(pid, 0.0) for pid, cpu in self._readings().items())

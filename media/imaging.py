@@ -368,12 +368,12 @@ def open_photo(
             frame = _to_rgb(frame)
         except DECODER_ERRORS as exc:
             raise _damaged(exc) from None
-        if frame is image:
-            frame = image.copy()  # the file handle is closed below; keep the pixels
         # HEIF and AVIF come upright from their decoders (libheif applies irot/imir); the
         # EXIF tag they still carry must not rotate them twice.
         if fmt not in ("HEIF",) and orientation != 1:
             frame = _transpose(frame, orientation, image)
+        if frame is image:
+            frame = image.copy()  # the file handle is closed below; keep the pixels
         upright = (
             (stored_h, stored_w)
             if orientation in (5, 6, 7, 8) and fmt != "HEIF"

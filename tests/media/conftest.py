@@ -10,7 +10,15 @@ from PIL import Image
 
 from tests.factories import make_staff, make_visit
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "images"
+# ../shared beside the checkout; a git worktree one level further down finds it too.
+CORPUS = next(
+    (
+        up / "shared" / "corpus" / "images"
+        for up in Path(__file__).resolve().parents[3:5]
+        if (up / "shared" / "corpus" / "images").is_dir()
+    ),
+    Path(__file__).resolve().parents[3] / "shared" / "corpus" / "images",
+)
 
 
 @pytest.fixture
