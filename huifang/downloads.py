@@ -51,11 +51,10 @@ def stored_file(
     out = {**headers, "Accept-Ranges": "bytes"}
     if filename:
         out["Content-Disposition"] = f'attachment; filename="{filename}"'
-    wanted = _range(range_header, total)
-    if wanted == "unsatisfiable":
-        return Response(
-            status_code=416, headers={**out, "Content-Range": f"bytes */{total}"}
-        )
+    try:
+        wanted = _range(range_header, total)
+    except _Unsatisfiable:
+        return Response(status_code=416, headers={**out, "Content-Range": f"bytes */{total}"})
     if wanted is None:
         out["Content-Length"] = str(total)
         return StreamingResponse(store.open(relative), media_type=media_type, headers=out)
@@ -70,7 +69,11 @@ def stored_file(
     )
 
 
-def _range(header: str | None, total: int) -> tuple[int, int] | str | None:
+class _Unsatisfiable(Exception):
+    pass
+
+
+def _range(header: str | None, total: int) -> tuple[int, int] | None:
     """One ``bytes=a-b`` range within ``total``; None for the whole file (no header, or
     several ranges, which we answer with all of it as RFC 9110 allows)."""
     if not header:
@@ -84,10 +87,10 @@ def _range(header: str | None, total: int) -> tuple[int, int] | str | None:
     if not first:  # the last N bytes
         length = int(last)
         if length == 0:
-            return "unsatisfiable"
+            raise _Unsatisfiable
         return max(0, total - length), total - 1
     start = int(first)
     end = min(int(last), total - 1) if last else total - 1
     if start >= total or end < start:
-        return "unsatisfiable"
+        raise _Unsatisfiable
     return start, end

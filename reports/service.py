@@ -337,9 +337,8 @@ def _asset(
 ) -> tuple[str, dict[str, Any]]:
     """A report file made from ``source`` (a rendition token), or the previous build's copy."""
     old = files.reused.get(source)
-    if old is not None and old["name"].startswith(prefix + "-"):
-        if storage.exists(old["path"]):
-            return old["name"], old
+    if old is not None and old["name"].startswith(prefix + "-") and storage.exists(old["path"]):
+        return old["name"], old
     made = make()
     name = f"{prefix}-{secrets.token_hex(6)}.jpg"
     entry = {

@@ -24,7 +24,7 @@ from huifang import storage
 from huifang.settings import get_settings
 
 ACCESS_KEY = "huifang-test"
-SECRET_KEY = "huifang-test-secret"  # noqa: S105  (moto accepts any pair)
+SECRET_KEY = "huifang-test-secret"  # moto accepts any pair
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ class Bucket:
             "HUIFANG_S3_ADDRESSING_STYLE": "path",
         }
 
-    def keys(self) -> set[str]:
+    def objects(self) -> set[str]:
+        """Every key in the bucket."""
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
         return {item["Key"] for page in pages for item in page.get("Contents", [])}
 
@@ -101,7 +102,9 @@ def s3_bucket(s3_server: str) -> Bucket:
 
 
 @pytest.fixture
-def s3_storage(s3_bucket: Bucket, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[Bucket]:
+def s3_storage(
+    s3_bucket: Bucket, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> Iterator[Bucket]:
     """This process stores files in a fresh bucket, with a media root (scratch) of its own."""
     for key, value in s3_bucket.env().items():
         monkeypatch.setenv(key, value)

@@ -29,7 +29,10 @@ from reports.models import Report
 from tenancy import service as tenancy
 from tenancy.models import Tenant
 from tests.media.conftest import phone_jpeg, upload
-from tests.s3 import Bucket, s3_bucket, s3_server, s3_storage  # noqa: F401
+from tests.s3 import Bucket
+from tests.s3 import s3_bucket as s3_bucket
+from tests.s3 import s3_server as s3_server
+from tests.s3 import s3_storage as s3_storage
 from visits import service as visits
 
 pytestmark = pytest.mark.services
@@ -45,7 +48,9 @@ def _wait_for(predicate, timeout: float) -> bool:
 
 
 def _files(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+    if not root.exists():
+        return set()
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
 @pytest.fixture
@@ -127,8 +132,8 @@ def test_upload_processing_report_and_links_through_the_bucket_only(
             assert created.status_code == 202, created.text
             ids.append(created.json()["id"])
         with postgres_database.session() as session:
-            originals = {m.original_path for m in session.scalars(select(Media))if m.id in ids}
-        assert originals <= s3_storage.keys()  # the API put the originals in the bucket
+            originals = {m.original_path for m in session.scalars(select(Media)) if m.id in ids}
+        assert originals <= s3_storage.objects()  # the API put the originals in the bucket
         assert not any(name.startswith(("originals", "renditions")) for name in _files(api_scratch))
 
         for media_id in ids:
@@ -146,7 +151,7 @@ def test_upload_processing_report_and_links_through_the_bucket_only(
         assert statuses() == ["ready"] * 3, worker_process.log.read_text()[-3000:]
         with postgres_database.sessionmaker() as session:
             paths = set(session.scalars(select(Rendition.path)))
-        assert paths and paths <= s3_storage.keys()  # the worker's renditions, in the bucket
+        assert paths and paths <= s3_storage.objects()  # the worker's renditions, in the bucket
         # ffmpeg worked in the worker's scratch, which it cleaned; nothing stored stays there.
         assert not any(
             name.startswith(("originals", "renditions")) for name in _files(worker_process.scratch)
@@ -159,7 +164,7 @@ def test_upload_processing_report_and_links_through_the_bucket_only(
         with postgres_database.sessionmaker() as session:
             row = session.scalars(select(Report).where(Report.visit_id == visit_id)).one()
             report_id, first_long = row.id, row.long_path
-        assert first_long in s3_storage.keys()
+        assert first_long in s3_storage.objects()
 
         page = client.get(_path(report["url"]))
         assert page.status_code == 200 and "桶上家政" in page.text
@@ -175,9 +180,9 @@ def test_upload_processing_report_and_links_through_the_bucket_only(
             with postgres_database.sessionmaker() as session:
                 return session.get(Report, report_id).recap_path
 
-        assert _wait_for(lambda: recap_path() is not None, 240), (
-            worker_process.log.read_text()[-3000:]
-        )
+        assert _wait_for(lambda: recap_path() is not None, 240), worker_process.log.read_text()[
+            -3000:
+        ]
         recap = client.get(f"/v1/visits/{visit_id}/report", headers=account.headers).json()
         video_url = _path(recap["recap"]["url"])
         stored = s3_storage.read(recap_path())
@@ -206,7 +211,7 @@ def test_upload_processing_report_and_links_through_the_bucket_only(
         rebuilt = client.post(f"/v1/visits/{visit_id}/report", headers=account.headers)
         assert rebuilt.status_code == 200, rebuilt.text
         assert rebuilt.json()["long_image"]["url"] != report["long_image"]["url"]
-        assert first_long not in s3_storage.keys()
+        assert first_long not in s3_storage.objects()
         assert client.get(_path(report["long_image"]["url"])).status_code == 404
 
     # Nothing stored ever landed in the API's scratch either.

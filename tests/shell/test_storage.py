@@ -15,7 +15,10 @@ from fastapi.testclient import TestClient
 from huifang import downloads, storage
 from huifang.errors import NotFound
 from huifang.settings import get_settings
-from tests.s3 import Bucket, s3_bucket, s3_server, s3_storage  # noqa: F401
+from tests.s3 import Bucket
+from tests.s3 import s3_bucket as s3_bucket
+from tests.s3 import s3_server as s3_server
+from tests.s3 import s3_storage as s3_storage
 
 NOW = dt.datetime(2026, 12, 6, tzinfo=dt.UTC)
 
@@ -140,7 +143,7 @@ def test_stored_files_are_served_with_ranges(store):
 def test_s3_keys_are_the_relative_names(s3_storage: Bucket):
     key = storage.new_relative_path("logos", 9, ".png", now=NOW)
     storage.write_bytes(key, b"logo")
-    assert s3_storage.keys() == {key}
+    assert s3_storage.objects() == {key}
     assert s3_storage.read(key) == b"logo"
     assert storage.backend().download_url(key, content_type="image/png", expires_in=60) is None
     with pytest.raises(RuntimeError):  # no local path exists for a stored file in S3
