@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     secret_key: str = "development-only"  # noqa: S105  (refused outside development)
 
     database_url: str = "sqlite:///./var/huifang.db"
+    # PostgreSQL: the application's own role (``huifang db create-app-role``), bound by
+    # row-level security; database_url stays the tables' owner, for migrations. Unset: the
+    # application connects as the owner, which RLS does not bind.
+    database_app_url: str | None = None
     # No Redis URL means embedded mode: tasks and the scheduler run inside `huifang serve`.
     redis_url: str | None = None
     # Local disk: every stored file with HUIFANG_STORAGE=local, scratch only with s3.

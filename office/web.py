@@ -169,6 +169,7 @@ def signed_in(request: Request, session: SessionDep) -> SignedIn:
     tenant = session.get(Tenant, user.tenant_id)
     if tenant is None:
         raise SignInRequired
+    rls.scope_to_tenant(session, tenant.id)  # the rest of the request: this company's rows only
     return SignedIn(user, tenant, accounts.actor_for(user), row.csrf_token, row)
 
 
