@@ -22,6 +22,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from huifang import rls
+
 # Constraint names are fixed so Alembic migrations read the same on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -253,15 +255,10 @@ class Database:
     """
 
     def __init__(self, url: str, *, app_url: str | None = None) -> None:
-        from huifang import rls
-
         self.url = url
         self.rls = bool(app_url) and not url.startswith("sqlite")
         self.engine = make_engine(app_url if self.rls and app_url else url)
-        info: dict[str, Any] = {}
-        if self.rls:
-            rls.start_unscoped(self.engine)
-            info[rls.RLS_INFO] = True
+        info: dict[str, Any] = {rls.RLS_INFO: True} if self.rls else {}
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False, info=info)
         # On SQLite a reader takes no write lock, so it neither waits for writers nor makes
         # them wait (WAL: it reads the snapshot of its first statement).

@@ -1,37 +1,35 @@
 """Row-level security on PostgreSQL: a backstop to the code's own tenant filters.
 
 Every table with a ``tenant_id`` column has the policy ``tenant_isolation``: a row is
-visible and writable only while the transaction's ``huifang.tenant_id`` names its company,
-or is ``*`` (explicitly unscoped work). The owner of the tables (the role migrations run
-as, ``HUIFANG_DATABASE_URL``) is not subject to the policies. The application connects as
-a role of its own (``HUIFANG_DATABASE_APP_URL``, made by ``huifang db create-app-role``)
-that owns nothing and cannot bypass them.
+visible and writable only while the transaction's ``huifang.tenant_id`` names its company
+(unset: no row at all). The tables' owner (``HUIFANG_DATABASE_URL``, which runs the
+migrations) is not bound by it. The application logs in as a role of its own
+(``HUIFANG_DATABASE_APP_URL``, made by ``huifang db create-app-role``) that owns nothing and
+has no BYPASSRLS.
 
-Scope: an app-role connection starts unscoped (``*``) for work that finds its company by an
-unguessable token or id (an API key's hash, a report link, a task's row, the scheduler's
-scans). As soon as a request knows its company (``huifang.deps.current_tenant``, the
-console's ``signed_in``) it calls ``scope_to_tenant``, and for the rest of that
-transaction a query that forgot its ``tenant_id`` filter sees only that company's rows.
-SQLite (the embedded mode, one company per machine in practice) has no RLS.
+Two modes per transaction. Unscoped: work that finds its company by an unguessable token or
+an id (an API key's hash, a report link, a task's row, the scheduler's scans across
+companies) runs as ``<app role>_maintenance``, a BYPASSRLS role without login that the app
+role starts every session in (``ALTER ROLE … SET role``). Scoped: as soon as a request knows
+its company (``huifang.deps.current_tenant``, the console's ``signed_in``),
+``scope_to_tenant`` drops to the app role itself and names the company, for the rest of the
+transaction; a query that forgot its ``tenant_id`` filter then sees that company's rows
+only, and ``SET row_security = off`` makes such queries fail instead of see more.
+SQLite (the embedded mode) has no RLS.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
 
 SETTING = "huifang.tenant_id"
-UNSCOPED = "*"
 POLICY = "tenant_isolation"
 APP_ROLE = "huifang_app"
 RLS_INFO = "huifang_rls"  # Session.info key: this session's engine is the app role's
-
-# The setting read leniently (missing → NULL); "*" and "" never reach the bigint cast.
-_CURRENT = f"NULLIF(NULLIF(current_setting('{SETTING}', true), ''), '{UNSCOPED}')::bigint"
-_RULE = f"(current_setting('{SETTING}', true) = '{UNSCOPED}' OR tenant_id = {_CURRENT})"
+# Unset or empty: NULL, so no row at all. Spelled the same in migration 0021.
+RULE = f"(tenant_id = NULLIF(current_setting('{SETTING}', true), '')::bigint)"
 
 
 def policy_sql(table: str) -> list[str]:
@@ -40,7 +38,7 @@ def policy_sql(table: str) -> list[str]:
     return [
         f'ALTER TABLE "{table}" ENABLE ROW LEVEL SECURITY',
         f'DROP POLICY IF EXISTS {POLICY} ON "{table}"',
-        f'CREATE POLICY {POLICY} ON "{table}" USING {_RULE} WITH CHECK {_RULE}',
+        f'CREATE POLICY {POLICY} ON "{table}" USING {RULE} WITH CHECK {RULE}',
     ]
 
 
@@ -75,8 +73,9 @@ def tables_without_policy(connection: Connection) -> list[str]:
 
 def scope_to_tenant(session: Session, tenant_id: int) -> None:
     """From now until the transaction ends, this session sees only ``tenant_id``'s rows
-    (when it runs as the app role; a no-op otherwise)."""
+    (when it connects as the app role; a no-op otherwise)."""
     if session.info.get(RLS_INFO):
+        session.execute(text("SET LOCAL ROLE NONE"))  # the login role: bound by the policy
         session.execute(
             text("SELECT set_config(:name, :value, true)"),
             {"name": SETTING, "value": str(int(tenant_id))},
@@ -84,66 +83,77 @@ def scope_to_tenant(session: Session, tenant_id: int) -> None:
 
 
 def unscope(session: Session) -> None:
-    """Back to unscoped work for the rest of the transaction (tests between requests)."""
+    """Back to unscoped work in this transaction (tests, whose transaction outlives the
+    requests they make)."""
     if session.info.get(RLS_INFO):
-        session.execute(
-            text("SELECT set_config(:name, :value, true)"), {"name": SETTING, "value": UNSCOPED}
-        )
+        session.execute(text("RESET ROLE"))
+        session.execute(text("SELECT set_config(:name, '', true)"), {"name": SETTING})
 
 
-def start_unscoped(engine: Engine) -> None:
-    """App-role connections begin each transaction unscoped; ``scope_to_tenant`` narrows one
-    transaction (``set_config(…, true)`` ends with it)."""
-    from sqlalchemy import event
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute("SELECT set_config(%s, %s, false)", (SETTING, UNSCOPED))
-        dbapi_connection.commit()
+def maintenance_role(role: str) -> str:
+    return f"{role}_maintenance"
 
 
 def create_app_role(owner_url: str, *, role: str = APP_ROLE, password: str) -> str:
-    """Create (or update) the application's role: it may log in, read and write every table
-    and sequence of the schema, owns none of them and cannot bypass RLS. Returns the URL
-    the application should use (``HUIFANG_DATABASE_APP_URL``)."""
+    """Create (or update) the application's role and its maintenance role.
+
+    The app role may log in, read and write every table and sequence of the schema, owns
+    none of them and cannot bypass RLS; it starts each session as the maintenance role
+    (BYPASSRLS, no login) and drops to itself for a company's work (``scope_to_tenant``).
+    Run as the tables' owner, who must be allowed to create BYPASSRLS roles (a superuser,
+    as the PostgreSQL image's POSTGRES_USER is). Returns the app's URL.
+    """
     from sqlalchemy import create_engine
 
     if not role.replace("_", "").isalnum():
         raise ValueError(f"{role!r} is not a plain role name")
+    maintenance = maintenance_role(role)
     engine = create_engine(owner_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
             owner = connection.execute(text("SELECT current_user")).scalar_one()
-            exists = connection.execute(
-                text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": role}
-            ).first()
-            verb = "ALTER" if exists else "CREATE"
-            quoted = password.replace("'", "''")
-            connection.execute(
-                text(
-                    f'{verb} ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE '
-                    f"NOCREATEDB PASSWORD '{quoted}'"
-                )
-            )
+            schema = _schema(connection)
             database = connection.execute(text("SELECT current_database()")).scalar_one()
-            for statement in (
-                f'GRANT CONNECT ON DATABASE "{database}" TO "{role}"',
-                f'GRANT USAGE ON SCHEMA "{_schema(connection)}" TO "{role}"',
-                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "
-                f'"{_schema(connection)}" TO "{role}"',
-                f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "{_schema(connection)}" '
-                f'TO "{role}"',
-                # Tables later migrations create (as the owner) are the app's to use too.
-                f'ALTER DEFAULT PRIVILEGES FOR ROLE "{owner}" IN SCHEMA "{_schema(connection)}" '
-                f'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{role}"',
-                f'ALTER DEFAULT PRIVILEGES FOR ROLE "{owner}" IN SCHEMA "{_schema(connection)}" '
-                f'GRANT USAGE, SELECT ON SEQUENCES TO "{role}"',
-            ):
+
+            def ensure(name: str, attributes: str) -> None:
+                exists = connection.execute(
+                    text("SELECT 1 FROM pg_roles WHERE rolname = :role"), {"role": name}
+                ).first()
+                verb = "ALTER" if exists else "CREATE"
+                connection.execute(text(f'{verb} ROLE "{name}" {attributes}'))
+
+            quoted = password.replace("'", "''")
+            ensure(
+                role,
+                f"LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB PASSWORD '{quoted}'",
+            )
+            ensure(maintenance, "NOLOGIN NOSUPERUSER BYPASSRLS NOCREATEROLE NOCREATEDB")
+            statements = [f'GRANT "{maintenance}" TO "{role}"']
+            for grantee in (role, maintenance):
+                statements += [
+                    f'GRANT CONNECT ON DATABASE "{database}" TO "{grantee}"',
+                    f'GRANT USAGE ON SCHEMA "{schema}" TO "{grantee}"',
+                    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "
+                    f'"{schema}" TO "{grantee}"',
+                    f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{grantee}"',
+                    # Tables later migrations create (as the owner) are the app's to use too.
+                    f'ALTER DEFAULT PRIVILEGES FOR ROLE "{owner}" IN SCHEMA "{schema}" '
+                    f'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{grantee}"',
+                    f'ALTER DEFAULT PRIVILEGES FOR ROLE "{owner}" IN SCHEMA "{schema}" '
+                    f'GRANT USAGE, SELECT ON SEQUENCES TO "{grantee}"',
+                ]
+            # Every session of the app role begins unscoped, as the maintenance role.
+            statements.append(
+                f'ALTER ROLE "{role}" IN DATABASE "{database}" SET role = "{maintenance}"'
+            )
+            for statement in statements:
                 connection.execute(text(statement))
             if connection.execute(text("SELECT to_regclass('alembic_version')")).scalar():
                 # The migrations' own bookkeeping stays the owner's alone.
-                connection.execute(text(f'REVOKE ALL ON TABLE alembic_version FROM "{role}"'))
+                for grantee in (role, maintenance):
+                    connection.execute(
+                        text(f'REVOKE ALL ON TABLE alembic_version FROM "{grantee}"')
+                    )
     finally:
         engine.dispose()
     url = make_url(owner_url).set(username=role, password=password)

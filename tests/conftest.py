@@ -108,6 +108,7 @@ def app_role(owner_url: str) -> tuple[str, Callable[[], None]]:
         try:
             with admin.connect() as connection:
                 connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+                connection.execute(text(f'DROP ROLE IF EXISTS "{rls.maintenance_role(role)}"'))
         finally:
             admin.dispose()
 

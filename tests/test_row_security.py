@@ -39,7 +39,7 @@ def app_database(postgres_database) -> Iterator[Database]:
     database.dispose()
     with postgres_database.session() as session:  # the owner takes the grants back
         role = app_url.split("://", 1)[1].split(":", 1)[0]
-        session.execute(text(f'DROP OWNED BY "{role}"'))
+        session.execute(text(f'DROP OWNED BY "{role}", "{rls.maintenance_role(role)}"'))
     drop()
 
 
@@ -83,7 +83,9 @@ def test_a_query_under_the_wrong_company_sees_nothing(app_database, companies):
         rls.scope_to_tenant(session, a.id)
         assert a.customer_id in _customer_ids(session)
         assert b.customer_id not in _customer_ids(session)
-    with app_database.session() as session:  # a setting emptied is no company at all
+    with app_database.session() as session:  # as the app role, no company named: no row
+        session.execute(text("SET LOCAL ROLE NONE"))
+        assert not _customer_ids(session) & {a.customer_id, b.customer_id}
         session.execute(text("SELECT set_config('huifang.tenant_id', '', true)"))
         assert not _customer_ids(session) & {a.customer_id, b.customer_id}
     with app_database.session() as session:  # unscoped work (tokens, tasks) sees both
@@ -99,11 +101,13 @@ def test_the_scope_ends_with_the_transaction(app_database, companies):
 
 
 def test_a_row_for_another_company_cannot_be_written(app_database, companies):
-    with pytest.raises(ProgrammingError, match="row-level security"):  # noqa: PT012
-        with app_database.session() as session:
-            rls.scope_to_tenant(session, companies.b.id)
-            session.add(Customer(tenant_id=companies.a.id, name="混入", phone="+8613800138009"))
-            session.flush()
+    with (
+        pytest.raises(ProgrammingError, match="row-level security"),
+        app_database.session() as session,
+    ):
+        rls.scope_to_tenant(session, companies.b.id)
+        session.add(Customer(tenant_id=companies.a.id, name="混入", phone="+8613800138009"))
+        session.flush()
     with app_database.session() as session:
         rls.scope_to_tenant(session, companies.b.id)
         changed = session.execute(
@@ -114,15 +118,17 @@ def test_a_row_for_another_company_cannot_be_written(app_database, companies):
 
 def test_the_app_role_cannot_turn_row_security_off(app_database, companies):
     with app_database.engine.connect() as connection:
-        role = connection.execute(text("SELECT current_user")).scalar_one()
+        role, current = connection.execute(text("SELECT session_user, current_user")).one()
+        assert current == rls.maintenance_role(role)  # a session begins unscoped
         owner = connection.execute(
             text("SELECT tableowner FROM pg_tables WHERE tablename = 'customers'")
         ).scalar_one()
         assert role != owner
         bypass = connection.execute(
-            text("SELECT rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = current_user")
+            text("SELECT rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = session_user")
         ).scalar_one()
         assert bypass is False
+        connection.execute(text("SET LOCAL ROLE NONE"))
         connection.execute(
             text("SELECT set_config('huifang.tenant_id', :t, true)"), {"t": str(companies.b.id)}
         )

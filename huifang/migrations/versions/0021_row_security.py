@@ -1,9 +1,9 @@
 """row-level security: every tenant-owned table under the tenant_isolation policy
 
-PostgreSQL only (SQLite has no RLS). A row is visible and writable while the transaction's
-``huifang.tenant_id`` names its company or is ``*`` (unscoped work); see huifang/rls.py.
-The policy binds the application's role (``huifang db create-app-role``); the owner that
-runs migrations is not subject to it.
+PostgreSQL only (SQLite has no RLS). A row is visible and writable only while the
+transaction's ``huifang.tenant_id`` names its company; see huifang/rls.py. The policy binds
+the application's role (``huifang db create-app-role``); the owner that runs migrations and
+the maintenance role (BYPASSRLS) are not subject to it.
 
 Revision ID: 0021
 Revises: 0016
@@ -20,8 +20,8 @@ down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-SETTING = "current_setting('huifang.tenant_id', true)"
-RULE = f"({SETTING} = '*' OR tenant_id = NULLIF(NULLIF({SETTING}, ''), '*')::bigint)"
+# Unset or empty: NULL, so no row at all.
+RULE = "(tenant_id = NULLIF(current_setting('huifang.tenant_id', true), '')::bigint)"
 
 
 def _tenant_tables() -> list[str]:
