@@ -21,8 +21,11 @@ from botocore.exceptions import ClientError
 from huifang.settings import Settings
 from huifang.storage import CHUNK, Storage
 
-# Parts of 8 MB: a 200 MB clip goes up in 25 parts, a photo in one request.
-TRANSFER = TransferConfig(multipart_threshold=8 * CHUNK, multipart_chunksize=8 * CHUNK)
+# Parts of 8 MB, four at a time: a 200 MB clip goes up in 25 parts with at most about
+# 32 MB of it in memory; a photo goes in one request.
+TRANSFER = TransferConfig(
+    multipart_threshold=8 * CHUNK, multipart_chunksize=8 * CHUNK, max_concurrency=4
+)
 MISSING = {"404", "NoSuchKey", "NotFound"}
 
 

@@ -88,10 +88,11 @@ def test_names_not_made_by_us_are_refused(store, bad):
 
 
 def test_a_big_file_is_streamed_not_held_in_memory(store, tmp_path):
-    # 40 MB: several multipart parts in S3. Neither way keeps the file in memory.
+    # 64 MB: eight multipart parts in S3. Neither way keeps the file in memory: what is
+    # held at once is bounded by the parts in flight (4 × 8 MB), not by the file.
     big = tmp_path / "clip.mp4"
     with big.open("wb") as out:
-        for _ in range(40):
+        for _ in range(64):
             out.write(os.urandom(1024 * 1024))
     key = storage.new_relative_path("renditions", 3, ".mp4", now=NOW)
     tracemalloc.start()
@@ -105,8 +106,8 @@ def test_a_big_file_is_streamed_not_held_in_memory(store, tmp_path):
     finally:
         tracemalloc.stop()
     assert big.exists()  # put_file copies; only adopt lets the source go
-    assert copy.stat().st_size == streamed == 40 * 1024 * 1024
-    assert peak < 24 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a 40 MB file"
+    assert copy.stat().st_size == streamed == 64 * 1024 * 1024
+    assert peak < 32 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a 64 MB file"
 
 
 def test_stored_files_are_served_with_ranges(store):
