@@ -6,12 +6,13 @@ PostgreSQL database, whatever HUIFANG_TEST_RLS says, and commit their rows.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select, text
+from sqlalchemy import create_engine, delete, select, text
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from customers import service as customers
@@ -158,3 +159,41 @@ def test_a_request_sees_only_its_company_even_without_a_filter(app_database, com
         listed = client.get("/v1/customers", headers={"Authorization": f"Bearer {companies.a.key}"})
         assert listed.status_code == 200, listed.text  # the ordinary routes work as the app role
         assert "13800138001" in listed.text and "13800138002" not in listed.text
+
+
+def test_the_cli_creates_an_app_role_bound_by_row_security(postgres_database, monkeypatch):
+    from typer.testing import CliRunner
+
+    from huifang.cli import app as cli
+    from huifang.settings import get_settings
+
+    role = f"huifang_cli_test_{os.getpid()}"
+    monkeypatch.setenv("HUIFANG_DATABASE_URL", postgres_database.url)
+    monkeypatch.setenv("HUIFANG_DATABASE_APP_PASSWORD", "cli-test-password-1")
+    get_settings.cache_clear()
+    owner = create_engine(postgres_database.url)  # the run's engine may be the app role's
+    try:
+        result = CliRunner().invoke(cli, ["db", "create-app-role", "--role", role])
+        assert result.exit_code == 0, result.output
+        assert f"HUIFANG_DATABASE_APP_URL=postgresql+psycopg://{role}:***@" in result.output
+        assert "cli-test-password-1" not in result.output
+        with owner.connect() as connection:
+            roles = dict(
+                connection.execute(
+                    text("SELECT rolname, rolbypassrls FROM pg_roles WHERE rolname IN (:a, :b)"),
+                    {"a": role, "b": rls.maintenance_role(role)},
+                ).all()
+            )
+        assert roles == {role: False, rls.maintenance_role(role): True}
+        short = CliRunner().invoke(
+            cli, ["db", "create-app-role", "--role", role, "--password", "short"]
+        )
+        assert short.exit_code == 1 and "12 characters" in short.output
+    finally:
+        get_settings.cache_clear()
+        with owner.connect() as connection:
+            connection.execute(text(f'DROP OWNED BY "{role}", "{rls.maintenance_role(role)}"'))
+            connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+            connection.execute(text(f'DROP ROLE IF EXISTS "{rls.maintenance_role(role)}"'))
+            connection.commit()
+        owner.dispose()
