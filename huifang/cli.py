@@ -31,6 +31,8 @@ user_app = typer.Typer(
 app.add_typer(user_app, name="user")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(customers_app, name="customers")
+db_app = typer.Typer(help="The database: roles for row-level security.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -52,6 +54,42 @@ def migrate() -> None:
     """Bring the database schema up to date (Alembic upgrade to head)."""
     _migrate()
     console.print(f"database is up to date: {_safe_url()}")
+
+
+@db_app.command("create-app-role")
+def create_app_role(
+    password: Annotated[
+        str,
+        typer.Option(
+            envvar="HUIFANG_DATABASE_APP_PASSWORD",
+            prompt=True,
+            hide_input=True,
+            help="The new role's password (or HUIFANG_DATABASE_APP_PASSWORD).",
+        ),
+    ],
+    role: Annotated[str, typer.Option(help="The role's name.")] = "huifang_app",
+) -> None:
+    """Create the application's PostgreSQL role, bound by row-level security.
+
+    Run it as the tables' owner (HUIFANG_DATABASE_URL) after `huifang migrate`; then give
+    the API and the workers the printed HUIFANG_DATABASE_APP_URL.
+    """
+    from sqlalchemy.engine import make_url
+
+    from huifang import rls
+
+    settings = get_settings()
+    if settings.is_sqlite:
+        raise _fail("row-level security needs PostgreSQL; HUIFANG_DATABASE_URL is SQLite")
+    if len(password) < 12:
+        raise _fail("use a password of at least 12 characters for the app role")
+    try:
+        url = rls.create_app_role(settings.database_url, role=role, password=password)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    shown = make_url(url).render_as_string(hide_password=True)
+    console.print(f"role {role} is ready; give the API and the workers (with its password):")
+    console.print(f"HUIFANG_DATABASE_APP_URL={shown}")
 
 
 def _safe_url() -> str:

@@ -22,6 +22,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from huifang import rls
+
 # Constraint names are fixed so Alembic migrations read the same on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -246,18 +248,24 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 class Database:
-    """An engine and the session factories bound to it."""
+    """An engine and the session factories bound to it.
 
-    def __init__(self, url: str) -> None:
+    ``app_url`` (PostgreSQL): sessions connect as the application's role, which row-level
+    security binds (``huifang.rls``); ``url`` stays the owner's, for migrations.
+    """
+
+    def __init__(self, url: str, *, app_url: str | None = None) -> None:
         self.url = url
-        self.engine = make_engine(url)
-        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self.rls = bool(app_url) and not url.startswith("sqlite")
+        self.engine = make_engine(app_url if self.rls and app_url else url)
+        info: dict[str, Any] = {rls.RLS_INFO: True} if self.rls else {}
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False, info=info)
         # On SQLite a reader takes no write lock, so it neither waits for writers nor makes
         # them wait (WAL: it reads the snapshot of its first statement).
         self.read_sessionmaker = sessionmaker(
             self.engine.execution_options(sqlite_begin="DEFERRED"),
             expire_on_commit=False,
-            info={READ_ONLY: True},
+            info={**info, READ_ONLY: True},
         )
 
     @contextlib.contextmanager
@@ -307,7 +315,8 @@ def get_database() -> Database:
         if _database is None:
             from huifang.settings import get_settings
 
-            _database = Database(get_settings().database_url)
+            settings = get_settings()
+            _database = Database(settings.database_url, app_url=settings.database_app_url)
         return _database
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from access.actors import Actor
 from access.roles import Permission, Role
+from huifang import rls
 from huifang.db import READ_ONLY, Database, get_database, utcnow
 from tenancy import service as tenancy
 from tenancy.models import ApiKey, Tenant
@@ -123,6 +124,8 @@ def current_tenant(
             " or POST /v1/api-keys.",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    # From here on this transaction sees only this company's rows (row-level security).
+    rls.scope_to_tenant(session, tenant.id)
     now = utcnow()
     if tenancy.key_use_due(api_key, now=now):
         if session.info.get(READ_ONLY):

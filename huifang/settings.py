@@ -24,9 +24,30 @@ class Settings(BaseSettings):
     secret_key: str = "development-only"  # noqa: S105  (refused outside development)
 
     database_url: str = "sqlite:///./var/huifang.db"
+    # PostgreSQL: the application's own role (``huifang db create-app-role``), bound by
+    # row-level security; database_url stays the tables' owner, for migrations. Unset: the
+    # application connects as the owner, which RLS does not bind.
+    database_app_url: str | None = None
     # No Redis URL means embedded mode: tasks and the scheduler run inside `huifang serve`.
     redis_url: str | None = None
+    # Local disk: every stored file with HUIFANG_STORAGE=local, scratch only with s3.
     media_root: Path = Path("./var/media")
+    # Where stored files live: "local" (under media_root; embedded default) or "s3", an
+    # S3-compatible bucket (MinIO, Aliyun OSS, Tencent COS), the only storage the API and
+    # the workers of the distributed mode share.
+    storage: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None  # unset: AWS itself
+    s3_bucket: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_region: str = "us-east-1"
+    s3_prefix: str = ""  # keys under this prefix, to share a bucket
+    # "path" for MinIO on its own host; Aliyun OSS and Tencent COS want "virtual".
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    # Answer the private original download with a redirect to a short-lived presigned URL
+    # instead of streaming it through the API. Public report links are always served by us
+    # (their pages' CSP allows only our own origin).
+    s3_presign: bool = False
     # A CJK font file for watermarks; otherwise fontconfig, then the font wheel (media.fonts).
     font_path: Path | None = None
     # Upload caps, counted while the body streams in.
@@ -140,6 +161,11 @@ class Settings(BaseSettings):
                 problems.append("HUIFANG_ALIYUN_ACCESS_KEY_ID is required with the aliyun provider")
             if (self.aliyun_access_key_secret or "") in PLACEHOLDER_SECRETS:
                 problems.append("HUIFANG_ALIYUN_ACCESS_KEY_SECRET is missing or a placeholder")
+        if self.storage == "s3":
+            if not self.s3_bucket:
+                problems.append("HUIFANG_S3_BUCKET is required with HUIFANG_STORAGE=s3")
+            if (self.s3_secret_access_key or "") in PLACEHOLDER_SECRETS and self.s3_access_key_id:
+                problems.append("HUIFANG_S3_SECRET_ACCESS_KEY is missing or a placeholder")
         if problems:
             raise ValueError(f"refusing to start in {self.environment}: " + "; ".join(problems))
         return self

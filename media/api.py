@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -8,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from access.roles import Permission
 from campaigns import lifecycle as campaigns
-from huifang import storage
+from huifang import downloads
 from huifang.db import utcnow
 from huifang.deps import KeyActorDep, SessionDep, TenantDep, key_may
 from huifang.errors import NotFound
@@ -141,14 +142,18 @@ def read_media(media_id: Id, session: SessionDep, tenant: TenantDep) -> MediaRea
 
 
 @router.get("/media/{media_id}/original", response_class=FileResponse)
-def download_original(media_id: Id, session: SessionDep, tenant: TenantDep) -> FileResponse:
+def download_original(
+    media_id: Id, request: Request, session: SessionDep, tenant: TenantDep
+) -> Response:
     """The original file as uploaded, for the company only (never public)."""
     media = service.get_media(session=session, tenant_id=tenant.id, media_id=media_id)
-    return FileResponse(
-        service.original_file(media),
+    return downloads.stored_file(
+        media.original_path,
         media_type=media.mime,
-        filename=f"media-{media.id}{service.original_file(media).suffix}",
+        filename=f"media-{media.id}{PurePosixPath(media.original_path).suffix}",
         headers={"Cache-Control": "private, no-store"},
+        range_header=request.headers.get("range"),
+        presign_seconds=300,
     )
 
 
@@ -278,7 +283,7 @@ YEAR = 31_536_000
 
 
 @public_router.get("/m/{name}", response_class=FileResponse, include_in_schema=False)
-def public_rendition(name: str, session: SessionDep) -> FileResponse:
+def public_rendition(name: str, request: Request, session: SessionDep) -> Response:
     """A rendition by its unguessable token (report pages, MMS): ``/m/{token}.jpg`` for an
     image, ``/m/{token}.mp4`` for a clip's video. Originals are never here.
 
@@ -298,10 +303,11 @@ def public_rendition(name: str, session: SessionDep) -> FileResponse:
         raise HTTPException(
             410, "The report this photo belongs to has expired; ask the company for a new one."
         )
-    return FileResponse(
-        storage.resolve(rendition.path),
+    return downloads.stored_file(
+        rendition.path,
         media_type=rendition.content_type,
         headers={"Cache-Control": cache},
+        range_header=request.headers.get("range"),
     )
 
 

@@ -7,7 +7,6 @@ import dataclasses
 import datetime as dt
 import io
 import secrets
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,8 +166,9 @@ def list_visit_media(*, session: Session, tenant_id: int, visit_id: int) -> list
     )
 
 
-def original_file(media: Media) -> Path:
-    return storage.resolve(media.original_path)
+def original_file(media: Media, scratch: Path) -> Path:
+    """The original as a local file (a download into ``scratch`` with an S3 backend)."""
+    return storage.local_copy(media.original_path, scratch)
 
 
 # --- processing ----------------------------------------------------------------------------
@@ -195,9 +195,9 @@ def facts_for(
     logo = None
     if template.logo_path:
         try:
-            with Image.open(storage.resolve(template.logo_path)) as raw:
+            with Image.open(io.BytesIO(storage.read_bytes(template.logo_path))) as raw:
                 logo = raw.copy()
-        except (OSError, ValueError):
+        except Exception:  # a missing or broken logo is left out, never fatal
             log.warning("watermark logo unreadable", tenant_id=tenant.id)
     return watermark.WatermarkFacts(
         company=tenant.name,
@@ -220,12 +220,20 @@ def _store_rendition(
     *,
     kind: str | None = None,
     now: dt.datetime,
+    file: Path | None = None,
 ) -> Rendition:
+    """Store ``made`` (its bytes, or ``file`` when a clip's video is too big to hold in
+    memory) and put it on record in place of the media's earlier one of that kind."""
     kind = kind or made.kind
     relative = storage.new_relative_path(
         "renditions", media.tenant_id, EXTENSIONS[made.content_type], now=now
     )
-    storage.write_bytes(relative, made.data)
+    if file is not None:
+        storage.put_file(file, relative)
+        size = file.stat().st_size
+    else:
+        storage.write_bytes(relative, made.data)
+        size = len(made.data)
     old = next((r for r in media.renditions if r.kind == kind), None)
     if old is not None:
         storage.remove(old.path)
@@ -235,7 +243,7 @@ def _store_rendition(
         tenant_id=media.tenant_id,
         kind=kind,
         path=relative,
-        bytes=len(made.data),
+        bytes=size,
         width=made.width,
         height=made.height,
         content_type=made.content_type,
@@ -283,9 +291,12 @@ def process_media(*, session: Session, media_id: int) -> Media | None:
 
 def _render(session: Session, media: Media) -> None:
     now = utcnow()
-    decoded = imaging.open_photo(
-        original_file(media), max_edge=renditions.DISPLAY_EDGE, now=media.received_at
-    )
+    with storage.scratch_dir("photo-") as scratch:
+        decoded = imaging.open_photo(
+            original_file(media, Path(scratch)),
+            max_edge=renditions.DISPLAY_EDGE,
+            now=media.received_at,
+        )
     template = template_for(session=session, tenant_id=media.tenant_id)
     facts = facts_for(
         session=session, media=media, template=template, captured_at=decoded.captured_at
@@ -325,7 +336,7 @@ class ClipJob:
     """
 
     media_id: int
-    original: Path
+    original: str  # the stored original's name; fetched into the scratch directory
     container: str  # mp4 | mov | webm, as sniffed at upload
     max_seconds: float  # the company's clip_max_seconds
     facts: watermark.WatermarkFacts  # without the capture time: only ffmpeg can read it
@@ -364,7 +375,7 @@ def _clip_job_or_fail(session: Session, media: Media) -> ClipJob | None:
         template = template_for(session=session, tenant_id=media.tenant_id)
         job = ClipJob(
             media_id=media.id,
-            original=original_file(media),
+            original=media.original_path,
             container=CONTAINERS[media.mime],
             max_seconds=float(tenant.clip_max_seconds),
             facts=facts_for(session=session, media=media, template=template, captured_at=None),
@@ -388,9 +399,12 @@ def _clip_job_or_fail(session: Session, media: Media) -> ClipJob | None:
 def make_clip(job: ClipJob, *, workdir: Path) -> ClipMade:
     """Probe, watermark, normalize and take the poster frame: files only, no database.
 
-    Raises ``huifang.errors`` refusals with a sentence for the staff member.
+    ffmpeg reads only files in ``workdir`` (the original fetched there with an S3 backend)
+    or the stored original itself on local disk. Raises ``huifang.errors`` refusals with a
+    sentence for the staff member.
     """
-    found = clips.probe(job.original, job.container)
+    original = storage.local_copy(job.original, workdir)
+    found = clips.probe(original, job.container)
     # The capture time, like a photo's: from the phone's tags, checked against our receive
     # time by the watermark itself (``watermark.CLOCK_SKEW``).
     facts = job.facts
@@ -399,7 +413,7 @@ def make_clip(job: ClipJob, *, workdir: Path) -> ClipMade:
     mark = watermark.overlay(clips.output_size(found.display_size), facts, job.style)
     video = workdir / "clip.mp4"
     result = clips.normalize(
-        job.original,
+        original,
         job.container,
         video,
         max_seconds=job.max_seconds,
@@ -426,7 +440,7 @@ def run_clip_job(*, session: Session, job: ClipJob) -> Media | None:
     The session is not used until ffmpeg is done, so the caller may commit before calling
     and hold no lock meanwhile. A clip another delivery finished first is left as it is.
     """
-    with tempfile.TemporaryDirectory(dir=storage.staging_dir(), prefix="clip-") as scratch:
+    with storage.scratch_dir("clip-") as scratch:
         made: ClipMade | None = None
         failure: str | None = None
         try:
@@ -458,12 +472,13 @@ def _record_clip(
         media,
         renditions.Rendition(
             kind="video",
-            data=made.video.read_bytes(),
+            data=b"",  # streamed from the file
             width=result.width,
             height=result.height,
             content_type="video/mp4",
         ),
         now=now,
+        file=made.video,
     )
     _store_rendition(
         session,
@@ -521,7 +536,7 @@ def _display_image(media: Media) -> Image.Image | None:
     display = next((r for r in media.renditions if r.kind == "display"), None)
     if display is None:
         return None
-    with Image.open(storage.resolve(display.path)) as image:
+    with Image.open(io.BytesIO(storage.read_bytes(display.path))) as image:
         return image.convert("RGB")
 
 

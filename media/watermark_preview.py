@@ -66,9 +66,9 @@ def _logo(path: str | None) -> Image.Image | None:
     if not path:
         return None
     try:
-        with Image.open(storage.resolve(path)) as raw:
+        with Image.open(io.BytesIO(storage.read_bytes(path))) as raw:
             return raw.copy()
-    except (OSError, ValueError):
+    except Exception:
         return None  # as in media.service.facts_for: a broken logo is left out, not fatal
 
 

@@ -32,7 +32,7 @@ from access.roles import Permission, Role
 from accounts import service as accounts
 from accounts.models import User, UserSession
 from customers import phones
-from huifang import i18n
+from huifang import i18n, rls
 from huifang.deps import SessionDep
 from huifang.headers import csp
 from huifang.i18n import _
@@ -169,6 +169,7 @@ def signed_in(request: Request, session: SessionDep) -> SignedIn:
     tenant = session.get(Tenant, user.tenant_id)
     if tenant is None:
         raise SignInRequired
+    rls.scope_to_tenant(session, tenant.id)  # the rest of the request: its company only
     return SignedIn(user, tenant, accounts.actor_for(user), row.csrf_token, row)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 
+from huifang import downloads
 from huifang.db import utcnow
 from huifang.deps import KeyActorDep, SessionDep, TenantDep
 from huifang.errors import NotFound
@@ -209,7 +210,7 @@ def report_page(token: str, session: SessionDep) -> HTMLResponse:
 
 
 @public_router.get("/r/{token}/{name}", response_class=FileResponse, include_in_schema=False)
-def report_file(token: str, name: str, session: SessionDep) -> FileResponse:
+def report_file(token: str, name: str, request: Request, session: SessionDep) -> Response:
     """The report's own files (long image, MMS pictures, recap video), while it is valid."""
     report = reports.by_token(session=session, token=token)
     found = reports.asset_file(session=session, report=report, name=name) if report else None
@@ -217,14 +218,15 @@ def report_file(token: str, name: str, session: SessionDep) -> FileResponse:
         raise NotFound("This report file link is not valid.")
     if reports.is_expired(report):
         raise HTTPException(410, "This report has expired; ask the company for a new one.")
-    path, content_type = found
+    relative, content_type = found
     left = int((report.expires_at - utcnow()).total_seconds())
     # Names change with every build, so a file never changes under its name; but it must
     # not outlive the report in a cache.
-    return FileResponse(
-        path,
+    return downloads.stored_file(
+        relative,
         media_type=content_type,
         headers={"Cache-Control": f"public, max-age={max(0, min(left, 31_536_000))}, immutable"},
+        range_header=request.headers.get("range"),
     )
 
 

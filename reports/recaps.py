@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -46,6 +46,7 @@ class RecapJob:
 
     report_id: int
     fingerprint: str
+    # Each segment's path is the stored rendition's name until ``make`` fetches it.
     segments: tuple[recap.Segment, ...]
     title: recap.Card
     end: recap.Card
@@ -58,8 +59,9 @@ class RecapMade:
     duration: float
 
 
-def _inputs(session: Session, report: Report) -> list[tuple[Media, str, Path]]:
-    """(media, kind, file) for each ready clip and photo of the visit, in upload order."""
+def _inputs(session: Session, report: Report) -> list[tuple[Media, str, str]]:
+    """(media, kind, stored name) for each ready clip and photo of the visit, in upload
+    order."""
     found = []
     for media in session.scalars(
         select(Media)
@@ -73,14 +75,14 @@ def _inputs(session: Session, report: Report) -> list[tuple[Media, str, Path]]:
         wanted = "video" if media.kind == "clip" else "display"
         rendition = next((r for r in media.renditions if r.kind == wanted), None)
         if rendition is not None:
-            found.append((media, media.kind, storage.resolve(rendition.path)))
+            found.append((media, media.kind, rendition.path))
     return found
 
 
-def _fingerprint(inputs: list[tuple[Media, str, Path]]) -> str:
+def _fingerprint(inputs: list[tuple[Media, str, str]]) -> str:
     digest = hashlib.sha256()
-    for media, kind, path in inputs:
-        digest.update(f"{media.id}:{kind}:{media.sha256}:{path.name};".encode())
+    for media, kind, relative in inputs:
+        digest.update(f"{media.id}:{kind}:{media.sha256}:{PurePosixPath(relative).name};".encode())
     return digest.hexdigest()[:32]
 
 
@@ -107,13 +109,13 @@ def recap_job(*, session: Session, report_id: int) -> RecapJob | None:
     segments = tuple(
         recap.Segment(
             kind="clip" if kind == "clip" else "photo",
-            path=path,
+            path=Path(relative),
             container="mp4" if kind == "clip" else None,
             duration=float(media.duration_seconds or 0.0),
             phase=media.phase,
             size=(media.width, media.height) if media.width and media.height else None,
         )
-        for media, kind, path in inputs
+        for media, kind, relative in inputs
     )
     day = visit.finished_at or visit.created_at or dt.datetime.now(dt.UTC)
     local_day = day.astimezone(ZoneInfo(tenant.timezone)).date()
@@ -136,8 +138,16 @@ def recap_job(*, session: Session, report_id: int) -> RecapJob | None:
 
 
 def make(job: RecapJob, *, workdir: Path) -> RecapMade:
-    """Plan and render the recap and take its poster frame: files only, no database."""
-    plan = recap.plan(list(job.segments), title=job.title, end=job.end)
+    """Plan and render the recap and take its poster frame: files only, no database.
+
+    ffmpeg reads only local files: the stored renditions themselves on local disk, or
+    copies fetched into ``workdir`` from a bucket.
+    """
+    segments = [
+        replace(segment, path=storage.local_copy(segment.path.as_posix(), workdir))
+        for segment in job.segments
+    ]
+    plan = recap.plan(segments, title=job.title, end=job.end)
     result = recap.render(plan, workdir / "recap.mp4", budget_bytes=RECAP_BUDGET)
     poster = workdir / "recap.jpg"
     clips.poster(result.path, poster, at=min(3.0, result.duration / 2))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import io
 import re
 import secrets
 from collections.abc import Callable, Sequence
@@ -303,7 +304,7 @@ def _local(when: dt.datetime, timezone: str) -> dt.datetime:
 
 def _open_image(relative: str, *, edge: int | None = None) -> Image.Image:
     """A stored JPEG, decoded at about ``edge`` px (libjpeg's fast reduced decode)."""
-    with Image.open(storage.resolve(relative)) as image:
+    with Image.open(io.BytesIO(storage.read_bytes(relative))) as image:
         if edge and image.format == "JPEG":
             scale = edge / max(image.size)
             if scale < 1:
@@ -336,12 +337,8 @@ def _asset(
 ) -> tuple[str, dict[str, Any]]:
     """A report file made from ``source`` (a rendition token), or the previous build's copy."""
     old = files.reused.get(source)
-    if old is not None and old["name"].startswith(prefix + "-"):
-        try:
-            if storage.resolve(old["path"]).is_file():
-                return old["name"], old
-        except ValueError:
-            pass
+    if old is not None and old["name"].startswith(prefix + "-") and storage.exists(old["path"]):
+        return old["name"], old
     made = make()
     name = f"{prefix}-{secrets.token_hex(6)}.jpg"
     entry = {
@@ -679,18 +676,18 @@ def attach_recap(
     caller removes afterwards; the file is copied in). The page shows it, and MMS parts
     include it when it fits the provider. Replaces any earlier recap of the report.
     """
-    data = video.read_bytes()
-    if not data:
+    size = video.stat().st_size
+    if not size:
         raise Invalid("The recap video is empty; render it again.")
     now = utcnow()
     stale = [p for p in (report.recap_path, report.recap_poster_path) if p]
     relative = storage.new_relative_path("renditions", report.tenant_id, ".mp4", now=now)
-    storage.write_bytes(relative, data)
+    storage.put_file(video, relative)
     poster_relative = None
     if poster is not None:
         poster_relative = storage.new_relative_path("renditions", report.tenant_id, ".jpg", now=now)
-        storage.write_bytes(poster_relative, poster.read_bytes())
-    report.recap_path, report.recap_bytes = relative, len(data)
+        storage.put_file(poster, poster_relative)
+    report.recap_path, report.recap_bytes = relative, size
     report.recap_duration = round(float(duration), 2)
     report.recap_token, report.recap_poster_path = _new_token(), poster_relative
     session.flush()
@@ -770,8 +767,8 @@ def _staff_photo_name(staff: Staff | None) -> str | None:
     return f"staff-{Path(staff.photo_path).stem}.jpg"
 
 
-def asset_file(*, session: Session, report: Report, name: str) -> tuple[Path, str] | None:
-    """The file and content type behind ``/r/{token}/{name}``, or None."""
+def asset_file(*, session: Session, report: Report, name: str) -> tuple[str, str] | None:
+    """The stored file's name and content type behind ``/r/{token}/{name}``, or None."""
     if not ASSET_NAME.match(name):
         return None
     relative: str | None = None
@@ -791,13 +788,9 @@ def asset_file(*, session: Session, report: Report, name: str) -> tuple[Path, st
         entry = (report.snapshot or {}).get("assets", {}).get(name)
         if entry is not None:
             relative, content_type = entry["path"], entry["content_type"]
-    if relative is None:
+    if relative is None or not storage.exists(relative):
         return None
-    try:
-        path = storage.resolve(relative)
-    except ValueError:
-        return None
-    return (path, content_type) if path.is_file() else None
+    return relative, content_type
 
 
 def _live_tokens(session: Session, tokens: Sequence[str]) -> set[str]:

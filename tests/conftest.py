@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 os.environ.setdefault("HUIFANG_ENVIRONMENT", "test")
@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 import huifang.db
-from huifang import deps
+from huifang import deps, rls
 from huifang.app import create_app
 from huifang.db import Database, set_database
 from huifang.migrate import upgrade
@@ -45,6 +45,9 @@ POSTGRES_URL = os.environ.get(
     "HUIFANG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("HUIFANG_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+# HUIFANG_TEST_RLS=1: the PostgreSQL half of the suite connects as an app role of its own,
+# bound by row-level security, as a deployment with HUIFANG_DATABASE_APP_URL does.
+TEST_RLS = os.environ.get("HUIFANG_TEST_RLS") == "1"
 
 
 def _worker_redis_url(url: str, worker: str | None) -> str:
@@ -99,10 +102,30 @@ def postgres_database() -> Iterator[Database]:
     """A migrated PostgreSQL database of this run's own (for distributed-mode tests)."""
     url, cleanup = _postgres_database(f"huifang_test_{os.getpid()}")
     upgrade(url)  # the schema comes from the migrations, as in production
-    db = Database(url)
+    app_url, drop_role = app_role(url) if TEST_RLS else (None, None)
+    db = Database(url, app_url=app_url)
     yield db
     db.dispose()
     cleanup()  # type: ignore[operator]
+    if drop_role:
+        drop_role()
+
+
+def app_role(owner_url: str) -> tuple[str, Callable[[], None]]:
+    """An app role for this run (roles are shared by the whole server), and its removal."""
+    role = f"huifang_app_test_{os.getpid()}"
+    app_url = rls.create_app_role(owner_url, role=role, password=f"pw-{os.getpid()}-rls")
+
+    def drop() -> None:
+        admin = create_engine(make_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+                connection.execute(text(f'DROP ROLE IF EXISTS "{rls.maintenance_role(role)}"'))
+        finally:
+            admin.dispose()
+
+    return app_url, drop
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +156,10 @@ def session(database: Database) -> Iterator[Session]:
     connection = database.engine.connect()
     outer = connection.begin()
     session = Session(
-        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        bind=connection,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+        info={rls.RLS_INFO: database.rls},
     )
     try:
         yield session
@@ -174,6 +200,10 @@ def app(database: Database, session: Session):  # type: ignore[no-untyped-def]
             raise
         finally:
             session.info[huifang.db.READ_ONLY] = outer
+            # A request's tenant scope ends with its transaction; here the test's own
+            # transaction goes on, so end it by hand.
+            if session.is_active:
+                rls.unscope(session)
 
     def test_session(request: Request) -> Iterator[Session]:
         with test_unit(read_only=not deps.request_writes(request)) as unit:

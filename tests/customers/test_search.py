@@ -14,6 +14,7 @@ from compliance import service as compliance
 from customers import service as customers
 from customers.models import Customer
 from customers.schemas import CustomerUpdate
+from huifang import rls
 from huifang.db import utcnow
 from huifang.pagination import PageParams
 from office import customer_search as search
@@ -254,6 +255,11 @@ def _fill(session, tenant_ids: list[int], per_tenant: int) -> None:  # type: ign
 def test_the_main_list_query_uses_indexes_on_postgresql(session, account, backend):
     if backend != "postgresql":
         return _sqlite_plan(session, account)
+    if session.info.get(rls.RLS_INFO):
+        pytest.skip(
+            "the plan needs fresh statistics, and ANALYZE is the tables' owner's: the app "
+            "role of HUIFANG_TEST_RLS=1 cannot run it (PostgreSQL 15 has no MAINTAIN grant)"
+        )
     # Ten companies of 2,000 customers; most consented, a few opted out.
     others = [make_account(session, signature=f"别家{i}家政").tenant.id for i in range(9)]
     tenants = [account.tenant.id, *others]

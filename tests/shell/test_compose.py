@@ -29,9 +29,11 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
 APP_SERVICES = {"api", "worker-media", "worker-messaging", "beat", "migrate"}
-INFRA_SERVICES = {"postgres", "redis"}
+INFRA_SERVICES = {"postgres", "redis", "minio"}
+ONE_SHOT = {"migrate", "minio-init"}
 WAITING_SERVICES = APP_SERVICES - {"migrate"}  # start after the schema is migrated
-LONG_RUNNING = (APP_SERVICES | INFRA_SERVICES) - {"migrate"}
+LONG_RUNNING = (APP_SERVICES | INFRA_SERVICES) - ONE_SHOT
+HOST_SECRETS = {"POSTGRES_PASSWORD": "pw", "MINIO_ROOT_PASSWORD": "mp" * 8}
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
 INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -137,7 +139,7 @@ def final_stage() -> list[tuple[str, str]]:
 
 
 def test_compose_has_exactly_the_distributed_mode_services() -> None:
-    assert set(services()) == APP_SERVICES | INFRA_SERVICES
+    assert set(services()) == APP_SERVICES | INFRA_SERVICES | {"minio-init"}
     assert "version" not in compose()  # obsolete in the Compose specification
 
 
@@ -151,7 +153,8 @@ def test_long_running_services_have_healthchecks_and_restart() -> None:
             f"{name}: healthcheck needs an interval such as 30s"
         )
         assert service.get("restart") == "unless-stopped", f"{name}: restart policy"
-    assert str(services()["migrate"].get("restart")) == "no", "migrate runs once"
+    for name in ONE_SHOT:
+        assert str(services()[name].get("restart")) == "no", f"{name} runs once"
 
 
 def test_api_healthcheck_hits_healthz() -> None:
@@ -208,6 +211,8 @@ def test_app_services_wait_for_their_dependencies() -> None:
         assert depends_on(name) == {
             "postgres": "service_healthy",
             "redis": "service_healthy",
+            "minio": "service_healthy",
+            "minio-init": "service_completed_successfully",
             "migrate": "service_completed_successfully",
         }, name
     assert depends_on("migrate").get("postgres") == "service_healthy"
@@ -239,7 +244,7 @@ def test_every_huifang_variable_is_a_setting() -> None:
 def test_compose_environment_is_accepted_by_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     # With the secrets supplied, each service's environment is read by Settings as in the
     # container: production validates (no placeholder refused, every value in its Literal).
-    host = {"POSTGRES_PASSWORD": "pw", "HUIFANG_SECRET_KEY": "k" * 40}
+    host = {**HOST_SECRETS, "HUIFANG_SECRET_KEY": "k" * 40}
     for name in APP_SERVICES:
         with monkeypatch.context() as patch:
             for key in [k for k in os.environ if k.startswith("HUIFANG_")]:
@@ -250,6 +255,8 @@ def test_compose_environment_is_accepted_by_settings(monkeypatch: pytest.MonkeyP
         assert settings.environment == "production", name
         assert not settings.embedded, f"{name} would run in embedded mode"
         assert not settings.is_sqlite, name
+        assert settings.storage == "s3" and settings.s3_bucket == "huifang", name
+        assert settings.s3_endpoint_url == "http://minio:9000", name
 
 
 def test_secrets_are_required_references() -> None:
@@ -268,12 +275,30 @@ def test_secrets_are_required_references() -> None:
     assert re.fullmatch(required % "POSTGRES_PASSWORD", postgres_password)
 
 
-def test_media_volume_is_shared_and_matches_the_image() -> None:
-    assert "media" in compose()["volumes"]
+def test_app_containers_share_nothing_but_database_broker_and_bucket() -> None:
+    # No volume is mounted into two app containers: each has its own scratch (the image's
+    # /data/media), and stored files go through the bucket.
     for name in APP_SERVICES:
-        assert "media:/data/media" in services()[name].get("volumes", []), name
+        assert not services()[name].get("volumes"), f"{name} mounts a shared volume"
     env = " ".join(args for keyword, args in final_stage() if keyword == "ENV")
     assert "HUIFANG_MEDIA_ROOT=/data/media" in env
+    assert "media" not in (compose().get("volumes") or {})
+
+
+def test_minio_has_its_bucket_and_a_healthcheck() -> None:
+    assert "minio:/data" in services()["minio"]["volumes"]
+    assert "mc ready local" in healthcheck_test("minio")
+    init = " ".join(services()["minio-init"]["entrypoint"])
+    assert "mc mb --ignore-existing store/huifang" in init
+    assert "$$MINIO_ROOT_PASSWORD" in init  # the container's variable, not the host's
+    assert depends_on("minio-init") == {"minio": "service_healthy"}
+    password = environment("minio")["MINIO_ROOT_PASSWORD"]
+    assert re.fullmatch(r"\$\{MINIO_ROOT_PASSWORD:\?[^}]+\}", password)
+    for name in APP_SERVICES:
+        assert environment(name)["HUIFANG_S3_SECRET_ACCESS_KEY"] == password, name
+        assert (
+            environment(name)["HUIFANG_S3_ACCESS_KEY_ID"] == environment("minio")["MINIO_ROOT_USER"]
+        )
 
 
 def test_dockerfile_installs_cjk_fonts() -> None:
