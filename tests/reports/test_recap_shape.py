@@ -8,12 +8,14 @@ imageio-ffmpeg ships no ffprobe; ``media.ffmpeg.probe`` reads the same stream fa
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from huifang import storage
 from huifang.settings import Settings
 from media import ffmpeg
 from reports import recap_video as recap
@@ -49,7 +51,15 @@ def segment(path: Path, phase: str, seconds: float = 3.0) -> recap.Segment:
 
 
 def job(*segments: recap.Segment) -> recaps.RecapJob:
-    return recaps.RecapJob(report_id=1, fingerprint="x", segments=segments, title=TITLE, end=END)
+    """A recap job as the worker gets it: its segments are stored files, named by key."""
+    stored = []
+    for number, one in enumerate(segments):
+        key = f"renditions/recap-shape/{number}-{one.path.name}"
+        storage.put_file(one.path, key)
+        stored.append(dataclasses.replace(one, path=Path(key)))
+    return recaps.RecapJob(
+        report_id=1, fingerprint="x", segments=tuple(stored), title=TITLE, end=END
+    )
 
 
 def integrated_loudness(video: Path) -> float:

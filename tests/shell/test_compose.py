@@ -359,7 +359,7 @@ def _container_settings(monkeypatch: pytest.MonkeyPatch, host: dict[str, str]) -
 def test_aliyun_from_the_host_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     # `HUIFANG_SMS_PROVIDER=aliyun docker compose up` with the key in the host's environment.
     host = {
-        "POSTGRES_PASSWORD": "pw",
+        **HOST_SECRETS,
         "HUIFANG_SECRET_KEY": "k" * 40,
         "HUIFANG_SMS_PROVIDER": "aliyun",
         "HUIFANG_ALIYUN_ACCESS_KEY_ID": "LTAI5tExample",
@@ -381,7 +381,7 @@ def test_a_missing_aliyun_setting_stops_the_start_with_one_sentence(
     from huifang.settings import get_settings
 
     host = {
-        "POSTGRES_PASSWORD": "pw",
+        **HOST_SECRETS,
         "HUIFANG_SECRET_KEY": "k" * 40,
         "HUIFANG_SMS_PROVIDER": "aliyun",
         "HUIFANG_ALIYUN_ACCESS_KEY_ID": "LTAI5tExample",
