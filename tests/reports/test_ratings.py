@@ -17,6 +17,10 @@ from alerts import service as alerts
 from alerts import tasks as alert_tasks
 from alerts.models import PENDING, AlertDelivery
 from bookings.service import book_from_reply
+from campaigns import handoff
+from campaigns import lifecycle as campaigns
+from campaigns import materialize as materializer
+from campaigns import results as campaign_results
 from compliance import service as compliance
 from compliance import wording
 from compliance.models import COMPLAINT_HOLD, SEND, SUPPRESS, MarketingHold
@@ -24,7 +28,9 @@ from huifang.db import utcnow
 from media import service as media_service
 from media.upload import stage_bytes
 from messaging import inbound, threads
+from messaging import service as outbox
 from messaging.models import OPEN, InboundMessage
+from messaging.providers.console import ConsoleProvider
 from reports import ratings
 from reports import service as reports
 from reports.models import ReportRating, ReportViews
@@ -417,3 +423,50 @@ def test_the_page_counts_opens_plays_the_long_image_and_book(client, session, ac
     read = client.get(f"/v1/visits/{report.visit_id}/report", headers=account.headers).json()
     assert read["views"]["opens"] == 2 and read["views"]["book_pressed"] == 2
     assert client.post(f"/r/{'x' * 24}/events", data={"event": "video_started"}).status_code == 404
+
+
+def test_a_campaign_that_runs_next_holds_the_unhappy_customer_and_says_how_many(
+    client, session, account
+):
+    tenant = account.tenant
+    unhappy, _, _ = _report(session, tenant)
+    happy, _, _ = _report(session, tenant)
+    _rate(client, unhappy.token, "bad", ["not_clean"])
+    _rate(client, happy.token, "good")
+
+    counts = client.post(
+        "/v1/campaigns/audience", headers=account.headers, json={"preset": "ac_filter_quarterly"}
+    )
+    assert counts.status_code == 200, counts.text
+    assert (counts.json()["reachable"], counts.json()["held"]) == (2, 1)
+
+    campaign = campaigns.create_campaign(
+        session=session, tenant=tenant, preset="ac_filter_quarterly"
+    )
+    start = DAYTIME + dt.timedelta(days=60)
+    campaigns.activate(session=session, tenant=tenant, campaign_id=campaign.id, now=start)
+    materializer.materialize(session=session, now=start, horizon=dt.timedelta(days=60))
+    due = DAYTIME + dt.timedelta(days=95)  # a quarter after the visits, 10:00 in Shanghai
+    handed = handoff.hand_off_due(session=session, now=due)
+    assert len(handed.message_ids) == 2
+    outcomes = {}
+    for message_id in handed.message_ids:
+        assert outbox.queue_now(session=session, message_ids=[message_id], now=due)
+        assert outbox.claim_for_send(session=session, message_id=message_id, now=due)
+        done = outbox.deliver(
+            session=session, message_id=message_id, provider=ConsoleProvider(), now=due
+        )
+        assert done is not None
+        outcomes[done.customer_id] = (done.status, done.status_reason)
+    rated = {
+        r.customer_id: r.score for r in ratings.list_ratings(session=session, tenant_id=tenant.id)
+    }
+    held_customer = next(c for c, score in rated.items() if score == "bad")
+    assert outcomes.pop(held_customer) == ("suppressed", COMPLAINT_HOLD)
+    assert [status for status, _ in outcomes.values()] == ["sent"]
+    found = campaign_results.results(session=session, tenant=tenant, campaign_id=campaign.id)
+    assert found.held_for_complaints == 1 and found.suppressed == {COMPLAINT_HOLD: 1}
+    # The thread tells the office why, in Chinese.
+    thread = threads.thread(session=session, tenant=tenant, customer_id=held_customer, now=due)
+    stopped = [i for i in thread.items if i.direction == "out" and i.status == "suppressed"]
+    assert len(stopped) == 1 and "差评" in (stopped[0].reason_text or "")
