@@ -37,6 +37,7 @@ from reports.models import ReportRating, ReportViews
 from tests.alerts.fakes import Robots
 from tests.factories import make_consent, make_customer, make_staff, make_visit
 from tests.media.conftest import phone_jpeg
+from tests.office.support import sign_in
 
 DAYTIME = dt.datetime(2026, 11, 16, 2, 0, tzinfo=dt.UTC)  # Monday 10:00 in Shanghai
 _phones = iter(range(13700137001, 13700138000))
@@ -470,3 +471,34 @@ def test_a_campaign_that_runs_next_holds_the_unhappy_customer_and_says_how_many(
     thread = threads.thread(session=session, tenant=tenant, customer_id=held_customer, now=due)
     stopped = [i for i in thread.items if i.direction == "out" and i.status == "suppressed"]
     assert len(stopped) == 1 and "差评" in (stopped[0].reason_text or "")
+
+
+def test_the_console_shows_ratings_and_the_ticket_on_today(client, session, account):
+    tenant = account.tenant
+    li = make_staff(session, tenant, name="李秀兰")
+    first, unhappy, _ = _report(session, tenant, staff=li)
+    second, _, _ = _report(session, tenant, staff=li, service_type="deep_cleaning")
+    _rate(client, first.token, "bad", ["not_clean", "damage"], "花瓶碰坏了")
+    _rate(client, second.token, "good")
+    sign_in(client, session, tenant, role="office", name="客服小李")
+
+    page = client.get("/office/ratings")
+    assert page.status_code == 200
+    text = page.text
+    assert "满意度" in text and "共 2 条评价，其中不满意 1 条" in text
+    figures = text[text.index('id="rating-figures"') : text.index("</table>")]
+    assert "李秀兰" in figures and "50.0%" in figures and "1 未处理" in figures
+    rating = ratings.rating_of(session=session, report_id=first.id)
+    assert rating is not None
+    link = f'href="/office/inbox/threads/{unhappy.id}#reply-{rating.ticket_id}"'
+    assert link in text and "损坏物品" in text and "花瓶碰坏了" in text
+    by_service = client.get("/office/ratings?by=service&days=30").text
+    assert "空调清洗" in by_service and "服务项目" in by_service
+    assert client.get("/office/ratings?by=nonsense&days=7").status_code == 200  # the defaults
+
+    # The ticket is on 今日 with its clock, and in the thread with the rating's words.
+    today = client.get("/office/today").text
+    assert re.search(r'id="count-tickets">1<', today)
+    assert f"#reply-{rating.ticket_id}" in today and "已等" in today
+    thread = client.get(f"/office/inbox/threads/{unhappy.id}").text
+    assert "服务报告页的满意度评价（不满意）" in thread and "没打扫干净、损坏物品" in thread
