@@ -253,7 +253,8 @@ def report_page(token: str, session: SessionDep, rated: bool = False) -> HTMLRes
     """The visit report a customer opens from the message: 410 once it has expired. Each
     opening is counted (the first and how many), by this server, for the company."""
     report = reports.by_token(session=session, token=token)
-    if report is not None and not reports.is_expired(report):
+    # Back from the satisfaction form (``rated``) is the same visit, not another opening.
+    if report is not None and not rated and not reports.is_expired(report):
         ratings.count_view(session=session, report=report, event="opened", now=utcnow())
     return _page(session, report, rated=rated)
 

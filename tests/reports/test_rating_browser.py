@@ -35,6 +35,7 @@ from reports.models import ReportRating
 from tenancy.models import Tenant
 from tests.alerts.fakes import Robots
 from tests.browser import (
+    DESKTOP,
     PHONE,
     artifacts,
     chromium,
@@ -230,3 +231,12 @@ def test_a_low_rating_in_the_page_opens_a_ticket_holds_marketing_and_reaches_wec
         assert "李秀兰" in figures.inner_text() and "0.0%" in figures.inner_text()
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         shot(page, "rating-390-office-ratings")
+    desk = make_user(live_app, tenant, role="office", name="客服小李", phone="13900139001")
+    with open_page(chromium, live_app, DESKTOP) as (page, _):
+        sign_in_through_link(page, desk)
+        page.goto(f"{live_app.url}/office/ratings?by=service")
+        assert "空调清洗" in page.locator("#rating-figures").inner_text()
+        shot(page, "rating-1280-office-ratings")
+        page.goto(f"{live_app.url}/r/{token}")
+        assert "您已评价：不满意（没打扫干净、迟到）" in page.locator("#rating").inner_text()
+        shot(page, "rating-1280-report")

@@ -202,6 +202,8 @@ def test_a_good_rating_opens_nothing(client, session, account):
     assert compliance.active_holds(session=session, tenant_id=account.tenant.id) == []
     page = client.get(f"/r/{report.token}?rated=1")
     assert "您的评价是「满意」" in page.text and "师傅很细心" in page.text
+    # Coming back from the form is the same visit, not another opening.
+    assert ratings.views_of(session=session, report_id=report.id)["opens"] == 0
 
 
 def test_refused_answers_say_why_in_chinese(client, session, account):
