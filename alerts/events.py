@@ -145,3 +145,44 @@ def campaign_finished(
         link=service.office_link(f"/office/campaigns/{campaign_id}"),
         facts={"campaign_id": campaign_id, "local_date": local_date, "sent": sent, **held},
     )
+
+
+def rating_low(
+    *,
+    session: Session,
+    tenant_id: int,
+    rating_id: int,
+    customer: Customer | None,
+    service_type: str,
+    staff_name: str | None,
+    problems: list[str],
+    comment: str | None,
+    ticket_id: int | None,
+) -> None:
+    """A customer answered 不满意 on a visit report: the office should call them back."""
+    what = label(service_type) if service_type else "服务"
+    text = f"{who(customer)} 对{what}"
+    if staff_name:
+        text += f"（服务人员 {staff_name}）"
+    text += "评价：不满意"
+    if problems:
+        text += f"，问题：{'、'.join(problems)}"
+    text += "。"
+    if comment:
+        text += f"\n留言：{comment[:300]}"
+    service.raise_alert(
+        session=session,
+        tenant_id=tenant_id,
+        event="rating.low",
+        dedupe_key=f"rating:{rating_id}",
+        title="客户差评（不满意），请尽快回访",
+        text=text,
+        link=service.office_link(
+            f"/office/inbox/threads/{customer.id}" if customer else "/office/inbox"
+        ),
+        facts={
+            "rating_id": rating_id,
+            "customer_id": customer.id if customer else None,
+            "ticket_id": ticket_id,
+        },
+    )

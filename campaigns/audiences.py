@@ -16,6 +16,8 @@ active suppression holds their number under the company's signature (nothing may
 *reachable* otherwise. With ``consent: "required"`` (the default) only reachable customers
 get occurrences; with ``"any"`` customers without consent are scheduled too, and the gate
 suppresses the marketing ones at send time (``no_consent``), which the results count.
+Of the reachable, those *held* have an open complaint or low-rating ticket: they are
+scheduled, and the gate holds their marketing (``complaint_hold``) until it is resolved.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, exists, func, not_, or
 from sqlalchemy.orm import Session
 
 from campaigns.calendar import region_key
-from compliance.models import ConsentRecord, Suppression
+from compliance.models import ConsentRecord, MarketingHold, Suppression
 from customers.models import Customer, CustomerTag
 from huifang.errors import Invalid
 from messaging.models import InboundMessage
@@ -355,6 +357,18 @@ def consented(tenant: Tenant) -> ColumnElement[bool]:
     )
 
 
+def held(tenant: Tenant) -> ColumnElement[bool]:
+    """An open complaint or low-rating ticket holds the customer's number from marketing
+    (the gate suppresses it, ``complaint_hold``, until the office resolves it)."""
+    return exists(
+        select(MarketingHold.id).where(
+            MarketingHold.tenant_id == tenant.id,
+            MarketingHold.phone == Customer.phone,
+            MarketingHold.released_at.is_(None),
+        )
+    )
+
+
 def reachable(spec: Audience, *, tenant: Tenant, now: dt.datetime) -> list[ColumnElement[bool]]:
     """The spec's filters and reachability: the customers a campaign schedules."""
     where = [*conditions(spec, tenant=tenant, now=now), not_(opted_out(tenant))]
@@ -392,6 +406,9 @@ class AudiencePreview:
     without_consent: int  # not opted out, but no marketing consent on record
     reachable: int  # the rest: the customers who will be scheduled
     sample: list[SampleCustomer] = field(default_factory=list)
+    # Of the reachable, held now by an open complaint or low rating: scheduled, but the
+    # gate holds their marketing until the office resolves it.
+    held: int = 0
 
 
 def preview(
@@ -417,6 +434,7 @@ def preview(
             count(out),
             count(and_(not_(out), not_(agreed))),
             count(reach),
+            count(and_(reach, held(tenant))),
         ).where(*where)
     ).one()
     is_out = out.label("is_out")
@@ -442,4 +460,5 @@ def preview(
         without_consent=int(row[2]),
         reachable=int(row[3]),
         sample=picked,
+        held=int(row[4]),
     )

@@ -25,6 +25,7 @@ from campaigns.models import (
     CampaignOccurrence,
 )
 from campaigns.schemas import CampaignResultsRead, RetentionRead
+from compliance.models import COMPLAINT_HOLD
 from huifang.errors import Invalid
 from messaging.models import (
     DEFERRED,
@@ -146,6 +147,7 @@ def results(*, session: Session, tenant: Tenant, campaign_id: int) -> CampaignRe
         deferred=by_status.get(DEFERRED, 0),
         unknown=by_status.get(UNKNOWN, 0),
         suppressed=suppressed,
+        held_for_complaints=suppressed.get(COMPLAINT_HOLD, 0),
         customers_sent=int(customers_sent),
         clicked=int(clicked),
         clicks=int(clicks),

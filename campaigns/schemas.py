@@ -134,6 +134,11 @@ class AudienceCounts(BaseModel):
     without_consent: int = Field(description="Not opted out, but no marketing consent.")
     reachable: int = Field(description="Who will be scheduled.")
     sample: list[SampleCustomerRead]
+    held: int = Field(
+        0,
+        description="Of the reachable, held now by an open complaint or low rating: "
+        "the gate holds their marketing until the office resolves it.",
+    )
 
 
 class LintFindingRead(BaseModel):
@@ -219,6 +224,11 @@ class CampaignResultsRead(BaseModel):
     deferred: int
     unknown: int
     suppressed: dict[str, int]
+    held_for_complaints: int = Field(
+        0,
+        description="Messages the gate held because the customer had an open complaint "
+        "or low rating (suppressed: complaint_hold).",
+    )
     customers_sent: int
     clicked: int
     clicks: int
@@ -263,6 +273,12 @@ class ReportConversionRowRead(BaseModel):
     booking_id: int | None
     booking_status: str | None
     booked_at: dt.datetime | None
+    opens: int = Field(0, description="Times the report page was opened (counted by us).")
+    first_opened_at: dt.datetime | None = None
+    video_started: int = Field(0, description="Times the recap video was started.")
+    video_ended: int = Field(0, description="Times the recap was watched to its end.")
+    long_image: int = Field(0, description="Times the long image was opened (to save it).")
+    book_pressed: int = Field(0, description="Times the page's Book button was pressed.")
 
 
 class ReportConversionRead(BaseModel):
@@ -277,6 +293,12 @@ class ReportConversionRead(BaseModel):
     booked: int = Field(description="Reports with at least one booking.")
     conversion: float | None = Field(description="Reports booked per report sent, %.")
     reports: list[ReportConversionRowRead]
+    opened: int = Field(0, description="Reports whose page was opened at least once.")
+    opens: int = Field(0, description="Openings of these reports' pages in all.")
+    video_started: int = Field(0, description="Reports whose recap video was started.")
+    video_ended: int = Field(0, description="Reports whose recap was watched to the end.")
+    long_image: int = Field(0, description="Reports whose long image was opened.")
+    book_pressed: int = Field(0, description="Reports whose Book button was pressed.")
 
 
 class PlumRainTable(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from huifang.db import Base, BigId, TimestampMixin
@@ -28,6 +28,13 @@ NO_CONSENT = "no_consent"  # marketing without a recorded, unrevoked consent
 FREQUENCY_CAP = "frequency_cap"  # the company's marketing cap for the rolling window is reached
 QUIET_HOURS = "quiet_hours"  # outside the sending window in the customer's time zone
 MESSAGE_RULES = "message_rules"  # brackets, length or footer rules broken by the text
+# An open complaint or a low rating waits for the office: no marketing until it is resolved
+COMPLAINT_HOLD = "complaint_hold"
+
+# MarketingHold.reason
+HOLD_COMPLAINT = "complaint"  # a complaint reply, open in the inbox
+HOLD_LOW_RATING = "low_rating"  # 不满意 on a visit report: a service-recovery ticket
+HOLD_REASONS = (HOLD_COMPLAINT, HOLD_LOW_RATING)
 
 
 class CompliancePolicy(TimestampMixin, Base):
@@ -119,3 +126,27 @@ class ComplianceDecision(Base):
     detail: Mapped[str] = mapped_column(Text)
     not_before: Mapped[dt.datetime | None] = mapped_column(default=None)
     decided_at: Mapped[dt.datetime] = mapped_column()
+
+
+class MarketingHold(Base):
+    """A number held from marketing while the office owes the customer an answer.
+
+    Whoever opens the ticket (an inbox complaint, a low rating on a report) sets the hold
+    with the ticket as ``source``, and releases it when the ticket is resolved; the gate
+    only reads this table, so compliance knows nothing of the inbox. Service messages are
+    not held.
+    """
+
+    __tablename__ = "marketing_holds"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "source"),
+        Index("ix_marketing_holds_tenant_phone", "tenant_id", "phone", "released_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    phone: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(16))  # one of HOLD_REASONS
+    source: Mapped[str] = mapped_column(String(64))  # the ticket, e.g. "reply:42"
+    opened_at: Mapped[dt.datetime] = mapped_column()
+    released_at: Mapped[dt.datetime | None] = mapped_column(default=None)

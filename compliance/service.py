@@ -21,9 +21,12 @@ from sqlalchemy.orm import Session
 from compliance import audit_log
 from compliance.models import (
     ALLOWED,
+    COMPLAINT_HOLD,
     CONSENT_SOURCES,
     DEFER,
     FREQUENCY_CAP,
+    HOLD_LOW_RATING,
+    HOLD_REASONS,
     MESSAGE_RULES,
     NO_CONSENT,
     OPTED_OUT,
@@ -34,6 +37,7 @@ from compliance.models import (
     ComplianceDecision,
     CompliancePolicy,
     ConsentRecord,
+    MarketingHold,
     MarketingSend,
     Suppression,
 )
@@ -418,6 +422,98 @@ def opt_in(
     return True
 
 
+# --- marketing holds (open complaints, low ratings) ------------------------------------------
+
+
+def hold_marketing(
+    *, session: Session, tenant_id: int, phone: str, reason: str, source: str, now: dt.datetime
+) -> bool:
+    """Hold ``phone`` from marketing while the ticket ``source`` is open; True when the hold
+    is new or was released and is now on again (one row per ticket)."""
+    if reason not in HOLD_REASONS:
+        raise Invalid(f"A marketing hold's reason is one of {', '.join(HOLD_REASONS)}.")
+    hold = session.scalars(
+        select(MarketingHold).where(
+            MarketingHold.tenant_id == tenant_id, MarketingHold.source == source
+        )
+    ).first()
+    if hold is None:
+        session.add(
+            MarketingHold(
+                tenant_id=tenant_id, phone=phone, reason=reason, source=source, opened_at=now
+            )
+        )
+    elif hold.released_at is not None:
+        hold.released_at, hold.opened_at, hold.phone = None, now, phone
+    else:
+        return False
+    session.flush()  # the row is the record: opened, released, by which ticket
+    return True
+
+
+def release_hold(*, session: Session, tenant_id: int, source: str, now: dt.datetime) -> bool:
+    """The ticket ``source`` is resolved: its hold ends (others on the number still hold)."""
+    hold = session.scalars(
+        select(MarketingHold).where(
+            MarketingHold.tenant_id == tenant_id,
+            MarketingHold.source == source,
+            MarketingHold.released_at.is_(None),
+        )
+    ).first()
+    if hold is None:
+        return False
+    hold.released_at = now
+    session.flush()
+    return True
+
+
+def active_holds(
+    *, session: Session, tenant_id: int, phone: str | None = None
+) -> list[MarketingHold]:
+    """The company's holds in force (of one number), the oldest first."""
+    query = select(MarketingHold).where(
+        MarketingHold.tenant_id == tenant_id, MarketingHold.released_at.is_(None)
+    )
+    if phone is not None:
+        query = query.where(MarketingHold.phone == phone)
+    return list(session.scalars(query.order_by(MarketingHold.opened_at, MarketingHold.id)))
+
+
+def _held(
+    session: Session, numbers: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], MarketingHold]:
+    """The oldest hold in force of each (company, phone) asked about, in one query."""
+    if not numbers:
+        return {}
+    wanted = set(numbers)
+    found: dict[tuple[int, str], MarketingHold] = {}
+    for row in session.scalars(
+        select(MarketingHold)
+        .where(
+            MarketingHold.tenant_id.in_({tenant_id for tenant_id, _ in numbers}),
+            MarketingHold.phone.in_({phone for _, phone in numbers}),
+            MarketingHold.released_at.is_(None),
+        )
+        .order_by(MarketingHold.opened_at, MarketingHold.id)
+    ):
+        if (row.tenant_id, row.phone) in wanted:
+            found.setdefault((row.tenant_id, row.phone), row)
+    return found
+
+
+def hold_reason(hold: MarketingHold) -> str:
+    """Why a hold stops marketing, in the gate's English detail."""
+    what = (
+        "a low rating (不满意) on a visit report"
+        if hold.reason == HOLD_LOW_RATING
+        else "a complaint"
+    )
+    return (
+        f"The customer has {what} open since {hold.opened_at:%Y-%m-%d}; marketing waits "
+        "until the office resolves it (service messages still go)."
+    )
+
+
 # --- the gate -------------------------------------------------------------------------------
 
 
@@ -558,6 +654,7 @@ def gate_many(*, session: Session, asks: Sequence[Ask], now: dt.datetime) -> lis
         {(ask.tenant.id, ask.customer.phone) for ask in asks if ask.category == "marketing"}
     )
     consented = _consented(session, marketing)
+    held = _held(session, marketing)
     refs = [ask.message_ref for ask in asks if ask.category == "marketing"]
     counted = (
         set(
@@ -581,6 +678,7 @@ def gate_many(*, session: Session, asks: Sequence[Ask], now: dt.datetime) -> lis
             consented=number in consented,
             sent=sent.get(number, 0),
             counted=ask.message_ref in counted,
+            held=held.get(number),
         )
         if verdict.allowed and ask.category == "marketing" and ask.message_ref not in counted:
             counted.add(ask.message_ref)
@@ -704,6 +802,7 @@ def _decide(
     consented: bool,
     sent: int,
     counted: bool,
+    held: MarketingHold | None = None,
 ) -> Verdict:
     """One message's verdict from what the batch read (the numbers are locked)."""
     tenant, customer, category = ask.tenant, ask.customer, ask.category
@@ -721,6 +820,8 @@ def _decide(
             "No recorded consent to marketing messages; record it (at a visit, a "
             "web form or a reply) before sending offers.",
         )
+    if held is not None and category == "marketing":
+        return Verdict(SUPPRESS, COMPLAINT_HOLD, hold_reason(held))
     final = compose(tenant=tenant, policy=policy, body=ask.body, category=category)
     problem = _rule_problem(ask.body, final, ask.max_chars)
     if problem:
@@ -776,6 +877,7 @@ def preview(
         consented=number in _consented(session, marketing),
         sent=_marketing_counts(session, marketing, {tenant.id: policy}, now).get(number, 0),
         counted=False,
+        held=_held(session, marketing).get(number),
     )
 
 
@@ -799,6 +901,8 @@ def explain(
         why = f"Opted out on {suppression.created_at:%Y-%m-%d} ({suppression.reason})."
         service.append(why)
         marketing.append(why)
+    for hold in active_holds(session=session, tenant_id=tenant.id, phone=customer.phone)[:1]:
+        marketing.append(hold_reason(hold))
     if consent is None:
         marketing.append("No recorded consent to marketing messages.")
     else:

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from compliance.models import (
     ALLOWED,
+    COMPLAINT_HOLD,
     FREQUENCY_CAP,
     MESSAGE_RULES,
     NO_CONSENT,
@@ -24,6 +25,8 @@ _SENTENCES = {
     OPTED_OUT: "客户已退订，不能再给这个号码发短信；客户回复“订阅”后才能恢复。",
     NO_CONSENT: "客户没有同意接收营销短信；先在客户页记录同意（及其凭证），再发送优惠信息。",
     FREQUENCY_CAP: "客户近期收到的营销短信已达公司上限，这条不能再发。",
+    COMPLAINT_HOLD: "客户有未处理完的投诉或差评（不满意），处理完毕前暂停营销短信；"
+    "服务类短信照常发送。",
     MESSAGE_RULES: "短信内容不符合运营商规则：正文里不能有【】（只有签名可以用），"
     "且加上签名和退订提示后不能超出长度上限。",
 }

@@ -51,6 +51,7 @@ from office import campaigns as office_campaigns
 from office import compliance as office_compliance
 from office import customers as office_customers
 from office import inbox as office_inbox
+from office import ratings as office_ratings
 from office import settings as office_settings
 from office import staff as staff_pages
 from office import today as office_today
@@ -201,6 +202,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
         office_auth.router,
         office_today.router,
         office_inbox.router,
+        office_ratings.router,
         office_settings.router,
         office_users.router,
         office_alerts.router,

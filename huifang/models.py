@@ -9,6 +9,7 @@ from compliance.models import (
     ComplianceDecision,
     CompliancePolicy,
     ConsentRecord,
+    MarketingHold,
     MarketingSend,
     Suppression,
 )
@@ -17,7 +18,7 @@ from huifang.db import Base
 from huifang.ops import WorkerHeartbeat
 from media.models import Media, Rendition, WatermarkTemplate
 from messaging.models import Message, MessageEvent, SmsTemplate
-from reports.models import Report, ReportText
+from reports.models import Report, ReportRating, ReportText, ReportViews
 from tenancy.models import ApiKey, Tenant
 from visits.models import Staff, Visit
 
@@ -39,6 +40,7 @@ __all__ = [
     "ImportJob",
     "ImportJobRow",
     "LinkVisitor",
+    "MarketingHold",
     "MarketingSend",
     "Media",
     "Message",
@@ -46,7 +48,9 @@ __all__ = [
     "PlumRainOnset",
     "Rendition",
     "Report",
+    "ReportRating",
     "ReportText",
+    "ReportViews",
     "ShortLink",
     "SignInLink",
     "SmsTemplate",

@@ -41,6 +41,7 @@ from access import audit
 from access.actors import Actor
 from alerts import events as alert_events
 from compliance import service as compliance
+from compliance.models import HOLD_COMPLAINT, HOLD_LOW_RATING
 from customers.models import Customer
 from customers.phones import normalize_phone
 from huifang.db import dialect_of, insert_or_skip, utcnow
@@ -430,6 +431,7 @@ def receive(
             if routing.complaint:
                 reply = session.get(InboundMessage, reply_id)
                 if reply is not None:
+                    sync_hold(session=session, reply=reply, now=now)
                     alert_events.complaint(session=session, reply=reply)
             queued = _act(session, company, reply_id, number, text, routing, now, queue, on_book)
             if queued is not None:
@@ -527,7 +529,84 @@ def update_reply(
         if state == OPEN:
             reply.resolved_at = None
     session.flush()
+    sync_hold(session=session, reply=reply, now=now)
     return reply
+
+
+# --- service-recovery tickets and the marketing they hold ------------------------------------
+
+# InboundMessage.provider of a ticket a low rating on a visit report opened (not a reply).
+RATING_TICKET = "report"
+
+
+def sync_hold(*, session: Session, reply: InboundMessage, now: dt.datetime) -> None:
+    """An open complaint (or low-rating ticket) holds the customer's number from marketing;
+    resolved, it lets go. Called wherever a complaint opens, closes or opens again."""
+    if reply.tenant_id is None or not reply.complaint:
+        return
+    source = f"reply:{reply.id}"
+    if reply.state == OPEN:
+        compliance.hold_marketing(
+            session=session,
+            tenant_id=reply.tenant_id,
+            phone=reply.phone,
+            reason=HOLD_LOW_RATING if reply.provider == RATING_TICKET else HOLD_COMPLAINT,
+            source=source,
+            now=now,
+        )
+    else:
+        compliance.release_hold(session=session, tenant_id=reply.tenant_id, source=source, now=now)
+
+
+def open_ticket(
+    *,
+    session: Session,
+    tenant_id: int,
+    customer: Customer,
+    key: str,
+    body: str,
+    now: dt.datetime,
+    in_reply_to_id: int | None = None,
+) -> tuple[InboundMessage, bool]:
+    """A service-recovery ticket that did not come by SMS (a 不满意 on a report): an open
+    complaint in the inbox like a complaint reply, with the same clock, owner, response
+    and resolution, and the same hold on marketing. One per ``key``, ever: asking again
+    finds the first (and changes nothing); the second value says whether it is new."""
+    existing = session.scalars(
+        select(InboundMessage).where(
+            InboundMessage.tenant_id == tenant_id,
+            InboundMessage.provider == RATING_TICKET,
+            InboundMessage.provider_message_id == key,
+        )
+    ).first()
+    if existing is not None:
+        return existing, False
+    ticket = InboundMessage(
+        tenant_id=tenant_id,
+        customer_id=customer.id,
+        phone=customer.phone,
+        body=body[:MAX_TEXT],
+        provider=RATING_TICKET,
+        provider_message_id=key,
+        received_at=now,
+        in_reply_to_id=in_reply_to_id,
+        route=keywords.OTHER,
+        rule=f"rating:{key}"[:64],
+        normalized="",
+        complaint=True,
+        complaint_rule=None,
+        state=OPEN,
+    )
+    try:
+        with session.begin_nested():  # a second tap racing this one finds the first
+            session.add(ticket)
+            session.flush()
+    except IntegrityError:
+        return open_ticket(
+            session=session, tenant_id=tenant_id, customer=customer, key=key, body=body, now=now
+        )
+    sync_hold(session=session, reply=ticket, now=now)
+    return ticket, True
 
 
 def add_keyword(

@@ -136,6 +136,8 @@ def rule_label(rule: str | None, company_rules: dict[int, KeywordRule] | None = 
     if rule is None:
         return _("没有匹配的关键词")
     kind, _sep, value = rule.partition(":")
+    if kind == "rating":
+        return _("服务报告页的满意度评价（不满意）")
     if kind == "tenant":
         own = (company_rules or {}).get(int(value)) if value.isdigit() else None
         return (
@@ -532,6 +534,7 @@ def resolve(
     reply.resolution, reply.state = text[:2000], HANDLED
     reply.resolved_at = now
     reply.first_response_at = reply.first_response_at or now
+    inbound.sync_hold(session=session, reply=reply, now=now)
     audit.record(
         session,
         actor,
@@ -552,6 +555,7 @@ def reopen(
     if reply.state == OPEN:
         return reply
     reply.state, reply.resolved_at = OPEN, None
+    inbound.sync_hold(session=session, reply=reply, now=now)
     audit.record(session, actor, "reply.reopened", f"reply:{reply.id}", tenant_id=tenant_id)
     session.flush()
     return reply

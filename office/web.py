@@ -67,6 +67,7 @@ NAV: tuple[tuple[str, str, Permission], ...] = (
     ("customers", "客户", Permission.WORK),
     ("visits", "服务记录", Permission.WORK),
     ("inbox", "回复与预约", Permission.WORK),
+    ("ratings", "满意度", Permission.WORK),
     ("campaigns", "营销活动", Permission.WORK),
     ("compliance", "合规", Permission.COMPLIANCE),
     ("settings", "设置", Permission.SETTINGS),

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from sqlalchemy.orm import Session
 
 from huifang import downloads
 from huifang.db import utcnow
-from huifang.deps import KeyActorDep, SessionDep, TenantDep
-from huifang.errors import NotFound
-from huifang.fields import Id
+from huifang.deps import KeyActorDep, SessionDep, TenantDep, writes
+from huifang.errors import Invalid, NotFound
+from huifang.fields import Id, Instant
 from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.throttle import PublicLimit
@@ -20,14 +24,19 @@ from huifang.worker import enqueue
 from messaging.providers import get_provider
 from messaging.schemas import MessageRead
 from messaging.send_now import send_now
-from reports import mms, recaps, sending, tasks
+from reports import mms, ratings, recaps, sending, tasks
 from reports import service as reports
+from reports.models import PROBLEMS, SCORES, Report
 from reports.schemas import (
     CareAdviceRead,
     CareAdviceUpdate,
+    RatingFiguresRead,
+    RatingGroupRead,
+    RatingRead,
     ReportOfferRead,
     ReportOfferUpdate,
     ReportRead,
+    ReportViewsRead,
 )
 
 # The same tag as when these routes were part of media's: the API document is unchanged.
@@ -39,8 +48,10 @@ _HTML: dict[str, Any] = {"text/html": {"schema": {"type": "string"}}}
 
 ProfileName = Literal["twilio", "aliyun", "console", "sms"]
 Month = Annotated[int, PathParam(ge=1, le=12, description="1 (January) to 12 (December).")]
-# The report page loads nothing from elsewhere, runs no script and posts no form: tighter
-# than the pages' default CSP (huifang.headers, which adds the other security headers).
+# The report pages load nothing from elsewhere: tighter than the pages' default CSP
+# (huifang.headers, which adds the other security headers). The missing and expired pages
+# run no script and post nothing; the report itself runs only its own script file (the
+# recap's and the Book button's counts) and posts only its satisfaction form, to itself.
 REPORT_PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; media-src 'self'; "
     "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
@@ -48,11 +59,21 @@ REPORT_PAGE_HEADERS = {
     # The page must answer 410 once it expires, so no cache may keep it past a revisit.
     "Cache-Control": "private, no-cache",
 }
+LIVE_REPORT_HEADERS = {
+    **REPORT_PAGE_HEADERS,
+    "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; media-src 'self'; "
+    "style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'",
+}
 
 
-def _report_read(report: Any, profile: ProfileName | None) -> ReportRead:
+def _report_read(report: Any, profile: ProfileName | None, session: Session) -> ReportRead:
     chosen = mms.profile_for(profile or get_settings().sms_provider)
-    return ReportRead.of(report, reports.mms_payload(report=report, profile=chosen))
+    read = ReportRead.of(report, reports.mms_payload(report=report, profile=chosen))
+    rating = ratings.rating_of(session=session, report_id=report.id)
+    read.rating = RatingRead.model_validate(rating) if rating is not None else None
+    read.views = ReportViewsRead(**ratings.views_of(session=session, report_id=report.id))
+    return read
 
 
 @router.post(
@@ -79,7 +100,7 @@ def build_report(
     if recaps.recap_job(session=session, report_id=report.id) is not None:
         # Tens of seconds of ffmpeg: made on the media queue; the page shows it once there.
         enqueue(session, tasks.render_recap, report_id=report.id)
-    return _report_read(report, profile)
+    return _report_read(report, profile, session)
 
 
 @router.get("/visits/{visit_id}/report", response_model=ReportRead)
@@ -88,7 +109,9 @@ def read_report(
 ) -> ReportRead:
     """The visit's report as built last, with the MMS parts for ``profile``."""
     return _report_read(
-        reports.get_report(session=session, tenant_id=tenant.id, visit_id=visit_id), profile
+        reports.get_report(session=session, tenant_id=tenant.id, visit_id=visit_id),
+        profile,
+        session,
     )
 
 
@@ -176,19 +199,14 @@ def reset_report_offer(
     )
 
 
-@public_router.get(
-    "/r/{token}",
-    response_class=HTMLResponse,
-    tags=["public pages"],
-    dependencies=[PublicLimit],
-    responses={
-        404: {"description": "No report has this link (a page saying so).", "content": _HTML},
-        410: {"description": "The report has expired (a page saying so).", "content": _HTML},
-    },
-)
-def report_page(token: str, session: SessionDep) -> HTMLResponse:
-    """The visit report a customer opens from the message: 410 once it has expired."""
-    report = reports.by_token(session=session, token=token)
+def _page(
+    session: Session,
+    report: Report | None,
+    *,
+    rated: bool = False,
+    problem: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
     if report is None:
         return HTMLResponse(
             render("reports", "report_missing.html"), status_code=404, headers=REPORT_PAGE_HEADERS
@@ -203,9 +221,123 @@ def report_page(token: str, session: SessionDep) -> HTMLResponse:
             status_code=410,
             headers=REPORT_PAGE_HEADERS,
         )
+    rating = ratings.rating_of(session=session, report_id=report.id)
     return HTMLResponse(
-        render("reports", "report.html", **reports.page_context(session=session, report=report)),
-        headers=REPORT_PAGE_HEADERS,
+        render(
+            "reports",
+            "report.html",
+            **reports.page_context(session=session, report=report),
+            rating=rating,
+            rated=rated and rating is not None,
+            rating_problem=problem,
+            scores=SCORES,
+            problems=PROBLEMS,
+            page=reports.page_path(report),
+        ),
+        status_code=status_code,
+        headers=LIVE_REPORT_HEADERS,
+    )
+
+
+@public_router.get(
+    "/r/{token}",
+    response_class=HTMLResponse,
+    tags=["public pages"],
+    dependencies=[PublicLimit],
+    responses={
+        404: {"description": "No report has this link (a page saying so).", "content": _HTML},
+        410: {"description": "The report has expired (a page saying so).", "content": _HTML},
+    },
+)
+@writes
+def report_page(token: str, session: SessionDep, rated: bool = False) -> HTMLResponse:
+    """The visit report a customer opens from the message: 410 once it has expired. Each
+    opening is counted (the first and how many), by this server, for the company."""
+    report = reports.by_token(session=session, token=token)
+    # Back from the satisfaction form (``rated``) is the same visit, not another opening.
+    if report is not None and not rated and not reports.is_expired(report):
+        ratings.count_view(session=session, report=report, event="opened", now=utcnow())
+    return _page(session, report, rated=rated)
+
+
+def _rate(session: Session, token: str, form: dict[str, Any]) -> Response:
+    report = reports.by_token(session=session, token=token)
+    if report is None or reports.is_expired(report):
+        return _page(session, report)
+    try:
+        ratings.rate(
+            session=session,
+            report=report,
+            score=str(form.get("score") or ""),
+            problems=[str(p) for p in form.get("problem", [])],
+            comment=str(form.get("comment") or ""),
+            now=utcnow(),
+        )
+    except Invalid as refused:  # refused before anything was written
+        return _page(session, report, problem=refused.detail, status_code=422)
+    return RedirectResponse(f"/r/{token}?rated=1#rating", status_code=303)
+
+
+@public_router.post(
+    "/r/{token}/rating",
+    response_class=HTMLResponse,
+    include_in_schema=False,
+    dependencies=[PublicLimit],
+)
+async def rate_report(token: str, request: Request, session: SessionDep) -> Response:
+    """满意 / 一般 / 不满意 from the report page: a plain form post (no script needed), then
+    back to the page with the thanks. Answering again changes the answer."""
+    form = await request.form()
+    fields = {
+        "score": form.get("score"),
+        "problem": form.getlist("problem"),
+        "comment": form.get("comment"),
+    }
+    return await run_in_threadpool(_rate, session, token, fields)
+
+
+def _count(session: Session, token: str, event: str) -> Report:
+    report = reports.by_token(session=session, token=token)
+    if report is None:
+        raise NotFound("This report link is not valid.")
+    if reports.is_expired(report):
+        raise HTTPException(410, "This report has expired; ask the company for a new one.")
+    ratings.count_view(session=session, report=report, event=event, now=utcnow())
+    return report
+
+
+@public_router.post(
+    "/r/{token}/events", status_code=204, include_in_schema=False, dependencies=[PublicLimit]
+)
+async def report_event(token: str, request: Request, session: SessionDep) -> Response:
+    """What the page's script saw: the recap started or watched to the end, Book pressed
+    (``event`` in a form body, as ``navigator.sendBeacon`` sends it)."""
+    form = await request.form()
+    event = str(form.get("event") or "")
+    if event not in ("video_started", "video_ended", "book_pressed"):
+        raise Invalid("event must be video_started, video_ended or book_pressed.")
+    await run_in_threadpool(_count, session, token, event)
+    return Response(status_code=204)
+
+
+@public_router.get("/r/{token}/-/long-image", include_in_schema=False, dependencies=[PublicLimit])
+@writes
+def open_long_image(token: str, session: SessionDep) -> RedirectResponse:
+    """The page's 查看长图 link: counted, then on to the image itself."""
+    report = _count(session, token, "long_image")
+    return RedirectResponse(reports.asset_path(report, reports.long_name(report)), 303)
+
+
+REPORT_SCRIPT = Path(__file__).with_name("static") / "report.js"
+
+
+@public_router.get("/r/-/report.js", include_in_schema=False)
+def report_script() -> FileResponse:
+    """The report page's only script: counts for the recap and the Book button."""
+    return FileResponse(
+        REPORT_SCRIPT,
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=3600"},
     )
 
 
@@ -256,3 +388,55 @@ def send_visit_report(
     else:
         response.status_code = 200
     return MessageRead.model_validate(message)
+
+
+@router.get("/ratings", response_model=list[RatingRead], tags=["reports"])
+def list_ratings(
+    session: SessionDep,
+    tenant: TenantDep,
+    since: Instant | None = None,
+    until: Instant | None = None,
+    score: Literal["good", "ok", "bad"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[RatingRead]:
+    """Customers' satisfaction answers on their reports, the latest first."""
+    return [
+        RatingRead.model_validate(r)
+        for r in ratings.list_ratings(
+            session=session,
+            tenant_id=tenant.id,
+            since=since,
+            until=until,
+            score=score,
+            limit=limit,
+        )
+    ]
+
+
+@router.get(
+    "/ratings/figures",
+    response_model=RatingFiguresRead,
+    tags=["reports"],
+    responses={422: {"description": "The period ends before it starts."}},
+)
+def rating_figures(
+    session: SessionDep,
+    tenant: TenantDep,
+    by: Literal["staff", "service", "month"] = "staff",
+    since: Instant | None = None,
+    until: Instant | None = None,
+) -> RatingFiguresRead:
+    """Ratings per staff member, service type or month (default: the last 90 days), with
+    how fast the tickets of 不满意 ratings were first answered and resolved (medians)."""
+    end = until or utcnow()
+    start = since or end - dt.timedelta(days=90)
+    groups = ratings.rating_figures(session=session, tenant=tenant, by=by, since=start, until=end)
+    return RatingFiguresRead(
+        by=by,
+        since=start,
+        until=end,
+        groups=[
+            RatingGroupRead.model_validate({**g.__dict__, "satisfied_percent": g.satisfied_percent})
+            for g in groups
+        ],
+    )

@@ -9,13 +9,15 @@ and the visit id (``reports.sending.SOURCE_TYPE``):
   the customer's link for that report, made on first use), whose clicks are counted;
 - each ``Booking`` made from that link or from a "1" reply to the report's message.
 
-Opening the report page itself (``/r/{token}``) is not recorded, so "clicked" means the
-Book button (or any link for the report) was opened. The definitions follow the campaign
-figures (``campaigns.results.results``) so the two agree: a message counts as sent once it
-left us (sent, delivered or undelivered); every booking attributed to the report counts,
-whatever staff answered, and whenever it was made; conversion is reports with at least one
-booking per report sent, in percent. The period selects reports by when they were first
-sent, in the company's local dates.
+"Clicked" means the Book button's link (or any link for the report) was opened. What the
+report page itself saw, counted by our server (``reports.ratings.count_view``, no
+tracker), is given beside it: opened (when first, how often), the recap started and
+watched to its end, the long image opened, the Book button pressed. The definitions
+follow the campaign figures (``campaigns.results.results``) so the two agree: a message
+counts as sent once it left us (sent, delivered or undelivered); every booking attributed
+to the report counts, whatever staff answered, and whenever it was made; conversion is
+reports with at least one booking per report sent, in percent. The period selects reports
+by when they were first sent, in the company's local dates.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sqlalchemy.orm import Session
 from bookings.models import Booking, ShortLink
 from huifang.errors import Invalid
 from messaging.models import DELIVERED, SENT, UNDELIVERED, Message
-from reports.models import Report
+from reports.models import Report, ReportViews
 from reports.sending import SOURCE_TYPE
 from tenancy.models import Tenant
 from visits.models import Staff, Visit
@@ -52,6 +54,12 @@ TABLE_COLUMNS = (
     "booking_id",
     "booking_status",
     "booked_at",
+    "opens",
+    "first_opened_at",
+    "video_started",
+    "video_ended",
+    "long_image",
+    "book_pressed",
 )
 
 
@@ -73,6 +81,12 @@ class ReportConversionRow:
     booking_id: int | None
     booking_status: str | None
     booked_at: dt.datetime | None
+    opens: int = 0
+    first_opened_at: dt.datetime | None = None
+    video_started: int = 0
+    video_ended: int = 0
+    long_image: int = 0
+    book_pressed: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +102,15 @@ class ReportConversion:
     booked: int  # reports with at least one booking
     conversion: float | None  # booked per sent, %; None when nothing was sent
     reports: list[ReportConversionRow]
+    # What the pages saw: reports opened (at least once) and opens in all; reports whose
+    # recap was started / watched to the end, whose long image was opened, whose Book
+    # button was pressed.
+    opened: int = 0
+    opens: int = 0
+    video_started: int = 0
+    video_ended: int = 0
+    long_image: int = 0
+    book_pressed: int = 0
 
     def totals(self) -> list[tuple[str, object]]:
         """The period's figures as (metric, value) lines, for CSV."""
@@ -100,6 +123,12 @@ class ReportConversion:
             ("bookings", self.bookings),
             ("booked", self.booked),
             ("conversion_percent", "" if self.conversion is None else self.conversion),
+            ("opened", self.opened),
+            ("opens", self.opens),
+            ("video_started", self.video_started),
+            ("video_ended", self.video_ended),
+            ("long_image", self.long_image),
+            ("book_pressed", self.book_pressed),
         ]
 
     def table(self, timezone: str) -> list[list[object]]:
@@ -126,6 +155,12 @@ class ReportConversion:
                     "" if row.booking_id is None else row.booking_id,
                     row.booking_status or "",
                     local(row.booked_at),
+                    row.opens,
+                    local(row.first_opened_at),
+                    row.video_started,
+                    row.video_ended,
+                    row.long_image,
+                    row.book_pressed,
                 ]
             )
         return lines
@@ -232,12 +267,19 @@ def report_conversion(
             first.c.id,
             first.c.status,
             first.c.created_at,
+            func.coalesce(ReportViews.opens, 0),
+            ReportViews.first_opened_at,
+            func.coalesce(ReportViews.video_started, 0),
+            func.coalesce(ReportViews.video_ended, 0),
+            func.coalesce(ReportViews.long_image, 0),
+            func.coalesce(ReportViews.book_pressed, 0),
         )
         .select_from(sends)
         # Message.source_id is text; comparing as text never fails on a stray value.
         .join(Visit, (cast(Visit.id, String) == sends.c.source_id) & (Visit.tenant_id == tenant.id))
         .outerjoin(Staff, Staff.id == Visit.staff_id)
         .outerjoin(Report, Report.visit_id == Visit.id)
+        .outerjoin(ReportViews, ReportViews.report_id == Report.id)
         .outerjoin(links, links.c.source_id == sends.c.source_id)
         .outerjoin(first, first.c.source_id == sends.c.source_id)
         .order_by(sends.c.sent_at, Visit.id)
@@ -257,6 +299,12 @@ def report_conversion(
             booking_id=booking_id,
             booking_status=booking_status,
             booked_at=booked_at,
+            opens=int(opens),
+            first_opened_at=first_opened_at,
+            video_started=int(video_started),
+            video_ended=int(video_ended),
+            long_image=int(long_image),
+            book_pressed=int(book_pressed),
         )
         for (
             report_id,
@@ -272,6 +320,12 @@ def report_conversion(
             booking_id,
             booking_status,
             booked_at,
+            opens,
+            first_opened_at,
+            video_started,
+            video_ended,
+            long_image,
+            book_pressed,
         ) in session.execute(query)
     ]
     booked = sum(1 for row in rows if row.bookings)
@@ -285,4 +339,10 @@ def report_conversion(
         booked=booked,
         conversion=_percent(booked, len(rows)),
         reports=rows,
+        opened=sum(1 for row in rows if row.opens),
+        opens=sum(row.opens for row in rows),
+        video_started=sum(1 for row in rows if row.video_started),
+        video_ended=sum(1 for row in rows if row.video_ended),
+        long_image=sum(1 for row in rows if row.long_image),
+        book_pressed=sum(1 for row in rows if row.book_pressed),
     )

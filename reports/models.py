@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -71,3 +71,72 @@ class ReportText(TimestampMixin, Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     title: Mapped[str | None] = mapped_column(String(40), default=None)
     text: Mapped[str] = mapped_column(Text)
+
+
+# ReportRating.score
+GOOD, OK, BAD = "good", "ok", "bad"
+SCORES = {GOOD: "满意", OK: "一般", BAD: "不满意"}
+# ReportRating.problems: what went wrong, for 不满意
+PROBLEMS = {
+    "not_clean": "没打扫干净",
+    "late": "迟到",
+    "damage": "损坏物品",
+    "attitude": "态度",
+    "other": "其他",
+}
+
+
+class ReportRating(Base):
+    """The customer's answer to 这次服务满意吗 on the report page: one per report.
+
+    Rating again changes this row. A 不满意 opens one service-recovery ticket (an inbox
+    complaint, ``ticket_id``) the first time; later answers never open a second. The staff
+    member and service type are kept as they were at the visit, for the figures.
+    """
+
+    __tablename__ = "report_ratings"
+    __table_args__ = (Index("ix_report_ratings_tenant_rated", "tenant_id", "rated_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    report_id: Mapped[int] = mapped_column(
+        ForeignKey("reports.id", ondelete="CASCADE"), unique=True
+    )
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id", ondelete="CASCADE"))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), default=None, index=True
+    )
+    staff_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff.id", ondelete="SET NULL"), default=None
+    )
+    service_type: Mapped[str] = mapped_column(String(64))
+    score: Mapped[str] = mapped_column(String(8))  # one of SCORES
+    problems: Mapped[list[str]] = mapped_column(JSON, default=list)  # keys of PROBLEMS
+    comment: Mapped[str | None] = mapped_column(Text, default=None)
+    # The service-recovery ticket a 不满意 opened (an inbound_messages row, complaint).
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound_messages.id", ondelete="SET NULL"), default=None
+    )
+    rated_at: Mapped[dt.datetime] = mapped_column()  # the first answer
+    changed_at: Mapped[dt.datetime] = mapped_column()  # the latest
+    changes: Mapped[int] = mapped_column(default=0)  # answers after the first
+
+
+class ReportViews(Base):
+    """What the customer did on the report page, counted by our server (no tracker):
+    opens (and the first), the recap started and watched to the end, the long image opened
+    or saved, the Book button pressed."""
+
+    __tablename__ = "report_views"
+
+    report_id: Mapped[int] = mapped_column(
+        ForeignKey("reports.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    first_opened_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    last_opened_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    opens: Mapped[int] = mapped_column(default=0)
+    video_started: Mapped[int] = mapped_column(default=0)
+    video_ended: Mapped[int] = mapped_column(default=0)
+    long_image: Mapped[int] = mapped_column(default=0)
+    book_pressed: Mapped[int] = mapped_column(default=0)

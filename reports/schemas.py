@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from huifang.settings import get_settings
 from reports import service as reports
@@ -107,6 +107,67 @@ class MmsRead(BaseModel):
         )
 
 
+class RatingRead(BaseModel):
+    """The customer's answer on their report (one per report, changeable)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    report_id: int
+    visit_id: int
+    customer_id: int | None
+    staff_id: int | None
+    service_type: str
+    score: Literal["good", "ok", "bad"] = Field(description="满意 / 一般 / 不满意.")
+    problems: list[Literal["not_clean", "late", "damage", "attitude", "other"]] = Field(
+        description="For bad: 没打扫干净, 迟到, 损坏物品, 态度, 其他."
+    )
+    comment: str | None
+    ticket_id: int | None = Field(
+        description="The service-recovery ticket a bad rating opened (an inbox complaint)."
+    )
+    rated_at: dt.datetime
+    changed_at: dt.datetime
+    changes: int = Field(description="How many times the customer changed the answer.")
+
+
+class ReportViewsRead(BaseModel):
+    """What the report page saw, counted by our server (no third-party tracker)."""
+
+    first_opened_at: dt.datetime | None
+    last_opened_at: dt.datetime | None
+    opens: int
+    video_started: int
+    video_ended: int = Field(description="The recap watched to its end.")
+    long_image: int = Field(description="The long image opened (to look at or save).")
+    book_pressed: int = Field(description="The Book button pressed on the page.")
+
+
+class RatingGroupRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    key: str = Field(description="The staff id (none: no staff), service code or YYYY-MM.")
+    label: str
+    ratings: int
+    good: int
+    ok: int
+    bad: int
+    satisfied_percent: float | None = Field(description="满意 out of all ratings, in percent.")
+    tickets: int = Field(description="Service-recovery tickets the bad ratings opened.")
+    open_tickets: int
+    responded: int
+    resolved: int
+    median_minutes_to_first_response: float | None
+    median_minutes_to_resolution: float | None
+
+
+class RatingFiguresRead(BaseModel):
+    by: Literal["staff", "service", "month"]
+    since: dt.datetime
+    until: dt.datetime
+    groups: list[RatingGroupRead]
+
+
 class ReportRead(BaseModel):
     id: int
     visit_id: int
@@ -126,6 +187,12 @@ class ReportRead(BaseModel):
     offer: ReportCardRead
     summary: str
     mms: MmsRead
+    rating: RatingRead | None = Field(
+        default=None, description="The customer's satisfaction answer, once given."
+    )
+    views: ReportViewsRead | None = Field(
+        default=None, description="Opens, recap plays, long image, Book presses."
+    )
 
     @classmethod
     def of(cls, report: Report, payload: MmsPayload) -> ReportRead:

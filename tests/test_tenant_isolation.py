@@ -26,6 +26,7 @@ from media import resumable
 from media.models import Media
 from messaging import inbound, sms_templates
 from messaging import service as outbox
+from reports.models import Report, ReportRating
 from visits import service as visits
 
 # Collection routes (no id in the path) and how to check them.
@@ -65,6 +66,8 @@ COLLECTION_ROUTES = {
     ("GET", "/v1/campaign-presets"),
     ("GET", "/v1/reports/retention"),
     ("GET", "/v1/reports/conversion"),
+    ("GET", "/v1/ratings"),
+    ("GET", "/v1/ratings/figures"),
     ("GET", "/v1/plum-rain"),
     ("PUT", "/v1/plum-rain"),
     ("GET", "/v1/alert-channels"),
@@ -329,7 +332,7 @@ def test_every_route_with_an_id_answers_404_for_another_company(
     )
 
 
-def test_collections_show_only_ones_own_rows(client, account, other_account, b_objects):
+def test_collections_show_only_ones_own_rows(client, session, account, other_account, b_objects):
     for path in ("/v1/customers", "/v1/staff", "/v1/visits"):
         page = client.get(path, headers=account.headers).json()
         assert page["total"] == 0 and page["items"] == [], path
@@ -345,6 +348,42 @@ def test_collections_show_only_ones_own_rows(client, account, other_account, b_o
     assert client.get("/v1/sms-templates", headers=account.headers).json()["templates"] == []
     counts = client.get("/v1/today", headers=account.headers).json()["counts"]
     assert set(counts.values()) == {0}
+    # B's customer rated B's report 不满意: none of it is A's.
+    now = dt.datetime.now(dt.UTC)
+    report = Report(
+        tenant_id=other_account.tenant.id,
+        visit_id=b_objects["visit_id"],
+        token="b" * 24,
+        expires_at=now + dt.timedelta(days=30),
+        built_at=now,
+        snapshot={},
+        long_path="reports/b.jpg",
+        long_bytes=1,
+        long_width=1,
+        long_height=1,
+        long_token="c" * 24,
+    )
+    session.add(report)
+    session.flush()
+    session.add(
+        ReportRating(
+            tenant_id=other_account.tenant.id,
+            report_id=report.id,
+            visit_id=b_objects["visit_id"],
+            customer_id=b_objects["customer_id"],
+            service_type="ac_cleaning",
+            score="bad",
+            problems=["late"],
+            rated_at=now,
+            changed_at=now,
+            changes=0,
+        )
+    )
+    session.flush()
+    assert len(client.get("/v1/ratings", headers=other_account.headers).json()) == 1
+    assert client.get("/v1/ratings", headers=account.headers).json() == []
+    figures = client.get("/v1/ratings/figures", headers=account.headers).json()
+    assert figures["groups"] == []
     openings = client.get("/v1/bookings/openings", headers=account.headers).json()
     assert openings and all(o["free"] == [] for o in openings)  # B's staff are not A's
     client.put("/v1/watermark", headers=account.headers, json={"position": "top-right"})

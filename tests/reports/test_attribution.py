@@ -414,3 +414,46 @@ def test_csv_has_the_totals_then_a_line_per_report(client, account, three, how):
     assert (first["staff_name"], first["clicks"], first["bookings"]) == ("李秀兰", "2", "1")
     assert first["booking_status"] == "requested" and first["booked_at"]
     assert (table[2]["clicks"], table[2]["booking_id"], table[2]["booked_at"]) == ("0", "", "")
+
+
+def test_what_the_report_pages_saw_is_counted_per_report_and_for_the_company(
+    client, account, three
+):
+    booked, clicked, quiet = three
+    for _ in range(3):
+        assert client.get(f"/r/{booked.token}").status_code == 200
+    assert client.get(f"/r/{clicked.token}").status_code == 200
+    for event in ("video_started", "video_ended", "book_pressed"):
+        assert client.post(f"/r/{booked.token}/events", data={"event": event}).status_code == 204
+    assert (
+        client.post(f"/r/{clicked.token}/events", data={"event": "video_started"}).status_code
+        == 204
+    )
+    long = client.get(f"/r/{clicked.token}/-/long-image", follow_redirects=False)
+    assert long.status_code == 303
+    found = client.get(
+        URL, headers=account.headers, params={"since": "2026-11-16", "until": "2026-11-16"}
+    ).json()
+    assert {
+        k: found[k]
+        for k in ("opened", "opens", "video_started", "video_ended", "long_image", "book_pressed")
+    } == {
+        "opened": 2,
+        "opens": 4,
+        "video_started": 2,
+        "video_ended": 1,
+        "long_image": 1,
+        "book_pressed": 1,
+    }
+    rows = {r["visit_id"]: r for r in found["reports"]}
+    first = rows[booked.visit_id]
+    assert (first["opens"], first["video_ended"], first["book_pressed"]) == (3, 1, 1)
+    assert first["first_opened_at"] is not None
+    assert (rows[clicked.visit_id]["opens"], rows[clicked.visit_id]["long_image"]) == (1, 1)
+    assert rows[quiet.visit_id]["opens"] == 0 and rows[quiet.visit_id]["first_opened_at"] is None
+    csv_text = client.get(
+        URL,
+        headers=account.headers,
+        params={"since": "2026-11-16", "until": "2026-11-16", "format": "csv"},
+    ).content.decode("utf-8")
+    assert "\nopens,4" in csv_text.replace("\r\n", "\n")
