@@ -57,6 +57,7 @@ from office import today as office_today
 from office import users as office_users
 from office import visits as office_visits
 from office import web as office
+from privacy.api import router as privacy_router
 from reports.api import public_router as reports_public_router
 from reports.api import router as reports_router
 from reports.api import send_router as reports_send_router
@@ -189,6 +190,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
         campaigns_office_router,
         media_office_router,
         messaging_office_router,
+        privacy_router,
     ):
         app.include_router(router, prefix="/v1")
     app.include_router(media_public_router)

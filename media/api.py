@@ -18,7 +18,7 @@ from huifang.templating import render
 from huifang.throttle import PublicLimit
 from huifang.worker import enqueue
 from media import service, tasks
-from media.models import PROCESSING
+from media.models import EXPIRED, PROCESSING
 from media.schemas import (
     MediaRead,
     PairRead,
@@ -77,7 +77,7 @@ _UPLOAD_FORM: dict[str, Any] = {
         200: {"description": "The same file was already uploaded to this visit."},
         413: {"description": "Too large."},
         415: {"description": "Not a photo or clip we take."},
-        422: {"description": "Damaged, or a missing field."},
+        422: {"description": "Damaged, a missing field, or no capture consent."},
     },
 )
 async def upload_media(
@@ -89,8 +89,8 @@ async def upload_media(
     ffmpeg on the queue, and a damaged one ends ``failed`` with the reason.
     """
     await run_in_threadpool(
-        visits.get_visit, session=session, tenant_id=tenant.id, visit_id=visit_id
-    )  # a wrong visit is refused before the body is read
+        service.check_capture, session=session, tenant=tenant, visit_id=visit_id
+    )  # a wrong visit, or one without the customer's permission, refused before the body
     settings = get_settings()
     staged = await read_upload(
         content_type=request.headers.get("content-type", ""),
@@ -288,6 +288,12 @@ def public_rendition(name: str, session: SessionDep) -> FileResponse:
     rendition = service.rendition_for_link(session=session, name=name)
     if rendition is None:
         raise NotFound("This image or video link is not valid.")
+    if rendition.media.status == EXPIRED:
+        return HTMLResponse(  # type: ignore[return-value]
+            render("media", "media_deleted.html"),
+            status_code=410,
+            headers={"Cache-Control": "private, no-cache"},
+        )
     now = utcnow()
     until = service.link_expires_at(session=session, rendition=rendition)
     if until is not None and until > now:

@@ -9,7 +9,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 
 from huifang.db import utcnow
-from huifang.deps import KeyActorDep, SessionDep, TenantDep
+from huifang.deps import KeyActorDep, SessionDep, TenantDep, writes
 from huifang.errors import NotFound
 from huifang.fields import Id
 from huifang.settings import get_settings
@@ -19,11 +19,13 @@ from huifang.worker import enqueue
 from messaging.providers import get_provider
 from messaging.schemas import MessageRead
 from messaging.send_now import send_now
-from reports import mms, recaps, sending, tasks
+from reports import expiry, mms, recaps, sending, tasks
 from reports import service as reports
 from reports.schemas import (
     CareAdviceRead,
     CareAdviceUpdate,
+    ReportMediaExpiryRead,
+    ReportMediaExpiryUpdate,
     ReportOfferRead,
     ReportOfferUpdate,
     ReportRead,
@@ -88,6 +90,42 @@ def read_report(
     """The visit's report as built last, with the MMS parts for ``profile``."""
     return _report_read(
         reports.get_report(session=session, tenant_id=tenant.id, visit_id=visit_id), profile
+    )
+
+
+def _expiry_read(report: Any) -> ReportMediaExpiryRead:
+    return ReportMediaExpiryRead(
+        report_id=report.id,
+        media_due_at=expiry.media_due_at(report),
+        media_expires_at=report.media_expires_at,
+        media_after_view_days=report.media_after_view_days,
+        first_viewed_at=report.first_viewed_at,
+        media_deleted_at=report.media_deleted_at,
+    )
+
+
+@router.get("/visits/{visit_id}/report/media-expiry", response_model=ReportMediaExpiryRead)
+def read_media_expiry(
+    visit_id: Id, session: SessionDep, tenant: TenantDep
+) -> ReportMediaExpiryRead:
+    """When the report's photos, clips, recap and long image will be deleted."""
+    return _expiry_read(reports.get_report(session=session, tenant_id=tenant.id, visit_id=visit_id))
+
+
+@router.put("/visits/{visit_id}/report/media-expiry", response_model=ReportMediaExpiryRead)
+def set_media_expiry(
+    visit_id: Id, body: ReportMediaExpiryUpdate, session: SessionDep, tenant: TenantDep
+) -> ReportMediaExpiryRead:
+    """This report's own expiry: keep the media N days, or delete them N days after the
+    customer first opened the report (阅后自动删除)."""
+    report = reports.get_report(session=session, tenant_id=tenant.id, visit_id=visit_id)
+    return _expiry_read(
+        expiry.set_report_expiry(
+            session=session,
+            report=report,
+            keep_days=body.keep_days,
+            after_view_days=body.after_view_days,
+        )
     )
 
 
@@ -185,12 +223,24 @@ def reset_report_offer(
         410: {"description": "The report has expired (a page saying so).", "content": _HTML},
     },
 )
+@writes
 def report_page(token: str, session: SessionDep) -> HTMLResponse:
-    """The visit report a customer opens from the message: 410 once it has expired."""
+    """The visit report a customer opens from the message: 410 once it has expired or its
+    media have been deleted. The first view is recorded (it starts 阅后自动删除)."""
     report = reports.by_token(session=session, token=token)
     if report is None:
         return HTMLResponse(
             render("reports", "report_missing.html"), status_code=404, headers=REPORT_PAGE_HEADERS
+        )
+    if expiry.media_gone(report):
+        return HTMLResponse(
+            render(
+                "reports",
+                "report_media_deleted.html",
+                **reports.expired_context(session=session, report=report),
+            ),
+            status_code=410,
+            headers=REPORT_PAGE_HEADERS,
         )
     if reports.is_expired(report):
         return HTMLResponse(
@@ -202,16 +252,28 @@ def report_page(token: str, session: SessionDep) -> HTMLResponse:
             status_code=410,
             headers=REPORT_PAGE_HEADERS,
         )
-    return HTMLResponse(
+    page = HTMLResponse(
         render("reports", "report.html", **reports.page_context(session=session, report=report)),
         headers=REPORT_PAGE_HEADERS,
     )
+    expiry.record_view(session=session, report=report, now=utcnow())
+    return page
 
 
 @public_router.get("/r/{token}/{name}", response_class=FileResponse, include_in_schema=False)
 def report_file(token: str, name: str, session: SessionDep) -> FileResponse:
     """The report's own files (long image, MMS pictures, recap video), while it is valid."""
     report = reports.by_token(session=session, token=token)
+    if report is not None and expiry.media_gone(report):
+        return HTMLResponse(  # type: ignore[return-value]
+            render(
+                "reports",
+                "report_media_deleted.html",
+                **reports.expired_context(session=session, report=report),
+            ),
+            status_code=410,
+            headers=REPORT_PAGE_HEADERS,
+        )
     found = reports.asset_file(session=session, report=report, name=name) if report else None
     if report is None or found is None:
         raise NotFound("This report file link is not valid.")
