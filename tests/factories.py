@@ -78,10 +78,11 @@ def make_capture_consent(
     tenant: Tenant,
     customer: Customer,
     *,
-    scopes: Sequence[str] = ("photos", "clips"),
+    scopes: Sequence[str] = ("photos", "clips", "marketing"),
     now: dt.datetime | None = None,
 ) -> CaptureConsent:
-    """The customer's permission to photograph and film the home, given in person."""
+    """The customer's permission to photograph and film the home and to use the photos in
+    marketing, given in person."""
     return capture.record_capture_consent(
         session=session,
         tenant=tenant,
