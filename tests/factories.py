@@ -143,3 +143,11 @@ def make_consent(
         granted_at=granted_at or now,
         now=now,
     )
+
+
+def create_consenting_customer(*, session: Session, tenant: Tenant, **kwargs: Any) -> Customer:
+    """``customers.create_customer`` (same keywords) for a customer who allowed photos and
+    clips of the home: for tests that upload media to the customer's visits."""
+    customer = customers.create_customer(session=session, tenant=tenant, **kwargs)
+    make_capture_consent(session, tenant, customer)
+    return customer

@@ -20,12 +20,12 @@ from bookings import service as booking
 from bookings.models import Booking
 from campaigns import lifecycle as campaigns
 from compliance import service as compliance
-from customers import service as customers
 from customers.models import ImportJob, ImportJobRow
 from media import resumable
 from media.models import Media
 from messaging import inbound
 from messaging import service as outbox
+from tests.factories import create_consenting_customer
 from visits import service as visits
 
 # Collection routes (no id in the path) and how to check them.
@@ -119,7 +119,7 @@ POST_BODIES = {
 @pytest.fixture
 def b_objects(session, other_account):
     tenant = other_account.tenant
-    customer = customers.create_customer(
+    customer = create_consenting_customer(
         session=session, tenant=tenant, name="B的客户", phone="13800138000"
     )
     staff = visits.create_staff(session=session, tenant=tenant, name="B的员工")
