@@ -13,6 +13,7 @@ from huifang.db import utcnow
 from huifang.deps import KeyActorDep, SessionDep, TenantDep, key_may
 from huifang.errors import NotFound
 from huifang.fields import Id
+from huifang.openapi import refusals
 from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.throttle import PublicLimit
@@ -140,10 +141,16 @@ def read_media(media_id: Id, session: SessionDep, tenant: TenantDep) -> MediaRea
     return MediaRead.of(service.get_media(session=session, tenant_id=tenant.id, media_id=media_id))
 
 
-@router.get("/media/{media_id}/original", response_class=FileResponse)
+@router.get("/media/{media_id}/original", response_class=FileResponse, responses=refusals(410))
 def download_original(media_id: Id, session: SessionDep, tenant: TenantDep) -> FileResponse:
     """The original file as uploaded, for the company only (never public)."""
     media = service.get_media(session=session, tenant_id=tenant.id, media_id=media_id)
+    if media.original_deleted_at is not None:
+        raise HTTPException(
+            410,
+            f"The original was deleted on {media.original_deleted_at:%Y-%m-%d} "
+            f"(the company's retention period, or the customer's erasure).",
+        )
     return FileResponse(
         service.original_file(media),
         media_type=media.mime,

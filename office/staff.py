@@ -102,7 +102,11 @@ def _path(url: str) -> str:
 
 def media_view(media: Media) -> dict[str, Any]:
     """What the phone shows of a media: state, the watermarked result, a refusal in Chinese."""
-    by_kind = {r.kind: _path(rendition_url(r)) for r in media.renditions}
+    by_kind = {
+        r.kind: _path(rendition_url(r))
+        for r in media.renditions
+        if media.renditions_deleted_at is None  # deleted with the report's media
+    }
     return {
         "id": media.id,
         "kind": media.kind,

@@ -76,8 +76,7 @@ def test_upload_refused_without_consent_then_accepted(client, session, account, 
     assert again.status_code == 422
 
 
-def test_a_company_that_does_not_ask_takes_uploads(client, session, unconsented):
-    customer, _ = unconsented
+def test_a_company_that_does_not_ask_takes_uploads(client, session):
     relaxed = make_company(session)
     relaxed.tenant.capture_consent_required = False
     other = make_customer(session, relaxed.tenant, capture_consent=False)
