@@ -51,6 +51,7 @@ from office import campaigns as office_campaigns
 from office import compliance as office_compliance
 from office import customers as office_customers
 from office import inbox as office_inbox
+from office import privacy as office_privacy
 from office import settings as office_settings
 from office import staff as staff_pages
 from office import today as office_today
@@ -210,6 +211,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
         office_visits.router,
         office_customers.router,
         office_compliance.router,
+        office_privacy.router,
     )
     staff_pages.install(app)  # the staff phone: /staff/ and its uploads
     add_docs(app)
