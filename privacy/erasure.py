@@ -222,6 +222,18 @@ def erase_customer(
         if target != entry.target or detail != entry.detail:
             entry.target, entry.detail = target, detail
 
+    # Nothing more is sent to the row that stays: its placeholder is on the suppression list.
+    session.add(
+        Suppression(
+            tenant_id=tid,
+            phone=gone,
+            signature=tenant.signature,
+            reason="erased",
+            detail=None,
+            created_at=now,
+        )
+    )
+
     # The customer row last: kept for the counts, nothing left that names them.
     customer.name, customer.phone = ERASED_NAME, gone
     customer.region = customer.city = customer.notes = customer.language = None

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from access.models import AuditEntry
 from bookings.models import Booking
 from bookings.service import book_from_reply
+from compliance import service as compliance
 from compliance.models import CaptureConsent, ConsentRecord, Suppression
 from customers.models import Customer
 from huifang import storage
@@ -263,7 +264,14 @@ def test_erasure_leaves_nothing_of_theirs(client, session, account, people):
     assert not hashes & mine_hashes, "a file of the erased customer is still in storage"
     assert {hashlib.sha256(b).hexdigest() for b in other.originals} <= hashes
 
-    assert _counts(session, account.tenant.id) == before
+    after = _counts(session, account.tenant.id)
+    # The row that stays is on the suppression list: nothing more is sent to it.
+    assert after.pop("suppressions") == before.pop("suppressions") + 1
+    assert after == before
+    session.refresh(mine.customer)
+    assert compliance.active_suppression(
+        session=session, tenant=account.tenant, phone=mine.customer.phone
+    )
     entry = session.scalars(
         select(AuditEntry).where(
             AuditEntry.tenant_id == account.tenant.id, AuditEntry.action == "customer.erased"
