@@ -20,6 +20,7 @@ from bookings import service as booking
 from bookings.models import Booking
 from campaigns import lifecycle as campaigns
 from compliance import service as compliance
+from compliance.models import CaptureConsent
 from customers.models import ImportJob, ImportJobRow
 from media import resumable
 from media.models import Media
@@ -90,6 +91,7 @@ COLLECTION_ROUTES = {
     ("GET", "/v1/suppressions"),
     ("POST", "/v1/suppressions"),
     ("GET", "/v1/audit-log"),
+    ("GET", "/v1/retention/upcoming"),
 }
 TUS = {"Tus-Resumable": "1.0.0"}
 # Path words that name something in the caller's own company (a service code, a month),
@@ -106,6 +108,9 @@ PATCH_BODIES = {
 # POST bodies that would succeed on one's own object, keyed by the path's last word.
 POST_BODIES = {
     "consents": {"source": "in_person", "evidence": "x"},
+    "capture-consents": {"source": "in_person", "evidence": "x", "scopes": ["photos"]},
+    "withdraw": {"evidence": "x"},
+    "media-expiry": {"after_view_days": 7},
     "revoke": {"source": "api"},
     "opt-out": {"detail": "x"},
     "answers": {"body": "你好"},
@@ -250,6 +255,9 @@ def b_objects(session, other_account):
         "upload_id": upload.token,
         "job_id": job.id,
         "suppression_id": suppression,
+        "consent_id": session.scalars(
+            select(CaptureConsent.id).where(CaptureConsent.customer_id == customer.id)
+        ).one(),
     }
 
 
