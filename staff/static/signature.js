@@ -38,6 +38,8 @@
       event.preventDefault();
       drawing = true;
       if (canvas.setPointerCapture) canvas.setPointerCapture(event.pointerId);
+      var missing = form.querySelector(".signature-missing");
+      if (missing) missing.parentNode.removeChild(missing);
       var at = point(event);
       context.beginPath();
       context.moveTo(at.x, at.y);
