@@ -328,7 +328,7 @@ BEAT_SCHEDULE["purge-expired-consents"] = {
     "options": {"queue": "default", "expires": 3600},
 }
 BEAT_SCHEDULE["expire-report-media"] = {
-    "task": "reports.tasks.expire_report_media",
+    "task": "privacy.tasks.expire_report_media",
     "schedule": timedelta(minutes=10),
     "options": {"queue": "default", "expires": 540},
 }

@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns import lifecycle
 from huifang import storage
 from media.models import Media
 from reports import expiry
@@ -47,3 +48,9 @@ def delete_visit(*, session: Session, tenant_id: int, visit_id: int, now: dt.dat
     delete_visit_files(session=session, visit_id=visit_id, now=now)
     visits.delete_visit(session=session, tenant_id=tenant_id, visit_id=visit_id)
     session.flush()
+
+
+def used_by_campaign(session: Session, media: Media) -> bool:
+    """Whether a campaign that can still send has this photo as its MMS picture (which the
+    customer's marketing scope allowed): its files wait until the campaign ends."""
+    return any(lifecycle.picture_in_use(session=session, rendition=r) for r in media.renditions)

@@ -12,6 +12,7 @@ and the links answer 410. Originals are not touched here: the company's retentio
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -124,10 +125,24 @@ def delete_visit_media_files(*, session: Session, visit_id: int, now: dt.datetim
     return removed
 
 
-def expire_media(*, session: Session, report_id: int, now: dt.datetime) -> bool:
-    """Delete one report's media files if they are due; False when not (or already done)."""
+def expire_media(
+    *,
+    session: Session,
+    report_id: int,
+    now: dt.datetime,
+    held: Callable[[Media], bool] = lambda _media: False,
+) -> bool:
+    """Delete one report's media files if they are due; False when not (or already done).
+
+    ``held`` says a media must stay for now (a campaign that can still send has it as its
+    MMS picture, with the customer's marketing scope): the report waits for the next tick.
+    """
     report = session.scalars(select(Report).where(Report.id == report_id).with_for_update()).first()
     if report is None or report.media_deleted_at is not None or media_due_at(report) > now:
+        return False
+    if any(
+        held(m) for m in session.scalars(select(Media).where(Media.visit_id == report.visit_id))
+    ):
         return False
     delete_visit_media_files(session=session, visit_id=report.visit_id, now=now)
     for path in report_files(report):

@@ -7,9 +7,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from huifang.db import utcnow
-from huifang.worker import each_on_its_own, task
-from reports import expiry, recaps
+from huifang.worker import task
+from reports import recaps
 
 
 @task(queue="media")
@@ -23,17 +22,3 @@ def render_recap(*, session: Session, report_id: int) -> None:
         made = recaps.make(job, workdir=Path(work))
         recaps.record(session=session, job=job, made=made)
         session.commit()  # the files are copied in before the scratch directory goes
-
-
-@task(queue="default")
-def expire_report_media(*, session: Session) -> None:
-    """Every 10 minutes: delete the media files of reports whose time ran out (kept N days,
-    or N days after the customer first viewed them), a report per transaction."""
-    now = utcnow()
-    each_on_its_own(
-        session,
-        "expire_report_media",
-        expiry.due(session=session, now=now),
-        lambda report_id: expiry.expire_media(session=session, report_id=report_id, now=now),
-        what="report_id",
-    )

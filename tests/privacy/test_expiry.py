@@ -10,6 +10,7 @@ from sqlalchemy import select
 from huifang import storage
 from media import service as media_service
 from media.models import EXPIRED, Media
+from privacy import files
 from reports import expiry
 from reports.models import Report
 from tests.factories import make_staff, make_visit
@@ -143,3 +144,37 @@ def test_a_bad_expiry_is_refused(client, session, account):
         json={"after_view_days": -1},
     )
     assert answer.status_code == 422
+
+
+def test_a_photo_a_sending_campaign_uses_waits_for_the_campaign(client, session, account):
+    visit, _ = _visit_with_report(client, session, account)
+    report = session.scalars(select(Report).where(Report.visit_id == visit.id)).one()
+    after = session.scalars(
+        select(Media).where(Media.visit_id == visit.id, Media.phase == "after")
+    ).one()
+    created = client.post(
+        "/v1/campaigns",
+        headers=account.headers,
+        json={
+            "name": "年度回访",
+            "preset": "yearly_checkin",
+            "mms": {
+                "body": "{{ customer_name }}您好，预约：{{ booking_link }}",
+                "image_media_id": after.id,
+            },
+        },
+    )
+    assert created.status_code == 201, created.text
+    later = report.expires_at + dt.timedelta(days=1)
+    assert report.id in expiry.due(session=session, now=later)
+
+    def held(media: Media) -> bool:
+        return files.used_by_campaign(session, media)
+
+    assert expiry.expire_media(session=session, report_id=report.id, now=later, held=held) is False
+    made, _ = _files(session, visit.id)
+    assert all(_exists(p) for p in made)
+    archived = client.post(f"/v1/campaigns/{created.json()['id']}/archive", headers=account.headers)
+    assert archived.status_code == 200
+    assert expiry.expire_media(session=session, report_id=report.id, now=later, held=held) is True
+    assert not any(_exists(p) for p in made)
