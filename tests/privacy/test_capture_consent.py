@@ -189,3 +189,21 @@ def test_marketing_use_needs_the_marketing_scope(client, session, account, uncon
     created = client.post("/v1/campaigns", headers=account.headers, json=body)
     assert created.status_code == 201, created.text
     assert lifecycle.picture_url(session, account.tenant.id, media_id).endswith(".jpg")
+
+
+def test_the_company_setting_through_the_api(client, account):
+    read = client.get("/v1/tenant", headers=account.headers).json()
+    assert read["capture_consent_required"] is True
+    assert read["report_media_days"] is None
+    changed = client.patch(
+        "/v1/tenant",
+        headers=account.headers,
+        json={"capture_consent_required": False, "report_media_after_view_days": 7},
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["capture_consent_required"] is False
+    assert changed.json()["report_media_after_view_days"] == 7
+    cleared = client.patch(
+        "/v1/tenant", headers=account.headers, json={"report_media_after_view_days": 0}
+    )
+    assert cleared.json()["report_media_after_view_days"] is None
