@@ -42,6 +42,7 @@ from campaigns.models import (
 )
 from campaigns.presets import get_preset
 from campaigns.schemas import CampaignUpdate
+from compliance import capture
 from compliance import service as compliance
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.pagination import PageParams, paginate
@@ -57,6 +58,7 @@ from messaging.models import (
     Message,
 )
 from tenancy.models import Tenant
+from visits.models import Visit
 from visits.service_types import normalize_service_type
 
 MAX_NAME = 100
@@ -120,10 +122,16 @@ PICTURE_KINDS = ("mms", "display")  # a photo's MMS picture, its display copy wh
 
 
 def picture_url(session: Session, tenant_id: int, media_id: int) -> str:
-    """The public address of a photo's MMS picture (its display copy when it has none)."""
+    """The public address of a photo's MMS picture (its display copy when it has none);
+    refused when the photo's customer has not allowed its use in marketing."""
     media = session.get(Media, media_id)
     if media is None or media.tenant_id != tenant_id:
         raise Invalid(f"There is no media {media_id} in this company to attach to the MMS.")
+    visit = session.get(Visit, media.visit_id)
+    if visit is not None:
+        capture.check_marketing_use(
+            session=session, tenant_id=tenant_id, customer_id=visit.customer_id
+        )
     found = session.execute(
         select(Rendition.kind, Rendition.token).where(
             Rendition.media_id == media_id, Rendition.kind.in_(PICTURE_KINDS)

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import base64
+import binascii
+
 from fastapi import APIRouter, Response
+from fastapi.responses import FileResponse
 
 from access.roles import Permission
-from compliance import registry, service
+from compliance import capture, registry, service
 from compliance.console_api import LedgerFilterDep
 from compliance.models import CompliancePolicy
 from compliance.schemas import (
+    CaptureConsentCreate,
+    CaptureConsentRead,
+    CaptureConsentWithdraw,
     ConsentCreate,
     ConsentRead,
     ConsentRevoke,
@@ -15,8 +22,10 @@ from compliance.schemas import (
     PolicyUpdate,
 )
 from customers import service as customers
+from huifang import storage
 from huifang.db import utcnow
 from huifang.deps import KeyActorDep, SessionDep, TenantDep, key_may
+from huifang.errors import Invalid, NotFound
 from huifang.fields import Id
 from huifang.openapi import refusals
 
@@ -35,6 +44,11 @@ def _policy_read(policy: CompliancePolicy) -> PolicyRead:
         window_end=_hhmm(policy.window_end_minute),
         opt_out_footer=policy.opt_out_footer,
         consent_retention_days=policy.consent_retention_days,
+        capture_consent_retention_days=policy.capture_consent_retention_days,
+        original_media_days=policy.original_media_days,
+        message_text_days=policy.message_text_days,
+        reply_days=policy.reply_days,
+        decision_log_days=policy.decision_log_days,
     )
 
 
@@ -149,4 +163,118 @@ def update_policy(
     """Frequency cap, sending window (customer's local time), opt-out footer, retention."""
     return _policy_read(
         service.update_policy(session=session, tenant_id=tenant.id, changes=body, actor=actor)
+    )
+
+
+# --- capture consent (permission to photograph and film the home) ----------------------------
+
+
+def _signature_bytes(encoded: str | None) -> bytes | None:
+    if encoded is None:
+        return None
+    data = encoded.split(",", 1)[1] if encoded.startswith("data:") else encoded
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise Invalid("signature_png must be a base64-encoded PNG image.") from None
+
+
+@router.post(
+    "/customers/{customer_id}/capture-consents",
+    response_model=CaptureConsentRead,
+    status_code=201,
+    responses=refusals(409),
+)
+def record_capture_consent(
+    customer_id: Id,
+    body: CaptureConsentCreate,
+    session: SessionDep,
+    tenant: TenantDep,
+    actor: KeyActorDep,
+) -> CaptureConsentRead:
+    """Record the customer's permission to photograph / film the home (and use in marketing)."""
+    customer = customers.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
+    record = capture.record_capture_consent(
+        session=session,
+        tenant=tenant,
+        customer=customer,
+        source=body.source,
+        evidence=body.evidence,
+        scopes=list(body.scopes),
+        granted_at=body.granted_at,
+        signature_png=_signature_bytes(body.signature_png),
+        now=utcnow(),
+        actor=actor,
+    )
+    return CaptureConsentRead.of(record)
+
+
+@router.get("/customers/{customer_id}/capture-consents", response_model=list[CaptureConsentRead])
+def list_capture_consents(
+    customer_id: Id, session: SessionDep, tenant: TenantDep
+) -> list[CaptureConsentRead]:
+    customers.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
+    return [
+        CaptureConsentRead.of(r)
+        for r in capture.capture_consents(
+            session=session, tenant_id=tenant.id, customer_id=customer_id
+        )
+    ]
+
+
+@router.post(
+    "/customers/{customer_id}/capture-consents/withdraw",
+    response_model=list[CaptureConsentRead],
+)
+def withdraw_capture_consent(
+    customer_id: Id,
+    body: CaptureConsentWithdraw,
+    session: SessionDep,
+    tenant: TenantDep,
+    actor: KeyActorDep,
+) -> list[CaptureConsentRead]:
+    """Withdraw the permission: new media of this customer's visits are refused from now."""
+    customers.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
+    capture.withdraw_capture_consent(
+        session=session,
+        tenant_id=tenant.id,
+        customer_id=customer_id,
+        evidence=body.evidence,
+        now=utcnow(),
+        actor=actor,
+    )
+    return [
+        CaptureConsentRead.of(r)
+        for r in capture.capture_consents(
+            session=session, tenant_id=tenant.id, customer_id=customer_id
+        )
+    ]
+
+
+@router.get(
+    "/customers/{customer_id}/capture-consents/{consent_id}/signature",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def capture_signature(
+    customer_id: Id, consent_id: Id, session: SessionDep, tenant: TenantDep
+) -> FileResponse:
+    """The signature the customer drew, kept as evidence (for the company only)."""
+    customers.get_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
+    record = next(
+        (
+            r
+            for r in capture.capture_consents(
+                session=session, tenant_id=tenant.id, customer_id=customer_id
+            )
+            if r.id == consent_id
+        ),
+        None,
+    )
+    if record is None or record.signature_path is None:
+        raise NotFound("This capture consent has no signature image.")
+    return FileResponse(
+        storage.resolve(record.signature_path),
+        media_type="image/png",
+        headers={"Cache-Control": "private, no-store"},
     )

@@ -13,6 +13,18 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from huifang.db import Base, BigId, TimestampMixin
 
+# The least a company may keep each kind of data, in days (compliance.service.update_policy).
+# Evidence of consent, and the gate's record of checking it: 5 months (MIIT 2020 draft);
+# the rest: long enough for the office to answer a complaint about the visit.
+RETENTION_MINIMUMS = {
+    "consent_retention_days": 153,
+    "capture_consent_retention_days": 153,
+    "decision_log_days": 153,
+    "original_media_days": 7,
+    "message_text_days": 30,
+    "reply_days": 30,
+}
+
 CONSENT_SOURCES = ("in_person", "web_form", "reply", "import", "api")
 
 # ComplianceDecision.decision
@@ -53,6 +65,14 @@ class CompliancePolicy(TimestampMixin, Base):
     opt_out_footer: Mapped[str] = mapped_column(String(20), default="回复T退订")
     # Revoked consents are kept at least this long (MIIT draft: at least 5 months).
     consent_retention_days: Mapped[int] = mapped_column(default=183)
+    # How long each other kind of data is kept (compliance.retention; RETENTION_MINIMUMS):
+    # withdrawn capture consents with their signatures, original photos and clips after the
+    # visit, messages' texts and numbers, customers' replies, the gate's decision log.
+    capture_consent_retention_days: Mapped[int] = mapped_column(default=183, server_default="183")
+    original_media_days: Mapped[int] = mapped_column(default=365, server_default="365")
+    message_text_days: Mapped[int] = mapped_column(default=730, server_default="730")
+    reply_days: Mapped[int] = mapped_column(default=730, server_default="730")
+    decision_log_days: Mapped[int] = mapped_column(default=365, server_default="365")
 
 
 class ConsentRecord(Base):
@@ -150,3 +170,38 @@ class MarketingHold(Base):
     source: Mapped[str] = mapped_column(String(64))  # the ticket, e.g. "reply:42"
     opened_at: Mapped[dt.datetime] = mapped_column()
     released_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+CAPTURE_SCOPES = ("photos", "clips", "marketing")
+CAPTURE_SOURCES = ("in_person", "signature", "web_form", "api")
+
+
+class CaptureConsent(Base):
+    """A customer's permission to photograph or film the home, with its evidence.
+
+    ``scopes`` is a comma list of CAPTURE_SCOPES: photos, clips, and use in marketing (a
+    before/after in a campaign). Withdrawn, never edited; a signature drawn on the staff
+    phone is kept as a PNG under the media root (``signature_path``).
+    """
+
+    __tablename__ = "capture_consents"
+    __table_args__ = (Index("ix_capture_consents_tenant_customer", "tenant_id", "customer_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), default=None
+    )
+    source: Mapped[str] = mapped_column(String(16))  # one of CAPTURE_SOURCES
+    evidence: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[str] = mapped_column(String(64))
+    signature_path: Mapped[str | None] = mapped_column(String(255), default=None)
+    recorded_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    granted_at: Mapped[dt.datetime] = mapped_column()
+    recorded_at: Mapped[dt.datetime] = mapped_column()
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    withdraw_evidence: Mapped[str | None] = mapped_column(Text, default=None)
+
+    @property
+    def scope_list(self) -> list[str]:
+        return [s for s in self.scopes.split(",") if s]

@@ -53,6 +53,11 @@ class PolicyRead(BaseModel):
     window_end: str
     opt_out_footer: str
     consent_retention_days: int
+    capture_consent_retention_days: int = 183
+    original_media_days: int = 365
+    message_text_days: int = 730
+    reply_days: int = 730
+    decision_log_days: int = 365
 
 
 class PolicyUpdate(BaseModel):
@@ -68,6 +73,11 @@ class PolicyUpdate(BaseModel):
         default=None, min_length=2, max_length=20, examples=["回复T退订", "拒收请回复R"]
     )
     consent_retention_days: int | None = Field(default=None, ge=1, le=3650)
+    capture_consent_retention_days: int | None = Field(default=None, ge=1, le=3650)
+    original_media_days: int | None = Field(default=None, ge=1, le=3650)
+    message_text_days: int | None = Field(default=None, ge=1, le=3650)
+    reply_days: int | None = Field(default=None, ge=1, le=3650)
+    decision_log_days: int | None = Field(default=None, ge=1, le=3650)
 
 
 # --- the compliance screen: bulk consent, suppression list, ledger, audit log --------------
@@ -165,3 +175,61 @@ class AuditPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+CaptureScope = Literal["photos", "clips", "marketing"]
+CaptureSource = Literal["in_person", "signature", "web_form", "api"]
+
+
+class CaptureConsentCreate(BaseModel):
+    source: CaptureSource = Field(description="How the customer agreed.")
+    evidence: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="What proves it: the signed sheet, the form id, who agreed and how.",
+    )
+    scopes: list[CaptureScope] = Field(
+        min_length=1,
+        max_length=3,
+        description="photos, clips, and marketing (the photos may be used in campaigns).",
+    )
+    granted_at: Instant | None = Field(default=None, description="Defaults to now.")
+    signature_png: str | None = Field(
+        default=None,
+        max_length=700_000,
+        description="The customer's signature as a base64 PNG (needed for source=signature).",
+    )
+
+
+class CaptureConsentWithdraw(BaseModel):
+    evidence: str | None = Field(default=None, max_length=2000)
+
+
+class CaptureConsentRead(BaseModel):
+    id: int
+    customer_id: int | None
+    source: str
+    evidence: str
+    scopes: list[str]
+    has_signature: bool
+    recorded_by: str | None
+    granted_at: dt.datetime
+    recorded_at: dt.datetime
+    withdrawn_at: dt.datetime | None
+    withdraw_evidence: str | None
+
+    @classmethod
+    def of(cls, record: Any) -> CaptureConsentRead:
+        return cls(
+            id=record.id,
+            customer_id=record.customer_id,
+            source=record.source,
+            evidence=record.evidence,
+            scopes=record.scope_list,
+            has_signature=record.signature_path is not None,
+            recorded_by=record.recorded_by,
+            granted_at=record.granted_at,
+            recorded_at=record.recorded_at,
+            withdrawn_at=record.withdrawn_at,
+            withdraw_evidence=record.withdraw_evidence,
+        )

@@ -32,6 +32,7 @@ from compliance.models import (
     OPTED_OUT,
     QUIET_HOURS,
     REFUSE,
+    RETENTION_MINIMUMS,
     SEND,
     SUPPRESS,
     ComplianceDecision,
@@ -85,6 +86,11 @@ def policy_for(*, session: Session, tenant_id: int) -> CompliancePolicy:
             window_end_minute=21 * 60,
             opt_out_footer="回复T退订",
             consent_retention_days=183,
+            capture_consent_retention_days=183,
+            original_media_days=365,
+            message_text_days=730,
+            reply_days=730,
+            decision_log_days=365,
         )
     return policy
 
@@ -115,6 +121,12 @@ def update_policy(
             "Keep revoked consents at least 5 months (153 days); the regulator "
             "asks for proof of consent that long."
         )
+    for attr, least in RETENTION_MINIMUMS.items():
+        if getattr(policy, attr) < least:
+            raise Invalid(
+                f"{attr} must be at least {least} days; evidence of consent and the record "
+                f"of checking it are kept 5 months, the rest long enough to answer a complaint."
+            )
     session.flush()
     audit_log.record(
         session,

@@ -27,6 +27,7 @@ from huifang.pagination import PageParams, page_params
 from huifang.settings import get_settings
 from office import customer_search as search
 from office.customer_search import Reach
+from privacy import erasure
 
 router = APIRouter(prefix="/customers", tags=["customers"])
 
@@ -169,6 +170,6 @@ def update_customer(
 
 @router.delete("/{customer_id}", status_code=204, dependencies=[key_may(Permission.POLICY)])
 def delete_customer(customer_id: Id, session: SessionDep, tenant: TenantDep) -> Response:
-    """Delete a customer and their visits."""
-    service.delete_customer(session=session, tenant_id=tenant.id, customer_id=customer_id)
+    """Delete a customer and their visits, with the visits' files."""
+    erasure.delete_customer(session=session, tenant=tenant, customer_id=customer_id, now=utcnow())
     return Response(status_code=204)

@@ -76,10 +76,13 @@ def timezone_for(e164: str) -> str | None:
 
 
 def display(e164: str) -> str:
-    """A number as people read it in its own country (``138 0013 8000``)."""
-    return phonenumbers.format_number(
-        phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.NATIONAL
-    )
+    """A number as people read it in its own country (``138 0013 8000``); what is not a
+    number (an erased customer's placeholder) as it is."""
+    try:
+        number = phonenumbers.parse(e164)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
 
 
 def masked(e164: str) -> str:

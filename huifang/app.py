@@ -51,6 +51,7 @@ from office import campaigns as office_campaigns
 from office import compliance as office_compliance
 from office import customers as office_customers
 from office import inbox as office_inbox
+from office import privacy as office_privacy
 from office import ratings as office_ratings
 from office import settings as office_settings
 from office import staff as staff_pages
@@ -58,6 +59,7 @@ from office import today as office_today
 from office import users as office_users
 from office import visits as office_visits
 from office import web as office
+from privacy.api import router as privacy_router
 from reports.api import public_router as reports_public_router
 from reports.api import router as reports_router
 from reports.api import send_router as reports_send_router
@@ -190,6 +192,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
         campaigns_office_router,
         media_office_router,
         messaging_office_router,
+        privacy_router,
     ):
         app.include_router(router, prefix="/v1")
     app.include_router(media_public_router)
@@ -210,6 +213,7 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
         office_visits.router,
         office_customers.router,
         office_compliance.router,
+        office_privacy.router,
     )
     staff_pages.install(app)  # the staff phone: /staff/ and its uploads
     add_docs(app)

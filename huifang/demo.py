@@ -28,6 +28,7 @@ from accounts.models import User
 from campaigns import lifecycle as campaigns
 from campaigns import materialize as materializer
 from campaigns.models import ARCHIVED, PENDING, Campaign, CampaignOccurrence
+from compliance import capture
 from compliance import service as compliance
 from customers import phones
 from customers import service as customers
@@ -233,6 +234,7 @@ def seed(*, session: Session) -> DemoResult:
         select(Visit).where(Visit.tenant_id == tenant.id).order_by(Visit.id)
     ).first()
     assert first_visit is not None
+    _record_capture_consents(session=session, tenant=tenant, now=utcnow())
     photos = _sample_photos(session=session, tenant=tenant, visit=first_visit)
     report_url = _sample_report(session=session, tenant=tenant, visit=first_visit)
     now = utcnow()
@@ -258,6 +260,30 @@ def seed(*, session: Session) -> DemoResult:
         owner_link=owner_link,
         staff_link=staff_link,
     )
+
+
+def _record_capture_consents(*, session: Session, tenant: Tenant, now: dt.datetime) -> None:
+    """Permission to photograph and film the home (and use the photos in marketing) for the
+    customers who have visits, unless one is on record: the demo company asks for it."""
+    visited = session.scalars(
+        select(Customer)
+        .where(Customer.id.in_(select(Visit.customer_id).where(Visit.tenant_id == tenant.id)))
+        .order_by(Customer.id)
+    )
+    for person in visited:
+        if capture.active_capture_consent(
+            session=session, tenant_id=tenant.id, customer_id=person.id
+        ):
+            continue
+        capture.record_capture_consent(
+            session=session,
+            tenant=tenant,
+            customer=person,
+            source="in_person",
+            evidence="演示数据：客户当面同意拍照录像",
+            scopes=["photos", "clips", "marketing"],
+            now=now,
+        )
 
 
 def _record_consents(

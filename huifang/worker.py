@@ -327,6 +327,16 @@ BEAT_SCHEDULE["purge-expired-consents"] = {
     "schedule": timedelta(days=1),
     "options": {"queue": "default", "expires": 3600},
 }
+BEAT_SCHEDULE["expire-report-media"] = {
+    "task": "privacy.tasks.expire_report_media",
+    "schedule": timedelta(minutes=10),
+    "options": {"queue": "default", "expires": 540},
+}
+BEAT_SCHEDULE["enforce-retention"] = {
+    "task": "privacy.tasks.enforce_retention",
+    "schedule": timedelta(days=1),
+    "options": {"queue": "default", "expires": 3600},
+}
 BEAT_SCHEDULE["materialize-campaign-occurrences"] = {
     "task": "campaigns.tasks.materialize_occurrences",
     "schedule": timedelta(minutes=10),
@@ -371,4 +381,5 @@ def load_tasks() -> None:
     import huifang.ops  # noqa: F401
     import media.tasks  # noqa: F401
     import messaging.tasks  # noqa: F401
+    import privacy.tasks  # noqa: F401
     import reports.tasks  # noqa: F401

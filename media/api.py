@@ -14,12 +14,13 @@ from huifang.db import utcnow
 from huifang.deps import KeyActorDep, SessionDep, TenantDep, key_may
 from huifang.errors import NotFound
 from huifang.fields import Id
+from huifang.openapi import refusals
 from huifang.settings import get_settings
 from huifang.templating import render
 from huifang.throttle import PublicLimit
 from huifang.worker import enqueue
 from media import service, tasks
-from media.models import PROCESSING
+from media.models import EXPIRED, PROCESSING
 from media.schemas import (
     MediaRead,
     PairRead,
@@ -78,7 +79,7 @@ _UPLOAD_FORM: dict[str, Any] = {
         200: {"description": "The same file was already uploaded to this visit."},
         413: {"description": "Too large."},
         415: {"description": "Not a photo or clip we take."},
-        422: {"description": "Damaged, or a missing field."},
+        422: {"description": "Damaged, a missing field, or no capture consent."},
     },
 )
 async def upload_media(
@@ -90,8 +91,8 @@ async def upload_media(
     ffmpeg on the queue, and a damaged one ends ``failed`` with the reason.
     """
     await run_in_threadpool(
-        visits.get_visit, session=session, tenant_id=tenant.id, visit_id=visit_id
-    )  # a wrong visit is refused before the body is read
+        service.check_capture, session=session, tenant=tenant, visit_id=visit_id
+    )  # a wrong visit, or one without the customer's permission, refused before the body
     settings = get_settings()
     staged = await read_upload(
         content_type=request.headers.get("content-type", ""),
@@ -141,12 +142,18 @@ def read_media(media_id: Id, session: SessionDep, tenant: TenantDep) -> MediaRea
     return MediaRead.of(service.get_media(session=session, tenant_id=tenant.id, media_id=media_id))
 
 
-@router.get("/media/{media_id}/original", response_class=FileResponse)
+@router.get("/media/{media_id}/original", response_class=FileResponse, responses=refusals(410))
 def download_original(
     media_id: Id, request: Request, session: SessionDep, tenant: TenantDep
 ) -> Response:
     """The original file as uploaded, for the company only (never public)."""
     media = service.get_media(session=session, tenant_id=tenant.id, media_id=media_id)
+    if media.original_deleted_at is not None:
+        raise HTTPException(
+            410,
+            f"The original was deleted on {media.original_deleted_at:%Y-%m-%d} "
+            f"(the company's retention period, or the customer's erasure).",
+        )
     return downloads.stored_file(
         media.original_path,
         media_type=media.mime,
@@ -293,6 +300,12 @@ def public_rendition(name: str, request: Request, session: SessionDep) -> Respon
     rendition = service.rendition_for_link(session=session, name=name)
     if rendition is None:
         raise NotFound("This image or video link is not valid.")
+    if rendition.media.status == EXPIRED:
+        return HTMLResponse(
+            render("media", "media_deleted.html"),
+            status_code=410,
+            headers={"Cache-Control": "private, no-cache"},
+        )
     now = utcnow()
     until = service.link_expires_at(session=session, rendition=rendition)
     if until is not None and until > now:

@@ -27,6 +27,7 @@ PHASE_LABELS = {
 PROCESSING = "processing"  # received and checked; the media queue has not finished it yet
 READY = "ready"  # renditions exist
 FAILED = "failed"  # processing refused it; failure_reason says why in a sentence
+EXPIRED = "expired"  # its renditions were deleted (the report's media time ran out)
 
 
 class Media(TimestampMixin, Base):
@@ -68,6 +69,10 @@ class Media(TimestampMixin, Base):
     received_at: Mapped[dt.datetime] = mapped_column()
     # Printed on the watermark; /v/{code} shows the facts behind it.
     verification_code: Mapped[str] = mapped_column(String(16), unique=True)
+    # The record that the media existed after its files went: when the renditions were
+    # deleted (status EXPIRED), and when the original was (the company's retention).
+    renditions_deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    original_deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     renditions: Mapped[list[Rendition]] = relationship(
         cascade="all, delete-orphan",

@@ -32,6 +32,7 @@ from typing import IO
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from compliance import capture
 from huifang import storage
 from huifang.db import on_commit
 from huifang.errors import Conflict, HuifangError, Invalid, NotFound, TooLarge
@@ -140,6 +141,7 @@ def create_upload(
 ) -> ResumableUpload:
     """Open an upload of ``length`` bytes for a visit (tus creation)."""
     visit = visits.get_visit(session=session, tenant_id=tenant.id, visit_id=visit_id)
+    capture.require_capture(session=session, tenant=tenant, customer_id=visit.customer_id)
     phase = metadata.get("phase", "").strip()
     if phase not in PHASES:
         raise Invalid(

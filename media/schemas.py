@@ -41,8 +41,12 @@ class MediaRead(BaseModel):
     phase_label: str
     area: str | None
     note: str | None
-    status: Literal["processing", "ready", "failed"]
+    status: Literal["processing", "ready", "failed", "expired"] = Field(
+        description="expired: the renditions were deleted when the report's media time ran out."
+    )
     failure_reason: str | None
+    renditions_deleted_at: dt.datetime | None = None
+    original_deleted_at: dt.datetime | None = None
     sha256: str = Field(description="SHA-256 of the original file as received.")
     bytes: int
     mime: str
@@ -75,6 +79,8 @@ class MediaRead(BaseModel):
             note=media.note,
             status=media.status,
             failure_reason=media.failure_reason,
+            renditions_deleted_at=media.renditions_deleted_at,
+            original_deleted_at=media.original_deleted_at,
             sha256=media.sha256,
             bytes=media.bytes,
             mime=media.mime,
@@ -92,7 +98,11 @@ class MediaRead(BaseModel):
             received_at=media.received_at,
             verification_code=code,
             verification_url=f"{get_settings().public_url}/v/{code}",
-            renditions=[RenditionRead.of(r) for r in media.renditions],
+            renditions=(
+                []
+                if media.renditions_deleted_at
+                else [RenditionRead.of(r) for r in media.renditions]
+            ),
         )
 
 

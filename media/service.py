@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from access import audit
 from access.actors import Actor
+from compliance import capture
 from huifang import storage
 from huifang.db import UTCDateTime, on_commit, utcnow
 from huifang.errors import HuifangError, Invalid, NotFound, UnsupportedType
@@ -95,6 +96,9 @@ def accept_upload(
     now = now or utcnow()
     try:
         visit = visits.get_visit(session=session, tenant_id=tenant.id, visit_id=visit_id)
+        capture.require_capture(
+            session=session, tenant=tenant, customer_id=visit.customer_id, kind=staged.sniffed.kind
+        )
         phase = staged.fields.get("phase", "").strip()
         if phase not in PHASES:
             raise Invalid(f"Say which moment this shows: phase must be one of {', '.join(PHASES)}.")
@@ -145,6 +149,14 @@ def accept_upload(
             raise
         return existing, False
     return media, True
+
+
+def check_capture(*, session: Session, tenant: Tenant, visit_id: int) -> Visit:
+    """The visit, once its customer's permission to photograph the home is on record (when
+    the company asks for it): checked before an upload's body is read."""
+    visit = visits.get_visit(session=session, tenant_id=tenant.id, visit_id=visit_id)
+    capture.require_capture(session=session, tenant=tenant, customer_id=visit.customer_id)
+    return visit
 
 
 def get_media(*, session: Session, tenant_id: int, media_id: int) -> Media:

@@ -42,6 +42,7 @@ REASON_NAMES = {
     "provider_opt_out": "服务商报告退订",
     "manual": "办公室记录",
     "unreachable": "无法接收短信",
+    "erased": "客户的个人信息已删除",
 }
 POLICY_FIELDS = {
     "marketing_cap": "营销短信上限",

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.datastructures import FormData, UploadFile
 
+from access.roles import Permission
 from compliance import bulk, registry
 from customers import import_jobs
 from customers import service as customers
@@ -29,6 +30,7 @@ from huifang.pagination import PageParams
 from huifang.settings import get_settings
 from office import customer_search as search
 from office import customer_timeline as timeline
+from office import privacy as privacy_pages
 from office import web
 
 router = APIRouter()
@@ -369,7 +371,12 @@ def customer_page(
                 "out": _("已记录退订。"),
                 "in": _("已恢复接收短信。"),
                 "address": _("地址已保存。"),
+                "capture": _("已记录拍照录像授权。"),
+                "capture-withdrawn": _("已撤回拍照录像授权。"),
+                "erased": _("已删除这位客户的个人信息；统计数字保留。"),
             }.get(request.query_params.get("done", "")),
+            "may_own": person.may(Permission.POLICY),
+            **privacy_pages.capture_view(session, person.tenant.id, customer_id),
         },
         person=person,
     )

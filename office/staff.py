@@ -10,6 +10,8 @@ for the one-file form upload, and the words in Chinese from ``staff.words``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,10 +24,11 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from access.roles import Permission
+from compliance import capture
 from customers.models import Customer
 from huifang.db import utcnow
 from huifang.deps import SessionDep, UnitOfWorkDep
-from huifang.errors import Conflict, HuifangError
+from huifang.errors import Conflict, HuifangError, Invalid
 from huifang.fields import Id
 from huifang.i18n import _, format_date
 from huifang.settings import get_settings
@@ -99,7 +102,11 @@ def _path(url: str) -> str:
 
 def media_view(media: Media) -> dict[str, Any]:
     """What the phone shows of a media: state, the watermarked result, a refusal in Chinese."""
-    by_kind = {r.kind: _path(rendition_url(r)) for r in media.renditions}
+    by_kind = {
+        r.kind: _path(rendition_url(r))
+        for r in media.renditions
+        if media.renditions_deleted_at is None  # deleted with the report's media
+    }
     return {
         "id": media.id,
         "kind": media.kind,
@@ -224,6 +231,11 @@ def _visit_page(
             "when": _local(visit.scheduled_at, zone),
             "started": _local(visit.started_at, zone),
             "report": report,
+            "needs_consent": person.tenant.capture_consent_required
+            and capture.active_capture_consent(
+                session=session, tenant_id=person.tenant.id, customer_id=visit.customer_id
+            )
+            is None,
             "error": error,
             "notice": notice,
         },
@@ -234,7 +246,12 @@ def _visit_page(
 
 @router.get("/visits/{visit_id}")
 def visit_page(
-    visit_id: Id, request: Request, session: SessionDep, person: Staff, uploaded: int = 0
+    visit_id: Id,
+    request: Request,
+    session: SessionDep,
+    person: Staff,
+    uploaded: int = 0,
+    consented: int = 0,
 ) -> Response:
     try:
         visit = _own(session, person, visit_id)
@@ -245,7 +262,9 @@ def visit_page(
         session,
         person,
         visit,
-        notice=_("已上传，正在处理（加水印）。") if uploaded else None,
+        notice=_("已上传，正在处理（加水印）。")
+        if uploaded
+        else (_("已记录客户的拍照录像授权，可以拍照了。") if consented else None),
     )
 
 
@@ -285,6 +304,69 @@ def start(visit_id: Id, request: Request, session: SessionDep, person: Staff) ->
     except HuifangError as exc:
         return _refused(request, person, exc)
     return web.redirect(f"/staff/visits/{visit_id}")
+
+
+@router.post("/visits/{visit_id}/capture-consent", dependencies=[web.FormChecked])
+async def capture_consent(
+    visit_id: Id, request: Request, session: SessionDep, person: Staff
+) -> Response:
+    """The customer ticks the box and signs on the phone: their permission to photograph
+    and film the home, the drawn signature kept as a PNG (``compliance.capture``)."""
+    form = await request.form()
+    try:
+        visit = await run_in_threadpool(_own, session, person, visit_id)
+    except HuifangError as exc:
+        return _refused(request, person, exc)
+    scopes = [str(v) for v in form.getlist("scope")]
+    signature = str(form.get("signature") or "")
+
+    def record() -> Response:
+        try:
+            if form.get("agree") != "yes":
+                raise Invalid("Permission needs the customer to tick the box that they agree.")
+            data = _signature_png(signature)
+            customer = session.get(Customer, visit.customer_id)
+            assert customer is not None
+            capture.record_capture_consent(
+                session=session,
+                tenant=person.tenant,
+                customer=customer,
+                source="signature",
+                evidence=(
+                    f"客户在服务人员 {person.user.name} 的手机上勾选同意并签名"
+                    f"（服务记录 #{visit.id}）"
+                ),
+                scopes=scopes,
+                signature_png=data,
+                now=utcnow(),
+                actor=person.actor,
+            )
+        except HuifangError as exc:
+            session.rollback()
+            return _visit_page(
+                request,
+                session,
+                person,
+                visit,
+                error=chinese(exc.detail, exc.status_code),
+                status=exc.status_code,
+            )
+        return web.redirect(f"/staff/visits/{visit_id}?consented=1")
+
+    return await run_in_threadpool(record)
+
+
+def _signature_png(data_url: str) -> bytes | None:
+    """The canvas's ``data:image/png;base64,…`` as bytes; None when nothing was drawn."""
+    prefix = "data:image/png;base64,"
+    if not data_url:
+        return None
+    if not data_url.startswith(prefix):
+        raise Invalid("The signature must be a PNG image drawn on the phone.")
+    try:
+        return base64.b64decode(data_url[len(prefix) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise Invalid("The signature must be a PNG image drawn on the phone.") from None
 
 
 @router.post("/visits/{visit_id}/finish", dependencies=[web.FormChecked])
@@ -370,6 +452,17 @@ async def upload_one(visit_id: Id, request: Request, unit_of_work: UnitOfWorkDep
         await run_in_threadpool(staff_uploads.check_visit, unit_of_work, uploader, visit_id)
     except HuifangError as exc:
         return await run_in_threadpool(_refusal_page, request, unit_of_work, exc)
+    try:
+        await run_in_threadpool(_check_capture, unit_of_work, uploader, visit_id)
+    except HuifangError as exc:
+        return await run_in_threadpool(
+            _form_refusal,
+            request,
+            unit_of_work,
+            visit_id,
+            chinese(exc.detail, exc.status_code),
+            exc.status_code,
+        )
     settings = get_settings()
     try:
         staged = await read_upload(
@@ -412,6 +505,11 @@ async def upload_one(visit_id: Id, request: Request, unit_of_work: UnitOfWorkDep
         return web.redirect(f"{back}?uploaded=1")
 
     return await run_in_threadpool(accept)
+
+
+def _check_capture(unit_of_work: Any, uploader: staff_uploads.Uploader, visit_id: int) -> None:
+    with unit_of_work(read_only=True) as session:
+        media_service.check_capture(session=session, tenant=uploader.tenant, visit_id=visit_id)
 
 
 def _refusal_page(request: Request, unit_of_work: Any, exc: HuifangError) -> HTMLResponse:

@@ -24,7 +24,7 @@ from huifang.worker import enqueue
 from messaging.providers import get_provider
 from messaging.schemas import MessageRead
 from messaging.send_now import send_now
-from reports import mms, ratings, recaps, sending, tasks
+from reports import expiry, mms, ratings, recaps, sending, tasks
 from reports import service as reports
 from reports.models import PROBLEMS, SCORES, Report
 from reports.schemas import (
@@ -33,6 +33,8 @@ from reports.schemas import (
     RatingFiguresRead,
     RatingGroupRead,
     RatingRead,
+    ReportMediaExpiryRead,
+    ReportMediaExpiryUpdate,
     ReportOfferRead,
     ReportOfferUpdate,
     ReportRead,
@@ -112,6 +114,42 @@ def read_report(
         reports.get_report(session=session, tenant_id=tenant.id, visit_id=visit_id),
         profile,
         session,
+    )
+
+
+def _expiry_read(report: Any) -> ReportMediaExpiryRead:
+    return ReportMediaExpiryRead(
+        report_id=report.id,
+        media_due_at=expiry.media_due_at(report),
+        media_expires_at=report.media_expires_at,
+        media_after_view_days=report.media_after_view_days,
+        first_viewed_at=report.first_viewed_at,
+        media_deleted_at=report.media_deleted_at,
+    )
+
+
+@router.get("/visits/{visit_id}/report/media-expiry", response_model=ReportMediaExpiryRead)
+def read_media_expiry(
+    visit_id: Id, session: SessionDep, tenant: TenantDep
+) -> ReportMediaExpiryRead:
+    """When the report's photos, clips, recap and long image will be deleted."""
+    return _expiry_read(reports.get_report(session=session, tenant_id=tenant.id, visit_id=visit_id))
+
+
+@router.put("/visits/{visit_id}/report/media-expiry", response_model=ReportMediaExpiryRead)
+def set_media_expiry(
+    visit_id: Id, body: ReportMediaExpiryUpdate, session: SessionDep, tenant: TenantDep
+) -> ReportMediaExpiryRead:
+    """This report's own expiry: keep the media N days, or delete them N days after the
+    customer first opened the report (阅后自动删除)."""
+    report = reports.get_report(session=session, tenant_id=tenant.id, visit_id=visit_id)
+    return _expiry_read(
+        expiry.set_report_expiry(
+            session=session,
+            report=report,
+            keep_days=body.keep_days,
+            after_view_days=body.after_view_days,
+        )
     )
 
 
@@ -211,6 +249,16 @@ def _page(
         return HTMLResponse(
             render("reports", "report_missing.html"), status_code=404, headers=REPORT_PAGE_HEADERS
         )
+    if expiry.media_gone(report):
+        return HTMLResponse(
+            render(
+                "reports",
+                "report_media_deleted.html",
+                **reports.expired_context(session=session, report=report),
+            ),
+            status_code=410,
+            headers=REPORT_PAGE_HEADERS,
+        )
     if reports.is_expired(report):
         return HTMLResponse(
             render(
@@ -251,18 +299,22 @@ def _page(
 )
 @writes
 def report_page(token: str, session: SessionDep, rated: bool = False) -> HTMLResponse:
-    """The visit report a customer opens from the message: 410 once it has expired. Each
-    opening is counted (the first and how many), by this server, for the company."""
+    """The visit report a customer opens from the message: 410 once it has expired or its
+    media have been deleted. Each opening is counted (the first and how many), by this
+    server, for the company; the first view starts 阅后自动删除 where the company uses it."""
     report = reports.by_token(session=session, token=token)
     # Back from the satisfaction form (``rated``) is the same visit, not another opening.
-    if report is not None and not rated and not reports.is_expired(report):
-        ratings.count_view(session=session, report=report, event="opened", now=utcnow())
+    if report is not None and not reports.is_expired(report) and not expiry.media_gone(report):
+        now = utcnow()
+        if not rated:
+            ratings.count_view(session=session, report=report, event="opened", now=now)
+        expiry.record_view(session=session, report=report, now=now)  # starts 阅后自动删除
     return _page(session, report, rated=rated)
 
 
 def _rate(session: Session, token: str, form: dict[str, Any]) -> Response:
     report = reports.by_token(session=session, token=token)
-    if report is None or reports.is_expired(report):
+    if report is None or reports.is_expired(report) or expiry.media_gone(report):
         return _page(session, report)
     try:
         ratings.rate(
@@ -300,7 +352,7 @@ def _count(session: Session, token: str, event: str) -> Report:
     report = reports.by_token(session=session, token=token)
     if report is None:
         raise NotFound("This report link is not valid.")
-    if reports.is_expired(report):
+    if reports.is_expired(report) or expiry.media_gone(report):
         raise HTTPException(410, "This report has expired; ask the company for a new one.")
     ratings.count_view(session=session, report=report, event=event, now=utcnow())
     return report
@@ -345,6 +397,16 @@ def report_script() -> FileResponse:
 def report_file(token: str, name: str, request: Request, session: SessionDep) -> Response:
     """The report's own files (long image, MMS pictures, recap video), while it is valid."""
     report = reports.by_token(session=session, token=token)
+    if report is not None and expiry.media_gone(report):
+        return HTMLResponse(
+            render(
+                "reports",
+                "report_media_deleted.html",
+                **reports.expired_context(session=session, report=report),
+            ),
+            status_code=410,
+            headers=REPORT_PAGE_HEADERS,
+        )
     found = reports.asset_file(session=session, report=report, name=name) if report else None
     if report is None or found is None:
         raise NotFound("This report file link is not valid.")

@@ -55,6 +55,14 @@ class Report(TimestampMixin, Base):
     recap_token: Mapped[str | None] = mapped_column(String(32), unique=True, default=None)
     recap_poster_path: Mapped[str | None] = mapped_column(String(255), default=None)
 
+    # When its media are deleted (reports.expiry): at ``media_expires_at`` (None: at
+    # ``expires_at``), or ``media_after_view_days`` after ``first_viewed_at`` (阅后自动删除),
+    # whichever comes first. Taken from the company at the first build; editable per report.
+    media_expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    media_after_view_days: Mapped[int | None] = mapped_column(default=None)
+    first_viewed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    media_deleted_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)
+
 
 class ReportText(TimestampMixin, Base):
     """A company's own wording for a report card: care advice per service, offer per month.

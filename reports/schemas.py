@@ -282,3 +282,31 @@ class ReportOfferUpdate(BaseModel):
         max_length=120,
         examples=["年前保洁预约紧张，提前约好深度保洁，干干净净过大年。"],
     )
+
+
+class ReportMediaExpiryUpdate(BaseModel):
+    keep_days: int | None = Field(
+        default=None,
+        ge=0,
+        le=3650,
+        description="Keep the media this many days after the build "
+        "(null: while the report is valid).",
+    )
+    after_view_days: int | None = Field(
+        default=None,
+        ge=0,
+        le=3650,
+        description="Delete the media this many days after the customer first opened the report "
+        "(阅后自动删除; null: not).",
+    )
+
+
+class ReportMediaExpiryRead(BaseModel):
+    report_id: int
+    media_due_at: dt.datetime = Field(
+        description="When the media will be deleted, as things stand."
+    )
+    media_expires_at: dt.datetime | None
+    media_after_view_days: int | None
+    first_viewed_at: dt.datetime | None
+    media_deleted_at: dt.datetime | None

@@ -48,7 +48,7 @@ from huifang.settings import get_settings
 from media import renditions
 from media import service as media_service
 from media.models import PROCESSING, READY, Media, Rendition
-from reports import longimage, mms
+from reports import expiry, longimage, mms
 from reports.models import CARE_ADVICE, OFFER, Report, ReportText
 from tenancy.models import Tenant
 from visits import service as visits
@@ -627,6 +627,7 @@ def _save(
     created = report is None
     if report is None:
         candidate = Report(tenant_id=tenant.id, visit_id=visit.id, token=_new_token(), **fields)
+        expiry.apply_company_rules(candidate, tenant, now=now)
         try:
             with session.begin_nested():  # two builds of one visit at once: one row wins
                 session.add(candidate)

@@ -34,6 +34,24 @@ def _too_large(match: re.Match[str]) -> str:
 _TABLE: tuple[tuple[re.Pattern[str], Words], ...] = tuple(
     (re.compile(pattern), words)
     for pattern, words in (
+        # permission to photograph the home (compliance.capture)
+        (
+            r"^The customer has not given permission to photograph",
+            _fixed("客户还没有同意拍照录像，不能上传照片或视频。请先请客户在下方勾选同意并签名。"),
+        ),
+        (
+            r"^The customer's permission does not cover being photographed",
+            _fixed("客户的授权不包括拍照，不能上传照片。请重新请客户勾选“拍照”并签名。"),
+        ),
+        (
+            r"^The customer's permission does not cover being filmed",
+            _fixed("客户的授权不包括录像，不能上传视频。请重新请客户勾选“录像”并签名。"),
+        ),
+        (r"^Permission needs the customer to tick", _fixed("请客户勾选“我同意”后再签名提交。")),
+        (r"^A signed permission needs", _fixed("请客户在签名框里签名后再提交。")),
+        (r"^The signature", _fixed("签名没有保存成功，请清除后重新签名。")),
+        (r"^Permission must cover", _fixed("请至少勾选“拍照”或“录像”中的一项。")),
+        (r"^This customer already gave permission", _fixed("客户已经同意过拍照录像。")),
         # the file itself
         (r"^The file is empty", _fixed("文件是空的，请重新拍摄或重新选择。")),
         (r"^This (file|upload) is over (?P<size>[\d.]+ MB)", _too_large),

@@ -39,6 +39,14 @@ class Tenant(TimestampMixin, Base):
     # When staff finish a visit its report is built; True: the office reviews it and sends
     # it, False: it goes to the customer at once.
     report_review: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # Media of a visit only with the customer's permission to photograph the home
+    # (compliance.capture). New companies: on; companies from before it: off until turned on.
+    capture_consent_required: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # How long a report's photos, clips, recap and long image are kept: days after the
+    # build (None: as long as the report is valid), or days after the customer first opened
+    # it (阅后自动删除; None: not after viewing). Each report may override both.
+    report_media_days: Mapped[int | None] = mapped_column(default=None)
+    report_media_after_view_days: Mapped[int | None] = mapped_column(default=None)
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant")
 

@@ -64,6 +64,19 @@ class TenantRead(BaseModel):
         "before it is sent (true), or it goes to the customer as soon "
         "as staff finish the visit (false)."
     )
+    capture_consent_required: bool = Field(
+        default=True,
+        description="Whether media of a customer's visits need their capture consent.",
+    )
+    report_media_days: int | None = Field(
+        default=None,
+        description="Days a report's media are kept (null: as long as the report is valid).",
+    )
+    report_media_after_view_days: int | None = Field(
+        default=None,
+        description="Days after the customer first opened a report that its media are deleted "
+        "(阅后自动删除; null: not).",
+    )
     created_at: dt.datetime
     webhooks: dict[str, str] = Field(
         default_factory=dict,
@@ -115,6 +128,23 @@ class TenantUpdate(BaseModel):
         default=None,
         description="true: the office reviews each report staff finish before "
         "it is sent; false: it is sent to the customer at once.",
+    )
+    capture_consent_required: bool | None = Field(
+        default=None,
+        description="true: photos and clips of a customer's visits are refused until the "
+        "customer's capture consent is recorded.",
+    )
+    report_media_days: int | None = Field(
+        default=None,
+        ge=0,
+        le=3650,
+        description="Keep report media this many days (0: as long as the report is valid).",
+    )
+    report_media_after_view_days: int | None = Field(
+        default=None,
+        ge=0,
+        le=3650,
+        description="Delete report media this many days after the first view (0: never).",
     )
 
 

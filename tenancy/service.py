@@ -109,6 +109,8 @@ def update_tenant(
             value = normalize_signature(str(value))
         elif attr == "work_days":
             value = "".join(sorted(set(str(value))))
+        elif attr in ("report_media_days", "report_media_after_view_days"):
+            value = value or None  # 0: not set
         if getattr(tenant, attr) != value:
             changed[attr] = {"from": getattr(tenant, attr), "to": value}
         setattr(tenant, attr, value)

@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from compliance import capture
 from compliance import service as compliance
-from compliance.models import ConsentRecord
+from compliance.models import CaptureConsent, ConsentRecord
 from customers import service as customers
 from customers.models import Customer
 from tenancy import service as tenancy
@@ -59,11 +60,37 @@ def make_customer(
     *,
     name: str = "王女士",
     phone: str = "13800138000",
+    capture_consent: bool = True,
     **kwargs: Any,
 ) -> Customer:
-    """A customer of ``tenant`` (region, city, timezone, tags… as keywords)."""
-    return customers.create_customer(
+    """A customer of ``tenant`` (region, city, timezone, tags… as keywords), who allowed
+    photos and clips of the home (``capture_consent=False``: not asked yet)."""
+    customer = customers.create_customer(
         session=session, tenant=tenant, name=name, phone=phone, **kwargs
+    )
+    if capture_consent:
+        make_capture_consent(session, tenant, customer)
+    return customer
+
+
+def make_capture_consent(
+    session: Session,
+    tenant: Tenant,
+    customer: Customer,
+    *,
+    scopes: Sequence[str] = ("photos", "clips", "marketing"),
+    now: dt.datetime | None = None,
+) -> CaptureConsent:
+    """The customer's permission to photograph and film the home and to use the photos in
+    marketing, given in person."""
+    return capture.record_capture_consent(
+        session=session,
+        tenant=tenant,
+        customer=customer,
+        source="in_person",
+        evidence="上门时客户口头同意拍照录像",
+        scopes=list(scopes),
+        now=now or dt.datetime.now(dt.UTC),
     )
 
 
@@ -116,3 +143,11 @@ def make_consent(
         granted_at=granted_at or now,
         now=now,
     )
+
+
+def create_consenting_customer(*, session: Session, tenant: Tenant, **kwargs: Any) -> Customer:
+    """``customers.create_customer`` (same keywords) for a customer who allowed photos and
+    clips of the home: for tests that upload media to the customer's visits."""
+    customer = customers.create_customer(session=session, tenant=tenant, **kwargs)
+    make_capture_consent(session, tenant, customer)
+    return customer

@@ -33,6 +33,7 @@ LAYERS = (
     "media",
     "reports",
     "campaigns",
+    "privacy",
     "today",
     "office",
     "staff",

@@ -20,13 +20,14 @@ from bookings import service as booking
 from bookings.models import Booking
 from campaigns import lifecycle as campaigns
 from compliance import service as compliance
-from customers import service as customers
+from compliance.models import CaptureConsent
 from customers.models import ImportJob, ImportJobRow
 from media import resumable
 from media.models import Media
 from messaging import inbound, sms_templates
 from messaging import service as outbox
 from reports.models import Report, ReportRating
+from tests.factories import create_consenting_customer
 from visits import service as visits
 
 # Collection routes (no id in the path) and how to check them.
@@ -95,6 +96,7 @@ COLLECTION_ROUTES = {
     ("GET", "/v1/audit-log"),
     ("GET", "/v1/sms-templates"),
     ("POST", "/v1/sms-templates"),
+    ("GET", "/v1/retention/upcoming"),
 }
 TUS = {"Tus-Resumable": "1.0.0"}
 # Path words that name something in the caller's own company (a service code, a month),
@@ -111,6 +113,9 @@ PATCH_BODIES = {
 # POST bodies that would succeed on one's own object, keyed by the path's last word.
 POST_BODIES = {
     "consents": {"source": "in_person", "evidence": "x"},
+    "capture-consents": {"source": "in_person", "evidence": "x", "scopes": ["photos"]},
+    "withdraw": {"evidence": "x"},
+    "media-expiry": {"after_view_days": 7},
     "revoke": {"source": "api"},
     "opt-out": {"detail": "x"},
     "answers": {"body": "你好"},
@@ -125,7 +130,7 @@ POST_BODIES = {
 @pytest.fixture
 def b_objects(session, other_account):
     tenant = other_account.tenant
-    customer = customers.create_customer(
+    customer = create_consenting_customer(
         session=session, tenant=tenant, name="B的客户", phone="13800138000"
     )
     staff = visits.create_staff(session=session, tenant=tenant, name="B的员工")
@@ -269,6 +274,9 @@ def b_objects(session, other_account):
         "job_id": job.id,
         "suppression_id": suppression,
         "template_id": template.id,
+        "consent_id": session.scalars(
+            select(CaptureConsent.id).where(CaptureConsent.customer_id == customer.id)
+        ).one(),
     }
 
 

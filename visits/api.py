@@ -4,10 +4,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
+from huifang.db import utcnow
 from huifang.deps import SessionDep, TenantDep
 from huifang.fields import Id, Instant
 from huifang.openapi import refusals
 from huifang.pagination import PageParams, page_params
+from privacy import files as privacy_files
 from visits import service
 from visits.schemas import (
     StaffCreate,
@@ -143,5 +145,8 @@ def update_visit(
 
 @visit_router.delete("/{visit_id}", status_code=204)
 def delete_visit(visit_id: Id, session: SessionDep, tenant: TenantDep) -> Response:
-    service.delete_visit(session=session, tenant_id=tenant.id, visit_id=visit_id)
+    """Delete a visit with its media and report, and their files from storage."""
+    privacy_files.delete_visit(
+        session=session, tenant_id=tenant.id, visit_id=visit_id, now=utcnow()
+    )
     return Response(status_code=204)

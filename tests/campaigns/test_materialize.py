@@ -34,6 +34,7 @@ from customers import service as customers
 from customers.models import Customer
 from media.models import Media, Rendition
 from messaging.models import Message
+from tests.factories import make_capture_consent
 from visits import service as visits
 
 UTC = dt.UTC
@@ -640,6 +641,7 @@ def test_a_template_that_cannot_be_filled_cancels_with_the_reason(session, shop)
 def test_the_mms_variant_goes_when_the_provider_carries_mms(session, shop) -> None:
     served = utc(2026, 1, 10, 6)
     people = [shop.customer(visits_=(("ac_cleaning", served),)) for _ in range(2)]
+    make_capture_consent(session, shop.tenant, people[0])  # its photo may go in marketing
     visit = visits.create_visit(
         session=session,
         tenant=shop.tenant,

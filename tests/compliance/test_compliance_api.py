@@ -96,6 +96,11 @@ def test_policy_reads_and_updates_with_sentences_for_mistakes(client, account):
         "window_end": "21:00",
         "opt_out_footer": "回复T退订",
         "consent_retention_days": 183,
+        "capture_consent_retention_days": 183,
+        "original_media_days": 365,
+        "message_text_days": 730,
+        "reply_days": 730,
+        "decision_log_days": 365,
     }
     changed = client.put(
         "/v1/compliance/policy",

@@ -16,7 +16,6 @@ from PIL import Image, ImageChops, ImageStat
 from sqlalchemy import delete
 
 import huifang.db
-from customers import service as customers
 from huifang import storage, worker
 from huifang.app import create_app
 from huifang.db import set_database
@@ -26,6 +25,7 @@ from media import service as media_service
 from media.models import Media
 from tenancy import service as tenancy
 from tenancy.models import Tenant
+from tests.factories import make_customer
 from tests.media.conftest import upload
 from visits import service as visits
 
@@ -468,9 +468,7 @@ def company(sqlite_database):
     with sqlite_database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="短片家政", signature="短片家政")
         _, key = tenancy.create_api_key(session=session, tenant=tenant)
-        customer = customers.create_customer(
-            session=session, tenant=tenant, name="王女士", phone="13800138000"
-        )
+        customer = make_customer(session, tenant, name="王女士", phone="13800138000")
         visit = visits.create_visit(
             session=session,
             tenant=tenant,

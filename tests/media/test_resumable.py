@@ -17,6 +17,7 @@ from huifang.errors import Conflict
 from huifang.settings import get_settings
 from media import resumable
 from media.models import Media, ResumableUpload
+from tests.factories import make_customer
 from tests.media.conftest import phone_jpeg
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -426,7 +427,6 @@ def test_another_company_cannot_touch_an_upload(client, account, other_account, 
 
 def test_the_sweep_task_takes_each_upload_on_its_own(committed_db, monkeypatch):
     """The periodic task commits each removal; one that fails leaves the others done."""
-    from customers import service as customers
     from media import tasks
     from tenancy import service as tenancy
     from tenancy.models import Tenant
@@ -435,9 +435,7 @@ def test_the_sweep_task_takes_each_upload_on_its_own(committed_db, monkeypatch):
     past = utcnow() - dt.timedelta(days=2)
     with committed_db.session() as session:
         tenant = tenancy.create_tenant(session=session, name="清扫家政", signature="清扫家政")
-        customer = customers.create_customer(
-            session=session, tenant=tenant, name="王女士", phone="13800138000"
-        )
+        customer = make_customer(session, tenant, name="王女士", phone="13800138000")
         visit = visits.create_visit(
             session=session, tenant=tenant, customer_id=customer.id, service_type="ac_cleaning"
         )

@@ -21,7 +21,6 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from customers import service as customers
 from media import service as media_service
 from media.models import PROCESSING, Media, ResumableUpload
 from tests.browser import (
@@ -37,6 +36,7 @@ from tests.browser import (
     sign_in_through_link,
 )
 from tests.conftest import REQUIRE_SERVICES
+from tests.factories import create_consenting_customer
 from tests.media.conftest import CORPUS
 from visits import service as visits
 
@@ -122,10 +122,10 @@ def test_a_staff_day_on_a_phone(chromium, live_app):
     tenant = make_company(live_app, "洁家家政")
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=20)
     with live_app.database.session() as session:
-        customer = customers.create_customer(
+        customer = create_consenting_customer(
             session=session, tenant=tenant, name="王女士", phone="13800138000", region="浦东新区"
         )
-        other_customer = customers.create_customer(
+        other_customer = create_consenting_customer(
             session=session, tenant=tenant, name="陈先生", phone="13800138001"
         )
         staff = visits.create_staff(session=session, tenant=tenant, name="李秀兰")
@@ -358,7 +358,7 @@ def test_a_staff_day_on_a_phone(chromium, live_app):
 def test_without_javascript_the_page_still_uploads_one_file(chromium, live_app):
     tenant = make_company(live_app, "无脚本家政")
     with live_app.database.session() as session:
-        customer = customers.create_customer(
+        customer = create_consenting_customer(
             session=session, tenant=tenant, name="赵女士", phone="13800138009"
         )
         staff = visits.create_staff(session=session, tenant=tenant, name="周师傅")

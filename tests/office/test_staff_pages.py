@@ -15,11 +15,11 @@ from fastapi import APIRouter, Depends
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import func, select
 
-from customers import service as customers
 from media import service as media_service
 from media.models import Media, ResumableUpload
 from office import web
 from staff.words import chinese
+from tests.factories import create_consenting_customer
 from tests.media.conftest import phone_jpeg, upload
 from tests.office.support import form_token, sign_in
 from visits import service as visits
@@ -35,7 +35,7 @@ def _meta(**fields: str) -> str:
 
 @pytest.fixture
 def day(session, account):
-    customer = customers.create_customer(
+    customer = create_consenting_customer(
         session=session,
         tenant=account.tenant,
         name="王女士",

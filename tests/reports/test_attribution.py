@@ -34,6 +34,7 @@ from messaging.providers.console import ConsoleProvider
 from reports import attribution
 from reports import service as reports
 from reports.sending import send_report
+from tests.factories import create_consenting_customer
 from tests.media.conftest import phone_jpeg, upload
 from visits import service as visits
 
@@ -84,7 +85,7 @@ def _send(
 ) -> Sent:
     """A visit with one processed photo whose report is sent (and delivered) at ``at``."""
     tenant = account.tenant
-    customer = customers.create_customer(
+    customer = create_consenting_customer(
         session=session, tenant=tenant, name="王女士", phone=str(next(_phones))
     )
     staff = visits.create_staff(session=session, tenant=tenant, name="李秀兰")

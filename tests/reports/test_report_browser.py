@@ -17,7 +17,6 @@ import pytest
 from PIL import Image
 from sqlalchemy import delete
 
-from customers import service as customers
 from media import ffmpeg, fonts, samples
 from media import service as media_service
 from media.upload import stage_bytes
@@ -26,6 +25,7 @@ from tenancy import service as tenancy
 from tenancy.models import Tenant
 from tests.browser import live_app
 from tests.conftest import REQUIRE_SERVICES
+from tests.factories import create_consenting_customer
 from tests.media.conftest import phone_jpeg
 from visits import service as visits
 
@@ -121,7 +121,7 @@ def built_report(sqlite_database, tmp_path):
         tenant = tenancy.create_tenant(
             session=session, name="洁家家政服务（上海）有限公司", signature="洁家家政"
         )
-        customer = customers.create_customer(
+        customer = create_consenting_customer(
             session=session, tenant=tenant, name="王女士", phone="13800138000"
         )
         staff = visits.create_staff(

@@ -7,11 +7,11 @@ import datetime as dt
 import pytest
 
 from bookings import links
-from customers import service as customers
 from huifang import throttle
 from media import service as media_service
 from media.upload import stage_bytes
 from reports import service as reports
+from tests.factories import create_consenting_customer
 from tests.media.conftest import phone_jpeg
 from visits import service as visits
 
@@ -39,7 +39,7 @@ def assert_protected(answer) -> dict[str, str]:
 @pytest.fixture
 def pages(session, account):
     """A visit with a processed photo and its report, and a booking link."""
-    customer = customers.create_customer(
+    customer = create_consenting_customer(
         session=session, tenant=account.tenant, name="王女士", phone="13800138000"
     )
     visit = visits.create_visit(

@@ -17,6 +17,7 @@ from huifang.db import Database, on_commit, set_database
 from huifang.ops import WorkerHeartbeat
 from media.models import Media
 from tenancy.models import Tenant
+from tests.factories import create_consenting_customer
 
 
 def test_celery_is_configured_for_at_least_once_delivery():
@@ -241,7 +242,6 @@ def test_a_real_celery_worker_on_redis_runs_tasks_end_to_end(
 
 
 def _receive_photo(database: Database) -> tuple[int, int]:
-    from customers import service as customers
     from media import service as media
     from media.upload import stage_bytes
     from tenancy import service as tenancy
@@ -250,7 +250,7 @@ def _receive_photo(database: Database) -> tuple[int, int]:
 
     with database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="分布式家政", signature="分布式家政")
-        customer = customers.create_customer(
+        customer = create_consenting_customer(
             session=session, tenant=tenant, name="王女士", phone="13800138000"
         )
         visit = visits.create_visit(

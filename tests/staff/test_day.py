@@ -8,17 +8,17 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from customers import service as customers
 from media import service as media_service
 from messaging.models import Message
 from staff import day as staff_day
+from tests.factories import create_consenting_customer
 from tests.media.conftest import phone_jpeg, upload
 from visits import service as visits
 
 
 @pytest.fixture
 def people(session, account):
-    customer = customers.create_customer(
+    customer = create_consenting_customer(
         session=session,
         tenant=account.tenant,
         name="王女士",

@@ -17,7 +17,6 @@ import pytest
 from PIL import Image
 from sqlalchemy import delete, func, select
 
-from customers import service as customers
 from media import service as media_service
 from media.models import Media
 from tenancy import service as tenancy
@@ -26,6 +25,7 @@ from tests.browser import (
     chromium,
     live_app,  # noqa: F401  (the fixture `server` needs)
 )
+from tests.factories import create_consenting_customer
 from tests.reports.test_report_browser import server  # noqa: F401
 from visits import service as visits
 
@@ -57,7 +57,7 @@ def company(sqlite_database):
     with sqlite_database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="洁家家政", signature="洁家家政")
         _, key = tenancy.create_api_key(session=session, tenant=tenant)
-        customer = customers.create_customer(
+        customer = create_consenting_customer(
             session=session, tenant=tenant, name="王女士", phone="13800138000"
         )
         staff = visits.create_staff(session=session, tenant=tenant, name="李秀兰")

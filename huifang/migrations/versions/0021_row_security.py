@@ -5,8 +5,8 @@ transaction's ``huifang.tenant_id`` names its company; see huifang/rls.py. The p
 the application's role (``huifang db create-app-role``); the owner that runs migrations and
 the maintenance role (BYPASSRLS) are not subject to it.
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-12-06
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0020"
-down_revision: str | None = "0019"
+revision: str = "0021"
+down_revision: str | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
