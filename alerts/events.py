@@ -37,6 +37,22 @@ def _readable(number: str) -> str:
         return number
 
 
+def mainland_mobile(number: str | None) -> str | None:
+    """A mainland China mobile number as the robots take it (``13800138000``, no +86);
+    None for anything else, which they cannot mention."""
+    try:
+        parsed = phonenumbers.parse(number or "")
+    except phonenumbers.NumberParseException:
+        return None
+    if parsed.country_code != 86 or phonenumbers.number_type(parsed) not in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    ):
+        return None
+    national = str(parsed.national_number)
+    return national if len(national) == 11 else None
+
+
 def booking_requested(*, session: Session, booking: Booking) -> None:
     tenant = session.get(Tenant, booking.tenant_id)
     customer = session.get(Customer, booking.customer_id)
@@ -84,7 +100,8 @@ def visit_reminder(
     *, session: Session, booking: Booking, staff: Staff, customer: Customer, tenant: Tenant
 ) -> None:
     """The day before a confirmed visit: the staff member is reminded where the office's
-    channels are (the group they are in), named with their phone."""
+    channels are (the group they are in), named with their phone and, where it is a mainland
+    mobile, mentioned by it (DingTalk and WeCom notify the group member with that number)."""
     if booking.slot_start is None:
         return
     what = label(booking.service_type) if booking.service_type else "上门服务"
@@ -108,6 +125,7 @@ def visit_reminder(
             "staff_id": staff.id,
             "staff_phone": staff.phone,
         },
+        mention=[mobile] if (mobile := mainland_mobile(staff.phone)) else [],
     )
 
 

@@ -3,9 +3,16 @@
 - WeCom group robot (企业微信群机器人): ``POST`` to the robot's address (``…/cgi-bin/webhook/
   send?key=…``) with ``{"msgtype": "markdown", "markdown": {"content": …}}``; it answers
   ``{"errcode": 0, "errmsg": "ok"}``, any other ``errcode`` is a refusal. Markdown content
-  is at most 4,096 bytes.
+  is at most 4,096 bytes. Markdown cannot mention anyone by mobile number; only
+  ``{"msgtype": "text", "text": {"content": …, "mentioned_mobile_list": ["138…"]}}`` can
+  (content at most 2,048 bytes). An alert meant for one person (``Content.mention``: the day-
+  before reminder to a staff member) is therefore sent as that one text message, with the
+  link written out: one request per delivery keeps a delivery's retries whole, where a
+  markdown message followed by a mentioning text could be half taken and sent twice.
 - DingTalk custom robot (钉钉自定义机器人): ``POST`` to ``…/robot/send?access_token=…``
-  with ``{"msgtype": "markdown", "markdown": {"title": …, "text": …}}``. With 加签 the
+  with ``{"msgtype": "markdown", "markdown": {"title": …, "text": …}}``. A mention by mobile
+  number is ``"at": {"atMobiles": ["138…"], "isAtAll": false}`` with ``@138…`` written in
+  the text (DingTalk shows it as the member's name; without it nobody is notified). With 加签 the
   address also carries ``timestamp`` (milliseconds) and ``sign`` = Base64 of
   HMAC-SHA256 over ``"{timestamp}\\n{secret}"`` keyed by the secret, URL-encoded. It answers
   ``{"errcode": 0, "errmsg": "ok"}`` too.
@@ -27,6 +34,9 @@ from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
 from alerts.models import DINGTALK, WECOM
 
 WECOM_MAX_BYTES = 4096
+WECOM_TEXT_MAX_BYTES = 2048
+# The key of an alert's facts that holds the mobile numbers it mentions.
+MENTION = "mention_mobiles"
 
 
 @dataclass(frozen=True)
@@ -46,13 +56,28 @@ class Content:
     alert_id: int
     created_at: str
     facts: dict[str, Any]
+    # Mainland mobile numbers (11 digits, no +86) of the people the alert is for.
+    mention: tuple[str, ...] = ()
 
 
-def markdown(content: Content) -> str:
+def markdown(content: Content, *, at: bool = False) -> str:
+    """The alert as markdown; with ``at`` each mentioned number written ``@138…``, as
+    DingTalk needs it in the text."""
     lines = [f"### {content.title}", "", content.text]
+    if at and content.mention:
+        lines += ["", " ".join(f"@{mobile}" for mobile in content.mention)]
     if content.link:
         lines += ["", f"[在回访中查看]({content.link})"]
     lines += ["", f'<font color="comment">{content.company} · {content.created_at}</font>']
+    return "\n".join(lines)
+
+
+def plain(content: Content) -> str:
+    """The alert as plain text, for a WeCom text message (which can mention)."""
+    lines = [content.title, content.text]
+    if content.link:
+        lines.append(f"在回访中查看：{content.link}")
+    lines.append(f"{content.company} · {content.created_at}")
     return "\n".join(lines)
 
 
@@ -84,6 +109,16 @@ def _with_query(url: str, extra: dict[str, str]) -> str:
 def build(kind: str, url: str, secret: str | None, content: Content, *, now: float) -> Request:
     """The request that delivers ``content`` to a channel, at Unix time ``now``."""
     json_headers = {"Content-Type": "application/json; charset=utf-8"}
+    body: dict[str, Any]
+    if kind == WECOM and content.mention:
+        body = {
+            "msgtype": "text",
+            "text": {
+                "content": _cut_utf8(plain(content), WECOM_TEXT_MAX_BYTES),
+                "mentioned_mobile_list": list(content.mention),
+            },
+        }
+        return Request(url, json.dumps(body, ensure_ascii=False).encode(), json_headers)
     if kind == WECOM:
         body = {
             "msgtype": "markdown",
@@ -93,8 +128,10 @@ def build(kind: str, url: str, secret: str | None, content: Content, *, now: flo
     if kind == DINGTALK:
         body = {
             "msgtype": "markdown",
-            "markdown": {"title": content.title, "text": markdown(content)},
+            "markdown": {"title": content.title, "text": markdown(content, at=True)},
         }
+        if content.mention:
+            body["at"] = {"atMobiles": list(content.mention), "isAtAll": False}
         if secret:
             timestamp_ms = int(now * 1000)
             url = _with_query(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +60,7 @@ BACKOFF = (
 MAX_ATTEMPTS = len(BACKOFF) + 1
 TIMEOUT = httpx.Timeout(5.0)
 CHANNELS_PER_COMPANY = 10
+_MAINLAND_MOBILE = re.compile(r"1\d{10}")
 KIND_NAMES = {"wecom": "企业微信群机器人", "dingtalk": "钉钉群机器人", "webhook": "通用 Webhook"}
 
 
@@ -188,9 +190,13 @@ def raise_alert(
     link: str | None = None,
     facts: dict[str, object] | None = None,
     only_channel: int | None = None,
+    mention: Sequence[str] = (),
 ) -> Alert | None:
     """Raise an alert once per ``dedupe_key``; None when it was raised before or no channel
-    of the company takes it."""
+    of the company takes it. ``mention``: mainland mobile numbers (11 digits) of the people
+    it is for, whom the robots mention (kept in its facts, so a webhook sees them too)."""
+    if any(not _MAINLAND_MOBILE.fullmatch(mobile) for mobile in mention):
+        raise ValueError(f"mention takes 11-digit mainland mobile numbers, not {mention!r}")
     channels = [
         c
         for c in list_channels(session=session, tenant_id=tenant_id)
@@ -207,7 +213,7 @@ def raise_alert(
         title=title[:100],
         text=text,
         link=link,
-        facts=dict(facts or {}),
+        facts={**(facts or {}), **({formats.MENTION: list(mention)} if mention else {})},
         created_at=utcnow(),
     )
     try:
@@ -276,6 +282,7 @@ def _content(alert: Alert, company: Tenant) -> formats.Content:
         alert_id=alert.id,
         facts=alert.facts,
         created_at=i18n.format_datetime(alert.created_at, company.timezone),
+        mention=tuple(str(m) for m in alert.facts.get(formats.MENTION) or ()),
     )
 
 

@@ -4,8 +4,9 @@ From ``REMIND_AT`` (company time) on the day before the visit, a periodic tick
 (``bookings.tasks.send_booking_reminders``) finds confirmed bookings not yet reminded and,
 one booking per transaction, schedules the customer's service message in the outbox (the
 gate decides when it may go: quiet hours, opt-out) and raises the staff member's alert
-(``visit.reminder``, to the company's office channels, naming them and their phone: staff
-receive no SMS of ours, the outbox and its gate are for customers). ``reminded_at`` marks
+(``visit.reminder``, to the company's office channels, naming them and their phone and
+@mentioning them there by a mainland mobile number: staff receive no SMS of ours, the outbox
+and its gate are for customers). ``reminded_at`` marks
 it done, and both are keyed by booking and time, so a second tick or a repeated task
 sends nothing twice. A booking confirmed after that hour is reminded at the next tick.
 """

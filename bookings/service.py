@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from alerts import events as alert_events
 from bookings import links
+from bookings import wording as words
 from bookings.models import (
     BOOKING_STATES,
     CANCELLED,
@@ -448,7 +449,8 @@ def when_text(tenant: Tenant, start: dt.datetime) -> str:
 def answer(
     *, session: Session, tenant: Tenant, booking_id: int, status: str, now: dt.datetime
 ) -> tuple[Booking, int | None]:
-    """Staff confirm or decline a request; the customer is told once. Returns the message id."""
+    """Staff confirm or decline a request; the customer is told once, in their language
+    (``bookings.wording``). Returns the message id."""
     if status not in (CONFIRMED, DECLINED):
         raise Invalid("Answer a booking with confirmed or declined.")
     booking = get_booking(session=session, tenant_id=tenant.id, booking_id=booking_id)
@@ -463,11 +465,14 @@ def answer(
     assert customer is not None
     service = service_types.label(booking.service_type) if booking.service_type else "上门服务"
     if status == CONFIRMED and booking.slot_start is not None:
-        body = f"您预约的{service}已确认：{when_text(tenant, booking.slot_start)}，届时上门。"
+        body = words.confirmed(
+            tenant, customer, service=booking.service_type, start=booking.slot_start, staff=None
+        )
     elif status == CONFIRMED:
-        body = f"您预约的{service}已收到，我们会尽快致电与您确认上门时间。"
+        body = words.received(tenant, customer, service=booking.service_type)
     else:
-        body = f"抱歉，您预约的{service}时间已满，我们会尽快致电为您另约时间。"
+        reason = "fully booked" if words.english(tenant, customer) else "时间已满"
+        body = words.declined(tenant, customer, service=booking.service_type, reason=reason)
     # One message per booking and time: a booking moved and confirmed again is told again.
     when = f"@{int(booking.slot_start.timestamp())}" if booking.slot_start else ""
     if status == CONFIRMED and booking.slot_start is not None:

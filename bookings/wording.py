@@ -1,5 +1,6 @@
 """What the customer is told about a booking, in their language (Chinese unless they or the
-company chose English): confirmed, another time proposed, declined, the day-before reminder.
+company chose English): received, confirmed, another time proposed, declined, the day-before
+reminder.
 
 Every one is a service message through the gate (``compliance``); the company's signature
 and footer are added there, not here.
@@ -37,14 +38,33 @@ def when(tenant: Tenant, start: dt.datetime, *, en: bool = False) -> str:
 
 
 def confirmed(
-    tenant: Tenant, customer: Customer, *, service: str | None, start: dt.datetime, staff: str
+    tenant: Tenant,
+    customer: Customer,
+    *,
+    service: str | None,
+    start: dt.datetime,
+    staff: str | None,
 ) -> str:
+    """Confirmed at ``start``; ``staff`` None when nobody is named yet (the API's answer)."""
     if english(tenant, customer):
+        with_whom = f", with {staff}" if staff else ""
         return (
             f"Your {service_name(service, en=True)} is confirmed: "
-            f"{when(tenant, start, en=True)}, with {staff}."
+            f"{when(tenant, start, en=True)}{with_whom}."
         )
+    if staff is None:
+        return f"您预约的{service_name(service)}已确认：{when(tenant, start)}，届时上门。"
     return f"您预约的{service_name(service)}已确认：{when(tenant, start)}，由{staff}上门服务。"
+
+
+def received(tenant: Tenant, customer: Customer, *, service: str | None) -> str:
+    """Taken without a time (a reply asking for a visit): the company calls to agree one."""
+    if english(tenant, customer):
+        return (
+            f"We have your {service_name(service, en=True)} booking and will call you soon "
+            "to agree a time."
+        )
+    return f"您预约的{service_name(service)}已收到，我们会尽快致电与您确认上门时间。"
 
 
 def proposed(

@@ -1,11 +1,20 @@
 """Loopback stand-ins for a WeCom group robot, a DingTalk robot and a webhook receiver.
 
 Each checks what its real counterpart checks, as their documentation describes it: the
-WeCom robot takes ``msgtype`` markdown with ``content`` of at most 4,096 bytes; the
-DingTalk robot with 加签 recomputes ``sign`` from ``timestamp`` and its secret and refuses
-a timestamp more than an hour off (errcode 310000); the receiver of a generic webhook
-recomputes the HMAC-SHA256 of ``"{timestamp}.{body}"``. Each answers as the real one does
-(``{"errcode": 0, "errmsg": "ok"}`` for the robots), or as a test tells it to fail.
+WeCom robot takes ``msgtype`` markdown with ``content`` of at most 4,096 bytes, or
+``msgtype`` text with ``content`` of at most 2,048 bytes and an optional
+``mentioned_mobile_list``; the DingTalk robot takes markdown with ``title`` and ``text`` and
+an optional ``at`` (``atMobiles``, ``isAtAll``), and with 加签 recomputes ``sign`` from
+``timestamp`` and its secret and refuses a timestamp more than an hour off (errcode
+310000); the receiver of a generic webhook recomputes the HMAC-SHA256 of
+``"{timestamp}.{body}"``. Each answers as the real one does (``{"errcode": 0, "errmsg":
+"ok"}`` for the robots), or as a test tells it to fail.
+
+``mentioned`` holds, per message taken, whom the group would see mentioned, by the robots'
+rules: WeCom mentions the numbers of ``mentioned_mobile_list`` in a text message only (a
+markdown message mentions nobody); DingTalk mentions a number of ``atMobiles`` only when the
+text also contains ``@`` and that number. Both only know a group member by the 11-digit
+mainland number of their account, so ``+86…`` mentions nobody.
 """
 
 from __future__ import annotations
@@ -14,12 +23,19 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+MEMBER_MOBILE = re.compile(r"1\d{10}")
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 @dataclass
@@ -42,6 +58,7 @@ class Fake:
     refusals: list[str] = field(default_factory=list)
     fail_next: list[int] = field(default_factory=list)  # HTTP statuses to answer first
     url: str = ""
+    mentioned: list[list[str]] = field(default_factory=list)  # per message taken
 
     def check(self, request: Received) -> tuple[int, dict[str, Any]]:
         if self.fail_next:
@@ -50,11 +67,16 @@ class Fake:
             return 400, {"errcode": 40001, "errmsg": "content type"}
         body = request.json
         if self.kind == "wecom":
-            content = body.get("markdown", {}).get("content")
-            if body.get("msgtype") != "markdown" or not isinstance(content, str):
+            msgtype = body.get("msgtype")
+            limit = {"markdown": 4096, "text": 2048}.get(msgtype, 0)
+            content = body.get(msgtype, {}).get("content") if limit else None
+            if not isinstance(content, str):
                 return 200, {"errcode": 40008, "errmsg": "invalid message type"}
-            if len(content.encode()) > 4096:
+            if len(content.encode()) > limit:
                 return 200, {"errcode": 40058, "errmsg": "content exceed max length"}
+            mobiles = body[msgtype].get("mentioned_mobile_list", [])
+            if not _strings(mobiles):
+                return 200, {"errcode": 40008, "errmsg": "invalid mentioned_mobile_list"}
             if "key" not in request.query:
                 return 200, {"errcode": 93000, "errmsg": "invalid webhook url"}
             return 200, {"errcode": 0, "errmsg": "ok"}
@@ -66,6 +88,13 @@ class Fake:
                 or not markdown.get("text")
             ):
                 return 200, {"errcode": 40035, "errmsg": "missing parameter"}
+            at = body.get("at", {})
+            if (
+                not isinstance(at, dict)
+                or not _strings(at.get("atMobiles", []))
+                or not isinstance(at.get("isAtAll", False), bool)
+            ):
+                return 200, {"errcode": 40035, "errmsg": "invalid parameter at"}
             if self.secret:
                 timestamp = request.query.get("timestamp", [""])[0]
                 sign = request.query.get("sign", [""])[0]
@@ -93,6 +122,22 @@ class Fake:
             return 401, {"error": "bad signature"}
         return 204, {}
 
+    def mentions(self, body: dict[str, Any]) -> list[str]:
+        """Whom the group sees mentioned by a message the robot took."""
+        if self.kind == "wecom":
+            # Markdown has no mention list: what it carries there is ignored.
+            text = body["text"] if body["msgtype"] == "text" else {}
+            mobiles = text.get("mentioned_mobile_list", [])
+            return [m for m in mobiles if MEMBER_MOBILE.fullmatch(m)]
+        if self.kind == "dingtalk":
+            text = body["markdown"]["text"]
+            return [
+                m
+                for m in body.get("at", {}).get("atMobiles", [])
+                if MEMBER_MOBILE.fullmatch(m) and f"@{m}" in text
+            ]
+        return []
+
 
 class _Handler(BaseHTTPRequestHandler):
     fake: Fake
@@ -109,6 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, answer = self.fake.check(request)
         if status < 300 and answer.get("errcode", 0) == 0:
             self.fake.received.append(request)
+            self.fake.mentioned.append(self.fake.mentions(request.json))
         else:
             self.fake.refusals.append(json.dumps(answer, ensure_ascii=False))
         data = b"" if status == 204 else json.dumps(answer).encode()

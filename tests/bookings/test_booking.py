@@ -390,6 +390,62 @@ def test_staff_confirm_and_the_customer_is_told_once(client, session, account, c
     assert len(told) == 1 and "已确认" in told[0].body and told[0].status == "queued"
 
 
+def test_the_api_answers_in_the_customers_language(client, session, account):
+    tenant = account.tenant
+    slots = iter(booking.free_slots(session=session, tenant=tenant, now=MONDAY_9_CN))
+
+    def answered(phone, language, status):
+        start = next(slots)[0]
+        person = make_customer(session, tenant, phone=phone, language=language)
+        made = booking.book(
+            session=session,
+            link=links.link_for(
+                session=session,
+                tenant=tenant,
+                customer=person,
+                source_type="visit_report",
+                source_id=phone,
+                service_type="ac_cleaning",
+                now=MONDAY_9_CN,
+            ),
+            slot_start=start,
+            note=None,
+            now=MONDAY_9_CN,
+        )
+        answer = client.patch(
+            f"/v1/bookings/{made.id}", headers=account.headers, json={"status": status}
+        )
+        assert answer.status_code == 200
+        told = session.scalars(
+            select(Message).where(
+                Message.customer_id == person.id, Message.source_type == f"booking_{status}"
+            )
+        ).one()
+        return told, start.astimezone(SHANGHAI)
+
+    english, en_when = answered("13900139011", "en", "confirmed")
+    assert english.body.startswith(
+        f"Your 空调清洗 is confirmed: {en_when:%a} {en_when.day} {en_when:%b}"
+    )
+    assert not re.search(r"[\u4e00-\u9fff]", english.body.replace("空调清洗", ""))
+    chinese, when = answered(
+        "13900139012", None, "confirmed"
+    )  # no language: the company's, Chinese
+    assert chinese.body.startswith(f"您预约的空调清洗已确认：{when:%m月%d日}")
+    assert chinese.body.endswith("届时上门。")
+    # The provider template's purpose and variables do not depend on the language.
+    assert english.purpose == chinese.purpose == "booking_confirmed"
+    assert english.variables.keys() == chinese.variables.keys()
+    assert english.variables["service"] == chinese.variables["service"] == "空调清洗"
+    assert english.variables["time"].startswith(f"{en_when:%m月%d日}（周")
+
+    declined, _ = answered("13900139013", "en", "declined")
+    assert declined.body.startswith("Sorry, we cannot take your 空调清洗 booking: fully booked.")
+    assert declined.variables["reason"] == "时间已满"
+    declined_zh, _ = answered("13900139014", "zh", "declined")
+    assert declined_zh.body.startswith("抱歉，您预约的空调清洗暂时无法安排：时间已满。")
+
+
 def test_a_one_reply_becomes_a_booking_tied_to_the_message(client, session, account, customer):
     answer = client.post(
         "/v1/replies/simulate", headers=account.headers, json={"phone": "13800138000", "text": "1"}
