@@ -241,3 +241,15 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+@pytest.fixture(autouse=True)
+def _empty_memory_broker() -> Iterator[None]:
+    """Tasks a test published to the in-process broker (embedded mode) and nobody ran are
+    dropped before the next test: a later test's embedded worker would otherwise work through
+    every other module's leftovers first (under xdist, a worker's share of the whole suite)."""
+    from kombu.transport import memory
+
+    for queue in list(memory.Channel.queues.values()):
+        queue.queue.clear()
+    yield

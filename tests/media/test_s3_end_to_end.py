@@ -21,13 +21,13 @@ from celery import Celery
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select
 
-from customers import service as customers
 from huifang.app import create_app
 from media import samples
 from media.models import Media, Rendition
 from reports.models import Report
 from tenancy import service as tenancy
 from tenancy.models import Tenant
+from tests.factories import create_consenting_customer
 from tests.media.conftest import phone_jpeg, upload
 from tests.s3 import Bucket
 from tests.s3 import s3_bucket as s3_bucket
@@ -90,7 +90,7 @@ def company(postgres_database):
     with postgres_database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="桶上家政", signature="桶上家政")
         _, key = tenancy.create_api_key(session=session, tenant=tenant)
-        customer = customers.create_customer(
+        customer = create_consenting_customer(
             session=session, tenant=tenant, name="王女士", phone="13800138000"
         )
         visit = visits.create_visit(

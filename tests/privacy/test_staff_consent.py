@@ -73,7 +73,7 @@ def test_uploads_are_refused_in_chinese_until_the_customer_signs(phone, session,
     )
     assert one.status_code == 422
     assert "客户还没有同意拍照录像" in one.text
-    assert session.scalar(select(func.count()).select_from(Media)) == 0
+    assert session.scalar(select(func.count()).where(Media.visit_id == visit.id)) == 0
 
     unticked = client.post(
         f"/staff/visits/{visit.id}/capture-consent",

@@ -9,13 +9,13 @@ import io
 import pytest
 from PIL import Image
 
-from customers import service as customers
 from media import samples
 from media import service as media_service
 from media.models import Media
 from media.upload import stage_bytes
 from reports import service as reports
 from tests.browser import PHONE, chromium, live_app, make_company, open_page, shot
+from tests.factories import create_consenting_customer
 from visits import service as visits
 
 __all__ = ["chromium", "live_app"]  # fixtures
@@ -51,7 +51,7 @@ def report(live_app):
     """A report with one wide before/after pair, a during photo and a work report, noted."""
     tenant = make_company(live_app, "洁家家政")
     with live_app.database.session() as session:
-        customer = customers.create_customer(
+        customer = create_consenting_customer(
             session=session, tenant=tenant, name="王女士", phone="13800138000"
         )
         staff = visits.create_staff(session=session, tenant=tenant, name="李秀兰")

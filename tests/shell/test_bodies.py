@@ -14,8 +14,8 @@ import json
 import httpx
 from PIL import Image
 
-from customers import service as customers
 from tenancy import service as tenancy
+from tests.factories import create_consenting_customer
 from tests.media.conftest import phone_jpeg
 from visits import service as visits
 
@@ -114,7 +114,7 @@ def test_webhooks_take_a_few_hundred_kilobytes(app, account):
 
 
 def test_uploads_keep_their_own_larger_caps(client, session, account):
-    customer = customers.create_customer(
+    customer = create_consenting_customer(
         session=session, tenant=account.tenant, name="王女士", phone="13800138000"
     )
     visit = visits.create_visit(
