@@ -238,6 +238,7 @@ def company(sqlite_database) -> Iterator[SimpleNamespace]:
         session.execute(delete(Tenant).where(Tenant.id == tenant_id))
 
 
+@pytest.mark.serial
 def test_embedded_worker_imports_and_the_progress_is_pollable(
     sqlite_database, company, monkeypatch
 ):

@@ -482,6 +482,7 @@ def company(sqlite_database):
         session.execute(delete(Tenant).where(Tenant.id == ids[0]))
 
 
+@pytest.mark.serial
 def test_embedded_mode_processes_a_portrait_clip_on_the_queue(
     sqlite_database, company, portrait_clip
 ):

@@ -46,6 +46,7 @@ def company(sqlite_database):
         session.execute(delete(Tenant).where(Tenant.id == ids[0]))
 
 
+@pytest.mark.serial
 def test_embedded_mode_processes_an_upload_in_process(sqlite_database, company):
     account, visit_id = company
     set_database(sqlite_database)

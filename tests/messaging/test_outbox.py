@@ -280,6 +280,7 @@ def test_twilio_adapter_in_the_pipeline(session, account, customer):
     assert fake.accepted[0].field("Body") == message.text
 
 
+@pytest.mark.serial
 def test_embedded_worker_dispatches_and_sends(sqlite_database):
     with sqlite_database.session() as session:
         tenant = tenancy.create_tenant(session=session, name="发送家政", signature="发送家政")

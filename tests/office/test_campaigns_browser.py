@@ -196,6 +196,9 @@ def test_owner_changes_settings(chromium, live_app, width):
 
         # The keyword tester answers as one types.
         page.locator(".subnav").get_by_role("link", name="回复关键词").click()
+        # The tester listens once its deferred script has run: type only after that.
+        page.wait_for_url("**/office/settings/keywords")
+        page.wait_for_load_state("domcontentloaded")
         page.get_by_label("客户回复").fill("T")
         page.locator("#route-label").wait_for()
         assert page.locator("#route-label").inner_text() == "退订"

@@ -110,6 +110,7 @@ def _wait_for(what, seconds: float = 15.0):
     return what()
 
 
+@pytest.mark.serial
 def test_a_low_rating_in_the_page_opens_a_ticket_holds_marketing_and_reaches_wecom(
     chromium, live_app, robots, rated_company
 ):

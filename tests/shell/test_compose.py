@@ -28,12 +28,16 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-APP_SERVICES = {"api", "worker-media", "worker-messaging", "beat", "migrate"}
+APP_SERVICES = {"api", "worker-media", "worker-messaging", "beat", "migrate", "app-role"}
 INFRA_SERVICES = {"postgres", "redis", "minio"}
-ONE_SHOT = {"migrate", "minio-init"}
-WAITING_SERVICES = APP_SERVICES - {"migrate"}  # start after the schema is migrated
+ONE_SHOT = {"migrate", "app-role", "minio-init"}
+WAITING_SERVICES = APP_SERVICES - {"migrate", "app-role"}  # start after the schema is migrated
 LONG_RUNNING = (APP_SERVICES | INFRA_SERVICES) - ONE_SHOT
-HOST_SECRETS = {"POSTGRES_PASSWORD": "pw", "MINIO_ROOT_PASSWORD": "mp" * 8}
+HOST_SECRETS = {
+    "POSTGRES_PASSWORD": "pw",
+    "MINIO_ROOT_PASSWORD": "mp" * 8,
+    "HUIFANG_DATABASE_APP_PASSWORD": "ap" * 8,
+}
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
 INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -214,8 +218,20 @@ def test_app_services_wait_for_their_dependencies() -> None:
             "minio": "service_healthy",
             "minio-init": "service_completed_successfully",
             "migrate": "service_completed_successfully",
+            "app-role": "service_completed_successfully",
         }, name
     assert depends_on("migrate").get("postgres") == "service_healthy"
+    assert depends_on("app-role") == {"migrate": "service_completed_successfully"}
+
+
+def test_the_app_connects_as_the_role_row_level_security_binds() -> None:
+    # Migrations and the role's creation run as the owner; everything else as huifang_app.
+    assert command("app-role") == ["db", "create-app-role"]
+    for name in APP_SERVICES:
+        env = environment(name)
+        assert env["HUIFANG_DATABASE_APP_URL"].startswith("postgresql+psycopg://huifang_app:")
+        assert "${HUIFANG_DATABASE_APP_PASSWORD:?" in env["HUIFANG_DATABASE_APP_URL"], name
+        assert "${HUIFANG_DATABASE_APP_PASSWORD:?" in env["HUIFANG_DATABASE_APP_PASSWORD"], name
 
 
 def test_app_environment_points_at_postgres_and_redis() -> None:
@@ -237,7 +253,20 @@ def test_every_huifang_variable_is_a_setting() -> None:
         if keyword == "ENV":
             names |= set(re.findall(r"\b(HUIFANG_\w+)=", args))
     assert {"HUIFANG_DATABASE_URL", "HUIFANG_MEDIA_ROOT"} <= names  # the scan found them
-    unknown = {n for n in names if n.removeprefix("HUIFANG_").lower() not in Settings.model_fields}
+    # Besides the settings, the CLI reads the app role's password for `db create-app-role`.
+    cli_options = {
+        param.envvar
+        for command in cli_commands().values()
+        for sub in getattr(command, "commands", {}).values()
+        for param in sub.params
+        if isinstance(param.envvar, str)
+    }
+    assert "HUIFANG_DATABASE_APP_PASSWORD" in cli_options
+    unknown = {
+        n
+        for n in names - cli_options
+        if n.removeprefix("HUIFANG_").lower() not in Settings.model_fields
+    }
     assert not unknown, f"not fields of huifang.settings.Settings: {sorted(unknown)}"
 
 

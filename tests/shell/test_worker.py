@@ -89,6 +89,7 @@ def embedded(sqlite_database):
     huifang.db._database = None
 
 
+@pytest.mark.serial
 def test_embedded_worker_consumes_tasks_in_process(embedded, sqlite_database):
     with sqlite_database.session() as session:
         worker.enqueue(session, ops.heartbeat, queue="media")
@@ -101,6 +102,7 @@ def test_embedded_worker_consumes_tasks_in_process(embedded, sqlite_database):
     assert _beat_of(sqlite_database, "failing") is None  # the wrapper rolled it back
 
 
+@pytest.mark.serial
 def test_the_embedded_worker_takes_a_burst_without_waiting_on_its_poll(embedded, sqlite_database):
     # Twenty photos uploaded together are twenty tasks. The in-process transport used to
     # poll once a second, two tasks a poll: ten seconds before the last one even started.
@@ -129,6 +131,7 @@ def _runs(database: Database) -> list[str]:
         )
 
 
+@pytest.mark.serial
 def test_ids_handed_in_within_a_window_are_published_as_one_task(embedded, sqlite_database):
     coalescer = worker.Coalescer(_note_ids, argument="ids", window=0.3, limit=3)
     with sqlite_database.session() as session:
@@ -146,6 +149,7 @@ def test_ids_handed_in_within_a_window_are_published_as_one_task(embedded, sqlit
     assert len(_runs(sqlite_database)) == 3
 
 
+@pytest.mark.serial
 def test_a_broker_failure_loses_no_later_ids(embedded, sqlite_database, monkeypatch):
     coalescer = worker.Coalescer(_note_ids, argument="ids", window=0.05, limit=10)
     real_send = worker.send
@@ -165,6 +169,7 @@ def test_a_broker_failure_loses_no_later_ids(embedded, sqlite_database, monkeypa
     assert _wait_for(lambda: _runs(sqlite_database) == ["ids-8"], timeout=5)
 
 
+@pytest.mark.serial
 def test_flush_publishes_what_is_pending_at_once(embedded, sqlite_database):
     coalescer = worker.Coalescer(_note_ids, argument="ids", window=60, limit=10)
     coalescer.add([11, 12])
