@@ -107,7 +107,7 @@ def visit_reminder(
     what = label(booking.service_type) if booking.service_type else "上门服务"
     when = i18n.format_datetime(booking.slot_start, tenant.timezone)
     contact = f"（{_readable(staff.phone)}）" if staff.phone else ""
-    text = f"@{staff.name}{contact} 明天 {when} 上门：{what}，客户 {who(customer)}。"
+    text = f"@{staff.name}{contact} {when} 上门：{what}，客户 {who(customer)}。"
     address = booking.address or customer.address
     if address:
         text += f"\n地址：{address}"

@@ -105,6 +105,8 @@ def test_the_day_before_reminder_mentions_the_staff_member(session, robots):
     assert hook["event"] == "visit.reminder"
     assert hook["facts"]["staff_phone"] == "+8613311112222"
     assert hook["facts"]["mention_mobiles"] == ["13311112222"]
+    # The time reads as the day and the hour once (``明天 10:00``), not ``明天 明天 10:00``.
+    assert hook["text"].count("明天") <= 1 and "上门：空调清洗" in hook["text"]
 
 
 def test_other_alerts_mention_nobody(session, robots):
