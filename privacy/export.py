@@ -89,17 +89,16 @@ def gather(*, session: Session, tenant: Tenant, customer_id: int) -> Gathered:
     def all_of(stmt: Any) -> list[Any]:
         return list(session.scalars(stmt))
 
-    records["consents"] = [
-        row(r)
-        for r in all_of(
-            select(ConsentRecord)
-            .where(
-                ConsentRecord.tenant_id == tid,
-                or_(ConsentRecord.customer_id == cid, ConsentRecord.phone == phone),
-            )
-            .order_by(ConsentRecord.id)
-        )
-    ]
+    def rows_of(model: Any, *where: Any) -> list[dict[str, Any]]:
+        """The company's rows of ``model`` matching ``where``, oldest first, as JSON."""
+        return [
+            row(r)
+            for r in all_of(select(model).where(model.tenant_id == tid, *where).order_by(model.id))
+        ]
+
+    records["consents"] = rows_of(
+        ConsentRecord, or_(ConsentRecord.customer_id == cid, ConsentRecord.phone == phone)
+    )
     captures = all_of(
         select(CaptureConsent)
         .where(CaptureConsent.tenant_id == tid, CaptureConsent.customer_id == cid)
@@ -113,47 +112,18 @@ def gather(*, session: Session, tenant: Tenant, customer_id: int) -> Gathered:
             files.append((capture.signature_path, name))
             item["signature_file"] = name
         records["capture_consents"].append(item)
-    records["suppressions"] = [
-        row(r)
-        for r in all_of(
-            select(Suppression)
-            .where(Suppression.tenant_id == tid, Suppression.phone == phone)
-            .order_by(Suppression.id)
-        )
-    ]
+    records["suppressions"] = rows_of(Suppression, Suppression.phone == phone)
     messages = all_of(
         select(Message)
         .where(Message.tenant_id == tid, Message.customer_id == cid)
         .order_by(Message.id)
     )
     records["messages"] = [row(m) | {"history": [row(e) for e in m.events]} for m in messages]
-    records["replies"] = [
-        row(r)
-        for r in all_of(
-            select(InboundMessage)
-            .where(
-                InboundMessage.tenant_id == tid,
-                or_(InboundMessage.customer_id == cid, InboundMessage.phone == phone),
-            )
-            .order_by(InboundMessage.id)
-        )
-    ]
-    records["bookings"] = [
-        row(r)
-        for r in all_of(
-            select(Booking)
-            .where(Booking.tenant_id == tid, Booking.customer_id == cid)
-            .order_by(Booking.id)
-        )
-    ]
-    records["booking_links"] = [
-        row(r)
-        for r in all_of(
-            select(ShortLink)
-            .where(ShortLink.tenant_id == tid, ShortLink.customer_id == cid)
-            .order_by(ShortLink.id)
-        )
-    ]
+    records["replies"] = rows_of(
+        InboundMessage, or_(InboundMessage.customer_id == cid, InboundMessage.phone == phone)
+    )
+    records["bookings"] = rows_of(Booking, Booking.customer_id == cid)
+    records["booking_links"] = rows_of(ShortLink, ShortLink.customer_id == cid)
     visits = all_of(
         select(Visit).where(Visit.tenant_id == tid, Visit.customer_id == cid).order_by(Visit.id)
     )
@@ -193,33 +163,14 @@ def gather(*, session: Session, tenant: Tenant, customer_id: int) -> Gathered:
             files.append((report.long_path, name))
             item["long_image_file"] = name
         records["reports"].append(item)
-    records["campaign_occurrences"] = [
-        row(r)
-        for r in all_of(
-            select(CampaignOccurrence)
-            .where(CampaignOccurrence.tenant_id == tid, CampaignOccurrence.customer_id == cid)
-            .order_by(CampaignOccurrence.id)
-        )
-    ]
-    records["decisions"] = [
-        row(r)
-        for r in all_of(
-            select(ComplianceDecision)
-            .where(
-                ComplianceDecision.tenant_id == tid,
-                or_(ComplianceDecision.customer_id == cid, ComplianceDecision.phone == phone),
-            )
-            .order_by(ComplianceDecision.id)
-        )
-    ]
-    records["audit"] = [
-        row(r)
-        for r in all_of(
-            select(AuditEntry)
-            .where(AuditEntry.tenant_id == tid, AuditEntry.target == f"customer:{cid}")
-            .order_by(AuditEntry.id)
-        )
-    ]
+    records["campaign_occurrences"] = rows_of(
+        CampaignOccurrence, CampaignOccurrence.customer_id == cid
+    )
+    records["decisions"] = rows_of(
+        ComplianceDecision,
+        or_(ComplianceDecision.customer_id == cid, ComplianceDecision.phone == phone),
+    )
+    records["audit"] = rows_of(AuditEntry, AuditEntry.target == f"customer:{cid}")
     return Gathered(customer=customer, records=records, files=files)
 
 
