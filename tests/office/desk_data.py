@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from bookings import desk
 from bookings import links as short_links
 from bookings import service as booking
 from bookings.models import Booking
@@ -71,13 +70,15 @@ def make_day(
     )
     zhang = visits.create_staff(session=session, tenant=tenant, name="张阿姨")
     chen = visits.create_staff(session=session, tenant=tenant, name="陈师傅")
-    slots = desk.openings(session=session, tenant=tenant, now=now, days=7)
+    # What a customer may book: at least 12 hours ahead (the desk's openings start sooner,
+    # so late in the evening their first slots are not a customer's to take).
+    slots = [start for start, _ in booking.free_slots(session=session, tenant=tenant, now=now)]
     first, second = (
         booking.book(
             session=session,
             note=note,
             now=now,
-            slot_start=slot.start,
+            slot_start=slot,
             link=short_links.link_for(
                 session=session,
                 tenant=tenant,
