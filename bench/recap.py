@@ -1,10 +1,10 @@
 """The recap video against one hand-written ffmpeg command, in the same run (DESIGN.md, Targets).
 
-    .venv/bin/python bench/recap.py [--rounds 3] [--budget 2000000] [--moviepy]
+    .venv/bin/python bench/recap.py [--rounds 5] [--budget 2000000] [--moviepy]
 
 Makes three 10 s 1080p H.264 clips (lavfi testsrc2 + sine, 30 fps, ~15 Mb/s as phones
-record) and a 1920×1080 watermark overlay PNG from ``media.watermark.overlay``. Then, best
-of ``--rounds``, interleaved:
+record) and a 1920×1080 watermark overlay PNG from ``media.watermark.overlay``. Then
+``--rounds`` rounds (at least 5), floor and ours in turns (``bench/rounds.py``):
 
 - ours: ``recap.plan`` + ``recap.render`` of a 30 s recap (title card, the three clips
   watermarked by the overlay, end card) within the byte budget;
@@ -13,8 +13,10 @@ of ``--rounds``, interleaved:
   same sound (the clips' own, silence under the cards, loudnorm in one pass, mono AAC);
   ours measures the loudness in a first, sound-only pass, which the floor does without.
 
-Prints both times, the ratio ours/floor (target ≤ 1.3×), and the bytes and length of both
-outputs. ``--moviepy`` also times a naive moviepy 2 version, when moviepy is installed (it is
+Prints the median (min–max) over the rounds of both sides' CPU time (this process and the
+ffmpeg processes it waited for: the headline, both sides being CPU-bound) and wall time, the
+ratios ours/floor (target ≤ 1.3×), and the bytes and length of both outputs.
+``--moviepy`` also times a naive moviepy 2 version, when moviepy is installed (it is
 not a dependency of the project).
 """
 
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +31,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import rounds
 
 from media import ffmpeg, watermark
 from reports import recap_video as recap
@@ -252,7 +256,7 @@ def describe(path: Path) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=rounds.MIN_ROUNDS)
     parser.add_argument("--budget", type=int, default=recap.DEFAULT_BUDGET)
     parser.add_argument(
         "--moviepy",
@@ -287,27 +291,18 @@ def main() -> None:
             floor(clips, mark, cards, work / "floor.mp4", cuts, card_frames, first.video_kbps)
 
         run_floor()
-        ours_times, floor_times = [], []
-        for _ in range(args.rounds):
-            ours_times.append(timed(lambda: ours(clips, mark, work / "ours.mp4", args.budget)))
-            floor_times.append(timed(run_floor))
-        best_ours, best_floor = min(ours_times), min(floor_times)
+        result = rounds.interleave(
+            run_floor, lambda: ours(clips, mark, work / "ours.mp4", args.budget), args.rounds
+        )
         print(
             f"30 s recap of three 10 s 1080p clips, watermarked, budget {args.budget:,} "
-            f"bytes, {first.video_kbps} kb/s, best of {args.rounds}"
+            f"bytes, {first.video_kbps} kb/s; ffmpeg's CPU counted with ours (target <= 1.3x)"
         )
-        print(f"ours:  {best_ours:.2f} s ({describe(work / 'ours.mp4')}; {first.encodes} encode)")
-        print(f"floor: {best_floor:.2f} s ({describe(work / 'floor.mp4')})")
-        print(f"ratio {best_ours / best_floor:.2f}x (target <= 1.3x)")
-        # Each round's pair ran back to back: their ratios show how much of the spread is
-        # the machine (other work on the same 2 cores) rather than the code.
-        paired = sorted(o / f for o, f in zip(ours_times, floor_times, strict=True))
-        print(
-            f"per round: ours {', '.join(f'{t:.2f}' for t in ours_times)} s; floor "
-            f"{', '.join(f'{t:.2f}' for t in floor_times)} s; paired ratios "
-            f"{', '.join(f'{r:.2f}' for r in paired)} (median "
-            f"{statistics.median(paired):.2f}x)"
-        )
+        print(f"ours:  {describe(work / 'ours.mp4')}; {first.encodes} encode")
+        print(f"floor: {describe(work / 'floor.mp4')}")
+        for line in result.lines(unit="s", scale=1.0):
+            print(line)
+        floor_wall = result.each("floor", "wall").median
         if args.moviepy:
             try:
                 import moviepy  # noqa: F401
@@ -327,7 +322,8 @@ def main() -> None:
             )
             print(
                 f"moviepy (naive, one run): {seconds:.2f} s "
-                f"({describe(work / 'moviepy.mp4')}); {seconds / best_floor:.1f}x the floor"
+                f"({describe(work / 'moviepy.mp4')}); "
+                f"{seconds / floor_wall:.1f}x the floor's median"
             )
 
 
