@@ -23,6 +23,7 @@ from access.roles import Role
 from accounts import passwords
 from accounts.models import SignInLink, User, UserSession
 from customers import phones
+from huifang import rls
 from huifang.db import as_utc, utcnow
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.i18n import _
@@ -193,6 +194,7 @@ def link_user(*, session: Session, token: str) -> tuple[SignInLink, User]:
     )
     if link is None:
         raise LinkUnusable(_("这个登录链接无效，请向店长索取新的链接。"))
+    rls.scope_to_tenant(session, link.tenant_id)  # the rest: that company's rows only
     user = session.get(User, link.user_id)
     if link.used_at is not None:
         raise LinkUnusable(_("这个登录链接已经用过了，请向店长索取新的链接。"))
@@ -237,6 +239,7 @@ def authenticate(*, session: Session, phone: str, password: str, region: str = "
         passwords.verify(password, None)
     for user in candidates:
         if passwords.verify(password, user.password_hash):
+            rls.scope_to_tenant(session, user.tenant_id)  # the rest: that company's rows only
             return user
     return None
 
@@ -284,6 +287,7 @@ def session_user(*, session: Session, token: str) -> tuple[User, UserSession] | 
     user_session, user = row
     if as_utc(user_session.expires_at) <= utcnow():  # type: ignore[operator]
         return None
+    rls.scope_to_tenant(session, user.tenant_id)  # the rest: that company's rows only
     return user, user_session
 
 

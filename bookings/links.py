@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from bookings.models import LinkVisitor, ShortLink
 from customers.models import Customer
+from huifang import rls
 from huifang.db import dialect_of, insert_or_skip
 from huifang.settings import get_settings
 from tenancy.models import Tenant
@@ -78,7 +79,10 @@ def resolve(*, session: Session, token: str) -> ShortLink | None:
     """
     if not (8 <= len(token) <= 32) or not token.replace("-", "").replace("_", "").isalnum():
         return None
-    return session.scalars(select(ShortLink).where(ShortLink.token == token)).first()
+    link = session.scalars(select(ShortLink).where(ShortLink.token == token)).first()
+    if link is not None:  # the rest of the transaction: that company's rows only
+        rls.scope_to_tenant(session, link.tenant_id)
+    return link
 
 
 def visitor_of(*, address: str, user_agent: str) -> str:

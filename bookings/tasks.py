@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from bookings import reminders
+from bookings.models import Booking
 from huifang.db import utcnow
 from huifang.worker import each_on_its_own, task
 
@@ -19,4 +20,5 @@ def send_booking_reminders(*, session: Session) -> None:
         reminders.due(session=session, now=utcnow()),
         lambda booking_id: reminders.remind(session=session, booking_id=booking_id, now=utcnow()),
         what="booking_id",
+        scope=Booking,
     )

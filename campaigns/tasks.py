@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import handoff
 from campaigns import materialize as materializer
+from campaigns.models import Campaign
 from huifang.db import utcnow
 from huifang.metrics import PERIODIC_FAILURES
 from huifang.worker import each_on_its_own, task
@@ -34,10 +35,11 @@ def materialize_occurrences(*, session: Session) -> None:
             session=session, now=utcnow(), campaign_id=campaign_id
         ),
         what="campaign_id",
+        scope=Campaign,
     )
 
 
-@task(queue="default")
+@task(queue="default", company=(Campaign, "campaign_id"))
 def materialize_campaign(*, session: Session, campaign_id: int) -> None:
     """After an activation or an edit: that campaign's occurrences, without waiting."""
     materializer.materialize(session=session, now=utcnow(), campaign_id=campaign_id)

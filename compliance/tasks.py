@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from compliance import service
+from huifang import rls
 from huifang.db import utcnow
 from huifang.worker import each_on_its_own, task
 
@@ -22,4 +23,5 @@ def purge_expired_consents(*, session: Session) -> None:
             session=session, now=now, tenant_id=tenant_id
         ),
         what="tenant_id",
+        scope=rls.COMPANIES,
     )

@@ -9,18 +9,37 @@ has no BYPASSRLS.
 
 Two modes per transaction. Unscoped: work that finds its company by an unguessable token or
 an id (an API key's hash, a report link, a task's row, the scheduler's scans across
-companies) runs as ``<app role>_maintenance``, a BYPASSRLS role without login that the app
-role starts every session in (``ALTER ROLE … SET role``). Scoped: as soon as a request knows
-its company (``huifang.deps.current_tenant``, the console's ``signed_in``),
-``scope_to_tenant`` drops to the app role itself and names the company, for the rest of the
-transaction; a query that forgot its ``tenant_id`` filter then sees that company's rows
-only, and ``SET row_security = off`` makes such queries fail instead of see more.
-SQLite (the embedded mode) has no RLS.
+companies) starts as ``<app role>_maintenance``, a BYPASSRLS role without login that the app
+role starts every session in (``ALTER ROLE … SET role``). Scoped: as soon as the work knows
+its company, ``scope_to_tenant`` drops to the app role itself and names the company; a query
+that forgot its ``tenant_id`` filter then sees that company's rows only, and ``SET
+row_security = off`` makes such queries fail instead of see more. Where the company becomes
+known:
+
+- a request: its API key (``huifang.deps.current_tenant``), its console session
+  (``office.web.signed_in``), or the public link it opened (a report, a rendition, a
+  verification code, a booking link: their lookups scope as soon as they find the row);
+- a task: the row it was handed (``huifang.worker.task(company=(Model, "argument"))``);
+- a periodic scan across companies: each item of its loop
+  (``huifang.worker.each_on_its_own(scope=…)``), or each company's share of a batch
+  (``by_tenant``).
+
+The scope is the session's, not only the transaction's: a task that commits between steps
+stays scoped (``after_begin`` names the company again), until ``forget``/``unscope``.
+
+What this is and is not. It is a backstop against a forgotten tenant filter, which is the
+mistake code makes. It is not a wall against a hostile SQL session: such a session could
+name another company with ``set_config`` as easily as it could ``SET ROLE`` to the
+maintenance role, whichever login it had, because the setting is an ordinary custom
+parameter. SQLite (the embedded mode) has no RLS.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
 
@@ -28,6 +47,8 @@ SETTING = "huifang.tenant_id"
 POLICY = "tenant_isolation"
 APP_ROLE = "huifang_app"
 RLS_INFO = "huifang_rls"  # Session.info key: this session's engine is the app role's
+TENANT = "huifang_tenant"  # Session.info key: the company its transactions are scoped to
+COMPANIES = object()  # for each_on_its_own(scope=…): the ids are the companies' own
 # Unset or empty: NULL, so no row at all. Spelled the same in migration 0021.
 RULE = f"(tenant_id = NULLIF(current_setting('{SETTING}', true), '')::bigint)"
 
@@ -72,22 +93,75 @@ def tables_without_policy(connection: Connection) -> list[str]:
 
 
 def scope_to_tenant(session: Session, tenant_id: int) -> None:
-    """From now until the transaction ends, this session sees only ``tenant_id``'s rows
-    (when it connects as the app role; a no-op otherwise)."""
+    """From now on this session sees only ``tenant_id``'s rows (when it connects as the app
+    role; a no-op otherwise): in the open transaction, and in every transaction it begins
+    later, until ``unscope``/``forget`` (a task that commits between steps stays scoped)."""
     if session.info.get(RLS_INFO):
-        session.execute(text("SET LOCAL ROLE NONE"))  # the login role: bound by the policy
-        session.execute(
-            text("SELECT set_config(:name, :value, true)"),
-            {"name": SETTING, "value": str(int(tenant_id))},
-        )
+        connection = session.connection()  # begins the transaction first if need be
+        session.info[TENANT] = int(tenant_id)
+        _apply(connection, int(tenant_id))
+
+
+def scope_to_row(session: Session, model: Any, row_id: int) -> int | None:
+    """Scope to the company that owns ``model``'s row ``row_id`` (a task's row: found
+    unscoped, by its id, then everything after it is that company's). Its company, or None
+    when the row is gone (the work then finds nothing, as it would unscoped)."""
+    if not session.info.get(RLS_INFO):
+        return None
+    tenant_id = session.scalar(select(model.tenant_id).where(model.id == row_id))
+    if tenant_id is not None:
+        scope_to_tenant(session, tenant_id)
+    return tenant_id
+
+
+def by_tenant(session: Session, model: Any, ids: Sequence[int]) -> dict[int | None, list[int]]:
+    """``ids`` of ``model`` grouped by their company (in their order), so that work handed
+    rows of several companies does each company's under its scope. Without RLS one group,
+    ``None``: nothing to look up."""
+    if not session.info.get(RLS_INFO) or not ids:
+        return {None: list(ids)} if ids else {}
+    rows = session.execute(select(model.id, model.tenant_id).where(model.id.in_(list(ids))))
+    owner = {row_id: tenant_id for row_id, tenant_id in rows}
+    groups: dict[int | None, list[int]] = {}
+    for row_id in ids:
+        groups.setdefault(owner.get(row_id), []).append(row_id)
+    return groups
+
+
+def scoped_to(session: Session) -> int | None:
+    """The company this session is scoped to (None: unscoped, or no RLS)."""
+    tenant = session.info.get(TENANT)
+    return int(tenant) if tenant is not None else None
 
 
 def unscope(session: Session) -> None:
-    """Back to unscoped work in this transaction (tests, whose transaction outlives the
+    """Back to unscoped work, in this transaction too (tests, whose transaction outlives the
     requests they make)."""
+    forget(session)
     if session.info.get(RLS_INFO):
         session.execute(text("RESET ROLE"))
         session.execute(text("SELECT set_config(:name, '', true)"), {"name": SETTING})
+
+
+def forget(session: Session) -> None:
+    """Transactions this session begins from now on are unscoped (the open one keeps its
+    scope until it ends): a loop over companies, between one company's commit and the next."""
+    session.info.pop(TENANT, None)
+
+
+def _apply(connection: Connection, tenant_id: int) -> None:
+    connection.execute(text("SET LOCAL ROLE NONE"))  # the login role: bound by the policy
+    connection.execute(
+        text("SELECT set_config(:name, :value, true)"), {"name": SETTING, "value": str(tenant_id)}
+    )
+
+
+@event.listens_for(Session, "after_begin")
+def _scope_new_transaction(session: Session, transaction: Any, connection: Connection) -> None:
+    """A scoped session stays scoped: each transaction it begins names its company first."""
+    tenant = session.info.get(TENANT)
+    if tenant is not None and session.info.get(RLS_INFO):
+        _apply(connection, int(tenant))
 
 
 def maintenance_role(role: str) -> str:

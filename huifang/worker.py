@@ -25,6 +25,7 @@ from celery.worker import WorkController
 from kombu import Queue
 from sqlalchemy.orm import Session
 
+from huifang import rls
 from huifang.db import get_database, on_commit
 from huifang.logs import current_request_id
 from huifang.metrics import PERIODIC_FAILURES, TASK_DURATION, TASKS
@@ -88,11 +89,18 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def task(*, queue: str = "default", **options: Any) -> Callable[[Callable[..., R]], Task]:
+def task(
+    *, queue: str = "default", company: tuple[Any, str] | None = None, **options: Any
+) -> Callable[[Callable[..., R]], Task]:
     """Turn ``fn(*, session, **ids)`` into a Celery task that owns its database session.
 
     The wrapper opens a session, commits when ``fn`` returns, rolls back when it raises
     and always closes it. Arguments are keyword-only ids, never ORM objects.
+
+    ``company=(Model, "argument")``: the task works on one company's row, and its session
+    sees that company's rows only (row-level security, ``huifang.rls``), in every
+    transaction. Tasks without it run unscoped: the periodic scans across companies, which
+    scope each company's work themselves (``each_on_its_own(scope=…)``, ``rls.by_tenant``).
     """
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}")
@@ -112,6 +120,9 @@ def task(*, queue: str = "default", **options: Any) -> Callable[[Callable[..., R
             outcome = "failed"
             try:
                 with get_database().session() as session:
+                    if company is not None:
+                        model, argument = company
+                        rls.scope_to_row(session, model, kwargs[argument])
                     result = fn(session=session, **kwargs)
                 outcome = "ok"
                 return result
@@ -142,16 +153,24 @@ def each_on_its_own(
     work: Callable[[int], object],
     *,
     what: str,
+    scope: Any = None,
 ) -> list[int]:
     """Run a periodic task's ``work`` for each campaign or company, committing each.
 
     One that fails is rolled back, logged with its id and counted in ``/metrics``
     (``huifang_periodic_failures_total``), and the loop goes on: a bad row of one company
     never stalls the others. Returns the ids that failed.
+
+    ``scope``: each item's work sees only its company's rows (row-level security): the
+    model whose ids ``ids`` are, or ``rls.COMPANIES`` when they are the companies' own.
     """
     failed: list[int] = []
     for item_id in ids:
         try:
+            if scope is rls.COMPANIES:
+                rls.scope_to_tenant(session, item_id)
+            elif scope is not None:
+                rls.scope_to_row(session, scope, item_id)
             work(item_id)
             session.commit()
         except Exception:
@@ -161,6 +180,8 @@ def each_on_its_own(
             log.exception(
                 "periodic work failed; going on with the next", task=task_name, **{what: item_id}
             )
+        finally:
+            rls.forget(session)  # the next item begins unscoped
     return failed
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from access import audit
 from access.actors import Actor
 from compliance import capture
-from huifang import storage
+from huifang import rls, storage
 from huifang.db import UTCDateTime, on_commit, utcnow
 from huifang.errors import HuifangError, Invalid, NotFound, UnsupportedType
 from huifang.settings import get_settings
@@ -620,7 +620,10 @@ def by_code(*, session: Session, code: str) -> Media | None:
     normalized = normalize_code(code)
     if len(normalized) != CODE_LENGTH or any(ch not in CODE_ALPHABET for ch in normalized):
         return None
-    return session.scalars(select(Media).where(Media.verification_code == normalized)).first()
+    media = session.scalars(select(Media).where(Media.verification_code == normalized)).first()
+    if media is not None:  # the rest of the transaction: that company's rows only
+        rls.scope_to_tenant(session, media.tenant_id)
+    return media
 
 
 # Time zones customers know by a Chinese name; any other is shown by its UTC offset.
@@ -690,7 +693,10 @@ def verification_facts(*, session: Session, media: Media) -> dict[str, object]:
 def rendition_by_token(*, session: Session, token: str) -> Rendition | None:
     if not 8 <= len(token) <= 32:
         return None
-    return session.scalars(select(Rendition).where(Rendition.token == token)).first()
+    rendition = session.scalars(select(Rendition).where(Rendition.token == token)).first()
+    if rendition is not None:  # the rest of the transaction: that company's rows only
+        rls.scope_to_tenant(session, rendition.tenant_id)
+    return rendition
 
 
 # The report's expiry, read by name: reports builds on media, so media does not import it.

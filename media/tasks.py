@@ -7,9 +7,10 @@ from sqlalchemy.orm import Session
 from huifang.db import utcnow
 from huifang.worker import each_on_its_own, enqueue, task
 from media import resumable, service
+from media.models import Media, ResumableUpload
 
 
-@task(queue="media")
+@task(queue="media", company=(Media, "media_id"))
 def process_media(*, session: Session, media_id: int) -> None:
     """Decode, watermark and render one uploaded photo or clip."""
     job = service.clip_job(session=session, media_id=media_id)
@@ -49,6 +50,7 @@ def sweep_uploads(*, session: Session) -> None:
             on_media=lambda media: enqueue(session, process_media, media_id=media.id),
         ),
         what="upload_id",
+        scope=ResumableUpload,
     )
     each_on_its_own(
         session,
@@ -56,6 +58,7 @@ def sweep_uploads(*, session: Session) -> None:
         resumable.sweepable(session=session, now=now),
         lambda upload_id: resumable.remove(session=session, upload_id=upload_id, now=now),
         what="upload_id",
+        scope=ResumableUpload,
     )
     for token in resumable.orphans(session=session, now=now):
         resumable.remove_orphan(token)

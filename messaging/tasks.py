@@ -6,9 +6,11 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.orm import Session
 
+from huifang import rls
 from huifang.db import utcnow
 from huifang.worker import Coalescer, each_on_its_own, enqueue, task
 from messaging import service, waiting
+from messaging.models import Message
 from messaging.providers import get_provider
 from messaging.providers.base import Provider
 from messaging.ratelimit import send_rate
@@ -44,7 +46,7 @@ def send_messages(*, session: Session, message_ids: list[int]) -> None:
 # On the default queue, not behind a campaign's batches on the messaging queue: one message
 # someone is waiting for now (an answer to the customer's own text, a booking confirmation,
 # a report staff just sent, an operator's retry). The messaging workers take both queues.
-@task(queue="default")
+@task(queue="default", company=(Message, "message_id"))
 def send_message(*, session: Session, message_id: int) -> None:
     """Claim, then gate, render, call the provider and record (two transactions)."""
     _send(session, [message_id])
@@ -64,12 +66,20 @@ answers = Coalescer(send_answers, argument="message_ids", window=0.05, limit=TAS
 def _send(session: Session, message_ids: list[int]) -> None:
     provider = get_provider()
     rate = send_rate(provider.name, provider.capabilities.rate_per_second)
-    send_in_batches(
-        session=session,
-        message_ids=message_ids,
-        provider=provider,
-        throttle=(lambda: rate.wait(provider.name)) if rate else None,
-    )
+    # Ids handed in together (the dispatcher's claim, coalesced answers) may be several
+    # companies'; each company's are sent under its own scope (row-level security).
+    for tenant_id, ids in rls.by_tenant(session, Message, message_ids).items():
+        if tenant_id is not None:
+            rls.scope_to_tenant(session, tenant_id)
+        try:
+            send_in_batches(
+                session=session,
+                message_ids=ids,
+                provider=provider,
+                throttle=(lambda: rate.wait(provider.name)) if rate else None,
+            )
+        finally:
+            rls.forget(session)
 
 
 def send_in_batches(
@@ -109,4 +119,5 @@ def scan_alerts(*, session: Session) -> None:
         waiting.companies_listening(session=session),
         lambda tenant_id: waiting.scan(session=session, tenant_id=tenant_id, now=now),
         what="tenant_id",
+        scope=rls.COMPANIES,
     )

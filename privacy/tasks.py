@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from huifang import rls
 from huifang.db import utcnow
 from huifang.worker import each_on_its_own, task
 from privacy import files, retention
 from reports import expiry
+from reports.models import Report
 
 
 @task(queue="default")
@@ -20,6 +22,7 @@ def enforce_retention(*, session: Session) -> None:
         retention.companies(session=session),
         lambda tenant_id: retention.enforce(session=session, tenant_id=tenant_id, now=now),
         what="tenant_id",
+        scope=rls.COMPANIES,
     )
 
 
@@ -40,4 +43,5 @@ def expire_report_media(*, session: Session) -> None:
             held=lambda media: files.used_by_campaign(session, media),
         ),
         what="report_id",
+        scope=Report,
     )

@@ -41,7 +41,7 @@ from access.actors import Actor
 from bookings import links
 from bookings.models import ShortLink
 from customers.models import Customer
-from huifang import storage
+from huifang import rls, storage
 from huifang.db import on_commit, utcnow
 from huifang.errors import Conflict, Invalid, NotFound
 from huifang.settings import get_settings
@@ -723,10 +723,14 @@ def get_report(*, session: Session, tenant_id: int, visit_id: int) -> Report:
 
 
 def by_token(*, session: Session, token: str) -> Report | None:
-    """The report behind a public link, expired or not; None for anything else."""
+    """The report behind a public link, expired or not; None for anything else. Found, it
+    names the company: the rest of the transaction sees that company's rows only."""
     if not 16 <= len(token) <= 32:
         return None
-    return session.scalars(select(Report).where(Report.token == token)).first()
+    report = session.scalars(select(Report).where(Report.token == token)).first()
+    if report is not None:
+        rls.scope_to_tenant(session, report.tenant_id)
+    return report
 
 
 def is_expired(report: Report, *, now: dt.datetime | None = None) -> bool:

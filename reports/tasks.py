@@ -9,9 +9,10 @@ from sqlalchemy.orm import Session
 
 from huifang.worker import task
 from reports import recaps
+from reports.models import Report
 
 
-@task(queue="media")
+@task(queue="media", company=(Report, "report_id"))
 def render_recap(*, session: Session, report_id: int) -> None:
     """Make the recap video of a report whose visit has clips (ffmpeg outside any transaction)."""
     job = recaps.recap_job(session=session, report_id=report_id)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from access import audit
 from access.actors import Actor
+from huifang import rls
 from huifang.db import utcnow
 from huifang.errors import Invalid, NotFound
 from huifang.settings import get_settings
@@ -84,10 +85,14 @@ def is_hook_key(key: str) -> bool:
 
 
 def tenant_for_hook_key(*, session: Session, key: str) -> Tenant | None:
-    """The company a webhook path belongs to, or None for a key that is not one of ours."""
+    """The company a webhook path belongs to, or None for a key that is not one of ours.
+    Found, it names the company: the rest of the transaction sees its rows only."""
     if not is_hook_key(key):
         return None
-    return session.get(Tenant, int(key.partition(".")[0]))
+    tenant = session.get(Tenant, int(key.partition(".")[0]))
+    if tenant is not None:
+        rls.scope_to_tenant(session, tenant.id)
+    return tenant
 
 
 def update_tenant(

@@ -15,12 +15,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, delete, select, text
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
+import huifang.db
+from bookings import links
 from customers import service as customers
 from customers.models import Customer
 from huifang import rls
 from huifang.app import create_app
-from huifang.db import Database
+from huifang.db import Database, set_database, utcnow
 from huifang.deps import SessionDep, TenantDep
+from huifang.worker import each_on_its_own, task
 from tenancy import service as tenancy
 from tenancy.models import Tenant
 from tests.conftest import TEST_RLS, app_role
@@ -197,3 +200,81 @@ def test_the_cli_creates_an_app_role_bound_by_row_security(postgres_database, mo
             connection.execute(text(f'DROP ROLE IF EXISTS "{rls.maintenance_role(role)}"'))
             connection.commit()
         owner.dispose()
+
+
+@task(queue="default", company=(Customer, "customer_id"))
+def _customers_a_task_sees(*, session, customer_id: int) -> list[list[int]]:
+    """A task that forgot its tenant filter, before and after a commit of its own."""
+    first = sorted(_customer_ids(session))
+    session.commit()
+    return [first, sorted(_customer_ids(session))]
+
+
+def test_a_task_sees_only_the_company_of_its_row_in_every_transaction(app_database, companies):
+    set_database(app_database)
+    try:
+        for mine, theirs in ((companies.a, companies.b), (companies.b, companies.a)):
+            seen = _customers_a_task_sees.apply(kwargs={"customer_id": mine.customer_id}).get()
+            for transaction in seen:
+                assert mine.customer_id in transaction
+                assert theirs.customer_id not in transaction
+    finally:
+        huifang.db._database = None
+
+
+def test_a_periodic_loop_does_each_company_under_its_scope(app_database, companies):
+    seen: dict[int, set[int]] = {}
+    with app_database.session() as session:
+        failed = each_on_its_own(
+            session,
+            "rls-probe",
+            [companies.a.id, companies.b.id],
+            lambda tenant_id: seen.setdefault(tenant_id, _customer_ids(session)),
+            what="tenant_id",
+            scope=rls.COMPANIES,
+        )
+        assert failed == []
+        # The loop itself, before and after, is the scheduler's unscoped scan.
+        assert {companies.a.customer_id, companies.b.customer_id} <= _customer_ids(session)
+    a, b = companies.a, companies.b
+    assert a.customer_id in seen[a.id] and b.customer_id not in seen[a.id]
+    assert b.customer_id in seen[b.id] and a.customer_id not in seen[b.id]
+    with app_database.session() as session:  # by a row's id: its company's scope
+        failed = each_on_its_own(
+            session,
+            "rls-probe",
+            [b.customer_id],
+            lambda customer_id: seen.__setitem__(0, _customer_ids(session)),
+            what="customer_id",
+            scope=Customer,
+        )
+        assert failed == [] and b.customer_id in seen[0] and a.customer_id not in seen[0]
+
+
+def test_rows_of_several_companies_are_grouped_by_company(app_database, companies):
+    a, b = companies.a, companies.b
+    with app_database.session() as session:
+        groups = rls.by_tenant(session, Customer, [b.customer_id, a.customer_id])
+    assert groups == {b.id: [b.customer_id], a.id: [a.customer_id]}
+
+
+def test_a_public_link_names_its_company_for_the_rest_of_the_request(
+    app_database, postgres_database, companies
+):
+    a, b = companies.a, companies.b
+    with postgres_database.session() as session:  # as the owner
+        link = links.link_for(
+            session=session,
+            tenant=session.get(Tenant, a.id),
+            customer=session.get(Customer, a.customer_id),
+            source_type="rls_probe",
+            source_id="1",
+            now=utcnow(),
+        )
+        token = link.token
+    with app_database.session() as session:
+        assert {a.customer_id, b.customer_id} <= _customer_ids(session)  # not yet known
+        assert links.resolve(session=session, token=token) is not None
+        assert rls.scoped_to(session) == a.id
+        seen = _customer_ids(session)  # a query that forgot its tenant filter
+        assert a.customer_id in seen and b.customer_id not in seen
