@@ -301,13 +301,24 @@ class S3Pieces(Pieces):
                     raise
         keys = [item["Key"] for item in self._objects(folder)]
         for at in range(0, len(keys), 1000):  # DeleteObjects takes up to 1000 keys
+            self._delete(keys[at : at + 1000])
+
+    def _delete(self, keys: list[str]) -> None:
+        try:
             answer = self.client.delete_objects(
                 Bucket=self.bucket,
-                Delete={"Objects": [{"Key": key} for key in keys[at : at + 1000]], "Quiet": True},
+                Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
             )
-            if answer.get("Errors"):
-                first = answer["Errors"][0]
-                raise OSError(f"could not delete {first.get('Key')}: {first.get('Message')}")
+        except ClientError as exc:
+            # Some S3-compatible stores refuse the batch as botocore now signs it (they ask
+            # for a Content-MD5 it no longer sends): one request per key instead.
+            log.info("deleting pieces one by one", error=_code(exc))
+            for key in keys:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+            return
+        if answer.get("Errors"):
+            first = answer["Errors"][0]
+            raise OSError(f"could not delete {first.get('Key')}: {first.get('Message')}")
 
     def idle(self, *, before: dt.datetime, limit: int) -> list[str]:
         latest: dict[str, dt.datetime] = {}

@@ -290,3 +290,24 @@ def test_a_big_piece_goes_to_the_bucket_in_parts_never_whole_in_memory(s3_storag
     assert read.hexdigest() == hasher.hexdigest()
     assert peak < 1.5 * PART_BYTES, f"peak {peak / 1e6:.1f} MB for a 40 MB piece"
     assert not any(path.is_file() for path in storage.root().rglob("*"))  # nothing on disk
+
+
+def test_pieces_go_one_by_one_where_the_store_refuses_a_batch_delete(
+    s3_storage: Bucket, monkeypatch
+):
+    # Some S3-compatible stores answer DeleteObjects from a current botocore with
+    # MissingContentMD5; the pieces must go all the same.
+    from botocore.exceptions import ClientError
+
+    token = "Batchless_store_0001"
+    for start in (0, 10, 20):
+        _written(token, start, b"p" * 10).keep()
+    client = storage.backend().client  # type: ignore[attr-defined]
+
+    def refuse(**kwargs):  # type: ignore[no-untyped-def]
+        error = {"Code": "MissingContentMD5", "Message": "Missing required header: Content-Md5."}
+        raise ClientError({"Error": error}, "DeleteObjects")
+
+    monkeypatch.setattr(client, "delete_objects", refuse)
+    storage.pieces().remove(token)
+    assert s3_storage.objects() == set()
