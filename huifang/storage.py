@@ -346,12 +346,8 @@ class LocalStorage(Storage):
     def remove(self, relative: str) -> None:
         self.path(relative).unlink(missing_ok=True)
 
-    @functools.cached_property
-    def _pieces(self) -> LocalPieces:
-        return LocalPieces(self.base.resolve() / "staging" / "resumable")
-
     def pieces(self) -> Pieces:
-        return self._pieces
+        return local_pieces()
 
 
 @functools.cache
@@ -390,6 +386,11 @@ def staging_dir() -> Path:
     path = root() / "staging"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def local_pieces() -> LocalPieces:
+    """This machine's pieces of resumable uploads, under staging (the local backend's)."""
+    return LocalPieces(staging_dir() / "resumable")
 
 
 def scratch_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:

@@ -70,7 +70,7 @@ class Gone(HuifangError):
 
 def files_of(token: str) -> Path:
     """The directory of an upload's pieces on this host, where local storage keeps them."""
-    return storage.LocalPieces(storage.staging_dir() / "resumable").directory(token)
+    return storage.local_pieces().directory(token)
 
 
 def _remove_files(token: str) -> None:

@@ -191,8 +191,7 @@ def _arriving(store: str) -> list[str]:
     if store == "s3":
         client, bucket = backend.client, backend.bucket  # type: ignore[attr-defined]
         return [u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
-    base = storage.staging_dir() / "resumable"
-    return [str(path) for path in base.rglob(".in-*")] if base.exists() else []
+    return [str(path) for path in storage.local_pieces().root().rglob(".in-*")]
 
 
 def _written(token: str, start: int, data: bytes, *, chunk: int = 64 * 1024):
