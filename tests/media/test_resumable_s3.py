@@ -381,3 +381,26 @@ def test_two_api_hosts_take_alternate_pieces_and_the_file_arrives_whole_once(
     assert s3_storage.objects() == {media[0].original_path}  # no piece left behind
     assert arriving(s3_storage) == []
     assert files_under(first_scratch) == [] == files_under(second_host.scratch)
+
+
+def test_a_piece_bigger_than_a_part_streams_to_the_bucket_in_parts(
+    s3_storage: Bucket, client, session, account, visit
+):
+    from huifang.s3storage import PART_BYTES
+
+    # A program sending a clip in two PATCHes, the first 2.5 parts long. Only the type of a
+    # clip is checked at the door, so random bytes after an MP4 header do.
+    data = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + os.urandom(PART_BYTES * 3)
+    first = PART_BYTES * 5 // 2
+    location = opened(client, account, visit.id, data, phase="during")
+    assert patch(client, account, location, 0, data[:first]).status_code == 204
+    key = f"resumable/{token(location)}/{0:012d}"
+    parts = s3_storage.client.head_object(Bucket=s3_storage.name, Key=key, PartNumber=1)
+    assert parts["PartsCount"] == 3 and parts["ContentLength"] == PART_BYTES
+    answer = patch(client, account, location, first, data[first:])
+    assert answer.status_code == 204, answer.text
+    media = session.get(Media, int(answer.headers["upload-media-id"]))
+    assert media is not None and media.kind == "clip" and media.bytes == len(data)
+    assert media.sha256 == hashlib.sha256(data).hexdigest()
+    assert s3_storage.read(media.original_path) == data
+    assert s3_storage.objects() == {media.original_path}
