@@ -11,6 +11,11 @@ scratch for uploads on their way in, ``local_copy`` hands ffmpeg and Pillow a lo
 S3), and ``put_file`` streams a finished local file back. A whole clip is never held in
 memory. The module-level functions delegate to the configured backend, so callers never ask
 which one it is.
+
+A file arriving in pieces (a resumable upload) is kept by the backend too, until it is whole:
+``pieces()`` names each piece by its upload's token and start offset, as files under the
+staging area on local disk, as objects in the bucket with S3 (so any API host takes the
+next piece).
 """
 
 from __future__ import annotations
@@ -18,17 +23,21 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import re
 import shutil
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from huifang.settings import get_settings
 
 AREAS = ("originals", "renditions", "logos", "exports")
 CHUNK = 1024 * 1024
+# An upload's token as it may name a directory or key prefix: our own characters only.
+TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Storage(ABC):
@@ -61,6 +70,10 @@ class Storage(ABC):
     def remove(self, relative: str) -> None:
         """Delete the stored file; a missing one is not an error."""
 
+    @abstractmethod
+    def pieces(self) -> Pieces:
+        """Where the pieces of files arriving in pieces are kept until they are whole."""
+
     def exists(self, relative: str) -> bool:
         return self.size(relative) is not None
 
@@ -84,6 +97,176 @@ def check_key(relative: str) -> str:
     ):
         raise ValueError(f"not a stored file name: {relative!r}")
     return relative
+
+
+class PieceWriter(ABC):
+    """One piece's bytes on their way in, written as they arrive; the piece only once kept.
+
+    ``write`` may hold bytes in memory (never more than a part of the piece); when it says
+    so, the caller runs ``flush`` where blocking is allowed (off the event loop), as it runs
+    ``close``, ``keep`` and ``discard``.
+    """
+
+    @abstractmethod
+    def write(self, chunk: bytes) -> bool:
+        """Take the next bytes; True when bytes wait in memory for ``flush``."""
+
+    @abstractmethod
+    def flush(self) -> None:
+        """Send the bytes waiting in memory on (with S3, one part of the piece)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """No more bytes come (the body ended, or the client went away): write what is left."""
+
+    @abstractmethod
+    def keep(self) -> None:
+        """Make the bytes the piece at the start offset, in one step, replacing whatever a
+        failed recording left there; no bytes make no piece."""
+
+    @abstractmethod
+    def discard(self) -> None:
+        """Drop the bytes. Does not raise: what a failure leaves, the sweep removes."""
+
+
+class Pieces(ABC):
+    """The pieces of files that arrive in pieces (resumable uploads), named by the upload's
+    token and each piece's start offset, kept until the file is whole."""
+
+    @abstractmethod
+    def prepare(self, token: str) -> None:
+        """Make room for a new upload's pieces (on disk: its directory, which the sweep finds
+        if the upload's creation rolls back)."""
+
+    @abstractmethod
+    def writer(self, token: str, start: int) -> PieceWriter:
+        """A writer for a piece starting at ``start``."""
+
+    @abstractmethod
+    def sizes(self, token: str) -> dict[int, int]:
+        """Start offset → size of each piece kept for the upload."""
+
+    @abstractmethod
+    def read(self, token: str, start: int, *, limit: int | None = None) -> Iterator[bytes]:
+        """The piece's bytes (the first ``limit`` of them), in chunks."""
+
+    @abstractmethod
+    def remove(self, token: str) -> None:
+        """Delete the upload's pieces, and any still arriving; none is not an error."""
+
+    @abstractmethod
+    def idle(self, *, before: dt.datetime, limit: int) -> list[str]:
+        """Tokens of uploads whose pieces were last touched before ``before``."""
+
+
+def check_token(token: str) -> str:
+    if not TOKEN.fullmatch(token):
+        raise ValueError(f"not an upload token: {token!r}")
+    return token
+
+
+def piece_name(start: int) -> str:
+    """A piece's name: its start offset, zero-padded so names sort by offset."""
+    return f"{int(start):012d}"
+
+
+def piece_start(name: str) -> int | None:
+    return int(name) if len(name) == 12 and name.isdigit() else None
+
+
+class _FilePiece(PieceWriter):
+    """A piece written to a temporary file beside the others, renamed into place."""
+
+    def __init__(self, directory: Path, target: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".in-")
+        self._file: IO[bytes] = os.fdopen(fd, "wb")
+        self._path = Path(name)
+        self._target = target
+        self._written = 0
+
+    def write(self, chunk: bytes) -> bool:
+        self._file.write(chunk)
+        self._written += len(chunk)
+        return False  # nothing waits: the bytes are in the file
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._file.close()
+
+    def keep(self) -> None:
+        if self._written:
+            os.replace(self._path, self._target)
+        else:
+            self._path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._path.unlink(missing_ok=True)
+
+
+class LocalPieces(Pieces):
+    """Pieces as files under the staging area, one directory per upload:
+    ``staging/resumable/<token>/<start offset>``."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+
+    def root(self) -> Path:
+        self.base.mkdir(parents=True, exist_ok=True)
+        return self.base
+
+    def directory(self, token: str) -> Path:
+        """The directory of an upload's pieces; refuses a token that would leave the area."""
+        base = self.root().resolve()
+        path = (base / check_token(token)).resolve()
+        if path.parent != base:
+            raise ValueError(f"upload token outside the staging area: {token!r}")
+        return path
+
+    def prepare(self, token: str) -> None:
+        self.directory(token).mkdir(parents=True, exist_ok=True)
+
+    def writer(self, token: str, start: int) -> PieceWriter:
+        directory = self.directory(token)
+        return _FilePiece(directory, directory / piece_name(start))
+
+    def sizes(self, token: str) -> dict[int, int]:
+        try:
+            entries = list(os.scandir(self.directory(token)))
+        except FileNotFoundError:
+            return {}
+        found = {}
+        for entry in entries:
+            start = piece_start(entry.name)
+            if start is not None:
+                found[start] = entry.stat().st_size
+        return found
+
+    def read(self, token: str, start: int, *, limit: int | None = None) -> Iterator[bytes]:
+        with (self.directory(token) / piece_name(start)).open("rb") as fh:
+            left = limit
+            while left is None or left > 0:
+                chunk = fh.read(CHUNK if left is None else min(CHUNK, left))
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
+
+    def remove(self, token: str) -> None:
+        shutil.rmtree(self.directory(token), ignore_errors=True)
+
+    def idle(self, *, before: dt.datetime, limit: int) -> list[str]:
+        cutoff = before.timestamp()
+        return [
+            path.name
+            for path in self.root().iterdir()
+            if path.is_dir() and path.stat().st_mtime < cutoff
+        ][:limit]
 
 
 class LocalStorage(Storage):
@@ -163,6 +346,9 @@ class LocalStorage(Storage):
     def remove(self, relative: str) -> None:
         self.path(relative).unlink(missing_ok=True)
 
+    def pieces(self) -> Pieces:
+        return local_pieces()
+
 
 @functools.cache
 def _backend_for(kind: str, media_root: str) -> Storage:
@@ -200,6 +386,11 @@ def staging_dir() -> Path:
     path = root() / "staging"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def local_pieces() -> LocalPieces:
+    """This machine's pieces of resumable uploads, under staging (the local backend's)."""
+    return LocalPieces(staging_dir() / "resumable")
 
 
 def scratch_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
@@ -264,3 +455,8 @@ def exists(relative: str) -> bool:
 def remove(relative: str | None) -> None:
     if relative:
         backend().remove(check_key(relative))
+
+
+def pieces() -> Pieces:
+    """Where resumable uploads keep their pieces (see ``Pieces``)."""
+    return backend().pieces()

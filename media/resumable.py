@@ -8,10 +8,13 @@ the client's name or type), the size is held to that type's cap as soon as it is
 bytes live in the staging area under names we make. A finished upload goes through
 ``media.service.accept_upload``, so a file already on the visit is the same media.
 
-Each piece is its own file, named by its start offset, and is on record only through a short
-transaction that finds the upload's offset still where the piece started. No transaction is
-open while bytes arrive (a phone on two bars may take minutes). Two clients sending the
-same piece both write; the first to record it wins, the other is told 409 and asks again.
+Each piece is kept on its own by the storage backend (``huifang.storage.pieces``), named by
+its start offset: a file under this host's staging area with local storage, an object in
+the bucket with S3, so that with S3 any API host takes the next piece. A piece is on record
+only through a short transaction that finds the upload's offset still where the piece
+started. No transaction is open while bytes arrive (a phone on two bars may take minutes).
+Two clients sending the same piece both write; the first to record it wins, the other is
+told 409 and asks again.
 """
 
 from __future__ import annotations
@@ -22,13 +25,12 @@ import datetime as dt
 import hashlib
 import os
 import secrets
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
+import structlog
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
@@ -37,11 +39,13 @@ from huifang import storage
 from huifang.db import on_commit
 from huifang.errors import Conflict, HuifangError, Invalid, NotFound, TooLarge
 from media import service as media_service
-from media.imaging import Sniffed, sniff
+from media.imaging import CLIP, PHOTO, Sniffed, sniff
 from media.models import DONE, PHASES, RECEIVING, REFUSED, Media, ResumableUpload
 from media.upload import SNIFF_BYTES, StagedUpload, _clean_filename, _mb
 from tenancy.models import Tenant
 from visits import service as visits
+
+log = structlog.get_logger(__name__)
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,expiration,termination"
@@ -64,27 +68,18 @@ class Gone(HuifangError):
     status_code = 410
 
 
-def root() -> Path:
-    path = storage.staging_dir() / "resumable"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def files_of(token: str) -> Path:
-    """The directory of an upload's pieces; refuses a token that would leave the area."""
-    base = root()
-    path = (base / token).resolve()
-    if path.parent != base.resolve():
-        raise ValueError(f"upload token outside the staging area: {token!r}")
-    return path
-
-
-def piece_path(token: str, start: int) -> Path:
-    return files_of(token) / f"{int(start):012d}"
+    """The directory of an upload's pieces on this host, where local storage keeps them."""
+    return storage.local_pieces().directory(token)
 
 
 def _remove_files(token: str) -> None:
-    shutil.rmtree(files_of(token), ignore_errors=True)
+    """Remove an upload's pieces. A failure is logged, not raised: it runs after a commit,
+    and what stays behind is removed by the sweep (``orphans``) a day later."""
+    try:
+        storage.pieces().remove(token)
+    except Exception as exc:
+        log.warning("could not remove an upload's pieces", token=token, error=str(exc))
 
 
 def remove_files_after_commit(session: Session, token: str) -> None:
@@ -181,7 +176,7 @@ def create_upload(
     )
     session.add(upload)
     session.flush()
-    files_of(upload.token).mkdir(parents=True, exist_ok=True)
+    storage.pieces().prepare(upload.token)
     return upload
 
 
@@ -214,6 +209,11 @@ def check_offset(upload: ResumableUpload, offset: int) -> None:
         )
 
 
+# What the first bytes said, found again from the type on record (a piece after the first
+# needs no read of them).
+_KNOWN = {known.mime: known for known in (*PHOTO.values(), *CLIP.values())}
+
+
 @dataclass(frozen=True)
 class Opening:
     """What receiving one piece needs from the database, read before the bytes arrive."""
@@ -241,7 +241,7 @@ def open_piece(
     sniffed = None
     head = b""
     if upload.kind is not None:
-        sniffed = sniff(_read_head(upload.token, SNIFF_BYTES))
+        sniffed = _KNOWN.get(upload.mime or "") or sniff(_read_head(upload.token, SNIFF_BYTES))
     else:
         head = _read_head(upload.token, upload.received)
     return Opening(
@@ -254,42 +254,44 @@ def open_piece(
     )
 
 
-def _pieces(token: str, upto: int) -> list[Path]:
-    """The chain of pieces holding bytes 0 … ``upto``: each starts where the last ended."""
-    chain: list[Path] = []
+def _pieces(token: str, upto: int) -> list[tuple[int, int]]:
+    """The chain of pieces (start, size) holding bytes 0 … ``upto``: each starts where the
+    last ended. Pieces a failed recording left off the chain are not in it."""
+    sizes = storage.pieces().sizes(token)
+    chain: list[tuple[int, int]] = []
     at = 0
     while at < upto:
-        path = piece_path(token, at)
-        size = path.stat().st_size
-        if size == 0:
-            raise OSError(f"empty piece at {at} of upload {token}")
-        chain.append(path)
+        size = sizes.get(at)
+        if not size:
+            raise OSError(f"no piece at {at} of upload {token}")
+        chain.append((at, size))
         at += size
     return chain
 
 
 def _read_head(token: str, limit: int) -> bytes:
     """Up to ``limit`` of the file's first bytes, from the pieces on record."""
+    if limit <= 0:
+        return b""
     out = bytearray()
+    pieces = storage.pieces()
+    sizes = pieces.sizes(token)
     at = 0
-    while len(out) < limit:
-        path = piece_path(token, at)
-        if not path.exists():
-            break
-        data = path.read_bytes()
-        if not data:
-            break
-        out += data[: limit - len(out)]
-        at += len(data)
-    return bytes(out)
+    while len(out) < limit and sizes.get(at):
+        for chunk in pieces.read(token, at, limit=limit - len(out)):
+            out += chunk
+        at += sizes[at]
+    return bytes(out[:limit])
 
 
 @dataclass
 class Receiver:
-    """One PATCH's bytes, written to a file of their own as they arrive, checked as they come.
+    """One PATCH's bytes, written to a piece of their own as they arrive, checked as they come.
 
     ``refuses_file`` tells, after a refusal, whether the file itself can never be taken (its
     type or size: the upload is refused) or only this piece (bytes past the announced length).
+    ``begin``, ``flush``, ``end``, ``keep`` and ``discard`` may wait on the network (S3):
+    the edge runs them off the event loop; ``feed`` only writes to a file or a bounded buffer.
     """
 
     opening: Opening
@@ -298,25 +300,21 @@ class Receiver:
     size: int = 0
     sniffed: Sniffed | None = None
     refuses_file: bool = False
-    path: Path | None = None
-    _file: IO[bytes] | None = None
+    _writer: storage.PieceWriter | None = None
     _head: bytearray = field(default_factory=bytearray)
 
     def begin(self) -> None:
-        """Check what is known before any byte (the type, from earlier pieces), open the file."""
+        """Check what is known before any byte (the type, from earlier pieces), open the piece."""
         self.sniffed = self.opening.sniffed
         self._head = bytearray(self.opening.head)
         if self.sniffed is not None:
             self._check_cap()
-        directory = files_of(self.opening.token)
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=directory, prefix=".in-")
-        self._file = os.fdopen(fd, "wb")
-        self.path = Path(name)
+        self._writer = storage.pieces().writer(self.opening.token, self.opening.start)
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes) -> bool:
+        """Take the next bytes; True when some wait in memory for ``flush``."""
         if not chunk:
-            return
+            return False
         if self.opening.start + self.size + len(chunk) > self.opening.length:
             raise TooLarge(
                 f"This piece goes past the {self.opening.length} bytes announced "
@@ -326,16 +324,26 @@ class Receiver:
             self._head += chunk[: SNIFF_BYTES - len(self._head)]
             if len(self._head) >= SNIFF_BYTES:
                 self._sniff()
-        assert self._file is not None
-        self._file.write(chunk)
+        assert self._writer is not None
         self.size += len(chunk)
+        return self._writer.write(chunk)
+
+    def flush(self) -> None:
+        assert self._writer is not None
+        self._writer.flush()
 
     def end(self) -> None:
-        """The piece is all here (or the client went away): close it, sniff a short file."""
-        if self._file is not None:
-            self._file.close()
+        """The piece is all here (or the client went away): write the rest, sniff a short
+        file."""
+        if self._writer is not None:
+            self._writer.close()
         if self.sniffed is None and self.opening.start + self.size == self.opening.length:
             self._sniff()
+
+    def keep(self) -> None:
+        """Make the bytes the piece at the start offset (called while the upload is locked)."""
+        assert self._writer is not None
+        self._writer.keep()
 
     def _sniff(self) -> None:
         try:
@@ -358,10 +366,8 @@ class Receiver:
             )
 
     def discard(self) -> None:
-        if self._file is not None and not self._file.closed:
-            self._file.close()
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
+        if self._writer is not None:
+            self._writer.discard()
 
 
 def _locked(session: Session, upload_id: int) -> ResumableUpload | None:
@@ -382,10 +388,9 @@ def record_piece(*, session: Session, receiver: Receiver, now: dt.datetime) -> R
         raise NotFound("This upload was removed meanwhile; start it again.")
     check_open(upload, now=now)
     check_offset(upload, opening.start)
+    # Replaces a piece a failed recording left at this offset: never on record.
+    receiver.keep()
     if receiver.size:
-        assert receiver.path is not None
-        # Replaces a piece a failed recording left at this offset: never on record.
-        os.replace(receiver.path, piece_path(upload.token, opening.start))
         upload.received = opening.start + receiver.size
     if receiver.sniffed is not None and upload.kind is None:
         upload.kind, upload.mime = receiver.sniffed.kind, receiver.sniffed.mime
@@ -416,22 +421,23 @@ class Assembly:
 
 
 def assemble(upload: ResumableUpload) -> Assembly:
-    """Join a complete upload's pieces into one staged file, hashing as it goes (no session
-    needed: reads the row's plain values only)."""
+    """Join a complete upload's pieces into one staged file on this host, hashing as it
+    goes (no session needed: reads the row's plain values only). With S3 the pieces stream
+    from the bucket, whichever hosts took them."""
     fd, name = tempfile.mkstemp(dir=storage.staging_dir(), prefix="upload-")
     hasher = hashlib.sha256()
     size = 0
     head = b""
+    pieces = storage.pieces()
     try:
         with os.fdopen(fd, "wb") as out:
-            for piece in _pieces(upload.token, upload.length):
-                with piece.open("rb") as source:
-                    while block := source.read(1024 * 1024):
-                        if len(head) < SNIFF_BYTES:
-                            head += block[: SNIFF_BYTES - len(head)]
-                        hasher.update(block)
-                        out.write(block)
-                        size += len(block)
+            for start, _ in _pieces(upload.token, upload.length):
+                for block in pieces.read(upload.token, start):
+                    if len(head) < SNIFF_BYTES:
+                        head += block[: SNIFF_BYTES - len(head)]
+                    hasher.update(block)
+                    out.write(block)
+                    size += len(block)
         if size != upload.length:
             raise OSError(f"upload {upload.token} holds {size} bytes, not {upload.length}")
         sniffed = sniff(head)
@@ -543,12 +549,9 @@ def stalled(*, session: Session, now: dt.datetime, limit: int = 50) -> list[int]
 
 
 def orphans(*, session: Session, now: dt.datetime, limit: int = 500) -> list[str]:
-    """Directories of pieces that no upload owns (its creation rolled back, or its row went
-    without its files), untouched for a day."""
-    cutoff = (now - UPLOAD_TTL).timestamp()
-    names = [
-        path.name for path in root().iterdir() if path.is_dir() and path.stat().st_mtime < cutoff
-    ][:limit]
+    """Tokens of pieces that no upload owns (its creation rolled back, or its row went
+    without its pieces), untouched for a day."""
+    names = storage.pieces().idle(before=now - UPLOAD_TTL, limit=limit)
     if not names:
         return []
     owned = set(

@@ -149,8 +149,9 @@ async def receive_piece(
     offset: int | None,
     content_type: str | None,
 ) -> Response:
-    """A tus PATCH: the piece streamed to its own file, recorded, the file handed over when
-    complete (the /v1 route's and the staff phone's)."""
+    """A tus PATCH: the piece streamed to a piece of its own (a file here, or an object in
+    the bucket), recorded, the file handed over when complete (the /v1 route's and the staff
+    phone's). What may wait on the network runs off the event loop."""
     settings = get_settings()
     upload_id = token
     upload_offset = offset
@@ -169,18 +170,19 @@ async def receive_piece(
         opening=opening, photo_max=settings.photo_max_bytes, clip_max=settings.clip_max_bytes
     )
     try:
-        receiver.begin()
+        await run_in_threadpool(receiver.begin)
         try:
             async for chunk in request.stream():
-                receiver.feed(chunk)
+                if receiver.feed(chunk):
+                    await run_in_threadpool(receiver.flush)
         except ClientDisconnect:
             pass  # keep what arrived: the client asks for the offset and goes on from it
-        receiver.end()
+        await run_in_threadpool(receiver.end)
         upload = await run_in_threadpool(
             in_unit, unit_of_work, resumable.record_piece, receiver=receiver, now=utcnow()
         )
     except HuifangError as exc:
-        receiver.discard()
+        await run_in_threadpool(receiver.discard)
         if receiver.refuses_file:
             await run_in_threadpool(
                 in_unit,
