@@ -645,16 +645,17 @@ MAX_BATCH = 50
 _latency: dict[str, float] = {}  # seconds per provider call, moving average, per process
 
 
-def batch_size(provider: Provider) -> int:
+def batch_size(provider: Provider, *, lanes: int = 1) -> int:
     """How many messages one batch may take, from the time a send to this provider has been
     taking (its answer and any wait for a rate slot) and how many calls go out at once
     (``send_concurrency``): one round of calls when a call takes 250 ms or more, up to
     ``MAX_BATCH`` against a fast provider, where the database, not the provider, would
-    otherwise set the pace."""
+    otherwise set the pace. ``lanes`` send loops sharing the calls at once
+    (``messaging.tasks.send_in_batches``) each take their share of the calls."""
     seconds = _latency.get(provider.name)
     if seconds is None:
         return 1  # nothing measured yet: one at a time until the provider's pace is known
-    at_once = get_settings().send_concurrency
+    at_once = max(1, get_settings().send_concurrency // lanes)
     rounds = max(1, int(BATCH_SECONDS / max(seconds, 1e-4)))
     return min(MAX_BATCH, at_once * rounds)
 

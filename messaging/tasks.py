@@ -90,13 +90,14 @@ def send_in_batches(
     through ``LANES`` such loops at once, each in a transaction of its own on its own
     connection, sharing the process's ``send_concurrency`` call slots: while one lane claims,
     gates or records its batch, the other's calls keep the slots busy, so the database work
-    between batches does not leave the provider idle. Each lane's batch is
-    ``service.batch_size(provider) // LANES`` messages, so a batch holds its numbers' locks
-    about as long as one lane alone would. Two lanes never wait for each other in a circle:
-    a lane's transaction takes its numbers' locks in one statement, then only waits for call
-    slots, which the other lane's calls give back without touching the database (the same
-    reason two worker processes are safe). SQLite, whose writers queue for one lock, and a
-    session bound to a connection (a test's transaction) keep one lane.
+    between batches does not leave the provider idle. Each lane's batch is sized to its
+    share of the calls at once (``service.batch_size(provider, lanes=LANES)``), so a batch
+    holds its numbers' locks about as long as one lane alone would. Two lanes never wait
+    for each other in a circle: a lane's transaction takes its numbers' locks in one
+    statement, then only waits for call slots, which the other lane's calls give back
+    without touching the database (the same reason two worker processes are safe). SQLite,
+    whose writers queue for one lock, and a session bound to a connection (a test's
+    transaction) keep one lane.
     """
     work = _Work(message_ids)
     _send_lane(session, work, provider, throttle, lanes=1, first=True)
@@ -173,7 +174,7 @@ def _send_lane(
     first: bool = False,
 ) -> None:
     """Take batches from ``work`` until none is left (``first``: one batch only)."""
-    while batch := work.take(max(1, service.batch_size(provider) // lanes)):
+    while batch := work.take(service.batch_size(provider, lanes=lanes)):
         claimed = service.claim_many_for_send(session=session, message_ids=batch, now=utcnow())
         session.commit()  # `sending` is on record before anything leaves
         if claimed:
