@@ -660,6 +660,11 @@ def batch_size(provider: Provider, *, lanes: int = 1) -> int:
     return min(MAX_BATCH, at_once * rounds)
 
 
+def pace_known(provider: Provider) -> bool:
+    """Whether this process has measured how long a send to ``provider`` takes."""
+    return provider.name in _latency
+
+
 def _measured(provider: Provider, seconds: float) -> None:
     previous = _latency.get(provider.name)
     _latency[provider.name] = seconds if previous is None else 0.8 * previous + 0.2 * seconds

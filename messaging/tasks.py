@@ -86,8 +86,9 @@ def send_in_batches(
     """What a send task does: claim a batch (committed), gate, send and record it
     (committed), then the next.
 
-    On PostgreSQL, once the first batch has measured the provider's pace, the rest goes
-    through ``LANES`` such loops at once, each in a transaction of its own on its own
+    On PostgreSQL, once the provider's pace is known (the process's first send to it
+    measures it, alone) and more than one batch is left, the work goes through ``LANES``
+    such loops at once, each in a transaction of its own on its own
     connection, sharing the process's ``send_concurrency`` call slots: while one lane claims,
     gates or records its batch, the other's calls keep the slots busy, so the database work
     between batches does not leave the provider idle. Each lane's batch is sized to its
@@ -100,11 +101,15 @@ def send_in_batches(
     transaction) keep one lane.
     """
     work = _Work(message_ids)
-    _send_lane(session, work, provider, throttle, lanes=1, first=True)
-    if not work.left():
-        return
+    if not service.pace_known(provider):  # one message first, to measure it
+        _send_lane(session, work, provider, throttle, lanes=1, first=True)
     engine = session.get_bind()
-    if LANES <= 1 or not isinstance(engine, Engine) or engine.dialect.name != "postgresql":
+    if (
+        LANES <= 1
+        or not isinstance(engine, Engine)
+        or engine.dialect.name != "postgresql"
+        or work.left() <= service.batch_size(provider, lanes=LANES)  # one batch: one lane
+    ):
         _send_lane(session, work, provider, throttle, lanes=1)
         return
     failures: list[BaseException] = []
@@ -155,9 +160,9 @@ class _Work:
             batch, self._waiting = self._waiting[:size], self._waiting[size:]
             return batch
 
-    def left(self) -> bool:
+    def left(self) -> int:
         with self._lock:
-            return bool(self._waiting) and not self._stopped
+            return 0 if self._stopped else len(self._waiting)
 
     def stop(self) -> None:
         with self._lock:
