@@ -608,12 +608,26 @@ def uncount_marketing(*, session: Session, message_refs: Sequence[str]) -> None:
         session.execute(delete(MarketingSend).where(MarketingSend.message_ref.in_(message_refs)))
 
 
+class Recipient(Protocol):
+    """What the gate needs of the customer a message goes to (a ``Customer`` row, or the
+    columns a batch of sends read of it)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def phone(self) -> str: ...
+
+    @property
+    def timezone(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Ask:
     """One message for the gate: to whom, what, and the provider's length limit."""
 
     tenant: Tenant
-    customer: Customer
+    customer: Recipient
     category: Category
     body: str
     message_ref: str

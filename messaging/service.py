@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload
 
@@ -250,44 +250,17 @@ def transition(
     now: dt.datetime,
     reason: str | None = None,
     detail: str | None = None,
-    flush: bool = True,
 ) -> bool:
     """Move forward to ``status`` if the lifecycle allows it; record the attempt either way.
 
-    ``flush=False`` leaves the writes to the session's next flush (a batch of sends writes
-    its outcomes together).
+    (A batch of sends moves its messages with ``_Send.move`` and writes them together.)
     """
     allowed = status in TRANSITIONS[message.status]
-    if flush:
-        _event(session, message, status, reason, detail, applied=allowed, now=now)
-    else:  # written with the batch's other events, in one statement (``_write_events``)
-        session.info.setdefault(_PENDING_EVENTS, []).append(
-            {
-                "tenant_id": message.tenant_id,
-                "message_id": message.id,
-                "status": status,
-                "reason": reason,
-                "detail": detail,
-                "applied": allowed,
-                "at": now,
-            }
-        )
+    _event(session, message, status, reason, detail, applied=allowed, now=now)
     if allowed:
         message.status, message.status_reason, message.status_detail = status, reason, detail
-    if flush:
-        session.flush()
-    return allowed
-
-
-_PENDING_EVENTS = "huifang.pending_events"
-
-
-def _write_events(session: Session) -> None:
-    """Flush the session, then insert the history rows ``transition(flush=False)`` kept."""
     session.flush()
-    pending = session.info.pop(_PENDING_EVENTS, None)
-    if pending:
-        session.execute(_INSERT_EVENT, pending)
+    return allowed
 
 
 def claim_due(*, session: Session, now: dt.datetime, limit: int = 500) -> list[int]:
@@ -389,6 +362,85 @@ def deliver(
     ).get(message_id)
 
 
+def send_batch(
+    *,
+    session: Session,
+    message_ids: Sequence[int],
+    provider: Provider,
+    now: dt.datetime,
+    throttle: Callable[[], bool] | None = None,
+) -> None:
+    """Gate, render, call the provider and record the outcomes for a batch of ``sending``
+    messages, in one transaction, in a fixed number of statements whatever its size.
+
+    One statement reads the messages (locked) with their customers, the gate decides for
+    all of them at once (``compliance.gate_many``: the numbers stay locked until this
+    commits, so an opt-out waits for the batch), the provider is called for each message
+    it allows, ``send_concurrency`` calls at a time on threads that touch no database, and
+    the outcomes are written together at the end, in this thread: one update of the
+    messages, one insert of their history. The caller keeps batches short in time
+    (``batch_size``), since an opt-out for one of their numbers waits for the whole batch.
+    A message no longer ``sending`` (a task delivered twice) is left alone.
+    """
+    # The message rows stay locked until the outcomes commit: a receipt that arrives while
+    # a send is still being recorded (a fast provider's "delivered") waits for the commit
+    # and applies to ``sent``, instead of finding ``sending`` and being ignored.
+    # (SQLite: this transaction holds the database's write lock anyway.)
+    sending = [
+        _Send.of(row)
+        for row in session.execute(_SELECT_SENDS, {"ids": sorted(set(message_ids))})
+        if row.status == SENDING
+    ]
+    if not sending:
+        return
+    tenants = {
+        tenant.id: tenant
+        for tenant in session.scalars(
+            select(Tenant)
+            .where(Tenant.id.in_(sorted({send.tenant_id for send in sending})))
+            .execution_options(populate_existing=True)
+        )
+    }
+    verdicts = compliance.gate_many(
+        session=session,
+        asks=[
+            compliance.Ask(
+                tenants[send.tenant_id],
+                send.customer,
+                send.category,  # type: ignore[arg-type]
+                send.body,
+                send.idempotency_key,
+                provider.capabilities.max_body_chars,
+            )
+            for send in sending
+        ],
+        now=now,
+    )
+    templates = _templates(session, provider, set(tenants))
+    allowed = []
+    for send, verdict in zip(sending, verdicts, strict=True):
+        outbound = _outbound(send, tenants[send.tenant_id], verdict, provider, now, templates)
+        if outbound is not None:
+            allowed.append((send, outbound))
+    calls = _call_all(provider, [outbound for _, outbound in allowed], throttle)
+    for (send, _), call in zip(allowed, calls, strict=True):
+        _record(session, send, tenants[send.tenant_id], call, now)
+    # A marketing message the provider refused, that ran out of retries or for which the
+    # company has no approved template never reached the customer: it does not count
+    # against their frequency cap.
+    compliance.uncount_marketing(
+        session=session,
+        message_refs=[
+            send.idempotency_key
+            for send in sending
+            if send.category == "marketing"
+            and send.status in (FAILED, SUPPRESSED)
+            and (send.called or send.status_reason == NO_TEMPLATE)
+        ],
+    )
+    _write_sends(session, sending, now)
+
+
 def deliver_many(
     *,
     session: Session,
@@ -397,77 +449,193 @@ def deliver_many(
     now: dt.datetime,
     throttle: Callable[[], bool] | None = None,
 ) -> dict[int, Message]:
-    """``deliver`` for a batch of ``sending`` messages, in one transaction.
+    """``send_batch``, then the messages found, by id, read back (for callers that look at
+    them; a send task needs nothing back)."""
+    send_batch(
+        session=session, message_ids=message_ids, provider=provider, now=now, throttle=throttle
+    )
+    return {
+        message.id: message
+        for message in session.scalars(
+            select(Message)
+            .where(Message.id.in_(sorted(set(message_ids))))
+            .options(lazyload(Message.events))
+            .execution_options(populate_existing=True)
+        )
+    }
 
-    One query loads the messages with their companies and customers, the gate decides for
-    all of them at once (``compliance.gate_many``: the numbers stay locked until this
-    commits, so an opt-out waits for the batch), the provider is called for each message
-    it allows, ``send_concurrency`` calls at a time on threads that touch no database, and
-    the outcomes are written together at the end, in this thread. The caller keeps
-    batches short in time (``batch_size``), since an opt-out for one of their numbers waits
-    for the whole batch. Returns the messages found, by id.
+
+_MESSAGES = cast(Table, Message.__table__)
+_CUSTOMERS = cast(Table, Customer.__table__)
+# What a send reads of a message and its customer (``_Send``), the message locked.
+_SELECT_SENDS = (
+    select(
+        _MESSAGES.c.id,
+        _MESSAGES.c.tenant_id,
+        _MESSAGES.c.category,
+        _MESSAGES.c.body,
+        _MESSAGES.c.idempotency_key,
+        _MESSAGES.c.purpose,
+        _MESSAGES.c.variables,
+        _MESSAGES.c.media_urls,
+        _MESSAGES.c.status,
+        _MESSAGES.c.status_reason,
+        _MESSAGES.c.status_detail,
+        _MESSAGES.c.due_at,
+        _MESSAGES.c.attempts,
+        _MESSAGES.c.text,
+        _MESSAGES.c.provider,
+        _MESSAGES.c.provider_message_id,
+        _MESSAGES.c.sent_at,
+        _CUSTOMERS.c.id.label("customer_id"),
+        _CUSTOMERS.c.phone,
+        _CUSTOMERS.c.timezone,
+    )
+    .join(_CUSTOMERS, _CUSTOMERS.c.id == _MESSAGES.c.customer_id)
+    .where(_MESSAGES.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_MESSAGES.c.id)
+    .with_for_update(of=_MESSAGES)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Recipient:
+    """The customer a message goes to, as the gate and the request need them."""
+
+    id: int
+    phone: str
+    timezone: str
+
+
+@dataclass(slots=True)
+class _Send:
+    """One message of a batch as read for sending, changed as its send goes."""
+
+    id: int
+    tenant_id: int
+    category: str
+    body: str
+    idempotency_key: str
+    purpose: str | None
+    variables: dict[str, str] | None
+    media_urls: list[str]
+    status: str
+    status_reason: str | None
+    status_detail: str | None
+    due_at: dt.datetime
+    attempts: int
+    text: str | None
+    provider: str | None
+    provider_message_id: str | None
+    sent_at: dt.datetime | None
+    customer: _Recipient
+    called: bool = False  # the provider was called for it
+    event: dict[str, object] | None = None  # its history row, once it moved
+
+    @classmethod
+    def of(cls, row: Any) -> _Send:
+        return cls(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            category=row.category,
+            body=row.body,
+            idempotency_key=row.idempotency_key,
+            purpose=row.purpose,
+            variables=row.variables,
+            media_urls=row.media_urls,
+            status=row.status,
+            status_reason=row.status_reason,
+            status_detail=row.status_detail,
+            due_at=row.due_at,
+            attempts=row.attempts,
+            text=row.text,
+            provider=row.provider,
+            provider_message_id=row.provider_message_id,
+            sent_at=row.sent_at,
+            customer=_Recipient(row.customer_id, row.phone, row.timezone),
+        )
+
+    def move(
+        self, status: str, now: dt.datetime, reason: str | None = None, detail: str | None = None
+    ) -> None:
+        """``transition`` for a message of a batch: forward if the lifecycle allows it, the
+        attempt in its history either way (written with the batch's, ``_write_sends``)."""
+        allowed = status in TRANSITIONS[self.status]
+        self.event = {
+            "tenant_id": self.tenant_id,
+            "message_id": self.id,
+            "status": status,
+            "reason": reason,
+            "detail": detail,
+            "applied": allowed,
+            "at": now,
+        }
+        if allowed:
+            self.status, self.status_reason, self.status_detail = status, reason, detail
+
+
+# The columns a send writes back (``_Send``'s names).
+_WRITTEN = (
+    "status",
+    "status_reason",
+    "status_detail",
+    "due_at",
+    "attempts",
+    "text",
+    "provider",
+    "provider_message_id",
+    "sent_at",
+)
+# PostgreSQL: the whole batch in one statement, one array per column.
+_UPDATE_SENDS_POSTGRES = text(
     """
-    # One round trip for the messages, their companies and their customers, read fresh (the
-    # claims are set-based updates); their collections (history, tags) are not needed.
-    # The message rows stay locked until the outcomes commit: a receipt that arrives while
-    # a send is still being recorded (a fast provider's "delivered") waits for the commit
-    # and applies to ``sent``, instead of finding ``sending`` and being ignored.
-    # (SQLite: this transaction holds the database's write lock anyway.)
-    rows = session.execute(
-        select(Message, Tenant, Customer)
-        .join(Tenant, Tenant.id == Message.tenant_id)
-        .join(Customer, Customer.id == Message.customer_id)
-        .where(Message.id.in_(sorted(set(message_ids))))
-        .order_by(Message.id)
-        .options(lazyload(Message.events), lazyload(Customer.tag_rows))
-        .with_for_update(of=Message)
-        .execution_options(populate_existing=True)
-    ).all()
-    found = {message.id: message for message, _, _ in rows}
-    sending = [
-        (message, tenant, customer)
-        for message, tenant, customer in rows
-        if message.status == SENDING
-    ]
-    verdicts = compliance.gate_many(
-        session=session,
-        asks=[
-            compliance.Ask(
-                tenant,
-                customer,
-                message.category,  # type: ignore[arg-type]
-                message.body,
-                message.idempotency_key,
-                provider.capabilities.max_body_chars,
-            )
-            for message, tenant, customer in sending
-        ],
-        now=now,
+    UPDATE messages AS m
+    SET status = v.status, status_reason = v.status_reason, status_detail = v.status_detail,
+        due_at = v.due_at, attempts = v.attempts, text = v.text, provider = v.provider,
+        provider_message_id = v.provider_message_id, sent_at = v.sent_at, updated_at = :now
+    FROM unnest(
+        CAST(:id AS bigint[]), CAST(:status AS varchar[]), CAST(:status_reason AS varchar[]),
+        CAST(:status_detail AS text[]), CAST(:due_at AS timestamptz[]),
+        CAST(:attempts AS int[]), CAST(:text AS text[]), CAST(:provider AS varchar[]),
+        CAST(:provider_message_id AS varchar[]), CAST(:sent_at AS timestamptz[])
+    ) AS v(id, status, status_reason, status_detail, due_at, attempts, text, provider,
+           provider_message_id, sent_at)
+    WHERE m.id = v.id
+    """
+)
+# SQLite: one prepared update, run for each message.
+_UPDATE_SENDS = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("b_id"))
+    .values(
+        {name: bindparam(f"b_{name}") for name in _WRITTEN}
+        | {"updated_at": bindparam("b_updated_at")}
     )
-    templates = _templates(session, provider, {tenant.id for _, tenant, _ in sending})
-    allowed = []
-    unsent_marketing = []
-    for (message, tenant, customer), verdict in zip(sending, verdicts, strict=True):
-        outbound = _outbound(session, message, tenant, customer, verdict, provider, now, templates)
-        if outbound is not None:
-            allowed.append((message, tenant, customer, outbound))
-        elif message.status == FAILED and message.status_reason == NO_TEMPLATE:
-            unsent_marketing.append(message)
-    calls = _call_all(provider, [outbound for *_, outbound in allowed], throttle)
-    for (message, tenant, customer, _), call in zip(allowed, calls, strict=True):
-        _record(session, message, tenant, customer, call, now)
-    # A marketing message the provider refused (or that ran out of retries) never reached
-    # the customer: it does not count against their frequency cap.
-    compliance.uncount_marketing(
-        session=session,
-        message_refs=[
-            message.idempotency_key
-            for message in [*(m for m, *_ in allowed), *unsent_marketing]
-            if message.category == "marketing" and message.status in (FAILED, SUPPRESSED)
-        ],
-    )
-    _write_events(session)
-    return found
+)
+
+
+def _write_sends(session: Session, sends: Sequence[_Send], now: dt.datetime) -> None:
+    """The batch's outcomes: one update of the messages, one insert of their history."""
+    moved = [send for send in sends if send.event is not None]
+    events = [send.event for send in sends if send.event is not None]
+    if not moved:
+        return
+    if dialect_of(session) == "postgresql":
+        session.execute(
+            _UPDATE_SENDS_POSTGRES,
+            {"now": now, "id": [send.id for send in moved]}
+            | {name: [getattr(send, name) for send in moved] for name in _WRITTEN},
+        )
+    else:
+        session.execute(
+            _UPDATE_SENDS,
+            [
+                {"b_id": send.id, "b_updated_at": now}
+                | {f"b_{name}": getattr(send, name) for name in _WRITTEN}
+                for send in moved
+            ],
+        )
+    session.execute(_INSERT_EVENT, events)
 
 
 # How long a batch of sends may hold its numbers' locks (an opt-out for one of them waits
@@ -477,18 +645,24 @@ MAX_BATCH = 50
 _latency: dict[str, float] = {}  # seconds per provider call, moving average, per process
 
 
-def batch_size(provider: Provider) -> int:
+def batch_size(provider: Provider, *, lanes: int = 1) -> int:
     """How many messages one batch may take, from the time a send to this provider has been
     taking (its answer and any wait for a rate slot) and how many calls go out at once
     (``send_concurrency``): one round of calls when a call takes 250 ms or more, up to
     ``MAX_BATCH`` against a fast provider, where the database, not the provider, would
-    otherwise set the pace."""
+    otherwise set the pace. ``lanes`` send loops sharing the calls at once
+    (``messaging.tasks.send_in_batches``) each take their share of the calls."""
     seconds = _latency.get(provider.name)
     if seconds is None:
         return 1  # nothing measured yet: one at a time until the provider's pace is known
-    at_once = get_settings().send_concurrency
+    at_once = max(1, get_settings().send_concurrency // lanes)
     rounds = max(1, int(BATCH_SECONDS / max(seconds, 1e-4)))
     return min(MAX_BATCH, at_once * rounds)
+
+
+def pace_known(provider: Provider) -> bool:
+    """Whether this process has measured how long a send to ``provider`` takes."""
+    return provider.name in _latency
 
 
 def _measured(provider: Provider, seconds: float) -> None:
@@ -513,10 +687,8 @@ def _templates(
 
 
 def _outbound(
-    session: Session,
-    message: Message,
+    send: _Send,
     tenant: Tenant,
-    customer: Customer,
     verdict: compliance.Verdict,
     provider: Provider,
     now: dt.datetime,
@@ -531,69 +703,48 @@ def _outbound(
     """
     if verdict.decision == DEFER:
         assert verdict.not_before is not None
-        message.due_at = verdict.not_before
-        transition(
-            session=session,
-            message=message,
-            status=DEFERRED,
-            now=now,
-            reason=verdict.reason,
-            detail=verdict.detail,
-            flush=False,
-        )
+        send.due_at = verdict.not_before
+        send.move(DEFERRED, now, verdict.reason, verdict.detail)
         return None
     if verdict.decision in (SUPPRESS, REFUSE):
-        transition(
-            session=session,
-            message=message,
-            status=SUPPRESSED if verdict.decision == SUPPRESS else FAILED,
-            now=now,
-            reason=verdict.reason,
-            detail=verdict.detail,
-            flush=False,
+        send.move(
+            SUPPRESSED if verdict.decision == SUPPRESS else FAILED,
+            now,
+            verdict.reason,
+            verdict.detail,
         )
         return None
     assert verdict.text is not None
     text, signature = verdict.text, tenant.signature
     template_code, params = None, {}
+    settings = get_settings()
     if provider.capabilities.approved_templates:
-        settings = get_settings()
         try:
             filled = sms_templates.fill(
                 templates=templates.get(tenant.id, ()),
-                purpose_code=message.purpose,
-                values=message.variables or {},
+                purpose_code=send.purpose,
+                values=send.variables or {},
                 body=text.removeprefix(tenant.sms_signature),
                 base_url=settings.public_url,
             )
         except sms_templates.NoTemplate as refusal:
-            transition(
-                session=session,
-                message=message,
-                status=FAILED,
-                now=now,
-                reason=NO_TEMPLATE,
-                detail=refusal.detail,
-                flush=False,
-            )
+            send.move(FAILED, now, NO_TEMPLATE, refusal.detail)
             return None
         signature, template_code, params = filled.signature, filled.code, filled.params
         text = f"【{signature}】{filled.text}"
-    message.text = text
-    message.provider = provider.name
+    send.text = text
+    send.provider = provider.name
     return OutboundMessage(
-        message_id=message.id,
-        to=customer.phone,
+        message_id=send.id,
+        to=send.customer.phone,
         body=text,
         signature=signature,
         template_code=template_code,
         template_params=params,
-        media_urls=tuple(message.media_urls),
+        media_urls=tuple(send.media_urls),
         # Our id rides along, so a receipt can settle a send that timed out before the
         # provider's id reached us.
-        status_callback=(
-            f"{get_settings().public_url}/hooks/{provider.name}/status?message_id={message.id}"
-        ),
+        status_callback=f"{settings.public_url}/hooks/{provider.name}/status?message_id={send.id}",
     )
 
 
@@ -645,97 +796,44 @@ def _callers(at_once: int) -> ThreadPoolExecutor:
 os.register_at_fork(after_in_child=_callers.cache_clear)
 
 
-def _record(
-    session: Session,
-    message: Message,
-    tenant: Tenant,
-    customer: Customer,
-    call: _Call,
-    now: dt.datetime,
-) -> None:
-    """Write what the provider call came to (in the batch's transaction)."""
+def _record(session: Session, send: _Send, tenant: Tenant, call: _Call, now: dt.datetime) -> None:
+    """What the provider call came to (in the batch's transaction; written by
+    ``_write_sends``)."""
     if call.throttled:
-        message.due_at = now + dt.timedelta(minutes=1)
-        transition(
-            session=session,
-            message=message,
-            status=DEFERRED,
-            now=now,
-            reason=RATE_LIMITED,
-            detail="The provider's send rate was full; retrying.",
-            flush=False,
-        )
+        send.due_at = now + dt.timedelta(minutes=1)
+        send.move(DEFERRED, now, RATE_LIMITED, "The provider's send rate was full; retrying.")
         return
-    message.attempts += 1  # a provider call: waiting for a rate slot was not an attempt
+    send.called = True
+    send.attempts += 1  # a provider call: waiting for a rate slot was not an attempt
     exc = call.error
     if isinstance(exc, RecipientOptedOut):
         compliance.opt_out(
             session=session,
             tenant=tenant,
-            phone=customer.phone,
+            phone=send.customer.phone,
             reason="provider_opt_out",
             detail=exc.detail,
             now=now,
         )
-        transition(
-            session=session,
-            message=message,
-            status=SUPPRESSED,
-            now=now,
-            reason="opted_out",
-            detail=exc.detail,
-            flush=False,
-        )
+        send.move(SUPPRESSED, now, "opted_out", exc.detail)
     elif isinstance(exc, PermanentError):
-        transition(
-            session=session,
-            message=message,
-            status=FAILED,
-            now=now,
-            reason=PROVIDER_REFUSED,
-            detail=_with_code(exc.detail, exc.code),
-            flush=False,
-        )
+        send.move(FAILED, now, PROVIDER_REFUSED, _with_code(exc.detail, exc.code))
     elif isinstance(exc, RequestMayHaveLeft):
-        transition(
-            session=session,
-            message=message,
-            status=UNKNOWN,
-            now=now,
-            reason=TIMEOUT_AFTER_SEND,
-            detail=exc.detail,
-            flush=False,
-        )
+        send.move(UNKNOWN, now, TIMEOUT_AFTER_SEND, exc.detail)
     elif isinstance(exc, RetryableError):
-        if message.attempts >= MAX_ATTEMPTS:
-            transition(
-                session=session,
-                message=message,
-                status=FAILED,
-                now=now,
-                reason=RETRIES_EXHAUSTED,
-                detail=exc.detail,
-                flush=False,
-            )
+        if send.attempts >= MAX_ATTEMPTS:
+            send.move(FAILED, now, RETRIES_EXHAUSTED, exc.detail)
         else:
-            wait = dt.timedelta(minutes=BACKOFF_MINUTES[message.attempts - 1])
+            wait = dt.timedelta(minutes=BACKOFF_MINUTES[send.attempts - 1])
             if exc.retry_after:
                 wait = max(wait, dt.timedelta(seconds=exc.retry_after))
-            message.due_at = now + wait
-            transition(
-                session=session,
-                message=message,
-                status=DEFERRED,
-                now=now,
-                reason=RETRY_BACKOFF,
-                detail=exc.detail,
-                flush=False,
-            )
+            send.due_at = now + wait
+            send.move(DEFERRED, now, RETRY_BACKOFF, exc.detail)
     else:
         assert exc is None and call.result is not None, exc
-        message.provider_message_id = call.result.provider_message_id
-        message.sent_at = now
-        transition(session=session, message=message, status=SENT, now=now, flush=False)
+        send.provider_message_id = call.result.provider_message_id
+        send.sent_at = now
+        send.move(SENT, now)
 
 
 def _with_code(detail: str, code: str | None) -> str:

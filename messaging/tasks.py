@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from huifang import rls
@@ -16,7 +18,9 @@ from messaging.providers.base import Provider
 from messaging.ratelimit import send_rate
 
 # Due messages per send task: a worker sends them in batches sized to the provider's pace.
-TASK_MESSAGES = 50
+# A multiple of the usual calls at once (1, 2, 4, 8, 16, 32), so that the task's last round
+# of calls fills every slot (50 left two of eight slots idle for a whole provider round).
+TASK_MESSAGES = 64
 
 
 @task(queue="messaging")
@@ -90,15 +94,106 @@ def send_in_batches(
     throttle: Callable[[], bool] | None = None,
 ) -> None:
     """What a send task does: claim a batch (committed), gate, send and record it
-    (committed), then the next, each batch ``service.batch_size(provider)`` messages."""
-    waiting = list(message_ids)
-    while waiting:
-        size = service.batch_size(provider)
-        batch, waiting = waiting[:size], waiting[size:]
+    (committed), then the next.
+
+    On PostgreSQL, once the provider's pace is known (the process's first send to it
+    measures it, alone) and more than one batch is left, the work goes through ``LANES``
+    such loops at once, each in a transaction of its own on its own
+    connection, sharing the process's ``send_concurrency`` call slots: while one lane claims,
+    gates or records its batch, the other's calls keep the slots busy, so the database work
+    between batches does not leave the provider idle. Each lane's batch is sized to its
+    share of the calls at once (``service.batch_size(provider, lanes=LANES)``), so a batch
+    holds its numbers' locks about as long as one lane alone would. Two lanes never wait
+    for each other in a circle: a lane's transaction takes its numbers' locks in one
+    statement, then only waits for call slots, which the other lane's calls give back
+    without touching the database (the same reason two worker processes are safe). SQLite,
+    whose writers queue for one lock, and a session bound to a connection (a test's
+    transaction) keep one lane.
+    """
+    work = _Work(message_ids)
+    if not service.pace_known(provider):  # one message first, to measure it
+        _send_lane(session, work, provider, throttle, lanes=1, first=True)
+    engine = session.get_bind()
+    if (
+        LANES <= 1
+        or not isinstance(engine, Engine)
+        or engine.dialect.name != "postgresql"
+        or work.left() <= service.batch_size(provider, lanes=LANES)  # one batch: one lane
+    ):
+        _send_lane(session, work, provider, throttle, lanes=1)
+        return
+    failures: list[BaseException] = []
+
+    def other_lane() -> None:
+        try:
+            # Closed unfinished, the lane's open transaction is rolled back.
+            with Session(bind=engine, expire_on_commit=False, info=dict(session.info)) as own:
+                _send_lane(own, work, provider, throttle, lanes=LANES)
+        except BaseException as exc:  # handed to the task's thread, which raises it
+            work.stop()
+            failures.append(exc)
+
+    others = [
+        threading.Thread(target=other_lane, name=f"send-lane-{n}", daemon=True)
+        for n in range(1, LANES)
+    ]
+    for thread in others:
+        thread.start()
+    try:
+        _send_lane(session, work, provider, throttle, lanes=LANES)
+    except BaseException:
+        work.stop()
+        raise
+    finally:
+        for thread in others:
+            thread.join()
+    if failures:
+        raise failures[0]
+
+
+# Send loops per task on PostgreSQL (``send_in_batches``).
+LANES = 2
+
+
+class _Work:
+    """The task's messages not yet taken by a lane, handed out a batch at a time."""
+
+    def __init__(self, message_ids: Sequence[int]) -> None:
+        self._waiting = list(message_ids)
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def take(self, size: int) -> list[int]:
+        with self._lock:
+            if self._stopped:
+                return []
+            batch, self._waiting = self._waiting[:size], self._waiting[size:]
+            return batch
+
+    def left(self) -> int:
+        with self._lock:
+            return 0 if self._stopped else len(self._waiting)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+
+
+def _send_lane(
+    session: Session,
+    work: _Work,
+    provider: Provider,
+    throttle: Callable[[], bool] | None,
+    *,
+    lanes: int,
+    first: bool = False,
+) -> None:
+    """Take batches from ``work`` until none is left (``first``: one batch only)."""
+    while batch := work.take(service.batch_size(provider, lanes=lanes)):
         claimed = service.claim_many_for_send(session=session, message_ids=batch, now=utcnow())
         session.commit()  # `sending` is on record before anything leaves
         if claimed:
-            service.deliver_many(
+            service.send_batch(
                 session=session,
                 message_ids=claimed,
                 provider=provider,
@@ -106,6 +201,8 @@ def send_in_batches(
                 throttle=throttle,
             )
             session.commit()
+        if first:
+            return
 
 
 @task(queue="default")

@@ -33,7 +33,7 @@ ADMIN = "the administrator must correct it in the settings"
 
 def post(
     client: httpx.Client,
-    url: str,
+    url: str | httpx.URL,
     *,
     provider: str,
     setting: str,

@@ -333,16 +333,19 @@ def test_send_in_batches_grows_batches_for_a_fast_provider_and_not_a_slow_one(
     committed_db: Database, committed_tenant: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sizes: list[int] = []
-    real = outbox.deliver_many
+    real = outbox.send_batch
 
     def spy(**kwargs):  # type: ignore[no-untyped-def]
         sizes.append(len(kwargs["message_ids"]))
         return real(**kwargs)
 
-    monkeypatch.setattr(outbox, "deliver_many", spy)
+    monkeypatch.setattr(outbox, "send_batch", spy)
     monkeypatch.setattr(send_tasks, "utcnow", lambda: NOW)
     monkeypatch.setattr(get_settings(), "send_concurrency", 2)
-    for seconds, count, expected in ((0.0, 12, [1, 11]), (0.3, 5, [1, 2, 2])):
+    # On PostgreSQL, after the first batch, two lanes take half a batch each.
+    lanes = 2 if committed_db.engine.dialect.name == "postgresql" else 1
+    slow = [1, 2, 2] if lanes == 1 else [1, 1, 1, 1, 1]
+    for seconds, count, expected in ((0.0, 12, [1, 11]), (0.3, 5, slow)):
         monkeypatch.setattr(outbox, "_latency", {})
         sizes.clear()
         with committed_db.session() as session:
@@ -382,3 +385,91 @@ def test_send_in_batches_grows_batches_for_a_fast_provider_and_not_a_slow_one(
         with committed_db.session() as session:
             assert set(session.scalars(select(Message.status).where(Message.id.in_(ids)))) == {SENT}
         assert len(provider.calls) == count
+
+
+def test_a_task_sends_through_two_lanes_and_each_message_ends_once(
+    committed_db: Database, committed_tenant: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task's batches after the first, on PostgreSQL, go through two lanes at once: an
+    opted-out customer's message is suppressed, the number the provider refuses fails, the
+    rest are sent, each message called and recorded exactly once."""
+    lanes: list[str] = []
+    real = outbox.send_batch
+
+    def spy(**kwargs):  # type: ignore[no-untyped-def]
+        lanes.append(threading.current_thread().name)
+        return real(**kwargs)
+
+    monkeypatch.setattr(outbox, "send_batch", spy)
+    monkeypatch.setattr(send_tasks, "utcnow", lambda: NOW)
+    monkeypatch.setattr(get_settings(), "send_concurrency", 2)
+    # 100 ms a call measured: batches of four, two per lane.
+    monkeypatch.setattr(outbox, "_latency", {Recording.name: 0.1})
+    with committed_db.session() as session:
+        tenant = session.get(Tenant, committed_tenant)
+        assert tenant is not None
+        phones = [f"1390055{i:04d}" for i in range(11)] + [REFUSED_NUMBER]
+        people = [
+            customers.create_customer(
+                session=session,
+                tenant=tenant,
+                name=f"客户{i}",
+                phone=phone,
+                timezone="Asia/Shanghai",
+            )
+            for i, phone in enumerate(phones)
+        ]
+        compliance.opt_out(
+            session=session,
+            tenant=tenant,
+            phone=people[3].phone,
+            reason="reply_opt_out",
+            detail="回复T",
+            now=NOW - dt.timedelta(days=1),
+        )
+        ids = [
+            outbox.schedule(
+                session=session,
+                tenant=tenant,
+                customer=person,
+                channel="sms",
+                category="service",
+                source_type="test",
+                source_id="lanes",
+                body="您好，服务报告已生成",
+                due_at=NOW,
+            )[0].id
+            for person in people
+        ]
+        session.execute(update(Message).where(Message.id.in_(ids)).values(status=QUEUED))
+    provider = Recording(seconds=0.02)
+    with committed_db.session() as session:
+        send_tasks.send_in_batches(session=session, message_ids=ids, provider=provider)
+
+    if committed_db.engine.dialect.name == "postgresql":
+        assert "send-lane-1" in lanes and lanes.count(threading.current_thread().name) > 1
+    else:
+        assert set(lanes) == {threading.current_thread().name}  # SQLite: one lane
+    # Every allowed message called once; the opted-out one not at all.
+    assert sorted(provider.calls) == sorted(p.phone for i, p in enumerate(people) if i != 3)
+    with committed_db.session() as session:
+        status = dict(
+            session.execute(select(Message.id, Message.status).where(Message.id.in_(ids))).all()
+        )
+        assert status == {
+            **{i: SENT for i in ids[:-1]},
+            ids[3]: SUPPRESSED,
+            ids[-1]: FAILED,
+        }
+        sent = session.scalars(select(Message).where(Message.id == ids[0])).one()
+        assert sent.provider_message_id == f"rec-{ids[0]}" and sent.attempts == 1
+        assert sent.text == "【批量家政】您好，服务报告已生成"
+        for message_id in ids:
+            history = list(
+                session.scalars(
+                    select(MessageEvent.status)
+                    .where(MessageEvent.message_id == message_id)
+                    .order_by(MessageEvent.id)
+                )
+            )
+            assert history == ["scheduled", SENDING, status[message_id]], message_id

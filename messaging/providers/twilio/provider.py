@@ -182,13 +182,32 @@ class TwilioProvider(Provider):
         )
         self._from_number = from_number or None
         self._messaging_service_sid = messaging_service_sid or None
-        self._url = (
+        url = (
             f"{api_base.rstrip('/')}/2010-04-01/Accounts/{quote(account_sid, safe='')}"
             "/Messages.json"
         )
+        # Parsed once (a string is parsed again by every request); an address that does not
+        # parse stays a string, refused at the send like any other wrong address.
+        try:
+            self._url: httpx.URL | str = httpx.URL(url)
+        except httpx.InvalidURL:
+            self._url = url
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client(timeout=self._timeout)
+        if client is None:
+            # Our own client carries the credentials, the timeout and the Accept header, so a
+            # request merges nothing of its own; a client handed in gets them per request.
+            self._client = httpx.Client(
+                auth=self._auth, timeout=self._timeout, headers={"Accept": "application/json"}
+            )
+            self._per_request: dict[str, Any] = {}
+        else:
+            self._client = client
+            self._per_request = {
+                "auth": self._auth,
+                "timeout": self._timeout,
+                "headers": {"Accept": "application/json"},
+            }
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TwilioProvider:
@@ -219,9 +238,7 @@ class TwilioProvider(Provider):
             setting="HUIFANG_TWILIO_API_BASE",
             may_have_left=self._may_have_left,
             data=form,
-            auth=self._auth,
-            timeout=self._timeout,
-            headers={"Accept": "application/json"},
+            **self._per_request,
         )
         return self._result(response)
 
