@@ -43,23 +43,11 @@ _TYPE_WORDS = {
 _PLAIN = re.compile(r"\+?[0-9][0-9 \-]*", re.ASCII)
 
 
-def _matcher(desc: PhoneNumberDesc | None) -> re.Pattern[str] | None:
-    if desc is None or not desc.national_number_pattern:
-        return None
-    return re.compile(desc.national_number_pattern)
-
-
-def _matches(number: str, desc: PhoneNumberDesc | None, pattern: re.Pattern[str] | None) -> bool:
-    """phonenumbers' test of a national number against one type: its lengths, its pattern."""
-    if desc is None or pattern is None:
-        return False
-    if desc.possible_length and len(number) not in desc.possible_length:
-        return False
-    return pattern.fullmatch(number) is not None
-
-
 class _MainlandMobiles:
-    """Mainland (CN) mobile numbers, accepted exactly when phonenumbers accepts them."""
+    """Mainland (CN) mobile numbers of 11 digits, accepted exactly when phonenumbers
+    accepts them."""
+
+    LENGTH = 11
 
     def __init__(self) -> None:
         meta = PhoneMetadata.metadata_for_region("CN")
@@ -67,34 +55,45 @@ class _MainlandMobiles:
         # A national number the parser would strip a prefix from (a carrier's 179xx, 0)
         # is left to phonenumbers.
         self.national_prefix = re.compile(meta.national_prefix_for_parsing or "$^")
-        self.general = (meta.general_desc, _matcher(meta.general_desc))
-        # Types number_type() tries before fixed line and mobile; a match is not a mobile.
-        self.other = [
-            (desc, _matcher(desc))
-            for desc in (
-                meta.premium_rate,
-                meta.toll_free,
-                meta.shared_cost,
-                meta.voip,
-                meta.personal_number,
-                meta.pager,
-                meta.uan,
-                meta.voicemail,
-            )
-        ]
+        self.general = self._pattern(meta.general_desc)
+        # Types number_type() tries before fixed line and mobile: a match is not a mobile.
+        others = (
+            meta.premium_rate,
+            meta.toll_free,
+            meta.shared_cost,
+            meta.voip,
+            meta.personal_number,
+            meta.pager,
+            meta.uan,
+            meta.voicemail,
+        )
+        self.others = [p for p in map(self._pattern, others) if p is not None]
         # Fixed line or not, a number matching the mobile pattern is MOBILE or
         # FIXED_LINE_OR_MOBILE, both SMS-capable (unless the two patterns are the same).
-        self.mobile = (meta.mobile, _matcher(meta.mobile))
+        self.mobile = self._pattern(meta.mobile)
         self.usable = not meta.same_mobile_and_fixed_line_pattern
+
+    @classmethod
+    def _pattern(cls, desc: PhoneNumberDesc | None) -> re.Pattern[str] | None:
+        """phonenumbers' test of one type, for numbers of LENGTH digits: None when no such
+        number can match it (no pattern, or other lengths only), else its pattern."""
+        if desc is None or not desc.national_number_pattern:
+            return None
+        if desc.possible_length and cls.LENGTH not in desc.possible_length:
+            return None
+        return re.compile(desc.national_number_pattern)
 
     def accepts(self, national: str) -> bool:
         return (
             self.usable
-            and national[:1] == "1"
+            and len(national) == self.LENGTH
+            and national[0] == "1"
+            and self.general is not None
+            and self.mobile is not None
             and self.national_prefix.match(national) is None
-            and _matches(national, *self.general)
-            and not any(_matches(national, desc, pattern) for desc, pattern in self.other)
-            and _matches(national, *self.mobile)
+            and self.general.fullmatch(national) is not None
+            and not any(p.fullmatch(national) for p in self.others)
+            and self.mobile.fullmatch(national) is not None
         )
 
 
