@@ -336,13 +336,20 @@ def conditions(spec: Audience, *, tenant: Tenant, now: dt.datetime) -> list[Colu
 
 def opted_out(tenant: Tenant) -> ColumnElement[bool]:
     """The customer's number is suppressed under the company's signature."""
-    return exists(
-        select(Suppression.id).where(
-            Suppression.tenant_id == tenant.id,
-            Suppression.phone == Customer.phone,
-            Suppression.signature == tenant.signature,
-            Suppression.lifted_at.is_(None),
-        )
+    return exists(opted_out_numbers(tenant).where(Suppression.phone == Customer.phone))
+
+
+def any_suppressed(*, session: Session, tenant: Tenant) -> bool:
+    """Whether any number is suppressed under the company's signature now."""
+    return bool(session.scalar(select(exists(opted_out_numbers(tenant)))))
+
+
+def opted_out_numbers(tenant: Tenant) -> Select[Any]:
+    """The company's active suppressions under its signature."""
+    return select(Suppression.id).where(
+        Suppression.tenant_id == tenant.id,
+        Suppression.signature == tenant.signature,
+        Suppression.lifted_at.is_(None),
     )
 
 
@@ -369,9 +376,16 @@ def held(tenant: Tenant) -> ColumnElement[bool]:
     )
 
 
-def reachable(spec: Audience, *, tenant: Tenant, now: dt.datetime) -> list[ColumnElement[bool]]:
-    """The spec's filters and reachability: the customers a campaign schedules."""
-    where = [*conditions(spec, tenant=tenant, now=now), not_(opted_out(tenant))]
+def reachable(
+    spec: Audience, *, tenant: Tenant, now: dt.datetime, suppressions: bool = True
+) -> list[ColumnElement[bool]]:
+    """The spec's filters and reachability: the customers a campaign schedules.
+
+    ``suppressions=False`` leaves out the suppression check, for a company known to have
+    no active suppression (``any_suppressed``), where it could only find nothing."""
+    where = conditions(spec, tenant=tenant, now=now)
+    if suppressions:
+        where.append(not_(opted_out(tenant)))
     if spec.consent == "required":
         where.append(consented(tenant))
     return where

@@ -55,7 +55,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, aliased
 
 from campaigns import calendar, rules
-from campaigns.audiences import Audience
+from campaigns.audiences import Audience, any_suppressed
 from campaigns.audiences import reachable as reachable_conditions
 from campaigns.facts import (
     aware,
@@ -120,16 +120,19 @@ class _Run:
     def at(self, value: dt.datetime) -> ColumnElement[dt.datetime]:
         return literal(value, UTCDateTime())
 
-    def audience(self, low: int, high: int) -> list[ColumnElement[bool]]:
-        """The chunk's customers the campaign reaches that have no occurrence waiting.
+    def audience(self, low: int, high: int, untouched: bool) -> list[ColumnElement[bool]]:
+        """The chunk's customers the campaign reaches that have no occurrence waiting
+        (none has, when the campaign has no occurrence in the chunk at all: ``untouched``).
 
         The waiting ones are looked up within the chunk's ids too: the table grows as the
         chunks go in, and the planner's statistics do not know it yet.
         """
+        where = [Customer.id.between(low, high), *self.where]
+        if untouched:
+            return where
         waiting = aliased(CampaignOccurrence)
         return [
-            Customer.id.between(low, high),
-            *self.where,
+            *where,
             not_(
                 exists(
                     select(waiting.id).where(
@@ -193,7 +196,9 @@ def _cadence_tables(run: _Run) -> tuple[FromClause, FromClause]:
     return zones, days
 
 
-def _cadence(run: _Run, low: int, high: int, zones: FromClause, days: FromClause) -> Any:
+def _cadence(
+    run: _Run, low: int, high: int, untouched: bool, zones: FromClause, days: FromClause
+) -> Any:
     """``rules.next_occurrence`` for a cadence, for every customer of the chunk at once."""
     rule = cast(rules.Cadence, run.rule)
     sql, now = run.sql, run.now
@@ -215,7 +220,9 @@ def _cadence(run: _Run, low: int, high: int, zones: FromClause, days: FromClause
             ),
         )
         .where(
-            *run.audience(low, high), Visit.service_type == rule.service_type, *served_conditions()
+            *run.audience(low, high, untouched),
+            Visit.service_type == rule.service_type,
+            *served_conditions(),
         )
         .group_by(Customer.id, Customer.timezone)
         .subquery("served")
@@ -352,7 +359,7 @@ def _yearly_dates(
     )
 
 
-def _yearly(run: _Run, low: int, high: int, cands: FromClause) -> Any:
+def _yearly(run: _Run, low: int, high: int, untouched: bool, cands: FromClause) -> Any:
     """Each customer's first date of ``cands`` after their last reminder, in SQL."""
     rule, sql = run.rule, run.sql
     first_on: ColumnElement[Any] | None = None
@@ -372,7 +379,7 @@ def _yearly(run: _Run, low: int, high: int, cands: FromClause) -> Any:
                     *served_conditions(),
                 ),
             )
-            .where(*run.audience(low, high))
+            .where(*run.audience(low, high, untouched))
             .group_by(Customer.id, Customer.timezone)
             .subquery("base")
         )
@@ -385,14 +392,14 @@ def _yearly(run: _Run, low: int, high: int, cands: FromClause) -> Any:
                 Customer.timezone.label("tz"),
                 func.coalesce(Customer.region, "").label("grp"),
             )
-            .where(*run.audience(low, high))
+            .where(*run.audience(low, high, untouched))
             .subquery("base")
         )
         group = base.c.grp
     else:
         base = (
             select(Customer.id.label("customer_id"), Customer.timezone.label("tz"))
-            .where(*run.audience(low, high))
+            .where(*run.audience(low, high, untouched))
             .subquery("base")
         )
         group = literal("", String())
@@ -528,13 +535,18 @@ def _materialize_one(
         now,
         until,
         zones,
-        reachable_conditions(spec, tenant=tenant, now=now),
+        reachable_conditions(
+            spec,
+            tenant=tenant,
+            now=now,
+            suppressions=any_suppressed(session=session, tenant=tenant),
+        ),
     )
     if isinstance(rule, rules.Cadence):
         zone_table, days = _cadence_tables(run)
 
-        def statement(low: int, high: int) -> Any:
-            return _cadence(run, low, high, zone_table, days)
+        def statement(low: int, high: int, untouched: bool) -> Any:
+            return _cadence(run, low, high, untouched, zone_table, days)
     else:
         cands = _yearly_dates(
             run, _yearly_groups(session, run), plum_table(session=session, tenant_id=tenant.id)
@@ -542,16 +554,22 @@ def _materialize_one(
         if cands is None:
             return 0  # no date of the rule within the horizon, for anyone
 
-        def statement(low: int, high: int) -> Any:
-            return _yearly(run, low, high, cands)
+        def statement(low: int, high: int, untouched: bool) -> Any:
+            return _yearly(run, low, high, untouched, cands)
 
     inserted = 0
     for start in range(low, high + 1, chunk):
-        result = session.execute(
-            statement(start, min(start + chunk - 1, high))
-            .on_conflict_do_nothing(index_elements=["campaign_id", "customer_id", "local_date"])
-            .execution_options(preserve_rowcount=True)
-        )
+        end = min(start + chunk - 1, high)
+        # Only this run writes the campaign's occurrences (it holds the campaign's row on
+        # PostgreSQL, the write lock on SQLite), so a chunk it has none in yet cannot
+        # conflict, nor have one waiting: a campaign's first fan-out inserts without checks.
+        untouched = _untouched(session, campaign.id, start, end)
+        insert = statement(start, end, untouched)
+        if not untouched:
+            insert = insert.on_conflict_do_nothing(
+                index_elements=["campaign_id", "customer_id", "local_date"]
+            )
+        result = session.execute(insert.execution_options(preserve_rowcount=True))
         inserted += (
             cast(CursorResult[Any], result).rowcount
             if sql.postgres
@@ -559,3 +577,15 @@ def _materialize_one(
             else int(session.scalar(select(func.changes())) or 0)
         )
     return inserted
+
+
+def _untouched(session: Session, campaign_id: int, low: int, high: int) -> bool:
+    """Whether the campaign has no occurrence at all for customers ``low``…``high``."""
+    return not session.scalar(
+        select(
+            exists().where(
+                CampaignOccurrence.campaign_id == campaign_id,
+                CampaignOccurrence.customer_id.between(low, high),
+            )
+        )
+    )

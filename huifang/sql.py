@@ -5,6 +5,10 @@ date arithmetic in a time zone, constant tables to join, ``INSERT … ON CONFLIC
 statements whose plan must follow their bounds. ``Dialect(session)`` picks the spelling
 from the session's connection; SQLite, which has no time zones, gets a small Python
 function registered on its connection for the local date of a timestamp.
+
+``insert_rows`` writes many plain rows (a customer import) as multi-row ``INSERT … VALUES``
+handed to the driver as they are, for where SQLAlchemy's per-row work would cost more than
+the database's.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,6 +27,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    any_,
     column,
     func,
     literal,
@@ -30,8 +35,11 @@ from sqlalchemy import (
     values,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.types import TypeEngine
+
+from huifang.db import READ_ONLY, ReadOnly
 
 Column = ColumnElement[Any] | QueryableAttribute[Any]
 
@@ -137,3 +145,84 @@ class Dialect:
                 for i, (n, kind) in enumerate(columns)
             )
         ).subquery(name)
+
+
+def one_of(session: Session, column: Column, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(array)``, one parameter however
+    many values (an IN list of a thousand is a thousand parameters for the driver to place
+    and the server to parse)."""
+    if session.connection().dialect.name == "postgresql":
+        kind = cast(Any, column).type
+        return cast(Any, column) == any_(literal(list(values), ARRAY(kind)))
+    return cast(Any, column).in_(values)
+
+
+# Positional placeholders by DBAPI paramstyle (sqlite3: qmark; psycopg: pyformat).
+_PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def insert_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    same: Mapping[str, Any] | None = None,
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows`` (values in the order of ``columns``) and ``same`` (column → a value
+    for every row); the ``returning`` columns of the inserted rows, in no promised order.
+
+    For many plain rows at once (a customer import): the values go to the driver as they
+    are, without SQLAlchemy's per-row work (a parameter dict, type conversion, Python-side
+    defaults), so they must be what the driver takes for the column (text, numbers; the
+    ``same`` values do get their column type's conversion, once), and columns left out get
+    only the database's defaults. PostgreSQL receives one array per column and inserts
+    from ``unnest``: one short statement, whatever the number of rows (COPY would be
+    faster, but it refuses tables under row-level security). SQLite receives multi-row
+    ``INSERT … VALUES``, ``_SQLITE_BATCH`` rows a statement.
+    """
+    if session.info.get(READ_ONLY):
+        raise ReadOnly("an INSERT in a session opened to read only")
+    if not rows:
+        return []
+    connection = session.connection()
+    dialect = connection.dialect
+    mark = _PLACEHOLDER[dialect.paramstyle]
+    constants = dict(same or {})
+    for name, value in constants.items():
+        kind = table.c[name].type
+        process = kind.dialect_impl(dialect).bind_processor(dialect)
+        constants[name] = process(value) if process else value
+    # Names only from the table's own columns (KeyError otherwise), quoted by the dialect;
+    # every value is a parameter.
+    quote = dialect.identifier_preparer.format_column
+    target = dialect.identifier_preparer.format_table(table)
+    names = ", ".join(quote(table.c[name]) for name in [*columns, *constants])
+    back = ", ".join(quote(table.c[name]) for name in returning)
+    tail = f" RETURNING {back}" if returning else ""
+    out: list[tuple[Any, ...]] = []
+    if dialect.name == "postgresql":
+
+        def cast_to(name: str, suffix: str = "") -> str:
+            return f"{mark}::{table.c[name].type.compile(dialect=dialect)}{suffix}"
+
+        arrays = ", ".join(cast_to(name, "[]") for name in columns)
+        fixed = "".join(", " + cast_to(name) for name in constants)
+        statement = f"INSERT INTO {target} ({names}) SELECT *{fixed} FROM unnest({arrays}){tail}"  # noqa: S608
+        by_column = [list(values) for values in zip(*rows, strict=True)]
+        result = connection.exec_driver_sql(statement, (*constants.values(), *by_column))
+        return [tuple(row) for row in result] if returning else out
+    one = "(" + ", ".join([mark] * (len(columns) + len(constants))) + ")"
+    fixed_values = tuple(constants.values())
+    for start in range(0, len(rows), _SQLITE_BATCH):
+        part = rows[start : start + _SQLITE_BATCH]
+        params = tuple(value for row in part for value in (*row, *fixed_values))
+        statement = f"INSERT INTO {target} ({names}) VALUES {', '.join([one] * len(part))}{tail}"  # noqa: S608
+        result = connection.exec_driver_sql(statement, params)
+        if returning:
+            out.extend(tuple(row) for row in result)
+    return out
+
+
+_SQLITE_BATCH = 500

@@ -12,8 +12,8 @@ from sqlalchemy import select, text
 
 from bookings import links
 from bookings.models import Booking
+from campaigns import audiences, handoff, rules
 from campaigns import facts as campaign_facts
-from campaigns import handoff, rules
 from campaigns import lifecycle as campaigns
 from campaigns import materialize as materializer
 from campaigns.models import (
@@ -30,6 +30,7 @@ from campaigns.models import (
 )
 from campaigns.schemas import CampaignUpdate
 from compliance import service as compliance
+from compliance.models import Suppression
 from customers import service as customers
 from customers.models import Customer
 from media.models import Media, Rendition
@@ -768,3 +769,39 @@ def test_a_send_day_handed_off_in_full_tells_the_office_once(session, shop) -> N
     assert alert.facts["sent"] == 2 and alert.facts["opted_out"] == 1
     handoff.hand_off_due(session=session, now=due + dt.timedelta(minutes=1))
     assert len(finished()) == 1  # raised once per campaign and day
+
+
+def test_suppressed_numbers_are_left_out_and_checked_chunks_skip_what_waits(session, shop) -> None:
+    now = NOW_MARCH
+    people = [
+        shop.customer(visits_=(("ac_cleaning", now - dt.timedelta(days=85)),)) for _ in range(7)
+    ]
+    spec = {"kind": "cadence", "service_type": "ac_cleaning", "every_days": 90}
+    campaign = shop.campaign(spec, activated_at=now)
+    assert not audiences.any_suppressed(session=session, tenant=shop.tenant)
+
+    def suppress(person: Customer, **fields) -> None:  # type: ignore[no-untyped-def]
+        # straight in: an opt-out through the registry revokes the consent too
+        values = {"signature": shop.tenant.signature, "reason": "manual", "created_at": now}
+        session.add(
+            Suppression(tenant_id=shop.tenant.id, phone=person.phone, **{**values, **fields})
+        )
+
+    suppress(people[1])
+    suppress(people[2], signature="别家家政")  # another signature: not ours
+    suppress(people[3], lifted_at=now)  # lifted: reachable again
+    session.flush()
+    assert audiences.any_suppressed(session=session, tenant=shop.tenant)
+
+    # chunks of two: every chunk new to the campaign, written without the checks
+    made = materializer.materialize(session=session, now=now, chunk=2)
+    assert made == {campaign.id: 6}
+    scheduled = {o.customer_id for o in rows(session, campaign.id)}
+    assert scheduled == {p.id for p in people} - {people[1].id}
+
+    # one occurrence gone: its chunk is checked (its neighbour's occurrence waits) and
+    # only its customer is scheduled again; the other chunks add nothing
+    session.delete(next(o for o in rows(session, campaign.id) if o.customer_id == people[4].id))
+    session.flush()
+    assert materializer.materialize(session=session, now=now, chunk=2) == {campaign.id: 1}
+    assert sorted(o.customer_id for o in rows(session, campaign.id)) == sorted(scheduled)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import gc
 import io
 import time
 import uuid
@@ -19,9 +20,11 @@ from openpyxl import Workbook
 from sqlalchemy import delete, func, select
 from typer.testing import CliRunner
 
+from customers.importer import collector_paused, read_customer_file
 from customers.models import Customer
 from huifang.cli import app as cli_app
 from huifang.db import Database
+from huifang.errors import Invalid
 from huifang.settings import get_settings
 from tenancy import service as tenancy
 from tenancy.models import Tenant
@@ -643,3 +646,29 @@ def test_a_time_zone_too_long_for_a_file_name_is_a_rejected_row(client, account)
 
     assert statuses(report) == [(2, "rejected"), (3, "imported")]
     assert "time zone" in report["rows"][0]["reason"]
+
+
+# --- the collector paused while rows are read and written -----------------------------------
+
+
+def test_the_collector_is_paused_inside_and_back_after_nested_uses_and_errors() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner one leaving does not switch it back on
+    assert gc.isenabled()
+    with pytest.raises(Invalid):
+        read_customer_file(b"\xef\xbb\xbf", max_rows=10)
+    assert gc.isenabled()
+
+
+def test_the_collector_stays_off_when_it_was_off_before() -> None:
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
