@@ -5,7 +5,8 @@
 Builds a set of 12 MP JPEGs stored with EXIF Orientation 6 (portrait, as phones write
 them) from the corpus's iPhone-like sample when ../shared is present, else synthetic, in
 a temporary directory. For each: the ingest our media worker does (decode at reduced
-scale, orient, sRGB, watermark, display + MMS + thumbnail JPEGs) and the floor, Pillow
+scale, orient, sRGB, watermark, display + MMS + thumbnail JPEGs; each photo its own
+verification code and capture time on the watermark, as at a visit) and the floor, Pillow
 decoding the same file at full size, in interleaved rounds (bench/rounds.py). Prints CPU
 and wall ms per photo and their ratios, median (min–max) over the rounds, the peak RSS,
 and with ``--instructions`` the instructions of one photo each way (callgrind).
@@ -14,8 +15,10 @@ and with ``--instructions`` the instructions of one photo each way (callgrind).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import io
+import itertools
 import random
 import resource
 import sys
@@ -73,9 +76,21 @@ FACTS = watermark.WatermarkFacts(
 )
 
 
+_PHOTOS_SEEN = itertools.count()
+
+
 def ingest(path: Path) -> None:
     decoded = imaging.open_photo(path, max_edge=renditions.DISPLAY_EDGE)
-    marked = watermark.apply(renditions.fit(decoded.image, renditions.DISPLAY_EDGE), FACTS)
+    # Every photo has its own verification code and, mostly, its own capture minute; the
+    # photos of a visit share the rest (company, service, phase, area, staff). Each call
+    # counts as a new photo, so no round finds its lines already drawn by an earlier one.
+    n = next(_PHOTOS_SEEN)
+    facts = dataclasses.replace(
+        FACTS,
+        code=f"K7Q2A-{n % 100_000:05d}",
+        captured_at=FACTS.received_at - dt.timedelta(minutes=1 + n % 600),
+    )
+    marked = watermark.apply(renditions.fit(decoded.image, renditions.DISPLAY_EDGE), facts)
     renditions.standard_set(
         marked, captured_at=decoded.captured_at, icc_profile=decoded.icc_profile
     )

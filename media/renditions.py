@@ -20,7 +20,8 @@ from PIL import Image
 # no operation cache: each photo's pixels are used once.
 pyvips.concurrency_set(1)
 pyvips.cache_set_max(0)
-_VIPS_BANDS = {"RGB": 3, "L": 1}
+# Pillow mode -> (raw layout handed to libvips, its bands)
+_VIPS_LAYOUT = {"RGB": ("RGBX", 4), "L": ("L", 1)}
 
 DISPLAY_EDGE = 2048
 THUMB_EDGE = 400
@@ -88,14 +89,19 @@ def fit(image: Image.Image, long_edge: int) -> Image.Image:
         return image
     scale = long_edge / max(width, height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    bands = _VIPS_BANDS.get(image.mode)
-    if bands:
+    layout = _VIPS_LAYOUT.get(image.mode)
+    if layout:
         # libvips' reduce with a linear kernel widened to the scale (antialiased, like
         # Pillow's bilinear below) takes about half Pillow's CPU time (BENCHMARKS.md).
-        source = pyvips.Image.new_from_memory(image.tobytes(), width, height, bands, "uchar")
+        # An RGB frame crosses over as Pillow stores it, four bytes a pixel (RGBX): copying
+        # those rows costs about half of packing them to three bytes and unpacking them
+        # back, and the fourth band is dropped on the way back.
+        rawmode, bands = layout
+        pixels = image.tobytes("raw", rawmode)
+        source = pyvips.Image.new_from_memory(pixels, width, height, bands, "uchar")
         shrunk = source.resize(size[0] / width, vscale=size[1] / height, kernel="linear")
         if (shrunk.width, shrunk.height) == size:
-            out = Image.frombytes(image.mode, size, shrunk.write_to_memory())
+            out = Image.frombytes(image.mode, size, shrunk.write_to_memory(), "raw", rawmode)
             out.info = dict(image.info)
             return out
     # Pillow's bilinear resize widens its filter with the scale, so shrinking is properly

@@ -13,8 +13,9 @@ every uploaded photo.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from PIL import Image, ImageDraw, ImageFont
@@ -208,20 +209,27 @@ def _draw_block(
         block.alpha_composite(
             mark, (tile[0] + (logo_w - mark.width) // 2, tile[1] + (logo_h - mark.height) // 2)
         )
-    ink = (255, 255, 255, opacity)
-    outline = (0, 0, 0, min(255, round(opacity * 0.85)))
+    ink = draw.draw.draw_ink((255, 255, 255, opacity))
+    outline = draw.draw.draw_ink((0, 0, 0, min(255, round(opacity * 0.85))))
     for i, (line, font) in enumerate(zip(lines, layout.fonts, strict=True)):
         middle = layout.pad_y + layout.line_height * i + layout.line_height // 2
-        draw.text(
-            (text_x, middle),
-            line,
-            font=font,
-            fill=ink,
-            anchor="lm",
-            stroke_width=layout.stroke,
-            stroke_fill=outline,
-        )
+        # What draw.text(anchor="lm", stroke_width=, stroke_fill=) does: the outlined text in
+        # the outline colour, then the text itself in the ink, each from its rendered mask.
+        for colour, stroke in ((outline, layout.stroke), (ink, 0)):
+            mask, (dx, dy) = _line_mask(font, line, stroke)
+            draw.draw.draw_bitmap((text_x + dx, middle + dy), mask, colour)
     return block
+
+
+@functools.lru_cache(maxsize=64)
+def _line_mask(font: ImageFont.FreeTypeFont, line: str, stroke: int) -> tuple[Any, tuple[int, int]]:
+    """One line's coverage mask as FreeType renders it (left-middle anchor), and its offset.
+
+    Rendering is most of a watermark's cost (a CFF variable font, outlined), and the photos
+    of a visit share most lines (company, service and phase; area and staff; often the
+    minute): those are rendered once per worker process. Masks are only read from.
+    """
+    return font.getmask2(line, "L", stroke_width=stroke, anchor="lm", stroke_filled=True)
 
 
 def _placed_block(

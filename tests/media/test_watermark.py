@@ -344,3 +344,35 @@ def test_sample_watermarked_photo_for_eyes():
     assert fonts.renders_real_glyphs(
         "".join(watermark.lines_for(make_facts())), fonts.load_font(40)
     )
+
+
+@pytest.mark.parametrize("position", ["bottom-left", "top-right"])
+def test_block_is_what_pillows_outlined_text_draws(position):
+    """The block's lines come from cached masks; they must be the pixels that Pillow's own
+    draw.text with an outline draws, for a repeated line as for a new one."""
+    style = WatermarkStyle(position=position)  # type: ignore[arg-type]
+    for code in ("K7Q2-9XMA", "K7Q2-9XMA", "Z1Z1-0000"):
+        lines = watermark.lines_for(make_facts(code=code))
+        layout = watermark._layout((1512, 2016), lines, style, None)
+        got = watermark._draw_block(lines, layout, style, None)
+        expected = Image.new("RGBA", layout.size, (0, 0, 0, 0))
+        draw = ImageDraw.Draw(expected)
+        draw.rounded_rectangle(
+            (0, 0, layout.size[0] - 1, layout.size[1] - 1),
+            radius=round(layout.text_px * 0.45),
+            fill=(0, 0, 0, round(style.opacity * 0.42)),
+        )
+        for i, (line, font) in enumerate(zip(lines, layout.fonts, strict=True)):
+            draw.text(
+                (
+                    layout.pad_x + layout.stroke,
+                    layout.pad_y + layout.line_height * i + layout.line_height // 2,
+                ),
+                line,
+                font=font,
+                fill=(255, 255, 255, style.opacity),
+                anchor="lm",
+                stroke_width=layout.stroke,
+                stroke_fill=(0, 0, 0, min(255, round(style.opacity * 0.85))),
+            )
+        assert got.tobytes() == expected.tobytes()
