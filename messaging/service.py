@@ -23,16 +23,14 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
-    Integer,
-    String,
     Table,
     bindparam,
-    column,
     insert,
+    literal_column,
     select,
     true,
+    union_all,
     update,
-    values,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
@@ -252,9 +250,14 @@ def _insert_reply_message_with_history(statuses: tuple[str, ...]) -> Any:
         .returning(table.c.id, table.c.tenant_id, table.c.created_at)
         .cte("message")
     )
-    order = values(column("n", Integer), column("status", String), name="statuses").data(
-        list(enumerate(statuses))
-    )
+    # The statuses written into the SQL (they are ours, not input): a VALUES list is never
+    # cached, and compiling the statement each time would cost more than the round trip.
+    order = union_all(
+        *(
+            select(literal_column(str(n)).label("n"), literal_column(f"'{status}'").label("status"))
+            for n, status in enumerate(statuses)
+        )
+    ).subquery("statuses")
     history = (
         insert(events)
         .from_select(
