@@ -107,6 +107,7 @@ def unit_of_work_for(app: Any) -> UnitOfWork:
         return cast(UnitOfWork, override())
     return (getattr(app.state, "database", None) or get_database()).session
 
+
 # scope="function": the commit happens before the answer leaves, so a failed commit is
 # reported to the caller instead of being lost after a 201 went out.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -86,9 +86,7 @@ def _suppressed(session, account, customer) -> bool:
     return found is not None
 
 
-def test_a_signed_stop_is_taken_without_the_route(
-    hooks, session, account, customer, monkeypatch
-):
+def test_a_signed_stop_is_taken_without_the_route(hooks, session, account, customer, monkeypatch):
     def not_here(*_: object, **__: object) -> None:
         raise AssertionError("the route read this request")
 
@@ -109,12 +107,14 @@ def test_the_lean_path_and_the_route_answer_alike(hooks, session, account, custo
     form = _form(customer, sid="SM-lean")
     lean = hooks.post(PATH, data=form, headers=_headers(form))
     other = _form(customer, body="STOP", sid="SM-route")
-    routed = hooks.post(
-        PATH, content=_chunked(urlencode(other).encode()), headers=_headers(other)
-    )
-    assert (lean.status_code, lean.content) == (routed.status_code, routed.content) == (
-        200,
-        webhooks.EMPTY_TWIML.encode(),
+    routed = hooks.post(PATH, content=_chunked(urlencode(other).encode()), headers=_headers(other))
+    assert (
+        (lean.status_code, lean.content)
+        == (routed.status_code, routed.content)
+        == (
+            200,
+            webhooks.EMPTY_TWIML.encode(),
+        )
     )
     assert len(lean.headers["x-request-id"]) == len(routed.headers["x-request-id"]) == 32
 
