@@ -13,13 +13,17 @@ from urllib.parse import urlencode
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
+from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from compliance import service as compliance
+from compliance.models import ConsentRecord
+from huifang.db import utcnow
 from huifang.errors import Conflict
 from huifang.settings import get_settings
 from messaging import webhooks
-from tests.factories import make_customer
+from messaging.models import Message, MessageEvent
+from tests.factories import make_consent, make_customer
 from tests.messaging import webhook_payloads as payloads
 
 TOKEN = "0123456789abcdef0123456789abcdef"
@@ -183,3 +187,47 @@ def test_a_failure_is_a_500_and_counted(hooks, session, account, customer, monke
     assert answer.status_code == 500
     assert _requests("500") == before + 1
     assert not _suppressed(session, account, customer)
+
+
+def test_a_stop_revokes_consent_and_writes_the_confirmations_history_in_order(
+    hooks, session, account, customer
+):
+    """On PostgreSQL these are two statements (suppression with revocation, confirmation
+    with history); on SQLite four. Either way the records are the same."""
+    consent = make_consent(session, account.tenant, customer, now=utcnow())
+    session.commit()
+    form = _form(customer, sid="SM-history")
+    assert hooks.post(PATH, data=form, headers=_headers(form)).status_code == 200
+    session.expire_all()
+    revoked = session.get(ConsentRecord, consent.id)
+    assert revoked is not None
+    assert (revoked.revoked_at is not None, revoked.revoke_source) == (True, "reply")
+    assert revoked.revoke_evidence == "Replied 'STOP'"
+    [confirmation] = session.scalars(
+        select(Message).where(Message.customer_id == customer.id, Message.category == "reply")
+    ).all()
+    history = session.scalars(
+        select(MessageEvent)
+        .where(MessageEvent.message_id == confirmation.id)
+        .order_by(MessageEvent.id)
+    ).all()
+    assert [(e.status, e.applied, e.tenant_id) for e in history] == [
+        ("scheduled", True, account.tenant.id),
+        ("queued", True, account.tenant.id),
+    ]
+    assert all(e.at == confirmation.created_at for e in history)
+    # A second STOP finds the suppression: no second revocation, no second confirmation.
+    again = _form(customer, sid="SM-history-2")
+    assert hooks.post(PATH, data=again, headers=_headers(again)).status_code == 200
+    session.expire_all()
+    assert session.get(ConsentRecord, consent.id).revoked_at == revoked.revoked_at
+    assert (
+        len(
+            session.scalars(
+                select(Message).where(
+                    Message.customer_id == customer.id, Message.category == "reply"
+                )
+            ).all()
+        )
+        == 1
+    )
