@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,14 @@ class Round:
     cpu: float  # the server's processes
     database_cpu: float  # PostgreSQL's backends (0 on SQLite)
 
+    def quantile(self, q: int) -> float:
+        """The q-th percentile of the latencies, in ms."""
+        ms = [x * 1000 for x in self.latencies]
+        return statistics.quantiles(ms, n=100, method="inclusive")[q - 1]
+
+
+TARGET_P99_MS = 50.0
+
 
 async def warm_then_measure(
     server: subprocess.Popen[bytes],
@@ -227,20 +236,26 @@ async def warm_then_measure(
     warm: list[str],
     batches: list[list[str]],
     rate: float,
+    rates: list[float] | None = None,
+    enough: Callable[[Round], bool] | None = None,
 ) -> tuple[list[float], list[Round], int]:
     """The warm-up, then one measured run per batch, on the same client connections (so
-    that the measured runs start warm on both sides), with the CPU each took."""
+    that the measured runs start warm on both sides), with the CPU each took. Each batch
+    runs at ``rate`` or at its own of ``rates``; ``enough`` stops after the round it
+    is true of."""
     connections = Connections(port)
     committed = Committed(url)
     backends = PostgresBackends(url) if make_url(url).get_backend_name() == "postgresql" else None
     measured: list[Round] = []
     try:
         cold, early, _ = await drive(connections, committed, port, warm, rate)
-        for batch in batches:
+        for batch, batch_rate in zip(batches, rates or [rate] * len(batches), strict=True):
             cpu = server_cpu_seconds(server)
             if backends:
                 backends.start()
-            latencies, early_now, elapsed = await drive(connections, committed, port, batch, rate)
+            latencies, early_now, elapsed = await drive(
+                connections, committed, port, batch, batch_rate
+            )
             measured.append(
                 Round(
                     latencies,
@@ -250,6 +265,8 @@ async def warm_then_measure(
                 )
             )
             early += early_now
+            if enough and enough(measured[-1]):
+                break
     finally:
         connections.close()
         await committed.close()
@@ -427,6 +444,76 @@ def count_instructions() -> None:
     )
 
 
+def find_saturation(args: argparse.Namespace) -> None:
+    """One run of ``--seconds`` per rate, from ``--rate`` up by ``--step``, after a warm-up
+    at the first; stops at the first run whose p99 is over the target."""
+    steps = int((args.max_rate - args.rate) // args.step) + 1
+    rates = [args.rate + i * args.step for i in range(steps)]
+    counts = [int(rate * args.seconds) for rate in rates]
+    with scratch_database(args.database, "huifang_bench_inbound") as url:
+        upgrade(url)
+        warm = int(args.rate)
+        phones = prepare(url, sum(counts) + warm)
+        checkpoint(url)
+        port = free_port()
+        server = start_server(
+            url,
+            port,
+            args.redis,
+            args.workers if args.redis else 1,
+            {"HUIFANG_TWILIO_AUTH_TOKEN": TOKEN, "HUIFANG_PUBLIC_URL": f"http://127.0.0.1:{port}"},
+        )
+        try:
+            gc.collect()
+            gc.freeze()
+            batches, start = [], 0
+            for count in counts:
+                batches.append(phones[start : start + count])
+                start += count
+            _, measured, early = asyncio.run(
+                warm_then_measure(
+                    server,
+                    port,
+                    url,
+                    phones[start:],
+                    batches,
+                    args.rate,
+                    rates,
+                    enough=lambda r: r.quantile(99) > TARGET_P99_MS,
+                )
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    backend = make_url(url).get_backend_name()
+    print(
+        f"backend: {backend}, {args.workers if args.redis else 1} server process(es); "
+        f"runs of {args.seconds:g} s from {args.rate:.0f}/s up by {args.step:.0f}/s"
+    )
+    for rate, count, r in zip(rates, counts, measured, strict=False):
+        print(
+            f"  {rate:.0f}/s offered, {count / r.elapsed:.0f}/s achieved: p50 "
+            f"{r.quantile(50):.1f} ms, p99 {r.quantile(99):.1f} ms, max "
+            f"{max(r.latencies) * 1000:.0f} ms; server CPU {r.cpu / count * 1000:.2f} ms "
+            "per webhook"
+        )
+    crossed = measured[-1].quantile(99) > TARGET_P99_MS
+    held = [
+        rate for rate, r in zip(rates, measured, strict=False) if r.quantile(99) <= TARGET_P99_MS
+    ]
+    print(
+        f"saturation: p99 crossed {TARGET_P99_MS:.0f} ms at {rates[len(measured) - 1]:.0f}/s"
+        if crossed
+        else f"saturation: p99 stayed under {TARGET_P99_MS:.0f} ms up to {args.max_rate:.0f}/s"
+    )
+    print(
+        f"highest rate with p99 under {TARGET_P99_MS:.0f} ms: {max(held):.0f}/s (target ≥ 400/s)"
+        if held
+        else f"no rate had p99 under {TARGET_P99_MS:.0f} ms"
+    )
+    print(f"answers before their opt-out was committed: {early} (must be 0)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
@@ -445,6 +532,14 @@ def main() -> None:
         action="store_true",
         help="only count the instructions of one webhook in-process, ours and the floor's",
     )
+    parser.add_argument(
+        "--find-saturation",
+        action="store_true",
+        help="raise the rate from --rate by --step each run of --seconds until p99 crosses "
+        "50 ms (or --max-rate), and print the rate where it did",
+    )
+    parser.add_argument("--step", type=float, default=50.0, help="with --find-saturation")
+    parser.add_argument("--max-rate", type=float, default=800.0, help="with --find-saturation")
     parser.add_argument("--one", nargs=2, metavar=("KIND", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -452,6 +547,9 @@ def main() -> None:
         return
     if args.instructions:
         count_instructions()
+        return
+    if args.find_saturation:
+        find_saturation(args)
         return
     count = int(args.rate * args.seconds)
     runs = max(args.rounds, rounds.MIN_ROUNDS)
@@ -488,12 +586,8 @@ def main() -> None:
         f"{rounds.spread(count / r.elapsed for r in measured).text('{:.0f}')}/s achieved"
     )
 
-    def quantile(r: Round, q: int) -> float:
-        ms = [x * 1000 for x in r.latencies]
-        return statistics.quantiles(ms, n=100, method="inclusive")[q - 1]
-
-    p50 = rounds.spread(quantile(r, 50) for r in measured)
-    p99 = rounds.spread(quantile(r, 99) for r in measured)
+    p50 = rounds.spread(r.quantile(50) for r in measured)
+    p99 = rounds.spread(r.quantile(99) for r in measured)
     worst = rounds.spread(max(r.latencies) * 1000 for r in measured)
     print(
         f"latency p50 {p50.text('{:.1f}', ' ms')}, p99 {p99.text('{:.1f}', ' ms')}, max "

@@ -244,12 +244,25 @@ def revoke_consent(
             "b_evidence": evidence,
         },
     )
-    # A Core statement (the ORM's bulk UPDATE cost more than the query): consents this
-    # session has loaded are read again on their next use.
+    done = bool(getattr(revoked, "rowcount", 0))
+    _consent_revoked(session, actor, phone, source, evidence, done)
+    return done
+
+
+def _consent_revoked(
+    session: Session,
+    actor: audit_log.Actor | None,
+    phone: str,
+    source: str,
+    evidence: str | None,
+    done: bool = True,
+) -> None:
+    """After ``_REVOKE_CONSENT`` ran (a Core statement: the ORM's bulk UPDATE cost more
+    than the query): consents this session has loaded are read again on their next use,
+    and a revocation is audited."""
     for loaded in list(session.identity_map.values()):
         if isinstance(loaded, ConsentRecord):
             session.expire(loaded)
-    done = bool(getattr(revoked, "rowcount", 0))
     if done:
         audit_log.record(
             session,
@@ -258,7 +271,11 @@ def revoke_consent(
             f"phone:{phone}",
             {"source": source, "evidence": evidence},
         )
-    return done
+
+
+def _revoke_source(reason: str) -> str:
+    """Who revoked the consent, by the opt-out's reason."""
+    return "reply" if reason == "reply_opt_out" else "api"
 
 
 def consents(*, session: Session, tenant_id: int, phone: str | None = None) -> list[ConsentRecord]:
@@ -365,6 +382,23 @@ def _suppression_statements() -> tuple[Any, Any]:
 _ACTIVE_SUPPRESSION, _INSERT_SUPPRESSION = _suppression_statements()
 
 
+def _suppression_revoking_consent() -> Any:
+    """PostgreSQL: ``_INSERT_SUPPRESSION`` and, when it inserted, ``_REVOKE_CONSENT`` in one
+    statement; its row is the new suppression's id (or NULL) and how many consents it revoked."""
+    added = _INSERT_SUPPRESSION.cte("added")
+    consents = cast(Table, ConsentRecord.__table__)
+    revoked = (
+        _REVOKE_CONSENT.where(select(added.c.id).exists()).returning(consents.c.id).cte("revoked")
+    )
+    return select(
+        select(added.c.id).scalar_subquery(),
+        select(func.count()).select_from(revoked).scalar_subquery(),
+    )
+
+
+_INSERT_SUPPRESSION_REVOKING = _suppression_revoking_consent()
+
+
 def opt_out(
     *,
     session: Session,
@@ -384,19 +418,34 @@ def opt_out(
     """
     _lock_number(session, tenant.id, phone)
     key = {"b_tenant_id": tenant.id, "b_phone": phone, "b_signature": tenant.signature}
-    created = session.execute(
-        _INSERT_SUPPRESSION, {**key, "b_reason": reason, "b_detail": detail, "b_created_at": now}
-    ).scalar_one_or_none()
+    values = {**key, "b_reason": reason, "b_detail": detail, "b_created_at": now}
+    revoked: bool | None = None  # not yet
+    if reason not in NOT_A_CHOICE and session.get_bind().dialect.name == "postgresql":
+        # The consent's revocation rides in the suppression's statement (one round trip).
+        row = session.execute(
+            _INSERT_SUPPRESSION_REVOKING,
+            {
+                **values,
+                "b_revoked_at": now,
+                "b_source": _revoke_source(reason),
+                "b_evidence": detail,
+            },
+        ).one()
+        created, revoked = row[0], bool(row[1])
+        if revoked:
+            _consent_revoked(session, actor, phone, _revoke_source(reason), detail)
+    else:
+        created = session.execute(_INSERT_SUPPRESSION, values).scalar_one_or_none()
     if created is None:
         existing = session.scalars(_ACTIVE_SUPPRESSION, key).first()
         assert existing is not None  # under the number's lock, nothing lifted it meanwhile
         return existing, False
-    if reason not in NOT_A_CHOICE:
+    if reason not in NOT_A_CHOICE and revoked is None:
         revoke_consent(
             session=session,
             tenant_id=tenant.id,
             phone=phone,
-            source="reply" if reason == "reply_opt_out" else "api",
+            source=_revoke_source(reason),
             evidence=detail,
             now=now,
         )

@@ -251,4 +251,6 @@ def create_app(*, database: Database | None = None, lifespan: Any = None) -> Fas
     )
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    # Outside the others: the opt-out webhook's usual request is answered without them.
+    app.add_middleware(webhooks.TwilioInboundFastPath)
     return app

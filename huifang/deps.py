@@ -8,7 +8,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -97,6 +97,16 @@ async def get_unit_of_work(request: Request) -> UnitOfWork:
 
 
 UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]
+
+
+def unit_of_work_for(app: Any) -> UnitOfWork:
+    """What ``get_unit_of_work`` gives a request to ``app`` (or what a test put in its
+    place), for a path that answers outside FastAPI's dependencies."""
+    override = app.dependency_overrides.get(get_unit_of_work)
+    if override is not None:
+        return cast(UnitOfWork, override())
+    return (getattr(app.state, "database", None) or get_database()).session
+
 
 # scope="function": the commit happens before the answer leaves, so a failed commit is
 # reported to the caller instead of being lost after a 201 went out.

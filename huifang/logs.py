@@ -51,6 +51,23 @@ def configure_logging(*, fmt: str = "console", level: str = "INFO") -> None:
         logging.getLogger(name).propagate = True
 
 
+_HEADER = REQUEST_ID_HEADER.encode()
+
+
+def bind_request_id(given: bytes) -> str:
+    """The request's id (the caller's ``X-Request-ID`` if printable, else a new one), bound
+    to every log line from now until the request ends (``unbind_request_id``)."""
+    text = given.decode("latin-1")
+    request_id = text[:64] if text and text.isprintable() else uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    return request_id
+
+
+def unbind_request_id() -> None:
+    structlog.contextvars.clear_contextvars()
+
+
 class RequestIdMiddleware:
     """Binds a request id (the caller's ``X-Request-ID`` or a new one) to every log line."""
 
@@ -61,21 +78,18 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
-        request_id = given[:64] if given.isprintable() and given else uuid.uuid4().hex
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        request_id = bind_request_id(dict(scope["headers"]).get(_HEADER, b""))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
-                message["headers"].append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                message["headers"].append((_HEADER, request_id.encode()))
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            structlog.contextvars.clear_contextvars()
+            unbind_request_id()
 
 
 def current_request_id() -> str | None:

@@ -63,6 +63,12 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
-            route = _route_template(scope)
-            HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
-            HTTP_DURATION.labels(scope["method"], route).observe(time.perf_counter() - started)
+            record_request(
+                scope["method"], _route_template(scope), status, time.perf_counter() - started
+            )
+
+
+def record_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one answered request and how long it took."""
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_DURATION.labels(method, route).observe(seconds)

@@ -19,24 +19,29 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import unquote_plus
 
 import structlog
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bookings.service import book_from_reply
 from huifang import deps
 from huifang.db import utcnow
 from huifang.deps import UnitOfWork, UnitOfWorkDep
-from huifang.errors import Invalid
-from huifang.metrics import WEBHOOK_ITEM_FAILURES
+from huifang.errors import HuifangError, Invalid
+from huifang.logs import REQUEST_ID_HEADER, bind_request_id, unbind_request_id
+from huifang.metrics import WEBHOOK_ITEM_FAILURES, record_request
 from huifang.settings import get_settings
 from messaging.inbound import take_reply
 from messaging.providers.aliyun import webhooks as aliyun
+from messaging.providers.base import Reply
 from messaging.providers.twilio import webhooks as twilio
 from messaging.receipts import apply_receipt
 from tenancy import service as tenancy
@@ -160,10 +165,11 @@ async def twilio_status(request: Request, unit: UnitOfWorkDep) -> Response:
 
 # An empty TwiML answer: we reply through the outbox (recorded and gated), never inline.
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+TWILIO_INBOUND = "/hooks/twilio/inbound"
 
 
 @router.post(
-    "/hooks/twilio/inbound",
+    TWILIO_INBOUND,
     response_class=Response,
     responses={
         200: {
@@ -184,6 +190,12 @@ async def twilio_inbound(request: Request, unit: UnitOfWorkDep) -> Response:
     reply = twilio.reply(fields)
     if reply is None:
         raise HTTPException(400, "A Twilio inbound message needs MessageSid and From.")
+    await _take_twilio_reply(unit, reply)
+    return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+async def _take_twilio_reply(unit: UnitOfWork, reply: Reply) -> None:
+    """Record and act on a Twilio reply, committed before this returns."""
     try:
         await committed(
             unit,
@@ -200,7 +212,154 @@ async def twilio_inbound(request: Request, unit: UnitOfWorkDep) -> Response:
         # A sender we cannot read (a short code, an alphanumeric id): nothing to act on,
         # and Twilio must not retry it.
         log.info("inbound reply not taken", sid=reply.provider_message_id, reason=exc.detail)
-    return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+# --- the Twilio inbound webhook's lean path ------------------------------------------------
+
+_FORM_TYPE = b"application/x-www-form-urlencoded"
+_TWIML = EMPTY_TWIML.encode()
+REQUEST_ID = REQUEST_ID_HEADER.encode()
+_TWIML_HEADERS = [
+    # What the route's Response and the app's middlewares put on its answer, in their order.
+    (b"content-length", str(len(EMPTY_TWIML)).encode()),
+    (b"content-type", b"text/xml; charset=utf-8"),
+    (b"x-content-type-options", b"nosniff"),
+]
+_MAX_FIELDS = 1000  # as many as Starlette's form parser takes; more, and the route refuses
+
+
+def _plain_form(body: bytes) -> list[tuple[str, str]] | None:
+    """The fields of a urlencoded form, read as Starlette reads them (names and values
+    percent-decoded from Latin-1 text); None for a form of any other shape (an empty or
+    nameless field, a ``;``), which the route reads instead."""
+    if b";" in body:
+        return None
+    pairs = body.split(b"&")
+    if len(pairs) > _MAX_FIELDS:
+        return None
+    fields = []
+    for pair in pairs:
+        name, equals, value = pair.partition(b"=")
+        if not name or not equals:
+            return None
+        fields.append((unquote_plus(name.decode("latin-1")), unquote_plus(value.decode("latin-1"))))
+    return fields
+
+
+class TwilioInboundFastPath:
+    """The Twilio inbound webhook (a customer's STOP) answered without the framework.
+
+    Providers post in bursts, and an opt-out must be on record before the answer: the
+    route's work is a few statements, but FastAPI's routing, dependencies and form parser
+    and four middlewares cost as much again. This runs outside them, for a signed, plain
+    form of the usual size only: it reads the body (held to ``MAX_BODY_BYTES``), checks
+    the signature, and takes the reply exactly as the route does (``_take_twilio_reply``),
+    with the same answer, request id, ``nosniff`` header and request metric. Anything
+    else (no or a wrong signature, a chunked or oversized body, a form of another shape,
+    a missing field, an error the app answers) goes to the app with the body it sent, and
+    the app answers and refuses it as before.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != TWILIO_INBOUND
+            or scope["method"] != "POST"
+            or scope.get("query_string")
+            or scope.get("root_path")
+        ):
+            await self.app(scope, receive, send)
+            return
+        length = form = signature = None
+        request_id = b""
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else None
+            elif name == b"content-type":
+                form = value.partition(b";")[0].strip().lower() == _FORM_TYPE
+            elif name == b"x-twilio-signature":
+                signature = signature if signature is not None else value
+            elif name == b"transfer-encoding":
+                length = None
+                break
+            elif name == b"x-request-id":
+                request_id = value
+        settings = get_settings()
+        if (
+            not length
+            or length > MAX_BODY_BYTES
+            or not form
+            or not signature
+            or not settings.twilio_auth_token
+        ):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        received: list[Message] = []
+        body = b""
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False) or len(body) > MAX_BODY_BYTES:
+                break
+        fields = (
+            _plain_form(body)
+            if received[-1]["type"] == "http.request" and len(body) <= MAX_BODY_BYTES
+            else None
+        )
+        verified = fields and twilio.verified_fields(
+            settings.twilio_auth_token,
+            settings.public_url + TWILIO_INBOUND,
+            fields,
+            signature.decode("latin-1"),
+        )
+        reply = twilio.reply(verified) if verified else None
+        if reply is None:
+            await self.app(scope, _replayed(received, receive), send)
+            return
+        bound = bind_request_id(request_id)
+        try:
+            unit = deps.unit_of_work_for(scope["app"])
+            try:
+                await _take_twilio_reply(unit, reply)
+            except HuifangError:
+                taken = False  # nothing was kept: the transaction rolled back
+            else:
+                taken = True
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [*_TWIML_HEADERS, (REQUEST_ID, bound.encode())],
+                    }
+                )
+                await send({"type": "http.response.body", "body": _TWIML})
+        except BaseException:
+            record_request("POST", TWILIO_INBOUND, 500, time.perf_counter() - started)
+            raise
+        finally:
+            unbind_request_id()
+        if taken:
+            record_request("POST", TWILIO_INBOUND, 200, time.perf_counter() - started)
+        else:
+            # The app takes it again and answers the error as it answers every other.
+            await self.app(scope, _replayed(received, receive), send)
+
+
+def _replayed(received: list[Message], receive: Receive) -> Receive:
+    """``receive`` as if nothing had been read yet: what was read, then the rest."""
+    pending = list(received)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
 
 
 # What Aliyun expects back within 700 ms; anything else makes it retry at 1, 5 and 10 min.
@@ -403,4 +562,4 @@ async def aliyun_report(key: str, request: Request, unit: UnitOfWorkDep) -> JSON
     )
 
 
-__all__ = ["MAX_BODY_BYTES", "committed", "router"]
+__all__ = ["MAX_BODY_BYTES", "TwilioInboundFastPath", "committed", "router"]
