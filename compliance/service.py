@@ -432,8 +432,8 @@ def opt_out(
             },
         ).one()
         created, revoked = row[0], bool(row[1])
-        if revoked:
-            _consent_revoked(session, actor, phone, _revoke_source(reason), detail)
+        if revoked:  # audited as part of the suppression (as revoke_consent is, below)
+            _consent_revoked(session, None, phone, _revoke_source(reason), detail)
     else:
         created = session.execute(_INSERT_SUPPRESSION, values).scalar_one_or_none()
     if created is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import re
 import resource
 import subprocess
@@ -53,6 +54,13 @@ def input_args(path: Path, container: str) -> list[str]:
     return ["-protocol_whitelist", "file", "-f", demuxer, "-i", str(path)]
 
 
+# glibc reserves 64 MB of address space for each malloc arena it opens, up to 8 per core, as
+# threads first allocate: how many a run opens depends on its threads' timing, so under the
+# address-space limit a run could fail now and then with ENOMEM (exit status 244) for
+# memory it never used. Two arenas are plenty for ffmpeg's few allocating threads.
+ARENAS = {"MALLOC_ARENA_MAX": "2"}
+
+
 def _limits(memory: int, cpu_seconds: int) -> None:  # pragma: no cover - runs in the child
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
@@ -76,6 +84,7 @@ def run(
             capture_output=True,
             timeout=timeout,
             preexec_fn=lambda: _limits(memory, cpu),
+            env={**os.environ, **ARENAS},
             text=True,
             errors="replace",
         )
