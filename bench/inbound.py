@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import shutil
@@ -39,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -444,16 +445,15 @@ def count_instructions() -> None:
     )
 
 
-def find_saturation(args: argparse.Namespace) -> None:
-    """One run of ``--seconds`` per rate, from ``--rate`` up by ``--step``, after a warm-up
-    at the first; stops at the first run whose p99 is over the target."""
-    steps = int((args.max_rate - args.rate) // args.step) + 1
-    rates = [args.rate + i * args.step for i in range(steps)]
-    counts = [int(rate * args.seconds) for rate in rates]
+@contextlib.contextmanager
+def serving(
+    args: argparse.Namespace, webhooks: int
+) -> Iterator[tuple[str, int, subprocess.Popen[bytes], list[str]]]:
+    """A scratch database with ``webhooks`` customers to text STOP, and the server on it
+    (stopped afterwards): the database URL, the port, the server process, the numbers."""
     with scratch_database(args.database, "huifang_bench_inbound") as url:
         upgrade(url)
-        warm = int(args.rate)
-        phones = prepare(url, sum(counts) + warm)
+        phones = prepare(url, webhooks)
         checkpoint(url)
         port = free_port()
         server = start_server(
@@ -464,27 +464,40 @@ def find_saturation(args: argparse.Namespace) -> None:
             {"HUIFANG_TWILIO_AUTH_TOKEN": TOKEN, "HUIFANG_PUBLIC_URL": f"http://127.0.0.1:{port}"},
         )
         try:
+            # The load generator must not stall itself: what setting up made is kept out
+            # of its cycle collector (a full collection of it took ~90 ms).
             gc.collect()
             gc.freeze()
-            batches, start = [], 0
-            for count in counts:
-                batches.append(phones[start : start + count])
-                start += count
-            _, measured, early = asyncio.run(
-                warm_then_measure(
-                    server,
-                    port,
-                    url,
-                    phones[start:],
-                    batches,
-                    args.rate,
-                    rates,
-                    enough=lambda r: r.quantile(99) > TARGET_P99_MS,
-                )
-            )
+            yield url, port, server, phones
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+def find_saturation(args: argparse.Namespace) -> None:
+    """One run of ``--seconds`` per rate, from ``--rate`` up by ``--step``, after a warm-up
+    at the first; stops at the first run whose p99 is over the target."""
+    steps = int((args.max_rate - args.rate) // args.step) + 1
+    rates = [args.rate + i * args.step for i in range(steps)]
+    counts = [int(rate * args.seconds) for rate in rates]
+    warm = int(args.rate)
+    with serving(args, sum(counts) + warm) as (url, port, server, phones):
+        batches, start = [], 0
+        for count in counts:
+            batches.append(phones[start : start + count])
+            start += count
+        _, measured, early = asyncio.run(
+            warm_then_measure(
+                server,
+                port,
+                url,
+                phones[start:],
+                batches,
+                args.rate,
+                rates,
+                enough=lambda r: r.quantile(99) > TARGET_P99_MS,
+            )
+        )
     backend = make_url(url).get_backend_name()
     print(
         f"backend: {backend}, {args.workers if args.redis else 1} server process(es); "
@@ -553,32 +566,13 @@ def main() -> None:
         return
     count = int(args.rate * args.seconds)
     runs = max(args.rounds, rounds.MIN_ROUNDS)
-    with scratch_database(args.database, "huifang_bench_inbound") as url:
-        upgrade(url)
-        warm = int(args.rate)  # one second at the measured rate
-        phones = prepare(url, count * runs + warm)
-        checkpoint(url)
-        port = free_port()
-        server = start_server(
-            url,
-            port,
-            args.redis,
-            args.workers if args.redis else 1,
-            {"HUIFANG_TWILIO_AUTH_TOKEN": TOKEN, "HUIFANG_PUBLIC_URL": f"http://127.0.0.1:{port}"},
+    warm = int(args.rate)  # one second at the measured rate
+    with serving(args, count * runs + warm) as (url, port, server, phones):
+        # Warm up at the same rate: the pools, threads and prepared statements.
+        batches = [phones[i * count : (i + 1) * count] for i in range(runs)]
+        cold, measured, early = asyncio.run(
+            warm_then_measure(server, port, url, phones[count * runs :], batches, args.rate)
         )
-        try:
-            # The load generator must not stall itself: what setting up made is kept out
-            # of its cycle collector (a full collection of it took ~90 ms).
-            gc.collect()
-            gc.freeze()
-            # Warm up at the same rate: the pools, threads and prepared statements.
-            batches = [phones[i * count : (i + 1) * count] for i in range(runs)]
-            cold, measured, early = asyncio.run(
-                warm_then_measure(server, port, url, phones[count * runs :], batches, args.rate)
-            )
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     backend = make_url(url).get_backend_name()
     print(
         f"backend: {backend}, {args.workers if args.redis else 1} server process(es); "

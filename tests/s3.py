@@ -7,20 +7,25 @@ puts the settings back afterwards. Import both into a test module to use them.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
 
 from huifang import storage
+from huifang.db import Database
 from huifang.settings import get_settings
 
 ACCESS_KEY = "huifang-test"
@@ -118,3 +123,78 @@ def s3_storage(
         monkeypatch.undo()
         get_settings.cache_clear()
         storage.reset()
+
+
+# --- another host: a process that shares only PostgreSQL, Redis and the bucket ---------------
+
+
+@contextlib.contextmanager
+def host_process(
+    argv: Sequence[str],
+    *,
+    database: Database,
+    redis_url: str,
+    bucket: Bucket,
+    scratch: Path,
+    log: Path,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m huifang.cli *argv`` with a media root (scratch) of its own, on the same
+    PostgreSQL (as the app role, under row-level security, when the run uses it), Redis
+    and bucket; stopped when the block ends."""
+    env = {
+        **os.environ,
+        **bucket.env(),
+        "HUIFANG_MEDIA_ROOT": str(scratch),
+        "HUIFANG_REDIS_URL": redis_url,
+        "HUIFANG_DATABASE_URL": database.url,
+        "HUIFANG_ENVIRONMENT": "test",
+    }
+    if database.rls:
+        env["HUIFANG_DATABASE_APP_URL"] = database.engine.url.render_as_string(hide_password=False)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "huifang.cli", *argv],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextlib.contextmanager
+def company_with_visit(
+    database: Database, *, name: str, customer: str, phone: str
+) -> Iterator[SimpleNamespace]:
+    """A committed company with an API key and a visit to a consenting customer (``headers``,
+    ``visit_id``); deleted afterwards."""
+    from tenancy import service as tenancy
+    from tenancy.models import Tenant
+    from tests.factories import create_consenting_customer
+    from visits import service as visits
+
+    with database.session() as session:
+        tenant = tenancy.create_tenant(session=session, name=name, signature=name)
+        _, key = tenancy.create_api_key(session=session, tenant=tenant)
+        made = create_consenting_customer(
+            session=session, tenant=tenant, name=customer, phone=phone
+        )
+        visit = visits.create_visit(
+            session=session,
+            tenant=tenant,
+            customer_id=made.id,
+            service_type="deep_cleaning",
+            areas=["客厅"],
+        )
+        tenant_id, visit_id = tenant.id, visit.id
+    try:
+        yield SimpleNamespace(headers={"Authorization": f"Bearer {key}"}, visit_id=visit_id)
+    finally:
+        with database.session() as session:
+            session.execute(Tenant.__table__.delete().where(Tenant.id == tenant_id))

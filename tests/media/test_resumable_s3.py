@@ -13,8 +13,6 @@ import hashlib
 import itertools
 import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +20,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from huifang import storage
 from huifang.app import create_app
@@ -31,9 +29,6 @@ from huifang.errors import NotFound
 from huifang.settings import get_settings
 from media import resumable
 from media.models import Media, ResumableUpload
-from tenancy import service as tenancy
-from tenancy.models import Tenant
-from tests.factories import create_consenting_customer
 from tests.media.conftest import phone_jpeg
 from tests.media.test_resumable import (
     OCTETS,
@@ -47,11 +42,10 @@ from tests.media.test_resumable import (
     patch,
     token,
 )
-from tests.s3 import Bucket
+from tests.s3 import Bucket, company_with_visit, host_process
 from tests.s3 import s3_bucket as s3_bucket
 from tests.s3 import s3_server as s3_server
 from tests.s3 import s3_storage as s3_storage
-from visits import service as visits
 
 
 def pieces_in(bucket: Bucket, upload_token: str) -> dict[int, bytes]:
@@ -254,67 +248,38 @@ def second_host(postgres_database, redis_url, s3_storage: Bucket, tmp_path):
     bucket."""
     scratch = tmp_path / "host-b-scratch"
     port = _free_port()
-    env = {
-        **os.environ,
-        **s3_storage.env(),
-        "HUIFANG_MEDIA_ROOT": str(scratch),
-        "HUIFANG_REDIS_URL": redis_url,
-        "HUIFANG_DATABASE_URL": postgres_database.url,
-        "HUIFANG_ENVIRONMENT": "test",
-    }
-    if postgres_database.rls:
-        env["HUIFANG_DATABASE_APP_URL"] = postgres_database.engine.url.render_as_string(
-            hide_password=False
-        )
     log = tmp_path / "host-b.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "huifang.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the second API host did not start: {log.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield SimpleNamespace(client=client, scratch=scratch, log=log)
-    finally:
-        client.close()
-        process.terminate()
+    with host_process(
+        ["serve", "--port", str(port)],
+        database=postgres_database,
+        redis_url=redis_url,
+        bucket=s3_storage,
+        scratch=scratch,
+        log=log,
+    ) as process:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the second API host did not start: {log.read_text()[-3000:]}")
+                time.sleep(0.3)
+            yield SimpleNamespace(client=client, scratch=scratch, log=log)
+        finally:
+            client.close()
 
 
 @pytest.fixture
 def company(postgres_database):
-    with postgres_database.session() as session:
-        tenant = tenancy.create_tenant(session=session, name="两台家政", signature="两台家政")
-        _, key = tenancy.create_api_key(session=session, tenant=tenant)
-        customer = create_consenting_customer(
-            session=session, tenant=tenant, name="李先生", phone="13900139000"
-        )
-        visit = visits.create_visit(
-            session=session,
-            tenant=tenant,
-            customer_id=customer.id,
-            service_type="deep_cleaning",
-            areas=["客厅"],
-        )
-        ids = (tenant.id, visit.id)
-    yield SimpleNamespace(headers={"Authorization": f"Bearer {key}"}, visit_id=ids[1])
-    with postgres_database.session() as session:
-        session.execute(delete(Tenant).where(Tenant.id == ids[0]))
+    with company_with_visit(
+        postgres_database, name="两台家政", customer="李先生", phone="13900139000"
+    ) as made:
+        yield made
 
 
 @pytest.mark.services

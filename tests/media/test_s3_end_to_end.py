@@ -10,8 +10,6 @@ stale long image leaves the bucket.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,21 +17,17 @@ from types import SimpleNamespace
 import pytest
 from celery import Celery
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from huifang.app import create_app
 from media import samples
 from media.models import Media, Rendition
 from reports.models import Report
-from tenancy import service as tenancy
-from tenancy.models import Tenant
-from tests.factories import create_consenting_customer
 from tests.media.conftest import phone_jpeg, upload
-from tests.s3 import Bucket
+from tests.s3 import Bucket, company_with_visit, host_process
 from tests.s3 import s3_bucket as s3_bucket
 from tests.s3 import s3_server as s3_server
 from tests.s3 import s3_storage as s3_storage
-from visits import service as visits
 
 pytestmark = pytest.mark.services
 
@@ -57,53 +51,28 @@ def _files(root: Path) -> set[str]:
 def worker_process(postgres_database, redis_url, s3_storage: Bucket, tmp_path):
     """A Celery worker for the media queue with its own media root, on the same bucket."""
     scratch = tmp_path / "worker-scratch"
-    env = {
-        **os.environ,
-        **s3_storage.env(),
-        "HUIFANG_MEDIA_ROOT": str(scratch),
-        "HUIFANG_REDIS_URL": redis_url,
-        "HUIFANG_DATABASE_URL": postgres_database.url,
-        "HUIFANG_ENVIRONMENT": "test",
-    }
     log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "huifang.cli", "worker", "-Q", "media", "-c", "1"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     client = Celery(broker=redis_url)
-    try:
-        yield SimpleNamespace(client=client, log=log, scratch=scratch)
-    finally:
-        client.close()
-        process.terminate()
+    with host_process(
+        ["worker", "-Q", "media", "-c", "1"],
+        database=postgres_database,
+        redis_url=redis_url,
+        bucket=s3_storage,
+        scratch=scratch,
+        log=log,
+    ):
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            yield SimpleNamespace(client=client, log=log, scratch=scratch)
+        finally:
+            client.close()
 
 
 @pytest.fixture
 def company(postgres_database):
-    with postgres_database.session() as session:
-        tenant = tenancy.create_tenant(session=session, name="桶上家政", signature="桶上家政")
-        _, key = tenancy.create_api_key(session=session, tenant=tenant)
-        customer = create_consenting_customer(
-            session=session, tenant=tenant, name="王女士", phone="13800138000"
-        )
-        visit = visits.create_visit(
-            session=session,
-            tenant=tenant,
-            customer_id=customer.id,
-            service_type="deep_cleaning",
-            areas=["客厅"],
-        )
-        ids = (tenant.id, visit.id)
-    yield SimpleNamespace(headers={"Authorization": f"Bearer {key}"}), ids[1]
-    with postgres_database.session() as session:
-        session.execute(delete(Tenant).where(Tenant.id == ids[0]))
+    with company_with_visit(
+        postgres_database, name="桶上家政", customer="王女士", phone="13800138000"
+    ) as made:
+        yield SimpleNamespace(headers=made.headers), made.visit_id
 
 
 def _path(url: str) -> str:
