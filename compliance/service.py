@@ -46,6 +46,7 @@ from compliance.schemas import PolicyUpdate
 from customers.models import Customer
 from huifang.dates import check_plausible
 from huifang.errors import Conflict, Invalid
+from huifang.sql import insert_rows
 from tenancy.models import Tenant
 
 # marketing: offers and reminders (consent, cap, quiet hours, footer);
@@ -767,6 +768,36 @@ def gate_many(*, session: Session, asks: Sequence[Ask], now: dt.datetime) -> lis
                 }
             )
         verdicts.append(verdict)
+    if session.get_bind().dialect.name == "postgresql":
+        # One statement for the batch (one array per column) rather than one per row.
+        insert_rows(
+            session,
+            cast(Table, ComplianceDecision.__table__),
+            _DECISION_COLUMNS,
+            [
+                (
+                    ask.tenant.id,
+                    ask.customer.id,
+                    ask.customer.phone,
+                    ask.message_ref,
+                    ask.category,
+                    verdict.decision,
+                    verdict.reason,
+                    verdict.detail,
+                    verdict.not_before,
+                )
+                for ask, verdict in zip(asks, verdicts, strict=True)
+            ],
+            same={"decided_at": now},
+        )
+        if allowed:
+            insert_rows(
+                session,
+                cast(Table, MarketingSend.__table__),
+                _COUNTED_COLUMNS,
+                [tuple(row[name] for name in _COUNTED_COLUMNS) for row in allowed],
+            )
+        return verdicts
     session.execute(
         insert(cast(Table, ComplianceDecision.__table__)),
         [
@@ -788,6 +819,20 @@ def gate_many(*, session: Session, asks: Sequence[Ask], now: dt.datetime) -> lis
     if allowed:
         session.execute(insert(cast(Table, MarketingSend.__table__)), allowed)
     return verdicts
+
+
+_DECISION_COLUMNS = (
+    "tenant_id",
+    "customer_id",
+    "phone",
+    "message_ref",
+    "category",
+    "decision",
+    "reason",
+    "detail",
+    "not_before",
+)
+_COUNTED_COLUMNS = ("tenant_id", "phone", "message_ref", "allowed_at")
 
 
 def _lock_numbers(session: Session, numbers: Sequence[tuple[int, str]]) -> None:
