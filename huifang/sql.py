@@ -204,11 +204,13 @@ def insert_rows(
     out: list[tuple[Any, ...]] = []
     if dialect.name == "postgresql":
 
-        def cast_to(name: str, suffix: str = "") -> str:
-            return f"{mark}::{table.c[name].type.compile(dialect=dialect)}{suffix}"
+        def cast_to(name: str, placeholder: str, suffix: str = "") -> str:
+            return f"{placeholder}::{table.c[name].type.compile(dialect=dialect)}{suffix}"
 
-        arrays = ", ".join(cast_to(name, "[]") for name in columns)
-        fixed = "".join(", " + cast_to(name) for name in constants)
+        # The arrays go in binary (psycopg's %b): the text form quotes and escapes every
+        # element in Python, several times the cost.
+        arrays = ", ".join(cast_to(name, "%b", "[]") for name in columns)
+        fixed = "".join(", " + cast_to(name, mark) for name in constants)
         statement = f"INSERT INTO {target} ({names}) SELECT *{fixed} FROM unnest({arrays}){tail}"  # noqa: S608
         by_column = [list(values) for values in zip(*rows, strict=True)]
         result = connection.exec_driver_sql(statement, (*constants.values(), *by_column))
