@@ -14,7 +14,19 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Table,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -46,7 +58,7 @@ from compliance.schemas import PolicyUpdate
 from customers.models import Customer
 from huifang.dates import check_plausible
 from huifang.errors import Conflict, Invalid
-from huifang.sql import insert_rows
+from huifang.sql import driver_sql, insert_rows
 from tenancy.models import Tenant
 
 # marketing: offers and reminders (consent, cap, quiet hours, footer);
@@ -843,12 +855,11 @@ def _lock_numbers(session: Session, numbers: Sequence[tuple[int, str]]) -> None:
         _lock_number(session, *numbers[0])
         return
     # The ordered subquery is kept apart (OFFSET 0), so the locks are taken in its order.
-    session.execute(
-        text(
-            "SELECT count(pg_advisory_xact_lock(t, k)) FROM (SELECT t, k FROM "
-            "unnest(CAST(:tenants AS int[]), CAST(:keys AS int[])) AS n(t, k) "
-            "ORDER BY t, k OFFSET 0) AS ordered"
-        ),
+    driver_sql(
+        session,
+        "SELECT count(pg_advisory_xact_lock(t, k)) FROM (SELECT t, k FROM "
+        "unnest(%(tenants)b::int[], %(keys)b::int[]) AS n(t, k) "
+        "ORDER BY t, k OFFSET 0) AS ordered",
         {
             "tenants": [tenant_id for tenant_id, _ in numbers],
             "keys": [_number_key(phone) for _, phone in numbers],
@@ -856,20 +867,57 @@ def _lock_numbers(session: Session, numbers: Sequence[tuple[int, str]]) -> None:
     )
 
 
+class OptedOut(Protocol):
+    """What the gate reads of a number's active suppression."""
+
+    @property
+    def created_at(self) -> dt.datetime: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+_SUPPRESSIONS = cast(Table, Suppression.__table__)
+
+
+def _active_suppressions_statement(postgres: bool) -> Any:
+    """Built once: the active suppressions of some companies' numbers, newest first. On
+    PostgreSQL the companies and the numbers are one array each (the same statement
+    whatever the batch's size); elsewhere expanding ``IN`` lists."""
+    columns = _SUPPRESSIONS.c
+    if postgres:
+        tenants = columns.tenant_id == any_(bindparam("tenants", type_=ARRAY(BigInteger)))
+        phones = columns.phone == any_(bindparam("phones", type_=ARRAY(columns.phone.type)))
+    else:
+        tenants = columns.tenant_id.in_(bindparam("tenants", expanding=True))
+        phones = columns.phone.in_(bindparam("phones", expanding=True))
+    return (
+        select(
+            columns.tenant_id, columns.phone, columns.signature, columns.created_at, columns.reason
+        )
+        .where(tenants, phones, columns.lifted_at.is_(None))
+        .order_by(columns.id.desc())
+    )
+
+
+_ACTIVE_SUPPRESSIONS = {
+    postgres: _active_suppressions_statement(postgres) for postgres in (True, False)
+}
+
+
 def _active_suppressions(
     session: Session, numbers: Sequence[tuple[int, str]]
-) -> dict[tuple[int, str, str], Suppression]:
+) -> dict[tuple[int, str, str], OptedOut]:
     """The newest active suppression of each (company, phone, signature) asked about."""
-    found: dict[tuple[int, str, str], Suppression] = {}
+    found: dict[tuple[int, str, str], OptedOut] = {}
     wanted = set(numbers)
-    for row in session.scalars(
-        select(Suppression)
-        .where(
-            Suppression.tenant_id.in_({tenant_id for tenant_id, _ in numbers}),
-            Suppression.phone.in_({phone for _, phone in numbers}),
-            Suppression.lifted_at.is_(None),
-        )
-        .order_by(Suppression.id.desc())
+    statement = _ACTIVE_SUPPRESSIONS[session.get_bind().dialect.name == "postgresql"]
+    for row in session.execute(
+        statement,
+        {
+            "tenants": sorted({tenant_id for tenant_id, _ in numbers}),
+            "phones": sorted({phone for _, phone in numbers}),
+        },
     ):
         if (row.tenant_id, row.phone) in wanted:
             found.setdefault((row.tenant_id, row.phone, row.signature), row)
@@ -918,7 +966,7 @@ def _decide(
     ask: Ask,
     policy: CompliancePolicy,
     now: dt.datetime,
-    suppression: Suppression | None,
+    suppression: OptedOut | None,
     consented: bool,
     sent: int,
     counted: bool,

@@ -157,6 +157,17 @@ def one_of(session: Session, column: Column, values: Sequence[Any]) -> ColumnEle
     return cast(Any, column).in_(values)
 
 
+def driver_sql(session: Session, statement: str, params: Mapping[str, Any]) -> Any:
+    """PostgreSQL: ``statement`` written in psycopg's own placeholders, run on the session's
+    connection (its transaction, its row-level security scope) after flushing the session,
+    as ``session.execute`` would. ``%(name)b`` sends a parameter in binary: an array of a
+    batch's values costs the driver a fraction of its text form, which quotes and escapes
+    every element in Python. Values come back as the driver reads them (no column types:
+    a timestamp is in the connection's time zone)."""
+    session.flush()
+    return session.connection().exec_driver_sql(statement, params)
+
+
 # Positional placeholders by DBAPI paramstyle (sqlite3: qmark; psycopg: pyformat).
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 

@@ -16,14 +16,17 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     Table,
+    any_,
     bindparam,
     insert,
     literal_column,
@@ -33,6 +36,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload
 from sqlalchemy.orm.util import identity_key
@@ -43,6 +47,7 @@ from customers.models import Customer
 from huifang.db import dialect_of, insert_or_skip
 from huifang.errors import Conflict, NotFound
 from huifang.settings import get_settings
+from huifang.sql import driver_sql
 from messaging import sms_templates
 from messaging.models import (
     DEFERRED,
@@ -375,7 +380,7 @@ def _move(
         return []
     if dialect_of(session) == "postgresql":
         moved_ids = list(
-            _driver_sql(
+            driver_sql(
                 session,
                 _MOVE_POSTGRES[clear_reason],
                 {"ids": list(message_ids), "from_": list(from_), "to": to, "now": now},
@@ -436,15 +441,6 @@ def _move_postgres(clear_reason: bool) -> str:
 
 
 _MOVE_POSTGRES = {clear: _move_postgres(clear) for clear in (False, True)}
-
-
-def _driver_sql(session: Session, statement: str, params: Mapping[str, Any]) -> Any:
-    """PostgreSQL: ``statement`` in psycopg's own placeholders, on the session's connection
-    (its transaction and row-level security scope). ``%(name)b`` sends a parameter in
-    binary: an array of a batch's values costs the driver a fraction of its text form,
-    which quotes and escapes every element."""
-    session.flush()  # as session.execute would, before a statement of its own
-    return session.connection().exec_driver_sql(statement, params)
 
 
 def _expire_moved(session: Session, message_ids: Sequence[int]) -> None:
@@ -523,7 +519,9 @@ def send_batch(
     # (SQLite: this transaction holds the database's write lock anyway.)
     sending = [
         _Send.of(row)
-        for row in session.execute(_SELECT_SENDS, {"ids": sorted(set(message_ids))})
+        for row in session.execute(
+            _SELECT_SENDS_BY[dialect_of(session)], {"ids": sorted(set(message_ids))}
+        )
         if row.status == SENDING
     ]
     if not sending:
@@ -627,10 +625,17 @@ _SELECT_SENDS = (
         _CUSTOMERS.c.timezone,
     )
     .join(_CUSTOMERS, _CUSTOMERS.c.id == _MESSAGES.c.customer_id)
-    .where(_MESSAGES.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(_MESSAGES.c.id)
     .with_for_update(of=_MESSAGES)
 )
+# By dialect: on PostgreSQL the ids are one array (the same statement whatever the batch's
+# size, prepared once by the driver), elsewhere an expanding IN list.
+_SELECT_SENDS_BY = {
+    "postgresql": _SELECT_SENDS.where(
+        _MESSAGES.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+    ),
+    "sqlite": _SELECT_SENDS.where(_MESSAGES.c.id.in_(bindparam("ids", expanding=True))),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -723,7 +728,7 @@ _WRITTEN = (
 )
 # PostgreSQL: the whole batch's outcomes and their history in one statement, one array per
 # column (the same text whatever the batch's size, so the driver prepares it once; the
-# arrays go in binary, ``_driver_sql``).
+# arrays go in binary, ``driver_sql``).
 _UPDATE_SENDS_POSTGRES = """
     WITH updated AS (
         UPDATE messages AS m
@@ -767,7 +772,7 @@ def _write_sends(session: Session, sends: Sequence[_Send], now: dt.datetime) -> 
     if not moved:
         return
     if dialect_of(session) == "postgresql":
-        _driver_sql(
+        driver_sql(
             session,
             _UPDATE_SENDS_POSTGRES,
             {"now": now, "id": [send.id for send in moved]}
@@ -926,13 +931,36 @@ def _call(
 def _call_all(
     provider: Provider, requests: Sequence[OutboundMessage], throttle: Callable[[], bool] | None
 ) -> list[_Call]:
-    """The batch's provider calls, ``send_concurrency`` at a time; outcomes in order."""
+    """The batch's provider calls, ``send_concurrency`` at a time; outcomes in order.
+
+    That many callers on the process's call threads each take the next request until none
+    is left (a slow call holds up one caller, not the rest): one task per thread rather
+    than one per request, whose hand-over between threads cost more than a loopback call."""
     at_once = get_settings().send_concurrency
     if len(requests) <= 1 or at_once <= 1:
         return [_call(provider, outbound, throttle) for outbound in requests]
-    return list(
-        _callers(at_once).map(lambda outbound: _call(provider, outbound, throttle), requests)
-    )
+    calls: list[_Call | None] = [None] * len(requests)
+    left = iter(range(len(requests)))
+    taking = threading.Lock()
+    broken: list[bool] = []  # a caller failed (not a provider's error: a bug): no more calls
+
+    def caller() -> None:
+        while True:
+            with taking:
+                index = None if broken else next(left, None)
+            if index is None:
+                return
+            try:
+                calls[index] = _call(provider, requests[index], throttle)
+            except BaseException:
+                broken.append(True)
+                raise
+
+    callers = [_callers(at_once).submit(caller) for _ in range(min(at_once, len(requests)))]
+    wait(callers)  # no call is still out when this returns or raises
+    for done in callers:
+        done.result()
+    return cast(list[_Call], calls)
 
 
 @functools.cache
