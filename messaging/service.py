@@ -813,6 +813,17 @@ def batch_size(provider: Provider, *, lanes: int = 1) -> int:
     return min(MAX_BATCH, at_once * rounds)
 
 
+def calls_set_the_pace(provider: Provider) -> bool:
+    """Whether a batch to this provider is as long as its calls allow (``batch_size`` below
+    ``MAX_BATCH``): the provider's answers, not the database, then set a batch's pace, and a
+    second send loop's calls can fill the call slots while one loop is in the database
+    (``messaging.tasks.send_in_batches``). Against a provider that answers within a few
+    milliseconds a batch is ``MAX_BATCH`` whatever the calls, the database's work is most
+    of its time, and a second loop would add its own transaction, thread and connection
+    for calls that take little time anyway."""
+    return batch_size(provider) < MAX_BATCH
+
+
 def pace_known(provider: Provider) -> bool:
     """Whether this process has measured how long a send to ``provider`` takes."""
     return provider.name in _latency

@@ -97,9 +97,11 @@ def send_in_batches(
     (committed), then the next.
 
     On PostgreSQL, once the provider's pace is known (the process's first send to it
-    measures it, alone) and more than one batch is left, the work goes through ``LANES``
-    such loops at once, each in a transaction of its own on its own
-    connection, sharing the process's ``send_concurrency`` call slots: while one lane claims,
+    measures it, alone), when its calls set a batch's pace (``service.calls_set_the_pace``:
+    not against a provider answering within milliseconds, where the database does) and more
+    than one batch is left, the work goes through ``LANES`` such loops at once, each in a
+    transaction of its own on its own connection, sharing the process's
+    ``send_concurrency`` call slots: while one lane claims,
     gates or records its batch, the other's calls keep the slots busy, so the database work
     between batches does not leave the provider idle. Each lane's batch is sized to its
     share of the calls at once (``service.batch_size(provider, lanes=LANES)``), so a batch
@@ -118,6 +120,7 @@ def send_in_batches(
         LANES <= 1
         or not isinstance(engine, Engine)
         or engine.dialect.name != "postgresql"
+        or not service.calls_set_the_pace(provider)  # a fast provider: one lane
         or work.left() <= service.batch_size(provider, lanes=LANES)  # one batch: one lane
     ):
         _send_lane(session, work, provider, throttle, lanes=1)

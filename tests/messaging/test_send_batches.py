@@ -387,6 +387,59 @@ def test_send_in_batches_grows_batches_for_a_fast_provider_and_not_a_slow_one(
         assert len(provider.calls) == count
 
 
+def test_a_task_keeps_one_lane_against_a_provider_answering_within_milliseconds(
+    committed_db: Database, committed_tenant: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of ``MAX_BATCH`` whatever the calls: the database sets the pace, and a second
+    lane would only add its own transaction; every batch goes through the task's thread."""
+    threads: list[str] = []
+    real = outbox.send_batch
+
+    def spy(**kwargs):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return real(**kwargs)
+
+    monkeypatch.setattr(outbox, "send_batch", spy)
+    monkeypatch.setattr(send_tasks, "utcnow", lambda: NOW)
+    monkeypatch.setattr(get_settings(), "send_concurrency", 2)
+    monkeypatch.setattr(outbox, "_latency", {Recording.name: 0.001})  # 1 ms a call
+    count = outbox.MAX_BATCH * 2 + 5
+    with committed_db.session() as session:
+        tenant = session.get(Tenant, committed_tenant)
+        assert tenant is not None
+        ids = []
+        for i in range(count):
+            person = customers.create_customer(
+                session=session,
+                tenant=tenant,
+                name=f"客户{i}",
+                phone=f"1390077{i:04d}",
+                timezone="Asia/Shanghai",
+            )
+            ids.append(
+                outbox.schedule(
+                    session=session,
+                    tenant=tenant,
+                    customer=person,
+                    channel="sms",
+                    category="service",
+                    source_type="test",
+                    source_id="one-lane",
+                    body="您好，服务报告已生成",
+                    due_at=NOW,
+                )[0].id
+            )
+        session.execute(update(Message).where(Message.id.in_(ids)).values(status=QUEUED))
+    provider = Recording()
+    with committed_db.session() as session:
+        send_tasks.send_in_batches(session=session, message_ids=ids, provider=provider)
+
+    assert set(threads) == {threading.current_thread().name} and len(threads) == 3
+    assert len(provider.calls) == count
+    with committed_db.session() as session:
+        assert set(session.scalars(select(Message.status).where(Message.id.in_(ids)))) == {SENT}
+
+
 def test_a_task_sends_through_two_lanes_and_each_message_ends_once(
     committed_db: Database, committed_tenant: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
