@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import create_engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from compliance import service as compliance
@@ -301,6 +301,67 @@ def test_a_message_no_longer_sending_is_left_alone(session: Session, account: Ac
     assert provider.calls == []
     assert found[message_id].status == "queued"
     assert session.get(Message, message_id) is found[message_id]
+
+
+def test_a_claim_reads_its_rows_by_primary_key_when_few_messages_look_queued(
+    postgres_database: Database,
+) -> None:
+    """PostgreSQL: the statistics usually say few messages are queued, which made the
+    planner walk ``ix_messages_due`` through every queued message (of every company) to
+    claim one batch. The claim's status condition matches no index: it reads its rows by
+    primary key."""
+    owner = create_engine(postgres_database.url)  # to ANALYZE, which the app role may not
+    try:
+        with owner.connect() as connection, connection.begin() as transaction:
+            session = Session(bind=connection, join_transaction_mode="create_savepoint")
+            tenant = tenancy.create_tenant(session=session, name="计划家政", signature="计划家政")
+            person = customers.create_customer(
+                session=session, tenant=tenant, name="客户", phone="13900990001"
+            )
+            message, _ = outbox.schedule(
+                session=session,
+                tenant=tenant,
+                customer=person,
+                channel="sms",
+                category="service",
+                source_type="test",
+                source_id="plan",
+                body="您好",
+                due_at=NOW,
+            )
+            session.flush()
+            columns = [c.name for c in Message.__table__.c if c.name not in ("id", "status")]
+            copied = ", ".join(
+                "idempotency_key || '-' || n" if c == "idempotency_key" else c for c in columns
+            )
+            connection.exec_driver_sql(
+                f"INSERT INTO messages ({', '.join(columns)}, status) "
+                f"SELECT {copied}, 'sent' FROM messages, generate_series(1, 3000) AS n "
+                f"WHERE id = {int(message.id)}"
+            )
+            connection.exec_driver_sql("ANALYZE messages")  # hardly any queued
+            ids = list(
+                connection.exec_driver_sql(
+                    "UPDATE messages SET status = 'queued' WHERE tenant_id = %(t)s "
+                    "AND id IN (SELECT id FROM messages WHERE tenant_id = %(t)s ORDER BY id "
+                    "DESC LIMIT 600) RETURNING id",
+                    {"t": tenant.id},
+                ).scalars()
+            )[:50]
+            params = {"ids": ids, "from_": [QUEUED], "to": SENDING, "now": NOW}
+
+            def plan(statement: str) -> str:
+                rows = connection.exec_driver_sql("EXPLAIN " + statement, params).scalars()
+                return "\n".join(rows)
+
+            claim = outbox._MOVE_POSTGRES[False]
+            # The same statement with a plain status condition: the plan this avoids.
+            plain = claim.replace("(status || '') = ANY", "status = ANY")
+            assert "ix_messages_due" in plan(plain)
+            assert "pk_messages" in plan(claim) and "ix_messages_due" not in plan(claim)
+            transaction.rollback()
+    finally:
+        owner.dispose()
 
 
 def test_batches_are_sized_to_the_providers_pace(monkeypatch: pytest.MonkeyPatch) -> None:
