@@ -222,8 +222,7 @@ def _cadence(
     sql, now = run.sql, run.now
     every, catch_up = rule.every_days, rule.catch_up_days
     source, audience = run.audience(low, high, untouched)
-    # In customer id order: the rows then go into the occurrences' indexes on customer
-    # id at their right edge instead of all over them (BENCHMARKS.md, Fan-out).
+    # In the insert's order (below), so the planner aggregates sorted rows.
     served = (
         select(
             Customer.id.label("customer_id"),
@@ -308,8 +307,14 @@ def _cadence(
         .select_from(found)
         .where(found.c.steps > 0)
     )
+    # In customer id order: the rows then go into the occurrences' indexes on customer
+    # id at their right edge instead of all over them (BENCHMARKS.md, Fan-out). The join
+    # with ``days`` may hand them over in the order of its own table.
+    rows = union_all(pending, skipped).subquery("due")
     return run.sql.insert(_OCCURRENCES).from_select(
-        list(_COLUMNS), union_all(pending, skipped), include_defaults=False
+        list(_COLUMNS),
+        select(*(rows.c[name] for name in _COLUMNS)).order_by(rows.c.customer_id),
+        include_defaults=False,
     )
 
 
@@ -447,7 +452,7 @@ def _yearly(run: _Run, low: int, high: int, untouched: bool, cands: FromClause) 
             )
         )
         .group_by(base.c.customer_id)
-        .order_by(base.c.customer_id)  # as the cadence's, for the indexes
+        .order_by(base.c.customer_id)  # the insert's order, as the cadence's
         .subquery("picked")
     )
     rows_select = (
