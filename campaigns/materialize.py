@@ -140,7 +140,7 @@ class _Run:
         within the chunk's ids too: the table grows as the chunks go in, and the
         planner's statistics do not know it yet.
         """
-        source: FromClause = cast(FromClause, Customer.__table__)
+        source: FromClause = Customer.__table__
         where = [Customer.id.between(low, high), *self.where]
         if self.consent:
             recorded = recorded_consents(self.tenant, low, high)
