@@ -45,8 +45,9 @@ from compliance import service as compliance
 from compliance.models import HOLD_COMPLAINT, HOLD_LOW_RATING
 from customers.models import Customer
 from customers.phones import normalize_phone
-from huifang.db import dialect_of, insert_or_skip, utcnow
+from huifang.db import as_utc, dialect_of, insert_or_skip, utcnow
 from huifang.errors import Conflict, Invalid, NotFound
+from huifang.sql import Prepared
 from messaging import keywords, sms_templates, tasks
 from messaging.models import (
     BOOK,
@@ -191,6 +192,10 @@ def _companies_query(by_tenant: bool, lock: bool = False) -> Select[Any]:
     return query.order_by(tenants.id, customers_.id)
 
 
+# PostgreSQL, an opt-out: run by the driver (``huifang.sql.Prepared``), as a webhook's.
+_COMPANIES_LOCKING = Prepared(_companies_query(by_tenant=False, lock=True))
+
+
 def _companies(
     session: Session, phone: str, tenant_id: int | None, lock: bool = False
 ) -> list[_Company]:
@@ -203,11 +208,21 @@ def _companies(
     """
     found: dict[int, _Company] = {}
     latest: dict[int, dt.datetime] = {}
-    values: dict[str, Any] = {"phone": phone, "tenant_id": tenant_id}
     if lock:
-        values["number_key"] = compliance.number_key(phone)
-    for row in session.execute(_companies_query(tenant_id is not None, lock), values):
-        found.setdefault(row[0], _Company(*row[:9]))
+        assert tenant_id is None
+        rows: Any = _COMPANIES_LOCKING.rows(
+            session, {"phone": phone, "number_key": compliance.number_key(phone)}
+        )
+    else:
+        rows = session.execute(
+            _companies_query(tenant_id is not None), {"phone": phone, "tenant_id": tenant_id}
+        )
+    for row in rows:
+        if row[0] not in found:  # the time as the driver read it, moved to UTC
+            id_, name, signature, customer, last_id, last_at, keywords_, language, own = row[:9]
+            found[id_] = _Company(
+                id_, name, signature, customer, last_id, as_utc(last_at), keywords_, language, own
+            )
         at: dt.datetime | None = row[5]
         if at is not None:
             latest[row[0]] = max(latest.get(row[0], at), at)
@@ -360,7 +375,7 @@ _REPLY_FIELDS = (
 
 
 @functools.cache
-def _opt_out_statement(statuses: tuple[str, ...]) -> Any:
+def _opt_out_statement(statuses: tuple[str, ...]) -> Prepared:
     """PostgreSQL: a company's opt-out reply in one statement: the reply (``_insert_reply``)
     and, when it is new, the opt-out (``compliance.opt_out_ctes``) and, when that is new,
     the confirmation with its history (``messaging.service.reply_message_ctes``). Its row:
@@ -377,12 +392,14 @@ def _opt_out_statement(statuses: tuple[str, ...]) -> Any:
     )
     added, revoked = compliance.opt_out_ctes(when=select(reply.c.id).exists())
     message, history = reply_message_ctes(added, statuses)
-    return select(
-        select(reply.c.id).scalar_subquery(),
-        select(added.c.id).scalar_subquery(),
-        select(func.count()).select_from(revoked).scalar_subquery(),
-        select(message.c.id).scalar_subquery(),
-    ).add_cte(history)
+    return Prepared(
+        select(
+            select(reply.c.id).scalar_subquery(),
+            select(added.c.id).scalar_subquery(),
+            select(func.count()).select_from(revoked).scalar_subquery(),
+            select(message.c.id).scalar_subquery(),
+        ).add_cte(history)
+    )
 
 
 def _at_once(session: Session) -> bool:
@@ -439,9 +456,9 @@ def _opt_out_at_once(
         )
     )
     statuses = (SCHEDULED, QUEUED) if queue else (SCHEDULED,)
-    reply_id, suppression_id, revoked, message_id = session.execute(
-        _opt_out_statement(statuses), values
-    ).one()
+    [(reply_id, suppression_id, revoked, message_id)] = _opt_out_statement(statuses).rows(
+        session, values
+    )
     if suppression_id is not None:
         compliance.opted_out(
             session=session,
