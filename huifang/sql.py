@@ -246,20 +246,12 @@ class Prepared:
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._compiled: dict[str, tuple[Any, str, dict[str, Any]]] = {}
+        self._compiled: dict[str, _Compiled] = {}
 
-    def _for(self, dialect: Any) -> tuple[Any, str, dict[str, Any]]:
+    def _for(self, dialect: Any) -> _Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
-            compiled = self.statement.compile(dialect=dialect)
-            if compiled.insert_prefetch or compiled.update_prefetch or compiled.positional:
-                raise ValueError("Prepared takes named binds and no Python-side defaults")
-            processors = {}
-            for name, bind in compiled.binds.items():
-                process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-                if process is not None:
-                    processors[compiled.escaped_bind_names.get(name, name)] = process
-            found = self._compiled[dialect.name] = (compiled, compiled.string, processors)
+            found = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
         return found
 
     def rows(self, session: Session, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
@@ -268,11 +260,7 @@ class Prepared:
             raise ReadOnly("an INSERT, UPDATE or DELETE in a session opened to read only")
         session.flush()
         connection = session.connection()
-        compiled, sql, processors = self._for(connection.dialect)
-        params = compiled.construct_params(values)
-        for name, process in processors.items():
-            if name in params:
-                params[name] = process(params[name])
+        sql, params = self._for(connection.dialect).parameters(values)
         dispatch = connection.dispatch.before_cursor_execute
         cursor = connection.connection.cursor()
         try:
@@ -289,3 +277,42 @@ class Prepared:
             ) from error
         finally:
             cursor.close()
+
+
+class _Compiled:
+    """A statement compiled for one dialect: its SQL, the values it holds itself (a
+    ``LIMIT``'s), the binds the caller must give, and their types' conversions."""
+
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            raise ValueError("Prepared takes no statement with Python-side defaults")
+        if dialect.paramstyle != "pyformat":
+            raise ValueError("Prepared takes a driver of named parameters (psycopg)")
+        self.sql: str = compiled.string
+        self.own: dict[str, Any] = {}
+        self.required: set[str] = set()
+        self.processors: list[tuple[str, Any]] = []
+        for name, bind in compiled.binds.items():
+            if bind.callable is not None or bind.expanding:
+                raise ValueError("Prepared takes plain binds")
+            key = compiled.escaped_bind_names.get(name, name)
+            if f"%({key})s" not in self.sql:
+                continue  # another name of a bind listed under the name it has in the SQL
+            if bind.required:
+                self.required.add(key)
+            else:
+                self.own[key] = bind.value
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                self.processors.append((key, process))
+
+    def parameters(self, values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The SQL and the driver's parameters for ``values`` (every required bind)."""
+        missing = self.required.difference(values)
+        if missing:
+            raise ValueError(f"values missing for {', '.join(sorted(missing))}")
+        params = {**self.own, **values}
+        for key, process in self.processors:
+            params[key] = process(params[key])
+        return self.sql, params

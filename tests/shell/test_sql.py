@@ -184,3 +184,7 @@ def test_prepared_refuses_defaults_it_would_leave_out_and_writes_when_read_only(
         Prepared(insert(table).values(phone=bindparam("phone"))).rows(session, {"phone": "x"})
     with database.session(read_only=True) as session, pytest.raises(ReadOnly):
         Prepared(_reply()).rows(session, {})
+    with database.session() as session, pytest.raises(ValueError, match="missing for phone"):
+        Prepared(select(InboundMessage.id).where(InboundMessage.phone == bindparam("phone"))).rows(
+            session, {}
+        )
