@@ -23,6 +23,9 @@ Which company a reply is for: Aliyun pushes to each company's own path. Twilio n
 may be shared by several companies, so a reply goes to the company that last wrote to the
 number; an opt-out applies to every company that has the number, since the carrier stops
 that sender for that recipient whoever it sends for.
+
+Over 800 lines: the reply's path (with its one-statement form for PostgreSQL) and the inbox
+and tickets built on the same rows; the sections are marked ``# ---`` where it would split.
 """
 
 from __future__ import annotations
@@ -356,6 +359,8 @@ def _reply_values(
     }
 
 
+# --- an opt-out in one statement (PostgreSQL) ------------------------------------------------
+
 _REPLY_FIELDS = (
     "tenant_id",
     "customer_id",
@@ -471,6 +476,9 @@ def _opt_out_at_once(
     return reply_id, message_id
 
 
+# --- acting on a reply ----------------------------------------------------------------------
+
+
 def _act(
     session: Session,
     company: _Company,
@@ -559,7 +567,9 @@ def receive(
     The hot path (a STOP) is a handful of set-based statements: the companies, their
     keyword rules, the reply (``INSERT … ON CONFLICT DO NOTHING``), the number's lock, the
     suppression (``INSERT … WHERE NOT EXISTS``), the consent's revocation and the one
-    confirmation with its history.
+    confirmation with its history. On PostgreSQL, for a STOP found by number, that is two
+    statements run by the driver: the companies, taking the number's lock for each, then
+    per company the rest in one (``_opt_out_at_once``); the same rows either way.
     """
     if not provider_message_id.strip():
         raise Invalid("A reply needs the provider's message id, so a repeat is not counted twice.")
