@@ -683,11 +683,9 @@ def next_window(*, policy: CompliancePolicy, timezone: str, now: dt.datetime) ->
     return start.astimezone(dt.UTC)
 
 
-def _number_key(phone: str) -> int:
+def number_key(phone: str) -> int:
+    """The number's half of its lock's key (the company's id is the other)."""
     return zlib.crc32(phone.encode()) - 2**31  # fits int4
-
-
-number_key = _number_key
 
 
 def number_lock(tenant_id: ColumnElement[int]) -> ColumnElement[Any]:
@@ -704,7 +702,7 @@ def _lock_number(session: Session, tenant_id: int, phone: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
             text("SELECT pg_advisory_xact_lock(:tenant, :key)"),
-            {"tenant": tenant_id, "key": _number_key(phone)},
+            {"tenant": tenant_id, "key": number_key(phone)},
         )
     # SQLite: every write transaction already holds the database lock (BEGIN IMMEDIATE).
 
@@ -881,7 +879,7 @@ def _lock_numbers(session: Session, numbers: Sequence[tuple[int, str]]) -> None:
         ),
         {
             "tenants": [tenant_id for tenant_id, _ in numbers],
-            "keys": [_number_key(phone) for _, phone in numbers],
+            "keys": [number_key(phone) for _, phone in numbers],
         },
     )
 
