@@ -8,8 +8,10 @@ a temporary directory. For each: the ingest our media worker does (decode at red
 scale, orient, sRGB, watermark, display + MMS + thumbnail JPEGs; each photo its own
 verification code and capture time on the watermark, as at a visit) and the floor, Pillow
 decoding the same file at full size, in interleaved rounds (bench/rounds.py). Prints CPU
-and wall ms per photo and their ratios, median (min–max) over the rounds, the peak RSS,
-and with ``--instructions`` the instructions of one photo each way (callgrind).
+and wall ms per photo and their ratios, median (min–max) over the rounds (the CPU ratio is
+the headline), then the CPU split into user and system time for each side (the floor's
+system time is mostly the kernel faulting in its fresh 48 MB frame), the peak RSS, and
+with ``--instructions`` the instructions of one photo each way (callgrind).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import random
 import resource
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, ImageFilter
@@ -96,6 +99,46 @@ def ingest(path: Path) -> None:
     )
 
 
+class UserSys:
+    """User and system CPU seconds and minor page faults of this process, per round, for
+    each side."""
+
+    def __init__(self) -> None:
+        self.rounds: dict[str, list[tuple[float, float, float]]] = {"floor": [], "ours": []}
+
+    def run(self, side: str, work: Callable[[], object]) -> Callable[[], None]:
+        def measured() -> None:
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            work()
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            self.rounds[side].append(
+                (
+                    after.ru_utime - before.ru_utime,
+                    after.ru_stime - before.ru_stime,
+                    after.ru_minflt - before.ru_minflt,
+                )
+            )
+
+        return measured
+
+    def lines(self, per: int) -> list[str]:
+        out = []
+        for index, name, scale, fmt, unit in (
+            (0, "user", 1000, "{:.1f}", " ms"),
+            (1, "sys", 1000, "{:.1f}", " ms"),
+            (2, "minor page faults", 1, "{:.0f}", ""),
+        ):
+            sides = {
+                side: rounds.spread(scale * sample[index] / per for sample in samples)
+                for side, samples in self.rounds.items()
+            }
+            out.append(
+                f"{name:4}: ours {sides['ours'].text(fmt, unit)}, "
+                f"floor {sides['floor'].text(fmt, unit)}"
+            )
+        return out
+
+
 def floor(path: Path) -> None:
     with Image.open(path) as image:
         image.load()
@@ -150,9 +193,10 @@ def main() -> None:
         ingest(paths[0])  # warm up: font loading, ICC transform cache
         floor(paths[0])
         # Interleaved rounds, each over every photo, so machine noise hits both alike.
+        split = UserSys()
         result = rounds.interleave(
-            lambda: [floor(path) for path in paths],
-            lambda: [ingest(path) for path in paths],
+            split.run("floor", lambda: [floor(path) for path in paths]),
+            split.run("ours", lambda: [ingest(path) for path in paths]),
             args.rounds,
             per=len(paths),
         )
@@ -165,6 +209,8 @@ def main() -> None:
             f"ingest vs floor (full decode), per photo; peak RSS {rss_mb:.0f} MB"
         )
         for line in result.lines():
+            print(line)
+        for line in split.lines(len(paths)):
             print(line)
         if args.instructions:
             count_instructions(paths)
