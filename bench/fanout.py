@@ -20,7 +20,8 @@ Timed, each into an empty ``campaign_occurrences`` after a CHECKPOINT, each comm
          same values (last visit's local date + 90, 10:00 local, caught up when late),
          computed by the database, without the audience, the skip logic or the conflict
          check.
-Both must produce the same rows (count and checksum). Floor and ours take turns,
+Both must produce the same rows (count and checksum). The scratch database runs no parallel
+workers, whose CPU the per-backend reading would miss. Floor and ours take turns,
 ``--rounds`` times (bench/rounds.py). Printed: wall and CPU (PostgreSQL's backends and this
 process) per row of both, the ratios ours / floor as median (min–max) over the rounds
 (target ≤ 1.2×, issue 21), and this process's peak RSS before and after ours (the fan-out
@@ -36,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -127,6 +128,21 @@ def generate(database: Database, count: int, now: dt.datetime) -> tuple[int, int
         return tenant_id, campaign.id
 
 
+def serial(url: str) -> None:
+    """No parallel workers in the scratch database: a worker exits before the CPU of the
+    backends is read, so its time would be counted on neither side. (The floor's
+    ``INSERT … SELECT`` never runs in parallel; ours reads the company's time zones with
+    a scan that did, its workers' CPU left out.)"""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(
+                text(f'ALTER DATABASE "{SCRATCH}" SET max_parallel_workers_per_gather = 0')
+            )
+    finally:
+        engine.dispose()
+
+
 def vacuum(engine: Engine) -> None:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM ANALYZE"))
@@ -171,6 +187,7 @@ def main() -> None:
         parser.error("--customers must be between 1 and 50,000,000")
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     with scratch_database(args.database, SCRATCH) as url:
+        serial(url)
         upgrade(url)
         database = Database(url)
         try:

@@ -1,6 +1,7 @@
 """Photo ingest against plain decoding, in the same run (DESIGN.md, Targets).
 
     .venv/bin/python bench/photo.py [--photos 8] [--rounds 5] [--no-icc] [--instructions]
+        [--memory as-is|fresh|reused]
 
 Builds a set of 12 MP JPEGs stored with EXIF Orientation 6 (portrait, as phones write
 them) from the corpus's iPhone-like sample when ../shared is present, else synthetic, in
@@ -8,13 +9,23 @@ a temporary directory. For each: the ingest our media worker does (decode at red
 scale, orient, sRGB, watermark, display + MMS + thumbnail JPEGs; each photo its own
 verification code and capture time on the watermark, as at a visit) and the floor, Pillow
 decoding the same file at full size, in interleaved rounds (bench/rounds.py). Prints CPU
-and wall ms per photo and their ratios, median (min–max) over the rounds, the peak RSS,
-and with ``--instructions`` the instructions of one photo each way (callgrind).
+and wall ms per photo and their ratios, median (min–max) over the rounds (the CPU ratio is
+the headline), then the CPU split into user and system time for each side (the floor's
+system time is mostly the kernel faulting in its fresh 48 MB frame), the peak RSS, and
+with ``--instructions`` the instructions of one photo each way (callgrind).
+
+``--memory`` puts both sides on the same memory footing. By default (``as-is``) the floor's
+48 MB frame is usually given back to the kernel when it is freed and faulted in again by
+the next decode (about 20 ms of system time), and now and then kept and reused (none);
+ours, on smaller frames, mostly reuses. ``fresh`` gives memory back before every photo on
+both sides, ``reused`` keeps Pillow's freed blocks for both: the ratio on an equal footing.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import dataclasses
 import datetime as dt
 import io
@@ -23,6 +34,7 @@ import random
 import resource
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, ImageFilter
@@ -96,9 +108,70 @@ def ingest(path: Path) -> None:
     )
 
 
+class UserSys:
+    """User and system CPU seconds and minor page faults of this process, per round, for
+    each side."""
+
+    def __init__(self) -> None:
+        self.rounds: dict[str, list[tuple[float, float, float]]] = {"floor": [], "ours": []}
+
+    def run(self, side: str, work: Callable[[], object]) -> Callable[[], None]:
+        def measured() -> None:
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            work()
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            self.rounds[side].append(
+                (
+                    after.ru_utime - before.ru_utime,
+                    after.ru_stime - before.ru_stime,
+                    after.ru_minflt - before.ru_minflt,
+                )
+            )
+
+        return measured
+
+    def lines(self, per: int) -> list[str]:
+        out = []
+        for index, name, scale, fmt, unit in (
+            (0, "user", 1000, "{:.1f}", " ms"),
+            (1, "sys", 1000, "{:.1f}", " ms"),
+            (2, "minor page faults", 1, "{:.0f}", ""),
+        ):
+            sides = {
+                side: rounds.spread(scale * sample[index] / per for sample in samples)
+                for side, samples in self.rounds.items()
+            }
+            out.append(
+                f"{name:4}: ours {sides['ours'].text(fmt, unit)}, "
+                f"floor {sides['floor'].text(fmt, unit)}"
+            )
+        return out
+
+
 def floor(path: Path) -> None:
     with Image.open(path) as image:
         image.load()
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
+def footing(memory: str, side: Callable[[Path], None]) -> Callable[[Path], None]:
+    """``side`` on the memory footing ``memory`` names, the same for floor and ours.
+
+    ``as-is``: whatever the allocator does (a freed 48 MB frame is sometimes given back to
+    the kernel and faulted in again, sometimes kept: the floor's CPU then moves by half);
+    ``fresh``: every photo on memory given back to the kernel first (``malloc_trim``), so
+    both sides fault their frames in; ``reused``: Pillow keeps freed blocks for the next
+    image (``set_blocks_max``), so neither side faults."""
+    if memory == "fresh":
+
+        def fresh(path: Path) -> None:
+            _LIBC.malloc_trim(0)
+            side(path)
+
+        return fresh
+    return side
 
 
 def one(kind: str, path: Path, warm: Path) -> None:
@@ -140,19 +213,29 @@ def main() -> None:
         action="store_true",
         help="also count the instructions of one photo, floor and ours (valgrind callgrind)",
     )
+    parser.add_argument(
+        "--memory",
+        choices=("as-is", "fresh", "reused"),
+        default="as-is",
+        help="the memory footing of both sides (see footing())",
+    )
     parser.add_argument("--one", nargs=3, metavar=("KIND", "PHOTO", "WARM"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         one(args.one[0], Path(args.one[1]), Path(args.one[2]))
         return
+    if args.memory == "reused":
+        Image.core.set_blocks_max(64)
+    on_floor, on_ours = footing(args.memory, floor), footing(args.memory, ingest)
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_photos(Path(tmp), max(args.photos, 2), keep_icc=not args.no_icc)
         ingest(paths[0])  # warm up: font loading, ICC transform cache
         floor(paths[0])
         # Interleaved rounds, each over every photo, so machine noise hits both alike.
+        split = UserSys()
         result = rounds.interleave(
-            lambda: [floor(path) for path in paths],
-            lambda: [ingest(path) for path in paths],
+            split.run("floor", lambda: [on_floor(path) for path in paths]),
+            split.run("ours", lambda: [on_ours(path) for path in paths]),
             args.rounds,
             per=len(paths),
         )
@@ -165,6 +248,8 @@ def main() -> None:
             f"ingest vs floor (full decode), per photo; peak RSS {rss_mb:.0f} MB"
         )
         for line in result.lines():
+            print(line)
+        for line in split.lines(len(paths)):
             print(line)
         if args.instructions:
             count_instructions(paths)

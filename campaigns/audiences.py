@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, Select, Subquery, and_, case, exists, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns.calendar import region_key
@@ -376,17 +376,57 @@ def held(tenant: Tenant) -> ColumnElement[bool]:
     )
 
 
+def recorded_consents(tenant: Tenant, low: int, high: int) -> Subquery:
+    """The unrevoked marketing consents recorded for customers ``low``…``high`` (by id):
+    outer-joined on customer id *and* number, ``consented_or_recorded`` is ``consented``
+    for a range of customers, found with one scan of the range instead of a probe per
+    customer.
+
+    A consent is recorded for the customer whose number it is (``record_consent``), so
+    the join finds nearly all; one it misses (recorded under another id: a customer
+    deleted and added again) is still found by ``consented``, which is evaluated only for
+    the customers the join missed. A customer with two unrevoked consents for their
+    number comes out of the join twice: statements using it group by customer.
+    """
+    return (
+        select(ConsentRecord.customer_id, ConsentRecord.phone)
+        .where(
+            ConsentRecord.tenant_id == tenant.id,
+            ConsentRecord.customer_id.between(low, high),
+            ConsentRecord.revoked_at.is_(None),
+        )
+        .subquery("recorded")
+    )
+
+
+def recorded_for(recorded: Subquery) -> ColumnElement[bool]:
+    """The join condition of ``recorded_consents`` to ``Customer``."""
+    return and_(recorded.c.customer_id == Customer.id, recorded.c.phone == Customer.phone)
+
+
+def consented_or_recorded(tenant: Tenant, recorded: Subquery) -> ColumnElement[bool]:
+    """``consented``, once ``recorded`` (``recorded_consents``) is outer-joined."""
+    return or_(recorded.c.customer_id.is_not(None), consented(tenant))
+
+
 def reachable(
-    spec: Audience, *, tenant: Tenant, now: dt.datetime, suppressions: bool = True
+    spec: Audience,
+    *,
+    tenant: Tenant,
+    now: dt.datetime,
+    suppressions: bool = True,
+    consent: bool = True,
 ) -> list[ColumnElement[bool]]:
     """The spec's filters and reachability: the customers a campaign schedules.
 
     ``suppressions=False`` leaves out the suppression check, for a company known to have
-    no active suppression (``any_suppressed``), where it could only find nothing."""
+    no active suppression (``any_suppressed``), where it could only find nothing.
+    ``consent=False`` leaves out the consent check, for a caller that makes it with
+    ``recorded_consents`` (when ``spec.consent`` requires it)."""
     where = conditions(spec, tenant=tenant, now=now)
     if suppressions:
         where.append(not_(opted_out(tenant)))
-    if spec.consent == "required":
+    if consent and spec.consent == "required":
         where.append(consented(tenant))
     return where
 

@@ -52,10 +52,16 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, outerjoin
 
 from campaigns import calendar, rules
-from campaigns.audiences import Audience, any_suppressed
+from campaigns.audiences import (
+    Audience,
+    any_suppressed,
+    consented_or_recorded,
+    recorded_consents,
+    recorded_for,
+)
 from campaigns.audiences import reachable as reachable_conditions
 from campaigns.facts import (
     aware,
@@ -116,22 +122,34 @@ class _Run:
     until: dt.datetime
     zones: dict[str, ZoneInfo]
     where: list[ColumnElement[bool]]
+    consent: bool  # the audience requires marketing consent (checked per chunk)
 
     def at(self, value: dt.datetime) -> ColumnElement[dt.datetime]:
         return literal(value, UTCDateTime())
 
-    def audience(self, low: int, high: int, untouched: bool) -> list[ColumnElement[bool]]:
-        """The chunk's customers the campaign reaches that have no occurrence waiting
-        (none has, when the campaign has no occurrence in the chunk at all: ``untouched``).
+    def audience(
+        self, low: int, high: int, untouched: bool
+    ) -> tuple[FromClause, list[ColumnElement[bool]]]:
+        """The customers to select from and the conditions that keep the chunk's customers
+        the campaign reaches that have no occurrence waiting (none has, when the campaign
+        has no occurrence in the chunk at all: ``untouched``).
 
-        The waiting ones are looked up within the chunk's ids too: the table grows as the
-        chunks go in, and the planner's statistics do not know it yet.
+        Consent comes with the chunk's recorded consents outer-joined (one scan of the
+        range, ``audiences.recorded_consents``): a customer can come out once per such
+        consent, so every statement groups by customer. The waiting ones are looked up
+        within the chunk's ids too: the table grows as the chunks go in, and the
+        planner's statistics do not know it yet.
         """
+        source: FromClause = Customer.__table__
         where = [Customer.id.between(low, high), *self.where]
+        if self.consent:
+            recorded = recorded_consents(self.tenant, low, high)
+            source = outerjoin(Customer, recorded, recorded_for(recorded))
+            where.append(consented_or_recorded(self.tenant, recorded))
         if untouched:
-            return where
+            return source, where
         waiting = aliased(CampaignOccurrence)
-        return [
+        return source, [
             *where,
             not_(
                 exists(
@@ -203,6 +221,8 @@ def _cadence(
     rule = cast(rules.Cadence, run.rule)
     sql, now = run.sql, run.now
     every, catch_up = rule.every_days, rule.catch_up_days
+    source, audience = run.audience(low, high, untouched)
+    # In the insert's order (below), so the planner aggregates sorted rows.
     served = (
         select(
             Customer.id.label("customer_id"),
@@ -210,6 +230,7 @@ def _cadence(
             func.max(sql.local_date(Visit.finished_at, Customer.timezone)).label("served_on"),
             func.max(Visit.finished_at).label("served_at"),
         )
+        .select_from(source)
         .join(
             Visit,
             and_(
@@ -219,12 +240,9 @@ def _cadence(
                 Visit.customer_id.between(low, high),
             ),
         )
-        .where(
-            *run.audience(low, high, untouched),
-            Visit.service_type == rule.service_type,
-            *served_conditions(),
-        )
+        .where(*audience, Visit.service_type == rule.service_type, *served_conditions())
         .group_by(Customer.id, Customer.timezone)
+        .order_by(Customer.id)
         .subquery("served")
     )
     fired = run.fired(low, high)
@@ -289,8 +307,14 @@ def _cadence(
         .select_from(found)
         .where(found.c.steps > 0)
     )
+    # In customer id order: the rows then go into the occurrences' indexes on customer
+    # id at their right edge instead of all over them (BENCHMARKS.md, Fan-out). The join
+    # with ``days`` may hand them over in the order of its own table.
+    rows = union_all(pending, skipped).subquery("due")
     return run.sql.insert(_OCCURRENCES).from_select(
-        list(_COLUMNS), union_all(pending, skipped), include_defaults=False
+        list(_COLUMNS),
+        select(*(rows.c[name] for name in _COLUMNS)).order_by(rows.c.customer_id),
+        include_defaults=False,
     )
 
 
@@ -362,6 +386,7 @@ def _yearly_dates(
 def _yearly(run: _Run, low: int, high: int, untouched: bool, cands: FromClause) -> Any:
     """Each customer's first date of ``cands`` after their last reminder, in SQL."""
     rule, sql = run.rule, run.sql
+    source, audience = run.audience(low, high, untouched)
     first_on: ColumnElement[Any] | None = None
     if isinstance(rule, rules.Anniversary):
         base = (
@@ -370,6 +395,7 @@ def _yearly(run: _Run, low: int, high: int, untouched: bool, cands: FromClause) 
                 Customer.timezone.label("tz"),
                 func.min(sql.local_date(Visit.finished_at, Customer.timezone)).label("first_on"),
             )
+            .select_from(source)
             .join(
                 Visit,
                 and_(
@@ -379,7 +405,7 @@ def _yearly(run: _Run, low: int, high: int, untouched: bool, cands: FromClause) 
                     *served_conditions(),
                 ),
             )
-            .where(*run.audience(low, high, untouched))
+            .where(*audience)
             .group_by(Customer.id, Customer.timezone)
             .subquery("base")
         )
@@ -392,14 +418,16 @@ def _yearly(run: _Run, low: int, high: int, untouched: bool, cands: FromClause) 
                 Customer.timezone.label("tz"),
                 func.coalesce(Customer.region, "").label("grp"),
             )
-            .where(*run.audience(low, high, untouched))
+            .select_from(source)
+            .where(*audience)
             .subquery("base")
         )
         group = base.c.grp
     else:
         base = (
             select(Customer.id.label("customer_id"), Customer.timezone.label("tz"))
-            .where(*run.audience(low, high, untouched))
+            .select_from(source)
+            .where(*audience)
             .subquery("base")
         )
         group = literal("", String())
@@ -424,6 +452,7 @@ def _yearly(run: _Run, low: int, high: int, untouched: bool, cands: FromClause) 
             )
         )
         .group_by(base.c.customer_id)
+        .order_by(base.c.customer_id)  # the insert's order, as the cadence's
         .subquery("picked")
     )
     rows_select = (
@@ -540,7 +569,9 @@ def _materialize_one(
             tenant=tenant,
             now=now,
             suppressions=any_suppressed(session=session, tenant=tenant),
+            consent=False,
         ),
+        consent=spec.consent == "required",
     )
     if isinstance(rule, rules.Cadence):
         zone_table, days = _cadence_tables(run)

@@ -15,7 +15,10 @@ from typing import Any, Literal, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    CTE,
     BigInteger,
+    ColumnElement,
+    Integer,
     Table,
     any_,
     bindparam,
@@ -26,6 +29,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import cast as cast_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
@@ -366,43 +370,97 @@ class Sender(Protocol):
     def signature(self) -> str: ...
 
 
-def _suppression_statements() -> tuple[Any, Any]:
-    """Built once: the active suppression of a number, and ``INSERT … SELECT … WHERE NOT
-    EXISTS`` (it)."""
-    columns = Suppression.__table__.c
-    active = (
-        select(Suppression.id)
-        .where(
-            Suppression.tenant_id == bindparam("b_tenant_id", type_=columns.tenant_id.type),
-            Suppression.phone == bindparam("b_phone", type_=columns.phone.type),
-            Suppression.signature == bindparam("b_signature", type_=columns.signature.type),
-            Suppression.lifted_at.is_(None),
-        )
-        .order_by(Suppression.id.desc())
+_COLUMNS = Suppression.__table__.c
+# The active suppression of a number.
+_ACTIVE_SUPPRESSION = (
+    select(Suppression.id)
+    .where(
+        Suppression.tenant_id == bindparam("b_tenant_id", type_=_COLUMNS.tenant_id.type),
+        Suppression.phone == bindparam("b_phone", type_=_COLUMNS.phone.type),
+        Suppression.signature == bindparam("b_signature", type_=_COLUMNS.signature.type),
+        Suppression.lifted_at.is_(None),
     )
+    .order_by(Suppression.id.desc())
+)
+
+
+def _insert_suppression(when: ColumnElement[bool] | None = None) -> Any:
+    """``INSERT … SELECT … WHERE NOT EXISTS`` (the active suppression) and ``when``."""
     names = ("tenant_id", "phone", "signature", "reason", "detail", "created_at")
-    row = select(*(bindparam(f"b_{name}", type_=columns[name].type) for name in names)).where(
-        ~active.exists()
+    row = select(*(bindparam(f"b_{name}", type_=_COLUMNS[name].type) for name in names)).where(
+        ~_ACTIVE_SUPPRESSION.exists()
     )
-    insert_ = (
+    if when is not None:
+        row = row.where(when)
+    return (
         insert(cast(Table, Suppression.__table__))
         .from_select(list(names), row)
-        .returning(columns.id)
+        .returning(_COLUMNS.id)
     )
-    return active, insert_
 
 
-_ACTIVE_SUPPRESSION, _INSERT_SUPPRESSION = _suppression_statements()
+_INSERT_SUPPRESSION = _insert_suppression()
+
+
+def opt_out_ctes(*, when: ColumnElement[bool] | None = None) -> tuple[CTE, CTE]:
+    """PostgreSQL: an opt-out (not ``NOT_A_CHOICE``) as two CTEs for a statement of the
+    caller's: ``added``, the suppression's ``INSERT … WHERE NOT EXISTS`` (and ``when``)
+    returning its ``id``, and ``revoked``, the consent's revocation when it inserted,
+    returning the consents' ids. Their values are ``opt_out_values``; the number must be
+    locked (``number_lock``) by an earlier statement of the transaction, so that the
+    suppression's snapshot is taken under the lock; ``opted_out`` afterwards."""
+    added = _insert_suppression(when).cte("added")
+    consents = cast(Table, ConsentRecord.__table__)
+    revoked = (
+        _REVOKE_CONSENT.where(select(added.c.id).exists()).returning(consents.c.id).cte("revoked")
+    )
+    return added, revoked
+
+
+def opt_out_values(
+    *, tenant: Sender, phone: str, reason: str, detail: str | None, now: dt.datetime
+) -> dict[str, Any]:
+    """The values of ``opt_out_ctes``' statements (and of ``_INSERT_SUPPRESSION_REVOKING``)."""
+    return {
+        "b_tenant_id": tenant.id,
+        "b_phone": phone,
+        "b_signature": tenant.signature,
+        "b_reason": reason,
+        "b_detail": detail,
+        "b_created_at": now,
+        "b_revoked_at": now,
+        "b_source": _revoke_source(reason),
+        "b_evidence": detail,
+    }
+
+
+def opted_out(
+    *,
+    session: Session,
+    phone: str,
+    reason: str,
+    detail: str | None,
+    suppression_id: int,
+    revoked: bool,
+    actor: audit_log.Actor | None = None,
+) -> None:
+    """What ``opt_out`` does after its statements inserted suppression ``suppression_id``
+    (and revoked a consent, or not), for a caller that ran ``opt_out_ctes`` itself."""
+    if revoked:  # audited as part of the suppression (as revoke_consent is)
+        _consent_revoked(session, None, phone, _revoke_source(reason), detail)
+    audit_log.record(
+        session,
+        actor,
+        "suppression.added",
+        f"phone:{phone}",
+        {"suppression_id": suppression_id, "reason": reason, "detail": detail},
+    )
 
 
 def _suppression_revoking_consent() -> Any:
     """PostgreSQL: ``_INSERT_SUPPRESSION`` and, when it inserted, ``_REVOKE_CONSENT`` in one
     statement; its row is the new suppression's id (or NULL) and how many consents it revoked."""
-    added = _INSERT_SUPPRESSION.cte("added")
-    consents = cast(Table, ConsentRecord.__table__)
-    revoked = (
-        _REVOKE_CONSENT.where(select(added.c.id).exists()).returning(consents.c.id).cte("revoked")
-    )
+    added, revoked = opt_out_ctes()
     return select(
         select(added.c.id).scalar_subquery(),
         select(func.count()).select_from(revoked).scalar_subquery(),
@@ -432,28 +490,22 @@ def opt_out(
     _lock_number(session, tenant.id, phone)
     key = {"b_tenant_id": tenant.id, "b_phone": phone, "b_signature": tenant.signature}
     values = {**key, "b_reason": reason, "b_detail": detail, "b_created_at": now}
-    revoked: bool | None = None  # not yet
-    if reason not in NOT_A_CHOICE and session.get_bind().dialect.name == "postgresql":
+    revoked = False
+    fused = reason not in NOT_A_CHOICE and session.get_bind().dialect.name == "postgresql"
+    if fused:
         # The consent's revocation rides in the suppression's statement (one round trip).
         row = session.execute(
             _INSERT_SUPPRESSION_REVOKING,
-            {
-                **values,
-                "b_revoked_at": now,
-                "b_source": _revoke_source(reason),
-                "b_evidence": detail,
-            },
+            opt_out_values(tenant=tenant, phone=phone, reason=reason, detail=detail, now=now),
         ).one()
         created, revoked = row[0], bool(row[1])
-        if revoked:  # audited as part of the suppression (as revoke_consent is, below)
-            _consent_revoked(session, None, phone, _revoke_source(reason), detail)
     else:
         created = session.execute(_INSERT_SUPPRESSION, values).scalar_one_or_none()
     if created is None:
         existing = session.scalars(_ACTIVE_SUPPRESSION, key).first()
         assert existing is not None  # under the number's lock, nothing lifted it meanwhile
         return existing, False
-    if reason not in NOT_A_CHOICE and revoked is None:
+    if reason not in NOT_A_CHOICE and not fused:
         revoke_consent(
             session=session,
             tenant_id=tenant.id,
@@ -462,12 +514,14 @@ def opt_out(
             evidence=detail,
             now=now,
         )
-    audit_log.record(
-        session,
-        actor,
-        "suppression.added",
-        f"phone:{phone}",
-        {"suppression_id": created, "reason": reason, "detail": detail},
+    opted_out(
+        session=session,
+        phone=phone,
+        reason=reason,
+        detail=detail,
+        suppression_id=created,
+        revoked=revoked,
+        actor=actor,
     )
     return created, True
 
@@ -633,8 +687,18 @@ def next_window(*, policy: CompliancePolicy, timezone: str, now: dt.datetime) ->
     return start.astimezone(dt.UTC)
 
 
-def _number_key(phone: str) -> int:
+def number_key(phone: str) -> int:
+    """The number's half of its lock's key (the company's id is the other)."""
     return zlib.crc32(phone.encode()) - 2**31  # fits int4
+
+
+def number_lock(tenant_id: ColumnElement[int]) -> ColumnElement[Any]:
+    """PostgreSQL: ``_lock_number``'s lock as an expression, for a caller that takes it in
+    a statement of its own (the company ``tenant_id``; the bind ``number_key`` is
+    ``number_key(phone)``)."""
+    return func.pg_advisory_xact_lock(
+        cast_(tenant_id, Integer()), bindparam("number_key", type_=Integer())
+    )
 
 
 def _lock_number(session: Session, tenant_id: int, phone: str) -> None:
@@ -642,7 +706,7 @@ def _lock_number(session: Session, tenant_id: int, phone: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
             text("SELECT pg_advisory_xact_lock(:tenant, :key)"),
-            {"tenant": tenant_id, "key": _number_key(phone)},
+            {"tenant": tenant_id, "key": number_key(phone)},
         )
     # SQLite: every write transaction already holds the database lock (BEGIN IMMEDIATE).
 
@@ -862,7 +926,7 @@ def _lock_numbers(session: Session, numbers: Sequence[tuple[int, str]]) -> None:
         "ORDER BY t, k OFFSET 0) AS ordered",
         {
             "tenants": [tenant_id for tenant_id, _ in numbers],
-            "keys": [_number_key(phone) for _, phone in numbers],
+            "keys": [number_key(phone) for _, phone in numbers],
         },
     )
 

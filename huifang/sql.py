@@ -6,6 +6,8 @@ statements whose plan must follow their bounds. ``Dialect(session)`` picks the s
 from the session's connection; SQLite, which has no time zones, gets a small Python
 function registered on its connection for the local date of a timestamp.
 
+``Prepared`` runs a statement of a hot path by the driver, compiled once.
+
 ``insert_rows`` writes many plain rows (a customer import) as multi-row ``INSERT … VALUES``
 handed to the driver as they are, for where SQLAlchemy's per-row work would cost more than
 the database's.
@@ -36,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.types import TypeEngine
 
@@ -239,3 +242,90 @@ def insert_rows(
 
 
 _SQLITE_BATCH = 500
+
+
+class Prepared:
+    """A Core statement compiled once, run on a session's own connection by its driver.
+
+    For the few statements of a hot path (the opt-out webhook), where SQLAlchemy's work per
+    execution (the execution context, the result's set-up and processing) costs as much as
+    the statement. ``values`` are the statement's binds by name, each converted by its
+    type as SQLAlchemy would; the rows come back as the driver gives them, without result
+    processing (a timestamp is the driver's aware datetime, not necessarily in UTC). A
+    statement that needs Python-side column defaults is refused (they would be left out).
+    Listeners of the engine's ``before_cursor_execute`` see the statement; a driver error
+    is raised as SQLAlchemy's (``IntegrityError``, …).
+    """
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._compiled: dict[str, _Compiled] = {}
+
+    def _for(self, dialect: Any) -> _Compiled:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = self._compiled[dialect.name] = _Compiled(self.statement, dialect)
+        return found
+
+    def rows(self, session: Session, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The statement's rows, run in the session's transaction."""
+        if session.info.get(READ_ONLY) and self.statement.is_dml:
+            raise ReadOnly("an INSERT, UPDATE or DELETE in a session opened to read only")
+        session.flush()
+        connection = session.connection()
+        sql, params = self._for(connection.dialect).parameters(values)
+        dispatch = connection.dispatch.before_cursor_execute
+        cursor = connection.connection.cursor()
+        try:
+            for listener in dispatch:
+                listener(connection, cursor, sql, params, None, False)
+            cursor.execute(sql, params)
+            return cast(list[tuple[Any, ...]], cursor.fetchall())
+        except connection.dialect.loaded_dbapi.Error as error:
+            dialect = connection.dialect
+            if dialect.is_disconnect(error, connection.connection, cursor):
+                connection.invalidate(error)
+            raise DBAPIError.instance(
+                sql, params, error, dialect.loaded_dbapi.Error, dialect=dialect
+            ) from error
+        finally:
+            cursor.close()
+
+
+class _Compiled:
+    """A statement compiled for one dialect: its SQL, the values it holds itself (a
+    ``LIMIT``'s), the binds the caller must give, and their types' conversions."""
+
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        if compiled.insert_prefetch or compiled.update_prefetch:
+            raise ValueError("Prepared takes no statement with Python-side defaults")
+        if dialect.paramstyle != "pyformat":
+            raise ValueError("Prepared takes a driver of named parameters (psycopg)")
+        self.sql: str = compiled.string
+        self.own: dict[str, Any] = {}
+        self.required: set[str] = set()
+        self.processors: list[tuple[str, Any]] = []
+        for name, bind in compiled.binds.items():
+            if bind.callable is not None or bind.expanding:
+                raise ValueError("Prepared takes plain binds")
+            key = compiled.escaped_bind_names.get(name, name)
+            if f"%({key})s" not in self.sql:
+                continue  # another name of a bind listed under the name it has in the SQL
+            if bind.required:
+                self.required.add(key)
+            else:
+                self.own[key] = bind.value
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                self.processors.append((key, process))
+
+    def parameters(self, values: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The SQL and the driver's parameters for ``values`` (every required bind)."""
+        missing = self.required.difference(values)
+        if missing:
+            raise ValueError(f"values missing for {', '.join(sorted(missing))}")
+        params = {**self.own, **values}
+        for key, process in self.processors:
+            params[key] = process(params[key])
+        return self.sql, params

@@ -7,8 +7,11 @@ photo had one, its small colour profile (imaging.Decoded.icc_profile).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import datetime as dt
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyvips
@@ -20,8 +23,10 @@ from PIL import Image
 # no operation cache: each photo's pixels are used once.
 pyvips.concurrency_set(1)
 pyvips.cache_set_max(0)
-# Pillow mode -> (raw layout handed to libvips, its bands)
-_VIPS_LAYOUT = {"RGB": ("RGBX", 4), "L": ("L", 1)}
+# Pillow mode -> (raw layout handed to libvips, its bands). Pillow keeps an RGB pixel in four
+# bytes (RGBX), so an RGB frame crosses over as it is stored and comes back as RGBX, which the
+# JPEG encoder takes as it takes RGB (the same bytes out).
+_VIPS_LAYOUT = {"RGB": ("RGBX", 4), "RGBX": ("RGBX", 4), "L": ("L", 1)}
 
 DISPLAY_EDGE = 2048
 THUMB_EDGE = 400
@@ -66,7 +71,7 @@ def encode_jpeg(
     30% more time: worth it where bytes are counted (MMS), not for the display copy.
     """
     out = io.BytesIO()
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    rgb = image if image.mode in ("RGB", "RGBX") else image.convert("RGB")
     extra = {"icc_profile": icc_profile} if icc_profile else {}
     # comment=b"": Pillow would otherwise copy the source's JPEG comment into the output.
     rgb.save(
@@ -83,30 +88,115 @@ def encode_jpeg(
 
 
 def fit(image: Image.Image, long_edge: int) -> Image.Image:
-    """Downscale so the long edge is at most ``long_edge``; never upscale."""
+    """Downscale so the long edge is at most ``long_edge``; never upscale. The result has
+    the mode of ``image``."""
+    shrunk = _fit(image, long_edge)
+    if shrunk.mode != image.mode:
+        shrunk = shrunk.convert(image.mode)
+        shrunk.info = dict(image.info)
+    return shrunk
+
+
+def _fit(image: Image.Image, long_edge: int) -> Image.Image:
+    """``fit`` for the renditions' own frames, which are only encoded: an RGB frame may come
+    back as RGBX (the same pixels, as libvips hands them over; no conversion)."""
     width, height = image.size
     if max(width, height) <= long_edge:
         return image
     scale = long_edge / max(width, height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    layout = _VIPS_LAYOUT.get(image.mode)
-    if layout:
-        # libvips' reduce with a linear kernel widened to the scale (antialiased, like
-        # Pillow's bilinear below) takes about half Pillow's CPU time (BENCHMARKS.md).
-        # An RGB frame crosses over as Pillow stores it, four bytes a pixel (RGBX): copying
-        # those rows costs about half of packing them to three bytes and unpacking them
-        # back, and the fourth band is dropped on the way back.
-        rawmode, bands = layout
-        pixels = image.tobytes("raw", rawmode)
-        source = pyvips.Image.new_from_memory(pixels, width, height, bands, "uchar")
-        shrunk = source.resize(size[0] / width, vscale=size[1] / height, kernel="linear")
-        if (shrunk.width, shrunk.height) == size:
-            out = Image.frombytes(image.mode, size, shrunk.write_to_memory(), "raw", rawmode)
+    if image.mode in _VIPS_LAYOUT:
+        out = _shrink(image, size)
+        if out.size == size:
             out.info = dict(image.info)
             return out
     # Pillow's bilinear resize widens its filter with the scale, so shrinking is properly
     # antialiased; much faster than Lanczos with no visible difference (BENCHMARKS.md).
     return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def _shrink(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """libvips' reduce with a linear kernel widened to the scale (antialiased, like Pillow's
+    bilinear), one axis at a time and vertically only: libvips' vertical pass costs a
+    quarter of its horizontal one per pixel (BENCHMARKS.md), so the horizontal axis is
+    reduced as a vertical one between two of Pillow's cheap transposes. The same separable
+    filter as ``resize(kernel="linear")``, the two passes in the other order."""
+    width, height = size
+    out = image
+    if height < out.height:
+        out = _reducev(out, height)
+    if width < out.width:
+        out = _reducev(out.transpose(_TRANSPOSE), width).transpose(_TRANSPOSE)
+    return out
+
+
+_TRANSPOSE = Image.Transpose.TRANSPOSE
+
+
+def _reducev(image: Image.Image, height: int) -> Image.Image:
+    """``image`` reduced vertically to ``height`` rows by libvips (linear kernel); the
+    result's pixels are libvips' output buffer itself, not a copy."""
+    rawmode, bands = _VIPS_LAYOUT[image.mode]
+    with _vips_view(image, rawmode, bands) as source:
+        # gap=2.0: what ``resize`` passes on, so large reductions stay the same filter.
+        pixels = source.reducev(image.height / height, kernel="linear", gap=2.0).write_to_memory()
+    return Image.frombuffer(rawmode, (image.width, height), pixels, "raw", rawmode, 0, 1)
+
+
+class _ArrowArray(ctypes.Structure):
+    """The Arrow C data interface's ArrowArray (a stable ABI), as far as it is read here."""
+
+
+_ArrowArray._fields_ = [
+    ("length", ctypes.c_int64),
+    ("null_count", ctypes.c_int64),
+    ("offset", ctypes.c_int64),
+    ("n_buffers", ctypes.c_int64),
+    ("n_children", ctypes.c_int64),
+    ("buffers", ctypes.POINTER(ctypes.c_void_p)),
+    ("children", ctypes.POINTER(ctypes.POINTER(_ArrowArray))),
+    ("dictionary", ctypes.c_void_p),
+    ("release", ctypes.c_void_p),
+    ("private_data", ctypes.c_void_p),
+]
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
+@contextlib.contextmanager
+def _vips_view(image: Image.Image, rawmode: str, bands: int) -> Iterator[pyvips.Image]:
+    """A libvips image over ``image``'s own pixel memory, valid inside the ``with``.
+
+    Pillow exports a frame stored in one block through the Arrow C data interface (Pillow
+    keeps the frame alive until the export is released, when the ``with`` ends); copying it
+    out with ``tobytes`` costs two passes over the frame (~14 M instructions for a
+    1512 x 2016 one). A frame Pillow stores in several blocks (over 16 MB) is copied.
+    """
+    width, height = image.size
+    length = width * height * bands
+    try:
+        schema, array = image.__arrow_c_array__()
+    except (AttributeError, ValueError):
+        yield pyvips.Image.new_from_memory(
+            image.tobytes("raw", rawmode), width, height, bands, "uchar"
+        )
+        return
+    exported = _ArrowArray.from_address(_capsule_pointer(array, b"arrow_array"))
+    # RGB(X) is a fixed-size list of four bytes a pixel, its bytes in the child array; L is
+    # a plain byte array. Buffer 0 is the (absent) validity bitmap, buffer 1 the data.
+    values = exported.children[0].contents if exported.n_children else exported
+    if values.offset or values.length != length or not values.buffers[1]:
+        del schema, array
+        yield pyvips.Image.new_from_memory(
+            image.tobytes("raw", rawmode), width, height, bands, "uchar"
+        )
+        return
+    view = (ctypes.c_ubyte * length).from_address(values.buffers[1])
+    try:
+        yield pyvips.Image.new_from_memory(view, width, height, bands, "uchar")
+    finally:
+        del view, schema, array  # the capsule's destructor releases Pillow's export
 
 
 def _make(
@@ -127,13 +217,13 @@ def _make(
 def display(
     image: Image.Image, *, captured_at: dt.datetime | None = None, icc_profile: bytes | None = None
 ) -> Rendition:
-    return _make("display", fit(image, DISPLAY_EDGE), 85, captured_at, icc_profile=icc_profile)
+    return _make("display", _fit(image, DISPLAY_EDGE), 85, captured_at, icc_profile=icc_profile)
 
 
 def thumb(
     image: Image.Image, *, captured_at: dt.datetime | None = None, icc_profile: bytes | None = None
 ) -> Rendition:
-    return _make("thumb", fit(image, THUMB_EDGE), 80, captured_at, icc_profile=icc_profile)
+    return _make("thumb", _fit(image, THUMB_EDGE), 80, captured_at, icc_profile=icc_profile)
 
 
 def standard_set(
@@ -145,7 +235,7 @@ def standard_set(
 ) -> list[Rendition]:
     """Display, MMS and thumbnail of one (already watermarked) photo, each made from the
     smallest frame that serves it."""
-    frame = fit(image, MMS_EDGE)
+    frame = _fit(image, MMS_EDGE)
     return [
         display(image, captured_at=captured_at, icc_profile=icc_profile),
         mms(frame, captured_at=captured_at, budget=budget, icc_profile=icc_profile),
@@ -163,7 +253,7 @@ def mms(
     """The largest-looking JPEG under ``budget`` bytes: quality first, then size."""
     if budget < 10_000:
         raise ValueError("an MMS budget under 10 KB cannot hold a photo")
-    frame = fit(image, MMS_EDGE)
+    frame = _fit(image, MMS_EDGE)
     while True:
         # Most photos fit at the best quality: one encode. Otherwise binary search the ladder.
         first = _make(
@@ -189,4 +279,4 @@ def mms(
                 low = middle + 1
         if best is not None:
             return best
-        frame = fit(frame, int(max(frame.size) * 0.8))
+        frame = _fit(frame, int(max(frame.size) * 0.8))

@@ -23,6 +23,9 @@ Which company a reply is for: Aliyun pushes to each company's own path. Twilio n
 may be shared by several companies, so a reply goes to the company that last wrote to the
 number; an opt-out applies to every company that has the number, since the carrier stops
 that sender for that recipient whoever it sends for.
+
+Over 800 lines: the reply's path (with its one-statement form for PostgreSQL) and the inbox
+and tickets built on the same rows; the sections are marked ``# ---`` where it would split.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Select, String, Table, and_, bindparam, select
+from sqlalchemy import BigInteger, Select, String, Table, and_, bindparam, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,8 +48,9 @@ from compliance import service as compliance
 from compliance.models import HOLD_COMPLAINT, HOLD_LOW_RATING
 from customers.models import Customer
 from customers.phones import normalize_phone
-from huifang.db import dialect_of, insert_or_skip, utcnow
+from huifang.db import as_utc, dialect_of, insert_or_skip, utcnow
 from huifang.errors import Conflict, Invalid, NotFound
+from huifang.sql import Prepared
 from messaging import keywords, sms_templates, tasks
 from messaging.models import (
     BOOK,
@@ -54,11 +59,13 @@ from messaging.models import (
     OPEN,
     OPT_IN,
     OPT_OUT,
+    QUEUED,
+    SCHEDULED,
     InboundMessage,
     KeywordRule,
     Message,
 )
-from messaging.service import reply_message
+from messaging.service import reply_message, reply_message_ctes, reply_message_values
 from tenancy.languages import language_for
 from tenancy.models import Tenant
 
@@ -136,8 +143,10 @@ _PURPOSE_OF_ROUTE = {
 
 
 @functools.cache
-def _companies_query(by_tenant: bool) -> Select[Any]:
-    """Built once (statement construction costs more than the query here)."""
+def _companies_query(by_tenant: bool, lock: bool = False) -> Select[Any]:
+    """Built once (statement construction costs more than the query here). With ``lock``
+    (PostgreSQL) it also takes each company's lock on the number, as an opt-out does
+    first (``compliance.number_lock``), in the order of the companies' ids."""
     # Core columns (the tables', not the mapped classes'): no ORM work per execution.
     tenants, customers_, messages = (
         cast(Table, model.__table__).c for model in (Tenant, Customer, Message)
@@ -167,6 +176,8 @@ def _companies_query(by_tenant: bool) -> Select[Any]:
         tenants.language,
         customers_.language,
     )
+    if lock:
+        query = query.add_columns(compliance.number_lock(tenants.id))
     phone = bindparam("phone", type_=String())
     if by_tenant:
         query = query.select_from(
@@ -184,20 +195,37 @@ def _companies_query(by_tenant: bool) -> Select[Any]:
     return query.order_by(tenants.id, customers_.id)
 
 
-def _companies(session: Session, phone: str, tenant_id: int | None) -> list[_Company]:
+# PostgreSQL, an opt-out: run by the driver (``huifang.sql.Prepared``), as a webhook's.
+_COMPANIES_LOCKING = Prepared(_companies_query(by_tenant=False, lock=True))
+
+
+def _companies(
+    session: Session, phone: str, tenant_id: int | None, lock: bool = False
+) -> list[_Company]:
     """The companies a reply from ``phone`` is for, the one that last wrote to it first.
 
     One query: each company with its first customer at the number, that customer's last
     sent message, and whether the company has keyword rules of its own. With ``tenant_id``
     (a per-company webhook path) only that company, with or without a customer at the
-    number.
+    number. With ``lock`` (PostgreSQL) it also locks the number for each company.
     """
     found: dict[int, _Company] = {}
     latest: dict[int, dt.datetime] = {}
-    for row in session.execute(
-        _companies_query(tenant_id is not None), {"phone": phone, "tenant_id": tenant_id}
-    ):
-        found.setdefault(row[0], _Company(*row))
+    if lock:
+        assert tenant_id is None
+        rows: Any = _COMPANIES_LOCKING.rows(
+            session, {"phone": phone, "number_key": compliance.number_key(phone)}
+        )
+    else:
+        rows = session.execute(
+            _companies_query(tenant_id is not None), {"phone": phone, "tenant_id": tenant_id}
+        )
+    for row in rows:
+        if row[0] not in found:  # the time as the driver read it, moved to UTC
+            id_, name, signature, customer, last_id, last_at, keywords_, language, own = row[:9]
+            found[id_] = _Company(
+                id_, name, signature, customer, last_id, as_utc(last_at), keywords_, language, own
+            )
         at: dt.datetime | None = row[5]
         if at is not None:
             latest[row[0]] = max(latest.get(row[0], at), at)
@@ -285,8 +313,36 @@ def _record(
         existing = _existing(session, None, provider, provider_message_id)
         if existing is not None:
             return existing, False
-    values = {
-        "tenant_id": tenant_id,
+    values = _reply_values(
+        company,
+        provider=provider,
+        provider_message_id=provider_message_id,
+        phone=phone,
+        text=text,
+        routing=routing,
+        now=now,
+    )
+    created = session.execute(_insert_reply(dialect_of(session)), values).scalar_one_or_none()
+    if created is None:
+        again = _existing(session, tenant_id, provider, provider_message_id)
+        assert again is not None
+        return again, False
+    return created, True
+
+
+def _reply_values(
+    company: _Company | None,
+    *,
+    provider: str,
+    provider_message_id: str,
+    phone: str,
+    text: str,
+    routing: keywords.Routing,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """The reply's row."""
+    return {
+        "tenant_id": company.id if company is not None else None,
         "customer_id": company.customer_id if company else None,
         "phone": phone,
         "body": text,
@@ -301,12 +357,126 @@ def _record(
         "complaint_rule": routing.complaint_rule,
         "state": OPEN if routing.route in (BOOK, keywords.OTHER) else HANDLED,
     }
-    created = session.execute(_insert_reply(dialect_of(session)), values).scalar_one_or_none()
-    if created is None:
-        again = _existing(session, tenant_id, provider, provider_message_id)
-        assert again is not None
-        return again, False
-    return created, True
+
+
+# --- an opt-out in one statement (PostgreSQL) ------------------------------------------------
+
+_REPLY_FIELDS = (
+    "tenant_id",
+    "customer_id",
+    "phone",
+    "body",
+    "provider",
+    "provider_message_id",
+    "received_at",
+    "in_reply_to_id",
+    "route",
+    "rule",
+    "normalized",
+    "complaint",
+    "complaint_rule",
+    "state",
+)
+
+
+@functools.cache
+def _opt_out_statement(statuses: tuple[str, ...]) -> Prepared:
+    """PostgreSQL: a company's opt-out reply in one statement: the reply (``_insert_reply``)
+    and, when it is new, the opt-out (``compliance.opt_out_ctes``) and, when that is new,
+    the confirmation with its history (``messaging.service.reply_message_ctes``). Its row:
+    the reply's id (NULL: a repeated delivery), the suppression's (NULL: already opted
+    out), how many consents were revoked, the confirmation's id. The number is locked by
+    an earlier statement (``_companies_query(lock=True)``)."""
+    table = cast(Table, InboundMessage.__table__)
+    reply = (
+        postgresql.insert(table)
+        .values({name: bindparam(f"r_{name}", type_=table.c[name].type) for name in _REPLY_FIELDS})
+        .on_conflict_do_nothing(index_elements=["tenant_id", "provider", "provider_message_id"])
+        .returning(table.c.id)
+        .cte("reply")
+    )
+    added, revoked = compliance.opt_out_ctes(when=select(reply.c.id).exists())
+    message, history = reply_message_ctes(added, statuses)
+    return Prepared(
+        select(
+            select(reply.c.id).scalar_subquery(),
+            select(added.c.id).scalar_subquery(),
+            select(func.count()).select_from(revoked).scalar_subquery(),
+            select(message.c.id).scalar_subquery(),
+        ).add_cte(history)
+    )
+
+
+def _at_once(session: Session) -> bool:
+    """Whether an opt-out found by number takes one statement per company: PostgreSQL
+    (the number is locked as the companies are found, then ``_opt_out_at_once``)."""
+    return dialect_of(session) == "postgresql"
+
+
+def _opt_out_at_once(
+    session: Session,
+    company: _Company,
+    *,
+    provider: str,
+    provider_message_id: str,
+    phone: str,
+    text: str,
+    routing: keywords.Routing,
+    now: dt.datetime,
+    queue: bool,
+) -> tuple[int | None, int | None]:
+    """``_record`` and ``_act`` of an opt-out in one round trip (``_opt_out_statement``),
+    the same rows: the reply's id (None: already recorded) and the confirmation's."""
+    assert company.customer_id is not None
+    reason, detail = "reply_opt_out", f"Replied {text[:100]!r}"
+    values = {
+        f"r_{name}": value
+        for name, value in _reply_values(
+            company,
+            provider=provider,
+            provider_message_id=provider_message_id,
+            phone=phone,
+            text=text,
+            routing=routing,
+            now=now,
+        ).items()
+    }
+    values.update(
+        compliance.opt_out_values(
+            tenant=company, phone=phone, reason=reason, detail=detail, now=now
+        )
+    )
+    body = _answer(company.name, OPT_OUT, company.english)
+    assert body is not None
+    values.update(
+        reply_message_values(
+            tenant_id=company.id,
+            customer_id=company.customer_id,
+            source_type=f"{OPT_OUT}_reply",
+            source_id="suppression-",
+            body=body,
+            now=now,
+            queue=queue,
+            purpose=_PURPOSE_OF_ROUTE[OPT_OUT],
+        )
+    )
+    statuses = (SCHEDULED, QUEUED) if queue else (SCHEDULED,)
+    [(reply_id, suppression_id, revoked, message_id)] = _opt_out_statement(statuses).rows(
+        session, values
+    )
+    if suppression_id is not None:
+        compliance.opted_out(
+            session=session,
+            phone=phone,
+            reason=reason,
+            detail=detail,
+            suppression_id=suppression_id,
+            revoked=bool(revoked),
+        )
+    return reply_id, message_id
+
+
+# --- acting on a reply ----------------------------------------------------------------------
 
 
 def _act(
@@ -397,22 +567,53 @@ def receive(
     The hot path (a STOP) is a handful of set-based statements: the companies, their
     keyword rules, the reply (``INSERT … ON CONFLICT DO NOTHING``), the number's lock, the
     suppression (``INSERT … WHERE NOT EXISTS``), the consent's revocation and the one
-    confirmation with its history.
+    confirmation with its history. On PostgreSQL, for a STOP found by number, that is two
+    statements run by the driver: the companies, taking the number's lock for each, then
+    per company the rest in one (``_opt_out_at_once``); the same rows either way.
     """
     if not provider_message_id.strip():
         raise Invalid("A reply needs the provider's message id, so a repeat is not counted twice.")
     number = normalize_phone(phone, region=tenant.phone_region if tenant else region)
     text = text[:MAX_TEXT]
-    found = _companies(session, number, tenant.id if tenant is not None else None)
+    usual = keywords.route(text)  # the route unless a company's own keywords say otherwise
+    at_once = tenant is None and usual.route == OPT_OUT and _at_once(session)
+    found = _companies(session, number, tenant.id if tenant is not None else None, at_once)
     companies: list[_Company | None] = list(found) if found else [None]
     rules = _rules_for(session, [c.id for c in found if c.has_keywords])
     result = Received()
     for index, company in enumerate(companies):
-        routing = keywords.route(text, extra=rules.get(company.id, ()) if company else ())
+        extra = rules.get(company.id, ()) if company else ()
+        routing = keywords.route(text, extra=extra) if extra else usual
         # Only an opt-out reaches every company with the number; anything else is for
         # the company that last wrote to it.
         if index > 0 and routing.route != OPT_OUT:
             break
+        if (
+            at_once
+            and company is not None
+            and company.customer_id is not None
+            and routing.route == OPT_OUT
+            and not routing.complaint
+        ):
+            reply_id, queued = _opt_out_at_once(
+                session,
+                company,
+                provider=provider,
+                provider_message_id=provider_message_id,
+                phone=number,
+                text=text,
+                routing=routing,
+                now=now,
+                queue=queue,
+            )
+            if reply_id is None:  # a repeated delivery: nothing was written
+                reply_id = _existing(session, company.id, provider, provider_message_id)
+                assert reply_id is not None
+                result.duplicate = True
+            result.reply_ids.append(reply_id)
+            if queued is not None:
+                result.send_now.append(queued)
+            continue
         reply_id, new = _record(
             session,
             company,

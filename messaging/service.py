@@ -25,6 +25,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    String,
     Table,
     any_,
     bindparam,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
@@ -248,7 +250,6 @@ def _insert_reply_message_with_history(statuses: tuple[str, ...]) -> Any:
     """PostgreSQL: ``_insert_reply_message`` and, when it inserted, the message's history
     (one row per status, in order) in the same statement: one round trip instead of two."""
     table = cast(Table, Message.__table__)
-    events = cast(Table, MessageEvent.__table__)
     message = (
         postgresql.insert(table)
         .values({name: bindparam(name, type_=table.c[name].type) for name in _REPLY_COLUMNS})
@@ -256,6 +257,96 @@ def _insert_reply_message_with_history(statuses: tuple[str, ...]) -> Any:
         .returning(table.c.id, table.c.tenant_id, table.c.created_at)
         .cte("message")
     )
+    return select(message.c.id).add_cte(_history(message, statuses))
+
+
+# Marks where the cause's id goes in a source id and idempotency key (``reply_message_ctes``).
+_CAUSE_ID = "\x00"
+
+
+def reply_message_ctes(cause: Any, statuses: tuple[str, ...]) -> tuple[Any, Any]:
+    """PostgreSQL: ``reply_message`` inside a statement of the caller's, for a cause made
+    in the same statement: one message per row of ``cause`` (a CTE with an ``id`` column,
+    none when it made nothing), whose source id and idempotency key carry that id. Two
+    CTEs: the message (its ``id``) and its history (for ``add_cte``). Their values are
+    ``reply_message_values``, bound with the prefix ``m_``."""
+    table = cast(Table, Message.__table__)
+    cause_id = cast_(cause.c.id, String())
+
+    def bound(name: str) -> Any:
+        return bindparam(f"m_{name}", type_=table.c[name].type)
+
+    def around(name: str) -> Any:  # the value's text before the cause's id, the id, after
+        return (
+            bindparam(f"m_{name}_before", type_=String())
+            + cause_id
+            + bindparam(f"m_{name}_after", type_=String())
+        )
+
+    row = select(
+        *(
+            around(name) if name in ("source_id", "idempotency_key") else bound(name)
+            for name in _REPLY_COLUMNS
+        )
+    ).select_from(cause)
+    message = (
+        postgresql.insert(table)
+        .from_select(list(_REPLY_COLUMNS), row)
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(table.c.id, table.c.tenant_id, table.c.created_at)
+        .cte("message")
+    )
+    return message, _history(message, statuses)
+
+
+def reply_message_values(
+    *,
+    tenant_id: int,
+    customer_id: int,
+    source_type: str,
+    source_id: str,
+    body: str,
+    now: dt.datetime,
+    queue: bool,
+    purpose: str | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The values of ``reply_message_ctes``' statement: ``reply_message``'s, with the
+    source id's text around the cause's id (``source_id`` "suppression-" for
+    "suppression-<id>")."""
+    key = idempotency_key(
+        tenant_id=tenant_id,
+        source_type=source_type,
+        source_id=source_id + _CAUSE_ID,
+        customer_id=customer_id,
+        channel="sms",
+    )
+    key_before, key_after = key.split(_CAUSE_ID)
+    return {
+        "m_tenant_id": tenant_id,
+        "m_customer_id": customer_id,
+        "m_channel": "sms",
+        "m_category": "reply",
+        "m_source_type": source_type,
+        "m_source_id_before": source_id,
+        "m_source_id_after": "",
+        "m_idempotency_key_before": key_before,
+        "m_idempotency_key_after": key_after,
+        "m_body": body,
+        "m_purpose": purpose,
+        "m_variables": _values(variables),
+        "m_media_urls": [],
+        "m_status": QUEUED if queue else SCHEDULED,
+        "m_due_at": now,
+        "m_attempts": 0,
+        "m_created_at": now,
+        "m_updated_at": now,
+    }
+
+
+def _history(message: Any, statuses: tuple[str, ...]) -> Any:
+    """The history of the message a CTE inserted (one row per status, in order), a CTE."""
+    events = cast(Table, MessageEvent.__table__)
     # The statuses written into the SQL (they are ours, not input): a VALUES list is never
     # cached, and compiling the statement each time would cost more than the round trip.
     order = union_all(
@@ -274,7 +365,7 @@ def _insert_reply_message_with_history(statuses: tuple[str, ...]) -> Any:
         )
         .cte("history")
     )
-    return select(message.c.id).add_cte(history)
+    return history
 
 
 def _values(variables: Mapping[str, str] | None) -> dict[str, str]:

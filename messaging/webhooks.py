@@ -242,8 +242,14 @@ def _plain_form(body: bytes) -> list[tuple[str, str]] | None:
         name, equals, value = pair.partition(b"=")
         if not name or not equals:
             return None
-        fields.append((unquote_plus(name.decode("latin-1")), unquote_plus(value.decode("latin-1"))))
+        fields.append((_decoded(name), _decoded(value)))
     return fields
+
+
+def _decoded(raw: bytes) -> str:
+    """``unquote_plus`` of the Latin-1 text, skipped where there is nothing to unquote."""
+    text = raw.decode("latin-1")
+    return unquote_plus(text) if b"%" in raw or b"+" in raw else text
 
 
 class TwilioInboundFastPath:

@@ -30,7 +30,7 @@ from campaigns.models import (
 )
 from campaigns.schemas import CampaignUpdate
 from compliance import service as compliance
-from compliance.models import Suppression
+from compliance.models import ConsentRecord, Suppression
 from customers import service as customers
 from customers.models import Customer
 from media.models import Media, Rendition
@@ -805,3 +805,107 @@ def test_suppressed_numbers_are_left_out_and_checked_chunks_skip_what_waits(sess
     session.flush()
     assert materializer.materialize(session=session, now=now, chunk=2) == {campaign.id: 1}
     assert sorted(o.customer_id for o in rows(session, campaign.id)) == sorted(scheduled)
+
+
+def test_consent_is_the_numbers_whichever_customer_it_was_recorded_for(session, shop) -> None:
+    """The fan-out finds consents by customer id a chunk at a time, then by number for the
+    customers that misses: it schedules exactly the customers the audience's own
+    definition (``audiences.select_ids``) reaches, in chunks of any size."""
+    now = NOW_MARCH
+    served = (("ac_cleaning", now - dt.timedelta(days=85)),)
+    tenant = shop.tenant
+
+    def consent(person: Customer, customer_id: int | None) -> None:
+        # straight in: ``record_consent`` refuses a second one and always names the customer
+        session.add(
+            ConsentRecord(
+                tenant_id=tenant.id,
+                customer_id=customer_id,
+                phone=person.phone,
+                source="in_person",
+                evidence="签字单",
+                granted_at=utc(2020, 1, 1),
+                recorded_at=utc(2020, 1, 1),
+            )
+        )
+
+    plain = shop.customer(visits_=served)
+    new_york = shop.customer(tz="America/New_York", visits_=served)
+    without = shop.customer(consent=False, visits_=served)
+    revoked = shop.customer(visits_=served)
+    compliance.revoke_consent(
+        session=session,
+        tenant_id=tenant.id,
+        phone=revoked.phone,
+        source="reply",
+        evidence="T",
+        now=now,
+    )
+    suppressed = shop.customer(visits_=served)
+    session.add(
+        Suppression(
+            tenant_id=tenant.id,
+            phone=suppressed.phone,
+            signature=tenant.signature,
+            reason="manual",
+            created_at=now,
+        )
+    )
+    twice = shop.customer(visits_=served)  # two unrevoked consents for the number
+    consent(twice, twice.id)
+    unnamed = shop.customer(consent=False, visits_=served)  # its customer was deleted
+    consent(unnamed, None)
+    # Consent recorded for a number, whose customer then changed number; a new customer
+    # took the old number: the consent is the new customer's (by number), in a chunk of
+    # its own, and no longer the first customer's.
+    moved = shop.customer(visits_=served)
+    old_number = moved.phone
+    moved.phone = "+8613911112222"
+    session.flush()
+    for _ in range(3):
+        shop.customer(consent=False)  # never served: a gap of ids between the two
+    heir = customers.create_customer(
+        session=session, tenant=tenant, name="新客户", phone=old_number, timezone="Asia/Shanghai"
+    )
+    visits.create_visit(
+        session=session,
+        tenant=tenant,
+        customer_id=heir.id,
+        service_type="ac_cleaning",
+        finished_at=served[0][1],
+    )
+    session.flush()
+
+    reached = set(
+        session.scalars(
+            audiences.select_ids(audiences.Audience(), tenant=tenant, now=now).where(
+                Customer.id.in_(
+                    [
+                        p.id
+                        for p in (
+                            plain,
+                            new_york,
+                            without,
+                            revoked,
+                            suppressed,
+                            twice,
+                            unnamed,
+                            moved,
+                            heir,
+                        )
+                    ]
+                )
+            )
+        )
+    )
+    expected = {plain.id, new_york.id, twice.id, unnamed.id, heir.id}
+    assert reached == expected
+    for chunk in (1, 2, 3, 1000):
+        campaign = shop.campaign(AC_90, activated_at=now)
+        made = materializer.materialize(
+            session=session, now=now, campaign_id=campaign.id, chunk=chunk
+        )
+        assert made == {campaign.id: len(expected)}, chunk
+        assert {o.customer_id for o in rows(session, campaign.id)} == expected, chunk
+    new_yorker = next(o for o in rows(session, campaign.id) if o.customer_id == new_york.id)
+    assert new_yorker.due_at.astimezone(ZoneInfo("America/New_York")).time() == dt.time(10)

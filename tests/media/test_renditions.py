@@ -93,3 +93,42 @@ def test_a_jpeg_comment_never_reaches_a_rendition(tmp_path):
     decoded = imaging.open_photo(path)
     for made in renditions.standard_set(decoded.image):
         assert b"13800138000" not in made.data, made.kind
+
+
+def _vips_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """libvips' own two-axis reduce (linear kernel) of an RGB or L frame, copied both ways."""
+    import pyvips
+
+    rawmode, bands = ("RGBX", 4) if image.mode == "RGB" else ("L", 1)
+    source = pyvips.Image.new_from_memory(
+        image.tobytes("raw", rawmode), image.width, image.height, bands, "uchar"
+    )
+    out = source.resize(size[0] / image.width, vscale=size[1] / image.height, kernel="linear")
+    return Image.frombytes(image.mode, size, out.write_to_memory(), "raw", rawmode)
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "edge"),
+    [
+        ("RGB", (1512, 2016), 1280),  # the MMS frame of a 12 MP portrait photo
+        ("RGB", (960, 1280), 400),  # its thumbnail
+        ("RGB", (2016, 1512), 1280),  # landscape
+        ("L", (1500, 1001), 640),
+        # Over Pillow's 16 MB block: stored in several blocks, so handed over as a copy.
+        ("RGB", (2900, 1500), 2048),
+    ],
+)
+def test_fit_is_libvips_resize_one_axis_at_a_time(mode, size, edge):
+    # Vertical passes around two transposes, with the frame handed over without copies:
+    # the same pixels as libvips' resize of the whole frame.
+    image = Image.effect_noise(size, 60).convert(mode).filter(ImageFilter.BoxBlur(1))
+    shrunk = renditions.fit(image, edge)
+    assert shrunk.mode == mode
+    assert max(shrunk.size) == edge
+    assert shrunk.tobytes() == _vips_resize(image, shrunk.size).tobytes()
+    # The renditions' own frames may come back as RGBX: the same pixels, the same JPEG.
+    frame = renditions._fit(image, edge)
+    assert frame.convert(mode).tobytes() == shrunk.tobytes()
+    if mode == "RGB":
+        ours = renditions.encode_jpeg(frame, quality=85, captured_at=None)
+        assert ours == renditions.encode_jpeg(shrunk, quality=85, captured_at=None)

@@ -257,6 +257,28 @@ def test_apply_is_the_overlay_composited_and_ignores_the_photo():
         assert max(high for _, high in ImageChops.difference(got, expected).getextrema()) <= 2
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"area": None}, {"area": None, "staff": None}, {"captured_at": None}],
+    ids=["four lines", "no area", "no area or staff", "no capture time"],
+)
+@pytest.mark.parametrize("position", watermark.POSITIONS)
+def test_a_block_from_the_kept_panel_is_the_block_drawn_afresh(position, changes):
+    # Photos of a visit share their first lines: those are drawn once onto a kept panel
+    # and the rest on a copy of it. The pixels must be those of a block drawn from nothing.
+    style = WatermarkStyle(position=position)
+    watermark._block_with_lines.cache_clear()
+    for n in range(3):
+        facts = make_facts(code=f"K7Q2-{n:04d}", **changes)
+        lines = watermark.lines_for(facts)
+        layout = watermark._layout((1512, 2016), lines, style, None)
+        fresh = watermark._panel(layout, style, None)
+        watermark._draw_lines(fresh, lines, layout, style, None, first=0)
+        block = watermark._draw_block(lines, layout, style, None)
+        assert block.tobytes() == fresh.tobytes(), n
+    assert watermark._block_with_lines.cache_info().hits == 2  # kept after the first photo
+
+
 def test_text_scales_with_the_image():
     facts = make_facts()
 

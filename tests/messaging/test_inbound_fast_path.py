@@ -13,16 +13,18 @@ from urllib.parse import urlencode
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import event, func, select
 from twilio.request_validator import RequestValidator
 
+from access.models import AuditEntry
 from compliance import service as compliance
-from compliance.models import ConsentRecord
+from compliance.models import ConsentRecord, Suppression
 from huifang.db import utcnow
 from huifang.errors import Conflict
 from huifang.settings import get_settings
-from messaging import webhooks
-from messaging.models import Message, MessageEvent
+from messaging import inbound, webhooks
+from messaging import service as outbox
+from messaging.models import InboundMessage, Message, MessageEvent
 from tests.factories import make_consent, make_customer
 from tests.messaging import webhook_payloads as payloads
 
@@ -231,3 +233,124 @@ def test_a_stop_revokes_consent_and_writes_the_confirmations_history_in_order(
         )
         == 1
     )
+
+
+def _stop_records(session, account, customer) -> dict[str, object]:
+    """What a STOP from ``customer`` left, without the ids and numbers that differ."""
+    session.expire_all()
+    [reply] = session.scalars(
+        select(InboundMessage).where(InboundMessage.customer_id == customer.id)
+    ).all()
+    [suppression] = session.scalars(
+        select(Suppression).where(
+            Suppression.tenant_id == account.tenant.id, Suppression.phone == customer.phone
+        )
+    ).all()
+    [consent] = session.scalars(
+        select(ConsentRecord).where(ConsentRecord.customer_id == customer.id)
+    ).all()
+    [confirmation] = session.scalars(
+        select(Message).where(Message.customer_id == customer.id, Message.category == "reply")
+    ).all()
+    history = session.scalars(
+        select(MessageEvent)
+        .where(MessageEvent.message_id == confirmation.id)
+        .order_by(MessageEvent.id)
+    ).all()
+    assert reply.phone == customer.phone
+    assert reply.in_reply_to_id is None
+    assert confirmation.source_id == f"suppression-{suppression.id}"
+    assert confirmation.idempotency_key == outbox.idempotency_key(
+        tenant_id=account.tenant.id,
+        source_type="opt_out_reply",
+        source_id=confirmation.source_id,
+        customer_id=customer.id,
+        channel="sms",
+    )
+
+    def columns(row, *leave_out: str) -> dict[str, object]:
+        return {
+            column.key: getattr(row, column.key)
+            for column in row.__table__.columns
+            if column.key not in ("id", "customer_id", "phone", *leave_out)
+        }
+
+    return {
+        "reply": columns(reply, "provider_message_id", "received_at"),
+        "suppression": columns(suppression, "created_at"),
+        "consent": columns(consent, "revoked_at", "granted_at", "recorded_at"),
+        "revoked at the suppression": consent.revoked_at == suppression.created_at,
+        "confirmation": columns(
+            confirmation, "source_id", "idempotency_key", "due_at", "created_at", "updated_at"
+        ),
+        "confirmation times": confirmation.due_at
+        == confirmation.created_at
+        == confirmation.updated_at
+        == suppression.created_at
+        == reply.received_at,
+        "history": [
+            (e.tenant_id, e.status, e.reason, e.detail, e.applied, e.at == confirmation.created_at)
+            for e in history
+        ],
+    }
+
+
+def test_the_one_statement_stop_leaves_the_records_of_the_statements_one_by_one(
+    hooks, session, account, monkeypatch, database
+):
+    """PostgreSQL takes a STOP in one statement per company; SQLite, and this test with the
+    switch off, one by one. The rows are the same, and no audit entry is added either way."""
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has only the statements one by one")
+    records, audits = [], []
+    for at_once in (True, False):
+        monkeypatch.setattr(inbound, "_at_once", lambda session, at_once=at_once: at_once)
+        customer = make_customer(session, account.tenant, phone=f"+86139000{int(at_once)}0000")
+        make_consent(session, account.tenant, customer, now=utcnow())
+        session.commit()
+        before = session.scalar(select(func.count()).select_from(AuditEntry))
+        form = _form(customer, sid=f"SM-at-once-{at_once}")
+        assert hooks.post(PATH, data=form, headers=_headers(form)).status_code == 200
+        audits.append(session.scalar(select(func.count()).select_from(AuditEntry)) - before)
+        records.append(_stop_records(session, account, customer))
+        # A repeated delivery and a second STOP change nothing.
+        assert hooks.post(PATH, data=form, headers=_headers(form)).status_code == 200
+        again = _form(customer, sid=f"SM-at-once-{at_once}-again")
+        assert hooks.post(PATH, data=again, headers=_headers(again)).status_code == 200
+        session.expire_all()
+        assert (
+            len(session.scalars(select(Message).where(Message.customer_id == customer.id)).all())
+            == 1
+        )
+        assert (
+            len(
+                session.scalars(
+                    select(Suppression).where(Suppression.phone == customer.phone)
+                ).all()
+            )
+            == 1
+        )
+    assert records[0] == records[1]
+    assert audits == [0, 0]
+
+
+def test_a_stop_on_postgresql_takes_two_statements(hooks, session, account, customer, database):
+    """The companies (which lock the number) and one statement for the reply, the opt-out
+    and the confirmation: not one round trip per row."""
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite takes them one by one")
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:
+        if not statement.startswith(("SAVEPOINT", "RELEASE", "RESET", "SELECT set_config")):
+            statements.append(statement)
+
+    form = _form(customer, sid="SM-two")
+    event.listen(database.engine, "before_cursor_execute", seen)
+    try:
+        assert hooks.post(PATH, data=form, headers=_headers(form)).status_code == 200
+    finally:
+        event.remove(database.engine, "before_cursor_execute", seen)
+    assert len(statements) == 2, statements
+    assert "pg_advisory_xact_lock" in statements[0]
+    assert _suppressed(session, account, customer)

@@ -1,16 +1,20 @@
-"""Bulk rows straight to the driver (``insert_rows``) and ``one_of``, on both databases."""
+"""Bulk rows straight to the driver (``insert_rows``) and ``one_of``, on both databases;
+a statement run by the driver (``Prepared``), on PostgreSQL."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, event, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from customers.models import Customer, CustomerTag
 from huifang.db import Database, ReadOnly
-from huifang.sql import insert_rows, one_of
+from huifang.sql import Prepared, insert_rows, one_of
+from messaging.models import InboundMessage
 from tests.factories import make_company
 
 COLUMNS = ("name", "phone", "region", "city", "timezone", "notes")
@@ -118,3 +122,69 @@ def test_one_of_matches_exactly_the_values_given(session: Session) -> None:
         Customer.tenant_id == tenant.id, one_of(session, Customer.phone, [])
     )
     assert session.scalars(none).all() == []
+
+
+def _reply(**values: object) -> Any:
+    """An inbound reply's INSERT with every column that has a Python-side default given."""
+    table = cast(Table, InboundMessage.__table__)
+    names = ("tenant_id", "phone", "body", "provider", "provider_message_id", "received_at")
+    names += ("route", "normalized", "complaint", "state")
+    return (
+        insert(table)
+        .values({name: bindparam(name, type_=table.c[name].type) for name in names}, **values)
+        .returning(table.c.id, table.c.received_at)
+    )
+
+
+def test_prepared_runs_by_the_driver_in_the_sessions_transaction(
+    session: Session, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("used on PostgreSQL only (named parameters)")
+    tenant = make_company(session).tenant
+    at = dt.datetime(2026, 12, 6, 13, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    values = {
+        "tenant_id": tenant.id,
+        "phone": "+8613900000001",
+        "body": "T",
+        "provider": "twilio",
+        "provider_message_id": "SM-prepared",
+        "received_at": at,  # converted by its type (UTCDateTime) on the way in
+        "route": "opt_out",
+        "normalized": "t",
+        "complaint": False,
+        "state": "handled",
+    }
+    seen: list[str] = []
+
+    def listener(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    statement = Prepared(_reply())
+    event.listen(session.get_bind(), "before_cursor_execute", listener)
+    try:
+        [(reply_id, stored)] = statement.rows(session, values)
+        # The driver's error, as SQLAlchemy's.
+        with pytest.raises(IntegrityError), session.begin_nested():
+            statement.rows(session, values)
+    finally:
+        event.remove(session.get_bind(), "before_cursor_execute", listener)
+    assert stored == at  # the same moment, as the driver read it
+    assert session.scalar(select(InboundMessage.body).where(InboundMessage.id == reply_id)) == "T"
+    assert sum("INSERT INTO inbound_messages" in sql for sql in seen) == 2
+
+
+def test_prepared_refuses_defaults_it_would_leave_out_and_writes_when_read_only(
+    database: Database, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("used on PostgreSQL only (named parameters)")
+    table = cast(Table, InboundMessage.__table__)
+    with database.session() as session, pytest.raises(ValueError, match="defaults"):
+        Prepared(insert(table).values(phone=bindparam("phone"))).rows(session, {"phone": "x"})
+    with database.session(read_only=True) as session, pytest.raises(ReadOnly):
+        Prepared(_reply()).rows(session, {})
+    with database.session() as session, pytest.raises(ValueError, match="missing for phone"):
+        Prepared(select(InboundMessage.id).where(InboundMessage.phone == bindparam("phone"))).rows(
+            session, {}
+        )
