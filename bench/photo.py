@@ -105,7 +105,9 @@ def ingest(path: Path) -> None:
         code=f"K7Q2A-{n % 100_000:05d}",
         captured_at=FACTS.received_at - dt.timedelta(minutes=1 + n % 600),
     )
-    marked = watermark.apply(renditions.fit(decoded.image, renditions.DISPLAY_EDGE), facts)
+    marked = watermark.apply(
+        renditions.fit(decoded.image, renditions.DISPLAY_EDGE), facts, in_place=True
+    )
     renditions.standard_set(
         marked, captured_at=decoded.captured_at, icc_profile=decoded.icc_profile
     )

@@ -317,7 +317,10 @@ def _render(session: Session, media: Media) -> None:
         position=template.position,  # type: ignore[arg-type]
         scale=template.scale,
     )
-    marked = watermark.apply(renditions.fit(decoded.image, renditions.DISPLAY_EDGE), facts, style)
+    # The decoded frame is not used again: it is marked itself, not a copy of it.
+    marked = watermark.apply(
+        renditions.fit(decoded.image, renditions.DISPLAY_EDGE), facts, style, in_place=True
+    )
     for made in renditions.standard_set(
         marked,
         captured_at=decoded.captured_at,

@@ -296,10 +296,18 @@ def overlay(
 
 
 def apply(
-    image: Image.Image, facts: WatermarkFacts, style: WatermarkStyle = WatermarkStyle()
+    image: Image.Image,
+    facts: WatermarkFacts,
+    style: WatermarkStyle = WatermarkStyle(),
+    *,
+    in_place: bool = False,
 ) -> Image.Image:
-    """A new RGB image: ``image`` with the watermark composited over the block's box only."""
-    out = image.convert("RGB") if image.mode != "RGB" else image.copy()
+    """A new RGB image: ``image`` with the watermark composited over the block's box only.
+
+    ``in_place``: an RGB ``image`` its caller will not use again is marked itself and
+    returned, instead of a copy (for a 12 MP photo's display frame, 12 MB less memory to
+    write and, on memory fresh from the kernel, about 3,000 page faults less)."""
+    out = image if in_place and image.mode == "RGB" else image.convert("RGB")
     block, origin = _placed_block(out.size, facts, style)
     out.paste(block, origin, block)  # the block's alpha as the mask: "over" on an opaque photo
     return out

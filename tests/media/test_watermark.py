@@ -176,7 +176,14 @@ def test_naive_times_and_unknown_zones_are_refused():
 def test_facts_are_the_only_input():
     # What is printed comes from WatermarkFacts, filled from our records; there is no way in
     # for text typed on a phone.
-    assert list(inspect.signature(watermark.apply).parameters) == ["image", "facts", "style"]
+    # (in_place only says whether the frame itself is marked: no text)
+    assert list(inspect.signature(watermark.apply).parameters) == [
+        "image",
+        "facts",
+        "style",
+        "in_place",
+    ]
+    assert inspect.signature(watermark.apply).parameters["in_place"].annotation in (bool, "bool")
     assert list(inspect.signature(watermark.overlay).parameters) == ["size", "facts", "style"]
     assert {field.name for field in dataclasses.fields(WatermarkFacts)} == {
         "company",
@@ -255,6 +262,20 @@ def test_apply_is_the_overlay_composited_and_ignores_the_photo():
         got = watermark.apply(photo, facts)
         assert got.mode == "RGB" and got.size == size and photo.getpixel((0, 0)) == background
         assert max(high for _, high in ImageChops.difference(got, expected).getextrema()) <= 2
+
+
+def test_in_place_marks_the_frame_itself_with_the_same_pixels():
+    facts, size = make_facts(), (900, 700)
+    photo = Image.new("RGB", size, (40, 90, 160))
+    copied = watermark.apply(photo, facts)
+    assert photo.getpixel((size[0] - 1, size[1] - 1)) == (40, 90, 160)  # left alone
+    marked = watermark.apply(photo, facts, in_place=True)
+    assert marked is photo
+    assert ImageChops.difference(marked, copied).getbbox() is None
+    # A frame of another mode is converted, never changed: in place applies to RGB only.
+    grey = Image.new("L", size, 128)
+    out = watermark.apply(grey, facts, in_place=True)
+    assert out is not grey and out.mode == "RGB" and grey.getextrema() == (128, 128)
 
 
 @pytest.mark.parametrize(
