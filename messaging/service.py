@@ -185,24 +185,18 @@ def reply_message(
         _insert_reply_message_with_history(statuses)
         if with_history
         else _insert_reply_message(dialect),
-        {
-            "tenant_id": tenant_id,
-            "customer_id": customer_id,
-            "channel": "sms",
-            "category": "reply",
-            "source_type": source_type,
-            "source_id": source_id,
-            "idempotency_key": key,
-            "body": body,
-            "purpose": purpose,
-            "variables": _values(variables),
-            "media_urls": [],
-            "status": QUEUED if queue else SCHEDULED,
-            "due_at": now,
-            "attempts": 0,
-            "created_at": now,
-            "updated_at": now,
-        },
+        _reply_row(
+            tenant_id=tenant_id,
+            customer_id=customer_id,
+            source_type=source_type,
+            source_id=source_id,
+            key=key,
+            body=body,
+            now=now,
+            queue=queue,
+            purpose=purpose,
+            variables=variables,
+        ),
     ).scalar_one_or_none()
     if message_id is None:
         return None
@@ -322,25 +316,59 @@ def reply_message_values(
         channel="sms",
     )
     key_before, key_after = key.split(_CAUSE_ID)
+    row = _reply_row(
+        tenant_id=tenant_id,
+        customer_id=customer_id,
+        source_type=source_type,
+        source_id=source_id,
+        key=key,
+        body=body,
+        now=now,
+        queue=queue,
+        purpose=purpose,
+        variables=variables,
+    )
+    del row["source_id"], row["idempotency_key"]  # given around the cause's id instead
     return {
-        "m_tenant_id": tenant_id,
-        "m_customer_id": customer_id,
-        "m_channel": "sms",
-        "m_category": "reply",
-        "m_source_type": source_type,
+        **{f"m_{name}": value for name, value in row.items()},
         "m_source_id_before": source_id,
         "m_source_id_after": "",
         "m_idempotency_key_before": key_before,
         "m_idempotency_key_after": key_after,
-        "m_body": body,
-        "m_purpose": purpose,
-        "m_variables": _values(variables),
-        "m_media_urls": [],
-        "m_status": QUEUED if queue else SCHEDULED,
-        "m_due_at": now,
-        "m_attempts": 0,
-        "m_created_at": now,
-        "m_updated_at": now,
+    }
+
+
+def _reply_row(
+    *,
+    tenant_id: int,
+    customer_id: int,
+    source_type: str,
+    source_id: str,
+    key: str,
+    body: str,
+    now: dt.datetime,
+    queue: bool,
+    purpose: str | None,
+    variables: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    """A reply message's row, by column (``_REPLY_COLUMNS``)."""
+    return {
+        "tenant_id": tenant_id,
+        "customer_id": customer_id,
+        "channel": "sms",
+        "category": "reply",
+        "source_type": source_type,
+        "source_id": source_id,
+        "idempotency_key": key,
+        "body": body,
+        "purpose": purpose,
+        "variables": _values(variables),
+        "media_urls": [],
+        "status": QUEUED if queue else SCHEDULED,
+        "due_at": now,
+        "attempts": 0,
+        "created_at": now,
+        "updated_at": now,
     }
 
 
