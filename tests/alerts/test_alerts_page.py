@@ -15,6 +15,7 @@ from tests.browser import (
     make_company,
     make_user,
     open_page,
+    page_width,
     shot,
     sign_in_through_link,
 )
@@ -84,7 +85,7 @@ def test_owner_adds_a_dingtalk_robot_and_sends_a_test(chromium, live_app, robots
         page.reload()  # after a redirect: reloading sends nothing again
         assert page.locator(".badge.ok", has_text="已送达").count() == 1
         assert page.locator("td", has_text="回访告警测试").count() == 1
-        assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]["width"]
+        assert page_width(page) <= WIDTHS[width]["width"]
         shot(page, f"settings-alerts-{width}")
     assert fake.refusals == [] and len(fake.received) == 1
     assert "回访告警测试" in fake.received[0].json["markdown"]["title"]

@@ -27,6 +27,7 @@ from tests.browser import (
     make_company,
     make_user,
     open_page,
+    page_width,
     shot,
     sign_in_through_link,
 )
@@ -98,7 +99,7 @@ def test_a_customer_books_and_the_office_confirms_with_a_staff_member(chromium, 
         days.nth(2).click()
         assert chosen.is_visible()
         days.nth(1).click()
-        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        assert page_width(page) <= PHONE["width"]
 
         page.get_by_label("上门地址").fill(ADDRESS)
         page.get_by_label("备注（选填）").fill("家里有猫")
@@ -185,7 +186,7 @@ def test_a_bad_link_shows_the_friendly_page(chromium, live_app):
         # Chromium logs the page's own 404 as a console error: the answer asked for here.
         watched.errors[:] = [e for e in watched.errors if "status of 404" not in e]
         assert page.get_by_role("heading", name="未找到这个预约链接").is_visible()
-        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        assert page_width(page) <= PHONE["width"]
         shot(page, "booking-390-missing")
 
 

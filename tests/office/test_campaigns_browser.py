@@ -20,6 +20,7 @@ from tests.browser import (
     make_company,
     make_user,
     open_page,
+    page_width,
     shot,
     sign_in_through_link,
 )
@@ -31,7 +32,7 @@ BAD = "{{ customer_name }}您好，空调该清洗了，详见 t.cn/abc 预约 {
 
 
 def _fits(page, width: str) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]["width"]
+    assert page_width(page) <= WIDTHS[width]["width"]
 
 
 def _served_customers(app, tenant, phone_base: int) -> None:

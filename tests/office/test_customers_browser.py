@@ -21,6 +21,7 @@ from tests.browser import (
     make_company,
     make_user,
     open_page,
+    page_width,
     shot,
     sign_in_through_link,
 )
@@ -33,7 +34,7 @@ CSV = "姓名,手机号,地区,标签\n陈先生,13800001111,上海,新客\n林�
 
 
 def _fits(page, width: str) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]["width"]
+    assert page_width(page) <= WIDTHS[width]["width"]
 
 
 @pytest.mark.parametrize("width", sorted(WIDTHS))

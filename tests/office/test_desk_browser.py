@@ -18,6 +18,7 @@ from tests.browser import (
     make_company,
     make_user,
     open_page,
+    page_width,
     shot,
     sign_in_through_link,
 )
@@ -30,7 +31,7 @@ __all__ = ["chromium", "live_app"]  # fixtures
 
 def _fits(page, width: str) -> None:
     """Nothing runs off the side of the screen."""
-    assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]["width"]
+    assert page_width(page) <= WIDTHS[width]["width"]
 
 
 def _settled(page) -> None:
@@ -242,7 +243,7 @@ def test_the_desk_works_without_javascript_at_360(chromium, live_app):
         ):
             page.goto(live_app.url + url)
             _settled(page)
-            assert page.evaluate("document.documentElement.scrollWidth") <= 360, url
+            assert page_width(page) <= 360, url
         card = page.locator(f"#booking-{ids['first']}")
         zhang = card.locator(f"select[name=staff_id] option[value='{ids['zhang']}']")
         assert zhang.is_disabled()
@@ -264,7 +265,7 @@ def test_the_desk_works_without_javascript_at_360(chromium, live_app):
         card.get_by_role("button", name="确认并通知客户").click()
         _settled(page)
         assert page.locator(f"#answered-{ids['first']}").get_by_text("张阿姨").is_visible()
-        assert page.evaluate("document.documentElement.scrollWidth") <= 360
+        assert page_width(page) <= 360
         shot(page, "bookings-nojs-360")
         assert all(status < 400 for status in statuses), statuses
     finally:

@@ -12,6 +12,7 @@ from tests.browser import (
     make_company,
     make_user,
     open_page,
+    page_width,
     shot,
     sign_in_through_link,
 )
@@ -39,7 +40,7 @@ def test_owner_signs_in_and_adds_a_staff_member(chromium, live_app, width):
         assert "/office/welcome/" in page.locator("#sign-in-link").inner_text()
         shot(page, f"settings-users-{width}")
         # Nothing overflows sideways at a phone's width.
-        assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]["width"]
+        assert page_width(page) <= WIDTHS[width]["width"]
         page.get_by_role("button", name="退出登录").click()
         assert "/office/login" in page.url
         page.get_by_label("手机号").fill("13900139000")

@@ -13,6 +13,7 @@ from tests.browser import (
     make_company,
     make_user,
     open_page,
+    page_width,
     shot,
     sign_in_through_link,
 )
@@ -52,5 +53,23 @@ def test_owner_records_an_approved_template(chromium, live_app, width):
         page.get_by_text("已保存。").wait_for()
         recorded = page.locator("#sms-templates tbody").inner_text()
         assert "SMS_700000001" in recorded and "您预约的${service}已确认" in recorded
-        assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]["width"]
+        assert page_width(page) <= WIDTHS[width]["width"]
         shot(page, f"settings-sms-templates-{width}")
+
+
+def test_a_width_is_measured_on_the_styled_page(chromium, live_app):
+    """Unstyled, the page is far wider than a phone (its tables at their natural width):
+    ``page_width`` waits for the stylesheets and refuses to measure without them."""
+    tenant = make_company(live_app, "模板家政样式")
+    link = make_user(live_app, tenant, phone="13900159000")
+    with open_page(chromium, live_app, WIDTHS["390"]) as (page, watched):
+        sign_in_through_link(page, link)
+        page.goto(f"{live_app.url}/office/settings/sms-templates")
+        assert page_width(page) <= 390
+        page.route("**/*.css*", lambda route: route.abort())
+        page.reload()
+        assert page.evaluate("document.documentElement.scrollWidth") > 390
+        with pytest.raises(AssertionError, match="stylesheets that do not apply"):
+            page_width(page)
+        watched.failed[:] = [f for f in watched.failed if ".css" not in f]
+        watched.errors[:] = [e for e in watched.errors if "ERR_FAILED" not in e]

@@ -32,6 +32,7 @@ from tests.browser import (
     make_company,
     make_user,
     open_page,
+    page_width,
     shot,
     sign_in_through_link,
 )
@@ -111,7 +112,7 @@ def _choose(page: Any, area: str, phase: str, files: list[dict[str, Any]], note:
 
 
 def _fits(page: Any) -> None:
-    assert page.evaluate("document.documentElement.scrollWidth") <= SMALL_PHONE["width"]
+    assert page_width(page) <= SMALL_PHONE["width"]
     page.evaluate("window.scrollTo(0, 0)")  # the sticky bar above the title in the shot
 
 

@@ -18,6 +18,7 @@ from tests.browser import (
     make_company,
     make_user,
     open_page,
+    page_width,
     shot,
     sign_in_through_link,
 )
@@ -131,7 +132,7 @@ def test_visits_in_the_browser(chromium, live_app, width):
         page.get_by_role("button", name="发送给客户").click()
         assert page.get_by_text("报告已交给发送队列").is_visible()
         page.wait_for_load_state("networkidle")
-        assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]["width"]
+        assert page_width(page) <= WIDTHS[width]["width"]
         shot(page, f"visit-{width}")
         page.goto(f"{live_app.url}/office/visits")
         shot(page, f"visits-{width}")

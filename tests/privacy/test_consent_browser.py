@@ -22,6 +22,7 @@ from tests.browser import (
     make_company,
     make_user,
     open_page,
+    page_width,
     shot,
     sign_in_through_link,
 )
@@ -70,7 +71,7 @@ def test_the_customer_ticks_and_signs_on_the_staff_phone(chromium, live_app):
         assert form.is_visible()
         assert page.locator("form.capture").count() == 0  # no uploading before permission
         assert page.locator("[data-signature-nojs]").is_hidden()  # the script is running
-        assert page.evaluate("document.documentElement.scrollWidth") <= SMALL_PHONE["width"]
+        assert page_width(page) <= SMALL_PHONE["width"]
         form.scroll_into_view_if_needed()
         shot(page, "staff-capture-consent-360")
 
@@ -91,7 +92,7 @@ def test_the_customer_ticks_and_signs_on_the_staff_phone(chromium, live_app):
         assert "已记录客户的拍照录像授权" in page.locator(".notice").inner_text()
         assert page.locator("#capture-consent").count() == 0
         assert page.locator("form.capture").count() > 0  # the capture blocks are back
-        assert page.evaluate("document.documentElement.scrollWidth") <= SMALL_PHONE["width"]
+        assert page_width(page) <= SMALL_PHONE["width"]
         shot(page, "staff-capture-consent-done-360")
         assert watched.errors == []
 

@@ -43,6 +43,7 @@ from tests.browser import (
     make_company,
     make_user,
     open_page,
+    page_width,
     shot,
     sign_in_through_link,
 )
@@ -147,7 +148,7 @@ def test_a_low_rating_in_the_page_opens_a_ticket_holds_marketing_and_reaches_wec
             page.screenshot(path=str(artifacts("screens", "rating-390-thanks-screen.png")))
             assert "会尽快与您联系" in thanks.inner_text()
             assert "您已评价：不满意（没打扫干净）" in section.inner_text()
-            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            assert page_width(page) <= page.viewport_size["width"]
             shot(page, "rating-390-thanks")
 
             # The office's WeCom group hears of it within seconds of the tap.
@@ -230,7 +231,7 @@ def test_a_low_rating_in_the_page_opens_a_ticket_holds_marketing_and_reaches_wec
         page.goto(f"{live_app.url}/office/ratings")
         figures = page.locator("#rating-figures")
         assert "李秀兰" in figures.inner_text() and "0.0%" in figures.inner_text()
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        assert page_width(page) <= page.viewport_size["width"]
         shot(page, "rating-390-office-ratings")
     desk = make_user(live_app, tenant, role="office", name="客服小李", phone="13900139001")
     with open_page(chromium, live_app, DESKTOP) as (page, _):

@@ -23,7 +23,7 @@ from media.upload import stage_bytes
 from reports import service as reports
 from tenancy import service as tenancy
 from tenancy.models import Tenant
-from tests.browser import live_app
+from tests.browser import live_app, page_width
 from tests.conftest import REQUIRE_SERVICES
 from tests.factories import create_consenting_customer
 from tests.media.conftest import phone_jpeg
@@ -251,8 +251,8 @@ def test_report_page_on_a_small_phone(built_report, server, tmp_path):
             )
             assert broken == []
             assert page.evaluate("document.images.length") >= 6
-            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), (
-                page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert page_width(page) <= page.viewport_size["width"], page.evaluate(
+                "[document.documentElement.scrollWidth, window.innerWidth]"
             )
             assert page.locator("video[preload=none][playsinline][poster]").count() == 1
             assert page.get_by_text("回复1预约").is_visible()
