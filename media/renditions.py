@@ -31,6 +31,11 @@ _VIPS_LAYOUT = {"RGB": ("RGBX", 4), "RGBX": ("RGBX", 4), "L": ("L", 1)}
 DISPLAY_EDGE = 2048
 THUMB_EDGE = 400
 MMS_EDGE = 1280
+# The MMS copy's long edge lies between these two: a whole-factor reduction of the frame
+# where one lands in the range (a phone's 2016-px frame halves to 1008), else a resize to
+# MMS_EDGE. Carriers' guidance for MMS pictures is 640 px wide in portrait and a few hundred
+# KB; the halving is a box average, exact for the factor, and ~5x faster than a resize.
+MMS_MIN_EDGE = 960
 DEFAULT_MMS_BUDGET = 300_000
 MMS_QUALITIES = (85, 78, 70, 62, 55, 48, 40)  # searched before the size is reduced
 
@@ -225,12 +230,25 @@ def standard_set(
 ) -> list[Rendition]:
     """Display, MMS and thumbnail of one (already watermarked) photo, each made from the
     smallest frame that serves it."""
-    frame = _fit(image, MMS_EDGE)
+    frame = mms_frame(image)
     return [
         display(image, captured_at=captured_at, icc_profile=icc_profile),
         mms(frame, captured_at=captured_at, budget=budget, icc_profile=icc_profile),
         thumb(frame, captured_at=captured_at, icc_profile=icc_profile),
     ]
+
+
+def mms_frame(image: Image.Image) -> Image.Image:
+    """The frame the MMS copy starts from: long edge within MMS_MIN_EDGE..MMS_EDGE."""
+    long_edge = max(image.size)
+    if long_edge <= MMS_EDGE:
+        return image
+    factor = -(-long_edge // MMS_EDGE)  # the smallest whole factor that fits MMS_EDGE
+    if long_edge // factor >= MMS_MIN_EDGE and image.mode in ("RGB", "RGBX", "L"):
+        reduced = image.reduce(factor)
+        reduced.info = dict(image.info)
+        return reduced
+    return _fit(image, MMS_EDGE)
 
 
 def mms(
@@ -243,7 +261,7 @@ def mms(
     """The largest-looking JPEG under ``budget`` bytes: quality first, then size."""
     if budget < 10_000:
         raise ValueError("an MMS budget under 10 KB cannot hold a photo")
-    frame = _fit(image, MMS_EDGE)
+    frame = mms_frame(image)
     while True:
         # Most photos fit at the best quality: one encode. Otherwise binary search the ladder.
         first = _make(

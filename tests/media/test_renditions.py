@@ -53,9 +53,32 @@ def test_mms_fits_the_budget(budget):
 def test_mms_lowers_quality_before_size():
     smooth = _noisy((2048, 1536)).filter(ImageFilter.GaussianBlur(6))
     made = renditions.mms(smooth, budget=150_000)
-    assert max(made.width, made.height) == renditions.MMS_EDGE  # size kept, quality found
+    assert (made.width, made.height) == (1024, 768)  # size kept (the halved frame), quality found
     noisy = renditions.mms(_noisy((2048, 1536)), budget=60_000)
-    assert max(noisy.width, noisy.height) < renditions.MMS_EDGE  # only then smaller
+    assert max(noisy.width, noisy.height) < 1024  # only then smaller
+
+
+@pytest.mark.parametrize(
+    ("size", "expected", "halved"),
+    [
+        ((1512, 2016), (756, 1008), 2),  # a 12 MP phone photo's frame: halved
+        ((2048, 1536), (1024, 768), 2),
+        ((3000, 2000), (1000, 667), 3),  # a third still lands in the range
+        ((1400, 900), (1280, 823), None),  # half would be 700: resized to 1280 instead
+        ((2600, 1300), (1280, 640), None),  # a third would be 867
+        ((1280, 720), (1280, 720), None),  # small enough already: itself
+        ((800, 600), (800, 600), None),
+    ],
+)
+def test_the_mms_frame_is_a_whole_reduction_when_one_lands_in_range(size, expected, halved):
+    image = Image.effect_noise(size, 60).convert("RGB").filter(ImageFilter.BoxBlur(1))
+    frame = renditions.mms_frame(image)
+    assert frame.size == expected
+    assert renditions.MMS_MIN_EDGE <= max(frame.size) <= renditions.MMS_EDGE or frame is image
+    if halved:  # a box average over whole blocks of pixels: Pillow's reduce, exactly
+        assert frame.tobytes() == image.reduce(halved).tobytes()
+    made = renditions.standard_set(image)
+    assert [(m.kind, m.width, m.height) for m in made][1] == ("mms", *expected)
 
 
 def test_an_absurd_budget_is_refused():
