@@ -11,11 +11,13 @@ import contextlib
 import datetime as dt
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -242,9 +244,43 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if parsed.drivername in ("postgresql", "postgres"):
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", POOL_SIZE)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine)
+    return engine
+
+
+# A pooled PostgreSQL connection is proven alive with a round trip (SQLAlchemy's ping, a
+# ``SELECT 1``) before use only when it has sat in the pool this long. One that served a
+# request a moment ago is as alive as a ping would show: pinging it anyway was a fifth
+# round trip on the opt-out webhook's four, ~0.1 ms of our CPU and as much of PostgreSQL's
+# per webhook (BENCHMARKS.md). A restarted server, a dropped link or an idle timeout
+# (PgBouncer, a firewall) shows on a connection that sat idle, which is still pinged.
+PING_AFTER_IDLE_SECONDS = 2.0
+_IDLE_SINCE = "huifang_idle_since"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def idle(dbapi_connection: Any, record: Any) -> None:
+        if dbapi_connection is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return  # just opened, or just used
+        dialect = engine.dialect
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                # The pool drops this connection and checks out another (a new one when
+                # the server restarted), as its own pre-ping does.
+                raise sa_exc.DisconnectionError(str(error)) from error
+            raise
 
 
 class Database:

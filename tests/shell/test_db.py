@@ -7,8 +7,9 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 
+import huifang.db
 from huifang.db import POOL_SIZE, Database, ReadOnly, WriteQueue
 from tenancy import service as tenancy
 from tenancy.models import ApiKey
@@ -75,3 +76,61 @@ def test_writers_get_the_lock_in_the_order_they_asked() -> None:
         thread.join(timeout=10)
     assert order == [0, 1, 2, 3, 4]
     assert queue.acquire(timeout=0.05)  # free again
+
+
+def _pings(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The pings the engine's dialect makes from now on (each still done)."""
+    made: list[object] = []
+    real = db.engine.dialect.do_ping
+
+    def counted(dbapi_connection: object) -> bool:
+        made.append(dbapi_connection)
+        return real(dbapi_connection)
+
+    monkeypatch.setattr(db.engine.dialect, "do_ping", counted)
+    return made
+
+
+def test_a_connection_just_used_goes_out_without_a_ping(postgres_database, monkeypatch):
+    db = Database(postgres_database.url)
+    try:
+        pings = _pings(db, monkeypatch)
+        for _ in range(3):
+            with db.engine.connect() as connection:
+                assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+        assert pings == []  # opened once, then back within the idle threshold twice
+        monkeypatch.setattr(huifang.db, "PING_AFTER_IDLE_SECONDS", 0.0)
+        with db.engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT 1").scalar() == 1
+        assert len(pings) == 1  # idle "long enough": proven alive first
+    finally:
+        db.dispose()
+
+
+def test_an_idle_connection_whose_server_end_died_is_replaced(postgres_database, monkeypatch):
+    """The server restarted (here: its backend terminated) while the connection sat in the
+    pool: the checkout's ping finds it dead, and the work gets a new connection."""
+    db = Database(postgres_database.url)
+    try:
+        with db.engine.connect() as connection:
+            first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        owner = create_engine(postgres_database.url)  # the app role may not end it
+        try:
+            with owner.connect() as other:
+                assert other.exec_driver_sql(f"SELECT pg_terminate_backend({int(first)})").scalar()
+                gone = f"SELECT count(*) FROM pg_stat_activity WHERE pid = {int(first)}"
+                deadline = time.monotonic() + 10
+                while other.exec_driver_sql(gone).scalar():  # signalled; wait for its end
+                    assert time.monotonic() < deadline, "the backend did not end"
+                    other.rollback()  # a new snapshot of pg_stat_activity
+                    time.sleep(0.05)
+        finally:
+            owner.dispose()
+        monkeypatch.setattr(huifang.db, "PING_AFTER_IDLE_SECONDS", 0.0)
+        pings = _pings(db, monkeypatch)
+        with db.engine.connect() as connection:
+            second = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        assert second != first
+        assert len(pings) == 1  # the dead one; the new connection is not pinged
+    finally:
+        db.dispose()
