@@ -239,7 +239,9 @@ def standard_set(
 
 
 def mms_frame(image: Image.Image) -> Image.Image:
-    """The frame the MMS copy starts from: long edge within MMS_MIN_EDGE..MMS_EDGE."""
+    """The frame the MMS copy starts from: ``image`` itself when it fits MMS_EDGE; else the
+    smallest whole-factor reduction that fits, when its long edge is still MMS_MIN_EDGE or
+    more; else ``image`` resized to MMS_EDGE."""
     long_edge = max(image.size)
     if long_edge <= MMS_EDGE:
         return image
