@@ -49,6 +49,12 @@ def configure_logging(*, fmt: str = "console", level: str = "INFO") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # libvips reports its inner workings at INFO ("VIPS: reducev: using vector path"): six
+    # lines per resize, 70 in the demo's start. Its warnings and errors still come through;
+    # HUIFANG_LOG_LEVEL=DEBUG shows the rest.
+    logging.getLogger("pyvips").setLevel(
+        logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
+    )
 
 
 _HEADER = REQUEST_ID_HEADER.encode()
