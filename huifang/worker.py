@@ -41,7 +41,8 @@ celery_app = Celery("huifang")
 def configure(settings: Settings) -> None:
     """Point the Celery app at Redis, or at the in-process transport in embedded mode."""
     celery_app.conf.update(
-        broker_url=settings.redis_url or "memory://",
+        # The in-process transport ignores the host; naming one spares a warning at start.
+        broker_url=settings.redis_url or "memory://localhost/",
         broker_connection_retry_on_startup=True,
         # Schedules live in SQL; Redis visibility only has to outlast a running task.
         # The in-process transport polls: at its default of a second, with a prefetch of

@@ -27,7 +27,7 @@ def test_celery_is_configured_for_at_least_once_delivery():
     assert conf.worker_prefetch_multiplier == 1
     assert 0 < conf.task_soft_time_limit < conf.task_time_limit
     assert {q.name for q in conf.task_queues} == {"default", "media", "messaging"}
-    assert conf.broker_url == "memory://"  # no HUIFANG_REDIS_URL: embedded mode
+    assert conf.broker_url == "memory://localhost/"  # no HUIFANG_REDIS_URL: embedded mode
 
 
 def test_every_periodic_tick_names_a_registered_task():
